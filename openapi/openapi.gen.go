@@ -461,7 +461,7 @@ func (e TokenKind) Valid() bool {
 
 // Certificate defines model for Certificate.
 type Certificate struct {
-	// Certificate PEM chain
+	// Certificate PEM chain, leaf first.
 	Certificate       string    `json:"certificate"`
 	CreatedAt         time.Time `json:"created_at"`
 	Description       string    `json:"description"`
@@ -631,7 +631,7 @@ type ListenerCreate struct {
 	// AllowedCidrs When non-empty only these sources may connect.
 	AllowedCidrs *[]string `json:"allowed_cidrs,omitempty"`
 
-	// CertificateIds Required for https; the first is the default
+	// CertificateIds Required for https; the first is the default, the rest are selected by SNI.
 	CertificateIds *[]string `json:"certificate_ids,omitempty"`
 
 	// Compression gzip/deflate of text responses (http and https).
@@ -1248,7 +1248,7 @@ type RuleCondition struct {
 	Field  RuleConditionField `json:"field"`
 	Invert *bool              `json:"invert,omitempty"`
 
-	// Key The header
+	// Key The header, query parameter or cookie name (header, query, cookie).
 	Key *string `json:"key,omitempty"`
 
 	// Match source_ip and method take exact only.

@@ -9,8 +9,9 @@
 // Every string validator rejects control characters (including newlines),
 // so a value that passed validation can never break out of a line of a
 // generated configuration file. Values must still be quoted or escaped for
-// their destination: several validators accept characters such as '#',
-// '\'', '"' or '$' that are significant to HAProxy's configuration parser.
+// their destination: several validators accept characters such as the
+// number sign, quotes, backslash or dollar sign that are significant to
+// HAProxy's configuration parser.
 package validate
 
 import (

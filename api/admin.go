@@ -1,0 +1,660 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/api/auth"
+	"github.com/fulcrumlb/fulcrum/api/problem"
+	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/api/validate"
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// ---------------------------------------------------------------- tenants
+
+func tenantToAPI(t *store.Tenant) openapi.Tenant {
+	q := t.Quotas
+	return openapi.Tenant{
+		Id: t.ID, Name: t.Name, Description: t.Description, Labels: labelsOrEmpty(t.Labels),
+		Quotas: openapi.Quotas{LoadBalancers: &q.LoadBalancers, Listeners: &q.Listeners, Pools: &q.Pools,
+			Members: &q.Members, RoutingRules: &q.RoutingRules, Certificates: &q.Certificates},
+		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Version: t.Version,
+	}
+}
+
+// quotasFrom fills the quotas a request leaves out with defaults.
+func quotasFrom(in *openapi.Quotas, base store.Quotas) store.Quotas {
+	if in == nil {
+		return base
+	}
+	q := base
+	set := func(dst *int, v *int) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&q.LoadBalancers, in.LoadBalancers)
+	set(&q.Listeners, in.Listeners)
+	set(&q.Pools, in.Pools)
+	set(&q.Members, in.Members)
+	set(&q.RoutingRules, in.RoutingRules)
+	set(&q.Certificates, in.Certificates)
+	return q
+}
+
+func validateTenant(t *store.Tenant) error {
+	var e validate.Errors
+	if t.Name == "" {
+		e.Add("name", "is required")
+	}
+	validate.Name(&e, "name", t.Name)
+	validate.Description(&e, "description", t.Description)
+	validate.Labels(&e, "labels", t.Labels)
+	for field, v := range map[string]int{"load_balancers": t.Quotas.LoadBalancers, "listeners": t.Quotas.Listeners, "pools": t.Quotas.Pools,
+		"members": t.Quotas.Members, "routing_rules": t.Quotas.RoutingRules, "certificates": t.Quotas.Certificates} {
+		validate.IntRange(&e, "quotas."+field, v, 0, 1000000)
+	}
+	return e.Err()
+}
+
+func tenantColumns(t *store.Tenant) []store.Column {
+	return []store.Column{{Name: "name", Value: t.Name}, {Name: "description", Value: t.Description},
+		{Name: "labels", Value: labelsOrEmpty(t.Labels)}, {Name: "quotas", Value: t.Quotas}}
+}
+
+func (h *handlers) ListTenants(ctx context.Context, r openapi.ListTenantsRequestObject) (openapi.ListTenantsResponseObject, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lq := listQuery(r.Params.Limit, r.Params.PageToken, r.Params.Name, r.Params.Label)
+	switch p.Kind {
+	case store.TokenAdmin:
+	case store.TokenTenant:
+		lq.Equal = append(lq.Equal, store.Column{Name: "id", Value: p.TenantID})
+	default:
+		return nil, problem.Forbidden("This endpoint needs an admin or tenant token.")
+	}
+	items, next, err := list[store.Tenant](ctx, h, store.KindTenant, "", lq)
+	if err != nil {
+		return nil, err
+	}
+	return openapi.ListTenants200JSONResponse{Items: mapSlice(items, tenantToAPI), NextPageToken: next}, nil
+}
+
+func (h *handlers) CreateTenant(ctx context.Context, r openapi.CreateTenantRequestObject) (openapi.CreateTenantResponseObject, error) {
+	if _, err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	b := r.Body
+	t := &store.Tenant{Name: b.Name, Description: deref(b.Description), Labels: deref(b.Labels), Quotas: quotasFrom(b.Quotas, store.DefaultQuotas)}
+	if err := validateTenant(t); err != nil {
+		return nil, err
+	}
+	out, _, err := create(ctx, h, "POST /v1/tenants", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Tenant, error) {
+		rev, err := tx.Revision(ctx)
+		if err != nil {
+			return openapi.Tenant{}, err
+		}
+		cols := append(tenantColumns(t), store.Column{Name: "id", Value: store.NewID(store.KindTenant.Prefix)}, store.Column{Name: "revision", Value: rev})
+		row, err := store.Insert[store.Tenant](ctx, tx, store.KindTenant, cols)
+		if err != nil {
+			return openapi.Tenant{}, err
+		}
+		return tenantToAPI(row), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if isTrue(r.Params.DryRun) {
+		return openapi.CreateTenant200JSONResponse(out), nil
+	}
+	return openapi.CreateTenant201JSONResponse{Body: out, Headers: openapi.CreateTenant201ResponseHeaders{ETag: etag(out.Version)}}, nil
+}
+
+// tenantVisible: admins see every tenant, a tenant only itself.
+func tenantVisible(ctx context.Context, id string) error {
+	p, err := principal(ctx)
+	if err != nil {
+		return err
+	}
+	if p.Kind == store.TokenAdmin || (p.Kind == store.TokenTenant && p.TenantID == id) {
+		return nil
+	}
+	return problem.NotFound("tenant", id)
+}
+
+func (h *handlers) GetTenant(ctx context.Context, r openapi.GetTenantRequestObject) (openapi.GetTenantResponseObject, error) {
+	if err := tenantVisible(ctx, r.Id); err != nil {
+		return nil, err
+	}
+	t, err := get[store.Tenant](ctx, h, store.KindTenant, "", r.Id)
+	if err != nil {
+		return nil, err
+	}
+	return openapi.GetTenant200JSONResponse{Body: tenantToAPI(&t), Headers: openapi.GetTenant200ResponseHeaders{ETag: etag(t.Version)}}, nil
+}
+
+func (h *handlers) UpdateTenant(ctx context.Context, r openapi.UpdateTenantRequestObject) (openapi.UpdateTenantResponseObject, error) {
+	if _, err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	b := r.Body
+	out, err := update(ctx, h, store.KindTenant, "", r.Id, r.Params.IfMatch, r.Params.DryRun, func(tx *store.Tx, t *store.Tenant) (openapi.Tenant, error) {
+		if b.Name != nil {
+			t.Name = *b.Name
+		}
+		if b.Description != nil {
+			t.Description = *b.Description
+		}
+		if b.Labels != nil {
+			t.Labels = *b.Labels
+		}
+		t.Quotas = quotasFrom(b.Quotas, t.Quotas)
+		if err := validateTenant(t); err != nil {
+			return openapi.Tenant{}, err
+		}
+		rev, err := tx.Revision(ctx)
+		if err != nil {
+			return openapi.Tenant{}, err
+		}
+		row, err := store.Update[store.Tenant](ctx, tx, store.KindTenant, t.ID, append(tenantColumns(t), store.Column{Name: "revision", Value: rev}))
+		if err != nil {
+			return openapi.Tenant{}, err
+		}
+		return tenantToAPI(row), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return openapi.UpdateTenant200JSONResponse{Body: out, Headers: openapi.UpdateTenant200ResponseHeaders{ETag: etag(out.Version)}}, nil
+}
+
+func (h *handlers) DeleteTenant(ctx context.Context, r openapi.DeleteTenantRequestObject) (openapi.DeleteTenantResponseObject, error) {
+	if _, err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if err := remove[store.Tenant](ctx, h, store.KindTenant, "", r.Id, r.Params.IfMatch, false, nil); err != nil {
+		return nil, err
+	}
+	return openapi.DeleteTenant204Response{}, nil
+}
+
+// ---------------------------------------------------------------- tokens
+
+func tokenToAPI(t *store.Token) openapi.Token {
+	return openapi.Token{Id: t.ID, Kind: openapi.TokenKind(t.Kind), TenantId: t.TenantID, NodeGroupId: t.NodeGroupID,
+		Name: t.Name, Description: t.Description, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, LastUsedAt: t.LastUsedAt}
+}
+
+// tokenScope limits which tokens a caller sees: admins all, tenants their own.
+func tokenScope(ctx context.Context) (auth.Principal, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return p, err
+	}
+	if p.Kind != store.TokenAdmin && p.Kind != store.TokenTenant {
+		return p, problem.Forbidden("This endpoint needs an admin or tenant token.")
+	}
+	return p, nil
+}
+
+func (h *handlers) ListTokens(ctx context.Context, r openapi.ListTokensRequestObject) (openapi.ListTokensResponseObject, error) {
+	p, err := tokenScope(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lq := listQuery(r.Params.Limit, r.Params.PageToken, r.Params.Name, nil, store.Column{Name: "tenant_id", Value: r.Params.TenantId})
+	if p.Kind == store.TokenTenant {
+		lq.Equal = append(lq.Equal, store.Column{Name: "tenant_id", Value: p.TenantID})
+	}
+	items, next, err := list[store.Token](ctx, h, store.KindToken, "", lq)
+	if err != nil {
+		return nil, err
+	}
+	return openapi.ListTokens200JSONResponse{Items: mapSlice(items, tokenToAPI), NextPageToken: next}, nil
+}
+
+// IssueToken creates a token row and returns it with its bearer string. It is
+// shared by the API and `fulcrum admin token create`.
+func IssueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, name, description string, expiresAt *time.Time) (*store.Token, string, error) {
+	var e validate.Errors
+	validate.Enum(&e, "kind", kind, store.TokenAdmin, store.TokenTenant, store.TokenNode)
+	validate.Name(&e, "name", name)
+	validate.Description(&e, "description", description)
+	if kind == store.TokenTenant && tenantID == "" {
+		e.Add("tenant_id", "is required for tenant tokens")
+	}
+	if kind != store.TokenTenant && tenantID != "" {
+		e.Add("tenant_id", "is only for tenant tokens")
+	}
+	if kind != store.TokenNode && nodeGroupID != "" {
+		e.Add("node_group_id", "is only for node tokens")
+	}
+	if expiresAt != nil && !expiresAt.After(time.Now()) {
+		e.Add("expires_at", "must be in the future")
+	}
+	if err := e.Err(); err != nil {
+		return nil, "", err
+	}
+	if tenantID != "" {
+		if _, err := store.Get[store.Tenant](ctx, tx, store.KindTenant, "", tenantID, false); err != nil {
+			return nil, "", problem.InvalidField("tenant_id", "does not exist")
+		}
+	}
+	if nodeGroupID != "" {
+		if _, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", nodeGroupID, false); err != nil {
+			return nil, "", problem.InvalidField("node_group_id", "does not exist")
+		}
+	}
+	secret, hash, err := auth.NewSecret()
+	if err != nil {
+		return nil, "", err
+	}
+	id := store.NewID(store.KindToken.Prefix)
+	cols := []store.Column{{Name: "id", Value: id}, {Name: "kind", Value: kind}, {Name: "name", Value: name}, {Name: "description", Value: description},
+		{Name: "secret_hash", Value: hash}, {Name: "expires_at", Value: expiresAt}}
+	if tenantID != "" {
+		cols = append(cols, store.Column{Name: "tenant_id", Value: tenantID})
+	}
+	if nodeGroupID != "" {
+		cols = append(cols, store.Column{Name: "node_group_id", Value: nodeGroupID})
+	}
+	t, err := store.Insert[store.Token](ctx, tx, store.KindToken, cols)
+	if err != nil {
+		return nil, "", err
+	}
+	return t, auth.Bearer(id, secret), nil
+}
+
+func (h *handlers) CreateToken(ctx context.Context, r openapi.CreateTokenRequestObject) (openapi.CreateTokenResponseObject, error) {
+	p, err := tokenScope(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b := r.Body
+	tenantID := deref(b.TenantId)
+	if p.Kind == store.TokenTenant {
+		if b.Kind != store.TokenTenant {
+			return nil, problem.Forbidden("A tenant token can only issue tenant tokens.")
+		}
+		if tenantID != "" && tenantID != p.TenantID {
+			return nil, problem.InvalidField("tenant_id", "does not exist")
+		}
+		tenantID = p.TenantID
+	}
+	out, _, err := create(ctx, h, "POST /v1/tokens", r.Params.IdempotencyKey, nil, b, func(tx *store.Tx) (openapi.TokenWithSecret, error) {
+		t, bearer, err := IssueToken(ctx, tx, string(b.Kind), tenantID, deref(b.NodeGroupId), deref(b.Name), deref(b.Description), b.ExpiresAt)
+		if err != nil {
+			return openapi.TokenWithSecret{}, err
+		}
+		a := tokenToAPI(t)
+		return openapi.TokenWithSecret{Id: a.Id, Kind: a.Kind, TenantId: a.TenantId, NodeGroupId: a.NodeGroupId, Name: a.Name,
+			Description: a.Description, CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, Secret: bearer}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return openapi.CreateToken201JSONResponse(out), nil
+}
+
+// visibleToken loads a token the caller may see.
+func (h *handlers) visibleToken(ctx context.Context, tx *store.Tx, id string) (*store.Token, error) {
+	p, err := tokenScope(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := store.Get[store.Token](ctx, tx, store.KindToken, "", id, false)
+	if err != nil {
+		return nil, err
+	}
+	if p.Kind == store.TokenTenant && (t.TenantID == nil || *t.TenantID != p.TenantID) {
+		return nil, problem.NotFound("token", id)
+	}
+	return t, nil
+}
+
+func (h *handlers) GetToken(ctx context.Context, r openapi.GetTokenRequestObject) (openapi.GetTokenResponseObject, error) {
+	var out openapi.Token
+	err := h.st.Read(ctx, func(tx *store.Tx) error {
+		t, err := h.visibleToken(ctx, tx, r.Id)
+		if err != nil {
+			return err
+		}
+		out = tokenToAPI(t)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return openapi.GetToken200JSONResponse(out), nil
+}
+
+func (h *handlers) RevokeToken(ctx context.Context, r openapi.RevokeTokenRequestObject) (openapi.RevokeTokenResponseObject, error) {
+	err := h.st.Write(ctx, false, func(tx *store.Tx) error {
+		if _, err := h.visibleToken(ctx, tx, r.Id); err != nil {
+			return err
+		}
+		return store.HardDelete(ctx, tx, store.KindToken, r.Id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return openapi.RevokeToken204Response{}, nil
+}
+
+// ---------------------------------------------------------------- node groups
+
+func nodeGroupToAPI(g *store.NodeGroup) openapi.NodeGroup {
+	return openapi.NodeGroup{Id: g.ID, Name: g.Name, Description: g.Description, Labels: labelsOrEmpty(g.Labels),
+		VipRange: g.VIPRange.String(), CreatedAt: g.CreatedAt, UpdatedAt: g.UpdatedAt, Version: g.Version}
+}
+
+func validateNodeGroup(e *validate.Errors, g *store.NodeGroup, vipRange string) {
+	if g.Name == "" {
+		e.Add("name", "is required")
+	}
+	validate.Name(e, "name", g.Name)
+	validate.Description(e, "description", g.Description)
+	validate.Labels(e, "labels", g.Labels)
+	if p, ok := validate.CIDR(e, "vip_range", vipRange); ok {
+		g.VIPRange = p
+	}
+}
+
+func nodeGroupColumns(g *store.NodeGroup, rev int64) []store.Column {
+	return []store.Column{{Name: "name", Value: g.Name}, {Name: "description", Value: g.Description},
+		{Name: "labels", Value: labelsOrEmpty(g.Labels)}, {Name: "vip_range", Value: g.VIPRange}, {Name: "revision", Value: rev}}
+}
+
+// nodeGroupReader admits admins and tenants (who choose a group for their LBs).
+func nodeGroupReader(ctx context.Context) error {
+	p, err := principal(ctx)
+	if err != nil {
+		return err
+	}
+	if p.Kind == store.TokenNode {
+		return problem.Forbidden("This endpoint needs an admin or tenant token.")
+	}
+	return nil
+}
+
+func (h *handlers) ListNodeGroups(ctx context.Context, r openapi.ListNodeGroupsRequestObject) (openapi.ListNodeGroupsResponseObject, error) {
+	if err := nodeGroupReader(ctx); err != nil {
+		return nil, err
+	}
+	items, next, err := list[store.NodeGroup](ctx, h, store.KindNodeGroup, "", listQuery(r.Params.Limit, r.Params.PageToken, r.Params.Name, r.Params.Label))
+	if err != nil {
+		return nil, err
+	}
+	return openapi.ListNodeGroups200JSONResponse{Items: mapSlice(items, nodeGroupToAPI), NextPageToken: next}, nil
+}
+
+// CreateNodeGroupTx validates and inserts a node group; shared with `fulcrum admin`.
+func CreateNodeGroupTx(ctx context.Context, tx *store.Tx, name, description string, labels map[string]string, vipRange string) (*store.NodeGroup, error) {
+	g := &store.NodeGroup{Name: name, Description: description, Labels: labels}
+	var e validate.Errors
+	validateNodeGroup(&e, g, vipRange)
+	if err := e.Err(); err != nil {
+		return nil, err
+	}
+	rev, err := tx.Revision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return store.Insert[store.NodeGroup](ctx, tx, store.KindNodeGroup,
+		append(nodeGroupColumns(g, rev), store.Column{Name: "id", Value: store.NewID(store.KindNodeGroup.Prefix)}))
+}
+
+func (h *handlers) CreateNodeGroup(ctx context.Context, r openapi.CreateNodeGroupRequestObject) (openapi.CreateNodeGroupResponseObject, error) {
+	if _, err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	b := r.Body
+	out, _, err := create(ctx, h, "POST /v1/node-groups", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.NodeGroup, error) {
+		g, err := CreateNodeGroupTx(ctx, tx, b.Name, deref(b.Description), deref(b.Labels), b.VipRange)
+		if err != nil {
+			return openapi.NodeGroup{}, err
+		}
+		return nodeGroupToAPI(g), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if isTrue(r.Params.DryRun) {
+		return openapi.CreateNodeGroup200JSONResponse(out), nil
+	}
+	return openapi.CreateNodeGroup201JSONResponse{Body: out, Headers: openapi.CreateNodeGroup201ResponseHeaders{ETag: etag(out.Version)}}, nil
+}
+
+func (h *handlers) GetNodeGroup(ctx context.Context, r openapi.GetNodeGroupRequestObject) (openapi.GetNodeGroupResponseObject, error) {
+	if err := nodeGroupReader(ctx); err != nil {
+		return nil, err
+	}
+	g, err := get[store.NodeGroup](ctx, h, store.KindNodeGroup, "", r.Id)
+	if err != nil {
+		return nil, err
+	}
+	return openapi.GetNodeGroup200JSONResponse{Body: nodeGroupToAPI(&g), Headers: openapi.GetNodeGroup200ResponseHeaders{ETag: etag(g.Version)}}, nil
+}
+
+func (h *handlers) UpdateNodeGroup(ctx context.Context, r openapi.UpdateNodeGroupRequestObject) (openapi.UpdateNodeGroupResponseObject, error) {
+	if _, err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	b := r.Body
+	out, err := update(ctx, h, store.KindNodeGroup, "", r.Id, r.Params.IfMatch, r.Params.DryRun, func(tx *store.Tx, g *store.NodeGroup) (openapi.NodeGroup, error) {
+		if b.Name != nil {
+			g.Name = *b.Name
+		}
+		if b.Description != nil {
+			g.Description = *b.Description
+		}
+		if b.Labels != nil {
+			g.Labels = *b.Labels
+		}
+		vipRange := g.VIPRange.String()
+		if b.VipRange != nil {
+			vipRange = *b.VipRange
+		}
+		var e validate.Errors
+		validateNodeGroup(&e, g, vipRange)
+		if err := e.Err(); err != nil {
+			return openapi.NodeGroup{}, err
+		}
+		// A range may change only to one that still holds every allocated VIP.
+		var outside []string
+		rows, _ := tx.Query(ctx, "SELECT id FROM load_balancers WHERE node_group_id = $1 AND NOT (vip_address <<= $2) LIMIT 20", g.ID, g.VIPRange)
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return openapi.NodeGroup{}, err
+			}
+			outside = append(outside, id)
+		}
+		if err := rows.Err(); err != nil {
+			return openapi.NodeGroup{}, err
+		}
+		if len(outside) > 0 {
+			return openapi.NodeGroup{}, problem.Conflict("in-use", "The new range leaves out VIPs in use.",
+				validate.FieldError{Field: "vip_range", Message: "does not contain the VIPs of " + joinIDs(outside)})
+		}
+		rev, err := tx.Revision(ctx)
+		if err != nil {
+			return openapi.NodeGroup{}, err
+		}
+		row, err := store.Update[store.NodeGroup](ctx, tx, store.KindNodeGroup, g.ID, nodeGroupColumns(g, rev))
+		if err != nil {
+			return openapi.NodeGroup{}, err
+		}
+		return nodeGroupToAPI(row), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return openapi.UpdateNodeGroup200JSONResponse{Body: out, Headers: openapi.UpdateNodeGroup200ResponseHeaders{ETag: etag(out.Version)}}, nil
+}
+
+func (h *handlers) DeleteNodeGroup(ctx context.Context, r openapi.DeleteNodeGroupRequestObject) (openapi.DeleteNodeGroupResponseObject, error) {
+	if _, err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if err := remove[store.NodeGroup](ctx, h, store.KindNodeGroup, "", r.Id, r.Params.IfMatch, false, nil); err != nil {
+		return nil, err
+	}
+	return openapi.DeleteNodeGroup204Response{}, nil
+}
+
+// ---------------------------------------------------------------- nodes
+
+// NodeOfflineAfter is how long without a heartbeat before a node reads offline.
+const NodeOfflineAfter = 90 * time.Second
+
+func nodeToAPI(n *store.Node) openapi.Node {
+	status := n.Status
+	if n.LastSeenAt != nil && time.Since(*n.LastSeenAt) > NodeOfflineAfter {
+		status = "offline"
+	}
+	var msg *string
+	if n.StatusMessage != "" {
+		msg = &n.StatusMessage
+	}
+	return openapi.Node{Id: n.ID, Name: n.Name, NodeGroupId: n.NodeGroupID, Description: n.Description, Labels: labelsOrEmpty(n.Labels),
+		AppliedRevision: n.AppliedRevision, Status: openapi.NodeStatus(status), StatusMessage: msg, LastSeenAt: n.LastSeenAt,
+		CreatedAt: n.CreatedAt, UpdatedAt: n.UpdatedAt, Version: n.Version}
+}
+
+func (h *handlers) ListNodes(ctx context.Context, r openapi.ListNodesRequestObject) (openapi.ListNodesResponseObject, error) {
+	if _, err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	lq := listQuery(r.Params.Limit, r.Params.PageToken, r.Params.Name, r.Params.Label, store.Column{Name: "node_group_id", Value: r.Params.NodeGroupId})
+	items, next, err := list[store.Node](ctx, h, store.KindNode, "", lq)
+	if err != nil {
+		return nil, err
+	}
+	return openapi.ListNodes200JSONResponse{Items: mapSlice(items, nodeToAPI), NextPageToken: next}, nil
+}
+
+func (h *handlers) CreateNode(ctx context.Context, r openapi.CreateNodeRequestObject) (openapi.CreateNodeResponseObject, error) {
+	if _, err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	b := r.Body
+	var e validate.Errors
+	validate.Hostname(&e, "name", b.Name, false)
+	validate.Description(&e, "description", deref(b.Description))
+	validate.Labels(&e, "labels", deref(b.Labels))
+	if err := e.Err(); err != nil {
+		return nil, err
+	}
+	out, _, err := create(ctx, h, "POST /v1/nodes", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Node, error) {
+		if _, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", b.NodeGroupId, true); err != nil {
+			return openapi.Node{}, problem.InvalidField("node_group_id", "does not exist")
+		}
+		rev, err := tx.Revision(ctx)
+		if err != nil {
+			return openapi.Node{}, err
+		}
+		// A new node has applied nothing yet: start it at the current revision
+		// floor so it does not hold back deletes it never served.
+		n, err := store.Insert[store.Node](ctx, tx, store.KindNode, []store.Column{
+			{Name: "id", Value: store.NewID(store.KindNode.Prefix)}, {Name: "name", Value: b.Name}, {Name: "node_group_id", Value: b.NodeGroupId},
+			{Name: "description", Value: deref(b.Description)}, {Name: "labels", Value: labelsOrEmpty(deref(b.Labels))}, {Name: "revision", Value: rev},
+			{Name: "applied_revision", Value: rev}})
+		if err != nil {
+			return openapi.Node{}, err
+		}
+		return nodeToAPI(n), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if isTrue(r.Params.DryRun) {
+		return openapi.CreateNode200JSONResponse(out), nil
+	}
+	return openapi.CreateNode201JSONResponse{Body: out, Headers: openapi.CreateNode201ResponseHeaders{ETag: etag(out.Version)}}, nil
+}
+
+func (h *handlers) GetNode(ctx context.Context, r openapi.GetNodeRequestObject) (openapi.GetNodeResponseObject, error) {
+	if _, err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	n, err := get[store.Node](ctx, h, store.KindNode, "", r.Id)
+	if err != nil {
+		return nil, err
+	}
+	return openapi.GetNode200JSONResponse{Body: nodeToAPI(&n), Headers: openapi.GetNode200ResponseHeaders{ETag: etag(n.Version)}}, nil
+}
+
+func (h *handlers) UpdateNode(ctx context.Context, r openapi.UpdateNodeRequestObject) (openapi.UpdateNodeResponseObject, error) {
+	if _, err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	b := r.Body
+	out, err := update(ctx, h, store.KindNode, "", r.Id, r.Params.IfMatch, r.Params.DryRun, func(tx *store.Tx, n *store.Node) (openapi.Node, error) {
+		if b.Description != nil {
+			n.Description = *b.Description
+		}
+		if b.Labels != nil {
+			n.Labels = *b.Labels
+		}
+		var e validate.Errors
+		validate.Description(&e, "description", n.Description)
+		validate.Labels(&e, "labels", n.Labels)
+		if err := e.Err(); err != nil {
+			return openapi.Node{}, err
+		}
+		row, err := store.Update[store.Node](ctx, tx, store.KindNode, n.ID, []store.Column{
+			{Name: "description", Value: n.Description}, {Name: "labels", Value: labelsOrEmpty(n.Labels)}})
+		if err != nil {
+			return openapi.Node{}, err
+		}
+		return nodeToAPI(row), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return openapi.UpdateNode200JSONResponse{Body: out, Headers: openapi.UpdateNode200ResponseHeaders{ETag: etag(out.Version)}}, nil
+}
+
+func (h *handlers) DeleteNode(ctx context.Context, r openapi.DeleteNodeRequestObject) (openapi.DeleteNodeResponseObject, error) {
+	if _, err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	err := h.st.Write(ctx, false, func(tx *store.Tx) error {
+		n, err := store.Get[store.Node](ctx, tx, store.KindNode, "", r.Id, true)
+		if err != nil {
+			return err
+		}
+		if err := checkIfMatch(r.Params.IfMatch, n.Version); err != nil {
+			return err
+		}
+		if err := store.HardDelete(ctx, tx, store.KindNode, r.Id); err != nil {
+			return err
+		}
+		// The node no longer holds back deletes of its group.
+		return store.Purge(ctx, tx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return openapi.DeleteNode204Response{}, nil
+}
+
+func joinIDs(ids []string) string {
+	out := ""
+	for i, id := range ids {
+		if i > 0 {
+			out += ", "
+		}
+		out += id
+	}
+	return out
+}
+
+var _ = http.StatusOK
+var _ = netip.Addr{}

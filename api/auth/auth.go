@@ -1,0 +1,113 @@
+// Package auth issues and checks bearer tokens and carries the authenticated
+// Principal in the request context. Tokens are `<token id>.<secret>`; only the
+// SHA-256 of the secret is stored and it is compared in constant time.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fulcrumlb/fulcrum/api/problem"
+	"github.com/fulcrumlb/fulcrum/api/store"
+)
+
+// Principal is who a request acts as.
+type Principal struct {
+	TokenID string
+	Kind    string // store.TokenAdmin, TokenTenant or TokenNode
+	// TenantID is set for tenant tokens.
+	TenantID string
+	// NodeGroupID restricts a node token to one group when set.
+	NodeGroupID string
+}
+
+// IdempotencyScope is the namespace of the principal's Idempotency-Keys: a
+// tenant's tokens share theirs.
+func (p Principal) IdempotencyScope() string {
+	if p.Kind == store.TokenTenant {
+		return "tenant:" + p.TenantID
+	}
+	return "token:" + p.TokenID
+}
+
+type principalKey struct{}
+
+// WithPrincipal stores p in ctx.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the request's principal; ok is false for anonymous requests.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// NewSecret returns a token's secret and the hash to store.
+func NewSecret() (secret string, hash []byte, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", nil, fmt.Errorf("token secret: %w", err)
+	}
+	secret = base64.RawURLEncoding.EncodeToString(b)
+	return secret, HashSecret(secret), nil
+}
+
+// HashSecret is what the store keeps of a secret.
+func HashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// Bearer joins a token id and secret into the string clients send.
+func Bearer(tokenID, secret string) string { return tokenID + "." + secret }
+
+var errBadToken = problem.Unauthorized("The bearer token is missing, malformed, unknown, revoked or expired.")
+
+// Authenticate resolves an Authorization header value to a principal.
+func Authenticate(ctx context.Context, s *store.Store, header string) (Principal, error) {
+	raw, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok {
+		return Principal{}, errBadToken
+	}
+	id, secret, ok := strings.Cut(strings.TrimSpace(raw), ".")
+	if !ok || !strings.HasPrefix(id, store.KindToken.Prefix+"_") || len(id) > 64 || secret == "" {
+		return Principal{}, errBadToken
+	}
+	var t store.Token
+	err := s.Pool.QueryRow(ctx, "SELECT kind, tenant_id, node_group_id, secret_hash, expires_at FROM tokens WHERE id = $1", id).
+		Scan(&t.Kind, &t.TenantID, &t.NodeGroupID, &t.SecretHash, &t.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Compare anyway so unknown ids cost the same as wrong secrets.
+		subtle.ConstantTimeCompare(HashSecret(secret), make([]byte, sha256.Size))
+		return Principal{}, errBadToken
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("look up token: %w", err)
+	}
+	if subtle.ConstantTimeCompare(HashSecret(secret), t.SecretHash) != 1 {
+		return Principal{}, errBadToken
+	}
+	if t.ExpiresAt != nil && time.Now().After(*t.ExpiresAt) {
+		return Principal{}, errBadToken
+	}
+	// Record use at most once a minute so reads stay reads.
+	_, _ = s.Pool.Exec(ctx, "UPDATE tokens SET last_used_at = now() WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')", id)
+	p := Principal{TokenID: id, Kind: t.Kind}
+	if t.TenantID != nil {
+		p.TenantID = *t.TenantID
+	}
+	if t.NodeGroupID != nil {
+		p.NodeGroupID = *t.NodeGroupID
+	}
+	return p, nil
+}

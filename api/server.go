@@ -1,0 +1,243 @@
+// Package api is Fulcrum's HTTP API: the echo server, the handlers implementing
+// the strict-server interface generated from openapi/openapi.yaml, and the
+// conversions between store rows and API types. Authentication lives in
+// api/auth, tenancy in api/store, validation in api/validate and api/reqcheck.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/fulcrumlb/fulcrum/api/auth"
+	"github.com/fulcrumlb/fulcrum/api/problem"
+	"github.com/fulcrumlb/fulcrum/api/reqcheck"
+	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/internal/secretbox"
+	"github.com/fulcrumlb/fulcrum/internal/telemetry"
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// Config configures the API server.
+type Config struct {
+	// Addr is the listen address. Defaults to 127.0.0.1:8080.
+	Addr string
+	// BodyLimit bounds request bodies. Defaults to 1M.
+	BodyLimit string
+	// ShutdownTimeout bounds the graceful shutdown. Defaults to 30s.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults for Config.
+const (
+	AddrDefault            = "127.0.0.1:8080"
+	BodyLimitDefault       = "1M"
+	ShutdownTimeoutDefault = 30 * time.Second
+)
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = AddrDefault
+	}
+	if c.BodyLimit == "" {
+		c.BodyLimit = BodyLimitDefault
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = ShutdownTimeoutDefault
+	}
+}
+
+// Server is the API server.
+type Server struct {
+	cfg  Config
+	st   *store.Store
+	box  *secretbox.Box
+	log  *slog.Logger
+	tel  *telemetry.Telemetry
+	echo *echo.Echo
+}
+
+// New builds the server; tel may be nil (no tracing, no metrics endpoint).
+func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel *telemetry.Telemetry) (*Server, error) {
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel}
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.handleError
+	// Only trust the peer address: X-Forwarded-For is the client's to forge.
+	e.IPExtractor = echo.ExtractIPDirect()
+
+	if tel != nil {
+		e.Use(tel.EchoMiddleware())
+	} else {
+		e.Use(middleware.RequestID())
+	}
+	e.Use(middleware.Recover())
+	e.Use(middleware.BodyLimit(cfg.BodyLimit))
+	e.Use(s.authenticate)
+	check, err := reqcheck.New(openapi.Document)
+	if err != nil {
+		return nil, fmt.Errorf("load API document: %w", err)
+	}
+	e.Use(check)
+
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		if err := st.Pool.Ping(ctx); err != nil {
+			return problem.New(http.StatusServiceUnavailable, "not-ready", "Not ready", "The database is unreachable.")
+		}
+		return c.String(http.StatusOK, "ok\n")
+	})
+	if tel != nil {
+		e.GET("/metrics", echo.WrapHandler(tel.MetricsHandler()))
+	}
+	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log}, nil))
+	s.echo = e
+	return s, nil
+}
+
+// Handler is the whole API as an http.Handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Serve serves on ln until ctx ends, then shuts down gracefully: in-flight
+// requests finish (bounded by ShutdownTimeout), new ones are refused.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		// Long-polls hold responses for up to a minute.
+		WriteTimeout:   90 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// ListenAndServe listens on the configured address and serves until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	s.log.Info("API listening", "addr", ln.Addr().String())
+	return s.Serve(ctx, ln)
+}
+
+// public paths need no token.
+func public(path string) bool {
+	switch path {
+	case "/healthz", "/readyz", "/metrics", "/openapi.yaml":
+		return true
+	}
+	return false
+}
+
+// authenticate resolves the bearer token of every /v1 request into a Principal.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if public(c.Request().URL.Path) {
+			return next(c)
+		}
+		p, err := auth.Authenticate(c.Request().Context(), s.st, c.Request().Header.Get(echo.HeaderAuthorization))
+		if err != nil {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="fulcrum"`)
+			return err
+		}
+		c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
+		return next(c)
+	}
+}
+
+// handleError writes every error as application/problem+json.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	p := toProblem(err)
+	ctx := c.Request().Context()
+	if p.Status >= 500 {
+		s.log.ErrorContext(ctx, "request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	body := map[string]any{"type": p.TypeURI(), "title": p.Title, "status": p.Status}
+	if p.Detail != "" {
+		body["detail"] = p.Detail
+	}
+	if len(p.Errors) > 0 {
+		body["errors"] = p.Errors
+	}
+	rid := telemetry.RequestIDFrom(ctx)
+	if rid == "" {
+		rid = c.Response().Header().Get(echo.HeaderXRequestID)
+	}
+	if rid != "" {
+		body["request_id"] = rid
+	}
+	for k, v := range p.Headers {
+		c.Response().Header().Set(k, v)
+	}
+	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(p.Status)
+		return
+	}
+	_ = c.JSON(p.Status, body)
+}
+
+// toProblem maps echo's own errors (routing, body limit, parameter binding) to problems.
+func toProblem(err error) *problem.Problem {
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		msg := fmt.Sprint(he.Message)
+		switch he.Code {
+		case http.StatusNotFound:
+			return problem.New(http.StatusNotFound, "not-found", "Not found", "No such route.")
+		case http.StatusMethodNotAllowed:
+			return problem.New(http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed", "This route does not take that method.")
+		case http.StatusRequestEntityTooLarge:
+			return problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large", "The request body exceeds the limit.")
+		case http.StatusBadRequest, http.StatusUnsupportedMediaType:
+			field := "body"
+			if strings.HasPrefix(msg, "Invalid format for parameter ") {
+				rest := strings.TrimPrefix(msg, "Invalid format for parameter ")
+				field, _, _ = strings.Cut(rest, ":")
+			}
+			p := problem.BadRequest(field, "%s", msg)
+			p.Status = he.Code
+			return p
+		}
+		if he.Code >= 400 && he.Code < 500 {
+			return problem.New(he.Code, "bad-request", http.StatusText(he.Code), msg)
+		}
+	}
+	return problem.From(err)
+}

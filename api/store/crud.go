@@ -1,0 +1,249 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fulcrumlb/fulcrum/api/problem"
+)
+
+// Kind describes one table of objects: how the API names it and which quota
+// (if any) bounds it.
+type Kind struct {
+	Table  string // SQL table
+	Prefix string // id prefix
+	Name   string // for messages: "load balancer"
+	// Quota returns the tenant's limit for this kind, nil for unbounded kinds.
+	Quota func(Quotas) int
+	// Plural names the kind in quota messages.
+	Plural string
+	// Tenanted kinds have a tenant_id column every query filters on.
+	Tenanted bool
+	// SoftDelete kinds keep deleted rows (pending_delete) until nodes drop them.
+	SoftDelete bool
+}
+
+// The kinds of objects.
+var (
+	KindTenant       = Kind{Table: "tenants", Prefix: "tnt", Name: "tenant"}
+	KindToken        = Kind{Table: "tokens", Prefix: "tok", Name: "token"}
+	KindNodeGroup    = Kind{Table: "node_groups", Prefix: "ng", Name: "node group"}
+	KindNode         = Kind{Table: "nodes", Prefix: "node", Name: "node"}
+	KindLoadBalancer = Kind{Table: "load_balancers", Prefix: "lb", Name: "load balancer", Plural: "load balancers", Tenanted: true, SoftDelete: true,
+		Quota: func(q Quotas) int { return q.LoadBalancers }}
+	KindListener = Kind{Table: "listeners", Prefix: "lsn", Name: "listener", Plural: "listeners", Tenanted: true, SoftDelete: true,
+		Quota: func(q Quotas) int { return q.Listeners }}
+	KindPool = Kind{Table: "pools", Prefix: "pool", Name: "pool", Plural: "pools", Tenanted: true, SoftDelete: true,
+		Quota: func(q Quotas) int { return q.Pools }}
+	KindMember = Kind{Table: "members", Prefix: "mbr", Name: "member", Plural: "members", Tenanted: true, SoftDelete: true,
+		Quota: func(q Quotas) int { return q.Members }}
+	KindRoutingRule = Kind{Table: "routing_rules", Prefix: "rule", Name: "routing rule", Plural: "routing rules", Tenanted: true, SoftDelete: true,
+		Quota: func(q Quotas) int { return q.RoutingRules }}
+	KindCertificate = Kind{Table: "certificates", Prefix: "cert", Name: "certificate", Plural: "certificates", Tenanted: true,
+		Quota: func(q Quotas) int { return q.Certificates }}
+)
+
+// Column is one column written by an insert or update.
+type Column struct {
+	Name  string
+	Value any
+}
+
+// Get reads one object by id. For tenanted kinds tenantID must match, so another
+// tenant's object is NotFound, exactly like a missing one.
+func Get[T any](ctx context.Context, tx *Tx, k Kind, tenantID, id string, forUpdate bool) (*T, error) {
+	q := "SELECT * FROM " + k.Table + " WHERE id = $1"
+	args := []any{id}
+	if k.Tenanted {
+		q += " AND tenant_id = $2"
+		args = append(args, tenantID)
+	}
+	if forUpdate {
+		q += " FOR UPDATE"
+	}
+	rows, _ := tx.Query(ctx, q, args...)
+	v, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[T])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, problem.NotFound(k.Name, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", k.Name, err)
+	}
+	return v, nil
+}
+
+// GetLive is Get for objects that are not being deleted: a pending_delete object
+// cannot be changed or referred to.
+func GetLive[T any](ctx context.Context, tx *Tx, k Kind, tenantID, id string, forUpdate bool) (*T, error) {
+	v, err := Get[T](ctx, tx, k, tenantID, id, forUpdate)
+	if err != nil {
+		return nil, err
+	}
+	if k.SoftDelete {
+		var deleted bool
+		if err := tx.QueryRow(ctx, "SELECT deleted_revision IS NOT NULL FROM "+k.Table+" WHERE id = $1", id).Scan(&deleted); err != nil {
+			return nil, fmt.Errorf("get %s: %w", k.Name, err)
+		}
+		if deleted {
+			return nil, problem.Conflict("pending-delete", fmt.Sprintf("%s %q is being deleted.", k.Name, id))
+		}
+	}
+	return v, nil
+}
+
+// Insert writes a new row and returns it as stored.
+func Insert[T any](ctx context.Context, tx *Tx, k Kind, cols []Column) (*T, error) {
+	names := make([]string, len(cols))
+	params := make([]string, len(cols))
+	args := make([]any, len(cols))
+	for i, c := range cols {
+		names[i] = c.Name
+		params[i] = fmt.Sprintf("$%d", i+1)
+		args[i] = c.Value
+	}
+	q := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) RETURNING *", k.Table, strings.Join(names, ", "), strings.Join(params, ", "))
+	rows, _ := tx.Query(ctx, q, args...)
+	v, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[T])
+	if err != nil {
+		return nil, fmt.Errorf("insert %s: %w", k.Name, mapError(err))
+	}
+	return v, nil
+}
+
+// Update rewrites the given columns of one row, bumps its version and returns it.
+func Update[T any](ctx context.Context, tx *Tx, k Kind, id string, cols []Column) (*T, error) {
+	sets := make([]string, 0, len(cols)+2)
+	args := make([]any, 0, len(cols)+1)
+	for _, c := range cols {
+		args = append(args, c.Value)
+		sets = append(sets, fmt.Sprintf("%s = $%d", c.Name, len(args)))
+	}
+	sets = append(sets, "version = version + 1", "updated_at = now()")
+	args = append(args, id)
+	q := fmt.Sprintf("UPDATE %s SET %s WHERE id = $%d RETURNING *", k.Table, strings.Join(sets, ", "), len(args))
+	rows, _ := tx.Query(ctx, q, args...)
+	v, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[T])
+	if err != nil {
+		return nil, fmt.Errorf("update %s: %w", k.Name, mapError(err))
+	}
+	return v, nil
+}
+
+// CheckQuota locks the tenant row (serializing the tenant's creates) and fails
+// with quota-exceeded when one more object of kind k would overrun the quota.
+// It runs in the inserting transaction, so parallel creates cannot overrun it.
+func CheckQuota(ctx context.Context, tx *Tx, k Kind, tenantID string) error {
+	var q Quotas
+	err := tx.QueryRow(ctx, "SELECT quotas FROM tenants WHERE id = $1 FOR UPDATE", tenantID).Scan(&q)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return problem.NotFound("tenant", tenantID)
+	}
+	if err != nil {
+		return fmt.Errorf("lock tenant: %w", err)
+	}
+	if k.Quota == nil {
+		return nil
+	}
+	limit := k.Quota(q)
+	cond := ""
+	if k.SoftDelete {
+		cond = " AND deleted_revision IS NULL"
+	}
+	var n int
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+k.Table+" WHERE tenant_id = $1"+cond, tenantID).Scan(&n); err != nil {
+		return fmt.Errorf("count %s: %w", k.Plural, err)
+	}
+	if n >= limit {
+		return problem.QuotaExceeded(k.Plural, limit)
+	}
+	return nil
+}
+
+// ListQuery selects a page of objects.
+type ListQuery struct {
+	Limit     int
+	PageToken string
+	Name      *string
+	// Labels are `key=value` or `key` filters, all required.
+	Labels []string
+	// Equal filters column = value; column names come from code, never users.
+	Equal []Column
+}
+
+// List returns one page, ordered by id (which sorts by creation time), and the
+// token of the next page ("" on the last).
+func List[T any](ctx context.Context, tx *Tx, k Kind, tenantID string, lq ListQuery) ([]*T, string, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if k.Tenanted {
+		add("tenant_id = $%d", tenantID)
+	}
+	if lq.PageToken != "" {
+		after, err := base64.RawURLEncoding.DecodeString(lq.PageToken)
+		if err != nil || len(after) == 0 || len(after) > 64 {
+			return nil, "", problem.BadRequest("page_token", "is not a page token this API issued")
+		}
+		add("id > $%d", string(after))
+	}
+	if lq.Name != nil {
+		add("name = $%d", *lq.Name)
+	}
+	for _, l := range lq.Labels {
+		key, value, hasValue := strings.Cut(l, "=")
+		if key == "" {
+			return nil, "", problem.BadRequest("label", "must be key=value or key")
+		}
+		if hasValue {
+			add("labels @> $%d", map[string]string{key: value})
+		} else {
+			add("labels ? $%d", key)
+		}
+	}
+	for _, c := range lq.Equal {
+		add(c.Name+" = $%d", c.Value)
+	}
+	limit := lq.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	q := "SELECT * FROM " + k.Table
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += fmt.Sprintf(" ORDER BY id LIMIT %d", limit+1)
+	rows, _ := tx.Query(ctx, q, args...)
+	items, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByNameLax[T])
+	if err != nil {
+		return nil, "", fmt.Errorf("list %s: %w", k.Table, err)
+	}
+	next := ""
+	if len(items) > limit {
+		items = items[:limit]
+		next = base64.RawURLEncoding.EncodeToString([]byte(idOf(items[len(items)-1])))
+	}
+	return items, next, nil
+}
+
+// idOf reads the ID of any model through the interface every model satisfies.
+func idOf(v any) string {
+	if x, ok := v.(interface{ GetID() string }); ok {
+		return x.GetID()
+	}
+	panic(fmt.Sprintf("store: %T has no GetID", v))
+}
+
+// GetID returns the object's id.
+func (m *Meta) GetID() string      { return m.ID }
+func (t *Tenant) GetID() string    { return t.ID }
+func (t *Token) GetID() string     { return t.ID }
+func (g *NodeGroup) GetID() string { return g.ID }
+func (n *Node) GetID() string      { return n.ID }

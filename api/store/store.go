@@ -1,0 +1,191 @@
+// Package store is Fulcrum's Postgres store: the only state of the control plane.
+// Every query on a tenant's objects takes the tenant id (see Tenant), so tenancy is
+// enforced here and nowhere else; pgx.ErrNoRows becomes problem.NotFound here and
+// nowhere else. It may import api/problem, api/validate and migrations.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/tern/v2/migrate"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/fulcrumlb/fulcrum/api/problem"
+	"github.com/fulcrumlb/fulcrum/api/validate"
+	"github.com/fulcrumlb/fulcrum/migrations"
+)
+
+// NotifyChannel is the LISTEN/NOTIFY channel every write notifies with its
+// revision (the payload is the revision only, never data).
+const NotifyChannel = "fulcrum_revision"
+
+// migrateLockID guards migrations so several API replicas can start at once.
+const migrateLockID = 7240117001
+
+// Store wraps the pool. It is safe for concurrent use.
+type Store struct {
+	Pool *pgxpool.Pool
+}
+
+// Open connects to url with OpenTelemetry tracing of every query.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName())
+	if cfg.MaxConns < 8 {
+		cfg.MaxConns = 8
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return &Store{Pool: pool}, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.Pool.Close() }
+
+// Migrate applies every pending migration under a Postgres advisory lock, so
+// concurrent callers apply each migration once.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) (int32, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrateLockID)); err != nil {
+		return 0, fmt.Errorf("migrate: take lock: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(migrateLockID)) //nolint:errcheck
+	m, err := migrate.NewMigrator(ctx, conn.Conn(), "schema_version")
+	if err != nil {
+		return 0, fmt.Errorf("migrate: %w", err)
+	}
+	if err := m.LoadMigrations(migrations.FS); err != nil {
+		return 0, fmt.Errorf("migrate: load: %w", err)
+	}
+	if err := m.Migrate(ctx); err != nil {
+		return 0, fmt.Errorf("migrate: %w", err)
+	}
+	v, err := m.GetCurrentVersion(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("migrate: %w", err)
+	}
+	return v, nil
+}
+
+// Tx is a transaction with the helpers every write needs.
+type Tx struct {
+	pgx.Tx
+	rev int64
+}
+
+// Read runs fn in a read-only transaction.
+func (s *Store) Read(ctx context.Context, fn func(tx *Tx) error) error {
+	return pgx.BeginTxFunc(ctx, s.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(t pgx.Tx) error {
+		return fn(&Tx{Tx: t})
+	})
+}
+
+// Write runs fn in a read-write transaction, committed when fn succeeds unless
+// dryRun, in which case it is rolled back after fn has validated everything.
+func (s *Store) Write(ctx context.Context, dryRun bool, fn func(tx *Tx) error) error {
+	t, err := s.Pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer t.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if err := fn(&Tx{Tx: t}); err != nil {
+		return mapError(err)
+	}
+	if dryRun {
+		return nil
+	}
+	if err := t.Commit(ctx); err != nil {
+		return mapError(fmt.Errorf("commit: %w", err))
+	}
+	return nil
+}
+
+// Revision takes the transaction's revision from the global sequence (once per
+// transaction) and notifies listeners with it on commit.
+func (tx *Tx) Revision(ctx context.Context) (int64, error) {
+	if tx.rev != 0 {
+		return tx.rev, nil
+	}
+	if err := tx.QueryRow(ctx, "SELECT nextval('revision_seq')").Scan(&tx.rev); err != nil {
+		return 0, fmt.Errorf("next revision: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, strconv.FormatInt(tx.rev, 10)); err != nil {
+		return 0, fmt.Errorf("notify revision: %w", err)
+	}
+	return tx.rev, nil
+}
+
+// CurrentRevision is the newest revision any write has taken.
+func (s *Store) CurrentRevision(ctx context.Context) (int64, error) {
+	var rev int64
+	err := s.Pool.QueryRow(ctx, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM revision_seq").Scan(&rev)
+	return rev, err
+}
+
+// NewID returns an opaque, time-sortable id with the kind's prefix, e.g. lb_01j….
+func NewID(prefix string) string {
+	return prefix + "_" + strings.ToLower(ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String())
+}
+
+// uniqueFields names the field (and says why) for each unique index, so a
+// violation becomes a 409 naming what collided.
+var uniqueFields = map[string][2]string{
+	"tenants_name_key":               {"name", "is already used by another tenant"},
+	"node_groups_name_key":           {"name", "is already used by another node group"},
+	"nodes_name_key":                 {"name", "is already used by another node"},
+	"load_balancers_name_key":        {"name", "is already used by another load balancer of this tenant"},
+	"load_balancers_vip_address_key": {"vip_address", "is already used by another load balancer"},
+	"pools_name_key":                 {"name", "is already used by another pool of this load balancer"},
+	"listeners_port_key":             {"port", "is already used by another listener of this load balancer"},
+	"listeners_name_key":             {"name", "is already used by another listener of this load balancer"},
+	"members_address_port_key":       {"address", "and port are already used by another member of this pool"},
+	"members_name_key":               {"name", "is already used by another member of this pool"},
+	"routing_rules_priority_key":     {"priority", "is already used by another rule of this listener"},
+	"routing_rules_name_key":         {"name", "is already used by another rule of this listener"},
+	"certificates_name_key":          {"name", "is already used by another certificate of this tenant"},
+}
+
+// mapError turns Postgres errors the API can explain into problems.
+func mapError(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch pgErr.Code {
+	case "23505": // unique_violation
+		if f, ok := uniqueFields[pgErr.ConstraintName]; ok {
+			return problem.Conflict("conflict", fmt.Sprintf("%s %s.", f[0], f[1]), validate.FieldError{Field: f[0], Message: f[1]})
+		}
+		return problem.Conflict("conflict", "The object collides with an existing one.")
+	case "23503": // foreign_key_violation: a reference vanished concurrently
+		return problem.Conflict("conflict", "An object this one refers to, or that refers to it, changed concurrently; retry.")
+	case "40001", "40P01": // serialization failure, deadlock
+		return problem.Conflict("conflict", "A concurrent change collided with this one; retry.")
+	}
+	return err
+}
