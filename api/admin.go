@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/auth"
@@ -43,6 +41,19 @@ func quotasFrom(in *openapi.Quotas, base store.Quotas) store.Quotas {
 	set(&q.RoutingRules, in.RoutingRules)
 	set(&q.Certificates, in.Certificates)
 	return q
+}
+
+// CreateTenantTx validates and inserts a tenant; shared with `fulcrum admin`.
+func CreateTenantTx(ctx context.Context, tx *store.Tx, t *store.Tenant) (*store.Tenant, error) {
+	if err := validateTenant(t); err != nil {
+		return nil, err
+	}
+	rev, err := tx.Revision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cols := append(tenantColumns(t), store.Column{Name: "id", Value: store.NewID(store.KindTenant.Prefix)}, store.Column{Name: "revision", Value: rev})
+	return store.Insert[store.Tenant](ctx, tx, store.KindTenant, cols)
 }
 
 func validateTenant(t *store.Tenant) error {
@@ -95,12 +106,7 @@ func (h *handlers) CreateTenant(ctx context.Context, r openapi.CreateTenantReque
 		return nil, err
 	}
 	out, _, err := create(ctx, h, "POST /v1/tenants", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Tenant, error) {
-		rev, err := tx.Revision(ctx)
-		if err != nil {
-			return openapi.Tenant{}, err
-		}
-		cols := append(tenantColumns(t), store.Column{Name: "id", Value: store.NewID(store.KindTenant.Prefix)}, store.Column{Name: "revision", Value: rev})
-		row, err := store.Insert[store.Tenant](ctx, tx, store.KindTenant, cols)
+		row, err := CreateTenantTx(ctx, tx, t)
 		if err != nil {
 			return openapi.Tenant{}, err
 		}
@@ -656,5 +662,3 @@ func joinIDs(ids []string) string {
 	return out
 }
 
-var _ = http.StatusOK
-var _ = netip.Addr{}

@@ -130,7 +130,10 @@ func (p *listenerPatch) apply(l *store.Listener) {
 	}
 	// Omitted timeouts take the defaults.
 	t, d := &l.Spec.Timeouts, store.DefaultTimeouts
-	for _, f := range []struct{ v *int; d int }{{&t.ClientMS, d.ClientMS}, {&t.ConnectMS, d.ConnectMS}, {&t.ServerMS, d.ServerMS},
+	for _, f := range []struct {
+		v *int
+		d int
+	}{{&t.ClientMS, d.ClientMS}, {&t.ConnectMS, d.ConnectMS}, {&t.ServerMS, d.ServerMS},
 		{&t.HTTPRequestMS, d.HTTPRequestMS}, {&t.HTTPKeepAliveMS, d.HTTPKeepAliveMS}, {&t.TunnelMS, d.TunnelMS}} {
 		if *f.v == 0 {
 			*f.v = f.d

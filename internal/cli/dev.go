@@ -1,0 +1,234 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fulcrumlb/fulcrum/api"
+	"github.com/fulcrumlb/fulcrum/api/auth"
+	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/internal/pgcluster"
+	"github.com/fulcrumlb/fulcrum/internal/secretbox"
+	"github.com/fulcrumlb/fulcrum/internal/telemetry"
+)
+
+// Dev-stack defaults.
+const (
+	devPortDefault     = 54329
+	devVIPRangeDefault = "127.77.0.0/16"
+)
+
+// runDev runs the whole stack on this machine: a private Postgres cluster under
+// the state directory (unless FULCRUM_DATABASE_URL is set), migrations, a dev
+// tenant, a node group with a loopback VIP range, tokens in <dir>/env, and the
+// API. Ctrl-C stops everything; running it again reuses the data.
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", ".fulcrum", "state directory (database, keys, env file)")
+	dbURL := dbFlag(fs)
+	addr := fs.String("addr", env("FULCRUM_API_ADDR", api.AddrDefault), "API listen address")
+	pgPort := fs.Int("pg-port", devPortDefault, "port of the private Postgres cluster")
+	vipRange := fs.String("vip-range", devVIPRangeDefault, "VIP range of the default node group")
+	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "log level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(stderr, *logLevel)
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return err
+	}
+	// Postgres must be able to enter the state directory when we run as root.
+	if err := os.Chmod(abs, 0o755); err != nil {
+		return err
+	}
+
+	url := *dbURL
+	if url == "" {
+		cluster, err := pgcluster.Open(filepath.Join(abs, "postgres"), *pgPort)
+		if err != nil {
+			return err
+		}
+		if err := cluster.Init(ctx); err != nil {
+			return err
+		}
+		if err := cluster.Start(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			if err := cluster.Stop(context.Background()); err != nil {
+				log.Error("stop postgres", "err", err)
+			} else {
+				log.Info("postgres stopped")
+			}
+		}()
+		if err := cluster.CreateDatabase(ctx, "fulcrum"); err != nil {
+			return err
+		}
+		url = cluster.URL("fulcrum")
+		log.Info("postgres running", "dir", cluster.Dir, "port", cluster.Port)
+	}
+
+	box, err := devSecretBox(filepath.Join(abs, "secret.key"))
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := store.Migrate(ctx, st.Pool); err != nil {
+		return err
+	}
+	endpoint := "http://" + *addr
+	envFile := filepath.Join(abs, "env")
+	creds, err := devBootstrap(ctx, st, envFile, *vipRange)
+	if err != nil {
+		return err
+	}
+	if err := writeEnv(envFile, endpoint, url, creds); err != nil {
+		return err
+	}
+
+	tel, err := telemetry.Setup(ctx, "fulcrum-api", Version)
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
+	srv, err := api.New(api.Config{Addr: *addr}, st, box, log, tel)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	printDevUsage(stdout, endpoint, envFile)
+	err = srv.Serve(ctx, ln)
+	log.Info("API stopped")
+	return err
+}
+
+type devCreds struct {
+	TenantToken, AdminToken string
+}
+
+// devBootstrap creates (once) the dev tenant, the default node group and the
+// tokens, reusing tokens from an earlier env file while they still work.
+func devBootstrap(ctx context.Context, st *store.Store, envFile, vipRange string) (devCreds, error) {
+	old := readEnv(envFile)
+	var c devCreds
+	if p, err := auth.Authenticate(ctx, st, "Bearer "+old["FULCRUM_ADMIN_TOKEN"]); err == nil && p.Kind == store.TokenAdmin {
+		c.AdminToken = old["FULCRUM_ADMIN_TOKEN"]
+	}
+	if p, err := auth.Authenticate(ctx, st, "Bearer "+old["FULCRUM_TOKEN"]); err == nil && p.Kind == store.TokenTenant {
+		c.TenantToken = old["FULCRUM_TOKEN"]
+	}
+	err := st.Write(ctx, false, func(tx *store.Tx) error {
+		var tenantID string
+		if err := tx.QueryRow(ctx, "SELECT id FROM tenants WHERE name = 'dev'").Scan(&tenantID); err != nil {
+			t, err := api.CreateTenantTx(ctx, tx, &store.Tenant{Name: "dev", Description: "created by make run", Quotas: store.DefaultQuotas})
+			if err != nil {
+				return err
+			}
+			tenantID = t.ID
+		}
+		var groupID string
+		if err := tx.QueryRow(ctx, "SELECT id FROM node_groups WHERE name = 'default'").Scan(&groupID); err != nil {
+			if _, err := api.CreateNodeGroupTx(ctx, tx, "default", "loopback VIPs for local development", nil, vipRange); err != nil {
+				return err
+			}
+		}
+		if c.AdminToken == "" {
+			_, bearer, err := api.IssueToken(ctx, tx, store.TokenAdmin, "", "", "dev-admin", "created by make run", nil)
+			if err != nil {
+				return err
+			}
+			c.AdminToken = bearer
+		}
+		if c.TenantToken == "" {
+			_, bearer, err := api.IssueToken(ctx, tx, store.TokenTenant, tenantID, "", "dev", "created by make run", nil)
+			if err != nil {
+				return err
+			}
+			c.TenantToken = bearer
+		}
+		return nil
+	})
+	if err != nil {
+		return c, explain(err)
+	}
+	return c, nil
+}
+
+func devSecretBox(path string) (*secretbox.Box, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		key, err := secretbox.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return loadSecretBox("", path)
+}
+
+func readEnv(path string) map[string]string {
+	out := map[string]string{}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimPrefix(strings.TrimSpace(line), "export ")
+		k, v, ok := strings.Cut(line, "=")
+		if ok {
+			out[k] = strings.Trim(v, `'"`)
+		}
+	}
+	return out
+}
+
+func writeEnv(path, endpoint, dbURL string, c devCreds) error {
+	content := fmt.Sprintf(`# Written by 'make run' (fulcrum dev). Source it: . %s
+export FULCRUM_ENDPOINT='%s'
+export FULCRUM_TOKEN='%s'
+export FULCRUM_ADMIN_TOKEN='%s'
+export FULCRUM_DATABASE_URL='%s'
+`, path, endpoint, c.TenantToken, c.AdminToken, dbURL)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func printDevUsage(w io.Writer, endpoint, envFile string) {
+	fmt.Fprintf(w, `
+Fulcrum is running.
+  API:        %[1]s   (OpenAPI document: %[1]s/openapi.yaml)
+  Tokens:     %[2]s   (FULCRUM_ENDPOINT, FULCRUM_TOKEN = tenant "dev", FULCRUM_ADMIN_TOKEN)
+
+Try it from another shell:
+  . %[2]s
+  curl -s -X POST "$FULCRUM_ENDPOINT/v1/load-balancers" \
+    -H "Authorization: Bearer $FULCRUM_TOKEN" -H 'Content-Type: application/json' \
+    -d '{"name":"web"}'
+  curl -s "$FULCRUM_ENDPOINT/v1/load-balancers" -H "Authorization: Bearer $FULCRUM_TOKEN"
+
+Press Ctrl-C to stop everything; 'make run' again reuses the data.
+`, endpoint, envFile)
+}
