@@ -20,9 +20,10 @@ import (
 // handlers implements the generated strict-server interface, one file per
 // resource family.
 type handlers struct {
-	st  *store.Store
-	box *secretbox.Box
-	log *slog.Logger
+	st     *store.Store
+	box    *secretbox.Box
+	log    *slog.Logger
+	notify *Notifier
 }
 
 var _ openapi.StrictServerInterface = (*handlers)(nil)

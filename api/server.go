@@ -61,8 +61,9 @@ type Server struct {
 	st   *store.Store
 	box  *secretbox.Box
 	log  *slog.Logger
-	tel  *telemetry.Telemetry
-	echo *echo.Echo
+	tel    *telemetry.Telemetry
+	echo   *echo.Echo
+	notify *Notifier
 }
 
 // New builds the server; tel may be nil (no tracing, no metrics endpoint).
@@ -102,9 +103,36 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	if tel != nil {
 		e.GET("/metrics", echo.WrapHandler(tel.MetricsHandler()))
 	}
-	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log}, nil))
+	s.notify = NewNotifier()
+	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log, notify: s.notify}, nil))
 	s.echo = e
 	return s, nil
+}
+
+// Start runs the server's background work until ctx ends: the LISTEN
+// connection waking long-polls, and the janitor expiring idempotency keys and
+// old revision records. Serve calls it; tests using Handler call it themselves.
+func (s *Server) Start(ctx context.Context) {
+	go s.notify.Run(ctx, s.st.Pool, s.log)
+	go s.janitor(ctx)
+}
+
+func (s *Server) janitor(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if err := s.st.ExpireIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("expire idempotency keys", "err", err)
+		}
+		if _, err := s.st.Pool.Exec(ctx, "DELETE FROM revisions WHERE created_at < now() - interval '1 day' AND revision < (SELECT max(revision) FROM revisions)"); err != nil && ctx.Err() == nil {
+			s.log.Warn("expire revisions", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Handler is the whole API as an http.Handler.
@@ -124,6 +152,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	bg, stopBackground := context.WithCancel(ctx)
+	defer stopBackground()
+	s.Start(bg)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

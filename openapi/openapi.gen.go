@@ -84,6 +84,51 @@ func (e NodeStatus) Valid() bool {
 	}
 }
 
+// Defines values for NodeReportMembersStatus.
+const (
+	NodeReportMembersStatusDraining  NodeReportMembersStatus = "draining"
+	NodeReportMembersStatusMaint     NodeReportMembersStatus = "maint"
+	NodeReportMembersStatusNoMonitor NodeReportMembersStatus = "no_monitor"
+	NodeReportMembersStatusOffline   NodeReportMembersStatus = "offline"
+	NodeReportMembersStatusOnline    NodeReportMembersStatus = "online"
+)
+
+// Valid indicates whether the value is a known member of the NodeReportMembersStatus enum.
+func (e NodeReportMembersStatus) Valid() bool {
+	switch e {
+	case NodeReportMembersStatusDraining:
+		return true
+	case NodeReportMembersStatusMaint:
+		return true
+	case NodeReportMembersStatusNoMonitor:
+		return true
+	case NodeReportMembersStatusOffline:
+		return true
+	case NodeReportMembersStatusOnline:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for NodeReportStatus.
+const (
+	Ack  NodeReportStatus = "ack"
+	Nack NodeReportStatus = "nack"
+)
+
+// Valid indicates whether the value is a known member of the NodeReportStatus enum.
+func (e NodeReportStatus) Valid() bool {
+	switch e {
+	case Ack:
+		return true
+	case Nack:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for OperatingStatus.
 const (
 	OperatingStatusDegraded  OperatingStatus = "degraded"
@@ -673,6 +718,16 @@ type ListenerList struct {
 // ListenerProtocol defines model for ListenerProtocol.
 type ListenerProtocol string
 
+// ListenerStatus defines model for ListenerStatus.
+type ListenerStatus struct {
+	Id                 string             `json:"id"`
+	Name               string             `json:"name"`
+	OperatingStatus    OperatingStatus    `json:"operating_status"`
+	ProvisioningStatus ProvisioningStatus `json:"provisioning_status"`
+	RoutingRules       []StatusEntry      `json:"routing_rules"`
+	StatusMessage      *string            `json:"status_message,omitempty"`
+}
+
 // ListenerTimeouts Milliseconds. Omitted fields take the defaults.
 type ListenerTimeouts struct {
 	// ClientMs Defaults to 50000.
@@ -776,6 +831,34 @@ type LoadBalancerCreate struct {
 type LoadBalancerList struct {
 	Items         []LoadBalancer `json:"items"`
 	NextPageToken string         `json:"next_page_token"`
+}
+
+// LoadBalancerStats defines model for LoadBalancerStats.
+type LoadBalancerStats struct {
+	BytesIn            *int64 `json:"bytes_in,omitempty"`
+	BytesOut           *int64 `json:"bytes_out,omitempty"`
+	ConnectionsCurrent *int64 `json:"connections_current,omitempty"`
+	ConnectionsTotal   *int64 `json:"connections_total,omitempty"`
+
+	// Errors Connection, response and denied errors.
+	Errors         *int64 `json:"errors,omitempty"`
+	LoadBalancerId string `json:"load_balancer_id"`
+
+	// NodesReporting How many nodes' counters are summed (responses only).
+	NodesReporting *int   `json:"nodes_reporting,omitempty"`
+	RequestsTotal  *int64 `json:"requests_total,omitempty"`
+	Responses1xx   *int64 `json:"responses_1xx,omitempty"`
+	Responses2xx   *int64 `json:"responses_2xx,omitempty"`
+	Responses3xx   *int64 `json:"responses_3xx,omitempty"`
+	Responses4xx   *int64 `json:"responses_4xx,omitempty"`
+	Responses5xx   *int64 `json:"responses_5xx,omitempty"`
+}
+
+// LoadBalancerStatusTree defines model for LoadBalancerStatusTree.
+type LoadBalancerStatusTree struct {
+	Listeners    []ListenerStatus `json:"listeners"`
+	LoadBalancer StatusEntry      `json:"load_balancer"`
+	Pools        []PoolStatus     `json:"pools"`
 }
 
 // LoadBalancerUpdate defines model for LoadBalancerUpdate.
@@ -980,6 +1063,45 @@ type NodeList struct {
 	NextPageToken string `json:"next_page_token"`
 }
 
+// NodeRegistration defines model for NodeRegistration.
+type NodeRegistration struct {
+	AgentVersion *string `json:"agent_version,omitempty"`
+
+	// NodeGroupId For a new node; defaults to the node token's group.
+	NodeGroupId *string `json:"node_group_id,omitempty"`
+}
+
+// NodeReport defines model for NodeReport.
+type NodeReport struct {
+	// LoadBalancerErrors Load balancers HAProxy rejected; the node keeps serving their last good version (or nothing).
+	LoadBalancerErrors *[]struct {
+		LoadBalancerId string `json:"load_balancer_id"`
+		Message        string `json:"message"`
+	} `json:"load_balancer_errors,omitempty"`
+	Members *[]struct {
+		// Check HAProxy's last check result.
+		Check  *string                 `json:"check,omitempty"`
+		Id     string                  `json:"id"`
+		Status NodeReportMembersStatus `json:"status"`
+	} `json:"members,omitempty"`
+
+	// Message Why (nack).
+	Message *string `json:"message,omitempty"`
+
+	// Revision The snapshot revision the node now serves.
+	Revision int64                `json:"revision"`
+	Stats    *[]LoadBalancerStats `json:"stats,omitempty"`
+
+	// Status nack when the whole snapshot could not be applied.
+	Status NodeReportStatus `json:"status"`
+}
+
+// NodeReportMembersStatus defines model for NodeReport.Members.Status.
+type NodeReportMembersStatus string
+
+// NodeReportStatus nack when the whole snapshot could not be applied.
+type NodeReportStatus string
+
 // NodeUpdate defines model for NodeUpdate.
 type NodeUpdate struct {
 	Description *string `json:"description,omitempty"`
@@ -1072,6 +1194,16 @@ type PoolList struct {
 
 // PoolProtocol defines model for PoolProtocol.
 type PoolProtocol string
+
+// PoolStatus defines model for PoolStatus.
+type PoolStatus struct {
+	Id                 string             `json:"id"`
+	Members            []StatusEntry      `json:"members"`
+	Name               string             `json:"name"`
+	OperatingStatus    OperatingStatus    `json:"operating_status"`
+	ProvisioningStatus ProvisioningStatus `json:"provisioning_status"`
+	StatusMessage      *string            `json:"status_message,omitempty"`
+}
 
 // PoolUpdate defines model for PoolUpdate.
 type PoolUpdate struct {
@@ -1276,6 +1408,46 @@ type SessionPersistence struct {
 
 // SessionPersistenceType defines model for SessionPersistence.Type.
 type SessionPersistenceType string
+
+// Snapshot Everything one node must serve, consistent at one revision.
+type Snapshot struct {
+	Certificates  []SnapshotCertificate  `json:"certificates"`
+	GeneratedAt   time.Time              `json:"generated_at"`
+	LoadBalancers []SnapshotLoadBalancer `json:"load_balancers"`
+	NodeGroupId   string                 `json:"node_group_id"`
+	Revision      int64                  `json:"revision"`
+
+	// Traceparent W3C trace context of the newest write included.
+	Traceparent *string `json:"traceparent,omitempty"`
+}
+
+// SnapshotCertificate defines model for SnapshotCertificate.
+type SnapshotCertificate struct {
+	Certificate string `json:"certificate"`
+	Id          string `json:"id"`
+
+	// PrivateKey Decrypted for the node only.
+	PrivateKey string `json:"private_key"`
+	Version    int64  `json:"version"`
+}
+
+// SnapshotLoadBalancer defines model for SnapshotLoadBalancer.
+type SnapshotLoadBalancer struct {
+	Listeners    []Listener    `json:"listeners"`
+	LoadBalancer LoadBalancer  `json:"load_balancer"`
+	Members      []Member      `json:"members"`
+	Pools        []Pool        `json:"pools"`
+	RoutingRules []RoutingRule `json:"routing_rules"`
+}
+
+// StatusEntry defines model for StatusEntry.
+type StatusEntry struct {
+	Id                 string             `json:"id"`
+	Name               string             `json:"name"`
+	OperatingStatus    OperatingStatus    `json:"operating_status"`
+	ProvisioningStatus ProvisioningStatus `json:"provisioning_status"`
+	StatusMessage      *string            `json:"status_message,omitempty"`
+}
 
 // Tenant defines model for Tenant.
 type Tenant struct {
@@ -1692,6 +1864,15 @@ type UpdateNodeParams struct {
 	IfMatch *IfMatch `json:"If-Match,omitempty"`
 }
 
+// GetNodeSnapshotParams defines parameters for GetNodeSnapshot.
+type GetNodeSnapshotParams struct {
+	// After The revision the node already has (0 for none).
+	After *int64 `form:"after,omitempty" json:"after,omitempty"`
+
+	// Wait How long to hold the request, e.g. `30s` (0 to 60s). Defaults to 30s.
+	Wait *string `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
 // ListPoolsParams defines parameters for ListPools.
 type ListPoolsParams struct {
 	// Limit Page size, 1–200. Defaults to 50.
@@ -1869,6 +2050,12 @@ type CreateNodeJSONRequestBody = NodeCreate
 
 // UpdateNodeJSONRequestBody defines body for UpdateNode for application/json ContentType.
 type UpdateNodeJSONRequestBody = NodeUpdate
+
+// RegisterNodeJSONRequestBody defines body for RegisterNode for application/json ContentType.
+type RegisterNodeJSONRequestBody = NodeRegistration
+
+// ReportNodeJSONRequestBody defines body for ReportNode for application/json ContentType.
+type ReportNodeJSONRequestBody = NodeReport
 
 // CreatePoolJSONRequestBody defines body for CreatePool for application/json ContentType.
 type CreatePoolJSONRequestBody = PoolCreate
@@ -2055,6 +2242,16 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	UpdateLoadBalancer(ctx context.Context, id ID, params *UpdateLoadBalancerParams, body UpdateLoadBalancerJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetLoadBalancerStats Traffic counters, summed over the nodes serving the load balancer.
+	//
+	// Corresponds with GET /v1/load-balancers/{id}/stats (the `GetLoadBalancerStats` operationId).
+	GetLoadBalancerStats(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetLoadBalancerStatus The status of the load balancer and everything under it.
+	//
+	// Corresponds with GET /v1/load-balancers/{id}/status (the `GetLoadBalancerStatus` operationId).
+	GetLoadBalancerStatus(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListMembers performs a GET /v1/members (the `ListMembers` operationId) request.
 	ListMembers(ctx context.Context, params *ListMembersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -2131,6 +2328,48 @@ type ClientInterface interface {
 	// UpdateNode performs a PATCH /v1/nodes/{id} (the `UpdateNode` operationId) request.
 	// Takes a body of the `application/json` content type.
 	UpdateNode(ctx context.Context, id ID, params *UpdateNodeParams, body UpdateNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RegisterNodeWithBody Register a node (agent start) or heartbeat it; `{id}` is the node's name (or id).
+	//
+	// Agents call this with a node token at start and periodically. An unknown name creates the node in
+	// `node_group_id` (or the token's node group); a known one records the heartbeat.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /v1/nodes/{id} (the `RegisterNode` operationId).
+	RegisterNodeWithBody(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RegisterNode Register a node (agent start) or heartbeat it; `{id}` is the node's name (or id).
+	//
+	// Agents call this with a node token at start and periodically. An unknown name creates the node in
+	// `node_group_id` (or the token's node group); a known one records the heartbeat.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /v1/nodes/{id} (the `RegisterNode` operationId).
+	RegisterNode(ctx context.Context, id ID, body RegisterNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReportNodeWithBody Report the applied revision (ack or nack), member health and counters.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/nodes/{id}/reports (the `ReportNode` operationId).
+	ReportNodeWithBody(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReportNode Report the applied revision (ack or nack), member health and counters.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/nodes/{id}/reports (the `ReportNode` operationId).
+	ReportNode(ctx context.Context, id ID, body ReportNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetNodeSnapshot Long-poll the node's snapshot.
+	//
+	// Answers at once with the node's complete snapshot when its revision is newer than `after`; otherwise
+	// holds the request until a write wakes it (Postgres NOTIFY) or `wait` passes, then answers 304.
+	//
+	// Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
+	GetNodeSnapshot(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListPools performs a GET /v1/pools (the `ListPools` operationId) request.
 	ListPools(ctx context.Context, params *ListPoolsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2557,6 +2796,36 @@ func (c *Client) UpdateLoadBalancer(ctx context.Context, id ID, params *UpdateLo
 	return c.Client.Do(req)
 }
 
+// GetLoadBalancerStats Traffic counters, summed over the nodes serving the load balancer.
+//
+// Corresponds with GET /v1/load-balancers/{id}/stats (the `GetLoadBalancerStats` operationId).
+func (c *Client) GetLoadBalancerStats(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLoadBalancerStatsRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLoadBalancerStatus The status of the load balancer and everything under it.
+//
+// Corresponds with GET /v1/load-balancers/{id}/status (the `GetLoadBalancerStatus` operationId).
+func (c *Client) GetLoadBalancerStatus(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLoadBalancerStatusRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListMembers performs a GET /v1/members (the `ListMembers` operationId) request.
 func (c *Client) ListMembers(ctx context.Context, params *ListMembersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListMembersRequest(c.Server, params)
@@ -2834,6 +3103,98 @@ func (c *Client) UpdateNodeWithBody(ctx context.Context, id ID, params *UpdateNo
 // Takes a body of the `application/json` content type.
 func (c *Client) UpdateNode(ctx context.Context, id ID, params *UpdateNodeParams, body UpdateNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUpdateNodeRequest(c.Server, id, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RegisterNodeWithBody Register a node (agent start) or heartbeat it; `{id}` is the node's name (or id).
+//
+// Agents call this with a node token at start and periodically. An unknown name creates the node in
+// `node_group_id` (or the token's node group); a known one records the heartbeat.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /v1/nodes/{id} (the `RegisterNode` operationId).
+func (c *Client) RegisterNodeWithBody(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRegisterNodeRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RegisterNode Register a node (agent start) or heartbeat it; `{id}` is the node's name (or id).
+//
+// Agents call this with a node token at start and periodically. An unknown name creates the node in
+// `node_group_id` (or the token's node group); a known one records the heartbeat.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /v1/nodes/{id} (the `RegisterNode` operationId).
+func (c *Client) RegisterNode(ctx context.Context, id ID, body RegisterNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRegisterNodeRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReportNodeWithBody Report the applied revision (ack or nack), member health and counters.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/nodes/{id}/reports (the `ReportNode` operationId).
+func (c *Client) ReportNodeWithBody(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReportNodeRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReportNode Report the applied revision (ack or nack), member health and counters.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/nodes/{id}/reports (the `ReportNode` operationId).
+func (c *Client) ReportNode(ctx context.Context, id ID, body ReportNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReportNodeRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetNodeSnapshot Long-poll the node's snapshot.
+//
+// Answers at once with the node's complete snapshot when its revision is newer than `after`; otherwise
+// holds the request until a write wakes it (Postgres NOTIFY) or `wait` passes, then answers 304.
+//
+// Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
+func (c *Client) GetNodeSnapshot(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetNodeSnapshotRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -4355,6 +4716,74 @@ func NewUpdateLoadBalancerRequestWithBody(server string, id ID, params *UpdateLo
 	return req, nil
 }
 
+// NewGetLoadBalancerStatsRequest constructs an http.Request for the GetLoadBalancerStats method
+func NewGetLoadBalancerStatsRequest(server string, id ID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/load-balancers/%s/stats", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetLoadBalancerStatusRequest constructs an http.Request for the GetLoadBalancerStatus method
+func NewGetLoadBalancerStatusRequest(server string, id ID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/load-balancers/%s/status", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListMembersRequest constructs an http.Request for the ListMembers method
 func NewListMembersRequest(server string, params *ListMembersParams) (*http.Request, error) {
 	var err error
@@ -5418,6 +5847,173 @@ func NewUpdateNodeRequestWithBody(server string, id ID, params *UpdateNodeParams
 			req.Header.Set("If-Match", headerParam0)
 		}
 
+	}
+
+	return req, nil
+}
+
+// NewRegisterNodeRequest calls the generic RegisterNode builder with application/json body
+func NewRegisterNodeRequest(server string, id ID, body RegisterNodeJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRegisterNodeRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewRegisterNodeRequestWithBody constructs an http.Request for the RegisterNode method, with any body, and a specified content type
+func NewRegisterNodeRequestWithBody(server string, id ID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/nodes/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewReportNodeRequest calls the generic ReportNode builder with application/json body
+func NewReportNodeRequest(server string, id ID, body ReportNodeJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewReportNodeRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewReportNodeRequestWithBody constructs an http.Request for the ReportNode method, with any body, and a specified content type
+func NewReportNodeRequestWithBody(server string, id ID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/nodes/%s/reports", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetNodeSnapshotRequest constructs an http.Request for the GetNodeSnapshot method
+func NewGetNodeSnapshotRequest(server string, id ID, params *GetNodeSnapshotParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/nodes/%s/snapshot", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.After != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after", *params.After, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
 	}
 
 	return req, nil
@@ -6895,6 +7491,20 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	UpdateLoadBalancerWithResponse(ctx context.Context, id ID, params *UpdateLoadBalancerParams, body UpdateLoadBalancerJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateLoadBalancerResponse, error)
 
+	// GetLoadBalancerStatsWithResponse Traffic counters, summed over the nodes serving the load balancer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/load-balancers/{id}/stats (the `GetLoadBalancerStats` operationId).
+	GetLoadBalancerStatsWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetLoadBalancerStatsResponse, error)
+
+	// GetLoadBalancerStatusWithResponse The status of the load balancer and everything under it.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/load-balancers/{id}/status (the `GetLoadBalancerStatus` operationId).
+	GetLoadBalancerStatusWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetLoadBalancerStatusResponse, error)
+
 	// ListMembersWithResponse performs a GET /v1/members (the `ListMembers` operationId) request.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -7001,6 +7611,50 @@ type ClientWithResponsesInterface interface {
 	// UpdateNodeWithResponse performs a PATCH /v1/nodes/{id} (the `UpdateNode` operationId) request.
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	UpdateNodeWithResponse(ctx context.Context, id ID, params *UpdateNodeParams, body UpdateNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateNodeResponse, error)
+
+	// RegisterNodeWithBodyWithResponse Register a node (agent start) or heartbeat it; `{id}` is the node's name (or id).
+	//
+	// Agents call this with a node token at start and periodically. An unknown name creates the node in
+	// `node_group_id` (or the token's node group); a known one records the heartbeat.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /v1/nodes/{id} (the `RegisterNode` operationId).
+	RegisterNodeWithBodyWithResponse(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RegisterNodeResponse, error)
+
+	// RegisterNodeWithResponse Register a node (agent start) or heartbeat it; `{id}` is the node's name (or id).
+	//
+	// Agents call this with a node token at start and periodically. An unknown name creates the node in
+	// `node_group_id` (or the token's node group); a known one records the heartbeat.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /v1/nodes/{id} (the `RegisterNode` operationId).
+	RegisterNodeWithResponse(ctx context.Context, id ID, body RegisterNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*RegisterNodeResponse, error)
+
+	// ReportNodeWithBodyWithResponse Report the applied revision (ack or nack), member health and counters.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/nodes/{id}/reports (the `ReportNode` operationId).
+	ReportNodeWithBodyWithResponse(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReportNodeResponse, error)
+
+	// ReportNodeWithResponse Report the applied revision (ack or nack), member health and counters.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/nodes/{id}/reports (the `ReportNode` operationId).
+	ReportNodeWithResponse(ctx context.Context, id ID, body ReportNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*ReportNodeResponse, error)
+
+	// GetNodeSnapshotWithResponse Long-poll the node's snapshot.
+	//
+	// Answers at once with the node's complete snapshot when its revision is newer than `after`; otherwise
+	// holds the request until a write wakes it (Postgres NOTIFY) or `wait` passes, then answers 304.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
+	GetNodeSnapshotWithResponse(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*GetNodeSnapshotResponse, error)
 
 	// ListPoolsWithResponse performs a GET /v1/pools (the `ListPools` operationId) request.
 	//
@@ -7975,6 +8629,102 @@ func (r UpdateLoadBalancerResponse) ContentType() string {
 	return ""
 }
 
+type GetLoadBalancerStatsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LoadBalancerStats
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLoadBalancerStatsResponse) GetJSON200() *LoadBalancerStats {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetLoadBalancerStatsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLoadBalancerStatsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLoadBalancerStatsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLoadBalancerStatsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLoadBalancerStatsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetLoadBalancerStatusResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LoadBalancerStatusTree
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLoadBalancerStatusResponse) GetJSON200() *LoadBalancerStatusTree {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetLoadBalancerStatusResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLoadBalancerStatusResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLoadBalancerStatusResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLoadBalancerStatusResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLoadBalancerStatusResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ListMembersResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -8752,6 +9502,143 @@ func (r UpdateNodeResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r UpdateNodeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type RegisterNodeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Node
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RegisterNodeResponse) GetJSON200() *Node {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r RegisterNodeResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r RegisterNodeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RegisterNodeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RegisterNodeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RegisterNodeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ReportNodeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ReportNodeResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ReportNodeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ReportNodeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ReportNodeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ReportNodeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetNodeSnapshotResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Snapshot
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetNodeSnapshotResponse) GetJSON200() *Snapshot {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetNodeSnapshotResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetNodeSnapshotResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetNodeSnapshotResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetNodeSnapshotResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetNodeSnapshotResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -9978,6 +10865,32 @@ func (c *ClientWithResponses) UpdateLoadBalancerWithResponse(ctx context.Context
 	return ParseUpdateLoadBalancerResponse(rsp)
 }
 
+// GetLoadBalancerStatsWithResponse Traffic counters, summed over the nodes serving the load balancer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/load-balancers/{id}/stats (the `GetLoadBalancerStats` operationId).
+func (c *ClientWithResponses) GetLoadBalancerStatsWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetLoadBalancerStatsResponse, error) {
+	rsp, err := c.GetLoadBalancerStats(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLoadBalancerStatsResponse(rsp)
+}
+
+// GetLoadBalancerStatusWithResponse The status of the load balancer and everything under it.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/load-balancers/{id}/status (the `GetLoadBalancerStatus` operationId).
+func (c *ClientWithResponses) GetLoadBalancerStatusWithResponse(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*GetLoadBalancerStatusResponse, error) {
+	rsp, err := c.GetLoadBalancerStatus(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLoadBalancerStatusResponse(rsp)
+}
+
 // ListMembersWithResponse performs a GET /v1/members (the `ListMembers` operationId) request.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -10209,6 +11122,80 @@ func (c *ClientWithResponses) UpdateNodeWithResponse(ctx context.Context, id ID,
 		return nil, err
 	}
 	return ParseUpdateNodeResponse(rsp)
+}
+
+// RegisterNodeWithBodyWithResponse Register a node (agent start) or heartbeat it; `{id}` is the node's name (or id).
+//
+// Agents call this with a node token at start and periodically. An unknown name creates the node in
+// `node_group_id` (or the token's node group); a known one records the heartbeat.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /v1/nodes/{id} (the `RegisterNode` operationId).
+func (c *ClientWithResponses) RegisterNodeWithBodyWithResponse(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RegisterNodeResponse, error) {
+	rsp, err := c.RegisterNodeWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRegisterNodeResponse(rsp)
+}
+
+// RegisterNodeWithResponse Register a node (agent start) or heartbeat it; `{id}` is the node's name (or id).
+//
+// Agents call this with a node token at start and periodically. An unknown name creates the node in
+// `node_group_id` (or the token's node group); a known one records the heartbeat.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /v1/nodes/{id} (the `RegisterNode` operationId).
+func (c *ClientWithResponses) RegisterNodeWithResponse(ctx context.Context, id ID, body RegisterNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*RegisterNodeResponse, error) {
+	rsp, err := c.RegisterNode(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRegisterNodeResponse(rsp)
+}
+
+// ReportNodeWithBodyWithResponse Report the applied revision (ack or nack), member health and counters.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/nodes/{id}/reports (the `ReportNode` operationId).
+func (c *ClientWithResponses) ReportNodeWithBodyWithResponse(ctx context.Context, id ID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReportNodeResponse, error) {
+	rsp, err := c.ReportNodeWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReportNodeResponse(rsp)
+}
+
+// ReportNodeWithResponse Report the applied revision (ack or nack), member health and counters.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/nodes/{id}/reports (the `ReportNode` operationId).
+func (c *ClientWithResponses) ReportNodeWithResponse(ctx context.Context, id ID, body ReportNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*ReportNodeResponse, error) {
+	rsp, err := c.ReportNode(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReportNodeResponse(rsp)
+}
+
+// GetNodeSnapshotWithResponse Long-poll the node's snapshot.
+//
+// Answers at once with the node's complete snapshot when its revision is newer than `after`; otherwise
+// holds the request until a write wakes it (Postgres NOTIFY) or `wait` passes, then answers 304.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
+func (c *ClientWithResponses) GetNodeSnapshotWithResponse(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*GetNodeSnapshotResponse, error) {
+	rsp, err := c.GetNodeSnapshot(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetNodeSnapshotResponse(rsp)
 }
 
 // ListPoolsWithResponse performs a GET /v1/pools (the `ListPools` operationId) request.
@@ -11162,6 +12149,72 @@ func ParseUpdateLoadBalancerResponse(rsp *http.Response) (*UpdateLoadBalancerRes
 	return response, nil
 }
 
+// ParseGetLoadBalancerStatsResponse parses an HTTP response from a GetLoadBalancerStatsWithResponse call
+func ParseGetLoadBalancerStatsResponse(rsp *http.Response) (*GetLoadBalancerStatsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLoadBalancerStatsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LoadBalancerStats
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetLoadBalancerStatusResponse parses an HTTP response from a GetLoadBalancerStatusWithResponse call
+func ParseGetLoadBalancerStatusResponse(rsp *http.Response) (*GetLoadBalancerStatusResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLoadBalancerStatusResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LoadBalancerStatusTree
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseListMembersResponse parses an HTTP response from a ListMembersWithResponse call
 func ParseListMembersResponse(rsp *http.Response) (*ListMembersResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -11778,6 +12831,104 @@ func ParseUpdateNodeResponse(rsp *http.Response) (*UpdateNodeResponse, error) {
 			headers.ETag = &value
 		}
 		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRegisterNodeResponse parses an HTTP response from a RegisterNodeWithResponse call
+func ParseRegisterNodeResponse(rsp *http.Response) (*RegisterNodeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RegisterNodeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Node
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseReportNodeResponse parses an HTTP response from a ReportNodeWithResponse call
+func ParseReportNodeResponse(rsp *http.Response) (*ReportNodeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ReportNodeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetNodeSnapshotResponse parses an HTTP response from a GetNodeSnapshotWithResponse call
+func ParseGetNodeSnapshotResponse(rsp *http.Response) (*GetNodeSnapshotResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetNodeSnapshotResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Snapshot
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case rsp.StatusCode == 304:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
 	}
 
 	return response, nil
@@ -12582,6 +13733,12 @@ type ServerInterface interface {
 
 	// (PATCH /v1/load-balancers/{id})
 	UpdateLoadBalancer(ctx echo.Context, id ID, params UpdateLoadBalancerParams) error
+	// GetLoadBalancerStats Traffic counters, summed over the nodes serving the load balancer.
+	// (GET /v1/load-balancers/{id}/stats)
+	GetLoadBalancerStats(ctx echo.Context, id ID) error
+	// GetLoadBalancerStatus The status of the load balancer and everything under it.
+	// (GET /v1/load-balancers/{id}/status)
+	GetLoadBalancerStatus(ctx echo.Context, id ID) error
 
 	// (GET /v1/members)
 	ListMembers(ctx echo.Context, params ListMembersParams) error
@@ -12627,6 +13784,15 @@ type ServerInterface interface {
 
 	// (PATCH /v1/nodes/{id})
 	UpdateNode(ctx echo.Context, id ID, params UpdateNodeParams) error
+	// RegisterNode Register a node (agent start) or heartbeat it; `{id}` is the node's name (or id).
+	// (PUT /v1/nodes/{id})
+	RegisterNode(ctx echo.Context, id ID) error
+	// ReportNode Report the applied revision (ack or nack), member health and counters.
+	// (POST /v1/nodes/{id}/reports)
+	ReportNode(ctx echo.Context, id ID) error
+	// GetNodeSnapshot Long-poll the node's snapshot.
+	// (GET /v1/nodes/{id}/snapshot)
+	GetNodeSnapshot(ctx echo.Context, id ID, params GetNodeSnapshotParams) error
 
 	// (GET /v1/pools)
 	ListPools(ctx echo.Context, params ListPoolsParams) error
@@ -13230,6 +14396,38 @@ func (w *ServerInterfaceWrapper) UpdateLoadBalancer(ctx echo.Context) error {
 	return err
 }
 
+// GetLoadBalancerStats converts echo context to params.
+func (w *ServerInterfaceWrapper) GetLoadBalancerStats(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id ID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetLoadBalancerStats(ctx, id)
+	return err
+}
+
+// GetLoadBalancerStatus converts echo context to params.
+func (w *ServerInterfaceWrapper) GetLoadBalancerStatus(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id ID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetLoadBalancerStatus(ctx, id)
+	return err
+}
+
 // ListMembers converts echo context to params.
 func (w *ServerInterfaceWrapper) ListMembers(ctx echo.Context) error {
 	var err error
@@ -13752,6 +14950,70 @@ func (w *ServerInterfaceWrapper) UpdateNode(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.UpdateNode(ctx, id, params)
+	return err
+}
+
+// RegisterNode converts echo context to params.
+func (w *ServerInterfaceWrapper) RegisterNode(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id ID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RegisterNode(ctx, id)
+	return err
+}
+
+// ReportNode converts echo context to params.
+func (w *ServerInterfaceWrapper) ReportNode(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id ID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ReportNode(ctx, id)
+	return err
+}
+
+// GetNodeSnapshot converts echo context to params.
+func (w *ServerInterfaceWrapper) GetNodeSnapshot(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id ID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetNodeSnapshotParams
+	// ------------- Optional query parameter "after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after", ctx.QueryParams(), &params.After, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter after: %s", err))
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetNodeSnapshot(ctx, id, params)
 	return err
 }
 
@@ -14453,11 +15715,16 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.DELETE(options.BaseURL+"/v1/nodes/:id", wrapper.DeleteNode, options.OperationMiddlewares["deleteNode"]...)
 	router.GET(options.BaseURL+"/v1/nodes/:id", wrapper.GetNode, options.OperationMiddlewares["getNode"]...)
 	router.PATCH(options.BaseURL+"/v1/nodes/:id", wrapper.UpdateNode, options.OperationMiddlewares["updateNode"]...)
+	router.PUT(options.BaseURL+"/v1/nodes/:id", wrapper.RegisterNode, options.OperationMiddlewares["registerNode"]...)
+	router.GET(options.BaseURL+"/v1/nodes/:id/snapshot", wrapper.GetNodeSnapshot, options.OperationMiddlewares["getNodeSnapshot"]...)
+	router.POST(options.BaseURL+"/v1/nodes/:id/reports", wrapper.ReportNode, options.OperationMiddlewares["reportNode"]...)
 	router.GET(options.BaseURL+"/v1/load-balancers", wrapper.ListLoadBalancers, options.OperationMiddlewares["listLoadBalancers"]...)
 	router.POST(options.BaseURL+"/v1/load-balancers", wrapper.CreateLoadBalancer, options.OperationMiddlewares["createLoadBalancer"]...)
 	router.DELETE(options.BaseURL+"/v1/load-balancers/:id", wrapper.DeleteLoadBalancer, options.OperationMiddlewares["deleteLoadBalancer"]...)
 	router.GET(options.BaseURL+"/v1/load-balancers/:id", wrapper.GetLoadBalancer, options.OperationMiddlewares["getLoadBalancer"]...)
 	router.PATCH(options.BaseURL+"/v1/load-balancers/:id", wrapper.UpdateLoadBalancer, options.OperationMiddlewares["updateLoadBalancer"]...)
+	router.GET(options.BaseURL+"/v1/load-balancers/:id/status", wrapper.GetLoadBalancerStatus, options.OperationMiddlewares["getLoadBalancerStatus"]...)
+	router.GET(options.BaseURL+"/v1/load-balancers/:id/stats", wrapper.GetLoadBalancerStats, options.OperationMiddlewares["getLoadBalancerStats"]...)
 	router.GET(options.BaseURL+"/v1/listeners", wrapper.ListListeners, options.OperationMiddlewares["listListeners"]...)
 	router.POST(options.BaseURL+"/v1/listeners", wrapper.CreateListener, options.OperationMiddlewares["createListener"]...)
 	router.DELETE(options.BaseURL+"/v1/listeners/:id", wrapper.DeleteListener, options.OperationMiddlewares["deleteListener"]...)
@@ -15226,6 +16493,84 @@ func (response UpdateLoadBalancerdefaultApplicationProblemPlusJSONResponse) Visi
 	return err
 }
 
+type GetLoadBalancerStatsRequestObject struct {
+	Id ID `json:"id"`
+}
+
+type GetLoadBalancerStatsResponseObject interface {
+	VisitGetLoadBalancerStatsResponse(w http.ResponseWriter) error
+}
+
+type GetLoadBalancerStats200JSONResponse LoadBalancerStats
+
+func (response GetLoadBalancerStats200JSONResponse) VisitGetLoadBalancerStatsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLoadBalancerStatsdefaultApplicationProblemPlusJSONResponse struct {
+	Body       Problem
+	StatusCode int
+}
+
+func (response GetLoadBalancerStatsdefaultApplicationProblemPlusJSONResponse) VisitGetLoadBalancerStatsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLoadBalancerStatusRequestObject struct {
+	Id ID `json:"id"`
+}
+
+type GetLoadBalancerStatusResponseObject interface {
+	VisitGetLoadBalancerStatusResponse(w http.ResponseWriter) error
+}
+
+type GetLoadBalancerStatus200JSONResponse LoadBalancerStatusTree
+
+func (response GetLoadBalancerStatus200JSONResponse) VisitGetLoadBalancerStatusResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLoadBalancerStatusdefaultApplicationProblemPlusJSONResponse struct {
+	Body       Problem
+	StatusCode int
+}
+
+func (response GetLoadBalancerStatusdefaultApplicationProblemPlusJSONResponse) VisitGetLoadBalancerStatusResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListMembersRequestObject struct {
 	Params ListMembersParams
 }
@@ -15926,6 +17271,128 @@ type UpdateNodedefaultApplicationProblemPlusJSONResponse struct {
 }
 
 func (response UpdateNodedefaultApplicationProblemPlusJSONResponse) VisitUpdateNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RegisterNodeRequestObject struct {
+	Id   ID `json:"id"`
+	Body *RegisterNodeJSONRequestBody
+}
+
+type RegisterNodeResponseObject interface {
+	VisitRegisterNodeResponse(w http.ResponseWriter) error
+}
+
+type RegisterNode200JSONResponse Node
+
+func (response RegisterNode200JSONResponse) VisitRegisterNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RegisterNodedefaultApplicationProblemPlusJSONResponse struct {
+	Body       Problem
+	StatusCode int
+}
+
+func (response RegisterNodedefaultApplicationProblemPlusJSONResponse) VisitRegisterNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ReportNodeRequestObject struct {
+	Id   ID `json:"id"`
+	Body *ReportNodeJSONRequestBody
+}
+
+type ReportNodeResponseObject interface {
+	VisitReportNodeResponse(w http.ResponseWriter) error
+}
+
+type ReportNode204Response struct {
+}
+
+func (response ReportNode204Response) VisitReportNodeResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type ReportNodedefaultApplicationProblemPlusJSONResponse struct {
+	Body       Problem
+	StatusCode int
+}
+
+func (response ReportNodedefaultApplicationProblemPlusJSONResponse) VisitReportNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetNodeSnapshotRequestObject struct {
+	Id     ID `json:"id"`
+	Params GetNodeSnapshotParams
+}
+
+type GetNodeSnapshotResponseObject interface {
+	VisitGetNodeSnapshotResponse(w http.ResponseWriter) error
+}
+
+type GetNodeSnapshot200JSONResponse Snapshot
+
+func (response GetNodeSnapshot200JSONResponse) VisitGetNodeSnapshotResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetNodeSnapshot304Response struct {
+}
+
+func (response GetNodeSnapshot304Response) VisitGetNodeSnapshotResponse(w http.ResponseWriter) error {
+	w.WriteHeader(304)
+	return nil
+}
+
+type GetNodeSnapshotdefaultApplicationProblemPlusJSONResponse struct {
+	Body       Problem
+	StatusCode int
+}
+
+func (response GetNodeSnapshotdefaultApplicationProblemPlusJSONResponse) VisitGetNodeSnapshotResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -16849,6 +18316,12 @@ type StrictServerInterface interface {
 
 	// (PATCH /v1/load-balancers/{id})
 	UpdateLoadBalancer(ctx context.Context, request UpdateLoadBalancerRequestObject) (UpdateLoadBalancerResponseObject, error)
+	// GetLoadBalancerStats Traffic counters, summed over the nodes serving the load balancer.
+	// (GET /v1/load-balancers/{id}/stats)
+	GetLoadBalancerStats(ctx context.Context, request GetLoadBalancerStatsRequestObject) (GetLoadBalancerStatsResponseObject, error)
+	// GetLoadBalancerStatus The status of the load balancer and everything under it.
+	// (GET /v1/load-balancers/{id}/status)
+	GetLoadBalancerStatus(ctx context.Context, request GetLoadBalancerStatusRequestObject) (GetLoadBalancerStatusResponseObject, error)
 
 	// (GET /v1/members)
 	ListMembers(ctx context.Context, request ListMembersRequestObject) (ListMembersResponseObject, error)
@@ -16894,6 +18367,15 @@ type StrictServerInterface interface {
 
 	// (PATCH /v1/nodes/{id})
 	UpdateNode(ctx context.Context, request UpdateNodeRequestObject) (UpdateNodeResponseObject, error)
+	// RegisterNode Register a node (agent start) or heartbeat it; `{id}` is the node's name (or id).
+	// (PUT /v1/nodes/{id})
+	RegisterNode(ctx context.Context, request RegisterNodeRequestObject) (RegisterNodeResponseObject, error)
+	// ReportNode Report the applied revision (ack or nack), member health and counters.
+	// (POST /v1/nodes/{id}/reports)
+	ReportNode(ctx context.Context, request ReportNodeRequestObject) (ReportNodeResponseObject, error)
+	// GetNodeSnapshot Long-poll the node's snapshot.
+	// (GET /v1/nodes/{id}/snapshot)
+	GetNodeSnapshot(ctx context.Context, request GetNodeSnapshotRequestObject) (GetNodeSnapshotResponseObject, error)
 
 	// (GET /v1/pools)
 	ListPools(ctx context.Context, request ListPoolsRequestObject) (ListPoolsResponseObject, error)
@@ -17507,6 +18989,56 @@ func (sh *strictHandler) UpdateLoadBalancer(ctx echo.Context, id ID, params Upda
 	return nil
 }
 
+// GetLoadBalancerStats operation middleware
+func (sh *strictHandler) GetLoadBalancerStats(ctx echo.Context, id ID) error {
+	var request GetLoadBalancerStatsRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLoadBalancerStats(ctx.Request().Context(), request.(GetLoadBalancerStatsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLoadBalancerStats")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetLoadBalancerStatsResponseObject); ok {
+		return validResponse.VisitGetLoadBalancerStatsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetLoadBalancerStatus operation middleware
+func (sh *strictHandler) GetLoadBalancerStatus(ctx echo.Context, id ID) error {
+	var request GetLoadBalancerStatusRequestObject
+
+	request.Id = id
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLoadBalancerStatus(ctx.Request().Context(), request.(GetLoadBalancerStatusRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLoadBalancerStatus")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetLoadBalancerStatusResponseObject); ok {
+		return validResponse.VisitGetLoadBalancerStatusResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // ListMembers operation middleware
 func (sh *strictHandler) ListMembers(ctx echo.Context, params ListMembersParams) error {
 	var request ListMembersRequestObject
@@ -18020,6 +19552,128 @@ func (sh *strictHandler) UpdateNode(ctx echo.Context, id ID, params UpdateNodePa
 		return err
 	} else if validResponse, ok := response.(UpdateNodeResponseObject); ok {
 		return validResponse.VisitUpdateNodeResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RegisterNode operation middleware
+func (sh *strictHandler) RegisterNode(ctx echo.Context, id ID) error {
+	var request RegisterNodeRequestObject
+
+	request.Id = id
+
+	var body RegisterNodeJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RegisterNode(ctx.Request().Context(), request.(RegisterNodeRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RegisterNode")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RegisterNodeResponseObject); ok {
+		return validResponse.VisitRegisterNodeResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ReportNode operation middleware
+func (sh *strictHandler) ReportNode(ctx echo.Context, id ID) error {
+	var request ReportNodeRequestObject
+
+	request.Id = id
+
+	var body ReportNodeJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ReportNode(ctx.Request().Context(), request.(ReportNodeRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ReportNode")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ReportNodeResponseObject); ok {
+		return validResponse.VisitReportNodeResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetNodeSnapshot operation middleware
+func (sh *strictHandler) GetNodeSnapshot(ctx echo.Context, id ID, params GetNodeSnapshotParams) error {
+	var request GetNodeSnapshotRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetNodeSnapshot(ctx.Request().Context(), request.(GetNodeSnapshotRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetNodeSnapshot")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetNodeSnapshotResponseObject); ok {
+		return validResponse.VisitGetNodeSnapshotResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 	"github.com/oklog/ulid/v2"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/validate"
@@ -31,6 +32,15 @@ const NotifyChannel = "fulcrum_revision"
 
 // migrateLockID guards migrations so several API replicas can start at once.
 const migrateLockID = 7240117001
+
+// writeLockID serializes write transactions, so revisions commit in the order
+// they were taken: a node that has seen revision N can never later miss a
+// write with a revision below N.
+const writeLockID = 7240117002
+
+// LiveNodeWindow is how recently a node must have reported to count for status
+// and delete progress; a node silent for longer does not hold anything back.
+const LiveNodeWindow = "5 minutes"
 
 // Store wraps the pool. It is safe for concurrent use.
 type Store struct {
@@ -113,6 +123,9 @@ func (s *Store) Write(ctx context.Context, dryRun bool, fn func(tx *Tx) error) e
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer t.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if _, err := t.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(writeLockID)); err != nil {
+		return fmt.Errorf("take write lock: %w", err)
+	}
 	if err := fn(&Tx{Tx: t}); err != nil {
 		return mapError(err)
 	}
@@ -136,6 +149,11 @@ func (tx *Tx) Revision(ctx context.Context) (int64, error) {
 	}
 	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, strconv.FormatInt(tx.rev, 10)); err != nil {
 		return 0, fmt.Errorf("notify revision: %w", err)
+	}
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	if _, err := tx.Exec(ctx, "INSERT INTO revisions (revision, traceparent) VALUES ($1, $2)", tx.rev, carrier.Get("traceparent")); err != nil {
+		return 0, fmt.Errorf("record revision: %w", err)
 	}
 	return tx.rev, nil
 }

@@ -1,0 +1,272 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fulcrumlb/fulcrum/api/problem"
+	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/api/validate"
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// Long-poll bounds.
+const (
+	SnapshotWaitDefault = 30 * time.Second
+	SnapshotWaitMax     = 60 * time.Second
+)
+
+// nodeCaller admits node tokens (bound to their group when the token is) and admins.
+func nodeCaller(ctx context.Context) (groupID string, err error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return "", err
+	}
+	switch p.Kind {
+	case store.TokenNode:
+		return p.NodeGroupID, nil
+	case store.TokenAdmin:
+		return "", nil
+	}
+	return "", problem.Forbidden("This endpoint is for dataplane agents: use a node token.")
+}
+
+// nodeByName finds a node by name or id, within the token's group if bound.
+func nodeByName(ctx context.Context, tx *store.Tx, name, groupID string, forUpdate bool) (*store.Node, error) {
+	q := "SELECT * FROM nodes WHERE (name = $1 OR id = $1)"
+	if forUpdate {
+		q += " FOR UPDATE"
+	}
+	rows, _ := tx.Query(ctx, q, name)
+	n, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[store.Node])
+	if err != nil || (groupID != "" && n.NodeGroupID != groupID) {
+		return nil, problem.NotFound("node", name)
+	}
+	return n, nil
+}
+
+func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeRequestObject) (openapi.RegisterNodeResponseObject, error) {
+	tokenGroup, err := nodeCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b := r.Body
+	var out openapi.Node
+	err = h.st.Write(ctx, false, func(tx *store.Tx) error {
+		n, err := nodeByName(ctx, tx, r.Id, tokenGroup, true)
+		if err == nil {
+			row, err := store.Update[store.Node](ctx, tx, store.KindNode, n.ID, []store.Column{
+				{Name: "last_seen_at", Value: time.Now()}, {Name: "status", Value: "online"}, {Name: "agent_version", Value: deref(b.AgentVersion)}})
+			if err != nil {
+				return err
+			}
+			out = nodeToAPI(row)
+			return nil
+		}
+		var e validate.Errors
+		validate.Hostname(&e, "id", r.Id, false)
+		validate.Text(&e, "agent_version", deref(b.AgentVersion), 64)
+		if err := e.Err(); err != nil {
+			return err
+		}
+		group := tokenGroup
+		if b.NodeGroupId != nil {
+			if tokenGroup != "" && *b.NodeGroupId != tokenGroup {
+				return problem.InvalidField("node_group_id", "is not the node token's group")
+			}
+			group = *b.NodeGroupId
+		}
+		if group == "" {
+			return problem.InvalidField("node_group_id", "is required: the node token is not bound to a node group")
+		}
+		if _, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", group, false); err != nil {
+			return problem.InvalidField("node_group_id", "does not exist")
+		}
+		rev, err := tx.Revision(ctx)
+		if err != nil {
+			return err
+		}
+		row, err := store.Insert[store.Node](ctx, tx, store.KindNode, []store.Column{
+			{Name: "id", Value: store.NewID(store.KindNode.Prefix)}, {Name: "name", Value: r.Id}, {Name: "node_group_id", Value: group},
+			{Name: "labels", Value: map[string]string{}}, {Name: "revision", Value: rev}, {Name: "status", Value: "online"},
+			{Name: "last_seen_at", Value: time.Now()}, {Name: "agent_version", Value: deref(b.AgentVersion)}})
+		if err != nil {
+			return err
+		}
+		out = nodeToAPI(row)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return openapi.RegisterNode200JSONResponse(out), nil
+}
+
+func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapshotRequestObject) (openapi.GetNodeSnapshotResponseObject, error) {
+	tokenGroup, err := nodeCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	after := deref(r.Params.After)
+	wait := SnapshotWaitDefault
+	if r.Params.Wait != nil {
+		d, err := time.ParseDuration(*r.Params.Wait)
+		if err != nil || d < 0 || d > SnapshotWaitMax {
+			return nil, problem.BadRequest("wait", "must be a duration from 0s to %s", SnapshotWaitMax)
+		}
+		wait = d
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		changed := h.notify.Changed()
+		var snap *openapi.Snapshot
+		err := pgx.BeginTxFunc(ctx, h.st.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(t pgx.Tx) error {
+			tx := &store.Tx{Tx: t}
+			n, err := nodeByName(ctx, tx, r.Id, tokenGroup, false)
+			if err != nil {
+				return err
+			}
+			rev, err := store.GroupRevision(ctx, tx, n.NodeGroupID)
+			if err != nil {
+				return err
+			}
+			if rev <= after {
+				return nil
+			}
+			snap, err = h.buildSnapshot(ctx, tx, n.NodeGroupID, rev)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if snap != nil {
+			return openapi.GetNodeSnapshot200JSONResponse(*snap), nil
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return openapi.GetNodeSnapshot304Response{}, nil
+		case <-h.notify.Done():
+			return openapi.GetNodeSnapshot304Response{}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// buildSnapshot reads everything the group serves, in the caller's
+// repeatable-read transaction, so it is consistent at rev.
+func (h *handlers) buildSnapshot(ctx context.Context, tx *store.Tx, groupID string, rev int64) (*openapi.Snapshot, error) {
+	const live = " AND t.deleted_revision IS NULL"
+	inGroup := " FROM %s t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb.node_group_id = $1 AND lb.deleted_revision IS NULL" + live + " ORDER BY t.id"
+	lbs, err := store.Select[store.LoadBalancer](ctx, tx, "SELECT t.* FROM load_balancers t WHERE t.node_group_id = $1"+live+" ORDER BY t.id", groupID)
+	if err != nil {
+		return nil, err
+	}
+	listeners, err := store.Select[store.Listener](ctx, tx, "SELECT t.*"+fmt.Sprintf(inGroup, "listeners"), groupID)
+	if err != nil {
+		return nil, err
+	}
+	pools, err := store.Select[store.Pool](ctx, tx, "SELECT t.*"+fmt.Sprintf(inGroup, "pools"), groupID)
+	if err != nil {
+		return nil, err
+	}
+	members, err := store.Select[store.Member](ctx, tx, "SELECT t.*"+fmt.Sprintf(inGroup, "members"), groupID)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := store.Select[store.RoutingRule](ctx, tx, "SELECT t.*"+fmt.Sprintf(inGroup, "routing_rules"), groupID)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := store.Select[store.Certificate](ctx, tx, `SELECT c.* FROM certificates c WHERE c.id IN (
+  SELECT lc.certificate_id FROM listener_certificates lc JOIN listeners l ON l.id = lc.listener_id JOIN load_balancers lb ON lb.id = l.load_balancer_id
+  WHERE lb.node_group_id = $1 AND lb.deleted_revision IS NULL AND l.deleted_revision IS NULL) ORDER BY c.id`, groupID)
+	if err != nil {
+		return nil, err
+	}
+	byLB := map[string]*openapi.SnapshotLoadBalancer{}
+	snap := &openapi.Snapshot{Revision: rev, NodeGroupId: groupID, GeneratedAt: time.Now().UTC(),
+		LoadBalancers: make([]openapi.SnapshotLoadBalancer, 0, len(lbs)), Certificates: make([]openapi.SnapshotCertificate, 0, len(certs))}
+	for _, lb := range lbs {
+		snap.LoadBalancers = append(snap.LoadBalancers, openapi.SnapshotLoadBalancer{LoadBalancer: lbToAPI(lb),
+			Listeners: []openapi.Listener{}, Pools: []openapi.Pool{}, Members: []openapi.Member{}, RoutingRules: []openapi.RoutingRule{}})
+	}
+	for i := range snap.LoadBalancers {
+		byLB[snap.LoadBalancers[i].LoadBalancer.Id] = &snap.LoadBalancers[i]
+	}
+	for _, l := range listeners {
+		byLB[l.LoadBalancerID].Listeners = append(byLB[l.LoadBalancerID].Listeners, listenerToAPI(l))
+	}
+	for _, p := range pools {
+		byLB[p.LoadBalancerID].Pools = append(byLB[p.LoadBalancerID].Pools, poolToAPI(p))
+	}
+	for _, m := range members {
+		byLB[m.LoadBalancerID].Members = append(byLB[m.LoadBalancerID].Members, memberToAPI(m))
+	}
+	for _, ru := range rules {
+		byLB[ru.LoadBalancerID].RoutingRules = append(byLB[ru.LoadBalancerID].RoutingRules, ruleToAPI(ru))
+	}
+	for _, c := range certs {
+		key, err := PrivateKey(h.box, c)
+		if err != nil {
+			return nil, fmt.Errorf("decrypt key of %s: %w", c.ID, err)
+		}
+		snap.Certificates = append(snap.Certificates, openapi.SnapshotCertificate{Id: c.ID, Version: c.Version, Certificate: c.CertificatePEM, PrivateKey: string(key)})
+	}
+	var tp string
+	if err := tx.QueryRow(ctx, "SELECT traceparent FROM revisions WHERE revision <= $1 ORDER BY revision DESC LIMIT 1", rev).Scan(&tp); err == nil && tp != "" {
+		snap.Traceparent = &tp
+	}
+	return snap, nil
+}
+
+func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestObject) (openapi.ReportNodeResponseObject, error) {
+	tokenGroup, err := nodeCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b := r.Body
+	err = h.st.Write(ctx, false, func(tx *store.Tx) error {
+		n, err := nodeByName(ctx, tx, r.Id, tokenGroup, true)
+		if err != nil {
+			return err
+		}
+		cols := []store.Column{{Name: "last_seen_at", Value: time.Now()}, {Name: "status", Value: "online"}, {Name: "status_message", Value: deref(b.Message)}}
+		if b.Status == openapi.Ack && b.Revision > n.AppliedRevision {
+			cols = append(cols, store.Column{Name: "applied_revision", Value: b.Revision})
+		}
+		if _, err := store.Update[store.Node](ctx, tx, store.KindNode, n.ID, cols); err != nil {
+			return err
+		}
+		lbErrors := map[string]string{}
+		for _, e := range deref(b.LoadBalancerErrors) {
+			lbErrors[e.LoadBalancerId] = e.Message
+		}
+		members := map[string]string{}
+		for _, m := range deref(b.Members) {
+			members[m.Id] = string(m.Status)
+		}
+		if err := store.ApplyReport(ctx, tx, n.NodeGroupID, lbErrors, members); err != nil {
+			return err
+		}
+		for _, s := range deref(b.Stats) {
+			counters, _ := json.Marshal(s)
+			if _, err := tx.Exec(ctx, `INSERT INTO load_balancer_stats (node_id, load_balancer_id, counters, updated_at)
+SELECT $1, lb.id, $3, now() FROM load_balancers lb WHERE lb.id = $2 AND lb.node_group_id = $4
+ON CONFLICT (node_id, load_balancer_id) DO UPDATE SET counters = EXCLUDED.counters, updated_at = now()`, n.ID, s.LoadBalancerId, counters, n.NodeGroupID); err != nil {
+				return fmt.Errorf("store stats: %w", err)
+			}
+		}
+		return store.Purge(ctx, tx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return openapi.ReportNode204Response{}, nil
+}

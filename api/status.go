@@ -1,0 +1,132 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+func statusEntry(m *store.Meta, s *store.Status) openapi.StatusEntry {
+	return openapi.StatusEntry{Id: m.ID, Name: m.Name, ProvisioningStatus: openapi.ProvisioningStatus(s.ProvisioningStatus),
+		OperatingStatus: openapi.OperatingStatus(s.OperatingStatus), StatusMessage: msgPtr(s.StatusMessage)}
+}
+
+func (h *handlers) GetLoadBalancerStatus(ctx context.Context, r openapi.GetLoadBalancerStatusRequestObject) (openapi.GetLoadBalancerStatusResponseObject, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out openapi.LoadBalancerStatusTree
+	err = h.st.Read(ctx, func(tx *store.Tx) error {
+		lb, err := store.Get[store.LoadBalancer](ctx, tx, store.KindLoadBalancer, tenant, r.Id, false)
+		if err != nil {
+			return err
+		}
+		out.LoadBalancer = statusEntry(&lb.Meta, &lb.Status)
+		const q = " WHERE load_balancer_id = $1 AND tenant_id = $2 ORDER BY id"
+		listeners, err := store.Select[store.Listener](ctx, tx, "SELECT * FROM listeners"+q, lb.ID, tenant)
+		if err != nil {
+			return err
+		}
+		rules, err := store.Select[store.RoutingRule](ctx, tx, "SELECT * FROM routing_rules"+q, lb.ID, tenant)
+		if err != nil {
+			return err
+		}
+		pools, err := store.Select[store.Pool](ctx, tx, "SELECT * FROM pools"+q, lb.ID, tenant)
+		if err != nil {
+			return err
+		}
+		members, err := store.Select[store.Member](ctx, tx, "SELECT * FROM members"+q, lb.ID, tenant)
+		if err != nil {
+			return err
+		}
+		out.Listeners = make([]openapi.ListenerStatus, 0, len(listeners))
+		for _, l := range listeners {
+			e := statusEntry(&l.Meta, &l.Status)
+			ls := openapi.ListenerStatus{Id: e.Id, Name: e.Name, ProvisioningStatus: e.ProvisioningStatus, OperatingStatus: e.OperatingStatus,
+				StatusMessage: e.StatusMessage, RoutingRules: []openapi.StatusEntry{}}
+			for _, ru := range rules {
+				if ru.ListenerID == l.ID {
+					ls.RoutingRules = append(ls.RoutingRules, statusEntry(&ru.Meta, &ru.Status))
+				}
+			}
+			out.Listeners = append(out.Listeners, ls)
+		}
+		out.Pools = make([]openapi.PoolStatus, 0, len(pools))
+		for _, p := range pools {
+			e := statusEntry(&p.Meta, &p.Status)
+			ps := openapi.PoolStatus{Id: e.Id, Name: e.Name, ProvisioningStatus: e.ProvisioningStatus, OperatingStatus: e.OperatingStatus,
+				StatusMessage: e.StatusMessage, Members: []openapi.StatusEntry{}}
+			for _, m := range members {
+				if m.PoolID == p.ID {
+					ps.Members = append(ps.Members, statusEntry(&m.Meta, &m.Status))
+				}
+			}
+			out.Pools = append(out.Pools, ps)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return openapi.GetLoadBalancerStatus200JSONResponse(out), nil
+}
+
+func (h *handlers) GetLoadBalancerStats(ctx context.Context, r openapi.GetLoadBalancerStatsRequestObject) (openapi.GetLoadBalancerStatsResponseObject, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := openapi.LoadBalancerStats{LoadBalancerId: r.Id}
+	err = h.st.Read(ctx, func(tx *store.Tx) error {
+		if _, err := store.Get[store.LoadBalancer](ctx, tx, store.KindLoadBalancer, tenant, r.Id, false); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT s.counters FROM load_balancer_stats s JOIN nodes n ON n.id = s.node_id
+WHERE s.load_balancer_id = $1 AND n.last_seen_at > now() - interval '`+store.LiveNodeWindow+`'`, r.Id)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		sum := func(dst **int64, v *int64) {
+			if v == nil {
+				return
+			}
+			if *dst == nil {
+				*dst = new(int64)
+			}
+			**dst += *v
+		}
+		nodes := 0
+		for rows.Next() {
+			var raw []byte
+			if err := rows.Scan(&raw); err != nil {
+				return err
+			}
+			var s openapi.LoadBalancerStats
+			if err := json.Unmarshal(raw, &s); err != nil {
+				continue
+			}
+			nodes++
+			sum(&out.ConnectionsCurrent, s.ConnectionsCurrent)
+			sum(&out.ConnectionsTotal, s.ConnectionsTotal)
+			sum(&out.RequestsTotal, s.RequestsTotal)
+			sum(&out.BytesIn, s.BytesIn)
+			sum(&out.BytesOut, s.BytesOut)
+			sum(&out.Responses1xx, s.Responses1xx)
+			sum(&out.Responses2xx, s.Responses2xx)
+			sum(&out.Responses3xx, s.Responses3xx)
+			sum(&out.Responses4xx, s.Responses4xx)
+			sum(&out.Responses5xx, s.Responses5xx)
+			sum(&out.Errors, s.Errors)
+		}
+		out.NodesReporting = &nodes
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return openapi.GetLoadBalancerStats200JSONResponse(out), nil
+}
