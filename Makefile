@@ -18,7 +18,7 @@ build: ## Build bin/fulcrum.
 
 .PHONY: run
 run: build ## Start the whole stack locally (installs Debian packages when root) and print how to use it.
-	@bash deploy/install-deps.sh postgresql haproxy
+	@bash deploy/install-deps.sh postgresql haproxy jq
 	$(BIN)/fulcrum dev
 
 .PHONY: generate

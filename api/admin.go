@@ -661,4 +661,3 @@ func joinIDs(ids []string) string {
 	}
 	return out
 }
-

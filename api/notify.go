@@ -65,18 +65,21 @@ func (n *Notifier) Run(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger
 }
 
 func (n *Notifier) listen(ctx context.Context, pool *pgxpool.Pool) error {
-	conn, err := pool.Acquire(ctx)
+	pc, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	// The connection ends up LISTENing; do not give it back to the pool.
-	defer conn.Hijack().Close(context.Background()) //nolint:errcheck
+	// The connection ends up LISTENing; do not give it back to the pool. Take
+	// it out now: a deferred conn.Hijack() would run at once, leaving conn
+	// without its connection.
+	conn := pc.Hijack()
+	defer conn.Close(context.Background()) //nolint:errcheck
 	if _, err := conn.Exec(ctx, "LISTEN "+store.NotifyChannel); err != nil {
 		return err
 	}
 	n.broadcast()
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err
 		}
 		n.broadcast()

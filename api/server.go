@@ -21,6 +21,7 @@ import (
 	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/reqcheck"
 	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/api/validate"
 	"github.com/fulcrumlb/fulcrum/internal/secretbox"
 	"github.com/fulcrumlb/fulcrum/internal/telemetry"
 	"github.com/fulcrumlb/fulcrum/openapi"
@@ -57,10 +58,10 @@ func (c *Config) setDefaults() {
 
 // Server is the API server.
 type Server struct {
-	cfg  Config
-	st   *store.Store
-	box  *secretbox.Box
-	log  *slog.Logger
+	cfg    Config
+	st     *store.Store
+	box    *secretbox.Box
+	log    *slog.Logger
 	tel    *telemetry.Telemetry
 	echo   *echo.Echo
 	notify *Notifier
@@ -255,7 +256,8 @@ func toProblem(err error) *problem.Problem {
 		case http.StatusMethodNotAllowed:
 			return problem.New(http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed", "This route does not take that method.")
 		case http.StatusRequestEntityTooLarge:
-			return problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large", "The request body exceeds the limit.")
+			return problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large", "The request body exceeds the limit.",
+				validate.FieldError{Field: "body", Message: "exceeds the size limit"})
 		case http.StatusBadRequest, http.StatusUnsupportedMediaType:
 			field := "body"
 			if strings.HasPrefix(msg, "Invalid format for parameter ") {
@@ -268,6 +270,25 @@ func toProblem(err error) *problem.Problem {
 		}
 		if he.Code >= 400 && he.Code < 500 {
 			return problem.New(he.Code, "bad-request", http.StatusText(he.Code), msg)
+		}
+	}
+	// A body that is not JSON, or not sent as JSON, could not be read at all:
+	// 400 or 415, not the 422 of a readable request with invalid fields.
+	var ve *validate.Error
+	if errors.As(err, &ve) {
+		for _, f := range ve.Fields {
+			if f.Field != "body" {
+				continue
+			}
+			p := problem.Invalid(ve.Fields...)
+			switch {
+			case strings.HasPrefix(f.Message, "is not valid JSON"):
+				p.Status, p.Type, p.Title = http.StatusBadRequest, "bad-request", "Malformed request"
+				return p
+			case strings.HasPrefix(f.Message, "must be sent with Content-Type"):
+				p.Status, p.Type, p.Title = http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"
+				return p
+			}
 		}
 	}
 	return problem.From(err)

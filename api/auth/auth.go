@@ -75,10 +75,12 @@ var errBadToken = problem.Unauthorized("The bearer token is missing, malformed, 
 
 // Authenticate resolves an Authorization header value to a principal.
 func Authenticate(ctx context.Context, s *store.Store, header string) (Principal, error) {
-	raw, ok := strings.CutPrefix(header, "Bearer ")
-	if !ok {
+	// The scheme is case-insensitive (RFC 9110, section 11.1).
+	const scheme = "Bearer "
+	if len(header) < len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
 		return Principal{}, errBadToken
 	}
+	raw := header[len(scheme):]
 	id, secret, ok := strings.Cut(strings.TrimSpace(raw), ".")
 	if !ok || !strings.HasPrefix(id, store.KindToken.Prefix+"_") || len(id) > 64 || secret == "" {
 		return Principal{}, errBadToken

@@ -189,7 +189,7 @@ func List[T any](ctx context.Context, tx *Tx, k Kind, tenantID string, lq ListQu
 	}
 	if lq.PageToken != "" {
 		after, err := base64.RawURLEncoding.DecodeString(lq.PageToken)
-		if err != nil || len(after) == 0 || len(after) > 64 {
+		if err != nil || !isCursor(string(after), k.Prefix) {
 			return nil, "", problem.BadRequest("page_token", "is not a page token this API issued")
 		}
 		add("id > $%d", string(after))
@@ -231,6 +231,21 @@ func List[T any](ctx context.Context, tx *Tx, k Kind, tenantID string, lq ListQu
 		next = base64.RawURLEncoding.EncodeToString([]byte(idOf(items[len(items)-1])))
 	}
 	return items, next, nil
+}
+
+// isCursor says whether a decoded page token is an id of kind prefix, as
+// List issues them: anything else (NUL bytes, invalid UTF-8) must not reach
+// the query.
+func isCursor(s, prefix string) bool {
+	if len(s) > 64 || !strings.HasPrefix(s, prefix+"_") || len(s) == len(prefix)+1 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // idOf reads the ID of any model through the interface every model satisfies.

@@ -28,6 +28,7 @@ const usage = `fulcrum — a self-hosted, cloud-style load balancer service.
 
 Usage:
   fulcrum api       serve the HTTP API (migrates the database first)
+  fulcrum agent     run a dataplane agent (HAProxy) on this node
   fulcrum migrate   apply pending database migrations
   fulcrum admin     manage tenants, tokens and node groups without SQL
   fulcrum dev       run the whole stack locally (what 'make run' does)
@@ -48,6 +49,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "api":
 		err = runAPI(ctx, args[1:], stderr)
+	case "agent":
+		err = runAgent(ctx, args[1:], stderr)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], stdout, stderr)
 	case "admin":
