@@ -163,8 +163,8 @@ func validateAction(e *validate.Errors, a store.RuleAction) {
 	if fr := a.FixedResponse; fr != nil && a.Type == "fixed_response" {
 		validate.IntRange(e, "action.fixed_response.status_code", fr.StatusCode, 200, 599)
 		validate.ContentType(e, "action.fixed_response.content_type", fr.ContentType)
-		if len(fr.Body) > 65536 {
-			e.Add("action.fixed_response.body", "must be at most 65536 bytes")
+		if len(fr.Body) > 15000 {
+			e.Add("action.fixed_response.body", "must be at most 15000 bytes")
 		}
 		if strings.ContainsAny(fr.Body, "\x00") {
 			e.Add("action.fixed_response.body", "contains a NUL byte")

@@ -1343,6 +1343,7 @@ type RoutingRuleUpdate struct {
 // RuleAction defines model for RuleAction.
 type RuleAction struct {
 	FixedResponse *struct {
+		// Body At most 15000 bytes (what fits in an HAProxy buffer).
 		Body *string `json:"body,omitempty"`
 
 		// ContentType Defaults to text/plain.

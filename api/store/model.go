@@ -98,6 +98,7 @@ type Node struct {
 	Status          string            `db:"status"`
 	StatusMessage   string            `db:"status_message"`
 	LastSeenAt      *time.Time        `db:"last_seen_at"`
+	AgentVersion    string            `db:"agent_version"`
 	Version         int64             `db:"version"`
 	Revision        int64             `db:"revision"`
 	CreatedAt       time.Time         `db:"created_at"`

@@ -10,10 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/api"
 	"github.com/fulcrumlb/fulcrum/api/auth"
 	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/dataplane/agent"
 	"github.com/fulcrumlb/fulcrum/internal/pgcluster"
 	"github.com/fulcrumlb/fulcrum/internal/secretbox"
 	"github.com/fulcrumlb/fulcrum/internal/telemetry"
@@ -38,6 +40,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	pgPort := fs.Int("pg-port", devPortDefault, "port of the private Postgres cluster")
 	vipRange := fs.String("vip-range", devVIPRangeDefault, "VIP range of the default node group")
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "log level")
+	nodeName := fs.String("node-name", "dev-node-1", "name of the local dataplane node")
+	haproxyBin := fs.String("haproxy", env("FULCRUM_HAPROXY", "haproxy"), "haproxy binary")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -115,14 +119,25 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
+	ag, err := agent.New(agent.Config{Endpoint: endpoint, Token: creds.NodeToken, NodeName: *nodeName, StateDir: filepath.Join(abs, "agent"),
+		HAProxy: *haproxyBin, Version: Version, Logger: log, PollWait: 30 * time.Second, ReportInterval: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- ag.Run(ctx) }()
 	printDevUsage(stdout, endpoint, envFile)
 	err = srv.Serve(ctx, ln)
 	log.Info("API stopped")
+	if aerr := <-agentDone; aerr != nil {
+		log.Error("agent", "err", aerr)
+	}
+	log.Info("agent and haproxy stopped")
 	return err
 }
 
 type devCreds struct {
-	TenantToken, AdminToken string
+	TenantToken, AdminToken, NodeToken string
 }
 
 // devBootstrap creates (once) the dev tenant, the default node group and the
@@ -136,6 +151,9 @@ func devBootstrap(ctx context.Context, st *store.Store, envFile, vipRange string
 	if p, err := auth.Authenticate(ctx, st, "Bearer "+old["FULCRUM_TOKEN"]); err == nil && p.Kind == store.TokenTenant {
 		c.TenantToken = old["FULCRUM_TOKEN"]
 	}
+	if p, err := auth.Authenticate(ctx, st, "Bearer "+old["FULCRUM_NODE_TOKEN"]); err == nil && p.Kind == store.TokenNode {
+		c.NodeToken = old["FULCRUM_NODE_TOKEN"]
+	}
 	err := st.Write(ctx, false, func(tx *store.Tx) error {
 		var tenantID string
 		if err := tx.QueryRow(ctx, "SELECT id FROM tenants WHERE name = 'dev'").Scan(&tenantID); err != nil {
@@ -147,9 +165,18 @@ func devBootstrap(ctx context.Context, st *store.Store, envFile, vipRange string
 		}
 		var groupID string
 		if err := tx.QueryRow(ctx, "SELECT id FROM node_groups WHERE name = 'default'").Scan(&groupID); err != nil {
-			if _, err := api.CreateNodeGroupTx(ctx, tx, "default", "loopback VIPs for local development", nil, vipRange); err != nil {
+			g, err := api.CreateNodeGroupTx(ctx, tx, "default", "loopback VIPs for local development", nil, vipRange)
+			if err != nil {
 				return err
 			}
+			groupID = g.ID
+		}
+		if c.NodeToken == "" {
+			_, bearer, err := api.IssueToken(ctx, tx, store.TokenNode, "", groupID, "dev-node", "created by make run", nil)
+			if err != nil {
+				return err
+			}
+			c.NodeToken = bearer
 		}
 		if c.AdminToken == "" {
 			_, bearer, err := api.IssueToken(ctx, tx, store.TokenAdmin, "", "", "dev-admin", "created by make run", nil)
@@ -207,8 +234,9 @@ func writeEnv(path, endpoint, dbURL string, c devCreds) error {
 export FULCRUM_ENDPOINT='%s'
 export FULCRUM_TOKEN='%s'
 export FULCRUM_ADMIN_TOKEN='%s'
+export FULCRUM_NODE_TOKEN='%s'
 export FULCRUM_DATABASE_URL='%s'
-`, path, endpoint, c.TenantToken, c.AdminToken, dbURL)
+`, path, endpoint, c.TenantToken, c.AdminToken, c.NodeToken, dbURL)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
 		return err
@@ -218,16 +246,21 @@ export FULCRUM_DATABASE_URL='%s'
 
 func printDevUsage(w io.Writer, endpoint, envFile string) {
 	fmt.Fprintf(w, `
-Fulcrum is running.
+Fulcrum is running: API, Postgres, and one agent with HAProxy (node dev-node-1).
   API:        %[1]s   (OpenAPI document: %[1]s/openapi.yaml)
-  Tokens:     %[2]s   (FULCRUM_ENDPOINT, FULCRUM_TOKEN = tenant "dev", FULCRUM_ADMIN_TOKEN)
+  Tokens:     %[2]s   (FULCRUM_ENDPOINT, FULCRUM_TOKEN = tenant "dev", FULCRUM_ADMIN_TOKEN, FULCRUM_NODE_TOKEN)
 
-Try it from another shell:
+Try it from another shell (a backend, then a load balancer in front of it):
+  python3 -m http.server 9001 --bind 127.0.0.1 &
   . %[2]s
-  curl -s -X POST "$FULCRUM_ENDPOINT/v1/load-balancers" \
-    -H "Authorization: Bearer $FULCRUM_TOKEN" -H 'Content-Type: application/json' \
-    -d '{"name":"web"}'
-  curl -s "$FULCRUM_ENDPOINT/v1/load-balancers" -H "Authorization: Bearer $FULCRUM_TOKEN"
+  H=(-H "Authorization: Bearer $FULCRUM_TOKEN" -H 'Content-Type: application/json')
+  LB=$(curl -s "${H[@]}" $FULCRUM_ENDPOINT/v1/load-balancers -d '{"name":"web"}' | jq -r .id)
+  POOL=$(curl -s "${H[@]}" $FULCRUM_ENDPOINT/v1/pools -d '{"load_balancer_id":"'$LB'","protocol":"http"}' | jq -r .id)
+  curl -s "${H[@]}" $FULCRUM_ENDPOINT/v1/members -d '{"pool_id":"'$POOL'","address":"127.0.0.1","port":9001}' >/dev/null
+  curl -s "${H[@]}" $FULCRUM_ENDPOINT/v1/listeners -d '{"load_balancer_id":"'$LB'","protocol":"http","port":8000,"default_pool_id":"'$POOL'"}' >/dev/null
+  VIP=$(curl -s "${H[@]}" $FULCRUM_ENDPOINT/v1/load-balancers/$LB | jq -r .vip_address)
+  curl -s http://$VIP:8000/            # served by HAProxy on the VIP
+  curl -s "${H[@]}" $FULCRUM_ENDPOINT/v1/load-balancers/$LB/status
 
 Press Ctrl-C to stop everything; 'make run' again reuses the data.
 `, endpoint, envFile)

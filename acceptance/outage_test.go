@@ -1,0 +1,90 @@
+package acceptance
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/pgcluster"
+)
+
+// TestControlPlaneOutage stops the API and Postgres: traffic keeps flowing, an
+// agent restarted meanwhile serves its last snapshot from disk, and once the
+// control plane is back the node converges to the newest revision.
+func TestControlPlaneOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// A private cluster: this test stops Postgres, which the shared one must not.
+	base, err := os.MkdirTemp("/tmp", "fulcrum-outage-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	port, err := pgcluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, err := pgcluster.Open(filepath.Join(base, "pg"), port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg.Fast = true
+	if err := pg.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop(context.Background()) })
+	if err := pg.CreateDatabase(ctx, "fulcrum"); err != nil {
+		t.Fatal(err)
+	}
+
+	s := newStack(t, pg.URL("fulcrum"))
+	ag := s.startAgent("node-1")
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	lb := s.newLB(8090, nil, a)
+	cl := newClient(nil)
+	if got := distribution(t, cl, lb.URL, 5); got["a"] != 5 {
+		t.Fatalf("before the outage: %v", got)
+	}
+	applied := ag.AppliedRevision()
+
+	s.stopAPI()
+	if err := pg.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := distribution(t, cl, lb.URL, 20); got["a"] != 20 {
+		t.Fatalf("with the API and Postgres down: %v", got)
+	}
+
+	// Restart the agent while the control plane is down: it serves from disk.
+	s.stopAgent("node-1")
+	ag = s.startAgent("node-1")
+	waitFor(t, "restarted agent to serve the last snapshot", 15*time.Second, func() bool {
+		name, err := fetch(cl, lb.URL)
+		return err == nil && name == "a"
+	})
+	if ag.AppliedRevision() != applied {
+		t.Fatalf("restarted agent serves revision %d, want %d from disk", ag.AppliedRevision(), applied)
+	}
+
+	// Control plane back: a change made now reaches the node.
+	if err := pg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.startAPI(nil)
+	mb := s.create("/v1/members", map[string]any{"pool_id": lb.Pool, "address": "127.0.0.1", "port": b.Port})["id"].(string)
+	s.waitActive("/v1/members/" + mb)
+	waitFor(t, "node to converge to the newest revision", 15*time.Second, func() bool {
+		return distribution(t, cl, lb.URL, 6)["b"] > 0
+	})
+	if ag.AppliedRevision() <= applied {
+		t.Fatalf("applied revision did not move past %d", applied)
+	}
+}

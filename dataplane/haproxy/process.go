@@ -1,0 +1,971 @@
+package haproxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ProcessConfig configures a Process. Only ConfigPath and Dir are required.
+type ProcessConfig struct {
+	// Binary is the HAProxy executable; default "haproxy" (looked up in PATH).
+	Binary string
+	// ConfigPath is the live configuration file (made absolute: the master
+	// re-reads it on every reload).
+	ConfigPath string
+	// Dir is the runtime directory: master.sock (master CLI) and haproxy.pid.
+	// Created if missing. Unix socket paths are limited to ~100 bytes.
+	Dir string
+	// Logger receives HAProxy's stdout/stderr line by line ([ALERT] at Error,
+	// [WARNING] at Warn, everything else at Info) and the supervisor's own
+	// events. Default slog.Default().
+	Logger *slog.Logger
+
+	// StartTimeout bounds Start when its ctx has no deadline. Default 30s.
+	StartTimeout time.Duration
+	// ReloadTimeout bounds Reload when its ctx has no deadline. Default 30s.
+	ReloadTimeout time.Duration
+	// StopTimeout is how long Stop lets a soft stop (SIGUSR1) drain
+	// connections before it sends SIGTERM, then SIGKILL. Default 10s.
+	StopTimeout time.Duration
+	// RestartBackoff is Supervise's first delay before restarting a master
+	// that died; it doubles on each quick failure up to MaxRestartBackoff.
+	// Defaults 500ms and 30s.
+	RestartBackoff, MaxRestartBackoff time.Duration
+}
+
+// Worker is one HAProxy worker process as the master's `show proc` lists it.
+type Worker struct {
+	PID int
+	// Reloads is how many reloads the worker has survived (0 for a worker
+	// forked by the latest successful reload).
+	Reloads int
+	Uptime  string // as HAProxy prints it, e.g. "0d00h01m07s"
+	Version string
+	// Old is set for workers of previous generations that are still
+	// finishing their connections ("# old workers").
+	Old bool
+}
+
+// ErrNotRunning is returned by Reload and MasterCommand when no master runs.
+var ErrNotRunning = errors.New("haproxy: master process is not running")
+
+// ReloadError is a reload HAProxy refused (the new configuration did not load
+// or its listeners could not be bound). The previous workers keep serving the
+// previous configuration.
+type ReloadError struct {
+	Reason string
+	// Alerts are the [ALERT] lines the master printed for this reload.
+	Alerts []Alert
+	// Output is what the master printed for this reload.
+	Output string
+}
+
+func (e *ReloadError) Error() string {
+	var b strings.Builder
+	b.WriteString("haproxy: reload failed, previous workers keep serving: ")
+	b.WriteString(e.Reason)
+	for i, a := range e.Alerts {
+		if i == 5 {
+			fmt.Fprintf(&b, "; and %d more", len(e.Alerts)-5)
+			break
+		}
+		b.WriteString("; ")
+		b.WriteString(a.String())
+	}
+	return b.String()
+}
+
+// Process supervises one HAProxy master-worker instance, run as a child of
+// this process in its own process group (so a Ctrl-C in the agent's terminal
+// reaches the agent only, which then calls Stop).
+//
+// Takeover: if Start finds a master of an earlier run (same master socket,
+// found through the pid file or by asking the master socket, and verified by
+// its /proc cmdline) it starts the new master alongside it — HAProxy binds
+// with SO_REUSEPORT, so both accept for a moment — and, once the new one
+// serves, soft-stops the old one (SIGUSR1; SIGTERM and SIGKILL after
+// StopTimeout). Only if the new master cannot start next to the old one is
+// the old one stopped first. The orphan is not adopted: its output and exit
+// status are unreachable and it cannot be waited for.
+//
+// All methods are safe for concurrent use; Start, Reload, Stop and
+// Supervise's restarts are serialized.
+type Process struct {
+	cfg        ProcessConfig
+	log        *slog.Logger
+	binary     string
+	configPath string
+	dir        string
+	masterSock string
+	pidFile    string
+
+	op sync.Mutex // serializes Start, Reload, Stop and restarts
+
+	mu        sync.Mutex
+	cmd       *exec.Cmd     // current master; nil when none
+	ready     bool          // cmd passed its start checks
+	done      chan struct{} // closed when cmd exits
+	startedAt time.Time
+	want      bool          // Started and not Stopped: Supervise keeps it up
+	changed   chan struct{} // closed and replaced on every state change
+	exitErr   error         // how the last master ended
+
+	out *outputRing
+}
+
+// NewProcess returns a supervisor; nothing runs until Start.
+func NewProcess(cfg ProcessConfig) *Process {
+	if cfg.Binary == "" {
+		cfg.Binary = "haproxy"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	if cfg.ReloadTimeout <= 0 {
+		cfg.ReloadTimeout = 30 * time.Second
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	if cfg.RestartBackoff <= 0 {
+		cfg.RestartBackoff = 500 * time.Millisecond
+	}
+	if cfg.MaxRestartBackoff < cfg.RestartBackoff {
+		cfg.MaxRestartBackoff = max(30*time.Second, cfg.RestartBackoff)
+	}
+	p := &Process{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "haproxy"),
+		binary:     cfg.Binary,
+		configPath: absPath(cfg.ConfigPath),
+		dir:        absPath(cfg.Dir),
+		changed:    make(chan struct{}),
+		out:        newOutputRing(400),
+	}
+	p.masterSock = filepath.Join(p.dir, "master.sock")
+	p.pidFile = filepath.Join(p.dir, "haproxy.pid")
+	return p
+}
+
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// MasterSocket is the master CLI socket path.
+func (p *Process) MasterSocket() string { return p.masterSock }
+
+// PIDFile is the pid file HAProxy writes (the master's pid).
+func (p *Process) PIDFile() string { return p.pidFile }
+
+// PID is the master's pid, 0 when it is not running (or still starting).
+func (p *Process) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || !p.ready {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Running reports whether a master started by this Process is alive and
+// came up (its start checks passed).
+func (p *Process) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd != nil && p.ready
+}
+
+// broadcastLocked wakes everything waiting for a state change; p.mu held.
+func (p *Process) broadcastLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// Start starts `haproxy -W -db -S <dir>/master.sock,level,admin -f <config>
+// -p <dir>/haproxy.pid` and waits until the master CLI answers and a worker
+// is up and answering. It is a no-op when the master already runs. On
+// failure the error carries HAProxy's alerts and nothing is left running.
+func (p *Process) Start(ctx context.Context) error {
+	p.op.Lock()
+	defer p.op.Unlock()
+	return p.start(ctx)
+}
+
+func (p *Process) start(ctx context.Context) error {
+	p.mu.Lock()
+	running := p.cmd != nil
+	p.mu.Unlock()
+	if running {
+		return nil
+	}
+	if p.configPath == "" || p.dir == "" {
+		return errors.New("haproxy: ProcessConfig.ConfigPath and Dir are required")
+	}
+	// sockaddr_un holds 108 bytes; HAProxy binds "<path>.<pid>.tmp" first.
+	if len(p.masterSock)+16 > 107 {
+		return fmt.Errorf("haproxy: runtime dir %q is too long for a unix socket path", p.dir)
+	}
+	if _, err := os.Stat(p.configPath); err != nil {
+		return fmt.Errorf("haproxy: config: %w", err)
+	}
+	if err := os.MkdirAll(p.dir, 0o750); err != nil {
+		return fmt.Errorf("haproxy: runtime dir: %w", err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.cfg.StartTimeout)
+		defer cancel()
+	}
+
+	old := p.findPrevious(ctx)
+	if old > 0 {
+		p.log.Warn("haproxy from a previous run is still running; taking over", "old_master_pid", old)
+	}
+	err := p.launch(ctx)
+	if err != nil && old > 0 && ctx.Err() == nil {
+		p.log.Warn("could not start next to the previous haproxy; stopping it first", "old_master_pid", old, "err", err)
+		stopForeign(old, p.cfg.StopTimeout, p.log)
+		old = 0
+		err = p.launch(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	if old > 0 {
+		go func() {
+			p.log.Info("soft-stopping the previous haproxy", "old_master_pid", old)
+			stopForeign(old, p.cfg.StopTimeout, p.log)
+		}()
+	}
+	p.mu.Lock()
+	p.want = true
+	p.broadcastLocked()
+	p.mu.Unlock()
+	return nil
+}
+
+// launch starts one master and waits for it to be ready; p.op held.
+func (p *Process) launch(ctx context.Context) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("haproxy: %w", err)
+	}
+	cmd := exec.Command(p.binary,
+		"-W", "-db",
+		"-S", p.masterSock+",level,admin",
+		"-f", p.configPath,
+		"-p", p.pidFile)
+	cmd.Stdout = w
+	cmd.Stderr = w
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	seq := p.out.seq()
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		w.Close()
+		return fmt.Errorf("haproxy: start: %w", err)
+	}
+	w.Close() // the master and its workers hold the write end
+	pid := cmd.Process.Pid
+	outDone := make(chan struct{})
+	go func() {
+		defer close(outDone)
+		p.readOutput(r, pid)
+	}()
+
+	done := make(chan struct{})
+	p.mu.Lock()
+	p.cmd = cmd
+	p.ready = false
+	p.done = done
+	p.startedAt = time.Now()
+	p.exitErr = nil
+	p.broadcastLocked()
+	p.mu.Unlock()
+	go p.wait(cmd, done)
+
+	p.log.Info("haproxy master started", "pid", pid, "config", p.configPath)
+	if err := p.waitReady(ctx, pid, done); err != nil {
+		p.kill(cmd, done)
+		// The alerts may still be in the pipe: wait for its end (the master
+		// and its workers are gone), briefly.
+		select {
+		case <-outDone:
+		case <-time.After(time.Second):
+		}
+		alerts, out := p.outputSince(seq, "")
+		return &startError{err: err, alerts: alerts, output: out}
+	}
+	p.mu.Lock()
+	if p.cmd == cmd {
+		p.ready = true
+		p.broadcastLocked()
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// startError is a master that did not come up.
+type startError struct {
+	err    error
+	alerts []Alert
+	output string
+}
+
+func (e *startError) Error() string {
+	var b strings.Builder
+	b.WriteString("haproxy: start: ")
+	b.WriteString(e.err.Error())
+	for i, a := range e.alerts {
+		if i == 5 {
+			break
+		}
+		b.WriteString("; ")
+		b.WriteString(a.String())
+	}
+	return b.String()
+}
+
+func (e *startError) Unwrap() error { return e.err }
+
+// wait reaps the master and records its end.
+func (p *Process) wait(cmd *exec.Cmd, done chan struct{}) {
+	err := cmd.Wait()
+	p.mu.Lock()
+	unexpected := p.want
+	if p.cmd == cmd {
+		p.cmd = nil
+		p.ready = false
+	}
+	p.exitErr = err
+	p.broadcastLocked()
+	p.mu.Unlock()
+	close(done)
+	if unexpected {
+		p.log.Error("haproxy master exited unexpectedly", "pid", cmd.Process.Pid, "status", exitStatus(err))
+	} else {
+		p.log.Info("haproxy master exited", "pid", cmd.Process.Pid, "status", exitStatus(err))
+	}
+}
+
+func exitStatus(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// waitReady polls the master CLI until it is the master pid's and lists a
+// current worker that answers its own CLI.
+func (p *Process) waitReady(ctx context.Context, pid int, done <-chan struct{}) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		select {
+		case <-done:
+			p.mu.Lock()
+			err := p.exitErr
+			p.mu.Unlock()
+			return fmt.Errorf("master exited during start (%s)", exitStatus(err))
+		default:
+		}
+		st, err := p.showProc(ctx)
+		switch {
+		case err != nil:
+			last = err
+		case st.MasterPID != pid:
+			last = fmt.Errorf("master socket answered by pid %d, not %d", st.MasterPID, pid)
+		default:
+			cur := st.current()
+			if len(cur) == 0 {
+				last = errors.New("no worker yet")
+				break
+			}
+			if err := p.workerAnswers(ctx, cur[0].PID); err != nil {
+				last = err
+				break
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready: %w (last: %v)", ctx.Err(), last)
+		case <-done:
+		case <-tick.C:
+		}
+	}
+}
+
+// workerAnswers asks worker pid for `show info` through the master.
+func (p *Process) workerAnswers(ctx context.Context, pid int) error {
+	out, err := cliExchange(ctx, p.masterSock, "@!"+strconv.Itoa(pid)+" show info")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "\nPid: "+strconv.Itoa(pid)+"\n") {
+		return fmt.Errorf("worker %d does not answer yet: %q", pid, firstLine(out))
+	}
+	return nil
+}
+
+// kill ends a master that failed to come up: SIGKILL to its process group.
+func (p *Process) kill(cmd *exec.Cmd, done <-chan struct{}) {
+	select {
+	case <-done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.log.Error("haproxy master did not exit after SIGKILL", "pid", cmd.Process.Pid)
+	}
+}
+
+// Reload reloads hitlessly through the master CLI `reload` command and
+// verifies the outcome with `show proc`: the master's reload counter must
+// move, its failed-reload counter must be 0, and a worker that was not
+// there before must be listed and answer its CLI. If HAProxy refused the
+// new configuration it returns *ReloadError (with the master's alerts) and
+// the previous workers keep serving.
+func (p *Process) Reload(ctx context.Context) error {
+	p.op.Lock()
+	defer p.op.Unlock()
+	p.mu.Lock()
+	cmd, done, ready := p.cmd, p.done, p.ready
+	p.mu.Unlock()
+	if cmd == nil || !ready {
+		return ErrNotRunning
+	}
+	pid := cmd.Process.Pid
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.cfg.ReloadTimeout)
+		defer cancel()
+	}
+	before, err := p.showProc(ctx)
+	if err != nil {
+		return fmt.Errorf("haproxy: reload: master CLI: %w", err)
+	}
+	if before.MasterPID != pid {
+		return fmt.Errorf("haproxy: reload: master socket answered by pid %d, not %d", before.MasterPID, pid)
+	}
+	known := map[int]bool{}
+	for _, w := range before.Workers {
+		known[w.PID] = true
+	}
+	seq := p.out.seq()
+	if err := sendReload(ctx, p.masterSock); err != nil {
+		return fmt.Errorf("haproxy: reload: %w", err)
+	}
+
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last error = errors.New("reload not seen yet")
+	for {
+		select {
+		case <-done:
+			return fmt.Errorf("haproxy: master exited during reload")
+		case <-ctx.Done():
+			return fmt.Errorf("haproxy: reload not confirmed: %w (last: %v)", ctx.Err(), last)
+		case <-tick.C:
+		}
+		st, err := p.showProc(ctx)
+		if err != nil {
+			last = err // the master re-executes itself; its CLI is briefly away
+			continue
+		}
+		if st.Reloads <= before.Reloads {
+			last = errors.New("master has not reloaded yet")
+			continue
+		}
+		if st.FailedReloads > 0 {
+			alerts, out := p.outputSince(seq, "Loading failure")
+			return &ReloadError{Reason: "the master could not load the configuration", Alerts: alerts, Output: out}
+		}
+		var fresh *Worker
+		for _, w := range st.current() {
+			if !known[w.PID] {
+				fresh = &w
+				break
+			}
+		}
+		if fresh == nil {
+			last = errors.New("no new worker listed yet")
+			continue
+		}
+		if err := p.workerAnswers(ctx, fresh.PID); err != nil {
+			last = err
+			continue
+		}
+		p.log.Info("haproxy reloaded", "master_pid", pid, "worker_pid", fresh.PID,
+			"reloads", st.Reloads, "old_workers", len(st.Workers)-len(st.current()))
+		return nil
+	}
+}
+
+// sendReload delivers `reload`; the master closes the connection when it
+// re-executes, so nothing useful is read back (HAProxy 2.6 prints nothing).
+func sendReload(ctx context.Context, socket string) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, "reload\n"); err != nil {
+		return err
+	}
+	if uc, ok := conn.(*net.UnixConn); ok {
+		_ = uc.CloseWrite()
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
+	return nil
+}
+
+// Stop stops HAProxy gracefully: SIGUSR1 to the master (soft stop: listeners
+// close, established connections finish), then after StopTimeout (or when
+// ctx ends) SIGTERM (hard stop), then SIGKILL to the process group. Supervise
+// does not restart a stopped process.
+func (p *Process) Stop(ctx context.Context) error {
+	p.op.Lock()
+	defer p.op.Unlock()
+	p.mu.Lock()
+	p.want = false
+	p.broadcastLocked()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	pid := cmd.Process.Pid
+	p.log.Info("stopping haproxy", "pid", pid)
+	waitFor := func(d time.Duration, honourCtx bool) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		var ctxDone <-chan struct{}
+		if honourCtx {
+			ctxDone = ctx.Done()
+		}
+		select {
+		case <-done:
+			return true
+		case <-t.C:
+		case <-ctxDone:
+		}
+		return false
+	}
+	_ = cmd.Process.Signal(syscall.SIGUSR1)
+	if !waitFor(p.cfg.StopTimeout, true) {
+		p.log.Warn("haproxy did not finish its soft stop; hard-stopping", "pid", pid)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if !waitFor(2*time.Second, false) {
+			p.log.Warn("haproxy did not exit after SIGTERM; killing", "pid", pid)
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			if !waitFor(5*time.Second, false) {
+				return fmt.Errorf("haproxy: master %d did not exit after SIGKILL", pid)
+			}
+		}
+	}
+	if b, err := os.ReadFile(p.pidFile); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(pid) {
+		_ = os.Remove(p.pidFile)
+	}
+	return nil
+}
+
+// Supervise restarts the master when it dies without Stop having been
+// called, waiting RestartBackoff first and doubling the wait on each quick
+// failure (a master that ran for a minute resets it) up to
+// MaxRestartBackoff. It returns when ctx ends, leaving HAProxy as it is
+// (call Stop to stop it). Only one Supervise should run per Process.
+func (p *Process) Supervise(ctx context.Context) {
+	backoff := p.cfg.RestartBackoff
+	for {
+		p.mu.Lock()
+		running, want := p.cmd != nil, p.want
+		done, changed, started, exitErr := p.done, p.changed, p.startedAt, p.exitErr
+		p.mu.Unlock()
+		if running || !want {
+			var exited <-chan struct{}
+			if running {
+				exited = done
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-exited:
+			case <-changed:
+			}
+			continue
+		}
+		// Wanted but not running: the master died.
+		if !started.IsZero() && time.Since(started) >= time.Minute {
+			backoff = p.cfg.RestartBackoff
+		}
+		p.log.Warn("restarting haproxy", "in", backoff, "last_exit", exitStatus(exitErr))
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, p.cfg.MaxRestartBackoff)
+		if err := p.restart(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.log.Error("haproxy restart failed", "err", err)
+			continue
+		}
+	}
+}
+
+func (p *Process) restart(ctx context.Context) error {
+	p.op.Lock()
+	defer p.op.Unlock()
+	p.mu.Lock()
+	need := p.want && p.cmd == nil
+	p.mu.Unlock()
+	if !need {
+		return nil
+	}
+	if err := p.start(ctx); err != nil {
+		return err
+	}
+	p.log.Info("haproxy restarted", "pid", p.PID())
+	return nil
+}
+
+// Workers lists the worker processes (`show proc` on the master CLI): the
+// current ones first, then old ones still finishing connections.
+func (p *Process) Workers(ctx context.Context) ([]Worker, error) {
+	st, err := p.showProc(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st.Workers, nil
+}
+
+// MasterCommand sends one command to the master CLI and returns its answer
+// (a command may address a worker: "@!<pid> show info", "@1 show stat").
+// It fails when the answer looks like an error message (see Runtime.Command).
+func (p *Process) MasterCommand(ctx context.Context, cmd string) (string, error) {
+	if err := checkCLICommand(cmd); err != nil {
+		return "", err
+	}
+	if !p.Running() {
+		return "", ErrNotRunning
+	}
+	out, err := cliExchange(ctx, p.masterSock, cmd)
+	if err != nil {
+		return out, fmt.Errorf("haproxy master CLI %q: %w", cmd, err)
+	}
+	if msg, bad := cliErrorMessage(out); bad {
+		return out, &CommandError{Command: cmd, Message: msg}
+	}
+	return out, nil
+}
+
+// procStatus is a parsed `show proc`.
+type procStatus struct {
+	MasterPID     int
+	Reloads       int
+	FailedReloads int
+	Workers       []Worker // current then old
+}
+
+func (s procStatus) current() []Worker {
+	var ws []Worker
+	for _, w := range s.Workers {
+		if !w.Old {
+			ws = append(ws, w)
+		}
+	}
+	return ws
+}
+
+func (p *Process) showProc(ctx context.Context) (procStatus, error) {
+	out, err := cliExchange(ctx, p.masterSock, "show proc")
+	if err != nil {
+		return procStatus{}, err
+	}
+	return parseShowProc(out)
+}
+
+var (
+	procMasterRE = regexp.MustCompile(`^(\d+)\s+master\s+(\d+)(?:\s*\[failed:\s*(\d+)\])?`)
+	procWorkerRE = regexp.MustCompile(`^(\d+)\s+worker\s+(\d+)\s+(\S+)(?:\s+(\S+))?`)
+)
+
+// parseShowProc parses the master CLI's `show proc` (HAProxy 2.6):
+//
+//	#<PID>          <type>          <reloads>       <uptime>        <version>
+//	9865            master          3 [failed: 0]   0d00h01m07s     2.6.12-1+deb12u4
+//	# workers
+//	12018           worker          0               0d00h00m01s     2.6.12-1+deb12u4
+//	# old workers
+//	11522           worker          1               0d00h00m42s     2.6.12-1+deb12u4
+//	# programs
+func parseShowProc(out string) (procStatus, error) {
+	var st procStatus
+	section := "master"
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+			continue
+		case strings.HasPrefix(line, "#<PID>"):
+			continue
+		case strings.HasPrefix(line, "#"):
+			section = strings.TrimSpace(strings.TrimPrefix(line, "#"))
+			continue
+		}
+		switch section {
+		case "master":
+			if m := procMasterRE.FindStringSubmatch(line); m != nil {
+				st.MasterPID, _ = strconv.Atoi(m[1])
+				st.Reloads, _ = strconv.Atoi(m[2])
+				if m[3] != "" {
+					st.FailedReloads, _ = strconv.Atoi(m[3])
+				}
+			}
+		case "workers", "old workers":
+			if m := procWorkerRE.FindStringSubmatch(line); m != nil {
+				w := Worker{Uptime: m[3], Version: m[4], Old: section == "old workers"}
+				w.PID, _ = strconv.Atoi(m[1])
+				w.Reloads, _ = strconv.Atoi(m[2])
+				st.Workers = append(st.Workers, w)
+			}
+		}
+	}
+	if st.MasterPID == 0 {
+		return st, fmt.Errorf("haproxy: unexpected `show proc` answer: %q", firstLine(out))
+	}
+	return st, nil
+}
+
+// findPrevious returns the pid of a master of an earlier run using our
+// master socket, or 0.
+func (p *Process) findPrevious(ctx context.Context) int {
+	var cands []int
+	if b, err := os.ReadFile(p.pidFile); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			cands = append(cands, pid)
+		}
+	}
+	if _, err := os.Stat(p.masterSock); err == nil {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		if out, err := cliExchange(cctx, p.masterSock, "show proc"); err == nil {
+			if st, err := parseShowProc(out); err == nil {
+				cands = append(cands, st.MasterPID)
+			}
+		}
+		cancel()
+	}
+	own := 0
+	p.mu.Lock()
+	if p.cmd != nil {
+		own = p.cmd.Process.Pid
+	}
+	p.mu.Unlock()
+	for _, pid := range cands {
+		if pid != own && pid != os.Getpid() && p.isOurMaster(pid) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// isOurMaster reports whether pid is a live HAProxy using our master socket
+// (Linux: reads /proc/<pid>/cmdline).
+func (p *Process) isOurMaster(pid int) bool {
+	if !processAlive(pid) {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || len(b) == 0 {
+		return false
+	}
+	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	if !strings.Contains(filepath.Base(args[0]), "haproxy") {
+		return false
+	}
+	for i, a := range args {
+		if a == "-S" && i+1 < len(args) {
+			s := args[i+1]
+			if s == p.masterSock || strings.HasPrefix(s, p.masterSock+",") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+			return s[i+2] != 'Z' && s[i+2] != 'X'
+		}
+		return true
+	}
+	return syscall.Kill(pid, 0) == nil
+}
+
+// stopForeign stops a master that is not our child: SIGUSR1, then SIGTERM
+// after grace, then SIGKILL to it and its process group. Bounded.
+func stopForeign(pid int, grace time.Duration, log *slog.Logger) {
+	waitGone := func(d time.Duration) bool {
+		deadline := time.Now().Add(d)
+		for time.Now().Before(deadline) {
+			if !processAlive(pid) {
+				return true
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return !processAlive(pid)
+	}
+	_ = syscall.Kill(pid, syscall.SIGUSR1)
+	if waitGone(grace) {
+		log.Info("previous haproxy exited", "old_master_pid", pid)
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	if waitGone(2 * time.Second) {
+		log.Info("previous haproxy exited after SIGTERM", "old_master_pid", pid)
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	if !waitGone(2 * time.Second) {
+		log.Error("previous haproxy survived SIGKILL", "old_master_pid", pid)
+	}
+}
+
+// readOutput logs HAProxy's output line by line and keeps the recent lines.
+func (p *Process) readOutput(r *os.File, pid int) {
+	defer r.Close()
+	br := bufio.NewReaderSize(r, 64*1024)
+	for {
+		line, err := br.ReadString('\n')
+		if line != "" {
+			line = strings.TrimRight(line, "\r\n")
+			if len(line) > 16*1024 {
+				line = line[:16*1024] + "…"
+			}
+			p.out.add(line)
+			level := slog.LevelInfo
+			switch {
+			case strings.HasPrefix(line, "[ALERT]"):
+				level = slog.LevelError
+			case strings.HasPrefix(line, "[WARNING]"):
+				level = slog.LevelWarn
+			case strings.HasPrefix(line, "[DEBUG]"):
+				level = slog.LevelDebug
+			}
+			p.log.Log(context.Background(), level, line, "master_pid", pid)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// outputSince parses the alerts printed since seq. If marker is set it waits
+// (briefly) for a line containing it, as HAProxy's alerts may still be in
+// the pipe when the master CLI already tells the outcome.
+func (p *Process) outputSince(seq uint64, marker string) ([]Alert, string) {
+	deadline := time.Now().Add(time.Second)
+	for {
+		lines := p.out.since(seq)
+		if marker == "" || time.Now().After(deadline) || containsLine(lines, marker) {
+			out := strings.Join(lines, "\n")
+			return parseAlerts(out, p.configPath), out
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func containsLine(lines []string, s string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// outputRing keeps the last lines HAProxy printed, numbered.
+type outputRing struct {
+	mu    sync.Mutex
+	lines []string
+	next  uint64 // sequence number of the next line
+	size  int
+}
+
+func newOutputRing(size int) *outputRing { return &outputRing{size: size} }
+
+func (o *outputRing) add(line string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.lines = append(o.lines, line)
+	if len(o.lines) > o.size {
+		o.lines = append(o.lines[:0:0], o.lines[len(o.lines)-o.size:]...)
+	}
+	o.next++
+}
+
+func (o *outputRing) seq() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.next
+}
+
+// since returns the kept lines numbered seq and later.
+func (o *outputRing) since(seq uint64) []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	first := o.next - uint64(len(o.lines))
+	if seq < first {
+		seq = first
+	}
+	if seq >= o.next {
+		return nil
+	}
+	return append([]string(nil), o.lines[seq-first:]...)
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -1,0 +1,557 @@
+package haproxy
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Runtime talks to HAProxy's runtime API (a worker's stats socket, level
+// admin), one command per connection. Changes made through it are lost on
+// reload unless the configuration file says the same.
+type Runtime struct {
+	Socket string
+}
+
+// CommandError is an error message HAProxy answered a command with.
+type CommandError struct {
+	Command string
+	Message string
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("haproxy: %q: %s", e.Command, e.Message)
+}
+
+// ErrInvalidArgument is returned (wrapped) for names, addresses, states or
+// options refused before anything is sent to HAProxy.
+var ErrInvalidArgument = errors.New("invalid argument")
+
+// cliTimeout bounds one CLI exchange when ctx has no deadline.
+const cliTimeout = 10 * time.Second
+
+// maxCLIResponse bounds what one command may return.
+const maxCLIResponse = 64 << 20
+
+// Command sends one command and returns HAProxy's answer. It returns a
+// *CommandError when the answer is an error message. HAProxy 2.6 has no
+// status codes on its CLI: errors are recognised by their wording ("No such
+// server.", "Unknown command…", "… expects …", "Invalid …", …), so the typed
+// methods below check answers more strictly. Control characters are refused;
+// ';' separates commands as in HAProxy's CLI, so callers pass only trusted
+// text here.
+func (r Runtime) Command(ctx context.Context, cmd string) (string, error) {
+	if err := checkCLICommand(cmd); err != nil {
+		return "", err
+	}
+	out, err := cliExchange(ctx, r.Socket, cmd)
+	if err != nil {
+		return out, fmt.Errorf("haproxy runtime API %q: %w", cmd, err)
+	}
+	if msg, bad := cliErrorMessage(out); bad {
+		return out, &CommandError{Command: cmd, Message: msg}
+	}
+	return out, nil
+}
+
+// expect sends cmd and requires ok(answer) (the answer trimmed).
+func (r Runtime) expect(ctx context.Context, cmd string, ok func(string) bool) (string, error) {
+	out, err := r.Command(ctx, cmd)
+	if err != nil {
+		return out, err
+	}
+	t := strings.TrimSpace(out)
+	if !ok(t) {
+		return out, &CommandError{Command: cmd, Message: firstLine(t)}
+	}
+	return t, nil
+}
+
+func answerEmpty(s string) bool { return s == "" }
+
+// SetWeight sets a server's weight (0–256; 0 stops new traffic to it).
+func (r Runtime) SetWeight(ctx context.Context, backend, server string, weight int) error {
+	if err := checkServerRef(backend, server); err != nil {
+		return err
+	}
+	if weight < 0 || weight > 256 {
+		return fmt.Errorf("haproxy: weight %d: %w (0..256)", weight, ErrInvalidArgument)
+	}
+	_, err := r.expect(ctx, fmt.Sprintf("set server %s/%s weight %d", backend, server, weight), answerEmpty)
+	return err
+}
+
+// SetState sets a server's administrative state: "ready", "drain" (no new
+// connections, existing ones finish) or "maint" (out of service).
+func (r Runtime) SetState(ctx context.Context, backend, server, state string) error {
+	if err := checkServerRef(backend, server); err != nil {
+		return err
+	}
+	switch state {
+	case "ready", "drain", "maint":
+	default:
+		return fmt.Errorf("haproxy: state %q: %w (ready, drain or maint)", state, ErrInvalidArgument)
+	}
+	_, err := r.expect(ctx, fmt.Sprintf("set server %s/%s state %s", backend, server, state), answerEmpty)
+	return err
+}
+
+// SetAddr changes a server's address and, when port > 0, its port. HAProxy
+// 2.6 takes only IP addresses here (a DNS name needs resolvers), so addr must
+// be an IP literal.
+func (r Runtime) SetAddr(ctx context.Context, backend, server, addr string, port int) error {
+	if err := checkServerRef(backend, server); err != nil {
+		return err
+	}
+	ip, err := parseRuntimeIP(addr)
+	if err != nil {
+		return err
+	}
+	if port < 0 || port > 65535 {
+		return fmt.Errorf("haproxy: port %d: %w", port, ErrInvalidArgument)
+	}
+	cmd := fmt.Sprintf("set server %s/%s addr %s", backend, server, ip)
+	if port > 0 {
+		cmd += " port " + strconv.Itoa(port)
+	}
+	// "IP changed from '…' to '…', port changed from …" or
+	// "no need to change the addr…"; failures read "Invalid addr …" etc.
+	_, err = r.expect(ctx, cmd, func(s string) bool {
+		return strings.HasPrefix(s, "IP changed from") || strings.HasPrefix(s, "no need to change the addr")
+	})
+	return err
+}
+
+// AddServer adds a server to a running backend (`add server`), then enables
+// its health check (`enable health`, when options contain "check") and the
+// server itself (`enable server`, unless options contain "disabled"): HAProxy
+// registers dynamic servers in maintenance with checks off. addrPort is
+// "ip:port" or "[ipv6]:port" — dynamic servers never resolve DNS names in
+// 2.6. options are `server` keywords HAProxy accepts for dynamic servers
+// (weight, check, inter, rise, fall, maxconn, backup, ssl, send-proxy, …; not
+// cookie); "default-server" lines do not apply to them. The backend must use
+// a dynamic algorithm (roundrobin, leastconn, first, random; not static-rr or
+// hash-based ones). If enabling fails the server is removed again.
+func (r Runtime) AddServer(ctx context.Context, backend, server, addrPort string, options string) error {
+	if err := checkServerRef(backend, server); err != nil {
+		return err
+	}
+	ap, err := parseRuntimeAddrPort(addrPort)
+	if err != nil {
+		return err
+	}
+	if err := checkServerOptions(options); err != nil {
+		return err
+	}
+	opts := strings.Fields(options)
+	cmd := fmt.Sprintf("add server %s/%s %s", backend, server, ap)
+	if len(opts) > 0 {
+		cmd += " " + strings.Join(opts, " ")
+	}
+	if _, err := r.expect(ctx, cmd, func(s string) bool { return strings.HasPrefix(s, "New server registered") }); err != nil {
+		return err
+	}
+	var follow []string
+	if hasWord(opts, "check") {
+		follow = append(follow, fmt.Sprintf("enable health %s/%s", backend, server))
+	}
+	if hasWord(opts, "agent-check") {
+		follow = append(follow, fmt.Sprintf("enable agent %s/%s", backend, server))
+	}
+	if !hasWord(opts, "disabled") {
+		follow = append(follow, fmt.Sprintf("enable server %s/%s", backend, server))
+	}
+	for _, c := range follow {
+		if _, err := r.expect(ctx, c, answerEmpty); err != nil {
+			// Leave nothing half-added behind.
+			_, _ = r.Command(ctx, fmt.Sprintf("set server %s/%s state maint", backend, server))
+			_, _ = r.Command(ctx, fmt.Sprintf("del server %s/%s", backend, server))
+			return err
+		}
+	}
+	return nil
+}
+
+// DelServer puts a server in maintenance and deletes it (`del server`).
+// HAProxy refuses to delete a server that still has connections ("Server
+// still has connections attached to it"): entering maintenance drops its idle
+// connections, but a connection that was busy then goes back to the idle
+// pool and lingers until HAProxy's idle-connection purge (pool-purge-delay,
+// 5s by default) — seconds. DelServer retries until the server is gone or
+// ctx ends (30s when ctx has no deadline); it never cuts live sessions
+// (drain first, or `shutdown sessions server`). Servers referenced elsewhere
+// in the configuration (track, use-server) cannot be deleted.
+func (r Runtime) DelServer(ctx context.Context, backend, server string) error {
+	if err := checkServerRef(backend, server); err != nil {
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	if err := r.SetState(ctx, backend, server, "maint"); err != nil {
+		return err
+	}
+	cmd := fmt.Sprintf("del server %s/%s", backend, server)
+	for {
+		_, err := r.expect(ctx, cmd, func(s string) bool { return strings.HasPrefix(s, "Server deleted") })
+		if err == nil {
+			return nil
+		}
+		var ce *CommandError
+		if !errors.As(err, &ce) || !strings.Contains(strings.ToLower(ce.Message), "connection") {
+			return err
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// ServerStat is a server row of `show stat`.
+type ServerStat struct {
+	Backend, Server string
+	// Status: "UP", "DOWN", "MAINT", "DRAIN", "no check", and transitional
+	// forms such as "UP 1/3", "DOWN 1/2", "MAINT (via pool_x/mbr_y)",
+	// "MAINT (resolution)".
+	Status string
+	// Weight is the effective weight; UserWeight the configured/set one.
+	Weight, UserWeight           int
+	Addr                         string // ip:port
+	Backup                       bool
+	CurrentSessions, MaxSessions int64
+	SessionLimit                 int64 // 0 = none
+	TotalSessions                int64
+	BytesIn, BytesOut            int64
+	QueueCurrent                 int64
+	ConnectionErrors             int64
+	ResponseErrors               int64
+	Retries, Redispatches        int64
+	HRsp1xx, HRsp2xx, HRsp3xx    int64
+	HRsp4xx, HRsp5xx, HRspOther  int64
+	CheckStatus                  string // e.g. "L4OK", "L7OK", "L4CON", "" without checks
+	CheckCode                    int    // HTTP status of the last L7 check
+	CheckDesc                    string
+	LastChangeSeconds            int64
+	DowntimeSeconds              int64
+	ChecksFailed, ChecksDown     int64
+}
+
+// ProxyStat is a frontend or backend row of `show stat`.
+type ProxyStat struct {
+	Name string
+	Type string // "frontend" | "backend"
+	// Status: frontends "OPEN"/"STOP"; backends "UP"/"DOWN".
+	Status                       string
+	Mode                         string // http | tcp
+	CurrentSessions, MaxSessions int64
+	SessionLimit                 int64
+	TotalSessions                int64
+	BytesIn, BytesOut            int64
+	// Requests is the HTTP request total (req_tot; HTTP proxies only).
+	Requests                           int64
+	HRsp1xx, HRsp2xx, HRsp3xx          int64
+	HRsp4xx, HRsp5xx, HRspOther        int64
+	DeniedRequests, DeniedResponses    int64
+	RequestErrors, ConnectionErrors    int64
+	ResponseErrors                     int64
+	Errors                             int64 // RequestErrors + ConnectionErrors + ResponseErrors
+	SessionRate, RequestRate           int64 // per second, current
+	ConnectionRate                     int64 // frontends
+	ActiveServers, BackupServers       int64 // backends
+	Weight                             int64 // backends: total weight of usable servers
+	Algorithm                          string
+	QueueCurrent                       int64
+	DowntimeSeconds, LastChangeSeconds int64
+}
+
+// Stats returns the frontends, backends and servers of `show stat`.
+func (r Runtime) Stats(ctx context.Context) ([]ProxyStat, []ServerStat, error) {
+	out, err := r.Command(ctx, "show stat")
+	if err != nil {
+		return nil, nil, err
+	}
+	return parseStatCSV(out)
+}
+
+// parseStatCSV parses `show stat` output (CSV; the header line starts with
+// "# "). Columns are found by name, so newer columns do not matter.
+func parseStatCSV(out string) ([]ProxyStat, []ServerStat, error) {
+	out = strings.TrimLeft(out, " \n")
+	if !strings.HasPrefix(out, "# ") {
+		return nil, nil, fmt.Errorf("haproxy: unexpected `show stat` answer: %q", firstLine(out))
+	}
+	cr := csv.NewReader(strings.NewReader(out[2:]))
+	cr.FieldsPerRecord = -1
+	cr.LazyQuotes = true
+	header, err := cr.Read()
+	if err != nil {
+		return nil, nil, fmt.Errorf("haproxy: `show stat` header: %w", err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		col[strings.TrimSpace(h)] = i
+	}
+	for _, need := range []string{"pxname", "svname", "type"} {
+		if _, ok := col[need]; !ok {
+			return nil, nil, fmt.Errorf("haproxy: `show stat` has no %q column", need)
+		}
+	}
+	var proxies []ProxyStat
+	var servers []ServerStat
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("haproxy: `show stat`: %w", err)
+		}
+		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
+			continue
+		}
+		s := func(name string) string {
+			if i, ok := col[name]; ok && i < len(rec) {
+				return rec[i]
+			}
+			return ""
+		}
+		n := func(name string) int64 {
+			v, _ := strconv.ParseInt(s(name), 10, 64)
+			return v
+		}
+		switch s("type") {
+		case "0", "1": // frontend, backend
+			ps := ProxyStat{
+				Name:              s("pxname"),
+				Type:              map[string]string{"0": "frontend", "1": "backend"}[s("type")],
+				Status:            s("status"),
+				Mode:              s("mode"),
+				CurrentSessions:   n("scur"),
+				MaxSessions:       n("smax"),
+				SessionLimit:      n("slim"),
+				TotalSessions:     n("stot"),
+				BytesIn:           n("bin"),
+				BytesOut:          n("bout"),
+				Requests:          n("req_tot"),
+				HRsp1xx:           n("hrsp_1xx"),
+				HRsp2xx:           n("hrsp_2xx"),
+				HRsp3xx:           n("hrsp_3xx"),
+				HRsp4xx:           n("hrsp_4xx"),
+				HRsp5xx:           n("hrsp_5xx"),
+				HRspOther:         n("hrsp_other"),
+				DeniedRequests:    n("dreq"),
+				DeniedResponses:   n("dresp"),
+				RequestErrors:     n("ereq"),
+				ConnectionErrors:  n("econ"),
+				ResponseErrors:    n("eresp"),
+				SessionRate:       n("rate"),
+				RequestRate:       n("req_rate"),
+				ConnectionRate:    n("conn_rate"),
+				ActiveServers:     n("act"),
+				BackupServers:     n("bck"),
+				Weight:            n("weight"),
+				Algorithm:         s("algo"),
+				QueueCurrent:      n("qcur"),
+				DowntimeSeconds:   n("downtime"),
+				LastChangeSeconds: n("lastchg"),
+			}
+			ps.Errors = ps.RequestErrors + ps.ConnectionErrors + ps.ResponseErrors
+			proxies = append(proxies, ps)
+		case "2": // server
+			servers = append(servers, ServerStat{
+				Backend:           s("pxname"),
+				Server:            s("svname"),
+				Status:            s("status"),
+				Weight:            int(n("weight")),
+				UserWeight:        int(n("uweight")),
+				Addr:              s("addr"),
+				Backup:            n("bck") > 0,
+				CurrentSessions:   n("scur"),
+				MaxSessions:       n("smax"),
+				SessionLimit:      n("slim"),
+				TotalSessions:     n("stot"),
+				BytesIn:           n("bin"),
+				BytesOut:          n("bout"),
+				QueueCurrent:      n("qcur"),
+				ConnectionErrors:  n("econ"),
+				ResponseErrors:    n("eresp"),
+				Retries:           n("wretr"),
+				Redispatches:      n("wredis"),
+				HRsp1xx:           n("hrsp_1xx"),
+				HRsp2xx:           n("hrsp_2xx"),
+				HRsp3xx:           n("hrsp_3xx"),
+				HRsp4xx:           n("hrsp_4xx"),
+				HRsp5xx:           n("hrsp_5xx"),
+				HRspOther:         n("hrsp_other"),
+				CheckStatus:       strings.TrimPrefix(s("check_status"), "* "),
+				CheckCode:         int(n("check_code")),
+				CheckDesc:         s("check_desc"),
+				LastChangeSeconds: n("lastchg"),
+				DowntimeSeconds:   n("downtime"),
+				ChecksFailed:      n("chkfail"),
+				ChecksDown:        n("chkdown"),
+			})
+		}
+	}
+	return proxies, servers, nil
+}
+
+// runtimeNameRE is what backend and server names (ids) may look like.
+var runtimeNameRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
+
+func checkServerRef(backend, server string) error {
+	for _, s := range []string{backend, server} {
+		if len(s) > 128 || !runtimeNameRE.MatchString(s) {
+			return fmt.Errorf("haproxy: name %q: %w (want [A-Za-z0-9_.:-]{1,128})", s, ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// checkServerOptions refuses what could end or escape a CLI command.
+func checkServerOptions(opts string) error {
+	if len(opts) > 4096 {
+		return fmt.Errorf("haproxy: server options too long: %w", ErrInvalidArgument)
+	}
+	for _, c := range opts {
+		if c == ';' || c == '\\' || c == '#' || (c != ' ' && (unicode.IsControl(c) || unicode.IsSpace(c))) || c == unicode.ReplacementChar {
+			return fmt.Errorf("haproxy: server options %q: %w (no control characters, ';', '\\' or '#')", opts, ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// checkCLICommand refuses control characters (a newline would start another
+// command).
+func checkCLICommand(cmd string) error {
+	if strings.TrimSpace(cmd) == "" {
+		return fmt.Errorf("haproxy: empty command: %w", ErrInvalidArgument)
+	}
+	for _, c := range cmd {
+		if c != ' ' && c != '\t' && unicode.IsControl(c) {
+			return fmt.Errorf("haproxy: command %q: %w (control character)", cmd, ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+func parseRuntimeIP(s string) (netip.Addr, error) {
+	ip, err := netip.ParseAddr(s)
+	if err != nil || ip.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("haproxy: address %q: %w (an IP address)", s, ErrInvalidArgument)
+	}
+	return ip.Unmap(), nil
+}
+
+func parseRuntimeAddrPort(s string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("haproxy: address %q: %w (ip:port)", s, ErrInvalidArgument)
+	}
+	ip, err := parseRuntimeIP(host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return netip.AddrPort{}, fmt.Errorf("haproxy: port %q: %w", port, ErrInvalidArgument)
+	}
+	return netip.AddrPortFrom(ip, uint16(n)), nil
+}
+
+func hasWord(words []string, w string) bool {
+	for _, x := range words {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
+// cliErrorPrefixes start HAProxy 2.6 CLI error messages (lower-cased).
+var cliErrorPrefixes = []string{
+	"unknown command", "unknown keyword", "unknown", "no such", "require", "permission denied",
+	"invalid", "missing", "cannot", "can't", "can not", "unable", "error", "failed",
+	"not ", "only ", "already exists", "this command is restricted", "absolute weight",
+	"relative weight", "backend is using a static", "backend must use", "server still has",
+	"'", "wrong", "bad ", "usage", "illegal", "expects", "must ", "out of memory",
+	"update for the current server address family is only supported",
+}
+
+// cliErrorContains mark errors anywhere in the first line (lower-cased).
+var cliErrorContains = []string{
+	" expects ", " is invalid", "not found", "not supported", "not allowed", "failed to", "unsupported",
+}
+
+// cliErrorMessage reports whether a CLI answer is an error message, judging
+// by its first non-empty line.
+func cliErrorMessage(out string) (string, bool) {
+	line := firstLine(out)
+	if line == "" {
+		return "", false
+	}
+	l := strings.ToLower(line)
+	for _, p := range cliErrorPrefixes {
+		if strings.HasPrefix(l, p) {
+			return line, true
+		}
+	}
+	for _, c := range cliErrorContains {
+		if strings.Contains(l, c) {
+			return line, true
+		}
+	}
+	return "", false
+}
+
+// cliExchange sends one command on a HAProxy CLI socket (stats socket or
+// master CLI) and reads the answer until HAProxy closes the connection. The
+// write side is shut after the command: the master CLI of 2.6 keeps a
+// connection open after answering until the client closes its side.
+func cliExchange(ctx context.Context, socket, cmd string) (string, error) {
+	if socket == "" {
+		return "", errors.New("haproxy: no CLI socket configured")
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(cliTimeout)
+	}
+	_ = conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := io.WriteString(conn, cmd+"\n"); err != nil {
+		return "", err
+	}
+	if uc, ok := conn.(*net.UnixConn); ok {
+		_ = uc.CloseWrite()
+	}
+	b, err := io.ReadAll(io.LimitReader(conn, maxCLIResponse))
+	if err != nil {
+		if ctx.Err() != nil {
+			return string(b), ctx.Err()
+		}
+		return string(b), err
+	}
+	return string(b), nil
+}

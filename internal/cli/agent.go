@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/dataplane/agent"
+	"github.com/fulcrumlb/fulcrum/internal/telemetry"
+)
+
+func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	host, _ := os.Hostname()
+	cfg := agent.Config{Version: Version}
+	fs.StringVar(&cfg.Endpoint, "endpoint", env("FULCRUM_ENDPOINT", "http://127.0.0.1:8080"), "API base URL (env FULCRUM_ENDPOINT)")
+	fs.StringVar(&cfg.Token, "token", env("FULCRUM_NODE_TOKEN", ""), "node token (env FULCRUM_NODE_TOKEN)")
+	fs.StringVar(&cfg.NodeName, "node-name", env("FULCRUM_NODE_NAME", host), "this node's name (env FULCRUM_NODE_NAME)")
+	fs.StringVar(&cfg.NodeGroupID, "node-group", env("FULCRUM_NODE_GROUP", ""), "node group id for a new node (default: the token's)")
+	fs.StringVar(&cfg.StateDir, "state-dir", env("FULCRUM_AGENT_STATE_DIR", "/var/lib/fulcrum-agent"), "state directory (env FULCRUM_AGENT_STATE_DIR)")
+	fs.StringVar(&cfg.HAProxy, "haproxy", env("FULCRUM_HAPROXY", "haproxy"), "haproxy binary (env FULCRUM_HAPROXY)")
+	fs.StringVar(&cfg.PrometheusAddr, "prometheus-addr", env("FULCRUM_AGENT_PROMETHEUS_ADDR", ""), "serve HAProxy's Prometheus exporter here, e.g. 127.0.0.1:8405")
+	fs.DurationVar(&cfg.PollWait, "poll-wait", 30*time.Second, "long-poll wait")
+	fs.DurationVar(&cfg.ReportInterval, "report-interval", 5*time.Second, "health and counters report interval")
+	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "log level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.Token == "" {
+		return fmt.Errorf("no node token: set FULCRUM_NODE_TOKEN (fulcrum admin token create --kind node)")
+	}
+	cfg.Logger = newLogger(stderr, *logLevel)
+	tel, err := telemetry.Setup(ctx, "fulcrum-agent", Version)
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
+	a, err := agent.New(cfg)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
