@@ -147,9 +147,10 @@ func NewProcess(cfg ProcessConfig) *Process {
 	if cfg.RestartBackoff <= 0 {
 		cfg.RestartBackoff = 500 * time.Millisecond
 	}
-	if cfg.MaxRestartBackoff < cfg.RestartBackoff {
-		cfg.MaxRestartBackoff = max(30*time.Second, cfg.RestartBackoff)
+	if cfg.MaxRestartBackoff <= 0 {
+		cfg.MaxRestartBackoff = 30 * time.Second
 	}
+	cfg.MaxRestartBackoff = max(cfg.MaxRestartBackoff, cfg.RestartBackoff)
 	p := &Process{
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "haproxy"),
@@ -245,7 +246,7 @@ func (p *Process) start(ctx context.Context) error {
 		p.log.Warn("haproxy from a previous run is still running; taking over", "old_master_pid", old)
 	}
 	err := p.launch(ctx)
-	if err != nil && old > 0 && ctx.Err() == nil {
+	if err != nil && old > 0 && ctx.Err() == nil && bindConflict(err) {
 		p.log.Warn("could not start next to the previous haproxy; stopping it first", "old_master_pid", old, "err", err)
 		stopForeign(old, p.cfg.StopTimeout, p.log)
 		old = 0
@@ -325,6 +326,22 @@ func (p *Process) launch(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	return nil
+}
+
+// bindConflict reports whether a start failed on listeners it could not bind
+// (the previous instance may hold them without SO_REUSEPORT). Any other
+// failure (a broken configuration) leaves the previous instance serving.
+func bindConflict(err error) bool {
+	var se *startError
+	if !errors.As(err, &se) {
+		return false
+	}
+	for _, a := range se.alerts {
+		if strings.Contains(a.Message, "cannot bind") || strings.Contains(a.Message, "Address already in use") {
+			return true
+		}
+	}
+	return false
 }
 
 // startError is a master that did not come up.
@@ -421,6 +438,8 @@ func (p *Process) waitReady(ctx context.Context, pid int, done <-chan struct{}) 
 
 // workerAnswers asks worker pid for `show info` through the master.
 func (p *Process) workerAnswers(ctx context.Context, pid int) error {
+	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	defer cancel()
 	out, err := cliExchange(ctx, p.masterSock, "@!"+strconv.Itoa(pid)+" show info")
 	if err != nil {
 		return err
@@ -710,7 +729,13 @@ func (s procStatus) current() []Worker {
 	return ws
 }
 
+// pollTimeout bounds one poll of the master CLI while waiting for it, so a
+// socket that accepts but never answers cannot eat the whole wait.
+const pollTimeout = 3 * time.Second
+
 func (p *Process) showProc(ctx context.Context) (procStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	defer cancel()
 	out, err := cliExchange(ctx, p.masterSock, "show proc")
 	if err != nil {
 		return procStatus{}, err

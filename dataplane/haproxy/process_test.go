@@ -80,6 +80,7 @@ type htConf struct {
 	Port    int
 	Gen     int
 	Servers []htServer
+	Global  string // appended to the global section verbatim
 	Extra   string // appended verbatim
 }
 
@@ -89,6 +90,9 @@ global
     stats socket {{.Dir}}/stats.sock mode 600 level admin expose-fd listeners
     stats timeout 10s
     hard-stop-after 10s
+{{- if .Global}}
+    {{.Global}}
+{{- end}}
 
 defaults
     mode http
@@ -615,9 +619,16 @@ func TestProcessSuperviseRestartsKilledMaster(t *testing.T) {
 }
 
 func TestProcessTakesOverPreviousRun(t *testing.T) {
+	t.Run("reuseport", func(t *testing.T) { htTakeover(t, "") })
+	// Without SO_REUSEPORT the new master cannot bind next to the old one:
+	// the old one is stopped first.
+	t.Run("noreuseport", func(t *testing.T) { htTakeover(t, "noreuseport") })
+}
+
+func htTakeover(t *testing.T, global string) {
 	bin := htBinary(t)
 	a := htMember(t, "a")
-	conf := htConf{Dir: htDir(t), Port: htFreePort(t), Servers: []htServer{{"mbr_a", htHostPort(a)}}}
+	conf := htConf{Dir: htDir(t), Port: htFreePort(t), Servers: []htServer{{"mbr_a", htHostPort(a)}}, Global: global}
 	cfg := filepath.Join(conf.Dir, "haproxy.cfg")
 	htWriteFile(t, cfg, conf.render(t))
 
@@ -667,6 +678,13 @@ func TestProcessTakesOverPreviousRun(t *testing.T) {
 	}
 	if err := p.Reload(htCtx(t, 20*time.Second)); err != nil {
 		t.Fatalf("Reload after takeover: %v", err)
+	}
+	wantLog := "soft-stopping the previous haproxy"
+	if global == "noreuseport" {
+		wantLog = "stopping it first"
+	}
+	if !strings.Contains(env.logs.String(), wantLog) {
+		t.Errorf("log lacks %q:\n%s", wantLog, env.logs.String())
 	}
 }
 
