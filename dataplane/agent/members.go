@@ -38,7 +38,12 @@ func memberOps(old, new haproxy.Config) ([]memberOp, bool) {
 				o, ok := before[m.ID]
 				delete(before, m.ID)
 				if !ok {
-					if !dynamicAlgorithms[pool.Algorithm] || !lb.Enabled {
+					// HAProxy 2.6's `add server` has no cookie keyword, and
+					// needs a dynamic algorithm and an IP address.
+					if !dynamicAlgorithms[pool.Algorithm] || !lb.Enabled || strings.HasPrefix(pool.Persistence.Type, "cookie_") {
+						return nil, false
+					}
+					if _, err := netip.ParseAddr(m.Address); err != nil {
 						return nil, false
 					}
 					ops = append(ops, memberOp{kind: "add", backend: pool.ID, member: m, pool: pool})
@@ -104,10 +109,6 @@ func serverOptions(p haproxy.Pool, m haproxy.Member) string {
 		if p.Monitor.Type == "https" {
 			opts = append(opts, "check-ssl verify none")
 		}
-	}
-	switch p.Persistence.Type {
-	case "cookie_insert", "cookie_rewrite", "cookie_prefix":
-		opts = append(opts, "cookie "+m.ID)
 	}
 	switch p.ProxyProtocol {
 	case "v1":

@@ -167,7 +167,7 @@ func TestCheckCannotRun(t *testing.T) {
 	}
 }
 
-func TestParseAlerts(t *testing.T) {
+func TestCheckParseAlerts(t *testing.T) {
 	// The config file cannot be read here: sections come from the messages.
 	out := `[NOTICE]   (1234) : haproxy version is 2.6.12-1+deb12u4
 [ALERT]    (1234) : config : parsing [/tmp/x.cfg:12] : 'server mbr_1' : invalid address: 'x' in 'x'
@@ -216,7 +216,7 @@ func TestParseAlerts(t *testing.T) {
 	}
 }
 
-func TestIndexConfig(t *testing.T) {
+func TestCheckIndexConfig(t *testing.T) {
 	idx := indexConfig([]byte("# c\nglobal\n  maxconn 1\n\ndefaults web\n  mode http\nfrontend lsn_a # x\n  bind :1\nbackend pool_b\n  server mbr_1 1.2.3.4:80\nlisten lb_c\n"))
 	for line, want := range map[int]string{1: "", 2: "global", 3: "global", 5: "defaults web", 8: "frontend lsn_a", 10: "backend pool_b", 11: "listen lb_c", 99: "listen lb_c"} {
 		if got := idx.sectionAt(line); got != want {

@@ -688,7 +688,7 @@ func htTakeover(t *testing.T, global string) {
 	}
 }
 
-func TestParseShowProc(t *testing.T) {
+func TestProcessParseShowProc(t *testing.T) {
 	out := "#<PID>          <type>          <reloads>       <uptime>        <version>      \n" +
 		"9865            master          3 [failed: 1]   0d00h01m07s     2.6.12-1+deb12u4\n" +
 		"# workers\n" +
@@ -716,7 +716,7 @@ func TestParseShowProc(t *testing.T) {
 	}
 }
 
-func TestOutputRing(t *testing.T) {
+func TestProcessOutputRing(t *testing.T) {
 	r := newOutputRing(3)
 	s0 := r.seq()
 	for i := 0; i < 5; i++ {
