@@ -12,9 +12,23 @@ LDFLAGS := -X github.com/fulcrumlb/fulcrum/internal/cli.Version=$(VERSION)
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# The terraform CLI for acceptance tests and docs: the one on PATH, else one
+# built from source into bin/ (HashiCorp's download servers are not reachable).
+TERRAFORM_VERSION ?= 1.5.7
+TERRAFORM ?= $(shell command -v terraform 2>/dev/null || echo $(BIN)/terraform)
+
 .PHONY: build
-build: ## Build bin/fulcrum.
+build: ## Build bin/fulcrum and bin/terraform-provider-fulcrum.
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/fulcrum ./cmd/fulcrum
+	$(GO) build -ldflags '-X main.version=$(VERSION)' -o $(BIN)/terraform-provider-fulcrum ./cmd/terraform-provider-fulcrum
+
+$(BIN)/terraform:
+	@echo "no terraform on PATH: building terraform $(TERRAFORM_VERSION) into bin/ (a few minutes, cached afterwards)"
+	GOBIN=$(BIN) $(GO) install github.com/hashicorp/terraform@v$(TERRAFORM_VERSION)
+
+.PHONY: terraform
+terraform: $(if $(filter $(BIN)/terraform,$(TERRAFORM)),$(BIN)/terraform) ## Make sure a terraform CLI is available.
+	@$(TERRAFORM) version | head -1
 
 .PHONY: run
 run: build ## Start the whole stack locally (installs Debian packages when root) and print how to use it.
@@ -22,12 +36,14 @@ run: build ## Start the whole stack locally (installs Debian packages when root)
 	$(BIN)/fulcrum dev
 
 .PHONY: generate
-generate: ## Regenerate code from openapi/openapi.yaml.
+generate: terraform ## Regenerate code from openapi/openapi.yaml and the provider docs in docs/.
 	$(GO) generate ./...
+	tools/gen-docs.sh $(TERRAFORM)
 
 .PHONY: check-generated
 check-generated: generate ## Fail when generated files differ from what is committed.
-	@git diff --exit-code --stat -- openapi/ || { echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; }
+	@git diff --exit-code --stat -- openapi/ docs/ || { echo "generated files are stale: run 'make generate' and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- docs/)" || { echo "docs/ has files not committed: run 'make generate' and commit" >&2; git status --porcelain -- docs/ >&2; exit 1; }
 
 .PHONY: lint
 lint: ## go vet and a gofmt check.
@@ -36,12 +52,23 @@ lint: ## go vet and a gofmt check.
 	if [ -n "$$out" ]; then echo "gofmt would change:" >&2; echo "$$out" >&2; exit 1; fi
 
 .PHONY: test
-test: lint check-generated ## Run every test against real Postgres (FULCRUM_TEST_DATABASE_URL or a private cluster).
-	$(GO) test -race -count=1 -timeout 20m ./...
+test: lint check-generated terraform ## Run every test (provider acceptance tests included) against real Postgres, HAProxy and terraform.
+	TF_ACC=1 TF_ACC_TERRAFORM_PATH=$(TERRAFORM) TF_CLI_CONFIG_FILE=/dev/null $(GO) test -race -count=1 -timeout 30m ./...
+
+.PHONY: testacc
+testacc: terraform ## Run only the Terraform provider acceptance tests.
+	TF_ACC=1 TF_ACC_TERRAFORM_PATH=$(TERRAFORM) TF_CLI_CONFIG_FILE=/dev/null $(GO) test -count=1 -timeout 30m ./provider/...
 
 .PHONY: bench
-bench: ## Run the benchmarks and print figures.
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./...
+bench: ## Run the benchmarks and print figures (about a minute; results in BENCHMARKS.md).
+	@# One package at a time: the API, Postgres, HAProxy and the load share the machine's cores.
+	@# A fixed 1000 creates: the cost of one grows with the load balancers already in the group.
+	$(GO) test -run '^$$' -bench . -benchtime 1000x -count 1 ./api
+	@# Each iteration takes its samples (30 load balancers, 100 member changes) and reports percentiles.
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 10m ./acceptance
+	@# Any other package with benchmarks.
+	@pkgs=$$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u | grep -v -x -e ./api -e ./acceptance); \
+	if [ -n "$$pkgs" ]; then set -x; $(GO) test -run '^$$' -bench . -benchtime 3s -count 1 -p 1 $$pkgs; fi
 
 .PHONY: clean
 clean: ## Remove build output (keeps .fulcrum/ state).

@@ -745,7 +745,7 @@ type ListenerTimeouts struct {
 	// ServerMs Defaults to 50000.
 	ServerMs *int `json:"server_ms,omitempty"`
 
-	// TunnelMs Defaults to 3600000.
+	// TunnelMs Idle timeout of upgraded HTTP connections (WebSocket, CONNECT). Defaults to 3600000. TCP listeners are bounded by client_ms and server_ms.
 	TunnelMs *int `json:"tunnel_ms,omitempty"`
 }
 

@@ -112,6 +112,11 @@ func toLoadBalancer(sl *openapi.SnapshotLoadBalancer, certFile func(string) stri
 		if t, ok := poolTimeouts[p.Id]; ok {
 			hp.ConnectTimeoutMS, hp.ServerTimeoutMS, hp.TunnelTimeoutMS = t.ConnectMS, t.ServerMS, t.TunnelMS
 		}
+		if hp.Protocol == "tcp" {
+			// In TCP mode HAProxy's tunnel timeout would replace the client and
+			// server timeouts once connected; tcp listeners are bounded by those.
+			hp.TunnelTimeoutMS = 0
+		}
 		sp := p.SessionPersistence
 		hp.Persistence = haproxy.Persistence{Type: string(sp.Type), CookieName: deref(sp.CookieName), CookieTTLSeconds: deref(sp.CookieTtlSeconds)}
 		if hm, err := p.HealthMonitor.Get(); err == nil {

@@ -105,6 +105,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := writeEnv(envFile, endpoint, url, creds); err != nil {
 		return err
 	}
+	if err := writeTerraformRC(filepath.Join(abs, "terraform.tfrc")); err != nil {
+		return err
+	}
 
 	tel, err := telemetry.Setup(ctx, "fulcrum-api", Version)
 	if err != nil {
@@ -244,6 +247,24 @@ export FULCRUM_DATABASE_URL='%s'
 	return os.Rename(tmp, path)
 }
 
+// writeTerraformRC points terraform at the provider built next to this binary
+// (make build puts both in bin/), so no `terraform init` or registry is needed.
+func writeTerraformRC(path string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	content := fmt.Sprintf(`# Written by 'make run'. Use: export TF_CLI_CONFIG_FILE=%s
+provider_installation {
+  dev_overrides {
+    "registry.terraform.io/fulcrumlb/fulcrum" = %q
+  }
+  direct {}
+}
+`, path, filepath.Dir(exe))
+	return os.WriteFile(path, []byte(content), 0o644)
+}
+
 func printDevUsage(w io.Writer, endpoint, envFile string) {
 	fmt.Fprintf(w, `
 Fulcrum is running: API, Postgres, and one agent with HAProxy (node dev-node-1).
@@ -262,6 +283,10 @@ Try it from another shell (a backend, then a load balancer in front of it):
   curl -s http://$VIP:8000/            # served by HAProxy on the VIP
   curl -s "${H[@]}" $FULCRUM_ENDPOINT/v1/load-balancers/$LB/status
 
+Or from Terraform (the provider is in bin/, wired up by a dev_overrides CLI config):
+  export TF_CLI_CONFIG_FILE=%[3]s
+  cd examples/quickstart && terraform apply && curl "$(terraform output -raw url)"
+
 Press Ctrl-C to stop everything; 'make run' again reuses the data.
-`, endpoint, envFile)
+`, endpoint, envFile, filepath.Join(filepath.Dir(envFile), "terraform.tfrc"))
 }
