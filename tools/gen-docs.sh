@@ -30,7 +30,9 @@ terraform {
 }
 TF
 (cd "$work/cfg" && TF_CLI_CONFIG_FILE="$work/tfrc" TF_IN_AUTOMATION=1 "$terraform" providers schema -json 2>/dev/null) >"$work/schema.json"
+# tfplugindocs finds a provider's schema by its short name.
+sed -i 's|"registry.terraform.io/fulcrumlb/fulcrum"|"fulcrum"|' "$work/schema.json"
 go run -modfile=tools/go.mod github.com/hashicorp/terraform-plugin-docs/cmd/tfplugindocs generate \
-	--provider-name registry.terraform.io/fulcrumlb/fulcrum --rendered-provider-name Fulcrum \
+	--provider-name fulcrum --rendered-provider-name Fulcrum \
 	--providers-schema "$work/schema.json" \
 	--provider-dir "$root" --examples-dir examples --rendered-website-dir docs

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
@@ -27,20 +28,27 @@ func Factories() map[string]func() (tfprotov6.ProviderServer, error) {
 	}
 }
 
+var envOnce sync.Once
+
 // PreCheck makes sure a terraform CLI is available and configured offline.
+// It sets process-wide environment once (t.Setenv would forbid parallel tests);
+// `make test` and `make testacc` set the same variables themselves.
 func PreCheck(t *testing.T) {
 	t.Helper()
-	if os.Getenv("TF_ACC_TERRAFORM_PATH") == "" {
-		if p, err := exec.LookPath("terraform"); err == nil {
-			t.Setenv("TF_ACC_TERRAFORM_PATH", p)
-		} else if p := repoBin("terraform"); p != "" {
-			t.Setenv("TF_ACC_TERRAFORM_PATH", p)
-		} else {
-			t.Fatal("no terraform CLI: put one on PATH or run `make terraform` (builds bin/terraform)")
+	envOnce.Do(func() {
+		if os.Getenv("TF_ACC_TERRAFORM_PATH") == "" {
+			if p, err := exec.LookPath("terraform"); err == nil {
+				os.Setenv("TF_ACC_TERRAFORM_PATH", p)
+			} else if p := repoBin("terraform"); p != "" {
+				os.Setenv("TF_ACC_TERRAFORM_PATH", p)
+			}
 		}
-	}
-	if os.Getenv("TF_CLI_CONFIG_FILE") == "" {
-		t.Setenv("TF_CLI_CONFIG_FILE", os.DevNull)
+		if os.Getenv("TF_CLI_CONFIG_FILE") == "" {
+			os.Setenv("TF_CLI_CONFIG_FILE", os.DevNull)
+		}
+	})
+	if os.Getenv("TF_ACC_TERRAFORM_PATH") == "" {
+		t.Fatal("no terraform CLI: put one on PATH or run `make terraform` (builds bin/terraform)")
 	}
 }
 

@@ -1,0 +1,3 @@
+data "fulcrum_load_balancers" "prod" {
+  labels = { env = "prod" }
+}

@@ -1,0 +1,2 @@
+# Import by id.
+terraform import fulcrum_member.example <id>

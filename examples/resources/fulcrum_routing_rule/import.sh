@@ -1,0 +1,2 @@
+# Import by id.
+terraform import fulcrum_routing_rule.example <id>

@@ -1,0 +1,310 @@
+package listener
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/oapi-codegen/nullable"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// model is the resource's plan and state.
+type model struct {
+	ID                  types.String             `tfsdk:"id"`
+	LoadBalancerID      types.String             `tfsdk:"load_balancer_id"`
+	Name                types.String             `tfsdk:"name"`
+	Description         types.String             `tfsdk:"description"`
+	Labels              types.Map                `tfsdk:"labels"`
+	Protocol            types.String             `tfsdk:"protocol"`
+	Port                types.Int64              `tfsdk:"port"`
+	DefaultPoolID       types.String             `tfsdk:"default_pool_id"`
+	CertificateIDs      types.List               `tfsdk:"certificate_ids"`
+	ConnectionLimit     types.Int64              `tfsdk:"connection_limit"`
+	RateLimit           *rateLimitModel          `tfsdk:"rate_limit"`
+	AllowedCIDRs        types.List               `tfsdk:"allowed_cidrs"`
+	DeniedCIDRs         types.List               `tfsdk:"denied_cidrs"`
+	ConnectionTimeouts  *connectionTimeoutsModel `tfsdk:"connection_timeouts"`
+	InsertHeaders       *insertHeadersModel      `tfsdk:"insert_headers"`
+	RedirectHTTPToHTTPS types.Bool               `tfsdk:"redirect_http_to_https"`
+	HSTS                *hstsModel               `tfsdk:"hsts"`
+	Compression         types.Bool               `tfsdk:"compression"`
+	TenantID            types.String             `tfsdk:"tenant_id"`
+	ProvisioningStatus  types.String             `tfsdk:"provisioning_status"`
+	OperatingStatus     types.String             `tfsdk:"operating_status"`
+	Timeouts            timeouts.Value           `tfsdk:"timeouts"`
+}
+
+type rateLimitModel struct {
+	Type      types.String `tfsdk:"type"`
+	PerSecond types.Int64  `tfsdk:"per_second"`
+}
+
+// connectionTimeoutsModel is the API's listener `timeouts`, in milliseconds.
+type connectionTimeoutsModel struct {
+	ClientMS        types.Int64 `tfsdk:"client_ms"`
+	ConnectMS       types.Int64 `tfsdk:"connect_ms"`
+	ServerMS        types.Int64 `tfsdk:"server_ms"`
+	HTTPRequestMS   types.Int64 `tfsdk:"http_request_ms"`
+	HTTPKeepAliveMS types.Int64 `tfsdk:"http_keep_alive_ms"`
+	TunnelMS        types.Int64 `tfsdk:"tunnel_ms"`
+}
+
+type insertHeadersModel struct {
+	XForwardedFor   types.Bool `tfsdk:"x_forwarded_for"`
+	XForwardedProto types.Bool `tfsdk:"x_forwarded_proto"`
+	XForwardedPort  types.Bool `tfsdk:"x_forwarded_port"`
+	XRequestID      types.Bool `tfsdk:"x_request_id"`
+}
+
+type hstsModel struct {
+	MaxAgeSeconds     types.Int64 `tfsdk:"max_age_seconds"`
+	IncludeSubdomains types.Bool  `tfsdk:"include_subdomains"`
+	Preload           types.Bool  `tfsdk:"preload"`
+}
+
+// fromAPI refreshes m from the API's view, so out-of-band changes show in the
+// next plan. CIDRs the API canonicalized ("10.1.2.3/8" → "10.0.0.0/8", a bare
+// address → /32) keep the configured spelling when they mean the same.
+func (m *model) fromAPI(l *openapi.Listener) {
+	m.ID = types.StringValue(l.Id)
+	m.LoadBalancerID = types.StringValue(l.LoadBalancerId)
+	m.Name = types.StringValue(l.Name)
+	m.Description = types.StringValue(l.Description)
+	m.Labels = labelsValue(l.Labels)
+	m.Protocol = types.StringValue(string(l.Protocol))
+	m.Port = types.Int64Value(int64(l.Port))
+	m.DefaultPoolID = types.StringNull()
+	if v, err := l.DefaultPoolId.Get(); err == nil && v != "" {
+		m.DefaultPoolID = types.StringValue(v)
+	}
+	m.CertificateIDs = stringList(l.CertificateIds)
+	m.ConnectionLimit = types.Int64Value(int64(l.ConnectionLimit))
+	m.RateLimit = nil
+	if rl, err := l.RateLimit.Get(); err == nil {
+		typ := openapi.Requests
+		if rl.Type != nil {
+			typ = *rl.Type
+		}
+		m.RateLimit = &rateLimitModel{Type: types.StringValue(string(typ)), PerSecond: types.Int64Value(int64(rl.PerSecond))}
+	}
+	m.AllowedCIDRs = cidrList(m.AllowedCIDRs, l.AllowedCidrs)
+	m.DeniedCIDRs = cidrList(m.DeniedCIDRs, l.DeniedCidrs)
+	t := l.Timeouts
+	m.ConnectionTimeouts = &connectionTimeoutsModel{
+		ClientMS: intValue(t.ClientMs), ConnectMS: intValue(t.ConnectMs), ServerMS: intValue(t.ServerMs),
+		HTTPRequestMS: intValue(t.HttpRequestMs), HTTPKeepAliveMS: intValue(t.HttpKeepAliveMs), TunnelMS: intValue(t.TunnelMs),
+	}
+	h := l.InsertHeaders
+	m.InsertHeaders = &insertHeadersModel{
+		XForwardedFor: boolValue(h.XForwardedFor), XForwardedProto: boolValue(h.XForwardedProto),
+		XForwardedPort: boolValue(h.XForwardedPort), XRequestID: boolValue(h.XRequestId),
+	}
+	m.RedirectHTTPToHTTPS = types.BoolValue(l.RedirectHttpToHttps)
+	m.HSTS = nil
+	if h, err := l.Hsts.Get(); err == nil {
+		m.HSTS = &hstsModel{MaxAgeSeconds: intValue(h.MaxAgeSeconds), IncludeSubdomains: boolValue(h.IncludeSubdomains), Preload: boolValue(h.Preload)}
+	}
+	m.Compression = types.BoolValue(l.Compression)
+	m.TenantID = types.StringValue(l.TenantId)
+	m.ProvisioningStatus = types.StringValue(string(l.ProvisioningStatus))
+	m.OperatingStatus = types.StringValue(string(l.OperatingStatus))
+}
+
+// toCreate is the POST body for the planned listener.
+func (m *model) toCreate() openapi.ListenerCreate {
+	u := m.toUpdate()
+	c := openapi.ListenerCreate{
+		LoadBalancerId: m.LoadBalancerID.ValueString(),
+		Protocol:       openapi.ListenerProtocol(m.Protocol.ValueString()),
+		Port:           int(m.Port.ValueInt64()),
+		Name:           u.Name, Description: u.Description, Labels: u.Labels,
+		CertificateIds: u.CertificateIds, ConnectionLimit: u.ConnectionLimit,
+		AllowedCidrs: u.AllowedCidrs, DeniedCidrs: u.DeniedCidrs, Timeouts: u.Timeouts, InsertHeaders: u.InsertHeaders,
+		RedirectHttpToHttps: u.RedirectHttpToHttps, Compression: u.Compression,
+	}
+	// A create leaves unset nullable objects out rather than sending null.
+	if !u.DefaultPoolId.IsNull() {
+		c.DefaultPoolId = u.DefaultPoolId
+	}
+	if !u.RateLimit.IsNull() {
+		c.RateLimit = u.RateLimit
+	}
+	if !u.Hsts.IsNull() {
+		c.Hsts = u.Hsts
+	}
+	return c
+}
+
+// toUpdate is the PATCH body: every attribute, with null clearing the
+// nullable ones, so the update also undoes drift.
+func (m *model) toUpdate() openapi.ListenerUpdate {
+	proto := openapi.ListenerProtocol(m.Protocol.ValueString())
+	u := openapi.ListenerUpdate{
+		Name:                stringPtr(m.Name),
+		Description:         stringPtr(m.Description),
+		Labels:              labelsPtr(m.Labels),
+		Protocol:            &proto,
+		Port:                intPtr(m.Port),
+		CertificateIds:      listPtr(m.CertificateIDs),
+		ConnectionLimit:     intPtr(m.ConnectionLimit),
+		AllowedCidrs:        listPtr(m.AllowedCIDRs),
+		DeniedCidrs:         listPtr(m.DeniedCIDRs),
+		RedirectHttpToHttps: boolPtr(m.RedirectHTTPToHTTPS),
+		Compression:         boolPtr(m.Compression),
+		DefaultPoolId:       nullable.NewNullNullable[string](),
+		RateLimit:           nullable.NewNullNullable[openapi.RateLimit](),
+		Hsts:                nullable.NewNullNullable[openapi.HSTS](),
+	}
+	if p := stringPtr(m.DefaultPoolID); p != nil && *p != "" {
+		u.DefaultPoolId = nullable.NewNullableWithValue(*p)
+	}
+	if rl := m.RateLimit; rl != nil {
+		v := openapi.RateLimit{PerSecond: int(rl.PerSecond.ValueInt64())}
+		if t := stringPtr(rl.Type); t != nil {
+			typ := openapi.RateLimitType(*t)
+			v.Type = &typ
+		}
+		u.RateLimit = nullable.NewNullableWithValue(v)
+	}
+	if t := m.ConnectionTimeouts; t != nil {
+		u.Timeouts = &openapi.ListenerTimeouts{
+			ClientMs: intPtr(t.ClientMS), ConnectMs: intPtr(t.ConnectMS), ServerMs: intPtr(t.ServerMS),
+			HttpRequestMs: intPtr(t.HTTPRequestMS), HttpKeepAliveMs: intPtr(t.HTTPKeepAliveMS), TunnelMs: intPtr(t.TunnelMS),
+		}
+	}
+	if h := m.InsertHeaders; h != nil {
+		u.InsertHeaders = &openapi.InsertHeaders{
+			XForwardedFor: boolPtr(h.XForwardedFor), XForwardedProto: boolPtr(h.XForwardedProto),
+			XForwardedPort: boolPtr(h.XForwardedPort), XRequestId: boolPtr(h.XRequestID),
+		}
+	}
+	if h := m.HSTS; h != nil {
+		u.Hsts = nullable.NewNullableWithValue(openapi.HSTS{
+			MaxAgeSeconds: intPtr(h.MaxAgeSeconds), IncludeSubdomains: boolPtr(h.IncludeSubdomains), Preload: boolPtr(h.Preload),
+		})
+	}
+	return u
+}
+
+// canonicalCIDR reads a CIDR the way the API does: a bare address is a
+// single-address prefix, host bits are cleared.
+func canonicalCIDR(s string) (netip.Prefix, bool) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, false
+		}
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	return p.Masked(), true
+}
+
+func sameCIDR(a, b string) bool {
+	pa, ok1 := canonicalCIDR(a)
+	pb, ok2 := canonicalCIDR(b)
+	return ok1 && ok2 && pa == pb
+}
+
+// cidrList is the API's list, or prior when it names the same prefixes in
+// the same order.
+func cidrList(prior types.List, api []string) types.List {
+	if !prior.IsNull() && !prior.IsUnknown() && len(prior.Elements()) == len(api) {
+		same := true
+		for i, e := range prior.Elements() {
+			s, ok := e.(types.String)
+			if !ok || s.IsUnknown() || !sameCIDR(s.ValueString(), api[i]) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return prior
+		}
+	}
+	return stringList(api)
+}
+
+func stringList(l []string) types.List {
+	elems := make([]attr.Value, len(l))
+	for i, s := range l {
+		elems[i] = types.StringValue(s)
+	}
+	return types.ListValueMust(types.StringType, elems)
+}
+
+// listPtr sends a null list as empty, so removing the attribute clears it.
+func listPtr(v types.List) *[]string {
+	if v.IsUnknown() {
+		return nil
+	}
+	out := []string{}
+	for _, e := range v.Elements() {
+		if s, ok := e.(types.String); ok && !s.IsNull() && !s.IsUnknown() {
+			out = append(out, s.ValueString())
+		}
+	}
+	return &out
+}
+
+func intValue(p *int) types.Int64 {
+	if p == nil {
+		return types.Int64Value(0)
+	}
+	return types.Int64Value(int64(*p))
+}
+
+func boolValue(p *bool) types.Bool { return types.BoolValue(p != nil && *p) }
+
+func stringPtr(v types.String) *string {
+	if v.IsNull() || v.IsUnknown() {
+		return nil
+	}
+	s := v.ValueString()
+	return &s
+}
+
+func intPtr(v types.Int64) *int {
+	if v.IsNull() || v.IsUnknown() {
+		return nil
+	}
+	i := int(v.ValueInt64())
+	return &i
+}
+
+func boolPtr(v types.Bool) *bool {
+	if v.IsNull() || v.IsUnknown() {
+		return nil
+	}
+	b := v.ValueBool()
+	return &b
+}
+
+func labelsValue(l map[string]string) types.Map {
+	elems := make(map[string]attr.Value, len(l))
+	for k, v := range l {
+		elems[k] = types.StringValue(v)
+	}
+	return types.MapValueMust(types.StringType, elems)
+}
+
+// labelsPtr sends a null map as "no labels", so removing the attribute clears them.
+func labelsPtr(v types.Map) *openapi.Labels {
+	if v.IsUnknown() {
+		return nil
+	}
+	l := openapi.Labels{}
+	for k, e := range v.Elements() {
+		if s, ok := e.(types.String); ok && !s.IsNull() && !s.IsUnknown() {
+			l[k] = s.ValueString()
+		}
+	}
+	return &l
+}

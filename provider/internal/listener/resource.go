@@ -1,0 +1,575 @@
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
+)
+
+// ResourceType is the resource's type name.
+const ResourceType = "fulcrum_listener"
+
+// Default timeouts of the timeouts block.
+const (
+	defaultCreateTimeout = 10 * time.Minute
+	defaultUpdateTimeout = 10 * time.Minute
+	defaultDeleteTimeout = 10 * time.Minute
+)
+
+var (
+	_ resource.Resource                   = (*Resource)(nil)
+	_ resource.ResourceWithConfigure      = (*Resource)(nil)
+	_ resource.ResourceWithImportState    = (*Resource)(nil)
+	_ resource.ResourceWithValidateConfig = (*Resource)(nil)
+)
+
+// Resource is fulcrum_listener.
+type Resource struct {
+	client *fulcrum.Client
+}
+
+// NewResource is the constructor the provider registers.
+func NewResource() resource.Resource { return &Resource{} }
+
+func (r *Resource) Metadata(_ context.Context, _ resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = ResourceType
+}
+
+// The API's defaults for connection_timeouts, in milliseconds.
+var defaultConnectionTimeouts = map[string]int64{
+	"client_ms": 50000, "connect_ms": 5000, "server_ms": 50000,
+	"http_request_ms": 10000, "http_keep_alive_ms": 60000, "tunnel_ms": 3600000,
+}
+
+// connectionTimeoutMax is each timeout's upper bound in the API.
+var connectionTimeoutMax = map[string]int64{
+	"client_ms": 86400000, "connect_ms": 3600000, "server_ms": 86400000,
+	"http_request_ms": 3600000, "http_keep_alive_ms": 3600000, "tunnel_ms": 86400000,
+}
+
+var connectionTimeoutDescriptions = map[string]string{
+	"client_ms":          "Inactivity timeout on the client side.",
+	"connect_ms":         "Time to establish a connection to a member.",
+	"server_ms":          "Inactivity timeout on the member side.",
+	"http_request_ms":    "Time to receive a complete HTTP request.",
+	"http_keep_alive_ms": "Time to wait for the next request on a kept-alive connection.",
+	"tunnel_ms":          "Inactivity timeout of tunnels (WebSocket, CONNECT, tcp).",
+}
+
+var insertHeaderNames = []string{"x_forwarded_for", "x_forwarded_proto", "x_forwarded_port", "x_request_id"}
+
+func connectionTimeoutsAttribute() schema.SingleNestedAttribute {
+	attrs := map[string]schema.Attribute{}
+	attrTypes := map[string]attr.Type{}
+	values := map[string]attr.Value{}
+	for name, d := range defaultConnectionTimeouts {
+		attrs[name] = schema.Int64Attribute{
+			Description: fmt.Sprintf("%s Milliseconds, 1 to %d. Defaults to %d.", connectionTimeoutDescriptions[name], connectionTimeoutMax[name], d),
+			Optional:    true,
+			Computed:    true,
+			Default:     int64default.StaticInt64(d),
+			Validators:  []validator.Int64{int64validator.Between(1, connectionTimeoutMax[name])},
+		}
+		attrTypes[name] = types.Int64Type
+		values[name] = types.Int64Value(d)
+	}
+	return schema.SingleNestedAttribute{
+		Description: "Connection timeouts (the API's `timeouts`). Omitted fields take the defaults.",
+		Optional:    true,
+		Computed:    true,
+		Attributes:  attrs,
+		Default:     objectdefault.StaticValue(types.ObjectValueMust(attrTypes, values)),
+	}
+}
+
+func insertHeadersAttribute() schema.SingleNestedAttribute {
+	attrs := map[string]schema.Attribute{}
+	attrTypes := map[string]attr.Type{}
+	values := map[string]attr.Value{}
+	for _, name := range insertHeaderNames {
+		attrs[name] = schema.BoolAttribute{
+			Description: fmt.Sprintf("Add the %s request header. Defaults to `false`.", headerName(name)),
+			Optional:    true,
+			Computed:    true,
+			Default:     booldefault.StaticBool(false),
+		}
+		attrTypes[name] = types.BoolType
+		values[name] = types.BoolValue(false)
+	}
+	return schema.SingleNestedAttribute{
+		Description: "Request headers added for the members (http and https listeners only).",
+		Optional:    true,
+		Computed:    true,
+		Attributes:  attrs,
+		Default:     objectdefault.StaticValue(types.ObjectValueMust(attrTypes, values)),
+	}
+}
+
+// headerName turns x_forwarded_for into X-Forwarded-For.
+func headerName(attr string) string {
+	parts := strings.Split(attr, "_")
+	for i, p := range parts {
+		parts[i] = strings.ToUpper(p[:1]) + p[1:]
+	}
+	if parts[len(parts)-1] == "Id" {
+		parts[len(parts)-1] = "ID"
+	}
+	return strings.Join(parts, "-")
+}
+
+// labelKeyRE is the API's label key syntax.
+var labelKeyRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$`)
+
+func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	emptyList := listdefault.StaticValue(types.ListValueMust(types.StringType, []attr.Value{}))
+	resp.Schema = schema.Schema{
+		Description: "A listener: a protocol and port on a load balancer's VIP. `tcp` forwards connections; `http` and `https` (TLS terminated with `certificate_ids`) proxy requests and can have routing rules.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Description:   "The listener's id (`lsn_…`).",
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"load_balancer_id": schema.StringAttribute{
+				Description:   "The load balancer the listener belongs to. Changing it replaces the listener.",
+				Required:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Validators:    []validator.String{stringvalidator.LengthBetween(1, 64)},
+			},
+			"name": schema.StringAttribute{
+				Description: "Name, unique among the load balancer's listeners; at most 255 characters. Defaults to empty.",
+				Optional:    true,
+				Computed:    true,
+				Default:     stringdefault.StaticString(""),
+				Validators:  []validator.String{stringvalidator.LengthAtMost(255), noEdgeSpace{}},
+			},
+			"description": schema.StringAttribute{
+				Description: "Free-form description; at most 1024 characters.",
+				Optional:    true,
+				Computed:    true,
+				Default:     stringdefault.StaticString(""),
+				Validators:  []validator.String{stringvalidator.LengthAtMost(1024)},
+			},
+			"labels": schema.MapAttribute{
+				Description: "Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` of at most 63 characters, values of at most 255.",
+				ElementType: types.StringType,
+				Optional:    true,
+				Computed:    true,
+				Default:     mapdefault.StaticValue(types.MapValueMust(types.StringType, map[string]attr.Value{})),
+				Validators: []validator.Map{
+					mapvalidator.SizeAtMost(64),
+					mapvalidator.KeysAre(stringvalidator.LengthBetween(1, 63),
+						stringvalidator.RegexMatches(labelKeyRE, "must be lowercase letters, digits and . _ / -, starting and ending with a letter or digit")),
+					mapvalidator.ValueStringsAre(stringvalidator.LengthAtMost(255)),
+				},
+			},
+			"protocol": schema.StringAttribute{
+				Description: "`tcp`, `http` or `https`.",
+				Required:    true,
+				Validators:  []validator.String{stringvalidator.OneOf("tcp", "http", "https")},
+			},
+			"port": schema.Int64Attribute{
+				Description: "Port on the VIP, 1 to 65535; unique per load balancer.",
+				Required:    true,
+				Validators:  []validator.Int64{int64validator.Between(1, 65535)},
+			},
+			"default_pool_id": schema.StringAttribute{
+				Description: "The pool that gets traffic no routing rule takes: a pool of the same load balancer whose protocol fits (`tcp` for tcp listeners, `http` otherwise). Without it, unmatched requests get 503.",
+				Optional:    true,
+				Validators:  []validator.String{stringvalidator.LengthBetween(1, 64)},
+			},
+			"certificate_ids": schema.ListAttribute{
+				Description: "Certificates for an https listener (required there, refused elsewhere): the first is the default, the rest are selected by SNI. At most 32.",
+				ElementType: types.StringType,
+				Optional:    true,
+				Computed:    true,
+				Default:     emptyList,
+				Validators:  []validator.List{listvalidator.SizeAtMost(32), listvalidator.UniqueValues()},
+			},
+			"connection_limit": schema.Int64Attribute{
+				Description: "Most concurrent connections, 0 to 1000000; 0 (the default) means unlimited.",
+				Optional:    true,
+				Computed:    true,
+				Default:     int64default.StaticInt64(0),
+				Validators:  []validator.Int64{int64validator.Between(0, 1000000)},
+			},
+			"rate_limit": schema.SingleNestedAttribute{
+				Description: "A limit per client IP; beyond it requests get 429 (http) or connections are refused (tcp).",
+				Optional:    true,
+				Attributes: map[string]schema.Attribute{
+					"type": schema.StringAttribute{
+						Description: "`requests` (the default; http and https listeners) or `connections`.",
+						Optional:    true,
+						Computed:    true,
+						Default:     stringdefault.StaticString("requests"),
+						Validators:  []validator.String{stringvalidator.OneOf("requests", "connections")},
+					},
+					"per_second": schema.Int64Attribute{
+						Description: "Requests or connections per second per client IP, 1 to 1000000.",
+						Required:    true,
+						Validators:  []validator.Int64{int64validator.Between(1, 1000000)},
+					},
+				},
+			},
+			"allowed_cidrs": schema.ListAttribute{
+				Description: "When non-empty, only these sources may connect. IPv4 or IPv6 CIDRs (a bare address is a single host); at most 256.",
+				ElementType: types.StringType,
+				Optional:    true,
+				Computed:    true,
+				Default:     emptyList,
+				Validators:  []validator.List{listvalidator.SizeAtMost(256), listvalidator.ValueStringsAre(cidr{})},
+			},
+			"denied_cidrs": schema.ListAttribute{
+				Description: "Sources refused. IPv4 or IPv6 CIDRs (a bare address is a single host); at most 256.",
+				ElementType: types.StringType,
+				Optional:    true,
+				Computed:    true,
+				Default:     emptyList,
+				Validators:  []validator.List{listvalidator.SizeAtMost(256), listvalidator.ValueStringsAre(cidr{})},
+			},
+			"connection_timeouts": connectionTimeoutsAttribute(),
+			"insert_headers":      insertHeadersAttribute(),
+			"redirect_http_to_https": schema.BoolAttribute{
+				Description: "Answer every request with a redirect to https (http listeners only). Defaults to `false`.",
+				Optional:    true,
+				Computed:    true,
+				Default:     booldefault.StaticBool(false),
+			},
+			"hsts": schema.SingleNestedAttribute{
+				Description: "Send Strict-Transport-Security (https listeners only).",
+				Optional:    true,
+				Attributes: map[string]schema.Attribute{
+					"max_age_seconds": schema.Int64Attribute{
+						Description: "max-age, 0 to 63072000 seconds. Defaults to 31536000 (a year).",
+						Optional:    true,
+						Computed:    true,
+						Default:     int64default.StaticInt64(31536000),
+						Validators:  []validator.Int64{int64validator.Between(0, 63072000)},
+					},
+					"include_subdomains": schema.BoolAttribute{
+						Description: "Add includeSubDomains. Defaults to `false`.",
+						Optional:    true,
+						Computed:    true,
+						Default:     booldefault.StaticBool(false),
+					},
+					"preload": schema.BoolAttribute{
+						Description: "Add preload. Defaults to `false`.",
+						Optional:    true,
+						Computed:    true,
+						Default:     booldefault.StaticBool(false),
+					},
+				},
+			},
+			"compression": schema.BoolAttribute{
+				Description: "gzip/deflate text responses (http and https listeners only). Defaults to `false`.",
+				Optional:    true,
+				Computed:    true,
+				Default:     booldefault.StaticBool(false),
+			},
+			"tenant_id": schema.StringAttribute{
+				Description:   "The owning tenant.",
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"provisioning_status": schema.StringAttribute{
+				Description:   "`pending_create`, `active`, `pending_update`, `pending_delete` or `error`. Terraform waits for `active` after every change.",
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{activeAfterApply{}},
+			},
+			"operating_status": schema.StringAttribute{
+				Description: "Observed health, from the default pool: `online`, `degraded`, `offline`, `no_monitor` or `error`.",
+				Computed:    true,
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+// ValidateConfig catches at plan time what the API would refuse because of
+// the protocol.
+func (r *Resource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var proto types.String
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("protocol"), &proto)...)
+	if proto.IsNull() || proto.IsUnknown() {
+		return
+	}
+	p := proto.ValueString()
+	invalid := func(at path.Path, msg string) {
+		resp.Diagnostics.AddAttributeError(at, "Invalid listener", fmt.Sprintf("%s %s.", at, msg))
+	}
+	var rateLimit, hsts, insertHeaders types.Object
+	var certs types.List
+	var redirect, compression types.Bool
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("rate_limit"), &rateLimit)...)
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("hsts"), &hsts)...)
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("insert_headers"), &insertHeaders)...)
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("certificate_ids"), &certs)...)
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("redirect_http_to_https"), &redirect)...)
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("compression"), &compression)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if p == "tcp" {
+		if known(rateLimit) {
+			if t, ok := rateLimit.Attributes()["type"].(types.String); ok && !t.IsUnknown() && t.ValueString() != "connections" {
+				invalid(path.Root("rate_limit").AtName("type"), `must be "connections" on a tcp listener (the default is "requests")`)
+			}
+		}
+		if known(insertHeaders) {
+			for name, v := range insertHeaders.Attributes() {
+				if b, ok := v.(types.Bool); ok && b.ValueBool() {
+					invalid(path.Root("insert_headers").AtName(name), "is only for http and https listeners")
+				}
+			}
+		}
+		if compression.ValueBool() {
+			invalid(path.Root("compression"), "is only for http and https listeners")
+		}
+	}
+	if redirect.ValueBool() && p != "http" {
+		invalid(path.Root("redirect_http_to_https"), "is only for http listeners")
+	}
+	if known(hsts) && p != "https" {
+		invalid(path.Root("hsts"), "is only for https listeners")
+	}
+	if !certs.IsUnknown() {
+		switch n := len(certs.Elements()); {
+		case p == "https" && n == 0:
+			invalid(path.Root("certificate_ids"), "must name at least one certificate for an https listener")
+		case p != "https" && n > 0:
+			invalid(path.Root("certificate_ids"), "is only for https listeners")
+		}
+	}
+}
+
+func known(o types.Object) bool { return !o.IsNull() && !o.IsUnknown() }
+
+func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = fulcrum.ClientFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan model
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := plan.Timeouts.Create(ctx, defaultCreateTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	res, err := r.client.API.CreateListenerWithResponse(ctx, &openapi.CreateListenerParams{}, plan.toCreate())
+	if err != nil {
+		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the listener", err)
+		return
+	}
+	if res.JSON201 == nil {
+		addProblem(&resp.Diagnostics, "Could not create the listener", res.StatusCode(), res.Body)
+		return
+	}
+	plan.fromAPI(res.JSON201)
+	// Track the object at once: if waiting fails it is tainted, not leaked.
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	l, err := waitActive(ctx, r.client, plan.ID.ValueString())
+	if l != nil {
+		plan.fromAPI(l)
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	}
+	addWaitError(&resp.Diagnostics, plan.ID.ValueString(), "active", err)
+}
+
+func (r *Resource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state model
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	l, found := get(ctx, r.client, state.ID.ValueString(), &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !found || l.ProvisioningStatus == openapi.ProvisioningStatusPendingDelete {
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	state.fromAPI(l)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, state model
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if reflect.DeepEqual(plan.toUpdate(), state.toUpdate()) {
+		// Only the timeouts block changed: nothing to tell the API.
+		state.Timeouts = plan.Timeouts
+		resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+		return
+	}
+	timeout, d := plan.Timeouts.Update(ctx, defaultUpdateTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	id := state.ID.ValueString()
+	res, err := r.client.API.UpdateListenerWithResponse(ctx, id, &openapi.UpdateListenerParams{}, plan.toUpdate())
+	if err != nil {
+		fulcrum.AddRequestError(&resp.Diagnostics, "Could not update the listener", err)
+		return
+	}
+	if res.JSON200 == nil {
+		addProblem(&resp.Diagnostics, "Could not update the listener", res.StatusCode(), res.Body)
+		return
+	}
+	plan.fromAPI(res.JSON200)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	l, err := waitActive(ctx, r.client, id)
+	if l != nil {
+		plan.fromAPI(l)
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	}
+	addWaitError(&resp.Diagnostics, id, "active", err)
+}
+
+func (r *Resource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state model
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := state.Timeouts.Delete(ctx, defaultDeleteTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	id := state.ID.ValueString()
+	res, err := r.client.API.DeleteListenerWithResponse(ctx, id, &openapi.DeleteListenerParams{})
+	if err != nil {
+		fulcrum.AddRequestError(&resp.Diagnostics, "Could not delete the listener", err)
+		return
+	}
+	switch res.StatusCode() {
+	case http.StatusAccepted, http.StatusNoContent:
+	case http.StatusNotFound:
+		return // already gone
+	default:
+		addProblem(&resp.Diagnostics, "Could not delete the listener", res.StatusCode(), res.Body)
+		return
+	}
+	err = fulcrum.WaitGone(ctx, func(ctx context.Context) (fulcrum.Status, error) {
+		s, _, err := statusAndObject(ctx, r.client, id)
+		return s, err
+	})
+	addWaitError(&resp.Diagnostics, id, "gone", err)
+}
+
+func (r *Resource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+// rename maps the API's field names to the schema's where they differ.
+var rename = map[string]string{"timeouts": "connection_timeouts"}
+
+func init() {
+	for name := range defaultConnectionTimeouts {
+		rename["timeouts."+name] = "connection_timeouts." + name
+	}
+}
+
+// addProblem is the one place API errors become diagnostics.
+func addProblem(diags *diag.Diagnostics, summary string, status int, body []byte) {
+	fulcrum.AddProblem(diags, summary, status, body, rename)
+}
+
+// get reads one listener; found is false on 404.
+func get(ctx context.Context, c *fulcrum.Client, id string, diags *diag.Diagnostics) (l *openapi.Listener, found bool) {
+	res, err := c.API.GetListenerWithResponse(ctx, id)
+	if err != nil {
+		fulcrum.AddRequestError(diags, "Could not read the listener", err)
+		return nil, false
+	}
+	switch {
+	case res.JSON200 != nil:
+		return res.JSON200, true
+	case res.StatusCode() == http.StatusNotFound:
+		return nil, false
+	}
+	addProblem(diags, "Could not read the listener", res.StatusCode(), res.Body)
+	return nil, false
+}
+
+func statusAndObject(ctx context.Context, c *fulcrum.Client, id string) (fulcrum.Status, *openapi.Listener, error) {
+	var diags diag.Diagnostics
+	l, found := get(ctx, c, id, &diags)
+	if diags.HasError() {
+		return fulcrum.Status{}, nil, fmt.Errorf("%s: %s", diags[0].Summary(), diags[0].Detail())
+	}
+	if !found {
+		return fulcrum.Status{}, nil, nil
+	}
+	msg := ""
+	if l.StatusMessage != nil {
+		msg = *l.StatusMessage
+	}
+	return fulcrum.Status{Found: true, ProvisioningStatus: string(l.ProvisioningStatus), Message: msg}, l, nil
+}
+
+// waitActive waits until every node serves the listener's current version
+// and returns the last object read.
+func waitActive(ctx context.Context, c *fulcrum.Client, id string) (*openapi.Listener, error) {
+	var last *openapi.Listener
+	err := fulcrum.WaitActive(ctx, func(ctx context.Context) (fulcrum.Status, error) {
+		s, l, err := statusAndObject(ctx, c, id)
+		if l != nil {
+			last = l
+		}
+		return s, err
+	})
+	return last, err
+}
+
+func addWaitError(diags *diag.Diagnostics, id, want string, err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, fulcrum.ErrObjectError):
+		diags.AddError("The listener went to provisioning status error",
+			fmt.Sprintf("Listener %s could not be applied by the dataplane: %v", id, err))
+	default:
+		diags.AddError(fmt.Sprintf("Listener did not become %s", want), fmt.Sprintf("Listener %s: %v", id, err))
+	}
+}

@@ -1,0 +1,437 @@
+package loadbalancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
+)
+
+// ResourceType is the resource's type name.
+const ResourceType = "fulcrum_load_balancer"
+
+// Default timeouts of the timeouts block.
+const (
+	defaultCreateTimeout = 10 * time.Minute
+	defaultUpdateTimeout = 10 * time.Minute
+	defaultDeleteTimeout = 10 * time.Minute
+)
+
+var (
+	_ resource.Resource                = (*Resource)(nil)
+	_ resource.ResourceWithConfigure   = (*Resource)(nil)
+	_ resource.ResourceWithImportState = (*Resource)(nil)
+)
+
+// Resource is fulcrum_load_balancer.
+type Resource struct {
+	client *fulcrum.Client
+}
+
+// NewResource is the constructor the provider registers.
+func NewResource() resource.Resource { return &Resource{} }
+
+// resourceModel adds what only the resource has: provider-side settings.
+type resourceModel struct {
+	model
+	CascadeDelete types.Bool     `tfsdk:"cascade_delete"`
+	Timeouts      timeouts.Value `tfsdk:"timeouts"`
+}
+
+func (r *Resource) Metadata(_ context.Context, _ resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = ResourceType
+}
+
+// labelKeyRE is the API's label key syntax.
+var labelKeyRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$`)
+
+func labelsValidators() []validator.Map {
+	return []validator.Map{
+		mapvalidator.SizeAtMost(64),
+		mapvalidator.KeysAre(stringvalidator.LengthBetween(1, 63),
+			stringvalidator.RegexMatches(labelKeyRE, "must be lowercase letters, digits and . _ / -, starting and ending with a letter or digit")),
+		mapvalidator.ValueStringsAre(stringvalidator.LengthAtMost(255)),
+	}
+}
+
+func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		Description: "A load balancer: a virtual IP (VIP) served by every healthy node of a node group. Listeners, pools and members hang off it.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Description:   "The load balancer's id (`lb_…`).",
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"name": schema.StringAttribute{
+				Description: "Name, unique among the tenant's load balancers; at most 255 characters. Defaults to empty.",
+				Optional:    true,
+				Computed:    true,
+				Default:     stringdefault.StaticString(""),
+				Validators:  []validator.String{stringvalidator.LengthAtMost(255), noEdgeSpace{}},
+			},
+			"description": schema.StringAttribute{
+				Description: "Free-form description; at most 1024 characters.",
+				Optional:    true,
+				Computed:    true,
+				Default:     stringdefault.StaticString(""),
+				Validators:  []validator.String{stringvalidator.LengthAtMost(1024)},
+			},
+			"labels": schema.MapAttribute{
+				Description: "Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` of at most 63 characters, values of at most 255.",
+				ElementType: types.StringType,
+				Optional:    true,
+				Computed:    true,
+				Default:     mapdefault.StaticValue(types.MapValueMust(types.StringType, map[string]attr.Value{})),
+				Validators:  labelsValidators(),
+			},
+			"node_group_id": schema.StringAttribute{
+				Description: "The node group serving the load balancer. Defaults to the node group named `default`. Changing it replaces the load balancer.",
+				Optional:    true,
+				Computed:    true,
+				PlanModifiers: []planmodifier.String{
+					stringplanmodifier.UseStateForUnknown(),
+					stringplanmodifier.RequiresReplace(),
+				},
+				Validators: []validator.String{stringvalidator.LengthBetween(1, 64)},
+			},
+			"vip_address": schema.StringAttribute{
+				Description: "The virtual IP. Allocated from the node group's VIP range unless given (it must lie in the range). Changing it replaces the load balancer.",
+				Optional:    true,
+				Computed:    true,
+				PlanModifiers: []planmodifier.String{
+					stringplanmodifier.UseStateForUnknown(),
+					stringplanmodifier.RequiresReplaceIf(vipChanged, "Replaces the load balancer when the address changes.", "Replaces the load balancer when the address changes."),
+				},
+				Validators: []validator.String{ipAddress{}},
+			},
+			"enabled": schema.BoolAttribute{
+				Description: "Whether the nodes serve the load balancer. Defaults to `true`.",
+				Optional:    true,
+				Computed:    true,
+				Default:     booldefault.StaticBool(true),
+			},
+			"deletion_protection": schema.BoolAttribute{
+				Description: "When `true` the API refuses to delete the load balancer. Defaults to `false`.",
+				Optional:    true,
+				Computed:    true,
+				Default:     booldefault.StaticBool(false),
+			},
+			"cascade_delete": schema.BoolAttribute{
+				Description: "Provider-side: when `true`, destroying the load balancer also deletes its listeners, pools, members and routing rules, including ones Terraform does not manage. When `false` (the default) the API refuses to delete a load balancer that still has children.",
+				Optional:    true,
+				Computed:    true,
+				Default:     booldefault.StaticBool(false),
+			},
+			"tenant_id": schema.StringAttribute{
+				Description:   "The owning tenant.",
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"provisioning_status": schema.StringAttribute{
+				Description:   "`pending_create`, `active`, `pending_update`, `pending_delete` or `error`. Terraform waits for `active` after every change.",
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{activeAfterApply{}},
+			},
+			"operating_status": schema.StringAttribute{
+				Description: "Observed health: `online`, `degraded`, `offline`, `no_monitor` or `error`.",
+				Computed:    true,
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+// vipChanged replaces the load balancer only when the planned VIP is another
+// address, not another spelling of the same one.
+func vipChanged(_ context.Context, req planmodifier.StringRequest, resp *stringplanmodifier.RequiresReplaceIfFuncResponse) {
+	resp.RequiresReplace = !sameIP(req.StateValue, req.PlanValue.ValueString())
+}
+
+func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = fulcrum.ClientFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan resourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := plan.Timeouts.Create(ctx, defaultCreateTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	res, err := r.client.API.CreateLoadBalancerWithResponse(ctx, &openapi.CreateLoadBalancerParams{}, plan.toCreate())
+	if err != nil {
+		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the load balancer", err)
+		return
+	}
+	if res.JSON201 == nil {
+		addProblem(&resp.Diagnostics, "Could not create the load balancer", res.StatusCode(), res.Body)
+		return
+	}
+	plan.fromAPI(res.JSON201)
+	// Track the object at once: if waiting fails it is tainted, not leaked.
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	lb, err := waitActive(ctx, r.client, plan.ID.ValueString())
+	if lb != nil {
+		plan.fromAPI(lb)
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	}
+	addWaitError(&resp.Diagnostics, plan.ID.ValueString(), "active", err)
+}
+
+func (r *Resource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state resourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	lb, found := get(ctx, r.client, state.ID.ValueString(), &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !found || lb.ProvisioningStatus == openapi.ProvisioningStatusPendingDelete {
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	state.fromAPI(lb)
+	if state.CascadeDelete.IsNull() { // imported
+		state.CascadeDelete = types.BoolValue(false)
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, state resourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if reflect.DeepEqual(plan.toUpdate(), state.toUpdate()) {
+		// Only provider-side settings (or the VIP's spelling) changed:
+		// nothing to tell the API.
+		vip := plan.VIPAddress
+		plan.model = state.model
+		if sameIP(vip, state.VIPAddress.ValueString()) {
+			plan.VIPAddress = vip
+		}
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+		return
+	}
+	timeout, d := plan.Timeouts.Update(ctx, defaultUpdateTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	id := state.ID.ValueString()
+	res, err := r.client.API.UpdateLoadBalancerWithResponse(ctx, id, &openapi.UpdateLoadBalancerParams{}, plan.toUpdate())
+	if err != nil {
+		fulcrum.AddRequestError(&resp.Diagnostics, "Could not update the load balancer", err)
+		return
+	}
+	if res.JSON200 == nil {
+		addProblem(&resp.Diagnostics, "Could not update the load balancer", res.StatusCode(), res.Body)
+		return
+	}
+	plan.fromAPI(res.JSON200)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	lb, err := waitActive(ctx, r.client, id)
+	if lb != nil {
+		plan.fromAPI(lb)
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	}
+	addWaitError(&resp.Diagnostics, id, "active", err)
+}
+
+func (r *Resource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state resourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := state.Timeouts.Delete(ctx, defaultDeleteTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	id := state.ID.ValueString()
+	params := &openapi.DeleteLoadBalancerParams{}
+	if state.CascadeDelete.ValueBool() {
+		cascade := true
+		params.Cascade = &cascade
+	}
+	res, err := r.client.API.DeleteLoadBalancerWithResponse(ctx, id, params)
+	if err != nil {
+		fulcrum.AddRequestError(&resp.Diagnostics, "Could not delete the load balancer", err)
+		return
+	}
+	switch res.StatusCode() {
+	case http.StatusAccepted, http.StatusNoContent:
+	case http.StatusNotFound:
+		return // already gone
+	default:
+		addProblem(&resp.Diagnostics, "Could not delete the load balancer", res.StatusCode(), res.Body)
+		return
+	}
+	err = fulcrum.WaitGone(ctx, func(ctx context.Context) (fulcrum.Status, error) { return status(ctx, r.client, id) })
+	addWaitError(&resp.Diagnostics, id, "gone", err)
+}
+
+func (r *Resource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+// addProblem is the one place API errors become diagnostics; the API's field
+// names are the schema's.
+func addProblem(diags *diag.Diagnostics, summary string, status int, body []byte) {
+	fulcrum.AddProblem(diags, summary, status, body, nil)
+}
+
+// get reads one load balancer; found is false on 404.
+func get(ctx context.Context, c *fulcrum.Client, id string, diags *diag.Diagnostics) (lb *openapi.LoadBalancer, found bool) {
+	res, err := c.API.GetLoadBalancerWithResponse(ctx, id)
+	if err != nil {
+		fulcrum.AddRequestError(diags, "Could not read the load balancer", err)
+		return nil, false
+	}
+	switch {
+	case res.JSON200 != nil:
+		return res.JSON200, true
+	case res.StatusCode() == http.StatusNotFound:
+		return nil, false
+	}
+	addProblem(diags, "Could not read the load balancer", res.StatusCode(), res.Body)
+	return nil, false
+}
+
+// status is what fulcrum.WaitActive/WaitGone poll.
+func status(ctx context.Context, c *fulcrum.Client, id string) (fulcrum.Status, error) {
+	s, _, err := statusAndObject(ctx, c, id)
+	return s, err
+}
+
+func statusAndObject(ctx context.Context, c *fulcrum.Client, id string) (fulcrum.Status, *openapi.LoadBalancer, error) {
+	var diags diag.Diagnostics
+	lb, found := get(ctx, c, id, &diags)
+	if diags.HasError() {
+		return fulcrum.Status{}, nil, fmt.Errorf("%s: %s", diags[0].Summary(), diags[0].Detail())
+	}
+	if !found {
+		return fulcrum.Status{}, nil, nil
+	}
+	return fulcrum.Status{Found: true, ProvisioningStatus: string(lb.ProvisioningStatus), Message: deref(lb.StatusMessage)}, lb, nil
+}
+
+// waitActive waits until every node serves the load balancer's current
+// version and returns the last object read.
+func waitActive(ctx context.Context, c *fulcrum.Client, id string) (*openapi.LoadBalancer, error) {
+	var last *openapi.LoadBalancer
+	err := fulcrum.WaitActive(ctx, func(ctx context.Context) (fulcrum.Status, error) {
+		s, lb, err := statusAndObject(ctx, c, id)
+		if lb != nil {
+			last = lb
+		}
+		return s, err
+	})
+	return last, err
+}
+
+func addWaitError(diags *diag.Diagnostics, id, want string, err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, fulcrum.ErrObjectError):
+		diags.AddError("The load balancer went to provisioning status error",
+			fmt.Sprintf("Load balancer %s could not be applied by the dataplane: %v", id, err))
+	default:
+		diags.AddError(fmt.Sprintf("Load balancer did not become %s", want), fmt.Sprintf("Load balancer %s: %v", id, err))
+	}
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p != nil {
+		return *p
+	}
+	return zero
+}
+
+// ipAddress accepts an IPv4 or IPv6 address without a zone.
+type ipAddress struct{}
+
+func (ipAddress) Description(context.Context) string { return "must be an IPv4 or IPv6 address" }
+func (v ipAddress) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (ipAddress) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	a, err := netip.ParseAddr(req.ConfigValue.ValueString())
+	if err != nil || a.Zone() != "" {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid IP address",
+			fmt.Sprintf("%s must be an IPv4 or IPv6 address without a zone, got %q.", req.Path, req.ConfigValue.ValueString()))
+	}
+}
+
+// noEdgeSpace mirrors the API's rule that names do not start or end with whitespace.
+type noEdgeSpace struct{}
+
+func (noEdgeSpace) Description(context.Context) string {
+	return "must not start or end with whitespace"
+}
+func (v noEdgeSpace) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (noEdgeSpace) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if s := req.ConfigValue.ValueString(); strings.TrimSpace(s) != s {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid name", fmt.Sprintf("%s must not start or end with whitespace.", req.Path))
+	}
+}
+
+// activeAfterApply plans provisioning_status `active` for every change: apply
+// waits for it (or fails).
+type activeAfterApply struct{}
+
+func (activeAfterApply) Description(context.Context) string {
+	return "Terraform waits for the object to become active."
+}
+func (m activeAfterApply) MarkdownDescription(ctx context.Context) string { return m.Description(ctx) }
+
+func (activeAfterApply) PlanModifyString(_ context.Context, req planmodifier.StringRequest, resp *planmodifier.StringResponse) {
+	if req.PlanValue.IsUnknown() {
+		resp.PlanValue = types.StringValue(string(openapi.ProvisioningStatusActive))
+	}
+}

@@ -1,0 +1,9 @@
+package member
+
+import (
+	"testing"
+
+	"github.com/fulcrumlb/fulcrum/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }

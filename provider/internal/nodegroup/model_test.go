@@ -1,0 +1,66 @@
+package nodegroup
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+func TestFromAPI(t *testing.T) {
+	var m model
+	g := &openapi.NodeGroup{Id: "ng_1", Name: "edge", VipRange: "10.0.0.0/24"}
+	if d := m.fromAPI(context.Background(), g); d.HasError() {
+		t.Fatal(d)
+	}
+	if m.ID.ValueString() != "ng_1" || m.Name.ValueString() != "edge" || m.VIPRange.ValueString() != "10.0.0.0/24" || m.Description.ValueString() != "" {
+		t.Errorf("model %+v", m)
+	}
+	if m.Labels.IsNull() || len(m.Labels.Elements()) != 0 {
+		t.Errorf("labels = %v, want empty", m.Labels)
+	}
+}
+
+func TestToCreateAndUpdate(t *testing.T) {
+	ctx := context.Background()
+	m := model{Name: types.StringValue("edge"), Description: types.StringValue("d"), VIPRange: types.StringValue("10.0.0.0/24"),
+		Labels: types.MapValueMust(types.StringType, map[string]attr.Value{"a": types.StringValue("b")})}
+	c, d := m.toCreate(ctx)
+	if d.HasError() {
+		t.Fatal(d)
+	}
+	want := `{"description":"d","labels":{"a":"b"},"name":"edge","vip_range":"10.0.0.0/24"}`
+	if got, _ := json.Marshal(c); string(got) != want {
+		t.Errorf("create\n got %s\nwant %s", got, want)
+	}
+	u, d := m.toUpdate(ctx)
+	if d.HasError() {
+		t.Fatal(d)
+	}
+	if got, _ := json.Marshal(u); string(got) != want {
+		t.Errorf("update\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestCIDRProblem(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.77.0.0/16": "",
+		"2001:db8::/32": "",
+		"10.0.0.5/24":   "must be written 10.0.0.0/24",
+		"2001:DB8::/32": "must be written 2001:db8::/32",
+		"10.0.0.1":      "must be a CIDR",
+		"10.0.0.0/33":   "must be a CIDR",
+		"not-a-cidr/8":  "must be a CIDR",
+		"":              "must be a CIDR",
+	} {
+		got := cidrProblem(in)
+		if (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("cidrProblem(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,544 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"regexp"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
+)
+
+// ResourceType is the resource's type name.
+const ResourceType = "fulcrum_pool"
+
+// Default timeouts of the timeouts block.
+const (
+	defaultCreateTimeout = 10 * time.Minute
+	defaultUpdateTimeout = 10 * time.Minute
+	defaultDeleteTimeout = 10 * time.Minute
+)
+
+var (
+	_ resource.Resource                   = (*Resource)(nil)
+	_ resource.ResourceWithConfigure      = (*Resource)(nil)
+	_ resource.ResourceWithImportState    = (*Resource)(nil)
+	_ resource.ResourceWithValidateConfig = (*Resource)(nil)
+)
+
+// Resource is fulcrum_pool.
+type Resource struct {
+	client *fulcrum.Client
+}
+
+// NewResource is the constructor the provider registers.
+func NewResource() resource.Resource { return &Resource{} }
+
+// resourceModel adds the timeouts block to the shared model.
+type resourceModel struct {
+	model
+	Timeouts timeouts.Value `tfsdk:"timeouts"`
+}
+
+func (r *Resource) Metadata(_ context.Context, _ resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = ResourceType
+}
+
+var (
+	algorithms           = []string{"round_robin", "static_round_robin", "least_connections", "source_ip", "uri", "url_param", "header", "random", "first"}
+	persistenceTypes     = []string{"none", "source_ip", "cookie_insert", "cookie_rewrite", "cookie_prefix", "app_cookie"}
+	cookiePersistence    = map[string]bool{"cookie_insert": true, "cookie_rewrite": true, "cookie_prefix": true, "app_cookie": true}
+	httpOnlyAlgorithms   = map[string]bool{"uri": true, "url_param": true, "header": true}
+	hashKeyAlgorithms    = map[string]bool{"url_param": true, "header": true}
+	monitorHTTPAttribute = []string{"http_method", "path", "host", "expected_codes"}
+)
+
+// labelKeyRE is the API's label key syntax.
+var labelKeyRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$`)
+
+func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	httpDefaults := func(v string) map[string]string { return map[string]string{"http": v, "https": v} }
+	resp.Schema = schema.Schema{
+		Description: "A pool: the members a load balancer sends traffic to, with how it balances, keeps sessions and checks health.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Description:   "The pool's id (`pool_…`).",
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"load_balancer_id": schema.StringAttribute{
+				Description:   "The load balancer the pool belongs to. Changing it replaces the pool.",
+				Required:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Validators:    []validator.String{stringvalidator.LengthBetween(1, 64)},
+			},
+			"name": schema.StringAttribute{
+				Description: "Name, unique among the load balancer's pools; at most 255 characters. Defaults to empty.",
+				Optional:    true,
+				Computed:    true,
+				Default:     stringdefault.StaticString(""),
+				Validators:  []validator.String{stringvalidator.LengthAtMost(255), noEdgeSpace},
+			},
+			"description": schema.StringAttribute{
+				Description: "Free-form description; at most 1024 characters.",
+				Optional:    true,
+				Computed:    true,
+				Default:     stringdefault.StaticString(""),
+				Validators:  []validator.String{stringvalidator.LengthAtMost(1024)},
+			},
+			"labels": schema.MapAttribute{
+				Description: "Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` of at most 63 characters, values of at most 255.",
+				ElementType: types.StringType,
+				Optional:    true,
+				Computed:    true,
+				Default:     mapdefault.StaticValue(types.MapValueMust(types.StringType, map[string]attr.Value{})),
+				Validators: []validator.Map{
+					mapvalidator.SizeAtMost(64),
+					mapvalidator.KeysAre(stringvalidator.LengthBetween(1, 63),
+						stringvalidator.RegexMatches(labelKeyRE, "must be lowercase letters, digits and . _ / -, starting and ending with a letter or digit")),
+					mapvalidator.ValueStringsAre(stringvalidator.LengthAtMost(255)),
+				},
+			},
+			"protocol": schema.StringAttribute{
+				Description: "`tcp` (for tcp listeners) or `http` (for http and https listeners).",
+				Required:    true,
+				Validators:  []validator.String{stringvalidator.OneOf("tcp", "http")},
+			},
+			"algorithm": schema.StringAttribute{
+				Description: "How members are chosen: `round_robin` (the default), `static_round_robin`, `least_connections`, `source_ip`, `uri`, `url_param`, `header`, `random` or `first`. `uri`, `url_param` and `header` need an http pool.",
+				Optional:    true,
+				Computed:    true,
+				Default:     stringdefault.StaticString("round_robin"),
+				Validators:  []validator.String{stringvalidator.OneOf(algorithms...)},
+			},
+			"hash_key": schema.StringAttribute{
+				Description: "The URL parameter (`url_param`) or header (`header`) to hash; required for those algorithms and refused for the others.",
+				Optional:    true,
+				Computed:    true,
+				Default:     stringdefault.StaticString(""),
+				Validators:  []validator.String{token(128)},
+			},
+			"session_persistence": schema.SingleNestedAttribute{
+				Description: "Keeps a client on one member. Defaults to `type = \"none\"`.",
+				Optional:    true,
+				Computed:    true,
+				Default: objectdefault.StaticValue(types.ObjectValueMust(
+					map[string]attr.Type{"type": types.StringType, "cookie_name": types.StringType, "cookie_ttl_seconds": types.Int64Type},
+					map[string]attr.Value{"type": types.StringValue("none"), "cookie_name": types.StringValue(""), "cookie_ttl_seconds": types.Int64Value(0)})),
+				Attributes: map[string]schema.Attribute{
+					"type": schema.StringAttribute{
+						Description: "`none`, `source_ip`, `cookie_insert`, `cookie_rewrite`, `cookie_prefix` or `app_cookie` (the cookie types need an http pool).",
+						Required:    true,
+						Validators:  []validator.String{stringvalidator.OneOf(persistenceTypes...)},
+					},
+					"cookie_name": schema.StringAttribute{
+						Description: "The cookie: required for `cookie_rewrite`, `cookie_prefix` and `app_cookie`; defaults to `FULCRUMSRV` for `cookie_insert`; refused for the other types.",
+						Optional:    true,
+						Computed:    true,
+						PlanModifiers: []planmodifier.String{byType{
+							desc:     "Defaults to FULCRUMSRV for cookie_insert.",
+							defaults: map[string]string{"cookie_insert": "FULCRUMSRV"},
+						}},
+						Validators: []validator.String{token(64)},
+					},
+					"cookie_ttl_seconds": schema.Int64Attribute{
+						Description: "`cookie_insert`: Max-Age of the cookie (0, the default, is a session cookie); `app_cookie`/`source_ip`: how long a stickiness entry lives (0 means the dataplane's 1800). 0 to 31536000.",
+						Optional:    true,
+						Computed:    true,
+						Default:     int64default.StaticInt64(0),
+						Validators:  []validator.Int64{int64validator.Between(0, 31536000)},
+					},
+				},
+			},
+			"health_monitor": schema.SingleNestedAttribute{
+				Description: "Active health checks of the members. Without it members are never marked down (`no_monitor`).",
+				Optional:    true,
+				Attributes: map[string]schema.Attribute{
+					"type": schema.StringAttribute{
+						Description: "`tcp` (connect), `http` or `https` (a request; `https` checks over TLS).",
+						Required:    true,
+						Validators:  []validator.String{stringvalidator.OneOf("tcp", "http", "https")},
+					},
+					"interval_ms": schema.Int64Attribute{
+						Description: "Time between checks, 100 to 3600000 ms. Defaults to 5000.",
+						Optional:    true,
+						Computed:    true,
+						Default:     int64default.StaticInt64(defaultIntervalMS),
+						Validators:  []validator.Int64{int64validator.Between(100, 3600000)},
+					},
+					"timeout_ms": schema.Int64Attribute{
+						Description:   "Time a check may take, 100 to 3600000 ms and at most interval_ms. Defaults to 3000 (or interval_ms when shorter).",
+						Optional:      true,
+						Computed:      true,
+						PlanModifiers: []planmodifier.Int64{timeoutDefault{}},
+						Validators:    []validator.Int64{int64validator.Between(100, 3600000)},
+					},
+					"rise": schema.Int64Attribute{
+						Description: "Successful checks before a member is up, 1 to 100. Defaults to 2.",
+						Optional:    true,
+						Computed:    true,
+						Default:     int64default.StaticInt64(2),
+						Validators:  []validator.Int64{int64validator.Between(1, 100)},
+					},
+					"fall": schema.Int64Attribute{
+						Description: "Failed checks before a member is down, 1 to 100. Defaults to 3.",
+						Optional:    true,
+						Computed:    true,
+						Default:     int64default.StaticInt64(3),
+						Validators:  []validator.Int64{int64validator.Between(1, 100)},
+					},
+					"http_method": schema.StringAttribute{
+						Description:   "http/https: the request method. Defaults to `GET`.",
+						Optional:      true,
+						Computed:      true,
+						PlanModifiers: []planmodifier.String{byType{desc: "Defaults to GET for http and https.", defaults: httpDefaults("GET")}},
+						Validators:    []validator.String{httpMethod},
+					},
+					"path": schema.StringAttribute{
+						Description:   "http/https: the request path (and query). Defaults to `/`.",
+						Optional:      true,
+						Computed:      true,
+						PlanModifiers: []planmodifier.String{byType{desc: "Defaults to / for http and https.", defaults: httpDefaults("/")}},
+						Validators:    []validator.String{checkPath},
+					},
+					"host": schema.StringAttribute{
+						Description: "http/https: the Host header to send. Defaults to none.",
+						Optional:    true,
+						Computed:    true,
+						Default:     stringdefault.StaticString(""),
+						Validators:  []validator.String{hostOrIP},
+					},
+					"expected_codes": schema.StringAttribute{
+						Description:   "http/https: the status codes that mean healthy, codes or ranges such as `200,204` or `200-399` (the default).",
+						Optional:      true,
+						Computed:      true,
+						PlanModifiers: []planmodifier.String{byType{desc: "Defaults to 200-399 for http and https.", defaults: httpDefaults("200-399")}},
+						Validators:    []validator.String{statusCodes},
+					},
+				},
+			},
+			"retries": schema.Int64Attribute{
+				Description: "How often a failed connection to a member is retried, 0 to 10. Defaults to 3.",
+				Optional:    true,
+				Computed:    true,
+				Default:     int64default.StaticInt64(3),
+				Validators:  []validator.Int64{int64validator.Between(0, 10)},
+			},
+			"redispatch": schema.BoolAttribute{
+				Description: "Whether the last retry may go to another member. Defaults to `true`.",
+				Optional:    true,
+				Computed:    true,
+				Default:     booldefault.StaticBool(true),
+			},
+			"proxy_protocol": schema.StringAttribute{
+				Description: "Send the PROXY protocol to members: `none` (the default), `v1` or `v2`.",
+				Optional:    true,
+				Computed:    true,
+				Default:     stringdefault.StaticString("none"),
+				Validators:  []validator.String{stringvalidator.OneOf("none", "v1", "v2")},
+			},
+			"drain_timeout_ms": schema.Int64Attribute{
+				Description: "How long a removed or disabled member keeps its connections, 0 to 3600000 ms. Defaults to 30000.",
+				Optional:    true,
+				Computed:    true,
+				Default:     int64default.StaticInt64(30000),
+				Validators:  []validator.Int64{int64validator.Between(0, 3600000)},
+			},
+			"tls_to_members": schema.BoolAttribute{
+				Description: "Connect to members over TLS. Defaults to `false`.",
+				Optional:    true,
+				Computed:    true,
+				Default:     booldefault.StaticBool(false),
+			},
+			"tenant_id": schema.StringAttribute{
+				Description:   "The owning tenant.",
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"provisioning_status": schema.StringAttribute{
+				Description:   "`pending_create`, `active`, `pending_update`, `pending_delete` or `error`. Terraform waits for `active` after every change.",
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{activeAfterApply{}},
+			},
+			"operating_status": schema.StringAttribute{
+				Description: "Observed health of the members: `online`, `degraded`, `offline`, `no_monitor` or `error`.",
+				Computed:    true,
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+// ValidateConfig catches at plan time what the API would refuse because of
+// how attributes combine.
+func (r *Resource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var proto, algorithm, hashKey types.String
+	var sp, hm types.Object
+	for p, target := range map[string]any{"protocol": &proto, "algorithm": &algorithm, "hash_key": &hashKey, "session_persistence": &sp, "health_monitor": &hm} {
+		resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root(p), target)...)
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	diags := &resp.Diagnostics
+	alg := algorithm.ValueString()
+	if algorithm.IsNull() {
+		alg = "round_robin"
+	}
+	if !algorithm.IsUnknown() && !hashKey.IsUnknown() {
+		switch {
+		case hashKeyAlgorithms[alg] && hashKey.ValueString() == "":
+			attributeError(diags, path.Root("hash_key"), fmt.Sprintf("is required for the %s algorithm", alg))
+		case !hashKeyAlgorithms[alg] && hashKey.ValueString() != "":
+			attributeError(diags, path.Root("hash_key"), "is only for the url_param and header algorithms")
+		}
+	}
+	if proto.ValueString() == "tcp" && httpOnlyAlgorithms[alg] {
+		attributeError(diags, path.Root("algorithm"), fmt.Sprintf("%s needs an http pool", alg))
+	}
+	if !sp.IsNull() && !sp.IsUnknown() {
+		typ, _ := sp.Attributes()["type"].(types.String)
+		name, _ := sp.Attributes()["cookie_name"].(types.String)
+		t := typ.ValueString()
+		switch {
+		case typ.IsUnknown():
+		case cookiePersistence[t] && proto.ValueString() == "tcp":
+			attributeError(diags, path.Root("session_persistence").AtName("type"), fmt.Sprintf("%s needs an http pool", t))
+		case cookiePersistence[t] && t != "cookie_insert" && !name.IsUnknown() && name.ValueString() == "":
+			attributeError(diags, path.Root("session_persistence").AtName("cookie_name"), fmt.Sprintf("is required for %s", t))
+		case !cookiePersistence[t] && name.ValueString() != "":
+			attributeError(diags, path.Root("session_persistence").AtName("cookie_name"), "is only for the cookie persistence types")
+		}
+	}
+	if !hm.IsNull() && !hm.IsUnknown() {
+		a := hm.Attributes()
+		if typ, _ := a["type"].(types.String); typ.ValueString() == "tcp" {
+			for _, name := range monitorHTTPAttribute {
+				if v, _ := a[name].(types.String); v.ValueString() != "" {
+					attributeError(diags, path.Root("health_monitor").AtName(name), "is only for http and https monitors")
+				}
+			}
+		}
+		interval, _ := a["interval_ms"].(types.Int64)
+		timeout, _ := a["timeout_ms"].(types.Int64)
+		iv := interval.ValueInt64()
+		if interval.IsNull() {
+			iv = defaultIntervalMS
+		}
+		if !interval.IsUnknown() && !timeout.IsNull() && !timeout.IsUnknown() && timeout.ValueInt64() > iv {
+			attributeError(diags, path.Root("health_monitor").AtName("timeout_ms"), fmt.Sprintf("must not exceed interval_ms (%d)", iv))
+		}
+	}
+}
+
+func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = fulcrum.ClientFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan resourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := plan.Timeouts.Create(ctx, defaultCreateTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	res, err := r.client.API.CreatePoolWithResponse(ctx, &openapi.CreatePoolParams{}, plan.toCreate())
+	if err != nil {
+		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the pool", err)
+		return
+	}
+	if res.JSON201 == nil {
+		addProblem(&resp.Diagnostics, "Could not create the pool", res.StatusCode(), res.Body)
+		return
+	}
+	plan.fromAPI(res.JSON201)
+	// Track the object at once: if waiting fails it is tainted, not leaked.
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	p, err := waitActive(ctx, r.client, plan.ID.ValueString())
+	if p != nil {
+		plan.fromAPI(p)
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	}
+	addWaitError(&resp.Diagnostics, plan.ID.ValueString(), "active", err)
+}
+
+func (r *Resource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state resourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	p, found := get(ctx, r.client, state.ID.ValueString(), &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !found || p.ProvisioningStatus == openapi.ProvisioningStatusPendingDelete {
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	state.fromAPI(p)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, state resourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if reflect.DeepEqual(plan.toUpdate(), state.toUpdate()) {
+		// Only the timeouts block changed: nothing to tell the API.
+		state.Timeouts = plan.Timeouts
+		resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+		return
+	}
+	timeout, d := plan.Timeouts.Update(ctx, defaultUpdateTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	id := state.ID.ValueString()
+	res, err := r.client.API.UpdatePoolWithResponse(ctx, id, &openapi.UpdatePoolParams{}, plan.toUpdate())
+	if err != nil {
+		fulcrum.AddRequestError(&resp.Diagnostics, "Could not update the pool", err)
+		return
+	}
+	if res.JSON200 == nil {
+		addProblem(&resp.Diagnostics, "Could not update the pool", res.StatusCode(), res.Body)
+		return
+	}
+	plan.fromAPI(res.JSON200)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	p, err := waitActive(ctx, r.client, id)
+	if p != nil {
+		plan.fromAPI(p)
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	}
+	addWaitError(&resp.Diagnostics, id, "active", err)
+}
+
+func (r *Resource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state resourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := state.Timeouts.Delete(ctx, defaultDeleteTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	id := state.ID.ValueString()
+	res, err := r.client.API.DeletePoolWithResponse(ctx, id, &openapi.DeletePoolParams{})
+	if err != nil {
+		fulcrum.AddRequestError(&resp.Diagnostics, "Could not delete the pool", err)
+		return
+	}
+	switch res.StatusCode() {
+	case http.StatusAccepted, http.StatusNoContent:
+	case http.StatusNotFound:
+		return // already gone
+	default:
+		addProblem(&resp.Diagnostics, "Could not delete the pool", res.StatusCode(), res.Body)
+		return
+	}
+	err = fulcrum.WaitGone(ctx, func(ctx context.Context) (fulcrum.Status, error) {
+		s, _, err := statusAndObject(ctx, r.client, id)
+		return s, err
+	})
+	addWaitError(&resp.Diagnostics, id, "gone", err)
+}
+
+func (r *Resource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+// addProblem is the one place API errors become diagnostics; the API's field
+// names are the schema's.
+func addProblem(diags *diag.Diagnostics, summary string, status int, body []byte) {
+	fulcrum.AddProblem(diags, summary, status, body, nil)
+}
+
+// get reads one pool; found is false on 404.
+func get(ctx context.Context, c *fulcrum.Client, id string, diags *diag.Diagnostics) (p *openapi.Pool, found bool) {
+	res, err := c.API.GetPoolWithResponse(ctx, id)
+	if err != nil {
+		fulcrum.AddRequestError(diags, "Could not read the pool", err)
+		return nil, false
+	}
+	switch {
+	case res.JSON200 != nil:
+		return res.JSON200, true
+	case res.StatusCode() == http.StatusNotFound:
+		return nil, false
+	}
+	addProblem(diags, "Could not read the pool", res.StatusCode(), res.Body)
+	return nil, false
+}
+
+func statusAndObject(ctx context.Context, c *fulcrum.Client, id string) (fulcrum.Status, *openapi.Pool, error) {
+	var diags diag.Diagnostics
+	p, found := get(ctx, c, id, &diags)
+	if diags.HasError() {
+		return fulcrum.Status{}, nil, fmt.Errorf("%s: %s", diags[0].Summary(), diags[0].Detail())
+	}
+	if !found {
+		return fulcrum.Status{}, nil, nil
+	}
+	return fulcrum.Status{Found: true, ProvisioningStatus: string(p.ProvisioningStatus), Message: deref(p.StatusMessage)}, p, nil
+}
+
+// waitActive waits until every node serves the pool's current version and
+// returns the last object read.
+func waitActive(ctx context.Context, c *fulcrum.Client, id string) (*openapi.Pool, error) {
+	var last *openapi.Pool
+	err := fulcrum.WaitActive(ctx, func(ctx context.Context) (fulcrum.Status, error) {
+		s, p, err := statusAndObject(ctx, c, id)
+		if p != nil {
+			last = p
+		}
+		return s, err
+	})
+	return last, err
+}
+
+func addWaitError(diags *diag.Diagnostics, id, want string, err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, fulcrum.ErrObjectError):
+		diags.AddError("The pool went to provisioning status error",
+			fmt.Sprintf("Pool %s could not be applied by the dataplane: %v", id, err))
+	default:
+		diags.AddError(fmt.Sprintf("Pool did not become %s", want), fmt.Sprintf("Pool %s: %v", id, err))
+	}
+}
