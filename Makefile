@@ -38,7 +38,7 @@ run: build ## Start the whole stack locally (installs Debian packages when root)
 .PHONY: generate
 generate: terraform ## Regenerate code from openapi/openapi.yaml and the provider docs in docs/.
 	$(GO) generate ./...
-	@tools/gen-docs.sh $(TERRAFORM) > $(BIN)/gen-docs.log 2>&1 || { cat $(BIN)/gen-docs.log >&2; exit 1; }
+	@mkdir -p $(BIN) && tools/gen-docs.sh $(TERRAFORM) > $(BIN)/gen-docs.log 2>&1 || { cat $(BIN)/gen-docs.log >&2; exit 1; }
 
 .PHONY: check-generated
 check-generated: generate ## Fail when generated files differ from what is committed.
