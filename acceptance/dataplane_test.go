@@ -313,3 +313,32 @@ func TestOneBadLoadBalancerDoesNotBlockOthers(t *testing.T) {
 	s.mustCall(202, "DELETE", "/v1/routing-rules/"+rule["id"].(string), nil)
 	s.waitActive("/v1/load-balancers/" + bad.LB)
 }
+
+// TestTwoNodesBothMustApply runs two agents (two HAProxies sharing the VIP
+// through SO_REUSEPORT) in one node group: an object is active only once both
+// nodes applied it, and both serve it.
+func TestTwoNodesBothMustApply(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, pgtest.NewDatabase(t))
+	n1 := s.startAgent("node-1")
+	n2 := s.startAgent("node-2")
+	a := startBackend(t, "a")
+	lb := s.newLB(8088, nil, a)
+	s.waitActive("/v1/load-balancers/" + lb.LB)
+	var rev int64
+	if err := s.Store.Pool.QueryRow(context.Background(), "SELECT revision FROM listeners WHERE id = $1", lb.Listener).Scan(&rev); err != nil {
+		t.Fatal(err)
+	}
+	if n1.AppliedRevision() < rev || n2.AppliedRevision() < rev {
+		t.Fatalf("listener at revision %d active before both nodes applied it: node-1 at %d, node-2 at %d", rev, n1.AppliedRevision(), n2.AppliedRevision())
+	}
+	for _, n := range []string{"node-1", "node-2"} {
+		_, node := s.callAs(s.Admin, "GET", "/v1/nodes/"+n, nil)
+		if node["status"] != "online" {
+			t.Fatalf("%s: %v", n, node)
+		}
+	}
+	if got := distribution(t, newClient(nil), lb.URL, 10); got["a"] != 10 {
+		t.Fatalf("two nodes serving one VIP: %v", got)
+	}
+}

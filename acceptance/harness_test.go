@@ -230,13 +230,19 @@ func (s *stack) stopAgent(name string) {
 // call sends a request to the API with the tenant token and decodes the answer.
 func (s *stack) call(method, path string, body any) (int, map[string]any) {
 	s.t.Helper()
+	return s.callAs(s.Tenant, method, path, body)
+}
+
+// callAs sends a request with token.
+func (s *stack) callAs(token, method, path string, body any) (int, map[string]any) {
+	s.t.Helper()
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		r = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, s.Endpoint+path, r)
-	req.Header.Set("Authorization", "Bearer "+s.Tenant)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

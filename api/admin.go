@@ -585,11 +585,20 @@ func (h *handlers) CreateNode(ctx context.Context, r openapi.CreateNodeRequestOb
 	return openapi.CreateNode201JSONResponse{Body: out, Headers: openapi.CreateNode201ResponseHeaders{ETag: etag(out.Version)}}, nil
 }
 
+// nodeID resolves a node's name to its id (nodes are addressed by either).
+func (h *handlers) nodeID(ctx context.Context, idOrName string) string {
+	var id string
+	if err := h.st.Pool.QueryRow(ctx, "SELECT id FROM nodes WHERE id = $1 OR name = $1", idOrName).Scan(&id); err != nil {
+		return idOrName
+	}
+	return id
+}
+
 func (h *handlers) GetNode(ctx context.Context, r openapi.GetNodeRequestObject) (openapi.GetNodeResponseObject, error) {
 	if _, err := requireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	n, err := get[store.Node](ctx, h, store.KindNode, "", r.Id)
+	n, err := get[store.Node](ctx, h, store.KindNode, "", h.nodeID(ctx, r.Id))
 	if err != nil {
 		return nil, err
 	}
@@ -601,7 +610,7 @@ func (h *handlers) UpdateNode(ctx context.Context, r openapi.UpdateNodeRequestOb
 		return nil, err
 	}
 	b := r.Body
-	out, err := update(ctx, h, store.KindNode, "", r.Id, r.Params.IfMatch, r.Params.DryRun, func(tx *store.Tx, n *store.Node) (openapi.Node, error) {
+	out, err := update(ctx, h, store.KindNode, "", h.nodeID(ctx, r.Id), r.Params.IfMatch, r.Params.DryRun, func(tx *store.Tx, n *store.Node) (openapi.Node, error) {
 		if b.Description != nil {
 			n.Description = *b.Description
 		}
@@ -632,14 +641,14 @@ func (h *handlers) DeleteNode(ctx context.Context, r openapi.DeleteNodeRequestOb
 		return nil, err
 	}
 	err := h.st.Write(ctx, false, func(tx *store.Tx) error {
-		n, err := store.Get[store.Node](ctx, tx, store.KindNode, "", r.Id, true)
+		n, err := store.Get[store.Node](ctx, tx, store.KindNode, "", h.nodeID(ctx, r.Id), true)
 		if err != nil {
 			return err
 		}
 		if err := checkIfMatch(r.Params.IfMatch, n.Version); err != nil {
 			return err
 		}
-		if err := store.HardDelete(ctx, tx, store.KindNode, r.Id); err != nil {
+		if err := store.HardDelete(ctx, tx, store.KindNode, n.ID); err != nil {
 			return err
 		}
 		// The node no longer holds back deletes of its group.
