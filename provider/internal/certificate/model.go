@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/fulcrumlb/fulcrum/openapi"
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
 // model is the resource's state and plan.
@@ -34,7 +35,7 @@ func (m *model) fromAPI(ctx context.Context, c *openapi.Certificate) diag.Diagno
 	m.ID = types.StringValue(c.Id)
 	m.Name = types.StringValue(c.Name)
 	m.Description = types.StringValue(c.Description)
-	m.Labels = labelsValue(ctx, c.Labels, &diags)
+	m.Labels = fulcrum.LabelsValue(c.Labels)
 	m.Certificate = types.StringValue(c.Certificate)
 	m.FingerprintSHA256 = types.StringValue(c.FingerprintSha256)
 	m.Subject = types.StringValue(c.Subject)
@@ -51,7 +52,7 @@ func (m *model) fromAPI(ctx context.Context, c *openapi.Certificate) diag.Diagno
 // toCreate is the POST body for the planned certificate.
 func (m *model) toCreate(ctx context.Context) (openapi.CertificateCreate, diag.Diagnostics) {
 	var diags diag.Diagnostics
-	labels := labelsFrom(ctx, m.Labels, &diags)
+	labels := fulcrum.LabelsToAPI(ctx, m.Labels, &diags)
 	return openapi.CertificateCreate{
 		Name:        m.Name.ValueStringPointer(),
 		Description: m.Description.ValueStringPointer(),
@@ -66,7 +67,7 @@ func (m *model) toCreate(ctx context.Context) (openapi.CertificateCreate, diag.D
 // when either changed (the API takes them only as a pair).
 func (m *model) toUpdate(ctx context.Context, state *model) (openapi.CertificateUpdate, diag.Diagnostics) {
 	var diags diag.Diagnostics
-	labels := labelsFrom(ctx, m.Labels, &diags)
+	labels := fulcrum.LabelsToAPI(ctx, m.Labels, &diags)
 	u := openapi.CertificateUpdate{
 		Name:        m.Name.ValueStringPointer(),
 		Description: m.Description.ValueStringPointer(),
@@ -77,25 +78,6 @@ func (m *model) toUpdate(ctx context.Context, state *model) (openapi.Certificate
 		u.PrivateKey = m.PrivateKey.ValueStringPointer()
 	}
 	return u, diags
-}
-
-func labelsValue(ctx context.Context, l openapi.Labels, diags *diag.Diagnostics) types.Map {
-	if l == nil {
-		l = openapi.Labels{}
-	}
-	v, d := types.MapValueFrom(ctx, types.StringType, map[string]string(l))
-	diags.Append(d...)
-	return v
-}
-
-// labelsFrom returns the labels to send; a null map sends none.
-func labelsFrom(ctx context.Context, v types.Map, diags *diag.Diagnostics) *openapi.Labels {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	out := openapi.Labels{}
-	diags.Append(v.ElementsAs(ctx, (*map[string]string)(&out), false)...)
-	return &out
 }
 
 func nonNil[T any](s []T) []T {

@@ -8,14 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
-	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -46,12 +43,7 @@ type Resource struct {
 // NewResource is the constructor the provider registers.
 func NewResource() resource.Resource { return &Resource{} }
 
-var (
-	pemRE      = regexp.MustCompile(`-----BEGIN `)
-	labelKeyRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$`)
-	// edgeSpaceRE matches names the API accepts: no leading or trailing whitespace.
-	edgeSpaceRE = regexp.MustCompile(`^(?s:(\S(.*\S)?)?)$`)
-)
+var pemRE = regexp.MustCompile(`-----BEGIN `)
 
 // derived are the attributes the API computes from the certificate; they
 // change exactly when the certificate does.
@@ -75,8 +67,7 @@ func (r *Resource) Schema(_ context.Context, _ resource.SchemaRequest, resp *res
 			"name": schema.StringAttribute{
 				Description: "Name, unique within the tenant. Defaults to empty.",
 				Optional:    true, Computed: true, Default: stringdefault.StaticString(""),
-				Validators: []validator.String{stringvalidator.LengthAtMost(255),
-					stringvalidator.RegexMatches(edgeSpaceRE, "must not start or end with whitespace")},
+				Validators: []validator.String{stringvalidator.LengthAtMost(255), fulcrum.NoEdgeSpace()},
 			},
 			"description": schema.StringAttribute{
 				Description: "Free-form description, at most 1024 characters.",
@@ -114,19 +105,12 @@ func (r *Resource) Schema(_ context.Context, _ resource.SchemaRequest, resp *res
 	}
 }
 
+// labelsAttribute is the common labels attribute, described in this
+// resource's words.
 func labelsAttribute() schema.MapAttribute {
-	return schema.MapAttribute{
-		Description: "Labels: up to 64; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` of at most 63 characters, values of at most 255.",
-		ElementType: types.StringType,
-		Optional:    true, Computed: true,
-		Default: mapdefault.StaticValue(types.MapValueMust(types.StringType, map[string]attr.Value{})),
-		Validators: []validator.Map{
-			mapvalidator.SizeAtMost(64),
-			mapvalidator.KeysAre(stringvalidator.LengthAtMost(63),
-				stringvalidator.RegexMatches(labelKeyRE, "must be lowercase letters, digits and . _ / -, starting and ending with a letter or digit")),
-			mapvalidator.ValueStringsAre(stringvalidator.LengthAtMost(255)),
-		},
-	}
+	a := fulcrum.LabelsAttribute()
+	a.Description = "Labels: up to 64; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` of at most 63 characters, values of at most 255."
+	return a
 }
 
 func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {

@@ -2,29 +2,17 @@ package certificate_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
-	"text/template"
-	"time"
 
 	tfacctest "github.com/hashicorp/terraform-plugin-testing/helper/acctest"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
-	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
-	"github.com/fulcrumlb/fulcrum/internal/teststack"
 	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/acctest"
 	"github.com/fulcrumlb/fulcrum/provider/internal/certificate"
@@ -33,8 +21,7 @@ import (
 
 const addr = certificate.ResourceType + ".test"
 
-var tmpl = template.Must(template.New("certificate.tf.tmpl").Funcs(template.FuncMap{"q": strconv.Quote}).
-	ParseFiles("testdata/certificate.tf.tmpl"))
+var tmpl = acctest.Template("testdata/certificate.tf.tmpl")
 
 // config is what testdata/certificate.tf.tmpl renders.
 type config struct {
@@ -46,74 +33,19 @@ type config struct {
 	Labels      map[string]string
 }
 
-func (c config) String() string {
-	var b strings.Builder
-	if err := tmpl.Execute(&b, c); err != nil {
-		panic(err)
-	}
-	return b.String()
-}
-
-// selfSigned returns a fresh ECDSA P-256 certificate for host and its key, as PEM.
-func selfSigned(t *testing.T, host string) (certPEM, keyPEM string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: host},
-		DNSNames:     []string{host},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
-}
-
-func client(t *testing.T, s *teststack.Stack) *fulcrum.Client {
-	t.Helper()
-	c, err := fulcrum.NewClient(s.Endpoint, s.TenantToken, "acctest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func (c config) String() string { return acctest.Render(tmpl, c) }
 
 // checkDestroy asks the API for every certificate left in state.
 func checkDestroy(c *fulcrum.Client) resource.TestCheckFunc {
-	return func(st *terraform.State) error {
-		for _, rs := range st.RootModule().Resources {
-			if rs.Type != certificate.ResourceType {
-				continue
-			}
-			res, err := c.API.GetCertificateWithResponse(context.Background(), rs.Primary.ID)
-			if err != nil {
-				return err
-			}
-			if res.StatusCode() != http.StatusNotFound {
-				return fmt.Errorf("certificate %s still exists (GET answered %d)", rs.Primary.ID, res.StatusCode())
-			}
-		}
-		return nil
-	}
+	return acctest.CheckDestroyed(certificate.ResourceType, "certificate", c.API.GetCertificateWithResponse)
 }
 
 func TestAccCertificate(t *testing.T) {
-	skipUnlessAcc(t)
+	acctest.SkipUnlessAcc(t)
 	s := acctest.Stack(t)
-	c := client(t, s)
-	cert1, key1 := selfSigned(t, "www.example.com")
-	cert2, key2 := selfSigned(t, "api.example.com")
+	c := acctest.Client(t, s, s.TenantToken)
+	cert1, key1 := acctest.SelfSigned(t, "www.example.com")
+	cert2, key2 := acctest.SelfSigned(t, "api.example.com")
 	name := tfacctest.RandomWithPrefix("cert")
 	first := config{Provider: acctest.ProviderBlock(s, s.TenantToken), Name: name, Certificate: cert1, PrivateKey: key1,
 		Labels: map[string]string{"env": "test"}}
@@ -216,10 +148,10 @@ func TestAccCertificate(t *testing.T) {
 }
 
 func TestAccCertificateInvalid(t *testing.T) {
-	skipUnlessAcc(t)
+	acctest.SkipUnlessAcc(t)
 	acctest.PreCheck(t)
-	provider := "provider \"fulcrum\" {\n  endpoint = \"http://127.0.0.1:1\"\n  token    = \"unused\"\n}\n"
-	cert, key := selfSigned(t, "www.example.com")
+	provider := acctest.UnreachableProviderBlock
+	cert, key := acctest.SelfSigned(t, "www.example.com")
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: acctest.Factories(),
 		Steps: []resource.TestStep{

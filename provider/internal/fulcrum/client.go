@@ -1,6 +1,8 @@
 // Package fulcrum is what the provider's resource packages share: the API
 // client, turning problem+json answers into diagnostics on attribute paths,
-// and waiting for objects to become active or gone.
+// waiting for objects to become active or gone, converting between
+// attribute values and the API's fields, and the attributes, validators and
+// plan modifiers that mirror the API's common rules.
 package fulcrum
 
 import (

@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
 // Status is what Wait needs to know about an object.
@@ -63,4 +68,69 @@ func poll(ctx context.Context, done func() (bool, error)) error {
 		}
 		delay = min(delay*2, 2*time.Second)
 	}
+}
+
+// Waiter waits on one kind of API object that has a provisioning status (a
+// load balancer, listener, pool or member), read through the package's get.
+type Waiter[T any] struct {
+	// Kind names the object in messages, in lower case: "load balancer".
+	Kind string
+	// Get reads one object; found is false on 404, other failures go to diags.
+	Get func(ctx context.Context, c *Client, id string, diags *diag.Diagnostics) (obj *T, found bool)
+	// Status is the object's provisioning status and status message.
+	Status func(obj *T) (status openapi.ProvisioningStatus, message *string)
+}
+
+// Active waits until every node serves the object's current version (see
+// WaitActive) and returns the last object read, nil when none was.
+func (w Waiter[T]) Active(ctx context.Context, c *Client, id string) (*T, error) {
+	var last *T
+	err := WaitActive(ctx, func(ctx context.Context) (Status, error) {
+		s, obj, err := w.read(ctx, c, id)
+		if obj != nil {
+			last = obj
+		}
+		return s, err
+	})
+	return last, err
+}
+
+// Gone waits until the object reads as 404 (see WaitGone).
+func (w Waiter[T]) Gone(ctx context.Context, c *Client, id string) error {
+	return WaitGone(ctx, func(ctx context.Context) (Status, error) {
+		s, _, err := w.read(ctx, c, id)
+		return s, err
+	})
+}
+
+// AddError reports err from Active (want "active") or Gone (want "gone");
+// a nil err adds nothing.
+func (w Waiter[T]) AddError(diags *diag.Diagnostics, id, want string, err error) {
+	kind := strings.ToUpper(w.Kind[:1]) + w.Kind[1:]
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrObjectError):
+		diags.AddError(fmt.Sprintf("The %s went to provisioning status error", w.Kind),
+			fmt.Sprintf("%s %s could not be applied by the dataplane: %v", kind, id, err))
+	default:
+		diags.AddError(fmt.Sprintf("%s did not become %s", kind, want), fmt.Sprintf("%s %s: %v", kind, id, err))
+	}
+}
+
+// read is one poll: the object's status and, when found, the object.
+func (w Waiter[T]) read(ctx context.Context, c *Client, id string) (Status, *T, error) {
+	var diags diag.Diagnostics
+	obj, found := w.Get(ctx, c, id, &diags)
+	if diags.HasError() {
+		return Status{}, nil, fmt.Errorf("%s: %s", diags[0].Summary(), diags[0].Detail())
+	}
+	if !found {
+		return Status{}, nil, nil
+	}
+	status, msg := w.Status(obj)
+	s := Status{Found: true, ProvisioningStatus: string(status)}
+	if msg != nil {
+		s.Message = *msg
+	}
+	return s, obj, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/oapi-codegen/nullable"
 
 	"github.com/fulcrumlb/fulcrum/openapi"
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
 // model is the resource's plan and state.
@@ -74,7 +75,7 @@ func (m *model) fromAPI(l *openapi.Listener) {
 	m.LoadBalancerID = types.StringValue(l.LoadBalancerId)
 	m.Name = types.StringValue(l.Name)
 	m.Description = types.StringValue(l.Description)
-	m.Labels = labelsValue(l.Labels)
+	m.Labels = fulcrum.LabelsValue(l.Labels)
 	m.Protocol = types.StringValue(string(l.Protocol))
 	m.Port = types.Int64Value(int64(l.Port))
 	m.DefaultPoolID = types.StringNull()
@@ -144,27 +145,27 @@ func (m *model) toCreate() openapi.ListenerCreate {
 func (m *model) toUpdate() openapi.ListenerUpdate {
 	proto := openapi.ListenerProtocol(m.Protocol.ValueString())
 	u := openapi.ListenerUpdate{
-		Name:                stringPtr(m.Name),
-		Description:         stringPtr(m.Description),
-		Labels:              labelsPtr(m.Labels),
+		Name:                fulcrum.StringPtr(m.Name),
+		Description:         fulcrum.StringPtr(m.Description),
+		Labels:              fulcrum.LabelsPtr(m.Labels),
 		Protocol:            &proto,
-		Port:                intPtr(m.Port),
+		Port:                fulcrum.IntPtr(m.Port),
 		CertificateIds:      listPtr(m.CertificateIDs),
-		ConnectionLimit:     intPtr(m.ConnectionLimit),
+		ConnectionLimit:     fulcrum.IntPtr(m.ConnectionLimit),
 		AllowedCidrs:        listPtr(m.AllowedCIDRs),
 		DeniedCidrs:         listPtr(m.DeniedCIDRs),
-		RedirectHttpToHttps: boolPtr(m.RedirectHTTPToHTTPS),
-		Compression:         boolPtr(m.Compression),
+		RedirectHttpToHttps: fulcrum.BoolPtr(m.RedirectHTTPToHTTPS),
+		Compression:         fulcrum.BoolPtr(m.Compression),
 		DefaultPoolId:       nullable.NewNullNullable[string](),
 		RateLimit:           nullable.NewNullNullable[openapi.RateLimit](),
 		Hsts:                nullable.NewNullNullable[openapi.HSTS](),
 	}
-	if p := stringPtr(m.DefaultPoolID); p != nil && *p != "" {
+	if p := fulcrum.StringPtr(m.DefaultPoolID); p != nil && *p != "" {
 		u.DefaultPoolId = nullable.NewNullableWithValue(*p)
 	}
 	if rl := m.RateLimit; rl != nil {
 		v := openapi.RateLimit{PerSecond: int(rl.PerSecond.ValueInt64())}
-		if t := stringPtr(rl.Type); t != nil {
+		if t := fulcrum.StringPtr(rl.Type); t != nil {
 			typ := openapi.RateLimitType(*t)
 			v.Type = &typ
 		}
@@ -172,19 +173,19 @@ func (m *model) toUpdate() openapi.ListenerUpdate {
 	}
 	if t := m.ConnectionTimeouts; t != nil {
 		u.Timeouts = &openapi.ListenerTimeouts{
-			ClientMs: intPtr(t.ClientMS), ConnectMs: intPtr(t.ConnectMS), ServerMs: intPtr(t.ServerMS),
-			HttpRequestMs: intPtr(t.HTTPRequestMS), HttpKeepAliveMs: intPtr(t.HTTPKeepAliveMS), TunnelMs: intPtr(t.TunnelMS),
+			ClientMs: fulcrum.IntPtr(t.ClientMS), ConnectMs: fulcrum.IntPtr(t.ConnectMS), ServerMs: fulcrum.IntPtr(t.ServerMS),
+			HttpRequestMs: fulcrum.IntPtr(t.HTTPRequestMS), HttpKeepAliveMs: fulcrum.IntPtr(t.HTTPKeepAliveMS), TunnelMs: fulcrum.IntPtr(t.TunnelMS),
 		}
 	}
 	if h := m.InsertHeaders; h != nil {
 		u.InsertHeaders = &openapi.InsertHeaders{
-			XForwardedFor: boolPtr(h.XForwardedFor), XForwardedProto: boolPtr(h.XForwardedProto),
-			XForwardedPort: boolPtr(h.XForwardedPort), XRequestId: boolPtr(h.XRequestID),
+			XForwardedFor: fulcrum.BoolPtr(h.XForwardedFor), XForwardedProto: fulcrum.BoolPtr(h.XForwardedProto),
+			XForwardedPort: fulcrum.BoolPtr(h.XForwardedPort), XRequestId: fulcrum.BoolPtr(h.XRequestID),
 		}
 	}
 	if h := m.HSTS; h != nil {
 		u.Hsts = nullable.NewNullableWithValue(openapi.HSTS{
-			MaxAgeSeconds: intPtr(h.MaxAgeSeconds), IncludeSubdomains: boolPtr(h.IncludeSubdomains), Preload: boolPtr(h.Preload),
+			MaxAgeSeconds: fulcrum.IntPtr(h.MaxAgeSeconds), IncludeSubdomains: fulcrum.BoolPtr(h.IncludeSubdomains), Preload: fulcrum.BoolPtr(h.Preload),
 		})
 	}
 	return u
@@ -262,49 +263,3 @@ func intValue(p *int) types.Int64 {
 }
 
 func boolValue(p *bool) types.Bool { return types.BoolValue(p != nil && *p) }
-
-func stringPtr(v types.String) *string {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	s := v.ValueString()
-	return &s
-}
-
-func intPtr(v types.Int64) *int {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	i := int(v.ValueInt64())
-	return &i
-}
-
-func boolPtr(v types.Bool) *bool {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	b := v.ValueBool()
-	return &b
-}
-
-func labelsValue(l map[string]string) types.Map {
-	elems := make(map[string]attr.Value, len(l))
-	for k, v := range l {
-		elems[k] = types.StringValue(v)
-	}
-	return types.MapValueMust(types.StringType, elems)
-}
-
-// labelsPtr sends a null map as "no labels", so removing the attribute clears them.
-func labelsPtr(v types.Map) *openapi.Labels {
-	if v.IsUnknown() {
-		return nil
-	}
-	l := openapi.Labels{}
-	for k, e := range v.Elements() {
-		if s, ok := e.(types.String); ok && !s.IsNull() && !s.IsUnknown() {
-			l[k] = s.ValueString()
-		}
-	}
-	return &l
-}

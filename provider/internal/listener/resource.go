@@ -2,18 +2,15 @@ package listener
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
-	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -23,7 +20,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listdefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
@@ -146,9 +142,6 @@ func headerName(attr string) string {
 	return strings.Join(parts, "-")
 }
 
-// labelKeyRE is the API's label key syntax.
-var labelKeyRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$`)
-
 func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	emptyList := listdefault.StaticValue(types.ListValueMust(types.StringType, []attr.Value{}))
 	resp.Schema = schema.Schema{
@@ -170,28 +163,10 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Optional:    true,
 				Computed:    true,
 				Default:     stringdefault.StaticString(""),
-				Validators:  []validator.String{stringvalidator.LengthAtMost(255), noEdgeSpace{}},
+				Validators:  []validator.String{stringvalidator.LengthAtMost(255), fulcrum.NoEdgeSpace()},
 			},
-			"description": schema.StringAttribute{
-				Description: "Free-form description; at most 1024 characters.",
-				Optional:    true,
-				Computed:    true,
-				Default:     stringdefault.StaticString(""),
-				Validators:  []validator.String{stringvalidator.LengthAtMost(1024)},
-			},
-			"labels": schema.MapAttribute{
-				Description: "Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` of at most 63 characters, values of at most 255.",
-				ElementType: types.StringType,
-				Optional:    true,
-				Computed:    true,
-				Default:     mapdefault.StaticValue(types.MapValueMust(types.StringType, map[string]attr.Value{})),
-				Validators: []validator.Map{
-					mapvalidator.SizeAtMost(64),
-					mapvalidator.KeysAre(stringvalidator.LengthBetween(1, 63),
-						stringvalidator.RegexMatches(labelKeyRE, "must be lowercase letters, digits and . _ / -, starting and ending with a letter or digit")),
-					mapvalidator.ValueStringsAre(stringvalidator.LengthAtMost(255)),
-				},
-			},
+			"description": fulcrum.DescriptionAttribute(),
+			"labels":      fulcrum.LabelsAttribute(),
 			"protocol": schema.StringAttribute{
 				Description: "`tcp`, `http` or `https`.",
 				Required:    true,
@@ -303,7 +278,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 			"provisioning_status": schema.StringAttribute{
 				Description:   "`pending_create`, `active`, `pending_update`, `pending_delete` or `error`. Terraform waits for `active` after every change.",
 				Computed:      true,
-				PlanModifiers: []planmodifier.String{activeAfterApply{}},
+				PlanModifiers: []planmodifier.String{fulcrum.ActiveAfterApply()},
 			},
 			"operating_status": schema.StringAttribute{
 				Description: "Observed health, from the default pool: `online`, `degraded`, `offline`, `no_monitor` or `error`.",
@@ -402,12 +377,12 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	plan.fromAPI(res.JSON201)
 	// Track the object at once: if waiting fails it is tainted, not leaked.
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
-	l, err := waitActive(ctx, r.client, plan.ID.ValueString())
+	l, err := wait.Active(ctx, r.client, plan.ID.ValueString())
 	if l != nil {
 		plan.fromAPI(l)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	}
-	addWaitError(&resp.Diagnostics, plan.ID.ValueString(), "active", err)
+	wait.AddError(&resp.Diagnostics, plan.ID.ValueString(), "active", err)
 }
 
 func (r *Resource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -458,12 +433,12 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	}
 	plan.fromAPI(res.JSON200)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
-	l, err := waitActive(ctx, r.client, id)
+	l, err := wait.Active(ctx, r.client, id)
 	if l != nil {
 		plan.fromAPI(l)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	}
-	addWaitError(&resp.Diagnostics, id, "active", err)
+	wait.AddError(&resp.Diagnostics, id, "active", err)
 }
 
 func (r *Resource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -491,11 +466,7 @@ func (r *Resource) Delete(ctx context.Context, req resource.DeleteRequest, resp 
 		addProblem(&resp.Diagnostics, "Could not delete the listener", res.StatusCode(), res.Body)
 		return
 	}
-	err = fulcrum.WaitGone(ctx, func(ctx context.Context) (fulcrum.Status, error) {
-		s, _, err := statusAndObject(ctx, r.client, id)
-		return s, err
-	})
-	addWaitError(&resp.Diagnostics, id, "gone", err)
+	wait.AddError(&resp.Diagnostics, id, "gone", wait.Gone(ctx, r.client, id))
 }
 
 func (r *Resource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
@@ -533,43 +504,12 @@ func get(ctx context.Context, c *fulcrum.Client, id string, diags *diag.Diagnost
 	return nil, false
 }
 
-func statusAndObject(ctx context.Context, c *fulcrum.Client, id string) (fulcrum.Status, *openapi.Listener, error) {
-	var diags diag.Diagnostics
-	l, found := get(ctx, c, id, &diags)
-	if diags.HasError() {
-		return fulcrum.Status{}, nil, fmt.Errorf("%s: %s", diags[0].Summary(), diags[0].Detail())
-	}
-	if !found {
-		return fulcrum.Status{}, nil, nil
-	}
-	msg := ""
-	if l.StatusMessage != nil {
-		msg = *l.StatusMessage
-	}
-	return fulcrum.Status{Found: true, ProvisioningStatus: string(l.ProvisioningStatus), Message: msg}, l, nil
-}
-
-// waitActive waits until every node serves the listener's current version
-// and returns the last object read.
-func waitActive(ctx context.Context, c *fulcrum.Client, id string) (*openapi.Listener, error) {
-	var last *openapi.Listener
-	err := fulcrum.WaitActive(ctx, func(ctx context.Context) (fulcrum.Status, error) {
-		s, l, err := statusAndObject(ctx, c, id)
-		if l != nil {
-			last = l
-		}
-		return s, err
-	})
-	return last, err
-}
-
-func addWaitError(diags *diag.Diagnostics, id, want string, err error) {
-	switch {
-	case err == nil:
-	case errors.Is(err, fulcrum.ErrObjectError):
-		diags.AddError("The listener went to provisioning status error",
-			fmt.Sprintf("Listener %s could not be applied by the dataplane: %v", id, err))
-	default:
-		diags.AddError(fmt.Sprintf("Listener did not become %s", want), fmt.Sprintf("Listener %s: %v", id, err))
-	}
+// wait waits until every node serves a listener's current version, or until
+// the listener is gone.
+var wait = fulcrum.Waiter[openapi.Listener]{
+	Kind: "listener",
+	Get:  get,
+	Status: func(l *openapi.Listener) (openapi.ProvisioningStatus, *string) {
+		return l.ProvisioningStatus, l.StatusMessage
+	},
 }

@@ -2,25 +2,14 @@ package listener_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"os"
 	"regexp"
 	"testing"
-	"time"
 
 	tfacctest "github.com/hashicorp/terraform-plugin-testing/helper/acctest"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
-	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
-	"github.com/fulcrumlb/fulcrum/internal/teststack"
 	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/acctest"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
@@ -29,67 +18,19 @@ import (
 
 const addr = listener.ResourceType + ".test"
 
-func apiClient(t *testing.T, s *teststack.Stack) *fulcrum.Client {
-	t.Helper()
-	c, err := fulcrum.NewClient(s.Endpoint, s.TenantToken, "acctest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// stack starts a Fulcrum stack for an acceptance test; without TF_ACC the
-// test is skipped before anything starts.
-func stack(t *testing.T) *teststack.Stack {
-	t.Helper()
-	if os.Getenv(resource.EnvTfAcc) == "" {
-		t.Skipf("acceptance test: set %s=1", resource.EnvTfAcc)
-	}
-	return acctest.Stack(t)
-}
-
 // checkDestroyed asks the API for every listener left in state.
 func checkDestroyed(c *fulcrum.Client) resource.TestCheckFunc {
-	return func(st *terraform.State) error {
-		for _, rs := range st.RootModule().Resources {
-			if rs.Type != listener.ResourceType {
-				continue
-			}
-			res, err := c.API.GetListenerWithResponse(context.Background(), rs.Primary.ID)
-			if err != nil {
-				return err
-			}
-			if res.StatusCode() != 404 {
-				return fmt.Errorf("listener %s still exists (GET answered %d)", rs.Primary.ID, res.StatusCode())
-			}
-		}
-		return nil
-	}
+	return acctest.CheckDestroyed(listener.ResourceType, "listener", c.API.GetListenerWithResponse)
 }
 
 // certificate stores a fresh self-signed certificate through the API (the
 // certificate resource is another package's) and returns its id.
 func certificate(t *testing.T, c *fulcrum.Client, host string) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certPEM, keyPEM := acctest.SelfSigned(t, host)
 	res, err := c.API.CreateCertificateWithResponse(context.Background(), &openapi.CreateCertificateParams{}, openapi.CertificateCreate{
-		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		PrivateKey:  string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})),
+		Certificate: certPEM,
+		PrivateKey:  keyPEM,
 	})
 	if err != nil || res.JSON201 == nil {
 		t.Fatalf("create certificate: %v %s", err, res.Body)
@@ -98,7 +39,8 @@ func certificate(t *testing.T, c *fulcrum.Client, host string) string {
 }
 
 func TestAccListener_tcp(t *testing.T) {
-	s := stack(t)
+	acctest.SkipUnlessAcc(t)
+	s := acctest.Stack(t)
 	name := tfacctest.RandomWithPrefix("lsn")
 	config := func(body string) string {
 		return acctest.ProviderBlock(s, s.TenantToken) + `
@@ -148,7 +90,7 @@ resource "fulcrum_listener" "test" {
 `)
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: acctest.Factories(),
-		CheckDestroy:             checkDestroyed(apiClient(t, s)),
+		CheckDestroy:             checkDestroyed(acctest.Client(t, s, s.TenantToken)),
 		Steps: []resource.TestStep{
 			{
 				Config: first,
@@ -225,8 +167,9 @@ resource "fulcrum_listener" "test" {
 }
 
 func TestAccListener_https(t *testing.T) {
-	s := stack(t)
-	c := apiClient(t, s)
+	acctest.SkipUnlessAcc(t)
+	s := acctest.Stack(t)
+	c := acctest.Client(t, s, s.TenantToken)
 	cert1, cert2 := certificate(t, c, "www.example.test"), certificate(t, c, "api.example.test")
 	// config renders the stack with the https listener's certificate_ids
 	// and further attributes.
@@ -314,7 +257,7 @@ resource "fulcrum_listener" "test" {
 // Bad values fail at plan, naming the attribute; no API is needed.
 func TestAccListener_invalid(t *testing.T) {
 	acctest.PreCheck(t)
-	provider := "provider \"fulcrum\" {\n  endpoint = \"http://127.0.0.1:9\"\n  token    = \"unused\"\n}\n"
+	provider := acctest.UnreachableProviderBlock
 	step := func(body, want string) resource.TestStep {
 		return resource.TestStep{
 			Config:      provider + "resource \"fulcrum_listener\" \"test\" {\n  load_balancer_id = \"lb_x\"\n" + body + "\n}\n",

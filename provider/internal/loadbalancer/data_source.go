@@ -145,7 +145,7 @@ func list(ctx context.Context, c *fulcrum.Client, params *openapi.ListLoadBalanc
 			return nil
 		}
 		if res.JSON200 == nil {
-			addProblem(diags, "Could not list load balancers", res.StatusCode(), res.Body)
+			fulcrum.AddProblem(diags, "Could not list load balancers", res.StatusCode(), res.Body, nil)
 			return nil
 		}
 		for _, lb := range res.JSON200.Items {
@@ -218,7 +218,7 @@ func (d *ListDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	params := &openapi.ListLoadBalancersParams{Name: stringPtr(m.Name), NodeGroupId: stringPtr(m.NodeGroupID), Label: labelFilter(m.Labels)}
+	params := &openapi.ListLoadBalancersParams{Name: fulcrum.StringPtr(m.Name), NodeGroupId: fulcrum.StringPtr(m.NodeGroupID), Label: labelFilter(m.Labels)}
 	items := list(ctx, d.client, params, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
@@ -232,7 +232,7 @@ func (d *ListDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 
 // labelFilter turns the labels map into `key=value` filters, in key order.
 func labelFilter(v types.Map) *[]string {
-	l := labelsPtr(v)
+	l := fulcrum.LabelsPtr(v)
 	if v.IsNull() || l == nil || len(*l) == 0 {
 		return nil
 	}

@@ -1,12 +1,11 @@
 package loadbalancer
 
 import (
-	"net/netip"
-
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/fulcrumlb/fulcrum/openapi"
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
 // model is what the resource and the data sources share: every attribute the
@@ -40,9 +39,9 @@ func (m *model) fromAPI(lb *openapi.LoadBalancer) {
 	m.ID = types.StringValue(lb.Id)
 	m.Name = types.StringValue(lb.Name)
 	m.Description = types.StringValue(lb.Description)
-	m.Labels = labelsValue(lb.Labels)
+	m.Labels = fulcrum.LabelsValue(lb.Labels)
 	m.NodeGroupID = types.StringValue(lb.NodeGroupId)
-	if !sameIP(m.VIPAddress, lb.VipAddress) {
+	if !fulcrum.SameIP(m.VIPAddress, lb.VipAddress) {
 		m.VIPAddress = types.StringValue(lb.VipAddress)
 	}
 	m.Enabled = types.BoolValue(lb.Enabled)
@@ -56,13 +55,13 @@ func (m *model) fromAPI(lb *openapi.LoadBalancer) {
 // vip_address are sent only when configured (unknown means "let the API choose").
 func (m *model) toCreate() openapi.LoadBalancerCreate {
 	return openapi.LoadBalancerCreate{
-		Name:               stringPtr(m.Name),
-		Description:        stringPtr(m.Description),
-		Labels:             labelsPtr(m.Labels),
-		NodeGroupId:        stringPtr(m.NodeGroupID),
-		VipAddress:         stringPtr(m.VIPAddress),
-		Enabled:            boolPtr(m.Enabled),
-		DeletionProtection: boolPtr(m.DeletionProtection),
+		Name:               fulcrum.StringPtr(m.Name),
+		Description:        fulcrum.StringPtr(m.Description),
+		Labels:             fulcrum.LabelsPtr(m.Labels),
+		NodeGroupId:        fulcrum.StringPtr(m.NodeGroupID),
+		VipAddress:         fulcrum.StringPtr(m.VIPAddress),
+		Enabled:            fulcrum.BoolPtr(m.Enabled),
+		DeletionProtection: fulcrum.BoolPtr(m.DeletionProtection),
 	}
 }
 
@@ -70,57 +69,10 @@ func (m *model) toCreate() openapi.LoadBalancerCreate {
 // the update also undoes drift.
 func (m *model) toUpdate() openapi.LoadBalancerUpdate {
 	return openapi.LoadBalancerUpdate{
-		Name:               stringPtr(m.Name),
-		Description:        stringPtr(m.Description),
-		Labels:             labelsPtr(m.Labels),
-		Enabled:            boolPtr(m.Enabled),
-		DeletionProtection: boolPtr(m.DeletionProtection),
+		Name:               fulcrum.StringPtr(m.Name),
+		Description:        fulcrum.StringPtr(m.Description),
+		Labels:             fulcrum.LabelsPtr(m.Labels),
+		Enabled:            fulcrum.BoolPtr(m.Enabled),
+		DeletionProtection: fulcrum.BoolPtr(m.DeletionProtection),
 	}
-}
-
-func sameIP(prior types.String, api string) bool {
-	if prior.IsNull() || prior.IsUnknown() {
-		return false
-	}
-	a, err1 := netip.ParseAddr(prior.ValueString())
-	b, err2 := netip.ParseAddr(api)
-	return err1 == nil && err2 == nil && a == b
-}
-
-func stringPtr(v types.String) *string {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	s := v.ValueString()
-	return &s
-}
-
-func boolPtr(v types.Bool) *bool {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	b := v.ValueBool()
-	return &b
-}
-
-func labelsValue(l map[string]string) types.Map {
-	elems := make(map[string]attr.Value, len(l))
-	for k, v := range l {
-		elems[k] = types.StringValue(v)
-	}
-	return types.MapValueMust(types.StringType, elems)
-}
-
-// labelsPtr sends a null map as "no labels", so removing the attribute clears them.
-func labelsPtr(v types.Map) *openapi.Labels {
-	if v.IsUnknown() {
-		return nil
-	}
-	l := openapi.Labels{}
-	for k, e := range v.Elements() {
-		if s, ok := e.(types.String); ok && !s.IsNull() && !s.IsUnknown() {
-			l[k] = s.ValueString()
-		}
-	}
-	return &l
 }

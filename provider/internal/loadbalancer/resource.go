@@ -2,25 +2,19 @@ package loadbalancer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"reflect"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
-	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
-	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -66,18 +60,6 @@ func (r *Resource) Metadata(_ context.Context, _ resource.MetadataRequest, resp 
 	resp.TypeName = ResourceType
 }
 
-// labelKeyRE is the API's label key syntax.
-var labelKeyRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$`)
-
-func labelsValidators() []validator.Map {
-	return []validator.Map{
-		mapvalidator.SizeAtMost(64),
-		mapvalidator.KeysAre(stringvalidator.LengthBetween(1, 63),
-			stringvalidator.RegexMatches(labelKeyRE, "must be lowercase letters, digits and . _ / -, starting and ending with a letter or digit")),
-		mapvalidator.ValueStringsAre(stringvalidator.LengthAtMost(255)),
-	}
-}
-
 func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
 		Description: "A load balancer: a virtual IP (VIP) served by every healthy node of a node group. Listeners, pools and members hang off it.",
@@ -92,23 +74,10 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Optional:    true,
 				Computed:    true,
 				Default:     stringdefault.StaticString(""),
-				Validators:  []validator.String{stringvalidator.LengthAtMost(255), noEdgeSpace{}},
+				Validators:  []validator.String{stringvalidator.LengthAtMost(255), fulcrum.NoEdgeSpace()},
 			},
-			"description": schema.StringAttribute{
-				Description: "Free-form description; at most 1024 characters.",
-				Optional:    true,
-				Computed:    true,
-				Default:     stringdefault.StaticString(""),
-				Validators:  []validator.String{stringvalidator.LengthAtMost(1024)},
-			},
-			"labels": schema.MapAttribute{
-				Description: "Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` of at most 63 characters, values of at most 255.",
-				ElementType: types.StringType,
-				Optional:    true,
-				Computed:    true,
-				Default:     mapdefault.StaticValue(types.MapValueMust(types.StringType, map[string]attr.Value{})),
-				Validators:  labelsValidators(),
-			},
+			"description": fulcrum.DescriptionAttribute(),
+			"labels":      fulcrum.LabelsAttribute(),
 			"node_group_id": schema.StringAttribute{
 				Description: "The node group serving the load balancer. Defaults to the node group named `default`. Changing it replaces the load balancer.",
 				Optional:    true,
@@ -155,7 +124,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 			"provisioning_status": schema.StringAttribute{
 				Description:   "`pending_create`, `active`, `pending_update`, `pending_delete` or `error`. Terraform waits for `active` after every change.",
 				Computed:      true,
-				PlanModifiers: []planmodifier.String{activeAfterApply{}},
+				PlanModifiers: []planmodifier.String{fulcrum.ActiveAfterApply()},
 			},
 			"operating_status": schema.StringAttribute{
 				Description: "Observed health: `online`, `degraded`, `offline`, `no_monitor` or `error`.",
@@ -171,7 +140,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 // vipChanged replaces the load balancer only when the planned VIP is another
 // address, not another spelling of the same one.
 func vipChanged(_ context.Context, req planmodifier.StringRequest, resp *stringplanmodifier.RequiresReplaceIfFuncResponse) {
-	resp.RequiresReplace = !sameIP(req.StateValue, req.PlanValue.ValueString())
+	resp.RequiresReplace = !fulcrum.SameIP(req.StateValue, req.PlanValue.ValueString())
 }
 
 func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
@@ -195,18 +164,18 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 		return
 	}
 	if res.JSON201 == nil {
-		addProblem(&resp.Diagnostics, "Could not create the load balancer", res.StatusCode(), res.Body)
+		fulcrum.AddProblem(&resp.Diagnostics, "Could not create the load balancer", res.StatusCode(), res.Body, nil)
 		return
 	}
 	plan.fromAPI(res.JSON201)
 	// Track the object at once: if waiting fails it is tainted, not leaked.
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
-	lb, err := waitActive(ctx, r.client, plan.ID.ValueString())
+	lb, err := wait.Active(ctx, r.client, plan.ID.ValueString())
 	if lb != nil {
 		plan.fromAPI(lb)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	}
-	addWaitError(&resp.Diagnostics, plan.ID.ValueString(), "active", err)
+	wait.AddError(&resp.Diagnostics, plan.ID.ValueString(), "active", err)
 }
 
 func (r *Resource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -242,7 +211,7 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 		// nothing to tell the API.
 		vip := plan.VIPAddress
 		plan.model = state.model
-		if sameIP(vip, state.VIPAddress.ValueString()) {
+		if fulcrum.SameIP(vip, state.VIPAddress.ValueString()) {
 			plan.VIPAddress = vip
 		}
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
@@ -260,17 +229,17 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 		return
 	}
 	if res.JSON200 == nil {
-		addProblem(&resp.Diagnostics, "Could not update the load balancer", res.StatusCode(), res.Body)
+		fulcrum.AddProblem(&resp.Diagnostics, "Could not update the load balancer", res.StatusCode(), res.Body, nil)
 		return
 	}
 	plan.fromAPI(res.JSON200)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
-	lb, err := waitActive(ctx, r.client, id)
+	lb, err := wait.Active(ctx, r.client, id)
 	if lb != nil {
 		plan.fromAPI(lb)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	}
-	addWaitError(&resp.Diagnostics, id, "active", err)
+	wait.AddError(&resp.Diagnostics, id, "active", err)
 }
 
 func (r *Resource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -300,21 +269,14 @@ func (r *Resource) Delete(ctx context.Context, req resource.DeleteRequest, resp 
 	case http.StatusNotFound:
 		return // already gone
 	default:
-		addProblem(&resp.Diagnostics, "Could not delete the load balancer", res.StatusCode(), res.Body)
+		fulcrum.AddProblem(&resp.Diagnostics, "Could not delete the load balancer", res.StatusCode(), res.Body, nil)
 		return
 	}
-	err = fulcrum.WaitGone(ctx, func(ctx context.Context) (fulcrum.Status, error) { return status(ctx, r.client, id) })
-	addWaitError(&resp.Diagnostics, id, "gone", err)
+	wait.AddError(&resp.Diagnostics, id, "gone", wait.Gone(ctx, r.client, id))
 }
 
 func (r *Resource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
-}
-
-// addProblem is the one place API errors become diagnostics; the API's field
-// names are the schema's.
-func addProblem(diags *diag.Diagnostics, summary string, status int, body []byte) {
-	fulcrum.AddProblem(diags, summary, status, body, nil)
 }
 
 // get reads one load balancer; found is false on 404.
@@ -330,59 +292,18 @@ func get(ctx context.Context, c *fulcrum.Client, id string, diags *diag.Diagnost
 	case res.StatusCode() == http.StatusNotFound:
 		return nil, false
 	}
-	addProblem(diags, "Could not read the load balancer", res.StatusCode(), res.Body)
+	fulcrum.AddProblem(diags, "Could not read the load balancer", res.StatusCode(), res.Body, nil)
 	return nil, false
 }
 
-// status is what fulcrum.WaitActive/WaitGone poll.
-func status(ctx context.Context, c *fulcrum.Client, id string) (fulcrum.Status, error) {
-	s, _, err := statusAndObject(ctx, c, id)
-	return s, err
-}
-
-func statusAndObject(ctx context.Context, c *fulcrum.Client, id string) (fulcrum.Status, *openapi.LoadBalancer, error) {
-	var diags diag.Diagnostics
-	lb, found := get(ctx, c, id, &diags)
-	if diags.HasError() {
-		return fulcrum.Status{}, nil, fmt.Errorf("%s: %s", diags[0].Summary(), diags[0].Detail())
-	}
-	if !found {
-		return fulcrum.Status{}, nil, nil
-	}
-	return fulcrum.Status{Found: true, ProvisioningStatus: string(lb.ProvisioningStatus), Message: deref(lb.StatusMessage)}, lb, nil
-}
-
-// waitActive waits until every node serves the load balancer's current
-// version and returns the last object read.
-func waitActive(ctx context.Context, c *fulcrum.Client, id string) (*openapi.LoadBalancer, error) {
-	var last *openapi.LoadBalancer
-	err := fulcrum.WaitActive(ctx, func(ctx context.Context) (fulcrum.Status, error) {
-		s, lb, err := statusAndObject(ctx, c, id)
-		if lb != nil {
-			last = lb
-		}
-		return s, err
-	})
-	return last, err
-}
-
-func addWaitError(diags *diag.Diagnostics, id, want string, err error) {
-	switch {
-	case err == nil:
-	case errors.Is(err, fulcrum.ErrObjectError):
-		diags.AddError("The load balancer went to provisioning status error",
-			fmt.Sprintf("Load balancer %s could not be applied by the dataplane: %v", id, err))
-	default:
-		diags.AddError(fmt.Sprintf("Load balancer did not become %s", want), fmt.Sprintf("Load balancer %s: %v", id, err))
-	}
-}
-
-func deref[T any](p *T) T {
-	var zero T
-	if p != nil {
-		return *p
-	}
-	return zero
+// wait waits until every node serves a load balancer's current version, or
+// until the load balancer is gone.
+var wait = fulcrum.Waiter[openapi.LoadBalancer]{
+	Kind: "load balancer",
+	Get:  get,
+	Status: func(lb *openapi.LoadBalancer) (openapi.ProvisioningStatus, *string) {
+		return lb.ProvisioningStatus, lb.StatusMessage
+	},
 }
 
 // ipAddress accepts an IPv4 or IPv6 address without a zone.
@@ -401,37 +322,5 @@ func (ipAddress) ValidateString(_ context.Context, req validator.StringRequest, 
 	if err != nil || a.Zone() != "" {
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid IP address",
 			fmt.Sprintf("%s must be an IPv4 or IPv6 address without a zone, got %q.", req.Path, req.ConfigValue.ValueString()))
-	}
-}
-
-// noEdgeSpace mirrors the API's rule that names do not start or end with whitespace.
-type noEdgeSpace struct{}
-
-func (noEdgeSpace) Description(context.Context) string {
-	return "must not start or end with whitespace"
-}
-func (v noEdgeSpace) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
-
-func (noEdgeSpace) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
-	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
-		return
-	}
-	if s := req.ConfigValue.ValueString(); strings.TrimSpace(s) != s {
-		resp.Diagnostics.AddAttributeError(req.Path, "Invalid name", fmt.Sprintf("%s must not start or end with whitespace.", req.Path))
-	}
-}
-
-// activeAfterApply plans provisioning_status `active` for every change: apply
-// waits for it (or fails).
-type activeAfterApply struct{}
-
-func (activeAfterApply) Description(context.Context) string {
-	return "Terraform waits for the object to become active."
-}
-func (m activeAfterApply) MarkdownDescription(ctx context.Context) string { return m.Description(ctx) }
-
-func (activeAfterApply) PlanModifyString(_ context.Context, req planmodifier.StringRequest, resp *planmodifier.StringResponse) {
-	if req.PlanValue.IsUnknown() {
-		resp.PlanValue = types.StringValue(string(openapi.ProvisioningStatusActive))
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -12,9 +11,7 @@ import (
 	tfacctest "github.com/hashicorp/terraform-plugin-testing/helper/acctest"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
-	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
-	"github.com/fulcrumlb/fulcrum/internal/teststack"
 	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/acctest"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
@@ -23,54 +20,9 @@ import (
 
 const addr = loadbalancer.ResourceType + ".test"
 
-func apiClient(t *testing.T, s *teststack.Stack) *fulcrum.Client {
-	t.Helper()
-	c, err := fulcrum.NewClient(s.Endpoint, s.TenantToken, "acctest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// stack starts a Fulcrum stack for an acceptance test; without TF_ACC the
-// test is skipped before anything starts.
-func stack(t *testing.T) *teststack.Stack {
-	t.Helper()
-	if os.Getenv(resource.EnvTfAcc) == "" {
-		t.Skipf("acceptance test: set %s=1", resource.EnvTfAcc)
-	}
-	return acctest.Stack(t)
-}
-
 // checkDestroyed asks the API for every load balancer left in state.
 func checkDestroyed(c *fulcrum.Client) resource.TestCheckFunc {
-	return func(st *terraform.State) error {
-		for _, rs := range st.RootModule().Resources {
-			if rs.Type != loadbalancer.ResourceType {
-				continue
-			}
-			res, err := c.API.GetLoadBalancerWithResponse(context.Background(), rs.Primary.ID)
-			if err != nil {
-				return err
-			}
-			if res.StatusCode() != 404 {
-				return fmt.Errorf("load balancer %s still exists (GET answered %d)", rs.Primary.ID, res.StatusCode())
-			}
-		}
-		return nil
-	}
-}
-
-// captureID stores the resource's id for later PreConfig steps.
-func captureID(name string, id *string) resource.TestCheckFunc {
-	return func(st *terraform.State) error {
-		rs, ok := st.RootModule().Resources[name]
-		if !ok {
-			return fmt.Errorf("%s not in state", name)
-		}
-		*id = rs.Primary.ID
-		return nil
-	}
+	return acctest.CheckDestroyed(loadbalancer.ResourceType, "load balancer", c.API.GetLoadBalancerWithResponse)
 }
 
 func inRange(prefix string) func(string) error {
@@ -85,8 +37,9 @@ func inRange(prefix string) func(string) error {
 }
 
 func TestAccLoadBalancer_basic(t *testing.T) {
-	s := stack(t)
-	c := apiClient(t, s)
+	acctest.SkipUnlessAcc(t)
+	s := acctest.Stack(t)
+	c := acctest.Client(t, s, s.TenantToken)
 	name := tfacctest.RandomWithPrefix("lb")
 	var id string
 	config := func(body string) string { return acctest.ProviderBlock(s, s.TenantToken) + body }
@@ -114,7 +67,7 @@ resource "fulcrum_load_balancer" "test" {
 			{
 				Config: first,
 				Check: resource.ComposeAggregateTestCheckFunc(
-					captureID(addr, &id),
+					acctest.CaptureID(addr, &id),
 					resource.TestMatchResourceAttr(addr, "id", regexp.MustCompile(`^lb_`)),
 					resource.TestCheckResourceAttr(addr, "name", name),
 					resource.TestCheckResourceAttr(addr, "description", "first"),
@@ -193,8 +146,9 @@ resource "fulcrum_load_balancer" "test" {
 // A given VIP and node group are kept; another VIP replaces the load
 // balancer, another spelling of the same VIP does not.
 func TestAccLoadBalancer_vipAddress(t *testing.T) {
-	s := stack(t)
-	c := apiClient(t, s)
+	acctest.SkipUnlessAcc(t)
+	s := acctest.Stack(t)
+	c := acctest.Client(t, s, s.TenantToken)
 	p := netip.MustParsePrefix(s.VIPRange)
 	vip1, vip2 := p.Addr().Next().Next().Next(), p.Addr().Next().Next().Next().Next()
 	config := func(vip string) string {
@@ -234,7 +188,8 @@ resource "fulcrum_load_balancer" "test" {
 }
 
 func TestAccLoadBalancer_dataSources(t *testing.T) {
-	s := stack(t)
+	acctest.SkipUnlessAcc(t)
+	s := acctest.Stack(t)
 	name := tfacctest.RandomWithPrefix("lb")
 	config := acctest.ProviderBlock(s, s.TenantToken) + fmt.Sprintf(`
 resource "fulcrum_load_balancer" "a" {
@@ -266,7 +221,7 @@ data "fulcrum_load_balancers" "named" {
 `, name)
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: acctest.Factories(),
-		CheckDestroy:             checkDestroyed(apiClient(t, s)),
+		CheckDestroy:             checkDestroyed(acctest.Client(t, s, s.TenantToken)),
 		Steps: []resource.TestStep{{
 			Config: config,
 			Check: resource.ComposeAggregateTestCheckFunc(
@@ -289,7 +244,7 @@ data "fulcrum_load_balancers" "named" {
 // Bad values fail at plan, naming the attribute; no API is needed.
 func TestAccLoadBalancer_invalid(t *testing.T) {
 	acctest.PreCheck(t)
-	provider := "provider \"fulcrum\" {\n  endpoint = \"http://127.0.0.1:9\"\n  token    = \"unused\"\n}\n"
+	provider := acctest.UnreachableProviderBlock
 	step := func(body, want string) resource.TestStep {
 		return resource.TestStep{
 			Config:      provider + "resource \"fulcrum_load_balancer\" \"test\" {\n" + body + "\n}\n",

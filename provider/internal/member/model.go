@@ -1,13 +1,11 @@
 package member
 
 import (
-	"net/netip"
-
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
-	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/fulcrumlb/fulcrum/openapi"
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
 // model is the resource's plan and state.
@@ -39,8 +37,8 @@ func (m *model) fromAPI(mb *openapi.Member) {
 	m.LoadBalancerID = types.StringValue(mb.LoadBalancerId)
 	m.Name = types.StringValue(mb.Name)
 	m.Description = types.StringValue(mb.Description)
-	m.Labels = labelsValue(mb.Labels)
-	if !sameIP(m.Address, mb.Address) {
+	m.Labels = fulcrum.LabelsValue(mb.Labels)
+	if !fulcrum.SameIP(m.Address, mb.Address) {
 		m.Address = types.StringValue(mb.Address)
 	}
 	m.Port = types.Int64Value(int64(mb.Port))
@@ -59,13 +57,13 @@ func (m *model) toCreate() openapi.MemberCreate {
 		PoolId:         m.PoolID.ValueString(),
 		Address:        m.Address.ValueString(),
 		Port:           int(m.Port.ValueInt64()),
-		Name:           stringPtr(m.Name),
-		Description:    stringPtr(m.Description),
-		Labels:         labelsPtr(m.Labels),
-		Weight:         intPtr(m.Weight),
-		Backup:         boolPtr(m.Backup),
-		Enabled:        boolPtr(m.Enabled),
-		MaxConnections: intPtr(m.MaxConnections),
+		Name:           fulcrum.StringPtr(m.Name),
+		Description:    fulcrum.StringPtr(m.Description),
+		Labels:         fulcrum.LabelsPtr(m.Labels),
+		Weight:         fulcrum.IntPtr(m.Weight),
+		Backup:         fulcrum.BoolPtr(m.Backup),
+		Enabled:        fulcrum.BoolPtr(m.Enabled),
+		MaxConnections: fulcrum.IntPtr(m.MaxConnections),
 	}
 }
 
@@ -73,69 +71,14 @@ func (m *model) toCreate() openapi.MemberCreate {
 // the update also undoes drift.
 func (m *model) toUpdate() openapi.MemberUpdate {
 	return openapi.MemberUpdate{
-		Address:        stringPtr(m.Address),
-		Port:           intPtr(m.Port),
-		Name:           stringPtr(m.Name),
-		Description:    stringPtr(m.Description),
-		Labels:         labelsPtr(m.Labels),
-		Weight:         intPtr(m.Weight),
-		Backup:         boolPtr(m.Backup),
-		Enabled:        boolPtr(m.Enabled),
-		MaxConnections: intPtr(m.MaxConnections),
+		Address:        fulcrum.StringPtr(m.Address),
+		Port:           fulcrum.IntPtr(m.Port),
+		Name:           fulcrum.StringPtr(m.Name),
+		Description:    fulcrum.StringPtr(m.Description),
+		Labels:         fulcrum.LabelsPtr(m.Labels),
+		Weight:         fulcrum.IntPtr(m.Weight),
+		Backup:         fulcrum.BoolPtr(m.Backup),
+		Enabled:        fulcrum.BoolPtr(m.Enabled),
+		MaxConnections: fulcrum.IntPtr(m.MaxConnections),
 	}
-}
-
-func sameIP(prior types.String, api string) bool {
-	if prior.IsNull() || prior.IsUnknown() {
-		return false
-	}
-	a, err1 := netip.ParseAddr(prior.ValueString())
-	b, err2 := netip.ParseAddr(api)
-	return err1 == nil && err2 == nil && a == b
-}
-
-func stringPtr(v types.String) *string {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	s := v.ValueString()
-	return &s
-}
-
-func intPtr(v types.Int64) *int {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	i := int(v.ValueInt64())
-	return &i
-}
-
-func boolPtr(v types.Bool) *bool {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	b := v.ValueBool()
-	return &b
-}
-
-func labelsValue(l map[string]string) types.Map {
-	elems := make(map[string]attr.Value, len(l))
-	for k, v := range l {
-		elems[k] = types.StringValue(v)
-	}
-	return types.MapValueMust(types.StringType, elems)
-}
-
-// labelsPtr sends a null map as "no labels", so removing the attribute clears them.
-func labelsPtr(v types.Map) *openapi.Labels {
-	if v.IsUnknown() {
-		return nil
-	}
-	l := openapi.Labels{}
-	for k, e := range v.Elements() {
-		if s, ok := e.(types.String); ok && !s.IsNull() && !s.IsUnknown() {
-			l[k] = s.ValueString()
-		}
-	}
-	return &l
 }

@@ -57,16 +57,3 @@ func TestToCreateAndUpdate(t *testing.T) {
 		t.Errorf("toUpdate = %+v", u)
 	}
 }
-
-func TestHostOrIP(t *testing.T) {
-	for _, v := range []string{"10.0.0.1", "::1", "backend", "api.example.com", "a-b.example"} {
-		if msg := hostOrIPProblem(v); msg != "" {
-			t.Errorf("%q refused: %s", v, msg)
-		}
-	}
-	for _, v := range []string{"", "bad host", "10.0.0.300", "-a.example", "a_b.example", "fe80::1%eth0", "host.123", "a..b"} {
-		if msg := hostOrIPProblem(v); msg == "" {
-			t.Errorf("%q accepted", v)
-		}
-	}
-}

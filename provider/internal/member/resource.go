@@ -2,30 +2,23 @@ package member
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
 	"reflect"
-	"regexp"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
-	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
-	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
-	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
@@ -59,9 +52,6 @@ func (r *Resource) Metadata(_ context.Context, _ resource.MetadataRequest, resp 
 	resp.TypeName = ResourceType
 }
 
-// labelKeyRE is the API's label key syntax.
-var labelKeyRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$`)
-
 func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
 		Description: "A member: one backend server of a pool. Weight, enabled and address changes are applied without reloading HAProxy.",
@@ -87,32 +77,14 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Optional:    true,
 				Computed:    true,
 				Default:     stringdefault.StaticString(""),
-				Validators:  []validator.String{stringvalidator.LengthAtMost(255), noEdgeSpace{}},
+				Validators:  []validator.String{stringvalidator.LengthAtMost(255), fulcrum.NoEdgeSpace()},
 			},
-			"description": schema.StringAttribute{
-				Description: "Free-form description; at most 1024 characters.",
-				Optional:    true,
-				Computed:    true,
-				Default:     stringdefault.StaticString(""),
-				Validators:  []validator.String{stringvalidator.LengthAtMost(1024)},
-			},
-			"labels": schema.MapAttribute{
-				Description: "Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` of at most 63 characters, values of at most 255.",
-				ElementType: types.StringType,
-				Optional:    true,
-				Computed:    true,
-				Default:     mapdefault.StaticValue(types.MapValueMust(types.StringType, map[string]attr.Value{})),
-				Validators: []validator.Map{
-					mapvalidator.SizeAtMost(64),
-					mapvalidator.KeysAre(stringvalidator.LengthBetween(1, 63),
-						stringvalidator.RegexMatches(labelKeyRE, "must be lowercase letters, digits and . _ / -, starting and ending with a letter or digit")),
-					mapvalidator.ValueStringsAre(stringvalidator.LengthAtMost(255)),
-				},
-			},
+			"description": fulcrum.DescriptionAttribute(),
+			"labels":      fulcrum.LabelsAttribute(),
 			"address": schema.StringAttribute{
 				Description: "The backend's IP address or DNS name (at most 253 characters).",
 				Required:    true,
-				Validators:  []validator.String{hostOrIP{}},
+				Validators:  []validator.String{fulcrum.HostOrIP()},
 			},
 			"port": schema.Int64Attribute{
 				Description: "The backend's port, 1 to 65535.",
@@ -153,7 +125,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 			"provisioning_status": schema.StringAttribute{
 				Description:   "`pending_create`, `active`, `pending_update`, `pending_delete` or `error`. Terraform waits for `active` after every change.",
 				Computed:      true,
-				PlanModifiers: []planmodifier.String{activeAfterApply{}},
+				PlanModifiers: []planmodifier.String{fulcrum.ActiveAfterApply()},
 			},
 			"operating_status": schema.StringAttribute{
 				Description: "Observed health from the dataplane: `online`, `offline`, `draining` or `no_monitor`.",
@@ -187,18 +159,18 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 		return
 	}
 	if res.JSON201 == nil {
-		addProblem(&resp.Diagnostics, "Could not create the member", res.StatusCode(), res.Body)
+		fulcrum.AddProblem(&resp.Diagnostics, "Could not create the member", res.StatusCode(), res.Body, nil)
 		return
 	}
 	plan.fromAPI(res.JSON201)
 	// Track the object at once: if waiting fails it is tainted, not leaked.
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
-	m, err := waitActive(ctx, r.client, plan.ID.ValueString())
+	m, err := wait.Active(ctx, r.client, plan.ID.ValueString())
 	if m != nil {
 		plan.fromAPI(m)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	}
-	addWaitError(&resp.Diagnostics, plan.ID.ValueString(), "active", err)
+	wait.AddError(&resp.Diagnostics, plan.ID.ValueString(), "active", err)
 }
 
 func (r *Resource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -244,17 +216,17 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 		return
 	}
 	if res.JSON200 == nil {
-		addProblem(&resp.Diagnostics, "Could not update the member", res.StatusCode(), res.Body)
+		fulcrum.AddProblem(&resp.Diagnostics, "Could not update the member", res.StatusCode(), res.Body, nil)
 		return
 	}
 	plan.fromAPI(res.JSON200)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
-	m, err := waitActive(ctx, r.client, id)
+	m, err := wait.Active(ctx, r.client, id)
 	if m != nil {
 		plan.fromAPI(m)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	}
-	addWaitError(&resp.Diagnostics, id, "active", err)
+	wait.AddError(&resp.Diagnostics, id, "active", err)
 }
 
 func (r *Resource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -279,24 +251,14 @@ func (r *Resource) Delete(ctx context.Context, req resource.DeleteRequest, resp 
 	case http.StatusNotFound:
 		return // already gone
 	default:
-		addProblem(&resp.Diagnostics, "Could not delete the member", res.StatusCode(), res.Body)
+		fulcrum.AddProblem(&resp.Diagnostics, "Could not delete the member", res.StatusCode(), res.Body, nil)
 		return
 	}
-	err = fulcrum.WaitGone(ctx, func(ctx context.Context) (fulcrum.Status, error) {
-		s, _, err := statusAndObject(ctx, r.client, id)
-		return s, err
-	})
-	addWaitError(&resp.Diagnostics, id, "gone", err)
+	wait.AddError(&resp.Diagnostics, id, "gone", wait.Gone(ctx, r.client, id))
 }
 
 func (r *Resource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
-}
-
-// addProblem is the one place API errors become diagnostics; the API's field
-// names are the schema's.
-func addProblem(diags *diag.Diagnostics, summary string, status int, body []byte) {
-	fulcrum.AddProblem(diags, summary, status, body, nil)
 }
 
 // get reads one member; found is false on 404.
@@ -312,47 +274,16 @@ func get(ctx context.Context, c *fulcrum.Client, id string, diags *diag.Diagnost
 	case res.StatusCode() == http.StatusNotFound:
 		return nil, false
 	}
-	addProblem(diags, "Could not read the member", res.StatusCode(), res.Body)
+	fulcrum.AddProblem(diags, "Could not read the member", res.StatusCode(), res.Body, nil)
 	return nil, false
 }
 
-func statusAndObject(ctx context.Context, c *fulcrum.Client, id string) (fulcrum.Status, *openapi.Member, error) {
-	var diags diag.Diagnostics
-	m, found := get(ctx, c, id, &diags)
-	if diags.HasError() {
-		return fulcrum.Status{}, nil, fmt.Errorf("%s: %s", diags[0].Summary(), diags[0].Detail())
-	}
-	if !found {
-		return fulcrum.Status{}, nil, nil
-	}
-	msg := ""
-	if m.StatusMessage != nil {
-		msg = *m.StatusMessage
-	}
-	return fulcrum.Status{Found: true, ProvisioningStatus: string(m.ProvisioningStatus), Message: msg}, m, nil
-}
-
-// waitActive waits until every node serves the member's current version and
-// returns the last object read.
-func waitActive(ctx context.Context, c *fulcrum.Client, id string) (*openapi.Member, error) {
-	var last *openapi.Member
-	err := fulcrum.WaitActive(ctx, func(ctx context.Context) (fulcrum.Status, error) {
-		s, m, err := statusAndObject(ctx, c, id)
-		if m != nil {
-			last = m
-		}
-		return s, err
-	})
-	return last, err
-}
-
-func addWaitError(diags *diag.Diagnostics, id, want string, err error) {
-	switch {
-	case err == nil:
-	case errors.Is(err, fulcrum.ErrObjectError):
-		diags.AddError("The member went to provisioning status error",
-			fmt.Sprintf("Member %s could not be applied by the dataplane: %v", id, err))
-	default:
-		diags.AddError(fmt.Sprintf("Member did not become %s", want), fmt.Sprintf("Member %s: %v", id, err))
-	}
+// wait waits until every node serves a member's current version, or until
+// the member is gone.
+var wait = fulcrum.Waiter[openapi.Member]{
+	Kind: "member",
+	Get:  get,
+	Status: func(m *openapi.Member) (openapi.ProvisioningStatus, *string) {
+		return m.ProvisioningStatus, m.StatusMessage
+	},
 }

@@ -3,7 +3,6 @@ package member_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -23,53 +22,9 @@ import (
 
 const addr = member.ResourceType + ".test"
 
-func apiClient(t *testing.T, s *teststack.Stack) *fulcrum.Client {
-	t.Helper()
-	c, err := fulcrum.NewClient(s.Endpoint, s.TenantToken, "acctest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// stack starts a Fulcrum stack for an acceptance test; without TF_ACC the
-// test is skipped before anything starts.
-func stack(t *testing.T) *teststack.Stack {
-	t.Helper()
-	if os.Getenv(resource.EnvTfAcc) == "" {
-		t.Skipf("acceptance test: set %s=1", resource.EnvTfAcc)
-	}
-	return acctest.Stack(t)
-}
-
 // checkDestroyed asks the API for every member left in state.
 func checkDestroyed(c *fulcrum.Client) resource.TestCheckFunc {
-	return func(st *terraform.State) error {
-		for _, rs := range st.RootModule().Resources {
-			if rs.Type != member.ResourceType {
-				continue
-			}
-			res, err := c.API.GetMemberWithResponse(context.Background(), rs.Primary.ID)
-			if err != nil {
-				return err
-			}
-			if res.StatusCode() != 404 {
-				return fmt.Errorf("member %s still exists (GET answered %d)", rs.Primary.ID, res.StatusCode())
-			}
-		}
-		return nil
-	}
-}
-
-func captureID(name string, id *string) resource.TestCheckFunc {
-	return func(st *terraform.State) error {
-		rs, ok := st.RootModule().Resources[name]
-		if !ok {
-			return fmt.Errorf("%s not in state", name)
-		}
-		*id = rs.Primary.ID
-		return nil
-	}
+	return acctest.CheckDestroyed(member.ResourceType, "member", c.API.GetMemberWithResponse)
 }
 
 // serves checks that the load balancer's listener answers with want: the
@@ -95,7 +50,8 @@ func serves(want string) resource.TestCheckFunc {
 // The whole chain with real traffic: the member's backend answers through
 // HAProxy; moving the member moves the traffic; disabling it stops it.
 func TestAccMember_basic(t *testing.T) {
-	s := stack(t)
+	acctest.SkipUnlessAcc(t)
+	s := acctest.Stack(t)
 	b1, b2 := teststack.StartBackend(t, "backend-1"), teststack.StartBackend(t, "backend-2")
 	name := tfacctest.RandomWithPrefix("mbr")
 	var id string
@@ -146,12 +102,12 @@ resource "fulcrum_member" "test" {
 
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: acctest.Factories(),
-		CheckDestroy:             checkDestroyed(apiClient(t, s)),
+		CheckDestroy:             checkDestroyed(acctest.Client(t, s, s.TenantToken)),
 		Steps: []resource.TestStep{
 			{
 				Config: first,
 				Check: resource.ComposeAggregateTestCheckFunc(
-					captureID(addr, &id),
+					acctest.CaptureID(addr, &id),
 					resource.TestMatchResourceAttr(addr, "id", regexp.MustCompile(`^mbr_`)),
 					resource.TestCheckResourceAttrPair(addr, "pool_id", "fulcrum_pool.web", "id"),
 					resource.TestCheckResourceAttrPair(addr, "load_balancer_id", "fulcrum_load_balancer.lb", "id"),
@@ -205,8 +161,9 @@ resource "fulcrum_member" "test" {
 // Out-of-band changes: drift is undone, a member deleted behind Terraform's
 // back is created again, and another pool replaces the member.
 func TestAccMember_outOfBand(t *testing.T) {
-	s := stack(t)
-	c := apiClient(t, s)
+	acctest.SkipUnlessAcc(t)
+	s := acctest.Stack(t)
+	c := acctest.Client(t, s, s.TenantToken)
 	var id string
 	config := func(pool string) string {
 		return acctest.ProviderBlock(s, s.TenantToken) + fmt.Sprintf(`
@@ -234,7 +191,7 @@ resource "fulcrum_member" "test" {
 			{
 				Config: config("a"),
 				Check: resource.ComposeAggregateTestCheckFunc(
-					captureID(addr, &id),
+					acctest.CaptureID(addr, &id),
 					resource.TestCheckResourceAttr(addr, "address", "backend.internal"),
 				),
 			},
@@ -288,7 +245,7 @@ resource "fulcrum_member" "test" {
 // Bad values fail at plan, naming the attribute; no API is needed.
 func TestAccMember_invalid(t *testing.T) {
 	acctest.PreCheck(t)
-	provider := "provider \"fulcrum\" {\n  endpoint = \"http://127.0.0.1:9\"\n  token    = \"unused\"\n}\n"
+	provider := acctest.UnreachableProviderBlock
 	step := func(body, want string) resource.TestStep {
 		return resource.TestStep{
 			Config:      provider + "resource \"fulcrum_member\" \"test\" {\n  pool_id = \"pool_x\"\n" + body + "\n}\n",

@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/fulcrumlb/fulcrum/openapi"
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
 // model is the resource's state and plan.
@@ -19,20 +20,13 @@ type model struct {
 }
 
 // fromAPI refreshes everything.
-func (m *model) fromAPI(ctx context.Context, g *openapi.NodeGroup) diag.Diagnostics {
-	var diags diag.Diagnostics
+func (m *model) fromAPI(_ context.Context, g *openapi.NodeGroup) diag.Diagnostics {
 	m.ID = types.StringValue(g.Id)
 	m.Name = types.StringValue(g.Name)
 	m.Description = types.StringValue(g.Description)
-	labels := map[string]string(g.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	l, d := types.MapValueFrom(ctx, types.StringType, labels)
-	diags.Append(d...)
-	m.Labels = l
+	m.Labels = fulcrum.LabelsValue(g.Labels)
 	m.VIPRange = types.StringValue(g.VipRange)
-	return diags
+	return nil
 }
 
 // toCreate is the POST body for the planned node group.
@@ -41,7 +35,7 @@ func (m *model) toCreate(ctx context.Context) (openapi.NodeGroupCreate, diag.Dia
 	return openapi.NodeGroupCreate{
 		Name:        m.Name.ValueString(),
 		Description: m.Description.ValueStringPointer(),
-		Labels:      labelsToAPI(ctx, m.Labels, &diags),
+		Labels:      fulcrum.LabelsToAPI(ctx, m.Labels, &diags),
 		VipRange:    m.VIPRange.ValueString(),
 	}, diags
 }
@@ -52,17 +46,7 @@ func (m *model) toUpdate(ctx context.Context) (openapi.NodeGroupUpdate, diag.Dia
 	return openapi.NodeGroupUpdate{
 		Name:        m.Name.ValueStringPointer(),
 		Description: m.Description.ValueStringPointer(),
-		Labels:      labelsToAPI(ctx, m.Labels, &diags),
+		Labels:      fulcrum.LabelsToAPI(ctx, m.Labels, &diags),
 		VipRange:    m.VIPRange.ValueStringPointer(),
 	}, diags
-}
-
-// labelsToAPI sends the planned labels; a null map sends none.
-func labelsToAPI(ctx context.Context, v types.Map, diags *diag.Diagnostics) *openapi.Labels {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	out := openapi.Labels{}
-	diags.Append(v.ElementsAs(ctx, (*map[string]string)(&out), false)...)
-	return &out
 }

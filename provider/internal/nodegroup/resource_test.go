@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
-	"text/template"
 
 	tfacctest "github.com/hashicorp/terraform-plugin-testing/helper/acctest"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
-	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/acctest"
@@ -23,8 +20,7 @@ import (
 
 const addr = nodegroup.ResourceType + ".test"
 
-var tmpl = template.Must(template.New("node_group.tf.tmpl").Funcs(template.FuncMap{"q": strconv.Quote}).
-	ParseFiles("testdata/node_group.tf.tmpl"))
+var tmpl = acctest.Template("testdata/node_group.tf.tmpl")
 
 // config is what testdata/node_group.tf.tmpl renders.
 type config struct {
@@ -35,40 +31,17 @@ type config struct {
 	Labels      map[string]string
 }
 
-func (c config) String() string {
-	var b strings.Builder
-	if err := tmpl.Execute(&b, c); err != nil {
-		panic(err)
-	}
-	return b.String()
-}
+func (c config) String() string { return acctest.Render(tmpl, c) }
 
 // checkDestroy asks the API for every node group left in state.
 func checkDestroy(c *fulcrum.Client) resource.TestCheckFunc {
-	return func(st *terraform.State) error {
-		for _, rs := range st.RootModule().Resources {
-			if rs.Type != nodegroup.ResourceType {
-				continue
-			}
-			res, err := c.API.GetNodeGroupWithResponse(context.Background(), rs.Primary.ID)
-			if err != nil {
-				return err
-			}
-			if res.StatusCode() != http.StatusNotFound {
-				return fmt.Errorf("node group %s still exists (GET answered %d)", rs.Primary.ID, res.StatusCode())
-			}
-		}
-		return nil
-	}
+	return acctest.CheckDestroyed(nodegroup.ResourceType, "node group", c.API.GetNodeGroupWithResponse)
 }
 
 func TestAccNodeGroup(t *testing.T) {
-	skipUnlessAcc(t)
+	acctest.SkipUnlessAcc(t)
 	s := acctest.Stack(t)
-	c, err := fulcrum.NewClient(s.Endpoint, s.AdminToken, "acctest")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := acctest.Client(t, s, s.AdminToken)
 	name := tfacctest.RandomWithPrefix("ng")
 	first := config{Provider: acctest.ProviderBlock(s, s.AdminToken), Name: name, VIPRange: "10.77.0.0/24"}
 	second := first
@@ -147,9 +120,9 @@ func TestAccNodeGroup(t *testing.T) {
 }
 
 func TestAccNodeGroupInvalid(t *testing.T) {
-	skipUnlessAcc(t)
+	acctest.SkipUnlessAcc(t)
 	acctest.PreCheck(t)
-	provider := "provider \"fulcrum\" {\n  endpoint = \"http://127.0.0.1:1\"\n  token    = \"unused\"\n}\n"
+	provider := acctest.UnreachableProviderBlock
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: acctest.Factories(),
 		Steps: []resource.TestStep{

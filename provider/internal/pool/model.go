@@ -1,11 +1,11 @@
 package pool
 
 import (
-	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/oapi-codegen/nullable"
 
 	"github.com/fulcrumlb/fulcrum/openapi"
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
 // model is what the resource and the data source share: every attribute the
@@ -56,7 +56,7 @@ func (m *model) fromAPI(p *openapi.Pool) {
 	m.LoadBalancerID = types.StringValue(p.LoadBalancerId)
 	m.Name = types.StringValue(p.Name)
 	m.Description = types.StringValue(p.Description)
-	m.Labels = labelsValue(p.Labels)
+	m.Labels = fulcrum.LabelsValue(p.Labels)
 	m.Protocol = types.StringValue(string(p.Protocol))
 	m.Algorithm = types.StringValue(string(p.Algorithm))
 	m.HashKey = types.StringValue(p.HashKey)
@@ -111,30 +111,30 @@ func (m *model) toCreate() openapi.PoolCreate {
 // "unset" (cookie name, monitor fields) are left out.
 func (m *model) toUpdate() openapi.PoolUpdate {
 	u := openapi.PoolUpdate{
-		Name:           stringPtr(m.Name),
-		Description:    stringPtr(m.Description),
-		Labels:         labelsPtr(m.Labels),
-		Protocol:       (*openapi.PoolProtocol)(stringPtr(m.Protocol)),
-		Algorithm:      (*openapi.PoolAlgorithm)(stringPtr(m.Algorithm)),
-		HashKey:        stringPtr(m.HashKey),
-		Retries:        intPtr(m.Retries),
-		Redispatch:     boolPtr(m.Redispatch),
-		ProxyProtocol:  (*openapi.PoolUpdateProxyProtocol)(stringPtr(m.ProxyProtocol)),
-		DrainTimeoutMs: intPtr(m.DrainTimeoutMS),
-		TlsToMembers:   boolPtr(m.TLSToMembers),
+		Name:           fulcrum.StringPtr(m.Name),
+		Description:    fulcrum.StringPtr(m.Description),
+		Labels:         fulcrum.LabelsPtr(m.Labels),
+		Protocol:       (*openapi.PoolProtocol)(fulcrum.StringPtr(m.Protocol)),
+		Algorithm:      (*openapi.PoolAlgorithm)(fulcrum.StringPtr(m.Algorithm)),
+		HashKey:        fulcrum.StringPtr(m.HashKey),
+		Retries:        fulcrum.IntPtr(m.Retries),
+		Redispatch:     fulcrum.BoolPtr(m.Redispatch),
+		ProxyProtocol:  (*openapi.PoolUpdateProxyProtocol)(fulcrum.StringPtr(m.ProxyProtocol)),
+		DrainTimeoutMs: fulcrum.IntPtr(m.DrainTimeoutMS),
+		TlsToMembers:   fulcrum.BoolPtr(m.TLSToMembers),
 		HealthMonitor:  nullable.NewNullNullable[openapi.HealthMonitor](),
 	}
 	if sp := m.SessionPersistence; sp != nil {
 		u.SessionPersistence = &openapi.SessionPersistence{
 			Type:             openapi.SessionPersistenceType(sp.Type.ValueString()),
 			CookieName:       nonEmpty(sp.CookieName),
-			CookieTtlSeconds: intPtr(sp.CookieTTLSeconds),
+			CookieTtlSeconds: fulcrum.IntPtr(sp.CookieTTLSeconds),
 		}
 	}
 	if hm := m.HealthMonitor; hm != nil {
 		u.HealthMonitor = nullable.NewNullableWithValue(openapi.HealthMonitor{
 			Type:       openapi.HealthMonitorType(hm.Type.ValueString()),
-			IntervalMs: intPtr(hm.IntervalMS), TimeoutMs: intPtr(hm.TimeoutMS), Rise: intPtr(hm.Rise), Fall: intPtr(hm.Fall),
+			IntervalMs: fulcrum.IntPtr(hm.IntervalMS), TimeoutMs: fulcrum.IntPtr(hm.TimeoutMS), Rise: fulcrum.IntPtr(hm.Rise), Fall: fulcrum.IntPtr(hm.Fall),
 			HttpMethod: nonEmpty(hm.HTTPMethod), Path: nonEmpty(hm.Path), Host: nonEmpty(hm.Host), ExpectedCodes: nonEmpty(hm.ExpectedCodes),
 		})
 	}
@@ -150,54 +150,8 @@ func deref[T any](p *T) T {
 }
 
 func nonEmpty(v types.String) *string {
-	if p := stringPtr(v); p != nil && *p != "" {
+	if p := fulcrum.StringPtr(v); p != nil && *p != "" {
 		return p
 	}
 	return nil
-}
-
-func stringPtr(v types.String) *string {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	s := v.ValueString()
-	return &s
-}
-
-func intPtr(v types.Int64) *int {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	i := int(v.ValueInt64())
-	return &i
-}
-
-func boolPtr(v types.Bool) *bool {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	b := v.ValueBool()
-	return &b
-}
-
-func labelsValue(l map[string]string) types.Map {
-	elems := make(map[string]attr.Value, len(l))
-	for k, v := range l {
-		elems[k] = types.StringValue(v)
-	}
-	return types.MapValueMust(types.StringType, elems)
-}
-
-// labelsPtr sends a null map as "no labels", so removing the attribute clears them.
-func labelsPtr(v types.Map) *openapi.Labels {
-	if v.IsUnknown() {
-		return nil
-	}
-	l := openapi.Labels{}
-	for k, e := range v.Elements() {
-		if s, ok := e.(types.String); ok && !s.IsNull() && !s.IsUnknown() {
-			l[k] = s.ValueString()
-		}
-	}
-	return &l
 }

@@ -2,16 +2,13 @@ package pool
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
-	"regexp"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
-	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -20,7 +17,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
@@ -76,9 +72,6 @@ var (
 	monitorHTTPAttribute = []string{"http_method", "path", "host", "expected_codes"}
 )
 
-// labelKeyRE is the API's label key syntax.
-var labelKeyRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$`)
-
 func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	httpDefaults := func(v string) map[string]string { return map[string]string{"http": v, "https": v} }
 	resp.Schema = schema.Schema{
@@ -100,28 +93,10 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Optional:    true,
 				Computed:    true,
 				Default:     stringdefault.StaticString(""),
-				Validators:  []validator.String{stringvalidator.LengthAtMost(255), noEdgeSpace},
+				Validators:  []validator.String{stringvalidator.LengthAtMost(255), fulcrum.NoEdgeSpace()},
 			},
-			"description": schema.StringAttribute{
-				Description: "Free-form description; at most 1024 characters.",
-				Optional:    true,
-				Computed:    true,
-				Default:     stringdefault.StaticString(""),
-				Validators:  []validator.String{stringvalidator.LengthAtMost(1024)},
-			},
-			"labels": schema.MapAttribute{
-				Description: "Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` of at most 63 characters, values of at most 255.",
-				ElementType: types.StringType,
-				Optional:    true,
-				Computed:    true,
-				Default:     mapdefault.StaticValue(types.MapValueMust(types.StringType, map[string]attr.Value{})),
-				Validators: []validator.Map{
-					mapvalidator.SizeAtMost(64),
-					mapvalidator.KeysAre(stringvalidator.LengthBetween(1, 63),
-						stringvalidator.RegexMatches(labelKeyRE, "must be lowercase letters, digits and . _ / -, starting and ending with a letter or digit")),
-					mapvalidator.ValueStringsAre(stringvalidator.LengthAtMost(255)),
-				},
-			},
+			"description": fulcrum.DescriptionAttribute(),
+			"labels":      fulcrum.LabelsAttribute(),
 			"protocol": schema.StringAttribute{
 				Description: "`tcp` (for tcp listeners) or `http` (for http and https listeners).",
 				Required:    true,
@@ -281,7 +256,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 			"provisioning_status": schema.StringAttribute{
 				Description:   "`pending_create`, `active`, `pending_update`, `pending_delete` or `error`. Terraform waits for `active` after every change.",
 				Computed:      true,
-				PlanModifiers: []planmodifier.String{activeAfterApply{}},
+				PlanModifiers: []planmodifier.String{fulcrum.ActiveAfterApply()},
 			},
 			"operating_status": schema.StringAttribute{
 				Description: "Observed health of the members: `online`, `degraded`, `offline`, `no_monitor` or `error`.",
@@ -377,18 +352,18 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 		return
 	}
 	if res.JSON201 == nil {
-		addProblem(&resp.Diagnostics, "Could not create the pool", res.StatusCode(), res.Body)
+		fulcrum.AddProblem(&resp.Diagnostics, "Could not create the pool", res.StatusCode(), res.Body, nil)
 		return
 	}
 	plan.fromAPI(res.JSON201)
 	// Track the object at once: if waiting fails it is tainted, not leaked.
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
-	p, err := waitActive(ctx, r.client, plan.ID.ValueString())
+	p, err := wait.Active(ctx, r.client, plan.ID.ValueString())
 	if p != nil {
 		plan.fromAPI(p)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	}
-	addWaitError(&resp.Diagnostics, plan.ID.ValueString(), "active", err)
+	wait.AddError(&resp.Diagnostics, plan.ID.ValueString(), "active", err)
 }
 
 func (r *Resource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -434,17 +409,17 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 		return
 	}
 	if res.JSON200 == nil {
-		addProblem(&resp.Diagnostics, "Could not update the pool", res.StatusCode(), res.Body)
+		fulcrum.AddProblem(&resp.Diagnostics, "Could not update the pool", res.StatusCode(), res.Body, nil)
 		return
 	}
 	plan.fromAPI(res.JSON200)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
-	p, err := waitActive(ctx, r.client, id)
+	p, err := wait.Active(ctx, r.client, id)
 	if p != nil {
 		plan.fromAPI(p)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	}
-	addWaitError(&resp.Diagnostics, id, "active", err)
+	wait.AddError(&resp.Diagnostics, id, "active", err)
 }
 
 func (r *Resource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -469,24 +444,14 @@ func (r *Resource) Delete(ctx context.Context, req resource.DeleteRequest, resp 
 	case http.StatusNotFound:
 		return // already gone
 	default:
-		addProblem(&resp.Diagnostics, "Could not delete the pool", res.StatusCode(), res.Body)
+		fulcrum.AddProblem(&resp.Diagnostics, "Could not delete the pool", res.StatusCode(), res.Body, nil)
 		return
 	}
-	err = fulcrum.WaitGone(ctx, func(ctx context.Context) (fulcrum.Status, error) {
-		s, _, err := statusAndObject(ctx, r.client, id)
-		return s, err
-	})
-	addWaitError(&resp.Diagnostics, id, "gone", err)
+	wait.AddError(&resp.Diagnostics, id, "gone", wait.Gone(ctx, r.client, id))
 }
 
 func (r *Resource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
-}
-
-// addProblem is the one place API errors become diagnostics; the API's field
-// names are the schema's.
-func addProblem(diags *diag.Diagnostics, summary string, status int, body []byte) {
-	fulcrum.AddProblem(diags, summary, status, body, nil)
 }
 
 // get reads one pool; found is false on 404.
@@ -502,43 +467,16 @@ func get(ctx context.Context, c *fulcrum.Client, id string, diags *diag.Diagnost
 	case res.StatusCode() == http.StatusNotFound:
 		return nil, false
 	}
-	addProblem(diags, "Could not read the pool", res.StatusCode(), res.Body)
+	fulcrum.AddProblem(diags, "Could not read the pool", res.StatusCode(), res.Body, nil)
 	return nil, false
 }
 
-func statusAndObject(ctx context.Context, c *fulcrum.Client, id string) (fulcrum.Status, *openapi.Pool, error) {
-	var diags diag.Diagnostics
-	p, found := get(ctx, c, id, &diags)
-	if diags.HasError() {
-		return fulcrum.Status{}, nil, fmt.Errorf("%s: %s", diags[0].Summary(), diags[0].Detail())
-	}
-	if !found {
-		return fulcrum.Status{}, nil, nil
-	}
-	return fulcrum.Status{Found: true, ProvisioningStatus: string(p.ProvisioningStatus), Message: deref(p.StatusMessage)}, p, nil
-}
-
-// waitActive waits until every node serves the pool's current version and
-// returns the last object read.
-func waitActive(ctx context.Context, c *fulcrum.Client, id string) (*openapi.Pool, error) {
-	var last *openapi.Pool
-	err := fulcrum.WaitActive(ctx, func(ctx context.Context) (fulcrum.Status, error) {
-		s, p, err := statusAndObject(ctx, c, id)
-		if p != nil {
-			last = p
-		}
-		return s, err
-	})
-	return last, err
-}
-
-func addWaitError(diags *diag.Diagnostics, id, want string, err error) {
-	switch {
-	case err == nil:
-	case errors.Is(err, fulcrum.ErrObjectError):
-		diags.AddError("The pool went to provisioning status error",
-			fmt.Sprintf("Pool %s could not be applied by the dataplane: %v", id, err))
-	default:
-		diags.AddError(fmt.Sprintf("Pool did not become %s", want), fmt.Sprintf("Pool %s: %v", id, err))
-	}
+// wait waits until every node serves a pool's current version, or until the
+// pool is gone.
+var wait = fulcrum.Waiter[openapi.Pool]{
+	Kind: "pool",
+	Get:  get,
+	Status: func(p *openapi.Pool) (openapi.ProvisioningStatus, *string) {
+		return p.ProvisioningStatus, p.StatusMessage
+	},
 }

@@ -1,18 +1,14 @@
 package pool_test
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"testing"
 
 	tfacctest "github.com/hashicorp/terraform-plugin-testing/helper/acctest"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
-	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
-	"github.com/fulcrumlb/fulcrum/internal/teststack"
 	"github.com/fulcrumlb/fulcrum/provider/internal/acctest"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 	"github.com/fulcrumlb/fulcrum/provider/internal/pool"
@@ -20,46 +16,14 @@ import (
 
 const addr = pool.ResourceType + ".test"
 
-func apiClient(t *testing.T, s *teststack.Stack) *fulcrum.Client {
-	t.Helper()
-	c, err := fulcrum.NewClient(s.Endpoint, s.TenantToken, "acctest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// stack starts a Fulcrum stack for an acceptance test; without TF_ACC the
-// test is skipped before anything starts.
-func stack(t *testing.T) *teststack.Stack {
-	t.Helper()
-	if os.Getenv(resource.EnvTfAcc) == "" {
-		t.Skipf("acceptance test: set %s=1", resource.EnvTfAcc)
-	}
-	return acctest.Stack(t)
-}
-
 // checkDestroyed asks the API for every pool left in state.
 func checkDestroyed(c *fulcrum.Client) resource.TestCheckFunc {
-	return func(st *terraform.State) error {
-		for _, rs := range st.RootModule().Resources {
-			if rs.Type != pool.ResourceType {
-				continue
-			}
-			res, err := c.API.GetPoolWithResponse(context.Background(), rs.Primary.ID)
-			if err != nil {
-				return err
-			}
-			if res.StatusCode() != 404 {
-				return fmt.Errorf("pool %s still exists (GET answered %d)", rs.Primary.ID, res.StatusCode())
-			}
-		}
-		return nil
-	}
+	return acctest.CheckDestroyed(pool.ResourceType, "pool", c.API.GetPoolWithResponse)
 }
 
 func TestAccPool_basic(t *testing.T) {
-	s := stack(t)
+	acctest.SkipUnlessAcc(t)
+	s := acctest.Stack(t)
 	name := tfacctest.RandomWithPrefix("pool")
 	config := func(body string) string {
 		return acctest.ProviderBlock(s, s.TenantToken) + `
@@ -117,7 +81,7 @@ resource "fulcrum_pool" "test" {
 
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: acctest.Factories(),
-		CheckDestroy:             checkDestroyed(apiClient(t, s)),
+		CheckDestroy:             checkDestroyed(acctest.Client(t, s, s.TenantToken)),
 		Steps: []resource.TestStep{
 			{
 				Config: first,
@@ -201,7 +165,7 @@ resource "fulcrum_pool" "test" {
 // Bad values fail at plan, naming the attribute; no API is needed.
 func TestAccPool_invalid(t *testing.T) {
 	acctest.PreCheck(t)
-	provider := "provider \"fulcrum\" {\n  endpoint = \"http://127.0.0.1:9\"\n  token    = \"unused\"\n}\n"
+	provider := acctest.UnreachableProviderBlock
 	step := func(body, want string) resource.TestStep {
 		return resource.TestStep{
 			Config:      provider + "resource \"fulcrum_pool\" \"test\" {\n  load_balancer_id = \"lb_x\"\n" + body + "\n}\n",

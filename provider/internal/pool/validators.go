@@ -3,7 +3,6 @@ package pool
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
 
@@ -12,7 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/fulcrumlb/fulcrum/openapi"
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
 // stringRule is a plan-time copy of one of the API's string checks: it
@@ -104,74 +103,7 @@ var statusCodes = stringRule{desc: "status codes or ranges such as 200-399 or 20
 }}
 
 // hostOrIP is an IP address or an RFC 1123 host name.
-var hostOrIP = stringRule{desc: "a host name or IP address", check: func(v string) string {
-	if a, err := netip.ParseAddr(v); err == nil {
-		if a.Zone() != "" {
-			return "must not include an IPv6 zone"
-		}
-		return ""
-	}
-	if strings.Contains(v, ":") {
-		return "must be a valid IPv4 or IPv6 address"
-	}
-	if len(v) > 253 {
-		return "must be at most 253 characters"
-	}
-	labels := strings.Split(v, ".")
-	for _, l := range labels {
-		if l == "" || len(l) > 63 {
-			return "must be a host name of dot-separated labels of 1 to 63 characters"
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' && i > 0 && i < len(l)-1
-			if !ok {
-				return fmt.Sprintf("label %q: only letters, digits and inner hyphens are allowed", l)
-			}
-		}
-	}
-	if isNumeric(labels[len(labels)-1]) { // read as IPv4 by resolvers
-		return "must be a valid IPv4 or IPv6 address"
-	}
-	return ""
-}}
-
-// isNumeric reports whether s is all decimal digits or a 0x hexadecimal number.
-func isNumeric(s string) bool {
-	digits := "0123456789"
-	if h, ok := strings.CutPrefix(strings.ToLower(s), "0x"); ok {
-		s, digits = h, "0123456789abcdef"
-	}
-	for i := 0; i < len(s); i++ {
-		if strings.IndexByte(digits, s[i]) < 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// noEdgeSpace mirrors the API's rule that names do not start or end with whitespace.
-var noEdgeSpace = stringRule{desc: "must not start or end with whitespace", check: func(v string) string {
-	if strings.TrimSpace(v) != v {
-		return "must not start or end with whitespace"
-	}
-	return ""
-}}
-
-// activeAfterApply plans provisioning_status `active` for every change: apply
-// waits for it (or fails).
-type activeAfterApply struct{}
-
-func (activeAfterApply) Description(context.Context) string {
-	return "Terraform waits for the object to become active."
-}
-func (m activeAfterApply) MarkdownDescription(ctx context.Context) string { return m.Description(ctx) }
-
-func (activeAfterApply) PlanModifyString(_ context.Context, req planmodifier.StringRequest, resp *planmodifier.StringResponse) {
-	if req.PlanValue.IsUnknown() {
-		resp.PlanValue = types.StringValue(string(openapi.ProvisioningStatusActive))
-	}
-}
+var hostOrIP = stringRule{desc: "a host name or IP address", check: fulcrum.HostOrIPProblem}
 
 // byType plans the API's default for an unset string whose default depends
 // on its object's `type` (cookie_insert's cookie name, http monitors' method,

@@ -4,11 +4,11 @@ import (
 	"context"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
-	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/fulcrumlb/fulcrum/openapi"
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
 // model is the resource's state and plan.
@@ -93,20 +93,13 @@ type (
 )
 
 // fromAPI refreshes everything but the timeouts.
-func (m *model) fromAPI(ctx context.Context, r *openapi.RoutingRule) diag.Diagnostics {
-	var diags diag.Diagnostics
+func (m *model) fromAPI(_ context.Context, r *openapi.RoutingRule) diag.Diagnostics {
 	m.ID = types.StringValue(r.Id)
 	m.ListenerID = types.StringValue(r.ListenerId)
 	m.LoadBalancerID = types.StringValue(r.LoadBalancerId)
 	m.Name = types.StringValue(r.Name)
 	m.Description = types.StringValue(r.Description)
-	labels := map[string]string(r.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	l, d := types.MapValueFrom(ctx, types.StringType, labels)
-	diags.Append(d...)
-	m.Labels = l
+	m.Labels = fulcrum.LabelsValue(r.Labels)
 	m.Priority = types.Int64Value(int64(r.Priority))
 	m.Conditions = make([]conditionModel, 0, len(r.Conditions))
 	for _, c := range r.Conditions {
@@ -126,7 +119,7 @@ func (m *model) fromAPI(ctx context.Context, r *openapi.RoutingRule) diag.Diagno
 		m.Conditions = append(m.Conditions, cm)
 	}
 	m.Action = actionFromAPI(&r.Action)
-	return diags
+	return nil
 }
 
 func actionFromAPI(a *openapi.RuleAction) *actionModel {
@@ -183,7 +176,7 @@ func (m *model) toCreate(ctx context.Context) (openapi.RoutingRuleCreate, diag.D
 		ListenerId:  m.ListenerID.ValueString(),
 		Name:        m.Name.ValueStringPointer(),
 		Description: m.Description.ValueStringPointer(),
-		Labels:      labelsToAPI(ctx, m.Labels, &diags),
+		Labels:      fulcrum.LabelsToAPI(ctx, m.Labels, &diags),
 		Priority:    int(m.Priority.ValueInt64()),
 		Conditions:  &conditions,
 		Action:      m.Action.toAPI(),
@@ -200,7 +193,7 @@ func (m *model) toUpdate(ctx context.Context) (openapi.RoutingRuleUpdate, diag.D
 	return openapi.RoutingRuleUpdate{
 		Name:        m.Name.ValueStringPointer(),
 		Description: m.Description.ValueStringPointer(),
-		Labels:      labelsToAPI(ctx, m.Labels, &diags),
+		Labels:      fulcrum.LabelsToAPI(ctx, m.Labels, &diags),
 		Priority:    &priority,
 		Conditions:  &conditions,
 		Action:      &action,
@@ -232,12 +225,12 @@ func (a *actionModel) toAPI() openapi.RuleAction {
 	if f := a.Forward; f != nil {
 		fw := apiForward{Pools: make([]openapi.WeightedPool, 0, len(f.Pools))}
 		for _, p := range f.Pools {
-			fw.Pools = append(fw.Pools, openapi.WeightedPool{PoolId: p.PoolID.ValueString(), Weight: intPtr(p.Weight)})
+			fw.Pools = append(fw.Pools, openapi.WeightedPool{PoolId: p.PoolID.ValueString(), Weight: fulcrum.IntPtr(p.Weight)})
 		}
 		out.Forward = &fw
 	}
 	if r := a.Redirect; r != nil {
-		rd := apiRedirect{Url: r.URL.ValueStringPointer(), Prefix: r.Prefix.ValueStringPointer(), Host: r.Host.ValueStringPointer(), Port: intPtr(r.Port)}
+		rd := apiRedirect{Url: r.URL.ValueStringPointer(), Prefix: r.Prefix.ValueStringPointer(), Host: r.Host.ValueStringPointer(), Port: fulcrum.IntPtr(r.Port)}
 		if !r.Scheme.IsNull() && !r.Scheme.IsUnknown() {
 			s := openapi.RuleActionRedirectScheme(r.Scheme.ValueString())
 			rd.Scheme = &s
@@ -254,24 +247,3 @@ func (a *actionModel) toAPI() openapi.RuleAction {
 	}
 	return out
 }
-
-func intPtr(v types.Int64) *int {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	i := int(v.ValueInt64())
-	return &i
-}
-
-// labelsToAPI sends the planned labels; a null map sends none.
-func labelsToAPI(ctx context.Context, v types.Map, diags *diag.Diagnostics) *openapi.Labels {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	out := openapi.Labels{}
-	diags.Append(v.ElementsAs(ctx, (*map[string]string)(&out), false)...)
-	return &out
-}
-
-// emptyLabels is the labels attribute's default.
-var emptyLabels = types.MapValueMust(types.StringType, map[string]attr.Value{})

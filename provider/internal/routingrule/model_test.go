@@ -89,6 +89,9 @@ func TestFromAPIDefaults(t *testing.T) {
 	}
 }
 
+// emptyLabels is the labels attribute's default.
+var emptyLabels = types.MapValueMust(types.StringType, map[string]attr.Value{})
+
 func plannedRule() model {
 	return model{
 		ListenerID: types.StringValue("lsn_1"), Name: types.StringValue("r"), Description: types.StringValue(""),

@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
-	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -21,7 +19,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listdefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -55,11 +52,6 @@ type Resource struct {
 
 // NewResource is the constructor the provider registers.
 func NewResource() resource.Resource { return &Resource{} }
-
-var (
-	labelKeyRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$`)
-	edgeSpaceRE = regexp.MustCompile(`^(?s:(\S(.*\S)?)?)$`)
-)
 
 // Enumerations of the API.
 var (
@@ -136,28 +128,11 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 			"name": schema.StringAttribute{
 				Description: "Name, unique among the listener's rules; at most 255 characters. Defaults to empty.",
 				Optional:    true, Computed: true,
-				Default: stringdefault.StaticString(""),
-				Validators: []validator.String{stringvalidator.LengthAtMost(255),
-					stringvalidator.RegexMatches(edgeSpaceRE, "must not start or end with whitespace")},
-			},
-			"description": schema.StringAttribute{
-				Description: "Free-form description; at most 1024 characters.",
-				Optional:    true, Computed: true,
 				Default:    stringdefault.StaticString(""),
-				Validators: []validator.String{stringvalidator.LengthAtMost(1024)},
+				Validators: []validator.String{stringvalidator.LengthAtMost(255), fulcrum.NoEdgeSpace()},
 			},
-			"labels": schema.MapAttribute{
-				Description: "Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` of at most 63 characters, values of at most 255.",
-				ElementType: types.StringType,
-				Optional:    true, Computed: true,
-				Default: mapdefault.StaticValue(emptyLabels),
-				Validators: []validator.Map{
-					mapvalidator.SizeAtMost(64),
-					mapvalidator.KeysAre(stringvalidator.LengthBetween(1, 63),
-						stringvalidator.RegexMatches(labelKeyRE, "must be lowercase letters, digits and . _ / -, starting and ending with a letter or digit")),
-					mapvalidator.ValueStringsAre(stringvalidator.LengthAtMost(255)),
-				},
-			},
+			"description": fulcrum.DescriptionAttribute(),
+			"labels":      fulcrum.LabelsAttribute(),
 			"priority": schema.Int64Attribute{
 				Description: "Order of evaluation, 1–50000, lowest first; unique per listener.",
 				Required:    true,

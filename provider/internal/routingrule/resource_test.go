@@ -3,12 +3,9 @@ package routingrule_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
-	"text/template"
 	"time"
 
 	tfacctest "github.com/hashicorp/terraform-plugin-testing/helper/acctest"
@@ -25,8 +22,7 @@ import (
 
 const addr = routingrule.ResourceType + ".test"
 
-var tmpl = template.Must(template.New("rule.tf.tmpl").Funcs(template.FuncMap{"q": strconv.Quote}).
-	ParseFiles("testdata/rule.tf.tmpl"))
+var tmpl = acctest.Template("testdata/rule.tf.tmpl")
 
 // config is what testdata/rule.tf.tmpl renders.
 type config struct {
@@ -68,13 +64,7 @@ type fixed struct {
 	Body       string
 }
 
-func (c config) String() string {
-	var b strings.Builder
-	if err := tmpl.Execute(&b, c); err != nil {
-		panic(err)
-	}
-	return b.String()
-}
+func (c config) String() string { return acctest.Render(tmpl, c) }
 
 // parents are the objects a rule hangs off, made through the API.
 type parents struct {
@@ -114,32 +104,9 @@ func makeParents(t *testing.T, s *teststack.Stack, c *fulcrum.Client) parents {
 	return p
 }
 
-func client(t *testing.T, s *teststack.Stack) *fulcrum.Client {
-	t.Helper()
-	c, err := fulcrum.NewClient(s.Endpoint, s.TenantToken, "acctest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // checkDestroy asks the API for every rule left in state.
 func checkDestroy(c *fulcrum.Client) resource.TestCheckFunc {
-	return func(st *terraform.State) error {
-		for _, rs := range st.RootModule().Resources {
-			if rs.Type != routingrule.ResourceType {
-				continue
-			}
-			res, err := c.API.GetRoutingRuleWithResponse(context.Background(), rs.Primary.ID)
-			if err != nil {
-				return err
-			}
-			if res.StatusCode() != http.StatusNotFound {
-				return fmt.Errorf("routing rule %s still exists (GET answered %d)", rs.Primary.ID, res.StatusCode())
-			}
-		}
-		return nil
-	}
+	return acctest.CheckDestroyed(routingrule.ResourceType, "routing rule", c.API.GetRoutingRuleWithResponse)
 }
 
 // serves checks that url answers want; the rule is active when the step ends,
@@ -158,9 +125,9 @@ func serves(url, want string) resource.TestCheckFunc {
 }
 
 func TestAccRoutingRule(t *testing.T) {
-	skipUnlessAcc(t)
+	acctest.SkipUnlessAcc(t)
 	s := acctest.Stack(t)
-	c := client(t, s)
+	c := acctest.Client(t, s, s.TenantToken)
 	p := makeParents(t, s, c)
 	base := fmt.Sprintf("http://%s:8080", p.vip)
 	name := tfacctest.RandomWithPrefix("rule")
@@ -263,9 +230,9 @@ func TestAccRoutingRule(t *testing.T) {
 }
 
 func TestAccRoutingRuleInvalid(t *testing.T) {
-	skipUnlessAcc(t)
+	acctest.SkipUnlessAcc(t)
 	acctest.PreCheck(t)
-	provider := "provider \"fulcrum\" {\n  endpoint = \"http://127.0.0.1:1\"\n  token    = \"unused\"\n}\n"
+	provider := acctest.UnreachableProviderBlock
 	valid := config{Provider: provider, ListenerID: "lsn_x", Name: "r", Priority: 1, Action: action{Type: "deny"}}
 	step := func(mutate func(*config), want string) resource.TestStep {
 		c := valid

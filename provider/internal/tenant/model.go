@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/fulcrumlb/fulcrum/openapi"
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
 // model is the resource's state and plan.
@@ -46,18 +47,11 @@ var quotas = []quota{
 }
 
 // fromAPI refreshes everything. A quota the API leaves out reads as its default.
-func (m *model) fromAPI(ctx context.Context, t *openapi.Tenant) diag.Diagnostics {
-	var diags diag.Diagnostics
+func (m *model) fromAPI(_ context.Context, t *openapi.Tenant) diag.Diagnostics {
 	m.ID = types.StringValue(t.Id)
 	m.Name = types.StringValue(t.Name)
 	m.Description = types.StringValue(t.Description)
-	labels := map[string]string(t.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	l, d := types.MapValueFrom(ctx, types.StringType, labels)
-	diags.Append(d...)
-	m.Labels = l
+	m.Labels = fulcrum.LabelsValue(t.Labels)
 	m.Quotas = &quotasModel{}
 	for _, q := range quotas {
 		v := q.def
@@ -66,7 +60,7 @@ func (m *model) fromAPI(ctx context.Context, t *openapi.Tenant) diag.Diagnostics
 		}
 		*q.field(m.Quotas) = types.Int64Value(v)
 	}
-	return diags
+	return nil
 }
 
 // apiQuotas sends every known quota, so the tenant ends up exactly as planned.
@@ -92,7 +86,7 @@ func (m *model) toCreate(ctx context.Context) (openapi.TenantCreate, diag.Diagno
 	return openapi.TenantCreate{
 		Name:        m.Name.ValueString(),
 		Description: m.Description.ValueStringPointer(),
-		Labels:      labelsToAPI(ctx, m.Labels, &diags),
+		Labels:      fulcrum.LabelsToAPI(ctx, m.Labels, &diags),
 		Quotas:      m.apiQuotas(),
 	}, diags
 }
@@ -103,19 +97,9 @@ func (m *model) toUpdate(ctx context.Context) (openapi.TenantUpdate, diag.Diagno
 	return openapi.TenantUpdate{
 		Name:        m.Name.ValueStringPointer(),
 		Description: m.Description.ValueStringPointer(),
-		Labels:      labelsToAPI(ctx, m.Labels, &diags),
+		Labels:      fulcrum.LabelsToAPI(ctx, m.Labels, &diags),
 		Quotas:      m.apiQuotas(),
 	}, diags
-}
-
-// labelsToAPI sends the planned labels; a null map sends none.
-func labelsToAPI(ctx context.Context, v types.Map, diags *diag.Diagnostics) *openapi.Labels {
-	if v.IsNull() || v.IsUnknown() {
-		return nil
-	}
-	out := openapi.Labels{}
-	diags.Append(v.ElementsAs(ctx, (*map[string]string)(&out), false)...)
-	return &out
 }
 
 // quotaTypes is the quotas object's type; defaultQuotas its default value.

@@ -4,23 +4,17 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"regexp"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
-	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
-	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
-	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
@@ -41,11 +35,6 @@ type Resource struct {
 
 // NewResource is the constructor the provider registers.
 func NewResource() resource.Resource { return &Resource{} }
-
-var (
-	labelKeyRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$`)
-	edgeSpaceRE = regexp.MustCompile(`^(?s:(\S(.*\S)?)?)$`)
-)
 
 func (r *Resource) Metadata(_ context.Context, _ resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = ResourceType
@@ -73,27 +62,10 @@ func (r *Resource) Schema(_ context.Context, _ resource.SchemaRequest, resp *res
 			"name": schema.StringAttribute{
 				Description: "Name, 1–255 characters.",
 				Required:    true,
-				Validators: []validator.String{stringvalidator.LengthBetween(1, 255),
-					stringvalidator.RegexMatches(edgeSpaceRE, "must not start or end with whitespace")},
+				Validators:  []validator.String{stringvalidator.LengthBetween(1, 255), fulcrum.NoEdgeSpace()},
 			},
-			"description": schema.StringAttribute{
-				Description: "Free-form description; at most 1024 characters.",
-				Optional:    true, Computed: true,
-				Default:    stringdefault.StaticString(""),
-				Validators: []validator.String{stringvalidator.LengthAtMost(1024)},
-			},
-			"labels": schema.MapAttribute{
-				Description: "Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` of at most 63 characters, values of at most 255.",
-				ElementType: types.StringType,
-				Optional:    true, Computed: true,
-				Default: mapdefault.StaticValue(types.MapValueMust(types.StringType, map[string]attr.Value{})),
-				Validators: []validator.Map{
-					mapvalidator.SizeAtMost(64),
-					mapvalidator.KeysAre(stringvalidator.LengthBetween(1, 63),
-						stringvalidator.RegexMatches(labelKeyRE, "must be lowercase letters, digits and . _ / -, starting and ending with a letter or digit")),
-					mapvalidator.ValueStringsAre(stringvalidator.LengthAtMost(255)),
-				},
-			},
+			"description": fulcrum.DescriptionAttribute(),
+			"labels":      fulcrum.LabelsAttribute(),
 			"quotas": schema.SingleNestedAttribute{
 				Description: "Most objects of each kind the tenant may own. Quotas left out take the API's defaults.",
 				Optional:    true, Computed: true,

@@ -1,4 +1,4 @@
-package member
+package fulcrum
 
 import (
 	"context"
@@ -6,34 +6,57 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework-validators/helpers/validatordiag"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
-	"github.com/hashicorp/terraform-plugin-framework/types"
-
-	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
-// hostOrIP accepts what the API does for an address: an IP address without
-// zone, or an RFC 1123 host name (labels of letters, digits and inner
-// hyphens, the last one not numeric).
+// NoEdgeSpace mirrors the API's rule that names do not start or end with
+// whitespace (Unicode white space, as the API reads it).
+func NoEdgeSpace() validator.String { return noEdgeSpace{} }
+
+type noEdgeSpace struct{}
+
+func (noEdgeSpace) Description(context.Context) string {
+	return "must not start or end with whitespace"
+}
+
+func (v noEdgeSpace) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (v noEdgeSpace) ValidateString(ctx context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if s := req.ConfigValue.ValueString(); strings.TrimSpace(s) != s {
+		resp.Diagnostics.Append(validatordiag.InvalidAttributeValueMatchDiagnostic(req.Path, v.Description(ctx), req.ConfigValue.String()))
+	}
+}
+
+// HostOrIP accepts what the API does for a backend address: an IP address
+// without zone, or an RFC 1123 host name (see HostOrIPProblem).
+func HostOrIP() validator.String { return hostOrIP{} }
+
 type hostOrIP struct{}
 
 func (hostOrIP) Description(context.Context) string {
 	return "must be an IPv4 or IPv6 address or a DNS name"
 }
+
 func (v hostOrIP) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
 
 func (hostOrIP) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
-	if msg := hostOrIPProblem(req.ConfigValue.ValueString()); msg != "" {
+	if msg := HostOrIPProblem(req.ConfigValue.ValueString()); msg != "" {
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid address",
 			fmt.Sprintf("%s %s, got %q.", req.Path, msg, req.ConfigValue.ValueString()))
 	}
 }
 
-func hostOrIPProblem(v string) string {
+// HostOrIPProblem returns "" for an IP address without zone or an RFC 1123
+// host name (labels of letters, digits and inner hyphens, the last one not
+// numeric), and otherwise what is wrong, to follow the attribute's name.
+func HostOrIPProblem(v string) string {
 	if v == "" {
 		return "is required"
 	}
@@ -79,36 +102,4 @@ func isNumeric(s string) bool {
 		}
 	}
 	return true
-}
-
-// noEdgeSpace mirrors the API's rule that names do not start or end with whitespace.
-type noEdgeSpace struct{}
-
-func (noEdgeSpace) Description(context.Context) string {
-	return "must not start or end with whitespace"
-}
-func (v noEdgeSpace) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
-
-func (noEdgeSpace) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
-	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
-		return
-	}
-	if s := req.ConfigValue.ValueString(); strings.TrimSpace(s) != s {
-		resp.Diagnostics.AddAttributeError(req.Path, "Invalid name", fmt.Sprintf("%s must not start or end with whitespace.", req.Path))
-	}
-}
-
-// activeAfterApply plans provisioning_status `active` for every change: apply
-// waits for it (or fails).
-type activeAfterApply struct{}
-
-func (activeAfterApply) Description(context.Context) string {
-	return "Terraform waits for the object to become active."
-}
-func (m activeAfterApply) MarkdownDescription(ctx context.Context) string { return m.Description(ctx) }
-
-func (activeAfterApply) PlanModifyString(_ context.Context, req planmodifier.StringRequest, resp *planmodifier.StringResponse) {
-	if req.PlanValue.IsUnknown() {
-		resp.PlanValue = types.StringValue(string(openapi.ProvisioningStatusActive))
-	}
 }
