@@ -307,23 +307,32 @@ func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
 	if a.snap != nil && snap.Revision <= a.snap.Revision {
 		return nil
 	}
-	cfg, lbErrors, err := a.prepare(ctx, snap)
-	if err != nil {
-		return err
+	// Member-only changes skip the candidate check and the reload: they go
+	// through the runtime API, and only member fields the API validated differ
+	// from the config HAProxy already accepted.
+	var cfg haproxy.Config
+	lbErrors := map[string]string{}
+	reloaded := true
+	if a.live != nil && len(a.lbErrors) == 0 {
+		if next, err := a.convert(snap); err == nil {
+			if ops, ok := memberOps(*a.live, next); ok {
+				if err := a.applyRuntime(ctx, ops); err == nil {
+					cfg, reloaded = next, false
+				} else {
+					a.log.Warn("runtime change failed; reloading instead", "err", err)
+				}
+			}
+		}
+	}
+	if reloaded {
+		var err error
+		if cfg, lbErrors, err = a.prepare(ctx, snap); err != nil {
+			return err
+		}
 	}
 	text, err := haproxy.Render(cfg)
 	if err != nil {
 		return err
-	}
-	reloaded := true
-	if a.live != nil {
-		if ops, ok := memberOps(*a.live, cfg); ok {
-			if err := a.applyRuntime(ctx, ops); err == nil {
-				reloaded = false
-			} else {
-				a.log.Warn("runtime change failed; reloading instead", "err", err)
-			}
-		}
 	}
 	if err := writeFileAtomic(a.path("haproxy.cfg"), text, 0o600); err != nil {
 		return err
@@ -360,11 +369,7 @@ func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
 func (a *Agent) prepare(ctx context.Context, snap *openapi.Snapshot) (haproxy.Config, map[string]string, error) {
 	_, span := a.tracer.Start(ctx, "agent.validate")
 	defer span.End()
-	certFile, err := WriteCertificates(a.path("certs"), snap.Certificates)
-	if err != nil {
-		return haproxy.Config{}, nil, err
-	}
-	cfg, err := ToConfig(snap, a.global(), certFile)
+	cfg, err := a.convert(snap)
 	if err != nil {
 		return haproxy.Config{}, nil, err
 	}
@@ -399,6 +404,15 @@ func (a *Agent) prepare(ctx context.Context, snap *openapi.Snapshot) (haproxy.Co
 		return haproxy.Config{}, nil, fmt.Errorf("config invalid even without the failing load balancers: %w", err)
 	}
 	return cfg, lbErrors, nil
+}
+
+// convert writes the snapshot's certificates and builds the HAProxy model.
+func (a *Agent) convert(snap *openapi.Snapshot) (haproxy.Config, error) {
+	certFile, err := WriteCertificates(a.path("certs"), snap.Certificates)
+	if err != nil {
+		return haproxy.Config{}, err
+	}
+	return ToConfig(snap, a.global(), certFile)
 }
 
 func (a *Agent) check(ctx context.Context, cfg haproxy.Config) error {

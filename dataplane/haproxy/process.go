@@ -502,7 +502,7 @@ func (p *Process) Reload(ctx context.Context) error {
 		return fmt.Errorf("haproxy: reload: %w", err)
 	}
 
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTicker(10 * time.Millisecond) // the CLI answers fast; a finer poll confirms reloads sooner
 	defer tick.Stop()
 	var last error = errors.New("reload not seen yet")
 	for {
