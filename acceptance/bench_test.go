@@ -11,16 +11,11 @@ package acceptance
 // haproxy.reload, haproxy.runtime), which splits the latency into its parts.
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -31,11 +26,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/fulcrumlb/fulcrum/api"
 	"github.com/fulcrumlb/fulcrum/api/store"
-	"github.com/fulcrumlb/fulcrum/dataplane/agent"
-	"github.com/fulcrumlb/fulcrum/internal/pgtest"
-	"github.com/fulcrumlb/fulcrum/internal/secretbox"
+	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
 
 const (
@@ -52,15 +44,16 @@ const (
 
 func BenchmarkCreateToFirst200(b *testing.B) {
 	spans := benchSpans()
-	s := newBenchStack(b, "127.200.0.0/20")
+	// A /20 of VIPs: each sample keeps its load balancer.
+	s := startStack(b, teststack.Options{Quotas: benchQuotas, VIPPrefixLen: 20})
 	const node = "bench-create"
-	ag := s.startAgent(node)
-	be := startBenchBackend(b, "a")
+	ag := s.StartAgent(node)
+	be := teststack.StartBackend(b, "a")
 	benchWait(b, "the agent's first snapshot", func() bool { return ag.AppliedRevision() > 0 })
 
 	// One load balancer outside the figures: first connections, first reload.
 	warm := s.createToFirst200("warm-up", be)
-	s.waitActive("/v1/listeners/" + warm.listener)
+	s.benchWaitActive("/v1/listeners/" + warm.listener)
 
 	var samples []createSample
 	for b.Loop() {
@@ -69,7 +62,7 @@ func BenchmarkCreateToFirst200(b *testing.B) {
 			samples = append(samples, smp)
 			// Each sample starts on an idle node: the agent has finished
 			// applying (and reported) the previous one.
-			s.waitActive("/v1/listeners/" + smp.listener)
+			s.benchWaitActive("/v1/listeners/" + smp.listener)
 		}
 	}
 	applies := spans.applies(node)
@@ -116,7 +109,7 @@ func BenchmarkCreateToFirst200(b *testing.B) {
 	b.Logf("  listener written → first 200: %s", summary(dataplane))
 	b.Logf("  listener written → start of the apply that served it: %s", summary(wake))
 	b.Logf("  that apply's validation (render + haproxy -c): %s", summary(check))
-	b.Logf("  that apply's reload, until confirmed (the agent checks every 50ms): %s", summary(reload))
+	b.Logf("  that apply's reload, until confirmed (the agent checks every 10ms): %s", summary(reload))
 	b.Logf("  that apply's reload, from its start to the first 200: %s", summary(reloadTo200))
 }
 
@@ -129,18 +122,18 @@ type createSample struct {
 
 // createToFirst200 creates a load balancer, pool, member and http listener as
 // a user would, then probes the VIP until it answers 200.
-func (s *benchStack) createToFirst200(name string, be *backend) createSample {
-	s.tb.Helper()
+func (s *stack) createToFirst200(name string, be *teststack.Backend) createSample {
+	s.t.Helper()
 	smp := createSample{name: name, start: time.Now()}
-	lb := s.create("/v1/load-balancers", map[string]any{"name": name})
-	pool := s.create("/v1/pools", map[string]any{"load_balancer_id": lb["id"], "protocol": "http"})
-	s.create("/v1/members", map[string]any{"pool_id": pool["id"], "address": "127.0.0.1", "port": be.Port})
-	l := s.create("/v1/listeners", map[string]any{"load_balancer_id": lb["id"], "protocol": "http", "port": benchPort,
+	lb := s.Create("/v1/load-balancers", map[string]any{"name": name})
+	pool := s.Create("/v1/pools", map[string]any{"load_balancer_id": lb["id"], "protocol": "http"})
+	s.Create("/v1/members", map[string]any{"pool_id": pool["id"], "address": "127.0.0.1", "port": be.Port})
+	l := s.Create("/v1/listeners", map[string]any{"load_balancer_id": lb["id"], "protocol": "http", "port": benchPort,
 		"default_pool_id": pool["id"]})
 	smp.written = time.Now()
 	smp.listener = l["id"].(string)
 	url := fmt.Sprintf("http://%s:%d/", lb["vip_address"], benchPort)
-	cl := newClient(nil)
+	cl := teststack.NewClient(nil)
 	cl.Timeout = time.Second
 	deadline := smp.start.Add(benchBound)
 	for {
@@ -153,7 +146,7 @@ func (s *benchStack) createToFirst200(name string, be *backend) createSample {
 			}
 		}
 		if time.Now().After(deadline) {
-			s.tb.Fatalf("%s: no 200 from %s within %s", name, url, benchBound)
+			s.t.Fatalf("%s: no 200 from %s within %s", name, url, benchBound)
 		}
 		time.Sleep(benchPollEvery)
 	}
@@ -161,23 +154,23 @@ func (s *benchStack) createToFirst200(name string, be *backend) createSample {
 
 func BenchmarkMemberChangeEffective(b *testing.B) {
 	spans := benchSpans()
-	s := newBenchStack(b, "127.201.0.0/24")
+	s := startStack(b, teststack.Options{Quotas: benchQuotas})
 	const node = "bench-member"
-	ag := s.startAgent(node)
+	ag := s.StartAgent(node)
 	benchWait(b, "the agent's first snapshot", func() bool { return ag.AppliedRevision() > 0 })
-	ba, bb := startBenchBackend(b, "a"), startBenchBackend(b, "b")
-	lb := s.create("/v1/load-balancers", map[string]any{"name": "members"})
-	pool := s.create("/v1/pools", map[string]any{"load_balancer_id": lb["id"], "protocol": "http", "algorithm": "round_robin"})
-	ma := s.create("/v1/members", map[string]any{"pool_id": pool["id"], "address": "127.0.0.1", "port": ba.Port})["id"].(string)
-	s.create("/v1/members", map[string]any{"pool_id": pool["id"], "address": "127.0.0.1", "port": bb.Port})
-	l := s.create("/v1/listeners", map[string]any{"load_balancer_id": lb["id"], "protocol": "http", "port": benchPort,
+	ba, bb := teststack.StartBackend(b, "a"), teststack.StartBackend(b, "b")
+	lb := s.Create("/v1/load-balancers", map[string]any{"name": "members"})
+	pool := s.Create("/v1/pools", map[string]any{"load_balancer_id": lb["id"], "protocol": "http", "algorithm": "round_robin"})
+	ma := s.Create("/v1/members", map[string]any{"pool_id": pool["id"], "address": "127.0.0.1", "port": ba.Port})["id"].(string)
+	s.Create("/v1/members", map[string]any{"pool_id": pool["id"], "address": "127.0.0.1", "port": bb.Port})
+	l := s.Create("/v1/listeners", map[string]any{"load_balancer_id": lb["id"], "protocol": "http", "port": benchPort,
 		"default_pool_id": pool["id"]})
-	s.waitActive("/v1/listeners/" + l["id"].(string))
-	s.waitActive("/v1/members/" + ma)
+	s.benchWaitActive("/v1/listeners/" + l["id"].(string))
+	s.benchWaitActive("/v1/members/" + ma)
 	url := fmt.Sprintf("http://%s:%d/", lb["vip_address"], benchPort)
-	cl := newClient(nil)
+	cl := teststack.NewClient(nil)
 	cl.Timeout = time.Second
-	if got := benchDistribution(b, cl, url, 10); got["a"] != 5 || got["b"] != 5 {
+	if got := distribution(b, cl, url, 10); got["a"] != 5 || got["b"] != 5 {
 		b.Fatalf("round robin over a and b should alternate: %v", got)
 	}
 
@@ -197,12 +190,12 @@ func BenchmarkMemberChangeEffective(b *testing.B) {
 		for i := range benchMemberSamples {
 			c := changes[i%len(changes)]
 			smp := memberSample{stops: c.stops, start: time.Now()}
-			s.mustCall(http.StatusOK, http.MethodPatch, "/v1/members/"+ma, c.body)
+			s.MustCall(http.StatusOK, http.MethodPatch, "/v1/members/"+ma, c.body)
 			smp.written = time.Now()
 			smp.effective = watchMemberA(b, cl, url, c.stops, smp.start)
 			samples = append(samples, smp)
 			// Let the agent finish and report, so samples do not queue up.
-			s.waitActive("/v1/members/" + ma)
+			s.benchWaitActive("/v1/members/" + ma)
 		}
 	}
 	applies := spans.applies(node)
@@ -271,7 +264,7 @@ func watchMemberA(b *testing.B, cl *http.Client, url string, stops bool, start t
 	var seen time.Time
 	confirmations := 0
 	for {
-		name, err := fetch(cl, url)
+		name, err := teststack.Fetch(cl, url)
 		now := time.Now()
 		if err != nil {
 			b.Fatalf("request to %s: %v", url, err)
@@ -297,162 +290,15 @@ func watchMemberA(b *testing.B, cl *http.Client, url string, stops bool, start t
 	}
 }
 
-func benchDistribution(tb testing.TB, c *http.Client, url string, n int) map[string]int {
-	tb.Helper()
-	out := map[string]int{}
-	for i := 0; i < n; i++ {
-		name, err := fetch(c, url)
-		if err != nil {
-			tb.Fatalf("request %d to %s: %v", i, url, err)
-		}
-		out[name]++
-	}
-	return out
-}
+// benchQuotas let a benchmark's tenant create a few hundred load balancers.
+var benchQuotas = store.Quotas{LoadBalancers: 1000, Listeners: 1000, Pools: 1000, Members: 1000, RoutingRules: 1000, Certificates: 10}
 
-// --- a stack for benchmarks (the harness's stack takes *testing.T) ---
-
-type benchStack struct {
-	tb       testing.TB
-	Endpoint string
-	Tenant   string
-	NodeTok  string
-	client   *http.Client
-}
-
-// newBenchStack starts the API on a fresh database with one node group on
-// vipRange and a tenant whose quotas allow a few hundred load balancers.
-func newBenchStack(tb testing.TB, vipRange string) *benchStack {
-	tb.Helper()
-	ctx := context.Background()
-	dbURL := pgtest.NewDatabase(tb)
-	key, _ := secretbox.GenerateKey()
-	raw, _ := secretbox.LoadKey(key)
-	box, err := secretbox.New(raw)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	st, err := store.Open(ctx, dbURL)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := store.Migrate(ctx, st.Pool); err != nil {
-		tb.Fatal(err)
-	}
-	srv, err := api.New(api.Config{ShutdownTimeout: 5 * time.Second}, st, box, quietLogger(), nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	actx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(actx, ln)
-		st.Close()
-	}()
-	tb.Cleanup(func() { cancel(); <-done })
-	s := &benchStack{tb: tb, Endpoint: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 10 * time.Second}}
-	quotas := store.Quotas{LoadBalancers: 1000, Listeners: 1000, Pools: 1000, Members: 1000, RoutingRules: 1000, Certificates: 10}
-	err = st.Write(ctx, false, func(tx *store.Tx) error {
-		tn, err := api.CreateTenantTx(ctx, tx, &store.Tenant{Name: "bench", Quotas: quotas})
-		if err != nil {
-			return err
-		}
-		g, err := api.CreateNodeGroupTx(ctx, tx, "default", "", nil, vipRange)
-		if err != nil {
-			return err
-		}
-		if _, s.Tenant, err = api.IssueToken(ctx, tx, store.TokenTenant, tn.ID, "", "t", "", nil); err != nil {
-			return err
-		}
-		_, s.NodeTok, err = api.IssueToken(ctx, tx, store.TokenNode, "", g.ID, "n", "", nil)
-		return err
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s
-}
-
-// startAgent runs an agent configured as the harness's, with its own HAProxy.
-func (s *benchStack) startAgent(name string) *agent.Agent {
-	s.tb.Helper()
-	dir, err := os.MkdirTemp("", "fulcrum-bench-"+name+"-")
-	if err != nil {
-		s.tb.Fatal(err)
-	}
-	a, err := agent.New(agent.Config{Endpoint: s.Endpoint, Token: s.NodeTok, NodeName: name, StateDir: filepath.Join(dir, "state"),
-		PollWait: 5 * time.Second, ReportInterval: 300 * time.Millisecond, HardStopAfter: 5 * time.Second,
-		Logger: quietLogger(), HTTPClient: &http.Client{Timeout: 10 * time.Second}})
-	if err != nil {
-		s.tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	s.tb.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			s.tb.Errorf("agent %s did not stop", name)
-		}
-		os.RemoveAll(dir)
-	})
-	return a
-}
-
-// call sends a request with the tenant token and decodes the answer.
-func (s *benchStack) call(method, path string, body any) (int, map[string]any) {
-	s.tb.Helper()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, s.Endpoint+path, r)
-	req.Header.Set("Authorization", "Bearer "+s.Tenant)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := s.client.Do(req)
-	if err != nil {
-		s.tb.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	var out map[string]any
-	_ = json.Unmarshal(raw, &out)
-	if out == nil {
-		out = map[string]any{"_raw": string(raw)}
-	}
-	return res.StatusCode, out
-}
-
-func (s *benchStack) mustCall(want int, method, path string, body any) map[string]any {
-	s.tb.Helper()
-	code, out := s.call(method, path, body)
-	if code != want {
-		s.tb.Fatalf("%s %s: %d, want %d: %v", method, path, code, want, out)
-	}
-	return out
-}
-
-func (s *benchStack) create(path string, body any) map[string]any {
-	s.tb.Helper()
-	return s.mustCall(http.StatusCreated, http.MethodPost, path, body)
-}
-
-func (s *benchStack) waitActive(path string) {
-	s.tb.Helper()
-	var last map[string]any
-	benchWait(s.tb, path+" active", func() bool {
-		_, last = s.call(http.MethodGet, path, nil)
-		return last["provisioning_status"] == "active"
+// benchWaitActive is WaitActive polling every 10ms for up to benchBound.
+func (s *stack) benchWaitActive(path string) {
+	s.t.Helper()
+	benchWait(s.t, path+" active", func() bool {
+		_, ok := s.Active(path)
+		return ok
 	})
 }
 
@@ -466,18 +312,6 @@ func benchWait(tb testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func startBenchBackend(tb testing.TB, name string) *backend {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	b := &backend{Name: name, Port: ln.Addr().(*net.TCPAddr).Port, ln: ln}
-	b.serve(ln)
-	tb.Cleanup(b.Stop)
-	return b
 }
 
 // --- the agent's spans ---

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/internal/pgtest"
+	"github.com/fulcrumlb/fulcrum/internal/testcerts"
+	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
 
 // Every pool algorithm except round_robin (TestBalancingWeightsDisabledAndBackup)
@@ -23,8 +25,8 @@ import (
 func TestPoolAlgorithms(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
-	a, b, c := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "c")
+	s.StartAgent("node-1")
+	a, b, c := teststack.StartBackend(t, "a"), teststack.StartBackend(t, "b"), teststack.StartBackend(t, "c")
 	ports := []int{a.Port, b.Port, c.Port}
 	algos := []struct {
 		port int
@@ -44,7 +46,7 @@ func TestPoolAlgorithms(t *testing.T) {
 		specs = append(specs, poolSpec{Port: al.port, Pool: al.pool, Members: ports})
 	}
 	lb := s.buildLB("algorithms", specs...)
-	cl := newClient(nil)
+	cl := teststack.NewClient(nil)
 	// answers sends one request per (path, header value) and counts members.
 	answers := func(port int, paths []string, hdr func(i int) map[string]string) map[string]int {
 		t.Helper()
@@ -135,8 +137,8 @@ func TestPoolAlgorithms(t *testing.T) {
 		}
 		// Once the first member is out, the next one takes everything.
 		first := lb.Members[7][0]
-		s.mustCall(200, "PATCH", "/v1/members/"+first, map[string]any{"enabled": false})
-		s.waitActive("/v1/members/" + first)
+		s.MustCall(200, "PATCH", "/v1/members/"+first, map[string]any{"enabled": false})
+		s.WaitActive("/v1/members/" + first)
 		if got := answers(9108, same(20, "/"), nil); got["b"] != 20 {
 			t.Fatalf("first with the first member disabled: %v", got)
 		}
@@ -148,7 +150,7 @@ func TestPoolAlgorithms(t *testing.T) {
 func TestHealthMonitors(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
+	s.StartAgent("node-1")
 
 	var mu sync.Mutex
 	var checks []string // "METHOD host path" seen by the healthy backend
@@ -166,9 +168,9 @@ func TestHealthMonitors(t *testing.T) {
 			fmt.Fprintf(w, "%s\n", name)
 		}
 	}
-	good := startHTTP(t, health("good", http.StatusNoContent))
-	bad := startHTTP(t, health("bad", http.StatusInternalServerError))
-	t1, t2 := startBackend(t, "t1"), startBackend(t, "t2")
+	good := teststack.StartServer(t, health("good", http.StatusNoContent))
+	bad := teststack.StartServer(t, health("bad", http.StatusInternalServerError))
+	t1, t2 := teststack.StartBackend(t, "t1"), teststack.StartBackend(t, "t2")
 
 	lb := s.buildLB("monitors",
 		poolSpec{Port: 9201, Members: []int{good.Port, bad.Port}, Pool: map[string]any{"health_monitor": map[string]any{
@@ -178,9 +180,9 @@ func TestHealthMonitors(t *testing.T) {
 			"type": "tcp", "interval_ms": 200, "timeout_ms": 200, "rise": 2, "fall": 2}}})
 	goodID, badID := lb.Members[0][0], lb.Members[0][1]
 	t1ID, t2ID := lb.Members[1][0], lb.Members[1][1]
-	cl := newClient(nil)
+	cl := teststack.NewClient(nil)
 
-	waitFor(t, "204 member online, 500 member offline", 15*time.Second, func() bool {
+	teststack.WaitFor(t, "204 member online, 500 member offline", 15*time.Second, func() bool {
 		return s.memberStatus(lb.LB, goodID) == "online" && s.memberStatus(lb.LB, badID) == "offline"
 	})
 	if got := distribution(t, cl, lb.url(9201, "/"), 20); got["good"] != 20 {
@@ -194,35 +196,35 @@ func TestHealthMonitors(t *testing.T) {
 	}
 
 	// A member added at runtime is checked too.
-	good2 := startHTTP(t, health("good2", http.StatusNoContent))
-	good2ID := s.create("/v1/members", map[string]any{"pool_id": lb.Pools[0], "address": "127.0.0.1", "port": good2.Port})["id"].(string)
-	s.waitActive("/v1/members/" + good2ID)
-	waitFor(t, "runtime-added member online", 15*time.Second, func() bool { return s.memberStatus(lb.LB, good2ID) == "online" })
+	good2 := teststack.StartServer(t, health("good2", http.StatusNoContent))
+	good2ID := s.Create("/v1/members", map[string]any{"pool_id": lb.Pools[0], "address": "127.0.0.1", "port": good2.Port})["id"].(string)
+	s.WaitActive("/v1/members/" + good2ID)
+	teststack.WaitFor(t, "runtime-added member online", 15*time.Second, func() bool { return s.memberStatus(lb.LB, good2ID) == "online" })
 	if got := distribution(t, cl, lb.url(9201, "/"), 20); got["good"] != 10 || got["good2"] != 10 {
 		t.Fatalf("two healthy members and a failing one: %v", got)
 	}
 
 	// expected_codes takes a list of codes and ranges: now 500 passes too.
-	s.mustCall(200, "PATCH", "/v1/pools/"+lb.Pools[0], map[string]any{"health_monitor": map[string]any{
+	s.MustCall(200, "PATCH", "/v1/pools/"+lb.Pools[0], map[string]any{"health_monitor": map[string]any{
 		"type": "http", "path": "/hc", "expected_codes": "200-299,500", "interval_ms": 200, "timeout_ms": 200, "rise": 1, "fall": 1}})
-	s.waitActive("/v1/pools/" + lb.Pools[0])
-	waitFor(t, "member answering 500 online with expected_codes 200-299,500", 15*time.Second, func() bool {
+	s.WaitActive("/v1/pools/" + lb.Pools[0])
+	teststack.WaitFor(t, "member answering 500 online with expected_codes 200-299,500", 15*time.Second, func() bool {
 		return s.memberStatus(lb.LB, badID) == "online"
 	})
-	waitFor(t, "traffic on the member answering 500 to checks", 10*time.Second, func() bool {
+	teststack.WaitFor(t, "traffic on the member answering 500 to checks", 10*time.Second, func() bool {
 		return distribution(t, cl, lb.url(9201, "/"), 6)["bad"] > 0
 	})
 
-	waitFor(t, "tcp-monitored members online", 15*time.Second, func() bool {
+	teststack.WaitFor(t, "tcp-monitored members online", 15*time.Second, func() bool {
 		return s.memberStatus(lb.LB, t1ID) == "online" && s.memberStatus(lb.LB, t2ID) == "online"
 	})
 	t2.Stop()
-	waitFor(t, "stopped member offline (fall 2)", 15*time.Second, func() bool { return s.memberStatus(lb.LB, t2ID) == "offline" })
+	teststack.WaitFor(t, "stopped member offline (fall 2)", 15*time.Second, func() bool { return s.memberStatus(lb.LB, t2ID) == "offline" })
 	if got := distribution(t, cl, lb.url(9202, "/"), 20); got["t1"] != 20 {
 		t.Fatalf("traffic should avoid the stopped member: %v", got)
 	}
 	t2.Restart(t)
-	waitFor(t, "restarted member online (rise 2)", 15*time.Second, func() bool { return s.memberStatus(lb.LB, t2ID) == "online" })
+	teststack.WaitFor(t, "restarted member online (rise 2)", 15*time.Second, func() bool { return s.memberStatus(lb.LB, t2ID) == "online" })
 }
 
 // concurrently runs n GETs of url at once and returns their status codes.
@@ -246,22 +248,22 @@ func concurrently(n int, url string) ([]int, []error) {
 func TestMemberMaxConnections(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
+	s.StartAgent("node-1")
 	var limited, free inFlight
-	slow := startHTTP(t, slowHandler("slow", 300*time.Millisecond, &limited))
-	control := startHTTP(t, slowHandler("control", 300*time.Millisecond, &free))
-	lb := s.create("/v1/load-balancers", map[string]any{"name": "maxconn"})
+	slow := teststack.StartServer(t, slowHandler("slow", 300*time.Millisecond, &limited))
+	control := teststack.StartServer(t, slowHandler("control", 300*time.Millisecond, &free))
+	lb := s.Create("/v1/load-balancers", map[string]any{"name": "maxconn"})
 	lbID, vip := lb["id"].(string), lb["vip_address"].(string)
 	var waits []string
 	for i, m := range []map[string]any{{"port": slow.Port, "max_connections": 1}, {"port": control.Port}} {
-		pool := s.create("/v1/pools", map[string]any{"load_balancer_id": lbID, "protocol": "http"})["id"].(string)
+		pool := s.Create("/v1/pools", map[string]any{"load_balancer_id": lbID, "protocol": "http"})["id"].(string)
 		m["pool_id"], m["address"] = pool, "127.0.0.1"
-		waits = append(waits, "/v1/members/"+s.create("/v1/members", m)["id"].(string),
-			"/v1/listeners/"+s.create("/v1/listeners", map[string]any{"load_balancer_id": lbID, "protocol": "http", "port": 9301 + i,
+		waits = append(waits, "/v1/members/"+s.Create("/v1/members", m)["id"].(string),
+			"/v1/listeners/"+s.Create("/v1/listeners", map[string]any{"load_balancer_id": lbID, "protocol": "http", "port": 9301 + i,
 				"default_pool_id": pool})["id"].(string))
 	}
 	for _, w := range waits {
-		s.waitActive(w)
+		s.WaitActive(w)
 	}
 
 	for port, f := range map[int]*inFlight{9301: &limited, 9302: &free} {
@@ -288,10 +290,10 @@ func TestMemberMaxConnections(t *testing.T) {
 func TestListenerConnectionLimit(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
+	s.StartAgent("node-1")
 	var limited, free inFlight
-	slow := startHTTP(t, slowHandler("slow", 300*time.Millisecond, &limited))
-	control := startHTTP(t, slowHandler("control", 300*time.Millisecond, &free))
+	slow := teststack.StartServer(t, slowHandler("slow", 300*time.Millisecond, &limited))
+	control := teststack.StartServer(t, slowHandler("control", 300*time.Millisecond, &free))
 	lb := s.buildLB("connlimit",
 		poolSpec{Port: 9401, Members: []int{slow.Port}, Listener: map[string]any{"connection_limit": 2}},
 		poolSpec{Port: 9402, Members: []int{control.Port}})
@@ -320,16 +322,16 @@ func TestListenerConnectionLimit(t *testing.T) {
 func TestListenerTimeouts(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
+	s.StartAgent("node-1")
 	var f inFlight
-	slow := startHTTP(t, slowHandler("slow", 2*time.Second, &f))
+	slow := teststack.StartServer(t, slowHandler("slow", 2*time.Second, &f))
 	echo := startTCPServer(t)
 	lb := s.buildLB("timeouts",
 		poolSpec{Port: 9501, Members: []int{slow.Port}, Listener: map[string]any{"timeouts": map[string]any{"server_ms": 300}}},
 		poolSpec{Port: 9502, Protocol: "tcp", Members: []int{echo.Port}, Listener: map[string]any{"timeouts": map[string]any{"client_ms": 500}}},
 		poolSpec{Port: 9503, Members: []int{slow.Port}, Listener: map[string]any{"timeouts": map[string]any{"client_ms": 500}}})
 
-	code, body, _, err := get(newClient(nil), lb.url(9501, "/"), nil)
+	code, body, _, err := get(teststack.NewClient(nil), lb.url(9501, "/"), nil)
 	if err != nil || code != http.StatusGatewayTimeout {
 		t.Fatalf("server_ms 300 with a member taking 2s: %d %q %v", code, body, err)
 	}
@@ -375,13 +377,13 @@ func TestListenerTimeouts(t *testing.T) {
 func TestInsertHeaders(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
-	echo := startHTTP(t, http.HandlerFunc(echoHeaders))
+	s.StartAgent("node-1")
+	echo := teststack.StartServer(t, http.HandlerFunc(echoHeaders))
 	lb := s.buildLB("headers",
 		poolSpec{Port: 9601, Members: []int{echo.Port}, Listener: map[string]any{"insert_headers": map[string]any{
 			"x_forwarded_for": true, "x_forwarded_proto": true, "x_forwarded_port": true, "x_request_id": true}}},
 		poolSpec{Port: 9602, Members: []int{echo.Port}})
-	cl := newClient(nil)
+	cl := teststack.NewClient(nil)
 	seen := func(port int) map[string]string {
 		t.Helper()
 		code, body, _, err := get(cl, lb.url(port, "/h"), nil)
@@ -421,15 +423,15 @@ func TestInsertHeaders(t *testing.T) {
 func TestAllowedCIDRs(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
-	a := startBackend(t, "a")
+	s.StartAgent("node-1")
+	a := teststack.StartBackend(t, "a")
 	lb := s.buildLB("allowed", poolSpec{Port: 9701, Members: []int{a.Port}, Listener: map[string]any{"allowed_cidrs": []string{"10.0.0.0/8"}}})
-	cl := newClient(nil)
-	if name, err := fetch(cl, lb.url(9701, "/")); err == nil {
+	cl := teststack.NewClient(nil)
+	if name, err := teststack.Fetch(cl, lb.url(9701, "/")); err == nil {
 		t.Fatalf("allowed_cidrs 10.0.0.0/8 let 127.0.0.1 in (answer %q)", name)
 	}
-	s.mustCall(200, "PATCH", "/v1/listeners/"+lb.Listeners[0], map[string]any{"allowed_cidrs": []string{"127.0.0.0/8"}})
-	s.waitActive("/v1/listeners/" + lb.Listeners[0])
+	s.MustCall(200, "PATCH", "/v1/listeners/"+lb.Listeners[0], map[string]any{"allowed_cidrs": []string{"127.0.0.0/8"}})
+	s.WaitActive("/v1/listeners/" + lb.Listeners[0])
 	if got := distribution(t, cl, lb.url(9701, "/"), 5); got["a"] != 5 {
 		t.Fatalf("allowed_cidrs 127.0.0.0/8: %v", got)
 	}
@@ -440,7 +442,7 @@ func TestAllowedCIDRs(t *testing.T) {
 func TestTCPAndProxyProtocol(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
+	s.StartAgent("node-1")
 	srv := startTCPServer(t)
 	lb := s.buildLB("tcp",
 		poolSpec{Port: 9801, Protocol: "tcp", Members: []int{srv.Port}},
@@ -478,15 +480,15 @@ func TestTCPAndProxyProtocol(t *testing.T) {
 func TestRetriesAndRedispatch(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
-	a := startBackend(t, "a")
+	s.StartAgent("node-1")
+	a := teststack.StartBackend(t, "a")
 	closed := freePort(t)
 	lb := s.buildLB("retries",
 		poolSpec{Port: 9901, Members: []int{closed, a.Port}, Pool: map[string]any{"retries": 1, "redispatch": true}},
 		poolSpec{Port: 9902, Members: []int{closed, a.Port}, Pool: map[string]any{"retries": 0, "redispatch": false}})
 	cl := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for i := 0; i < 20; i++ {
-		name, err := fetch(cl, lb.url(9901, "/"))
+		name, err := teststack.Fetch(cl, lb.url(9901, "/"))
 		if err != nil || name != "a" {
 			t.Fatalf("request %d with one member's port closed: %q %v", i, name, err)
 		}
@@ -494,7 +496,7 @@ func TestRetriesAndRedispatch(t *testing.T) {
 	// Control: without retries and redispatch the closed member fails requests.
 	failed := 0
 	for i := 0; i < 10; i++ {
-		if _, err := fetch(cl, lb.url(9902, "/")); err != nil {
+		if _, err := teststack.Fetch(cl, lb.url(9902, "/")); err != nil {
 			failed++
 		}
 	}
@@ -507,8 +509,8 @@ func TestRetriesAndRedispatch(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
-	a := startBackend(t, "a")
+	s.StartAgent("node-1")
+	a := teststack.StartBackend(t, "a")
 	lb := s.buildLB("ratelimit", poolSpec{Port: 10001, Members: []int{a.Port},
 		Listener: map[string]any{"rate_limit": map[string]any{"type": "requests", "per_second": 5}}})
 	cl := &http.Client{Timeout: 5 * time.Second} // keep-alive: as quick as it gets
@@ -533,12 +535,12 @@ func TestRateLimit(t *testing.T) {
 func TestRoutingRules(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
-	def, apiB, shop := startBackend(t, "default"), startBackend(t, "api"), startBackend(t, "shop")
+	s.StartAgent("node-1")
+	def, apiB, shop := teststack.StartBackend(t, "default"), teststack.StartBackend(t, "api"), teststack.StartBackend(t, "shop")
 	lb := s.buildLB("rules", poolSpec{Port: 10101, Members: []int{def.Port}})
 	pool := func(port int) string {
-		p := s.create("/v1/pools", map[string]any{"load_balancer_id": lb.LB, "protocol": "http"})["id"].(string)
-		s.create("/v1/members", map[string]any{"pool_id": p, "address": "127.0.0.1", "port": port})
+		p := s.Create("/v1/pools", map[string]any{"load_balancer_id": lb.LB, "protocol": "http"})["id"].(string)
+		s.Create("/v1/members", map[string]any{"pool_id": p, "address": "127.0.0.1", "port": port})
 		return p
 	}
 	apiPool, shopPool := pool(apiB.Port), pool(shop.Port)
@@ -563,12 +565,12 @@ func TestRoutingRules(t *testing.T) {
 	var ids []string
 	for _, r := range rules {
 		r["listener_id"] = lb.Listeners[0]
-		ids = append(ids, s.create("/v1/routing-rules", r)["id"].(string))
+		ids = append(ids, s.Create("/v1/routing-rules", r)["id"].(string))
 	}
 	for _, id := range ids {
-		s.waitActive("/v1/routing-rules/" + id)
+		s.WaitActive("/v1/routing-rules/" + id)
 	}
-	s.waitActive("/v1/load-balancers/" + lb.LB)
+	s.WaitActive("/v1/load-balancers/" + lb.LB)
 
 	cl := noRedirects()
 	cases := []struct {
@@ -608,17 +610,17 @@ func TestRoutingRules(t *testing.T) {
 func TestHTTPSListener(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
-	a := startBackend(t, "a")
-	echo := startHTTP(t, http.HandlerFunc(echoHeaders))
+	s.StartAgent("node-1")
+	a := teststack.StartBackend(t, "a")
+	echo := teststack.StartServer(t, http.HandlerFunc(echoHeaders))
 	roots := x509.NewCertPool()
 	certs := map[string]*x509.Certificate{}
 	var certIDs []string
 	for _, name := range []string{"www.example.test", "api.example.test"} {
-		certPEM, keyPEM, cert := selfSigned(t, name)
-		roots.AddCert(cert)
-		certs[name] = cert
-		certIDs = append(certIDs, s.create("/v1/certificates", map[string]any{"certificate": certPEM, "private_key": keyPEM})["id"].(string))
+		c := testcerts.New(t, testcerts.Spec{Hosts: []string{name}, PKCS8: true})
+		roots.AddCert(c.Cert)
+		certs[name] = c.Cert
+		certIDs = append(certIDs, s.Create("/v1/certificates", map[string]any{"certificate": c.CertPEM, "private_key": c.KeyPEM})["id"].(string))
 	}
 	lb := s.buildLB("https",
 		poolSpec{Port: 10201, Members: []int{echo.Port}, Listener: map[string]any{"protocol": "https",
@@ -681,25 +683,25 @@ func TestHTTPSListener(t *testing.T) {
 func TestLoadBalancerDisable(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
-	a := startBackend(t, "a")
+	s.StartAgent("node-1")
+	a := teststack.StartBackend(t, "a")
 	lb := s.buildLB("toggle", poolSpec{Port: 10301, Members: []int{a.Port}})
 	other := s.buildLB("other", poolSpec{Port: 10301, Members: []int{a.Port}})
-	cl := newClient(nil)
-	if name, err := fetch(cl, lb.url(10301, "/")); err != nil || name != "a" {
+	cl := teststack.NewClient(nil)
+	if name, err := teststack.Fetch(cl, lb.url(10301, "/")); err != nil || name != "a" {
 		t.Fatalf("before disabling: %q %v", name, err)
 	}
-	s.mustCall(200, "PATCH", "/v1/load-balancers/"+lb.LB, map[string]any{"enabled": false})
-	s.waitActive("/v1/load-balancers/" + lb.LB)
+	s.MustCall(200, "PATCH", "/v1/load-balancers/"+lb.LB, map[string]any{"enabled": false})
+	s.WaitActive("/v1/load-balancers/" + lb.LB)
 	if !refused(lb.addr(10301)) {
 		t.Fatal("a disabled load balancer still accepts connections")
 	}
-	if name, err := fetch(cl, other.url(10301, "/")); err != nil || name != "a" {
+	if name, err := teststack.Fetch(cl, other.url(10301, "/")); err != nil || name != "a" {
 		t.Fatalf("the other load balancer: %q %v", name, err)
 	}
-	s.mustCall(200, "PATCH", "/v1/load-balancers/"+lb.LB, map[string]any{"enabled": true})
-	s.waitActive("/v1/load-balancers/" + lb.LB)
-	if name, err := fetch(cl, lb.url(10301, "/")); err != nil || name != "a" {
+	s.MustCall(200, "PATCH", "/v1/load-balancers/"+lb.LB, map[string]any{"enabled": true})
+	s.WaitActive("/v1/load-balancers/" + lb.LB)
+	if name, err := teststack.Fetch(cl, lb.url(10301, "/")); err != nil || name != "a" {
 		t.Fatalf("enabled again: %q %v", name, err)
 	}
 }
@@ -709,19 +711,19 @@ func TestLoadBalancerDisable(t *testing.T) {
 func TestCascadeDelete(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
-	s.startAgent("node-1")
-	a := startBackend(t, "a")
+	s.StartAgent("node-1")
+	a := teststack.StartBackend(t, "a")
 	lb := s.buildLB("doomed", poolSpec{Port: 10401, Members: []int{a.Port}})
-	if name, err := fetch(newClient(nil), lb.url(10401, "/")); err != nil || name != "a" {
+	if name, err := teststack.Fetch(teststack.NewClient(nil), lb.url(10401, "/")); err != nil || name != "a" {
 		t.Fatalf("before the delete: %q %v", name, err)
 	}
-	s.mustCall(202, "DELETE", "/v1/load-balancers/"+lb.LB+"?cascade=true", nil)
-	code, got := s.call("GET", "/v1/load-balancers/"+lb.LB, nil)
+	s.MustCall(202, "DELETE", "/v1/load-balancers/"+lb.LB+"?cascade=true", nil)
+	code, got := s.Call("GET", "/v1/load-balancers/"+lb.LB, nil)
 	if code != 404 && (code != 200 || got["provisioning_status"] != "pending_delete") {
 		t.Fatalf("right after the delete: %d %v", code, got)
 	}
-	waitFor(t, "load balancer gone (404)", 20*time.Second, func() bool {
-		code, got := s.call("GET", "/v1/load-balancers/"+lb.LB, nil)
+	teststack.WaitFor(t, "load balancer gone (404)", 20*time.Second, func() bool {
+		code, got := s.Call("GET", "/v1/load-balancers/"+lb.LB, nil)
 		if code == 200 && got["provisioning_status"] != "pending_delete" {
 			t.Fatalf("deleted load balancer reads %v", got["provisioning_status"])
 		}
@@ -731,7 +733,7 @@ func TestCascadeDelete(t *testing.T) {
 		t.Fatal("the VIP of a deleted load balancer still accepts connections")
 	}
 	for _, path := range []string{"/v1/listeners/" + lb.Listeners[0], "/v1/pools/" + lb.Pools[0], "/v1/members/" + lb.Members[0][0]} {
-		if code, _ := s.call("GET", path, nil); code != 404 {
+		if code, _ := s.Call("GET", path, nil); code != 404 {
 			t.Fatalf("GET %s after the cascade: %d", path, code)
 		}
 	}

@@ -3,18 +3,11 @@ package acceptance
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -22,29 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
-
-// httpServer is a loopback HTTP server with a custom handler.
-type httpServer struct {
-	Port int
-	srv  *http.Server
-}
-
-// startHTTP serves h on 127.0.0.1 until the test ends.
-func startHTTP(t *testing.T, h http.Handler) *httpServer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &httpServer{Port: ln.Addr().(*net.TCPAddr).Port, srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}}
-	go s.srv.Serve(ln) //nolint:errcheck
-	t.Cleanup(s.Stop)
-	return s
-}
-
-// Stop closes the server (connections refused afterwards).
-func (s *httpServer) Stop() { _ = s.srv.Close() }
 
 // inFlight counts concurrent requests and remembers the peak.
 type inFlight struct {
@@ -240,7 +213,7 @@ type poolSpec struct {
 // every listener and member is active.
 func (s *stack) buildLB(name string, specs ...poolSpec) *lbSpec {
 	s.t.Helper()
-	lb := s.create("/v1/load-balancers", map[string]any{"name": name})
+	lb := s.Create("/v1/load-balancers", map[string]any{"name": name})
 	out := &lbSpec{LB: lb["id"].(string), VIP: lb["vip_address"].(string)}
 	for _, sp := range specs {
 		proto := sp.Protocol
@@ -251,24 +224,24 @@ func (s *stack) buildLB(name string, specs ...poolSpec) *lbSpec {
 		for k, v := range sp.Pool {
 			body[k] = v
 		}
-		pool := s.create("/v1/pools", body)["id"].(string)
+		pool := s.Create("/v1/pools", body)["id"].(string)
 		var members []string
 		for _, p := range sp.Members {
-			members = append(members, s.create("/v1/members", map[string]any{"pool_id": pool, "address": "127.0.0.1", "port": p})["id"].(string))
+			members = append(members, s.Create("/v1/members", map[string]any{"pool_id": pool, "address": "127.0.0.1", "port": p})["id"].(string))
 		}
 		lbody := map[string]any{"load_balancer_id": out.LB, "protocol": proto, "port": sp.Port, "default_pool_id": pool}
 		for k, v := range sp.Listener {
 			lbody[k] = v
 		}
-		out.Listeners = append(out.Listeners, s.create("/v1/listeners", lbody)["id"].(string))
+		out.Listeners = append(out.Listeners, s.Create("/v1/listeners", lbody)["id"].(string))
 		out.Pools = append(out.Pools, pool)
 		out.Members = append(out.Members, members)
 	}
-	s.waitActive("/v1/load-balancers/" + out.LB)
+	s.WaitActive("/v1/load-balancers/" + out.LB)
 	for i := range out.Listeners {
-		s.waitActive("/v1/listeners/" + out.Listeners[i])
+		s.WaitActive("/v1/listeners/" + out.Listeners[i])
 		for _, m := range out.Members[i] {
-			s.waitActive("/v1/members/" + m)
+			s.WaitActive("/v1/members/" + m)
 		}
 	}
 	return out
@@ -284,7 +257,7 @@ func (l *lbSpec) addr(port int) string { return net.JoinHostPort(l.VIP, fmt.Spri
 // memberStatus reads a member's operating_status from the LB's status tree.
 func (s *stack) memberStatus(lbID, memberID string) string {
 	s.t.Helper()
-	_, tree := s.call("GET", "/v1/load-balancers/"+lbID+"/status", nil)
+	_, tree := s.Call("GET", "/v1/load-balancers/"+lbID+"/status", nil)
 	pools, _ := tree["pools"].([]any)
 	for _, p := range pools {
 		members, _ := p.(map[string]any)["members"].([]any)
@@ -322,7 +295,7 @@ func get(c *http.Client, url string, hdr map[string]string) (int, string, http.H
 
 // noRedirects is a client that returns redirects instead of following them.
 func noRedirects() *http.Client {
-	c := newClient(nil)
+	c := teststack.NewClient(nil)
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return c
 }
@@ -335,36 +308,4 @@ func refused(addr string) bool {
 	}
 	c.Close()
 	return false
-}
-
-// selfSigned returns a PEM certificate and key for dnsName, valid for a day.
-func selfSigned(t *testing.T, dnsName string) (certPEM, keyPEM string, cert *x509.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: dnsName},
-		DNSNames:     []string{dnsName},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cert, err = x509.ParseCertificate(der); err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	keyPEM = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
-	return certPEM, keyPEM, cert
 }

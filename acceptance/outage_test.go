@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/internal/pgcluster"
+	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
 
 // TestControlPlaneOutage stops the API and Postgres: traffic keeps flowing, an
@@ -46,16 +47,16 @@ func TestControlPlaneOutage(t *testing.T) {
 	}
 
 	s := newStack(t, pg.URL("fulcrum"))
-	ag := s.startAgent("node-1")
-	a, b := startBackend(t, "a"), startBackend(t, "b")
+	ag := s.StartAgent("node-1")
+	a, b := teststack.StartBackend(t, "a"), teststack.StartBackend(t, "b")
 	lb := s.newLB(8090, nil, a)
-	cl := newClient(nil)
+	cl := teststack.NewClient(nil)
 	if got := distribution(t, cl, lb.URL, 5); got["a"] != 5 {
 		t.Fatalf("before the outage: %v", got)
 	}
 	applied := ag.AppliedRevision()
 
-	s.stopAPI()
+	s.StopAPI()
 	if err := pg.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -64,10 +65,10 @@ func TestControlPlaneOutage(t *testing.T) {
 	}
 
 	// Restart the agent while the control plane is down: it serves from disk.
-	s.stopAgent("node-1")
-	ag = s.startAgent("node-1")
-	waitFor(t, "restarted agent to serve the last snapshot", 15*time.Second, func() bool {
-		name, err := fetch(cl, lb.URL)
+	s.StopAgent("node-1")
+	ag = s.StartAgent("node-1")
+	teststack.WaitFor(t, "restarted agent to serve the last snapshot", 15*time.Second, func() bool {
+		name, err := teststack.Fetch(cl, lb.URL)
 		return err == nil && name == "a"
 	})
 	if ag.AppliedRevision() != applied {
@@ -78,10 +79,10 @@ func TestControlPlaneOutage(t *testing.T) {
 	if err := pg.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s.startAPI(nil)
-	mb := s.create("/v1/members", map[string]any{"pool_id": lb.Pool, "address": "127.0.0.1", "port": b.Port})["id"].(string)
-	s.waitActive("/v1/members/" + mb)
-	waitFor(t, "node to converge to the newest revision", 15*time.Second, func() bool {
+	s.StartAPI()
+	mb := s.Create("/v1/members", map[string]any{"pool_id": lb.Pool, "address": "127.0.0.1", "port": b.Port})["id"].(string)
+	s.WaitActive("/v1/members/" + mb)
+	teststack.WaitFor(t, "node to converge to the newest revision", 15*time.Second, func() bool {
 		return distribution(t, cl, lb.URL, 6)["b"] > 0
 	})
 	if ag.AppliedRevision() <= applied {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/internal/pgtest"
+	"github.com/fulcrumlb/fulcrum/internal/testcerts"
 	"github.com/fulcrumlb/fulcrum/migrations"
 )
 
@@ -292,7 +293,7 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 
 	// The same key with another body, or on another endpoint: 422 naming the key.
-	certPEM, keyPEM := selfSigned(t, "idem.example.test")
+	certPEM, keyPEM := testcerts.SelfSigned(t, "idem.example.test")
 	for _, c := range []struct {
 		path string
 		body map[string]any

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/fulcrumlb/fulcrum/internal/testcerts"
 )
 
 var traceparentRE = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
@@ -353,7 +355,7 @@ func TestDryRun(t *testing.T) {
 	for _, p := range tr.paths() {
 		raw[p] = b.do(b.TokenA, "GET", p, nil).Raw
 	}
-	certPEM, keyPEM := selfSigned(t, "dry.example.test")
+	certPEM, keyPEM := testcerts.SelfSigned(t, "dry.example.test")
 	creates := []struct {
 		path  string
 		body  map[string]any

@@ -20,13 +20,14 @@ import (
 	"github.com/fulcrumlb/fulcrum/internal/pgtest"
 	"github.com/fulcrumlb/fulcrum/internal/secretbox"
 	"github.com/fulcrumlb/fulcrum/internal/telemetry"
+	"github.com/fulcrumlb/fulcrum/internal/testcerts"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // bundle is a running API on a fresh database with two tenants.
 type bundle struct {
-	t       *testing.T
+	t       testing.TB
 	URL     string
 	Store   *store.Store
 	Admin   string // admin bearer token
@@ -34,55 +35,74 @@ type bundle struct {
 	TenantB string
 	TokenA  string // tenant bearer tokens
 	TokenB  string
-	GroupID string // node group "default", 127.77.0.0/16
+	GroupID string // node group "default", 127.77.0.0/16 unless withVIPRange
 	Node    string // node bearer token
 }
 
+// setupOptions change what setup creates.
+type setupOptions struct {
+	quotas   store.Quotas // both tenants'
+	vipRange string       // the default node group's
+}
+
+// setupOption is an option of setup.
+type setupOption func(*setupOptions)
+
+// withQuotas gives both tenants quotas q instead of store.DefaultQuotas.
+func withQuotas(q store.Quotas) setupOption { return func(o *setupOptions) { o.quotas = q } }
+
+// withVIPRange gives the node group the VIPs of prefix instead of 127.77.0.0/16.
+func withVIPRange(prefix string) setupOption { return func(o *setupOptions) { o.vipRange = prefix } }
+
 // setup starts the API against a brand-new Postgres database.
-func setup(t *testing.T) *bundle {
-	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
+func setup(tb testing.TB, opts ...setupOption) *bundle {
+	tb.Helper()
+	o := setupOptions{quotas: store.DefaultQuotas, vipRange: "127.77.0.0/16"}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	t.Cleanup(st.Close)
+	ctx := context.Background()
+	st, err := store.Open(ctx, pgtest.NewDatabase(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(st.Close)
 	if _, err := store.Migrate(ctx, st.Pool); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	key, _ := secretbox.GenerateKey()
 	raw, _ := secretbox.LoadKey(key)
 	box, err := secretbox.New(raw)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// Telemetry as in production (server spans, X-Request-Id, Traceparent),
 	// exporting nowhere and leaving the otel globals alone.
 	tel, err := telemetry.Setup(ctx, "fulcrum-api-test", "test", telemetry.WithSpanExporter(tracetest.NewNoopExporter()), telemetry.WithoutGlobals())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	tb.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	srv, err := api.New(api.Config{}, st, box, log, tel)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	srv.Start(t.Context())
+	srv.Start(tb.Context())
 	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	b := &bundle{t: t, URL: hs.URL, Store: st}
+	tb.Cleanup(hs.Close)
+	b := &bundle{t: tb, URL: hs.URL, Store: st}
 	err = st.Write(ctx, false, func(tx *store.Tx) error {
-		a, err := api.CreateTenantTx(ctx, tx, &store.Tenant{Name: "tenant-a", Quotas: store.DefaultQuotas})
+		a, err := api.CreateTenantTx(ctx, tx, &store.Tenant{Name: "tenant-a", Quotas: o.quotas})
 		if err != nil {
 			return err
 		}
-		bb, err := api.CreateTenantTx(ctx, tx, &store.Tenant{Name: "tenant-b", Quotas: store.DefaultQuotas})
+		bb, err := api.CreateTenantTx(ctx, tx, &store.Tenant{Name: "tenant-b", Quotas: o.quotas})
 		if err != nil {
 			return err
 		}
 		b.TenantA, b.TenantB = a.ID, bb.ID
-		g, err := api.CreateNodeGroupTx(ctx, tx, "default", "", nil, "127.77.0.0/16")
+		g, err := api.CreateNodeGroupTx(ctx, tx, "default", "", nil, o.vipRange)
 		if err != nil {
 			return err
 		}
@@ -100,7 +120,7 @@ func setup(t *testing.T) *bundle {
 		return err
 	})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return b
 }
@@ -207,7 +227,7 @@ func (b *bundle) buildTree(token string) tree {
 	tr.Rule = b.create(token, "/v1/routing-rules", map[string]any{"listener_id": tr.Listener, "priority": 10,
 		"conditions": []any{map[string]any{"field": "path", "match": "prefix", "values": []string{"/api/"}}},
 		"action":     map[string]any{"type": "forward", "forward": map[string]any{"pools": []any{map[string]any{"pool_id": tr.Pool}}}}})
-	certPEM, keyPEM := selfSigned(b.t, "www.example.test")
+	certPEM, keyPEM := testcerts.SelfSigned(b.t, "www.example.test")
 	tr.Cert = b.create(token, "/v1/certificates", map[string]any{"name": "www", "certificate": certPEM, "private_key": keyPEM})
 	tr.HTTPSListener = b.create(token, "/v1/listeners", map[string]any{"load_balancer_id": tr.LB, "protocol": "https", "port": 443,
 		"default_pool_id": tr.Pool, "certificate_ids": []string{tr.Cert}})

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/fulcrumlb/fulcrum/internal/testcerts"
 )
 
 // TestCrossTenantIsolation hits every endpoint and method with tenant B's
@@ -52,7 +54,7 @@ func TestCrossTenantIsolation(t *testing.T) {
 
 	// GET, PATCH (a valid body, also with the right If-Match and as a dry
 	// run) and DELETE (plain, cascade, stale If-Match) on each of A's objects.
-	certPEM, keyPEM := selfSigned(t, "rotated.example.test")
+	certPEM, keyPEM := testcerts.SelfSigned(t, "rotated.example.test")
 	objects := []struct {
 		path, id string
 		patch    map[string]any

@@ -2,46 +2,14 @@ package api_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"maps"
-	"math/big"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
-	"time"
-)
 
-// expiredCert returns a certificate that expired yesterday, and its key.
-func expiredCert(t *testing.T, host string) (certPEM, keyPEM string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: host},
-		DNSNames:     []string{host},
-		NotBefore:    time.Now().Add(-30 * 24 * time.Hour),
-		NotAfter:     time.Now().Add(-24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
-}
+	"github.com/fulcrumlb/fulcrum/internal/testcerts"
+)
 
 // hasField says whether res names field; a field ending in "*" is a prefix.
 func hasField(res response, field string) bool {
@@ -62,9 +30,9 @@ func TestValidation(t *testing.T) {
 	tcpPool := b.create(b.TokenA, "/v1/pools", map[string]any{"load_balancer_id": tr.LB, "protocol": "tcp", "name": "tcp"})
 	tcpListener := b.create(b.TokenA, "/v1/listeners", map[string]any{"load_balancer_id": tr.LB, "protocol": "tcp", "port": 9000, "default_pool_id": tcpPool})
 
-	certPEM, keyPEM := selfSigned(t, "valid.example.test")
-	_, otherKey := selfSigned(t, "other.example.test")
-	oldPEM, oldKey := expiredCert(t, "old.example.test")
+	certPEM, keyPEM := testcerts.SelfSigned(t, "valid.example.test")
+	_, otherKey := testcerts.SelfSigned(t, "other.example.test")
+	oldPEM, oldKey := testcerts.Expired(t, "old.example.test")
 
 	lsn := func(kv ...any) map[string]any {
 		m := map[string]any{"load_balancer_id": tr.LB, "protocol": "http", "port": 8080}
@@ -263,7 +231,7 @@ func TestOddValues(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	tr := b.buildTree(b.TokenA)
-	certPEM, keyPEM := selfSigned(t, "odd.example.test")
+	certPEM, keyPEM := testcerts.SelfSigned(t, "odd.example.test")
 	bodies := []struct {
 		method, path string
 		body         map[string]any

@@ -48,16 +48,6 @@ func htDir(t *testing.T) string {
 	return d
 }
 
-func htFreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // htMember is an HTTP server on loopback answering its name.
 func htMember(t *testing.T, name string) *httptest.Server {
 	t.Helper()
@@ -184,7 +174,7 @@ func htStart(t *testing.T, conf htConf, tweak func(*ProcessConfig)) *htEnv {
 		conf.Dir = htDir(t)
 	}
 	if conf.Port == 0 {
-		conf.Port = htFreePort(t)
+		conf.Port = freePort(t)
 	}
 	cfgPath := filepath.Join(conf.Dir, "haproxy.cfg")
 	htWriteFile(t, cfgPath, conf.render(t))
@@ -628,7 +618,7 @@ func TestProcessTakesOverPreviousRun(t *testing.T) {
 func htTakeover(t *testing.T, global string) {
 	bin := htBinary(t)
 	a := htMember(t, "a")
-	conf := htConf{Dir: htDir(t), Port: htFreePort(t), Servers: []htServer{{"mbr_a", htHostPort(a)}}, Global: global}
+	conf := htConf{Dir: htDir(t), Port: freePort(t), Servers: []htServer{{"mbr_a", htHostPort(a)}}, Global: global}
 	cfg := filepath.Join(conf.Dir, "haproxy.cfg")
 	htWriteFile(t, cfg, conf.render(t))
 

@@ -2,14 +2,8 @@ package haproxy
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"io"
@@ -26,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/testcerts"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/render")
@@ -432,31 +428,8 @@ func writeTestCerts(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, name := range []string{certA, certB} {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(time.Now().UnixNano()),
-			Subject:      pkix.Name{CommonName: filepath.Base(name) + ".example.com"},
-			DNSNames:     []string{filepath.Base(name) + ".example.com"},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b bytes.Buffer
-		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-		_ = pem.Encode(&b, &pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(name)), b.Bytes(), 0o600); err != nil {
+		certPEM, keyPEM := testcerts.SelfSigned(t, filepath.Base(name)+".example.com")
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(name)), []byte(certPEM+keyPEM), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

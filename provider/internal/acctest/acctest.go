@@ -66,7 +66,7 @@ func repoBin(name string) string {
 func Stack(t *testing.T) *teststack.Stack {
 	t.Helper()
 	PreCheck(t)
-	s := teststack.Start(t)
+	s := teststack.Start(t, teststack.Options{})
 	s.StartAgent("node-1")
 	return s
 }

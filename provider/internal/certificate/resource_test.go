@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/fulcrumlb/fulcrum/internal/testcerts"
 	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/acctest"
 	"github.com/fulcrumlb/fulcrum/provider/internal/certificate"
@@ -44,8 +45,8 @@ func TestAccCertificate(t *testing.T) {
 	acctest.SkipUnlessAcc(t)
 	s := acctest.Stack(t)
 	c := acctest.Client(t, s, s.TenantToken)
-	cert1, key1 := acctest.SelfSigned(t, "www.example.com")
-	cert2, key2 := acctest.SelfSigned(t, "api.example.com")
+	cert1, key1 := testcerts.SelfSigned(t, "www.example.com")
+	cert2, key2 := testcerts.SelfSigned(t, "api.example.com")
 	name := tfacctest.RandomWithPrefix("cert")
 	first := config{Provider: acctest.ProviderBlock(s, s.TenantToken), Name: name, Certificate: cert1, PrivateKey: key1,
 		Labels: map[string]string{"env": "test"}}
@@ -151,7 +152,7 @@ func TestAccCertificateInvalid(t *testing.T) {
 	acctest.SkipUnlessAcc(t)
 	acctest.PreCheck(t)
 	provider := acctest.UnreachableProviderBlock
-	cert, key := acctest.SelfSigned(t, "www.example.com")
+	cert, key := testcerts.SelfSigned(t, "www.example.com")
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: acctest.Factories(),
 		Steps: []resource.TestStep{

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 
+	"github.com/fulcrumlb/fulcrum/internal/testcerts"
 	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/acctest"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
@@ -27,7 +28,7 @@ func checkDestroyed(c *fulcrum.Client) resource.TestCheckFunc {
 // certificate resource is another package's) and returns its id.
 func certificate(t *testing.T, c *fulcrum.Client, host string) string {
 	t.Helper()
-	certPEM, keyPEM := acctest.SelfSigned(t, host)
+	certPEM, keyPEM := testcerts.SelfSigned(t, host)
 	res, err := c.API.CreateCertificateWithResponse(context.Background(), &openapi.CreateCertificateParams{}, openapi.CertificateCreate{
 		Certificate: certPEM,
 		PrivateKey:  keyPEM,
