@@ -671,7 +671,7 @@ func TestHTTPSListener(t *testing.T) {
 	var h http.Header
 	code, _, h, err = get(noRedirects(), lb.url(10202, "/some/path?x=1"), nil)
 	loc := h.Get("Location")
-	if err != nil || code != 301 || loc != "https://"+lb.addr(10202)+"/some/path?x=1" {
+	if err != nil || code != 301 || loc != "https://"+lb.addr(10201)+"/some/path?x=1" {
 		t.Fatalf("redirect_http_to_https: %d Location %q %v", code, loc, err)
 	}
 	if _, _, h, _ = get(noRedirects(), lb.url(10202, "/"), nil); h.Get("Strict-Transport-Security") != "" {

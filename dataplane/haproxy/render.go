@@ -484,7 +484,20 @@ func buildFrontend(lb LoadBalancer, l Listener, pools map[string]*Pool) (fronten
 
 	if isHTTP {
 		if l.RedirectHTTPToHTTPS && l.Protocol == "http" {
-			fv.HTTPRequest = append(fv.HTTPRequest, "redirect scheme https code 301 unless { ssl_fc }")
+			// To the load balancer's (lowest) https listener, else 443: keeping
+			// the request's port would send clients back to this listener.
+			port := 443
+			for _, o := range lb.Listeners {
+				if o.Protocol == "https" {
+					port = o.Port
+					break
+				}
+			}
+			host := "%[req.hdr(host),regsub(:[0-9]+$,)]"
+			if port != 443 {
+				host += ":" + strconv.Itoa(port)
+			}
+			fv.HTTPRequest = append(fv.HTTPRequest, "redirect location https://"+host+"%[pathq] code 301 unless { ssl_fc }")
 		}
 		ih := l.InsertHeaders
 		fv.ForwardFor = ih.XForwardedFor
