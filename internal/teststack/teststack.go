@@ -29,6 +29,7 @@ import (
 	"github.com/fulcrumlb/fulcrum/dataplane/agent"
 	"github.com/fulcrumlb/fulcrum/internal/pgtest"
 	"github.com/fulcrumlb/fulcrum/internal/secretbox"
+	"github.com/fulcrumlb/fulcrum/internal/telemetry"
 )
 
 // DefaultVIPBase is the second octet of the VIP blocks of stacks whose
@@ -60,6 +61,9 @@ type Options struct {
 	// PollWait is the agents' long-poll wait; 0 for 10s. Their HTTP client
 	// times out after twice as long.
 	PollWait time.Duration
+	// Telemetry instruments the API (server spans, metrics endpoint); nil for
+	// none. The test owns it: Start neither installs nor shuts it down.
+	Telemetry *telemetry.Telemetry
 }
 
 // Stack is a running control plane with one tenant and node group.
@@ -235,7 +239,7 @@ func (s *Stack) startAPI(ln net.Listener) {
 		st.Close()
 		s.tb.Fatal(err)
 	}
-	srv, err := api.New(api.Config{ShutdownTimeout: 5 * time.Second}, st, s.box, Logger(), nil)
+	srv, err := api.New(api.Config{ShutdownTimeout: 5 * time.Second}, st, s.box, Logger(), s.opts.Telemetry)
 	if err != nil {
 		ln.Close()
 		st.Close()
