@@ -162,43 +162,70 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 // buildSnapshot reads everything the group serves, in the caller's
 // repeatable-read transaction, so it is consistent at rev.
 func (h *handlers) buildSnapshot(ctx context.Context, tx *store.Tx, groupID string, rev int64) (*openapi.Snapshot, error) {
+	lbs, certs, err := h.readTrees(ctx, tx, treesOfGroup, groupID)
+	if err != nil {
+		return nil, err
+	}
+	snap := &openapi.Snapshot{Revision: rev, NodeGroupId: groupID, GeneratedAt: time.Now().UTC(), LoadBalancers: lbs, Certificates: certs}
+	var tp string
+	if err := tx.QueryRow(ctx, "SELECT traceparent FROM revisions WHERE revision <= $1 ORDER BY revision DESC LIMIT 1", rev).Scan(&tp); err == nil && tp != "" {
+		snap.Traceparent = &tp
+	}
+	return snap, nil
+}
+
+// treeScope selects the load balancers readTrees reads: it is the column of
+// load_balancers compared with readTrees' argument.
+type treeScope string
+
+const (
+	treesOfGroup treeScope = "node_group_id" // every load balancer of a node group
+	treeOfLB     treeScope = "id"            // one load balancer
+)
+
+// readTrees reads the live load balancers of scope with their live listeners,
+// pools, members and routing rules, and the certificates those listeners use
+// (private keys decrypted): the load-balancer part of a snapshot. It reads in
+// tx, so a repeatable-read transaction sees one revision and a write
+// transaction (a dry run) sees its own changes. The slices are never nil.
+func (h *handlers) readTrees(ctx context.Context, tx *store.Tx, scope treeScope, arg string) ([]openapi.SnapshotLoadBalancer, []openapi.SnapshotCertificate, error) {
+	col := string(scope) // one of the constants above, never user input
 	const live = " AND t.deleted_revision IS NULL"
-	inGroup := " FROM %s t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb.node_group_id = $1 AND lb.deleted_revision IS NULL" + live + " ORDER BY t.id"
-	lbs, err := store.Select[store.LoadBalancer](ctx, tx, "SELECT t.* FROM load_balancers t WHERE t.node_group_id = $1"+live+" ORDER BY t.id", groupID)
+	inScope := " FROM %s t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb." + col + " = $1 AND lb.deleted_revision IS NULL" + live + " ORDER BY t.id"
+	lbs, err := store.Select[store.LoadBalancer](ctx, tx, "SELECT t.* FROM load_balancers t WHERE t."+col+" = $1"+live+" ORDER BY t.id", arg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	listeners, err := store.Select[store.Listener](ctx, tx, "SELECT t.*"+fmt.Sprintf(inGroup, "listeners"), groupID)
+	listeners, err := store.Select[store.Listener](ctx, tx, "SELECT t.*"+fmt.Sprintf(inScope, "listeners"), arg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	pools, err := store.Select[store.Pool](ctx, tx, "SELECT t.*"+fmt.Sprintf(inGroup, "pools"), groupID)
+	pools, err := store.Select[store.Pool](ctx, tx, "SELECT t.*"+fmt.Sprintf(inScope, "pools"), arg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	members, err := store.Select[store.Member](ctx, tx, "SELECT t.*"+fmt.Sprintf(inGroup, "members"), groupID)
+	members, err := store.Select[store.Member](ctx, tx, "SELECT t.*"+fmt.Sprintf(inScope, "members"), arg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	rules, err := store.Select[store.RoutingRule](ctx, tx, "SELECT t.*"+fmt.Sprintf(inGroup, "routing_rules"), groupID)
+	rules, err := store.Select[store.RoutingRule](ctx, tx, "SELECT t.*"+fmt.Sprintf(inScope, "routing_rules"), arg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	certs, err := store.Select[store.Certificate](ctx, tx, `SELECT c.* FROM certificates c WHERE c.id IN (
   SELECT lc.certificate_id FROM listener_certificates lc JOIN listeners l ON l.id = lc.listener_id JOIN load_balancers lb ON lb.id = l.load_balancer_id
-  WHERE lb.node_group_id = $1 AND lb.deleted_revision IS NULL AND l.deleted_revision IS NULL) ORDER BY c.id`, groupID)
+  WHERE lb.`+col+` = $1 AND lb.deleted_revision IS NULL AND l.deleted_revision IS NULL) ORDER BY c.id`, arg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	byLB := map[string]*openapi.SnapshotLoadBalancer{}
-	snap := &openapi.Snapshot{Revision: rev, NodeGroupId: groupID, GeneratedAt: time.Now().UTC(),
-		LoadBalancers: make([]openapi.SnapshotLoadBalancer, 0, len(lbs)), Certificates: make([]openapi.SnapshotCertificate, 0, len(certs))}
+	out := make([]openapi.SnapshotLoadBalancer, 0, len(lbs))
 	for _, lb := range lbs {
-		snap.LoadBalancers = append(snap.LoadBalancers, openapi.SnapshotLoadBalancer{LoadBalancer: lbToAPI(lb),
+		out = append(out, openapi.SnapshotLoadBalancer{LoadBalancer: lbToAPI(lb),
 			Listeners: []openapi.Listener{}, Pools: []openapi.Pool{}, Members: []openapi.Member{}, RoutingRules: []openapi.RoutingRule{}})
 	}
-	for i := range snap.LoadBalancers {
-		byLB[snap.LoadBalancers[i].LoadBalancer.Id] = &snap.LoadBalancers[i]
+	byLB := make(map[string]*openapi.SnapshotLoadBalancer, len(out))
+	for i := range out {
+		byLB[out[i].LoadBalancer.Id] = &out[i]
 	}
 	for _, l := range listeners {
 		byLB[l.LoadBalancerID].Listeners = append(byLB[l.LoadBalancerID].Listeners, listenerToAPI(l))
@@ -212,18 +239,15 @@ func (h *handlers) buildSnapshot(ctx context.Context, tx *store.Tx, groupID stri
 	for _, ru := range rules {
 		byLB[ru.LoadBalancerID].RoutingRules = append(byLB[ru.LoadBalancerID].RoutingRules, ruleToAPI(ru))
 	}
+	outCerts := make([]openapi.SnapshotCertificate, 0, len(certs))
 	for _, c := range certs {
 		key, err := PrivateKey(h.box, c)
 		if err != nil {
-			return nil, fmt.Errorf("decrypt key of %s: %w", c.ID, err)
+			return nil, nil, fmt.Errorf("decrypt key of %s: %w", c.ID, err)
 		}
-		snap.Certificates = append(snap.Certificates, openapi.SnapshotCertificate{Id: c.ID, Version: c.Version, Certificate: c.CertificatePEM, PrivateKey: string(key)})
+		outCerts = append(outCerts, openapi.SnapshotCertificate{Id: c.ID, Version: c.Version, Certificate: c.CertificatePEM, PrivateKey: string(key)})
 	}
-	var tp string
-	if err := tx.QueryRow(ctx, "SELECT traceparent FROM revisions WHERE revision <= $1 ORDER BY revision DESC LIMIT 1", rev).Scan(&tp); err == nil && tp != "" {
-		snap.Traceparent = &tp
-	}
-	return snap, nil
+	return out, outCerts, nil
 }
 
 func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestObject) (openapi.ReportNodeResponseObject, error) {

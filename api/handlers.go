@@ -24,6 +24,11 @@ type handlers struct {
 	box    *secretbox.Box
 	log    *slog.Logger
 	notify *Notifier
+	// haproxy is the binary dry runs check the affected load balancer with;
+	// "" skips that check (dryrun.go).
+	haproxy string
+	// checks bounds the haproxy -c processes of concurrent dry runs.
+	checks chan struct{}
 }
 
 var _ openapi.StrictServerInterface = (*handlers)(nil)
@@ -121,6 +126,8 @@ func checkIdempotencyKey(key string) error {
 // create runs a create in one transaction: the Idempotency-Key claim, fn (quota
 // check, validation, insert, revision bump) and the stored response commit or
 // roll back together. A retry with the same key gets the first response.
+// A dry run rolls back instead, after reading the affected load balancer so
+// that its configuration is checked with HAProxy (dryrun.go).
 func create[R any](ctx context.Context, h *handlers, methodPath string, key *string, dryRun *bool, body any, fn func(tx *store.Tx) (R, error)) (R, bool, error) {
 	var out R
 	var replayed bool
@@ -141,6 +148,7 @@ func create[R any](ctx context.Context, h *handlers, methodPath string, key *str
 		sum := sha256.Sum256(b)
 		hash = sum[:]
 	}
+	var tree *dryRunTree
 	err = h.st.Write(ctx, isTrue(dryRun), func(tx *store.Tx) error {
 		if useKey {
 			status, stored, err := store.ClaimIdempotencyKey(ctx, tx, p.IdempotencyScope(), *key, methodPath, hash)
@@ -157,6 +165,10 @@ func create[R any](ctx context.Context, h *handlers, methodPath string, key *str
 		if err != nil {
 			return err
 		}
+		if isTrue(dryRun) {
+			tree, err = h.readDryRunTree(ctx, tx, out)
+			return err
+		}
 		if useKey {
 			b, err := json.Marshal(out)
 			if err != nil {
@@ -166,6 +178,9 @@ func create[R any](ctx context.Context, h *handlers, methodPath string, key *str
 		}
 		return nil
 	})
+	if err == nil && tree != nil {
+		err = h.checkDryRun(ctx, tree)
+	}
 	return out, replayed, err
 }
 
@@ -173,12 +188,14 @@ func create[R any](ctx context.Context, h *handlers, methodPath string, key *str
 type versioned interface{ GetVersion() int64 }
 
 // update runs a PATCH: lock the current row, check If-Match, let fn apply,
-// validate and save, all in one transaction (rolled back for dry runs).
+// validate and save, all in one transaction (rolled back for dry runs, whose
+// affected load balancer is then checked with HAProxy).
 func update[T any, PT interface {
 	*T
 	versioned
 }, R any](ctx context.Context, h *handlers, k store.Kind, tenantID, id string, ifMatch *string, dryRun *bool, fn func(tx *store.Tx, cur *T) (R, error)) (R, error) {
 	var out R
+	var tree *dryRunTree
 	err := h.st.Write(ctx, isTrue(dryRun), func(tx *store.Tx) error {
 		var cur *T
 		var err error
@@ -193,9 +210,17 @@ func update[T any, PT interface {
 		if err := checkIfMatch(ifMatch, PT(cur).GetVersion()); err != nil {
 			return err
 		}
-		out, err = fn(tx, cur)
+		if out, err = fn(tx, cur); err != nil {
+			return err
+		}
+		if isTrue(dryRun) {
+			tree, err = h.readDryRunTree(ctx, tx, out)
+		}
 		return err
 	})
+	if err == nil && tree != nil {
+		err = h.checkDryRun(ctx, tree)
+	}
 	return out, err
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -35,6 +36,12 @@ type Config struct {
 	BodyLimit string
 	// ShutdownTimeout bounds the graceful shutdown. Defaults to 30s.
 	ShutdownTimeout time.Duration
+	// HAProxy is the haproxy binary (a path, or a name looked up on PATH)
+	// that dry runs of load balancers, listeners, pools, members and routing
+	// rules check the affected load balancer's rendered configuration with
+	// (haproxy -c). Empty, or not found when the server is built: dry runs
+	// skip that check and validate everything else.
+	HAProxy string
 }
 
 // Defaults for Config.
@@ -70,6 +77,14 @@ type Server struct {
 // New builds the server; tel may be nil (no tracing, no metrics endpoint).
 func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel *telemetry.Telemetry) (*Server, error) {
 	cfg.setDefaults()
+	if cfg.HAProxy != "" {
+		path, err := exec.LookPath(cfg.HAProxy)
+		if err != nil {
+			log.Warn("HAProxy not found: dry runs are not checked with haproxy -c", "haproxy", cfg.HAProxy, "err", err)
+			path = ""
+		}
+		cfg.HAProxy = path
+	}
 	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel}
 	e := echo.New()
 	e.HideBanner = true
@@ -105,7 +120,8 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		e.GET("/metrics", echo.WrapHandler(tel.MetricsHandler()))
 	}
 	s.notify = NewNotifier()
-	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log, notify: s.notify}, nil))
+	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log, notify: s.notify,
+		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax)}, nil))
 	s.echo = e
 	return s, nil
 }

@@ -43,6 +43,7 @@ type bundle struct {
 type setupOptions struct {
 	quotas   store.Quotas // both tenants'
 	vipRange string       // the default node group's
+	haproxy  string       // api.Config.HAProxy: "" skips the dry runs' haproxy -c
 }
 
 // setupOption is an option of setup.
@@ -53,6 +54,9 @@ func withQuotas(q store.Quotas) setupOption { return func(o *setupOptions) { o.q
 
 // withVIPRange gives the node group the VIPs of prefix instead of 127.77.0.0/16.
 func withVIPRange(prefix string) setupOption { return func(o *setupOptions) { o.vipRange = prefix } }
+
+// withHAProxy has dry runs checked with the haproxy binary at path.
+func withHAProxy(path string) setupOption { return func(o *setupOptions) { o.haproxy = path } }
 
 // setup starts the API against a brand-new Postgres database.
 func setup(tb testing.TB, opts ...setupOption) *bundle {
@@ -84,7 +88,7 @@ func setup(tb testing.TB, opts ...setupOption) *bundle {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	srv, err := api.New(api.Config{}, st, box, log, tel)
+	srv, err := api.New(api.Config{HAProxy: o.haproxy}, st, box, log, tel)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1637,7 +1637,7 @@ type ListCertificatesParams struct {
 
 // CreateCertificateParams defines parameters for CreateCertificate.
 type CreateCertificateParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IdempotencyKey A client-chosen key (≤ 255 printable characters). Retries with the same key and body get the first result.
@@ -1652,7 +1652,7 @@ type DeleteCertificateParams struct {
 
 // UpdateCertificateParams defines parameters for UpdateCertificate.
 type UpdateCertificateParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.
@@ -1677,7 +1677,7 @@ type ListListenersParams struct {
 
 // CreateListenerParams defines parameters for CreateListener.
 type CreateListenerParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IdempotencyKey A client-chosen key (≤ 255 printable characters). Retries with the same key and body get the first result.
@@ -1695,7 +1695,7 @@ type DeleteListenerParams struct {
 
 // UpdateListenerParams defines parameters for UpdateListener.
 type UpdateListenerParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.
@@ -1720,7 +1720,7 @@ type ListLoadBalancersParams struct {
 
 // CreateLoadBalancerParams defines parameters for CreateLoadBalancer.
 type CreateLoadBalancerParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IdempotencyKey A client-chosen key (≤ 255 printable characters). Retries with the same key and body get the first result.
@@ -1738,7 +1738,7 @@ type DeleteLoadBalancerParams struct {
 
 // UpdateLoadBalancerParams defines parameters for UpdateLoadBalancer.
 type UpdateLoadBalancerParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.
@@ -1764,7 +1764,7 @@ type ListMembersParams struct {
 
 // CreateMemberParams defines parameters for CreateMember.
 type CreateMemberParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IdempotencyKey A client-chosen key (≤ 255 printable characters). Retries with the same key and body get the first result.
@@ -1779,7 +1779,7 @@ type DeleteMemberParams struct {
 
 // UpdateMemberParams defines parameters for UpdateMember.
 type UpdateMemberParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.
@@ -1803,7 +1803,7 @@ type ListNodeGroupsParams struct {
 
 // CreateNodeGroupParams defines parameters for CreateNodeGroup.
 type CreateNodeGroupParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IdempotencyKey A client-chosen key (≤ 255 printable characters). Retries with the same key and body get the first result.
@@ -1818,7 +1818,7 @@ type DeleteNodeGroupParams struct {
 
 // UpdateNodeGroupParams defines parameters for UpdateNodeGroup.
 type UpdateNodeGroupParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.
@@ -1843,7 +1843,7 @@ type ListNodesParams struct {
 
 // CreateNodeParams defines parameters for CreateNode.
 type CreateNodeParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IdempotencyKey A client-chosen key (≤ 255 printable characters). Retries with the same key and body get the first result.
@@ -1858,7 +1858,7 @@ type DeleteNodeParams struct {
 
 // UpdateNodeParams defines parameters for UpdateNode.
 type UpdateNodeParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.
@@ -1892,7 +1892,7 @@ type ListPoolsParams struct {
 
 // CreatePoolParams defines parameters for CreatePool.
 type CreatePoolParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IdempotencyKey A client-chosen key (≤ 255 printable characters). Retries with the same key and body get the first result.
@@ -1910,7 +1910,7 @@ type DeletePoolParams struct {
 
 // UpdatePoolParams defines parameters for UpdatePool.
 type UpdatePoolParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.
@@ -1936,7 +1936,7 @@ type ListRoutingRulesParams struct {
 
 // CreateRoutingRuleParams defines parameters for CreateRoutingRule.
 type CreateRoutingRuleParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IdempotencyKey A client-chosen key (≤ 255 printable characters). Retries with the same key and body get the first result.
@@ -1951,7 +1951,7 @@ type DeleteRoutingRuleParams struct {
 
 // UpdateRoutingRuleParams defines parameters for UpdateRoutingRule.
 type UpdateRoutingRuleParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.
@@ -1975,7 +1975,7 @@ type ListTenantsParams struct {
 
 // CreateTenantParams defines parameters for CreateTenant.
 type CreateTenantParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IdempotencyKey A client-chosen key (≤ 255 printable characters). Retries with the same key and body get the first result.
@@ -1990,7 +1990,7 @@ type DeleteTenantParams struct {
 
 // UpdateTenantParams defines parameters for UpdateTenant.
 type UpdateTenantParams struct {
-	// DryRun Validate fully (quotas, references, uniqueness) and store nothing.
+	// DryRun Validate fully (quotas, references, uniqueness) and store nothing; a dry run answers 200 with the object as it would be. For load balancers, listeners, pools, members and routing rules, when the API host has HAProxy, the affected load balancer is also rendered as the agents would render it (with this change) and checked with `haproxy -c`: a configuration HAProxy rejects is a 422 with problem type `haproxy-rejected`, HAProxy's messages in `errors` (on the field they most likely come from, else `body`). A disabled load balancer renders nothing and passes. Without HAProxy on the API host that check is skipped.
 	DryRun *DryRun `form:"dry_run,omitempty" json:"dry_run,omitempty"`
 
 	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.

@@ -150,6 +150,8 @@ func runAPI(ctx context.Context, args []string, stderr io.Writer) error {
 	key := fs.String("secret-key", env("FULCRUM_SECRET_KEY", ""), "base64 key encrypting private keys at rest (env FULCRUM_SECRET_KEY)")
 	keyFile := fs.String("secret-key-file", env("FULCRUM_SECRET_KEY_FILE", ""), "file holding the secret key (env FULCRUM_SECRET_KEY_FILE)")
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "debug, info, warn or error (env FULCRUM_LOG_LEVEL)")
+	haproxyBin := fs.String("haproxy", env("FULCRUM_HAPROXY", "haproxy"),
+		"haproxy binary dry runs check the affected load balancer with; empty or not found: that check is skipped (env FULCRUM_HAPROXY)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -173,7 +175,7 @@ func runAPI(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log.Info("database migrated", "schema_version", v)
-	srv, err := api.New(api.Config{Addr: *addr}, st, box, log, tel)
+	srv, err := api.New(api.Config{Addr: *addr, HAProxy: *haproxyBin}, st, box, log, tel)
 	if err != nil {
 		return err
 	}

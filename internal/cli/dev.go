@@ -41,7 +41,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	vipRange := fs.String("vip-range", devVIPRangeDefault, "VIP range of the default node group")
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "log level")
 	nodeName := fs.String("node-name", "dev-node-1", "name of the local dataplane node")
-	haproxyBin := fs.String("haproxy", env("FULCRUM_HAPROXY", "haproxy"), "haproxy binary")
+	haproxyBin := fs.String("haproxy", env("FULCRUM_HAPROXY", "haproxy"), "haproxy binary (the agent's, and the API's for dry runs)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
-	srv, err := api.New(api.Config{Addr: *addr}, st, box, log, tel)
+	srv, err := api.New(api.Config{Addr: *addr, HAProxy: *haproxyBin}, st, box, log, tel)
 	if err != nil {
 		return err
 	}

@@ -189,7 +189,10 @@ func vipRange(base, prefixLen int) string {
 }
 
 // claimed keeps the lock files of this process's VIP blocks open.
-var claimed []*os.File
+var (
+	claimedMu sync.Mutex
+	claimed   []*os.File
+)
 
 func claimBlock(cidr string) bool {
 	dir := filepath.Join(os.TempDir(), "fulcrum-test-vips")
@@ -204,7 +207,9 @@ func claimBlock(cidr string) bool {
 		f.Close()
 		return false
 	}
+	claimedMu.Lock()
 	claimed = append(claimed, f)
+	claimedMu.Unlock()
 	return true
 }
 
