@@ -86,8 +86,8 @@ func Authenticate(ctx context.Context, s *store.Store, header string) (Principal
 		return Principal{}, errBadToken
 	}
 	var t store.Token
-	err := s.Pool.QueryRow(ctx, "SELECT kind, tenant_id, node_group_id, secret_hash, expires_at FROM tokens WHERE id = $1", id).
-		Scan(&t.Kind, &t.TenantID, &t.NodeGroupID, &t.SecretHash, &t.ExpiresAt)
+	err := s.Pool.QueryRow(ctx, "SELECT kind, tenant_id, node_group_id, secret_hash, expires_at, last_used_at FROM tokens WHERE id = $1", id).
+		Scan(&t.Kind, &t.TenantID, &t.NodeGroupID, &t.SecretHash, &t.ExpiresAt, &t.LastUsedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Compare anyway so unknown ids cost the same as wrong secrets.
 		subtle.ConstantTimeCompare(HashSecret(secret), make([]byte, sha256.Size))
@@ -102,8 +102,11 @@ func Authenticate(ctx context.Context, s *store.Store, header string) (Principal
 	if t.ExpiresAt != nil && time.Now().After(*t.ExpiresAt) {
 		return Principal{}, errBadToken
 	}
-	// Record use at most once a minute so reads stay reads.
-	_, _ = s.Pool.Exec(ctx, "UPDATE tokens SET last_used_at = now() WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')", id)
+	// Record use at most once a minute so reads stay reads: no round trip at
+	// all while the recorded use is recent.
+	if t.LastUsedAt == nil || time.Since(*t.LastUsedAt) > time.Minute {
+		_, _ = s.Pool.Exec(ctx, "UPDATE tokens SET last_used_at = now() WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')", id)
+	}
 	p := Principal{TokenID: id, Kind: t.Kind}
 	if t.TenantID != nil {
 		p.TenantID = *t.TenantID
