@@ -65,6 +65,7 @@ func (e ListenerProtocol) Valid() bool {
 
 // Defines values for NodeStatus.
 const (
+	NodeStatusError      NodeStatus = "error"
 	NodeStatusOffline    NodeStatus = "offline"
 	NodeStatusOnline     NodeStatus = "online"
 	NodeStatusRegistered NodeStatus = "registered"
@@ -73,11 +74,43 @@ const (
 // Valid indicates whether the value is a known member of the NodeStatus enum.
 func (e NodeStatus) Valid() bool {
 	switch e {
+	case NodeStatusError:
+		return true
 	case NodeStatusOffline:
 		return true
 	case NodeStatusOnline:
 		return true
 	case NodeStatusRegistered:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for NodeErrorKind.
+const (
+	Bind         NodeErrorKind = "bind"
+	Config       NodeErrorKind = "config"
+	Disk         NodeErrorKind = "disk"
+	HaproxyStart NodeErrorKind = "haproxy_start"
+	Other        NodeErrorKind = "other"
+	Reload       NodeErrorKind = "reload"
+)
+
+// Valid indicates whether the value is a known member of the NodeErrorKind enum.
+func (e NodeErrorKind) Valid() bool {
+	switch e {
+	case Bind:
+		return true
+	case Config:
+		return true
+	case Disk:
+		return true
+	case HaproxyStart:
+		return true
+	case Other:
+		return true
+	case Reload:
 		return true
 	default:
 		return false
@@ -827,6 +860,17 @@ type LoadBalancerCreate struct {
 	VipAddress *string `json:"vip_address,omitempty"`
 }
 
+// LoadBalancerError defines model for LoadBalancerError.
+type LoadBalancerError struct {
+	// Field The field of that object, when known (e.g. `port`).
+	Field          *string `json:"field,omitempty"`
+	LoadBalancerId string  `json:"load_balancer_id"`
+	Message        string  `json:"message"`
+
+	// ObjectId The listener, pool, member, routing rule or certificate HAProxy named, when known.
+	ObjectId *string `json:"object_id,omitempty"`
+}
+
 // LoadBalancerList defines model for LoadBalancerList.
 type LoadBalancerList struct {
 	Items         []LoadBalancer `json:"items"`
@@ -858,7 +902,14 @@ type LoadBalancerStats struct {
 type LoadBalancerStatusTree struct {
 	Listeners    []ListenerStatus `json:"listeners"`
 	LoadBalancer StatusEntry      `json:"load_balancer"`
-	Pools        []PoolStatus     `json:"pools"`
+
+	// Nodes The nodes of the load balancer's group that do not serve its current version (down, failing, or with node errors); empty when every node serves it.
+	Nodes *[]struct {
+		Name          string  `json:"name"`
+		Status        string  `json:"status"`
+		StatusMessage *string `json:"status_message,omitempty"`
+	} `json:"nodes,omitempty"`
+	Pools []PoolStatus `json:"pools"`
 }
 
 // LoadBalancerUpdate defines model for LoadBalancerUpdate.
@@ -957,10 +1008,15 @@ type MemberUpdate struct {
 
 // Node defines model for Node.
 type Node struct {
+	AgentVersion *string `json:"agent_version,omitempty"`
+
 	// AppliedRevision The newest snapshot revision the node acknowledged.
 	AppliedRevision int64     `json:"applied_revision"`
 	CreatedAt       time.Time `json:"created_at"`
 	Description     string    `json:"description"`
+
+	// Errors Node-level failures the node reports (disk, HAProxy start, bind, ...); they persist until the node reports them resolved.
+	Errors *[]NodeError `json:"errors,omitempty"`
 
 	// Id Example: node_01JD2YQ4ZP0S9D3C1V1X6M5W7A
 	Id string `json:"id"`
@@ -975,14 +1031,14 @@ type Node struct {
 	Name        string `json:"name"`
 	NodeGroupId string `json:"node_group_id"`
 
-	// Status From heartbeats.
+	// Status From heartbeats; `error` while the node reports node errors.
 	Status        NodeStatus `json:"status"`
 	StatusMessage *string    `json:"status_message,omitempty"`
 	UpdatedAt     time.Time  `json:"updated_at"`
 	Version       int64      `json:"version"`
 }
 
-// NodeStatus From heartbeats.
+// NodeStatus From heartbeats; `error` while the node reports node errors.
 type NodeStatus string
 
 // NodeCreate defines model for NodeCreate.
@@ -999,10 +1055,26 @@ type NodeCreate struct {
 	NodeGroupId string `json:"node_group_id"`
 }
 
+// NodeError defines model for NodeError.
+type NodeError struct {
+	// Kind What failed on the node.
+	Kind    NodeErrorKind `json:"kind"`
+	Message string        `json:"message"`
+
+	// Since When the node first reported it (set by the API).
+	Since *time.Time `json:"since,omitempty"`
+}
+
+// NodeErrorKind What failed on the node.
+type NodeErrorKind string
+
 // NodeGroup defines model for NodeGroup.
 type NodeGroup struct {
 	CreatedAt   time.Time `json:"created_at"`
 	Description string    `json:"description"`
+
+	// EffectiveReservedPorts Every port a listener of this group is refused (422 naming `port`), sorted.
+	EffectiveReservedPorts *[]int `json:"effective_reserved_ports,omitempty"`
 
 	// Id Example: ng_01JD2YQ4ZP0S9D3C1V1X6M5W7A
 	Id string `json:"id"`
@@ -1013,9 +1085,12 @@ type NodeGroup struct {
 	Labels Labels `json:"labels"`
 
 	// Name Example: default
-	Name      string    `json:"name"`
-	UpdatedAt time.Time `json:"updated_at"`
-	Version   int64     `json:"version"`
+	Name string `json:"name"`
+
+	// ReservedPorts Ports no listener of this group may use, listed by the operator. Always reserved as well (not listed here): 22 and the agent's own ports (see `effective_reserved_ports`).
+	ReservedPorts *[]int    `json:"reserved_ports,omitempty"`
+	UpdatedAt     time.Time `json:"updated_at"`
+	Version       int64     `json:"version"`
 
 	// VipRange CIDR the VIPs of this group's load balancers are allocated from.
 	//
@@ -1030,8 +1105,9 @@ type NodeGroupCreate struct {
 	// Labels Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` ≤ 63, values ≤ 255.
 	//
 	// Example: {"env":"prod","team":"web"}
-	Labels *Labels `json:"labels,omitempty"`
-	Name   string  `json:"name"`
+	Labels        *Labels `json:"labels,omitempty"`
+	Name          string  `json:"name"`
+	ReservedPorts *[]int  `json:"reserved_ports,omitempty"`
 
 	// VipRange Example: 127.77.0.0/16
 	VipRange string `json:"vip_range"`
@@ -1052,6 +1128,9 @@ type NodeGroupUpdate struct {
 	// Example: {"env":"prod","team":"web"}
 	Labels *Labels `json:"labels,omitempty"`
 	Name   *string `json:"name,omitempty"`
+
+	// ReservedPorts Replaces the list; refused (409) while a listener of the group uses one of the ports.
+	ReservedPorts *[]int `json:"reserved_ports,omitempty"`
 
 	// VipRange May only grow to a range that still holds every allocated VIP.
 	VipRange *string `json:"vip_range,omitempty"`
@@ -1074,11 +1153,8 @@ type NodeRegistration struct {
 // NodeReport defines model for NodeReport.
 type NodeReport struct {
 	// LoadBalancerErrors Load balancers HAProxy rejected; the node keeps serving their last good version (or nothing).
-	LoadBalancerErrors *[]struct {
-		LoadBalancerId string `json:"load_balancer_id"`
-		Message        string `json:"message"`
-	} `json:"load_balancer_errors,omitempty"`
-	Members *[]struct {
+	LoadBalancerErrors *[]LoadBalancerError `json:"load_balancer_errors,omitempty"`
+	Members            *[]struct {
 		// Check HAProxy's last check result.
 		Check  *string                 `json:"check,omitempty"`
 		Id     string                  `json:"id"`
@@ -1087,6 +1163,9 @@ type NodeReport struct {
 
 	// Message Why (nack).
 	Message *string `json:"message,omitempty"`
+
+	// NodeErrors Every node-level failure in force now; an empty or absent list means none (earlier ones are resolved).
+	NodeErrors *[]NodeError `json:"node_errors,omitempty"`
 
 	// Revision The snapshot revision the node now serves.
 	Revision int64                `json:"revision"`

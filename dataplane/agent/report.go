@@ -45,15 +45,9 @@ func memberStatus(s string) openapi.NodeReportMembersStatus {
 func (a *Agent) report(ctx context.Context) error {
 	a.mu.Lock()
 	snap, live := a.snap, a.live
-	lbErrors := make([]struct {
-		LoadBalancerId string `json:"load_balancer_id"`
-		Message        string `json:"message"`
-	}, 0, len(a.lbErrors))
+	lbErrors := make([]openapi.LoadBalancerError, 0, len(a.lbErrors))
 	for id, msg := range a.lbErrors {
-		lbErrors = append(lbErrors, struct {
-			LoadBalancerId string `json:"load_balancer_id"`
-			Message        string `json:"message"`
-		}{id, truncate(msg, 8000)})
+		lbErrors = append(lbErrors, openapi.LoadBalancerError{LoadBalancerId: id, Message: truncate(msg, 8000)})
 	}
 	a.mu.Unlock()
 	if snap == nil || live == nil {
