@@ -140,6 +140,9 @@ func New(cfg Config) (*Agent, error) {
 // Runtime is the HAProxy runtime API the agent uses (for tests and tools).
 func (a *Agent) Runtime() haproxy.Runtime { return a.runtime }
 
+// StateDir is the agent's state directory.
+func (a *Agent) StateDir() string { return a.cfg.StateDir }
+
 // Process is the supervised HAProxy.
 func (a *Agent) Process() *haproxy.Process { return a.proc }
 
