@@ -393,10 +393,12 @@ func TestContainmentKeyHygiene(t *testing.T) {
 
 	s.MustCall(202, "DELETE", "/v1/listeners/"+lb.Listeners[0], nil)
 	teststack.WaitFor(t, "the listener off the node", 20*time.Second, func() bool { return refused(lb.addr(10431)) })
-	code, out := s.Call("DELETE", "/v1/certificates/"+cert, nil)
-	if code/100 != 2 {
-		t.Fatalf("delete certificate: %d %v", code, out)
-	}
+	// The listener's deletion finishes once the node acked it; until then the
+	// certificate is still referred to (409).
+	teststack.WaitFor(t, "the certificate to be deleted", 20*time.Second, func() bool {
+		code, _ := s.Call("DELETE", "/v1/certificates/"+cert, nil)
+		return code/100 == 2
+	})
 	// A later snapshot (any change) no longer carries it: its file goes.
 	s.MustCall(200, "PATCH", "/v1/pools/"+lb.Pools[0], map[string]any{"retries": 2})
 	teststack.WaitFor(t, "the key file of the deleted certificate to go", 20*time.Second, func() bool {
@@ -432,6 +434,12 @@ func TestContainmentNodeErrorDisk(t *testing.T) {
 		return errs
 	}
 	var errs []any
+	defer func() {
+		if t.Failed() {
+			_, n := s.CallAs(s.AdminToken, "GET", "/v1/nodes/node-1", nil)
+			t.Logf("node: %v", n)
+		}
+	}()
 	teststack.WaitFor(t, "a node error of kind disk", 20*time.Second, func() bool {
 		errs = nodeErrors()
 		for _, e := range errs {

@@ -278,12 +278,12 @@ func (a *Agent) register(ctx context.Context) error {
 func (a *Agent) checkText(ctx context.Context, text []byte) error {
 	f, err := os.CreateTemp(a.path("run"), "candidate-*.cfg")
 	if err != nil {
-		return err
+		return nodeFailure(openapi.Disk, fmt.Errorf("write a candidate config: %w", err))
 	}
 	defer os.Remove(f.Name())
 	if _, err := f.Write(text); err != nil {
 		f.Close()
-		return err
+		return nodeFailure(openapi.Disk, fmt.Errorf("write a candidate config: %w", err))
 	}
 	f.Close()
 	if a.checkFn != nil {

@@ -107,6 +107,9 @@ func (a *Agent) apply(ctx context.Context, snap *openapi.Snapshot, force bool) (
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if force && a.want != nil && a.want.Revision > snap.Revision {
+		snap = a.want // a retry never goes back to an older snapshot
+	}
 	if !force && ((a.snap != nil && snap.Revision <= a.snap.Revision) || snap.Revision <= a.failedRev) {
 		return nil
 	}
@@ -284,15 +287,22 @@ func (a *Agent) validate(ctx context.Context, p *plan) error {
 			return nil
 		}
 	}
+	var ae *applyError
+	if errors.As(err, &ae) {
+		return err
+	}
 	var ce *haproxy.CheckError
 	if err != nil && !errors.As(err, &ce) && !strings.HasPrefix(err.Error(), "haproxy: ") {
-		// Not HAProxy's verdict (it could not run, the run dir is not writable).
-		return nodeFailure(openapi.Config, fmt.Errorf("check configuration: %w", err))
+		// Not HAProxy's verdict: it could not run.
+		return nodeFailure(openapi.Other, fmt.Errorf("check configuration: %w", err))
 	}
 	for _, id := range p.changedIDs() {
 		text, err := haproxy.RenderLoadBalancer(p.cfg.Global, p.cands[id])
 		if err == nil {
 			err = a.checkText(ctx, text)
+		}
+		if errors.As(err, &ae) {
+			return err
 		}
 		if err != nil {
 			f := lbFailure{Kind: failCheck, Message: err.Error()}

@@ -205,14 +205,14 @@ const retryInterval = 2 * time.Second
 
 // retryLoop re-applies the newest snapshot while a failure that may pass
 // is in force.
+// While the failure lasts, the interval doubles up to maxRetryInterval.
 func (a *Agent) retryLoop(ctx context.Context) {
-	t := time.NewTicker(retryInterval)
-	defer t.Stop()
+	wait := retryInterval
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 		a.mu.Lock()
 		snap := a.want
@@ -222,10 +222,15 @@ func (a *Agent) retryLoop(ctx context.Context) {
 		retry := a.retry && snap != nil && a.live != nil
 		a.mu.Unlock()
 		if !retry {
+			wait = retryInterval
 			continue
 		}
 		if err := a.apply(ctx, snap, true); err != nil && ctx.Err() == nil {
 			a.log.Debug("retry apply", "revision", snap.Revision, "err", err)
 		}
+		wait = min(2*wait, maxRetryInterval)
 	}
 }
+
+// maxRetryInterval bounds the retry interval.
+const maxRetryInterval = 10 * time.Second
