@@ -504,26 +504,30 @@ func (a *Agent) canBind(ap netip.AddrPort) error {
 	return haproxy.CanBind(ap)
 }
 
+// said is one thing HAProxy said about a failure: text to match object ids
+// and addresses in, and the message to show.
+type said struct{ text, message string }
+
 // alertText is what HAProxy said about a failed reload or start: its alerts
 // when known (warnings name sections that are not at fault), else the error.
-func alertText(err error) []string {
+func alertText(err error) []said {
+	var alerts []haproxy.Alert
 	var re *haproxy.ReloadError
-	if errors.As(err, &re) && len(re.Alerts) > 0 {
-		out := make([]string, 0, len(re.Alerts))
-		for _, al := range re.Alerts {
-			out = append(out, al.String()+" "+al.Server)
-		}
-		return out
-	}
 	var ce *haproxy.CheckError
-	if errors.As(err, &ce) && len(ce.Alerts) > 0 {
-		out := make([]string, 0, len(ce.Alerts))
-		for _, al := range ce.Alerts {
-			out = append(out, al.String()+" "+al.Server)
-		}
-		return out
+	switch {
+	case errors.As(err, &re):
+		alerts = re.Alerts
+	case errors.As(err, &ce):
+		alerts = ce.Alerts
 	}
-	return []string{err.Error()}
+	if len(alerts) == 0 {
+		return []said{{err.Error(), err.Error()}}
+	}
+	out := make([]said, 0, len(alerts))
+	for _, al := range alerts {
+		out = append(out, said{al.String() + " " + al.Server, al.Message})
+	}
+	return out
 }
 
 // idRE matches object ids (a rule's ACLs are named <rule id>_c<n>).
@@ -554,11 +558,12 @@ func (a *Agent) culprits(err error, p *plan) map[string]lbFailure {
 		}
 	}
 	out := map[string]lbFailure{}
-	for _, text := range alertText(err) {
+	for _, s := range alertText(err) {
+		text := s.text
 		for b, lsn := range binds {
 			if strings.Contains(text, b) {
 				if _, seen := out[owner[lsn]]; !seen {
-					out[owner[lsn]] = lbFailure{Kind: failReload, Message: text, ObjectID: lsn, Field: "port"}
+					out[owner[lsn]] = lbFailure{Kind: failReload, Message: s.message, ObjectID: lsn, Field: "port"}
 				}
 			}
 		}
@@ -568,7 +573,7 @@ func (a *Agent) culprits(err error, p *plan) map[string]lbFailure {
 				continue
 			}
 			if _, seen := out[lbID]; !seen {
-				f := lbFailure{Kind: failReload, Message: text, ObjectID: obj}
+				f := lbFailure{Kind: failReload, Message: s.message, ObjectID: obj}
 				if strings.Contains(text, "cannot bind") {
 					f.Field = "port"
 				}
@@ -594,7 +599,8 @@ func objectOf(err error, lb haproxy.LoadBalancer) (string, string) {
 			known[m.ID] = true
 		}
 	}
-	for _, text := range alertText(err) {
+	for _, s := range alertText(err) {
+		text := s.text
 		// The most specific object named: a member over its pool.
 		var best string
 		for _, obj := range idRE.FindAllString(text, -1) {
