@@ -304,6 +304,9 @@ func (a *Agent) validate(ctx context.Context, p *plan) error {
 		if errors.As(err, &ae) {
 			return err
 		}
+		if err != nil && !errors.As(err, &ce) && !strings.HasPrefix(err.Error(), "haproxy: ") {
+			return nodeFailure(openapi.Other, fmt.Errorf("check configuration: %w", err))
+		}
 		if err != nil {
 			f := lbFailure{Kind: failCheck, Message: err.Error()}
 			f.ObjectID, f.Field = objectOf(err, p.cands[id])
@@ -365,7 +368,13 @@ func (a *Agent) reloadIsolated(ctx context.Context, p *plan) error {
 		}
 		var ae *applyError
 		if errors.As(err, &ae) {
-			return err // not HAProxy's verdict on the configuration
+			return err
+		}
+		var re *haproxy.ReloadError
+		if !errors.As(err, &re) {
+			// Not HAProxy's verdict on the configuration (no answer in
+			// time, the master went away): nothing to blame a tenant for.
+			return nodeFailure(openapi.Reload, err)
 		}
 		culprits := a.culprits(err, p)
 		if len(culprits) == 0 || attempt >= 3 {
@@ -408,6 +417,10 @@ func (a *Agent) bisect(ctx context.Context, p *plan, cause error) error {
 			var ae *applyError
 			if errors.As(err, &ae) {
 				return err
+			}
+			var re *haproxy.ReloadError
+			if err != nil && !errors.As(err, &re) {
+				return nodeFailure(openapi.Reload, err)
 			}
 			if err == nil {
 				for _, id := range ids {
@@ -458,6 +471,9 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	if err := writeFileAtomic(a.path("haproxy.cfg"), text, 0o600); err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
 	}
+	// A reload is not abandoned half way when the agent stops: what HAProxy
+	// then serves must be what the state on disk says.
+	ctx = context.WithoutCancel(ctx)
 	rctx, rspan := a.tracer.Start(ctx, "haproxy.reload")
 	if a.reloadFn == nil {
 		a.saveServerState(rctx, cfg)

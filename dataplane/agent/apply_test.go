@@ -163,7 +163,7 @@ func TestReloadFailureUnnamedBisects(t *testing.T) {
 	changed := append([]openapi.SnapshotLoadBalancer(nil), lbs...)
 	changed[5] = lbWith("lb_f", "127.0.1.6", 80, 9999)
 	changed[1] = lbWith("lb_b", "127.0.1.2", 80, 81) // a good change alongside
-	f.fails[":9999"] = func() error { return errors.New("haproxy: reload failed: out of memory") }
+	f.fails[":9999"] = func() error { return &haproxy.ReloadError{Reason: "the master could not load the configuration"} }
 	f.reloads = 0
 	if err := a.Apply(context.Background(), snapshot(2, changed...)); err != nil {
 		t.Fatal(err)
@@ -233,7 +233,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	v2 := lbWith("lb_x", "127.0.0.2", 80, 9999)
-	f.fails[":9999"] = func() error { return errors.New("haproxy: reload failed") }
+	f.fails[":9999"] = func() error { return &haproxy.ReloadError{Reason: "the master could not load the configuration"} }
 	snap := snapshot(2, v2)
 	snap.Certificates = []openapi.SnapshotCertificate{{Id: "cert_1", Certificate: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
 		PrivateKey: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}}
