@@ -233,10 +233,16 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 		ops, runtimeOK = memberOps(*a.live, p.cfg)
 	}
 	reloaded := false
-	if runtimeOK && len(ops) > 0 {
-		if err := a.applyRuntime(ctx, ops); err != nil {
-			a.log.Warn("runtime change failed; reloading instead", "err", err)
-			runtimeOK = false
+	if runtimeOK {
+		// The file first: whatever reloads next must agree with what runs.
+		if err := a.writeConfig(p.cfg); err != nil {
+			return err
+		}
+		if len(ops) > 0 {
+			if err := a.applyRuntime(ctx, ops); err != nil {
+				a.log.Warn("runtime change failed; reloading instead", "err", err)
+				runtimeOK = false
+			}
 		}
 	}
 	if !runtimeOK {
@@ -244,8 +250,6 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 			return err
 		}
 		reloaded = true
-	} else if err := a.writeConfig(p.cfg); err != nil {
-		return err
 	}
 	// Certificates whose content changed under an unchanged file name.
 	if !reloaded {
