@@ -451,11 +451,8 @@ func (a *Agent) bisect(ctx context.Context, p *plan, cause error) error {
 	if err := try(changed, true); err != nil {
 		return err
 	}
-	// What remains is the changed LBs that reloaded; make sure it runs.
-	if len(good) == 0 {
-		if reflect.DeepEqual(p.cfg, *a.live) {
-			return nil
-		}
+	// The last reload that worked is what remains; make sure it runs.
+	if !reflect.DeepEqual(p.cfg, *a.live) {
 		if err := a.reloadTo(ctx, p.cfg); err != nil {
 			return nodeFailure(openapi.Reload, err)
 		}
