@@ -326,6 +326,13 @@ func TestReportCarriesNodeErrors(t *testing.T) {
 	if !a.retry {
 		t.Fatal("a disk failure should be retried")
 	}
+	// The failed revision is not fetched (nor applied) again in a loop.
+	if got := a.pollAfter(); got != 2 {
+		t.Fatalf("the next poll asks for revisions after %d, want 2", got)
+	}
+	if err := a.Apply(context.Background(), a.want); err != nil {
+		t.Fatalf("the failed revision again: %v", err)
+	}
 	// Fixed: the retry applies and the error goes.
 	if err := os.RemoveAll(cfgPath); err != nil {
 		t.Fatal(err)
