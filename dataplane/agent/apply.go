@@ -198,7 +198,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 		id := sl.LoadBalancer.Id
 		lb, err := toLoadBalancer(sl, a.certFile)
 		if err != nil {
-			p.errs[id] = lbFailure{Kind: failConvert, Message: err.Error(), Candidate: fingerprint(sl)}
+			p.errs[id] = lbFailure{Kind: failConvert, Message: err.Error(), ObjectID: idRE.FindString(err.Error()), Candidate: fingerprint(sl)}
 			if old, ok := p.prev[id]; ok {
 				p.cfg.LoadBalancers = append(p.cfg.LoadBalancers, old)
 			}
@@ -285,46 +285,80 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 func (a *Agent) validate(ctx context.Context, p *plan) error {
 	ctx, span := a.tracer.Start(ctx, "agent.validate")
 	defer span.End()
-	text, err := haproxy.Render(p.cfg)
-	if err == nil {
-		if err = a.checkText(ctx, text); err == nil {
-			return nil
+	// verdict is nil when cfg renders and passes `haproxy -c`, a *CheckError
+	// or render error when HAProxy (or the renderer) refuses it, and an
+	// *applyError when it could not be checked at all.
+	verdict := func(cfg haproxy.Config, one *haproxy.LoadBalancer) error {
+		var text []byte
+		var err error
+		if one != nil {
+			text, err = haproxy.RenderLoadBalancer(cfg.Global, *one)
+		} else {
+			text, err = haproxy.Render(cfg)
 		}
-	}
-	var ae *applyError
-	if errors.As(err, &ae) {
-		return err
-	}
-	var ce *haproxy.CheckError
-	if err != nil && !errors.As(err, &ce) && !strings.HasPrefix(err.Error(), "haproxy: ") {
-		// Not HAProxy's verdict: it could not run.
-		return nodeFailure(openapi.Other, fmt.Errorf("check configuration: %w", err))
-	}
-	for _, id := range p.changedIDs() {
-		text, err := haproxy.RenderLoadBalancer(p.cfg.Global, p.cands[id])
 		if err == nil {
 			err = a.checkText(ctx, text)
 		}
+		var ae *applyError
+		var ce *haproxy.CheckError
+		if err != nil && !errors.As(err, &ae) && !errors.As(err, &ce) && !strings.HasPrefix(err.Error(), "haproxy: ") {
+			// Not HAProxy's verdict: it could not run.
+			return nodeFailure(openapi.Other, fmt.Errorf("check configuration: %w", err))
+		}
+		return err
+	}
+	var ae *applyError
+	err := verdict(p.cfg, nil)
+	if err == nil || errors.As(err, &ae) {
+		return err
+	}
+	// Each changed load balancer alone.
+	for _, id := range p.changedIDs() {
+		lb := p.cands[id]
+		err := verdict(p.cfg, &lb)
 		if errors.As(err, &ae) {
 			return err
 		}
-		if err != nil && !errors.As(err, &ce) && !strings.HasPrefix(err.Error(), "haproxy: ") {
-			return nodeFailure(openapi.Other, fmt.Errorf("check configuration: %w", err))
+		if err != nil {
+			p.hold(id, checkFailure(err, lb))
+		}
+	}
+	err = verdict(p.cfg, nil)
+	if err == nil || errors.As(err, &ae) {
+		return err
+	}
+	// They pass alone but not together (two binding one address, say): add
+	// them one at a time to what runs now.
+	changed := p.changedIDs()
+	acc := p.cfg
+	for _, id := range changed {
+		acc = withLB(acc, id, p.prev)
+	}
+	if err := verdict(acc, nil); err != nil {
+		return nodeFailure(openapi.Config, fmt.Errorf("config invalid even without the changed load balancers: %w", err))
+	}
+	for _, id := range changed {
+		next := withLB(acc, id, p.cands)
+		err := verdict(next, nil)
+		if errors.As(err, &ae) {
+			return err
 		}
 		if err != nil {
-			f := lbFailure{Kind: failCheck, Message: err.Error()}
-			f.ObjectID, f.Field = objectOf(err, p.cands[id])
-			p.hold(id, f)
+			p.errs[id] = checkFailure(err, p.cands[id])
+			delete(p.changed, id)
+			continue
 		}
+		acc = next
 	}
-	text, err = haproxy.Render(p.cfg)
-	if err == nil {
-		err = a.checkText(ctx, text)
-	}
-	if err != nil {
-		return nodeFailure(openapi.Config, fmt.Errorf("config invalid even without the failing load balancers: %w", err))
-	}
+	p.cfg = acc
 	return nil
+}
+
+// checkFailure describes a load balancer `haproxy -c` or the renderer refused.
+func checkFailure(err error, lb haproxy.LoadBalancer) lbFailure {
+	f := lbFailure{Kind: failCheck, Message: err.Error(), Candidate: fingerprint(lb)}
+	f.ObjectID, f.Field = objectOf(err, lb)
+	return f
 }
 
 // checkBinds holds back changed load balancers with a listener on a
@@ -601,8 +635,14 @@ func (a *Agent) culprits(err error, p *plan) map[string]lbFailure {
 	return out
 }
 
+// renderErrorRE matches the renderer's "haproxy: <kind> <id>: <field>: …".
+var renderErrorRE = regexp.MustCompile(`^haproxy: (?:listener|pool|rule|member) ((?:lsn|pool|rule|mbr)_[A-Za-z0-9]+): ([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): `)
+
 // objectOf names the object (and field, when known) a check error is about.
 func objectOf(err error, lb haproxy.LoadBalancer) (string, string) {
+	if m := renderErrorRE.FindStringSubmatch(err.Error()); m != nil {
+		return m[1], m[2]
+	}
 	known := map[string]bool{}
 	for _, l := range lb.Listeners {
 		known[l.ID] = true

@@ -345,3 +345,42 @@ func TestReportCarriesNodeErrors(t *testing.T) {
 		t.Fatalf("after the fix: node errors %+v, revision %d", r.NodeErrors, r.Revision)
 	}
 }
+
+// `haproxy -c` verdicts: a load balancer rejected alone is held with the
+// object named; two that pass alone but not together keep the first; a
+// renderer refusal names the object and field.
+func TestCheckFailuresAreIsolated(t *testing.T) {
+	a, f := testAgent(t, "")
+	a.checkFn = func(_ context.Context, text []byte) error {
+		s := string(text)
+		switch {
+		case strings.Contains(s, "frontend lsn_badx80"):
+			return &haproxy.CheckError{Alerts: []haproxy.Alert{{Section: "frontend lsn_badx80", Message: "error detected while parsing ACL 'rule_x_c0'"}}}
+		case strings.Contains(s, "frontend lsn_px80") && strings.Contains(s, "frontend lsn_qx80"):
+			return &haproxy.CheckError{Alerts: []haproxy.Alert{{Message: "something about the two"}}}
+		}
+		return nil
+	}
+	https := lbWith("lb_tls", "127.0.0.5", 443)
+	https.Listeners[0].Protocol = "https" // without a certificate
+	snap := snapshot(1, lbWith("lb_ok", "127.0.0.2", 80), lbWith("lb_bad", "127.0.0.3", 80),
+		lbWith("lb_p", "127.0.0.4", 80), lbWith("lb_q", "127.0.0.6", 80), https)
+	if err := a.Apply(context.Background(), snap); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(served(a), ","); got != "lb_ok,lb_p" {
+		t.Fatalf("served %s, want lb_ok,lb_p", got)
+	}
+	if e := a.lbErrors["lb_bad"]; e.Kind != failCheck || e.ObjectID != "lsn_badx80" {
+		t.Fatalf("lb_bad: %+v", e)
+	}
+	if e := a.lbErrors["lb_q"]; e.Kind != failCheck {
+		t.Fatalf("lb_q: %+v", e)
+	}
+	if e := a.lbErrors["lb_tls"]; e.ObjectID != "lsn_tlsx443" || e.Field != "cert_files" {
+		t.Fatalf("lb_tls: %+v", e)
+	}
+	if f.failures != 0 || f.reloads != 1 {
+		t.Fatalf("%d reloads, %d failed; want 1 and 0", f.reloads, f.failures)
+	}
+}
