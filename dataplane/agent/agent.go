@@ -101,7 +101,9 @@ type Agent struct {
 	retry      bool  // whether re-applying the newest snapshot may succeed now
 	// certLoaded is the content hash of each certificate file HAProxy loaded.
 	certLoaded map[string]string
-	reportCh   chan struct{}
+	// certWritten is the content hash of each certificate file written, by id.
+	certWritten map[string]string
+	reportCh    chan struct{}
 
 	// Fakes for tests; nil means the real HAProxy.
 	reloadFn func(context.Context) error
@@ -129,7 +131,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, client: client, tracer: otel.Tracer("github.com/fulcrumlb/fulcrum/dataplane/agent"),
-		lbErrors: map[string]lbFailure{}, nodeErrors: map[openapi.NodeErrorKind]string{}, certLoaded: map[string]string{},
+		lbErrors: map[string]lbFailure{}, nodeErrors: map[openapi.NodeErrorKind]string{}, certLoaded: map[string]string{}, certWritten: map[string]string{},
 		reportCh: make(chan struct{}, 1)}
 	run := a.path("run")
 	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock")}

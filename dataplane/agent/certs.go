@@ -44,12 +44,16 @@ func (a *Agent) writeCertificates(certs []openapi.SnapshotCertificate) error {
 			continue
 		}
 		want := bundleOf(c)
-		if have, err := os.ReadFile(a.certFile(c.Id)); err == nil && bytes.Equal(have, want) {
+		h := hashOf(want)
+		if a.certWritten[c.Id] == h {
 			continue
 		}
-		if err := writeFileAtomic(a.certFile(c.Id), want, 0o600); err != nil {
-			return err
+		if have, err := os.ReadFile(a.certFile(c.Id)); err != nil || !bytes.Equal(have, want) {
+			if err := writeFileAtomic(a.certFile(c.Id), want, 0o600); err != nil {
+				return err
+			}
 		}
+		a.certWritten[c.Id] = h
 	}
 	return nil
 }
@@ -135,6 +139,7 @@ func (a *Agent) removeStaleCertificates(snap *openapi.Snapshot, cfg haproxy.Conf
 			continue
 		}
 		delete(a.certLoaded, p)
+		delete(a.certWritten, strings.TrimSuffix(e.Name(), ".pem"))
 		a.log.Info("removed the file of a certificate no longer in use", "file", e.Name())
 	}
 }
