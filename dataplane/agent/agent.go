@@ -189,10 +189,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(2)
 	go func() { defer wg.Done(); a.proc.Supervise(ctx) }()
 	go func() { defer wg.Done(); a.reportLoop(ctx) }()
-	go func() { defer wg.Done(); a.retryLoop(ctx) }()
 	a.pollLoop(ctx)
 	wg.Wait()
 	return nil
@@ -210,6 +209,9 @@ func (a *Agent) startHAProxy(ctx context.Context) error {
 
 // pollLoop registers, then long-polls for newer snapshots until ctx ends.
 func (a *Agent) pollLoop(ctx context.Context) {
+	retryDone := make(chan struct{})
+	go func() { defer close(retryDone); a.retryLoop(ctx) }()
+	defer func() { <-retryDone }()
 	backoff := time.Second
 	registered := false
 	wait := a.cfg.PollWait.String()

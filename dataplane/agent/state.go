@@ -117,6 +117,9 @@ func (a *Agent) restore() haproxy.Config {
 func (a *Agent) startServing(ctx context.Context, cfg haproxy.Config) error {
 	var lastErr error
 	for attempt := 0; attempt < 4; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err // stopping: do not replace the config a running HAProxy may reload
+		}
 		text, err := haproxy.Render(cfg)
 		if err != nil {
 			a.log.Error("render the last state; starting empty", "err", err)
@@ -128,6 +131,11 @@ func (a *Agent) startServing(ctx context.Context, cfg haproxy.Config) error {
 			return fmt.Errorf("agent: write haproxy.cfg: %w", err)
 		}
 		err = a.proc.Start(ctx)
+		if err != nil && a.proc.Running() {
+			// A master taken over that refused the reload serves what it had.
+			a.log.Error("took over the running haproxy, but it did not reload", "err", err)
+			err = nil
+		}
 		if err == nil {
 			a.mu.Lock()
 			a.live = &cfg
