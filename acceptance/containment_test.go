@@ -24,15 +24,15 @@ import (
 
 // load runs fn in a loop on workers goroutines until stop is called (or
 // maxDuration passes), counting successes and failures.
-type load struct {
+type steadyLoad struct {
 	ok, failed atomic.Int64
 	firstErr   atomic.Value
 	stopCh     chan struct{}
 	wg         sync.WaitGroup
 }
 
-func startLoad(workers int, maxDuration time.Duration, fn func() error) *load {
-	l := &load{stopCh: make(chan struct{})}
+func startSteadyLoad(workers int, maxDuration time.Duration, fn func() error) *steadyLoad {
+	l := &steadyLoad{stopCh: make(chan struct{})}
 	deadline := time.Now().Add(maxDuration)
 	for i := 0; i < workers; i++ {
 		l.wg.Add(1)
@@ -59,7 +59,7 @@ func startLoad(workers int, maxDuration time.Duration, fn func() error) *load {
 }
 
 // stop ends the loop and returns the counts.
-func (l *load) stop() (ok, failed int64, first any) {
+func (l *steadyLoad) stop() (ok, failed int64, first any) {
 	close(l.stopCh)
 	l.wg.Wait()
 	return l.ok.Load(), l.failed.Load(), l.firstErr.Load()
@@ -158,7 +158,7 @@ func TestContainmentPortClash(t *testing.T) {
 
 	reloadsBefore := masterReloads(t, ag.Process().MasterSocket())
 	cl := teststack.NewClient(nil)
-	ld := startLoad(2, 2*time.Minute, func() error { return fetchFrom(cl, lbB.URL, "b1", "b2") })
+	ld := startSteadyLoad(2, 2*time.Minute, func() error { return fetchFrom(cl, lbB.URL, "b1", "b2") })
 
 	bad := a.create("/v1/listeners", map[string]any{"load_balancer_id": lbAID, "protocol": "tcp", "port": held})["id"].(string)
 	lbState := a.waitStatus("/v1/load-balancers/"+lbAID, "error", 20*time.Second)
@@ -316,7 +316,7 @@ func TestContainmentCertificateRotation(t *testing.T) {
 
 	cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		TLSClientConfig: &tls.Config{ServerName: "www.example.test", InsecureSkipVerify: true}}}
-	ld := startLoad(2, 2*time.Minute, func() error { return fetchFrom(cl, fmt.Sprintf("https://%s/", lb.addr(10421)), "a") })
+	ld := startSteadyLoad(2, 2*time.Minute, func() error { return fetchFrom(cl, fmt.Sprintf("https://%s/", lb.addr(10421)), "a") })
 	time.Sleep(300 * time.Millisecond)
 
 	start := time.Now()
