@@ -227,7 +227,7 @@ func (h *handlers) ListRoutingRules(ctx context.Context, r openapi.ListRoutingRu
 	if err != nil {
 		return nil, err
 	}
-	return openapi.ListRoutingRules200JSONResponse{Items: mapSlice(items, ruleToAPI), NextPageToken: next}, nil
+	return openapi.ListRoutingRules200JSONResponse{Body: openapi.RoutingRuleList{Items: mapSlice(items, ruleToAPI), NextPageToken: next}}, nil
 }
 
 func (h *handlers) CreateRoutingRule(ctx context.Context, r openapi.CreateRoutingRuleRequestObject) (openapi.CreateRoutingRuleResponseObject, error) {
@@ -273,7 +273,7 @@ func (h *handlers) CreateRoutingRule(ctx context.Context, r openapi.CreateRoutin
 		return nil, err
 	}
 	if isTrue(r.Params.DryRun) {
-		return openapi.CreateRoutingRule200JSONResponse(out), nil
+		return openapi.CreateRoutingRule200JSONResponse{Body: out}, nil
 	}
 	return openapi.CreateRoutingRule201JSONResponse{Body: out, Headers: openapi.CreateRoutingRule201ResponseHeaders{ETag: etag(out.Version)}}, nil
 }
