@@ -98,6 +98,7 @@ type Agent struct {
 	live     *haproxy.Config   // what HAProxy runs
 	lbErrors map[string]string // LBs left out or kept at their last good version
 	reportCh chan struct{}
+	drains   drains // members leaving service (drain.go)
 }
 
 // Paths inside the state directory.
@@ -351,6 +352,7 @@ func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
 		}
 	}
 	span.SetAttributes(attribute.Bool("fulcrum.reloaded", reloaded), attribute.Int("fulcrum.load_balancer_errors", len(lbErrors)))
+	a.startDrains(ctx, a.live, cfg, reloaded)
 	a.live, a.snap, a.lbErrors = &cfg, snap, lbErrors
 	if err := a.saveSnapshot(snap); err != nil {
 		a.log.Error("save snapshot", "err", err)
