@@ -15,7 +15,8 @@ import (
 // drainBackend is a member whose /slow requests answer at once with headers
 // and a first line, then wait until the test releases them and sleep a while
 // before the last line: a request that is cut in between reads a truncated
-// body. Every other request answers its name at once.
+// body. Every other request (and every request when sleep is 0) answers its
+// name at once.
 type drainBackend struct {
 	*teststack.Server
 	started chan struct{} // a /slow request is in flight here
@@ -27,7 +28,7 @@ func startDrainBackend(t *testing.T, name string, sleep time.Duration) *drainBac
 	b := &drainBackend{started: make(chan struct{}, 16), release: make(chan struct{})}
 	b.Server = teststack.StartServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Backend", name)
-		if r.URL.Path != "/slow" {
+		if r.URL.Path != "/slow" || sleep == 0 {
 			fmt.Fprintf(w, "%s\n", name)
 			return
 		}
