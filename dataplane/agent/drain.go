@@ -105,6 +105,9 @@ func planDrains(old, new haproxy.Config, reloaded bool) (leaving []drainPlan, ba
 
 // startDrains starts a drain for every member that left service between old
 // and new, and stops those of members back in service. It does not block.
+// Call it wherever the config HAProxy runs (a.live) is replaced, with the
+// config before and after and whether the change was a reload; calling it
+// again for the same change does nothing more.
 func (a *Agent) startDrains(ctx context.Context, old *haproxy.Config, new haproxy.Config, reloaded bool) {
 	if old == nil {
 		return
