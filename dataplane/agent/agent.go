@@ -351,8 +351,8 @@ func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
 			return fmt.Errorf("reload: %w", err)
 		}
 	}
-	span.SetAttributes(attribute.Bool("fulcrum.reloaded", reloaded), attribute.Int("fulcrum.load_balancer_errors", len(lbErrors)))
 	a.startDrains(ctx, a.live, cfg, reloaded)
+	span.SetAttributes(attribute.Bool("fulcrum.reloaded", reloaded), attribute.Int("fulcrum.load_balancer_errors", len(lbErrors)))
 	a.live, a.snap, a.lbErrors = &cfg, snap, lbErrors
 	if err := a.saveSnapshot(snap); err != nil {
 		a.log.Error("save snapshot", "err", err)
