@@ -98,6 +98,7 @@ type Agent struct {
 	live     *haproxy.Config   // what HAProxy runs
 	lbErrors map[string]string // LBs left out or kept at their last good version
 	reportCh chan struct{}
+	drains   drains // members leaving service (drain.go)
 }
 
 // Paths inside the state directory.
@@ -350,6 +351,7 @@ func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
 			return fmt.Errorf("reload: %w", err)
 		}
 	}
+	a.startDrains(ctx, a.live, cfg, reloaded)
 	span.SetAttributes(attribute.Bool("fulcrum.reloaded", reloaded), attribute.Int("fulcrum.load_balancer_errors", len(lbErrors)))
 	a.live, a.snap, a.lbErrors = &cfg, snap, lbErrors
 	if err := a.saveSnapshot(snap); err != nil {
