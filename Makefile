@@ -46,10 +46,11 @@ check-generated: generate ## Fail when generated files differ from what is commi
 	@test -z "$$(git status --porcelain -- docs/)" || { echo "docs/ has files not committed: run 'make generate' and commit" >&2; git status --porcelain -- docs/ >&2; exit 1; }
 
 .PHONY: lint
-lint: ## go vet and a gofmt check.
+lint: ## go vet, a gofmt check and the OpenAPI lint (Redocly CLI, installed into tools/node_modules).
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:" >&2; echo "$$out" >&2; exit 1; fi
+	tools/lint-openapi.sh
 
 .PHONY: test
 test: lint check-generated terraform ## Run every test (provider acceptance tests included) against real Postgres, HAProxy and terraform.

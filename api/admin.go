@@ -93,7 +93,7 @@ func (h *handlers) ListTenants(ctx context.Context, r openapi.ListTenantsRequest
 	if err != nil {
 		return nil, err
 	}
-	return openapi.ListTenants200JSONResponse{Items: mapSlice(items, tenantToAPI), NextPageToken: next}, nil
+	return openapi.ListTenants200JSONResponse{Body: openapi.TenantList{Items: mapSlice(items, tenantToAPI), NextPageToken: next}}, nil
 }
 
 func (h *handlers) CreateTenant(ctx context.Context, r openapi.CreateTenantRequestObject) (openapi.CreateTenantResponseObject, error) {
@@ -116,7 +116,7 @@ func (h *handlers) CreateTenant(ctx context.Context, r openapi.CreateTenantReque
 		return nil, err
 	}
 	if isTrue(r.Params.DryRun) {
-		return openapi.CreateTenant200JSONResponse(out), nil
+		return openapi.CreateTenant200JSONResponse{Body: out}, nil
 	}
 	return openapi.CreateTenant201JSONResponse{Body: out, Headers: openapi.CreateTenant201ResponseHeaders{ETag: etag(out.Version)}}, nil
 }
@@ -221,7 +221,7 @@ func (h *handlers) ListTokens(ctx context.Context, r openapi.ListTokensRequestOb
 	if err != nil {
 		return nil, err
 	}
-	return openapi.ListTokens200JSONResponse{Items: mapSlice(items, tokenToAPI), NextPageToken: next}, nil
+	return openapi.ListTokens200JSONResponse{Body: openapi.TokenList{Items: mapSlice(items, tokenToAPI), NextPageToken: next}}, nil
 }
 
 // IssueToken creates a token row and returns it with its bearer string. It is
@@ -304,7 +304,7 @@ func (h *handlers) CreateToken(ctx context.Context, r openapi.CreateTokenRequest
 	if err != nil {
 		return nil, err
 	}
-	return openapi.CreateToken201JSONResponse(out), nil
+	return openapi.CreateToken201JSONResponse{Body: out}, nil
 }
 
 // visibleToken loads a token the caller may see.
@@ -336,7 +336,7 @@ func (h *handlers) GetToken(ctx context.Context, r openapi.GetTokenRequestObject
 	if err != nil {
 		return nil, err
 	}
-	return openapi.GetToken200JSONResponse(out), nil
+	return openapi.GetToken200JSONResponse{Body: out}, nil
 }
 
 func (h *handlers) RevokeToken(ctx context.Context, r openapi.RevokeTokenRequestObject) (openapi.RevokeTokenResponseObject, error) {
@@ -396,7 +396,7 @@ func (h *handlers) ListNodeGroups(ctx context.Context, r openapi.ListNodeGroupsR
 	if err != nil {
 		return nil, err
 	}
-	return openapi.ListNodeGroups200JSONResponse{Items: mapSlice(items, nodeGroupToAPI), NextPageToken: next}, nil
+	return openapi.ListNodeGroups200JSONResponse{Body: openapi.NodeGroupList{Items: mapSlice(items, nodeGroupToAPI), NextPageToken: next}}, nil
 }
 
 // CreateNodeGroupTx validates and inserts a node group; shared with `fulcrum admin`.
@@ -431,7 +431,7 @@ func (h *handlers) CreateNodeGroup(ctx context.Context, r openapi.CreateNodeGrou
 		return nil, err
 	}
 	if isTrue(r.Params.DryRun) {
-		return openapi.CreateNodeGroup200JSONResponse(out), nil
+		return openapi.CreateNodeGroup200JSONResponse{Body: out}, nil
 	}
 	return openapi.CreateNodeGroup201JSONResponse{Body: out, Headers: openapi.CreateNodeGroup201ResponseHeaders{ETag: etag(out.Version)}}, nil
 }
@@ -542,7 +542,7 @@ func (h *handlers) ListNodes(ctx context.Context, r openapi.ListNodesRequestObje
 	if err != nil {
 		return nil, err
 	}
-	return openapi.ListNodes200JSONResponse{Items: mapSlice(items, nodeToAPI), NextPageToken: next}, nil
+	return openapi.ListNodes200JSONResponse{Body: openapi.NodeList{Items: mapSlice(items, nodeToAPI), NextPageToken: next}}, nil
 }
 
 func (h *handlers) CreateNode(ctx context.Context, r openapi.CreateNodeRequestObject) (openapi.CreateNodeResponseObject, error) {
@@ -580,7 +580,7 @@ func (h *handlers) CreateNode(ctx context.Context, r openapi.CreateNodeRequestOb
 		return nil, err
 	}
 	if isTrue(r.Params.DryRun) {
-		return openapi.CreateNode200JSONResponse(out), nil
+		return openapi.CreateNode200JSONResponse{Body: out}, nil
 	}
 	return openapi.CreateNode201JSONResponse{Body: out, Headers: openapi.CreateNode201ResponseHeaders{ETag: etag(out.Version)}}, nil
 }

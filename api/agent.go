@@ -103,7 +103,7 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 	if err != nil {
 		return nil, err
 	}
-	return openapi.RegisterNode200JSONResponse(out), nil
+	return openapi.RegisterNode200JSONResponse{Body: out, Headers: openapi.RegisterNode200ResponseHeaders{ETag: etag(out.Version)}}, nil
 }
 
 func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapshotRequestObject) (openapi.GetNodeSnapshotResponseObject, error) {
@@ -145,7 +145,7 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 			return nil, err
 		}
 		if snap != nil {
-			return openapi.GetNodeSnapshot200JSONResponse(*snap), nil
+			return openapi.GetNodeSnapshot200JSONResponse{Body: *snap}, nil
 		}
 		select {
 		case <-changed:

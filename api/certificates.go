@@ -54,7 +54,7 @@ func (h *handlers) ListCertificates(ctx context.Context, r openapi.ListCertifica
 	if err != nil {
 		return nil, err
 	}
-	return openapi.ListCertificates200JSONResponse{Items: mapSlice(items, certToAPI), NextPageToken: next}, nil
+	return openapi.ListCertificates200JSONResponse{Body: openapi.CertificateList{Items: mapSlice(items, certToAPI), NextPageToken: next}}, nil
 }
 
 func (h *handlers) CreateCertificate(ctx context.Context, r openapi.CreateCertificateRequestObject) (openapi.CreateCertificateResponseObject, error) {
@@ -92,7 +92,7 @@ func (h *handlers) CreateCertificate(ctx context.Context, r openapi.CreateCertif
 		return nil, err
 	}
 	if isTrue(r.Params.DryRun) {
-		return openapi.CreateCertificate200JSONResponse(out), nil
+		return openapi.CreateCertificate200JSONResponse{Body: out}, nil
 	}
 	return openapi.CreateCertificate201JSONResponse{Body: out, Headers: openapi.CreateCertificate201ResponseHeaders{ETag: etag(out.Version)}}, nil
 }

@@ -254,7 +254,7 @@ func (h *handlers) ListListeners(ctx context.Context, r openapi.ListListenersReq
 	if err != nil {
 		return nil, err
 	}
-	return openapi.ListListeners200JSONResponse{Items: mapSlice(items, listenerToAPI), NextPageToken: next}, nil
+	return openapi.ListListeners200JSONResponse{Body: openapi.ListenerList{Items: mapSlice(items, listenerToAPI), NextPageToken: next}}, nil
 }
 
 func (h *handlers) CreateListener(ctx context.Context, r openapi.CreateListenerRequestObject) (openapi.CreateListenerResponseObject, error) {
@@ -297,7 +297,7 @@ func (h *handlers) CreateListener(ctx context.Context, r openapi.CreateListenerR
 		return nil, err
 	}
 	if isTrue(r.Params.DryRun) {
-		return openapi.CreateListener200JSONResponse(out), nil
+		return openapi.CreateListener200JSONResponse{Body: out}, nil
 	}
 	return openapi.CreateListener201JSONResponse{Body: out, Headers: openapi.CreateListener201ResponseHeaders{ETag: etag(out.Version)}}, nil
 }

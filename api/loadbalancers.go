@@ -94,7 +94,7 @@ func (h *handlers) ListLoadBalancers(ctx context.Context, r openapi.ListLoadBala
 	if err != nil {
 		return nil, err
 	}
-	return openapi.ListLoadBalancers200JSONResponse{Items: mapSlice(items, lbToAPI), NextPageToken: next}, nil
+	return openapi.ListLoadBalancers200JSONResponse{Body: openapi.LoadBalancerList{Items: mapSlice(items, lbToAPI), NextPageToken: next}}, nil
 }
 
 func (h *handlers) CreateLoadBalancer(ctx context.Context, r openapi.CreateLoadBalancerRequestObject) (openapi.CreateLoadBalancerResponseObject, error) {
@@ -158,7 +158,7 @@ func (h *handlers) CreateLoadBalancer(ctx context.Context, r openapi.CreateLoadB
 		return nil, err
 	}
 	if isTrue(r.Params.DryRun) {
-		return openapi.CreateLoadBalancer200JSONResponse(out), nil
+		return openapi.CreateLoadBalancer200JSONResponse{Body: out}, nil
 	}
 	return openapi.CreateLoadBalancer201JSONResponse{Body: out, Headers: openapi.CreateLoadBalancer201ResponseHeaders{ETag: etag(out.Version)}}, nil
 }

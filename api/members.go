@@ -85,7 +85,7 @@ func (h *handlers) ListMembers(ctx context.Context, r openapi.ListMembersRequest
 	if err != nil {
 		return nil, err
 	}
-	return openapi.ListMembers200JSONResponse{Items: mapSlice(items, memberToAPI), NextPageToken: next}, nil
+	return openapi.ListMembers200JSONResponse{Body: openapi.MemberList{Items: mapSlice(items, memberToAPI), NextPageToken: next}}, nil
 }
 
 func (h *handlers) CreateMember(ctx context.Context, r openapi.CreateMemberRequestObject) (openapi.CreateMemberResponseObject, error) {
@@ -124,7 +124,7 @@ func (h *handlers) CreateMember(ctx context.Context, r openapi.CreateMemberReque
 		return nil, err
 	}
 	if isTrue(r.Params.DryRun) {
-		return openapi.CreateMember200JSONResponse(out), nil
+		return openapi.CreateMember200JSONResponse{Body: out}, nil
 	}
 	return openapi.CreateMember201JSONResponse{Body: out, Headers: openapi.CreateMember201ResponseHeaders{ETag: etag(out.Version)}}, nil
 }

@@ -216,7 +216,7 @@ func (h *handlers) ListPools(ctx context.Context, r openapi.ListPoolsRequestObje
 	if err != nil {
 		return nil, err
 	}
-	return openapi.ListPools200JSONResponse{Items: mapSlice(items, poolToAPI), NextPageToken: next}, nil
+	return openapi.ListPools200JSONResponse{Body: openapi.PoolList{Items: mapSlice(items, poolToAPI), NextPageToken: next}}, nil
 }
 
 func (h *handlers) CreatePool(ctx context.Context, r openapi.CreatePoolRequestObject) (openapi.CreatePoolResponseObject, error) {
@@ -256,7 +256,7 @@ func (h *handlers) CreatePool(ctx context.Context, r openapi.CreatePoolRequestOb
 		return nil, err
 	}
 	if isTrue(r.Params.DryRun) {
-		return openapi.CreatePool200JSONResponse(out), nil
+		return openapi.CreatePool200JSONResponse{Body: out}, nil
 	}
 	return openapi.CreatePool201JSONResponse{Body: out, Headers: openapi.CreatePool201ResponseHeaders{ETag: etag(out.Version)}}, nil
 }

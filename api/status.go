@@ -71,7 +71,7 @@ func (h *handlers) GetLoadBalancerStatus(ctx context.Context, r openapi.GetLoadB
 	if err != nil {
 		return nil, err
 	}
-	return openapi.GetLoadBalancerStatus200JSONResponse(out), nil
+	return openapi.GetLoadBalancerStatus200JSONResponse{Body: out}, nil
 }
 
 func (h *handlers) GetLoadBalancerStats(ctx context.Context, r openapi.GetLoadBalancerStatsRequestObject) (openapi.GetLoadBalancerStatsResponseObject, error) {
@@ -128,5 +128,5 @@ WHERE s.load_balancer_id = $1 AND n.last_seen_at > now() - interval '`+store.Liv
 	if err != nil {
 		return nil, err
 	}
-	return openapi.GetLoadBalancerStats200JSONResponse(out), nil
+	return openapi.GetLoadBalancerStats200JSONResponse{Body: out}, nil
 }

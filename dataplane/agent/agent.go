@@ -104,6 +104,7 @@ type Agent struct {
 	// certWritten is the content hash of each certificate file written, by id.
 	certWritten map[string]string
 	reportCh    chan struct{}
+	drains      drains // members leaving service (drain.go)
 
 	// Fakes for tests; nil means the real HAProxy.
 	reloadFn func(context.Context) error

@@ -190,6 +190,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	}
 	p := &plan{cfg: haproxy.Config{Global: a.global()}, prev: map[string]haproxy.LoadBalancer{},
 		cands: map[string]haproxy.LoadBalancer{}, changed: map[string]bool{}, errs: map[string]lbFailure{}}
+	before := a.live // what HAProxy ran before this apply (reloads below replace a.live)
 	for _, lb := range a.live.LoadBalancers {
 		p.prev[lb.ID] = lb
 	}
@@ -261,6 +262,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 			reloaded = true
 		}
 	}
+	a.startDrains(ctx, before, p.cfg, reloaded)
 	a.live, a.snap, a.lbErrors = &p.cfg, snap, p.errs
 	a.nodeErrors = map[openapi.NodeErrorKind]string{}
 	a.retry = false

@@ -25,12 +25,46 @@ const adminUsage = `Usage: fulcrum admin <object> <verb> [flags]
   node-group create --name NAME --vip-range CIDR [--description D]
   node-group list
 
-Every command talks to the database directly (FULCRUM_DATABASE_URL), so the first
-admin token can be issued before any token exists. 'create' prints the new id
-(for tokens: the bearer token, shown once) on stdout.
+Every command talks to the database directly (--database-url or
+FULCRUM_DATABASE_URL), so the first admin token can be issued before any token
+exists. 'create' prints the new id (for tokens: the bearer token, shown once) on
+stdout. 'fulcrum admin <object> <verb> -h' describes one command and its flags.
 `
 
+// adminHelp describes each admin command for its -h.
+var adminHelp = map[string][2]string{
+	"tenant create": {"fulcrum admin tenant create --name NAME [flags]",
+		"Creates a tenant and prints its id. Quotas left out take the defaults shown.\n"},
+	"tenant list": {"fulcrum admin tenant list [flags]", "Lists the tenants: id, name and load balancer quota.\n"},
+	"token create": {"fulcrum admin token create --kind admin|tenant|node [flags]", `Issues a token and prints the bearer token (<token id>.<secret>), shown once;
+only its hash is stored.
+  admin   tenants, tokens, node groups and nodes through the API
+  tenant  one tenant's load balancers, their objects and certificates: needs --tenant
+  node    for dataplane agents: bound to one node group with --node-group, or,
+          without it, valid for any group (each agent then names its group with
+          its --node-group / FULCRUM_NODE_GROUP). Issue one per group, or one
+          per node so that a node can be revoked alone.
+`},
+	"token list":   {"fulcrum admin token list [flags]", "Lists the tokens (never their secrets): id, kind, tenant, name, last use.\n"},
+	"token revoke": {"fulcrum admin token revoke [flags] TOKEN_ID", "Revokes a token at once: requests with it get 401 from then on.\n"},
+	"node-group create": {"fulcrum admin node-group create --name NAME --vip-range CIDR [flags]",
+		`Creates a node group and prints its id. Load balancers get their VIPs from its
+VIP range. A load balancer created without node_group_id lands in the group
+named "default"; without such a group that create is refused (422 naming
+node_group_id).
+`},
+	"node-group list": {"fulcrum admin node-group list [flags]", "Lists the node groups: id, name, VIP range.\n"},
+}
+
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
+
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) || len(args) > 1 && isHelp(args[1]) {
+		fmt.Fprint(stderr, adminUsage)
+		return flag.ErrHelp
+	}
 	if len(args) < 2 {
 		fmt.Fprint(stderr, adminUsage)
 		return errors.New("missing object and verb")
@@ -38,7 +72,11 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	object, verb, rest := args[0], args[1], args[2:]
 	fs := flag.NewFlagSet("admin "+object+" "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, adminUsage); fs.PrintDefaults() }
+	if h, ok := adminHelp[object+" "+verb]; ok {
+		setUsage(fs, h[0], h[1])
+	} else {
+		fs.Usage = func() { fmt.Fprint(stderr, adminUsage); fs.PrintDefaults() }
+	}
 	dbURL := dbFlag(fs)
 	var run func(st *store.Store) error
 	switch object + " " + verb {
@@ -46,12 +84,12 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		name := fs.String("name", "", "tenant name (required)")
 		desc := fs.String("description", "", "description")
 		q := store.DefaultQuotas
-		fs.IntVar(&q.LoadBalancers, "max-load-balancers", q.LoadBalancers, "quota")
-		fs.IntVar(&q.Listeners, "max-listeners", q.Listeners, "quota")
-		fs.IntVar(&q.Pools, "max-pools", q.Pools, "quota")
-		fs.IntVar(&q.Members, "max-members", q.Members, "quota")
-		fs.IntVar(&q.RoutingRules, "max-routing-rules", q.RoutingRules, "quota")
-		fs.IntVar(&q.Certificates, "max-certificates", q.Certificates, "quota")
+		fs.IntVar(&q.LoadBalancers, "max-load-balancers", q.LoadBalancers, "quota: most load balancers")
+		fs.IntVar(&q.Listeners, "max-listeners", q.Listeners, "quota: most listeners")
+		fs.IntVar(&q.Pools, "max-pools", q.Pools, "quota: most pools")
+		fs.IntVar(&q.Members, "max-members", q.Members, "quota: most members")
+		fs.IntVar(&q.RoutingRules, "max-routing-rules", q.RoutingRules, "quota: most routing rules")
+		fs.IntVar(&q.Certificates, "max-certificates", q.Certificates, "quota: most certificates")
 		run = func(st *store.Store) error {
 			return st.Write(ctx, false, func(tx *store.Tx) error {
 				t, err := api.CreateTenantTx(ctx, tx, &store.Tenant{Name: *name, Description: *desc, Quotas: q})
@@ -71,7 +109,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "token create":
 		kind := fs.String("kind", "", "admin, tenant or node (required)")
 		tenant := fs.String("tenant", "", "tenant id or name (tenant tokens)")
-		group := fs.String("node-group", "", "node group id or name (node tokens; optional)")
+		group := fs.String("node-group", "", "node group id or name (node tokens; without it the token serves any group)")
 		name := fs.String("name", "", "a name to recognise the token by")
 		expiresIn := fs.Duration("expires-in", 0, "lifetime, e.g. 720h (default: no expiry)")
 		run = func(st *store.Store) error {

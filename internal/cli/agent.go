@@ -15,18 +15,27 @@ import (
 func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs, "fulcrum agent [flags]", `Runs the dataplane agent of this node: registers the node with the API,
+long-polls its snapshots and realizes them with its own HAProxy, reports what
+it applied, member health and counters. Keeps serving what it last applied
+while the API is unreachable, and serves it at start before the API answers.
+Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
+`)
 	host, _ := os.Hostname()
 	cfg := agent.Config{Version: Version}
 	fs.StringVar(&cfg.Endpoint, "endpoint", env("FULCRUM_ENDPOINT", "http://127.0.0.1:8080"), "API base URL (env FULCRUM_ENDPOINT)")
-	fs.StringVar(&cfg.Token, "token", env("FULCRUM_NODE_TOKEN", ""), "node token (env FULCRUM_NODE_TOKEN)")
+	fs.StringVar(&cfg.Token, "token", "", "node token (env FULCRUM_NODE_TOKEN; its value is not shown here)")
+	cfg.Token = os.Getenv("FULCRUM_NODE_TOKEN")
 	fs.StringVar(&cfg.NodeName, "node-name", env("FULCRUM_NODE_NAME", host), "this node's name (env FULCRUM_NODE_NAME)")
-	fs.StringVar(&cfg.NodeGroupID, "node-group", env("FULCRUM_NODE_GROUP", ""), "node group id for a new node (default: the token's)")
+	fs.StringVar(&cfg.NodeGroupID, "node-group", env("FULCRUM_NODE_GROUP", ""),
+		"node group id a new node registers in; required when the token is not bound to a group (env FULCRUM_NODE_GROUP)")
 	fs.StringVar(&cfg.StateDir, "state-dir", env("FULCRUM_AGENT_STATE_DIR", "/var/lib/fulcrum-agent"), "state directory (env FULCRUM_AGENT_STATE_DIR)")
 	fs.StringVar(&cfg.HAProxy, "haproxy", env("FULCRUM_HAPROXY", "haproxy"), "haproxy binary (env FULCRUM_HAPROXY)")
-	fs.StringVar(&cfg.PrometheusAddr, "prometheus-addr", env("FULCRUM_AGENT_PROMETHEUS_ADDR", ""), "serve HAProxy's Prometheus exporter here, e.g. 127.0.0.1:8405")
+	fs.StringVar(&cfg.PrometheusAddr, "prometheus-addr", env("FULCRUM_AGENT_PROMETHEUS_ADDR", ""),
+		"serve HAProxy's Prometheus exporter here, e.g. 127.0.0.1:8405 (env FULCRUM_AGENT_PROMETHEUS_ADDR)")
 	fs.DurationVar(&cfg.PollWait, "poll-wait", 30*time.Second, "long-poll wait")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", 5*time.Second, "health and counters report interval")
-	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "log level")
+	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "debug, info, warn or error (env FULCRUM_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

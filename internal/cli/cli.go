@@ -84,7 +84,26 @@ func env(name, def string) string {
 
 // dbFlag registers --database-url (FULCRUM_DATABASE_URL).
 func dbFlag(fs *flag.FlagSet) *string {
-	return fs.String("database-url", env("FULCRUM_DATABASE_URL", ""), "Postgres URL (env FULCRUM_DATABASE_URL)")
+	return secretFlag(fs, "database-url", "FULCRUM_DATABASE_URL",
+		"Postgres URL, e.g. postgres://fulcrum:PASSWORD@db.example:5432/fulcrum?sslmode=require")
+}
+
+// secretFlag registers a string flag defaulting to the environment variable
+// envName whose value -h never prints (flag.PrintDefaults shows a flag's
+// default, which would be the secret).
+func secretFlag(fs *flag.FlagSet, name, envName, usage string) *string {
+	p := fs.String(name, "", usage+" (env "+envName+"; its value is not shown here)")
+	*p = os.Getenv(envName)
+	return p
+}
+
+// setUsage makes -h print a synopsis and what the command does before its flags.
+func setUsage(fs *flag.FlagSet, synopsis, about string) {
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "Usage: %s\n\n%s\nFlags (a flag given overrides its environment variable):\n", synopsis, about)
+		fs.PrintDefaults()
+	}
 }
 
 func openStore(ctx context.Context, url string) (*store.Store, error) {
@@ -125,6 +144,10 @@ func loadSecretBox(key, file string) (*secretbox.Box, error) {
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs, "fulcrum migrate [flags]", `Applies the pending database migrations and prints the schema version. Safe to
+run while API replicas are up (an advisory lock serializes migrations); 'fulcrum
+api' also migrates at start.
+`)
 	dbURL := dbFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -145,9 +168,16 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func runAPI(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("api", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs, "fulcrum api [flags]", `Serves the HTTP API (OpenAPI document at /openapi.yaml; /healthz, /readyz and
+/metrics need no token). Migrates the database first. Stateless: run as many
+replicas as needed against one database, all with the same secret key (a
+certificate's private key written through one replica is read by the others).
+OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables export traces.
+`)
 	dbURL := dbFlag(fs)
 	addr := fs.String("addr", env("FULCRUM_API_ADDR", api.AddrDefault), "listen address (env FULCRUM_API_ADDR)")
-	key := fs.String("secret-key", env("FULCRUM_SECRET_KEY", ""), "base64 key encrypting private keys at rest (env FULCRUM_SECRET_KEY)")
+	key := secretFlag(fs, "secret-key", "FULCRUM_SECRET_KEY",
+		"base64 of 32 bytes encrypting private keys at rest (openssl rand -base64 32); the same on every replica")
 	keyFile := fs.String("secret-key-file", env("FULCRUM_SECRET_KEY_FILE", ""), "file holding the secret key (env FULCRUM_SECRET_KEY_FILE)")
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "debug, info, warn or error (env FULCRUM_LOG_LEVEL)")
 	haproxyBin := fs.String("haproxy", env("FULCRUM_HAPROXY", "haproxy"),

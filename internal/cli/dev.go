@@ -34,14 +34,20 @@ const (
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", ".fulcrum", "state directory (database, keys, env file)")
+	setUsage(fs, "fulcrum dev [flags]", `Runs the whole stack on this machine, for development: a private Postgres
+cluster under the state directory (unless --database-url is given), the
+migrations, the API, one agent with its HAProxy, a tenant "dev", a node group
+"default" and tokens written to <dir>/env. Ctrl-C stops everything. Production
+runs the components separately: fulcrum migrate, api, agent and admin.
+`)
+	dir := fs.String("dir", ".fulcrum", "state directory: database, secret key, agent state, env file")
 	dbURL := dbFlag(fs)
-	addr := fs.String("addr", env("FULCRUM_API_ADDR", api.AddrDefault), "API listen address")
+	addr := fs.String("addr", env("FULCRUM_API_ADDR", api.AddrDefault), "API listen address (env FULCRUM_API_ADDR)")
 	pgPort := fs.Int("pg-port", devPortDefault, "port of the private Postgres cluster")
 	vipRange := fs.String("vip-range", devVIPRangeDefault, "VIP range of the default node group")
-	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "log level")
+	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "debug, info, warn or error (env FULCRUM_LOG_LEVEL)")
 	nodeName := fs.String("node-name", "dev-node-1", "name of the local dataplane node")
-	haproxyBin := fs.String("haproxy", env("FULCRUM_HAPROXY", "haproxy"), "haproxy binary (the agent's, and the API's for dry runs)")
+	haproxyBin := fs.String("haproxy", env("FULCRUM_HAPROXY", "haproxy"), "haproxy binary: the agent's, and the API's for dry runs (env FULCRUM_HAPROXY)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
