@@ -185,7 +185,8 @@ func (p *plan) changedIDs() []string {
 }
 
 func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.Snapshot) error {
-	if err := a.writeCertificates(snap.Certificates); err != nil {
+	badCerts, err := a.writeCertificates(snap.Certificates)
+	if err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write certificates: %w", err))
 	}
 	p := &plan{cfg: haproxy.Config{Global: a.global()}, prev: map[string]haproxy.LoadBalancer{},
@@ -207,6 +208,15 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 		}
 		p.cands[id] = lb
 		old, had := p.prev[id]
+		if f, bad := certFailure(sl, badCerts); bad {
+			// Held at what runs (its certificate file was left as it was).
+			f.Candidate = fingerprint(lb)
+			p.errs[id] = f
+			if had {
+				p.cfg.LoadBalancers = append(p.cfg.LoadBalancers, old)
+			}
+			continue
+		}
 		if had && reflect.DeepEqual(old, lb) {
 			p.cfg.LoadBalancers = append(p.cfg.LoadBalancers, lb)
 			continue
@@ -280,6 +290,19 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	span.SetAttributes(attribute.Bool("fulcrum.reloaded", reloaded), attribute.Int("fulcrum.load_balancer_errors", len(p.errs)))
 	a.log.Info("applied snapshot", "revision", snap.Revision, "reloaded", reloaded, "load_balancers", len(p.cfg.LoadBalancers), "errors", len(p.errs))
 	return nil
+}
+
+// certFailure reports whether a listener of sl uses a certificate that does
+// not load.
+func certFailure(sl *openapi.SnapshotLoadBalancer, bad map[string]error) (lbFailure, bool) {
+	for _, l := range sl.Listeners {
+		for _, id := range l.CertificateIds {
+			if err, ok := bad[id]; ok {
+				return lbFailure{Kind: failCheck, Message: err.Error(), ObjectID: id}, true
+			}
+		}
+	}
+	return lbFailure{}, false
 }
 
 // validate runs `haproxy -c` on the plan; when it fails, each changed load

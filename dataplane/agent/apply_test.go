@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	"github.com/fulcrumlb/fulcrum/internal/testcerts"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -235,8 +236,8 @@ func TestStateSurvivesRestart(t *testing.T) {
 	v2 := lbWith("lb_x", "127.0.0.2", 80, 9999)
 	f.fails[":9999"] = func() error { return &haproxy.ReloadError{Reason: "the master could not load the configuration"} }
 	snap := snapshot(2, v2)
-	snap.Certificates = []openapi.SnapshotCertificate{{Id: "cert_1", Certificate: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-		PrivateKey: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}}
+	c := testcerts.New(t, testcerts.Spec{Hosts: []string{"www.example.test"}, PKCS8: true})
+	snap.Certificates = []openapi.SnapshotCertificate{{Id: "cert_1", Certificate: c.CertPEM, PrivateKey: c.KeyPEM}}
 	if err := a.Apply(context.Background(), snap); err != nil {
 		t.Fatal(err)
 	}
@@ -382,5 +383,42 @@ func TestCheckFailuresAreIsolated(t *testing.T) {
 	}
 	if f.failures != 0 || f.reloads != 1 {
 		t.Fatalf("%d reloads, %d failed; want 1 and 0", f.reloads, f.failures)
+	}
+}
+
+// A certificate whose pair does not load holds back only the load balancers
+// using it, at what they serve; its file keeps the pair HAProxy can load.
+func TestBadCertificateHoldsOnlyItsUsers(t *testing.T) {
+	a, f := testAgent(t, "")
+	c1 := testcerts.New(t, testcerts.Spec{Hosts: []string{"www.example.test"}})
+	c2 := testcerts.New(t, testcerts.Spec{Hosts: []string{"www.example.test"}})
+	tlsLB := lbWith("lb_tls", "127.0.0.2", 443)
+	tlsLB.Listeners[0].Protocol, tlsLB.Listeners[0].CertificateIds = "https", []string{"cert_1"}
+	other := lbWith("lb_other", "127.0.0.3", 80)
+	snap := snapshot(1, tlsLB, other)
+	snap.Certificates = []openapi.SnapshotCertificate{{Id: "cert_1", Certificate: c1.CertPEM, PrivateKey: c1.KeyPEM}}
+	if err := a.Apply(context.Background(), snap); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(a.path("certs"), "cert_1.pem")
+	before, _ := os.ReadFile(file)
+	// The key of another pair: it does not load.
+	other2 := lbWith("lb_other", "127.0.0.3", 80, 81)
+	snap = snapshot(2, tlsLB, other2)
+	snap.Certificates = []openapi.SnapshotCertificate{{Id: "cert_1", Certificate: c1.CertPEM, PrivateKey: c2.KeyPEM}}
+	if err := a.Apply(context.Background(), snap); err != nil {
+		t.Fatal(err)
+	}
+	if e := a.lbErrors["lb_tls"]; e.ObjectID != "cert_1" {
+		t.Fatalf("lb_tls: %+v", e)
+	}
+	if _, ok := a.lbErrors["lb_other"]; ok || len(a.live.LoadBalancers) != 2 || len(a.live.LoadBalancers[0].Listeners) != 2 {
+		t.Fatalf("lb_other should apply: %v %+v", a.lbErrors, a.live.LoadBalancers)
+	}
+	if after, _ := os.ReadFile(file); string(after) != string(before) {
+		t.Fatal("the file of a pair that does not load was overwritten")
+	}
+	if f.failures != 0 {
+		t.Fatalf("%d failed reloads", f.failures)
 	}
 }

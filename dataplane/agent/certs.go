@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -34,11 +35,14 @@ func hashOf(b []byte) string {
 
 // writeCertificates writes each certificate's bundle whose content differs
 // from what is on disk. Certificates without a key (a snapshot restored from
-// disk) are left as they are.
-func (a *Agent) writeCertificates(certs []openapi.SnapshotCertificate) error {
+// disk) are left as they are. A pair that does not load (the key does not
+// match, say) is not written — the file keeps what HAProxy can load — and is
+// returned in bad, so only the load balancers using it are held back.
+func (a *Agent) writeCertificates(certs []openapi.SnapshotCertificate) (bad map[string]error, err error) {
 	if err := os.MkdirAll(a.path("certs"), 0o700); err != nil {
-		return err
+		return nil, err
 	}
+	bad = map[string]error{}
 	for _, c := range certs {
 		if c.PrivateKey == "" {
 			continue
@@ -48,14 +52,18 @@ func (a *Agent) writeCertificates(certs []openapi.SnapshotCertificate) error {
 		if a.certWritten[c.Id] == h {
 			continue
 		}
+		if _, err := tls.X509KeyPair([]byte(c.Certificate), []byte(c.PrivateKey)); err != nil {
+			bad[c.Id] = fmt.Errorf("certificate %s: %w", c.Id, err)
+			continue
+		}
 		if have, err := os.ReadFile(a.certFile(c.Id)); err != nil || !bytes.Equal(have, want) {
 			if err := writeFileAtomic(a.certFile(c.Id), want, 0o600); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		a.certWritten[c.Id] = h
 	}
-	return nil
+	return bad, nil
 }
 
 // certFilesOf lists the certificate files cfg's listeners use.
