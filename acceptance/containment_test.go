@@ -161,12 +161,16 @@ func TestContainmentPortClash(t *testing.T) {
 	ld := startSteadyLoad(2, 2*time.Minute, func() error { return fetchFrom(cl, lbB.URL, "b1", "b2") })
 
 	bad := a.create("/v1/listeners", map[string]any{"load_balancer_id": lbAID, "protocol": "tcp", "port": held})["id"].(string)
-	lbState := a.waitStatus("/v1/load-balancers/"+lbAID, "error", 20*time.Second)
-	if msg, _ := lbState["status_message"].(string); !strings.Contains(msg, "cannot bind") || !strings.Contains(msg, fmt.Sprint(held)) {
-		t.Fatalf("load balancer A should name the bind failure: %v", lbState)
+	lsnState := a.waitStatus("/v1/listeners/"+bad, "error", 20*time.Second)
+	if msg, _ := lsnState["status_message"].(string); !strings.Contains(msg, "cannot bind") || !strings.Contains(msg, fmt.Sprint(held)) {
+		t.Fatalf("A's listener should name the bind failure: %v", lsnState)
 	}
-	lsnState := a.waitStatus("/v1/listeners/"+bad, "error", 10*time.Second)
-	t.Logf("listener on the held port: %s: %v", lsnState["provisioning_status"], lsnState["status_message"])
+	lbState := a.get("/v1/load-balancers/" + lbAID)
+	if !showsError(lbState) {
+		t.Fatalf("load balancer A should read error or degraded: %v", lbState)
+	}
+	t.Logf("listener on the held port: %s: %v; its load balancer: %s/%s", lsnState["provisioning_status"], lsnState["status_message"],
+		lbState["provisioning_status"], lbState["operating_status"])
 	// A keeps serving its last good version.
 	if err := fetchFrom(teststack.NewClient(nil), fmt.Sprintf("http://%s:10402/", vipA), "a1"); err != nil {
 		t.Fatalf("tenant A's last good version: %v", err)
@@ -197,8 +201,16 @@ func TestContainmentPortClash(t *testing.T) {
 
 	// The port is freed: A's listener comes up without anyone touching it.
 	holder.Close()
+	a.waitStatus("/v1/listeners/"+bad, "active", 20*time.Second)
 	a.waitStatus("/v1/load-balancers/"+lbAID, "active", 20*time.Second)
 	teststack.WaitFor(t, "A's listener on the freed port", 10*time.Second, func() bool { return !refused(net.JoinHostPort(vipA, fmt.Sprint(held))) })
+}
+
+// showsError reports whether a load balancer shows that a node rejected it
+// or one of its objects: provisioning error (the load balancer itself), or
+// operating degraded (an object of it, which reads error).
+func showsError(lb map[string]any) bool {
+	return lb["provisioning_status"] == "error" || lb["operating_status"] == "degraded"
 }
 
 // masterReloads reads the master's reload counter (`show proc`).
@@ -252,12 +264,13 @@ func TestContainmentRejectedLBSurvivesRestart(t *testing.T) {
 	gone := s.newLB(10412, nil, b)
 
 	// A regex Go's RE2 accepts but HAProxy's PCRE2 (non-UTF mode) rejects.
-	s.Create("/v1/routing-rules", map[string]any{"listener_id": bad.Listener, "priority": 1,
+	rule := s.Create("/v1/routing-rules", map[string]any{"listener_id": bad.Listener, "priority": 1,
 		"conditions": []any{map[string]any{"field": "path", "match": "regex", "values": []string{`^/\x{100}`}}},
 		"action":     map[string]any{"type": "deny"}})
-	teststack.WaitFor(t, "bad load balancer in error", 20*time.Second, func() bool {
-		_, lb := s.Call("GET", "/v1/load-balancers/"+bad.LB, nil)
-		return lb["provisioning_status"] == "error"
+	ruleID := rule["id"].(string)
+	teststack.WaitFor(t, "the rule in error", 20*time.Second, func() bool {
+		_, r := s.Call("GET", "/v1/routing-rules/"+ruleID, nil)
+		return r["provisioning_status"] == "error"
 	})
 	s.MustCall(202, "DELETE", "/v1/load-balancers/"+gone.LB+"?cascade=true", nil)
 	teststack.WaitFor(t, "deleted load balancer off the node", 20*time.Second, func() bool { return refused(net.JoinHostPort(gone.VIP, "10412")) })
@@ -282,11 +295,13 @@ func TestContainmentRejectedLBSurvivesRestart(t *testing.T) {
 	}
 	// Several reports later it still reads error.
 	time.Sleep(1500 * time.Millisecond)
+	_, r := s.Call("GET", "/v1/routing-rules/"+ruleID, nil)
 	_, lb := s.Call("GET", "/v1/load-balancers/"+bad.LB, nil)
-	if lb["provisioning_status"] != "error" || lb["status_message"] == "" {
-		t.Fatalf("after the restart the rejected load balancer should still read error: %v", lb)
+	if r["provisioning_status"] != "error" || r["status_message"] == "" || !showsError(lb) {
+		t.Fatalf("after the restart the rejected rule should still read error: rule %v, load balancer %v", r, lb)
 	}
-	t.Logf("after the restart: 40 of 40 requests served by the last good version; status %v: %v", lb["provisioning_status"], lb["status_message"])
+	t.Logf("after the restart: 40 of 40 requests served by the last good version; rule %v: %v; load balancer %v/%v",
+		r["provisioning_status"], r["status_message"], lb["provisioning_status"], lb["operating_status"])
 }
 
 // TestContainmentCertificateRotation: a PATCH of a certificate's key pair is

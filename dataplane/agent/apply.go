@@ -411,7 +411,7 @@ func (a *Agent) checkBinds(p *plan) {
 			}
 			if err := a.canBind(ap); err != nil {
 				a.log.Warn("listener cannot be bound; load balancer kept at its last good version", "load_balancer", id, "listener", l.ID, "err", err)
-				p.hold(id, lbFailure{Kind: failBind, Message: fmt.Sprintf("listener %s: %v", l.ID, err), ObjectID: l.ID, Field: "port"})
+				p.hold(id, lbFailure{Kind: failBind, Message: err.Error(), ObjectID: l.ID, Field: "port"})
 				break
 			}
 		}
