@@ -3,6 +3,9 @@ package api
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/oapi-codegen/nullable"
 
@@ -34,6 +37,14 @@ func listenerToAPI(l *store.Listener) openapi.Listener {
 		out.Hsts = nullable.NewNullableWithValue(convertJSON[openapi.HSTS](l.Spec.HSTS))
 	}
 	return out
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
 }
 
 func nonNil[T any](s []T) []T {
@@ -147,7 +158,15 @@ func validateListener(ctx context.Context, tx *store.Tx, l *store.Listener) erro
 	var e validate.Errors
 	validateMeta(&e, &l.Meta)
 	validate.Enum(&e, "protocol", l.Protocol, "tcp", "http", "https")
-	validate.Port(&e, "port", l.Port)
+	if validate.Port(&e, "port", l.Port) {
+		reserved, err := store.ReservedPortsOfLoadBalancer(ctx, tx, l.LoadBalancerID)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(reserved, l.Port) {
+			e.Add("port", "is reserved on the load balancer's node group (reserved: %s)", joinInts(reserved))
+		}
+	}
 	validate.IntRange(&e, "connection_limit", l.Spec.ConnectionLimit, 0, 1000000)
 	if ps, ok := validate.CIDRList(&e, "allowed_cidrs", l.Spec.AllowedCIDRs, 256); ok {
 		l.Spec.AllowedCIDRs = prefixStrings(ps)

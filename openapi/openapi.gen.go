@@ -516,6 +516,27 @@ func (e SessionPersistenceType) Valid() bool {
 	}
 }
 
+// Defines values for StatusNodeStatus.
+const (
+	StatusNodeStatusApplying StatusNodeStatus = "applying"
+	StatusNodeStatusError    StatusNodeStatus = "error"
+	StatusNodeStatusOffline  StatusNodeStatus = "offline"
+)
+
+// Valid indicates whether the value is a known member of the StatusNodeStatus enum.
+func (e StatusNodeStatus) Valid() bool {
+	switch e {
+	case StatusNodeStatusApplying:
+		return true
+	case StatusNodeStatusError:
+		return true
+	case StatusNodeStatusOffline:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TokenKind.
 const (
 	TokenKindAdmin  TokenKind = "admin"
@@ -903,12 +924,8 @@ type LoadBalancerStatusTree struct {
 	Listeners    []ListenerStatus `json:"listeners"`
 	LoadBalancer StatusEntry      `json:"load_balancer"`
 
-	// Nodes The nodes of the load balancer's group that do not serve its current version (down, failing, or with node errors); empty when every node serves it.
-	Nodes *[]struct {
-		Name          string  `json:"name"`
-		Status        string  `json:"status"`
-		StatusMessage *string `json:"status_message,omitempty"`
-	} `json:"nodes,omitempty"`
+	// Nodes The live nodes of the load balancer's group that do not serve its current version (down, failing, with node errors, rejecting it, or still behind it a few seconds after a change); empty when every node serves it. While any is listed the load balancer reads `degraded` and changes those nodes have not applied do not read `active`.
+	Nodes []StatusNode `json:"nodes"`
 	Pools []PoolStatus `json:"pools"`
 }
 
@@ -1152,7 +1169,7 @@ type NodeRegistration struct {
 
 // NodeReport defines model for NodeReport.
 type NodeReport struct {
-	// LoadBalancerErrors Load balancers HAProxy rejected; the node keeps serving their last good version (or nothing).
+	// LoadBalancerErrors Load balancers (or objects of them) HAProxy rejected, replacing those reported before (an empty list: none; absent: unchanged); the node keeps serving their last good version (or nothing).
 	LoadBalancerErrors *[]LoadBalancerError `json:"load_balancer_errors,omitempty"`
 	Members            *[]struct {
 		// Check HAProxy's last check result.
@@ -1164,7 +1181,7 @@ type NodeReport struct {
 	// Message Why (nack).
 	Message *string `json:"message,omitempty"`
 
-	// NodeErrors Every node-level failure in force now; an empty or absent list means none (earlier ones are resolved).
+	// NodeErrors Every node-level failure in force now, replacing those reported before: an empty list means none remain (earlier ones are resolved); an absent list leaves them as they are.
 	NodeErrors *[]NodeError `json:"node_errors,omitempty"`
 
 	// Revision The snapshot revision the node now serves.
@@ -1528,6 +1545,19 @@ type StatusEntry struct {
 	ProvisioningStatus ProvisioningStatus `json:"provisioning_status"`
 	StatusMessage      *string            `json:"status_message,omitempty"`
 }
+
+// StatusNode defines model for StatusNode.
+type StatusNode struct {
+	// Name The node's name.
+	Name string `json:"name"`
+
+	// Status `offline`: no heartbeat; `error`: node errors, or the node rejects this load balancer; `applying`: behind its current version.
+	Status        StatusNodeStatus `json:"status"`
+	StatusMessage *string          `json:"status_message,omitempty"`
+}
+
+// StatusNodeStatus `offline`: no heartbeat; `error`: node errors, or the node rejects this load balancer; `applying`: behind its current version.
+type StatusNodeStatus string
 
 // Tenant defines model for Tenant.
 type Tenant struct {
