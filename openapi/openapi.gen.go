@@ -749,12 +749,14 @@ type ListenerCreate struct {
 	// Labels Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` ≤ 63, values ≤ 255.
 	//
 	// Example: {"env":"prod","team":"web"}
-	Labels         *Labels                      `json:"labels,omitempty"`
-	LoadBalancerId string                       `json:"load_balancer_id"`
-	Name           *string                      `json:"name,omitempty"`
-	Port           int                          `json:"port"`
-	Protocol       ListenerProtocol             `json:"protocol"`
-	RateLimit      nullable.Nullable[RateLimit] `json:"rate_limit,omitempty"`
+	Labels         *Labels `json:"labels,omitempty"`
+	LoadBalancerId string  `json:"load_balancer_id"`
+	Name           *string `json:"name,omitempty"`
+
+	// Port Unique per load balancer; not one of its node group's `effective_reserved_ports` (422 naming `port`).
+	Port      int                          `json:"port"`
+	Protocol  ListenerProtocol             `json:"protocol"`
+	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit,omitempty"`
 
 	// RedirectHttpToHttps http listeners only.
 	RedirectHttpToHttps *bool `json:"redirect_http_to_https,omitempty"`
@@ -820,8 +822,10 @@ type ListenerUpdate struct {
 	// Labels Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` ≤ 63, values ≤ 255.
 	//
 	// Example: {"env":"prod","team":"web"}
-	Labels              *Labels                      `json:"labels,omitempty"`
-	Name                *string                      `json:"name,omitempty"`
+	Labels *Labels `json:"labels,omitempty"`
+	Name   *string `json:"name,omitempty"`
+
+	// Port Not one of the node group's `effective_reserved_ports` (422 naming `port`).
 	Port                *int                         `json:"port,omitempty"`
 	Protocol            *ListenerProtocol            `json:"protocol,omitempty"`
 	RateLimit           nullable.Nullable[RateLimit] `json:"rate_limit,omitempty"`

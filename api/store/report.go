@@ -307,13 +307,19 @@ WHERE m.id = v.id AND lb.id = m.load_balancer_id AND lb.node_group_id = $1 AND m
 	}
 	// Load balancers some live node does not serve at their current version
 	// read degraded (never online) while they serve elsewhere.
-	lagging, err := LaggingNodes(ctx, tx, groupID, "")
+	degraded := append([]string{}, t.any...)
+	suspect, err := groupMayLag(ctx, tx, groupID)
 	if err != nil {
 		return err
 	}
-	degraded := append([]string{}, t.any...)
-	for _, n := range lagging {
-		degraded = append(degraded, n.LoadBalancerID)
+	if suspect {
+		lagging, err := LaggingNodes(ctx, tx, groupID, "")
+		if err != nil {
+			return err
+		}
+		for _, n := range lagging {
+			degraded = append(degraded, n.LoadBalancerID)
+		}
 	}
 	return deriveOperatingStatus(ctx, tx, groupID, lbErrIDs, degraded)
 }

@@ -73,6 +73,30 @@ func NodeErrorKinds(errs []NodeError) string {
 	return strings.Join(kinds, ", ")
 }
 
+// groupMayLag is LaggingNodes' fast path for reports: false when every live
+// node of the group is heard from, free of errors and at the group's newest
+// revision (certificates included), so that no node can lag on any of its
+// load balancers.
+func groupMayLag(ctx context.Context, tx *Tx, groupID string) (bool, error) {
+	rev, err := GroupRevision(ctx, tx, groupID)
+	if err != nil {
+		return false, err
+	}
+	const q = `WITH live AS (
+  SELECT id, applied_revision, errors, last_seen_at FROM nodes
+  WHERE node_group_id = $1 AND last_seen_at > now() - interval '` + LiveNodeWindow + `')
+SELECT EXISTS (SELECT 1 FROM live n WHERE n.last_seen_at < now() - make_interval(secs => $2) OR jsonb_array_length(n.errors) > 0
+    OR n.applied_revision < $3 OR EXISTS (SELECT 1 FROM node_lb_errors e WHERE e.node_id = n.id))
+  OR EXISTS (SELECT 1 FROM live n, certificates c JOIN listener_certificates lc ON lc.certificate_id = c.id
+    JOIN listeners l ON l.id = lc.listener_id JOIN load_balancers lb ON lb.id = l.load_balancer_id
+    WHERE lb.node_group_id = $1 AND l.deleted_revision IS NULL AND c.revision > n.applied_revision)`
+	var may bool
+	if err := tx.QueryRow(ctx, q, groupID, NodeOfflineAfter.Seconds(), rev).Scan(&may); err != nil {
+		return false, fmt.Errorf("lagging nodes: %w", err)
+	}
+	return may, nil
+}
+
 // LaggingNode is a live node of a load balancer's group that does not serve
 // the load balancer's current version.
 type LaggingNode struct {
