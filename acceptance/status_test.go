@@ -69,3 +69,59 @@ func TestStatusRollupWhileServing(t *testing.T) {
 		return l == "online" && ls == "online" && p == "online" && lbField() == "online"
 	})
 }
+
+// TestNodeNotApplyingNamedInStatus: with one of two nodes stopped, a change
+// is never active; once the grace after it passed, the status tree names the
+// node that did not apply it and the load balancer reads degraded (not
+// offline: the other node serves). The node back, all clears.
+func TestNodeNotApplyingNamedInStatus(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, pgtest.NewDatabase(t))
+	s.StartAgent("node-1")
+	s.StartAgent("node-2")
+	a := teststack.StartBackend(t, "a")
+	lb := s.newLB(8096, nil, a)
+	s.WaitActive("/v1/load-balancers/" + lb.LB)
+	tree := func() (string, map[string]map[string]any) {
+		_, body := s.Call("GET", "/v1/load-balancers/"+lb.LB+"/status", nil)
+		nodes := map[string]map[string]any{}
+		list, _ := body["nodes"].([]any)
+		for _, n := range list {
+			m := n.(map[string]any)
+			nodes[m["name"].(string)] = m
+		}
+		st, _ := body["load_balancer"].(map[string]any)["operating_status"].(string)
+		return st, nodes
+	}
+	teststack.WaitFor(t, "the load balancer online on both nodes", 20*time.Second, func() bool {
+		st, nodes := tree()
+		return st == "online" && len(nodes) == 0
+	})
+
+	s.StopAgent("node-2")
+	member := "/v1/members/" + lb.Members["a"]
+	s.MustCall(200, "PATCH", member, map[string]any{"weight": 5})
+	teststack.WaitFor(t, "node-2 named in the status tree", 30*time.Second, func() bool {
+		st, nodes := tree()
+		n2 := nodes["node-2"]
+		return st == "degraded" && len(nodes) == 1 && n2 != nil && n2["status"] == "applying"
+	})
+	if _, m := s.Call("GET", member, nil); m["provisioning_status"] == "active" {
+		t.Fatalf("member active although node-2 did not apply it: %v", m)
+	}
+	// The stored status follows with node-1's next report.
+	teststack.WaitFor(t, "GET LB degraded with node-2 behind", 10*time.Second, func() bool {
+		_, lbBody := s.Call("GET", "/v1/load-balancers/"+lb.LB, nil)
+		return lbBody["operating_status"] == "degraded"
+	})
+	if got := distribution(t, teststack.NewClient(nil), lb.URL, 10); got["a"] != 10 {
+		t.Fatalf("node-1 should serve meanwhile: %v", got)
+	}
+
+	s.StartAgent("node-2")
+	s.WaitActive(member)
+	teststack.WaitFor(t, "the load balancer online again", 20*time.Second, func() bool {
+		st, nodes := tree()
+		return st == "online" && len(nodes) == 0
+	})
+}
