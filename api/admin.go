@@ -496,6 +496,7 @@ func (h *handlers) UpdateNodeGroup(ctx context.Context, r openapi.UpdateNodeGrou
 		if b.Labels != nil {
 			g.Labels = *b.Labels
 		}
+		oldPorts := g.ReservedPorts
 		if b.ReservedPorts != nil {
 			g.ReservedPorts = *b.ReservedPorts
 		}
@@ -525,9 +526,15 @@ func (h *handlers) UpdateNodeGroup(ctx context.Context, r openapi.UpdateNodeGrou
 			return openapi.NodeGroup{}, problem.Conflict("in-use", "The new range leaves out VIPs in use.",
 				validate.FieldError{Field: "vip_range", Message: "does not contain the VIPs of " + joinIDs(outside)})
 		}
-		// Reserving a port a listener uses would leave that listener
-		// unchangeable: refuse until it moves.
-		using, err := store.ListenersOnPorts(ctx, tx, g.ID, g.ReservedPorts)
+		// Reserving a port a listener uses would put the two at odds:
+		// refuse until the listener moves.
+		var added []int
+		for _, p := range g.ReservedPorts {
+			if !slices.Contains(oldPorts, p) {
+				added = append(added, p)
+			}
+		}
+		using, err := store.ListenersOnPorts(ctx, tx, g.ID, added)
 		if err != nil {
 			return openapi.NodeGroup{}, err
 		}

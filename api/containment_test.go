@@ -121,6 +121,18 @@ func TestReservedPorts(t *testing.T) {
 	}
 	b.must(http.StatusOK, b.TokenA, http.MethodPatch, "/v1/listeners/"+lsn, map[string]any{"port": 9201})
 
+	// A listener that sits on a port reserved after it was created (as after
+	// an upgrade reserving the agent's ports) can still change otherwise.
+	legacy := b.create(b.TokenA, "/v1/listeners", map[string]any{"load_balancer_id": lb, "protocol": "tcp", "port": 9300})
+	if _, err := b.Store.Pool.Exec(context.Background(), "UPDATE listeners SET port = 8404 WHERE id = $1", legacy); err != nil {
+		t.Fatal(err)
+	}
+	b.must(http.StatusOK, b.TokenA, http.MethodPatch, "/v1/listeners/"+legacy, map[string]any{"description": "still here"})
+	if res := b.do(b.TokenA, http.MethodPatch, "/v1/listeners/"+legacy, map[string]any{"port": 8405}); res.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("moving to another reserved port: status %d: %s", res.Status, res.Raw)
+	}
+	b.must(http.StatusAccepted, b.TokenA, http.MethodDelete, "/v1/listeners/"+legacy, nil)
+
 	// Reserving a port a listener uses: 409 naming the listener.
 	res = b.do(b.Admin, http.MethodPatch, group, map[string]any{"reserved_ports": []int{9000, 9201}})
 	if res.Status != http.StatusConflict {

@@ -153,12 +153,15 @@ func (p *listenerPatch) apply(l *store.Listener) {
 }
 
 // validateListener checks the whole listener, including its references, which
-// must be live objects of the same tenant and load balancer.
-func validateListener(ctx context.Context, tx *store.Tx, l *store.Listener) error {
+// must be live objects of the same tenant and load balancer. A new port
+// (newPort: created, or changed by an update) must not be reserved on the
+// load balancer's node group; a listener left where it is is not refused for
+// a port reserved after it was created.
+func validateListener(ctx context.Context, tx *store.Tx, l *store.Listener, newPort bool) error {
 	var e validate.Errors
 	validateMeta(&e, &l.Meta)
 	validate.Enum(&e, "protocol", l.Protocol, "tcp", "http", "https")
-	if validate.Port(&e, "port", l.Port) {
+	if validate.Port(&e, "port", l.Port) && newPort {
 		reserved, err := store.ReservedPortsOfLoadBalancer(ctx, tx, l.LoadBalancerID)
 		if err != nil {
 			return err
@@ -295,7 +298,7 @@ func (h *handlers) CreateListener(ctx context.Context, r openapi.CreateListenerR
 		}
 		l := &store.Listener{Meta: store.Meta{TenantID: tenant}, LoadBalancerID: b.LoadBalancerId}
 		p.apply(l)
-		if err := validateListener(ctx, tx, l); err != nil {
+		if err := validateListener(ctx, tx, l, true); err != nil {
 			return openapi.Listener{}, err
 		}
 		rev, err := tx.Revision(ctx)
@@ -354,8 +357,9 @@ func (h *handlers) UpdateListener(ctx context.Context, r openapi.UpdateListenerR
 		AllowedCIDRs: b.AllowedCidrs, DeniedCIDRs: b.DeniedCidrs, Timeouts: b.Timeouts, InsertHeaders: b.InsertHeaders,
 		RedirectHTTPToHTTPS: b.RedirectHttpToHttps, HSTS: b.Hsts, Compression: b.Compression}
 	out, err := update(ctx, h, store.KindListener, tenant, r.Id, r.Params.IfMatch, r.Params.DryRun, func(tx *store.Tx, l *store.Listener) (openapi.Listener, error) {
+		oldPort := l.Port
 		p.apply(l)
-		if err := validateListener(ctx, tx, l); err != nil {
+		if err := validateListener(ctx, tx, l, l.Port != oldPort); err != nil {
 			return openapi.Listener{}, err
 		}
 		if l.Protocol == "tcp" {

@@ -1094,7 +1094,7 @@ type NodeGroup struct {
 	CreatedAt   time.Time `json:"created_at"`
 	Description string    `json:"description"`
 
-	// EffectiveReservedPorts Every port a listener of this group is refused (422 naming `port`), sorted.
+	// EffectiveReservedPorts Every port a listener of this group is refused (422 naming `port`), sorted: `reserved_ports`, 22 (SSH), 8404 (HAProxy's stats page) and 8405 (HAProxy's Prometheus exporter).
 	EffectiveReservedPorts *[]int `json:"effective_reserved_ports,omitempty"`
 
 	// Id Example: ng_01JD2YQ4ZP0S9D3C1V1X6M5W7A
@@ -1108,7 +1108,7 @@ type NodeGroup struct {
 	// Name Example: default
 	Name string `json:"name"`
 
-	// ReservedPorts Ports no listener of this group may use, listed by the operator. Always reserved as well (not listed here): 22 and the agent's own ports (see `effective_reserved_ports`).
+	// ReservedPorts Ports no listener of this group may use, listed by the operator (each 1–65535, once; returned sorted). Always reserved as well (not listed here): 22 and the agent's own ports (see `effective_reserved_ports`).
 	ReservedPorts *[]int    `json:"reserved_ports,omitempty"`
 	UpdatedAt     time.Time `json:"updated_at"`
 	Version       int64     `json:"version"`
