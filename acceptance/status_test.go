@@ -17,8 +17,9 @@ func TestStatusRollupWhileServing(t *testing.T) {
 	s := newStack(t, pgtest.NewDatabase(t))
 	s.StartAgent("node-1")
 	a, b := teststack.StartBackend(t, "a"), teststack.StartBackend(t, "b")
+	// fall 3 and a generous timeout: a loaded machine must not flap a.
 	lb := s.newLB(8095, map[string]any{"health_monitor": map[string]any{"type": "http", "path": "/health",
-		"interval_ms": 200, "timeout_ms": 200, "rise": 1, "fall": 1, "expected_codes": "200"}}, a, b)
+		"interval_ms": 500, "timeout_ms": 500, "rise": 1, "fall": 3, "expected_codes": "200"}}, a, b)
 	cl := teststack.NewClient(nil)
 	statuses := func() (lbStatus, listener, pool string, nodes int) {
 		_, tree := s.Call("GET", "/v1/load-balancers/"+lb.LB+"/status", nil)
