@@ -50,6 +50,11 @@ type Config struct {
 	HardStopAfter time.Duration
 	// PrometheusAddr, when set (e.g. 127.0.0.1:8405), serves HAProxy's exporter.
 	PrometheusAddr string
+	// StopHAProxyOnExit stops HAProxy when Run returns. By default Run
+	// leaves HAProxy serving, and the next agent on the same state directory
+	// takes it over without refusing a connection (restarts and upgrades are
+	// hitless). `fulcrum dev` and in-process test stacks set it.
+	StopHAProxyOnExit bool
 	// Version is reported at registration.
 	Version string
 	Logger  *slog.Logger
@@ -155,17 +160,29 @@ func (a *Agent) global() haproxy.Global {
 
 // Run serves until ctx ends: first the last snapshot on disk (static
 // stability: traffic flows before the API is reachable), then whatever the API
-// sends. It stops HAProxy on return.
+// sends. It holds an exclusive lock on the state directory (a second agent on
+// it fails with ErrStateDirLocked) and takes over the HAProxy an earlier agent
+// left running. On return it leaves HAProxy serving, or stops it when
+// Config.StopHAProxyOnExit is set.
 func (a *Agent) Run(ctx context.Context) error {
 	for _, d := range []string{a.cfg.StateDir, a.path("run"), a.path("certs")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("agent: state dir: %w", err)
 		}
 	}
+	lock, err := lockStateDir(a.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	if err := a.startHAProxy(ctx); err != nil {
 		return err
 	}
 	defer func() {
+		if !a.cfg.StopHAProxyOnExit {
+			a.proc.Release()
+			return
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := a.proc.Stop(sctx); err != nil {
@@ -206,7 +223,11 @@ func (a *Agent) startHAProxy(ctx context.Context) error {
 		_ = os.WriteFile(a.path("run/server-state"), []byte("1\n"), 0o600)
 	}
 	if err := a.proc.Start(ctx); err != nil {
-		return fmt.Errorf("agent: start haproxy: %w", err)
+		if !a.proc.Running() {
+			return fmt.Errorf("agent: start haproxy: %w", err)
+		}
+		// A master taken over that refused the reload serves what it had.
+		a.log.Error("took over the running haproxy, but it did not reload", "err", err)
 	}
 	a.live = &cfg
 	return nil
