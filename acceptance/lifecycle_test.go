@@ -5,7 +5,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -106,18 +109,44 @@ func TestLifecycleKillDuringStart(t *testing.T) {
 			// Changed while agents come and go: the survivors must serve it.
 			s.MustCall(http.StatusOK, "PATCH", "/v1/members/"+lb.Members["b"], map[string]any{"enabled": false})
 		}
+		if i%3 == 1 {
+			// HAProxy gone too (a node-wide crash): this start launches a
+			// master, and the kill may leave it half started.
+			for _, pid := range mastersOf(ag.StateDir) {
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+			}
+		}
 		d := time.Duration(rng.IntN(501)) * time.Millisecond
 		delays = append(delays, strconv.Itoa(int(d/time.Millisecond)))
 		ag.Start()
 		time.Sleep(d)
 		ag.Kill()
 	}
-	t.Logf("killed the agent %d times, at %v ms into its start; HAProxy processes afterwards: %v",
-		m, delays, haproxyOf(ag.StateDir))
+	// And at least two masters on the same state dir, as agents before
+	// issue 7 left behind: each new one takes the master socket over.
+	for len(mastersOf(ag.StateDir)) < 2 {
+		stray := exec.Command("haproxy", "-W", "-db", "-S", filepath.Join(ag.StateDir, "run", "master.sock")+",level,admin",
+			"-f", filepath.Join(ag.StateDir, "haproxy.cfg"), "-p", filepath.Join(ag.StateDir, "run", "haproxy.pid"))
+		stray.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := stray.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go stray.Wait() //nolint:errcheck // reaped when the agent stops it
+		teststack.WaitFor(t, "a stray master", 10*time.Second, func() bool {
+			pid, err := masterCLIPid(ag.StateDir)
+			return err == nil && pid == stray.Process.Pid
+		})
+	}
+	before := mastersOf(ag.StateDir)
 	ag.Start()
 	ag.WaitServing()
 	s.WaitActive("/v1/members/" + lb.Members["b"])
 	master := oneMaster(t, ag)
+	log := ag.logTail(1 << 30)
+	t.Logf("killed the agent %d times, at %v ms into its start (HAProxy killed too before every third start); "+
+		"masters launched %d, taken over %d, stale ones stopped %d; masters before the last start: %v",
+		m, delays, strings.Count(log, `"msg":"haproxy master started"`), strings.Count(log, `"msg":"took over the running haproxy"`),
+		strings.Count(log, "a stale haproxy"), before)
 	cl := teststack.NewClient(nil)
 	got := distribution(t, cl, lb.URL, 40)
 	if got["b"] != 0 || got["a"] != 40 {
@@ -135,6 +164,11 @@ func TestLifecycleKillDuringStart(t *testing.T) {
 func TestLifecycleChaosMasterCrash(t *testing.T) {
 	k := chaos(2, 10)
 	_, ag, lb := lifecycleSetup(t)
+	// Restart the agent first: the first kill hits a master it took over (not
+	// its child), the next ones masters it started.
+	ag.Signal(syscall.SIGTERM)
+	ag.Start()
+	ag.WaitServing()
 	load := startLoad(lb.URL, 3)
 	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var outages []time.Duration
