@@ -95,16 +95,17 @@ func TestLifecycleAgentRestartsAreHitless(t *testing.T) {
 	}
 }
 
-// TestLifecycleKillDuringStart kills the agent at random points of its start
-// (0–500 ms), M times, while the API changes what the node must serve: the
-// next agent leaves exactly one HAProxy master, serving the newest config.
+// TestLifecycleKillDuringStart kills the agent (SIGKILL) at random points of
+// its start (0–500 ms), M times — and stops it (SIGTERM) at random points M/4
+// more times — while the API changes what the node must serve: the next agent
+// leaves exactly one HAProxy master, serving the newest config.
 func TestLifecycleKillDuringStart(t *testing.T) {
 	m := chaos(3, 20)
 	s, ag, lb := lifecycleSetup(t)
 	ag.Kill()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	var delays []string
-	for i := 0; i < m; i++ {
+	for i := 0; i < m+max(1, m/4); i++ {
 		if i == m/2 {
 			// Changed while agents come and go: the survivors must serve it.
 			s.MustCall(http.StatusOK, "PATCH", "/v1/members/"+lb.Members["b"], map[string]any{"enabled": false})
@@ -117,10 +118,14 @@ func TestLifecycleKillDuringStart(t *testing.T) {
 			}
 		}
 		d := time.Duration(rng.IntN(501)) * time.Millisecond
-		delays = append(delays, strconv.Itoa(int(d/time.Millisecond)))
+		sig, mark := syscall.SIGKILL, ""
+		if i >= m {
+			sig, mark = syscall.SIGTERM, "T"
+		}
+		delays = append(delays, strconv.Itoa(int(d/time.Millisecond))+mark)
 		ag.Start()
 		time.Sleep(d)
-		ag.Kill()
+		ag.Signal(sig)
 	}
 	// And at least two masters on the same state dir, as agents before
 	// issue 7 left behind: each new one takes the master socket over.
@@ -143,7 +148,7 @@ func TestLifecycleKillDuringStart(t *testing.T) {
 	s.WaitActive("/v1/members/" + lb.Members["b"])
 	master := oneMaster(t, ag)
 	log := ag.logTail(1 << 30)
-	t.Logf("killed the agent %d times, at %v ms into its start (HAProxy killed too before every third start); "+
+	t.Logf("killed the agent %d times (then stopped it with SIGTERM: T), at %v ms into its start (HAProxy killed too before every third start); "+
 		"masters launched %d, taken over %d, stale ones stopped %d; masters before the last start: %v",
 		m, delays, strings.Count(log, `"msg":"haproxy master started"`), strings.Count(log, `"msg":"took over the running haproxy"`),
 		strings.Count(log, "a stale haproxy"), before)

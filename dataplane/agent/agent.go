@@ -175,10 +175,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer lock.Close()
-	if err := a.startHAProxy(ctx); err != nil {
-		return err
-	}
-	defer func() {
+	leave := func() {
 		if !a.cfg.StopHAProxyOnExit {
 			a.proc.Release()
 			return
@@ -188,7 +185,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err := a.proc.Stop(sctx); err != nil {
 			a.log.Error("stop haproxy", "err", err)
 		}
-	}()
+	}
+	if err := a.startHAProxy(ctx); err != nil {
+		if ctx.Err() != nil { // stopped while starting
+			leave()
+			return nil
+		}
+		return err
+	}
+	defer leave()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); a.proc.Supervise(ctx) }()
@@ -211,6 +216,9 @@ func (a *Agent) startHAProxy(ctx context.Context) error {
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		a.log.Error("read last snapshot", "err", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err // stopping: do not replace the config a running HAProxy may reload
 	}
 	text, err := haproxy.Render(cfg)
 	if err != nil {

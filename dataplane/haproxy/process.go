@@ -279,6 +279,9 @@ func (p *Process) start(ctx context.Context) error {
 			p.log.Info("took over the running haproxy", "master_pid", pid)
 		}
 	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("haproxy: start: %w", ctx.Err())
+	}
 	others = slices.DeleteFunc(others, func(pid int) bool { return pid == adopted || !processAlive(pid) })
 	if adopted == 0 {
 		// Masters still starting could bind our master socket after ours:

@@ -187,6 +187,18 @@ func (p *Process) adopt(ctx context.Context, pid int) error {
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := p.waitReady(wctx, pid, m.done); err != nil {
+		if ctx.Err() != nil {
+			// We are being stopped, not the master failing: leave it as it is
+			// for the next agent.
+			p.mu.Lock()
+			if p.cur == m {
+				p.cur = nil
+			}
+			p.mu.Unlock()
+			close(m.unwatch)
+			m.unwatch = nil
+			return fmt.Errorf("taking over master %d: %w", pid, ctx.Err())
+		}
 		p.kill(m)
 		return fmt.Errorf("master %d is not ready: %w", pid, err)
 	}
