@@ -1,6 +1,7 @@
 package acceptance
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -71,6 +72,15 @@ func TestLifecycleAgentRestartsAreHitless(t *testing.T) {
 	n := chaos(2, 10)
 	s, ag, lb := lifecycleSetup(t)
 	master := oneMaster(t, ag)
+
+	// A second agent on the same state dir refuses to run.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, ag.bin, ag.args...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by another agent") {
+		t.Fatalf("second agent on the same state dir: %v\n%s", err, out)
+	}
+
 	load := startLoad(lb.URL, 3)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		for i := 0; i < n; i++ {
