@@ -788,6 +788,7 @@ func TestProcessStopsStaleMasters(t *testing.T) {
 			conf := htConf{Dir: htDir(t), Port: freePort(t), Servers: []htServer{{"mbr_a", htHostPort(a)}}, Global: global}
 			htWriteFile(t, filepath.Join(conf.Dir, "haproxy.cfg"), conf.render(t))
 			prev, prevDone := htPrev(t, conf, filepath.Join(conf.Dir, "other.sock"))
+			stopLoad := htLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", conf.Port))
 			env := htStart(t, conf, nil)
 			if env.proc.PID() == prev.Process.Pid || env.proc.PID() == 0 {
 				t.Fatalf("master %d", env.proc.PID())
@@ -797,6 +798,10 @@ func TestProcessStopsStaleMasters(t *testing.T) {
 			case <-time.After(15 * time.Second):
 				t.Fatal("the unreachable haproxy was not stopped")
 			}
+			// Not adopted: a new master next to the old one (or after it,
+			// without SO_REUSEPORT). Not hitless; the figure is for comparison.
+			sent, failed := stopLoad()
+			t.Logf("new master instead of a takeover (%q): %d requests, %d failed", global, sent, failed)
 			if m, _, err := htGet(htClient(false), env.url); err != nil || m != "a" {
 				t.Fatalf("traffic: %q %v", m, err)
 			}
