@@ -116,8 +116,8 @@ func (p *Process) cmdlineOurs(pid int) bool {
 		return false
 	}
 	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-	if !strings.Contains(filepath.Base(args[0]), "haproxy") {
-		return false
+	if !strings.Contains(filepath.Base(args[0]), "haproxy") || slices.Contains(args, "-c") {
+		return false // not haproxy, or only checking a configuration
 	}
 	for i := 0; i+1 < len(args); i++ {
 		switch a, v := args[i], args[i+1]; a {

@@ -629,6 +629,41 @@ func TestProcessSuperviseRestartsKilledMaster(t *testing.T) {
 	}
 }
 
+// A master that lived HealthyAfter resets the crash count: however many
+// times it dies, each death is restarted at once.
+func TestProcessSuperviseBackoffResetsAfterHealth(t *testing.T) {
+	a := htMember(t, "a")
+	env := htStart(t, htConf{Servers: []htServer{{"mbr_a", htHostPort(a)}}}, func(pc *ProcessConfig) {
+		pc.HealthyAfter = 300 * time.Millisecond
+		pc.CrashLoopRestarts = 1
+		pc.RestartBackoff = 5 * time.Second
+	})
+	p := env.proc
+	ctx, cancel := context.WithCancel(context.Background())
+	supervised := make(chan struct{})
+	go func() {
+		defer close(supervised)
+		p.Supervise(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-supervised })
+	for i := 0; i < 4; i++ {
+		time.Sleep(500 * time.Millisecond) // healthy for longer than HealthyAfter
+		old := p.PID()
+		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		htEventually(t, 4*time.Second, "restart at once", func() error {
+			if pid := p.PID(); pid == 0 || pid == old {
+				return fmt.Errorf("master pid %d", pid)
+			}
+			return nil
+		})
+	}
+	if got := strings.Count(env.logs.String(), "in=0s crashes_in_a_row=1"); got != 4 {
+		t.Errorf("%d immediate restarts logged, want 4:\n%s", got, env.logs.String())
+	}
+}
+
 // htPrev starts an HAProxy the way an earlier agent run did and left it
 // behind (in its own process group), with its master socket at sock, and
 // waits until it serves.
