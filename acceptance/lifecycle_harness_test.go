@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -356,4 +357,38 @@ func getOK(c *http.Client, url string) error {
 		return fmt.Errorf("status %d", res.StatusCode)
 	}
 	return err
+}
+
+// listenerPIDs lists the pids `ss` shows listening on addr (ip:port).
+func listenerPIDs(t *testing.T, addr string) []int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ss", "-Hltnp", "src "+addr).Output()
+	if err != nil {
+		t.Skipf("ss: %v", err)
+	}
+	var pids []int
+	for _, m := range ssPidRE.FindAllStringSubmatch(string(out), -1) {
+		pid, _ := strconv.Atoi(m[1])
+		if !slices.Contains(pids, pid) {
+			pids = append(pids, pid)
+		}
+	}
+	slices.Sort(pids)
+	return pids
+}
+
+var ssPidRE = regexp.MustCompile(`pid=(\d+)`)
+
+// ppidOf reads pid's parent from /proc.
+func ppidOf(pid int) int {
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(st)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }

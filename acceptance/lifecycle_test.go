@@ -65,6 +65,31 @@ func oneMaster(t *testing.T, ag *extAgent) int {
 	return 0
 }
 
+// onlyWorkersOf checks with `ss` that every process listening on the LB's
+// VIP is a worker of master.
+func onlyWorkersOf(t *testing.T, lb *lbSetup, master int) {
+	t.Helper()
+	addr := lb.VIP + ":8080"
+	var pids []int
+	deadline := time.Now().Add(20 * time.Second) // old workers of stale masters may still be finishing
+	for time.Now().Before(deadline) {
+		pids = listenerPIDs(t, addr)
+		ok := len(pids) > 0
+		for _, pid := range pids {
+			ok = ok && ppidOf(pid) == master
+		}
+		if ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	parents := map[int]int{}
+	for _, pid := range pids {
+		parents[pid] = ppidOf(pid)
+	}
+	t.Fatalf("listeners on %s (pid → parent): %v; want only workers of master %d", addr, parents, master)
+}
+
 // TestLifecycleAgentRestartsAreHitless restarts the agent gracefully
 // (SIGTERM) and kills it (SIGKILL) under steady load: HAProxy keeps serving,
 // the next agent takes the running master over, and not one request fails.
@@ -103,6 +128,7 @@ func TestLifecycleAgentRestartsAreHitless(t *testing.T) {
 	if got := oneMaster(t, ag); got != master {
 		t.Errorf("master %d after the restarts, want %d taken over each time", got, master)
 	}
+	onlyWorkersOf(t, lb, master)
 }
 
 // TestLifecycleKillDuringStart kills the agent (SIGKILL) at random points of
@@ -170,6 +196,7 @@ func TestLifecycleKillDuringStart(t *testing.T) {
 	if again := oneMaster(t, ag); again != master {
 		t.Fatalf("master changed from %d to %d", master, again)
 	}
+	onlyWorkersOf(t, lb, master)
 	t.Logf("exactly one master (%d) serving the newest config: %v", master, got)
 }
 
@@ -226,5 +253,5 @@ func TestLifecycleChaosMasterCrash(t *testing.T) {
 	}
 	t.Logf("%d master kills 5s apart under load: outages %v (worst %s); load: %d requests over %s, %d failed %v",
 		k, fmt.Sprint(outages), worst, sent, d.Round(time.Millisecond), failed, errs)
-	oneMaster(t, ag)
+	onlyWorkersOf(t, lb, oneMaster(t, ag))
 }
