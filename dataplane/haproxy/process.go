@@ -132,7 +132,15 @@ type master struct {
 	pid     int
 	cmd     *exec.Cmd     // nil for an adopted master (not our child)
 	done    chan struct{} // closed when it has exited
-	unwatch chan struct{} // adopted only: closed by Release to stop watching
+	unwatch chan struct{} // adopted only: closed by stopWatching
+	once    sync.Once
+}
+
+// stopWatching ends the watch of an adopted master (a no-op for a child).
+func (m *master) stopWatching() {
+	if m.unwatch != nil {
+		m.once.Do(func() { close(m.unwatch) })
+	}
 }
 
 // NewProcess returns a supervisor; nothing runs until Start.
@@ -274,6 +282,8 @@ func (p *Process) start(ctx context.Context) error {
 	if pid := p.socketMaster(ctx); pid > 0 && slices.Contains(others, pid) {
 		if err := p.adopt(ctx, pid); err != nil {
 			p.log.Warn("could not take over the running haproxy; starting a new one", "old_master_pid", pid, "err", err)
+			procs = p.scanOurs() // it may have forked a worker meanwhile
+			others = roots(procs)
 		} else {
 			adopted = pid
 			p.log.Info("took over the running haproxy", "master_pid", pid)
@@ -687,10 +697,7 @@ func (p *Process) Release() {
 	p.mu.Unlock()
 	if m != nil {
 		p.log.Info("leaving haproxy running", "master_pid", m.pid)
-		if m.unwatch != nil {
-			close(m.unwatch)
-			m.unwatch = nil
-		}
+		m.stopWatching()
 	}
 	p.stopTailing()
 }

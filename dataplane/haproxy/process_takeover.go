@@ -149,7 +149,7 @@ func (p *Process) socketMaster(ctx context.Context) int {
 	if _, err := os.Stat(p.masterSock); err != nil {
 		return 0
 	}
-	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	cctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
 	out, err := cliExchange(cctx, p.masterSock, "show proc")
 	if err != nil {
@@ -163,8 +163,8 @@ func (p *Process) socketMaster(ctx context.Context) int {
 }
 
 // adopt takes over the running master pid: it becomes the current master,
-// watched through a pidfd, once its master CLI lists a worker that answers.
-// A master that does not get there within a few seconds is killed. p.op held.
+// watched through a pidfd, once its master CLI lists a worker that answers
+// (within a few seconds; otherwise it is left as it is). p.op held.
 func (p *Process) adopt(ctx context.Context, pid int) error {
 	fd, ferr := unix.PidfdOpen(pid, 0)
 	if !p.isOurMaster(pid) { // checked after opening the pidfd: it cannot be a reused pid
@@ -187,19 +187,15 @@ func (p *Process) adopt(ctx context.Context, pid int) error {
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := p.waitReady(wctx, pid, m.done); err != nil {
-		if ctx.Err() != nil {
-			// We are being stopped, not the master failing: leave it as it is
-			// for the next agent.
-			p.mu.Lock()
-			if p.cur == m {
-				p.cur = nil
-			}
-			p.mu.Unlock()
-			close(m.unwatch)
-			m.unwatch = nil
-			return fmt.Errorf("taking over master %d: %w", pid, ctx.Err())
+		// Not taken over, but left alone: when we are being stopped it is
+		// the next agent's, and a master too slow to answer may still serve
+		// (Start treats it as any other stale one).
+		p.mu.Lock()
+		if p.cur == m {
+			p.cur = nil
 		}
-		p.kill(m)
+		p.mu.Unlock()
+		m.stopWatching()
 		return fmt.Errorf("master %d is not ready: %w", pid, err)
 	}
 	p.mu.Lock()
@@ -217,9 +213,10 @@ func (p *Process) watch(m *master, fd int) {
 	if fd >= 0 {
 		defer unix.Close(fd)
 	}
+	unwatch := m.unwatch
 	for {
 		select {
-		case <-m.unwatch:
+		case <-unwatch:
 			return
 		default:
 		}
