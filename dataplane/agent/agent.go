@@ -47,6 +47,11 @@ type Config struct {
 	HardStopAfter time.Duration
 	// PrometheusAddr, when set (e.g. 127.0.0.1:8405), serves HAProxy's exporter.
 	PrometheusAddr string
+	// StopHAProxyOnExit stops HAProxy when Run returns. By default Run
+	// leaves HAProxy serving, and the next agent on the same state directory
+	// takes it over without refusing a connection (restarts and upgrades are
+	// hitless). `fulcrum dev` and in-process test stacks set it.
+	StopHAProxyOnExit bool
 	// Version is reported at registration.
 	Version string
 	Logger  *slog.Logger
@@ -172,23 +177,40 @@ func (a *Agent) global() haproxy.Global {
 
 // Run serves until ctx ends: first the last snapshot on disk (static
 // stability: traffic flows before the API is reachable), then whatever the API
-// sends. It stops HAProxy on return.
+// sends. It holds an exclusive lock on the state directory (a second agent on
+// it fails with ErrStateDirLocked) and takes over the HAProxy an earlier agent
+// left running. On return it leaves HAProxy serving, or stops it when
+// Config.StopHAProxyOnExit is set.
 func (a *Agent) Run(ctx context.Context) error {
 	for _, d := range []string{a.cfg.StateDir, a.path("run"), a.path("certs")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("agent: state dir: %w", err)
 		}
 	}
-	if err := a.startHAProxy(ctx); err != nil {
+	lock, err := lockStateDir(a.cfg.StateDir)
+	if err != nil {
 		return err
 	}
-	defer func() {
+	defer lock.Close()
+	leave := func() {
+		if !a.cfg.StopHAProxyOnExit {
+			a.proc.Release()
+			return
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := a.proc.Stop(sctx); err != nil {
 			a.log.Error("stop haproxy", "err", err)
 		}
-	}()
+	}
+	if err := a.startHAProxy(ctx); err != nil {
+		if ctx.Err() != nil { // stopped while starting
+			leave()
+			return nil
+		}
+		return err
+	}
+	defer leave()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); a.proc.Supervise(ctx) }()
