@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/auth"
@@ -248,12 +250,12 @@ func IssueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, 
 	}
 	if tenantID != "" {
 		if _, err := store.Get[store.Tenant](ctx, tx, store.KindTenant, "", tenantID, false); err != nil {
-			return nil, "", problem.InvalidField("tenant_id", "does not exist")
+			return nil, "", asInvalidField(err, "tenant_id")
 		}
 	}
 	if nodeGroupID != "" {
 		if _, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", nodeGroupID, false); err != nil {
-			return nil, "", problem.InvalidField("node_group_id", "does not exist")
+			return nil, "", asInvalidField(err, "node_group_id")
 		}
 	}
 	secret, hash, err := auth.NewSecret()
@@ -276,6 +278,16 @@ func IssueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, 
 	return t, auth.Bearer(id, secret), nil
 }
 
+// asInvalidField turns the 404 of a referenced object into a 422 naming
+// field; other errors (an unavailable database) pass through.
+func asInvalidField(err error, field string) error {
+	var p *problem.Problem
+	if errors.As(err, &p) && p.Status == http.StatusNotFound {
+		return problem.InvalidField(field, "does not exist")
+	}
+	return err
+}
+
 func (h *handlers) CreateToken(ctx context.Context, r openapi.CreateTokenRequestObject) (openapi.CreateTokenResponseObject, error) {
 	p, err := tokenScope(ctx)
 	if err != nil {
@@ -292,18 +304,22 @@ func (h *handlers) CreateToken(ctx context.Context, r openapi.CreateTokenRequest
 		}
 		tenantID = p.TenantID
 	}
-	out, _, err := create(ctx, h, "POST /v1/tokens", r.Params.IdempotencyKey, nil, b, func(tx *store.Tx) (openapi.TokenWithSecret, error) {
-		t, bearer, err := IssueToken(ctx, tx, string(b.Kind), tenantID, deref(b.NodeGroupId), deref(b.Name), deref(b.Description), b.ExpiresAt)
+	// The secret exists only in this response: the Idempotency-Key record
+	// keeps the token's metadata, so a replay answers with an empty secret.
+	var bearer string
+	meta, _, err := create(ctx, h, "POST /v1/tokens", r.Params.IdempotencyKey, nil, b, func(tx *store.Tx) (openapi.Token, error) {
+		t, secret, err := IssueToken(ctx, tx, string(b.Kind), tenantID, deref(b.NodeGroupId), deref(b.Name), deref(b.Description), b.ExpiresAt)
 		if err != nil {
-			return openapi.TokenWithSecret{}, err
+			return openapi.Token{}, err
 		}
-		a := tokenToAPI(t)
-		return openapi.TokenWithSecret{Id: a.Id, Kind: a.Kind, TenantId: a.TenantId, NodeGroupId: a.NodeGroupId, Name: a.Name,
-			Description: a.Description, CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, Secret: bearer}, nil
+		bearer = secret
+		return tokenToAPI(t), nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	out := openapi.TokenWithSecret{Id: meta.Id, Kind: meta.Kind, TenantId: meta.TenantId, NodeGroupId: meta.NodeGroupId, Name: meta.Name,
+		Description: meta.Description, CreatedAt: meta.CreatedAt, ExpiresAt: meta.ExpiresAt, Secret: bearer}
 	return openapi.CreateToken201JSONResponse(out), nil
 }
 

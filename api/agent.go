@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -43,6 +44,9 @@ func nodeByName(ctx context.Context, tx *store.Tx, name, groupID string, forUpda
 	}
 	rows, _ := tx.Query(ctx, q, name)
 	n, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[store.Node])
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) && !errors.Is(err, pgx.ErrTooManyRows) {
+		return nil, fmt.Errorf("look up node: %w", err)
+	}
 	if err != nil || (groupID != "" && n.NodeGroupID != groupID) {
 		return nil, problem.NotFound("node", name)
 	}
@@ -125,22 +129,24 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 	for {
 		changed := h.notify.Changed()
 		var snap *openapi.Snapshot
-		err := pgx.BeginTxFunc(ctx, h.st.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(t pgx.Tx) error {
+		rctx, cancel := context.WithTimeout(ctx, h.requestTimeout)
+		err := pgx.BeginTxFunc(rctx, h.st.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(t pgx.Tx) error {
 			tx := &store.Tx{Tx: t}
-			n, err := nodeByName(ctx, tx, r.Id, tokenGroup, false)
+			n, err := nodeByName(rctx, tx, r.Id, tokenGroup, false)
 			if err != nil {
 				return err
 			}
-			rev, err := store.GroupRevision(ctx, tx, n.NodeGroupID)
+			rev, err := store.GroupRevision(rctx, tx, n.NodeGroupID)
 			if err != nil {
 				return err
 			}
 			if rev <= after {
 				return nil
 			}
-			snap, err = h.buildSnapshot(ctx, tx, n.NodeGroupID, rev)
+			snap, err = h.buildSnapshot(rctx, tx, n.NodeGroupID, rev)
 			return err
 		})
+		cancel()
 		if err != nil {
 			return nil, err
 		}
