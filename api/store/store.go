@@ -166,11 +166,34 @@ type Tx struct {
 	rev int64
 }
 
+// ErrUnavailable marks errors of a transaction whose connection to the
+// database was lost: whatever the handler concluded, the database did not
+// answer. Unavailable reports it.
+var ErrUnavailable = errors.New("database unavailable")
+
+// lost replaces err by ErrUnavailable when t's connection is gone: a "does
+// not exist" drawn from a failed query must not reach the client as a 4xx.
+func lost(t pgx.Tx, err error) error {
+	if err != nil && t.Conn().IsClosed() {
+		return fmt.Errorf("%w: the connection was lost (%v)", ErrUnavailable, err)
+	}
+	return err
+}
+
 // Read runs fn in a read-only transaction.
 func (s *Store) Read(ctx context.Context, fn func(tx *Tx) error) error {
-	return pgx.BeginTxFunc(ctx, s.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(t pgx.Tx) error {
-		return fn(&Tx{Tx: t})
-	})
+	t, err := s.Pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer rollback(ctx, t)
+	if err := fn(&Tx{Tx: t}); err != nil {
+		return lost(t, err)
+	}
+	if err := t.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
 
 // Write runs fn in a read-write transaction, committed when fn succeeds unless
@@ -185,7 +208,7 @@ func (s *Store) Write(ctx context.Context, dryRun bool, fn func(tx *Tx) error) e
 		return fmt.Errorf("take write lock: %w", err)
 	}
 	if err := fn(&Tx{Tx: t}); err != nil {
-		return mapError(err)
+		return lost(t, mapError(err))
 	}
 	if dryRun {
 		return nil
