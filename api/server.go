@@ -113,6 +113,9 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	// Only trust the peer address: X-Forwarded-For is the client's to forge.
 	e.IPExtractor = echo.ExtractIPDirect()
 
+	// A token over its rate limit is refused first of all, before routing
+	// and telemetry, so that a flood costs as little as possible.
+	e.Pre(s.rateLimitEarly)
 	if tel != nil {
 		e.Use(tel.EchoMiddleware())
 	} else {
