@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strconv"
@@ -66,6 +67,9 @@ var (
 type limiters struct {
 	limits map[string]RateLimit // by token kind
 
+	// pauses holds a slot per refused request pausing (refusePause).
+	pauses chan struct{}
+
 	mu        sync.Mutex
 	byToken   map[string]*tokenLimiter
 	lastSweep time.Time
@@ -82,7 +86,7 @@ type tokenLimiter struct {
 const limiterIdle = 10 * time.Minute
 
 func newLimiters(limits map[string]RateLimit) *limiters {
-	return &limiters{limits: limits, byToken: map[string]*tokenLimiter{}, lastSweep: time.Now()}
+	return &limiters{limits: limits, byToken: map[string]*tokenLimiter{}, lastSweep: time.Now(), pauses: make(chan struct{}, refusePausesMax)}
 }
 
 // wait returns 0 when the principal may make a request now, else how long
@@ -147,7 +151,7 @@ func (s *Server) rateLimitEarly(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		if d, kind := s.limiters.exhausted(id); d > 0 {
-			return s.tooMany(kind, d)
+			return s.tooMany(c.Request().Context(), kind, d)
 		}
 		return next(c)
 	}
@@ -163,7 +167,28 @@ func bearerTokenID(header string) (string, bool) {
 	return id, ok && id != ""
 }
 
-func (s *Server) tooMany(kind string, d time.Duration) error {
+// refusePause is how long a refused request waits before its 429: a client
+// that ignores Retry-After and asks again at once (a flood over a few
+// connections) then costs the server a few cheap answers a second per
+// connection, not thousands. refusePausesMax bounds the requests pausing at
+// once; beyond that they are answered at once.
+const (
+	refusePause     = 250 * time.Millisecond
+	refusePausesMax = 1024
+)
+
+func (s *Server) tooMany(ctx context.Context, kind string, d time.Duration) error {
+	select {
+	case s.limiters.pauses <- struct{}{}:
+		t := time.NewTimer(refusePause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		<-s.limiters.pauses
+	default:
+	}
 	limit := s.limiters.limits[kind]
 	return problem.TooManyRequests(int(math.Ceil(d.Seconds())),
 		fmt.Sprintf("This %s token is over its limit of %s requests a second (burst %d); retry after the Retry-After seconds.",
@@ -180,7 +205,7 @@ func (s *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		if d := s.limiters.wait(p); d > 0 {
-			return s.tooMany(p.Kind, d)
+			return s.tooMany(c.Request().Context(), p.Kind, d)
 		}
 		return next(c)
 	}
