@@ -229,6 +229,22 @@ func (h *handlers) ListTokens(ctx context.Context, r openapi.ListTokensRequestOb
 // IssueToken creates a token row and returns it with its bearer string. It is
 // shared by the API and `fulcrum admin token create`.
 func IssueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, name, description string, expiresAt *time.Time) (*store.Token, string, error) {
+	return issueToken(ctx, tx, kind, tenantID, nodeGroupID, "", name, description, expiresAt)
+}
+
+// IssueNodeToken creates a node token bound to the node named nodeName (and
+// to a node group when nodeGroupID is set): it registers, polls and reports
+// for that node only.
+func IssueNodeToken(ctx context.Context, tx *store.Tx, nodeGroupID, nodeName, name, description string, expiresAt *time.Time) (*store.Token, string, error) {
+	var e validate.Errors
+	validate.Hostname(&e, "node_name", nodeName, false)
+	if err := e.Err(); err != nil {
+		return nil, "", err
+	}
+	return issueToken(ctx, tx, store.TokenNode, "", nodeGroupID, nodeName, name, description, expiresAt)
+}
+
+func issueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, nodeName, name, description string, expiresAt *time.Time) (*store.Token, string, error) {
 	var e validate.Errors
 	validate.Enum(&e, "kind", kind, store.TokenAdmin, store.TokenTenant, store.TokenNode)
 	validate.Name(&e, "name", name)
@@ -270,6 +286,9 @@ func IssueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, 
 	}
 	if nodeGroupID != "" {
 		cols = append(cols, store.Column{Name: "node_group_id", Value: nodeGroupID})
+	}
+	if nodeName != "" {
+		cols = append(cols, store.Column{Name: "node_name", Value: nodeName})
 	}
 	t, err := store.Insert[store.Token](ctx, tx, store.KindToken, cols)
 	if err != nil {
