@@ -93,7 +93,6 @@ func TestRateLimitFlood(t *testing.T) {
 
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	t.Cleanup(client.CloseIdleConnections)
-	stop := make(chan struct{})
 	get := func(token string) (int, http.Header, time.Duration, error) {
 		req, err := http.NewRequest(http.MethodGet, b.URL+"/v1/load-balancers", nil)
 		if err != nil {
@@ -118,11 +117,11 @@ func TestRateLimitFlood(t *testing.T) {
 		get(b.TokenB) //nolint:errcheck
 	}
 
-	// Tenant B asks every 125 ms (8/s, under its limit) throughout,
-	// while tenant A floods in six windows of 500 ms (3 s in all) with quiet
-	// windows of 1 s between them: samples are "loaded" when the flood ran
-	// throughout the request, "unloaded" when it ran at no point of it. The
-	// interleaving exposes both sets to the same background load.
+	// One round: tenant B asks every 125 ms (8/s, under its limit)
+	// throughout, while tenant A floods in six windows of 500 ms (3 s in all)
+	// with quiet windows of 1 s between them: samples are "loaded" when the
+	// flood ran throughout the request, "unloaded" when it ran at no point of
+	// it. The interleaving exposes both sets to the same background load.
 	var flooding atomic.Bool
 	var floods atomic.Int64 // counts flood windows started, for tagging
 	var ok, limited, noRetryAfter, other atomic.Int64
@@ -170,72 +169,87 @@ func TestRateLimitFlood(t *testing.T) {
 			}
 		}
 	}
-	done := make(chan struct{})
-	var unloaded, loaded []time.Duration
-	var bErr error
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(125 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
+	round := func() (unloaded, loaded []time.Duration) {
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		var bErr error
+		go func() {
+			defer close(done)
+			tick := time.NewTicker(125 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				on, n := flooding.Load(), floods.Load()
+				status, _, d, err := get(b.TokenB)
+				if err != nil || status != http.StatusOK {
+					bErr = fmt.Errorf("tenant B: status %d, %v", status, err)
+					return
+				}
+				switch onAfter, nAfter := flooding.Load(), floods.Load(); {
+				case on && onAfter && n == nAfter:
+					loaded = append(loaded, d)
+				case !on && !onAfter && n == nAfter:
+					unloaded = append(unloaded, d)
+				}
 			}
-			on, n := flooding.Load(), floods.Load()
-			status, _, d, err := get(b.TokenB)
-			if err != nil || status != http.StatusOK {
-				bErr = fmt.Errorf("tenant B: status %d, %v", status, err)
-				return
-			}
-			switch onAfter, nAfter := flooding.Load(), floods.Load(); {
-			case on && onAfter && n == nAfter:
-				loaded = append(loaded, d)
-			case !on && !onAfter && n == nAfter:
-				unloaded = append(unloaded, d)
-			}
-		}
-	}()
-	time.Sleep(time.Second)
-	for range 6 {
-		floods.Add(1)
-		flooding.Store(true)
-		flood(500 * time.Millisecond)
-		flooding.Store(false)
-		floods.Add(1)
+		}()
 		time.Sleep(time.Second)
-	}
-	close(stop)
-	<-done
-	if bErr != nil {
-		t.Fatal(bErr)
-	}
-	if len(loaded) < 10 || len(unloaded) < 10 {
-		t.Fatalf("too few samples: %d loaded, %d unloaded", len(loaded), len(unloaded))
-	}
-	if t.Failed() {
-		return
+		for range 6 {
+			floods.Add(1)
+			flooding.Store(true)
+			flood(500 * time.Millisecond)
+			flooding.Store(false)
+			floods.Add(1)
+			time.Sleep(time.Second)
+		}
+		close(stop)
+		<-done
+		if bErr != nil {
+			t.Fatal(bErr)
+		}
+		if len(loaded) < 10 || len(unloaded) < 10 {
+			t.Fatalf("too few samples: %d loaded, %d unloaded", len(loaded), len(unloaded))
+		}
+		return unloaded, loaded
 	}
 
-	base, under := p99(unloaded), p99(loaded)
-	slices.Sort(unloaded)
-	slices.Sort(loaded)
-	bound := max(2*base, base+50*time.Millisecond)
-	t.Logf("tenant A flood: %d ok, %d × 429 (%d without Retry-After), %d other", ok.Load(), limited.Load(), noRetryAfter.Load(), other.Load())
-	t.Logf("tenant B p99: unloaded %v (%d samples, median %v), during the flood %v (%d samples, median %v), bound %v",
-		base, len(unloaded), unloaded[len(unloaded)/2], under, len(loaded), loaded[len(loaded)/2], bound)
-	if limited.Load() == 0 {
-		t.Error("the flood got no 429")
-	}
-	if noRetryAfter.Load() > 0 || other.Load() > 0 {
-		t.Errorf("the flood got %d × 429 without Retry-After and %d other answers", noRetryAfter.Load(), other.Load())
-	}
-	// Allowed: 10/s with a burst of 2, refilled between the windows.
-	if n := ok.Load(); n > 6*(2+5)+10 {
-		t.Errorf("the flood got %d × 200, more than its limit allows", n)
-	}
-	if under > bound {
-		t.Errorf("tenant B's p99 during the flood %v exceeds %v (unloaded p99 %v)", under, bound, base)
+	// With a few dozen samples a p99 is close to the slowest one, which one
+	// hiccup of the shared machine decides: up to three rounds, and the
+	// flood's effect must show in every one of them to fail the test.
+	const rounds = 3
+	for r := 1; ; r++ {
+		ok.Store(0)
+		limited.Store(0)
+		noRetryAfter.Store(0)
+		other.Store(0)
+		unloaded, loaded := round()
+		base, under := p99(unloaded), p99(loaded)
+		slices.Sort(unloaded)
+		slices.Sort(loaded)
+		bound := max(2*base, base+50*time.Millisecond)
+		t.Logf("round %d: tenant A flood: %d ok, %d × 429 (%d without Retry-After), %d other", r, ok.Load(), limited.Load(), noRetryAfter.Load(), other.Load())
+		t.Logf("round %d: tenant B p99: unloaded %v (%d samples, median %v), during the flood %v (%d samples, median %v), bound %v",
+			r, base, len(unloaded), unloaded[len(unloaded)/2], under, len(loaded), loaded[len(loaded)/2], bound)
+		if limited.Load() == 0 {
+			t.Error("the flood got no 429")
+		}
+		if noRetryAfter.Load() > 0 || other.Load() > 0 {
+			t.Errorf("the flood got %d × 429 without Retry-After and %d other answers", noRetryAfter.Load(), other.Load())
+		}
+		// Allowed: 10/s with a burst of 2, refilled between the windows.
+		if n := ok.Load(); n > 6*(2+5)+10 {
+			t.Errorf("the flood got %d × 200, more than its limit allows", n)
+		}
+		if t.Failed() || under <= bound {
+			return
+		}
+		if r == rounds {
+			t.Errorf("tenant B's p99 during the flood exceeded its bound in all %d rounds; last: %v > %v (unloaded p99 %v)", rounds, under, bound, base)
+			return
+		}
 	}
 }
