@@ -146,6 +146,9 @@ func (l *limiters) exhausted(tokenID string) (time.Duration, string) {
 // reads the bucket: a request with a forged secret cannot empty another's.
 func (s *Server) rateLimitEarly(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if public(c.Request().URL.Path) {
+			return next(c)
+		}
 		id, ok := bearerTokenID(c.Request().Header.Get(echo.HeaderAuthorization))
 		if !ok {
 			return next(c)

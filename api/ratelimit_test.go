@@ -71,6 +71,16 @@ func TestRateLimitOver(t *testing.T) {
 		t.Error("429 carries WWW-Authenticate")
 	}
 	b.must(http.StatusOK, b.TokenB, http.MethodGet, "/v1/load-balancers", nil)
+	// Public endpoints do not count a token sent along.
+	if res := b.do(b.TokenA, http.MethodGet, "/readyz", nil); res.Status != http.StatusOK {
+		t.Errorf("/readyz with a limited token: %d", res.Status)
+	}
+	// A forged secret with A's token id is refused like A (its bucket is
+	// empty), but cannot take from it.
+	forged := tokenID(b.TokenA) + ".forged"
+	if res := b.do(forged, http.MethodGet, "/v1/load-balancers", nil); res.Status != http.StatusTooManyRequests && res.Status != http.StatusUnauthorized {
+		t.Errorf("forged secret: %d", res.Status)
+	}
 	// Admin tokens have their own, default limit.
 	b.must(http.StatusOK, b.Admin, http.MethodGet, "/v1/tenants", nil)
 }
