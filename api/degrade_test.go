@@ -93,8 +93,7 @@ func TestOutageStopped(t *testing.T) {
 	if res := b.do("", http.MethodGet, "/healthz", nil); res.Status != http.StatusOK {
 		t.Errorf("/healthz (liveness) during the outage: %d", res.Status)
 	}
-	// A token that is wrong whatever the database says is still a 401? No:
-	// without the database the API cannot tell; only malformed ones are.
+	// A malformed token needs no database to be refused: still 401.
 	if res := b.do("garbage", http.MethodGet, "/v1/load-balancers", nil); res.Status != http.StatusUnauthorized {
 		t.Errorf("malformed token during the outage: %d, want 401", res.Status)
 	}
