@@ -305,7 +305,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	ctx := c.Request().Context()
 	p := s.toProblem(ctx, err)
-	if p.Status >= 500 {
+	switch {
+	case p.Status == http.StatusServiceUnavailable:
+		// The database is away: one line per request, not an error each.
+		s.log.WarnContext(ctx, "request failed: unavailable", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	case p.Status >= 500:
 		s.log.ErrorContext(ctx, "request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 	}
 	body := map[string]any{"type": p.TypeURI(), "title": p.Title, "status": p.Status}
