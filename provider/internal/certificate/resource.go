@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
@@ -149,7 +150,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	res, err := r.client.API.CreateCertificateWithResponse(ctx, nil, body)
+	res, err := r.client.API.CreateCertificateWithResponse(ctx, &openapi.CreateCertificateParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, body)
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the certificate", err)
 		return

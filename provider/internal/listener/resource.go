@@ -365,7 +365,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	res, err := r.client.API.CreateListenerWithResponse(ctx, &openapi.CreateListenerParams{}, plan.toCreate())
+	res, err := r.client.API.CreateListenerWithResponse(ctx, &openapi.CreateListenerParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, plan.toCreate())
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the listener", err)
 		return

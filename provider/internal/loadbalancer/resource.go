@@ -158,7 +158,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	res, err := r.client.API.CreateLoadBalancerWithResponse(ctx, &openapi.CreateLoadBalancerParams{}, plan.toCreate())
+	res, err := r.client.API.CreateLoadBalancerWithResponse(ctx, &openapi.CreateLoadBalancerParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, plan.toCreate())
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the load balancer", err)
 		return

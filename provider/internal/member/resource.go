@@ -153,7 +153,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	res, err := r.client.API.CreateMemberWithResponse(ctx, &openapi.CreateMemberParams{}, plan.toCreate())
+	res, err := r.client.API.CreateMemberWithResponse(ctx, &openapi.CreateMemberParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, plan.toCreate())
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the member", err)
 		return

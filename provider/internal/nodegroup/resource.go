@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 
+	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
@@ -78,7 +79,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	res, err := r.client.API.CreateNodeGroupWithResponse(ctx, nil, body)
+	res, err := r.client.API.CreateNodeGroupWithResponse(ctx, &openapi.CreateNodeGroupParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, body)
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the node group", err)
 		return

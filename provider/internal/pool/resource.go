@@ -346,7 +346,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	res, err := r.client.API.CreatePoolWithResponse(ctx, &openapi.CreatePoolParams{}, plan.toCreate())
+	res, err := r.client.API.CreatePoolWithResponse(ctx, &openapi.CreatePoolParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, plan.toCreate())
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the pool", err)
 		return

@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
@@ -267,7 +268,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	res, err := r.client.API.CreateRoutingRuleWithResponse(ctx, nil, body)
+	res, err := r.client.API.CreateRoutingRuleWithResponse(ctx, &openapi.CreateRoutingRuleParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, body)
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the routing rule", err)
 		return
