@@ -121,7 +121,7 @@ func AddProblem(diags *diag.Diagnostics, summary string, status int, body []byte
 		return
 	}
 	for _, fe := range *p.Errors {
-		if strings.HasPrefix(fe.Field, "If-Match") || strings.HasPrefix(fe.Field, "Idempotency-Key") || fe.Field == "body" || fe.Field == "id" || fe.Field == "cascade" {
+		if !isAttributeField(fe.Field) {
 			diags.AddError(summary, fmt.Sprintf("%s (%s: %s)", detail, fe.Field, fe.Message))
 			continue
 		}
