@@ -22,25 +22,24 @@ const PlanDescription = " Every plan that creates or changes the object first se
 	"so a value HAProxy refuses fails the plan on its attribute rather than the apply; dry runs are skipped while a value is " +
 	"unknown (a parent created in the same apply), and a dry run that cannot be made is a warning. " +
 	"An object the dataplane could not apply reads as `provisioning_status = \"error\"`: the next plan shows an in-place " +
-	"update to `active`, which sends the object again and waits until every node serves it."
+	"update of it (`provisioning_status` from `error` to known after apply), which sends the object again and waits until every node serves it."
 
 // ReapplyInError plans an in-place update of an object that is in
-// provisioning status error: its provisioning_status is planned `active`
-// (shown in the plan as error → active) and the attributes at unknown, which
-// the dataplane reports, are planned unknown. Without this an object whose
-// values Terraform already holds would plan "No changes" while it is not
-// served. Update then sends the object again even if nothing else changed.
+// provisioning status error: its provisioning_status is planned unknown
+// (shown in the plan as error → known after apply), and so are the
+// attributes at unknown, which the dataplane reports. Without this an object
+// whose values Terraform already holds would plan "No changes" while it is
+// not served. Update then sends the object again even if nothing else
+// changed, and waits for it.
 func ReapplyInError(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse, unknown ...path.Path) {
 	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
 		return
 	}
 	var status types.String
-	if d := req.State.GetAttribute(ctx, path.Root("provisioning_status"), &status); d.HasError() ||
-		status.ValueString() != string(openapi.ProvisioningStatusError) {
+	if d := req.State.GetAttribute(ctx, path.Root("provisioning_status"), &status); d.HasError() || !InError(status) {
 		return
 	}
-	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("provisioning_status"), types.StringValue(string(openapi.ProvisioningStatusActive)))...)
-	for _, p := range unknown {
+	for _, p := range append([]path.Path{path.Root("provisioning_status")}, unknown...) {
 		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, p, types.StringUnknown())...)
 	}
 }

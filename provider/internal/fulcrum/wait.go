@@ -117,6 +117,23 @@ func (w Waiter[T]) AddError(diags *diag.Diagnostics, id, want string, err error)
 	}
 }
 
+// AddReapplyError reports err from Active after an object in error was sent
+// again with its values unchanged (see ReapplyInError). Still being in error
+// is then a warning: a load balancer, listener or pool is in error when its
+// load balancer's configuration is refused, and the object at fault may be a
+// child that this apply fixes only after this object's update (children
+// wait for their parents). The next plan sends the object again.
+func (w Waiter[T]) AddReapplyError(diags *diag.Diagnostics, id string, err error) {
+	if !errors.Is(err, ErrObjectError) {
+		w.AddError(diags, id, "active", err)
+		return
+	}
+	kind := strings.ToUpper(w.Kind[:1]) + w.Kind[1:]
+	diags.AddWarning(fmt.Sprintf("The %s is still in provisioning status error", w.Kind),
+		fmt.Sprintf("%s %s was sent again unchanged and the dataplane still refuses its load balancer: %v. "+
+			"If another object of the load balancer is at fault, fixing it makes this one active; the next plan sends it again.", kind, id, err))
+}
+
 // read is one poll: the object's status and, when found, the object.
 func (w Waiter[T]) read(ctx context.Context, c *Client, id string) (Status, *T, error) {
 	var diags diag.Diagnostics

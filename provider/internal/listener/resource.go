@@ -46,6 +46,7 @@ var (
 	_ resource.ResourceWithConfigure      = (*Resource)(nil)
 	_ resource.ResourceWithImportState    = (*Resource)(nil)
 	_ resource.ResourceWithValidateConfig = (*Resource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*Resource)(nil)
 )
 
 // Resource is fulcrum_listener.
@@ -145,7 +146,7 @@ func headerName(attr string) string {
 func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	emptyList := listdefault.StaticValue(types.ListValueMust(types.StringType, []attr.Value{}))
 	resp.Schema = schema.Schema{
-		Description: "A listener: a protocol and port on a load balancer's VIP. `tcp` forwards connections; `http` and `https` (TLS terminated with `certificate_ids`) proxy requests and can have routing rules.",
+		Description: "A listener: a protocol and port on a load balancer's VIP. `tcp` forwards connections; `http` and `https` (TLS terminated with `certificate_ids`) proxy requests and can have routing rules." + fulcrum.PlanDescription,
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Description:   "The listener's id (`lsn_…`).",
@@ -354,6 +355,36 @@ func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, r
 	r.client = fulcrum.ClientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
+// ModifyPlan re-applies a listener in error and checks a created or changed
+// listener with a dry run (see fulcrum.PlanDescription).
+func (r *Resource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	fulcrum.ReapplyInError(ctx, req, resp, path.Root("operating_status"))
+	kind := fulcrum.PlannedDryRun(ctx, r.client, req, resp, path.Root("load_balancer_id"))
+	if kind == fulcrum.NoDryRun {
+		return
+	}
+	var plan model
+	resp.Diagnostics.Append(resp.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if kind == fulcrum.DryRunCreate {
+		res, err := r.client.API.CreateListenerWithResponse(ctx, &openapi.CreateListenerParams{DryRun: fulcrum.DryRun()}, plan.toCreate())
+		if err != nil {
+			fulcrum.AddDryRunError(&resp.Diagnostics, "listener", err)
+			return
+		}
+		fulcrum.AddDryRunProblem(&resp.Diagnostics, "listener", res.StatusCode(), res.Body, rename)
+		return
+	}
+	res, err := r.client.API.UpdateListenerWithResponse(ctx, plan.ID.ValueString(), &openapi.UpdateListenerParams{DryRun: fulcrum.DryRun()}, plan.toUpdate())
+	if err != nil {
+		fulcrum.AddDryRunError(&resp.Diagnostics, "listener", err)
+		return
+	}
+	fulcrum.AddDryRunProblem(&resp.Diagnostics, "listener", res.StatusCode(), res.Body, rename)
+}
+
 func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var plan model
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
@@ -410,7 +441,9 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	if reflect.DeepEqual(plan.toUpdate(), state.toUpdate()) {
+	// Unchanged values are sent again only to re-apply an object in error.
+	reapply := reflect.DeepEqual(plan.toUpdate(), state.toUpdate())
+	if reapply && !fulcrum.InError(state.ProvisioningStatus) {
 		// Only the timeouts block changed: nothing to tell the API.
 		state.Timeouts = plan.Timeouts
 		resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
@@ -437,6 +470,10 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	if l != nil {
 		plan.fromAPI(l)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	}
+	if reapply {
+		wait.AddReapplyError(&resp.Diagnostics, id, err)
+		return
 	}
 	wait.AddError(&resp.Diagnostics, id, "active", err)
 }

@@ -39,6 +39,7 @@ var (
 	_ resource.Resource                = (*Resource)(nil)
 	_ resource.ResourceWithConfigure   = (*Resource)(nil)
 	_ resource.ResourceWithImportState = (*Resource)(nil)
+	_ resource.ResourceWithModifyPlan  = (*Resource)(nil)
 )
 
 // Resource is fulcrum_load_balancer.
@@ -62,7 +63,7 @@ func (r *Resource) Metadata(_ context.Context, _ resource.MetadataRequest, resp 
 
 func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
-		Description: "A load balancer: a virtual IP (VIP) served by every healthy node of a node group. Listeners, pools and members hang off it.",
+		Description: "A load balancer: a virtual IP (VIP) served by every healthy node of a node group. Listeners, pools and members hang off it." + fulcrum.PlanDescription,
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Description:   "The load balancer's id (`lb_…`).",
@@ -147,6 +148,36 @@ func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, r
 	r.client = fulcrum.ClientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
+// ModifyPlan re-applies a load balancer in error and checks a created or changed
+// load balancer with a dry run (see fulcrum.PlanDescription).
+func (r *Resource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	fulcrum.ReapplyInError(ctx, req, resp, path.Root("operating_status"))
+	kind := fulcrum.PlannedDryRun(ctx, r.client, req, resp, path.Root("node_group_id"), path.Root("vip_address"))
+	if kind == fulcrum.NoDryRun {
+		return
+	}
+	var plan resourceModel
+	resp.Diagnostics.Append(resp.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if kind == fulcrum.DryRunCreate {
+		res, err := r.client.API.CreateLoadBalancerWithResponse(ctx, &openapi.CreateLoadBalancerParams{DryRun: fulcrum.DryRun()}, plan.toCreate())
+		if err != nil {
+			fulcrum.AddDryRunError(&resp.Diagnostics, "load balancer", err)
+			return
+		}
+		fulcrum.AddDryRunProblem(&resp.Diagnostics, "load balancer", res.StatusCode(), res.Body, nil)
+		return
+	}
+	res, err := r.client.API.UpdateLoadBalancerWithResponse(ctx, plan.ID.ValueString(), &openapi.UpdateLoadBalancerParams{DryRun: fulcrum.DryRun()}, plan.toUpdate())
+	if err != nil {
+		fulcrum.AddDryRunError(&resp.Diagnostics, "load balancer", err)
+		return
+	}
+	fulcrum.AddDryRunProblem(&resp.Diagnostics, "load balancer", res.StatusCode(), res.Body, nil)
+}
+
 func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var plan resourceModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
@@ -206,7 +237,9 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	if reflect.DeepEqual(plan.toUpdate(), state.toUpdate()) {
+	// Unchanged values are sent again only to re-apply an object in error.
+	reapply := reflect.DeepEqual(plan.toUpdate(), state.toUpdate())
+	if reapply && !fulcrum.InError(state.ProvisioningStatus) {
 		// Only provider-side settings (or the VIP's spelling) changed:
 		// nothing to tell the API.
 		vip := plan.VIPAddress
@@ -238,6 +271,10 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	if lb != nil {
 		plan.fromAPI(lb)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	}
+	if reapply {
+		wait.AddReapplyError(&resp.Diagnostics, id, err)
+		return
 	}
 	wait.AddError(&resp.Diagnostics, id, "active", err)
 }
