@@ -2,6 +2,7 @@ package loadbalancer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -268,13 +269,15 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	plan.fromAPI(res.JSON200)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	lb, err := wait.Active(ctx, r.client, id)
+	if reapply && errors.Is(err, fulcrum.ErrObjectError) {
+		// The state keeps the update's answer (pending_update): see
+		// AddReapplyWarning.
+		wait.AddReapplyWarning(&resp.Diagnostics, id, err)
+		return
+	}
 	if lb != nil {
 		plan.fromAPI(lb)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
-	}
-	if reapply {
-		wait.AddReapplyError(&resp.Diagnostics, id, err)
-		return
 	}
 	wait.AddError(&resp.Diagnostics, id, "active", err)
 }
