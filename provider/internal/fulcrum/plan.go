@@ -22,7 +22,8 @@ const PlanDescription = " Every plan that creates or changes the object first se
 	"so a value HAProxy refuses fails the plan on its attribute rather than the apply; dry runs are skipped while a value is " +
 	"unknown (a parent created in the same apply), and a dry run that cannot be made is a warning. " +
 	"An object the dataplane could not apply reads as `provisioning_status = \"error\"`: the next plan shows an in-place " +
-	"update of it (`provisioning_status` from `error` to known after apply), which sends the object again and waits until every node serves it."
+	"update of it (`provisioning_status` from `error` to known after apply), which sends the object again and waits until every node serves it " +
+	"(a load balancer, listener or pool still refused then, as another object of the load balancer is at fault, is a warning, so that the fix of that object in the same apply proceeds)."
 
 // ReapplyInError plans an in-place update of an object that is in
 // provisioning status error: its provisioning_status is planned unknown
