@@ -358,3 +358,24 @@ func TestAccLoadBalancerInErrorRecovers(t *testing.T) {
 		},
 	})
 }
+
+// TestAccPlanWithoutAPI: a dry run that cannot reach the API is a warning,
+// not an error, and is not retried: the plan is made at once.
+func TestAccPlanWithoutAPI(t *testing.T) {
+	acctest.PreCheck(t)
+	start := time.Now()
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: acctest.Factories(),
+		Steps: []resource.TestStep{{
+			Config: acctest.UnreachableProviderBlock + `
+resource "fulcrum_member" "m" {
+  pool_id = "pool_x"
+  address = "127.0.0.1"
+  port    = 8080
+}`,
+			PlanOnly:           true,
+			ExpectNonEmptyPlan: true,
+		}},
+	})
+	t.Logf("planned in %v", time.Since(start))
+}
