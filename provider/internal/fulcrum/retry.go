@@ -21,6 +21,9 @@ const (
 	retryWaitMax = 30 * time.Second
 	// attemptTimeout bounds one attempt; the resource's timeouts bound all.
 	attemptTimeout = 60 * time.Second
+	// maxRetryAfter caps the wait a Retry-After asks for, so that a plan
+	// cannot hang for an hour on one answer.
+	maxRetryAfter = 60 * time.Second
 )
 
 // NewIdempotencyKey is a fresh Idempotency-Key for one create: the API
@@ -49,7 +52,7 @@ func retryingTransport(next http.RoundTripper, maxRetries int) http.RoundTripper
 		RetryWaitMax:   retryWaitMax,
 		RetryMax:       maxRetries,
 		CheckRetry:     checkRetry,
-		Backoff:        retryablehttp.DefaultBackoff, // Retry-After of 429 and 503, else exponential
+		Backoff:        backoff,
 		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
 		RequestLogHook: logRetry,
 	}
@@ -88,6 +91,12 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 		return false, nil
 	}
 	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+}
+
+// backoff waits what the Retry-After of a 429 or 503 asks for (at most
+// maxRetryAfter), else exponentially longer from retryWaitMin to retryWaitMax.
+func backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
+	return min(retryablehttp.DefaultBackoff(lo, hi, attempt, resp), maxRetryAfter)
 }
 
 func logRetry(_ retryablehttp.Logger, req *http.Request, attempt int) {
