@@ -61,6 +61,10 @@ type Options struct {
 	// PollWait is the agents' long-poll wait; 0 for 10s. Their HTTP client
 	// times out after twice as long.
 	PollWait time.Duration
+	// HAProxy is the haproxy binary the API checks dry runs with (a path or
+	// a name on PATH, as `fulcrum api -haproxy`); "" for none: dry runs are
+	// then not checked with haproxy -c.
+	HAProxy string
 	// Telemetry instruments the API (server spans, metrics endpoint); nil for
 	// none. The test owns it: Start neither installs nor shuts it down.
 	Telemetry *telemetry.Telemetry
@@ -244,7 +248,7 @@ func (s *Stack) startAPI(ln net.Listener) {
 		st.Close()
 		s.tb.Fatal(err)
 	}
-	srv, err := api.New(api.Config{ShutdownTimeout: 5 * time.Second}, st, s.box, Logger(), s.opts.Telemetry)
+	srv, err := api.New(api.Config{ShutdownTimeout: 5 * time.Second, HAProxy: s.opts.HAProxy}, st, s.box, Logger(), s.opts.Telemetry)
 	if err != nil {
 		ln.Close()
 		st.Close()
