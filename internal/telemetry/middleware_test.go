@@ -391,3 +391,45 @@ func TestMiddlewareMetrics(t *testing.T) {
 		}
 	}
 }
+
+// Probes, scrapes and agents' heartbeats are not traced, nor is anything
+// under them (their SQL); a heartbeat that carries a sampled trace context is.
+func TestMiddlewareSamplesAwayNoise(t *testing.T) {
+	tel, exp := newTestTelemetry(t)
+	e := echo.New()
+	e.Use(tel.EchoMiddleware())
+	ok := func(c echo.Context) error {
+		_, child := tel.Tracer("sql").Start(c.Request().Context(), "SELECT")
+		child.End()
+		return c.NoContent(http.StatusOK)
+	}
+	e.GET("/healthz", ok)
+	e.GET("/readyz", ok)
+	e.GET("/metrics", ok)
+	e.POST("/v1/nodes/:id/reports", ok)
+	e.GET("/v1/nodes/:id/snapshot", ok)
+	e.POST("/v1/load-balancers", ok)
+	for _, r := range [][2]string{{"GET", "/healthz"}, {"GET", "/readyz"}, {"GET", "/metrics"},
+		{"POST", "/v1/nodes/n1/reports"}, {"GET", "/v1/nodes/n1/snapshot?after=3"}} {
+		rec := serve(e, httptest.NewRequest(r[0], r[1], nil))
+		if rec.Code != http.StatusOK || rec.Header().Get(HeaderRequestID) == "" {
+			t.Errorf("%s %s: %d, request id %q", r[0], r[1], rec.Code, rec.Header().Get(HeaderRequestID))
+		}
+	}
+	if spans := endedSpans(t, tel, exp); len(spans) != 0 {
+		t.Errorf("noise produced %d spans: %v", len(spans), spans[0].Name)
+	}
+
+	req := httptest.NewRequest("POST", "/v1/nodes/n1/reports", nil)
+	req.Header.Set("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	serve(e, req)
+	serve(e, httptest.NewRequest("POST", "/v1/load-balancers", nil))
+	spans := endedSpans(t, tel, exp)
+	var names []string
+	for _, s := range spans {
+		names = append(names, s.Name)
+	}
+	if len(spans) != 4 {
+		t.Errorf("a traced heartbeat and a write: spans %v, want 2 server spans and their 2 children", names)
+	}
+}
