@@ -1499,6 +1499,9 @@ type Snapshot struct {
 
 	// Traceparent W3C trace context of the newest write included.
 	Traceparent *string `json:"traceparent,omitempty"`
+
+	// Traceparents W3C trace contexts of the writes to the node group folded into this snapshot since the revision the node asked after (its applied revision), oldest first, at most the newest 100; the agent's apply span links to each.
+	Traceparents *[]string `json:"traceparents,omitempty"`
 }
 
 // SnapshotCertificate defines model for SnapshotCertificate.

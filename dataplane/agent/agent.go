@@ -55,6 +55,8 @@ type Config struct {
 	Logger  *slog.Logger
 	// HTTPClient talks to the API. Defaults to a client with sane timeouts.
 	HTTPClient *http.Client
+	// TracerProvider makes the agent's spans. Defaults to the otel global.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) setDefaults() {
@@ -81,6 +83,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: c.PollWait + 30*time.Second}
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
 	}
 }
 
@@ -118,7 +123,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, client: client, tracer: otel.Tracer("github.com/fulcrumlb/fulcrum/dataplane/agent"),
+	a := &Agent{cfg: cfg, log: cfg.Logger, client: client, tracer: cfg.TracerProvider.Tracer("github.com/fulcrumlb/fulcrum/dataplane/agent"),
 		lbErrors: map[string]string{}, reportCh: make(chan struct{}, 1)}
 	run := a.path("run")
 	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock")}
@@ -285,15 +290,7 @@ func (a *Agent) register(ctx context.Context) error {
 // errors) so the others still change; member-only changes go through the
 // runtime API without a reload.
 func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
-	var opts []trace.SpanStartOption
-	if snap.Traceparent != nil {
-		wctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": *snap.Traceparent})
-		if sc := trace.SpanContextFromContext(wctx); sc.IsValid() {
-			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
-		}
-	}
-	opts = append(opts, trace.WithAttributes(attribute.Int64("fulcrum.revision", snap.Revision), attribute.String("fulcrum.node", a.cfg.NodeName)))
-	ctx, span := a.tracer.Start(ctx, "agent.apply", opts...)
+	ctx, span := a.tracer.Start(ctx, "agent.apply", applySpanOptions(snap, a.cfg.NodeName)...)
 	defer func() {
 		if err != nil {
 			span.RecordError(err)
@@ -351,6 +348,7 @@ func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
 		}
 	}
 	span.SetAttributes(attribute.Bool("fulcrum.reloaded", reloaded), attribute.Int("fulcrum.load_balancer_errors", len(lbErrors)))
+	recordLBErrors(span, snap, lbErrors)
 	a.live, a.snap, a.lbErrors = &cfg, snap, lbErrors
 	if err := a.saveSnapshot(snap); err != nil {
 		a.log.Error("save snapshot", "err", err)
