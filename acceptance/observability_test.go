@@ -1,0 +1,116 @@
+package acceptance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/fulcrumlb/fulcrum/internal/telemetry"
+	"github.com/fulcrumlb/fulcrum/internal/teststack"
+)
+
+// tracedStack starts a stack whose API (and, through the otel globals, SQL
+// and agents) records spans in memory. Tests using it do not run in parallel.
+func tracedStack(t *testing.T) (*stack, *telemetry.Telemetry, *tracetest.InMemoryExporter) {
+	t.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	tel, err := telemetry.Setup(context.Background(), "fulcrum-api", "test", telemetry.WithSpanExporter(exp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		otel.SetTracerProvider(tracenoop.NewTracerProvider())
+		otel.SetMeterProvider(metricnoop.NewMeterProvider())
+		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
+		_ = tel.Shutdown(context.Background())
+	})
+	return startStack(t, teststack.Options{Telemetry: tel}), tel, exp
+}
+
+// postTraced creates an object and returns its id and the server span of the
+// request (from the Traceparent response header).
+func postTraced(t *testing.T, s *stack, path string, body map[string]any) (string, trace.SpanContext) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, s.Endpoint+path, bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+s.TenantToken)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer res.Body.Close()
+	var out struct{ ID string }
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != http.StatusCreated {
+		t.Fatalf("POST %s: %d %v", path, res.StatusCode, err)
+	}
+	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(),
+		propagation.HeaderCarrier(res.Header)))
+	if !sc.IsValid() || !sc.IsSampled() {
+		t.Fatalf("POST %s: no sampled Traceparent in the response (%q)", path, res.Header.Get("Traceparent"))
+	}
+	return out.ID, sc
+}
+
+// TestTraceCoalescedWrites: N writes the agent applies in one snapshot (it
+// was stopped while they were made) → its apply span links to each of them.
+func TestTraceCoalescedWrites(t *testing.T) {
+	s, tel, exp := tracedStack(t)
+	const node = "coalesce-node"
+	s.StartAgent(node)
+	lb, _ := postTraced(t, s, "/v1/load-balancers", map[string]any{"name": "coalesced"})
+	pool, _ := postTraced(t, s, "/v1/pools", map[string]any{"load_balancer_id": lb, "protocol": "http"})
+	s.WaitActive("/v1/pools/" + pool)
+	s.StopAgent(node)
+
+	const n = 5
+	want := map[trace.SpanID]bool{}
+	var last string
+	for i := range n {
+		var sc trace.SpanContext
+		last, sc = postTraced(t, s, "/v1/members", map[string]any{"pool_id": pool, "address": "127.0.0.1", "port": 9000 + i})
+		want[sc.SpanID()] = true
+	}
+	var rev int64
+	if err := s.Store.Pool.QueryRow(context.Background(), "SELECT revision FROM members WHERE id = $1", last).Scan(&rev); err != nil {
+		t.Fatal(err)
+	}
+	s.StartAgent(node)
+	s.WaitActive("/v1/members/" + last)
+
+	var apply *tracetest.SpanStub
+	for deadline := time.Now().Add(15 * time.Second); apply == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		_ = tel.TracerProvider().ForceFlush(context.Background())
+		spans := exp.GetSpans()
+		for i := range spans {
+			if spans[i].Name == "agent.apply" && hasAttr(spans[i].Attributes, "fulcrum.node", node) &&
+				attrInt(spans[i].Attributes, "fulcrum.revision") >= rev {
+				apply = &spans[i]
+			}
+		}
+	}
+	if apply == nil {
+		t.Fatalf("no agent.apply span of revision %d on %s", rev, node)
+	}
+	got := map[trace.SpanID]bool{}
+	for _, l := range apply.Links {
+		got[l.SpanContext.SpanID()] = true
+	}
+	for id := range want {
+		if !got[id] {
+			t.Errorf("the apply of revision %d does not link to member write %s; links: %v", rev, id, fmt.Sprint(apply.Links))
+		}
+	}
+	t.Logf("apply of revision %d: %d links for %d coalesced writes", attrInt(apply.Attributes, "fulcrum.revision"), len(apply.Links), n)
+}
