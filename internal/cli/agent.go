@@ -34,11 +34,13 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("no node token: set FULCRUM_NODE_TOKEN (fulcrum admin token create --kind node)")
 	}
 	cfg.Logger = newLogger(stderr, *logLevel)
-	tel, err := telemetry.Setup(ctx, "fulcrum-agent", Version)
+	tel, err := telemetry.Setup(ctx, "fulcrum-agent", Version, telemetry.WithLogger(cfg.Logger))
 	if err != nil {
 		return err
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
+	cfg.Logger = tel.Logger(cfg.Logger)
+	cfg.TracerProvider = tel.TracerProvider()
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err

@@ -160,11 +160,12 @@ func runAPI(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tel, err := telemetry.Setup(ctx, "fulcrum-api", Version)
+	tel, err := telemetry.Setup(ctx, "fulcrum-api", Version, telemetry.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
+	log = tel.Logger(log)
 	st, err := openStore(ctx, *dbURL)
 	if err != nil {
 		return err

@@ -299,7 +299,7 @@ func (t *Telemetry) MeterProvider() *sdkmetric.MeterProvider { return t.mp }
 
 // LogHandler returns a slog handler that sends records to the OTel logs
 // exporter named by OTEL_LOGS_EXPORTER, or nil when there is none. Combine it
-// with the JSON handler through NewLogger's companion TeeHandler.
+// with the JSON handler through Telemetry.Logger.
 func (t *Telemetry) LogHandler() slog.Handler {
 	if t.lp == nil {
 		return nil
