@@ -165,6 +165,7 @@ func create[R any](ctx context.Context, h *handlers, methodPath string, key *str
 		if err != nil {
 			return err
 		}
+		annotateSpan(ctx, out)
 		if isTrue(dryRun) {
 			tree, err = h.readDryRunTree(ctx, tx, out)
 			return err
@@ -207,6 +208,7 @@ func update[T any, PT interface {
 		if err != nil {
 			return err
 		}
+		annotateSpan(ctx, cur)
 		if err := checkIfMatch(ifMatch, PT(cur).GetVersion()); err != nil {
 			return err
 		}
@@ -235,6 +237,7 @@ func remove[T any, PT interface {
 		if err != nil {
 			return err
 		}
+		annotateSpan(ctx, cur)
 		if err := checkIfMatch(ifMatch, PT(cur).GetVersion()); err != nil {
 			return err
 		}

@@ -118,7 +118,7 @@ resource "fulcrum_listener" "http" {
 		_ = provTel.TracerProvider().ForceFlush(ctx)
 		_ = apiTel.TracerProvider().ForceFlush(ctx)
 		spans = rcv.Spans()
-		if missing = checkChain(spans, rootTrace, rootSpan); missing == "" || time.Now().After(deadline) {
+		if missing = checkChain(spans, rootTrace, rootSpan, s.TenantID); missing == "" || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -157,7 +157,7 @@ resource "fulcrum_listener" "http" {
 // operation span (child of the TRACEPARENT span) → provider client span →
 // API server span → SQL spans recording the revision, and an agent apply
 // span linking to that server span.
-func checkChain(spans []otlptest.Span, rootTrace, rootSpan string) string {
+func checkChain(spans []otlptest.Span, rootTrace, rootSpan, tenantID string) string {
 	byID := map[string]otlptest.Span{}
 	for _, sp := range spans {
 		if sp.TraceID == rootTrace {
@@ -196,6 +196,14 @@ func checkChain(spans []otlptest.Span, rootTrace, rootSpan string) string {
 	}
 	if server.Name != "POST /v1/listeners" {
 		return fmt.Sprintf("the API server span under the client span is %q, want POST /v1/listeners", server.Name)
+	}
+	if server.Attributes["fulcrum.tenant_id"] != tenantID {
+		return fmt.Sprintf("the API server span has fulcrum.tenant_id %q, want %s", server.Attributes["fulcrum.tenant_id"], tenantID)
+	}
+	for _, k := range []string{ "fulcrum.load_balancer_id", "fulcrum.revision", "fulcrum.token_id"} {
+		if server.Attributes[k] == "" {
+			return fmt.Sprintf("the API server span has no %s: %v", k, server.Attributes)
+		}
 	}
 	descends := func(sp otlptest.Span, anc string) bool {
 		for n := 0; n < 50 && sp.ParentSpanID != ""; n++ {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/store"
@@ -41,8 +43,14 @@ func (p Principal) IdempotencyScope() string {
 
 type principalKey struct{}
 
-// WithPrincipal stores p in ctx.
+// WithPrincipal stores p in ctx, and names the token (its id, never its
+// secret) and tenant on the request's span.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	span := trace.SpanFromContext(ctx)
+	span.SetAttributes(attribute.String("fulcrum.token_id", p.TokenID), attribute.String("fulcrum.token_kind", p.Kind))
+	if p.TenantID != "" {
+		span.SetAttributes(attribute.String("fulcrum.tenant_id", p.TenantID))
+	}
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
