@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/fulcrumlb/fulcrum/internal/pgtest"
 	"github.com/fulcrumlb/fulcrum/internal/telemetry"
 	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
@@ -113,4 +114,57 @@ func TestTraceCoalescedWrites(t *testing.T) {
 		}
 	}
 	t.Logf("apply of revision %d: %d links for %d coalesced writes", attrInt(apply.Attributes, "fulcrum.revision"), len(apply.Links), n)
+}
+
+// TestStatsSurviveReloads: a load balancer's counters do not drop when
+// another load balancer on the node reloads HAProxy, nor when the agent (and
+// its HAProxy) restarts.
+func TestStatsSurviveReloads(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, pgtest.NewDatabase(t))
+	const node = "stats-node"
+	s.StartAgent(node)
+	b := teststack.StartBackend(t, "counted")
+	lb := s.buildLB("counted", poolSpec{Port: 8000, Members: []int{b.Port}})
+	cl := teststack.NewClient(nil)
+	const n = 40
+	for range n {
+		if code, _, _, err := get(cl, lb.url(8000, "/"), nil); err != nil || code != 200 {
+			t.Fatalf("request through the VIP: %d %v", code, err)
+		}
+	}
+	requests := func() int64 {
+		_, st := s.Call("GET", "/v1/load-balancers/"+lb.LB+"/stats", nil)
+		v, _ := st["requests_total"].(float64)
+		return int64(v)
+	}
+	waitRequests := func(what string) int64 {
+		t.Helper()
+		var got int64
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if got = requests(); got >= n {
+				return got
+			}
+		}
+		t.Fatalf("%s: requests_total %d, want at least %d", what, got, n)
+		return 0
+	}
+	before := waitRequests("after the traffic")
+
+	// Another load balancer: a reload of the node's HAProxy.
+	s.buildLB("other", poolSpec{Port: 8001, Members: []int{b.Port}})
+	// Several reports after the reload (every 300ms in the test stack).
+	time.Sleep(2 * time.Second)
+	if got := requests(); got < before {
+		t.Errorf("requests_total went from %d to %d when another load balancer reloaded HAProxy", before, got)
+	}
+
+	// The agent restarts, and HAProxy with it.
+	s.StopAgent(node)
+	s.StartAgent(node)
+	time.Sleep(2 * time.Second)
+	if got := waitRequests("after the agent restarted"); got < before {
+		t.Errorf("requests_total went from %d to %d when the agent restarted", before, got)
+	}
+	t.Logf("requests_total: %d after the traffic, %d after a reload and a restart", before, requests())
 }

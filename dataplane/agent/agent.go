@@ -103,6 +103,7 @@ type Agent struct {
 	live     *haproxy.Config   // what HAProxy runs
 	lbErrors map[string]string // LBs left out or kept at their last good version
 	reportCh chan struct{}
+	stats    *statsStore // counters across reloads and restarts (stats.go)
 }
 
 // Paths inside the state directory.
@@ -126,6 +127,7 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: cfg.Logger, client: client, tracer: cfg.TracerProvider.Tracer("github.com/fulcrumlb/fulcrum/dataplane/agent"),
 		lbErrors: map[string]string{}, reportCh: make(chan struct{}, 1)}
 	run := a.path("run")
+	a.stats = loadStats(a.path("stats.json"))
 	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock")}
 	a.proc = haproxy.NewProcess(haproxy.ProcessConfig{Binary: cfg.HAProxy, ConfigPath: a.path("haproxy.cfg"), Dir: run, Logger: cfg.Logger})
 	return a, nil
@@ -440,6 +442,7 @@ func (a *Agent) checkText(ctx context.Context, text []byte) error {
 // fields (maintenance, weight, address) are rewritten to what cfg says: the
 // file carries health across reloads, never stale intent.
 func (a *Agent) saveServerState(ctx context.Context, cfg haproxy.Config) {
+	a.sampleStats(ctx, a.live) // the old worker's final counts (stats.go)
 	out, err := a.runtime.Command(ctx, "show servers state")
 	if err != nil {
 		a.log.Warn("save server state", "err", err)
