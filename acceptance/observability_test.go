@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,6 +116,16 @@ func TestTraceCoalescedWrites(t *testing.T) {
 		}
 	}
 	t.Logf("apply of revision %d: %d links for %d coalesced writes", attrInt(apply.Attributes, "fulcrum.revision"), len(apply.Links), n)
+
+	// The agent's metrics (through the global meter provider here).
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"fulcrum_agent_apply_duration_seconds_bucket", "fulcrum_agent_reloads_total{",
+		"fulcrum_agent_snapshot_size_bytes", "fulcrum_agent_applied_revision", "fulcrum_agent_load_balancer_errors"} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("agent metrics have no %s", want)
+		}
+	}
 }
 
 // TestStatsSurviveReloads: a load balancer's counters do not drop when

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -57,6 +58,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// TracerProvider makes the agent's spans. Defaults to the otel global.
 	TracerProvider trace.TracerProvider
+	// MeterProvider makes the agent's metrics (metrics.go). Defaults to the
+	// otel global.
+	MeterProvider metric.MeterProvider
 }
 
 func (c *Config) setDefaults() {
@@ -87,6 +91,9 @@ func (c *Config) setDefaults() {
 	if c.TracerProvider == nil {
 		c.TracerProvider = otel.GetTracerProvider()
 	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
+	}
 }
 
 // Agent realizes snapshots on one node.
@@ -104,6 +111,7 @@ type Agent struct {
 	lbErrors map[string]string // LBs left out or kept at their last good version
 	reportCh chan struct{}
 	stats    *statsStore // counters across reloads and restarts (stats.go)
+	metrics  *agentMetrics
 }
 
 // Paths inside the state directory.
@@ -128,6 +136,7 @@ func New(cfg Config) (*Agent, error) {
 		lbErrors: map[string]string{}, reportCh: make(chan struct{}, 1)}
 	run := a.path("run")
 	a.stats = loadStats(a.path("stats.json"))
+	a.metrics = newAgentMetrics(a, cfg.MeterProvider)
 	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock")}
 	a.proc = haproxy.NewProcess(haproxy.ProcessConfig{Binary: cfg.HAProxy, ConfigPath: a.path("haproxy.cfg"), Dir: run, Logger: cfg.Logger})
 	return a, nil
@@ -293,6 +302,7 @@ func (a *Agent) register(ctx context.Context) error {
 // runtime API without a reload.
 func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
 	ctx, span := a.tracer.Start(ctx, "agent.apply", applySpanOptions(snap, a.cfg.NodeName)...)
+	defer a.metrics.observeApply(ctx, time.Now(), snap, &err)
 	defer func() {
 		if err != nil {
 			span.RecordError(err)
@@ -443,6 +453,7 @@ func (a *Agent) checkText(ctx context.Context, text []byte) error {
 // file carries health across reloads, never stale intent.
 func (a *Agent) saveServerState(ctx context.Context, cfg haproxy.Config) {
 	a.sampleStats(ctx, a.live) // the old worker's final counts (stats.go)
+	a.metrics.observeReload(ctx)
 	out, err := a.runtime.Command(ctx, "show servers state")
 	if err != nil {
 		a.log.Warn("save server state", "err", err)

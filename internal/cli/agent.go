@@ -2,9 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -27,6 +31,8 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.PollWait, "poll-wait", 30*time.Second, "long-poll wait")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", 5*time.Second, "health and counters report interval")
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "log level")
+	metricsAddr := fs.String("metrics-addr", env("FULCRUM_AGENT_METRICS_ADDR", "127.0.0.1:8406"),
+		"serve the agent's own Prometheus metrics (/metrics) here; empty for none (env FULCRUM_AGENT_METRICS_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -41,9 +47,35 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	defer tel.Shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
 	cfg.Logger = tel.Logger(cfg.Logger)
 	cfg.TracerProvider = tel.TracerProvider()
+	cfg.MeterProvider = tel.MeterProvider()
+	if *metricsAddr != "" {
+		stop, err := serveMetrics(*metricsAddr, tel.MetricsHandler(), cfg.Logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
 	return a.Run(ctx)
+}
+
+// serveMetrics serves h at addr/metrics until stop is called.
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics address %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }

@@ -44,6 +44,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	haproxyBin := fs.String("haproxy", env("FULCRUM_HAPROXY", "haproxy"), "haproxy binary (the agent's, and the API's for dry runs)")
 	jaegerBin := fs.String("jaeger", env("FULCRUM_JAEGER", "bin/jaeger"),
 		"Jaeger v2 binary started as the trace backend unless OTEL_EXPORTER_OTLP_ENDPOINT is set; empty for none (env FULCRUM_JAEGER)")
+	agentMetricsAddr := fs.String("agent-metrics-addr", "127.0.0.1:8406", "the dev agent's own Prometheus metrics; empty for none")
 	promAddr := fs.String("prometheus-addr", env("FULCRUM_AGENT_PROMETHEUS_ADDR", "127.0.0.1:8405"), "HAProxy's Prometheus exporter of the dev node; empty for none")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -135,9 +136,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	ag, err := agent.New(agent.Config{Endpoint: endpoint, Token: creds.NodeToken, NodeName: *nodeName, StateDir: filepath.Join(abs, "agent"),
 		HAProxy: *haproxyBin, Version: Version, Logger: log, PollWait: 30 * time.Second, ReportInterval: 2 * time.Second,
-		PrometheusAddr: *promAddr, TracerProvider: agentTel.TracerProvider()})
+		PrometheusAddr: *promAddr, TracerProvider: agentTel.TracerProvider(), MeterProvider: agentTel.MeterProvider()})
 	if err != nil {
 		return err
+	}
+	if *agentMetricsAddr != "" {
+		stop, err := serveMetrics(*agentMetricsAddr, agentTel.MetricsHandler(), log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- ag.Run(ctx) }()
