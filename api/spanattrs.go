@@ -6,6 +6,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/fulcrumlb/fulcrum/internal/telemetry"
 )
 
 // Span attribute keys naming what a request touched (ids only, never
@@ -18,12 +20,10 @@ const (
 // annotateSpan sets fulcrum.tenant_id and fulcrum.load_balancer_id on the
 // request's span from obj (a store row or an API model, or a pointer to
 // one): its TenantID/TenantId and LoadBalancerID/LoadBalancerId fields, or
-// its own id when it is a load balancer.
+// its own id when it is a load balancer. It also names the object and its
+// load balancer in the request's audit log line.
 func annotateSpan(ctx context.Context, obj any) {
 	span := trace.SpanFromContext(ctx)
-	if !span.IsRecording() {
-		return
-	}
 	v := reflect.ValueOf(obj)
 	for v.Kind() == reflect.Pointer {
 		if v.IsNil() {
@@ -53,5 +53,6 @@ func annotateSpan(ctx context.Context, obj any) {
 	if lb != "" {
 		attrs = append(attrs, attribute.String(attrLoadBalancerID, lb))
 	}
+	telemetry.NoteResource(ctx, str("ID", "Id"), lb)
 	span.SetAttributes(attrs...)
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/internal/telemetry"
 )
 
 // Principal is who a request acts as.
@@ -51,6 +52,7 @@ func WithPrincipal(ctx context.Context, p Principal) context.Context {
 	if p.TenantID != "" {
 		span.SetAttributes(attribute.String("fulcrum.tenant_id", p.TenantID))
 	}
+	telemetry.NoteActor(ctx, p.TenantID, p.TokenID, p.Kind)
 	return context.WithValue(ctx, principalKey{}, p)
 }
 

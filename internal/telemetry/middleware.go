@@ -159,6 +159,7 @@ func (t *Telemetry) EchoMiddleware() echo.MiddlewareFunc {
 				requestID = newRequestID()
 			}
 			ctx = ContextWithRequestID(ctx, requestID)
+			ctx, note := withAuditNote(ctx)
 			span.SetAttributes(attribute.StringSlice("http.response.header.x-request-id", []string{requestID}))
 
 			// Set before next so they are in place whenever the response
@@ -206,6 +207,7 @@ func (t *Telemetry) EchoMiddleware() echo.MiddlewareFunc {
 				c.Error(err)
 			}
 			done = true
+			logRequest(ctx, t.logger, note, req.Method, req.URL.Path, c.Path(), c.Response().Status, start)
 			m.finish(ctx, span, start, method, scheme, c.Path(), c.Response().Status, err, activeOpt)
 			return err
 		}

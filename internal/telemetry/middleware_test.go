@@ -2,8 +2,10 @@ package telemetry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -431,5 +433,52 @@ func TestMiddlewareSamplesAwayNoise(t *testing.T) {
 	}
 	if len(spans) != 4 {
 		t.Errorf("a traced heartbeat and a write: spans %v, want 2 server spans and their 2 children", names)
+	}
+}
+
+// A mutating request gets an audit line naming who changed what, with its
+// trace and request ids; a denied read gets a warning; a read nothing.
+func TestMiddlewareAuditLog(t *testing.T) {
+	var buf strings.Builder
+	logger := NewLogger(&buf, slog.LevelInfo)
+	tel, err := Setup(context.Background(), "fulcrum-test", "v1", WithSpanExporter(tracetest.NewInMemoryExporter()), WithoutGlobals(), WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background())
+	e := echo.New()
+	e.Use(tel.EchoMiddleware())
+	e.PATCH("/v1/pools/:id", func(c echo.Context) error {
+		NoteActor(c.Request().Context(), "ten_1", "tok_9", "tenant")
+		NoteResource(c.Request().Context(), c.Param("id"), "lb_7")
+		return c.NoContent(http.StatusOK)
+	})
+	e.GET("/v1/pools/:id", func(c echo.Context) error { return echo.NewHTTPError(http.StatusUnauthorized) })
+	req := httptest.NewRequest(http.MethodPatch, "/v1/pools/pool_3", nil)
+	req.Header.Set("Authorization", "Bearer tok_9.sekret")
+	serve(e, req)
+	serve(e, httptest.NewRequest(http.MethodGet, "/v1/pools/pool_3", nil))
+
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("log lines: %q, want an audit line and a denied line", lines)
+	}
+	var audit, denied map[string]any
+	_ = json.Unmarshal([]byte(lines[0]), &audit)
+	_ = json.Unmarshal([]byte(lines[1]), &denied)
+	for k, v := range map[string]any{"msg": "audit", "method": "PATCH", "path": "/v1/pools/pool_3", "status": float64(200), "result": "ok",
+		"tenant_id": "ten_1", "token_id": "tok_9", "resource_id": "pool_3", "load_balancer_id": "lb_7"} {
+		if audit[k] != v {
+			t.Errorf("audit %s = %v, want %v (%s)", k, audit[k], v, lines[0])
+		}
+	}
+	if audit["trace_id"] == nil || audit["request_id"] == nil {
+		t.Errorf("audit line without trace or request id: %s", lines[0])
+	}
+	if denied["msg"] != "request denied" || denied["result"] != "denied" {
+		t.Errorf("denied line: %s", lines[1])
+	}
+	if strings.Contains(buf.String(), "sekret") {
+		t.Errorf("a token secret was logged")
 	}
 }

@@ -54,6 +54,7 @@ type Telemetry struct {
 	tp         *sdktrace.TracerProvider
 	mp         *sdkmetric.MeterProvider
 	lp         *sdklog.LoggerProvider // nil unless OTEL_LOGS_EXPORTER names one
+	logger     *slog.Logger           // WithLogger's: OTel errors, audit lines
 	service    string
 	propagator propagation.TextMapPropagator
 	metrics    http.Handler
@@ -73,8 +74,9 @@ type config struct {
 
 // WithLogger sends OpenTelemetry's own errors (an exporter that cannot reach
 // its collector, a dropped batch) to logger as structured records instead of
-// the SDK's plain-text default. Unless WithoutGlobals is given, this is
-// installed as the otel global error handler.
+// the SDK's plain-text default (unless WithoutGlobals is given, this is
+// installed as the otel global error handler), and makes EchoMiddleware log
+// an audit line for every mutating request and a line for every denied one.
 func WithLogger(logger *slog.Logger) Option {
 	return func(c *config) { c.logger = logger }
 }
@@ -152,6 +154,7 @@ func Setup(ctx context.Context, service, version string, opts ...Option) (*Telem
 		tp:      tp,
 		mp:      mp,
 		lp:      lp,
+		logger:  cfg.logger,
 		service: service,
 		propagator: propagation.NewCompositeTextMapPropagator(
 			propagation.TraceContext{}, propagation.Baggage{},
