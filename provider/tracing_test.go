@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,7 +56,8 @@ func TestAccTraceProviderToAgent(t *testing.T) {
 	rootTrace, rootSpan := hex.EncodeToString(tid[:]), hex.EncodeToString(sid[:8])
 	t.Setenv("TRACEPARENT", "00-"+rootTrace+"-"+rootSpan+"-01")
 
-	apiTel, err := telemetry.Setup(ctx, "fulcrum-api", "test")
+	var logs syncBuffer
+	apiTel, err := telemetry.Setup(ctx, "fulcrum-api", "test", telemetry.WithLogger(telemetry.NewLogger(&logs, slog.LevelInfo)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,8 +136,15 @@ resource "fulcrum_listener" "http" {
 		t.Fatalf("%s\nspans of trace %s: %v", missing, rootTrace, names)
 	}
 
-	// Nothing exported holds a secret.
-	text := rcv.Text()
+	// The certificate's creation has an audit line naming the token.
+	if !strings.Contains(logs.String(), `"msg":"audit","method":"POST","path":"/v1/certificates"`) {
+		t.Errorf("no audit line for the certificate's creation in:\n%s", logs.String())
+	}
+
+	// Nothing exported, logged or labelled holds a secret.
+	rec := httptest.NewRecorder()
+	apiTel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	text := rcv.Text() + logs.String() + rec.Body.String()
 	secrets := map[string]string{"tenant token": s.TenantToken, "admin token": s.AdminToken, "node token": s.NodeToken}
 	for name, v := range secrets {
 		if v != "" && strings.Contains(text, v) {
@@ -200,7 +211,7 @@ func checkChain(spans []otlptest.Span, rootTrace, rootSpan, tenantID string) str
 	if server.Attributes["fulcrum.tenant_id"] != tenantID {
 		return fmt.Sprintf("the API server span has fulcrum.tenant_id %q, want %s", server.Attributes["fulcrum.tenant_id"], tenantID)
 	}
-	for _, k := range []string{ "fulcrum.load_balancer_id", "fulcrum.revision", "fulcrum.token_id"} {
+	for _, k := range []string{"fulcrum.load_balancer_id", "fulcrum.revision", "fulcrum.token_id"} {
 		if server.Attributes[k] == "" {
 			return fmt.Sprintf("the API server span has no %s: %v", k, server.Attributes)
 		}
@@ -235,4 +246,21 @@ func checkChain(spans []otlptest.Span, rootTrace, rootSpan, tenantID string) str
 		}
 	}
 	return "no agent.apply span links to the listener's POST server span"
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
