@@ -117,13 +117,19 @@ func TestTraceCoalescedWrites(t *testing.T) {
 	}
 	t.Logf("apply of revision %d: %d links for %d coalesced writes", attrInt(apply.Attributes, "fulcrum.revision"), len(apply.Links), n)
 
-	// The agent's metrics (through the global meter provider here).
+	// The agent's and the API's metrics (through the global meter provider
+	// here), an authentication failure among them.
+	if code, _ := s.CallAs("tok_00000000000000000000000000.nope", "GET", "/v1/load-balancers", nil); code != http.StatusUnauthorized {
+		t.Errorf("a wrong token: %d, want 401", code)
+	}
 	rec := httptest.NewRecorder()
 	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	for _, want := range []string{"fulcrum_agent_apply_duration_seconds_bucket", "fulcrum_agent_reloads_total{",
-		"fulcrum_agent_snapshot_size_bytes", "fulcrum_agent_applied_revision", "fulcrum_agent_load_balancer_errors"} {
+		"fulcrum_agent_snapshot_size_bytes", "fulcrum_agent_applied_revision", "fulcrum_agent_load_balancer_errors",
+		"fulcrum_api_snapshot_waiters", "fulcrum_api_node_reports_total{", `fulcrum_api_auth_failures_total{otel_scope_name="github.com/fulcrumlb/fulcrum/api/auth",otel_scope_schema_url="",otel_scope_version="",reason="unknown"}`,
+		`provisioning_status="active"`, `fulcrum_api_node_revision_lag{node="` + node + `"`} {
 		if !strings.Contains(rec.Body.String(), want) {
-			t.Errorf("agent metrics have no %s", want)
+			t.Errorf("metrics have no %s", want)
 		}
 	}
 }

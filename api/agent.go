@@ -111,6 +111,7 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 	if err != nil {
 		return nil, err
 	}
+	defer waitSnapshot(ctx)() // metrics.go
 	after := deref(r.Params.After)
 	wait := SnapshotWaitDefault
 	if r.Params.Wait != nil {
@@ -301,6 +302,7 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 	if err != nil {
 		return nil, err
 	}
+	countReport(ctx, string(r.Body.Status)) // metrics.go
 	b := r.Body
 	err = h.st.Write(ctx, false, func(tx *store.Tx) error {
 		n, err := nodeByName(ctx, tx, r.Id, tokenGroup, true)
