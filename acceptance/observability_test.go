@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
@@ -185,4 +187,44 @@ func TestStatsSurviveReloads(t *testing.T) {
 		t.Errorf("requests_total went from %d to %d when the agent restarted", before, got)
 	}
 	t.Logf("requests_total: %d after the traffic, %d after a reload and a restart", before, requests())
+}
+
+// TestTraceRejectedLoadBalancer: the apply of a snapshot with a load
+// balancer HAProxy rejects is an error span with an event naming the load
+// balancer, its tenant and HAProxy's message.
+func TestTraceRejectedLoadBalancer(t *testing.T) {
+	s, tel, exp := tracedStack(t)
+	const node = "reject-node"
+	s.StartAgent(node)
+	bad := s.newLB(8090, nil, teststack.StartBackend(t, "a"))
+	// A regex Go's RE2 accepts but HAProxy's PCRE2 (non-UTF mode) rejects.
+	s.Create("/v1/routing-rules", map[string]any{"listener_id": bad.Listener, "priority": 1,
+		"conditions": []any{map[string]any{"field": "path", "match": "regex", "values": []string{`^/\x{100}`}}},
+		"action":     map[string]any{"type": "deny"}})
+	var event *sdktrace.Event
+	var apply *tracetest.SpanStub
+	for deadline := time.Now().Add(20 * time.Second); event == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		_ = tel.TracerProvider().ForceFlush(context.Background())
+		spans := exp.GetSpans()
+		for i := range spans {
+			if spans[i].Name != "agent.apply" || !hasAttr(spans[i].Attributes, "fulcrum.node", node) {
+				continue
+			}
+			for j := range spans[i].Events {
+				if ev := &spans[i].Events[j]; ev.Name == "load balancer rejected" {
+					event, apply = ev, &spans[i]
+				}
+			}
+		}
+	}
+	if event == nil {
+		t.Fatal("no agent.apply span with a \"load balancer rejected\" event")
+	}
+	if apply.Status.Code != codes.Error {
+		t.Errorf("the apply with a rejected load balancer has status %v, want Error", apply.Status)
+	}
+	if !hasAttr(event.Attributes, "fulcrum.load_balancer_id", bad.LB) || !hasAttr(event.Attributes, "fulcrum.tenant_id", s.TenantID) ||
+		attrString(event.Attributes, "exception.message") == "" {
+		t.Errorf("the event does not name the load balancer %s, tenant %s and HAProxy's message: %v", bad.LB, s.TenantID, event.Attributes)
+	}
 }

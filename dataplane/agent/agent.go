@@ -199,6 +199,8 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // startHAProxy starts HAProxy on the last good snapshot, or on an empty config.
 func (a *Agent) startHAProxy(ctx context.Context) error {
+	ctx, span := a.tracer.Start(ctx, "agent.start") // the parent of the validation of the snapshot on disk
+	defer span.End()
 	cfg := haproxy.Config{Global: a.global()}
 	if snap, err := a.loadSnapshot(); err == nil {
 		if applied, lbErrors, err := a.prepare(ctx, snap); err == nil {

@@ -53,6 +53,34 @@ func newAgentMetrics(a *Agent, mp metric.MeterProvider) *agentMetrics {
 			o.Observe(int64(n))
 			return nil
 		}))
+	// fulcrum_agent_proxy_info{proxy, load_balancer_id, tenant_id} 1: joins
+	// HAProxy's exporter series (labelled proxy="<listener or pool id>") to
+	// their load balancer and tenant.
+	_, _ = m.Int64ObservableGauge("fulcrum.agent.proxy.info", metric.WithDescription("1 per HAProxy proxy (listener or pool id), naming its load balancer and tenant."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			a.mu.Lock()
+			live, snap := a.live, a.snap
+			a.mu.Unlock()
+			if live == nil {
+				return nil
+			}
+			tenant := map[string]string{}
+			if snap != nil {
+				for _, lb := range snap.LoadBalancers {
+					tenant[lb.LoadBalancer.Id] = lb.LoadBalancer.TenantId
+				}
+			}
+			for _, lb := range live.LoadBalancers {
+				ids := attribute.NewSet(attribute.String("load_balancer_id", lb.ID), attribute.String("tenant_id", tenant[lb.ID]))
+				for _, l := range lb.Listeners {
+					o.Observe(1, metric.WithAttributes(append(ids.ToSlice(), attribute.String("proxy", l.ID))...))
+				}
+				for _, p := range lb.Pools {
+					o.Observe(1, metric.WithAttributes(append(ids.ToSlice(), attribute.String("proxy", p.ID))...))
+				}
+			}
+			return nil
+		}))
 	return am
 }
 
