@@ -330,7 +330,7 @@ func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
 				if err := a.applyRuntime(ctx, ops); err == nil {
 					cfg, reloaded = next, false
 				} else {
-					a.log.Warn("runtime change failed; reloading instead", "err", err)
+					a.log.WarnContext(ctx, "runtime change failed; reloading instead", "err", err)
 				}
 			}
 		}
@@ -367,7 +367,7 @@ func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
 	if err := a.saveSnapshot(snap); err != nil {
 		a.log.Error("save snapshot", "err", err)
 	}
-	a.log.Info("applied snapshot", "revision", snap.Revision, "reloaded", reloaded, "load_balancers", len(cfg.LoadBalancers), "errors", len(lbErrors))
+	a.log.InfoContext(ctx, "applied snapshot", "revision", snap.Revision, "reloaded", reloaded, "load_balancers", len(cfg.LoadBalancers), "errors", len(lbErrors))
 	select {
 	case a.reportCh <- struct{}{}:
 	default:
