@@ -27,7 +27,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.NodeGroupID, "node-group", env("FULCRUM_NODE_GROUP", ""), "node group id for a new node (default: the token's)")
 	fs.StringVar(&cfg.StateDir, "state-dir", env("FULCRUM_AGENT_STATE_DIR", "/var/lib/fulcrum-agent"), "state directory (env FULCRUM_AGENT_STATE_DIR)")
 	fs.StringVar(&cfg.HAProxy, "haproxy", env("FULCRUM_HAPROXY", "haproxy"), "haproxy binary (env FULCRUM_HAPROXY)")
-	fs.StringVar(&cfg.PrometheusAddr, "prometheus-addr", env("FULCRUM_AGENT_PROMETHEUS_ADDR", "127.0.0.1:8405"), "serve HAProxy's Prometheus exporter here; empty for none (env FULCRUM_AGENT_PROMETHEUS_ADDR)")
+	fs.StringVar(&cfg.PrometheusAddr, "prometheus-addr", env("FULCRUM_AGENT_PROMETHEUS_ADDR", "127.0.0.1:8405"), "serve HAProxy's Prometheus exporter here; --prometheus-addr= for none (env FULCRUM_AGENT_PROMETHEUS_ADDR)")
 	fs.DurationVar(&cfg.PollWait, "poll-wait", 30*time.Second, "long-poll wait")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", 5*time.Second, "health and counters report interval")
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "log level")
