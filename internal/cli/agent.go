@@ -32,7 +32,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", 5*time.Second, "health and counters report interval")
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "log level")
 	metricsAddr := fs.String("metrics-addr", env("FULCRUM_AGENT_METRICS_ADDR", "127.0.0.1:8406"),
-		"serve the agent's own Prometheus metrics (/metrics) here; empty for none (env FULCRUM_AGENT_METRICS_ADDR)")
+		"serve the agent's own Prometheus metrics (/metrics) here; --metrics-addr= for none (env FULCRUM_AGENT_METRICS_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
