@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fulcrumlb/fulcrum/internal/telemetry"
 )
 
@@ -37,25 +39,37 @@ func TestDevJaeger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, span := tel.Tracer("test").Start(ctx, "dev-span")
+	_, write := tel.Tracer("test").Start(ctx, "write")
+	write.End()
+	_, span := tel.Tracer("test").Start(ctx, "dev-span", trace.WithLinks(trace.Link{SpanContext: write.SpanContext()}))
 	span.End()
 	if err := tel.Shutdown(ctx); err != nil {
 		t.Fatalf("export to Jaeger: %v", err)
 	}
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		res, err := http.Get(tr.Query + "/api/traces?service=fulcrum-devtest")
+		res, err := http.Get(tr.Query + "/api/traces?service=fulcrum-devtest&operation=dev-span")
 		if err != nil {
 			continue
 		}
 		var out struct {
 			Data []struct {
-				Spans []struct{ OperationName string }
+				Spans []struct {
+					OperationName string
+					References    []struct{ RefType, TraceID, SpanID string }
+				}
 			}
 		}
 		_ = json.NewDecoder(res.Body).Decode(&out)
 		res.Body.Close()
 		if len(out.Data) > 0 && len(out.Data[0].Spans) > 0 && out.Data[0].Spans[0].OperationName == "dev-span" {
-			return
+			// A link is a FOLLOWS_FROM reference (what the README's
+			// query for agent applies looks for).
+			for _, r := range out.Data[0].Spans[0].References {
+				if r.RefType == "FOLLOWS_FROM" && r.SpanID == write.SpanContext().SpanID().String() {
+					return
+				}
+			}
+			t.Fatalf("the link is not a FOLLOWS_FROM reference: %+v", out.Data[0].Spans[0].References)
 		}
 	}
 	t.Fatal("the span never showed up in Jaeger's query API")
