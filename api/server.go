@@ -132,6 +132,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 func (s *Server) Start(ctx context.Context) {
 	go s.notify.Run(ctx, s.st.Pool, s.log)
 	go s.janitor(ctx)
+	go s.nodeJanitor(ctx)
 }
 
 func (s *Server) janitor(ctx context.Context) {
