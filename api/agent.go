@@ -305,7 +305,11 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 			return err
 		}
 		now := time.Now()
-		cols := []store.Column{{Name: "last_seen_at", Value: now}, {Name: "status", Value: "online"}, {Name: "status_message", Value: deref(b.Message)}}
+		cols := []store.Column{{Name: "last_seen_at", Value: now}, {Name: "status", Value: "online"}}
+		// The last apply error stays in status_message while the failure lasts.
+		if stillFailing := b.Status == openapi.Ack && n.ApplyFailingSince != nil && b.Revision < n.ApplyFailingRevision; !stillFailing {
+			cols = append(cols, store.Column{Name: "status_message", Value: deref(b.Message)})
+		}
 		if b.Status == openapi.Ack && b.Revision > n.AppliedRevision {
 			cols = append(cols, store.Column{Name: "applied_revision", Value: b.Revision})
 		}
