@@ -34,7 +34,7 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 	fs.StringVar(&cfg.PrometheusAddr, "prometheus-addr", env("FULCRUM_AGENT_PROMETHEUS_ADDR", ""),
 		"serve HAProxy's Prometheus exporter here, e.g. 127.0.0.1:8405 (env FULCRUM_AGENT_PROMETHEUS_ADDR)")
 	fs.DurationVar(&cfg.PollWait, "poll-wait", 30*time.Second, "long-poll wait")
-	fs.DurationVar(&cfg.ReportInterval, "report-interval", 5*time.Second, "health and counters report interval")
+	fs.DurationVar(&cfg.ReportInterval, "report-interval", 0, "health and counters report interval (0: the node group's heartbeat interval)")
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "debug, info, warn or error (env FULCRUM_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
