@@ -201,3 +201,47 @@ func TestDeregisterRunningNode(t *testing.T) {
 		return n["status"] == "online"
 	})
 }
+
+// TestDrainCordonRunningNode: a drain and a cordon reach the running agent at
+// once through its snapshot, the node reads draining/cordoned and is named in
+// the status tree, writes go active, and traffic is not disturbed (without a
+// VIP manager both loopback nodes keep serving); uncordon returns it.
+func TestDrainCordonRunningNode(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, pgtest.NewDatabase(t))
+	s.StartAgent("node-1")
+	ag2 := s.StartAgent("node-2")
+	a := teststack.StartBackend(t, "a")
+	lb := s.newLB(8099, nil, a)
+	s.WaitActive("/v1/load-balancers/" + lb.LB)
+	cl := teststack.NewClient(nil)
+	member := "/v1/members/" + lb.Members["a"]
+	for i, op := range []struct{ path, agentState, status string }{
+		{"drain", "draining", "draining"}, {"uncordon", "in_service", "online"}, {"cordon", "cordoned", "cordoned"}, {"uncordon", "in_service", "online"},
+	} {
+		n := s.mustAs(s.AdminToken, http.StatusOK, "POST", "/v1/nodes/node-2/"+op.path, nil)
+		if n["status"] != op.status {
+			t.Fatalf("%s: node status %v, want %s", op.path, n["status"], op.status)
+		}
+		teststack.WaitFor(t, "node-2's agent "+op.agentState, 15*time.Second, func() bool { return ag2.AdminState() == op.agentState })
+		teststack.WaitFor(t, "the status tree after "+op.path, 15*time.Second, func() bool {
+			_, body := s.Call("GET", "/v1/load-balancers/"+lb.LB+"/status", nil)
+			var n2 map[string]any
+			list, _ := body["nodes"].([]any)
+			for _, x := range list {
+				if m := x.(map[string]any); m["name"] == "node-2" {
+					n2 = m
+				}
+			}
+			if op.status == "online" {
+				return n2 == nil
+			}
+			return n2 != nil && n2["status"] == op.status
+		})
+		s.MustCall(http.StatusOK, "PATCH", member, map[string]any{"weight": 10 + i})
+		s.WaitActive(member)
+		if got := distribution(t, cl, lb.URL, 10); got["a"] != 10 {
+			t.Fatalf("traffic after %s: %v", op.path, got)
+		}
+	}
+}

@@ -28,9 +28,11 @@ func (a *Agent) reportInterval() time.Duration {
 	return DefaultReportInterval
 }
 
-// adminState is what the last snapshot says an admin set for this node
-// (in_service, cordoned or draining).
-func (a *Agent) adminState() string {
+// AdminState is what the last applied snapshot says an admin set for this
+// node: in_service, cordoned (keep serving, claim no new VIPs) or draining
+// (give up the node's VIPs, let connections finish, then stop serving). VIP
+// management acts on it.
+func (a *Agent) AdminState() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.snap == nil || a.snap.Node == nil {
@@ -46,7 +48,7 @@ func (a *Agent) reportLoop(ctx context.Context) {
 	interval := a.reportInterval()
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	state := a.adminState()
+	state := a.AdminState()
 	for {
 		select {
 		case <-ctx.Done():
@@ -62,7 +64,7 @@ func (a *Agent) reportLoop(ctx context.Context) {
 			interval = d
 			t.Reset(d)
 		}
-		if s := a.adminState(); s != state {
+		if s := a.AdminState(); s != state {
 			a.log.Info("node admin state changed", "admin_state", s)
 			state = s
 		}
