@@ -46,7 +46,7 @@ SELECT n.id, n.name, n.node_group_id, n.applied_revision, n.errors, n.last_seen_
     WHEN n.admin_state <> '' THEN n.admin_state
     WHEN jsonb_array_length(n.errors) > 0 OR n.apply_failing_since IS NOT NULL THEN 'error'
     ELSE 'online' END AS state,
-  n.last_seen_at >= now() - g.down_timeout_ms * interval '1 millisecond' AND n.admin_state = ''
+  COALESCE(n.last_seen_at >= now() - g.down_timeout_ms * interval '1 millisecond', false) AND n.admin_state = ''
     AND NOT COALESCE(n.apply_failing_since < now() - g.apply_grace_ms * interval '1 millisecond', false)
     AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(n.errors) e
       WHERE (e->>'since')::timestamptz < now() - g.apply_grace_ms * interval '1 millisecond') AS serving
