@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // The node lifecycle through the real API: per-group timing, node states,
@@ -402,5 +404,65 @@ func TestNodeLifecycleTenantsNeverReachNodes(t *testing.T) {
 	}
 	if got := b.nodeStatus("n1"); got != "online" {
 		t.Fatalf("n1 after refused calls: %s", got)
+	}
+}
+
+// TestNodeLifecycleJanitor: the API's own janitor removes a node down past
+// its group's cleanup time, and concurrent cleanups (several replicas) never
+// fail or remove a node twice.
+func TestNodeLifecycleJanitor(t *testing.T) {
+	b := setup(t, withNodeJanitor(100*time.Millisecond))
+	b.twoNodes()
+	b.must(http.StatusOK, b.Admin, http.MethodPatch, "/v1/node-groups/"+b.GroupID,
+		map[string]any{"heartbeat_interval_ms": 100, "down_timeout_ms": 200, "down_node_cleanup_after_ms": 1000})
+	b.silence("n2", 5)
+	deadline := time.Now().Add(20 * time.Second)
+	for b.do(b.Admin, http.MethodGet, "/v1/nodes/n2", nil).Status != http.StatusNotFound {
+		if time.Now().After(deadline) {
+			t.Fatalf("n2, down 5 s with a 1 s cleanup time, was not removed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.report("n1", b.revision(), nil)
+	b.must(http.StatusOK, b.Admin, http.MethodGet, "/v1/nodes/n1", nil)
+
+	// Several replicas at once: each node is removed once, by one of them.
+	for _, name := range []string{"n3", "n4", "n5"} {
+		b.register(name)
+		b.silence(name, 5)
+	}
+	var (
+		mu      sync.Mutex
+		removed []string
+		wg      sync.WaitGroup
+	)
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			names, err := b.Store.CleanupDownNodes(context.Background())
+			if err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+			mu.Lock()
+			removed = append(removed, names...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	// The API's janitor may have taken some; whatever the replicas removed, each once.
+	seen := map[string]bool{}
+	for _, n := range removed {
+		if seen[n] {
+			t.Fatalf("%s removed twice: %v", n, removed)
+		}
+		seen[n] = true
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for b.count(b.Admin, "/v1/nodes") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes left: %v", b.ids(b.Admin, "/v1/nodes"))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -68,13 +68,13 @@ func (h *handlers) UncordonNode(ctx context.Context, r openapi.UncordonNodeReque
 }
 
 // NodeJanitorInterval is how often an API replica looks for down nodes to
-// clean up (one replica at a time does it).
+// clean up by default (one replica at a time does it).
 const NodeJanitorInterval = 30 * time.Second
 
 // nodeJanitor removes nodes down longer than their group's
-// down_node_cleanup_after_ms, every NodeJanitorInterval until ctx ends.
+// down_node_cleanup_after_ms, every Config.NodeJanitorInterval until ctx ends.
 func (s *Server) nodeJanitor(ctx context.Context) {
-	t := time.NewTicker(NodeJanitorInterval)
+	t := time.NewTicker(s.cfg.NodeJanitorInterval)
 	defer t.Stop()
 	for {
 		select {

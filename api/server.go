@@ -42,6 +42,9 @@ type Config struct {
 	// (haproxy -c). Empty, or not found when the server is built: dry runs
 	// skip that check and validate everything else.
 	HAProxy string
+	// NodeJanitorInterval is how often the server looks for nodes down past
+	// their group's cleanup time. Defaults to NodeJanitorInterval.
+	NodeJanitorInterval time.Duration
 }
 
 // Defaults for Config.
@@ -60,6 +63,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = ShutdownTimeoutDefault
+	}
+	if c.NodeJanitorInterval == 0 {
+		c.NodeJanitorInterval = NodeJanitorInterval
 	}
 }
 

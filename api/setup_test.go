@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -44,7 +45,12 @@ type setupOptions struct {
 	quotas   store.Quotas // both tenants'
 	vipRange string       // the default node group's
 	haproxy  string       // api.Config.HAProxy: "" skips the dry runs' haproxy -c
+	// nodeJanitor is api.Config.NodeJanitorInterval (0: the default).
+	nodeJanitor time.Duration
 }
+
+// withNodeJanitor runs the API's cleanup of down nodes every d.
+func withNodeJanitor(d time.Duration) setupOption { return func(o *setupOptions) { o.nodeJanitor = d } }
 
 // setupOption is an option of setup.
 type setupOption func(*setupOptions)
@@ -88,7 +94,7 @@ func setup(tb testing.TB, opts ...setupOption) *bundle {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	srv, err := api.New(api.Config{HAProxy: o.haproxy}, st, box, log, tel)
+	srv, err := api.New(api.Config{HAProxy: o.haproxy, NodeJanitorInterval: o.nodeJanitor}, st, box, log, tel)
 	if err != nil {
 		tb.Fatal(err)
 	}
