@@ -66,7 +66,7 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 	err = h.st.Write(ctx, false, func(tx *store.Tx) error {
 		n, err := nodeByName(ctx, tx, r.Id, scope, true)
 		if err == nil {
-			row, err := store.Update[store.Node](ctx, tx, store.KindNode, n.ID, []store.Column{
+			row, err := store.RecordNodeHeartbeat(ctx, tx, n.ID, []store.Column{
 				{Name: "last_seen_at", Value: time.Now()}, {Name: "status", Value: "online"}, {Name: "agent_version", Value: deref(b.AgentVersion)}})
 			if err != nil {
 				return err
@@ -330,7 +330,7 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 		if b.Vips != nil {
 			cols = append(cols, store.Column{Name: "vips", Value: *b.Vips})
 		}
-		if _, err := store.Update[store.Node](ctx, tx, store.KindNode, n.ID, cols); err != nil {
+		if _, err := store.RecordNodeHeartbeat(ctx, tx, n.ID, cols); err != nil {
 			return err
 		}
 		if b.NodeErrors != nil {

@@ -194,15 +194,21 @@ func TestCordonDrainUncordon(t *testing.T) {
 		t.Fatalf("member with n2 draining: %s, want active", got)
 	}
 
-	// If-Match guards the transitions.
+	// If-Match guards the transitions; heartbeats do not change the ETag.
 	res := b.do(b.Admin, http.MethodPost, "/v1/nodes/n2/uncordon", nil, "If-Match", `"1"`)
 	if res.Status != http.StatusPreconditionFailed {
 		t.Fatalf("uncordon with a stale If-Match: %d %s", res.Status, res.Raw)
 	}
+	tag := b.do(b.Admin, http.MethodGet, "/v1/nodes/n2", nil).Header.Get("ETag")
+	b.register("n2")
+	b.report("n2", rev0, nil)
+	if got := b.do(b.Admin, http.MethodGet, "/v1/nodes/n2", nil).Header.Get("ETag"); got != tag || tag == "" {
+		t.Fatalf("ETag %q changed to %q by heartbeats", tag, got)
+	}
 	b.must(http.StatusNotFound, b.Admin, http.MethodPost, "/v1/nodes/nope/cordon", nil)
 
 	// Uncordon: back in service, counted again (a change waits for it).
-	n = b.must(http.StatusOK, b.Admin, http.MethodPost, "/v1/nodes/n2/uncordon", nil)
+	n = b.must(http.StatusOK, b.Admin, http.MethodPost, "/v1/nodes/n2/uncordon", nil, "If-Match", tag)
 	if n["status"] != "online" || n["admin_state"] != "in_service" {
 		t.Fatalf("uncordoned node: %v", n)
 	}

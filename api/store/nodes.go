@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -154,4 +155,26 @@ AND n.last_seen_at < now() - g.down_node_cleanup_after_ms * interval '1 millisec
 		return Purge(ctx, &Tx{Tx: t})
 	})
 	return names, err
+}
+
+// RecordNodeHeartbeat writes what a node reports about itself (last seen,
+// applied revision, messages, VIPs, failures). It does not bump the node's
+// version: that (the ETag) tracks what admins set (description, labels,
+// cordon and drain), so an If-Match read a moment ago still holds after the
+// node's next heartbeat.
+func RecordNodeHeartbeat(ctx context.Context, tx *Tx, id string, cols []Column) (*Node, error) {
+	sets := make([]string, 0, len(cols))
+	args := make([]any, 0, len(cols)+1)
+	for _, c := range cols {
+		args = append(args, c.Value)
+		sets = append(sets, fmt.Sprintf("%s = $%d", c.Name, len(args)))
+	}
+	args = append(args, id)
+	q := fmt.Sprintf("UPDATE nodes SET %s WHERE id = $%d RETURNING *", strings.Join(sets, ", "), len(args))
+	rows, _ := tx.Query(ctx, q, args...)
+	n, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[Node])
+	if err != nil {
+		return nil, fmt.Errorf("record node heartbeat: %w", mapError(err))
+	}
+	return n, nil
 }
