@@ -2786,7 +2786,7 @@ type ClientInterface interface {
 
 	// GetNode Get a node
 	//
-	// The node (by id or name) and its `ETag`. Needs an admin token.
+	// The node (by id or name) and its `ETag`. Needs an admin token. The `ETag` changes with what admins set (description, labels, cordon, drain), not with the node's heartbeats.
 	//
 	// Corresponds with GET /v1/nodes/{id} (the `GetNode` operationId).
 	GetNode(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -3844,7 +3844,7 @@ func (c *Client) DeleteNode(ctx context.Context, id ID, params *DeleteNodeParams
 
 // GetNode Get a node
 //
-// The node (by id or name) and its `ETag`. Needs an admin token.
+// The node (by id or name) and its `ETag`. Needs an admin token. The `ETag` changes with what admins set (description, labels, cordon, drain), not with the node's heartbeats.
 //
 // Corresponds with GET /v1/nodes/{id} (the `GetNode` operationId).
 func (c *Client) GetNode(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -8830,7 +8830,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetNodeWithResponse Get a node
 	//
-	// The node (by id or name) and its `ETag`. Needs an admin token.
+	// The node (by id or name) and its `ETag`. Needs an admin token. The `ETag` changes with what admins set (description, labels, cordon, drain), not with the node's heartbeats.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -20419,7 +20419,7 @@ func (c *ClientWithResponses) DeleteNodeWithResponse(ctx context.Context, id ID,
 
 // GetNodeWithResponse Get a node
 //
-// The node (by id or name) and its `ETag`. Needs an admin token.
+// The node (by id or name) and its `ETag`. Needs an admin token. The `ETag` changes with what admins set (description, labels, cordon, drain), not with the node's heartbeats.
 //
 // Returns a wrapper object for the known response body format(s).
 //
