@@ -78,6 +78,12 @@ func TestStatusRollupWhileServing(t *testing.T) {
 func TestNodeNotApplyingNamedInStatus(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, pgtest.NewDatabase(t))
+	// The stopped node must stay "behind", not go down (and stop counting):
+	// a down-timeout longer than this test.
+	code, body := s.CallAs(s.AdminToken, "PATCH", "/v1/node-groups/"+s.NodeGroupID, map[string]any{"down_timeout_ms": 300000})
+	if code != 200 {
+		t.Fatalf("PATCH node group: %d %v", code, body)
+	}
 	s.StartAgent("node-1")
 	s.StartAgent("node-2")
 	a := teststack.StartBackend(t, "a")

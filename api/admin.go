@@ -195,7 +195,7 @@ func (h *handlers) DeleteTenant(ctx context.Context, r openapi.DeleteTenantReque
 // ---------------------------------------------------------------- tokens
 
 func tokenToAPI(t *store.Token) openapi.Token {
-	return openapi.Token{Id: t.ID, Kind: openapi.TokenKind(t.Kind), TenantId: t.TenantID, NodeGroupId: t.NodeGroupID, NodeName: t.NodeName,
+	return openapi.Token{Id: t.ID, Kind: openapi.TokenKind(t.Kind), TenantId: t.TenantID, NodeGroupId: t.NodeGroupID, NodeName: t.NodeName, NodeId: t.NodeID,
 		Name: t.Name, Description: t.Description, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, LastUsedAt: t.LastUsedAt}
 }
 
@@ -230,7 +230,7 @@ func (h *handlers) ListTokens(ctx context.Context, r openapi.ListTokensRequestOb
 // IssueToken creates a token row and returns it with its bearer string. It is
 // shared by the API and `fulcrum admin token create`.
 func IssueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, name, description string, expiresAt *time.Time) (*store.Token, string, error) {
-	return issueToken(ctx, tx, kind, tenantID, nodeGroupID, "", name, description, expiresAt)
+	return issueToken(ctx, tx, kind, tenantID, nodeGroupID, "", "", name, description, expiresAt)
 }
 
 // IssueNodeToken creates a node token bound to the node named nodeName (and
@@ -242,11 +242,16 @@ func IssueNodeToken(ctx context.Context, tx *store.Tx, nodeGroupID, nodeName, na
 	if err := e.Err(); err != nil {
 		return nil, "", err
 	}
-	return issueToken(ctx, tx, store.TokenNode, "", nodeGroupID, nodeName, name, description, expiresAt)
+	return issueToken(ctx, tx, store.TokenNode, "", nodeGroupID, nodeName, "", name, description, expiresAt)
 }
 
-func issueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, nodeName, name, description string, expiresAt *time.Time) (*store.Token, string, error) {
+// issueToken issues a token, bound to a node by name (nodeName) or to an
+// existing node (nodeID) when given.
+func issueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, nodeName, nodeID, name, description string, expiresAt *time.Time) (*store.Token, string, error) {
 	var e validate.Errors
+	if kind != store.TokenNode && nodeID != "" {
+		e.Add("node_id", "is only for node tokens")
+	}
 	validate.Enum(&e, "kind", kind, store.TokenAdmin, store.TokenTenant, store.TokenNode)
 	validate.Name(&e, "name", name)
 	validate.Description(&e, "description", description)
@@ -270,6 +275,16 @@ func issueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, 
 			return nil, "", asInvalidField(err, "tenant_id")
 		}
 	}
+	if nodeID != "" {
+		var groupID string
+		if err := tx.QueryRow(ctx, "SELECT id, node_group_id FROM nodes WHERE id = $1 OR name = $1", nodeID).Scan(&nodeID, &groupID); err != nil {
+			return nil, "", problem.InvalidField("node_id", "does not exist")
+		}
+		if nodeGroupID != "" && nodeGroupID != groupID {
+			return nil, "", problem.InvalidField("node_group_id", "is not the node's group")
+		}
+		nodeGroupID = groupID
+	}
 	if nodeGroupID != "" {
 		if _, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", nodeGroupID, false); err != nil {
 			return nil, "", asInvalidField(err, "node_group_id")
@@ -290,6 +305,9 @@ func issueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, 
 	}
 	if nodeName != "" {
 		cols = append(cols, store.Column{Name: "node_name", Value: nodeName})
+	}
+	if nodeID != "" {
+		cols = append(cols, store.Column{Name: "node_id", Value: nodeID})
 	}
 	t, err := store.Insert[store.Token](ctx, tx, store.KindToken, cols)
 	if err != nil {
@@ -337,7 +355,7 @@ func (h *handlers) CreateToken(ctx context.Context, r openapi.CreateTokenRequest
 			}
 			t, secret, err = IssueNodeToken(ctx, tx, deref(b.NodeGroupId), nodeName, deref(b.Name), deref(b.Description), b.ExpiresAt)
 		} else {
-			t, secret, err = IssueToken(ctx, tx, string(b.Kind), tenantID, deref(b.NodeGroupId), deref(b.Name), deref(b.Description), b.ExpiresAt)
+			t, secret, err = issueToken(ctx, tx, string(b.Kind), tenantID, deref(b.NodeGroupId), "", deref(b.NodeId), deref(b.Name), deref(b.Description), b.ExpiresAt)
 		}
 		if err != nil {
 			return openapi.Token{}, err
@@ -348,7 +366,7 @@ func (h *handlers) CreateToken(ctx context.Context, r openapi.CreateTokenRequest
 	if err != nil {
 		return nil, err
 	}
-	out := openapi.TokenWithSecret{Id: meta.Id, Kind: meta.Kind, TenantId: meta.TenantId, NodeGroupId: meta.NodeGroupId, NodeName: meta.NodeName, Name: meta.Name,
+	out := openapi.TokenWithSecret{Id: meta.Id, Kind: meta.Kind, TenantId: meta.TenantId, NodeGroupId: meta.NodeGroupId, NodeName: meta.NodeName, NodeId: meta.NodeId, Name: meta.Name,
 		Description: meta.Description, CreatedAt: meta.CreatedAt, ExpiresAt: meta.ExpiresAt, Secret: bearer}
 	return openapi.CreateToken201JSONResponse{Body: out}, nil
 }
@@ -403,8 +421,10 @@ func (h *handlers) RevokeToken(ctx context.Context, r openapi.RevokeTokenRequest
 func nodeGroupToAPI(g *store.NodeGroup) openapi.NodeGroup {
 	reserved := append([]int{}, g.ReservedPorts...)
 	effective := store.EffectiveReservedPorts(g.ReservedPorts)
+	hb, down, cleanup, grace := g.HeartbeatIntervalMs, g.DownTimeoutMs, g.DownNodeCleanupAfterMs, g.ApplyGraceMs
 	return openapi.NodeGroup{Id: g.ID, Name: g.Name, Description: g.Description, Labels: labelsOrEmpty(g.Labels),
 		VipRange: g.VIPRange.String(), ReservedPorts: &reserved, EffectiveReservedPorts: &effective,
+		HeartbeatIntervalMs: &hb, DownTimeoutMs: &down, DownNodeCleanupAfterMs: &cleanup, ApplyGraceMs: &grace,
 		CreatedAt: g.CreatedAt, UpdatedAt: g.UpdatedAt, Version: g.Version}
 }
 
@@ -431,8 +451,46 @@ func validateReservedPorts(e *validate.Errors, ports []int) []int {
 	return out
 }
 
+// nodeTiming is the node lifecycle settings of a node group request.
+type nodeTiming struct {
+	HeartbeatIntervalMs, DownTimeoutMs, ApplyGraceMs *int
+	DownNodeCleanupAfterMs                           *int64
+}
+
+// apply sets the fields the request names on g.
+func (t nodeTiming) apply(g *store.NodeGroup) {
+	if t.HeartbeatIntervalMs != nil {
+		g.HeartbeatIntervalMs = *t.HeartbeatIntervalMs
+	}
+	if t.DownTimeoutMs != nil {
+		g.DownTimeoutMs = *t.DownTimeoutMs
+	}
+	if t.ApplyGraceMs != nil {
+		g.ApplyGraceMs = *t.ApplyGraceMs
+	}
+	if t.DownNodeCleanupAfterMs != nil {
+		g.DownNodeCleanupAfterMs = *t.DownNodeCleanupAfterMs
+	}
+}
+
+func validateNodeTiming(e *validate.Errors, g *store.NodeGroup) {
+	validate.IntRange(e, "heartbeat_interval_ms", g.HeartbeatIntervalMs, 100, 600000)
+	validate.IntRange(e, "down_timeout_ms", g.DownTimeoutMs, 200, 3600000)
+	validate.IntRange(e, "apply_grace_ms", g.ApplyGraceMs, 0, 86400000)
+	if g.DownNodeCleanupAfterMs < 1000 || g.DownNodeCleanupAfterMs > 10*365*24*3600*1000 {
+		e.Add("down_node_cleanup_after_ms", "must be from 1000 to 315360000000")
+	}
+	if g.DownTimeoutMs < 2*g.HeartbeatIntervalMs {
+		e.Add("down_timeout_ms", "must be at least twice heartbeat_interval_ms (%d)", g.HeartbeatIntervalMs)
+	}
+	if int64(g.DownTimeoutMs) > g.DownNodeCleanupAfterMs {
+		e.Add("down_node_cleanup_after_ms", "must be at least down_timeout_ms (%d)", g.DownTimeoutMs)
+	}
+}
+
 func validateNodeGroup(e *validate.Errors, g *store.NodeGroup, vipRange string) {
 	g.ReservedPorts = validateReservedPorts(e, g.ReservedPorts)
+	validateNodeTiming(e, g)
 	if g.Name == "" {
 		e.Add("name", "is required")
 	}
@@ -447,6 +505,8 @@ func validateNodeGroup(e *validate.Errors, g *store.NodeGroup, vipRange string) 
 func nodeGroupColumns(g *store.NodeGroup, rev int64) []store.Column {
 	return []store.Column{{Name: "name", Value: g.Name}, {Name: "description", Value: g.Description},
 		{Name: "labels", Value: labelsOrEmpty(g.Labels)}, {Name: "vip_range", Value: g.VIPRange}, {Name: "reserved_ports", Value: g.ReservedPorts},
+		{Name: "heartbeat_interval_ms", Value: g.HeartbeatIntervalMs}, {Name: "down_timeout_ms", Value: g.DownTimeoutMs},
+		{Name: "down_node_cleanup_after_ms", Value: g.DownNodeCleanupAfterMs}, {Name: "apply_grace_ms", Value: g.ApplyGraceMs},
 		{Name: "revision", Value: rev}}
 }
 
@@ -475,12 +535,16 @@ func (h *handlers) ListNodeGroups(ctx context.Context, r openapi.ListNodeGroupsR
 
 // CreateNodeGroupTx validates and inserts a node group; shared with `fulcrum admin`.
 func CreateNodeGroupTx(ctx context.Context, tx *store.Tx, name, description string, labels map[string]string, vipRange string) (*store.NodeGroup, error) {
-	return createNodeGroupTx(ctx, tx, name, description, labels, vipRange, nil)
+	return createNodeGroupTx(ctx, tx, name, description, labels, vipRange, nil, nodeTiming{})
 }
 
-// createNodeGroupTx is CreateNodeGroupTx with the operator's reserved ports.
-func createNodeGroupTx(ctx context.Context, tx *store.Tx, name, description string, labels map[string]string, vipRange string, reservedPorts []int) (*store.NodeGroup, error) {
-	g := &store.NodeGroup{Name: name, Description: description, Labels: labels, ReservedPorts: reservedPorts}
+// createNodeGroupTx is CreateNodeGroupTx with the operator's reserved ports
+// and node lifecycle timing (defaults where not given).
+func createNodeGroupTx(ctx context.Context, tx *store.Tx, name, description string, labels map[string]string, vipRange string, reservedPorts []int, timing nodeTiming) (*store.NodeGroup, error) {
+	g := &store.NodeGroup{Name: name, Description: description, Labels: labels, ReservedPorts: reservedPorts,
+		HeartbeatIntervalMs: store.DefaultHeartbeatIntervalMs, DownTimeoutMs: store.DefaultDownTimeoutMs,
+		DownNodeCleanupAfterMs: store.DefaultDownNodeCleanupAfterMs, ApplyGraceMs: store.DefaultApplyGraceMs}
+	timing.apply(g)
 	var e validate.Errors
 	validateNodeGroup(&e, g, vipRange)
 	if err := e.Err(); err != nil {
@@ -500,7 +564,8 @@ func (h *handlers) CreateNodeGroup(ctx context.Context, r openapi.CreateNodeGrou
 	}
 	b := r.Body
 	out, _, err := create(ctx, h, "POST /v1/node-groups", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.NodeGroup, error) {
-		g, err := createNodeGroupTx(ctx, tx, b.Name, deref(b.Description), deref(b.Labels), b.VipRange, deref(b.ReservedPorts))
+		g, err := createNodeGroupTx(ctx, tx, b.Name, deref(b.Description), deref(b.Labels), b.VipRange, deref(b.ReservedPorts),
+			nodeTiming{b.HeartbeatIntervalMs, b.DownTimeoutMs, b.ApplyGraceMs, b.DownNodeCleanupAfterMs})
 		if err != nil {
 			return openapi.NodeGroup{}, err
 		}
@@ -541,6 +606,7 @@ func (h *handlers) UpdateNodeGroup(ctx context.Context, r openapi.UpdateNodeGrou
 		if b.Labels != nil {
 			g.Labels = *b.Labels
 		}
+		nodeTiming{b.HeartbeatIntervalMs, b.DownTimeoutMs, b.ApplyGraceMs, b.DownNodeCleanupAfterMs}.apply(g)
 		oldPorts := g.ReservedPorts
 		if b.ReservedPorts != nil {
 			g.ReservedPorts = *b.ReservedPorts
@@ -615,21 +681,13 @@ func (h *handlers) DeleteNodeGroup(ctx context.Context, r openapi.DeleteNodeGrou
 
 // ---------------------------------------------------------------- nodes
 
-// NodeOfflineAfter is how long without a heartbeat before a node reads offline.
-const NodeOfflineAfter = store.NodeOfflineAfter
-
-func nodeToAPI(n *store.Node) openapi.Node {
-	status := n.Status
-	if n.LastSeenAt != nil && time.Since(*n.LastSeenAt) > NodeOfflineAfter {
-		status = "offline"
-	}
+// nodeToAPI shows a node with its state derived with its group's settings.
+func nodeToAPI(n *store.Node, g *store.NodeGroup) openapi.Node {
+	status := store.NodeStateOf(n, g, time.Now())
 	errs := make([]openapi.NodeError, 0, len(n.Errors))
 	for _, e := range n.Errors {
 		since := e.Since
 		errs = append(errs, openapi.NodeError{Kind: openapi.NodeErrorKind(e.Kind), Message: e.Message, Since: &since})
-	}
-	if len(errs) > 0 && status != "offline" {
-		status = "error"
 	}
 	var msg *string
 	if n.StatusMessage != "" {
@@ -639,9 +697,46 @@ func nodeToAPI(n *store.Node) openapi.Node {
 	if n.AgentVersion != "" {
 		agentVersion = &n.AgentVersion
 	}
+	vips := append([]string{}, n.VIPs...)
+	hb := g.HeartbeatIntervalMs
 	return openapi.Node{Id: n.ID, Name: n.Name, NodeGroupId: n.NodeGroupID, Description: n.Description, Labels: labelsOrEmpty(n.Labels),
-		AppliedRevision: n.AppliedRevision, Status: openapi.NodeStatus(status), StatusMessage: msg, Errors: &errs, AgentVersion: agentVersion,
-		LastSeenAt: n.LastSeenAt, CreatedAt: n.CreatedAt, UpdatedAt: n.UpdatedAt, Version: n.Version}
+		AppliedRevision: n.AppliedRevision, Status: openapi.NodeStatus(status), AdminState: openapi.NodeAdminState(adminState(n.AdminState)),
+		StatusMessage: msg, Errors: &errs, AgentVersion: agentVersion, Vips: vips, HeartbeatIntervalMs: &hb,
+		ApplyFailingSince: n.ApplyFailingSince, LastSeenAt: n.LastSeenAt, CreatedAt: n.CreatedAt, UpdatedAt: n.UpdatedAt, Version: n.Version}
+}
+
+// adminState is the API's name of a stored admin state.
+func adminState(s string) string {
+	if s == "" {
+		return "in_service"
+	}
+	return s
+}
+
+// nodeGroupOf reads a node's group (for its lifecycle settings).
+func nodeGroupOf(ctx context.Context, tx *store.Tx, n *store.Node) (*store.NodeGroup, error) {
+	return store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", n.NodeGroupID, false)
+}
+
+// nodesToAPI shows nodes, reading each group once.
+func nodesToAPI(ctx context.Context, h *handlers, nodes []*store.Node) ([]openapi.Node, error) {
+	out := make([]openapi.Node, 0, len(nodes))
+	groups := map[string]*store.NodeGroup{}
+	err := h.st.Read(ctx, func(tx *store.Tx) error {
+		for i := range nodes {
+			g, ok := groups[nodes[i].NodeGroupID]
+			if !ok {
+				var err error
+				if g, err = nodeGroupOf(ctx, tx, nodes[i]); err != nil {
+					return err
+				}
+				groups[nodes[i].NodeGroupID] = g
+			}
+			out = append(out, nodeToAPI(nodes[i], g))
+		}
+		return nil
+	})
+	return out, err
 }
 
 func (h *handlers) ListNodes(ctx context.Context, r openapi.ListNodesRequestObject) (openapi.ListNodesResponseObject, error) {
@@ -653,7 +748,11 @@ func (h *handlers) ListNodes(ctx context.Context, r openapi.ListNodesRequestObje
 	if err != nil {
 		return nil, err
 	}
-	return openapi.ListNodes200JSONResponse{Body: openapi.NodeList{Items: mapSlice(items, nodeToAPI), NextPageToken: next}}, nil
+	out, err := nodesToAPI(ctx, h, items)
+	if err != nil {
+		return nil, err
+	}
+	return openapi.ListNodes200JSONResponse{Body: openapi.NodeList{Items: out, NextPageToken: next}}, nil
 }
 
 func (h *handlers) CreateNode(ctx context.Context, r openapi.CreateNodeRequestObject) (openapi.CreateNodeResponseObject, error) {
@@ -669,8 +768,13 @@ func (h *handlers) CreateNode(ctx context.Context, r openapi.CreateNodeRequestOb
 		return nil, err
 	}
 	out, _, err := create(ctx, h, "POST /v1/nodes", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Node, error) {
-		if _, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", b.NodeGroupId, true); err != nil {
+		g, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", b.NodeGroupId, true)
+		if err != nil {
 			return openapi.Node{}, problem.InvalidField("node_group_id", "does not exist")
+		}
+		// Creating a deleted node's name again lets its agent register.
+		if err := store.ClearNodeTombstone(ctx, tx, b.Name); err != nil {
+			return openapi.Node{}, err
 		}
 		rev, err := tx.Revision(ctx)
 		if err != nil {
@@ -685,7 +789,7 @@ func (h *handlers) CreateNode(ctx context.Context, r openapi.CreateNodeRequestOb
 		if err != nil {
 			return openapi.Node{}, err
 		}
-		return nodeToAPI(n), nil
+		return nodeToAPI(n, g), nil
 	})
 	if err != nil {
 		return nil, err
@@ -713,7 +817,11 @@ func (h *handlers) GetNode(ctx context.Context, r openapi.GetNodeRequestObject) 
 	if err != nil {
 		return nil, err
 	}
-	return openapi.GetNode200JSONResponse{Body: nodeToAPI(&n), Headers: openapi.GetNode200ResponseHeaders{ETag: etag(n.Version)}}, nil
+	out, err := nodesToAPI(ctx, h, []*store.Node{&n})
+	if err != nil {
+		return nil, err
+	}
+	return openapi.GetNode200JSONResponse{Body: out[0], Headers: openapi.GetNode200ResponseHeaders{ETag: etag(n.Version)}}, nil
 }
 
 func (h *handlers) UpdateNode(ctx context.Context, r openapi.UpdateNodeRequestObject) (openapi.UpdateNodeResponseObject, error) {
@@ -739,7 +847,11 @@ func (h *handlers) UpdateNode(ctx context.Context, r openapi.UpdateNodeRequestOb
 		if err != nil {
 			return openapi.Node{}, err
 		}
-		return nodeToAPI(row), nil
+		g, err := nodeGroupOf(ctx, tx, row)
+		if err != nil {
+			return openapi.Node{}, err
+		}
+		return nodeToAPI(row, g), nil
 	})
 	if err != nil {
 		return nil, err
@@ -759,11 +871,16 @@ func (h *handlers) DeleteNode(ctx context.Context, r openapi.DeleteNodeRequestOb
 		if err := checkIfMatch(r.Params.IfMatch, n.Version); err != nil {
 			return err
 		}
+		// Tokens bound to the node go with it (ON DELETE CASCADE); the
+		// tombstone stops a group token registering the name again.
 		if err := store.HardDelete(ctx, tx, store.KindNode, n.ID); err != nil {
 			return err
 		}
-		// The node no longer holds back deletes of its group.
-		return store.Purge(ctx, tx)
+		if err := store.TombstoneNode(ctx, tx, n); err != nil {
+			return err
+		}
+		// The node no longer holds back its group's changes and deletes.
+		return store.Rederive(ctx, tx, n.NodeGroupID)
 	})
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,19 +24,23 @@ const (
 	SnapshotWaitMax     = 60 * time.Second
 )
 
-// nodeCaller admits node tokens (bound to their group when the token is) and admins.
-func nodeCaller(ctx context.Context) (groupID string, err error) {
+// nodeScope is what a caller of the agent endpoints may act as: "" for any.
+type nodeScope struct{ groupID, nodeID string }
+
+// nodeCaller admits node tokens (bound to their group, or to one node, when
+// the token is) and admins.
+func nodeCaller(ctx context.Context) (nodeScope, error) {
 	p, err := principal(ctx)
 	if err != nil {
-		return "", err
+		return nodeScope{}, err
 	}
 	switch p.Kind {
 	case store.TokenNode:
-		return p.NodeGroupID, nil
+		return nodeScope{groupID: p.NodeGroupID, nodeID: p.NodeID}, nil
 	case store.TokenAdmin:
-		return "", nil
+		return nodeScope{}, nil
 	}
-	return "", problem.Forbidden("This endpoint is for dataplane agents: use a node token.")
+	return nodeScope{}, problem.Forbidden("This endpoint is for dataplane agents: use a node token.")
 }
 
 // boundNodeName is the node a node token is bound to, "" when none.
@@ -46,8 +51,9 @@ func boundNodeName(ctx context.Context) string {
 	return ""
 }
 
-// nodeByName finds a node by name or id, within the token's group if bound.
-func nodeByName(ctx context.Context, tx *store.Tx, name, groupID string, forUpdate bool) (*store.Node, error) {
+// nodeByName finds a node by name or id, within the token's group or node if
+// bound.
+func nodeByName(ctx context.Context, tx *store.Tx, name string, scope nodeScope, forUpdate bool) (*store.Node, error) {
 	q := "SELECT * FROM nodes WHERE (name = $1 OR id = $1)"
 	if forUpdate {
 		q += " FOR UPDATE"
@@ -62,33 +68,50 @@ func nodeByName(ctx context.Context, tx *store.Tx, name, groupID string, forUpda
 	if bound := boundNodeName(ctx); bound != "" && name != bound && (err != nil || n.Name != bound) {
 		return nil, problem.Forbidden(fmt.Sprintf("This node token is bound to node %q.", bound))
 	}
-	if err != nil || (groupID != "" && n.NodeGroupID != groupID) {
+	if err != nil || (scope.groupID != "" && n.NodeGroupID != scope.groupID) || (scope.nodeID != "" && n.ID != scope.nodeID) {
 		return nil, problem.NotFound("node", name)
 	}
 	return n, nil
 }
 
 func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeRequestObject) (openapi.RegisterNodeResponseObject, error) {
-	tokenGroup, err := nodeCaller(ctx)
+	scope, err := nodeCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
+	tokenGroup := scope.groupID
 	b := r.Body
 	var out openapi.Node
 	err = h.st.Write(ctx, false, func(tx *store.Tx) error {
-		n, err := nodeByName(ctx, tx, r.Id, tokenGroup, true)
+		n, err := nodeByName(ctx, tx, r.Id, scope, true)
 		if err == nil {
-			row, err := store.Update[store.Node](ctx, tx, store.KindNode, n.ID, []store.Column{
+			row, err := store.RecordNodeHeartbeat(ctx, tx, n.ID, []store.Column{
 				{Name: "last_seen_at", Value: time.Now()}, {Name: "status", Value: "online"}, {Name: "agent_version", Value: deref(b.AgentVersion)}})
 			if err != nil {
 				return err
 			}
-			out = nodeToAPI(row)
+			g, err := nodeGroupOf(ctx, tx, row)
+			if err != nil {
+				return err
+			}
+			out = nodeToAPI(row, g)
 			return nil
 		}
 		var notFound *problem.Problem
 		if !errors.As(err, &notFound) || notFound.Status != http.StatusNotFound {
 			return err
+		}
+		if scope.nodeID != "" {
+			// A token bound to a node acts as that node only.
+			return err
+		}
+		// An admin deleted this node: its agent may not bring it back.
+		if at, err := store.NodeTombstone(ctx, tx, r.Id); err != nil {
+			return err
+		} else if at != nil {
+			return problem.Conflict("node-deleted", "Node "+r.Id+" was deleted by an admin at "+at.UTC().Format(time.RFC3339)+
+				"; it cannot register again until an admin creates it (POST /v1/nodes).",
+				validate.FieldError{Field: "id", Message: "names a deleted node"})
 		}
 		var e validate.Errors
 		validate.Hostname(&e, "id", r.Id, false)
@@ -106,7 +129,8 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 		if group == "" {
 			return problem.InvalidField("node_group_id", "is required: the node token is not bound to a node group")
 		}
-		if _, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", group, false); err != nil {
+		g, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", group, false)
+		if err != nil {
 			return problem.InvalidField("node_group_id", "does not exist")
 		}
 		rev, err := tx.Revision(ctx)
@@ -120,7 +144,7 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 		if err != nil {
 			return err
 		}
-		out = nodeToAPI(row)
+		out = nodeToAPI(row, g)
 		return nil
 	})
 	if err != nil {
@@ -130,7 +154,7 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 }
 
 func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapshotRequestObject) (openapi.GetNodeSnapshotResponseObject, error) {
-	tokenGroup, err := nodeCaller(ctx)
+	scope, err := nodeCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +176,7 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 		rctx, cancel := context.WithTimeout(ctx, h.requestTimeout)
 		err := pgx.BeginTxFunc(rctx, h.st.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(t pgx.Tx) error {
 			tx := &store.Tx{Tx: t}
-			n, err := nodeByName(rctx, tx, r.Id, tokenGroup, false)
+			n, err := nodeByName(rctx, tx, r.Id, scope, false)
 			if err != nil {
 				return err
 			}
@@ -160,11 +184,23 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 			if err != nil {
 				return err
 			}
+			// The node's own revision (a cordon, a drain) counts too: the
+			// snapshot tells the agent its admin state.
+			rev = max(rev, n.Revision)
 			if rev <= after {
 				return nil
 			}
-			snap, err = h.buildSnapshot(rctx, tx, n.NodeGroupID, after, rev)
-			return err
+			if snap, err = h.buildSnapshot(rctx, tx, n.NodeGroupID, after, rev); err != nil {
+				return err
+			}
+			g, err := nodeGroupOf(rctx, tx, n)
+			if err != nil {
+				return err
+			}
+			hb := g.HeartbeatIntervalMs
+			snap.HeartbeatIntervalMs = &hb
+			snap.Node = &openapi.SnapshotNode{Id: n.ID, Name: n.Name, AdminState: openapi.SnapshotNodeAdminState(adminState(n.AdminState))}
+			return nil
 		})
 		cancel()
 		if err != nil {
@@ -323,22 +359,51 @@ func (h *handlers) readTrees(ctx context.Context, tx *store.Tx, scope treeScope,
 }
 
 func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestObject) (openapi.ReportNodeResponseObject, error) {
-	tokenGroup, err := nodeCaller(ctx)
+	scope, err := nodeCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	countReport(ctx, string(r.Body.Status)) // metrics.go
 	b := r.Body
+	if b.Vips != nil {
+		for i, v := range *b.Vips {
+			if _, err := netip.ParseAddr(v); err != nil {
+				return nil, problem.InvalidField(validate.Index("vips", i), "must be an IP address")
+			}
+		}
+	}
 	err = h.st.Write(ctx, false, func(tx *store.Tx) error {
-		n, err := nodeByName(ctx, tx, r.Id, tokenGroup, true)
+		n, err := nodeByName(ctx, tx, r.Id, scope, true)
 		if err != nil {
 			return err
 		}
-		cols := []store.Column{{Name: "last_seen_at", Value: time.Now()}, {Name: "status", Value: "online"}, {Name: "status_message", Value: deref(b.Message)}}
+		now := time.Now()
+		cols := []store.Column{{Name: "last_seen_at", Value: now}, {Name: "status", Value: "online"}}
+		// The last apply error stays in status_message while the failure lasts.
+		if stillFailing := b.Status == openapi.Ack && n.ApplyFailingSince != nil && b.Revision < n.ApplyFailingRevision; !stillFailing {
+			cols = append(cols, store.Column{Name: "status_message", Value: deref(b.Message)})
+		}
 		if b.Status == openapi.Ack && b.Revision > n.AppliedRevision {
 			cols = append(cols, store.Column{Name: "applied_revision", Value: b.Revision})
 		}
-		if _, err := store.Update[store.Node](ctx, tx, store.KindNode, n.ID, cols); err != nil {
+		// A nack starts (or continues) a failure; an ack of the failed
+		// revision or a newer one ends it. Acks of an older revision (the
+		// agent's periodic reports of what it still serves) do not.
+		switch {
+		case b.Status == openapi.Nack:
+			since := now
+			if n.ApplyFailingSince != nil {
+				since = *n.ApplyFailingSince
+			}
+			cols = append(cols, store.Column{Name: "apply_failing_since", Value: since},
+				store.Column{Name: "apply_failing_revision", Value: max(n.ApplyFailingRevision, b.Revision)})
+		case n.ApplyFailingSince != nil && b.Revision >= n.ApplyFailingRevision:
+			cols = append(cols, store.Column{Name: "apply_failing_since", Value: nil}, store.Column{Name: "apply_failing_revision", Value: int64(0)})
+		}
+		if b.Vips != nil {
+			cols = append(cols, store.Column{Name: "vips", Value: *b.Vips})
+		}
+		if _, err := store.RecordNodeHeartbeat(ctx, tx, n.ID, cols); err != nil {
 			return err
 		}
 		if b.NodeErrors != nil {

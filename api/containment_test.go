@@ -381,12 +381,12 @@ func TestLaggingNodeStatus(t *testing.T) {
 		t.Fatalf("LB still degraded")
 	}
 
-	// A node silent past the offline window is named offline.
+	// A node silent past its group's down-timeout is named down.
 	if _, err := b.Store.Pool.Exec(context.Background(), "UPDATE nodes SET last_seen_at = now() - interval '3 minutes' WHERE name = 'n2'"); err != nil {
 		t.Fatal(err)
 	}
 	tree = b.statusTree(b.TokenA, tr.LB)
-	if n2 := treeNodes(tree)["n2"]; n2 == nil || n2["status"] != "offline" {
+	if n2 := treeNodes(tree)["n2"]; n2 == nil || n2["status"] != "down" {
 		t.Fatalf("tree nodes with n2 silent: %v", tree["nodes"])
 	}
 	if lb := tree["load_balancer"].(map[string]any); lb["operating_status"] != "degraded" {

@@ -51,6 +51,9 @@ type Config struct {
 	// kind left out gets its default (RateLimitTenantDefault, …), a zero
 	// RateLimit means no limit.
 	RateLimits map[string]RateLimit
+	// NodeJanitorInterval is how often the server looks for nodes down past
+	// their group's cleanup time. Defaults to NodeJanitorInterval.
+	NodeJanitorInterval time.Duration
 }
 
 // Defaults for Config.
@@ -79,6 +82,9 @@ func (c *Config) setDefaults() {
 		c.RequestTimeout = RequestTimeoutDefault
 	}
 	c.RateLimits = rateLimitsWithDefaults(c.RateLimits)
+	if c.NodeJanitorInterval == 0 {
+		c.NodeJanitorInterval = NodeJanitorInterval
+	}
 }
 
 // Server is the API server.
@@ -160,6 +166,7 @@ func (s *Server) Start(ctx context.Context) {
 	go s.notify.Run(ctx, s.st.Pool, s.log)
 	context.AfterFunc(ctx, registerStoreMetrics(s.tel, s.st, s.log)) // metrics.go
 	go s.janitor(ctx)
+	go s.nodeJanitor(ctx)
 }
 
 func (s *Server) janitor(ctx context.Context) {

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -47,7 +48,12 @@ type setupOptions struct {
 	database string       // connection URL; "" makes a new database with pgtest
 	config   func(*api.Config)
 	storeOpt store.Options
+	// nodeJanitor is api.Config.NodeJanitorInterval (0: the default).
+	nodeJanitor time.Duration
 }
+
+// withNodeJanitor runs the API's cleanup of down nodes every d.
+func withNodeJanitor(d time.Duration) setupOption { return func(o *setupOptions) { o.nodeJanitor = d } }
 
 // setupOption is an option of setup.
 type setupOption func(*setupOptions)
@@ -106,7 +112,7 @@ func setup(tb testing.TB, opts ...setupOption) *bundle {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	cfg := api.Config{HAProxy: o.haproxy, RateLimits: noRateLimits}
+	cfg := api.Config{HAProxy: o.haproxy, RateLimits: noRateLimits, NodeJanitorInterval: o.nodeJanitor}
 	if o.config != nil {
 		o.config(&cfg)
 	}

@@ -101,7 +101,7 @@ func (h *handlers) GetLoadBalancerStats(ctx context.Context, r openapi.GetLoadBa
 			return err
 		}
 		rows, err := tx.Query(ctx, `SELECT s.counters FROM load_balancer_stats s JOIN nodes n ON n.id = s.node_id
-WHERE s.load_balancer_id = $1 AND n.last_seen_at > now() - interval '`+store.LiveNodeWindow+`'`, r.Id)
+JOIN node_states ns ON ns.id = n.id WHERE s.load_balancer_id = $1 AND ns.last_seen_at IS NOT NULL AND NOT ns.down`, r.Id)
 		if err != nil {
 			return err
 		}

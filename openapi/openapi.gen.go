@@ -63,10 +63,33 @@ func (e ListenerProtocol) Valid() bool {
 	}
 }
 
+// Defines values for NodeAdminState.
+const (
+	NodeAdminStateCordoned  NodeAdminState = "cordoned"
+	NodeAdminStateDraining  NodeAdminState = "draining"
+	NodeAdminStateInService NodeAdminState = "in_service"
+)
+
+// Valid indicates whether the value is a known member of the NodeAdminState enum.
+func (e NodeAdminState) Valid() bool {
+	switch e {
+	case NodeAdminStateCordoned:
+		return true
+	case NodeAdminStateDraining:
+		return true
+	case NodeAdminStateInService:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for NodeStatus.
 const (
+	NodeStatusCordoned   NodeStatus = "cordoned"
+	NodeStatusDown       NodeStatus = "down"
+	NodeStatusDraining   NodeStatus = "draining"
 	NodeStatusError      NodeStatus = "error"
-	NodeStatusOffline    NodeStatus = "offline"
 	NodeStatusOnline     NodeStatus = "online"
 	NodeStatusRegistered NodeStatus = "registered"
 )
@@ -74,9 +97,13 @@ const (
 // Valid indicates whether the value is a known member of the NodeStatus enum.
 func (e NodeStatus) Valid() bool {
 	switch e {
-	case NodeStatusError:
+	case NodeStatusCordoned:
 		return true
-	case NodeStatusOffline:
+	case NodeStatusDown:
+		return true
+	case NodeStatusDraining:
+		return true
+	case NodeStatusError:
 		return true
 	case NodeStatusOnline:
 		return true
@@ -516,11 +543,34 @@ func (e SessionPersistenceType) Valid() bool {
 	}
 }
 
+// Defines values for SnapshotNodeAdminState.
+const (
+	SnapshotNodeAdminStateCordoned  SnapshotNodeAdminState = "cordoned"
+	SnapshotNodeAdminStateDraining  SnapshotNodeAdminState = "draining"
+	SnapshotNodeAdminStateInService SnapshotNodeAdminState = "in_service"
+)
+
+// Valid indicates whether the value is a known member of the SnapshotNodeAdminState enum.
+func (e SnapshotNodeAdminState) Valid() bool {
+	switch e {
+	case SnapshotNodeAdminStateCordoned:
+		return true
+	case SnapshotNodeAdminStateDraining:
+		return true
+	case SnapshotNodeAdminStateInService:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for StatusNodeStatus.
 const (
 	StatusNodeStatusApplying StatusNodeStatus = "applying"
+	StatusNodeStatusCordoned StatusNodeStatus = "cordoned"
+	StatusNodeStatusDown     StatusNodeStatus = "down"
+	StatusNodeStatusDraining StatusNodeStatus = "draining"
 	StatusNodeStatusError    StatusNodeStatus = "error"
-	StatusNodeStatusOffline  StatusNodeStatus = "offline"
 )
 
 // Valid indicates whether the value is a known member of the StatusNodeStatus enum.
@@ -528,9 +578,13 @@ func (e StatusNodeStatus) Valid() bool {
 	switch e {
 	case StatusNodeStatusApplying:
 		return true
-	case StatusNodeStatusError:
+	case StatusNodeStatusCordoned:
 		return true
-	case StatusNodeStatusOffline:
+	case StatusNodeStatusDown:
+		return true
+	case StatusNodeStatusDraining:
+		return true
+	case StatusNodeStatusError:
 		return true
 	default:
 		return false
@@ -928,7 +982,7 @@ type LoadBalancerStatusTree struct {
 	Listeners    []ListenerStatus `json:"listeners"`
 	LoadBalancer StatusEntry      `json:"load_balancer"`
 
-	// Nodes The live nodes of the load balancer's group that do not serve its current version (down, failing, with node errors, rejecting it, or still behind it a few seconds after a change); empty when every node serves it. While any is listed the load balancer reads `degraded` and changes those nodes have not applied do not read `active`.
+	// Nodes The nodes of the load balancer's group that do not serve its current version (down until cleaned up, draining, cordoned, failing, with node errors, rejecting it, or still behind it a few seconds after a change); empty when every node serves it. While any is listed the load balancer reads `degraded` and changes those nodes have not applied do not read `active`.
 	Nodes []StatusNode `json:"nodes"`
 	Pools []PoolStatus `json:"pools"`
 }
@@ -1029,15 +1083,23 @@ type MemberUpdate struct {
 
 // Node defines model for Node.
 type Node struct {
-	AgentVersion *string `json:"agent_version,omitempty"`
+	// AdminState What an admin set with `cordon`, `drain` and `uncordon`.
+	AdminState   NodeAdminState `json:"admin_state"`
+	AgentVersion *string        `json:"agent_version,omitempty"`
 
 	// AppliedRevision The newest snapshot revision the node acknowledged.
-	AppliedRevision int64     `json:"applied_revision"`
-	CreatedAt       time.Time `json:"created_at"`
-	Description     string    `json:"description"`
+	AppliedRevision int64 `json:"applied_revision"`
+
+	// ApplyFailingSince Since when every apply of the node failed (nacks); absent once it applies again.
+	ApplyFailingSince *time.Time `json:"apply_failing_since,omitempty"`
+	CreatedAt         time.Time  `json:"created_at"`
+	Description       string     `json:"description"`
 
 	// Errors Node-level failures the node reports (disk, HAProxy start, bind, ...); they persist until the node reports them resolved.
 	Errors *[]NodeError `json:"errors,omitempty"`
+
+	// HeartbeatIntervalMs The group's heartbeat interval: how often the agent reports.
+	HeartbeatIntervalMs *int `json:"heartbeat_interval_ms,omitempty"`
 
 	// Id Example: node_01JD2YQ4ZP0S9D3C1V1X6M5W7A
 	Id string `json:"id"`
@@ -1052,14 +1114,20 @@ type Node struct {
 	Name        string `json:"name"`
 	NodeGroupId string `json:"node_group_id"`
 
-	// Status From heartbeats; `error` while the node reports node errors.
+	// Status `registered`: never reported; `down`: no report for the group's `down_timeout_ms`; `draining`, `cordoned`: set by an admin (see `admin_state`); `error`: the node reports node errors or its last applies failed (see `errors`, `status_message`); `online` otherwise. Only `online` nodes, and `error` ones within the group's `apply_grace_ms`, count for their group: the others never hold back `active`.
 	Status        NodeStatus `json:"status"`
 	StatusMessage *string    `json:"status_message,omitempty"`
 	UpdatedAt     time.Time  `json:"updated_at"`
 	Version       int64      `json:"version"`
+
+	// Vips The VIP addresses the node reports holding (empty when its agent does not manage VIPs).
+	Vips []string `json:"vips"`
 }
 
-// NodeStatus From heartbeats; `error` while the node reports node errors.
+// NodeAdminState What an admin set with `cordon`, `drain` and `uncordon`.
+type NodeAdminState string
+
+// NodeStatus `registered`: never reported; `down`: no report for the group's `down_timeout_ms`; `draining`, `cordoned`: set by an admin (see `admin_state`); `error`: the node reports node errors or its last applies failed (see `errors`, `status_message`); `online` otherwise. Only `online` nodes, and `error` ones within the group's `apply_grace_ms`, count for their group: the others never hold back `active`.
 type NodeStatus string
 
 // NodeCreate defines model for NodeCreate.
@@ -1091,11 +1159,22 @@ type NodeErrorKind string
 
 // NodeGroup defines model for NodeGroup.
 type NodeGroup struct {
-	CreatedAt   time.Time `json:"created_at"`
-	Description string    `json:"description"`
+	// ApplyGraceMs A node failing every apply (nacks, or node errors) this long no longer counts for the group (milliseconds; default 30000).
+	ApplyGraceMs *int      `json:"apply_grace_ms,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	Description  string    `json:"description"`
+
+	// DownNodeCleanupAfterMs A node down this long is removed (milliseconds; default 86400000, one day). It registers again if it comes back.
+	DownNodeCleanupAfterMs *int64 `json:"down_node_cleanup_after_ms,omitempty"`
+
+	// DownTimeoutMs A node silent this long reads `down` and no longer counts for the group (milliseconds; default 10000; at least twice `heartbeat_interval_ms`).
+	DownTimeoutMs *int `json:"down_timeout_ms,omitempty"`
 
 	// EffectiveReservedPorts Every port a listener of this group is refused (422 naming `port`), sorted: `reserved_ports`, 22 (SSH), 8404 (HAProxy's stats page), 8405 (HAProxy's Prometheus exporter) and 8406 (the agent's metrics).
 	EffectiveReservedPorts *[]int `json:"effective_reserved_ports,omitempty"`
+
+	// HeartbeatIntervalMs How often agents of the group report (milliseconds; default 2000). Agents learn it from registration and every snapshot.
+	HeartbeatIntervalMs *int `json:"heartbeat_interval_ms,omitempty"`
 
 	// Id Example: ng_01JD2YQ4ZP0S9D3C1V1X6M5W7A
 	Id string `json:"id"`
@@ -1121,7 +1200,18 @@ type NodeGroup struct {
 
 // NodeGroupCreate defines model for NodeGroupCreate.
 type NodeGroupCreate struct {
-	Description *string `json:"description,omitempty"`
+	// ApplyGraceMs A node failing every apply (nacks, or node errors) this long no longer counts for the group (milliseconds; default 30000).
+	ApplyGraceMs *int    `json:"apply_grace_ms,omitempty"`
+	Description  *string `json:"description,omitempty"`
+
+	// DownNodeCleanupAfterMs A node down this long is removed (milliseconds; default 86400000, one day). It registers again if it comes back.
+	DownNodeCleanupAfterMs *int64 `json:"down_node_cleanup_after_ms,omitempty"`
+
+	// DownTimeoutMs A node silent this long reads `down` and no longer counts for the group (milliseconds; default 10000; at least twice `heartbeat_interval_ms`).
+	DownTimeoutMs *int `json:"down_timeout_ms,omitempty"`
+
+	// HeartbeatIntervalMs How often agents of the group report (milliseconds; default 2000). Agents learn it from registration and every snapshot.
+	HeartbeatIntervalMs *int `json:"heartbeat_interval_ms,omitempty"`
 
 	// Labels Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` ≤ 63, values ≤ 255.
 	//
@@ -1142,7 +1232,18 @@ type NodeGroupList struct {
 
 // NodeGroupUpdate defines model for NodeGroupUpdate.
 type NodeGroupUpdate struct {
-	Description *string `json:"description,omitempty"`
+	// ApplyGraceMs A node failing every apply (nacks, or node errors) this long no longer counts for the group (milliseconds; default 30000).
+	ApplyGraceMs *int    `json:"apply_grace_ms,omitempty"`
+	Description  *string `json:"description,omitempty"`
+
+	// DownNodeCleanupAfterMs A node down this long is removed (milliseconds; default 86400000, one day). It registers again if it comes back.
+	DownNodeCleanupAfterMs *int64 `json:"down_node_cleanup_after_ms,omitempty"`
+
+	// DownTimeoutMs A node silent this long reads `down` and no longer counts for the group (milliseconds; default 10000; at least twice `heartbeat_interval_ms`).
+	DownTimeoutMs *int `json:"down_timeout_ms,omitempty"`
+
+	// HeartbeatIntervalMs How often agents of the group report (milliseconds; default 2000). Agents learn it from registration and every snapshot.
+	HeartbeatIntervalMs *int `json:"heartbeat_interval_ms,omitempty"`
 
 	// Labels Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` ≤ 63, values ≤ 255.
 	//
@@ -1194,6 +1295,9 @@ type NodeReport struct {
 
 	// Status nack when the whole snapshot could not be applied.
 	Status NodeReportStatus `json:"status"`
+
+	// Vips The VIP addresses the node holds now (an agent managing VIPs sends it); absent leaves the stored list unchanged.
+	Vips *[]string `json:"vips,omitempty"`
 }
 
 // NodeReportMembersStatus defines model for NodeReport.Members.Status.
@@ -1512,11 +1616,17 @@ type SessionPersistenceType string
 
 // Snapshot Everything one node must serve, consistent at one revision.
 type Snapshot struct {
-	Certificates  []SnapshotCertificate  `json:"certificates"`
-	GeneratedAt   time.Time              `json:"generated_at"`
-	LoadBalancers []SnapshotLoadBalancer `json:"load_balancers"`
-	NodeGroupId   string                 `json:"node_group_id"`
-	Revision      int64                  `json:"revision"`
+	Certificates []SnapshotCertificate `json:"certificates"`
+	GeneratedAt  time.Time             `json:"generated_at"`
+
+	// HeartbeatIntervalMs How often the agent reports (the group's setting, milliseconds).
+	HeartbeatIntervalMs *int                   `json:"heartbeat_interval_ms,omitempty"`
+	LoadBalancers       []SnapshotLoadBalancer `json:"load_balancers"`
+
+	// Node The node the snapshot is for. A change of `admin_state` gives the node a new snapshot at once. `draining`: give up the node's VIPs first (stop claiming them, so another node takes them), let established connections finish, then stop accepting; `cordoned`: keep serving, claim no VIP the node does not hold; `in_service`: normal.
+	Node        *SnapshotNode `json:"node,omitempty"`
+	NodeGroupId string        `json:"node_group_id"`
+	Revision    int64         `json:"revision"`
 
 	// Traceparent W3C trace context of the newest write included.
 	Traceparent *string `json:"traceparent,omitempty"`
@@ -1544,6 +1654,16 @@ type SnapshotLoadBalancer struct {
 	RoutingRules []RoutingRule `json:"routing_rules"`
 }
 
+// SnapshotNode The node the snapshot is for. A change of `admin_state` gives the node a new snapshot at once. `draining`: give up the node's VIPs first (stop claiming them, so another node takes them), let established connections finish, then stop accepting; `cordoned`: keep serving, claim no VIP the node does not hold; `in_service`: normal.
+type SnapshotNode struct {
+	AdminState SnapshotNodeAdminState `json:"admin_state"`
+	Id         string                 `json:"id"`
+	Name       string                 `json:"name"`
+}
+
+// SnapshotNodeAdminState defines model for SnapshotNode.AdminState.
+type SnapshotNodeAdminState string
+
 // StatusEntry defines model for StatusEntry.
 type StatusEntry struct {
 	Id                 string             `json:"id"`
@@ -1558,12 +1678,12 @@ type StatusNode struct {
 	// Name The node's name.
 	Name string `json:"name"`
 
-	// Status `offline`: no heartbeat; `error`: node errors, or the node rejects this load balancer; `applying`: behind its current version.
+	// Status `down`: no heartbeat for the group's down-timeout; `draining`, `cordoned`: taken out by an admin; `error`: node errors, failing applies, or the node rejects this load balancer; `applying`: behind its current version. Down, draining and cordoned nodes, and nodes failing past the group's apply grace, do not hold back `active`.
 	Status        StatusNodeStatus `json:"status"`
 	StatusMessage *string          `json:"status_message,omitempty"`
 }
 
-// StatusNodeStatus `offline`: no heartbeat; `error`: node errors, or the node rejects this load balancer; `applying`: behind its current version.
+// StatusNodeStatus `down`: no heartbeat for the group's down-timeout; `draining`, `cordoned`: taken out by an admin; `error`: node errors, failing applies, or the node rejects this load balancer; `applying`: behind its current version. Down, draining and cordoned nodes, and nodes failing past the group's apply grace, do not hold back `active`.
 type StatusNodeStatus string
 
 // Tenant defines model for Tenant.
@@ -1637,6 +1757,9 @@ type Token struct {
 	// NodeGroupId For node tokens; empty means any group.
 	NodeGroupId *string `json:"node_group_id,omitempty"`
 
+	// NodeId For node tokens bound to one node: revoked when the node is deleted.
+	NodeId *string `json:"node_id,omitempty"`
+
 	// NodeName For node tokens bound to one node: the token registers, polls and reports for that node only (403 for any other).
 	NodeName *string `json:"node_name,omitempty"`
 
@@ -1653,6 +1776,9 @@ type TokenCreate struct {
 
 	// NodeGroupId Node tokens: restrict to one node group.
 	NodeGroupId *string `json:"node_group_id,omitempty"`
+
+	// NodeId Node tokens: bind to one node (which must exist; implies its group). The token can act only as that node and is revoked when the node is deleted.
+	NodeId *string `json:"node_id,omitempty"`
 
 	// NodeName Node tokens: bind to the node of this name; it may register, poll and report for that node only.
 	NodeName *string `json:"node_name,omitempty"`
@@ -1684,6 +1810,9 @@ type TokenWithSecret struct {
 
 	// NodeGroupId For node tokens; empty means any group.
 	NodeGroupId *string `json:"node_group_id,omitempty"`
+
+	// NodeId For node tokens bound to one node: revoked when the node is deleted.
+	NodeId *string `json:"node_id,omitempty"`
 
 	// NodeName For node tokens bound to one node: the token registers, polls and reports for that node only (403 for any other).
 	NodeName *string `json:"node_name,omitempty"`
@@ -2023,6 +2152,18 @@ type UpdateNodeParams struct {
 	IfMatch *IfMatch `json:"If-Match,omitempty"`
 }
 
+// CordonNodeParams defines parameters for CordonNode.
+type CordonNodeParams struct {
+	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.
+	IfMatch *IfMatch `json:"If-Match,omitempty"`
+}
+
+// DrainNodeParams defines parameters for DrainNode.
+type DrainNodeParams struct {
+	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.
+	IfMatch *IfMatch `json:"If-Match,omitempty"`
+}
+
 // GetNodeSnapshotParams defines parameters for GetNodeSnapshot.
 type GetNodeSnapshotParams struct {
 	// After The revision the node already has (0 for none).
@@ -2030,6 +2171,12 @@ type GetNodeSnapshotParams struct {
 
 	// Wait How long to hold the request, e.g. `30s` (0 to 60s). Defaults to 30s.
 	Wait *string `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// UncordonNodeParams defines parameters for UncordonNode.
+type UncordonNodeParams struct {
+	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.
+	IfMatch *IfMatch `json:"If-Match,omitempty"`
 }
 
 // ListPoolsParams defines parameters for ListPools.
@@ -2644,14 +2791,14 @@ type ClientInterface interface {
 
 	// DeleteNode Delete a node
 	//
-	// Needs an admin token. Forgets the node (by id or name): it no longer holds back deletes of its group. An agent still running registers it again at its next heartbeat. Answers 204.
+	// Needs an admin token. Deregisters the node (by id or name) for good: it no longer counts for its group or holds back deletes, node tokens bound to it (`node_id`) are revoked with it (their requests get 401), and an agent still running with a group's node token cannot register the name again: it gets 409 `node-deleted` (and keeps serving what it has) until an admin creates the node again with `POST /v1/nodes`. Answers 204.
 	//
 	// Corresponds with DELETE /v1/nodes/{id} (the `DeleteNode` operationId).
 	DeleteNode(ctx context.Context, id ID, params *DeleteNodeParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetNode Get a node
 	//
-	// The node (by id or name) and its `ETag`. Needs an admin token.
+	// The node (by id or name) and its `ETag`. Needs an admin token. The `ETag` changes with what admins set (description, labels, cordon, drain), not with the node's heartbeats.
 	//
 	// Corresponds with GET /v1/nodes/{id} (the `GetNode` operationId).
 	GetNode(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2676,7 +2823,7 @@ type ClientInterface interface {
 
 	// RegisterNodeWithBody Register a node or heartbeat it
 	//
-	// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat and reads `online`. Agents call this at start and then periodically.
+	// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat. A name an admin deleted is refused with 409 `node-deleted` until an admin creates it again; a token bound to another node (`node_id`) gets 404. The response carries the group's `heartbeat_interval_ms` (how often to report) and the node's `admin_state`. Agents call this at start.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2685,12 +2832,26 @@ type ClientInterface interface {
 
 	// RegisterNode Register a node or heartbeat it
 	//
-	// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat and reads `online`. Agents call this at start and then periodically.
+	// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat. A name an admin deleted is refused with 409 `node-deleted` until an admin creates it again; a token bound to another node (`node_id`) gets 404. The response carries the group's `heartbeat_interval_ms` (how often to report) and the node's `admin_state`. Agents call this at start.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with PUT /v1/nodes/{id} (the `RegisterNode` operationId).
 	RegisterNode(ctx context.Context, id ID, body RegisterNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CordonNode Cordon a node
+	//
+	// Needs an admin token. Fences the node (by id or name) off without disturbing its traffic: a cordoned node keeps serving what it serves and keeps applying snapshots (so it never serves a stale configuration), but it is not eligible to take VIPs it does not hold and no longer counts for its group: writes go `active` without waiting for it, and the group's load balancers read `degraded` naming it. Its agent learns it from the next snapshot (`node.admin_state: cordoned`). Use it before maintenance, then `drain` to move its VIPs away. Idempotent. Send `If-Match` to get 412 if the node changed.
+	//
+	// Corresponds with POST /v1/nodes/{id}/cordon (the `CordonNode` operationId).
+	CordonNode(ctx context.Context, id ID, params *CordonNodeParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DrainNode Drain a node
+	//
+	// Needs an admin token. Takes the node (by id or name) out of service gracefully: it reads `draining`, no longer counts for its group (writes go `active` on the nodes that serve; the group's load balancers read `degraded` naming it) and its agent learns it from the next snapshot (`node.admin_state: draining`, sent at once): the agent gives up the node's VIPs first so traffic moves to other nodes, lets established connections finish, then stops taking new ones. The node keeps reporting. `uncordon` returns it to service. Idempotent: draining a draining node answers 200 unchanged. Send `If-Match` to get 412 if the node changed.
+	//
+	// Corresponds with POST /v1/nodes/{id}/drain (the `DrainNode` operationId).
+	DrainNode(ctx context.Context, id ID, params *DrainNodeParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReportNodeWithBody Report what a node applied
 	//
@@ -2716,6 +2877,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
 	GetNodeSnapshot(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UncordonNode Return a node to service
+	//
+	// Needs an admin token. Ends a cordon or a drain of the node (by id or name): it counts for its group again as soon as it reports (changes then wait for it to apply them) and may take VIPs again. Idempotent. Send `If- Match` to get 412 if the node changed.
+	//
+	// Corresponds with POST /v1/nodes/{id}/uncordon (the `UncordonNode` operationId).
+	UncordonNode(ctx context.Context, id ID, params *UncordonNodeParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListPools List pools
 	//
@@ -3671,7 +3839,7 @@ func (c *Client) CreateNode(ctx context.Context, params *CreateNodeParams, body 
 
 // DeleteNode Delete a node
 //
-// Needs an admin token. Forgets the node (by id or name): it no longer holds back deletes of its group. An agent still running registers it again at its next heartbeat. Answers 204.
+// Needs an admin token. Deregisters the node (by id or name) for good: it no longer counts for its group or holds back deletes, node tokens bound to it (`node_id`) are revoked with it (their requests get 401), and an agent still running with a group's node token cannot register the name again: it gets 409 `node-deleted` (and keeps serving what it has) until an admin creates the node again with `POST /v1/nodes`. Answers 204.
 //
 // Corresponds with DELETE /v1/nodes/{id} (the `DeleteNode` operationId).
 func (c *Client) DeleteNode(ctx context.Context, id ID, params *DeleteNodeParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3688,7 +3856,7 @@ func (c *Client) DeleteNode(ctx context.Context, id ID, params *DeleteNodeParams
 
 // GetNode Get a node
 //
-// The node (by id or name) and its `ETag`. Needs an admin token.
+// The node (by id or name) and its `ETag`. Needs an admin token. The `ETag` changes with what admins set (description, labels, cordon, drain), not with the node's heartbeats.
 //
 // Corresponds with GET /v1/nodes/{id} (the `GetNode` operationId).
 func (c *Client) GetNode(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3743,7 +3911,7 @@ func (c *Client) UpdateNode(ctx context.Context, id ID, params *UpdateNodeParams
 
 // RegisterNodeWithBody Register a node or heartbeat it
 //
-// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat and reads `online`. Agents call this at start and then periodically.
+// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat. A name an admin deleted is refused with 409 `node-deleted` until an admin creates it again; a token bound to another node (`node_id`) gets 404. The response carries the group's `heartbeat_interval_ms` (how often to report) and the node's `admin_state`. Agents call this at start.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3762,13 +3930,47 @@ func (c *Client) RegisterNodeWithBody(ctx context.Context, id ID, contentType st
 
 // RegisterNode Register a node or heartbeat it
 //
-// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat and reads `online`. Agents call this at start and then periodically.
+// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat. A name an admin deleted is refused with 409 `node-deleted` until an admin creates it again; a token bound to another node (`node_id`) gets 404. The response carries the group's `heartbeat_interval_ms` (how often to report) and the node's `admin_state`. Agents call this at start.
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PUT /v1/nodes/{id} (the `RegisterNode` operationId).
 func (c *Client) RegisterNode(ctx context.Context, id ID, body RegisterNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRegisterNodeRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CordonNode Cordon a node
+//
+// Needs an admin token. Fences the node (by id or name) off without disturbing its traffic: a cordoned node keeps serving what it serves and keeps applying snapshots (so it never serves a stale configuration), but it is not eligible to take VIPs it does not hold and no longer counts for its group: writes go `active` without waiting for it, and the group's load balancers read `degraded` naming it. Its agent learns it from the next snapshot (`node.admin_state: cordoned`). Use it before maintenance, then `drain` to move its VIPs away. Idempotent. Send `If-Match` to get 412 if the node changed.
+//
+// Corresponds with POST /v1/nodes/{id}/cordon (the `CordonNode` operationId).
+func (c *Client) CordonNode(ctx context.Context, id ID, params *CordonNodeParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCordonNodeRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DrainNode Drain a node
+//
+// Needs an admin token. Takes the node (by id or name) out of service gracefully: it reads `draining`, no longer counts for its group (writes go `active` on the nodes that serve; the group's load balancers read `degraded` naming it) and its agent learns it from the next snapshot (`node.admin_state: draining`, sent at once): the agent gives up the node's VIPs first so traffic moves to other nodes, lets established connections finish, then stops taking new ones. The node keeps reporting. `uncordon` returns it to service. Idempotent: draining a draining node answers 200 unchanged. Send `If-Match` to get 412 if the node changed.
+//
+// Corresponds with POST /v1/nodes/{id}/drain (the `DrainNode` operationId).
+func (c *Client) DrainNode(ctx context.Context, id ID, params *DrainNodeParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDrainNodeRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3824,6 +4026,23 @@ func (c *Client) ReportNode(ctx context.Context, id ID, body ReportNodeJSONReque
 // Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
 func (c *Client) GetNodeSnapshot(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetNodeSnapshotRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UncordonNode Return a node to service
+//
+// Needs an admin token. Ends a cordon or a drain of the node (by id or name): it counts for its group again as soon as it reports (changes then wait for it to apply them) and may take VIPs again. Idempotent. Send `If- Match` to get 412 if the node changed.
+//
+// Corresponds with POST /v1/nodes/{id}/uncordon (the `UncordonNode` operationId).
+func (c *Client) UncordonNode(ctx context.Context, id ID, params *UncordonNodeParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUncordonNodeRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -6624,6 +6843,104 @@ func NewRegisterNodeRequestWithBody(server string, id ID, contentType string, bo
 	return req, nil
 }
 
+// NewCordonNodeRequest constructs an http.Request for the CordonNode method
+func NewCordonNodeRequest(server string, id ID, params *CordonNodeParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/nodes/%s/cordon", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IfMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewDrainNodeRequest constructs an http.Request for the DrainNode method
+func NewDrainNodeRequest(server string, id ID, params *DrainNodeParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/nodes/%s/drain", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IfMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewReportNodeRequest calls the generic ReportNode builder with application/json body
 func NewReportNodeRequest(server string, id ID, body ReportNodeJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -6739,6 +7056,55 @@ func NewGetNodeSnapshotRequest(server string, id ID, params *GetNodeSnapshotPara
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUncordonNodeRequest constructs an http.Request for the UncordonNode method
+func NewUncordonNodeRequest(server string, id ID, params *UncordonNodeParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/nodes/%s/uncordon", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IfMatch != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-Match", *params.IfMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-Match", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -8467,7 +8833,7 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteNodeWithResponse Delete a node
 	//
-	// Needs an admin token. Forgets the node (by id or name): it no longer holds back deletes of its group. An agent still running registers it again at its next heartbeat. Answers 204.
+	// Needs an admin token. Deregisters the node (by id or name) for good: it no longer counts for its group or holds back deletes, node tokens bound to it (`node_id`) are revoked with it (their requests get 401), and an agent still running with a group's node token cannot register the name again: it gets 409 `node-deleted` (and keeps serving what it has) until an admin creates the node again with `POST /v1/nodes`. Answers 204.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -8476,7 +8842,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetNodeWithResponse Get a node
 	//
-	// The node (by id or name) and its `ETag`. Needs an admin token.
+	// The node (by id or name) and its `ETag`. Needs an admin token. The `ETag` changes with what admins set (description, labels, cordon, drain), not with the node's heartbeats.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -8503,7 +8869,7 @@ type ClientWithResponsesInterface interface {
 
 	// RegisterNodeWithBodyWithResponse Register a node or heartbeat it
 	//
-	// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat and reads `online`. Agents call this at start and then periodically.
+	// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat. A name an admin deleted is refused with 409 `node-deleted` until an admin creates it again; a token bound to another node (`node_id`) gets 404. The response carries the group's `heartbeat_interval_ms` (how often to report) and the node's `admin_state`. Agents call this at start.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8512,12 +8878,30 @@ type ClientWithResponsesInterface interface {
 
 	// RegisterNodeWithResponse Register a node or heartbeat it
 	//
-	// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat and reads `online`. Agents call this at start and then periodically.
+	// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat. A name an admin deleted is refused with 409 `node-deleted` until an admin creates it again; a token bound to another node (`node_id`) gets 404. The response carries the group's `heartbeat_interval_ms` (how often to report) and the node's `admin_state`. Agents call this at start.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PUT /v1/nodes/{id} (the `RegisterNode` operationId).
 	RegisterNodeWithResponse(ctx context.Context, id ID, body RegisterNodeJSONRequestBody, reqEditors ...RequestEditorFn) (*RegisterNodeResponse, error)
+
+	// CordonNodeWithResponse Cordon a node
+	//
+	// Needs an admin token. Fences the node (by id or name) off without disturbing its traffic: a cordoned node keeps serving what it serves and keeps applying snapshots (so it never serves a stale configuration), but it is not eligible to take VIPs it does not hold and no longer counts for its group: writes go `active` without waiting for it, and the group's load balancers read `degraded` naming it. Its agent learns it from the next snapshot (`node.admin_state: cordoned`). Use it before maintenance, then `drain` to move its VIPs away. Idempotent. Send `If-Match` to get 412 if the node changed.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/nodes/{id}/cordon (the `CordonNode` operationId).
+	CordonNodeWithResponse(ctx context.Context, id ID, params *CordonNodeParams, reqEditors ...RequestEditorFn) (*CordonNodeResponse, error)
+
+	// DrainNodeWithResponse Drain a node
+	//
+	// Needs an admin token. Takes the node (by id or name) out of service gracefully: it reads `draining`, no longer counts for its group (writes go `active` on the nodes that serve; the group's load balancers read `degraded` naming it) and its agent learns it from the next snapshot (`node.admin_state: draining`, sent at once): the agent gives up the node's VIPs first so traffic moves to other nodes, lets established connections finish, then stops taking new ones. The node keeps reporting. `uncordon` returns it to service. Idempotent: draining a draining node answers 200 unchanged. Send `If-Match` to get 412 if the node changed.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/nodes/{id}/drain (the `DrainNode` operationId).
+	DrainNodeWithResponse(ctx context.Context, id ID, params *DrainNodeParams, reqEditors ...RequestEditorFn) (*DrainNodeResponse, error)
 
 	// ReportNodeWithBodyWithResponse Report what a node applied
 	//
@@ -8545,6 +8929,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
 	GetNodeSnapshotWithResponse(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*GetNodeSnapshotResponse, error)
+
+	// UncordonNodeWithResponse Return a node to service
+	//
+	// Needs an admin token. Ends a cordon or a drain of the node (by id or name): it counts for its group again as soon as it reports (changes then wait for it to apply them) and may take VIPs again. Idempotent. Send `If- Match` to get 412 if the node changed.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/nodes/{id}/uncordon (the `UncordonNode` operationId).
+	UncordonNodeWithResponse(ctx context.Context, id ID, params *UncordonNodeParams, reqEditors ...RequestEditorFn) (*UncordonNodeResponse, error)
 
 	// ListPoolsWithResponse List pools
 	//
@@ -15008,6 +15401,352 @@ func (r RegisterNodeResponse) ContentType() string {
 	return ""
 }
 
+// CordonNodeResponse200Headers the declared response headers of an HTTP 200 response for CordonNode
+type CordonNodeResponse200Headers struct {
+	ETag        *string
+	Traceparent *string
+	XRequestId  *string
+}
+
+// CordonNodeResponse401Headers the declared response headers of an HTTP 401 response for CordonNode
+type CordonNodeResponse401Headers struct {
+	Traceparent     *string
+	WWWAuthenticate *string
+	XRequestId      *string
+}
+
+// CordonNodeResponse403Headers the declared response headers of an HTTP 403 response for CordonNode
+type CordonNodeResponse403Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// CordonNodeResponse404Headers the declared response headers of an HTTP 404 response for CordonNode
+type CordonNodeResponse404Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// CordonNodeResponse412Headers the declared response headers of an HTTP 412 response for CordonNode
+type CordonNodeResponse412Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// CordonNodeResponse422Headers the declared response headers of an HTTP 422 response for CordonNode
+type CordonNodeResponse422Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// CordonNodeResponse429Headers the declared response headers of an HTTP 429 response for CordonNode
+type CordonNodeResponse429Headers struct {
+	RetryAfter  *int
+	Traceparent *string
+	XRequestId  *string
+}
+
+// CordonNodeResponse503Headers the declared response headers of an HTTP 503 response for CordonNode
+type CordonNodeResponse503Headers struct {
+	RetryAfter  *int
+	Traceparent *string
+	XRequestId  *string
+}
+
+// CordonNodeResponseDefaultHeaders the declared response headers of an HTTP default response for CordonNode
+type CordonNodeResponseDefaultHeaders struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+type CordonNodeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Node
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *PreconditionFailed
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *CordonNodeResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CordonNodeResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CordonNodeResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *CordonNodeResponse404Headers
+	// Headers412 the parsed response headers for an HTTP 412 response
+	Headers412 *CordonNodeResponse412Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *CordonNodeResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CordonNodeResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CordonNodeResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *CordonNodeResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CordonNodeResponse) GetJSON200() *Node {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CordonNodeResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CordonNodeResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CordonNodeResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r CordonNodeResponse) GetApplicationproblemJSON412() *PreconditionFailed {
+	return r.ApplicationproblemJSON412
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CordonNodeResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CordonNodeResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CordonNodeResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r CordonNodeResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CordonNodeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CordonNodeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CordonNodeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CordonNodeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DrainNodeResponse200Headers the declared response headers of an HTTP 200 response for DrainNode
+type DrainNodeResponse200Headers struct {
+	ETag        *string
+	Traceparent *string
+	XRequestId  *string
+}
+
+// DrainNodeResponse401Headers the declared response headers of an HTTP 401 response for DrainNode
+type DrainNodeResponse401Headers struct {
+	Traceparent     *string
+	WWWAuthenticate *string
+	XRequestId      *string
+}
+
+// DrainNodeResponse403Headers the declared response headers of an HTTP 403 response for DrainNode
+type DrainNodeResponse403Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// DrainNodeResponse404Headers the declared response headers of an HTTP 404 response for DrainNode
+type DrainNodeResponse404Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// DrainNodeResponse412Headers the declared response headers of an HTTP 412 response for DrainNode
+type DrainNodeResponse412Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// DrainNodeResponse422Headers the declared response headers of an HTTP 422 response for DrainNode
+type DrainNodeResponse422Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// DrainNodeResponse429Headers the declared response headers of an HTTP 429 response for DrainNode
+type DrainNodeResponse429Headers struct {
+	RetryAfter  *int
+	Traceparent *string
+	XRequestId  *string
+}
+
+// DrainNodeResponse503Headers the declared response headers of an HTTP 503 response for DrainNode
+type DrainNodeResponse503Headers struct {
+	RetryAfter  *int
+	Traceparent *string
+	XRequestId  *string
+}
+
+// DrainNodeResponseDefaultHeaders the declared response headers of an HTTP default response for DrainNode
+type DrainNodeResponseDefaultHeaders struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+type DrainNodeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Node
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *PreconditionFailed
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *DrainNodeResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *DrainNodeResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *DrainNodeResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *DrainNodeResponse404Headers
+	// Headers412 the parsed response headers for an HTTP 412 response
+	Headers412 *DrainNodeResponse412Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *DrainNodeResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DrainNodeResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DrainNodeResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *DrainNodeResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DrainNodeResponse) GetJSON200() *Node {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DrainNodeResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DrainNodeResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DrainNodeResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r DrainNodeResponse) GetApplicationproblemJSON412() *PreconditionFailed {
+	return r.ApplicationproblemJSON412
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DrainNodeResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r DrainNodeResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DrainNodeResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DrainNodeResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DrainNodeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DrainNodeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DrainNodeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DrainNodeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ReportNodeResponse204Headers the declared response headers of an HTTP 204 response for ReportNode
 type ReportNodeResponse204Headers struct {
 	Traceparent *string
@@ -15377,6 +16116,179 @@ func (r GetNodeSnapshotResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetNodeSnapshotResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// UncordonNodeResponse200Headers the declared response headers of an HTTP 200 response for UncordonNode
+type UncordonNodeResponse200Headers struct {
+	ETag        *string
+	Traceparent *string
+	XRequestId  *string
+}
+
+// UncordonNodeResponse401Headers the declared response headers of an HTTP 401 response for UncordonNode
+type UncordonNodeResponse401Headers struct {
+	Traceparent     *string
+	WWWAuthenticate *string
+	XRequestId      *string
+}
+
+// UncordonNodeResponse403Headers the declared response headers of an HTTP 403 response for UncordonNode
+type UncordonNodeResponse403Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// UncordonNodeResponse404Headers the declared response headers of an HTTP 404 response for UncordonNode
+type UncordonNodeResponse404Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// UncordonNodeResponse412Headers the declared response headers of an HTTP 412 response for UncordonNode
+type UncordonNodeResponse412Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// UncordonNodeResponse422Headers the declared response headers of an HTTP 422 response for UncordonNode
+type UncordonNodeResponse422Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// UncordonNodeResponse429Headers the declared response headers of an HTTP 429 response for UncordonNode
+type UncordonNodeResponse429Headers struct {
+	RetryAfter  *int
+	Traceparent *string
+	XRequestId  *string
+}
+
+// UncordonNodeResponse503Headers the declared response headers of an HTTP 503 response for UncordonNode
+type UncordonNodeResponse503Headers struct {
+	RetryAfter  *int
+	Traceparent *string
+	XRequestId  *string
+}
+
+// UncordonNodeResponseDefaultHeaders the declared response headers of an HTTP default response for UncordonNode
+type UncordonNodeResponseDefaultHeaders struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+type UncordonNodeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Node
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
+	ApplicationproblemJSON412 *PreconditionFailed
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *UncordonNodeResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *UncordonNodeResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *UncordonNodeResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *UncordonNodeResponse404Headers
+	// Headers412 the parsed response headers for an HTTP 412 response
+	Headers412 *UncordonNodeResponse412Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *UncordonNodeResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *UncordonNodeResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UncordonNodeResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *UncordonNodeResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UncordonNodeResponse) GetJSON200() *Node {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UncordonNodeResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UncordonNodeResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UncordonNodeResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON412 returns the response for an HTTP 412 `application/problem+json` response
+func (r UncordonNodeResponse) GetApplicationproblemJSON412() *PreconditionFailed {
+	return r.ApplicationproblemJSON412
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UncordonNodeResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r UncordonNodeResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UncordonNodeResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r UncordonNodeResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r UncordonNodeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UncordonNodeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UncordonNodeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UncordonNodeResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -19504,7 +20416,7 @@ func (c *ClientWithResponses) CreateNodeWithResponse(ctx context.Context, params
 
 // DeleteNodeWithResponse Delete a node
 //
-// Needs an admin token. Forgets the node (by id or name): it no longer holds back deletes of its group. An agent still running registers it again at its next heartbeat. Answers 204.
+// Needs an admin token. Deregisters the node (by id or name) for good: it no longer counts for its group or holds back deletes, node tokens bound to it (`node_id`) are revoked with it (their requests get 401), and an agent still running with a group's node token cannot register the name again: it gets 409 `node-deleted` (and keeps serving what it has) until an admin creates the node again with `POST /v1/nodes`. Answers 204.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -19519,7 +20431,7 @@ func (c *ClientWithResponses) DeleteNodeWithResponse(ctx context.Context, id ID,
 
 // GetNodeWithResponse Get a node
 //
-// The node (by id or name) and its `ETag`. Needs an admin token.
+// The node (by id or name) and its `ETag`. Needs an admin token. The `ETag` changes with what admins set (description, labels, cordon, drain), not with the node's heartbeats.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -19564,7 +20476,7 @@ func (c *ClientWithResponses) UpdateNodeWithResponse(ctx context.Context, id ID,
 
 // RegisterNodeWithBodyWithResponse Register a node or heartbeat it
 //
-// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat and reads `online`. Agents call this at start and then periodically.
+// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat. A name an admin deleted is refused with 409 `node-deleted` until an admin creates it again; a token bound to another node (`node_id`) gets 404. The response carries the group's `heartbeat_interval_ms` (how often to report) and the node's `admin_state`. Agents call this at start.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -19579,7 +20491,7 @@ func (c *ClientWithResponses) RegisterNodeWithBodyWithResponse(ctx context.Conte
 
 // RegisterNodeWithResponse Register a node or heartbeat it
 //
-// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat and reads `online`. Agents call this at start and then periodically.
+// For agents, with a node token (or an admin token); `{id}` is the node's name (or id). An unknown name creates the node in `node_group_id` or, when the body leaves it out, the node token's group (422 naming `node_group_id` when neither gives one, or when it differs from a group-bound token's group). A known node records the heartbeat. A name an admin deleted is refused with 409 `node-deleted` until an admin creates it again; a token bound to another node (`node_id`) gets 404. The response carries the group's `heartbeat_interval_ms` (how often to report) and the node's `admin_state`. Agents call this at start.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -19590,6 +20502,36 @@ func (c *ClientWithResponses) RegisterNodeWithResponse(ctx context.Context, id I
 		return nil, err
 	}
 	return ParseRegisterNodeResponse(rsp)
+}
+
+// CordonNodeWithResponse Cordon a node
+//
+// Needs an admin token. Fences the node (by id or name) off without disturbing its traffic: a cordoned node keeps serving what it serves and keeps applying snapshots (so it never serves a stale configuration), but it is not eligible to take VIPs it does not hold and no longer counts for its group: writes go `active` without waiting for it, and the group's load balancers read `degraded` naming it. Its agent learns it from the next snapshot (`node.admin_state: cordoned`). Use it before maintenance, then `drain` to move its VIPs away. Idempotent. Send `If-Match` to get 412 if the node changed.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/nodes/{id}/cordon (the `CordonNode` operationId).
+func (c *ClientWithResponses) CordonNodeWithResponse(ctx context.Context, id ID, params *CordonNodeParams, reqEditors ...RequestEditorFn) (*CordonNodeResponse, error) {
+	rsp, err := c.CordonNode(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCordonNodeResponse(rsp)
+}
+
+// DrainNodeWithResponse Drain a node
+//
+// Needs an admin token. Takes the node (by id or name) out of service gracefully: it reads `draining`, no longer counts for its group (writes go `active` on the nodes that serve; the group's load balancers read `degraded` naming it) and its agent learns it from the next snapshot (`node.admin_state: draining`, sent at once): the agent gives up the node's VIPs first so traffic moves to other nodes, lets established connections finish, then stops taking new ones. The node keeps reporting. `uncordon` returns it to service. Idempotent: draining a draining node answers 200 unchanged. Send `If-Match` to get 412 if the node changed.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/nodes/{id}/drain (the `DrainNode` operationId).
+func (c *ClientWithResponses) DrainNodeWithResponse(ctx context.Context, id ID, params *DrainNodeParams, reqEditors ...RequestEditorFn) (*DrainNodeResponse, error) {
+	rsp, err := c.DrainNode(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDrainNodeResponse(rsp)
 }
 
 // ReportNodeWithBodyWithResponse Report what a node applied
@@ -19635,6 +20577,21 @@ func (c *ClientWithResponses) GetNodeSnapshotWithResponse(ctx context.Context, i
 		return nil, err
 	}
 	return ParseGetNodeSnapshotResponse(rsp)
+}
+
+// UncordonNodeWithResponse Return a node to service
+//
+// Needs an admin token. Ends a cordon or a drain of the node (by id or name): it counts for its group again as soon as it reports (changes then wait for it to apply them) and may take VIPs again. Idempotent. Send `If- Match` to get 412 if the node changed.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/nodes/{id}/uncordon (the `UncordonNode` operationId).
+func (c *ClientWithResponses) UncordonNodeWithResponse(ctx context.Context, id ID, params *UncordonNodeParams, reqEditors ...RequestEditorFn) (*UncordonNodeResponse, error) {
+	rsp, err := c.UncordonNode(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUncordonNodeResponse(rsp)
 }
 
 // ListPoolsWithResponse List pools
@@ -29569,6 +30526,538 @@ func ParseRegisterNodeResponse(rsp *http.Response) (*RegisterNodeResponse, error
 	return response, nil
 }
 
+// ParseCordonNodeResponse parses an HTTP response from a CordonNodeWithResponse call
+func ParseCordonNodeResponse(rsp *http.Response) (*CordonNodeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CordonNodeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Node
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest PreconditionFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers CordonNodeResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers CordonNodeResponse401Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CordonNodeResponse403Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers CordonNodeResponse404Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 412:
+		var headers CordonNodeResponse412Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers412 = &headers
+	case rsp.StatusCode == 422:
+		var headers CordonNodeResponse422Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers CordonNodeResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CordonNodeResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers CordonNodeResponseDefaultHeaders
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDrainNodeResponse parses an HTTP response from a DrainNodeWithResponse call
+func ParseDrainNodeResponse(rsp *http.Response) (*DrainNodeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DrainNodeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Node
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest PreconditionFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers DrainNodeResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers DrainNodeResponse401Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers DrainNodeResponse403Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers DrainNodeResponse404Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 412:
+		var headers DrainNodeResponse412Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers412 = &headers
+	case rsp.StatusCode == 422:
+		var headers DrainNodeResponse422Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers DrainNodeResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DrainNodeResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers DrainNodeResponseDefaultHeaders
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
 // ParseReportNodeResponse parses an HTTP response from a ReportNodeWithResponse call
 func ParseReportNodeResponse(rsp *http.Response) (*ReportNodeResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -30131,6 +31620,272 @@ func ParseGetNodeSnapshotResponse(rsp *http.Response) (*GetNodeSnapshotResponse,
 		response.Headers503 = &headers
 	case true:
 		var headers GetNodeSnapshotResponseDefaultHeaders
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseUncordonNodeResponse parses an HTTP response from a UncordonNodeWithResponse call
+func ParseUncordonNodeResponse(rsp *http.Response) (*UncordonNodeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UncordonNodeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Node
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 412:
+		var dest PreconditionFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON412 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers UncordonNodeResponse200Headers
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers UncordonNodeResponse401Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers UncordonNodeResponse403Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers UncordonNodeResponse404Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 412:
+		var headers UncordonNodeResponse412Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers412 = &headers
+	case rsp.StatusCode == 422:
+		var headers UncordonNodeResponse422Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers UncordonNodeResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers UncordonNodeResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers UncordonNodeResponseDefaultHeaders
 		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -35631,12 +37386,21 @@ type ServerInterface interface {
 	// RegisterNode Register a node or heartbeat it
 	// (PUT /v1/nodes/{id})
 	RegisterNode(ctx echo.Context, id ID) error
+	// CordonNode Cordon a node
+	// (POST /v1/nodes/{id}/cordon)
+	CordonNode(ctx echo.Context, id ID, params CordonNodeParams) error
+	// DrainNode Drain a node
+	// (POST /v1/nodes/{id}/drain)
+	DrainNode(ctx echo.Context, id ID, params DrainNodeParams) error
 	// ReportNode Report what a node applied
 	// (POST /v1/nodes/{id}/reports)
 	ReportNode(ctx echo.Context, id ID) error
 	// GetNodeSnapshot Long-poll a node's snapshot
 	// (GET /v1/nodes/{id}/snapshot)
 	GetNodeSnapshot(ctx echo.Context, id ID, params GetNodeSnapshotParams) error
+	// UncordonNode Return a node to service
+	// (POST /v1/nodes/{id}/uncordon)
+	UncordonNode(ctx echo.Context, id ID, params UncordonNodeParams) error
 	// ListPools List pools
 	// (GET /v1/pools)
 	ListPools(ctx echo.Context, params ListPoolsParams) error
@@ -36813,6 +38577,78 @@ func (w *ServerInterfaceWrapper) RegisterNode(ctx echo.Context) error {
 	return err
 }
 
+// CordonNode converts echo context to params.
+func (w *ServerInterfaceWrapper) CordonNode(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id ID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params CordonNodeParams
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "If-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-Match")]; found {
+		var IfMatch IfMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for If-Match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-Match", valueList[0], &IfMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter If-Match: %s", err))
+		}
+
+		params.IfMatch = &IfMatch
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CordonNode(ctx, id, params)
+	return err
+}
+
+// DrainNode converts echo context to params.
+func (w *ServerInterfaceWrapper) DrainNode(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id ID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DrainNodeParams
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "If-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-Match")]; found {
+		var IfMatch IfMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for If-Match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-Match", valueList[0], &IfMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter If-Match: %s", err))
+		}
+
+		params.IfMatch = &IfMatch
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DrainNode(ctx, id, params)
+	return err
+}
+
 // ReportNode converts echo context to params.
 func (w *ServerInterfaceWrapper) ReportNode(ctx echo.Context) error {
 	var err error
@@ -36858,6 +38694,42 @@ func (w *ServerInterfaceWrapper) GetNodeSnapshot(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetNodeSnapshot(ctx, id, params)
+	return err
+}
+
+// UncordonNode converts echo context to params.
+func (w *ServerInterfaceWrapper) UncordonNode(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id ID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params UncordonNodeParams
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "If-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-Match")]; found {
+		var IfMatch IfMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for If-Match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-Match", valueList[0], &IfMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter If-Match: %s", err))
+		}
+
+		params.IfMatch = &IfMatch
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UncordonNode(ctx, id, params)
 	return err
 }
 
@@ -37560,6 +39432,9 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/v1/nodes/:id", wrapper.GetNode, options.OperationMiddlewares["getNode"]...)
 	router.PATCH(options.BaseURL+"/v1/nodes/:id", wrapper.UpdateNode, options.OperationMiddlewares["updateNode"]...)
 	router.PUT(options.BaseURL+"/v1/nodes/:id", wrapper.RegisterNode, options.OperationMiddlewares["registerNode"]...)
+	router.POST(options.BaseURL+"/v1/nodes/:id/drain", wrapper.DrainNode, options.OperationMiddlewares["drainNode"]...)
+	router.POST(options.BaseURL+"/v1/nodes/:id/cordon", wrapper.CordonNode, options.OperationMiddlewares["cordonNode"]...)
+	router.POST(options.BaseURL+"/v1/nodes/:id/uncordon", wrapper.UncordonNode, options.OperationMiddlewares["uncordonNode"]...)
 	router.GET(options.BaseURL+"/v1/nodes/:id/snapshot", wrapper.GetNodeSnapshot, options.OperationMiddlewares["getNodeSnapshot"]...)
 	router.POST(options.BaseURL+"/v1/nodes/:id/reports", wrapper.ReportNode, options.OperationMiddlewares["reportNode"]...)
 	router.GET(options.BaseURL+"/v1/load-balancers", wrapper.ListLoadBalancers, options.OperationMiddlewares["listLoadBalancers"]...)
@@ -45977,6 +47852,462 @@ func (response RegisterNodedefaultApplicationProblemPlusJSONResponse) VisitRegis
 	return err
 }
 
+type CordonNodeRequestObject struct {
+	Id     ID `json:"id"`
+	Params CordonNodeParams
+}
+
+type CordonNodeResponseObject interface {
+	VisitCordonNodeResponse(w http.ResponseWriter) error
+}
+
+type CordonNode200ResponseHeaders struct {
+	ETag        *string
+	Traceparent *string
+	XRequestId  *string
+}
+
+type CordonNode200JSONResponse struct {
+	Body    Node
+	Headers CordonNode200ResponseHeaders
+}
+
+func (response CordonNode200JSONResponse) VisitCordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CordonNode401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CordonNode401ApplicationProblemPlusJSONResponse) VisitCordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CordonNode403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CordonNode403ApplicationProblemPlusJSONResponse) VisitCordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CordonNode404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response CordonNode404ApplicationProblemPlusJSONResponse) VisitCordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CordonNode412ApplicationProblemPlusJSONResponse struct {
+	PreconditionFailedApplicationProblemPlusJSONResponse
+}
+
+func (response CordonNode412ApplicationProblemPlusJSONResponse) VisitCordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(412)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CordonNode422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CordonNode422ApplicationProblemPlusJSONResponse) VisitCordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CordonNode429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response CordonNode429ApplicationProblemPlusJSONResponse) VisitCordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CordonNode503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CordonNode503ApplicationProblemPlusJSONResponse) VisitCordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CordonNodedefaultApplicationProblemPlusJSONResponse struct {
+	Body       Problem
+	Headers    ProblemResponseHeaders
+	StatusCode int
+}
+
+func (response CordonNodedefaultApplicationProblemPlusJSONResponse) VisitCordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DrainNodeRequestObject struct {
+	Id     ID `json:"id"`
+	Params DrainNodeParams
+}
+
+type DrainNodeResponseObject interface {
+	VisitDrainNodeResponse(w http.ResponseWriter) error
+}
+
+type DrainNode200ResponseHeaders struct {
+	ETag        *string
+	Traceparent *string
+	XRequestId  *string
+}
+
+type DrainNode200JSONResponse struct {
+	Body    Node
+	Headers DrainNode200ResponseHeaders
+}
+
+func (response DrainNode200JSONResponse) VisitDrainNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DrainNode401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DrainNode401ApplicationProblemPlusJSONResponse) VisitDrainNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DrainNode403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DrainNode403ApplicationProblemPlusJSONResponse) VisitDrainNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DrainNode404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DrainNode404ApplicationProblemPlusJSONResponse) VisitDrainNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DrainNode412ApplicationProblemPlusJSONResponse struct {
+	PreconditionFailedApplicationProblemPlusJSONResponse
+}
+
+func (response DrainNode412ApplicationProblemPlusJSONResponse) VisitDrainNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(412)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DrainNode422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DrainNode422ApplicationProblemPlusJSONResponse) VisitDrainNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DrainNode429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response DrainNode429ApplicationProblemPlusJSONResponse) VisitDrainNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DrainNode503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DrainNode503ApplicationProblemPlusJSONResponse) VisitDrainNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DrainNodedefaultApplicationProblemPlusJSONResponse struct {
+	Body       Problem
+	Headers    ProblemResponseHeaders
+	StatusCode int
+}
+
+func (response DrainNodedefaultApplicationProblemPlusJSONResponse) VisitDrainNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ReportNodeRequestObject struct {
 	Id   ID `json:"id"`
 	Body *ReportNodeJSONRequestBody
@@ -46464,6 +48795,234 @@ type GetNodeSnapshotdefaultApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetNodeSnapshotdefaultApplicationProblemPlusJSONResponse) VisitGetNodeSnapshotResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UncordonNodeRequestObject struct {
+	Id     ID `json:"id"`
+	Params UncordonNodeParams
+}
+
+type UncordonNodeResponseObject interface {
+	VisitUncordonNodeResponse(w http.ResponseWriter) error
+}
+
+type UncordonNode200ResponseHeaders struct {
+	ETag        *string
+	Traceparent *string
+	XRequestId  *string
+}
+
+type UncordonNode200JSONResponse struct {
+	Body    Node
+	Headers UncordonNode200ResponseHeaders
+}
+
+func (response UncordonNode200JSONResponse) VisitUncordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UncordonNode401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UncordonNode401ApplicationProblemPlusJSONResponse) VisitUncordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UncordonNode403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UncordonNode403ApplicationProblemPlusJSONResponse) VisitUncordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UncordonNode404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UncordonNode404ApplicationProblemPlusJSONResponse) VisitUncordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UncordonNode412ApplicationProblemPlusJSONResponse struct {
+	PreconditionFailedApplicationProblemPlusJSONResponse
+}
+
+func (response UncordonNode412ApplicationProblemPlusJSONResponse) VisitUncordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(412)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UncordonNode422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response UncordonNode422ApplicationProblemPlusJSONResponse) VisitUncordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UncordonNode429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response UncordonNode429ApplicationProblemPlusJSONResponse) VisitUncordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UncordonNode503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UncordonNode503ApplicationProblemPlusJSONResponse) VisitUncordonNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UncordonNodedefaultApplicationProblemPlusJSONResponse struct {
+	Body       Problem
+	Headers    ProblemResponseHeaders
+	StatusCode int
+}
+
+func (response UncordonNodedefaultApplicationProblemPlusJSONResponse) VisitUncordonNodeResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -51231,12 +53790,21 @@ type StrictServerInterface interface {
 	// RegisterNode Register a node or heartbeat it
 	// (PUT /v1/nodes/{id})
 	RegisterNode(ctx context.Context, request RegisterNodeRequestObject) (RegisterNodeResponseObject, error)
+	// CordonNode Cordon a node
+	// (POST /v1/nodes/{id}/cordon)
+	CordonNode(ctx context.Context, request CordonNodeRequestObject) (CordonNodeResponseObject, error)
+	// DrainNode Drain a node
+	// (POST /v1/nodes/{id}/drain)
+	DrainNode(ctx context.Context, request DrainNodeRequestObject) (DrainNodeResponseObject, error)
 	// ReportNode Report what a node applied
 	// (POST /v1/nodes/{id}/reports)
 	ReportNode(ctx context.Context, request ReportNodeRequestObject) (ReportNodeResponseObject, error)
 	// GetNodeSnapshot Long-poll a node's snapshot
 	// (GET /v1/nodes/{id}/snapshot)
 	GetNodeSnapshot(ctx context.Context, request GetNodeSnapshotRequestObject) (GetNodeSnapshotResponseObject, error)
+	// UncordonNode Return a node to service
+	// (POST /v1/nodes/{id}/uncordon)
+	UncordonNode(ctx context.Context, request UncordonNodeRequestObject) (UncordonNodeResponseObject, error)
 	// ListPools List pools
 	// (GET /v1/pools)
 	ListPools(ctx context.Context, request ListPoolsRequestObject) (ListPoolsResponseObject, error)
@@ -52467,6 +55035,58 @@ func (sh *strictHandler) RegisterNode(ctx echo.Context, id ID) error {
 	return nil
 }
 
+// CordonNode operation middleware
+func (sh *strictHandler) CordonNode(ctx echo.Context, id ID, params CordonNodeParams) error {
+	var request CordonNodeRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CordonNode(ctx.Request().Context(), request.(CordonNodeRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CordonNode")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CordonNodeResponseObject); ok {
+		return validResponse.VisitCordonNodeResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DrainNode operation middleware
+func (sh *strictHandler) DrainNode(ctx echo.Context, id ID, params DrainNodeParams) error {
+	var request DrainNodeRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DrainNode(ctx.Request().Context(), request.(DrainNodeRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DrainNode")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DrainNodeResponseObject); ok {
+		return validResponse.VisitDrainNodeResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // ReportNode operation middleware
 func (sh *strictHandler) ReportNode(ctx echo.Context, id ID) error {
 	var request ReportNodeRequestObject
@@ -52535,6 +55155,32 @@ func (sh *strictHandler) GetNodeSnapshot(ctx echo.Context, id ID, params GetNode
 		return err
 	} else if validResponse, ok := response.(GetNodeSnapshotResponseObject); ok {
 		return validResponse.VisitGetNodeSnapshotResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UncordonNode operation middleware
+func (sh *strictHandler) UncordonNode(ctx echo.Context, id ID, params UncordonNodeParams) error {
+	var request UncordonNodeRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UncordonNode(ctx.Request().Context(), request.(UncordonNodeRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UncordonNode")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UncordonNodeResponseObject); ok {
+		return validResponse.VisitUncordonNodeResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}

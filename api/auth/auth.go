@@ -35,6 +35,8 @@ type Principal struct {
 	NodeGroupID string
 	// NodeName restricts a node token to one node when set.
 	NodeName string
+	// NodeID restricts a node token to one node when set.
+	NodeID string
 }
 
 // IdempotencyScope is the namespace of the principal's Idempotency-Keys: a
@@ -111,8 +113,8 @@ func Authenticate(ctx context.Context, s *store.Store, header string) (Principal
 		return fail(ctx, "malformed")
 	}
 	var t store.Token
-	err := s.Pool.QueryRow(ctx, "SELECT kind, tenant_id, node_group_id, node_name, secret_hash, expires_at, last_used_at FROM tokens WHERE id = $1", id).
-		Scan(&t.Kind, &t.TenantID, &t.NodeGroupID, &t.NodeName, &t.SecretHash, &t.ExpiresAt, &t.LastUsedAt)
+	err := s.Pool.QueryRow(ctx, "SELECT kind, tenant_id, node_group_id, node_name, node_id, secret_hash, expires_at, last_used_at FROM tokens WHERE id = $1", id).
+		Scan(&t.Kind, &t.TenantID, &t.NodeGroupID, &t.NodeName, &t.NodeID, &t.SecretHash, &t.ExpiresAt, &t.LastUsedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Compare anyway so unknown ids cost the same as wrong secrets.
 		subtle.ConstantTimeCompare(HashSecret(secret), make([]byte, sha256.Size))
@@ -141,6 +143,9 @@ func Authenticate(ctx context.Context, s *store.Store, header string) (Principal
 	}
 	if t.NodeName != nil {
 		p.NodeName = *t.NodeName
+	}
+	if t.NodeID != nil {
+		p.NodeID = *t.NodeID
 	}
 	return p, nil
 }

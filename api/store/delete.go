@@ -112,12 +112,12 @@ func MarkDeleted(ctx context.Context, tx *Tx, k Kind, id string, cascade bool) e
 
 // Purge removes deleted objects every node of their group has dropped: those
 // whose deleted_revision is at or below the lowest revision the group's nodes
-// applied. A group without live nodes serves nothing, so its deletes finish at
-// once.
+// applied (serving nodes: see the node_states view). A group without serving
+// nodes serves nothing, so its deletes finish at once.
 func Purge(ctx context.Context, tx *Tx) error {
 	const floor = `WITH floor AS (
   SELECT g.id AS node_group_id, COALESCE(min(n.applied_revision), 9223372036854775807) AS rev
-  FROM node_groups g LEFT JOIN nodes n ON n.node_group_id = g.id AND n.last_seen_at > now() - interval '` + LiveNodeWindow + `'
+  FROM node_groups g LEFT JOIN node_states n ON n.node_group_id = g.id AND n.serving
   GROUP BY g.id) `
 	for _, table := range []string{"routing_rules", "members", "listeners", "pools"} {
 		q := floor + "DELETE FROM " + table + ` t USING load_balancers lb, floor f

@@ -66,7 +66,9 @@ type Token struct {
 	TenantID    *string `db:"tenant_id"`
 	NodeGroupID *string `db:"node_group_id"`
 	// NodeName binds a node token to one node, by name.
-	NodeName    *string    `db:"node_name"`
+	NodeName *string `db:"node_name"`
+	// NodeID binds a node token to one existing node (deleted with it).
+	NodeID      *string    `db:"node_id"`
 	Name        string     `db:"name"`
 	Description string     `db:"description"`
 	SecretHash  []byte     `db:"secret_hash"`
@@ -84,11 +86,18 @@ type NodeGroup struct {
 	Labels      map[string]string `db:"labels"`
 	VIPRange    netip.Prefix      `db:"vip_range"`
 	// ReservedPorts are the operator's; see EffectiveReservedPorts.
-	ReservedPorts []int     `db:"reserved_ports"`
-	Version       int64     `db:"version"`
-	Revision      int64     `db:"revision"`
-	CreatedAt     time.Time `db:"created_at"`
-	UpdatedAt     time.Time `db:"updated_at"`
+	ReservedPorts []int `db:"reserved_ports"`
+	// Node lifecycle timing (milliseconds): how often agents report, how long
+	// without a report before a node is down, how long a down node is kept,
+	// and how long a node may fail every apply and still count.
+	HeartbeatIntervalMs    int       `db:"heartbeat_interval_ms"`
+	DownTimeoutMs          int       `db:"down_timeout_ms"`
+	DownNodeCleanupAfterMs int64     `db:"down_node_cleanup_after_ms"`
+	ApplyGraceMs           int       `db:"apply_grace_ms"`
+	Version                int64     `db:"version"`
+	Revision               int64     `db:"revision"`
+	CreatedAt              time.Time `db:"created_at"`
+	UpdatedAt              time.Time `db:"updated_at"`
 }
 
 // Node is one dataplane machine running the agent and HAProxy.
@@ -104,10 +113,16 @@ type Node struct {
 	LastSeenAt      *time.Time        `db:"last_seen_at"`
 	AgentVersion    string            `db:"agent_version"`
 	Errors          []NodeError       `db:"errors"`
-	Version         int64             `db:"version"`
-	Revision        int64             `db:"revision"`
-	CreatedAt       time.Time         `db:"created_at"`
-	UpdatedAt       time.Time         `db:"updated_at"`
+	// AdminState is "", NodeCordoned or NodeDraining (set by the operator).
+	AdminState           string     `db:"admin_state"`
+	ApplyFailingSince    *time.Time `db:"apply_failing_since"`
+	ApplyFailingRevision int64      `db:"apply_failing_revision"`
+	// VIPs are the addresses the node reports holding.
+	VIPs      []string  `db:"vips"`
+	Version   int64     `db:"version"`
+	Revision  int64     `db:"revision"`
+	CreatedAt time.Time `db:"created_at"`
+	UpdatedAt time.Time `db:"updated_at"`
 }
 
 // NodeError is a node-level failure a node reports (disk, HAProxy start,

@@ -40,9 +40,10 @@ func GroupRevision(ctx context.Context, tx *Tx, groupID string) (int64, error) {
 	return *rev, nil
 }
 
-// liveFloor is the lowest revision every live node of the group applied, or
-// nil when the group has no live node.
-const liveFloor = `(SELECT min(applied_revision) FROM nodes WHERE node_group_id = $1 AND last_seen_at > now() - interval '` + LiveNodeWindow + `')`
+// liveFloor is the lowest revision every serving node of the group applied
+// (see the node_states view: down, cordoned, draining and failing nodes do
+// not count), or nil when no node of the group serves.
+const liveFloor = `(SELECT min(applied_revision) FROM node_states WHERE node_group_id = $1 AND serving)`
 
 var childTables = []string{"listeners", "pools", "members", "routing_rules"}
 
@@ -152,14 +153,14 @@ func (t *errorTargets) setObject(table, id, msg string) {
 	}
 }
 
-// resolveErrors reads the errors the group's live nodes report and maps each
+// resolveErrors reads the errors the group's serving nodes report and maps each
 // to what it is about: an object of the load balancer (a certificate, which
 // belongs to the tenant, to the load balancer's listeners using it), or the
 // load balancer when the object is unknown or not given.
 func resolveErrors(ctx context.Context, tx *Tx, groupID string) (*errorTargets, error) {
 	rows, _ := tx.Query(ctx, `SELECT DISTINCT ON (e.load_balancer_id, e.object_id) e.load_balancer_id, e.object_id, e.field, e.message
-FROM node_lb_errors e JOIN nodes n ON n.id = e.node_id JOIN load_balancers lb ON lb.id = e.load_balancer_id
-WHERE n.node_group_id = $1 AND n.last_seen_at > now() - interval '`+LiveNodeWindow+`' AND lb.deleted_revision IS NULL
+FROM node_lb_errors e JOIN node_states n ON n.id = e.node_id JOIN load_balancers lb ON lb.id = e.load_balancer_id
+WHERE n.node_group_id = $1 AND n.serving AND lb.deleted_revision IS NULL
 ORDER BY e.load_balancer_id, e.object_id, e.since, n.name`, groupID)
 	type row struct{ lb, obj, field, msg string }
 	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {

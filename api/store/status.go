@@ -21,7 +21,6 @@ const (
 	PortAgentStats       = 8404
 	PortAgentPrometheus  = 8405
 	PortAgentMetrics     = 8406
-	NodeOfflineAfter     = 90 * time.Second
 	NodeBehindGrace      = 5 * time.Second
 	maxReservedPortsList = 256
 )
@@ -77,48 +76,49 @@ func NodeErrorKinds(errs []NodeError) string {
 	return strings.Join(kinds, ", ")
 }
 
-// groupMayLag is LaggingNodes' fast path for reports: false when every live
-// node of the group is heard from, free of errors and at the group's newest
-// revision (certificates included), so that no node can lag on any of its
-// load balancers.
+// groupMayLag is LaggingNodes' fast path for reports: false when every node
+// of the group that ever reported is serving, free of errors and at the
+// group's newest revision (certificates included), so that no node can lag on
+// any of its load balancers.
 func groupMayLag(ctx context.Context, tx *Tx, groupID string) (bool, error) {
 	rev, err := GroupRevision(ctx, tx, groupID)
 	if err != nil {
 		return false, err
 	}
 	const q = `WITH live AS (
-  SELECT id, applied_revision, errors, last_seen_at FROM nodes
-  WHERE node_group_id = $1 AND last_seen_at > now() - interval '` + LiveNodeWindow + `')
-SELECT EXISTS (SELECT 1 FROM live n WHERE n.last_seen_at < now() - make_interval(secs => $2) OR jsonb_array_length(n.errors) > 0
-    OR n.applied_revision < $3 OR EXISTS (SELECT 1 FROM node_lb_errors e WHERE e.node_id = n.id))
+  SELECT id, applied_revision, errors, state, serving FROM node_states
+  WHERE node_group_id = $1 AND last_seen_at IS NOT NULL)
+SELECT EXISTS (SELECT 1 FROM live n WHERE NOT n.serving OR n.state <> 'online'
+    OR n.applied_revision < $2 OR EXISTS (SELECT 1 FROM node_lb_errors e WHERE e.node_id = n.id))
   OR EXISTS (SELECT 1 FROM live n, certificates c JOIN listener_certificates lc ON lc.certificate_id = c.id
     JOIN listeners l ON l.id = lc.listener_id JOIN load_balancers lb ON lb.id = l.load_balancer_id
     WHERE lb.node_group_id = $1 AND l.deleted_revision IS NULL AND c.revision > n.applied_revision)`
 	var may bool
-	if err := tx.QueryRow(ctx, q, groupID, NodeOfflineAfter.Seconds(), rev).Scan(&may); err != nil {
+	if err := tx.QueryRow(ctx, q, groupID, rev).Scan(&may); err != nil {
 		return false, fmt.Errorf("lagging nodes: %w", err)
 	}
 	return may, nil
 }
 
-// LaggingNode is a live node of a load balancer's group that does not serve
-// the load balancer's current version.
+// LaggingNode is a node of a load balancer's group that does not serve the
+// load balancer's current version.
 type LaggingNode struct {
 	LoadBalancerID string
 	Name           string
-	// Status is offline (no heartbeat for NodeOfflineAfter), error (node
-	// errors, or the node rejects the load balancer) or applying (its
-	// applied revision is behind the load balancer's for longer than
-	// NodeBehindGrace).
+	// Status is down (no heartbeat for the group's down-timeout), draining
+	// or cordoned (by the operator), error (node errors, failing applies, or
+	// the node rejects the load balancer) or applying (its applied revision
+	// is behind the load balancer's for longer than NodeBehindGrace).
 	Status        string
 	StatusMessage string
 }
 
 // LaggingNodes lists, per load balancer of the group (or only lbID when not
-// ""), the live nodes that do not serve its current version: silent past
-// NodeOfflineAfter, reporting node errors, rejecting it, or behind its newest
-// revision (its own, its children's, its certificates') for longer than
-// NodeBehindGrace. Ordered by load balancer and node name.
+// ""), the nodes that do not serve its current version: down, draining,
+// cordoned, failing its applies, reporting node errors, rejecting it, or
+// behind its newest revision (its own, its children's, its certificates')
+// for longer than NodeBehindGrace. Down nodes are listed until they are
+// cleaned up. Ordered by load balancer and node name.
 func LaggingNodes(ctx context.Context, tx *Tx, groupID, lbID string) ([]LaggingNode, error) {
 	const q = `WITH lbs AS (
   SELECT lb.id, GREATEST(lb.revision,
@@ -130,18 +130,19 @@ func LaggingNodes(ctx context.Context, tx *Tx, groupID, lbID string) ([]LaggingN
        JOIN listeners l ON l.id = lc.listener_id WHERE l.load_balancer_id = lb.id AND l.deleted_revision IS NULL)) AS rev
   FROM load_balancers lb WHERE lb.node_group_id = $1 AND lb.deleted_revision IS NULL AND ($2 = '' OR lb.id = $2)),
 live AS (
-  SELECT id, name, applied_revision, errors, last_seen_at < now() - make_interval(secs => $3) AS offline
-  FROM nodes WHERE node_group_id = $1 AND last_seen_at > now() - interval '` + LiveNodeWindow + `'),
+  SELECT ns.id, ns.name, ns.applied_revision, ns.errors, ns.state, ns.serving, ns.failing, g.down_timeout_ms
+  FROM node_states ns JOIN node_groups g ON g.id = ns.node_group_id
+  WHERE ns.node_group_id = $1 AND ns.last_seen_at IS NOT NULL),
 x AS (
-  SELECT lbs.id AS lb_id, lbs.rev, n.name, n.applied_revision, n.errors, n.offline,
+  SELECT lbs.id AS lb_id, lbs.rev, n.name, n.applied_revision, n.errors, n.state, n.serving, n.failing, n.down_timeout_ms,
     (SELECT string_agg(CASE WHEN e.field <> '' THEN e.field || ': ' || e.message ELSE e.message END, '; ' ORDER BY e.object_id)
        FROM node_lb_errors e WHERE e.node_id = n.id AND e.load_balancer_id = lbs.id) AS lb_error,
-    n.applied_revision < lbs.rev AND COALESCE((SELECT created_at FROM revisions WHERE revision = lbs.rev), '-infinity') < now() - make_interval(secs => $4) AS behind
+    n.applied_revision < lbs.rev AND COALESCE((SELECT created_at FROM revisions WHERE revision = lbs.rev), '-infinity') < now() - make_interval(secs => $3) AS behind
   FROM lbs CROSS JOIN live n)
-SELECT lb_id, name, applied_revision, rev, errors, offline, COALESCE(lb_error, ''), behind FROM x
-WHERE offline OR jsonb_array_length(errors) > 0 OR lb_error IS NOT NULL OR behind
+SELECT lb_id, name, applied_revision, rev, errors, state, failing, down_timeout_ms, COALESCE(lb_error, ''), behind FROM x
+WHERE NOT serving OR state <> 'online' OR lb_error IS NOT NULL OR behind
 ORDER BY lb_id, name`
-	rows, err := tx.Query(ctx, q, groupID, lbID, NodeOfflineAfter.Seconds(), NodeBehindGrace.Seconds())
+	rows, err := tx.Query(ctx, q, groupID, lbID, NodeBehindGrace.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("lagging nodes: %w", err)
 	}
@@ -152,23 +153,38 @@ ORDER BY lb_id, name`
 			n               LaggingNode
 			applied, rev    int64
 			rawErrs         []byte
-			offline, behind bool
+			state           string
+			failing, behind bool
+			downTimeoutMs   int
 			lbError         string
 			nodeErrs        []NodeError
 			parts           []string
 		)
-		if err := rows.Scan(&n.LoadBalancerID, &n.Name, &applied, &rev, &rawErrs, &offline, &lbError, &behind); err != nil {
+		if err := rows.Scan(&n.LoadBalancerID, &n.Name, &applied, &rev, &rawErrs, &state, &failing, &downTimeoutMs, &lbError, &behind); err != nil {
 			return nil, fmt.Errorf("lagging nodes: %w", err)
 		}
 		_ = json.Unmarshal(rawErrs, &nodeErrs)
-		switch {
-		case offline:
-			n.Status = "offline"
-			parts = append(parts, "no heartbeat for over "+NodeOfflineAfter.String())
-		case len(nodeErrs) > 0 || lbError != "":
-			n.Status = "error"
+		switch state {
+		case NodeDown:
+			n.Status = NodeDown
+			parts = append(parts, "no heartbeat for over "+(time.Duration(downTimeoutMs)*time.Millisecond).String()+"; not counted until it reports again")
+		case NodeDraining:
+			n.Status = NodeDraining
+			parts = append(parts, "draining: giving up its VIPs and going out of service; not counted")
+		case NodeCordoned:
+			n.Status = NodeCordoned
+			parts = append(parts, "cordoned: keeps serving what it has, takes no VIPs; not counted")
+		case NodeErrored:
+			n.Status = NodeErrored
 		default:
-			n.Status = "applying"
+			if lbError != "" {
+				n.Status = NodeErrored
+			} else {
+				n.Status = "applying"
+			}
+		}
+		if failing {
+			parts = append(parts, "failing every apply for longer than the group's apply grace; not counted")
 		}
 		if lbError != "" {
 			parts = append(parts, "rejects this load balancer: "+lbError)
@@ -178,6 +194,9 @@ ORDER BY lb_id, name`
 		}
 		if behind {
 			parts = append(parts, fmt.Sprintf("applied revision %d, the load balancer is at %d", applied, rev))
+		}
+		if n.Status == NodeErrored && len(parts) == 0 {
+			parts = append(parts, "its last applies failed")
 		}
 		n.StatusMessage = strings.Join(parts, "; ")
 		out = append(out, n)

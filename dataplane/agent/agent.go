@@ -40,7 +40,9 @@ type Config struct {
 	HAProxy string
 	// PollWait is the long-poll wait. Defaults to 30s.
 	PollWait time.Duration
-	// ReportInterval is how often health and counters are reported. Defaults to 5s.
+	// ReportInterval is how often health and counters are reported. Zero
+	// (the default) follows the node group's heartbeat interval, which every
+	// snapshot carries (DefaultReportInterval until the first one).
 	ReportInterval time.Duration
 	// MaxConn is HAProxy's global maxconn. Defaults to 4000.
 	MaxConn int
@@ -74,9 +76,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.PollWait == 0 {
 		c.PollWait = 30 * time.Second
-	}
-	if c.ReportInterval == 0 {
-		c.ReportInterval = 5 * time.Second
 	}
 	if c.MaxConn == 0 {
 		c.MaxConn = 4000
@@ -313,7 +312,14 @@ func (a *Agent) register(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if res.StatusCode() != http.StatusOK {
+	switch res.StatusCode() {
+	case http.StatusOK:
+	case http.StatusConflict, http.StatusUnauthorized:
+		// Deleted by an admin (node-deleted) or a revoked token: only an
+		// admin can fix it; keep serving what we have meanwhile.
+		return fmt.Errorf("register: the API refuses node %s (an admin deleted it or revoked its token; re-create it with POST /v1/nodes): %d %s",
+			a.cfg.NodeName, res.StatusCode(), res.Body)
+	default:
 		return fmt.Errorf("register: %d %s", res.StatusCode(), res.Body)
 	}
 	a.log.Info("registered", "node", a.cfg.NodeName, "node_group_id", res.JSON200.NodeGroupId)

@@ -11,10 +11,46 @@ import (
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
-// reportLoop reports after every apply and every ReportInterval.
+// DefaultReportInterval is the report interval before the first snapshot
+// tells the node group's (the API's default heartbeat interval).
+const DefaultReportInterval = 2 * time.Second
+
+// reportInterval is Config.ReportInterval when set, else the node group's
+// heartbeat interval from the last snapshot.
+func (a *Agent) reportInterval() time.Duration {
+	if a.cfg.ReportInterval > 0 {
+		return a.cfg.ReportInterval
+	}
+	a.mu.Lock()
+	snap := a.snap
+	a.mu.Unlock()
+	if snap != nil && snap.HeartbeatIntervalMs != nil && *snap.HeartbeatIntervalMs > 0 {
+		return time.Duration(*snap.HeartbeatIntervalMs) * time.Millisecond
+	}
+	return DefaultReportInterval
+}
+
+// AdminState is what the last applied snapshot says an admin set for this
+// node: in_service, cordoned (keep serving, claim no new VIPs) or draining
+// (give up the node's VIPs, let connections finish, then stop serving). VIP
+// management acts on it.
+func (a *Agent) AdminState() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.snap == nil || a.snap.Node == nil {
+		return string(openapi.SnapshotNodeAdminStateInService)
+	}
+	return string(a.snap.Node.AdminState)
+}
+
+// reportLoop reports after every apply and every report interval (the node
+// group's heartbeat interval unless configured), and logs changes of the
+// node's admin state.
 func (a *Agent) reportLoop(ctx context.Context) {
-	t := time.NewTicker(a.cfg.ReportInterval)
+	interval := a.reportInterval()
+	t := time.NewTicker(interval)
 	defer t.Stop()
+	state := a.AdminState()
 	for {
 		select {
 		case <-ctx.Done():
@@ -24,6 +60,15 @@ func (a *Agent) reportLoop(ctx context.Context) {
 		}
 		if err := a.report(ctx); err != nil && ctx.Err() == nil {
 			a.log.Debug("report failed", "err", err)
+		}
+		if d := a.reportInterval(); d != interval {
+			a.log.Info("report interval changed", "interval", d)
+			interval = d
+			t.Reset(d)
+		}
+		if s := a.AdminState(); s != state {
+			a.log.Info("node admin state changed", "admin_state", s)
+			state = s
 		}
 	}
 }

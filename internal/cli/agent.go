@@ -38,7 +38,7 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 	fs.StringVar(&cfg.PrometheusAddr, "prometheus-addr", env("FULCRUM_AGENT_PROMETHEUS_ADDR", "127.0.0.1:8405"),
 		"serve HAProxy's Prometheus exporter here; --prometheus-addr= for none (env FULCRUM_AGENT_PROMETHEUS_ADDR)")
 	fs.DurationVar(&cfg.PollWait, "poll-wait", 30*time.Second, "long-poll wait")
-	fs.DurationVar(&cfg.ReportInterval, "report-interval", 5*time.Second, "health and counters report interval")
+	fs.DurationVar(&cfg.ReportInterval, "report-interval", 0, "health and counters report interval (0: the node group's heartbeat interval)")
 	fs.BoolVar(&cfg.StopHAProxyOnExit, "stop-haproxy-on-exit", env("FULCRUM_AGENT_STOP_HAPROXY_ON_EXIT", "") == "true",
 		"stop HAProxy when the agent exits (default: leave it serving; the next agent takes it over) (env FULCRUM_AGENT_STOP_HAPROXY_ON_EXIT=true)")
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "debug, info, warn or error (env FULCRUM_LOG_LEVEL)")

@@ -23,6 +23,43 @@ type model struct {
 	// always-reserved ones.
 	ReservedPorts          types.Set `tfsdk:"reserved_ports"`
 	EffectiveReservedPorts types.Set `tfsdk:"effective_reserved_ports"`
+	// Node lifecycle timing, milliseconds.
+	HeartbeatIntervalMs    types.Int64 `tfsdk:"heartbeat_interval_ms"`
+	DownTimeoutMs          types.Int64 `tfsdk:"down_timeout_ms"`
+	DownNodeCleanupAfterMs types.Int64 `tfsdk:"down_node_cleanup_after_ms"`
+	ApplyGraceMs           types.Int64 `tfsdk:"apply_grace_ms"`
+}
+
+// Node lifecycle defaults, as the API's.
+const (
+	defaultHeartbeatIntervalMs    = 2000
+	defaultDownTimeoutMs          = 10000
+	defaultDownNodeCleanupAfterMs = 86400000
+	defaultApplyGraceMs           = 30000
+)
+
+// msValue is an API duration, def when the API leaves it out.
+func msValue[T int | int64](v *T, def int64) types.Int64 {
+	if v == nil {
+		return types.Int64Value(def)
+	}
+	return types.Int64Value(int64(*v))
+}
+
+// msToAPI is a planned duration for the API (nil when unknown).
+func msToAPI(v types.Int64) *int {
+	if v.IsNull() || v.IsUnknown() {
+		return nil
+	}
+	i := int(v.ValueInt64())
+	return &i
+}
+
+func ms64ToAPI(v types.Int64) *int64 {
+	if v.IsNull() || v.IsUnknown() {
+		return nil
+	}
+	return v.ValueInt64Pointer()
 }
 
 // portSet is a set of port numbers (empty, never null, for none).
@@ -61,6 +98,10 @@ func (m *model) fromAPI(_ context.Context, g *openapi.NodeGroup) diag.Diagnostic
 	m.VIPRange = types.StringValue(g.VipRange)
 	m.ReservedPorts = portSet(g.ReservedPorts)
 	m.EffectiveReservedPorts = portSet(g.EffectiveReservedPorts)
+	m.HeartbeatIntervalMs = msValue(g.HeartbeatIntervalMs, defaultHeartbeatIntervalMs)
+	m.DownTimeoutMs = msValue(g.DownTimeoutMs, defaultDownTimeoutMs)
+	m.DownNodeCleanupAfterMs = msValue(g.DownNodeCleanupAfterMs, defaultDownNodeCleanupAfterMs)
+	m.ApplyGraceMs = msValue(g.ApplyGraceMs, defaultApplyGraceMs)
 	return nil
 }
 
@@ -73,6 +114,11 @@ func (m *model) toCreate(ctx context.Context) (openapi.NodeGroupCreate, diag.Dia
 		Labels:        fulcrum.LabelsToAPI(ctx, m.Labels, &diags),
 		VipRange:      m.VIPRange.ValueString(),
 		ReservedPorts: portsToAPI(ctx, m.ReservedPorts, &diags),
+
+		HeartbeatIntervalMs:    msToAPI(m.HeartbeatIntervalMs),
+		DownTimeoutMs:          msToAPI(m.DownTimeoutMs),
+		DownNodeCleanupAfterMs: ms64ToAPI(m.DownNodeCleanupAfterMs),
+		ApplyGraceMs:           msToAPI(m.ApplyGraceMs),
 	}, diags
 }
 
@@ -85,5 +131,10 @@ func (m *model) toUpdate(ctx context.Context) (openapi.NodeGroupUpdate, diag.Dia
 		Labels:        fulcrum.LabelsToAPI(ctx, m.Labels, &diags),
 		VipRange:      m.VIPRange.ValueStringPointer(),
 		ReservedPorts: portsToAPI(ctx, m.ReservedPorts, &diags),
+
+		HeartbeatIntervalMs:    msToAPI(m.HeartbeatIntervalMs),
+		DownTimeoutMs:          msToAPI(m.DownTimeoutMs),
+		DownNodeCleanupAfterMs: ms64ToAPI(m.DownNodeCleanupAfterMs),
+		ApplyGraceMs:           msToAPI(m.ApplyGraceMs),
 	}, diags
 }

@@ -2,6 +2,7 @@ package nodegroup
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
@@ -10,6 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -80,7 +82,27 @@ func (r *Resource) Schema(_ context.Context, _ resource.SchemaRequest, resp *res
 				ElementType: types.Int64Type,
 				Computed:    true,
 			},
+			"heartbeat_interval_ms": msAttribute("How often the group's agents report, in milliseconds (100–600000). "+
+				"Agents learn it from their snapshots.", defaultHeartbeatIntervalMs, 100, 600000),
+			"down_timeout_ms": msAttribute("A node silent this long reads `down` and no longer holds back the group's changes, "+
+				"in milliseconds (200–3600000; at least twice `heartbeat_interval_ms`).", defaultDownTimeoutMs, 200, 3600000),
+			"down_node_cleanup_after_ms": msAttribute("A node down this long is removed, in milliseconds (at least `down_timeout_ms`). "+
+				"It registers again if it comes back.", defaultDownNodeCleanupAfterMs, 1000, 315360000000),
+			"apply_grace_ms": msAttribute("A node failing every apply this long no longer holds back the group's changes, "+
+				"in milliseconds (0–86400000).", defaultApplyGraceMs, 0, 86400000),
 		},
+	}
+}
+
+// msAttribute is an optional duration in milliseconds with the API's default
+// (leaving it out sets the default again).
+func msAttribute(description string, def, min, max int64) schema.Int64Attribute {
+	return schema.Int64Attribute{
+		Description: fmt.Sprintf("%s Defaults to %d.", description, def),
+		Optional:    true,
+		Computed:    true,
+		Default:     int64default.StaticInt64(def),
+		Validators:  []validator.Int64{int64validator.Between(min, max)},
 	}
 }
 

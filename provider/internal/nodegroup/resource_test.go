@@ -31,6 +31,8 @@ type config struct {
 	Labels      map[string]string
 	// ReservedPorts are rendered as written (order and all).
 	ReservedPorts []int
+	// Node lifecycle timing; all rendered when HeartbeatMs is set.
+	HeartbeatMs, DownTimeoutMs, CleanupMs, GraceMs int
 }
 
 func (c config) String() string { return acctest.Render(tmpl, c) }
@@ -50,8 +52,10 @@ func TestAccNodeGroup(t *testing.T) {
 	second.Name, second.VIPRange, second.Description = name+"-2", "10.77.0.0/16", "grown"
 	second.Labels = map[string]string{"site": "lab"}
 	second.ReservedPorts = []int{9100, 9000}
+	second.HeartbeatMs, second.DownTimeoutMs, second.CleanupMs, second.GraceMs = 500, 2000, 60000, 5000
 	third := second
 	third.ReservedPorts = nil
+	third.HeartbeatMs = 0
 
 	var id string
 	resource.ParallelTest(t, resource.TestCase{
@@ -76,6 +80,10 @@ func TestAccNodeGroup(t *testing.T) {
 					resource.TestCheckResourceAttr(addr, "effective_reserved_ports.#", "4"),
 					resource.TestCheckTypeSetElemAttr(addr, "effective_reserved_ports.*", "22"),
 					resource.TestCheckTypeSetElemAttr(addr, "effective_reserved_ports.*", "8405"),
+					resource.TestCheckResourceAttr(addr, "heartbeat_interval_ms", "2000"),
+					resource.TestCheckResourceAttr(addr, "down_timeout_ms", "10000"),
+					resource.TestCheckResourceAttr(addr, "down_node_cleanup_after_ms", "86400000"),
+					resource.TestCheckResourceAttr(addr, "apply_grace_ms", "30000"),
 				),
 			},
 			{
@@ -99,6 +107,10 @@ func TestAccNodeGroup(t *testing.T) {
 					resource.TestCheckTypeSetElemAttr(addr, "reserved_ports.*", "9100"),
 					resource.TestCheckResourceAttr(addr, "effective_reserved_ports.#", "6"),
 					resource.TestCheckTypeSetElemAttr(addr, "effective_reserved_ports.*", "9100"),
+					resource.TestCheckResourceAttr(addr, "heartbeat_interval_ms", "500"),
+					resource.TestCheckResourceAttr(addr, "down_timeout_ms", "2000"),
+					resource.TestCheckResourceAttr(addr, "down_node_cleanup_after_ms", "60000"),
+					resource.TestCheckResourceAttr(addr, "apply_grace_ms", "5000"),
 				),
 			},
 			{
@@ -125,6 +137,10 @@ func TestAccNodeGroup(t *testing.T) {
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttr(addr, "reserved_ports.#", "0"),
 					resource.TestCheckResourceAttr(addr, "effective_reserved_ports.#", "4"),
+					// Leaving the timing out sets the defaults again.
+					resource.TestCheckResourceAttr(addr, "heartbeat_interval_ms", "2000"),
+					resource.TestCheckResourceAttr(addr, "down_timeout_ms", "10000"),
+					resource.TestCheckResourceAttr(addr, "apply_grace_ms", "30000"),
 				),
 			},
 			{
@@ -165,6 +181,11 @@ func TestAccNodeGroupInvalid(t *testing.T) {
 				Config:      config{Provider: provider, Name: "x", VIPRange: "10.0.0.0/24", ReservedPorts: []int{0}}.String(),
 				PlanOnly:    true,
 				ExpectError: regexp.MustCompile(`must be between 1 and 65535`),
+			},
+			{
+				Config:      config{Provider: provider, Name: "x", VIPRange: "10.0.0.0/24", HeartbeatMs: 10, DownTimeoutMs: 2000, CleanupMs: 60000, GraceMs: 0}.String(),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`heartbeat_interval_ms value must be between 100 and 600000`),
 			},
 		},
 	})
