@@ -84,7 +84,9 @@ func newExtAgent(t *testing.T, s *stack, name string) *extAgent {
 	}
 	a := &extAgent{t: t, bin: buildFulcrum(t), StateDir: dir, logPath: filepath.Join(dir, "agent-log.txt"),
 		args: []string{"agent", "--endpoint", s.Endpoint, "--token", s.NodeToken, "--node-name", name,
-			"--state-dir", dir, "--poll-wait", pollWait.String(), "--report-interval", "300ms", "--log-level", "debug"}}
+			"--state-dir", dir, "--poll-wait", pollWait.String(), "--report-interval", "300ms", "--log-level", "debug",
+			// No fixed ports: tests run side by side (and beside `make run`).
+			"--metrics-addr=", "--prometheus-addr="}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("agent log (last 8 KiB):\n%s", a.logTail(8<<10))

@@ -321,6 +321,10 @@ func TestProcessStartTrafficStop(t *testing.T) {
 	if _, err := p.MasterCommand(htCtx(t, 5*time.Second), "show proc\nreload"); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("MasterCommand with a newline: %v; want ErrInvalidArgument", err)
 	}
+	// The output is followed from a file: give the follower a moment.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(env.logs.String(), "Loading success") && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if !strings.Contains(env.logs.String(), "Loading success") {
 		t.Errorf("HAProxy's output did not reach the logger:\n%s", env.logs.String())
 	}

@@ -60,11 +60,13 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 	cfg.TracerProvider = tel.TracerProvider()
 	cfg.MeterProvider = tel.MeterProvider()
 	if *metricsAddr != "" {
-		stop, err := serveMetrics(*metricsAddr, tel.MetricsHandler(), cfg.Logger)
-		if err != nil {
-			return err
+		// Metrics are not worth a node that does not serve: a taken address
+		// is logged, and the agent runs without them.
+		if stop, err := serveMetrics(*metricsAddr, tel.MetricsHandler(), cfg.Logger); err != nil {
+			cfg.Logger.Error("agent metrics not served", "err", err)
+		} else {
+			defer stop()
 		}
-		defer stop()
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
