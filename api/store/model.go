@@ -81,10 +81,15 @@ type NodeGroup struct {
 	Description string            `db:"description"`
 	Labels      map[string]string `db:"labels"`
 	VIPRange    netip.Prefix      `db:"vip_range"`
-	Version     int64             `db:"version"`
-	Revision    int64             `db:"revision"`
-	CreatedAt   time.Time         `db:"created_at"`
-	UpdatedAt   time.Time         `db:"updated_at"`
+	// VRRP settings (004_ha.sql); an empty interface means no keepalived.
+	VRRPInterface        string    `db:"vrrp_interface"`
+	VRRPRouterIDMin      int       `db:"vrrp_router_id_min"`
+	VRRPRouterIDMax      int       `db:"vrrp_router_id_max"`
+	VRRPAdvertIntervalMS int       `db:"vrrp_advert_interval_ms"`
+	Version              int64     `db:"version"`
+	Revision             int64     `db:"revision"`
+	CreatedAt            time.Time `db:"created_at"`
+	UpdatedAt            time.Time `db:"updated_at"`
 }
 
 // Node is one dataplane machine running the agent and HAProxy.
