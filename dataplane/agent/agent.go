@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	"github.com/fulcrumlb/fulcrum/dataplane/keepalived"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -92,6 +93,7 @@ type Agent struct {
 	proc    *haproxy.Process
 	runtime haproxy.Runtime
 	tracer  trace.Tracer
+	vips    *keepalived.Manager // VRRP for the group's VIPs
 
 	mu       sync.Mutex
 	snap     *openapi.Snapshot // last applied
@@ -123,6 +125,7 @@ func New(cfg Config) (*Agent, error) {
 	run := a.path("run")
 	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock")}
 	a.proc = haproxy.NewProcess(haproxy.ProcessConfig{Binary: cfg.HAProxy, ConfigPath: a.path("haproxy.cfg"), Dir: run, Logger: cfg.Logger})
+	a.vips = keepalived.New(keepalived.Config{Dir: a.path("keepalived"), NodeName: cfg.NodeName, Healthy: a.haproxyHealthy, Logger: cfg.Logger})
 	return a, nil
 }
 
@@ -166,14 +169,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer func() {
+		a.vips.Stop(5 * time.Second) // give the VIPs up before HAProxy goes
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := a.proc.Stop(sctx); err != nil {
 			a.log.Error("stop haproxy", "err", err)
 		}
 	}()
+	a.updateVIPs(a.snap)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); a.vips.Run(ctx) }()
 	go func() { defer wg.Done(); a.proc.Supervise(ctx) }()
 	go func() { defer wg.Done(); a.reportLoop(ctx) }()
 	a.pollLoop(ctx)
@@ -185,6 +191,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) startHAProxy(ctx context.Context) error {
 	cfg := haproxy.Config{Global: a.global()}
 	if snap, err := a.loadSnapshot(); err == nil {
+		a.prepareVIPs(snap)
 		if applied, lbErrors, err := a.prepare(ctx, snap); err == nil {
 			cfg = applied
 			a.snap, a.lbErrors = snap, lbErrors
@@ -307,6 +314,7 @@ func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
 	if a.snap != nil && snap.Revision <= a.snap.Revision {
 		return nil
 	}
+	a.prepareVIPs(snap)
 	// Member-only changes skip the candidate check and the reload: they go
 	// through the runtime API, and only member fields the API validated differ
 	// from the config HAProxy already accepted.
@@ -352,6 +360,7 @@ func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
 	}
 	span.SetAttributes(attribute.Bool("fulcrum.reloaded", reloaded), attribute.Int("fulcrum.load_balancer_errors", len(lbErrors)))
 	a.live, a.snap, a.lbErrors = &cfg, snap, lbErrors
+	a.updateVIPs(snap)
 	if err := a.saveSnapshot(snap); err != nil {
 		a.log.Error("save snapshot", "err", err)
 	}
