@@ -81,6 +81,8 @@ type NodeGroup struct {
 	Description string            `db:"description"`
 	Labels      map[string]string `db:"labels"`
 	VIPRange    netip.Prefix      `db:"vip_range"`
+	// ReservedPorts are the operator's; see EffectiveReservedPorts.
+	ReservedPorts []int `db:"reserved_ports"`
 	// VRRP settings (004_ha.sql); an empty interface means no keepalived.
 	VRRPInterface        string    `db:"vrrp_interface"`
 	VRRPRouterIDMin      int       `db:"vrrp_router_id_min"`
@@ -104,10 +106,19 @@ type Node struct {
 	StatusMessage   string            `db:"status_message"`
 	LastSeenAt      *time.Time        `db:"last_seen_at"`
 	AgentVersion    string            `db:"agent_version"`
+	Errors          []NodeError       `db:"errors"`
 	Version         int64             `db:"version"`
 	Revision        int64             `db:"revision"`
 	CreatedAt       time.Time         `db:"created_at"`
 	UpdatedAt       time.Time         `db:"updated_at"`
+}
+
+// NodeError is a node-level failure a node reports (disk, HAProxy start,
+// bind, ...); it stays until the node reports it resolved.
+type NodeError struct {
+	Kind    string    `json:"kind"`
+	Message string    `json:"message"`
+	Since   time.Time `json:"since"`
 }
 
 // LoadBalancer is a VIP on a node group.

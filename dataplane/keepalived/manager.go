@@ -263,6 +263,22 @@ func (m *Manager) sync(ctx context.Context) {
 }
 
 func (m *Manager) start() error {
+	// A keepalived that died hard (kill -9) leaves its VIPs on the interface;
+	// a fresh one must not start out holding them next to the new owner.
+	m.mu.Lock()
+	iface := m.settings.Interface
+	m.mu.Unlock()
+	for _, v := range m.Holding() {
+		bits := 32
+		if v.Is6() {
+			bits = 128
+		}
+		if out, err := exec.Command("ip", "addr", "del", netip.PrefixFrom(v, bits).String(), "dev", iface).CombinedOutput(); err != nil {
+			m.log.Warn("remove stale VIP", "vip", v, "err", err, "output", string(out))
+		} else {
+			m.log.Info("removed stale VIP left by a previous keepalived", "vip", v)
+		}
+	}
 	logf, err := os.OpenFile(m.path("keepalived.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err

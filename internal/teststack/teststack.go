@@ -61,6 +61,9 @@ type Options struct {
 	// PollWait is the agents' long-poll wait; 0 for 10s. Their HTTP client
 	// times out after twice as long.
 	PollWait time.Duration
+	// ListenAddr is where the API listens; "" for 127.0.0.1 on a free port.
+	// Network-namespace tests use an address of their bridge.
+	ListenAddr string
 	// Telemetry instruments the API (server spans, metrics endpoint); nil for
 	// none. The test owns it: Start neither installs nor shuts it down.
 	Telemetry *telemetry.Telemetry
@@ -132,7 +135,10 @@ func Start(tb testing.TB, o Options) *Stack {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if o.ListenAddr == "" {
+		o.ListenAddr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", o.ListenAddr)
 	if err != nil {
 		tb.Fatal(err)
 	}
