@@ -169,6 +169,9 @@ func (h *haNet) checkSettled(o outage, vip string) string {
 	if len(o.after) == 0 {
 		h.t.Fatalf("no request after traffic resumed on %s", vip)
 	}
+	if o.flaps > 0 {
+		h.t.Fatalf("requests to %s failed again after traffic had resumed (%d times: flapping)", vip, o.flaps)
+	}
 	via := o.after[0].via
 	for _, r := range o.after {
 		if !r.ok {

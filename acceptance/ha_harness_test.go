@@ -389,40 +389,43 @@ type result struct {
 	via string // the node's address that proxied it
 }
 
-// load sends one request per interval from the client namespace, each on a
-// new connection, until stopped.
+// load starts one request per interval from the client namespace, each on a
+// new connection and without waiting for the previous one (a request stuck
+// in a SYN retransmit does not hold the others back), until stopped.
 type load struct {
 	mu      sync.Mutex
 	results []result
 	cancel  context.CancelFunc
 	done    chan struct{}
+	wg      sync.WaitGroup
 }
 
 func (h *haNet) startLoad(vip string, interval time.Duration) *load {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &load{cancel: cancel, done: make(chan struct{})}
-	started := make(chan error, 1)
+	addr := net.JoinHostPort(vip, "80")
 	go func() {
 		defer close(l.done)
-		_ = inNS(h.client, func() error {
-			started <- nil
-			t := time.NewTicker(interval)
-			defer t.Stop()
-			for {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			l.wg.Add(1)
+			go func() {
+				defer l.wg.Done()
 				at := time.Now()
-				via, err := fetchVia(net.JoinHostPort(vip, "80"))
+				var via string
+				err := inNS(h.client, func() (err error) { via, err = fetchVia(addr); return err })
 				l.mu.Lock()
 				l.results = append(l.results, result{at: at, ok: err == nil, via: via})
 				l.mu.Unlock()
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-t.C:
-				}
+			}()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
 			}
-		})
+		}
 	}()
-	<-started
 	h.t.Cleanup(l.stop)
 	return l
 }
@@ -430,9 +433,11 @@ func (h *haNet) startLoad(vip string, interval time.Duration) *load {
 func (l *load) stop() {
 	l.cancel()
 	<-l.done
+	l.wg.Wait()
 }
 
-// since returns the results from t on.
+// since returns the results of requests started from t on, in start order.
+// Requests still under way are not in it yet.
 func (l *load) since(t time.Time) []result {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -442,6 +447,7 @@ func (l *load) since(t time.Time) []result {
 			out = append(out, r)
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
 	return out
 }
 
@@ -474,50 +480,65 @@ func fetchVia(addr string) (string, error) {
 // outage is what a fault cost the load.
 type outage struct {
 	failed int
-	gap    time.Duration // first failed request to the first success after it
-	after  []result      // results after the first success that followed a failure (or the fault)
+	gap    time.Duration // first failed request to the first success after the last failure (by start time)
+	after  []result      // requests started after the last failure (all succeeded)
+	flaps  int           // failures that came back after a second or more of successes
 }
 
 // measure waits until requests succeed again after the fault at `at`, then
-// watches `settle` more and returns the outage. It fails the test when no
-// request succeeds within bound.
+// watches settle more (at least the 3s a request may take) and returns the
+// outage. It fails the test when no request succeeds within bound.
 func (h *haNet) measure(l *load, at time.Time, bound, settle time.Duration) outage {
 	t := h.t
 	t.Helper()
-	var resumed time.Time
-	var o outage
 	teststack.WaitFor(t, "requests to succeed again after the fault", bound, func() bool {
 		rs := l.since(at)
-		firstFail := -1
-		for i, r := range rs {
-			if !r.ok && firstFail < 0 {
-				firstFail = i
-			}
-			if r.ok && firstFail >= 0 {
-				o.failed = 0
-				for _, x := range rs[:i] {
-					if !x.ok {
-						o.failed++
-					}
-				}
-				o.gap = r.at.Sub(rs[firstFail].at)
-				resumed = r.at
+		failedYet := false
+		for _, r := range rs {
+			if !r.ok {
+				failedYet = true
+			} else if failedYet {
 				return true
 			}
 		}
-		// No failure yet: done once enough time has passed with successes.
-		if firstFail < 0 && len(rs) > 0 && time.Since(at) > 3*time.Second {
-			resumed = rs[len(rs)-1].at
-			return true
-		}
-		return false
+		return !failedYet && time.Since(at) > 3*time.Second
 	})
-	time.Sleep(settle)
-	o.after = l.since(resumed)
+	time.Sleep(max(settle, 3500*time.Millisecond))
+	rs := l.since(at)
+	var o outage
+	var first, last *result
+	okSince := false // a success started after the last failure
+	for i := range rs {
+		r := &rs[i]
+		if r.ok {
+			okSince = true
+			continue
+		}
+		if last != nil && okSince && r.at.Sub(last.at) > time.Second {
+			o.flaps++
+		}
+		if first == nil {
+			first = r
+		}
+		last, okSince = r, false
+		o.failed++
+	}
+	if first == nil {
+		o.after = rs
+		return o
+	}
+	for _, r := range rs {
+		if r.at.After(last.at) {
+			if o.gap == 0 {
+				o.gap = r.at.Sub(first.at)
+			}
+			o.after = append(o.after, r)
+		}
+	}
 	return o
 }
 
-// percentile of durations (nearest rank).
+// durationPercentile is the nearest-rank percentile p (0 to 1) of ds.
 func durationPercentile(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
