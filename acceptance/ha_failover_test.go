@@ -59,6 +59,7 @@ func TestHAFailover(t *testing.T) {
 		defer h.use(t)()
 		l := h.startLoad(vip, loadInterval)
 		var gaps []time.Duration
+		var slowest time.Duration
 		failed, moved := 0, 0
 		for i := 0; i < runs; i++ {
 			h.waitAllReady()
@@ -73,19 +74,52 @@ func TestHAFailover(t *testing.T) {
 			if now := h.waitOwner(vip, nil); now != owner {
 				moved++
 			}
-			gaps, failed = append(gaps, o.gap), failed+o.failed
+			gaps, failed, slowest = append(gaps, o.gap), failed+o.failed, max(slowest, o.slowest)
 			t.Logf("run %d: HAProxy of %s killed: gap %s, %d failed", i+1, owner.name, o.gap.Round(time.Millisecond), o.failed)
 		}
-		line := fmt.Sprintf("failover_haproxy: gap_ms_p50=%d gap_ms_max=%d failed=%d runs=%d vip_moved=%d",
-			durationPercentile(gaps, 0.5).Milliseconds(), durationPercentile(gaps, 1).Milliseconds(), failed, runs, moved)
+		line := fmt.Sprintf("failover_haproxy: gap_ms_p50=%d gap_ms_max=%d failed=%d runs=%d vip_moved=%d slowest_request_ms=%d",
+			durationPercentile(gaps, 0.5).Milliseconds(), durationPercentile(gaps, 1).Milliseconds(), failed, runs, moved, slowest.Milliseconds())
 		t.Log(line)
 		fmt.Println(line)
+	})
+
+	// A graceful stop (SIGTERM, as systemctl stop or a drain does) gives the
+	// VIPs up before HAProxy stops: clients see no failed request.
+	t.Run("OwnerStopped", func(t *testing.T) {
+		defer h.use(t)()
+		l := h.startLoad(vip, loadInterval)
+		var gaps []time.Duration
+		var slowest time.Duration
+		failed := 0
+		for i := 0; i < runs; i++ {
+			h.waitAllReady()
+			owner := h.waitOwner(vip, nil)
+			time.Sleep(500 * time.Millisecond)
+			at := time.Now()
+			h.stopAgent(owner)
+			o := h.measure(l, at, 15*time.Second, 2*time.Second)
+			via := h.checkSettled(o, vip)
+			newOwner := h.waitOwner(vip, owner)
+			if via != newOwner.ip || newOwner == owner {
+				t.Fatalf("run %d: after %s stopped, %s holds the VIP and requests go through %s", i+1, owner.name, newOwner.name, via)
+			}
+			gaps, failed, slowest = append(gaps, o.gap), failed+o.failed, max(slowest, o.slowest)
+			t.Logf("run %d: %s stopped (SIGTERM): %d failed, gap %s; %s took the VIP", i+1, owner.name, o.failed, o.gap.Round(time.Millisecond), newOwner.name)
+			h.startAgent(owner)
+		}
+		line := fmt.Sprintf("drain: failed=%d runs=%d gap_ms_max=%d slowest_request_ms=%d", failed, runs, durationPercentile(gaps, 1).Milliseconds(), slowest.Milliseconds())
+		t.Log(line)
+		fmt.Println(line)
+		if failed > 0 {
+			t.Errorf("%d requests failed while owners stopped gracefully; want 0", failed)
+		}
 	})
 
 	t.Run("OwnerKilled", func(t *testing.T) {
 		defer h.use(t)()
 		l := h.startLoad(vip, loadInterval)
 		var gaps []time.Duration
+		var slowest time.Duration
 		failed := 0
 		for i := 0; i < runs; i++ {
 			h.waitAllReady()
@@ -102,7 +136,7 @@ func TestHAFailover(t *testing.T) {
 			if newOwner.ip != via {
 				t.Fatalf("run %d: %s holds the VIP but requests go through %s", i+1, newOwner.name, via)
 			}
-			gaps, failed = append(gaps, o.gap), failed+o.failed
+			gaps, failed, slowest = append(gaps, o.gap), failed+o.failed, max(slowest, o.slowest)
 			t.Logf("run %d: %s killed (agent, HAProxy, keepalived): gap %s, %d failed; %s took the VIP", i+1, owner.name,
 				o.gap.Round(time.Millisecond), o.failed, newOwner.name)
 
@@ -120,8 +154,8 @@ func TestHAFailover(t *testing.T) {
 				}
 			}
 		}
-		line := fmt.Sprintf("failover: gap_ms_p50=%d gap_ms_max=%d failed=%d runs=%d",
-			durationPercentile(gaps, 0.5).Milliseconds(), durationPercentile(gaps, 1).Milliseconds(), failed, runs)
+		line := fmt.Sprintf("failover: gap_ms_p50=%d gap_ms_max=%d failed=%d runs=%d slowest_request_ms=%d",
+			durationPercentile(gaps, 0.5).Milliseconds(), durationPercentile(gaps, 1).Milliseconds(), failed, runs, slowest.Milliseconds())
 		t.Log(line)
 		fmt.Println(line)
 	})

@@ -281,6 +281,19 @@ func (h *haNet) killNode(n *haNode) {
 	}
 }
 
+// stopAgent stops the node's agent gracefully (SIGTERM) and waits for it.
+func (h *haNet) stopAgent(n *haNode) {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		h.t.Fatalf("agent of %s did not stop within 30s of SIGTERM", n.name)
+	}
+}
+
 // holders lists the nodes whose eth0 holds vip.
 func (h *haNet) holders(vip string) []*haNode {
 	var out []*haNode
@@ -386,7 +399,8 @@ func (h *haNet) createLB(name string, backendPort int) (string, string) {
 type result struct {
 	at  time.Time
 	ok  bool
-	via string // the node's address that proxied it
+	via string        // the node's address that proxied it
+	dur time.Duration // how long it took (a SYN sent again adds a second)
 }
 
 // load starts one request per interval from the client namespace, each on a
@@ -416,7 +430,7 @@ func (h *haNet) startLoad(vip string, interval time.Duration) *load {
 				var via string
 				err := inNS(h.client, func() (err error) { via, err = fetchVia(addr); return err })
 				l.mu.Lock()
-				l.results = append(l.results, result{at: at, ok: err == nil, via: via})
+				l.results = append(l.results, result{at: at, ok: err == nil, via: via, dur: time.Since(at)})
 				l.mu.Unlock()
 			}()
 			select {
@@ -453,12 +467,14 @@ func (l *load) since(t time.Time) []result {
 
 // fetchVia sends GET / on a new connection and returns the body.
 func fetchVia(addr string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	// A SYN lost while the VIP moves is sent again after a second, as any
+	// client's would: such a request is slow, not failed.
+	c, err := net.DialTimeout("tcp", addr, 2500*time.Millisecond)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: ha\r\nConnection: close\r\n\r\n"); err != nil {
 		return "", err
 	}
@@ -479,14 +495,15 @@ func fetchVia(addr string) (string, error) {
 
 // outage is what a fault cost the load.
 type outage struct {
-	failed int
-	gap    time.Duration // first failed request to the first success after the last failure (by start time)
-	after  []result      // requests started after the last failure (all succeeded)
-	flaps  int           // failures that came back after a second or more of successes
+	failed  int
+	gap     time.Duration // first failed request to the first success after the last failure (by start time)
+	after   []result      // requests started after the last failure (all succeeded)
+	flaps   int           // failures that came back after a second or more of successes
+	slowest time.Duration // the longest request from the fault on
 }
 
 // measure waits until requests succeed again after the fault at `at`, then
-// watches settle more (at least the 3s a request may take) and returns the
+// watches settle more (at least the 4s a request may take) and returns the
 // outage. It fails the test when no request succeeds within bound.
 func (h *haNet) measure(l *load, at time.Time, bound, settle time.Duration) outage {
 	t := h.t
@@ -503,13 +520,14 @@ func (h *haNet) measure(l *load, at time.Time, bound, settle time.Duration) outa
 		}
 		return !failedYet && time.Since(at) > 3*time.Second
 	})
-	time.Sleep(max(settle, 3500*time.Millisecond))
+	time.Sleep(max(settle, 4*time.Second))
 	rs := l.since(at)
 	var o outage
 	var first, last *result
 	okSince := false // a success started after the last failure
 	for i := range rs {
 		r := &rs[i]
+		o.slowest = max(o.slowest, r.dur)
 		if r.ok {
 			okSince = true
 			continue
