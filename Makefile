@@ -56,6 +56,10 @@ lint: ## go vet, a gofmt check and the OpenAPI lint (Redocly CLI, installed into
 test: lint check-generated terraform ## Run every test (provider acceptance tests included) against real Postgres, HAProxy and terraform.
 	TF_ACC=1 TF_ACC_TERRAFORM_PATH=$(TERRAFORM) TF_CLI_CONFIG_FILE=/dev/null $(GO) test -race -count=1 -timeout 30m ./...
 
+.PHONY: chaos
+chaos: ## Run the long forms of the failure-containment tests (restarts, kills, crashes under load; figures in RELIABILITY.md).
+	FULCRUM_CHAOS=1 $(GO) test -race -count=1 -timeout 30m -v -run 'Lifecycle|Chaos' ./acceptance/
+
 .PHONY: testacc
 testacc: terraform ## Run only the Terraform provider acceptance tests.
 	TF_ACC=1 TF_ACC_TERRAFORM_PATH=$(TERRAFORM) TF_CLI_CONFIG_FILE=/dev/null $(GO) test -count=1 -timeout 30m ./provider/...
@@ -78,7 +82,7 @@ test-ha: ## HA failover tests in network namespaces (root): 5 kills of each kind
 
 .PHONY: bench-ha
 bench-ha: ## HA failover figures (root): 10 kills of each kind and 10 drains; figures for BENCHMARKS.md.
-	set -o pipefail; FULCRUM_HA_RUNS=10 $(GO) test -count=1 -timeout 30m -v -run 'TestHA' ./acceptance/ | grep -E '^(--- |FAIL|ok|failover|drain)'
+	set -o pipefail; FULCRUM_HA_RUNS=10 $(GO) test -count=1 -timeout 30m -v -run 'TestHA' ./acceptance/ | grep -E '^(--- |\s+---|FAIL|ok|failover|drain)|ha_.*_test.go'
 
 .PHONY: clean
 clean: ## Remove build output (keeps .fulcrum/ state).

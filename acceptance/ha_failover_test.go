@@ -83,8 +83,43 @@ func TestHAFailover(t *testing.T) {
 		fmt.Println(line)
 	})
 
-	// A graceful stop (SIGTERM, as systemctl stop or a drain does) gives the
-	// VIPs up before HAProxy stops: clients see no failed request.
+	// An agent restart (SIGTERM, as systemctl restart or an upgrade does)
+	// leaves HAProxy and keepalived serving; the next agent adopts keepalived:
+	// the VIP does not move and no request fails.
+	t.Run("OwnerAgentRestarted", func(t *testing.T) {
+		defer h.use(t)()
+		l := h.startLoad(vip, loadInterval)
+		h.waitAllReady()
+		owner := h.waitOwner(vip, nil)
+		kpid := h.keepalivedPID(owner)
+		if kpid == 0 {
+			t.Fatalf("no keepalived runs on %s", owner.name)
+		}
+		at := time.Now()
+		h.stopAgent(owner)
+		time.Sleep(time.Second)
+		h.startAgent(owner)
+		teststack.WaitFor(t, owner.name+" ready again", 30*time.Second, func() bool { return h.ready(owner) })
+		time.Sleep(time.Second)
+		if now := h.waitOwner(vip, nil); now != owner {
+			t.Fatalf("the VIP moved from %s to %s over an agent restart", owner.name, now.name)
+		}
+		if got := h.keepalivedPID(owner); got != kpid {
+			t.Fatalf("keepalived of %s is pid %d after the agent restart, was %d: not adopted", owner.name, got, kpid)
+		}
+		time.Sleep(4 * time.Second) // requests under way finish
+		rs := l.since(at)
+		for _, r := range rs {
+			if !r.ok {
+				t.Fatalf("a request failed over the agent restart of %s", owner.name)
+			}
+		}
+		t.Logf("agent of %s restarted: keepalived %d adopted, %d requests, 0 failed, VIP stayed", owner.name, kpid, len(rs))
+	})
+
+	// Taking the owner out (SIGTERM to an agent run with
+	// --stop-haproxy-on-exit) gives its VIPs up before HAProxy stops: clients
+	// see no failed request.
 	t.Run("OwnerStopped", func(t *testing.T) {
 		defer h.use(t)()
 		l := h.startLoad(vip, loadInterval)
@@ -94,9 +129,14 @@ func TestHAFailover(t *testing.T) {
 		for i := 0; i < runs; i++ {
 			h.waitAllReady()
 			owner := h.waitOwner(vip, nil)
+			h.stopAgent(owner) // hitless restart, to run it with --stop-haproxy-on-exit
+			owner.stopOnExit = true
+			h.startAgent(owner)
+			teststack.WaitFor(t, owner.name+" ready again", 30*time.Second, func() bool { return h.ready(owner) })
 			time.Sleep(500 * time.Millisecond)
 			at := time.Now()
 			h.stopAgent(owner)
+			owner.stopOnExit = false
 			o := h.measure(l, at, 15*time.Second, 2*time.Second)
 			via := h.checkSettled(o, vip)
 			newOwner := h.waitOwner(vip, owner)

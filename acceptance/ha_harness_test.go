@@ -50,6 +50,7 @@ type haNet struct {
 // haNode is one dataplane node.
 type haNode struct {
 	name, ns, ip, dir string
+	stopOnExit        bool // start the agent with --stop-haproxy-on-exit (a stop takes the node out)
 	mu                sync.Mutex
 	cmd               *exec.Cmd
 	done              chan struct{}
@@ -253,7 +254,8 @@ func (h *haNet) startAgent(n *haNode) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("ip", "netns", "exec", n.ns, h.bin, "agent", "--endpoint", h.st.Endpoint, "--node-name", n.name,
-		"--state-dir", filepath.Join(n.dir, "state"), "--poll-wait", "5s", "--report-interval", "1s", "--log-level", "debug")
+		"--state-dir", filepath.Join(n.dir, "state"), "--poll-wait", "5s", "--report-interval", "1s", "--log-level", "debug",
+		"--stop-haproxy-on-exit="+strconv.FormatBool(n.stopOnExit))
 	cmd.Env = append(os.Environ(), "FULCRUM_NODE_TOKEN="+h.st.NodeToken, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -292,6 +294,20 @@ func (h *haNet) stopAgent(n *haNode) {
 	case <-time.After(30 * time.Second):
 		h.t.Fatalf("agent of %s did not stop within 30s of SIGTERM", n.name)
 	}
+}
+
+// keepalivedPID is the pid of the node's keepalived (its pid file), 0 when
+// none runs.
+func (h *haNet) keepalivedPID(n *haNode) int {
+	b, err := os.ReadFile(filepath.Join(n.dir, "state", "keepalived", "keepalived.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	return pid
 }
 
 // holders lists the nodes whose eth0 holds vip.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -356,8 +357,11 @@ func (h *handlers) RevokeToken(ctx context.Context, r openapi.RevokeTokenRequest
 // ---------------------------------------------------------------- node groups
 
 func nodeGroupToAPI(g *store.NodeGroup) openapi.NodeGroup {
+	reserved := append([]int{}, g.ReservedPorts...)
+	effective := store.EffectiveReservedPorts(g.ReservedPorts)
 	return openapi.NodeGroup{Id: g.ID, Name: g.Name, Description: g.Description, Labels: labelsOrEmpty(g.Labels),
-		VipRange: g.VIPRange.String(), CreatedAt: g.CreatedAt, UpdatedAt: g.UpdatedAt, Version: g.Version,
+		VipRange: g.VIPRange.String(), ReservedPorts: &reserved, EffectiveReservedPorts: &effective,
+		CreatedAt: g.CreatedAt, UpdatedAt: g.UpdatedAt, Version: g.Version,
 		VrrpInterface: &g.VRRPInterface, VrrpRouterIdMin: &g.VRRPRouterIDMin, VrrpRouterIdMax: &g.VRRPRouterIDMax, VrrpAdvertIntervalMs: &g.VRRPAdvertIntervalMS}
 }
 
@@ -409,9 +413,34 @@ func applyVRRP(e *validate.Errors, g *store.NodeGroup, v vrrpSettings) bool {
 func vrrpColumns(g *store.NodeGroup) []store.Column {
 	return []store.Column{{Name: "vrrp_interface", Value: g.VRRPInterface}, {Name: "vrrp_router_id_min", Value: g.VRRPRouterIDMin},
 		{Name: "vrrp_router_id_max", Value: g.VRRPRouterIDMax}, {Name: "vrrp_advert_interval_ms", Value: g.VRRPAdvertIntervalMS}}
+
+}
+
+// validateReservedPorts checks the operator's list (ports, each once) and
+// sorts it.
+func validateReservedPorts(e *validate.Errors, ports []int) []int {
+	if len(ports) > 256 {
+		e.Add("reserved_ports", "must list at most 256 ports")
+		return ports
+	}
+	seen := map[int]bool{}
+	for i, p := range ports {
+		f := validate.Index("reserved_ports", i)
+		if !validate.Port(e, f, p) {
+			continue
+		}
+		if seen[p] {
+			e.Add(f, "lists port %d twice", p)
+		}
+		seen[p] = true
+	}
+	out := append([]int{}, ports...)
+	slices.Sort(out)
+	return out
 }
 
 func validateNodeGroup(e *validate.Errors, g *store.NodeGroup, vipRange string) {
+	g.ReservedPorts = validateReservedPorts(e, g.ReservedPorts)
 	if g.Name == "" {
 		e.Add("name", "is required")
 	}
@@ -425,7 +454,8 @@ func validateNodeGroup(e *validate.Errors, g *store.NodeGroup, vipRange string) 
 
 func nodeGroupColumns(g *store.NodeGroup, rev int64) []store.Column {
 	return []store.Column{{Name: "name", Value: g.Name}, {Name: "description", Value: g.Description},
-		{Name: "labels", Value: labelsOrEmpty(g.Labels)}, {Name: "vip_range", Value: g.VIPRange}, {Name: "revision", Value: rev}}
+		{Name: "labels", Value: labelsOrEmpty(g.Labels)}, {Name: "vip_range", Value: g.VIPRange}, {Name: "reserved_ports", Value: g.ReservedPorts},
+		{Name: "revision", Value: rev}}
 }
 
 // nodeGroupReader admits admins and tenants (who choose a group for their LBs).
@@ -453,7 +483,12 @@ func (h *handlers) ListNodeGroups(ctx context.Context, r openapi.ListNodeGroupsR
 
 // CreateNodeGroupTx validates and inserts a node group; shared with `fulcrum admin`.
 func CreateNodeGroupTx(ctx context.Context, tx *store.Tx, name, description string, labels map[string]string, vipRange string) (*store.NodeGroup, error) {
-	g := &store.NodeGroup{Name: name, Description: description, Labels: labels}
+	return createNodeGroupTx(ctx, tx, name, description, labels, vipRange, nil)
+}
+
+// createNodeGroupTx is CreateNodeGroupTx with the operator's reserved ports.
+func createNodeGroupTx(ctx context.Context, tx *store.Tx, name, description string, labels map[string]string, vipRange string, reservedPorts []int) (*store.NodeGroup, error) {
+	g := &store.NodeGroup{Name: name, Description: description, Labels: labels, ReservedPorts: reservedPorts}
 	var e validate.Errors
 	validateNodeGroup(&e, g, vipRange)
 	if err := e.Err(); err != nil {
@@ -478,7 +513,7 @@ func (h *handlers) CreateNodeGroup(ctx context.Context, r openapi.CreateNodeGrou
 		if applyVRRP(&e, &store.NodeGroup{}, v); e.Err() != nil {
 			return openapi.NodeGroup{}, e.Err()
 		}
-		g, err := CreateNodeGroupTx(ctx, tx, b.Name, deref(b.Description), deref(b.Labels), b.VipRange)
+		g, err := createNodeGroupTx(ctx, tx, b.Name, deref(b.Description), deref(b.Labels), b.VipRange, deref(b.ReservedPorts))
 		if err != nil {
 			return openapi.NodeGroup{}, err
 		}
@@ -524,6 +559,10 @@ func (h *handlers) UpdateNodeGroup(ctx context.Context, r openapi.UpdateNodeGrou
 		if b.Labels != nil {
 			g.Labels = *b.Labels
 		}
+		oldPorts := g.ReservedPorts
+		if b.ReservedPorts != nil {
+			g.ReservedPorts = *b.ReservedPorts
+		}
 		vipRange := g.VIPRange.String()
 		if b.VipRange != nil {
 			vipRange = *b.VipRange
@@ -550,6 +589,22 @@ func (h *handlers) UpdateNodeGroup(ctx context.Context, r openapi.UpdateNodeGrou
 		if len(outside) > 0 {
 			return openapi.NodeGroup{}, problem.Conflict("in-use", "The new range leaves out VIPs in use.",
 				validate.FieldError{Field: "vip_range", Message: "does not contain the VIPs of " + joinIDs(outside)})
+		}
+		// Reserving a port a listener uses would put the two at odds:
+		// refuse until the listener moves.
+		var added []int
+		for _, p := range g.ReservedPorts {
+			if !slices.Contains(oldPorts, p) {
+				added = append(added, p)
+			}
+		}
+		using, err := store.ListenersOnPorts(ctx, tx, g.ID, added)
+		if err != nil {
+			return openapi.NodeGroup{}, err
+		}
+		if len(using) > 0 {
+			return openapi.NodeGroup{}, problem.Conflict("in-use", "Listeners of the group use ports the new list reserves: "+joinIDs(using)+".",
+				validate.FieldError{Field: "reserved_ports", Message: "includes ports used by " + joinIDs(using)})
 		}
 		rev, err := tx.Revision(ctx)
 		if err != nil {
@@ -580,20 +635,32 @@ func (h *handlers) DeleteNodeGroup(ctx context.Context, r openapi.DeleteNodeGrou
 // ---------------------------------------------------------------- nodes
 
 // NodeOfflineAfter is how long without a heartbeat before a node reads offline.
-const NodeOfflineAfter = 90 * time.Second
+const NodeOfflineAfter = store.NodeOfflineAfter
 
 func nodeToAPI(n *store.Node) openapi.Node {
 	status := n.Status
 	if n.LastSeenAt != nil && time.Since(*n.LastSeenAt) > NodeOfflineAfter {
 		status = "offline"
 	}
+	errs := make([]openapi.NodeError, 0, len(n.Errors))
+	for _, e := range n.Errors {
+		since := e.Since
+		errs = append(errs, openapi.NodeError{Kind: openapi.NodeErrorKind(e.Kind), Message: e.Message, Since: &since})
+	}
+	if len(errs) > 0 && status != "offline" {
+		status = "error"
+	}
 	var msg *string
 	if n.StatusMessage != "" {
 		msg = &n.StatusMessage
 	}
+	var agentVersion *string
+	if n.AgentVersion != "" {
+		agentVersion = &n.AgentVersion
+	}
 	return openapi.Node{Id: n.ID, Name: n.Name, NodeGroupId: n.NodeGroupID, Description: n.Description, Labels: labelsOrEmpty(n.Labels),
-		AppliedRevision: n.AppliedRevision, Status: openapi.NodeStatus(status), StatusMessage: msg, LastSeenAt: n.LastSeenAt,
-		CreatedAt: n.CreatedAt, UpdatedAt: n.UpdatedAt, Version: n.Version}
+		AppliedRevision: n.AppliedRevision, Status: openapi.NodeStatus(status), StatusMessage: msg, Errors: &errs, AgentVersion: agentVersion,
+		LastSeenAt: n.LastSeenAt, CreatedAt: n.CreatedAt, UpdatedAt: n.UpdatedAt, Version: n.Version}
 }
 
 func (h *handlers) ListNodes(ctx context.Context, r openapi.ListNodesRequestObject) (openapi.ListNodesResponseObject, error) {

@@ -273,15 +273,24 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 		if _, err := store.Update[store.Node](ctx, tx, store.KindNode, n.ID, cols); err != nil {
 			return err
 		}
-		lbErrors := map[string]string{}
+		if b.NodeErrors != nil {
+			errs := make([]store.NodeError, 0, len(*b.NodeErrors))
+			for _, e := range *b.NodeErrors {
+				errs = append(errs, store.NodeError{Kind: string(e.Kind), Message: e.Message})
+			}
+			if _, err := store.ReplaceNodeErrors(ctx, tx, n, errs, time.Now()); err != nil {
+				return err
+			}
+		}
+		rep := store.Report{ReplaceLBErrors: b.LoadBalancerErrors != nil, MemberStatus: map[string]string{}}
 		for _, e := range deref(b.LoadBalancerErrors) {
-			lbErrors[e.LoadBalancerId] = e.Message
+			rep.LBErrors = append(rep.LBErrors, store.LBError{LoadBalancerID: e.LoadBalancerId, ObjectID: deref(e.ObjectId),
+				Field: deref(e.Field), Message: e.Message})
 		}
-		members := map[string]string{}
 		for _, m := range deref(b.Members) {
-			members[m.Id] = string(m.Status)
+			rep.MemberStatus[m.Id] = string(m.Status)
 		}
-		if err := store.ApplyReport(ctx, tx, n.NodeGroupID, lbErrors, members); err != nil {
+		if err := store.ApplyReport(ctx, tx, n, rep); err != nil {
 			return err
 		}
 		for _, s := range deref(b.Stats) {

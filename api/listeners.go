@@ -3,6 +3,9 @@ package api
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/oapi-codegen/nullable"
 
@@ -34,6 +37,14 @@ func listenerToAPI(l *store.Listener) openapi.Listener {
 		out.Hsts = nullable.NewNullableWithValue(convertJSON[openapi.HSTS](l.Spec.HSTS))
 	}
 	return out
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
 }
 
 func nonNil[T any](s []T) []T {
@@ -142,12 +153,23 @@ func (p *listenerPatch) apply(l *store.Listener) {
 }
 
 // validateListener checks the whole listener, including its references, which
-// must be live objects of the same tenant and load balancer.
-func validateListener(ctx context.Context, tx *store.Tx, l *store.Listener) error {
+// must be live objects of the same tenant and load balancer. A new port
+// (newPort: created, or changed by an update) must not be reserved on the
+// load balancer's node group; a listener left where it is is not refused for
+// a port reserved after it was created.
+func validateListener(ctx context.Context, tx *store.Tx, l *store.Listener, newPort bool) error {
 	var e validate.Errors
 	validateMeta(&e, &l.Meta)
 	validate.Enum(&e, "protocol", l.Protocol, "tcp", "http", "https")
-	validate.Port(&e, "port", l.Port)
+	if validate.Port(&e, "port", l.Port) && newPort {
+		reserved, err := store.ReservedPortsOfLoadBalancer(ctx, tx, l.LoadBalancerID)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(reserved, l.Port) {
+			e.Add("port", "is reserved on the load balancer's node group (reserved: %s)", joinInts(reserved))
+		}
+	}
 	validate.IntRange(&e, "connection_limit", l.Spec.ConnectionLimit, 0, 1000000)
 	if ps, ok := validate.CIDRList(&e, "allowed_cidrs", l.Spec.AllowedCIDRs, 256); ok {
 		l.Spec.AllowedCIDRs = prefixStrings(ps)
@@ -276,7 +298,7 @@ func (h *handlers) CreateListener(ctx context.Context, r openapi.CreateListenerR
 		}
 		l := &store.Listener{Meta: store.Meta{TenantID: tenant}, LoadBalancerID: b.LoadBalancerId}
 		p.apply(l)
-		if err := validateListener(ctx, tx, l); err != nil {
+		if err := validateListener(ctx, tx, l, true); err != nil {
 			return openapi.Listener{}, err
 		}
 		rev, err := tx.Revision(ctx)
@@ -335,8 +357,9 @@ func (h *handlers) UpdateListener(ctx context.Context, r openapi.UpdateListenerR
 		AllowedCIDRs: b.AllowedCidrs, DeniedCIDRs: b.DeniedCidrs, Timeouts: b.Timeouts, InsertHeaders: b.InsertHeaders,
 		RedirectHTTPToHTTPS: b.RedirectHttpToHttps, HSTS: b.Hsts, Compression: b.Compression}
 	out, err := update(ctx, h, store.KindListener, tenant, r.Id, r.Params.IfMatch, r.Params.DryRun, func(tx *store.Tx, l *store.Listener) (openapi.Listener, error) {
+		oldPort := l.Port
 		p.apply(l)
-		if err := validateListener(ctx, tx, l); err != nil {
+		if err := validateListener(ctx, tx, l, l.Port != oldPort); err != nil {
 			return openapi.Listener{}, err
 		}
 		if l.Protocol == "tcp" {

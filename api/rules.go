@@ -49,6 +49,8 @@ func conditionsFromAPI(cs []openapi.RuleCondition) []store.RuleCondition {
 	return nonNil(out)
 }
 
+// validateConditions checks the conditions and writes source_ip values back
+// in their canonical form.
 func validateConditions(e *validate.Errors, cs []store.RuleCondition) {
 	if len(cs) > 16 {
 		e.Add("conditions", "must have at most 16 entries")
@@ -86,7 +88,11 @@ func validateConditions(e *validate.Errors, cs []store.RuleCondition) {
 			case c.Match == "regex":
 				validate.Regex(e, vf, v)
 			case c.Field == "source_ip":
-				validate.CIDR(e, vf, v)
+				// Stored the way listeners store CIDRs: host bits cleared,
+				// a bare address as a /32 or /128 ("10.1.2.3/8" → "10.0.0.0/8").
+				if p, ok := validate.CIDR(e, vf, v); ok {
+					cs[i].Values[j] = p.String()
+				}
 			case c.Field == "method":
 				validate.HTTPMethod(e, vf, v)
 			case c.Field == "host" && c.Match == "exact":

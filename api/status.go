@@ -25,6 +25,22 @@ func (h *handlers) GetLoadBalancerStatus(ctx context.Context, r openapi.GetLoadB
 			return err
 		}
 		out.LoadBalancer = statusEntry(&lb.Meta, &lb.Status)
+		// The nodes of the group not serving this load balancer's current
+		// version: named (the tenant's LB is on that group), with statuses
+		// and messages about this load balancer only.
+		lagging, err := store.LaggingNodes(ctx, tx, lb.NodeGroupID, lb.ID)
+		if err != nil {
+			return err
+		}
+		out.Nodes = make([]openapi.StatusNode, 0, len(lagging))
+		for _, n := range lagging {
+			out.Nodes = append(out.Nodes, openapi.StatusNode{Name: n.Name, Status: openapi.StatusNodeStatus(n.Status), StatusMessage: msgPtr(n.StatusMessage)})
+		}
+		// Reports recompute the stored status; a node that stopped reporting
+		// cannot, so a listed node degrades what reads online here too.
+		if len(out.Nodes) > 0 && lb.DeletedRevision == nil && out.LoadBalancer.OperatingStatus == openapi.OperatingStatusOnline {
+			out.LoadBalancer.OperatingStatus = openapi.OperatingStatusDegraded
+		}
 		const q = " WHERE load_balancer_id = $1 AND tenant_id = $2 ORDER BY id"
 		listeners, err := store.Select[store.Listener](ctx, tx, "SELECT * FROM listeners"+q, lb.ID, tenant)
 		if err != nil {

@@ -516,6 +516,27 @@ func (e SessionPersistenceType) Valid() bool {
 	}
 }
 
+// Defines values for StatusNodeStatus.
+const (
+	StatusNodeStatusApplying StatusNodeStatus = "applying"
+	StatusNodeStatusError    StatusNodeStatus = "error"
+	StatusNodeStatusOffline  StatusNodeStatus = "offline"
+)
+
+// Valid indicates whether the value is a known member of the StatusNodeStatus enum.
+func (e StatusNodeStatus) Valid() bool {
+	switch e {
+	case StatusNodeStatusApplying:
+		return true
+	case StatusNodeStatusError:
+		return true
+	case StatusNodeStatusOffline:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TokenKind.
 const (
 	TokenKindAdmin  TokenKind = "admin"
@@ -728,12 +749,14 @@ type ListenerCreate struct {
 	// Labels Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` ≤ 63, values ≤ 255.
 	//
 	// Example: {"env":"prod","team":"web"}
-	Labels         *Labels                      `json:"labels,omitempty"`
-	LoadBalancerId string                       `json:"load_balancer_id"`
-	Name           *string                      `json:"name,omitempty"`
-	Port           int                          `json:"port"`
-	Protocol       ListenerProtocol             `json:"protocol"`
-	RateLimit      nullable.Nullable[RateLimit] `json:"rate_limit,omitempty"`
+	Labels         *Labels `json:"labels,omitempty"`
+	LoadBalancerId string  `json:"load_balancer_id"`
+	Name           *string `json:"name,omitempty"`
+
+	// Port Unique per load balancer; not one of its node group's `effective_reserved_ports` (422 naming `port`).
+	Port      int                          `json:"port"`
+	Protocol  ListenerProtocol             `json:"protocol"`
+	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit,omitempty"`
 
 	// RedirectHttpToHttps http listeners only.
 	RedirectHttpToHttps *bool `json:"redirect_http_to_https,omitempty"`
@@ -799,8 +822,10 @@ type ListenerUpdate struct {
 	// Labels Up to 64 labels; keys `[a-z0-9]([a-z0-9._/-]*[a-z0-9])?` ≤ 63, values ≤ 255.
 	//
 	// Example: {"env":"prod","team":"web"}
-	Labels              *Labels                      `json:"labels,omitempty"`
-	Name                *string                      `json:"name,omitempty"`
+	Labels *Labels `json:"labels,omitempty"`
+	Name   *string `json:"name,omitempty"`
+
+	// Port Not one of the node group's `effective_reserved_ports` (422 naming `port`).
 	Port                *int                         `json:"port,omitempty"`
 	Protocol            *ListenerProtocol            `json:"protocol,omitempty"`
 	RateLimit           nullable.Nullable[RateLimit] `json:"rate_limit,omitempty"`
@@ -903,12 +928,8 @@ type LoadBalancerStatusTree struct {
 	Listeners    []ListenerStatus `json:"listeners"`
 	LoadBalancer StatusEntry      `json:"load_balancer"`
 
-	// Nodes The nodes of the load balancer's group that do not serve its current version (down, failing, or with node errors); empty when every node serves it.
-	Nodes *[]struct {
-		Name          string  `json:"name"`
-		Status        string  `json:"status"`
-		StatusMessage *string `json:"status_message,omitempty"`
-	} `json:"nodes,omitempty"`
+	// Nodes The live nodes of the load balancer's group that do not serve its current version (down, failing, with node errors, rejecting it, or still behind it a few seconds after a change); empty when every node serves it. While any is listed the load balancer reads `degraded` and changes those nodes have not applied do not read `active`.
+	Nodes []StatusNode `json:"nodes"`
 	Pools []PoolStatus `json:"pools"`
 }
 
@@ -1073,7 +1094,7 @@ type NodeGroup struct {
 	CreatedAt   time.Time `json:"created_at"`
 	Description string    `json:"description"`
 
-	// EffectiveReservedPorts Every port a listener of this group is refused (422 naming `port`), sorted.
+	// EffectiveReservedPorts Every port a listener of this group is refused (422 naming `port`), sorted: `reserved_ports`, 22 (SSH), 8404 (HAProxy's stats page) and 8405 (HAProxy's Prometheus exporter).
 	EffectiveReservedPorts *[]int `json:"effective_reserved_ports,omitempty"`
 
 	// Id Example: ng_01JD2YQ4ZP0S9D3C1V1X6M5W7A
@@ -1087,7 +1108,7 @@ type NodeGroup struct {
 	// Name Example: default
 	Name string `json:"name"`
 
-	// ReservedPorts Ports no listener of this group may use, listed by the operator. Always reserved as well (not listed here): 22 and the agent's own ports (see `effective_reserved_ports`).
+	// ReservedPorts Ports no listener of this group may use, listed by the operator (each 1–65535, once; returned sorted). Always reserved as well (not listed here): 22 and the agent's own ports (see `effective_reserved_ports`).
 	ReservedPorts *[]int    `json:"reserved_ports,omitempty"`
 	UpdatedAt     time.Time `json:"updated_at"`
 	Version       int64     `json:"version"`
@@ -1188,7 +1209,7 @@ type NodeRegistration struct {
 
 // NodeReport defines model for NodeReport.
 type NodeReport struct {
-	// LoadBalancerErrors Load balancers HAProxy rejected; the node keeps serving their last good version (or nothing).
+	// LoadBalancerErrors Load balancers (or objects of them) HAProxy rejected, replacing those reported before (an empty list: none; absent: unchanged); the node keeps serving their last good version (or nothing).
 	LoadBalancerErrors *[]LoadBalancerError `json:"load_balancer_errors,omitempty"`
 	Members            *[]struct {
 		// Check HAProxy's last check result.
@@ -1200,7 +1221,7 @@ type NodeReport struct {
 	// Message Why (nack).
 	Message *string `json:"message,omitempty"`
 
-	// NodeErrors Every node-level failure in force now; an empty or absent list means none (earlier ones are resolved).
+	// NodeErrors Every node-level failure in force now, replacing those reported before: an empty list means none remain (earlier ones are resolved); an absent list leaves them as they are.
 	NodeErrors *[]NodeError `json:"node_errors,omitempty"`
 
 	// Revision The snapshot revision the node now serves.
@@ -1575,6 +1596,19 @@ type StatusEntry struct {
 	ProvisioningStatus ProvisioningStatus `json:"provisioning_status"`
 	StatusMessage      *string            `json:"status_message,omitempty"`
 }
+
+// StatusNode defines model for StatusNode.
+type StatusNode struct {
+	// Name The node's name.
+	Name string `json:"name"`
+
+	// Status `offline`: no heartbeat; `error`: node errors, or the node rejects this load balancer; `applying`: behind its current version.
+	Status        StatusNodeStatus `json:"status"`
+	StatusMessage *string          `json:"status_message,omitempty"`
+}
+
+// StatusNodeStatus `offline`: no heartbeat; `error`: node errors, or the node rejects this load balancer; `applying`: behind its current version.
+type StatusNodeStatus string
 
 // Tenant defines model for Tenant.
 type Tenant struct {

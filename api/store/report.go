@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -44,42 +46,253 @@ const liveFloor = `(SELECT min(applied_revision) FROM nodes WHERE node_group_id 
 
 var childTables = []string{"listeners", "pools", "members", "routing_rules"}
 
-// ApplyReport turns a node's report into statuses: load balancers HAProxy
-// rejected (and their changed children) go to error with its message; every
-// object whose revision all live nodes applied becomes active; member health
-// sets members' operating status, from which pools', listeners' and load
-// balancers' operating status are derived.
-func ApplyReport(ctx context.Context, tx *Tx, groupID string, lbErrors map[string]string, memberStatus map[string]string) error {
-	errored := make([]string, 0, len(lbErrors))
-	for id, msg := range lbErrors {
-		errored = append(errored, id)
-		if _, err := tx.Exec(ctx, `UPDATE load_balancers SET provisioning_status = 'error', operating_status = 'error', status_message = $3
-WHERE id = $1 AND node_group_id = $2 AND deleted_revision IS NULL`, id, groupID, msg); err != nil {
-			return fmt.Errorf("mark error: %w", err)
+// LBError is one load balancer (or one object of it, when ObjectID is set) a
+// node rejects.
+type LBError struct {
+	LoadBalancerID, ObjectID, Field, Message string
+}
+
+// Report is what a node's report changes besides its heartbeat.
+type Report struct {
+	// LBErrors replace the node's earlier ones; nil leaves them as they are.
+	LBErrors []LBError
+	// ReplaceLBErrors says LBErrors were sent (an empty list clears).
+	ReplaceLBErrors bool
+	// MemberStatus is HAProxy's view of members by id.
+	MemberStatus map[string]string
+}
+
+// ReplaceNodeErrors stores errs as the node's errors, keeping the since of a
+// kind already reported and dropping kinds no longer reported.
+func ReplaceNodeErrors(ctx context.Context, tx *Tx, n *Node, errs []NodeError, now time.Time) ([]NodeError, error) {
+	since := map[string]time.Time{}
+	for _, e := range n.Errors {
+		since[e.Kind] = e.Since
+	}
+	out := make([]NodeError, 0, len(errs))
+	for _, e := range errs {
+		if s, ok := since[e.Kind]; ok {
+			e.Since = s
+		} else {
+			e.Since = now
 		}
-		for _, t := range childTables {
-			if _, err := tx.Exec(ctx, `UPDATE `+t+` SET provisioning_status = 'error', status_message = $2
-WHERE load_balancer_id = $1 AND deleted_revision IS NULL AND provisioning_status <> 'active'`, id, msg); err != nil {
-				return fmt.Errorf("mark error: %w", err)
+		out = append(out, e)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE nodes SET errors = $2 WHERE id = $1", n.ID, out); err != nil {
+		return nil, fmt.Errorf("store node errors: %w", err)
+	}
+	return out, nil
+}
+
+// storeLBErrors replaces the node's rejected load balancers and objects by errs
+// (errors about load balancers not of the group are dropped).
+func storeLBErrors(ctx context.Context, tx *Tx, nodeID, groupID string, errs []LBError) error {
+	seen := map[[2]string]bool{}
+	var lbs, objs, fields, msgs []string
+	for _, e := range errs {
+		k := [2]string{e.LoadBalancerID, e.ObjectID}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		lbs, objs, fields, msgs = append(lbs, e.LoadBalancerID), append(objs, e.ObjectID), append(fields, e.Field), append(msgs, e.Message)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM node_lb_errors e WHERE e.node_id = $1 AND NOT EXISTS (
+  SELECT 1 FROM unnest($2::text[], $3::text[]) v(lb, obj) WHERE v.lb = e.load_balancer_id AND v.obj = e.object_id)`, nodeID, lbs, objs); err != nil {
+		return fmt.Errorf("store load balancer errors: %w", err)
+	}
+	if len(lbs) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO node_lb_errors (node_id, load_balancer_id, object_id, field, message)
+SELECT $1, v.lb, v.obj, v.field, v.msg FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) v(lb, obj, field, msg)
+JOIN load_balancers lb ON lb.id = v.lb AND lb.node_group_id = $6
+ON CONFLICT (node_id, load_balancer_id, object_id) DO UPDATE SET field = EXCLUDED.field, message = EXCLUDED.message
+WHERE (node_lb_errors.field, node_lb_errors.message) IS DISTINCT FROM (EXCLUDED.field, EXCLUDED.message)`,
+		nodeID, lbs, objs, fields, msgs, groupID); err != nil {
+		return fmt.Errorf("store load balancer errors: %w", err)
+	}
+	return nil
+}
+
+// objectTable is the table of an object id by its prefix ("" when unknown).
+func objectTable(id string) string {
+	prefix, _, _ := strings.Cut(id, "_")
+	switch prefix {
+	case KindListener.Prefix:
+		return "listeners"
+	case KindPool.Prefix:
+		return "pools"
+	case KindMember.Prefix:
+		return "members"
+	case KindRoutingRule.Prefix:
+		return "routing_rules"
+	case KindCertificate.Prefix:
+		return "certificates"
+	}
+	return ""
+}
+
+// errorTargets is what the live nodes of a group reject, resolved to objects.
+type errorTargets struct {
+	// lb maps load balancers rejected as a whole to the message.
+	lb map[string]string
+	// objects maps table → object id → message.
+	objects map[string]map[string]string
+	// any lists every load balancer with an error of either kind.
+	any []string
+}
+
+func (t *errorTargets) setObject(table, id, msg string) {
+	if t.objects[table] == nil {
+		t.objects[table] = map[string]string{}
+	}
+	if _, ok := t.objects[table][id]; !ok {
+		t.objects[table][id] = msg
+	}
+}
+
+// resolveErrors reads the errors the group's live nodes report and maps each
+// to what it is about: an object of the load balancer (a certificate, which
+// belongs to the tenant, to the load balancer's listeners using it), or the
+// load balancer when the object is unknown or not given.
+func resolveErrors(ctx context.Context, tx *Tx, groupID string) (*errorTargets, error) {
+	rows, _ := tx.Query(ctx, `SELECT DISTINCT ON (e.load_balancer_id, e.object_id) e.load_balancer_id, e.object_id, e.field, e.message
+FROM node_lb_errors e JOIN nodes n ON n.id = e.node_id JOIN load_balancers lb ON lb.id = e.load_balancer_id
+WHERE n.node_group_id = $1 AND n.last_seen_at > now() - interval '`+LiveNodeWindow+`' AND lb.deleted_revision IS NULL
+ORDER BY e.load_balancer_id, e.object_id, e.since, n.name`, groupID)
+	type row struct{ lb, obj, field, msg string }
+	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		err := r.Scan(&x.lb, &x.obj, &x.field, &x.msg)
+		return x, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read load balancer errors: %w", err)
+	}
+	t := &errorTargets{lb: map[string]string{}, objects: map[string]map[string]string{}, any: []string{}}
+	for _, r := range found {
+		if len(t.any) == 0 || t.any[len(t.any)-1] != r.lb {
+			t.any = append(t.any, r.lb)
+		}
+		msg := r.msg
+		if r.field != "" {
+			msg = r.field + ": " + r.msg
+		}
+		switch table := objectTable(r.obj); table {
+		case "":
+		case "certificates":
+			rows, _ := tx.Query(ctx, `SELECT l.id FROM listeners l JOIN listener_certificates lc ON lc.listener_id = l.id
+WHERE lc.certificate_id = $1 AND l.load_balancer_id = $2 AND l.deleted_revision IS NULL`, r.obj, r.lb)
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return nil, fmt.Errorf("listeners of certificate: %w", err)
 			}
+			for _, id := range ids {
+				t.setObject("listeners", id, "certificate "+r.obj+": "+msg)
+			}
+			if len(ids) > 0 {
+				continue
+			}
+		default:
+			var ok bool
+			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+table+" WHERE id = $1 AND load_balancer_id = $2 AND deleted_revision IS NULL)",
+				r.obj, r.lb).Scan(&ok); err != nil {
+				return nil, fmt.Errorf("find rejected object: %w", err)
+			}
+			if ok {
+				t.setObject(table, r.obj, msg)
+				continue
+			}
+		}
+		if _, ok := t.lb[r.lb]; !ok {
+			t.lb[r.lb] = msg
+		}
+	}
+	// A load balancer rejected as a whole takes its changed children along.
+	for lb, msg := range t.lb {
+		for _, table := range childTables {
+			rows, _ := tx.Query(ctx, "SELECT id FROM "+table+" WHERE load_balancer_id = $1 AND deleted_revision IS NULL AND provisioning_status <> 'active'", lb)
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return nil, fmt.Errorf("children of rejected load balancer: %w", err)
+			}
+			for _, id := range ids {
+				t.setObject(table, id, msg)
+			}
+		}
+	}
+	return t, nil
+}
+
+// ApplyReport records a node's report and turns every live node's reports
+// into statuses. What a node rejects goes to error with its message: an
+// object the node named (its load balancer reads degraded, serving its last
+// good version), or the load balancer as a whole (with its changed children).
+// Errors no live node reports any more are cleared. Every other object whose
+// revision all live nodes applied becomes active. Member health sets
+// members' operating status, rolled up to pools, listeners and load balancers.
+func ApplyReport(ctx context.Context, tx *Tx, node *Node, r Report) error {
+	groupID := node.NodeGroupID
+	if r.ReplaceLBErrors {
+		if err := storeLBErrors(ctx, tx, node.ID, groupID, r.LBErrors); err != nil {
+			return err
+		}
+	}
+	t, err := resolveErrors(ctx, tx, groupID)
+	if err != nil {
+		return err
+	}
+	lbErrIDs := make([]string, 0, len(t.lb))
+	lbErrMsgs := make([]string, 0, len(t.lb))
+	for id, msg := range t.lb {
+		lbErrIDs, lbErrMsgs = append(lbErrIDs, id), append(lbErrMsgs, msg)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE load_balancers lb SET provisioning_status = 'error', operating_status = 'error', status_message = v.msg
+FROM unnest($2::text[], $3::text[]) v(id, msg)
+WHERE lb.id = v.id AND lb.node_group_id = $1 AND lb.deleted_revision IS NULL
+AND (lb.provisioning_status, lb.operating_status, lb.status_message) IS DISTINCT FROM ('error', 'error', v.msg)`, groupID, lbErrIDs, lbErrMsgs); err != nil {
+		return fmt.Errorf("mark error: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE load_balancers SET provisioning_status = 'pending_update', status_message = ''
+WHERE node_group_id = $1 AND deleted_revision IS NULL AND provisioning_status = 'error' AND NOT (id = ANY($2))`, groupID, lbErrIDs); err != nil {
+		return fmt.Errorf("clear errors: %w", err)
+	}
+	for _, table := range childTables {
+		ids := make([]string, 0, len(t.objects[table]))
+		msgs := make([]string, 0, len(t.objects[table]))
+		for id, msg := range t.objects[table] {
+			ids, msgs = append(ids, id), append(msgs, msg)
+		}
+		// Errors no longer reported: the object is not applied yet (its load
+		// balancer may still be held back), until activated below.
+		if _, err := tx.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'pending_update', status_message = ''
+FROM load_balancers lb WHERE lb.id = c.load_balancer_id AND lb.node_group_id = $1 AND c.deleted_revision IS NULL
+AND c.provisioning_status = 'error' AND NOT (c.id = ANY($2))`, groupID, ids); err != nil {
+			return fmt.Errorf("clear errors of %s: %w", table, err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'error', status_message = v.msg
+FROM unnest($1::text[], $2::text[]) v(id, msg)
+WHERE c.id = v.id AND c.deleted_revision IS NULL AND (c.provisioning_status, c.status_message) IS DISTINCT FROM ('error', v.msg)`, ids, msgs); err != nil {
+			return fmt.Errorf("mark error: %w", err)
 		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE load_balancers SET provisioning_status = 'active', status_message = ''
 WHERE node_group_id = $1 AND deleted_revision IS NULL AND revision <= `+liveFloor+` AND NOT (id = ANY($2))
-AND (provisioning_status <> 'active' OR status_message <> '')`, groupID, errored); err != nil {
+AND (provisioning_status <> 'active' OR status_message <> '')`, groupID, t.any); err != nil {
 		return fmt.Errorf("activate: %w", err)
 	}
-	for _, t := range childTables {
-		if _, err := tx.Exec(ctx, `UPDATE `+t+` c SET provisioning_status = 'active', status_message = ''
+	for _, table := range childTables {
+		if _, err := tx.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'active', status_message = ''
 FROM load_balancers lb WHERE lb.id = c.load_balancer_id AND lb.node_group_id = $1 AND c.deleted_revision IS NULL
-AND c.revision <= `+liveFloor+` AND NOT (lb.id = ANY($2)) AND (c.provisioning_status <> 'active' OR c.status_message <> '')`, groupID, errored); err != nil {
-			return fmt.Errorf("activate %s: %w", t, err)
+AND c.revision <= `+liveFloor+` AND NOT (lb.id = ANY($2)) AND (c.provisioning_status <> 'active' OR c.status_message <> '')`, groupID, t.any); err != nil {
+			return fmt.Errorf("activate %s: %w", table, err)
 		}
 	}
-	if len(memberStatus) > 0 {
-		ids := make([]string, 0, len(memberStatus))
-		sts := make([]string, 0, len(memberStatus))
-		for id, s := range memberStatus {
+	if len(r.MemberStatus) > 0 {
+		ids := make([]string, 0, len(r.MemberStatus))
+		sts := make([]string, 0, len(r.MemberStatus))
+		for id, s := range r.MemberStatus {
 			if s == "maint" {
 				s = "offline"
 			}
@@ -92,11 +305,32 @@ WHERE m.id = v.id AND lb.id = m.load_balancer_id AND lb.node_group_id = $1 AND m
 			return fmt.Errorf("member status: %w", err)
 		}
 	}
-	return deriveOperatingStatus(ctx, tx, groupID)
+	// Load balancers some live node does not serve at their current version
+	// read degraded (never online) while they serve elsewhere.
+	degraded := append([]string{}, t.any...)
+	suspect, err := groupMayLag(ctx, tx, groupID)
+	if err != nil {
+		return err
+	}
+	if suspect {
+		lagging, err := LaggingNodes(ctx, tx, groupID, "")
+		if err != nil {
+			return err
+		}
+		for _, n := range lagging {
+			degraded = append(degraded, n.LoadBalancerID)
+		}
+	}
+	return deriveOperatingStatus(ctx, tx, groupID, lbErrIDs, degraded)
 }
 
-// deriveOperatingStatus rolls member health up to pools, listeners and load balancers.
-func deriveOperatingStatus(ctx context.Context, tx *Tx, groupID string) error {
+// deriveOperatingStatus rolls member health up to pools, listeners and load
+// balancers. A load balancer reads online when every listener is, offline
+// when none serves (or it is disabled or has no listener), and degraded in
+// between: one degraded listener (a pool with a member down) never makes it
+// offline. Load balancers in degraded (an object rejected, a node not
+// serving it) never read online; those in rejected read error.
+func deriveOperatingStatus(ctx context.Context, tx *Tx, groupID string, rejected, degraded []string) error {
 	const pools = `WITH agg AS (
   SELECT p.id,
     count(m.id) FILTER (WHERE (m.spec->>'enabled')::boolean) AS total,
@@ -104,36 +338,45 @@ func deriveOperatingStatus(ctx context.Context, tx *Tx, groupID string) error {
     bool_and(m.operating_status = 'no_monitor') FILTER (WHERE (m.spec->>'enabled')::boolean) AS unmonitored
   FROM pools p JOIN load_balancers lb ON lb.id = p.load_balancer_id
   LEFT JOIN members m ON m.pool_id = p.id AND m.deleted_revision IS NULL
-  WHERE lb.node_group_id = $1 AND p.deleted_revision IS NULL AND lb.provisioning_status <> 'error'
-  GROUP BY p.id)
-UPDATE pools p SET operating_status = CASE
-    WHEN agg.total = 0 THEN 'offline'
-    WHEN agg.unmonitored THEN 'no_monitor'
-    WHEN agg.up = agg.total THEN 'online'
-    WHEN agg.up > 0 THEN 'degraded'
-    ELSE 'offline' END
-FROM agg WHERE agg.id = p.id AND p.provisioning_status <> 'pending_create'`
-	const listeners = `UPDATE listeners l SET operating_status = CASE
+  WHERE lb.node_group_id = $1 AND p.deleted_revision IS NULL AND NOT (lb.id = ANY($2))
+  GROUP BY p.id),
+st AS (SELECT id, CASE
+    WHEN total = 0 THEN 'offline'
+    WHEN unmonitored THEN 'no_monitor'
+    WHEN up = total THEN 'online'
+    WHEN up > 0 THEN 'degraded'
+    ELSE 'offline' END AS status FROM agg)
+UPDATE pools p SET operating_status = st.status
+FROM st WHERE st.id = p.id AND p.provisioning_status <> 'pending_create' AND p.operating_status <> st.status`
+	const listeners = `WITH st AS (
+  SELECT l.id, CASE
     WHEN l.default_pool_id IS NULL THEN 'online'
     WHEN p.operating_status IN ('online', 'no_monitor') THEN 'online'
-    ELSE p.operating_status END
-FROM load_balancers lb, pools p
-WHERE lb.id = l.load_balancer_id AND lb.node_group_id = $1 AND l.deleted_revision IS NULL AND lb.provisioning_status <> 'error'
-AND l.provisioning_status <> 'pending_create' AND p.id = COALESCE(l.default_pool_id, (SELECT id FROM pools WHERE load_balancer_id = lb.id LIMIT 1))`
+    ELSE p.operating_status END AS status
+  FROM listeners l JOIN load_balancers lb ON lb.id = l.load_balancer_id
+  JOIN pools p ON p.id = COALESCE(l.default_pool_id, (SELECT id FROM pools WHERE load_balancer_id = lb.id LIMIT 1))
+  WHERE lb.node_group_id = $1 AND l.deleted_revision IS NULL AND NOT (lb.id = ANY($2)) AND l.provisioning_status <> 'pending_create')
+UPDATE listeners l SET operating_status = st.status FROM st WHERE st.id = l.id AND l.operating_status <> st.status`
 	const lbs = `WITH agg AS (
-  SELECT lb.id, count(l.id) AS total, count(l.id) FILTER (WHERE l.operating_status = 'online') AS up
+  SELECT lb.id, count(l.id) AS total,
+    count(l.id) FILTER (WHERE l.operating_status = 'online') AS up,
+    count(l.id) FILTER (WHERE l.operating_status IN ('offline', 'error')) AS down
   FROM load_balancers lb LEFT JOIN listeners l ON l.load_balancer_id = lb.id AND l.deleted_revision IS NULL
-  WHERE lb.node_group_id = $1 AND lb.deleted_revision IS NULL AND lb.provisioning_status <> 'error' GROUP BY lb.id)
-UPDATE load_balancers lb SET operating_status = CASE
-    WHEN NOT lb.enabled OR agg.total = 0 THEN 'offline'
-    WHEN agg.up = agg.total THEN 'online'
-    WHEN agg.up > 0 THEN 'degraded'
-    ELSE 'offline' END
-FROM agg WHERE agg.id = lb.id AND lb.provisioning_status <> 'pending_create'`
-	for _, q := range []string{pools, listeners, lbs} {
-		if _, err := tx.Exec(ctx, q, groupID); err != nil {
+    AND l.provisioning_status <> 'pending_create'
+  WHERE lb.node_group_id = $1 AND lb.deleted_revision IS NULL AND NOT (lb.id = ANY($2)) GROUP BY lb.id),
+st AS (SELECT agg.id, CASE
+    WHEN NOT lb.enabled OR agg.total = 0 OR agg.down = agg.total THEN 'offline'
+    WHEN agg.up = agg.total AND NOT (agg.id = ANY($3)) THEN 'online'
+    ELSE 'degraded' END AS status
+  FROM agg JOIN load_balancers lb ON lb.id = agg.id WHERE lb.provisioning_status <> 'pending_create')
+UPDATE load_balancers lb SET operating_status = st.status FROM st WHERE st.id = lb.id AND lb.operating_status <> st.status`
+	for _, q := range []string{pools, listeners} {
+		if _, err := tx.Exec(ctx, q, groupID, rejected); err != nil {
 			return fmt.Errorf("derive operating status: %w", err)
 		}
+	}
+	if _, err := tx.Exec(ctx, lbs, groupID, rejected, degraded); err != nil {
+		return fmt.Errorf("derive operating status: %w", err)
 	}
 	return nil
 }

@@ -51,6 +51,11 @@ type Config struct {
 	HardStopAfter time.Duration
 	// PrometheusAddr, when set (e.g. 127.0.0.1:8405), serves HAProxy's exporter.
 	PrometheusAddr string
+	// StopHAProxyOnExit stops HAProxy when Run returns. By default Run
+	// leaves HAProxy serving, and the next agent on the same state directory
+	// takes it over without refusing a connection (restarts and upgrades are
+	// hitless). `fulcrum dev` and in-process test stacks set it.
+	StopHAProxyOnExit bool
 	// Version is reported at registration.
 	Version string
 	Logger  *slog.Logger
@@ -100,6 +105,7 @@ type Agent struct {
 	live     *haproxy.Config   // what HAProxy runs
 	lbErrors map[string]string // LBs left out or kept at their last good version
 	reportCh chan struct{}
+	drains   drains // members leaving service (drain.go)
 }
 
 // Paths inside the state directory.
@@ -158,24 +164,43 @@ func (a *Agent) global() haproxy.Global {
 
 // Run serves until ctx ends: first the last snapshot on disk (static
 // stability: traffic flows before the API is reachable), then whatever the API
-// sends. It stops HAProxy on return.
+// sends. It holds an exclusive lock on the state directory (a second agent on
+// it fails with ErrStateDirLocked) and takes over the HAProxy an earlier agent
+// left running. On return it leaves HAProxy serving, or stops it when
+// Config.StopHAProxyOnExit is set.
 func (a *Agent) Run(ctx context.Context) error {
 	for _, d := range []string{a.cfg.StateDir, a.path("run"), a.path("certs")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("agent: state dir: %w", err)
 		}
 	}
-	if err := a.startHAProxy(ctx); err != nil {
+	lock, err := lockStateDir(a.cfg.StateDir)
+	if err != nil {
 		return err
 	}
-	defer func() {
+	defer lock.Close()
+	leave := func() {
+		if !a.cfg.StopHAProxyOnExit {
+			// keepalived keeps holding the VIPs with HAProxy; the next
+			// agent adopts it.
+			a.proc.Release()
+			return
+		}
 		a.vips.Stop(5 * time.Second) // give the VIPs up before HAProxy goes
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := a.proc.Stop(sctx); err != nil {
 			a.log.Error("stop haproxy", "err", err)
 		}
-	}()
+	}
+	if err := a.startHAProxy(ctx); err != nil {
+		if ctx.Err() != nil { // stopped while starting
+			leave()
+			return nil
+		}
+		return err
+	}
+	defer leave()
 	a.updateVIPs(a.snap)
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -202,6 +227,9 @@ func (a *Agent) startHAProxy(ctx context.Context) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		a.log.Error("read last snapshot", "err", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return err // stopping: do not replace the config a running HAProxy may reload
+	}
 	text, err := haproxy.Render(cfg)
 	if err != nil {
 		return fmt.Errorf("agent: render: %w", err)
@@ -213,7 +241,11 @@ func (a *Agent) startHAProxy(ctx context.Context) error {
 		_ = os.WriteFile(a.path("run/server-state"), []byte("1\n"), 0o600)
 	}
 	if err := a.proc.Start(ctx); err != nil {
-		return fmt.Errorf("agent: start haproxy: %w", err)
+		if !a.proc.Running() {
+			return fmt.Errorf("agent: start haproxy: %w", err)
+		}
+		// A master taken over that refused the reload serves what it had.
+		a.log.Error("took over the running haproxy, but it did not reload", "err", err)
 	}
 	a.live = &cfg
 	return nil
@@ -358,6 +390,7 @@ func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
 			return fmt.Errorf("reload: %w", err)
 		}
 	}
+	a.startDrains(ctx, a.live, cfg, reloaded)
 	span.SetAttributes(attribute.Bool("fulcrum.reloaded", reloaded), attribute.Int("fulcrum.load_balancer_errors", len(lbErrors)))
 	a.live, a.snap, a.lbErrors = &cfg, snap, lbErrors
 	a.updateVIPs(snap)

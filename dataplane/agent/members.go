@@ -143,7 +143,10 @@ func (a *Agent) applyRuntime(ctx context.Context, ops []memberOp) error {
 				err = rt.SetState(ctx, op.backend, m.ID, "maint")
 			}
 		case "del":
-			err = rt.DelServer(ctx, op.backend, m.ID)
+			// No new requests from now on; the member's drain (see
+			// startDrains) deletes it once its connections are done or its
+			// pool's drain timeout has passed, without holding up the apply.
+			err = rt.SetState(ctx, op.backend, m.ID, "maint")
 		case "addr":
 			err = rt.SetAddr(ctx, op.backend, m.ID, m.Address, m.Port)
 		case "weight":

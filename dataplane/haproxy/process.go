@@ -1,7 +1,6 @@
 package haproxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,9 +41,13 @@ type ProcessConfig struct {
 	// StopTimeout is how long Stop lets a soft stop (SIGUSR1) drain
 	// connections before it sends SIGTERM, then SIGKILL. Default 10s.
 	StopTimeout time.Duration
-	// RestartBackoff is Supervise's first delay before restarting a master
-	// that died; it doubles on each quick failure up to MaxRestartBackoff.
-	// Defaults 500ms and 30s.
+	// A master that dies is restarted at once. Only a crash loop — more than
+	// CrashLoopRestarts masters in a row dying (or failing to start) within
+	// HealthyAfter of their start — waits: RestartBackoff, doubling up to
+	// MaxRestartBackoff. A master that lived HealthyAfter resets the count.
+	// Defaults 3, 3s, 500ms and 30s.
+	CrashLoopRestarts                 int
+	HealthyAfter                      time.Duration
 	RestartBackoff, MaxRestartBackoff time.Duration
 }
 
@@ -89,20 +93,13 @@ func (e *ReloadError) Error() string {
 	return b.String()
 }
 
-// Process supervises one HAProxy master-worker instance, run as a child of
-// this process in its own process group (so a Ctrl-C in the agent's terminal
-// reaches the agent only, which then calls Stop).
+// Process supervises one HAProxy master-worker instance, run in its own
+// process group (a Ctrl-C in the agent's terminal reaches the agent only) and
+// printing to <dir>/haproxy.log, so that it outlives the agent: Release
+// leaves it serving, and the next Process on the same directory takes it over
+// (see process_takeover.go) instead of starting another one.
 //
-// Takeover: if Start finds a master of an earlier run (same master socket,
-// found through the pid file or by asking the master socket, and verified by
-// its /proc cmdline) it starts the new master alongside it — HAProxy binds
-// with SO_REUSEPORT, so both accept for a moment — and, once the new one
-// serves, soft-stops the old one (SIGUSR1; SIGTERM and SIGKILL after
-// StopTimeout). Only if the new master cannot start next to the old one is
-// the old one stopped first. The orphan is not adopted: its output and exit
-// status are unreachable and it cannot be waited for.
-//
-// All methods are safe for concurrent use; Start, Reload, Stop and
+// All methods are safe for concurrent use; Start, Reload, Stop, Release and
 // Supervise's restarts are serialized.
 type Process struct {
 	cfg        ProcessConfig
@@ -112,19 +109,38 @@ type Process struct {
 	dir        string
 	masterSock string
 	pidFile    string
+	logFile    string
 
-	op sync.Mutex // serializes Start, Reload, Stop and restarts
+	op sync.Mutex // serializes Start, Reload, Stop, Release and restarts
 
 	mu        sync.Mutex
-	cmd       *exec.Cmd     // current master; nil when none
-	ready     bool          // cmd passed its start checks
-	done      chan struct{} // closed when cmd exits
+	cur       *master // current master; nil when none
+	ready     bool    // cur passed its start checks
 	startedAt time.Time
+	exitedAt  time.Time
 	want      bool          // Started and not Stopped: Supervise keeps it up
 	changed   chan struct{} // closed and replaced on every state change
 	exitErr   error         // how the last master ended
+	tailing   bool          // the output file is followed
 
-	out *outputRing
+	out  *outputRing
+	tail *outputTail
+}
+
+// master is one HAProxy master process: our child, or adopted.
+type master struct {
+	pid     int
+	cmd     *exec.Cmd     // nil for an adopted master (not our child)
+	done    chan struct{} // closed when it has exited
+	unwatch chan struct{} // adopted only: closed by stopWatching
+	once    sync.Once
+}
+
+// stopWatching ends the watch of an adopted master (a no-op for a child).
+func (m *master) stopWatching() {
+	if m.unwatch != nil {
+		m.once.Do(func() { close(m.unwatch) })
+	}
 }
 
 // NewProcess returns a supervisor; nothing runs until Start.
@@ -150,6 +166,12 @@ func NewProcess(cfg ProcessConfig) *Process {
 	if cfg.MaxRestartBackoff <= 0 {
 		cfg.MaxRestartBackoff = 30 * time.Second
 	}
+	if cfg.CrashLoopRestarts <= 0 {
+		cfg.CrashLoopRestarts = 3
+	}
+	if cfg.HealthyAfter <= 0 {
+		cfg.HealthyAfter = 3 * time.Second
+	}
 	cfg.MaxRestartBackoff = max(cfg.MaxRestartBackoff, cfg.RestartBackoff)
 	p := &Process{
 		cfg:        cfg,
@@ -162,6 +184,8 @@ func NewProcess(cfg ProcessConfig) *Process {
 	}
 	p.masterSock = filepath.Join(p.dir, "master.sock")
 	p.pidFile = filepath.Join(p.dir, "haproxy.pid")
+	p.logFile = filepath.Join(p.dir, "haproxy.log")
+	p.tail = newOutputTail(p.logFile, p.log, p.out)
 	return p
 }
 
@@ -185,18 +209,18 @@ func (p *Process) PIDFile() string { return p.pidFile }
 func (p *Process) PID() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd == nil || !p.ready {
+	if p.cur == nil || !p.ready {
 		return 0
 	}
-	return p.cmd.Process.Pid
+	return p.cur.pid
 }
 
-// Running reports whether a master started by this Process is alive and
-// came up (its start checks passed).
+// Running reports whether a master started or taken over by this Process is
+// alive and came up (its start checks passed).
 func (p *Process) Running() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cmd != nil && p.ready
+	return p.cur != nil && p.ready
 }
 
 // broadcastLocked wakes everything waiting for a state change; p.mu held.
@@ -205,10 +229,14 @@ func (p *Process) broadcastLocked() {
 	p.changed = make(chan struct{})
 }
 
-// Start starts `haproxy -W -db -S <dir>/master.sock,level,admin -f <config>
-// -p <dir>/haproxy.pid` and waits until the master CLI answers and a worker
-// is up and answering. It is a no-op when the master already runs. On
-// failure the error carries HAProxy's alerts and nothing is left running.
+// Start brings HAProxy up: it takes over a master of an earlier run that
+// answers on our master socket (reloading it with the current configuration),
+// or starts `haproxy -W -db -S <dir>/master.sock,level,admin -f <config> -p
+// <dir>/haproxy.pid` and waits until the master CLI answers and a worker is up
+// and answering. Every other HAProxy of this configuration is stopped. It is a
+// no-op when the master already runs. On failure the error carries HAProxy's
+// alerts and nothing of ours is left running — except a master taken over
+// whose reload failed: it keeps serving what it had (Running reports true).
 func (p *Process) Start(ctx context.Context) error {
 	p.op.Lock()
 	defer p.op.Unlock()
@@ -217,7 +245,7 @@ func (p *Process) Start(ctx context.Context) error {
 
 func (p *Process) start(ctx context.Context) error {
 	p.mu.Lock()
-	running := p.cmd != nil
+	running := p.cur != nil
 	p.mu.Unlock()
 	if running {
 		return nil
@@ -240,39 +268,79 @@ func (p *Process) start(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, p.cfg.StartTimeout)
 		defer cancel()
 	}
+	p.mu.Lock()
+	if !p.tailing {
+		p.tailing = true
+		p.tail.skipToEnd()
+		p.tail.follow()
+	}
+	p.mu.Unlock()
 
-	old := p.findPrevious(ctx)
-	if old > 0 {
-		p.log.Warn("haproxy from a previous run is still running; taking over", "old_master_pid", old)
+	procs := p.scanOurs()
+	others := roots(procs)
+	adopted := 0
+	if pid := p.socketMaster(ctx); pid > 0 && slices.Contains(others, pid) {
+		if err := p.adopt(ctx, pid); err != nil {
+			p.log.Warn("could not take over the running haproxy; starting a new one", "old_master_pid", pid, "err", err)
+			procs = p.scanOurs() // it may have forked a worker meanwhile
+			others = roots(procs)
+		} else {
+			adopted = pid
+			p.log.Info("took over the running haproxy", "master_pid", pid)
+		}
 	}
-	err := p.launch(ctx)
-	if err != nil && old > 0 && ctx.Err() == nil && bindConflict(err) {
-		p.log.Warn("could not start next to the previous haproxy; stopping it first", "old_master_pid", old, "err", err)
-		stopForeign(old, p.cfg.StopTimeout, p.log)
-		old = 0
-		err = p.launch(ctx)
+	if ctx.Err() != nil {
+		return fmt.Errorf("haproxy: start: %w", ctx.Err())
 	}
-	if err != nil {
-		return err
-	}
-	if old > 0 {
-		go func() {
-			p.log.Info("soft-stopping the previous haproxy", "old_master_pid", old)
-			stopForeign(old, p.cfg.StopTimeout, p.log)
-		}()
+	others = slices.DeleteFunc(others, func(pid int) bool { return pid == adopted || !processAlive(pid) })
+	if adopted == 0 {
+		// Masters still starting could bind our master socket after ours:
+		// kill them now. Serving ones keep serving until ours does.
+		var starting []int
+		for _, pid := range others {
+			if !hasChild(procs, pid) {
+				starting = append(starting, pid)
+			}
+		}
+		if len(starting) > 0 {
+			p.stopStale(starting, procs)
+		}
+		others = slices.DeleteFunc(others, func(pid int) bool { return !processAlive(pid) })
+		if len(others) > 0 {
+			p.log.Warn("haproxy of an earlier run is still running; starting ours next to it", "old_pids", others)
+		}
+		err := p.launch(ctx)
+		if err != nil && len(others) > 0 && ctx.Err() == nil && bindConflict(err) {
+			p.log.Warn("could not start next to the earlier haproxy; stopping it first", "old_pids", others, "err", err)
+			p.stopStale(others, procs)
+			others = nil
+			err = p.launch(ctx)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	p.mu.Lock()
 	p.want = true
 	p.broadcastLocked()
 	p.mu.Unlock()
+	if len(others) > 0 {
+		p.log.Warn("stopping stale haproxy processes of this state dir", "stale_pids", others)
+		go p.stopStale(others, procs)
+	}
+	if adopted > 0 {
+		if err := p.reload(ctx); err != nil {
+			return fmt.Errorf("haproxy: took over master %d, but it did not reload: %w", adopted, err)
+		}
+	}
 	return nil
 }
 
 // launch starts one master and waits for it to be ready; p.op held.
 func (p *Process) launch(ctx context.Context) error {
-	r, w, err := os.Pipe()
+	w, err := p.tail.openForWrite()
 	if err != nil {
-		return fmt.Errorf("haproxy: %w", err)
+		return fmt.Errorf("haproxy: output file: %w", err)
 	}
 	cmd := exec.Command(p.binary,
 		"-W", "-db",
@@ -282,45 +350,31 @@ func (p *Process) launch(ctx context.Context) error {
 	cmd.Stdout = w
 	cmd.Stderr = w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	seq := p.out.seq()
-	if err := cmd.Start(); err != nil {
-		r.Close()
-		w.Close()
+	seq := p.outputSeq()
+	err = cmd.Start()
+	w.Close() // the master and its workers hold their own copy
+	if err != nil {
 		return fmt.Errorf("haproxy: start: %w", err)
 	}
-	w.Close() // the master and its workers hold the write end
 	pid := cmd.Process.Pid
-	outDone := make(chan struct{})
-	go func() {
-		defer close(outDone)
-		p.readOutput(r, pid)
-	}()
-
-	done := make(chan struct{})
+	m := &master{pid: pid, cmd: cmd, done: make(chan struct{})}
 	p.mu.Lock()
-	p.cmd = cmd
+	p.cur = m
 	p.ready = false
-	p.done = done
 	p.startedAt = time.Now()
 	p.exitErr = nil
 	p.broadcastLocked()
 	p.mu.Unlock()
-	go p.wait(cmd, done)
+	go func() { p.exited(m, cmd.Wait()) }()
 
 	p.log.Info("haproxy master started", "pid", pid, "config", p.configPath)
-	if err := p.waitReady(ctx, pid, done); err != nil {
-		p.kill(cmd, done)
-		// The alerts may still be in the pipe: wait for its end (the master
-		// and its workers are gone), briefly.
-		select {
-		case <-outDone:
-		case <-time.After(time.Second):
-		}
+	if err := p.waitReady(ctx, pid, m.done); err != nil {
+		p.kill(m)
 		alerts, out := p.outputSince(seq, "")
 		return &startError{err: err, alerts: alerts, output: out}
 	}
 	p.mu.Lock()
-	if p.cmd == cmd {
+	if p.cur == m {
 		p.ready = true
 		p.broadcastLocked()
 	}
@@ -367,23 +421,23 @@ func (e *startError) Error() string {
 
 func (e *startError) Unwrap() error { return e.err }
 
-// wait reaps the master and records its end.
-func (p *Process) wait(cmd *exec.Cmd, done chan struct{}) {
-	err := cmd.Wait()
+// exited records the end of master m (err: how it ended).
+func (p *Process) exited(m *master, err error) {
 	p.mu.Lock()
-	unexpected := p.want
-	if p.cmd == cmd {
-		p.cmd = nil
+	unexpected := p.want && p.cur == m
+	if p.cur == m {
+		p.cur = nil
 		p.ready = false
+		p.exitErr = err
+		p.exitedAt = time.Now()
 	}
-	p.exitErr = err
 	p.broadcastLocked()
 	p.mu.Unlock()
-	close(done)
+	close(m.done)
 	if unexpected {
-		p.log.Error("haproxy master exited unexpectedly", "pid", cmd.Process.Pid, "status", exitStatus(err))
+		p.log.Error("haproxy master exited unexpectedly", "pid", m.pid, "status", exitStatus(err))
 	} else {
-		p.log.Info("haproxy master exited", "pid", cmd.Process.Pid, "status", exitStatus(err))
+		p.log.Info("haproxy master exited", "pid", m.pid, "status", exitStatus(err))
 	}
 }
 
@@ -451,17 +505,20 @@ func (p *Process) workerAnswers(ctx context.Context, pid int) error {
 }
 
 // kill ends a master that failed to come up: SIGKILL to its process group.
-func (p *Process) kill(cmd *exec.Cmd, done <-chan struct{}) {
+func (p *Process) kill(m *master) {
 	select {
-	case <-done:
+	case <-m.done:
 		return
 	default:
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if pgid, err := syscall.Getpgid(m.pid); err == nil && pgid == m.pid {
+		_ = syscall.Kill(-m.pid, syscall.SIGKILL)
+	}
+	_ = syscall.Kill(m.pid, syscall.SIGKILL)
 	select {
-	case <-done:
+	case <-m.done:
 	case <-time.After(5 * time.Second):
-		p.log.Error("haproxy master did not exit after SIGKILL", "pid", cmd.Process.Pid)
+		p.log.Error("haproxy master did not exit after SIGKILL", "pid", m.pid)
 	}
 }
 
@@ -474,13 +531,17 @@ func (p *Process) kill(cmd *exec.Cmd, done <-chan struct{}) {
 func (p *Process) Reload(ctx context.Context) error {
 	p.op.Lock()
 	defer p.op.Unlock()
+	return p.reload(ctx)
+}
+
+func (p *Process) reload(ctx context.Context) error {
 	p.mu.Lock()
-	cmd, done, ready := p.cmd, p.done, p.ready
+	m, ready := p.cur, p.ready
 	p.mu.Unlock()
-	if cmd == nil || !ready {
+	if m == nil || !ready {
 		return ErrNotRunning
 	}
-	pid := cmd.Process.Pid
+	pid, done := m.pid, m.done
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.cfg.ReloadTimeout)
@@ -497,7 +558,7 @@ func (p *Process) Reload(ctx context.Context) error {
 	for _, w := range before.Workers {
 		known[w.PID] = true
 	}
-	seq := p.out.seq()
+	seq := p.outputSeq()
 	if err := sendReload(ctx, p.masterSock); err != nil {
 		return fmt.Errorf("haproxy: reload: %w", err)
 	}
@@ -577,12 +638,13 @@ func (p *Process) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	p.want = false
 	p.broadcastLocked()
-	cmd, done := p.cmd, p.done
+	m := p.cur
 	p.mu.Unlock()
-	if cmd == nil {
+	defer p.stopTailing()
+	if m == nil {
 		return nil
 	}
-	pid := cmd.Process.Pid
+	pid, done := m.pid, m.done
 	p.log.Info("stopping haproxy", "pid", pid)
 	waitFor := func(d time.Duration, honourCtx bool) bool {
 		t := time.NewTimer(d)
@@ -599,13 +661,16 @@ func (p *Process) Stop(ctx context.Context) error {
 		}
 		return false
 	}
-	_ = cmd.Process.Signal(syscall.SIGUSR1)
+	_ = syscall.Kill(pid, syscall.SIGUSR1)
 	if !waitFor(p.cfg.StopTimeout, true) {
 		p.log.Warn("haproxy did not finish its soft stop; hard-stopping", "pid", pid)
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = syscall.Kill(pid, syscall.SIGTERM)
 		if !waitFor(2*time.Second, false) {
 			p.log.Warn("haproxy did not exit after SIGTERM; killing", "pid", pid)
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			if pgid, err := syscall.Getpgid(pid); err == nil && pgid == pid {
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+			}
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 			if !waitFor(5*time.Second, false) {
 				return fmt.Errorf("haproxy: master %d did not exit after SIGKILL", pid)
 			}
@@ -617,23 +682,54 @@ func (p *Process) Stop(ctx context.Context) error {
 	return nil
 }
 
-// Supervise restarts the master when it dies without Stop having been
-// called, waiting RestartBackoff first and doubling the wait on each quick
-// failure (a master that ran for a minute resets it) up to
-// MaxRestartBackoff. It returns when ctx ends, leaving HAProxy as it is
-// (call Stop to stop it). Only one Supervise should run per Process.
+// Release lets go of HAProxy and leaves it serving: Supervise no longer
+// restarts it, and the next Process on the same directory takes it over.
+// This is what an agent does on exit, so that restarting or upgrading it does
+// not interrupt traffic.
+func (p *Process) Release() {
+	p.op.Lock()
+	defer p.op.Unlock()
+	p.mu.Lock()
+	p.want = false
+	p.broadcastLocked()
+	m := p.cur
+	p.cur, p.ready = nil, false
+	p.mu.Unlock()
+	if m != nil {
+		p.log.Info("leaving haproxy running", "master_pid", m.pid)
+		m.stopWatching()
+	}
+	p.stopTailing()
+}
+
+func (p *Process) stopTailing() {
+	p.mu.Lock()
+	tailing := p.tailing
+	p.tailing = false
+	p.mu.Unlock()
+	if tailing {
+		p.tail.stopFollowing()
+	}
+}
+
+// Supervise restarts the master when it dies without Stop or Release having
+// been called: at once, unless it is a crash loop (see
+// ProcessConfig.CrashLoopRestarts). It returns when ctx ends, leaving HAProxy
+// as it is (call Stop to stop it, Release to leave it). Only one Supervise
+// should run per Process.
 func (p *Process) Supervise(ctx context.Context) {
-	backoff := p.cfg.RestartBackoff
+	quick := 0 // masters in a row that died (or failed to start) young
+	var lastTry time.Time
 	for {
 		p.mu.Lock()
-		running, want := p.cmd != nil, p.want
-		done, changed, started, exitErr := p.done, p.changed, p.startedAt, p.exitErr
+		running, want := p.cur != nil, p.want
+		var exited <-chan struct{}
+		if running {
+			exited = p.cur.done
+		}
+		changed, started, ended, exitErr := p.changed, p.startedAt, p.exitedAt, p.exitErr
 		p.mu.Unlock()
 		if running || !want {
-			var exited <-chan struct{}
-			if running {
-				exited = done
-			}
 			select {
 			case <-ctx.Done():
 				return
@@ -642,19 +738,30 @@ func (p *Process) Supervise(ctx context.Context) {
 			}
 			continue
 		}
-		// Wanted but not running: the master died.
-		if !started.IsZero() && time.Since(started) >= time.Minute {
-			backoff = p.cfg.RestartBackoff
+		// Wanted but not running: the master died, or the last restart failed.
+		healthy := !started.IsZero() && started.After(lastTry) && ended.Sub(started) >= p.cfg.HealthyAfter
+		if healthy {
+			quick = 0
 		}
-		p.log.Warn("restarting haproxy", "in", backoff, "last_exit", exitStatus(exitErr))
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
+		quick++
+		var delay time.Duration
+		if n := quick - p.cfg.CrashLoopRestarts; n > 0 {
+			delay = p.cfg.MaxRestartBackoff
+			if n <= 16 {
+				delay = min(p.cfg.RestartBackoff<<(n-1), p.cfg.MaxRestartBackoff)
+			}
 		}
-		backoff = min(2*backoff, p.cfg.MaxRestartBackoff)
+		p.log.Warn("restarting haproxy", "in", delay, "crashes_in_a_row", quick, "last_exit", exitStatus(exitErr))
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		lastTry = time.Now()
 		if err := p.restart(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
@@ -669,7 +776,7 @@ func (p *Process) restart(ctx context.Context) error {
 	p.op.Lock()
 	defer p.op.Unlock()
 	p.mu.Lock()
-	need := p.want && p.cmd == nil
+	need := p.want && p.cur == nil
 	p.mu.Unlock()
 	if !need {
 		return nil
@@ -793,204 +900,4 @@ func parseShowProc(out string) (procStatus, error) {
 		return st, fmt.Errorf("haproxy: unexpected `show proc` answer: %q", firstLine(out))
 	}
 	return st, nil
-}
-
-// findPrevious returns the pid of a master of an earlier run using our
-// master socket, or 0.
-func (p *Process) findPrevious(ctx context.Context) int {
-	var cands []int
-	if b, err := os.ReadFile(p.pidFile); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-			cands = append(cands, pid)
-		}
-	}
-	if _, err := os.Stat(p.masterSock); err == nil {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		if out, err := cliExchange(cctx, p.masterSock, "show proc"); err == nil {
-			if st, err := parseShowProc(out); err == nil {
-				cands = append(cands, st.MasterPID)
-			}
-		}
-		cancel()
-	}
-	own := 0
-	p.mu.Lock()
-	if p.cmd != nil {
-		own = p.cmd.Process.Pid
-	}
-	p.mu.Unlock()
-	for _, pid := range cands {
-		if pid != own && pid != os.Getpid() && p.isOurMaster(pid) {
-			return pid
-		}
-	}
-	return 0
-}
-
-// isOurMaster reports whether pid is a live HAProxy using our master socket
-// (Linux: reads /proc/<pid>/cmdline).
-func (p *Process) isOurMaster(pid int) bool {
-	if !processAlive(pid) {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || len(b) == 0 {
-		return false
-	}
-	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-	if !strings.Contains(filepath.Base(args[0]), "haproxy") {
-		return false
-	}
-	for i, a := range args {
-		if a == "-S" && i+1 < len(args) {
-			s := args[i+1]
-			if s == p.masterSock || strings.HasPrefix(s, p.masterSock+",") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// processAlive reports whether pid exists and is not a zombie.
-func processAlive(pid int) bool {
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-			return s[i+2] != 'Z' && s[i+2] != 'X'
-		}
-		return true
-	}
-	return syscall.Kill(pid, 0) == nil
-}
-
-// stopForeign stops a master that is not our child: SIGUSR1, then SIGTERM
-// after grace, then SIGKILL to it and its process group. Bounded.
-func stopForeign(pid int, grace time.Duration, log *slog.Logger) {
-	waitGone := func(d time.Duration) bool {
-		deadline := time.Now().Add(d)
-		for time.Now().Before(deadline) {
-			if !processAlive(pid) {
-				return true
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return !processAlive(pid)
-	}
-	_ = syscall.Kill(pid, syscall.SIGUSR1)
-	if waitGone(grace) {
-		log.Info("previous haproxy exited", "old_master_pid", pid)
-		return
-	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	if waitGone(2 * time.Second) {
-		log.Info("previous haproxy exited after SIGTERM", "old_master_pid", pid)
-		return
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	if !waitGone(2 * time.Second) {
-		log.Error("previous haproxy survived SIGKILL", "old_master_pid", pid)
-	}
-}
-
-// readOutput logs HAProxy's output line by line and keeps the recent lines.
-func (p *Process) readOutput(r *os.File, pid int) {
-	defer r.Close()
-	br := bufio.NewReaderSize(r, 64*1024)
-	for {
-		line, err := br.ReadString('\n')
-		if line != "" {
-			line = strings.TrimRight(line, "\r\n")
-			if len(line) > 16*1024 {
-				line = line[:16*1024] + "…"
-			}
-			p.out.add(line)
-			level := slog.LevelInfo
-			switch {
-			case strings.HasPrefix(line, "[ALERT]"):
-				level = slog.LevelError
-			case strings.HasPrefix(line, "[WARNING]"):
-				level = slog.LevelWarn
-			case strings.HasPrefix(line, "[DEBUG]"):
-				level = slog.LevelDebug
-			}
-			p.log.Log(context.Background(), level, line, "master_pid", pid)
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// outputSince parses the alerts printed since seq. If marker is set it waits
-// (briefly) for a line containing it, as HAProxy's alerts may still be in
-// the pipe when the master CLI already tells the outcome.
-func (p *Process) outputSince(seq uint64, marker string) ([]Alert, string) {
-	deadline := time.Now().Add(time.Second)
-	for {
-		lines := p.out.since(seq)
-		if marker == "" || time.Now().After(deadline) || containsLine(lines, marker) {
-			out := strings.Join(lines, "\n")
-			return parseAlerts(out, p.configPath), out
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func containsLine(lines []string, s string) bool {
-	for _, l := range lines {
-		if strings.Contains(l, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// outputRing keeps the last lines HAProxy printed, numbered.
-type outputRing struct {
-	mu    sync.Mutex
-	lines []string
-	next  uint64 // sequence number of the next line
-	size  int
-}
-
-func newOutputRing(size int) *outputRing { return &outputRing{size: size} }
-
-func (o *outputRing) add(line string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.lines = append(o.lines, line)
-	if len(o.lines) > o.size {
-		o.lines = append(o.lines[:0:0], o.lines[len(o.lines)-o.size:]...)
-	}
-	o.next++
-}
-
-func (o *outputRing) seq() uint64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.next
-}
-
-// since returns the kept lines numbered seq and later.
-func (o *outputRing) since(seq uint64) []string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	first := o.next - uint64(len(o.lines))
-	if seq < first {
-		seq = first
-	}
-	if seq >= o.next {
-		return nil
-	}
-	return append([]string(nil), o.lines[seq-first:]...)
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

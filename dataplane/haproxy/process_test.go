@@ -537,6 +537,7 @@ func TestProcessSuperviseRestartsKilledMaster(t *testing.T) {
 	env := htStart(t, htConf{Servers: []htServer{{"mbr_a", htHostPort(a)}}}, func(pc *ProcessConfig) {
 		pc.RestartBackoff = 100 * time.Millisecond
 		pc.MaxRestartBackoff = time.Second
+		pc.HealthyAfter = time.Minute // every death below counts as a crash loop
 	})
 	p := env.proc
 	ctx, cancel := context.WithCancel(context.Background())
@@ -597,6 +598,26 @@ func TestProcessSuperviseRestartsKilledMaster(t *testing.T) {
 	if !strings.Contains(env.logs.String(), "exited unexpectedly") || !strings.Contains(env.logs.String(), "haproxy restarted") {
 		t.Errorf("restart not logged:\n%s", env.logs.String())
 	}
+	// The first three crashes in a row were restarted at once; a fourth is a
+	// crash loop and waits RestartBackoff.
+	for i := 1; i <= 3; i++ {
+		if want := fmt.Sprintf(`msg="restarting haproxy" component=haproxy in=0s crashes_in_a_row=%d`, i); !strings.Contains(env.logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, env.logs.String())
+		}
+	}
+	old := p.PID()
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	htEventually(t, 15*time.Second, "restart after a fourth SIGKILL", func() error {
+		if pid := p.PID(); pid == 0 || pid == old {
+			return fmt.Errorf("master pid %d", pid)
+		}
+		return nil
+	})
+	if want := `in=100ms crashes_in_a_row=4`; !strings.Contains(env.logs.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, env.logs.String())
+	}
 
 	// Stop is not undone by Supervise.
 	if err := p.Stop(htCtx(t, 10*time.Second)); err != nil {
@@ -608,35 +629,61 @@ func TestProcessSuperviseRestartsKilledMaster(t *testing.T) {
 	}
 }
 
-func TestProcessTakesOverPreviousRun(t *testing.T) {
-	t.Run("reuseport", func(t *testing.T) { htTakeover(t, "") })
-	// Without SO_REUSEPORT the new master cannot bind next to the old one:
-	// the old one is stopped first.
-	t.Run("noreuseport", func(t *testing.T) { htTakeover(t, "noreuseport") })
+// A master that lived HealthyAfter resets the crash count: however many
+// times it dies, each death is restarted at once.
+func TestProcessSuperviseBackoffResetsAfterHealth(t *testing.T) {
+	a := htMember(t, "a")
+	env := htStart(t, htConf{Servers: []htServer{{"mbr_a", htHostPort(a)}}}, func(pc *ProcessConfig) {
+		pc.HealthyAfter = 300 * time.Millisecond
+		pc.CrashLoopRestarts = 1
+		pc.RestartBackoff = 5 * time.Second
+	})
+	p := env.proc
+	ctx, cancel := context.WithCancel(context.Background())
+	supervised := make(chan struct{})
+	go func() {
+		defer close(supervised)
+		p.Supervise(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-supervised })
+	for i := 0; i < 4; i++ {
+		time.Sleep(500 * time.Millisecond) // healthy for longer than HealthyAfter
+		old := p.PID()
+		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		htEventually(t, 4*time.Second, "restart at once", func() error {
+			if pid := p.PID(); pid == 0 || pid == old {
+				return fmt.Errorf("master pid %d", pid)
+			}
+			return nil
+		})
+	}
+	if got := strings.Count(env.logs.String(), "in=0s crashes_in_a_row=1"); got != 4 {
+		t.Errorf("%d immediate restarts logged, want 4:\n%s", got, env.logs.String())
+	}
 }
 
-func htTakeover(t *testing.T, global string) {
-	bin := htBinary(t)
-	a := htMember(t, "a")
-	conf := htConf{Dir: htDir(t), Port: freePort(t), Servers: []htServer{{"mbr_a", htHostPort(a)}}, Global: global}
+// htPrev starts an HAProxy the way an earlier agent run did and left it
+// behind (in its own process group), with its master socket at sock, and
+// waits until it serves.
+func htPrev(t *testing.T, conf htConf, sock string) (*exec.Cmd, <-chan struct{}) {
+	t.Helper()
 	cfg := filepath.Join(conf.Dir, "haproxy.cfg")
-	htWriteFile(t, cfg, conf.render(t))
-
-	// The HAProxy an earlier agent run left behind.
-	prev := exec.Command(bin, "-W", "-db", "-S", filepath.Join(conf.Dir, "master.sock")+",level,admin",
+	prev := exec.Command(htBinary(t), "-W", "-db", "-S", sock+",level,admin",
 		"-f", cfg, "-p", filepath.Join(conf.Dir, "haproxy.pid"))
 	prev.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := prev.Start(); err != nil {
 		t.Fatal(err)
 	}
-	prevDone := make(chan struct{})
-	go func() { prev.Wait(); close(prevDone) }()
+	done := make(chan struct{})
+	go func() { prev.Wait(); close(done) }()
 	t.Cleanup(func() {
 		syscall.Kill(-prev.Process.Pid, syscall.SIGKILL)
-		<-prevDone
+		<-done
 	})
 	htEventually(t, 10*time.Second, "previous haproxy up", func() error {
-		out, err := cliExchange(htCtx(t, time.Second), filepath.Join(conf.Dir, "master.sock"), "show proc")
+		out, err := cliExchange(htCtx(t, time.Second), sock, "show proc")
 		if err != nil {
 			return err
 		}
@@ -644,37 +691,159 @@ func htTakeover(t *testing.T, global string) {
 		if err != nil {
 			return err
 		}
-		if len(st.current()) == 0 {
-			return errors.New("no worker")
+		if st.MasterPID != prev.Process.Pid || len(st.current()) == 0 {
+			return fmt.Errorf("not ready: %+v", st)
 		}
 		return nil
 	})
+	return prev, done
+}
 
-	env := htStart(t, conf, nil)
+// htLoad sends requests on fresh connections until stop is called, which
+// returns how many were sent and how many failed.
+func htLoad(t *testing.T, url string) (stop func() (sent, failed int64)) {
+	var sent, failed atomic.Int64
+	var firstErr atomic.Value
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := htClient(false)
+			for {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				sent.Add(1)
+				if _, _, err := htGet(c, url); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	return func() (int64, int64) {
+		close(quit)
+		wg.Wait()
+		if e := firstErr.Load(); e != nil {
+			t.Logf("first failed request: %v", e)
+		}
+		return sent.Load(), failed.Load()
+	}
+}
+
+// A master left by an earlier run is taken over — adopted and reloaded with
+// the current configuration — without refusing a request; Release leaves it
+// serving for the next Process.
+func TestProcessTakesOverPreviousRun(t *testing.T) {
+	a := htMember(t, "a")
+	conf := htConf{Dir: htDir(t), Port: freePort(t), Gen: 1, Servers: []htServer{{"mbr_a", htHostPort(a)}}}
+	htWriteFile(t, filepath.Join(conf.Dir, "haproxy.cfg"), conf.render(t))
+	prev, prevDone := htPrev(t, conf, filepath.Join(conf.Dir, "master.sock"))
+	url := fmt.Sprintf("http://127.0.0.1:%d/", conf.Port)
+	stopLoad := htLoad(t, url)
+
+	conf.Gen = 2
+	env := htStart(t, conf, nil) // writes generation 2, then takes over
 	p := env.proc
-	if p.PID() == prev.Process.Pid {
-		t.Fatal("the previous master was adopted")
+	if p.PID() != prev.Process.Pid {
+		t.Fatalf("master %d, want the previous one (%d) taken over", p.PID(), prev.Process.Pid)
+	}
+	if _, h, err := htGet(htClient(false), url); err != nil || h.Get("X-Config-Gen") != "2" {
+		t.Fatalf("after takeover: generation %q, %v; want the current configuration", h.Get("X-Config-Gen"), err)
+	}
+
+	// The agent exits and leaves HAProxy; the next one takes over again.
+	p.Release()
+	if p.PID() != 0 || !processAlive(prev.Process.Pid) {
+		t.Fatal("Release did not leave the master running")
+	}
+	logger, _ := htLogger(t)
+	p2 := NewProcess(ProcessConfig{Binary: htBinary(t), ConfigPath: env.cfg, Dir: conf.Dir, Logger: logger, StopTimeout: 3 * time.Second})
+	if err := p2.Start(htCtx(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if p2.PID() != prev.Process.Pid {
+		t.Fatalf("second takeover: master %d, want %d", p2.PID(), prev.Process.Pid)
+	}
+	if err := p2.Reload(htCtx(t, 20*time.Second)); err != nil {
+		t.Fatalf("Reload after takeover: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	sent, failed := stopLoad()
+	t.Logf("requests during two takeovers and reloads: %d sent, %d failed", sent, failed)
+	if failed != 0 || sent == 0 {
+		t.Fatalf("%d of %d requests failed", failed, sent)
+	}
+	// An adopted master is supervised: Stop stops it, and its end is seen.
+	if err := p2.Stop(htCtx(t, 15*time.Second)); err != nil {
+		t.Fatal(err)
 	}
 	select {
 	case <-prevDone:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the previous haproxy was not stopped")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the adopted master did not stop")
 	}
-	if m, _, err := htGet(htClient(false), env.url); err != nil || m != "a" {
-		t.Fatalf("traffic after takeover: %q %v", m, err)
+	if !strings.Contains(env.logs.String(), "took over the running haproxy") {
+		t.Errorf("takeover not logged:\n%s", env.logs.String())
 	}
-	if st, err := p.showProc(htCtx(t, 5*time.Second)); err != nil || st.MasterPID != p.PID() {
-		t.Fatalf("master socket after takeover: %+v %v", st, err)
-	}
-	if err := p.Reload(htCtx(t, 20*time.Second)); err != nil {
-		t.Fatalf("Reload after takeover: %v", err)
-	}
-	wantLog := "soft-stopping the previous haproxy"
-	if global == "noreuseport" {
-		wantLog = "stopping it first"
-	}
-	if !strings.Contains(env.logs.String(), wantLog) {
-		t.Errorf("log lacks %q:\n%s", wantLog, env.logs.String())
+}
+
+// Every other HAProxy of the same configuration is stopped at Start: one
+// whose master socket was taken by a later one, or (when none answers on
+// the master socket) one that cannot be controlled.
+func TestProcessStopsStaleMasters(t *testing.T) {
+	t.Run("two_masters", func(t *testing.T) {
+		a := htMember(t, "a")
+		conf := htConf{Dir: htDir(t), Port: freePort(t), Servers: []htServer{{"mbr_a", htHostPort(a)}}}
+		htWriteFile(t, filepath.Join(conf.Dir, "haproxy.cfg"), conf.render(t))
+		sock := filepath.Join(conf.Dir, "master.sock")
+		older, olderDone := htPrev(t, conf, sock)
+		newer, _ := htPrev(t, conf, sock) // rebinds the master socket
+		env := htStart(t, conf, nil)
+		if env.proc.PID() != newer.Process.Pid {
+			t.Fatalf("took over %d, want %d (the master socket's)", env.proc.PID(), newer.Process.Pid)
+		}
+		select {
+		case <-olderDone:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("the stale master %d was not stopped", older.Process.Pid)
+		}
+		if got := env.proc.Masters(); fmt.Sprint(got) != fmt.Sprint([]int{newer.Process.Pid}) {
+			t.Fatalf("masters %v, want only %d", got, newer.Process.Pid)
+		}
+	})
+	for _, global := range []string{"", "noreuseport"} {
+		t.Run("unreachable"+global, func(t *testing.T) {
+			a := htMember(t, "a")
+			conf := htConf{Dir: htDir(t), Port: freePort(t), Servers: []htServer{{"mbr_a", htHostPort(a)}}, Global: global}
+			htWriteFile(t, filepath.Join(conf.Dir, "haproxy.cfg"), conf.render(t))
+			prev, prevDone := htPrev(t, conf, filepath.Join(conf.Dir, "other.sock"))
+			stopLoad := htLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", conf.Port))
+			env := htStart(t, conf, nil)
+			if env.proc.PID() == prev.Process.Pid || env.proc.PID() == 0 {
+				t.Fatalf("master %d", env.proc.PID())
+			}
+			select {
+			case <-prevDone:
+			case <-time.After(15 * time.Second):
+				t.Fatal("the unreachable haproxy was not stopped")
+			}
+			// Not adopted: a new master next to the old one (or after it,
+			// without SO_REUSEPORT). Not hitless; the figure is for comparison.
+			sent, failed := stopLoad()
+			t.Logf("new master instead of a takeover (%q): %d requests, %d failed", global, sent, failed)
+			if m, _, err := htGet(htClient(false), env.url); err != nil || m != "a" {
+				t.Fatalf("traffic: %q %v", m, err)
+			}
+			if got := env.proc.Masters(); fmt.Sprint(got) != fmt.Sprint([]int{env.proc.PID()}) {
+				t.Fatalf("masters %v, want only %d", got, env.proc.PID())
+			}
+		})
 	}
 }
 

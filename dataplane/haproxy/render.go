@@ -1046,7 +1046,10 @@ func buildBackend(lb LoadBalancer, p Pool) (backendView, error) {
 		case "cookie_insert":
 			bv.Cookie = name + " insert indirect nocache"
 			if per.CookieTTLSeconds > 0 {
-				bv.Cookie += " maxlife " + strconv.Itoa(per.CookieTTLSeconds) + "s"
+				// maxlife makes HAProxy ignore older cookies; Max-Age makes
+				// the browser drop them (API: "Max-Age of the cookie").
+				ttl := strconv.Itoa(per.CookieTTLSeconds)
+				bv.Cookie += " maxlife " + ttl + "s attr \"Max-Age=" + ttl + "\""
 			}
 		case "cookie_rewrite":
 			bv.Cookie = name + " rewrite"

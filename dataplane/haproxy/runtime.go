@@ -20,6 +20,11 @@ import (
 // reload unless the configuration file says the same.
 type Runtime struct {
 	Socket string
+	// Worker, when non-zero, makes Socket a master CLI socket and sends
+	// every command to the worker with this pid (`@!<pid> <command>`): the
+	// way to reach workers that still finish connections after a reload,
+	// whose stats sockets belong to the new worker.
+	Worker int
 }
 
 // CommandError is an error message HAProxy answered a command with.
@@ -52,6 +57,9 @@ const maxCLIResponse = 64 << 20
 func (r Runtime) Command(ctx context.Context, cmd string) (string, error) {
 	if err := checkCLICommand(cmd); err != nil {
 		return "", err
+	}
+	if r.Worker != 0 {
+		cmd = "@!" + strconv.Itoa(r.Worker) + " " + cmd
 	}
 	out, err := cliExchange(ctx, r.Socket, cmd)
 	if err != nil {
@@ -220,6 +228,96 @@ func (r Runtime) DelServer(ctx context.Context, backend, server string) error {
 		case <-t.C:
 		}
 	}
+}
+
+// ShutdownSessions closes every session a server has, at once (`shutdown
+// sessions server`): requests in flight on it are cut. A worker stopping
+// after a reload refuses that command for its proxies ("Proxy is
+// disabled."); there each of the server's sessions is shut down on its own
+// (`show sess`, `shutdown session`). It returns the error *CommandError "No
+// such server." or "No such backend." when the worker has no such server
+// (see IsNoSuchServer).
+func (r Runtime) ShutdownSessions(ctx context.Context, backend, server string) error {
+	if err := checkServerRef(backend, server); err != nil {
+		return err
+	}
+	_, err := r.expect(ctx, fmt.Sprintf("shutdown sessions server %s/%s", backend, server), answerEmpty)
+	var ce *CommandError
+	if err == nil || !errors.As(err, &ce) || !strings.HasPrefix(ce.Message, "Proxy is disabled") {
+		return err
+	}
+	sessions, err := r.Sessions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range sessions {
+		if s.Backend != backend || s.Server != server {
+			continue
+		}
+		if err := r.ShutdownSession(ctx, s.ID); err != nil && !(errors.As(err, &ce) && strings.HasPrefix(ce.Message, "No such session")) {
+			return err
+		}
+	}
+	return nil
+}
+
+// IsNoSuchServer reports whether err is HAProxy's answer for a server or
+// backend it does not have.
+func IsNoSuchServer(err error) bool {
+	var ce *CommandError
+	return errors.As(err, &ce) && (strings.HasPrefix(ce.Message, "No such server") || strings.HasPrefix(ce.Message, "No such backend"))
+}
+
+// Session is one stream of `show sess`.
+type Session struct {
+	ID                        string // "0x…", for ShutdownSession
+	Frontend, Backend, Server string // "<NONE>"/"<none>" when not assigned
+}
+
+// Sessions lists the worker's streams (`show sess`).
+func (r Runtime) Sessions(ctx context.Context) ([]Session, error) {
+	out, err := r.Command(ctx, "show sess")
+	if err != nil {
+		return nil, err
+	}
+	return parseShowSess(out), nil
+}
+
+// parseShowSess reads `show sess` lines such as
+// "0x55f2ae9b9cb0: proto=tcpv4 src=127.0.0.1:60500 fe=f be=b srv=s1 ts=00 …".
+func parseShowSess(out string) []Session {
+	var ss []Session
+	for _, line := range strings.Split(out, "\n") {
+		id, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !sessionIDRE.MatchString(id) {
+			continue
+		}
+		s := Session{ID: id}
+		for _, f := range strings.Fields(rest) {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "fe":
+				s.Frontend = v
+			case "be":
+				s.Backend = v
+			case "srv":
+				s.Server = v
+			}
+		}
+		ss = append(ss, s)
+	}
+	return ss
+}
+
+var sessionIDRE = regexp.MustCompile(`^0x[0-9a-fA-F]{1,16}$`)
+
+// ShutdownSession closes one stream (`shutdown session <id>`).
+func (r Runtime) ShutdownSession(ctx context.Context, id string) error {
+	if !sessionIDRE.MatchString(id) {
+		return fmt.Errorf("haproxy: session id %q: %w (0x…)", id, ErrInvalidArgument)
+	}
+	_, err := r.expect(ctx, "shutdown session "+id, answerEmpty)
+	return err
 }
 
 // ServerStat is a server row of `show stat`.

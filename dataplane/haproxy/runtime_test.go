@@ -422,3 +422,130 @@ func TestRuntimeDelServerWaitsForConnections(t *testing.T) {
 		t.Fatal("mbr_slow still listed")
 	}
 }
+
+// slowMember answers "slow" after sleep, with its headers and a first line
+// sent at once, so a request cut in between reads a truncated body. started
+// gets a value once a request is in flight.
+func slowMember(t *testing.T, sleep time.Duration) (*httptest.Server, chan struct{}) {
+	started := make(chan struct{}, 4)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "begin\n")
+		w.(http.Flusher).Flush()
+		started <- struct{}{}
+		select {
+		case <-time.After(sleep):
+			io.WriteString(w, "slow\n")
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s, started
+}
+
+// TestRuntimeShutdownSessions cuts a request in flight on the current worker
+// (`shutdown sessions server`) and on an old worker left by a reload, through
+// the master CLI (there the proxy is stopping and sessions are shut one by one).
+func TestRuntimeShutdownSessions(t *testing.T) {
+	a := htMember(t, "a")
+	// Shorter than the config's hard-stop-after (10s): an old worker keeps
+	// the request until it completes unless ShutdownSessions cuts it.
+	slow, started := slowMember(t, 8*time.Second)
+	env := htStart(t, htConf{Servers: []htServer{{"mbr_a", htHostPort(a)}}}, nil)
+	rt, p := env.rt, env.proc
+	ctx := htCtx(t, 60*time.Second)
+	if err := rt.AddServer(ctx, "pool_web", "mbr_slow", htHostPort(slow), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.SetState(ctx, "pool_web", "mbr_a", "maint"); err != nil {
+		t.Fatal(err)
+	}
+	inFlight := func() <-chan error {
+		res := make(chan error, 1)
+		go func() {
+			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			resp, err := c.Get(env.url)
+			if err != nil {
+				res <- err
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err == nil && string(b) != "begin\nslow\n" {
+				err = fmt.Errorf("body %q", b)
+			}
+			res <- err
+		}()
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the request did not reach mbr_slow")
+		}
+		return res
+	}
+	wantCut := func(res <-chan error) {
+		t.Helper()
+		select {
+		case err := <-res:
+			if err == nil {
+				t.Fatal("the request in flight completed; it should have been cut")
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the request in flight did not end")
+		}
+	}
+
+	// On the current worker.
+	wantCut(func() <-chan error {
+		res := inFlight()
+		if err := rt.ShutdownSessions(ctx, "pool_web", "mbr_slow"); err != nil {
+			t.Fatalf("ShutdownSessions: %v", err)
+		}
+		return res
+	}())
+
+	// On an old worker: the reload's config has no mbr_slow (it was added at
+	// runtime), so only the old worker has it.
+	res := inFlight()
+	old := htCurrentWorkers(t, p)[0].PID
+	if err := p.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.ShutdownSessions(ctx, "pool_web", "mbr_slow"); !IsNoSuchServer(err) {
+		t.Fatalf("ShutdownSessions on the new worker, which has no mbr_slow: %v", err)
+	}
+	oldRT := Runtime{Socket: p.MasterSocket(), Worker: old}
+	sessions, err := oldRT.Sessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range sessions {
+		found = found || (s.Backend == "pool_web" && s.Server == "mbr_slow" && s.Frontend == "lsn_web")
+	}
+	if !found {
+		t.Fatalf("old worker's sessions: %+v", sessions)
+	}
+	if err := oldRT.ShutdownSessions(ctx, "pool_web", "mbr_slow"); err != nil {
+		t.Fatalf("ShutdownSessions on the old worker: %v", err)
+	}
+	wantCut(res)
+	if err := (Runtime{Socket: p.MasterSocket(), Worker: 1}).ShutdownSessions(ctx, "pool_web", "mbr_slow"); err == nil {
+		t.Fatal("no error for a worker pid that does not exist")
+	}
+}
+
+func TestParseShowSess(t *testing.T) {
+	out := "0x55f2ae9b9cb0: proto=tcpv4 src=127.0.0.1:60500 fe=lsn_x be=pool_y srv=mbr_z ts=00 epoch=0 age=1s calls=2 rate=0\n" +
+		"0x55f2aeab16a0: proto=sockpair src=unix:2 fe=GLOBAL be=<NONE> srv=<none> ts=00 epoch=0\n\n"
+	got := parseShowSess(out)
+	want := []Session{{"0x55f2ae9b9cb0", "lsn_x", "pool_y", "mbr_z"}, {"0x55f2aeab16a0", "GLOBAL", "<NONE>", "<none>"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("parseShowSess: %+v, want %+v", got, want)
+	}
+	if len(parseShowSess("Unknown command.\n")) != 0 {
+		t.Fatal("sessions parsed from an error message")
+	}
+	if err := (Runtime{Socket: "/nonexistent"}).ShutdownSession(context.Background(), "0x1; show info"); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("ShutdownSession with a bad id: %v", err)
+	}
+}

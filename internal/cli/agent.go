@@ -35,6 +35,8 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 		"serve HAProxy's Prometheus exporter here, e.g. 127.0.0.1:8405 (env FULCRUM_AGENT_PROMETHEUS_ADDR)")
 	fs.DurationVar(&cfg.PollWait, "poll-wait", 30*time.Second, "long-poll wait")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", 5*time.Second, "health and counters report interval")
+	fs.BoolVar(&cfg.StopHAProxyOnExit, "stop-haproxy-on-exit", env("FULCRUM_AGENT_STOP_HAPROXY_ON_EXIT", "") == "true",
+		"stop HAProxy when the agent exits (default: leave it serving; the next agent takes it over) (env FULCRUM_AGENT_STOP_HAPROXY_ON_EXIT=true)")
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "debug, info, warn or error (env FULCRUM_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -52,5 +54,9 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 	if err != nil {
 		return err
 	}
+	// SIGTERM or SIGINT (Main's ctx) ends Run, which leaves HAProxy serving
+	// unless --stop-haproxy-on-exit: HAProxy runs in its own process group, so
+	// a Ctrl-C in this terminal does not reach it, and the systemd unit's
+	// KillMode=process keeps systemd from killing it.
 	return a.Run(ctx)
 }

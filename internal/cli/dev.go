@@ -129,7 +129,8 @@ runs the components separately: fulcrum migrate, api, agent and admin.
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
 	ag, err := agent.New(agent.Config{Endpoint: endpoint, Token: creds.NodeToken, NodeName: *nodeName, StateDir: filepath.Join(abs, "agent"),
-		HAProxy: *haproxyBin, Version: Version, Logger: log, PollWait: 30 * time.Second, ReportInterval: 2 * time.Second})
+		HAProxy: *haproxyBin, Version: Version, Logger: log, PollWait: 30 * time.Second, ReportInterval: 2 * time.Second,
+		StopHAProxyOnExit: true}) // Ctrl-C stops everything
 	if err != nil {
 		return err
 	}

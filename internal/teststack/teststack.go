@@ -304,7 +304,7 @@ func (s *Stack) StartAgent(name string) *agent.Agent {
 	}
 	a, err := agent.New(agent.Config{Endpoint: s.Endpoint, Token: s.NodeToken, NodeName: name, StateDir: dir,
 		PollWait: s.opts.PollWait, ReportInterval: 300 * time.Millisecond, HardStopAfter: 5 * time.Second,
-		Logger: Logger(), HTTPClient: &http.Client{Timeout: 2 * s.opts.PollWait}})
+		Logger: Logger(), HTTPClient: &http.Client{Timeout: 2 * s.opts.PollWait}, StopHAProxyOnExit: true})
 	if err != nil {
 		if first {
 			os.RemoveAll(dir)

@@ -2,7 +2,9 @@ package nodegroup
 
 import (
 	"context"
+	"slices"
 
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
@@ -17,6 +19,37 @@ type model struct {
 	Description types.String `tfsdk:"description"`
 	Labels      types.Map    `tfsdk:"labels"`
 	VIPRange    types.String `tfsdk:"vip_range"`
+	// ReservedPorts are the operator's; EffectiveReservedPorts adds the
+	// always-reserved ones.
+	ReservedPorts          types.Set `tfsdk:"reserved_ports"`
+	EffectiveReservedPorts types.Set `tfsdk:"effective_reserved_ports"`
+}
+
+// portSet is a set of port numbers (empty, never null, for none).
+func portSet(ports *[]int) types.Set {
+	elems := []attr.Value{}
+	if ports != nil {
+		for _, p := range *ports {
+			elems = append(elems, types.Int64Value(int64(p)))
+		}
+	}
+	return types.SetValueMust(types.Int64Type, elems)
+}
+
+// portsToAPI is the API's list for a set of ports (an empty list for none,
+// so an update clears it).
+func portsToAPI(ctx context.Context, s types.Set, diags *diag.Diagnostics) *[]int {
+	out := []int{}
+	if s.IsNull() || s.IsUnknown() {
+		return &out
+	}
+	var v []int64
+	diags.Append(s.ElementsAs(ctx, &v, false)...)
+	for _, p := range v {
+		out = append(out, int(p))
+	}
+	slices.Sort(out)
+	return &out
 }
 
 // fromAPI refreshes everything.
@@ -26,6 +59,8 @@ func (m *model) fromAPI(_ context.Context, g *openapi.NodeGroup) diag.Diagnostic
 	m.Description = types.StringValue(g.Description)
 	m.Labels = fulcrum.LabelsValue(g.Labels)
 	m.VIPRange = types.StringValue(g.VipRange)
+	m.ReservedPorts = portSet(g.ReservedPorts)
+	m.EffectiveReservedPorts = portSet(g.EffectiveReservedPorts)
 	return nil
 }
 
@@ -33,10 +68,11 @@ func (m *model) fromAPI(_ context.Context, g *openapi.NodeGroup) diag.Diagnostic
 func (m *model) toCreate(ctx context.Context) (openapi.NodeGroupCreate, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	return openapi.NodeGroupCreate{
-		Name:        m.Name.ValueString(),
-		Description: m.Description.ValueStringPointer(),
-		Labels:      fulcrum.LabelsToAPI(ctx, m.Labels, &diags),
-		VipRange:    m.VIPRange.ValueString(),
+		Name:          m.Name.ValueString(),
+		Description:   m.Description.ValueStringPointer(),
+		Labels:        fulcrum.LabelsToAPI(ctx, m.Labels, &diags),
+		VipRange:      m.VIPRange.ValueString(),
+		ReservedPorts: portsToAPI(ctx, m.ReservedPorts, &diags),
 	}, diags
 }
 
@@ -44,9 +80,10 @@ func (m *model) toCreate(ctx context.Context) (openapi.NodeGroupCreate, diag.Dia
 func (m *model) toUpdate(ctx context.Context) (openapi.NodeGroupUpdate, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	return openapi.NodeGroupUpdate{
-		Name:        m.Name.ValueStringPointer(),
-		Description: m.Description.ValueStringPointer(),
-		Labels:      fulcrum.LabelsToAPI(ctx, m.Labels, &diags),
-		VipRange:    m.VIPRange.ValueStringPointer(),
+		Name:          m.Name.ValueStringPointer(),
+		Description:   m.Description.ValueStringPointer(),
+		Labels:        fulcrum.LabelsToAPI(ctx, m.Labels, &diags),
+		VipRange:      m.VIPRange.ValueStringPointer(),
+		ReservedPorts: portsToAPI(ctx, m.ReservedPorts, &diags),
 	}, diags
 }

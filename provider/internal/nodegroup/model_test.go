@@ -14,7 +14,7 @@ import (
 
 func TestFromAPI(t *testing.T) {
 	var m model
-	g := &openapi.NodeGroup{Id: "ng_1", Name: "edge", VipRange: "10.0.0.0/24"}
+	g := &openapi.NodeGroup{Id: "ng_1", Name: "edge", VipRange: "10.0.0.0/24", ReservedPorts: &[]int{9000}, EffectiveReservedPorts: &[]int{22, 8404, 8405, 9000}}
 	if d := m.fromAPI(context.Background(), g); d.HasError() {
 		t.Fatal(d)
 	}
@@ -24,17 +24,25 @@ func TestFromAPI(t *testing.T) {
 	if m.Labels.IsNull() || len(m.Labels.Elements()) != 0 {
 		t.Errorf("labels = %v, want empty", m.Labels)
 	}
+	if len(m.ReservedPorts.Elements()) != 1 || len(m.EffectiveReservedPorts.Elements()) != 4 {
+		t.Errorf("ports = %v / %v", m.ReservedPorts, m.EffectiveReservedPorts)
+	}
+	// A group without reserved ports reads as an empty set, never null.
+	if d := m.fromAPI(context.Background(), &openapi.NodeGroup{Id: "ng_1"}); d.HasError() || m.ReservedPorts.IsNull() || len(m.ReservedPorts.Elements()) != 0 {
+		t.Errorf("no reserved ports: %v %v", m.ReservedPorts, d)
+	}
 }
 
 func TestToCreateAndUpdate(t *testing.T) {
 	ctx := context.Background()
 	m := model{Name: types.StringValue("edge"), Description: types.StringValue("d"), VIPRange: types.StringValue("10.0.0.0/24"),
-		Labels: types.MapValueMust(types.StringType, map[string]attr.Value{"a": types.StringValue("b")})}
+		Labels:        types.MapValueMust(types.StringType, map[string]attr.Value{"a": types.StringValue("b")}),
+		ReservedPorts: types.SetValueMust(types.Int64Type, []attr.Value{types.Int64Value(9100), types.Int64Value(9000)})}
 	c, d := m.toCreate(ctx)
 	if d.HasError() {
 		t.Fatal(d)
 	}
-	want := `{"description":"d","labels":{"a":"b"},"name":"edge","vip_range":"10.0.0.0/24"}`
+	want := `{"description":"d","labels":{"a":"b"},"name":"edge","reserved_ports":[9000,9100],"vip_range":"10.0.0.0/24"}`
 	if got, _ := json.Marshal(c); string(got) != want {
 		t.Errorf("create\n got %s\nwant %s", got, want)
 	}

@@ -4,13 +4,17 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
@@ -58,6 +62,22 @@ func (r *Resource) Schema(_ context.Context, _ resource.SchemaRequest, resp *res
 					"It may change in place to any range that still holds every allocated VIP.",
 				Required:   true,
 				Validators: []validator.String{cidr{}},
+			},
+			"reserved_ports": schema.SetAttribute{
+				Description: "Ports no listener of the group may use (the API refuses them with 422), besides those always reserved " +
+					"(22 and the agent's own, see `effective_reserved_ports`). Each 1–65535, at most 256. " +
+					"The API refuses (409) to reserve a port a listener of the group uses.",
+				ElementType: types.Int64Type,
+				Optional:    true,
+				Computed:    true,
+				Default:     setdefault.StaticValue(types.SetValueMust(types.Int64Type, nil)),
+				Validators: []validator.Set{setvalidator.SizeAtMost(256),
+					setvalidator.ValueInt64sAre(int64validator.Between(1, 65535))},
+			},
+			"effective_reserved_ports": schema.SetAttribute{
+				Description: "Every port a listener of the group is refused: `reserved_ports`, 22 and the agent's own ports.",
+				ElementType: types.Int64Type,
+				Computed:    true,
 			},
 		},
 	}

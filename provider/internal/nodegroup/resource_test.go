@@ -29,6 +29,8 @@ type config struct {
 	VIPRange    string
 	Description string
 	Labels      map[string]string
+	// ReservedPorts are rendered as written (order and all).
+	ReservedPorts []int
 }
 
 func (c config) String() string { return acctest.Render(tmpl, c) }
@@ -47,6 +49,9 @@ func TestAccNodeGroup(t *testing.T) {
 	second := first
 	second.Name, second.VIPRange, second.Description = name+"-2", "10.77.0.0/16", "grown"
 	second.Labels = map[string]string{"site": "lab"}
+	second.ReservedPorts = []int{9100, 9000}
+	third := second
+	third.ReservedPorts = nil
 
 	var id string
 	resource.ParallelTest(t, resource.TestCase{
@@ -67,6 +72,10 @@ func TestAccNodeGroup(t *testing.T) {
 					resource.TestCheckResourceAttr(addr, "vip_range", "10.77.0.0/24"),
 					resource.TestCheckResourceAttr(addr, "description", ""),
 					resource.TestCheckResourceAttr(addr, "labels.%", "0"),
+					resource.TestCheckResourceAttr(addr, "reserved_ports.#", "0"),
+					resource.TestCheckResourceAttr(addr, "effective_reserved_ports.#", "3"),
+					resource.TestCheckTypeSetElemAttr(addr, "effective_reserved_ports.*", "22"),
+					resource.TestCheckTypeSetElemAttr(addr, "effective_reserved_ports.*", "8405"),
 				),
 			},
 			{
@@ -85,6 +94,11 @@ func TestAccNodeGroup(t *testing.T) {
 					resource.TestCheckResourceAttr(addr, "vip_range", "10.77.0.0/16"),
 					resource.TestCheckResourceAttr(addr, "description", "grown"),
 					resource.TestCheckResourceAttr(addr, "labels.site", "lab"),
+					resource.TestCheckResourceAttr(addr, "reserved_ports.#", "2"),
+					resource.TestCheckTypeSetElemAttr(addr, "reserved_ports.*", "9000"),
+					resource.TestCheckTypeSetElemAttr(addr, "reserved_ports.*", "9100"),
+					resource.TestCheckResourceAttr(addr, "effective_reserved_ports.#", "5"),
+					resource.TestCheckTypeSetElemAttr(addr, "effective_reserved_ports.*", "9100"),
 				),
 			},
 			{
@@ -101,6 +115,17 @@ func TestAccNodeGroup(t *testing.T) {
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 				}},
 				Check: resource.TestCheckResourceAttr(addr, "vip_range", "10.77.0.0/16"),
+			},
+			{
+				// Leaving reserved_ports out clears the operator's list.
+				Config: third.String(),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+				}},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(addr, "reserved_ports.#", "0"),
+					resource.TestCheckResourceAttr(addr, "effective_reserved_ports.#", "3"),
+				),
 			},
 			{
 				// A node group deleted behind Terraform's back is planned again.
@@ -135,6 +160,11 @@ func TestAccNodeGroupInvalid(t *testing.T) {
 				Config:      config{Provider: provider, Name: "x", VIPRange: "10.0.0.7/24"}.String(),
 				PlanOnly:    true,
 				ExpectError: regexp.MustCompile(`Attribute vip_range must be written 10.0.0.0/24`),
+			},
+			{
+				Config:      config{Provider: provider, Name: "x", VIPRange: "10.0.0.0/24", ReservedPorts: []int{0}}.String(),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`must be between 1 and 65535`),
 			},
 		},
 	})

@@ -101,8 +101,9 @@ func (m *model) fromAPI(_ context.Context, r *openapi.RoutingRule) diag.Diagnost
 	m.Description = types.StringValue(r.Description)
 	m.Labels = fulcrum.LabelsValue(r.Labels)
 	m.Priority = types.Int64Value(int64(r.Priority))
+	prior := m.Conditions
 	m.Conditions = make([]conditionModel, 0, len(r.Conditions))
-	for _, c := range r.Conditions {
+	for i, c := range r.Conditions {
 		cm := conditionModel{
 			Field:  types.StringValue(string(c.Field)),
 			Match:  types.StringValue(defaultMatch),
@@ -115,6 +116,9 @@ func (m *model) fromAPI(_ context.Context, r *openapi.RoutingRule) diag.Diagnost
 		}
 		for _, v := range c.Values {
 			cm.Values = append(cm.Values, types.StringValue(v))
+		}
+		if c.Field == openapi.RuleConditionFieldSourceIp && i < len(prior) && prior[i].Field.ValueString() == string(c.Field) {
+			cm.Values = keepSourceIPSpelling(prior[i].Values, c.Values)
 		}
 		m.Conditions = append(m.Conditions, cm)
 	}

@@ -237,3 +237,39 @@ func checkDiag(t *testing.T, name string, d diag.Diagnostics, bad string) {
 		t.Errorf("%s: error %v not on %s", name, d.Errors()[0], bad)
 	}
 }
+
+// TestFromAPIKeepsSourceIPSpelling: the API masks source_ip values; the state
+// keeps the configured spelling of the same prefix, and takes the API's value
+// when the prefix differs (drift).
+func TestFromAPIKeepsSourceIPSpelling(t *testing.T) {
+	r := decode(t, `{"id":"rule_1","priority":1,"conditions":[
+		{"field":"source_ip","values":["10.0.0.0/8","192.168.1.7/32","2001:db8::/32","172.16.0.0/12"]},
+		{"field":"host","values":["a.example.com"]}],"action":{"type":"deny"}}`)
+	str := func(vs ...string) []types.String {
+		var out []types.String
+		for _, v := range vs {
+			out = append(out, types.StringValue(v))
+		}
+		return out
+	}
+	m := model{Conditions: []conditionModel{
+		{Field: types.StringValue("source_ip"), Values: str("10.1.2.3/8", "192.168.1.7", "2001:DB8::1/32", "10.0.0.0/8")},
+		{Field: types.StringValue("host"), Values: str("A.example.com")},
+	}}
+	if d := m.fromAPI(context.Background(), r); d.HasError() {
+		t.Fatal(d)
+	}
+	var got []string
+	for _, v := range m.Conditions[0].Values {
+		got = append(got, v.ValueString())
+	}
+	want := []string{"10.1.2.3/8", "192.168.1.7", "2001:DB8::1/32", "172.16.0.0/12"}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("source_ip values %v, want %v", got, want)
+		}
+	}
+	if v := m.Conditions[1].Values[0].ValueString(); v != "a.example.com" {
+		t.Fatalf("a host value is not a CIDR and follows the API: %q", v)
+	}
+}

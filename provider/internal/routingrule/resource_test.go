@@ -142,6 +142,10 @@ func TestAccRoutingRule(t *testing.T) {
 	redirectResp := fixedResp
 	redirectResp.Conditions = nil
 	redirectResp.Action = action{Type: "redirect", Redirect: &redirect{Scheme: "https"}}
+	// A source CIDR with host bits: the API stores 127.0.0.0/8.
+	fromLoopback := fixedResp
+	fromLoopback.Conditions = []condition{{Field: "source_ip", Values: []string{"127.1.2.3/8", "10.9.8.7"}}, {Field: "path", Match: "prefix", Values: []string{"/cidr"}}}
+	fromLoopback.Action = action{Type: "fixed_response", Fixed: &fixed{StatusCode: 200, Body: "from loopback"}}
 
 	var id string
 	resource.ParallelTest(t, resource.TestCase{
@@ -224,6 +228,31 @@ func TestAccRoutingRule(t *testing.T) {
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 				}},
 				Check: resource.TestCheckResourceAttr(addr, "priority", "20"),
+			},
+			{
+				// The state keeps the configured spelling of the masked
+				// prefix: no "inconsistent result after apply".
+				Config: fromLoopback.String(),
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(addr, "conditions.0.values.0", "127.1.2.3/8"),
+					resource.TestCheckResourceAttr(addr, "conditions.0.values.1", "10.9.8.7"),
+					func(*terraform.State) error {
+						res, err := c.API.GetRoutingRuleWithResponse(context.Background(), id)
+						if err != nil || res.JSON200 == nil {
+							return fmt.Errorf("GET rule: %v", err)
+						}
+						if got := res.JSON200.Conditions[0].Values; len(got) != 2 || got[0] != "127.0.0.0/8" || got[1] != "10.9.8.7/32" {
+							return fmt.Errorf("the API stores source_ip %v, want [127.0.0.0/8 10.9.8.7/32]", got)
+						}
+						return nil
+					},
+					serves(base+"/cidr", "from loopback"),
+				),
+			},
+			{
+				// Re-planning and refreshing finds nothing to do.
+				Config:   fromLoopback.String(),
+				PlanOnly: true,
 			},
 		},
 	})
