@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -417,6 +418,9 @@ type result struct {
 	ok  bool
 	via string        // the node's address that proxied it
 	dur time.Duration // how long it took (a SYN sent again adds a second)
+	// broken: the connection was made, then failed (reset or cut while the
+	// request was in flight); otherwise a failure is a connect that failed.
+	broken bool
 }
 
 // load starts one request per interval from the client namespace, each on a
@@ -445,8 +449,9 @@ func (h *haNet) startLoad(vip string, interval time.Duration) *load {
 				at := time.Now()
 				var via string
 				err := inNS(h.client, func() (err error) { via, err = fetchVia(addr); return err })
+				var dialErr *dialError
 				l.mu.Lock()
-				l.results = append(l.results, result{at: at, ok: err == nil, via: via, dur: time.Since(at)})
+				l.results = append(l.results, result{at: at, ok: err == nil, via: via, dur: time.Since(at), broken: err != nil && !errors.As(err, &dialErr)})
 				l.mu.Unlock()
 			}()
 			select {
@@ -481,13 +486,18 @@ func (l *load) since(t time.Time) []result {
 	return out
 }
 
+// dialError is a connect that failed (refused, unreachable, timed out).
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "connect: " + e.err.Error() }
+
 // fetchVia sends GET / on a new connection and returns the body.
 func fetchVia(addr string) (string, error) {
 	// A SYN lost while the VIP moves is sent again after a second, as any
 	// client's would: such a request is slow, not failed.
 	c, err := net.DialTimeout("tcp", addr, 2500*time.Millisecond)
 	if err != nil {
-		return "", err
+		return "", &dialError{err}
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
@@ -512,6 +522,7 @@ func fetchVia(addr string) (string, error) {
 // outage is what a fault cost the load.
 type outage struct {
 	failed  int
+	broken  int           // of failed: connections cut while their request was in flight
 	gap     time.Duration // first failed request to the first success after the last failure (by start time)
 	after   []result      // requests started after the last failure (all succeeded)
 	flaps   int           // failures that came back after a second or more of successes
@@ -556,6 +567,9 @@ func (h *haNet) measure(l *load, at time.Time, bound, settle time.Duration) outa
 		}
 		last, okSince = r, false
 		o.failed++
+		if r.broken {
+			o.broken++
+		}
 	}
 	if first == nil {
 		o.after = rs
