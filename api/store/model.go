@@ -83,7 +83,7 @@ type NodeGroup struct {
 	VIPRange    netip.Prefix      `db:"vip_range"`
 	// ReservedPorts are the operator's; see EffectiveReservedPorts.
 	ReservedPorts []int `db:"reserved_ports"`
-	// VRRP settings (004_ha.sql); an empty interface means no keepalived.
+	// VRRP settings (005_ha.sql); an empty interface means no keepalived.
 	VRRPInterface        string    `db:"vrrp_interface"`
 	VRRPRouterIDMin      int       `db:"vrrp_router_id_min"`
 	VRRPRouterIDMax      int       `db:"vrrp_router_id_max"`
