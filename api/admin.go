@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -194,7 +196,7 @@ func (h *handlers) DeleteTenant(ctx context.Context, r openapi.DeleteTenantReque
 // ---------------------------------------------------------------- tokens
 
 func tokenToAPI(t *store.Token) openapi.Token {
-	return openapi.Token{Id: t.ID, Kind: openapi.TokenKind(t.Kind), TenantId: t.TenantID, NodeGroupId: t.NodeGroupID,
+	return openapi.Token{Id: t.ID, Kind: openapi.TokenKind(t.Kind), TenantId: t.TenantID, NodeGroupId: t.NodeGroupID, NodeName: t.NodeName,
 		Name: t.Name, Description: t.Description, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, LastUsedAt: t.LastUsedAt}
 }
 
@@ -229,6 +231,22 @@ func (h *handlers) ListTokens(ctx context.Context, r openapi.ListTokensRequestOb
 // IssueToken creates a token row and returns it with its bearer string. It is
 // shared by the API and `fulcrum admin token create`.
 func IssueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, name, description string, expiresAt *time.Time) (*store.Token, string, error) {
+	return issueToken(ctx, tx, kind, tenantID, nodeGroupID, "", name, description, expiresAt)
+}
+
+// IssueNodeToken creates a node token bound to the node named nodeName (and
+// to a node group when nodeGroupID is set): it registers, polls and reports
+// for that node only.
+func IssueNodeToken(ctx context.Context, tx *store.Tx, nodeGroupID, nodeName, name, description string, expiresAt *time.Time) (*store.Token, string, error) {
+	var e validate.Errors
+	validate.Hostname(&e, "node_name", nodeName, false)
+	if err := e.Err(); err != nil {
+		return nil, "", err
+	}
+	return issueToken(ctx, tx, store.TokenNode, "", nodeGroupID, nodeName, name, description, expiresAt)
+}
+
+func issueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, nodeName, name, description string, expiresAt *time.Time) (*store.Token, string, error) {
 	var e validate.Errors
 	validate.Enum(&e, "kind", kind, store.TokenAdmin, store.TokenTenant, store.TokenNode)
 	validate.Name(&e, "name", name)
@@ -250,12 +268,12 @@ func IssueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, 
 	}
 	if tenantID != "" {
 		if _, err := store.Get[store.Tenant](ctx, tx, store.KindTenant, "", tenantID, false); err != nil {
-			return nil, "", problem.InvalidField("tenant_id", "does not exist")
+			return nil, "", asInvalidField(err, "tenant_id")
 		}
 	}
 	if nodeGroupID != "" {
 		if _, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", nodeGroupID, false); err != nil {
-			return nil, "", problem.InvalidField("node_group_id", "does not exist")
+			return nil, "", asInvalidField(err, "node_group_id")
 		}
 	}
 	secret, hash, err := auth.NewSecret()
@@ -271,11 +289,24 @@ func IssueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, 
 	if nodeGroupID != "" {
 		cols = append(cols, store.Column{Name: "node_group_id", Value: nodeGroupID})
 	}
+	if nodeName != "" {
+		cols = append(cols, store.Column{Name: "node_name", Value: nodeName})
+	}
 	t, err := store.Insert[store.Token](ctx, tx, store.KindToken, cols)
 	if err != nil {
 		return nil, "", err
 	}
 	return t, auth.Bearer(id, secret), nil
+}
+
+// asInvalidField turns the 404 of a referenced object into a 422 naming
+// field; other errors (an unavailable database) pass through.
+func asInvalidField(err error, field string) error {
+	var p *problem.Problem
+	if errors.As(err, &p) && p.Status == http.StatusNotFound {
+		return problem.InvalidField(field, "does not exist")
+	}
+	return err
 }
 
 func (h *handlers) CreateToken(ctx context.Context, r openapi.CreateTokenRequestObject) (openapi.CreateTokenResponseObject, error) {
@@ -294,18 +325,32 @@ func (h *handlers) CreateToken(ctx context.Context, r openapi.CreateTokenRequest
 		}
 		tenantID = p.TenantID
 	}
-	out, _, err := create(ctx, h, "POST /v1/tokens", r.Params.IdempotencyKey, nil, b, func(tx *store.Tx) (openapi.TokenWithSecret, error) {
-		t, bearer, err := IssueToken(ctx, tx, string(b.Kind), tenantID, deref(b.NodeGroupId), deref(b.Name), deref(b.Description), b.ExpiresAt)
-		if err != nil {
-			return openapi.TokenWithSecret{}, err
+	// The secret exists only in this response: the Idempotency-Key record
+	// keeps the token's metadata, so a replay answers with an empty secret.
+	var bearer string
+	meta, _, err := create(ctx, h, "POST /v1/tokens", r.Params.IdempotencyKey, nil, b, func(tx *store.Tx) (openapi.Token, error) {
+		var t *store.Token
+		var secret string
+		var err error
+		if nodeName := deref(b.NodeName); nodeName != "" || b.NodeName != nil {
+			if b.Kind != store.TokenNode {
+				return openapi.Token{}, problem.InvalidField("node_name", "is only for node tokens")
+			}
+			t, secret, err = IssueNodeToken(ctx, tx, deref(b.NodeGroupId), nodeName, deref(b.Name), deref(b.Description), b.ExpiresAt)
+		} else {
+			t, secret, err = IssueToken(ctx, tx, string(b.Kind), tenantID, deref(b.NodeGroupId), deref(b.Name), deref(b.Description), b.ExpiresAt)
 		}
-		a := tokenToAPI(t)
-		return openapi.TokenWithSecret{Id: a.Id, Kind: a.Kind, TenantId: a.TenantId, NodeGroupId: a.NodeGroupId, Name: a.Name,
-			Description: a.Description, CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, Secret: bearer}, nil
+		if err != nil {
+			return openapi.Token{}, err
+		}
+		bearer = secret
+		return tokenToAPI(t), nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	out := openapi.TokenWithSecret{Id: meta.Id, Kind: meta.Kind, TenantId: meta.TenantId, NodeGroupId: meta.NodeGroupId, NodeName: meta.NodeName, Name: meta.Name,
+		Description: meta.Description, CreatedAt: meta.CreatedAt, ExpiresAt: meta.ExpiresAt, Secret: bearer}
 	return openapi.CreateToken201JSONResponse{Body: out}, nil
 }
 

@@ -3,11 +3,14 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fulcrumlb/fulcrum/api/auth"
 	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/api/validate"
@@ -35,6 +38,14 @@ func nodeCaller(ctx context.Context) (groupID string, err error) {
 	return "", problem.Forbidden("This endpoint is for dataplane agents: use a node token.")
 }
 
+// boundNodeName is the node a node token is bound to, "" when none.
+func boundNodeName(ctx context.Context) string {
+	if p, ok := auth.PrincipalFrom(ctx); ok && p.Kind == store.TokenNode {
+		return p.NodeName
+	}
+	return ""
+}
+
 // nodeByName finds a node by name or id, within the token's group if bound.
 func nodeByName(ctx context.Context, tx *store.Tx, name, groupID string, forUpdate bool) (*store.Node, error) {
 	q := "SELECT * FROM nodes WHERE (name = $1 OR id = $1)"
@@ -43,6 +54,14 @@ func nodeByName(ctx context.Context, tx *store.Tx, name, groupID string, forUpda
 	}
 	rows, _ := tx.Query(ctx, q, name)
 	n, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[store.Node])
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) && !errors.Is(err, pgx.ErrTooManyRows) {
+		return nil, fmt.Errorf("look up node: %w", err)
+	}
+	// A token bound to a node serves that node only, whether the others
+	// exist or not.
+	if bound := boundNodeName(ctx); bound != "" && name != bound && (err != nil || n.Name != bound) {
+		return nil, problem.Forbidden(fmt.Sprintf("This node token is bound to node %q.", bound))
+	}
 	if err != nil || (groupID != "" && n.NodeGroupID != groupID) {
 		return nil, problem.NotFound("node", name)
 	}
@@ -66,6 +85,10 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 			}
 			out = nodeToAPI(row)
 			return nil
+		}
+		var notFound *problem.Problem
+		if !errors.As(err, &notFound) || notFound.Status != http.StatusNotFound {
+			return err
 		}
 		var e validate.Errors
 		validate.Hostname(&e, "id", r.Id, false)
@@ -125,22 +148,24 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 	for {
 		changed := h.notify.Changed()
 		var snap *openapi.Snapshot
-		err := pgx.BeginTxFunc(ctx, h.st.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(t pgx.Tx) error {
+		rctx, cancel := context.WithTimeout(ctx, h.requestTimeout)
+		err := pgx.BeginTxFunc(rctx, h.st.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(t pgx.Tx) error {
 			tx := &store.Tx{Tx: t}
-			n, err := nodeByName(ctx, tx, r.Id, tokenGroup, false)
+			n, err := nodeByName(rctx, tx, r.Id, tokenGroup, false)
 			if err != nil {
 				return err
 			}
-			rev, err := store.GroupRevision(ctx, tx, n.NodeGroupID)
+			rev, err := store.GroupRevision(rctx, tx, n.NodeGroupID)
 			if err != nil {
 				return err
 			}
 			if rev <= after {
 				return nil
 			}
-			snap, err = h.buildSnapshot(ctx, tx, n.NodeGroupID, rev)
+			snap, err = h.buildSnapshot(rctx, tx, n.NodeGroupID, rev)
 			return err
 		})
+		cancel()
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/auth"
 	"github.com/fulcrumlb/fulcrum/api/problem"
@@ -29,6 +30,8 @@ type handlers struct {
 	haproxy string
 	// checks bounds the haproxy -c processes of concurrent dry runs.
 	checks chan struct{}
+	// requestTimeout bounds each database read of a snapshot long-poll.
+	requestTimeout time.Duration
 }
 
 var _ openapi.StrictServerInterface = (*handlers)(nil)

@@ -42,6 +42,15 @@ type Config struct {
 	// (haproxy -c). Empty, or not found when the server is built: dry runs
 	// skip that check and validate everything else.
 	HAProxy string
+	// RequestTimeout bounds every request: a request not answered by then
+	// fails with 503 and Retry-After (its database work is cancelled).
+	// Snapshot long-polls get their wait on top. Defaults to 10s.
+	RequestTimeout time.Duration
+	// RateLimits are the request rate limits per token kind (store.TokenAdmin,
+	// TokenTenant, TokenNode), one token bucket per token in each replica; a
+	// kind left out gets its default (RateLimitTenantDefault, …), a zero
+	// RateLimit means no limit.
+	RateLimits map[string]RateLimit
 }
 
 // Defaults for Config.
@@ -49,7 +58,12 @@ const (
 	AddrDefault            = "127.0.0.1:8080"
 	BodyLimitDefault       = "1M"
 	ShutdownTimeoutDefault = 30 * time.Second
+	RequestTimeoutDefault  = 10 * time.Second
 )
+
+// RetryAfterUnavailable is the Retry-After, in seconds, of a 503 for an
+// unavailable database.
+const RetryAfterUnavailable = 2
 
 func (c *Config) setDefaults() {
 	if c.Addr == "" {
@@ -61,6 +75,10 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = ShutdownTimeoutDefault
 	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = RequestTimeoutDefault
+	}
+	c.RateLimits = rateLimitsWithDefaults(c.RateLimits)
 }
 
 // Server is the API server.
@@ -72,6 +90,8 @@ type Server struct {
 	tel    *telemetry.Telemetry
 	echo   *echo.Echo
 	notify *Notifier
+	// limiters are the per-token request rate limits.
+	limiters *limiters
 }
 
 // New builds the server; tel may be nil (no tracing, no metrics endpoint).
@@ -85,7 +105,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		}
 		cfg.HAProxy = path
 	}
-	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel}
+	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel, limiters: newLimiters(cfg.RateLimits)}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -93,6 +113,9 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	// Only trust the peer address: X-Forwarded-For is the client's to forge.
 	e.IPExtractor = echo.ExtractIPDirect()
 
+	// A token over its rate limit is refused first of all, before routing
+	// and telemetry, so that a flood costs as little as possible.
+	e.Pre(s.rateLimitEarly)
 	if tel != nil {
 		e.Use(tel.EchoMiddleware())
 	} else {
@@ -100,7 +123,9 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	}
 	e.Use(middleware.Recover())
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
+	e.Use(s.deadline)
 	e.Use(s.authenticate)
+	e.Use(s.rateLimit)
 	check, err := reqcheck.New(openapi.Document)
 	if err != nil {
 		return nil, fmt.Errorf("load API document: %w", err)
@@ -112,7 +137,9 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
 		if err := st.Pool.Ping(ctx); err != nil {
-			return problem.New(http.StatusServiceUnavailable, "not-ready", "Not ready", "The database is unreachable.")
+			p := problem.Unavailable(RetryAfterUnavailable, "The database is unreachable.")
+			p.Type, p.Title = "not-ready", "Not ready"
+			return p
 		}
 		return c.String(http.StatusOK, "ok\n")
 	})
@@ -121,7 +148,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	}
 	s.notify = NewNotifier()
 	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log, notify: s.notify,
-		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax)}, nil))
+		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax), requestTimeout: cfg.RequestTimeout}, nil))
 	s.echo = e
 	return s, nil
 }
@@ -210,7 +237,49 @@ func public(path string) bool {
 	return false
 }
 
+// deadline bounds every request by RequestTimeout; a snapshot long-poll gets
+// its wait on top.
+func (s *Server) deadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		d := s.cfg.RequestTimeout
+		if req.Method == http.MethodGet && isSnapshotPath(req.URL.Path) {
+			d += snapshotWait(req.URL.Query().Get("wait"))
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), d)
+		defer cancel()
+		c.SetRequest(req.WithContext(ctx))
+		return next(c)
+	}
+}
+
+// isSnapshotPath matches /v1/nodes/{id}/snapshot.
+func isSnapshotPath(path string) bool {
+	rest, ok := strings.CutPrefix(path, "/v1/nodes/")
+	if !ok {
+		return false
+	}
+	id, ok := strings.CutSuffix(rest, "/snapshot")
+	return ok && id != "" && !strings.Contains(id, "/")
+}
+
+// snapshotWait is the long-poll wait a snapshot request asks for (the
+// handler refuses values it cannot parse, so they get the maximum here).
+func snapshotWait(s string) time.Duration {
+	if s == "" {
+		return SnapshotWaitDefault
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > SnapshotWaitMax {
+		return SnapshotWaitMax
+	}
+	return d
+}
+
 // authenticate resolves the bearer token of every /v1 request into a Principal.
+// Only a token that is missing, malformed, unknown, revoked or expired gets
+// 401 with WWW-Authenticate; a lookup that fails because the database is
+// unavailable is a 503.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if public(c.Request().URL.Path) {
@@ -218,7 +287,10 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		p, err := auth.Authenticate(c.Request().Context(), s.st, c.Request().Header.Get(echo.HeaderAuthorization))
 		if err != nil {
-			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="fulcrum"`)
+			var pr *problem.Problem
+			if errors.As(err, &pr) && pr.Status == http.StatusUnauthorized {
+				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="fulcrum"`)
+			}
 			return err
 		}
 		c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
@@ -231,9 +303,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	p := toProblem(err)
 	ctx := c.Request().Context()
-	if p.Status >= 500 {
+	p := s.toProblem(ctx, err)
+	switch {
+	case p.Status == http.StatusServiceUnavailable:
+		// The database is away: one line per request, not an error each.
+		s.log.WarnContext(ctx, "request failed: unavailable", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	case p.Status >= 500:
 		s.log.ErrorContext(ctx, "request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 	}
 	body := map[string]any{"type": p.TypeURI(), "title": p.Title, "status": p.Status}
@@ -261,8 +337,31 @@ func (s *Server) handleError(err error, c echo.Context) {
 	_ = c.JSON(p.Status, body)
 }
 
-// toProblem maps echo's own errors (routing, body limit, parameter binding) to problems.
-func toProblem(err error) *problem.Problem {
+// toProblem maps errors to problems: an unavailable database (down,
+// restarting, frozen, too slow) to 503 with Retry-After, never 500.
+func (s *Server) toProblem(ctx context.Context, err error) *problem.Problem {
+	var p *problem.Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	var he *echo.HTTPError
+	var ve *validate.Error
+	if !errors.As(err, &he) && !errors.As(err, &ve) && (store.Unavailable(err) || s.databaseDown(ctx)) {
+		return problem.Unavailable(RetryAfterUnavailable, "The database is unavailable or too slow; retry after the Retry-After seconds.")
+	}
+	return echoProblem(err)
+}
+
+// databaseDown checks, for an error nothing else explains, whether the
+// database answers at all.
+func (s *Server) databaseDown(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	return s.st.Pool.Ping(ctx) != nil
+}
+
+// echoProblem maps echo's own errors (routing, body limit, parameter binding) to problems.
+func echoProblem(err error) *problem.Problem {
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		msg := fmt.Sprint(he.Message)

@@ -44,6 +44,9 @@ type setupOptions struct {
 	quotas   store.Quotas // both tenants'
 	vipRange string       // the default node group's
 	haproxy  string       // api.Config.HAProxy: "" skips the dry runs' haproxy -c
+	database string       // connection URL; "" makes a new database with pgtest
+	config   func(*api.Config)
+	storeOpt store.Options
 }
 
 // setupOption is an option of setup.
@@ -58,6 +61,18 @@ func withVIPRange(prefix string) setupOption { return func(o *setupOptions) { o.
 // withHAProxy has dry runs checked with the haproxy binary at path.
 func withHAProxy(path string) setupOption { return func(o *setupOptions) { o.haproxy = path } }
 
+// withDatabase runs the API on the (empty) database at url.
+func withDatabase(url string, opts store.Options) setupOption {
+	return func(o *setupOptions) { o.database, o.storeOpt = url, opts }
+}
+
+// withConfig lets f change the API's configuration. setup lifts the rate
+// limits unless f sets them.
+func withConfig(f func(*api.Config)) setupOption { return func(o *setupOptions) { o.config = f } }
+
+// noRateLimits lifts every token kind's rate limit.
+var noRateLimits = map[string]api.RateLimit{store.TokenAdmin: {}, store.TokenTenant: {}, store.TokenNode: {}}
+
 // setup starts the API against a brand-new Postgres database.
 func setup(tb testing.TB, opts ...setupOption) *bundle {
 	tb.Helper()
@@ -66,7 +81,10 @@ func setup(tb testing.TB, opts ...setupOption) *bundle {
 		opt(&o)
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, pgtest.NewDatabase(tb))
+	if o.database == "" {
+		o.database = pgtest.NewDatabase(tb)
+	}
+	st, err := store.OpenWith(ctx, o.database, o.storeOpt)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -88,7 +106,11 @@ func setup(tb testing.TB, opts ...setupOption) *bundle {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	srv, err := api.New(api.Config{HAProxy: o.haproxy}, st, box, log, tel)
+	cfg := api.Config{HAProxy: o.haproxy, RateLimits: noRateLimits}
+	if o.config != nil {
+		o.config(&cfg)
+	}
+	srv, err := api.New(cfg, st, box, log, tel)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1681,6 +1681,9 @@ type Token struct {
 	// NodeGroupId For node tokens; empty means any group.
 	NodeGroupId *string `json:"node_group_id,omitempty"`
 
+	// NodeName For node tokens bound to one node: the token registers, polls and reports for that node only (403 for any other).
+	NodeName *string `json:"node_name,omitempty"`
+
 	// TenantId For tenant tokens.
 	TenantId *string `json:"tenant_id,omitempty"`
 }
@@ -1694,6 +1697,9 @@ type TokenCreate struct {
 
 	// NodeGroupId Node tokens: restrict to one node group.
 	NodeGroupId *string `json:"node_group_id,omitempty"`
+
+	// NodeName Node tokens: bind to the node of this name; it may register, poll and report for that node only.
+	NodeName *string `json:"node_name,omitempty"`
 
 	// TenantId Required for tenant tokens when an admin issues them; a tenant token issues tokens for its own tenant only.
 	TenantId *string `json:"tenant_id,omitempty"`
@@ -1722,6 +1728,9 @@ type TokenWithSecret struct {
 
 	// NodeGroupId For node tokens; empty means any group.
 	NodeGroupId *string `json:"node_group_id,omitempty"`
+
+	// NodeName For node tokens bound to one node: the token registers, polls and reports for that node only (403 for any other).
+	NodeName *string `json:"node_name,omitempty"`
 
 	// Secret The bearer token. Shown once; only its hash is stored.
 	Secret string `json:"secret"`
@@ -2932,7 +2941,7 @@ type ClientInterface interface {
 
 	// CreateTokenWithBody Issue a token
 	//
-	// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. An `Idempotency-Key` replays the first answer for 24 hours.
+	// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. A node token may also be bound to one node with `node_name`. With an `Idempotency-Key`, a replay (for 24 hours) returns the token's metadata with an empty `secret`: the secret is never stored, so a lost first response cannot be recovered — revoke that token and issue a new one.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2941,7 +2950,7 @@ type ClientInterface interface {
 
 	// CreateToken Issue a token
 	//
-	// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. An `Idempotency-Key` replays the first answer for 24 hours.
+	// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. A node token may also be bound to one node with `node_name`. With an `Idempotency-Key`, a replay (for 24 hours) returns the token's metadata with an empty `secret`: the secret is never stored, so a lost first response cannot be recovered — revoke that token and issue a new one.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -4269,7 +4278,7 @@ func (c *Client) ListTokens(ctx context.Context, params *ListTokensParams, reqEd
 
 // CreateTokenWithBody Issue a token
 //
-// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. An `Idempotency-Key` replays the first answer for 24 hours.
+// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. A node token may also be bound to one node with `node_name`. With an `Idempotency-Key`, a replay (for 24 hours) returns the token's metadata with an empty `secret`: the secret is never stored, so a lost first response cannot be recovered — revoke that token and issue a new one.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4288,7 +4297,7 @@ func (c *Client) CreateTokenWithBody(ctx context.Context, params *CreateTokenPar
 
 // CreateToken Issue a token
 //
-// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. An `Idempotency-Key` replays the first answer for 24 hours.
+// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. A node token may also be bound to one node with `node_name`. With an `Idempotency-Key`, a replay (for 24 hours) returns the token's metadata with an empty `secret`: the secret is never stored, so a lost first response cannot be recovered — revoke that token and issue a new one.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -8781,7 +8790,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateTokenWithBodyWithResponse Issue a token
 	//
-	// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. An `Idempotency-Key` replays the first answer for 24 hours.
+	// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. A node token may also be bound to one node with `node_name`. With an `Idempotency-Key`, a replay (for 24 hours) returns the token's metadata with an empty `secret`: the secret is never stored, so a lost first response cannot be recovered — revoke that token and issue a new one.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8790,7 +8799,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateTokenWithResponse Issue a token
 	//
-	// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. An `Idempotency-Key` replays the first answer for 24 hours.
+	// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. A node token may also be bound to one node with `node_name`. With an `Idempotency-Key`, a replay (for 24 hours) returns the token's metadata with an empty `secret`: the secret is never stored, so a lost first response cannot be recovered — revoke that token and issue a new one.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -20004,7 +20013,7 @@ func (c *ClientWithResponses) ListTokensWithResponse(ctx context.Context, params
 
 // CreateTokenWithBodyWithResponse Issue a token
 //
-// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. An `Idempotency-Key` replays the first answer for 24 hours.
+// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. A node token may also be bound to one node with `node_name`. With an `Idempotency-Key`, a replay (for 24 hours) returns the token's metadata with an empty `secret`: the secret is never stored, so a lost first response cannot be recovered — revoke that token and issue a new one.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -20019,7 +20028,7 @@ func (c *ClientWithResponses) CreateTokenWithBodyWithResponse(ctx context.Contex
 
 // CreateTokenWithResponse Issue a token
 //
-// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. An `Idempotency-Key` replays the first answer for 24 hours.
+// An admin token issues any kind: `admin`; `tenant` (with `tenant_id`); `node`, bound to one node group with `node_group_id` or, without it, valid for any group (the agent then names its group). A tenant token issues tenant tokens of its own tenant only (403 for another kind). The bearer secret (`<token id>.<secret>`) is in this response only; the API stores its SHA-256 hash. A node token may also be bound to one node with `node_name`. With an `Idempotency-Key`, a replay (for 24 hours) returns the token's metadata with an empty `secret`: the secret is never stored, so a lost first response cannot be recovered — revoke that token and issue a new one.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

@@ -4,11 +4,13 @@ import (
 	"context"
 	"os"
 
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
@@ -30,8 +32,9 @@ func New(version string) func() provider.Provider {
 }
 
 type providerModel struct {
-	Endpoint types.String `tfsdk:"endpoint"`
-	Token    types.String `tfsdk:"token"`
+	Endpoint   types.String `tfsdk:"endpoint"`
+	Token      types.String `tfsdk:"token"`
+	MaxRetries types.Int64  `tfsdk:"max_retries"`
 }
 
 func (p *Provider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -51,6 +54,13 @@ func (p *Provider) Schema(_ context.Context, _ provider.SchemaRequest, resp *pro
 				Description: "Bearer token (tenant token for load balancers; admin token for tenants and node groups). Defaults to the `FULCRUM_TOKEN` environment variable.",
 				Optional:    true,
 				Sensitive:   true,
+			},
+			"max_retries": schema.Int64Attribute{
+				Description: "How often a failed API call is retried, 0 to 20, with exponential backoff (or the wait the API's `Retry-After` asks for). " +
+					"`429` and `503` answers are retried for every call; connection errors and other `5xx` answers only for calls that are safe to repeat: " +
+					"reads, deletes, and creates (each create sends an `Idempotency-Key`). Defaults to 4.",
+				Optional:   true,
+				Validators: []validator.Int64{int64validator.Between(0, 20)},
 			},
 		},
 	}
@@ -83,7 +93,11 @@ func (p *Provider) Configure(ctx context.Context, req provider.ConfigureRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	c, err := fulcrum.NewClient(endpoint, token, "terraform-provider-fulcrum/"+p.version)
+	var opts []fulcrum.Option
+	if !cfg.MaxRetries.IsNull() {
+		opts = append(opts, fulcrum.WithMaxRetries(int(cfg.MaxRetries.ValueInt64())))
+	}
+	c, err := fulcrum.NewClient(endpoint, token, "terraform-provider-fulcrum/"+p.version, opts...)
 	if err != nil {
 		resp.Diagnostics.AddError("Invalid Fulcrum endpoint", err.Error())
 		return

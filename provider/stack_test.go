@@ -247,3 +247,135 @@ resource "fulcrum_pool" "p" {
 		})
 	}
 }
+
+// lbWithRule is a load balancer whose http listener has a deny rule on regex.
+func lbWithRule(s *teststack.Stack, a *teststack.Backend, regex string) string {
+	return acctest.ProviderBlock(s, s.TenantToken) + fmt.Sprintf(`
+resource "fulcrum_load_balancer" "web" {
+  name           = "reapply"
+  cascade_delete = true
+}
+
+resource "fulcrum_pool" "app" {
+  load_balancer_id = fulcrum_load_balancer.web.id
+  protocol         = "http"
+}
+
+resource "fulcrum_member" "a" {
+  pool_id = fulcrum_pool.app.id
+  address = "127.0.0.1"
+  port    = %d
+}
+
+resource "fulcrum_listener" "http" {
+  load_balancer_id = fulcrum_load_balancer.web.id
+  protocol         = "http"
+  port             = 8000
+  default_pool_id  = fulcrum_pool.app.id
+}
+
+resource "fulcrum_routing_rule" "deny" {
+  listener_id = fulcrum_listener.http.id
+  priority    = 1
+  conditions  = [{ field = "path", match = "regex", values = [%q] }]
+  action      = { type = "deny" }
+}
+`, a.Port, regex)
+}
+
+// TestAccLoadBalancerInErrorRecovers: a rule broken out of band puts it and
+// its load balancer in error; the next plan is not empty, and applying the
+// fixed rule makes everything active again in one apply: the load balancer,
+// re-sent first (the rule waits for it), is still in error then, which is a
+// warning, not an error that would stop the rule's fix.
+func TestAccLoadBalancerInErrorRecovers(t *testing.T) {
+	s := acctest.StackWith(t, teststack.Options{}) // no HAProxy for dry runs: only the agent refuses the regex
+	a := teststack.StartBackend(t, "a")
+	c := acctest.Client(t, s, s.TenantToken)
+	const good, bad = `^/deny$`, `^/\x{100}`
+	var lbID, ruleID string
+	lbStatus := func() openapi.ProvisioningStatus {
+		res, err := c.API.GetLoadBalancerWithResponse(context.Background(), lbID)
+		if err != nil || res.JSON200 == nil {
+			t.Fatalf("GET load balancer: %v %v", err, res)
+		}
+		return res.JSON200.ProvisioningStatus
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: acctest.Factories(),
+		Steps: []resource.TestStep{
+			{
+				Config: lbWithRule(s, a, good),
+				Check: resource.ComposeAggregateTestCheckFunc(
+					acctest.CaptureID("fulcrum_load_balancer.web", &lbID),
+					acctest.CaptureID("fulcrum_routing_rule.deny", &ruleID),
+					trafficReaches(a),
+				),
+			},
+			{
+				PreConfig: func() {
+					conds := []openapi.RuleCondition{{Field: openapi.RuleConditionFieldPath, Match: new(openapi.Regex), Values: []string{bad}}}
+					res, err := c.API.UpdateRoutingRuleWithResponse(context.Background(), ruleID, nil, openapi.RoutingRuleUpdate{Conditions: &conds})
+					if err != nil || res.StatusCode() != 200 {
+						t.Fatalf("out-of-band update: %v %v", err, res)
+					}
+					deadline := time.Now().Add(60 * time.Second)
+					for lbStatus() != openapi.ProvisioningStatusError {
+						if time.Now().After(deadline) {
+							t.Fatal("the load balancer did not go to error")
+						}
+						time.Sleep(200 * time.Millisecond)
+					}
+				},
+				// The state matches this configuration after the refresh.
+				Config:             lbWithRule(s, a, bad),
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+			{
+				Config: lbWithRule(s, a, good),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("fulcrum_load_balancer.web", plancheck.ResourceActionUpdate),
+					plancheck.ExpectResourceAction("fulcrum_routing_rule.deny", plancheck.ResourceActionUpdate),
+					plancheck.ExpectResourceAction("fulcrum_member.a", plancheck.ResourceActionNoop),
+				}},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr("fulcrum_routing_rule.deny", "provisioning_status", "active"),
+					func(*terraform.State) error {
+						if st := lbStatus(); st != openapi.ProvisioningStatusActive {
+							return fmt.Errorf("load balancer %s is %s after the fix, want active", lbID, st)
+						}
+						return nil
+					},
+					trafficReaches(a),
+				),
+			},
+			{
+				// Refreshed, everything is active: nothing to do.
+				Config:   lbWithRule(s, a, good),
+				PlanOnly: true,
+			},
+		},
+	})
+}
+
+// TestAccPlanWithoutAPI: a dry run that cannot reach the API is a warning,
+// not an error, and is not retried: the plan is made at once.
+func TestAccPlanWithoutAPI(t *testing.T) {
+	acctest.PreCheck(t)
+	start := time.Now()
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: acctest.Factories(),
+		Steps: []resource.TestStep{{
+			Config: acctest.UnreachableProviderBlock + `
+resource "fulcrum_member" "m" {
+  pool_id = "pool_x"
+  address = "127.0.0.1"
+  port    = 8080
+}`,
+			PlanOnly:           true,
+			ExpectNonEmptyPlan: true,
+		}},
+	})
+	t.Logf("planned in %v", time.Since(start))
+}

@@ -28,6 +28,8 @@ type Principal struct {
 	TenantID string
 	// NodeGroupID restricts a node token to one group when set.
 	NodeGroupID string
+	// NodeName restricts a node token to one node when set.
+	NodeName string
 }
 
 // IdempotencyScope is the namespace of the principal's Idempotency-Keys: a
@@ -86,8 +88,8 @@ func Authenticate(ctx context.Context, s *store.Store, header string) (Principal
 		return Principal{}, errBadToken
 	}
 	var t store.Token
-	err := s.Pool.QueryRow(ctx, "SELECT kind, tenant_id, node_group_id, secret_hash, expires_at, last_used_at FROM tokens WHERE id = $1", id).
-		Scan(&t.Kind, &t.TenantID, &t.NodeGroupID, &t.SecretHash, &t.ExpiresAt, &t.LastUsedAt)
+	err := s.Pool.QueryRow(ctx, "SELECT kind, tenant_id, node_group_id, node_name, secret_hash, expires_at, last_used_at FROM tokens WHERE id = $1", id).
+		Scan(&t.Kind, &t.TenantID, &t.NodeGroupID, &t.NodeName, &t.SecretHash, &t.ExpiresAt, &t.LastUsedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Compare anyway so unknown ids cost the same as wrong secrets.
 		subtle.ConstantTimeCompare(HashSecret(secret), make([]byte, sha256.Size))
@@ -113,6 +115,9 @@ func Authenticate(ctx context.Context, s *store.Store, header string) (Principal
 	}
 	if t.NodeGroupID != nil {
 		p.NodeGroupID = *t.NodeGroupID
+	}
+	if t.NodeName != nil {
+		p.NodeName = *t.NodeName
 	}
 	return p, nil
 }

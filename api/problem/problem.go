@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/fulcrumlb/fulcrum/api/validate"
@@ -101,6 +102,23 @@ func Unauthorized(detail string) *Problem {
 // hide another tenant's object: that is NotFound.
 func Forbidden(detail string) *Problem {
 	return New(http.StatusForbidden, "forbidden", "Forbidden", detail)
+}
+
+// Unavailable is the 503 for a request the server could not serve now — its
+// database is down, restarting or too slow — with Retry-After in seconds.
+// Retrying later, with the same Idempotency-Key for creates, is safe.
+func Unavailable(retryAfterSeconds int, detail string) *Problem {
+	p := New(http.StatusServiceUnavailable, "unavailable", "Service unavailable", detail)
+	p.Headers = map[string]string{"Retry-After": strconv.Itoa(max(retryAfterSeconds, 1))}
+	return p
+}
+
+// TooManyRequests is the 429 for a token over its request rate, with
+// Retry-After in seconds.
+func TooManyRequests(retryAfterSeconds int, detail string) *Problem {
+	p := New(http.StatusTooManyRequests, "rate-limited", "Too many requests", detail)
+	p.Headers = map[string]string{"Retry-After": strconv.Itoa(max(retryAfterSeconds, 1))}
+	return p
 }
 
 // From turns any error into a Problem: Problems pass through, validation errors

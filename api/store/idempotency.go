@@ -59,8 +59,13 @@ func StoreIdempotentResponse(ctx context.Context, tx *Tx, principal, key string,
 	return nil
 }
 
-// ExpireIdempotencyKeys deletes keys past their TTL.
+// ExpireIdempotencyKeys deletes keys past their TTL, and removes the token
+// secrets that replay records of POST /v1/tokens held before they stopped
+// storing them.
 func (s *Store) ExpireIdempotencyKeys(ctx context.Context) error {
-	_, err := s.Pool.Exec(ctx, "DELETE FROM idempotency_keys WHERE created_at < now() - interval '"+IdempotencyTTL+"'")
+	if _, err := s.Pool.Exec(ctx, "DELETE FROM idempotency_keys WHERE created_at < now() - interval '"+IdempotencyTTL+"'"); err != nil {
+		return err
+	}
+	_, err := s.Pool.Exec(ctx, "UPDATE idempotency_keys SET body = body - 'secret' WHERE method_path = 'POST /v1/tokens' AND body ? 'secret'")
 	return err
 }

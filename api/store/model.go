@@ -61,10 +61,12 @@ const (
 
 // Token is a bearer credential; only the hash of its secret is stored.
 type Token struct {
-	ID          string     `db:"id"`
-	Kind        string     `db:"kind"`
-	TenantID    *string    `db:"tenant_id"`
-	NodeGroupID *string    `db:"node_group_id"`
+	ID          string  `db:"id"`
+	Kind        string  `db:"kind"`
+	TenantID    *string `db:"tenant_id"`
+	NodeGroupID *string `db:"node_group_id"`
+	// NodeName binds a node token to one node, by name.
+	NodeName    *string    `db:"node_name"`
 	Name        string     `db:"name"`
 	Description string     `db:"description"`
 	SecretHash  []byte     `db:"secret_hash"`

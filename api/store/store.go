@@ -47,8 +47,50 @@ type Store struct {
 	Pool *pgxpool.Pool
 }
 
-// Open connects to url with OpenTelemetry tracing of every query.
+// Options bound how long the database may take. Zero fields take the defaults.
+type Options struct {
+	// StatementTimeout is the Postgres statement_timeout of every pooled
+	// connection: a statement running longer is cancelled by the server.
+	// Defaults to 5s; a statement_timeout in the URL wins.
+	StatementTimeout time.Duration
+	// LockTimeout is the Postgres lock_timeout of every pooled connection:
+	// waiting longer for a lock (the write lock included) fails the
+	// statement. Defaults to 3s; a lock_timeout in the URL wins.
+	LockTimeout time.Duration
+	// ConnectTimeout bounds opening one connection, a frozen server included.
+	// Defaults to 5s; a connect_timeout in the URL wins.
+	ConnectTimeout time.Duration
+}
+
+// Defaults for Options.
+const (
+	StatementTimeoutDefault = 5 * time.Second
+	LockTimeoutDefault      = 3 * time.Second
+	ConnectTimeoutDefault   = 5 * time.Second
+)
+
+func (o *Options) setDefaults() {
+	if o.StatementTimeout == 0 {
+		o.StatementTimeout = StatementTimeoutDefault
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = LockTimeoutDefault
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = ConnectTimeoutDefault
+	}
+}
+
+// Open connects to url with OpenTelemetry tracing of every query and the
+// default Options.
 func Open(ctx context.Context, url string) (*Store, error) {
+	return OpenWith(ctx, url, Options{})
+}
+
+// OpenWith connects to url with OpenTelemetry tracing of every query and the
+// timeouts of opts.
+func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
+	opts.setDefaults()
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -56,6 +98,16 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName())
 	if cfg.MaxConns < 8 {
 		cfg.MaxConns = 8
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	}
+	params := cfg.ConnConfig.RuntimeParams
+	if _, ok := params["statement_timeout"]; !ok {
+		params["statement_timeout"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
+	}
+	if _, ok := params["lock_timeout"]; !ok {
+		params["lock_timeout"] = strconv.FormatInt(opts.LockTimeout.Milliseconds(), 10)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -81,6 +133,12 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (int32, error) {
 		return 0, fmt.Errorf("migrate: %w", err)
 	}
 	defer conn.Release()
+	// Migrations may run long, and wait long for another replica's: no
+	// statement or lock timeout here. RESET restores the pool's values.
+	if _, err := conn.Exec(ctx, "SET statement_timeout = 0; SET lock_timeout = 0"); err != nil {
+		return 0, fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "RESET statement_timeout; RESET lock_timeout") //nolint:errcheck
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrateLockID)); err != nil {
 		return 0, fmt.Errorf("migrate: take lock: %w", err)
 	}
@@ -108,11 +166,34 @@ type Tx struct {
 	rev int64
 }
 
+// ErrUnavailable marks errors of a transaction whose connection to the
+// database was lost: whatever the handler concluded, the database did not
+// answer. Unavailable reports it.
+var ErrUnavailable = errors.New("database unavailable")
+
+// lost replaces err by ErrUnavailable when t's connection is gone: a "does
+// not exist" drawn from a failed query must not reach the client as a 4xx.
+func lost(t pgx.Tx, err error) error {
+	if err != nil && t.Conn().IsClosed() {
+		return fmt.Errorf("%w: the connection was lost (%v)", ErrUnavailable, err)
+	}
+	return err
+}
+
 // Read runs fn in a read-only transaction.
 func (s *Store) Read(ctx context.Context, fn func(tx *Tx) error) error {
-	return pgx.BeginTxFunc(ctx, s.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(t pgx.Tx) error {
-		return fn(&Tx{Tx: t})
-	})
+	t, err := s.Pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer rollback(ctx, t)
+	if err := fn(&Tx{Tx: t}); err != nil {
+		return lost(t, err)
+	}
+	if err := t.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
 
 // Write runs fn in a read-write transaction, committed when fn succeeds unless
@@ -122,12 +203,12 @@ func (s *Store) Write(ctx context.Context, dryRun bool, fn func(tx *Tx) error) e
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	defer t.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	defer rollback(ctx, t)
 	if _, err := t.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(writeLockID)); err != nil {
 		return fmt.Errorf("take write lock: %w", err)
 	}
 	if err := fn(&Tx{Tx: t}); err != nil {
-		return mapError(err)
+		return lost(t, mapError(err))
 	}
 	if dryRun {
 		return nil
@@ -136,6 +217,16 @@ func (s *Store) Write(ctx context.Context, dryRun bool, fn func(tx *Tx) error) e
 		return mapError(fmt.Errorf("commit: %w", err))
 	}
 	return nil
+}
+
+// rollbackTimeout bounds the rollback of a failed write, which runs even
+// when the request's context has ended.
+const rollbackTimeout = 5 * time.Second
+
+func rollback(ctx context.Context, t pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	_ = t.Rollback(ctx)
 }
 
 // Revision takes the transaction's revision from the global sequence (once per

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,8 +15,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -98,14 +95,29 @@ type Agent struct {
 	proc    *haproxy.Process
 	runtime haproxy.Runtime
 	tracer  trace.Tracer
-	vips    *keepalived.Manager // VRRP for the group's VIPs
+	vips    *keepalived.Manager // VRRP for the group's VIPs (vip.go)
 
 	mu       sync.Mutex
-	snap     *openapi.Snapshot // last applied
-	live     *haproxy.Config   // what HAProxy runs
-	lbErrors map[string]string // LBs left out or kept at their last good version
-	reportCh chan struct{}
-	drains   drains // members leaving service (drain.go)
+	snap     *openapi.Snapshot    // last applied
+	want     *openapi.Snapshot    // newest received (retried when a failure may pass)
+	live     *haproxy.Config      // what HAProxy runs
+	lbErrors map[string]lbFailure // LBs left out or kept at their last good version
+	// nodeErrors are the node-level failures in force, by kind.
+	nodeErrors map[openapi.NodeErrorKind]string
+	failedRev  int64 // newest revision that failed as a whole: not fetched again
+	retry      bool  // whether re-applying the newest snapshot may succeed now
+	// certLoaded is the content hash of each certificate file HAProxy loaded.
+	certLoaded map[string]string
+	// certWritten is the content hash of each certificate file written, by id.
+	certWritten map[string]string
+	reportCh    chan struct{}
+	drains      drains // members leaving service (drain.go)
+
+	// Fakes for tests; nil means the real HAProxy.
+	reloadFn func(context.Context) error
+	checkFn  func(context.Context, []byte) error
+	bindFn   func(netip.AddrPort) error
+	sslFn    func(ctx context.Context, file, bundle string) error
 }
 
 // Paths inside the state directory.
@@ -127,7 +139,8 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, client: client, tracer: otel.Tracer("github.com/fulcrumlb/fulcrum/dataplane/agent"),
-		lbErrors: map[string]string{}, reportCh: make(chan struct{}, 1)}
+		lbErrors: map[string]lbFailure{}, nodeErrors: map[openapi.NodeErrorKind]string{}, certLoaded: map[string]string{}, certWritten: map[string]string{},
+		reportCh: make(chan struct{}, 1)}
 	run := a.path("run")
 	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock")}
 	a.proc = haproxy.NewProcess(haproxy.ProcessConfig{Binary: cfg.HAProxy, ConfigPath: a.path("haproxy.cfg"), Dir: run, Logger: cfg.Logger})
@@ -137,6 +150,9 @@ func New(cfg Config) (*Agent, error) {
 
 // Runtime is the HAProxy runtime API the agent uses (for tests and tools).
 func (a *Agent) Runtime() haproxy.Runtime { return a.runtime }
+
+// StateDir is the agent's state directory.
+func (a *Agent) StateDir() string { return a.cfg.StateDir }
 
 // Process is the supervised HAProxy.
 func (a *Agent) Process() *haproxy.Process { return a.proc }
@@ -212,47 +228,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// startHAProxy starts HAProxy on the last good snapshot, or on an empty config.
+// startHAProxy starts HAProxy on what it served before (see restore), or on
+// an empty config.
 func (a *Agent) startHAProxy(ctx context.Context) error {
-	cfg := haproxy.Config{Global: a.global()}
-	if snap, err := a.loadSnapshot(); err == nil {
-		a.prepareVIPs(snap)
-		if applied, lbErrors, err := a.prepare(ctx, snap); err == nil {
-			cfg = applied
-			a.snap, a.lbErrors = snap, lbErrors
-			a.log.Info("serving last snapshot from disk", "revision", snap.Revision, "load_balancers", len(cfg.LoadBalancers))
-		} else {
-			a.log.Error("last snapshot on disk cannot be served; starting empty", "err", err)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		a.log.Error("read last snapshot", "err", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return err // stopping: do not replace the config a running HAProxy may reload
-	}
-	text, err := haproxy.Render(cfg)
-	if err != nil {
-		return fmt.Errorf("agent: render: %w", err)
-	}
-	if err := writeFileAtomic(a.path("haproxy.cfg"), text, 0o600); err != nil {
-		return err
-	}
+	cfg := a.restore()
+	a.prepareVIPs(a.snap)
 	if _, err := os.Stat(a.path("run/server-state")); errors.Is(err, os.ErrNotExist) {
 		_ = os.WriteFile(a.path("run/server-state"), []byte("1\n"), 0o600)
 	}
-	if err := a.proc.Start(ctx); err != nil {
-		if !a.proc.Running() {
-			return fmt.Errorf("agent: start haproxy: %w", err)
-		}
-		// A master taken over that refused the reload serves what it had.
-		a.log.Error("took over the running haproxy, but it did not reload", "err", err)
-	}
-	a.live = &cfg
-	return nil
+	return a.startServing(ctx, cfg)
 }
 
 // pollLoop registers, then long-polls for newer snapshots until ctx ends.
 func (a *Agent) pollLoop(ctx context.Context) {
+	retryDone := make(chan struct{})
+	go func() { defer close(retryDone); a.retryLoop(ctx) }()
+	defer func() { <-retryDone }()
 	backoff := time.Second
 	registered := false
 	wait := a.cfg.PollWait.String()
@@ -266,7 +257,7 @@ func (a *Agent) pollLoop(ctx context.Context) {
 			}
 			registered = true
 		}
-		after := a.AppliedRevision()
+		after := a.pollAfter()
 		res, err := a.client.GetNodeSnapshotWithResponse(ctx, a.cfg.NodeName, &openapi.GetNodeSnapshotParams{After: &after, Wait: &wait})
 		if err != nil {
 			if ctx.Err() == nil {
@@ -280,9 +271,10 @@ func (a *Agent) pollLoop(ctx context.Context) {
 		case http.StatusOK:
 			backoff = time.Second
 			if err := a.Apply(ctx, res.JSON200); err != nil {
+				// Not fetched again until a newer revision exists (or, for
+				// failures that may pass, retried by retryLoop).
 				a.log.Error("apply snapshot", "revision", res.JSON200.Revision, "err", err)
 				a.reportNack(ctx, res.JSON200.Revision, err)
-				sleep(ctx, backoff)
 			}
 		case http.StatusNotModified:
 			backoff = time.Second
@@ -319,163 +311,20 @@ func (a *Agent) register(ctx context.Context) error {
 	return nil
 }
 
-// Apply realizes a snapshot: older or equal revisions are ignored; load
-// balancers HAProxy rejects are left at their last good version (reported as
-// errors) so the others still change; member-only changes go through the
-// runtime API without a reload.
-func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) (err error) {
-	var opts []trace.SpanStartOption
-	if snap.Traceparent != nil {
-		wctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": *snap.Traceparent})
-		if sc := trace.SpanContextFromContext(wctx); sc.IsValid() {
-			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
-		}
-	}
-	opts = append(opts, trace.WithAttributes(attribute.Int64("fulcrum.revision", snap.Revision), attribute.String("fulcrum.node", a.cfg.NodeName)))
-	ctx, span := a.tracer.Start(ctx, "agent.apply", opts...)
-	defer func() {
-		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		}
-		span.End()
-	}()
-
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.snap != nil && snap.Revision <= a.snap.Revision {
-		return nil
-	}
-	a.prepareVIPs(snap)
-	// Member-only changes skip the candidate check and the reload: they go
-	// through the runtime API, and only member fields the API validated differ
-	// from the config HAProxy already accepted.
-	var cfg haproxy.Config
-	lbErrors := map[string]string{}
-	reloaded := true
-	if a.live != nil && len(a.lbErrors) == 0 {
-		if next, err := a.convert(snap); err == nil {
-			if ops, ok := memberOps(*a.live, next); ok {
-				if err := a.applyRuntime(ctx, ops); err == nil {
-					cfg, reloaded = next, false
-				} else {
-					a.log.Warn("runtime change failed; reloading instead", "err", err)
-				}
-			}
-		}
-	}
-	if reloaded {
-		var err error
-		if cfg, lbErrors, err = a.prepare(ctx, snap); err != nil {
-			return err
-		}
-	}
-	text, err := haproxy.Render(cfg)
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(a.path("haproxy.cfg"), text, 0o600); err != nil {
-		return err
-	}
-	if reloaded {
-		_, rspan := a.tracer.Start(ctx, "haproxy.reload")
-		a.saveServerState(ctx, cfg)
-		err := a.proc.Reload(ctx)
-		rspan.End()
-		if err != nil {
-			// Put the old file back so the next reload agrees with what runs.
-			if old, rerr := haproxy.Render(*a.live); rerr == nil {
-				_ = writeFileAtomic(a.path("haproxy.cfg"), old, 0o600)
-			}
-			return fmt.Errorf("reload: %w", err)
-		}
-	}
-	a.startDrains(ctx, a.live, cfg, reloaded)
-	span.SetAttributes(attribute.Bool("fulcrum.reloaded", reloaded), attribute.Int("fulcrum.load_balancer_errors", len(lbErrors)))
-	a.live, a.snap, a.lbErrors = &cfg, snap, lbErrors
-	a.updateVIPs(snap)
-	if err := a.saveSnapshot(snap); err != nil {
-		a.log.Error("save snapshot", "err", err)
-	}
-	a.log.Info("applied snapshot", "revision", snap.Revision, "reloaded", reloaded, "load_balancers", len(cfg.LoadBalancers), "errors", len(lbErrors))
-	select {
-	case a.reportCh <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// prepare converts and validates a snapshot. Load balancers whose sections
-// HAProxy rejects keep their last good version (or are left out), with
-// HAProxy's message, so one tenant's bad object cannot block the node.
-func (a *Agent) prepare(ctx context.Context, snap *openapi.Snapshot) (haproxy.Config, map[string]string, error) {
-	_, span := a.tracer.Start(ctx, "agent.validate")
-	defer span.End()
-	cfg, err := a.convert(snap)
-	if err != nil {
-		return haproxy.Config{}, nil, err
-	}
-	lbErrors := map[string]string{}
-	if err := a.check(ctx, cfg); err == nil {
-		return cfg, lbErrors, nil
-	}
-	// Find the culprits one load balancer at a time.
-	previous := map[string]haproxy.LoadBalancer{}
-	if a.live != nil {
-		for _, lb := range a.live.LoadBalancers {
-			previous[lb.ID] = lb
-		}
-	}
-	kept := cfg.LoadBalancers[:0:0]
-	for _, lb := range cfg.LoadBalancers {
-		text, err := haproxy.RenderLoadBalancer(cfg.Global, lb)
-		if err == nil {
-			err = a.checkText(ctx, text)
-		}
-		if err == nil {
-			kept = append(kept, lb)
-			continue
-		}
-		lbErrors[lb.ID] = err.Error()
-		if old, ok := previous[lb.ID]; ok {
-			kept = append(kept, old)
-		}
-	}
-	cfg.LoadBalancers = kept
-	if err := a.check(ctx, cfg); err != nil {
-		return haproxy.Config{}, nil, fmt.Errorf("config invalid even without the failing load balancers: %w", err)
-	}
-	return cfg, lbErrors, nil
-}
-
-// convert writes the snapshot's certificates and builds the HAProxy model.
-func (a *Agent) convert(snap *openapi.Snapshot) (haproxy.Config, error) {
-	certFile, err := WriteCertificates(a.path("certs"), snap.Certificates)
-	if err != nil {
-		return haproxy.Config{}, err
-	}
-	return ToConfig(snap, a.global(), certFile)
-}
-
-func (a *Agent) check(ctx context.Context, cfg haproxy.Config) error {
-	text, err := haproxy.Render(cfg)
-	if err != nil {
-		return err
-	}
-	return a.checkText(ctx, text)
-}
-
 func (a *Agent) checkText(ctx context.Context, text []byte) error {
 	f, err := os.CreateTemp(a.path("run"), "candidate-*.cfg")
 	if err != nil {
-		return err
+		return nodeFailure(openapi.Disk, fmt.Errorf("write a candidate config: %w", err))
 	}
 	defer os.Remove(f.Name())
 	if _, err := f.Write(text); err != nil {
 		f.Close()
-		return err
+		return nodeFailure(openapi.Disk, fmt.Errorf("write a candidate config: %w", err))
 	}
 	f.Close()
+	if a.checkFn != nil {
+		return a.checkFn(ctx, text)
+	}
 	return haproxy.Check(ctx, a.cfg.HAProxy, f.Name())
 }
 
@@ -527,24 +376,4 @@ func rewriteServerState(dump string, cfg haproxy.Config) string {
 		lines[i] = strings.Join(f, " ")
 	}
 	return strings.Join(lines, "\n")
-}
-
-func (a *Agent) loadSnapshot() (*openapi.Snapshot, error) {
-	b, err := os.ReadFile(a.path("snapshot.json"))
-	if err != nil {
-		return nil, err
-	}
-	var s openapi.Snapshot
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", a.path("snapshot.json"), err)
-	}
-	return &s, nil
-}
-
-func (a *Agent) saveSnapshot(s *openapi.Snapshot) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(a.path("snapshot.json"), b, 0o600)
 }

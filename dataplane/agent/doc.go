@@ -3,4 +3,25 @@
 // atomic swap, hitless reload — or runtime-API changes when only members
 // changed), keeps serving the last good snapshot from disk while the control
 // plane is away, and reports what it applied, member health and counters.
+//
+// Failure containment. One tenant's load balancer cannot take the node's
+// other tenants down: a load balancer that `haproxy -c` rejects, that has a
+// new VIP:port another process holds (a test bind with HAProxy's socket
+// options, before any reload), or that a reload or start fails with (HAProxy
+// names its frontend, backend or bind address; when it names nothing the
+// changed load balancers are bisected) stays at its last good version — or
+// out, when new — and is reported with HAProxy's message, the object and the
+// field; everything else applies in the same round. A version that failed is
+// not tried again until it changes (a failed reload pauses every listener);
+// failures that may pass by themselves (a port freed, a state dir writable
+// again) are retried on a backing-off tick that costs no reload until they
+// pass. Node-level failures (disk, haproxy_start, reload, config) are reported
+// in every report until resolved.
+//
+// State on disk (<state-dir>): snapshot.json holds the last snapshot applied
+// without private keys, the load balancers exactly as HAProxy serves them and
+// their errors, so a restart serves what was served before; certs/<id>.pem
+// (0600) hold certificates with their keys, and are removed with their
+// certificate. A certificate whose content changes is handed to HAProxy with
+// `set ssl cert`/`commit ssl cert`, without a reload.
 package agent

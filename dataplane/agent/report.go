@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -43,19 +45,12 @@ func memberStatus(s string) openapi.NodeReportMembersStatus {
 
 // report sends the applied revision, load balancer errors, member health and counters.
 func (a *Agent) report(ctx context.Context) error {
-	a.mu.Lock()
-	snap, live := a.snap, a.live
-	lbErrors := make([]openapi.LoadBalancerError, 0, len(a.lbErrors))
-	for id, msg := range a.lbErrors {
-		lbErrors = append(lbErrors, openapi.LoadBalancerError{LoadBalancerId: id, Message: truncate(msg, 8000)})
-	}
-	a.mu.Unlock()
-	if snap == nil || live == nil {
+	body, live := a.reportBody()
+	if body == nil {
 		return nil
 	}
-	body := openapi.NodeReport{Revision: snap.Revision, Status: openapi.Ack, LoadBalancerErrors: &lbErrors}
 	proxies, servers, err := a.runtime.Stats(ctx)
-	if err == nil {
+	if err == nil && live != nil {
 		members := make([]struct {
 			Check  *string                         `json:"check,omitempty"`
 			Id     string                          `json:"id"`
@@ -114,7 +109,7 @@ func (a *Agent) report(ctx context.Context) error {
 		}
 		body.Stats = &stats
 	}
-	res, err := a.client.ReportNodeWithResponse(ctx, a.cfg.NodeName, body)
+	res, err := a.client.ReportNodeWithResponse(ctx, a.cfg.NodeName, *body)
 	if err != nil {
 		return err
 	}
@@ -124,10 +119,48 @@ func (a *Agent) report(ctx context.Context) error {
 	return nil
 }
 
+// reportBody is the report without health and counters: the revision
+// served, the load balancers held back and the node's errors. nil when there
+// is nothing to say yet.
+func (a *Agent) reportBody() (*openapi.NodeReport, *haproxy.Config) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if (a.snap == nil || a.live == nil) && len(a.nodeErrors) == 0 {
+		return nil, nil
+	}
+	lbErrors := make([]openapi.LoadBalancerError, 0, len(a.lbErrors))
+	for id, f := range a.lbErrors {
+		e := openapi.LoadBalancerError{LoadBalancerId: id, Message: truncate(f.Message, 8000)}
+		if f.ObjectID != "" {
+			e.ObjectId = &f.ObjectID
+		}
+		if f.Field != "" {
+			e.Field = &f.Field
+		}
+		lbErrors = append(lbErrors, e)
+	}
+	sort.Slice(lbErrors, func(i, j int) bool { return lbErrors[i].LoadBalancerId < lbErrors[j].LoadBalancerId })
+	nodeErrors := make([]openapi.NodeError, 0, len(a.nodeErrors))
+	for kind, msg := range a.nodeErrors {
+		nodeErrors = append(nodeErrors, openapi.NodeError{Kind: kind, Message: msg})
+	}
+	sort.Slice(nodeErrors, func(i, j int) bool { return nodeErrors[i].Kind < nodeErrors[j].Kind })
+	body := &openapi.NodeReport{Status: openapi.Ack, LoadBalancerErrors: &lbErrors, NodeErrors: &nodeErrors}
+	if a.snap != nil {
+		body.Revision = a.snap.Revision
+	}
+	return body, a.live
+}
+
 // reportNack tells the API a snapshot could not be applied at all.
 func (a *Agent) reportNack(ctx context.Context, revision int64, cause error) {
 	msg := truncate(cause.Error(), 8000)
-	res, err := a.client.ReportNodeWithResponse(ctx, a.cfg.NodeName, openapi.NodeReport{Revision: revision, Status: openapi.Nack, Message: &msg})
+	body, _ := a.reportBody()
+	if body == nil {
+		body = &openapi.NodeReport{}
+	}
+	body.Revision, body.Status, body.Message = revision, openapi.Nack, &msg
+	res, err := a.client.ReportNodeWithResponse(ctx, a.cfg.NodeName, *body)
 	if err != nil || res.StatusCode() != http.StatusNoContent {
 		a.log.Warn("nack report failed", "err", err)
 	}
@@ -139,3 +172,65 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// reportOnce registers and reports now, bounded: the node's errors reach the
+// API even when the agent cannot go on.
+func (a *Agent) reportOnce(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := a.register(ctx); err != nil {
+		return
+	}
+	if err := a.report(ctx); err != nil {
+		a.log.Warn("report failed", "err", err)
+	}
+}
+
+// pollAfter is the revision the next poll asks to be newer than: the one
+// served, or one that failed as a whole (it is not fetched again).
+func (a *Agent) pollAfter() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	after := a.failedRev
+	if a.snap != nil {
+		after = max(after, a.snap.Revision)
+	}
+	return after
+}
+
+// retryInterval is how often a failure that may pass is retried (a state
+// dir that was not writable, a port another process held). Retries cost no
+// reload unless the failure has passed.
+const retryInterval = 2 * time.Second
+
+// retryLoop re-applies the newest snapshot while a failure that may pass
+// is in force.
+// While the failure lasts, the interval doubles up to maxRetryInterval.
+func (a *Agent) retryLoop(ctx context.Context) {
+	wait := retryInterval
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		a.mu.Lock()
+		snap := a.want
+		if snap == nil {
+			snap = a.snap
+		}
+		retry := a.retry && snap != nil && a.live != nil
+		a.mu.Unlock()
+		if !retry {
+			wait = retryInterval
+			continue
+		}
+		if err := a.apply(ctx, snap, true); err != nil && ctx.Err() == nil {
+			a.log.Debug("retry apply", "revision", snap.Revision, "err", err)
+		}
+		wait = min(2*wait, maxRetryInterval)
+	}
+}
+
+// maxRetryInterval bounds the retry interval.
+const maxRetryInterval = 10 * time.Second

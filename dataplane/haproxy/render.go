@@ -265,7 +265,15 @@ func buildView(g Global, lbs []LoadBalancer, withPrometheus bool) (*cfgView, err
 	case g.HardStopAfter < 0:
 		return nil, fieldError("global.hard_stop_after", errors.New("must not be negative"))
 	case g.HardStopAfter > 0:
-		v.Global.HardStopAfter = ms(int(max(1, (g.HardStopAfter+time.Millisecond-1)/time.Millisecond)))
+		// Old workers must outlive the longest drain a pool asks for: a
+		// member removed by a reload drains in the old worker.
+		hard := max(1, int((g.HardStopAfter+time.Millisecond-1)/time.Millisecond))
+		for _, lb := range lbs {
+			for _, p := range lb.Pools {
+				hard = max(hard, p.DrainTimeoutMS+1000)
+			}
+		}
+		v.Global.HardStopAfter = ms(hard)
 	}
 	frontends := map[string]string{} // section name -> owner, to catch duplicates
 	if withPrometheus && g.PrometheusBind.IsValid() {

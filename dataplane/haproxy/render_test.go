@@ -972,3 +972,25 @@ func TestRenderUnconditionalRule(t *testing.T) {
 		haproxyCheck(t, haproxy, text)
 	}
 }
+
+// TestRenderHardStopOutlivesDrains: old workers live at least as long as the
+// longest pool drain (plus a second), so a member removed by a reload can
+// finish its connections up to its pool's drain_timeout_ms.
+func TestRenderHardStopOutlivesDrains(t *testing.T) {
+	cfg := goldenCase("algorithms")
+	cfg.Global.HardStopAfter = 5 * time.Second
+	text, err := Render(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(text), "hard-stop-after 5000ms") {
+		t.Fatalf("without long drains: want hard-stop-after 5000ms:\n%s", text)
+	}
+	cfg.LoadBalancers[0].Pools[0].DrainTimeoutMS = 60000
+	if text, err = Render(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(text), "hard-stop-after 61000ms") {
+		t.Fatalf("with a 60 s drain: want hard-stop-after 61000ms:\n%s", text)
+	}
+}

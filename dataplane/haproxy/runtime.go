@@ -653,3 +653,47 @@ func cliExchange(ctx context.Context, socket, cmd string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// SetSSLCert replaces the certificate and key HAProxy loaded from file (a crt
+// file of a bind line, named exactly as in the configuration) with pemBundle
+// and commits the change: new TLS handshakes get the new certificate at once,
+// connections in flight keep theirs, and no reload is needed. The file itself
+// is not written; the caller writes it so the next reload loads the same.
+func (r Runtime) SetSSLCert(ctx context.Context, file, pemBundle string) error {
+	if err := checkCLICommand(file); err != nil || strings.ContainsAny(file, " \t") || file == "" {
+		return fmt.Errorf("haproxy: certificate file %q: %w", file, ErrInvalidArgument)
+	}
+	// The payload ends at the first empty line: drop empty lines of the PEM.
+	var payload strings.Builder
+	for _, line := range strings.Split(pemBundle, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		if strings.ContainsFunc(line, func(c rune) bool { return c < 0x20 && c != '\t' }) {
+			return fmt.Errorf("haproxy: certificate bundle: %w (control character)", ErrInvalidArgument)
+		}
+		payload.WriteString(line)
+		payload.WriteByte('\n')
+	}
+	set := "set ssl cert " + file
+	out, err := cliExchange(ctx, r.Socket, set+" <<\n"+payload.String()+"\n")
+	if err != nil {
+		return fmt.Errorf("haproxy runtime API %q: %w", set, err)
+	}
+	if !strings.Contains(out, "Transaction created") && !strings.Contains(out, "Transaction updated") {
+		_, _ = r.Command(ctx, "abort ssl cert "+file)
+		return &CommandError{Command: set, Message: firstLine(out)}
+	}
+	commit := "commit ssl cert " + file
+	out, err = cliExchange(ctx, r.Socket, commit)
+	if err != nil {
+		_, _ = r.Command(ctx, "abort ssl cert "+file)
+		return fmt.Errorf("haproxy runtime API %q: %w", commit, err)
+	}
+	if !strings.Contains(out, "Success!") {
+		_, _ = r.Command(ctx, "abort ssl cert "+file)
+		return &CommandError{Command: commit, Message: strings.TrimSpace(out)}
+	}
+	return nil
+}

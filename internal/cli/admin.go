@@ -109,7 +109,8 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "token create":
 		kind := fs.String("kind", "", "admin, tenant or node (required)")
 		tenant := fs.String("tenant", "", "tenant id or name (tenant tokens)")
-		group := fs.String("node-group", "", "node group id or name (node tokens; without it the token serves any group)")
+		group := fs.String("node-group", "", "node group id or name (node tokens; optional; without it the token serves any group)")
+		node := fs.String("node", "", "node name (node tokens; optional): the token registers, polls and reports for this node only")
 		name := fs.String("name", "", "a name to recognise the token by")
 		expiresIn := fs.Duration("expires-in", 0, "lifetime, e.g. 720h (default: no expiry)")
 		run = func(st *store.Store) error {
@@ -127,7 +128,15 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 					t := time.Now().Add(*expiresIn)
 					exp = &t
 				}
-				_, bearer, err := api.IssueToken(ctx, tx, *kind, tenantID, groupID, *name, "", exp)
+				var bearer string
+				if *node != "" {
+					if *kind != store.TokenNode {
+						return errors.New("--node is only for node tokens")
+					}
+					_, bearer, err = api.IssueNodeToken(ctx, tx, groupID, *node, *name, "", exp)
+				} else {
+					_, bearer, err = api.IssueToken(ctx, tx, *kind, tenantID, groupID, *name, "", exp)
+				}
 				if err != nil {
 					return err
 				}

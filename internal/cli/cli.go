@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/api"
 	"github.com/fulcrumlb/fulcrum/api/store"
@@ -182,7 +183,46 @@ OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables export traces.
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "debug, info, warn or error (env FULCRUM_LOG_LEVEL)")
 	haproxyBin := fs.String("haproxy", env("FULCRUM_HAPROXY", "haproxy"),
 		"haproxy binary dry runs check the affected load balancer with; empty or not found: that check is skipped (env FULCRUM_HAPROXY)")
+	reqTimeout := fs.String("request-timeout", env("FULCRUM_API_REQUEST_TIMEOUT", api.RequestTimeoutDefault.String()),
+		"deadline of every request; one not answered by then gets 503 with Retry-After (snapshot long-polls get their wait on top) (env FULCRUM_API_REQUEST_TIMEOUT)")
+	stmtTimeout := fs.String("db-statement-timeout", env("FULCRUM_DB_STATEMENT_TIMEOUT", store.StatementTimeoutDefault.String()),
+		"Postgres statement_timeout of the API's connections (env FULCRUM_DB_STATEMENT_TIMEOUT)")
+	lockTimeout := fs.String("db-lock-timeout", env("FULCRUM_DB_LOCK_TIMEOUT", store.LockTimeoutDefault.String()),
+		"Postgres lock_timeout of the API's connections (env FULCRUM_DB_LOCK_TIMEOUT)")
+	rateTenant := fs.String("rate-limit-tenant", env("FULCRUM_RATE_LIMIT_TENANT", api.RateLimitTenantDefault.String()),
+		"requests a second and burst each tenant token may make, per API replica, as <rate>:<burst>; 0: no limit (env FULCRUM_RATE_LIMIT_TENANT)")
+	rateNode := fs.String("rate-limit-node", env("FULCRUM_RATE_LIMIT_NODE", api.RateLimitNodeDefault.String()),
+		"the same for each node token (env FULCRUM_RATE_LIMIT_NODE)")
+	rateAdmin := fs.String("rate-limit-admin", env("FULCRUM_RATE_LIMIT_ADMIN", api.RateLimitAdminDefault.String()),
+		"the same for each admin token (env FULCRUM_RATE_LIMIT_ADMIN)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var cfg api.Config
+	var opts store.Options
+	var errs []error
+	for _, d := range []struct {
+		name string
+		in   string
+		out  *time.Duration
+	}{{"request-timeout", *reqTimeout, &cfg.RequestTimeout}, {"db-statement-timeout", *stmtTimeout, &opts.StatementTimeout}, {"db-lock-timeout", *lockTimeout, &opts.LockTimeout}} {
+		v, err := time.ParseDuration(d.in)
+		if err != nil || v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s %q: want a positive duration such as 10s", d.name, d.in))
+			continue
+		}
+		*d.out = v
+	}
+	cfg.RateLimits = map[string]api.RateLimit{}
+	for kind, in := range map[string]string{store.TokenTenant: *rateTenant, store.TokenNode: *rateNode, store.TokenAdmin: *rateAdmin} {
+		l, err := api.ParseRateLimit(in)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--rate-limit-%s: %w", kind, err))
+			continue
+		}
+		cfg.RateLimits[kind] = l
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	log := newLogger(stderr, *logLevel)
@@ -195,7 +235,10 @@ OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables export traces.
 		return fmt.Errorf("telemetry: %w", err)
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
-	st, err := openStore(ctx, *dbURL)
+	if *dbURL == "" {
+		return errors.New("no database: set FULCRUM_DATABASE_URL or --database-url")
+	}
+	st, err := store.OpenWith(ctx, *dbURL, opts)
 	if err != nil {
 		return err
 	}
@@ -205,7 +248,8 @@ OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables export traces.
 		return err
 	}
 	log.Info("database migrated", "schema_version", v)
-	srv, err := api.New(api.Config{Addr: *addr, HAProxy: *haproxyBin}, st, box, log, tel)
+	cfg.Addr, cfg.HAProxy = *addr, *haproxyBin
+	srv, err := api.New(cfg, st, box, log, tel)
 	if err != nil {
 		return err
 	}

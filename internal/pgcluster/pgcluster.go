@@ -291,6 +291,111 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return nil
 }
 
+// Restart restarts the postmaster (pg_ctl restart -m fast: open sessions are
+// disconnected, committed work is kept) on the same port and waits until it
+// accepts connections again.
+func (c *Cluster) Restart(ctx context.Context) error {
+	opts := []string{"-p", strconv.Itoa(c.Port)}
+	if len(c.Dir) <= maxSocketDir {
+		opts = append(opts, "-k", shellQuote(c.Dir))
+	} else {
+		opts = append(opts, "-c", "unix_socket_directories=''")
+	}
+	opts = append(opts, "-c", "listen_addresses=127.0.0.1")
+	if c.Fast {
+		opts = append(opts, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	logFile := filepath.Join(c.Dir, "log")
+	out, err := c.run(ctx, "pg_ctl", "-D", c.Dir, "-o", strings.Join(opts, " "), "-l", logFile, "-m", "fast", "-w", "restart")
+	if err != nil {
+		return fmt.Errorf("pgcluster: restart %s: %w\n%s\nlast lines of %s:\n%s", c.Dir, err, indent(out), logFile, indent(tail(logFile, 4096)))
+	}
+	return nil
+}
+
+// PIDs returns the process ids of the running postmaster of Dir (first) and
+// of its children (backends and auxiliary processes), read from
+// postmaster.pid and /proc. Linux only.
+func (c *Cluster) PIDs() ([]int, error) {
+	b, err := os.ReadFile(filepath.Join(c.Dir, "postmaster.pid"))
+	if err != nil {
+		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	postmaster, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || postmaster <= 0 {
+		return nil, fmt.Errorf("pgcluster: bad postmaster.pid in %s", c.Dir)
+	}
+	pids := []int{postmaster}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(b[i+1:]))
+		if len(fields) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(fields[1]); err == nil && ppid == postmaster {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids, nil
+}
+
+// Freeze stops (SIGSTOP) the postmaster and every process it has started, so
+// the server accepts TCP connections but answers nothing, as a hung host
+// would. It returns a function that continues (SIGCONT) exactly those
+// processes; call it, once, before Stop.
+func (c *Cluster) Freeze() (thaw func() error, err error) {
+	// The postmaster first, so it forks nothing new meanwhile.
+	pids, err := c.PIDs()
+	if err != nil {
+		return nil, err
+	}
+	var stopped []int
+	thaw = func() error {
+		var errs []error
+		for _, pid := range stopped {
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
+				errs = append(errs, fmt.Errorf("pgcluster: continue %d: %w", pid, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	stop := func(pid int) error {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			if errors.Is(err, syscall.ESRCH) {
+				return nil
+			}
+			return errors.Join(fmt.Errorf("pgcluster: stop %d: %w", pid, err), thaw())
+		}
+		stopped = append(stopped, pid)
+		return nil
+	}
+	if err := stop(pids[0]); err != nil {
+		return nil, err
+	}
+	// Now that the postmaster forks no more, its children are final.
+	if pids, err = c.PIDs(); err != nil {
+		return nil, errors.Join(err, thaw())
+	}
+	for _, pid := range pids[1:] {
+		if err := stop(pid); err != nil {
+			return nil, err
+		}
+	}
+	return thaw, nil
+}
+
 // CreateDatabase creates database name; it is not an error if it exists.
 func (c *Cluster) CreateDatabase(ctx context.Context, name string) error {
 	conn, err := pgx.Connect(ctx, c.URL("postgres"))

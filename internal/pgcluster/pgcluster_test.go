@@ -236,3 +236,58 @@ func TestNotTraversable(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestFreezeRestart: a frozen cluster accepts no query until thawed, and
+// Restart brings it back on the same port with its data.
+func TestFreezeRestart(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := Open(filepath.Join(testBase(t, ""), "data"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Fast = true
+	if err := c.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopOnCleanup(t, c)
+	if err := c.CreateDatabase(ctx, "kept"); err != nil {
+		t.Fatal(err)
+	}
+
+	pids, err := c.PIDs()
+	if err != nil || len(pids) < 2 {
+		t.Fatalf("PIDs = %v, %v; want the postmaster and its children", pids, err)
+	}
+	thaw, err := c.Freeze()
+	if err != nil {
+		t.Fatal(err)
+	}
+	qctx, qcancel := context.WithTimeout(ctx, time.Second)
+	_, err = pgx.Connect(qctx, c.URL("postgres"))
+	qcancel()
+	if err == nil {
+		t.Error("connected to a frozen cluster")
+	}
+	if err := thaw(); err != nil {
+		t.Fatal(err)
+	}
+	selectOne(t, c.URL("postgres"))
+
+	port := c.Port
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != port {
+		t.Errorf("port %d after restart, want %d", c.Port, port)
+	}
+	selectOne(t, c.URL("kept"))
+	after, err := c.PIDs()
+	if err != nil || after[0] == pids[0] {
+		t.Errorf("postmaster %v after restart, was %d (%v)", after, pids[0], err)
+	}
+}

@@ -150,10 +150,43 @@ func external(connString string) (*server, error) {
 	}}, nil
 }
 
-// private starts a throwaway cluster under /tmp.
+// NewCluster starts a private, throwaway cluster (fsync off) for one test
+// alone — for tests that stop, restart or freeze their database — and returns
+// it running; it is stopped and its directory removed when the test ends.
+// Unlike NewDatabase it never uses FULCRUM_TEST_DATABASE_URL: a test may
+// only ever disturb a server it started itself.
+func NewCluster(tb testing.TB) *pgcluster.Cluster {
+	tb.Helper()
+	c, dir, err := startCluster()
+	if err != nil {
+		tb.Fatalf("pgtest: no PostgreSQL cluster for the test: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			tb.Errorf("pgtest: %v", err)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return c
+}
+
+// private starts the shared throwaway cluster under /tmp.
 func private() (*server, error) {
+	c, dir, err := startCluster()
+	if err != nil {
+		return nil, err
+	}
+	cluster, clusterDir = c, dir
+	return &server{admin: c.URL("postgres"), dbURL: c.URL}, nil
+}
+
+// startCluster starts a throwaway cluster in a new directory under /tmp.
+func startCluster() (*pgcluster.Cluster, string, error) {
 	if _, err := pgcluster.BinDir(); err != nil {
-		return nil, fmt.Errorf("%w (or set %s to a server where the role may CREATE DATABASE)", err, EnvURL)
+		return nil, "", fmt.Errorf("%w (or set %s to a server where the role may CREATE DATABASE)", err, EnvURL)
 	}
 	base := os.TempDir()
 	if os.Geteuid() == 0 {
@@ -165,7 +198,7 @@ func private() (*server, error) {
 
 	dir, err := os.MkdirTemp(base, dirPrefix)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	// MkdirTemp makes mode 0700; the postgres user must enter it when we are root.
 	err = os.Chmod(dir, 0o755)
@@ -174,7 +207,7 @@ func private() (*server, error) {
 	}
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, err
+		return nil, "", err
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -201,10 +234,9 @@ func private() (*server, error) {
 			c.Stop(ctx)
 		}
 		os.RemoveAll(dir)
-		return nil, err
+		return nil, "", err
 	}
-	cluster, clusterDir = c, dir
-	return &server{admin: c.URL("postgres"), dbURL: c.URL}, nil
+	return c, dir, nil
 }
 
 // shutdown stops the private cluster, if any, and removes its directory.

@@ -64,6 +64,10 @@ type Options struct {
 	// ListenAddr is where the API listens; "" for 127.0.0.1 on a free port.
 	// Network-namespace tests use an address of their bridge.
 	ListenAddr string
+	// HAProxy is the haproxy binary the API checks dry runs with (a path or
+	// a name on PATH, as `fulcrum api -haproxy`); "" for none: dry runs are
+	// then not checked with haproxy -c.
+	HAProxy string
 	// Telemetry instruments the API (server spans, metrics endpoint); nil for
 	// none. The test owns it: Start neither installs nor shuts it down.
 	Telemetry *telemetry.Telemetry
@@ -250,7 +254,7 @@ func (s *Stack) startAPI(ln net.Listener) {
 		st.Close()
 		s.tb.Fatal(err)
 	}
-	srv, err := api.New(api.Config{ShutdownTimeout: 5 * time.Second}, st, s.box, Logger(), s.opts.Telemetry)
+	srv, err := api.New(api.Config{ShutdownTimeout: 5 * time.Second, HAProxy: s.opts.HAProxy}, st, s.box, Logger(), s.opts.Telemetry)
 	if err != nil {
 		ln.Close()
 		st.Close()

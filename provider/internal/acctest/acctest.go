@@ -62,11 +62,18 @@ func repoBin(name string) string {
 	return ""
 }
 
-// Stack starts a whole Fulcrum stack with one agent for the test.
+// Stack starts a whole Fulcrum stack with one agent for the test. Its API
+// checks dry runs with haproxy -c, as `fulcrum api` does by default.
 func Stack(t *testing.T) *teststack.Stack {
 	t.Helper()
+	return StackWith(t, teststack.Options{HAProxy: "haproxy"})
+}
+
+// StackWith starts a stack of o with one agent for the test.
+func StackWith(t *testing.T, o teststack.Options) *teststack.Stack {
+	t.Helper()
 	PreCheck(t)
-	s := teststack.Start(t, teststack.Options{})
+	s := teststack.Start(t, o)
 	s.StartAgent("node-1")
 	return s
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
@@ -61,7 +62,9 @@ func (r *Resource) Schema(_ context.Context, _ resource.SchemaRequest, resp *res
 	resp.Schema = schema.Schema{
 		Description: "A TLS certificate chain and private key that https listeners serve (SNI-selected). " +
 			"The API stores the key encrypted and never returns it: Terraform keeps the configured key in state (sensitive) " +
-			"and changing `certificate` or `private_key` rotates both in place. Certificates take effect on the listeners that use them.",
+			"and changing `certificate` or `private_key` rotates both in place. Certificates take effect on the listeners that use them. " +
+			"Every plan that creates or changes a certificate first sends it to the API as a dry run (`?dry_run=true`), so a certificate or key " +
+			"the API refuses fails the plan on its attribute; a dry run that cannot be made is a warning.",
 		Attributes: map[string]schema.Attribute{
 			"id": computed("The certificate's id (`cert_…`)."),
 			"name": schema.StringAttribute{
@@ -118,8 +121,54 @@ func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, r
 }
 
 // ModifyPlan marks what the API derives from the certificate unknown when the
-// certificate changes (UseStateForUnknown would otherwise keep the old values).
+// certificate changes (UseStateForUnknown would otherwise keep the old
+// values), and checks a created or changed certificate with a dry run.
 func (r *Resource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	markDerivedUnknown(ctx, req, resp)
+	kind := fulcrum.PlannedDryRun(ctx, r.client, req, resp)
+	if kind == fulcrum.NoDryRun {
+		return
+	}
+	var plan model
+	resp.Diagnostics.Append(resp.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if kind == fulcrum.DryRunCreate {
+		body, diags := plan.toCreate(ctx)
+		resp.Diagnostics.Append(diags...)
+		if diags.HasError() {
+			return
+		}
+		res, err := r.client.API.CreateCertificateWithResponse(ctx, &openapi.CreateCertificateParams{DryRun: fulcrum.DryRun()}, body)
+		if err != nil {
+			fulcrum.AddDryRunError(&resp.Diagnostics, "certificate", err)
+			return
+		}
+		fulcrum.AddDryRunProblem(&resp.Diagnostics, "certificate", res.StatusCode(), res.Body, nil)
+		return
+	}
+	var state model
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	body, diags := plan.toUpdate(ctx, &state)
+	resp.Diagnostics.Append(diags...)
+	if diags.HasError() {
+		return
+	}
+	res, err := r.client.API.UpdateCertificateWithResponse(ctx, plan.ID.ValueString(), &openapi.UpdateCertificateParams{DryRun: fulcrum.DryRun()}, body)
+	if err != nil {
+		fulcrum.AddDryRunError(&resp.Diagnostics, "certificate", err)
+		return
+	}
+	fulcrum.AddDryRunProblem(&resp.Diagnostics, "certificate", res.StatusCode(), res.Body, nil)
+}
+
+// markDerivedUnknown plans what the API derives from the certificate unknown
+// when the certificate changes.
+func markDerivedUnknown(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
 		return
 	}
@@ -149,7 +198,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	res, err := r.client.API.CreateCertificateWithResponse(ctx, nil, body)
+	res, err := r.client.API.CreateCertificateWithResponse(ctx, &openapi.CreateCertificateParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, body)
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the certificate", err)
 		return

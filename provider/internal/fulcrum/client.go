@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -28,10 +27,29 @@ type Client struct {
 	Endpoint string
 }
 
+// Option configures NewClient.
+type Option func(*clientOptions)
+
+type clientOptions struct {
+	maxRetries int
+}
+
+// WithMaxRetries sets how often a failed request is retried (see
+// retryingTransport); 0 never retries. Defaults to DefaultMaxRetries.
+func WithMaxRetries(n int) Option {
+	return func(o *clientOptions) { o.maxRetries = max(n, 0) }
+}
+
 // NewClient builds an API client sending token, with W3C trace context on
-// every request (so `terraform apply` → API → agent is one trace).
-func NewClient(endpoint, token, userAgent string) (*Client, error) {
-	hc := &http.Client{Timeout: 60 * time.Second, Transport: otelhttp.NewTransport(http.DefaultTransport)}
+// every request (so `terraform apply` → API → agent is one trace), retrying
+// what is safe to retry.
+func NewClient(endpoint, token, userAgent string, opts ...Option) (*Client, error) {
+	o := clientOptions{maxRetries: DefaultMaxRetries}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	transport := otelhttp.NewTransport(http.DefaultTransport)
+	hc := &http.Client{Transport: retryingTransport(transport, o.maxRetries)}
 	api, err := openapi.NewClientWithResponses(strings.TrimRight(endpoint, "/"), openapi.WithHTTPClient(hc),
 		openapi.WithRequestEditorFn(func(ctx context.Context, req *http.Request) error {
 			req.Header.Set("Authorization", "Bearer "+token)
@@ -103,7 +121,7 @@ func AddProblem(diags *diag.Diagnostics, summary string, status int, body []byte
 		return
 	}
 	for _, fe := range *p.Errors {
-		if strings.HasPrefix(fe.Field, "If-Match") || strings.HasPrefix(fe.Field, "Idempotency-Key") || fe.Field == "body" || fe.Field == "id" || fe.Field == "cascade" {
+		if !isAttributeField(fe.Field) {
 			diags.AddError(summary, fmt.Sprintf("%s (%s: %s)", detail, fe.Field, fe.Message))
 			continue
 		}

@@ -22,10 +22,17 @@ type Status struct {
 // ErrObjectError is returned when the object went to provisioning status error.
 var ErrObjectError = errors.New("the object is in error")
 
+// errorGrace is how long WaitActive keeps polling an object that reads
+// error before it fails: a node's report refusing an older version of the
+// load balancer can mark a just-changed object error until the node applies
+// and reports the newer one (a report every few seconds at most).
+const errorGrace = 5 * time.Second
+
 // WaitActive polls get until the object is active, fails with the API's
-// message when it goes to error, and gives up at ctx's deadline (the
-// resource's timeouts block).
+// message when it stays in error (errorGrace), and gives up at ctx's deadline
+// (the resource's timeouts block).
 func WaitActive(ctx context.Context, get func(context.Context) (Status, error)) error {
+	var errorSince time.Time
 	return poll(ctx, func() (bool, error) {
 		s, err := get(ctx)
 		if err != nil {
@@ -37,8 +44,15 @@ func WaitActive(ctx context.Context, get func(context.Context) (Status, error)) 
 		case s.ProvisioningStatus == "active":
 			return true, nil
 		case s.ProvisioningStatus == "error":
-			return false, fmt.Errorf("%w: %s", ErrObjectError, s.Message)
+			if errorSince.IsZero() {
+				errorSince = time.Now()
+			}
+			if time.Since(errorSince) >= errorGrace {
+				return false, fmt.Errorf("%w: %s", ErrObjectError, s.Message)
+			}
+			return false, nil
 		}
+		errorSince = time.Time{}
 		return false, nil
 	})
 }
@@ -115,6 +129,21 @@ func (w Waiter[T]) AddError(diags *diag.Diagnostics, id, want string, err error)
 	default:
 		diags.AddError(fmt.Sprintf("%s did not become %s", kind, want), fmt.Sprintf("%s %s: %v", kind, id, err))
 	}
+}
+
+// AddReapplyWarning reports that an object in error, sent again with its
+// values unchanged (see ReapplyInError), is still in error: a warning, not an
+// error. A load balancer, listener or pool is in error when its load
+// balancer's configuration is refused, and the object at fault may be a child
+// that this apply fixes only after this object's update (children wait for
+// their parents): an error would stop that fix. The state keeps the update's
+// answer (pending_update, as the object's last version is not served), so
+// the next refresh reads where the object ended.
+func (w Waiter[T]) AddReapplyWarning(diags *diag.Diagnostics, id string, err error) {
+	kind := strings.ToUpper(w.Kind[:1]) + w.Kind[1:]
+	diags.AddWarning(fmt.Sprintf("The %s is still in provisioning status error", w.Kind),
+		fmt.Sprintf("%s %s was sent again unchanged and the dataplane still refuses its load balancer: %v. "+
+			"If another object of the load balancer is at fault, fixing it makes this one active; otherwise the next plan sends it again.", kind, id, err))
 }
 
 // read is one poll: the object's status and, when found, the object.

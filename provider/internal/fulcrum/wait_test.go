@@ -2,6 +2,7 @@ package fulcrum
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -95,5 +96,28 @@ func TestWaiterAddErrorNamesKind(t *testing.T) {
 	Waiter[openapi.LoadBalancer]{Kind: "load balancer"}.AddError(&d, "lb_1", "active", context.DeadlineExceeded)
 	if !d.HasError() || d[0].Summary() != "Load balancer did not become active" || d[0].Detail() != "Load balancer lb_1: context deadline exceeded" {
 		t.Errorf("diagnostics %v", d)
+	}
+}
+
+// An object that reads error for a moment (a node's report on an older
+// version) and then active is active; one that stays in error fails.
+func TestWaitActiveErrorGrace(t *testing.T) {
+	t.Parallel()
+	polls := 0
+	err := WaitActive(context.Background(), func(context.Context) (Status, error) {
+		polls++
+		if polls < 4 {
+			return Status{Found: true, ProvisioningStatus: "error", Message: "stale"}, nil
+		}
+		return Status{Found: true, ProvisioningStatus: "active"}, nil
+	})
+	if err != nil {
+		t.Errorf("error for a moment: %v, want active", err)
+	}
+	err = WaitActive(context.Background(), func(context.Context) (Status, error) {
+		return Status{Found: true, ProvisioningStatus: "error", Message: "refused"}, nil
+	})
+	if !errors.Is(err, ErrObjectError) || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("staying in error: %v, want ErrObjectError with the message", err)
 	}
 }

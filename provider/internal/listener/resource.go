@@ -2,6 +2,7 @@ package listener
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -46,6 +47,7 @@ var (
 	_ resource.ResourceWithConfigure      = (*Resource)(nil)
 	_ resource.ResourceWithImportState    = (*Resource)(nil)
 	_ resource.ResourceWithValidateConfig = (*Resource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*Resource)(nil)
 )
 
 // Resource is fulcrum_listener.
@@ -145,7 +147,7 @@ func headerName(attr string) string {
 func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	emptyList := listdefault.StaticValue(types.ListValueMust(types.StringType, []attr.Value{}))
 	resp.Schema = schema.Schema{
-		Description: "A listener: a protocol and port on a load balancer's VIP. `tcp` forwards connections; `http` and `https` (TLS terminated with `certificate_ids`) proxy requests and can have routing rules.",
+		Description: "A listener: a protocol and port on a load balancer's VIP. `tcp` forwards connections; `http` and `https` (TLS terminated with `certificate_ids`) proxy requests and can have routing rules." + fulcrum.PlanDescription,
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Description:   "The listener's id (`lsn_…`).",
@@ -354,6 +356,36 @@ func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, r
 	r.client = fulcrum.ClientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
+// ModifyPlan re-applies a listener in error and checks a created or changed
+// listener with a dry run (see fulcrum.PlanDescription).
+func (r *Resource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	fulcrum.ReapplyInError(ctx, req, resp, path.Root("operating_status"))
+	kind := fulcrum.PlannedDryRun(ctx, r.client, req, resp, path.Root("load_balancer_id"))
+	if kind == fulcrum.NoDryRun {
+		return
+	}
+	var plan model
+	resp.Diagnostics.Append(resp.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if kind == fulcrum.DryRunCreate {
+		res, err := r.client.API.CreateListenerWithResponse(ctx, &openapi.CreateListenerParams{DryRun: fulcrum.DryRun()}, plan.toCreate())
+		if err != nil {
+			fulcrum.AddDryRunError(&resp.Diagnostics, "listener", err)
+			return
+		}
+		fulcrum.AddDryRunProblem(&resp.Diagnostics, "listener", res.StatusCode(), res.Body, rename)
+		return
+	}
+	res, err := r.client.API.UpdateListenerWithResponse(ctx, plan.ID.ValueString(), &openapi.UpdateListenerParams{DryRun: fulcrum.DryRun()}, plan.toUpdate())
+	if err != nil {
+		fulcrum.AddDryRunError(&resp.Diagnostics, "listener", err)
+		return
+	}
+	fulcrum.AddDryRunProblem(&resp.Diagnostics, "listener", res.StatusCode(), res.Body, rename)
+}
+
 func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var plan model
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
@@ -365,7 +397,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	res, err := r.client.API.CreateListenerWithResponse(ctx, &openapi.CreateListenerParams{}, plan.toCreate())
+	res, err := r.client.API.CreateListenerWithResponse(ctx, &openapi.CreateListenerParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, plan.toCreate())
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the listener", err)
 		return
@@ -410,7 +442,9 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	if reflect.DeepEqual(plan.toUpdate(), state.toUpdate()) {
+	// Unchanged values are sent again only to re-apply an object in error.
+	reapply := reflect.DeepEqual(plan.toUpdate(), state.toUpdate())
+	if reapply && !fulcrum.InError(state.ProvisioningStatus) {
 		// Only the timeouts block changed: nothing to tell the API.
 		state.Timeouts = plan.Timeouts
 		resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
@@ -434,6 +468,12 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	plan.fromAPI(res.JSON200)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	l, err := wait.Active(ctx, r.client, id)
+	if reapply && errors.Is(err, fulcrum.ErrObjectError) {
+		// The state keeps the update's answer (pending_update): see
+		// AddReapplyWarning.
+		wait.AddReapplyWarning(&resp.Diagnostics, id, err)
+		return
+	}
 	if l != nil {
 		plan.fromAPI(l)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)

@@ -2,6 +2,7 @@ package loadbalancer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -39,6 +40,7 @@ var (
 	_ resource.Resource                = (*Resource)(nil)
 	_ resource.ResourceWithConfigure   = (*Resource)(nil)
 	_ resource.ResourceWithImportState = (*Resource)(nil)
+	_ resource.ResourceWithModifyPlan  = (*Resource)(nil)
 )
 
 // Resource is fulcrum_load_balancer.
@@ -62,7 +64,7 @@ func (r *Resource) Metadata(_ context.Context, _ resource.MetadataRequest, resp 
 
 func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
-		Description: "A load balancer: a virtual IP (VIP) served by every healthy node of a node group. Listeners, pools and members hang off it.",
+		Description: "A load balancer: a virtual IP (VIP) served by every healthy node of a node group. Listeners, pools and members hang off it." + fulcrum.PlanDescription,
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Description:   "The load balancer's id (`lb_…`).",
@@ -147,6 +149,36 @@ func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, r
 	r.client = fulcrum.ClientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
+// ModifyPlan re-applies a load balancer in error and checks a created or changed
+// load balancer with a dry run (see fulcrum.PlanDescription).
+func (r *Resource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	fulcrum.ReapplyInError(ctx, req, resp, path.Root("operating_status"))
+	kind := fulcrum.PlannedDryRun(ctx, r.client, req, resp, path.Root("node_group_id"), path.Root("vip_address"))
+	if kind == fulcrum.NoDryRun {
+		return
+	}
+	var plan resourceModel
+	resp.Diagnostics.Append(resp.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if kind == fulcrum.DryRunCreate {
+		res, err := r.client.API.CreateLoadBalancerWithResponse(ctx, &openapi.CreateLoadBalancerParams{DryRun: fulcrum.DryRun()}, plan.toCreate())
+		if err != nil {
+			fulcrum.AddDryRunError(&resp.Diagnostics, "load balancer", err)
+			return
+		}
+		fulcrum.AddDryRunProblem(&resp.Diagnostics, "load balancer", res.StatusCode(), res.Body, nil)
+		return
+	}
+	res, err := r.client.API.UpdateLoadBalancerWithResponse(ctx, plan.ID.ValueString(), &openapi.UpdateLoadBalancerParams{DryRun: fulcrum.DryRun()}, plan.toUpdate())
+	if err != nil {
+		fulcrum.AddDryRunError(&resp.Diagnostics, "load balancer", err)
+		return
+	}
+	fulcrum.AddDryRunProblem(&resp.Diagnostics, "load balancer", res.StatusCode(), res.Body, nil)
+}
+
 func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var plan resourceModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
@@ -158,7 +190,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	res, err := r.client.API.CreateLoadBalancerWithResponse(ctx, &openapi.CreateLoadBalancerParams{}, plan.toCreate())
+	res, err := r.client.API.CreateLoadBalancerWithResponse(ctx, &openapi.CreateLoadBalancerParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, plan.toCreate())
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the load balancer", err)
 		return
@@ -206,7 +238,9 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	if reflect.DeepEqual(plan.toUpdate(), state.toUpdate()) {
+	// Unchanged values are sent again only to re-apply an object in error.
+	reapply := reflect.DeepEqual(plan.toUpdate(), state.toUpdate())
+	if reapply && !fulcrum.InError(state.ProvisioningStatus) {
 		// Only provider-side settings (or the VIP's spelling) changed:
 		// nothing to tell the API.
 		vip := plan.VIPAddress
@@ -235,6 +269,12 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	plan.fromAPI(res.JSON200)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	lb, err := wait.Active(ctx, r.client, id)
+	if reapply && errors.Is(err, fulcrum.ErrObjectError) {
+		// The state keeps the update's answer (pending_update): see
+		// AddReapplyWarning.
+		wait.AddReapplyWarning(&resp.Diagnostics, id, err)
+		return
+	}
 	if lb != nil {
 		plan.fromAPI(lb)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)

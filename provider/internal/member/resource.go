@@ -38,6 +38,7 @@ var (
 	_ resource.Resource                = (*Resource)(nil)
 	_ resource.ResourceWithConfigure   = (*Resource)(nil)
 	_ resource.ResourceWithImportState = (*Resource)(nil)
+	_ resource.ResourceWithModifyPlan  = (*Resource)(nil)
 )
 
 // Resource is fulcrum_member.
@@ -54,7 +55,7 @@ func (r *Resource) Metadata(_ context.Context, _ resource.MetadataRequest, resp 
 
 func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
-		Description: "A member: one backend server of a pool. Weight, enabled and address changes are applied without reloading HAProxy.",
+		Description: "A member: one backend server of a pool. Weight, enabled and address changes are applied without reloading HAProxy." + fulcrum.PlanDescription,
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Description:   "The member's id (`mbr_…`).",
@@ -142,6 +143,36 @@ func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, r
 	r.client = fulcrum.ClientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
+// ModifyPlan re-applies a member in error and checks a created or changed
+// member with a dry run (see fulcrum.PlanDescription).
+func (r *Resource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	fulcrum.ReapplyInError(ctx, req, resp, path.Root("operating_status"))
+	kind := fulcrum.PlannedDryRun(ctx, r.client, req, resp, path.Root("pool_id"))
+	if kind == fulcrum.NoDryRun {
+		return
+	}
+	var plan model
+	resp.Diagnostics.Append(resp.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if kind == fulcrum.DryRunCreate {
+		res, err := r.client.API.CreateMemberWithResponse(ctx, &openapi.CreateMemberParams{DryRun: fulcrum.DryRun()}, plan.toCreate())
+		if err != nil {
+			fulcrum.AddDryRunError(&resp.Diagnostics, "member", err)
+			return
+		}
+		fulcrum.AddDryRunProblem(&resp.Diagnostics, "member", res.StatusCode(), res.Body, nil)
+		return
+	}
+	res, err := r.client.API.UpdateMemberWithResponse(ctx, plan.ID.ValueString(), &openapi.UpdateMemberParams{DryRun: fulcrum.DryRun()}, plan.toUpdate())
+	if err != nil {
+		fulcrum.AddDryRunError(&resp.Diagnostics, "member", err)
+		return
+	}
+	fulcrum.AddDryRunProblem(&resp.Diagnostics, "member", res.StatusCode(), res.Body, nil)
+}
+
 func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var plan model
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
@@ -153,7 +184,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	res, err := r.client.API.CreateMemberWithResponse(ctx, &openapi.CreateMemberParams{}, plan.toCreate())
+	res, err := r.client.API.CreateMemberWithResponse(ctx, &openapi.CreateMemberParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, plan.toCreate())
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the member", err)
 		return
@@ -198,7 +229,7 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	if reflect.DeepEqual(plan.toUpdate(), state.toUpdate()) {
+	if reflect.DeepEqual(plan.toUpdate(), state.toUpdate()) && !fulcrum.InError(state.ProvisioningStatus) {
 		// Only the timeouts block changed: nothing to tell the API.
 		state.Timeouts = plan.Timeouts
 		resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)

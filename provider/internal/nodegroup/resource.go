@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
@@ -98,7 +99,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	res, err := r.client.API.CreateNodeGroupWithResponse(ctx, nil, body)
+	res, err := r.client.API.CreateNodeGroupWithResponse(ctx, &openapi.CreateNodeGroupParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, body)
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the node group", err)
 		return

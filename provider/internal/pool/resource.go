@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -43,6 +44,7 @@ var (
 	_ resource.ResourceWithConfigure      = (*Resource)(nil)
 	_ resource.ResourceWithImportState    = (*Resource)(nil)
 	_ resource.ResourceWithValidateConfig = (*Resource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*Resource)(nil)
 )
 
 // Resource is fulcrum_pool.
@@ -75,7 +77,7 @@ var (
 func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	httpDefaults := func(v string) map[string]string { return map[string]string{"http": v, "https": v} }
 	resp.Schema = schema.Schema{
-		Description: "A pool: the members a load balancer sends traffic to, with how it balances, keeps sessions and checks health.",
+		Description: "A pool: the members a load balancer sends traffic to, with how it balances, keeps sessions and checks health." + fulcrum.PlanDescription,
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Description:   "The pool's id (`pool_…`).",
@@ -335,6 +337,36 @@ func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, r
 	r.client = fulcrum.ClientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
+// ModifyPlan re-applies a pool in error and checks a created or changed
+// pool with a dry run (see fulcrum.PlanDescription).
+func (r *Resource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	fulcrum.ReapplyInError(ctx, req, resp, path.Root("operating_status"))
+	kind := fulcrum.PlannedDryRun(ctx, r.client, req, resp, path.Root("load_balancer_id"))
+	if kind == fulcrum.NoDryRun {
+		return
+	}
+	var plan resourceModel
+	resp.Diagnostics.Append(resp.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if kind == fulcrum.DryRunCreate {
+		res, err := r.client.API.CreatePoolWithResponse(ctx, &openapi.CreatePoolParams{DryRun: fulcrum.DryRun()}, plan.toCreate())
+		if err != nil {
+			fulcrum.AddDryRunError(&resp.Diagnostics, "pool", err)
+			return
+		}
+		fulcrum.AddDryRunProblem(&resp.Diagnostics, "pool", res.StatusCode(), res.Body, nil)
+		return
+	}
+	res, err := r.client.API.UpdatePoolWithResponse(ctx, plan.ID.ValueString(), &openapi.UpdatePoolParams{DryRun: fulcrum.DryRun()}, plan.toUpdate())
+	if err != nil {
+		fulcrum.AddDryRunError(&resp.Diagnostics, "pool", err)
+		return
+	}
+	fulcrum.AddDryRunProblem(&resp.Diagnostics, "pool", res.StatusCode(), res.Body, nil)
+}
+
 func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var plan resourceModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
@@ -346,7 +378,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	res, err := r.client.API.CreatePoolWithResponse(ctx, &openapi.CreatePoolParams{}, plan.toCreate())
+	res, err := r.client.API.CreatePoolWithResponse(ctx, &openapi.CreatePoolParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, plan.toCreate())
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the pool", err)
 		return
@@ -391,7 +423,9 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	if reflect.DeepEqual(plan.toUpdate(), state.toUpdate()) {
+	// Unchanged values are sent again only to re-apply an object in error.
+	reapply := reflect.DeepEqual(plan.toUpdate(), state.toUpdate())
+	if reapply && !fulcrum.InError(state.ProvisioningStatus) {
 		// Only the timeouts block changed: nothing to tell the API.
 		state.Timeouts = plan.Timeouts
 		resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
@@ -415,6 +449,12 @@ func (r *Resource) Update(ctx context.Context, req resource.UpdateRequest, resp 
 	plan.fromAPI(res.JSON200)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	p, err := wait.Active(ctx, r.client, id)
+	if reapply && errors.Is(err, fulcrum.ErrObjectError) {
+		// The state keeps the update's answer (pending_update): see
+		// AddReapplyWarning.
+		wait.AddReapplyWarning(&resp.Diagnostics, id, err)
+		return
+	}
 	if p != nil {
 		plan.fromAPI(p)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)

@@ -22,6 +22,7 @@ type model struct {
 	Priority       types.Int64      `tfsdk:"priority"`
 	Conditions     []conditionModel `tfsdk:"conditions"`
 	Action         *actionModel     `tfsdk:"action"`
+	Status         types.String     `tfsdk:"provisioning_status"`
 	Timeouts       timeouts.Value   `tfsdk:"timeouts"`
 }
 
@@ -123,6 +124,7 @@ func (m *model) fromAPI(_ context.Context, r *openapi.RoutingRule) diag.Diagnost
 		m.Conditions = append(m.Conditions, cm)
 	}
 	m.Action = actionFromAPI(&r.Action)
+	m.Status = types.StringValue(string(r.ProvisioningStatus))
 	return nil
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
@@ -43,6 +44,7 @@ var (
 	_ resource.ResourceWithConfigure      = (*Resource)(nil)
 	_ resource.ResourceWithImportState    = (*Resource)(nil)
 	_ resource.ResourceWithValidateConfig = (*Resource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*Resource)(nil)
 )
 
 // Resource is fulcrum_routing_rule.
@@ -107,7 +109,8 @@ func (r *Resource) Metadata(_ context.Context, _ resource.MetadataRequest, resp 
 func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
 		Description: "A routing rule of an http or https listener. Rules run by ascending `priority`; the first whose conditions all match " +
-			"applies its action, and requests no rule matches go to the listener's default pool. Terraform waits until every node serves the change.",
+			"applies its action, and requests no rule matches go to the listener's default pool. Terraform waits until every node serves the change." +
+			fulcrum.PlanDescription,
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Description:   "The rule's id (`rule_…`).",
@@ -144,6 +147,11 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Default:      listdefault.StaticValue(types.ListValueMust(conditionType(), []attr.Value{})),
 				Validators:   []validator.List{listvalidator.SizeAtMost(16)},
 				NestedObject: schema.NestedAttributeObject{Attributes: conditionAttributes},
+			},
+			"provisioning_status": schema.StringAttribute{
+				Description:   "`pending_create`, `active`, `pending_update`, `pending_delete` or `error`. Terraform waits for `active` after every change.",
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{fulcrum.ActiveAfterApply()},
 			},
 			"action": schema.SingleNestedAttribute{
 				Description: "What a matching request gets. Set the nested object named by `type` (none for `deny`).",
@@ -251,6 +259,46 @@ func (r *Resource) Configure(_ context.Context, req resource.ConfigureRequest, r
 	r.client = fulcrum.ClientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
+// ModifyPlan re-applies a rule in error and checks a created or changed rule
+// with a dry run (see fulcrum.PlanDescription).
+func (r *Resource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	fulcrum.ReapplyInError(ctx, req, resp)
+	kind := fulcrum.PlannedDryRun(ctx, r.client, req, resp, path.Root("listener_id"))
+	if kind == fulcrum.NoDryRun {
+		return
+	}
+	var plan model
+	resp.Diagnostics.Append(resp.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if kind == fulcrum.DryRunCreate {
+		body, diags := plan.toCreate(ctx)
+		resp.Diagnostics.Append(diags...)
+		if diags.HasError() {
+			return
+		}
+		res, err := r.client.API.CreateRoutingRuleWithResponse(ctx, &openapi.CreateRoutingRuleParams{DryRun: fulcrum.DryRun()}, body)
+		if err != nil {
+			fulcrum.AddDryRunError(&resp.Diagnostics, "routing rule", err)
+			return
+		}
+		fulcrum.AddDryRunProblem(&resp.Diagnostics, "routing rule", res.StatusCode(), res.Body, nil)
+		return
+	}
+	body, diags := plan.toUpdate(ctx)
+	resp.Diagnostics.Append(diags...)
+	if diags.HasError() {
+		return
+	}
+	res, err := r.client.API.UpdateRoutingRuleWithResponse(ctx, plan.ID.ValueString(), &openapi.UpdateRoutingRuleParams{DryRun: fulcrum.DryRun()}, body)
+	if err != nil {
+		fulcrum.AddDryRunError(&resp.Diagnostics, "routing rule", err)
+		return
+	}
+	fulcrum.AddDryRunProblem(&resp.Diagnostics, "routing rule", res.StatusCode(), res.Body, nil)
+}
+
 func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var plan model
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
@@ -267,7 +315,7 @@ func (r *Resource) Create(ctx context.Context, req resource.CreateRequest, resp 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	res, err := r.client.API.CreateRoutingRuleWithResponse(ctx, nil, body)
+	res, err := r.client.API.CreateRoutingRuleWithResponse(ctx, &openapi.CreateRoutingRuleParams{IdempotencyKey: fulcrum.NewIdempotencyKey()}, body)
 	if err != nil {
 		fulcrum.AddRequestError(&resp.Diagnostics, "Could not create the routing rule", err)
 		return

@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// stateVersion marks the format of snapshot.json.
+const stateVersion = 2
+
+// diskState is what the agent keeps in snapshot.json so that a restart (or a
+// reboot) serves exactly what was served before: the load balancers as
+// HAProxy ran them (a load balancer held at its last good version stays at
+// it), their errors, and the last snapshot applied — without private keys,
+// which live only in their 0600 files under certs/.
+type diskState struct {
+	Version  int                    `json:"version"`
+	Snapshot *openapi.Snapshot      `json:"snapshot"`
+	Served   []haproxy.LoadBalancer `json:"served"`
+	Errors   map[string]lbFailure   `json:"errors,omitempty"`
+}
+
+// saveState writes the state; a.mu held.
+func (a *Agent) saveState() error {
+	if a.snap == nil || a.live == nil {
+		return nil
+	}
+	snap := *a.snap
+	snap.Certificates = make([]openapi.SnapshotCertificate, len(a.snap.Certificates))
+	for i, c := range a.snap.Certificates {
+		c.PrivateKey = ""
+		snap.Certificates[i] = c
+	}
+	b, err := json.Marshal(diskState{Version: stateVersion, Snapshot: &snap, Served: a.live.LoadBalancers, Errors: a.lbErrors})
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(a.path("snapshot.json"), b, 0o600)
+}
+
+// loadState reads snapshot.json. A file of an older agent (a bare snapshot)
+// comes back with Version 0 and no Served.
+func (a *Agent) loadState() (*diskState, error) {
+	b, err := os.ReadFile(a.path("snapshot.json"))
+	if err != nil {
+		return nil, err
+	}
+	var st diskState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", a.path("snapshot.json"), err)
+	}
+	if st.Version == 0 {
+		var snap openapi.Snapshot
+		if err := json.Unmarshal(b, &snap); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", a.path("snapshot.json"), err)
+		}
+		return &diskState{Snapshot: &snap}, nil
+	}
+	if st.Snapshot == nil {
+		return nil, fmt.Errorf("%s holds no snapshot", a.path("snapshot.json"))
+	}
+	// Keys come back from their files.
+	for i, c := range st.Snapshot.Certificates {
+		if c.PrivateKey != "" {
+			continue
+		}
+		if bundle, err := os.ReadFile(a.certFile(c.Id)); err == nil {
+			st.Snapshot.Certificates[i].PrivateKey = keyOf(bundle)
+		}
+	}
+	return &st, nil
+}
+
+// restore loads what HAProxy served before this start: the load balancers
+// exactly as they ran (kept at their last good version where they were),
+// their errors and the last snapshot. Without a usable file it is an empty
+// configuration; an older agent's file (a bare snapshot) is converted.
+func (a *Agent) restore() haproxy.Config {
+	cfg := haproxy.Config{Global: a.global()}
+	st, err := a.loadState()
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			a.log.Error("read last state; starting empty", "err", err)
+		}
+		return cfg
+	}
+	if st.Version == 0 {
+		c, err := ToConfig(st.Snapshot, a.global(), a.certFile)
+		if err != nil {
+			a.log.Error("last snapshot on disk cannot be served; starting empty", "err", err)
+			return cfg
+		}
+		cfg = c
+	} else {
+		cfg.LoadBalancers = st.Served
+	}
+	a.mu.Lock()
+	a.snap = st.Snapshot
+	if st.Errors != nil {
+		a.lbErrors = st.Errors
+	}
+	a.mu.Unlock()
+	a.log.Info("serving the last state from disk", "revision", st.Snapshot.Revision, "load_balancers", len(cfg.LoadBalancers), "errors", len(st.Errors))
+	return cfg
+}
+
+// startServing starts HAProxy on cfg. When it does not start, the load
+// balancers it names (or all, failing that) are left out with an error and
+// it starts on the rest; failing even empty, the node reports haproxy_start.
+func (a *Agent) startServing(ctx context.Context, cfg haproxy.Config) error {
+	var lastErr error
+	for attempt := 0; attempt < 4; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err // stopping: do not replace the config a running HAProxy may reload
+		}
+		text, err := haproxy.Render(cfg)
+		if err != nil {
+			a.log.Error("render the last state; starting empty", "err", err)
+			cfg.LoadBalancers = nil
+			continue
+		}
+		if err := writeFileAtomic(a.path("haproxy.cfg"), text, 0o600); err != nil {
+			a.setStartError(openapi.Disk, err)
+			return fmt.Errorf("agent: write haproxy.cfg: %w", err)
+		}
+		err = a.proc.Start(ctx)
+		if err != nil && a.proc.Running() {
+			// A master taken over that refused the reload serves what it had.
+			a.log.Error("took over the running haproxy, but it did not reload", "err", err)
+			err = nil
+		}
+		if err == nil {
+			a.mu.Lock()
+			a.live = &cfg
+			a.markCertificatesLoaded(cfg)
+			delete(a.nodeErrors, openapi.HaproxyStart)
+			a.mu.Unlock()
+			return nil
+		}
+		lastErr = err
+		if ctx.Err() != nil || len(cfg.LoadBalancers) == 0 {
+			break
+		}
+		p := &plan{cfg: cfg, prev: map[string]haproxy.LoadBalancer{}, cands: map[string]haproxy.LoadBalancer{},
+			changed: map[string]bool{}, errs: map[string]lbFailure{}}
+		for _, lb := range cfg.LoadBalancers {
+			p.cands[lb.ID], p.changed[lb.ID] = lb, true
+		}
+		culprits := a.culprits(err, p)
+		if len(culprits) == 0 || attempt == 2 {
+			culprits = map[string]lbFailure{}
+			for _, lb := range cfg.LoadBalancers {
+				culprits[lb.ID] = lbFailure{Message: err.Error()}
+			}
+		}
+		a.mu.Lock()
+		for id, f := range culprits {
+			f.Kind = failStart
+			if strings.Contains(f.Message, "cannot bind") {
+				f.Kind = failBind
+			}
+			f.Candidate = fingerprint(p.cands[id])
+			a.lbErrors[id] = f
+			cfg = withLB(cfg, id, nil)
+			a.log.Error("haproxy did not start with a load balancer; leaving it out", "load_balancer", id, "err", f.Message)
+		}
+		a.retry = true
+		a.mu.Unlock()
+	}
+	a.setStartError(openapi.HaproxyStart, lastErr)
+	a.reportOnce(ctx)
+	return fmt.Errorf("agent: start haproxy: %w", lastErr)
+}
+
+func (a *Agent) setStartError(kind openapi.NodeErrorKind, err error) {
+	a.mu.Lock()
+	a.nodeErrors[kind] = truncate(err.Error(), 8000)
+	a.mu.Unlock()
+}
