@@ -261,9 +261,24 @@ func (h *haNet) checkSettled(o outage, vip string) string {
 	return via
 }
 
-// use makes the harness report to t (a subtest) until the returned func runs.
+// use makes the harness report to t (a subtest) until the returned func
+// runs; that also starts again any agent a failed subtest left stopped, so
+// the next subtest starts from three running nodes.
 func (h *haNet) use(t *testing.T) func() {
 	parent := h.t
 	h.t = t
-	return func() { h.t = parent }
+	return func() {
+		h.t = parent
+		for _, n := range h.nodes {
+			n.mu.Lock()
+			done := n.done
+			n.mu.Unlock()
+			select {
+			case <-done:
+				n.stopOnExit = false
+				h.startAgent(n)
+			default:
+			}
+		}
+	}
 }

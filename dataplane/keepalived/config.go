@@ -104,7 +104,9 @@ func Priority(node string, routerID int) int {
 func Render(s Settings, node, readyFile string, instances []Instance) []byte {
 	var b bytes.Buffer
 	b.WriteString("# Written by the fulcrum agent; changes are overwritten.\n")
-	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n  vrrp_version 3\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n}\n\n", quote(node))
+	// Real-time scheduling for the VRRP process: adverts every 100 ms must go
+	// out on time on a busy node, or a backup takes over (and the VIP flaps).
+	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n  vrrp_version 3\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n  vrrp_rt_priority 50\n  vrrp_priority -10\n}\n\n", quote(node))
 	fmt.Fprintf(&b, "track_file fulcrum_ready {\n  file %s\n  weight 0\n}\n", quote(readyFile))
 	advert := strconv.FormatFloat(float64(s.AdvertIntervalMS)/1000, 'f', -1, 64)
 	for _, in := range instances {
