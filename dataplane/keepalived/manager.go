@@ -31,7 +31,11 @@ type Config struct {
 	// CheckInterval is how often Healthy is asked. Defaults to 100ms.
 	CheckInterval time.Duration
 	// Fall is how many failed checks in a row give the VIPs up. Defaults to 3.
-	Fall   int
+	Fall int
+	// Hold is how long HAProxy must answer again, after it gave the VIPs up,
+	// before the node may hold VIPs again: the new owner settles first, so
+	// the VIPs do not bounce. Defaults to 2s.
+	Hold   time.Duration
 	Logger *slog.Logger
 }
 
@@ -51,6 +55,8 @@ type Manager struct {
 	done     chan struct{} // closed when our child exits; nil when adopted
 	ready    string        // last value written to the ready file
 	failures int
+	fell     bool      // gave the VIPs up for failed checks; back after Hold
+	okSince  time.Time // checks have passed since (while fell)
 	kick     chan struct{}
 }
 
@@ -64,6 +70,9 @@ func New(cfg Config) *Manager {
 	}
 	if cfg.Fall == 0 {
 		cfg.Fall = 3
+	}
+	if cfg.Hold == 0 {
+		cfg.Hold = 2 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -185,12 +194,22 @@ func (m *Manager) check(ctx context.Context) {
 	err := m.cfg.Healthy(cctx)
 	cancel()
 	m.mu.Lock()
+	now := time.Now()
 	if err == nil {
 		m.failures = 0
+		if m.okSince.IsZero() {
+			m.okSince = now
+		}
 	} else {
 		m.failures++
+		m.okSince = time.Time{}
 	}
-	ready := m.applied && !m.released && m.failures < m.cfg.Fall
+	if m.failures >= m.cfg.Fall {
+		m.fell = true
+	} else if m.fell && !m.okSince.IsZero() && now.Sub(m.okSince) >= m.cfg.Hold {
+		m.fell = false
+	}
+	ready := m.applied && !m.released && !m.fell
 	if !ready && err != nil && m.failures == m.cfg.Fall {
 		m.log.Warn("HAProxy does not answer: giving VIPs up", "err", err)
 	}
