@@ -41,7 +41,25 @@ func TestHAFailover(t *testing.T) {
 
 	t.Run("NewLBReachableOnItsOwner", func(t *testing.T) {
 		defer h.use(t)()
+		// Traffic to the first VIP meanwhile: adding a VIP reloads every
+		// keepalived; what that costs the other VIPs is printed.
+		owner1 := h.waitOwner(vip, nil)
+		l := h.startLoad(vip, loadInterval)
+		at := time.Now()
 		_, vip2 := h.createLB("ha-2", backendPort)
+		defer func() {
+			time.Sleep(4 * time.Second) // reload transitions settle before the next subtest
+			failed := 0
+			for _, r := range l.since(at) {
+				if !r.ok {
+					failed++
+				}
+			}
+			now := h.waitOwner(vip, nil)
+			line := fmt.Sprintf("new_lb: other_vip_failed=%d other_vip_moved=%t", failed, now != owner1)
+			t.Log(line)
+			fmt.Println(line)
+		}()
 		owner := h.waitOwner(vip2, nil)
 		var via string
 		teststack.WaitFor(t, "the new VIP to answer from the client namespace", 10*time.Second, func() bool {
