@@ -116,6 +116,19 @@ func (m *Manager) Update(s *Settings, vips []netip.Addr) {
 	} else {
 		m.settings, m.vips = *s, vips
 		in := Instances(*s, m.cfg.NodeName, vips)
+		// A reload makes keepalived elect again, nopreempt or not: the
+		// instances whose VIPs this node holds get the top priority and the
+		// others half their hashed one (1–127, same order), so a reload for
+		// another VIP does not move them.
+		held := holding(s.Interface, vips)
+		for i := range in {
+			in[i].Priority = 1 + (in[i].Priority-1)/2
+			for _, v := range in[i].VIPs {
+				if slices.Contains(held, v) {
+					in[i].Priority = 254
+				}
+			}
+		}
 		if len(in) == 0 {
 			m.want = nil
 		} else {
@@ -143,6 +156,11 @@ func (m *Manager) Holding() []netip.Addr {
 	m.mu.Lock()
 	iface, vips := m.settings.Interface, m.vips
 	m.mu.Unlock()
+	return holding(iface, vips)
+}
+
+// holding lists which of vips are on iface.
+func holding(iface string, vips []netip.Addr) []netip.Addr {
 	if iface == "" {
 		return nil
 	}
