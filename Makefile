@@ -30,9 +30,23 @@ $(BIN)/terraform:
 terraform: $(if $(filter $(BIN)/terraform,$(TERRAFORM)),$(BIN)/terraform) ## Make sure a terraform CLI is available.
 	@TF_CLI_CONFIG_FILE=/dev/null $(TERRAFORM) version | head -1
 
+# Jaeger v2, the dev stack's trace backend (in-memory, OTLP on 127.0.0.1:4317/4318,
+# query API on :16686). Its module has a replace directive, so it is built from
+# the wrapper module in tools/jaeger rather than with `go install …@version`.
+# Several minutes and ~120 MB the first time, cached in bin/ afterwards; a
+# failed build only warns: `make run` goes on without a trace backend.
+.PHONY: jaeger
+jaeger: ## Build Jaeger v2 into bin/ for make run (several minutes once, cached).
+	@test -x $(BIN)/jaeger || { echo "building Jaeger v2 into bin/ (several minutes, cached afterwards)"; \
+	  cd tools/jaeger && GOFLAGS=-mod=mod GONOSUMDB='github.com/jaegertracing/*,go.opentelemetry.io/collector*' \
+	  $(GO) build -o $(BIN)/jaeger github.com/jaegertracing/jaeger/cmd/jaeger; } \
+	  || echo "warning: Jaeger could not be built; make run goes on without a trace backend (or set OTEL_EXPORTER_OTLP_ENDPOINT)" >&2
+
 .PHONY: run
 run: build ## Start the whole stack locally (installs Debian packages when root) and print how to use it.
 	@bash deploy/install-deps.sh postgresql haproxy jq
+	@# With OTEL_EXPORTER_OTLP_ENDPOINT set everything exports there and no Jaeger starts.
+	@if [ -z "$$OTEL_EXPORTER_OTLP_ENDPOINT" ]; then $(MAKE) --no-print-directory jaeger; fi
 	$(BIN)/fulcrum dev
 
 .PHONY: generate

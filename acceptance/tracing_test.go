@@ -212,18 +212,22 @@ func TestTraceChain(t *testing.T) {
 		t.Errorf("revision %d records traceparent %q, want the listener request's %q", listenerRev, recorded, want)
 	}
 
-	// The agent's apply of that revision links to that write.
+	// The agent's apply of that revision links to that write (and to the
+	// other writes it folds, each a server span of this trace).
 	linked := false
 	for _, l := range apply.Links {
-		if l.SpanContext.TraceID() == traceID {
+		if l.SpanContext.TraceID() != traceID {
+			continue
+		}
+		if l.SpanContext.SpanID() == lsc.SpanID() {
 			linked = true
-			if l.SpanContext.SpanID() != lsc.SpanID() {
-				t.Errorf("agent.apply of revision %d links to span %s, want the listener request's %s", listenerRev, l.SpanContext.SpanID(), lsc.SpanID())
-			}
+		}
+		if sp := byID[l.SpanContext.SpanID()]; sp == nil || sp.SpanKind != trace.SpanKindServer || !strings.HasPrefix(sp.Name, "POST ") {
+			t.Errorf("agent.apply of revision %d links to span %s, which is not a write's server span of the trace", listenerRev, l.SpanContext.SpanID())
 		}
 	}
 	if !linked {
-		t.Errorf("agent.apply of revision %d has links %v, none in trace %s", listenerRev, apply.Links, traceID)
+		t.Errorf("agent.apply of revision %d has links %v, none to the listener request's span %s", listenerRev, apply.Links, lsc.SpanID())
 	}
 	// A new listener needs a new frontend: a reload, not a runtime change.
 	if applyChild.Name != "haproxy.reload" {

@@ -134,6 +134,7 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 	if err != nil {
 		return nil, err
 	}
+	defer waitSnapshot(ctx)() // metrics.go
 	after := deref(r.Params.After)
 	wait := SnapshotWaitDefault
 	if r.Params.Wait != nil {
@@ -162,7 +163,7 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 			if rev <= after {
 				return nil
 			}
-			snap, err = h.buildSnapshot(rctx, tx, n.NodeGroupID, rev)
+			snap, err = h.buildSnapshot(rctx, tx, n.NodeGroupID, after, rev)
 			return err
 		})
 		cancel()
@@ -185,8 +186,9 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 }
 
 // buildSnapshot reads everything the group serves, in the caller's
-// repeatable-read transaction, so it is consistent at rev.
-func (h *handlers) buildSnapshot(ctx context.Context, tx *store.Tx, groupID string, rev int64) (*openapi.Snapshot, error) {
+// repeatable-read transaction, so it is consistent at rev. Its traceparents
+// are those of the group's writes after the revision after.
+func (h *handlers) buildSnapshot(ctx context.Context, tx *store.Tx, groupID string, after, rev int64) (*openapi.Snapshot, error) {
 	lbs, certs, err := h.readTrees(ctx, tx, treesOfGroup, groupID)
 	if err != nil {
 		return nil, err
@@ -201,7 +203,52 @@ func (h *handlers) buildSnapshot(ctx context.Context, tx *store.Tx, groupID stri
 	if err := tx.QueryRow(ctx, "SELECT traceparent FROM revisions WHERE revision <= $1 ORDER BY revision DESC LIMIT 1", rev).Scan(&tp); err == nil && tp != "" {
 		snap.Traceparent = &tp
 	}
+	tps, err := writeTraceparents(ctx, tx, groupID, after, rev)
+	if err != nil {
+		return nil, err
+	}
+	if len(tps) > 0 {
+		snap.Traceparents = &tps
+	}
 	return snap, nil
+}
+
+// maxSnapshotTraceparents bounds a snapshot's traceparents (and so its apply
+// span's links): a node starting from nothing folds every write ever made.
+const maxSnapshotTraceparents = 100
+
+// groupWriteRevisions selects the revisions of the writes that changed
+// something node group $1 serves and that are still visible: each object's
+// last write and its delete.
+var groupWriteRevisions = func() string {
+	q := "SELECT revision FROM node_groups WHERE id = $1" +
+		" UNION SELECT revision FROM load_balancers WHERE node_group_id = $1" +
+		" UNION SELECT deleted_revision FROM load_balancers WHERE node_group_id = $1"
+	for _, t := range []string{"listeners", "pools", "members", "routing_rules"} {
+		for _, col := range []string{"revision", "deleted_revision"} {
+			q += " UNION SELECT t." + col + " FROM " + t + " t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb.node_group_id = $1"
+		}
+	}
+	return q
+}()
+
+// writeTraceparents returns the W3C trace contexts of the writes to the
+// group in (after, rev], oldest first, the newest maxSnapshotTraceparents of
+// them: a snapshot folding several writes lets the agent's apply link to each.
+// An object written twice in that range shows only its last write.
+func writeTraceparents(ctx context.Context, tx *store.Tx, groupID string, after, rev int64) ([]string, error) {
+	rows, err := tx.Query(ctx, `SELECT traceparent FROM (
+  SELECT revision, traceparent FROM revisions
+  WHERE revision > $2 AND revision <= $3 AND traceparent <> '' AND revision IN (`+groupWriteRevisions+`)
+  ORDER BY revision DESC LIMIT $4) w ORDER BY revision`, groupID, after, rev, maxSnapshotTraceparents)
+	if err != nil {
+		return nil, fmt.Errorf("write traceparents: %w", err)
+	}
+	tps, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("write traceparents: %w", err)
+	}
+	return tps, nil
 }
 
 // treeScope selects the load balancers readTrees reads: it is the column of
@@ -285,6 +332,7 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 	if err != nil {
 		return nil, err
 	}
+	countReport(ctx, string(r.Body.Status)) // metrics.go
 	b := r.Body
 	err = h.st.Write(ctx, false, func(tx *store.Tx) error {
 		n, err := nodeByName(ctx, tx, r.Id, tokenGroup, true)

@@ -76,8 +76,8 @@ func TestReservedPorts(t *testing.T) {
 	b := setup(t)
 	group := "/v1/node-groups/" + b.GroupID
 	g := b.must(http.StatusOK, b.Admin, http.MethodGet, group, nil)
-	if got := ints(g["effective_reserved_ports"]); !slices.Equal(got, []int{22, 8404, 8405}) {
-		t.Fatalf("effective_reserved_ports = %v, want [22 8404 8405]", got)
+	if got := ints(g["effective_reserved_ports"]); !slices.Equal(got, []int{22, 8404, 8405, 8406}) {
+		t.Fatalf("effective_reserved_ports = %v, want [22 8404 8405 8406]", got)
 	}
 	if got := ints(g["reserved_ports"]); len(got) != 0 {
 		t.Fatalf("reserved_ports = %v, want []", got)
@@ -97,13 +97,13 @@ func TestReservedPorts(t *testing.T) {
 	if got := ints(g["reserved_ports"]); !slices.Equal(got, []int{9000, 9100}) {
 		t.Fatalf("reserved_ports = %v, want [9000 9100]", got)
 	}
-	if got := ints(g["effective_reserved_ports"]); !slices.Equal(got, []int{22, 8404, 8405, 9000, 9100}) {
+	if got := ints(g["effective_reserved_ports"]); !slices.Equal(got, []int{22, 8404, 8405, 8406, 9000, 9100}) {
 		t.Fatalf("effective_reserved_ports = %v", got)
 	}
 
 	// Listeners on a reserved port: 422 naming port, dry runs included.
 	lb := b.create(b.TokenA, "/v1/load-balancers", map[string]any{"name": "web"})
-	for _, port := range []int{22, 8404, 8405, 9000, 9100} {
+	for _, port := range []int{22, 8404, 8405, 8406, 9000, 9100} {
 		for _, q := range []string{"", "?dry_run=true"} {
 			res := b.do(b.TokenA, http.MethodPost, "/v1/listeners"+q, map[string]any{"load_balancer_id": lb, "protocol": "tcp", "port": port})
 			if res.Status != http.StatusUnprocessableEntity {
@@ -154,7 +154,7 @@ func TestReservedPorts(t *testing.T) {
 
 	// Create takes the list too; tenants read the effective set.
 	ng := b.must(http.StatusCreated, b.Admin, http.MethodPost, "/v1/node-groups", map[string]any{"name": "edge", "vip_range": "127.78.0.0/16", "reserved_ports": []int{7000}})
-	if got := ints(ng["effective_reserved_ports"]); !slices.Equal(got, []int{22, 7000, 8404, 8405}) {
+	if got := ints(ng["effective_reserved_ports"]); !slices.Equal(got, []int{22, 7000, 8404, 8405, 8406}) {
 		t.Fatalf("created group: effective_reserved_ports = %v", got)
 	}
 	if got := ints(b.must(http.StatusOK, b.TokenA, http.MethodGet, group, nil)["effective_reserved_ports"]); !slices.Contains(got, 9201) {

@@ -168,6 +168,7 @@ func create[R any](ctx context.Context, h *handlers, methodPath string, key *str
 		if err != nil {
 			return err
 		}
+		annotateSpan(ctx, out)
 		if isTrue(dryRun) {
 			tree, err = h.readDryRunTree(ctx, tx, out)
 			return err
@@ -210,6 +211,7 @@ func update[T any, PT interface {
 		if err != nil {
 			return err
 		}
+		annotateSpan(ctx, cur)
 		if err := checkIfMatch(ifMatch, PT(cur).GetVersion()); err != nil {
 			return err
 		}
@@ -238,6 +240,7 @@ func remove[T any, PT interface {
 		if err != nil {
 			return err
 		}
+		annotateSpan(ctx, cur)
 		if err := checkIfMatch(ifMatch, PT(cur).GetVersion()); err != nil {
 			return err
 		}

@@ -158,6 +158,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 // old revision records. Serve calls it; tests using Handler call it themselves.
 func (s *Server) Start(ctx context.Context) {
 	go s.notify.Run(ctx, s.st.Pool, s.log)
+	context.AfterFunc(ctx, registerStoreMetrics(s.tel, s.st, s.log)) // metrics.go
 	go s.janitor(ctx)
 }
 

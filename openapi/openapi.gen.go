@@ -1094,7 +1094,7 @@ type NodeGroup struct {
 	CreatedAt   time.Time `json:"created_at"`
 	Description string    `json:"description"`
 
-	// EffectiveReservedPorts Every port a listener of this group is refused (422 naming `port`), sorted: `reserved_ports`, 22 (SSH), 8404 (HAProxy's stats page) and 8405 (HAProxy's Prometheus exporter).
+	// EffectiveReservedPorts Every port a listener of this group is refused (422 naming `port`), sorted: `reserved_ports`, 22 (SSH), 8404 (HAProxy's stats page), 8405 (HAProxy's Prometheus exporter) and 8406 (the agent's metrics).
 	EffectiveReservedPorts *[]int `json:"effective_reserved_ports,omitempty"`
 
 	// Id Example: ng_01JD2YQ4ZP0S9D3C1V1X6M5W7A
@@ -1556,6 +1556,9 @@ type Snapshot struct {
 
 	// Traceparent W3C trace context of the newest write included.
 	Traceparent *string `json:"traceparent,omitempty"`
+
+	// Traceparents W3C trace contexts of the writes to the node group folded into this snapshot since the revision the node asked after (its applied revision), oldest first, at most the newest 100; the agent's apply span links to each.
+	Traceparents *[]string `json:"traceparents,omitempty"`
 
 	// Vrrp Present when the node group announces its VIPs with VRRP; the agent then runs keepalived.
 	Vrrp *SnapshotVRRP `json:"vrrp,omitempty"`

@@ -15,9 +15,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/internal/telemetry"
 )
 
 // Principal is who a request acts as.
@@ -43,8 +48,15 @@ func (p Principal) IdempotencyScope() string {
 
 type principalKey struct{}
 
-// WithPrincipal stores p in ctx.
+// WithPrincipal stores p in ctx, and names the token (its id, never its
+// secret) and tenant on the request's span.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	span := trace.SpanFromContext(ctx)
+	span.SetAttributes(attribute.String("fulcrum.token_id", p.TokenID), attribute.String("fulcrum.token_kind", p.Kind))
+	if p.TenantID != "" {
+		span.SetAttributes(attribute.String("fulcrum.tenant_id", p.TenantID))
+	}
+	telemetry.NoteActor(ctx, p.TenantID, p.TokenID, p.Kind)
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
@@ -75,17 +87,28 @@ func Bearer(tokenID, secret string) string { return tokenID + "." + secret }
 
 var errBadToken = problem.Unauthorized("The bearer token is missing, malformed, unknown, revoked or expired.")
 
+// authFailures is fulcrum_api_auth_failures_total{reason}: missing,
+// malformed, unknown (or revoked), wrong_secret, expired.
+var authFailures, _ = otel.Meter("github.com/fulcrumlb/fulcrum/api/auth").Int64Counter("fulcrum.api.auth.failures",
+	metric.WithDescription("Requests refused for their bearer token, by reason."))
+
+// fail counts a refused token and returns the one answer every reason gets.
+func fail(ctx context.Context, reason string) (Principal, error) {
+	authFailures.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	return Principal{}, errBadToken
+}
+
 // Authenticate resolves an Authorization header value to a principal.
 func Authenticate(ctx context.Context, s *store.Store, header string) (Principal, error) {
 	// The scheme is case-insensitive (RFC 9110, section 11.1).
 	const scheme = "Bearer "
 	if len(header) < len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
-		return Principal{}, errBadToken
+		return fail(ctx, "missing")
 	}
 	raw := header[len(scheme):]
 	id, secret, ok := strings.Cut(strings.TrimSpace(raw), ".")
 	if !ok || !strings.HasPrefix(id, store.KindToken.Prefix+"_") || len(id) > 64 || secret == "" {
-		return Principal{}, errBadToken
+		return fail(ctx, "malformed")
 	}
 	var t store.Token
 	err := s.Pool.QueryRow(ctx, "SELECT kind, tenant_id, node_group_id, node_name, secret_hash, expires_at, last_used_at FROM tokens WHERE id = $1", id).
@@ -93,16 +116,16 @@ func Authenticate(ctx context.Context, s *store.Store, header string) (Principal
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Compare anyway so unknown ids cost the same as wrong secrets.
 		subtle.ConstantTimeCompare(HashSecret(secret), make([]byte, sha256.Size))
-		return Principal{}, errBadToken
+		return fail(ctx, "unknown")
 	}
 	if err != nil {
 		return Principal{}, fmt.Errorf("look up token: %w", err)
 	}
 	if subtle.ConstantTimeCompare(HashSecret(secret), t.SecretHash) != 1 {
-		return Principal{}, errBadToken
+		return fail(ctx, "wrong_secret")
 	}
 	if t.ExpiresAt != nil && time.Now().After(*t.ExpiresAt) {
-		return Principal{}, errBadToken
+		return fail(ctx, "expired")
 	}
 	// Record use at most once a minute so reads stay reads: no round trip at
 	// all while the recorded use is recent.

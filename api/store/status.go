@@ -12,20 +12,24 @@ import (
 )
 
 // Ports every node group reserves, whatever its operator lists: SSH, and the
-// agent's own (HAProxy's stats page and its Prometheus exporter, the
-// addresses `fulcrum agent -prometheus-addr` and operators conventionally
-// give them). A listener on one of them would fight the node for the port.
+// agent's own (HAProxy's stats page, HAProxy's Prometheus exporter and the
+// agent's metrics: the defaults of `fulcrum agent --prometheus-addr` and
+// `--metrics-addr`). A listener on one of them would fight the node for the
+// port.
 const (
 	PortSSH              = 22
 	PortAgentStats       = 8404
 	PortAgentPrometheus  = 8405
+	PortAgentMetrics     = 8406
 	NodeOfflineAfter     = 90 * time.Second
 	NodeBehindGrace      = 5 * time.Second
 	maxReservedPortsList = 256
 )
 
 // AlwaysReservedPorts are the ports no listener may use on any node group.
-func AlwaysReservedPorts() []int { return []int{PortSSH, PortAgentStats, PortAgentPrometheus} }
+func AlwaysReservedPorts() []int {
+	return []int{PortSSH, PortAgentStats, PortAgentPrometheus, PortAgentMetrics}
+}
 
 // EffectiveReservedPorts is the sorted union of the always-reserved ports and
 // the operator's list.

@@ -9,9 +9,9 @@ func TestEffectiveReservedPorts(t *testing.T) {
 	for _, c := range []struct {
 		operator, want []int
 	}{
-		{nil, []int{22, 8404, 8405}},
-		{[]int{9000, 22, 80}, []int{22, 80, 8404, 8405, 9000}},
-		{[]int{8405, 8405}, []int{22, 8404, 8405}},
+		{nil, []int{22, 8404, 8405, 8406}},
+		{[]int{9000, 22, 80}, []int{22, 80, 8404, 8405, 8406, 9000}},
+		{[]int{8405, 8405}, []int{22, 8404, 8405, 8406}},
 	} {
 		if got := EffectiveReservedPorts(c.operator); !slices.Equal(got, c.want) {
 			t.Errorf("EffectiveReservedPorts(%v) = %v, want %v", c.operator, got, c.want)

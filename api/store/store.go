@@ -19,7 +19,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 	"github.com/oklog/ulid/v2"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/validate"
@@ -241,6 +243,7 @@ func (tx *Tx) Revision(ctx context.Context) (int64, error) {
 	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, strconv.FormatInt(tx.rev, 10)); err != nil {
 		return 0, fmt.Errorf("notify revision: %w", err)
 	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.Int64("fulcrum.revision", tx.rev))
 	carrier := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(ctx, carrier)
 	if _, err := tx.Exec(ctx, "INSERT INTO revisions (revision, traceparent) VALUES ($1, $2)", tx.rev, carrier.Get("traceparent")); err != nil {

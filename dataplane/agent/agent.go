@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -58,6 +59,11 @@ type Config struct {
 	Logger  *slog.Logger
 	// HTTPClient talks to the API. Defaults to a client with sane timeouts.
 	HTTPClient *http.Client
+	// TracerProvider makes the agent's spans. Defaults to the otel global.
+	TracerProvider trace.TracerProvider
+	// MeterProvider makes the agent's metrics (metrics.go). Defaults to the
+	// otel global.
+	MeterProvider metric.MeterProvider
 }
 
 func (c *Config) setDefaults() {
@@ -85,6 +91,12 @@ func (c *Config) setDefaults() {
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: c.PollWait + 30*time.Second}
 	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
+	}
 }
 
 // Agent realizes snapshots on one node.
@@ -111,7 +123,9 @@ type Agent struct {
 	// certWritten is the content hash of each certificate file written, by id.
 	certWritten map[string]string
 	reportCh    chan struct{}
-	drains      drains // members leaving service (drain.go)
+	drains      drains      // members leaving service (drain.go)
+	stats       *statsStore // counters across reloads and restarts (stats.go)
+	metrics     *agentMetrics
 
 	// Fakes for tests; nil means the real HAProxy.
 	reloadFn func(context.Context) error
@@ -138,10 +152,12 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, client: client, tracer: otel.Tracer("github.com/fulcrumlb/fulcrum/dataplane/agent"),
+	a := &Agent{cfg: cfg, log: cfg.Logger, client: client, tracer: cfg.TracerProvider.Tracer("github.com/fulcrumlb/fulcrum/dataplane/agent"),
 		lbErrors: map[string]lbFailure{}, nodeErrors: map[openapi.NodeErrorKind]string{}, certLoaded: map[string]string{}, certWritten: map[string]string{},
 		reportCh: make(chan struct{}, 1)}
 	run := a.path("run")
+	a.stats = loadStats(a.path("stats.json"))
+	a.metrics = newAgentMetrics(a, cfg.MeterProvider)
 	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock")}
 	a.proc = haproxy.NewProcess(haproxy.ProcessConfig{Binary: cfg.HAProxy, ConfigPath: a.path("haproxy.cfg"), Dir: run, Logger: cfg.Logger})
 	a.vips = keepalived.New(keepalived.Config{Dir: a.path("keepalived"), NodeName: cfg.NodeName, Healthy: a.haproxyHealthy, Logger: cfg.Logger})
@@ -231,6 +247,8 @@ func (a *Agent) Run(ctx context.Context) error {
 // startHAProxy starts HAProxy on what it served before (see restore), or on
 // an empty config.
 func (a *Agent) startHAProxy(ctx context.Context) error {
+	ctx, span := a.tracer.Start(ctx, "agent.start") // the parent of the validation of the state on disk
+	defer span.End()
 	cfg := a.restore()
 	a.prepareVIPs(a.snap)
 	if _, err := os.Stat(a.path("run/server-state")); errors.Is(err, os.ErrNotExist) {
@@ -333,6 +351,8 @@ func (a *Agent) checkText(ctx context.Context, text []byte) error {
 // fields (maintenance, weight, address) are rewritten to what cfg says: the
 // file carries health across reloads, never stale intent.
 func (a *Agent) saveServerState(ctx context.Context, cfg haproxy.Config) {
+	a.sampleStats(ctx, a.live) // the old worker's final counts (stats.go)
+	a.metrics.observeReload(ctx)
 	out, err := a.runtime.Command(ctx, "show servers state")
 	if err != nil {
 		a.log.Warn("save server state", "err", err)

@@ -13,10 +13,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
@@ -88,15 +88,8 @@ func (a *Agent) Apply(ctx context.Context, snap *openapi.Snapshot) error {
 }
 
 func (a *Agent) apply(ctx context.Context, snap *openapi.Snapshot, force bool) (err error) {
-	var opts []trace.SpanStartOption
-	if snap.Traceparent != nil {
-		wctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": *snap.Traceparent})
-		if sc := trace.SpanContextFromContext(wctx); sc.IsValid() {
-			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
-		}
-	}
-	opts = append(opts, trace.WithAttributes(attribute.Int64("fulcrum.revision", snap.Revision), attribute.String("fulcrum.node", a.cfg.NodeName)))
-	ctx, span := a.tracer.Start(ctx, "agent.apply", opts...)
+	ctx, span := a.tracer.Start(ctx, "agent.apply", applySpanOptions(snap, a.cfg.NodeName)...)
+	defer a.metrics.observeApply(ctx, time.Now(), snap, &err)
 	defer func() {
 		if err != nil {
 			span.RecordError(err)
@@ -252,7 +245,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 		}
 		if len(ops) > 0 {
 			if err := a.applyRuntime(ctx, ops); err != nil {
-				a.log.Warn("runtime change failed; reloading instead", "err", err)
+				a.log.WarnContext(ctx, "runtime change failed; reloading instead", "err", err)
 				runtimeOK = false
 			}
 		}
@@ -290,7 +283,12 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 		a.log.Error("save state", "err", err)
 	}
 	span.SetAttributes(attribute.Bool("fulcrum.reloaded", reloaded), attribute.Int("fulcrum.load_balancer_errors", len(p.errs)))
-	a.log.Info("applied snapshot", "revision", snap.Revision, "reloaded", reloaded, "load_balancers", len(p.cfg.LoadBalancers), "errors", len(p.errs))
+	lbErrors := make(map[string]string, len(p.errs))
+	for id, f := range p.errs {
+		lbErrors[id] = f.Message
+	}
+	recordLBErrors(span, snap, lbErrors)
+	a.log.InfoContext(ctx, "applied snapshot", "revision", snap.Revision, "reloaded", reloaded, "load_balancers", len(p.cfg.LoadBalancers), "errors", len(p.errs))
 	return nil
 }
 

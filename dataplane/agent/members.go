@@ -130,9 +130,10 @@ func addrPort(m haproxy.Member) string {
 }
 
 // applyRuntime performs member changes through the runtime API, no reload.
-func (a *Agent) applyRuntime(ctx context.Context, ops []memberOp) error {
+func (a *Agent) applyRuntime(ctx context.Context, ops []memberOp) (err error) {
 	ctx, span := a.tracer.Start(ctx, "haproxy.runtime")
 	defer span.End()
+	defer func() { a.metrics.observeRuntime(ctx, ops, err) }()
 	rt := a.runtime
 	for _, op := range ops {
 		m := op.member

@@ -72,41 +72,7 @@ func (a *Agent) report(ctx context.Context) error {
 			}{&check, s.Server, st})
 		}
 		body.Members = &members
-		lbOf := map[string]string{}
-		for _, lb := range live.LoadBalancers {
-			for _, l := range lb.Listeners {
-				lbOf[l.ID] = lb.ID
-			}
-		}
-		sums := map[string]*openapi.LoadBalancerStats{}
-		for _, p := range proxies {
-			lbID, ok := lbOf[p.Name]
-			if !ok || p.Type != "frontend" {
-				continue
-			}
-			s := sums[lbID]
-			if s == nil {
-				s = &openapi.LoadBalancerStats{LoadBalancerId: lbID, ConnectionsCurrent: new(int64), ConnectionsTotal: new(int64),
-					RequestsTotal: new(int64), BytesIn: new(int64), BytesOut: new(int64), Responses1xx: new(int64), Responses2xx: new(int64),
-					Responses3xx: new(int64), Responses4xx: new(int64), Responses5xx: new(int64), Errors: new(int64)}
-				sums[lbID] = s
-			}
-			*s.ConnectionsCurrent += p.CurrentSessions
-			*s.ConnectionsTotal += p.TotalSessions
-			*s.RequestsTotal += p.Requests
-			*s.BytesIn += p.BytesIn
-			*s.BytesOut += p.BytesOut
-			*s.Responses1xx += p.HRsp1xx
-			*s.Responses2xx += p.HRsp2xx
-			*s.Responses3xx += p.HRsp3xx
-			*s.Responses4xx += p.HRsp4xx
-			*s.Responses5xx += p.HRsp5xx
-			*s.Errors += p.Errors
-		}
-		stats := make([]openapi.LoadBalancerStats, 0, len(sums))
-		for _, s := range sums {
-			stats = append(stats, *s)
-		}
+		stats := a.lbStats(ctx, proxies, live)
 		body.Stats = &stats
 	}
 	res, err := a.client.ReportNodeWithResponse(ctx, a.cfg.NodeName, *body)

@@ -2,9 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -31,13 +35,15 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 		"node group id a new node registers in; required when the token is not bound to a group (env FULCRUM_NODE_GROUP)")
 	fs.StringVar(&cfg.StateDir, "state-dir", env("FULCRUM_AGENT_STATE_DIR", "/var/lib/fulcrum-agent"), "state directory (env FULCRUM_AGENT_STATE_DIR)")
 	fs.StringVar(&cfg.HAProxy, "haproxy", env("FULCRUM_HAPROXY", "haproxy"), "haproxy binary (env FULCRUM_HAPROXY)")
-	fs.StringVar(&cfg.PrometheusAddr, "prometheus-addr", env("FULCRUM_AGENT_PROMETHEUS_ADDR", ""),
-		"serve HAProxy's Prometheus exporter here, e.g. 127.0.0.1:8405 (env FULCRUM_AGENT_PROMETHEUS_ADDR)")
+	fs.StringVar(&cfg.PrometheusAddr, "prometheus-addr", env("FULCRUM_AGENT_PROMETHEUS_ADDR", "127.0.0.1:8405"),
+		"serve HAProxy's Prometheus exporter here; --prometheus-addr= for none (env FULCRUM_AGENT_PROMETHEUS_ADDR)")
 	fs.DurationVar(&cfg.PollWait, "poll-wait", 30*time.Second, "long-poll wait")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", 5*time.Second, "health and counters report interval")
 	fs.BoolVar(&cfg.StopHAProxyOnExit, "stop-haproxy-on-exit", env("FULCRUM_AGENT_STOP_HAPROXY_ON_EXIT", "") == "true",
 		"stop HAProxy when the agent exits (default: leave it serving; the next agent takes it over) (env FULCRUM_AGENT_STOP_HAPROXY_ON_EXIT=true)")
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "debug, info, warn or error (env FULCRUM_LOG_LEVEL)")
+	metricsAddr := fs.String("metrics-addr", env("FULCRUM_AGENT_METRICS_ADDR", "127.0.0.1:8406"),
+		"serve the agent's own Prometheus metrics (/metrics) here; --metrics-addr= for none (env FULCRUM_AGENT_METRICS_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -45,11 +51,21 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 		return fmt.Errorf("no node token: set FULCRUM_NODE_TOKEN (fulcrum admin token create --kind node)")
 	}
 	cfg.Logger = newLogger(stderr, *logLevel)
-	tel, err := telemetry.Setup(ctx, "fulcrum-agent", Version)
+	tel, err := telemetry.Setup(ctx, "fulcrum-agent", Version, telemetry.WithLogger(cfg.Logger))
 	if err != nil {
 		return err
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
+	cfg.Logger = tel.Logger(cfg.Logger)
+	cfg.TracerProvider = tel.TracerProvider()
+	cfg.MeterProvider = tel.MeterProvider()
+	if *metricsAddr != "" {
+		stop, err := serveMetrics(*metricsAddr, tel.MetricsHandler(), cfg.Logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
@@ -59,4 +75,22 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 	// a Ctrl-C in this terminal does not reach it, and the systemd unit's
 	// KillMode=process keeps systemd from killing it.
 	return a.Run(ctx)
+}
+
+// serveMetrics serves h at addr/metrics until stop is called.
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics address %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }

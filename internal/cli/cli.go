@@ -230,11 +230,12 @@ OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables export traces.
 	if err != nil {
 		return err
 	}
-	tel, err := telemetry.Setup(ctx, "fulcrum-api", Version)
+	tel, err := telemetry.Setup(ctx, "fulcrum-api", Version, telemetry.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
+	log = tel.Logger(log)
 	if *dbURL == "" {
 		return errors.New("no database: set FULCRUM_DATABASE_URL or --database-url")
 	}

@@ -48,6 +48,10 @@ runs the components separately: fulcrum migrate, api, agent and admin.
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "debug, info, warn or error (env FULCRUM_LOG_LEVEL)")
 	nodeName := fs.String("node-name", "dev-node-1", "name of the local dataplane node")
 	haproxyBin := fs.String("haproxy", env("FULCRUM_HAPROXY", "haproxy"), "haproxy binary: the agent's, and the API's for dry runs (env FULCRUM_HAPROXY)")
+	jaegerBin := fs.String("jaeger", env("FULCRUM_JAEGER", "bin/jaeger"),
+		"Jaeger v2 binary started as the trace backend unless OTEL_EXPORTER_OTLP_ENDPOINT is set; empty for none (env FULCRUM_JAEGER)")
+	agentMetricsAddr := fs.String("agent-metrics-addr", env("FULCRUM_AGENT_METRICS_ADDR", "127.0.0.1:8406"), "the dev agent's own Prometheus metrics; empty for none (env FULCRUM_AGENT_METRICS_ADDR)")
+	promAddr := fs.String("prometheus-addr", env("FULCRUM_AGENT_PROMETHEUS_ADDR", "127.0.0.1:8405"), "HAProxy's Prometheus exporter of the dev node; empty for none (env FULCRUM_AGENT_PROMETHEUS_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -108,18 +112,26 @@ runs the components separately: fulcrum migrate, api, agent and admin.
 	if err != nil {
 		return err
 	}
-	if err := writeEnv(envFile, endpoint, url, creds); err != nil {
+	tracing := startDevTracing(ctx, abs, *jaegerBin, log)
+	defer tracing.Stop()
+	if err := writeEnv(envFile, endpoint, url, creds, tracing.Endpoint); err != nil {
 		return err
 	}
 	if err := writeTerraformRC(filepath.Join(abs, "terraform.tfrc")); err != nil {
 		return err
 	}
 
-	tel, err := telemetry.Setup(ctx, "fulcrum-api", Version)
+	tel, err := telemetry.Setup(ctx, "fulcrum-api", Version, telemetry.WithLogger(log))
 	if err != nil {
 		return err
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
+	// The agent's spans are its own service, as on a real node.
+	agentTel, err := telemetry.Setup(ctx, "fulcrum-agent", Version, telemetry.WithoutGlobals())
+	if err != nil {
+		return err
+	}
+	defer agentTel.Shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
 	srv, err := api.New(api.Config{Addr: *addr, HAProxy: *haproxyBin}, st, box, log, tel)
 	if err != nil {
 		return err
@@ -130,13 +142,22 @@ runs the components separately: fulcrum migrate, api, agent and admin.
 	}
 	ag, err := agent.New(agent.Config{Endpoint: endpoint, Token: creds.NodeToken, NodeName: *nodeName, StateDir: filepath.Join(abs, "agent"),
 		HAProxy: *haproxyBin, Version: Version, Logger: log, PollWait: 30 * time.Second, ReportInterval: 2 * time.Second,
+		PrometheusAddr: *promAddr, TracerProvider: agentTel.TracerProvider(), MeterProvider: agentTel.MeterProvider(),
 		StopHAProxyOnExit: true}) // Ctrl-C stops everything
 	if err != nil {
 		return err
 	}
+	if *agentMetricsAddr != "" {
+		stop, err := serveMetrics(*agentMetricsAddr, agentTel.MetricsHandler(), log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- ag.Run(ctx) }()
 	printDevUsage(stdout, endpoint, envFile)
+	printDevTracing(stdout, tracing)
 	err = srv.Serve(ctx, ln)
 	log.Info("API stopped")
 	if aerr := <-agentDone; aerr != nil {
@@ -239,7 +260,7 @@ func readEnv(path string) map[string]string {
 	return out
 }
 
-func writeEnv(path, endpoint, dbURL string, c devCreds) error {
+func writeEnv(path, endpoint, dbURL string, c devCreds, otlpEndpoint string) error {
 	content := fmt.Sprintf(`# Written by 'make run' (fulcrum dev). Source it: . %s
 export FULCRUM_ENDPOINT='%s'
 export FULCRUM_TOKEN='%s'
@@ -247,6 +268,9 @@ export FULCRUM_ADMIN_TOKEN='%s'
 export FULCRUM_NODE_TOKEN='%s'
 export FULCRUM_DATABASE_URL='%s'
 `, path, endpoint, c.TenantToken, c.AdminToken, c.NodeToken, dbURL)
+	if otlpEndpoint != "" {
+		content += fmt.Sprintf("export OTEL_EXPORTER_OTLP_ENDPOINT='%s'\n", otlpEndpoint)
+	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
 		return err

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -103,4 +104,55 @@ func contextAttrs(ctx context.Context, dst []slog.Attr) []slog.Attr {
 		dst = append(dst, slog.String(LogKeyRequestID, id))
 	}
 	return dst
+}
+
+// Logger returns logger, also sending its records to the OpenTelemetry logs
+// exporter when OTEL_LOGS_EXPORTER names one (with the trace context of the
+// record's context); otherwise logger itself.
+func (t *Telemetry) Logger(logger *slog.Logger) *slog.Logger {
+	h := t.LogHandler()
+	if h == nil {
+		return logger
+	}
+	return slog.New(teeHandler{logger.Handler(), h})
+}
+
+// teeHandler sends each record to every handler that is enabled for it.
+type teeHandler []slog.Handler
+
+func (t teeHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	for _, h := range t {
+		if h.Enabled(ctx, level) {
+			return true
+		}
+	}
+	return false
+}
+
+func (t teeHandler) Handle(ctx context.Context, r slog.Record) error {
+	var errs []error
+	for _, h := range t {
+		if h.Enabled(ctx, r.Level) {
+			if err := h.Handle(ctx, r.Clone()); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t teeHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	out := make(teeHandler, len(t))
+	for i, h := range t {
+		out[i] = h.WithAttrs(attrs)
+	}
+	return out
+}
+
+func (t teeHandler) WithGroup(name string) slog.Handler {
+	out := make(teeHandler, len(t))
+	for i, h := range t {
+		out[i] = h.WithGroup(name)
+	}
+	return out
 }

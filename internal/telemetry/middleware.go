@@ -144,6 +144,11 @@ func (t *Telemetry) EchoMiddleware() echo.MiddlewareFunc {
 				attrs = append(attrs, semconv.NetworkProtocolVersion(protocolVersion(req)))
 			}
 
+			if untraced(req.URL.Path, startRoute, ctx) {
+				// An unsampled parent: the (parent-based) sampler drops this
+				// span and everything under it, SQL included.
+				ctx = trace.ContextWithRemoteSpanContext(ctx, unsampledSpanContext())
+			}
 			ctx, span := tracer.Start(ctx, spanName(method, startRoute),
 				trace.WithSpanKind(trace.SpanKindServer),
 				trace.WithAttributes(attrs...),
@@ -154,6 +159,7 @@ func (t *Telemetry) EchoMiddleware() echo.MiddlewareFunc {
 				requestID = newRequestID()
 			}
 			ctx = ContextWithRequestID(ctx, requestID)
+			ctx, note := withAuditNote(ctx)
 			span.SetAttributes(attribute.StringSlice("http.response.header.x-request-id", []string{requestID}))
 
 			// Set before next so they are in place whenever the response
@@ -201,10 +207,38 @@ func (t *Telemetry) EchoMiddleware() echo.MiddlewareFunc {
 				c.Error(err)
 			}
 			done = true
+			logRequest(ctx, t.logger, note, req.Method, req.URL.Path, c.Path(), c.Response().Status, start)
 			m.finish(ctx, span, start, method, scheme, c.Path(), c.Response().Status, err, activeOpt)
 			return err
 		}
 	}
+}
+
+// Requests that are not traced unless the caller sends a sampled trace
+// context: probes and scrapes, and the agents' heartbeats (reports every few
+// seconds, snapshot long-polls). An agent's apply span links to the writes it
+// applies instead.
+var (
+	untracedPaths  = map[string]bool{"/healthz": true, "/readyz": true, "/livez": true, "/metrics": true}
+	heartbeatRoute = map[string]bool{"/v1/nodes/:id/reports": true, "/v1/nodes/:id/snapshot": true}
+)
+
+// untraced reports whether a request to path (route: echo's template) is
+// sampled away; ctx carries the incoming trace context.
+func untraced(path, route string, ctx context.Context) bool {
+	if untracedPaths[path] {
+		return true
+	}
+	return heartbeatRoute[route] && !trace.SpanContextFromContext(ctx).IsSampled()
+}
+
+// unsampledSpanContext is a fresh, valid span context that is not sampled.
+func unsampledSpanContext() trace.SpanContext {
+	var tid trace.TraceID
+	var sid trace.SpanID
+	_, _ = rand.Read(tid[:])
+	_, _ = rand.Read(sid[:])
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, Remote: true})
 }
 
 type httpMetrics struct {

@@ -2,8 +2,10 @@ package telemetry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -389,5 +391,94 @@ func TestMiddlewareMetrics(t *testing.T) {
 		if !regexp.MustCompile(re).MatchString(body) {
 			t.Errorf("metrics output does not match %s\n%s", re, grepLines(body, "http_server"))
 		}
+	}
+}
+
+// Probes, scrapes and agents' heartbeats are not traced, nor is anything
+// under them (their SQL); a heartbeat that carries a sampled trace context is.
+func TestMiddlewareSamplesAwayNoise(t *testing.T) {
+	tel, exp := newTestTelemetry(t)
+	e := echo.New()
+	e.Use(tel.EchoMiddleware())
+	ok := func(c echo.Context) error {
+		_, child := tel.Tracer("sql").Start(c.Request().Context(), "SELECT")
+		child.End()
+		return c.NoContent(http.StatusOK)
+	}
+	e.GET("/healthz", ok)
+	e.GET("/readyz", ok)
+	e.GET("/metrics", ok)
+	e.POST("/v1/nodes/:id/reports", ok)
+	e.GET("/v1/nodes/:id/snapshot", ok)
+	e.POST("/v1/load-balancers", ok)
+	for _, r := range [][2]string{{"GET", "/healthz"}, {"GET", "/readyz"}, {"GET", "/metrics"},
+		{"POST", "/v1/nodes/n1/reports"}, {"GET", "/v1/nodes/n1/snapshot?after=3"}} {
+		rec := serve(e, httptest.NewRequest(r[0], r[1], nil))
+		if rec.Code != http.StatusOK || rec.Header().Get(HeaderRequestID) == "" {
+			t.Errorf("%s %s: %d, request id %q", r[0], r[1], rec.Code, rec.Header().Get(HeaderRequestID))
+		}
+	}
+	if spans := endedSpans(t, tel, exp); len(spans) != 0 {
+		t.Errorf("noise produced %d spans: %v", len(spans), spans[0].Name)
+	}
+
+	req := httptest.NewRequest("POST", "/v1/nodes/n1/reports", nil)
+	req.Header.Set("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	serve(e, req)
+	serve(e, httptest.NewRequest("POST", "/v1/load-balancers", nil))
+	spans := endedSpans(t, tel, exp)
+	var names []string
+	for _, s := range spans {
+		names = append(names, s.Name)
+	}
+	if len(spans) != 4 {
+		t.Errorf("a traced heartbeat and a write: spans %v, want 2 server spans and their 2 children", names)
+	}
+}
+
+// A mutating request gets an audit line naming who changed what, with its
+// trace and request ids; a denied read gets a warning; a read nothing.
+func TestMiddlewareAuditLog(t *testing.T) {
+	var buf strings.Builder
+	logger := NewLogger(&buf, slog.LevelInfo)
+	tel, err := Setup(context.Background(), "fulcrum-test", "v1", WithSpanExporter(tracetest.NewInMemoryExporter()), WithoutGlobals(), WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background())
+	e := echo.New()
+	e.Use(tel.EchoMiddleware())
+	e.PATCH("/v1/pools/:id", func(c echo.Context) error {
+		NoteActor(c.Request().Context(), "ten_1", "tok_9", "tenant")
+		NoteResource(c.Request().Context(), c.Param("id"), "lb_7")
+		return c.NoContent(http.StatusOK)
+	})
+	e.GET("/v1/pools/:id", func(c echo.Context) error { return echo.NewHTTPError(http.StatusUnauthorized) })
+	req := httptest.NewRequest(http.MethodPatch, "/v1/pools/pool_3", nil)
+	req.Header.Set("Authorization", "Bearer tok_9.sekret")
+	serve(e, req)
+	serve(e, httptest.NewRequest(http.MethodGet, "/v1/pools/pool_3", nil))
+
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("log lines: %q, want an audit line and a denied line", lines)
+	}
+	var audit, denied map[string]any
+	_ = json.Unmarshal([]byte(lines[0]), &audit)
+	_ = json.Unmarshal([]byte(lines[1]), &denied)
+	for k, v := range map[string]any{"msg": "audit", "method": "PATCH", "path": "/v1/pools/pool_3", "status": float64(200), "result": "ok",
+		"tenant_id": "ten_1", "token_id": "tok_9", "resource_id": "pool_3", "load_balancer_id": "lb_7"} {
+		if audit[k] != v {
+			t.Errorf("audit %s = %v, want %v (%s)", k, audit[k], v, lines[0])
+		}
+	}
+	if audit["trace_id"] == nil || audit["request_id"] == nil {
+		t.Errorf("audit line without trace or request id: %s", lines[0])
+	}
+	if denied["msg"] != "request denied" || denied["result"] != "denied" {
+		t.Errorf("denied line: %s", lines[1])
+	}
+	if strings.Contains(buf.String(), "sekret") {
+		t.Errorf("a token secret was logged")
 	}
 }

@@ -4,20 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/bridges/otelslog"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/log/global"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -32,15 +36,13 @@ const scopeName = "github.com/fulcrumlb/fulcrum/internal/telemetry"
 // Standard OpenTelemetry environment variables consulted by Setup.
 const (
 	envTracesExporter      = "OTEL_TRACES_EXPORTER"
+	envMetricsExporter     = "OTEL_METRICS_EXPORTER"
+	envLogsExporter        = "OTEL_LOGS_EXPORTER"
 	envOTLPEndpoint        = "OTEL_EXPORTER_OTLP_ENDPOINT"
 	envOTLPTracesEndpoint  = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 	envOTLPProtocol        = "OTEL_EXPORTER_OTLP_PROTOCOL"
 	envOTLPTracesProtocol  = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
-	protocolHTTPProtobuf   = "http/protobuf"
-	protocolGRPC           = "grpc"
 	tracesExporterNone     = "none"
-	tracesExporterOTLP     = "otlp"
-	defaultTracesProtocol  = protocolHTTPProtobuf
 	traceparentHeader      = "Traceparent"
 	traceparentCarrierKey  = "traceparent"
 	requestIDMaxLen        = 128
@@ -51,6 +53,9 @@ const (
 type Telemetry struct {
 	tp         *sdktrace.TracerProvider
 	mp         *sdkmetric.MeterProvider
+	lp         *sdklog.LoggerProvider // nil unless OTEL_LOGS_EXPORTER names one
+	logger     *slog.Logger           // WithLogger's: OTel errors, audit lines
+	service    string
 	propagator propagation.TextMapPropagator
 	metrics    http.Handler
 
@@ -64,6 +69,16 @@ type Option func(*config)
 type config struct {
 	spanExporter sdktrace.SpanExporter
 	noGlobals    bool
+	logger       *slog.Logger
+}
+
+// WithLogger sends OpenTelemetry's own errors (an exporter that cannot reach
+// its collector, a dropped batch) to logger as structured records instead of
+// the SDK's plain-text default (unless WithoutGlobals is given, this is
+// installed as the otel global error handler), and makes EchoMiddleware log
+// an audit line for every mutating request and a line for every denied one.
+func WithLogger(logger *slog.Logger) Option {
+	return func(c *config) { c.logger = logger }
 }
 
 // WithSpanExporter makes Setup export spans to exp (through a batch span
@@ -97,6 +112,14 @@ func Setup(ctx context.Context, service, version string, opts ...Option) (*Telem
 		return nil, err
 	}
 
+	if cfg.logger != nil && !cfg.noGlobals {
+		logger := cfg.logger
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+			logger.Error("opentelemetry", "err", err)
+		}))
+		otel.SetLogger(logr.FromSlogHandler(logger.Handler()))
+	}
+
 	exp := cfg.spanExporter
 	if exp == nil {
 		exp, err = spanExporterFromEnv(ctx)
@@ -110,14 +133,29 @@ func Setup(ctx context.Context, service, version string, opts ...Option) (*Telem
 	}
 	tp := sdktrace.NewTracerProvider(tpOpts...)
 
-	mp, metricsHandler, err := newMeterProvider(res)
+	reader, err := metricReaderFromEnv(ctx)
 	if err != nil {
 		return nil, errors.Join(err, tp.Shutdown(ctx))
 	}
+	mp, metricsHandler, err := newMeterProvider(res, reader)
+	if err != nil {
+		return nil, errors.Join(err, tp.Shutdown(ctx))
+	}
+	logExp, err := logExporterFromEnv(ctx)
+	if err != nil {
+		return nil, errors.Join(err, tp.Shutdown(ctx), mp.Shutdown(ctx))
+	}
+	var lp *sdklog.LoggerProvider
+	if logExp != nil {
+		lp = sdklog.NewLoggerProvider(sdklog.WithResource(res), sdklog.WithProcessor(sdklog.NewBatchProcessor(logExp)))
+	}
 
 	t := &Telemetry{
-		tp: tp,
-		mp: mp,
+		tp:      tp,
+		mp:      mp,
+		lp:      lp,
+		logger:  cfg.logger,
+		service: service,
 		propagator: propagation.NewCompositeTextMapPropagator(
 			propagation.TraceContext{}, propagation.Baggage{},
 		),
@@ -127,6 +165,9 @@ func Setup(ctx context.Context, service, version string, opts ...Option) (*Telem
 		otel.SetTracerProvider(tp)
 		otel.SetMeterProvider(mp)
 		otel.SetTextMapPropagator(t.propagator)
+		if lp != nil {
+			global.SetLoggerProvider(lp)
+		}
 	}
 	return t, nil
 }
@@ -154,72 +195,71 @@ func newResource(ctx context.Context, service, version string) (*resource.Resour
 	return res, nil
 }
 
-// tracesProtocol decides, from the environment read through getenv, which
-// OTLP protocol to export traces with; "" means no exporter.
-func tracesProtocol(getenv func(string) string) (string, error) {
+// tracesEnabled reports, from the environment read through getenv, whether
+// spans are exported: OTEL_TRACES_EXPORTER names an exporter other than
+// "none", or it is unset and an OTLP endpoint is configured.
+func tracesEnabled(getenv func(string) string) bool {
 	selected := strings.TrimSpace(getenv(envTracesExporter))
 	if selected == "" {
-		if strings.TrimSpace(getenv(envOTLPEndpoint)) == "" &&
-			strings.TrimSpace(getenv(envOTLPTracesEndpoint)) == "" {
-			return "", nil
-		}
-		selected = tracesExporterOTLP
+		return strings.TrimSpace(getenv(envOTLPEndpoint)) != "" ||
+			strings.TrimSpace(getenv(envOTLPTracesEndpoint)) != ""
 	}
-	otlp := false
-	for name := range strings.SplitSeq(selected, ",") {
-		switch strings.ToLower(strings.TrimSpace(name)) {
-		case tracesExporterNone:
-			return "", nil
-		case tracesExporterOTLP:
-			otlp = true
-		case "":
-		default:
-			return "", fmt.Errorf("telemetry: unsupported %s value %q (supported: otlp, none)", envTracesExporter, name)
-		}
-	}
-	if !otlp {
-		return "", nil
-	}
-
-	protocol := strings.TrimSpace(getenv(envOTLPTracesProtocol))
-	if protocol == "" {
-		protocol = strings.TrimSpace(getenv(envOTLPProtocol))
-	}
-	switch protocol {
-	case "":
-		return defaultTracesProtocol, nil
-	case protocolHTTPProtobuf, protocolGRPC:
-		return protocol, nil
-	default:
-		return "", fmt.Errorf("telemetry: unsupported OTLP traces protocol %q (supported: %s, %s)", protocol, protocolHTTPProtobuf, protocolGRPC)
-	}
+	return selected != tracesExporterNone
 }
 
-// spanExporterFromEnv returns the exporter selected by the environment, or
-// nil when traces should not be exported. The OTLP exporters read endpoint,
+// spanExporterFromEnv returns the exporter selected by the environment
+// through autoexport (otlp over http/protobuf or grpc, console, none), or nil
+// when traces should not be exported. The OTLP exporters read endpoint,
 // headers, TLS, timeout and compression settings from the environment
 // themselves; creating them does not connect.
 func spanExporterFromEnv(ctx context.Context) (sdktrace.SpanExporter, error) {
-	protocol, err := tracesProtocol(os.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	var exp sdktrace.SpanExporter
-	switch protocol {
-	case "":
+	if !tracesEnabled(os.Getenv) {
 		return nil, nil
-	case protocolGRPC:
-		exp, err = otlptracegrpc.New(ctx)
-	default:
-		exp, err = otlptracehttp.New(ctx)
 	}
+	exp, err := autoexport.NewSpanExporter(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: creating OTLP %s trace exporter: %w", protocol, err)
+		return nil, fmt.Errorf("telemetry: %s: %w", envTracesExporter, err)
+	}
+	if autoexport.IsNoneSpanExporter(exp) {
+		return nil, nil
 	}
 	return exp, nil
 }
 
-func newMeterProvider(res *resource.Resource) (*sdkmetric.MeterProvider, http.Handler, error) {
+// metricReaderFromEnv returns the push (or extra pull) metric reader named by
+// OTEL_METRICS_EXPORTER (otlp, console, prometheus), or nil when it is unset
+// or "none": the Prometheus handler of MetricsHandler always works.
+func metricReaderFromEnv(ctx context.Context) (sdkmetric.Reader, error) {
+	if v := strings.TrimSpace(os.Getenv(envMetricsExporter)); v == "" || v == tracesExporterNone {
+		return nil, nil
+	}
+	r, err := autoexport.NewMetricReader(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %s: %w", envMetricsExporter, err)
+	}
+	if autoexport.IsNoneMetricReader(r) {
+		return nil, nil
+	}
+	return r, nil
+}
+
+// logExporterFromEnv returns the log exporter named by OTEL_LOGS_EXPORTER
+// (otlp, console), or nil when it is unset or "none".
+func logExporterFromEnv(ctx context.Context) (sdklog.Exporter, error) {
+	if v := strings.TrimSpace(os.Getenv(envLogsExporter)); v == "" || v == tracesExporterNone {
+		return nil, nil
+	}
+	exp, err := autoexport.NewLogExporter(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %s: %w", envLogsExporter, err)
+	}
+	if autoexport.IsNoneLogExporter(exp) {
+		return nil, nil
+	}
+	return exp, nil
+}
+
+func newMeterProvider(res *resource.Resource, extra sdkmetric.Reader) (*sdkmetric.MeterProvider, http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
 		return nil, nil, fmt.Errorf("telemetry: registering go collector: %w", err)
@@ -231,10 +271,11 @@ func newMeterProvider(res *resource.Resource) (*sdkmetric.MeterProvider, http.Ha
 	if err != nil {
 		return nil, nil, fmt.Errorf("telemetry: creating prometheus exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(
-		sdkmetric.WithResource(res),
-		sdkmetric.WithReader(exp),
-	)
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(exp)}
+	if extra != nil {
+		opts = append(opts, sdkmetric.WithReader(extra))
+	}
+	mp := sdkmetric.NewMeterProvider(opts...)
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		Registry:          reg, // promhttp_metric_handler_errors_total
 		ErrorHandling:     promhttp.ContinueOnError,
@@ -259,6 +300,16 @@ func (t *Telemetry) TracerProvider() *sdktrace.TracerProvider { return t.tp }
 // MeterProvider returns the SDK meter provider built by Setup.
 func (t *Telemetry) MeterProvider() *sdkmetric.MeterProvider { return t.mp }
 
+// LogHandler returns a slog handler that sends records to the OTel logs
+// exporter named by OTEL_LOGS_EXPORTER, or nil when there is none. Combine it
+// with the JSON handler through Telemetry.Logger.
+func (t *Telemetry) LogHandler() slog.Handler {
+	if t.lp == nil {
+		return nil
+	}
+	return otelslog.NewHandler(t.service, otelslog.WithLoggerProvider(t.lp))
+}
+
 // Propagator returns the W3C TraceContext + Baggage propagator used by the
 // middleware (and installed globally unless WithoutGlobals was given).
 func (t *Telemetry) Propagator() propagation.TextMapPropagator { return t.propagator }
@@ -271,7 +322,11 @@ func (t *Telemetry) MetricsHandler() http.Handler { return t.metrics }
 // more than once; later calls return the first call's result.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
 	t.shutdownOnce.Do(func() {
-		t.shutdownErr = errors.Join(t.tp.Shutdown(ctx), t.mp.Shutdown(ctx))
+		var lerr error
+		if t.lp != nil {
+			lerr = t.lp.Shutdown(ctx)
+		}
+		t.shutdownErr = errors.Join(t.tp.Shutdown(ctx), t.mp.Shutdown(ctx), lerr)
 	})
 	return t.shutdownErr
 }

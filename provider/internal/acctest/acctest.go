@@ -14,17 +14,18 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"go.opentelemetry.io/otel"
 
 	"github.com/fulcrumlb/fulcrum/internal/teststack"
 	"github.com/fulcrumlb/fulcrum/provider"
 )
 
-// Factories serves the provider in-process to the terraform CLI.
+// Factories serves the provider in-process to the terraform CLI, its
+// operation spans made by the global tracer provider.
 func Factories() map[string]func() (tfprotov6.ProviderServer, error) {
 	return map[string]func() (tfprotov6.ProviderServer, error){
-		"fulcrum": providerserver.NewProtocol6WithError(provider.New("test")()),
+		"fulcrum": provider.NewServer("test", otel.GetTracerProvider()),
 	}
 }
 

@@ -31,7 +31,9 @@ const errorGrace = 5 * time.Second
 // WaitActive polls get until the object is active, fails with the API's
 // message when it stays in error (errorGrace), and gives up at ctx's deadline
 // (the resource's timeouts block).
-func WaitActive(ctx context.Context, get func(context.Context) (Status, error)) error {
+func WaitActive(ctx context.Context, get func(context.Context) (Status, error)) (err error) {
+	ctx, end := startWait(ctx, "wait active")
+	defer func() { end(err) }()
 	var errorSince time.Time
 	return poll(ctx, func() (bool, error) {
 		s, err := get(ctx)
@@ -58,7 +60,9 @@ func WaitActive(ctx context.Context, get func(context.Context) (Status, error)) 
 }
 
 // WaitGone polls get until the object is gone (404).
-func WaitGone(ctx context.Context, get func(context.Context) (Status, error)) error {
+func WaitGone(ctx context.Context, get func(context.Context) (Status, error)) (err error) {
+	ctx, end := startWait(ctx, "wait gone")
+	defer func() { end(err) }()
 	return poll(ctx, func() (bool, error) {
 		s, err := get(ctx)
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 
 func TestFromAPI(t *testing.T) {
 	var m model
-	g := &openapi.NodeGroup{Id: "ng_1", Name: "edge", VipRange: "10.0.0.0/24", ReservedPorts: &[]int{9000}, EffectiveReservedPorts: &[]int{22, 8404, 8405, 9000}}
+	g := &openapi.NodeGroup{Id: "ng_1", Name: "edge", VipRange: "10.0.0.0/24", ReservedPorts: &[]int{9000}, EffectiveReservedPorts: &[]int{22, 8404, 8405, 8406, 9000}}
 	if d := m.fromAPI(context.Background(), g); d.HasError() {
 		t.Fatal(d)
 	}
@@ -24,7 +24,7 @@ func TestFromAPI(t *testing.T) {
 	if m.Labels.IsNull() || len(m.Labels.Elements()) != 0 {
 		t.Errorf("labels = %v, want empty", m.Labels)
 	}
-	if len(m.ReservedPorts.Elements()) != 1 || len(m.EffectiveReservedPorts.Elements()) != 4 {
+	if len(m.ReservedPorts.Elements()) != 1 || len(m.EffectiveReservedPorts.Elements()) != 5 {
 		t.Errorf("ports = %v / %v", m.ReservedPorts, m.EffectiveReservedPorts)
 	}
 	// A group without reserved ports reads as an empty set, never null.

@@ -73,7 +73,7 @@ func TestAccNodeGroup(t *testing.T) {
 					resource.TestCheckResourceAttr(addr, "description", ""),
 					resource.TestCheckResourceAttr(addr, "labels.%", "0"),
 					resource.TestCheckResourceAttr(addr, "reserved_ports.#", "0"),
-					resource.TestCheckResourceAttr(addr, "effective_reserved_ports.#", "3"),
+					resource.TestCheckResourceAttr(addr, "effective_reserved_ports.#", "4"),
 					resource.TestCheckTypeSetElemAttr(addr, "effective_reserved_ports.*", "22"),
 					resource.TestCheckTypeSetElemAttr(addr, "effective_reserved_ports.*", "8405"),
 				),
@@ -97,7 +97,7 @@ func TestAccNodeGroup(t *testing.T) {
 					resource.TestCheckResourceAttr(addr, "reserved_ports.#", "2"),
 					resource.TestCheckTypeSetElemAttr(addr, "reserved_ports.*", "9000"),
 					resource.TestCheckTypeSetElemAttr(addr, "reserved_ports.*", "9100"),
-					resource.TestCheckResourceAttr(addr, "effective_reserved_ports.#", "5"),
+					resource.TestCheckResourceAttr(addr, "effective_reserved_ports.#", "6"),
 					resource.TestCheckTypeSetElemAttr(addr, "effective_reserved_ports.*", "9100"),
 				),
 			},
@@ -124,7 +124,7 @@ func TestAccNodeGroup(t *testing.T) {
 				}},
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttr(addr, "reserved_ports.#", "0"),
-					resource.TestCheckResourceAttr(addr, "effective_reserved_ports.#", "3"),
+					resource.TestCheckResourceAttr(addr, "effective_reserved_ports.#", "4"),
 				),
 			},
 			{
