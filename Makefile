@@ -89,6 +89,15 @@ bench: ## Run the benchmarks and print figures (about a minute; results in BENCH
 	@pkgs=$$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u | grep -v -x -e ./api -e ./acceptance); \
 	if [ -n "$$pkgs" ]; then set -x; $(GO) test -run '^$$' -bench . -benchtime 3s -count 1 -p 1 $$pkgs; fi
 
+.PHONY: test-ha
+test-ha: ## HA failover tests in network namespaces (root): 5 kills of each kind, prints failover:/drain: lines.
+	@# Three nodes (agent, HAProxy, keepalived) in namespaces on a private bridge; see acceptance/ha_*_test.go.
+	set -o pipefail; FULCRUM_HA_RUNS=5 $(GO) test -race -count=1 -timeout 20m -v -run 'TestHA' ./acceptance/ | grep -E '^(=== RUN|--- |\s+---|PASS|FAIL|ok|failover|drain|new_lb)|ha_.*_test.go'
+
+.PHONY: bench-ha
+bench-ha: ## HA failover figures (root): 10 kills of each kind and 10 drains; figures for BENCHMARKS.md.
+	set -o pipefail; FULCRUM_HA_RUNS=10 $(GO) test -count=1 -timeout 30m -v -run 'TestHA' ./acceptance/ | grep -E '^(--- |\s+---|FAIL|ok|failover|drain|new_lb)|ha_.*_test.go'
+
 .PHONY: clean
 clean: ## Remove build output (keeps .fulcrum/ state).
 	rm -rf $(BIN)

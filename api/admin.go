@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/auth"
@@ -425,7 +426,59 @@ func nodeGroupToAPI(g *store.NodeGroup) openapi.NodeGroup {
 	return openapi.NodeGroup{Id: g.ID, Name: g.Name, Description: g.Description, Labels: labelsOrEmpty(g.Labels),
 		VipRange: g.VIPRange.String(), ReservedPorts: &reserved, EffectiveReservedPorts: &effective,
 		HeartbeatIntervalMs: &hb, DownTimeoutMs: &down, DownNodeCleanupAfterMs: &cleanup, ApplyGraceMs: &grace,
-		CreatedAt: g.CreatedAt, UpdatedAt: g.UpdatedAt, Version: g.Version}
+		CreatedAt: g.CreatedAt, UpdatedAt: g.UpdatedAt, Version: g.Version,
+		VrrpInterface: &g.VRRPInterface, VrrpRouterIdMin: &g.VRRPRouterIDMin, VrrpRouterIdMax: &g.VRRPRouterIDMax, VrrpAdvertIntervalMs: &g.VRRPAdvertIntervalMS}
+}
+
+// vrrpSettings are a node group's VRRP fields as a create or update sends them.
+type vrrpSettings struct {
+	iface          *string
+	idMin, idMax   *int
+	advertInterval *int
+}
+
+// applyVRRP validates the VRRP fields given and sets them on g; it reports
+// whether any was given.
+func applyVRRP(e *validate.Errors, g *store.NodeGroup, v vrrpSettings) bool {
+	if g.VRRPRouterIDMin == 0 {
+		g.VRRPRouterIDMin, g.VRRPRouterIDMax, g.VRRPAdvertIntervalMS = 1, 255, 100
+	}
+	given := v.iface != nil || v.idMin != nil || v.idMax != nil || v.advertInterval != nil
+	if v.iface != nil {
+		g.VRRPInterface = *v.iface
+	}
+	if v.idMin != nil {
+		g.VRRPRouterIDMin = *v.idMin
+	}
+	if v.idMax != nil {
+		g.VRRPRouterIDMax = *v.idMax
+	}
+	if v.advertInterval != nil {
+		g.VRRPAdvertIntervalMS = *v.advertInterval
+	}
+	if len(g.VRRPInterface) > 15 || strings.ContainsFunc(g.VRRPInterface, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.:@-", r))
+	}) {
+		e.Add("vrrp_interface", "must be an interface name: at most 15 letters, digits or _.:@-")
+	}
+	if g.VRRPRouterIDMin < 1 || g.VRRPRouterIDMin > 255 {
+		e.Add("vrrp_router_id_min", "must be from 1 to 255")
+	}
+	if g.VRRPRouterIDMax < 1 || g.VRRPRouterIDMax > 255 {
+		e.Add("vrrp_router_id_max", "must be from 1 to 255")
+	} else if g.VRRPRouterIDMax < g.VRRPRouterIDMin {
+		e.Add("vrrp_router_id_max", "must not be below vrrp_router_id_min")
+	}
+	if g.VRRPAdvertIntervalMS < 10 || g.VRRPAdvertIntervalMS > 40950 || g.VRRPAdvertIntervalMS%10 != 0 {
+		e.Add("vrrp_advert_interval_ms", "must be a multiple of 10 from 10 to 40950")
+	}
+	return given
+}
+
+func vrrpColumns(g *store.NodeGroup) []store.Column {
+	return []store.Column{{Name: "vrrp_interface", Value: g.VRRPInterface}, {Name: "vrrp_router_id_min", Value: g.VRRPRouterIDMin},
+		{Name: "vrrp_router_id_max", Value: g.VRRPRouterIDMax}, {Name: "vrrp_advert_interval_ms", Value: g.VRRPAdvertIntervalMS}}
+
 }
 
 // validateReservedPorts checks the operator's list (ports, each once) and
@@ -564,10 +617,20 @@ func (h *handlers) CreateNodeGroup(ctx context.Context, r openapi.CreateNodeGrou
 	}
 	b := r.Body
 	out, _, err := create(ctx, h, "POST /v1/node-groups", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.NodeGroup, error) {
+		var e validate.Errors
+		v := vrrpSettings{b.VrrpInterface, b.VrrpRouterIdMin, b.VrrpRouterIdMax, b.VrrpAdvertIntervalMs}
+		if applyVRRP(&e, &store.NodeGroup{}, v); e.Err() != nil {
+			return openapi.NodeGroup{}, e.Err()
+		}
 		g, err := createNodeGroupTx(ctx, tx, b.Name, deref(b.Description), deref(b.Labels), b.VipRange, deref(b.ReservedPorts),
 			nodeTiming{b.HeartbeatIntervalMs, b.DownTimeoutMs, b.ApplyGraceMs, b.DownNodeCleanupAfterMs})
 		if err != nil {
 			return openapi.NodeGroup{}, err
+		}
+		if applyVRRP(&e, g, v) {
+			if g, err = store.Update[store.NodeGroup](ctx, tx, store.KindNodeGroup, g.ID, vrrpColumns(g)); err != nil {
+				return openapi.NodeGroup{}, err
+			}
 		}
 		return nodeGroupToAPI(g), nil
 	})
@@ -617,6 +680,7 @@ func (h *handlers) UpdateNodeGroup(ctx context.Context, r openapi.UpdateNodeGrou
 		}
 		var e validate.Errors
 		validateNodeGroup(&e, g, vipRange)
+		applyVRRP(&e, g, vrrpSettings{b.VrrpInterface, b.VrrpRouterIdMin, b.VrrpRouterIdMax, b.VrrpAdvertIntervalMs})
 		if err := e.Err(); err != nil {
 			return openapi.NodeGroup{}, err
 		}
@@ -657,7 +721,7 @@ func (h *handlers) UpdateNodeGroup(ctx context.Context, r openapi.UpdateNodeGrou
 		if err != nil {
 			return openapi.NodeGroup{}, err
 		}
-		row, err := store.Update[store.NodeGroup](ctx, tx, store.KindNodeGroup, g.ID, nodeGroupColumns(g, rev))
+		row, err := store.Update[store.NodeGroup](ctx, tx, store.KindNodeGroup, g.ID, append(nodeGroupColumns(g, rev), vrrpColumns(g)...))
 		if err != nil {
 			return openapi.NodeGroup{}, err
 		}

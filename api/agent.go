@@ -230,6 +230,11 @@ func (h *handlers) buildSnapshot(ctx context.Context, tx *store.Tx, groupID stri
 		return nil, err
 	}
 	snap := &openapi.Snapshot{Revision: rev, NodeGroupId: groupID, GeneratedAt: time.Now().UTC(), LoadBalancers: lbs, Certificates: certs}
+	if g, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", groupID, false); err != nil {
+		return nil, err
+	} else if g.VRRPInterface != "" {
+		snap.Vrrp = &openapi.SnapshotVRRP{Interface: g.VRRPInterface, RouterIdMin: g.VRRPRouterIDMin, RouterIdMax: g.VRRPRouterIDMax, AdvertIntervalMs: g.VRRPAdvertIntervalMS}
+	}
 	var tp string
 	if err := tx.QueryRow(ctx, "SELECT traceparent FROM revisions WHERE revision <= $1 ORDER BY revision DESC LIMIT 1", rev).Scan(&tp); err == nil && tp != "" {
 		snap.Traceparent = &tp

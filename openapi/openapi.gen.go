@@ -1196,6 +1196,18 @@ type NodeGroup struct {
 	//
 	// Example: 127.77.0.0/16
 	VipRange string `json:"vip_range"`
+
+	// VrrpAdvertIntervalMs VRRPv3 advertisement interval in milliseconds (default 100). A VIP moves about 3.5 intervals after its owner stops.
+	VrrpAdvertIntervalMs *int `json:"vrrp_advert_interval_ms,omitempty"`
+
+	// VrrpInterface Interface keepalived announces this group's VIPs on (VRRP). Empty (the default, and the right choice for loopback VIP ranges): no keepalived, the agent binds VIPs the node already holds.
+	VrrpInterface *string `json:"vrrp_interface,omitempty"`
+
+	// VrrpRouterIdMax Highest VRRP virtual router id the group's VIPs use (default 255). Each VIP maps to one id in the range; VIPs share an id when there are more VIPs than ids.
+	VrrpRouterIdMax *int `json:"vrrp_router_id_max,omitempty"`
+
+	// VrrpRouterIdMin Lowest VRRP virtual router id the group's VIPs use (default 1). Keep the ranges of groups on one LAN apart.
+	VrrpRouterIdMin *int `json:"vrrp_router_id_min,omitempty"`
 }
 
 // NodeGroupCreate defines model for NodeGroupCreate.
@@ -1222,6 +1234,18 @@ type NodeGroupCreate struct {
 
 	// VipRange Example: 127.77.0.0/16
 	VipRange string `json:"vip_range"`
+
+	// VrrpAdvertIntervalMs VRRPv3 advertisement interval in milliseconds (default 100). A VIP moves about 3.5 intervals after its owner stops.
+	VrrpAdvertIntervalMs *int `json:"vrrp_advert_interval_ms,omitempty"`
+
+	// VrrpInterface Interface keepalived announces this group's VIPs on (VRRP). Empty (the default, and the right choice for loopback VIP ranges): no keepalived, the agent binds VIPs the node already holds.
+	VrrpInterface *string `json:"vrrp_interface,omitempty"`
+
+	// VrrpRouterIdMax Highest VRRP virtual router id the group's VIPs use (default 255). Each VIP maps to one id in the range; VIPs share an id when there are more VIPs than ids.
+	VrrpRouterIdMax *int `json:"vrrp_router_id_max,omitempty"`
+
+	// VrrpRouterIdMin Lowest VRRP virtual router id the group's VIPs use (default 1). Keep the ranges of groups on one LAN apart.
+	VrrpRouterIdMin *int `json:"vrrp_router_id_min,omitempty"`
 }
 
 // NodeGroupList defines model for NodeGroupList.
@@ -1256,6 +1280,18 @@ type NodeGroupUpdate struct {
 
 	// VipRange May only grow to a range that still holds every allocated VIP.
 	VipRange *string `json:"vip_range,omitempty"`
+
+	// VrrpAdvertIntervalMs VRRPv3 advertisement interval in milliseconds (default 100). A VIP moves about 3.5 intervals after its owner stops.
+	VrrpAdvertIntervalMs *int `json:"vrrp_advert_interval_ms,omitempty"`
+
+	// VrrpInterface Interface keepalived announces this group's VIPs on (VRRP). Empty (the default, and the right choice for loopback VIP ranges): no keepalived, the agent binds VIPs the node already holds.
+	VrrpInterface *string `json:"vrrp_interface,omitempty"`
+
+	// VrrpRouterIdMax Highest VRRP virtual router id the group's VIPs use (default 255). Each VIP maps to one id in the range; VIPs share an id when there are more VIPs than ids.
+	VrrpRouterIdMax *int `json:"vrrp_router_id_max,omitempty"`
+
+	// VrrpRouterIdMin Lowest VRRP virtual router id the group's VIPs use (default 1). Keep the ranges of groups on one LAN apart.
+	VrrpRouterIdMin *int `json:"vrrp_router_id_min,omitempty"`
 }
 
 // NodeList defines model for NodeList.
@@ -1633,6 +1669,9 @@ type Snapshot struct {
 
 	// Traceparents W3C trace contexts of the writes to the node group folded into this snapshot since the revision the node asked after (its applied revision), oldest first, at most the newest 100; the agent's apply span links to each.
 	Traceparents *[]string `json:"traceparents,omitempty"`
+
+	// Vrrp Present when the node group announces its VIPs with VRRP; the agent then runs keepalived.
+	Vrrp *SnapshotVRRP `json:"vrrp,omitempty"`
 }
 
 // SnapshotCertificate defines model for SnapshotCertificate.
@@ -1663,6 +1702,14 @@ type SnapshotNode struct {
 
 // SnapshotNodeAdminState defines model for SnapshotNode.AdminState.
 type SnapshotNodeAdminState string
+
+// SnapshotVRRP Present when the node group announces its VIPs with VRRP; the agent then runs keepalived.
+type SnapshotVRRP struct {
+	AdvertIntervalMs int    `json:"advert_interval_ms"`
+	Interface        string `json:"interface"`
+	RouterIdMax      int    `json:"router_id_max"`
+	RouterIdMin      int    `json:"router_id_min"`
+}
 
 // StatusEntry defines model for StatusEntry.
 type StatusEntry struct {

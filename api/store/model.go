@@ -90,14 +90,19 @@ type NodeGroup struct {
 	// Node lifecycle timing (milliseconds): how often agents report, how long
 	// without a report before a node is down, how long a down node is kept,
 	// and how long a node may fail every apply and still count.
-	HeartbeatIntervalMs    int       `db:"heartbeat_interval_ms"`
-	DownTimeoutMs          int       `db:"down_timeout_ms"`
-	DownNodeCleanupAfterMs int64     `db:"down_node_cleanup_after_ms"`
-	ApplyGraceMs           int       `db:"apply_grace_ms"`
-	Version                int64     `db:"version"`
-	Revision               int64     `db:"revision"`
-	CreatedAt              time.Time `db:"created_at"`
-	UpdatedAt              time.Time `db:"updated_at"`
+	HeartbeatIntervalMs    int   `db:"heartbeat_interval_ms"`
+	DownTimeoutMs          int   `db:"down_timeout_ms"`
+	DownNodeCleanupAfterMs int64 `db:"down_node_cleanup_after_ms"`
+	ApplyGraceMs           int   `db:"apply_grace_ms"`
+	// VRRP settings (005_ha.sql); an empty interface means no keepalived.
+	VRRPInterface        string    `db:"vrrp_interface"`
+	VRRPRouterIDMin      int       `db:"vrrp_router_id_min"`
+	VRRPRouterIDMax      int       `db:"vrrp_router_id_max"`
+	VRRPAdvertIntervalMS int       `db:"vrrp_advert_interval_ms"`
+	Version              int64     `db:"version"`
+	Revision             int64     `db:"revision"`
+	CreatedAt            time.Time `db:"created_at"`
+	UpdatedAt            time.Time `db:"updated_at"`
 }
 
 // Node is one dataplane machine running the agent and HAProxy.

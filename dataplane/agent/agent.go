@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	"github.com/fulcrumlb/fulcrum/dataplane/keepalived"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -105,6 +106,7 @@ type Agent struct {
 	proc    *haproxy.Process
 	runtime haproxy.Runtime
 	tracer  trace.Tracer
+	vips    *keepalived.Manager // VRRP for the group's VIPs (vip.go)
 
 	mu       sync.Mutex
 	snap     *openapi.Snapshot    // last applied
@@ -157,6 +159,7 @@ func New(cfg Config) (*Agent, error) {
 	a.metrics = newAgentMetrics(a, cfg.MeterProvider)
 	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock")}
 	a.proc = haproxy.NewProcess(haproxy.ProcessConfig{Binary: cfg.HAProxy, ConfigPath: a.path("haproxy.cfg"), Dir: run, Logger: cfg.Logger})
+	a.vips = keepalived.New(keepalived.Config{Dir: a.path("keepalived"), NodeName: cfg.NodeName, Healthy: a.haproxyHealthy, Logger: cfg.Logger})
 	return a, nil
 }
 
@@ -209,9 +212,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer lock.Close()
 	leave := func() {
 		if !a.cfg.StopHAProxyOnExit {
+			// keepalived keeps holding the VIPs with HAProxy; the next
+			// agent adopts it.
 			a.proc.Release()
 			return
 		}
+		a.vips.Stop(5 * time.Second) // give the VIPs up before HAProxy goes
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := a.proc.Stop(sctx); err != nil {
@@ -226,8 +232,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer leave()
+	a.updateVIPs(a.snap)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); a.vips.Run(ctx) }()
 	go func() { defer wg.Done(); a.proc.Supervise(ctx) }()
 	go func() { defer wg.Done(); a.reportLoop(ctx) }()
 	a.pollLoop(ctx)
@@ -241,6 +249,7 @@ func (a *Agent) startHAProxy(ctx context.Context) error {
 	ctx, span := a.tracer.Start(ctx, "agent.start") // the parent of the validation of the state on disk
 	defer span.End()
 	cfg := a.restore()
+	a.prepareVIPs(a.snap)
 	if _, err := os.Stat(a.path("run/server-state")); errors.Is(err, os.ErrNotExist) {
 		_ = os.WriteFile(a.path("run/server-state"), []byte("1\n"), 0o600)
 	}

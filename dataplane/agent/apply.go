@@ -112,6 +112,7 @@ func (a *Agent) apply(ctx context.Context, snap *openapi.Snapshot, force bool) (
 	if a.live == nil {
 		return nodeFailure(openapi.HaproxyStart, errors.New("haproxy is not running"))
 	}
+	a.prepareVIPs(snap)
 	err = a.applyLocked(ctx, span, snap)
 	if err != nil {
 		var ae *applyError
@@ -267,6 +268,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	}
 	a.startDrains(ctx, before, p.cfg, reloaded)
 	a.live, a.snap, a.lbErrors = &p.cfg, snap, p.errs
+	a.updateVIPs(snap)
 	a.nodeErrors = map[openapi.NodeErrorKind]string{}
 	a.retry = false
 	for _, f := range p.errs {

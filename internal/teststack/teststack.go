@@ -61,6 +61,9 @@ type Options struct {
 	// PollWait is the agents' long-poll wait; 0 for 10s. Their HTTP client
 	// times out after twice as long.
 	PollWait time.Duration
+	// ListenAddr is where the API listens; "" for 127.0.0.1 on a free port.
+	// Network-namespace tests use an address of their bridge.
+	ListenAddr string
 	// HAProxy is the haproxy binary the API checks dry runs with (a path or
 	// a name on PATH, as `fulcrum api -haproxy`); "" for none: dry runs are
 	// then not checked with haproxy -c.
@@ -136,7 +139,10 @@ func Start(tb testing.TB, o Options) *Stack {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if o.ListenAddr == "" {
+		o.ListenAddr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", o.ListenAddr)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,0 +1,302 @@
+package acceptance
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/teststack"
+)
+
+// haRuns is how many faults each HA test injects: 1 in `make test`,
+// FULCRUM_HA_RUNS (5 under `make test-ha`, 10 under `make bench-ha`).
+func haRuns() int {
+	if n, err := strconv.Atoi(os.Getenv("FULCRUM_HA_RUNS")); err == nil && n > 0 {
+		return n
+	}
+	return 1
+}
+
+// loadInterval paces the client: 50 requests a second, each a new connection.
+const loadInterval = 20 * time.Millisecond
+
+// TestHAFailover runs three nodes in network namespaces with keepalived
+// managed by their agents, and checks that a VIP survives its owner: a new LB
+// is reachable through whichever node owns its VIP; with steady traffic,
+// killing the owner's HAProxy, then the whole owner (agent, HAProxy,
+// keepalived; kill -9), moves the VIP; traffic resumes, nothing flaps
+// afterwards (also not when the killed node returns), and the gap and failed
+// requests are printed.
+func TestHAFailover(t *testing.T) {
+	runs := haRuns()
+	h := newHANet(t, 3)
+	const backendPort = 8080
+	h.startBackend(backendPort)
+	_, vip := h.createLB("ha-1", backendPort)
+	h.waitAllReady()
+	h.waitOwner(vip, nil)
+
+	t.Run("NewLBReachableOnItsOwner", func(t *testing.T) {
+		defer h.use(t)()
+		// Traffic to the first VIP meanwhile: adding a VIP reloads every
+		// keepalived; what that costs the other VIPs is printed.
+		owner1 := h.waitOwner(vip, nil)
+		l := h.startLoad(vip, loadInterval)
+		at := time.Now()
+		_, vip2 := h.createLB("ha-2", backendPort)
+		defer func() {
+			time.Sleep(4 * time.Second) // reload transitions settle before the next subtest
+			failed := 0
+			for _, r := range l.since(at) {
+				if !r.ok {
+					failed++
+				}
+			}
+			now := h.waitOwner(vip, nil)
+			line := fmt.Sprintf("new_lb: other_vip_failed=%d other_vip_moved=%t", failed, now != owner1)
+			t.Log(line)
+			fmt.Println(line)
+		}()
+		owner := h.waitOwner(vip2, nil)
+		var via string
+		teststack.WaitFor(t, "the new VIP to answer from the client namespace", 10*time.Second, func() bool {
+			var err error
+			_ = inNS(h.client, func() error { via, err = fetchVia(net.JoinHostPort(vip2, "80")); return nil })
+			return err == nil
+		})
+		if via != owner.ip {
+			t.Fatalf("new LB %s answered through %s, but %s (%s) holds the VIP", vip2, via, owner.name, owner.ip)
+		}
+		t.Logf("new LB %s is served by %s", vip2, owner.name)
+	})
+
+	t.Run("HAProxyKilledOnOwner", func(t *testing.T) {
+		defer h.use(t)()
+		l := h.startLoad(vip, loadInterval)
+		var gaps []time.Duration
+		var slowest time.Duration
+		failed, moved := 0, 0
+		for i := 0; i < runs; i++ {
+			h.waitAllReady()
+			owner := h.waitOwner(vip, nil)
+			time.Sleep(500 * time.Millisecond)
+			at := time.Now()
+			if h.killNS(owner.ns, []string{"haproxy"}) == 0 {
+				t.Fatalf("no haproxy process in %s", owner.ns)
+			}
+			o := h.measure(l, at, 15*time.Second, 2*time.Second)
+			h.checkSettled(o, vip)
+			if now := h.waitOwner(vip, nil); now != owner {
+				moved++
+			}
+			gaps, failed, slowest = append(gaps, o.gap), failed+o.failed, max(slowest, o.slowest)
+			t.Logf("run %d: HAProxy of %s killed: gap %s, %d failed", i+1, owner.name, o.gap.Round(time.Millisecond), o.failed)
+		}
+		line := fmt.Sprintf("failover_haproxy: gap_ms_p50=%d gap_ms_max=%d failed=%d runs=%d vip_moved=%d slowest_request_ms=%d",
+			durationPercentile(gaps, 0.5).Milliseconds(), durationPercentile(gaps, 1).Milliseconds(), failed, runs, moved, slowest.Milliseconds())
+		t.Log(line)
+		fmt.Println(line)
+	})
+
+	// An agent restart (SIGTERM, as systemctl restart or an upgrade does)
+	// leaves HAProxy and keepalived serving; the next agent adopts keepalived:
+	// the VIP does not move and no request fails.
+	t.Run("OwnerAgentRestarted", func(t *testing.T) {
+		defer h.use(t)()
+		l := h.startLoad(vip, loadInterval)
+		h.waitAllReady()
+		owner := h.waitOwner(vip, nil)
+		kpid := h.keepalivedPID(owner)
+		if kpid == 0 {
+			t.Fatalf("no keepalived runs on %s", owner.name)
+		}
+		at := time.Now()
+		h.stopAgent(owner)
+		time.Sleep(time.Second)
+		h.startAgent(owner)
+		teststack.WaitFor(t, owner.name+" ready again", 30*time.Second, func() bool { return h.ready(owner) })
+		time.Sleep(time.Second)
+		if now := h.waitOwner(vip, nil); now != owner {
+			t.Fatalf("the VIP moved from %s to %s over an agent restart", owner.name, now.name)
+		}
+		if got := h.keepalivedPID(owner); got != kpid {
+			t.Fatalf("keepalived of %s is pid %d after the agent restart, was %d: not adopted", owner.name, got, kpid)
+		}
+		time.Sleep(4 * time.Second) // requests under way finish
+		rs := l.since(at)
+		for _, r := range rs {
+			if !r.ok {
+				t.Fatalf("a request failed over the agent restart of %s", owner.name)
+			}
+		}
+		t.Logf("agent of %s restarted: keepalived %d adopted, %d requests, 0 failed, VIP stayed", owner.name, kpid, len(rs))
+	})
+
+	// Taking the owner out (SIGTERM to an agent run with
+	// --stop-haproxy-on-exit) gives its VIPs up before HAProxy stops: clients
+	// see no failed request.
+	t.Run("OwnerStopped", func(t *testing.T) {
+		defer h.use(t)()
+		l := h.startLoad(vip, loadInterval)
+		var gaps []time.Duration
+		var slowest time.Duration
+		failed, broken := 0, 0
+		for i := 0; i < runs; i++ {
+			h.waitAllReady()
+			owner := h.waitOwner(vip, nil)
+			h.stopAgent(owner) // hitless restart, to run it with --stop-haproxy-on-exit
+			owner.stopOnExit = true
+			h.startAgent(owner)
+			teststack.WaitFor(t, owner.name+" ready again", 30*time.Second, func() bool { return h.ready(owner) })
+			time.Sleep(500 * time.Millisecond)
+			at := time.Now()
+			h.stopAgent(owner)
+			owner.stopOnExit = false
+			o := h.measure(l, at, 15*time.Second, 2*time.Second)
+			via := h.checkSettled(o, vip)
+			newOwner := h.waitOwner(vip, owner)
+			if via != newOwner.ip || newOwner == owner {
+				t.Fatalf("run %d: after %s stopped, %s holds the VIP and requests go through %s", i+1, owner.name, newOwner.name, via)
+			}
+			gaps, failed, slowest, broken = append(gaps, o.gap), failed+o.failed, max(slowest, o.slowest), broken+o.broken
+			t.Logf("run %d: %s stopped (SIGTERM): %d failed, gap %s; %s took the VIP", i+1, owner.name, o.failed, o.gap.Round(time.Millisecond), newOwner.name)
+			h.startAgent(owner)
+		}
+		line := fmt.Sprintf("drain: failed=%d runs=%d in_flight_cut=%d gap_ms_max=%d slowest_request_ms=%d", failed, runs, broken, durationPercentile(gaps, 1).Milliseconds(), slowest.Milliseconds())
+		t.Log(line)
+		fmt.Println(line)
+		// New connections are never refused. A request in flight at the
+		// very moment the VIP moves can be cut (the new owner answers its
+		// next packet with a reset): VRRP moves addresses, not connections.
+		if refused := failed - broken; refused > 0 {
+			t.Errorf("%d new connections failed while owners stopped gracefully; want 0", refused)
+		}
+	})
+
+	t.Run("OwnerKilled", func(t *testing.T) {
+		defer h.use(t)()
+		l := h.startLoad(vip, loadInterval)
+		var gaps []time.Duration
+		var slowest time.Duration
+		failed := 0
+		for i := 0; i < runs; i++ {
+			h.waitAllReady()
+			owner := h.waitOwner(vip, nil)
+			time.Sleep(500 * time.Millisecond)
+			at := time.Now()
+			h.killNode(owner)
+			o := h.measure(l, at, 15*time.Second, 2*time.Second)
+			via := h.checkSettled(o, vip)
+			if via == owner.ip {
+				t.Fatalf("run %d: requests still answered through the killed node %s", i+1, owner.name)
+			}
+			newOwner := h.waitOwner(vip, owner)
+			if newOwner.ip != via {
+				t.Fatalf("run %d: %s holds the VIP but requests go through %s", i+1, newOwner.name, via)
+			}
+			gaps, failed, slowest = append(gaps, o.gap), failed+o.failed, max(slowest, o.slowest)
+			t.Logf("run %d: %s killed (agent, HAProxy, keepalived): gap %s, %d failed; %s took the VIP", i+1, owner.name,
+				o.gap.Round(time.Millisecond), o.failed, newOwner.name)
+
+			// The killed node comes back: it must not take the VIP back.
+			back := time.Now()
+			h.startAgent(owner)
+			teststack.WaitFor(t, owner.name+" ready again", 30*time.Second, func() bool { return h.ready(owner) })
+			time.Sleep(time.Second)
+			if now := h.waitOwner(vip, nil); now != newOwner {
+				t.Fatalf("run %d: the VIP moved from %s to %s when %s returned (flapping)", i+1, newOwner.name, now.name, owner.name)
+			}
+			for _, r := range l.since(back) {
+				if !r.ok {
+					t.Fatalf("run %d: a request failed while %s returned", i+1, owner.name)
+				}
+			}
+		}
+		line := fmt.Sprintf("failover: gap_ms_p50=%d gap_ms_max=%d failed=%d runs=%d slowest_request_ms=%d",
+			durationPercentile(gaps, 0.5).Milliseconds(), durationPercentile(gaps, 1).Milliseconds(), failed, runs, slowest.Milliseconds())
+		t.Log(line)
+		fmt.Println(line)
+	})
+}
+
+// waitAllReady waits until every node's agent lets keepalived hold VIPs.
+func (h *haNet) waitAllReady() {
+	h.t.Helper()
+	teststack.WaitFor(h.t, "every node ready", 30*time.Second, func() bool {
+		for _, n := range h.nodes {
+			if !h.ready(n) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitOwner waits until exactly one node (besides dead, whose kernel may still
+// carry the address of a keepalived killed with -9) holds vip.
+func (h *haNet) waitOwner(vip string, dead *haNode) *haNode {
+	h.t.Helper()
+	var owner *haNode
+	teststack.WaitFor(h.t, "one owner of "+vip, 15*time.Second, func() bool {
+		var alive []*haNode
+		for _, n := range h.holders(vip) {
+			if n != dead {
+				alive = append(alive, n)
+			}
+		}
+		if len(alive) == 1 {
+			owner = alive[0]
+			return true
+		}
+		return false
+	})
+	return owner
+}
+
+// checkSettled fails the test when a request failed after traffic resumed
+// or requests went through more than one node (flapping); it returns the node
+// address that serves.
+func (h *haNet) checkSettled(o outage, vip string) string {
+	h.t.Helper()
+	if len(o.after) == 0 {
+		h.t.Fatalf("no request after traffic resumed on %s", vip)
+	}
+	if o.flaps > 0 {
+		h.t.Fatalf("requests to %s failed again after traffic had resumed (%d times: flapping)", vip, o.flaps)
+	}
+	via := o.after[0].via
+	for _, r := range o.after {
+		if !r.ok {
+			h.t.Fatalf("a request to %s failed after traffic had resumed (flapping)", vip)
+		}
+		if r.via != via {
+			h.t.Fatalf("requests to %s went through %s, then %s after traffic resumed (flapping)", vip, via, r.via)
+		}
+	}
+	return via
+}
+
+// use makes the harness report to t (a subtest) until the returned func
+// runs; that also starts again any agent a failed subtest left stopped, so
+// the next subtest starts from three running nodes.
+func (h *haNet) use(t *testing.T) func() {
+	parent := h.t
+	h.t = t
+	return func() {
+		h.t = parent
+		for _, n := range h.nodes {
+			n.mu.Lock()
+			done := n.done
+			n.mu.Unlock()
+			select {
+			case <-done:
+				n.stopOnExit = false
+				h.startAgent(n)
+			default:
+			}
+		}
+	}
+}

@@ -1,0 +1,61 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/fulcrumlb/fulcrum/dataplane/keepalived"
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// haproxyHealthy asks HAProxy's stats socket whether a worker serves: the
+// check that lets keepalived hold this node's VIPs.
+func (a *Agent) haproxyHealthy(ctx context.Context) error {
+	out, err := a.runtime.Command(ctx, "show info")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "Pid:") {
+		return fmt.Errorf("haproxy: unexpected answer to show info")
+	}
+	return nil
+}
+
+// vrrpOf reads a snapshot's VRRP settings and VIPs (nil settings: the group
+// uses no VRRP).
+func vrrpOf(snap *openapi.Snapshot) (*keepalived.Settings, []netip.Addr) {
+	if snap == nil || snap.Vrrp == nil || snap.Vrrp.Interface == "" {
+		return nil, nil
+	}
+	v := snap.Vrrp
+	s := &keepalived.Settings{Interface: v.Interface, RouterIDMin: v.RouterIdMin, RouterIDMax: v.RouterIdMax, AdvertIntervalMS: v.AdvertIntervalMs}
+	var vips []netip.Addr
+	for _, lb := range snap.LoadBalancers {
+		if ip, err := netip.ParseAddr(lb.LoadBalancer.VipAddress); err == nil {
+			vips = append(vips, ip)
+		}
+	}
+	return s, vips
+}
+
+// prepareVIPs lets HAProxy bind VIPs this node does not hold yet, before a
+// snapshot of a VRRP group is applied.
+func (a *Agent) prepareVIPs(snap *openapi.Snapshot) {
+	if s, _ := vrrpOf(snap); s != nil {
+		if err := keepalived.EnableNonlocalBind(); err != nil {
+			a.log.Error("VIPs of this group need ip_nonlocal_bind", "err", err)
+		}
+	}
+}
+
+// updateVIPs hands keepalived the VIPs of the snapshot just applied.
+func (a *Agent) updateVIPs(snap *openapi.Snapshot) {
+	if snap != nil {
+		a.vips.Update(vrrpOf(snap))
+	}
+}
+
+// VIPs is the keepalived manager (for tests and tools).
+func (a *Agent) VIPs() *keepalived.Manager { return a.vips }

@@ -1,0 +1,434 @@
+package keepalived
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Config configures a Manager.
+type Config struct {
+	// Binary is keepalived's path. Defaults to "keepalived".
+	Binary string
+	// Dir holds keepalived.conf, the pid files, the ready file and the log.
+	Dir string
+	// NodeName names the node (the VRRP router_id and the priority hash).
+	NodeName string
+	// Healthy says whether HAProxy serves (e.g. asks its stats socket).
+	Healthy func(ctx context.Context) error
+	// CheckInterval is how often Healthy is asked. Defaults to 100ms.
+	CheckInterval time.Duration
+	// Fall is how many failed checks in a row give the VIPs up. Defaults to 3.
+	Fall int
+	// Hold is how long HAProxy must answer again, after it gave the VIPs up,
+	// before the node may hold VIPs again: the new owner settles first, so
+	// the VIPs do not bounce. Defaults to 2s.
+	Hold   time.Duration
+	Logger *slog.Logger
+}
+
+// Manager renders keepalived's config, keeps keepalived running while the
+// node group uses VRRP, and writes the ready file keepalived tracks.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	settings Settings
+	vips     []netip.Addr
+	applied  bool // a snapshot was applied
+	released bool // VIPs given up for good (drain, stop)
+	want     []byte
+	pid      int           // running keepalived (ours or adopted)
+	done     chan struct{} // closed when our child exits; nil when adopted
+	ready    string        // last value written to the ready file
+	failures int
+	fell     bool      // gave the VIPs up for failed checks; back after Hold
+	okSince  time.Time // checks have passed since (while fell)
+	kick     chan struct{}
+}
+
+// New builds a Manager; Run starts its loops.
+func New(cfg Config) *Manager {
+	if cfg.Binary == "" {
+		cfg.Binary = "keepalived"
+	}
+	if cfg.CheckInterval == 0 {
+		cfg.CheckInterval = 100 * time.Millisecond
+	}
+	if cfg.Fall == 0 {
+		cfg.Fall = 3
+	}
+	if cfg.Hold == 0 {
+		cfg.Hold = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "keepalived"), kick: make(chan struct{}, 1)}
+}
+
+func (m *Manager) path(name string) string { return filepath.Join(m.cfg.Dir, name) }
+
+// ConfigPath is keepalived.conf.
+func (m *Manager) ConfigPath() string { return m.path("keepalived.conf") }
+
+// ReadyFile is the file keepalived tracks: "0" lets the node hold VIPs.
+func (m *Manager) ReadyFile() string { return m.path("ready") }
+
+// PIDFile is keepalived's parent pid file.
+func (m *Manager) PIDFile() string { return m.path("keepalived.pid") }
+
+// EnableNonlocalBind lets HAProxy bind VIPs the node does not hold yet (in the
+// caller's network namespace).
+func EnableNonlocalBind() error {
+	var errs []error
+	for _, f := range []string{"/proc/sys/net/ipv4/ip_nonlocal_bind", "/proc/sys/net/ipv6/ip_nonlocal_bind"} {
+		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "1" {
+			continue
+		}
+		if err := os.WriteFile(f, []byte("1\n"), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("keepalived: set %s: %w", f, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Update hands the manager the VRRP settings and VIPs of the snapshot just
+// applied (nil settings: the group does not use VRRP; keepalived stops).
+func (m *Manager) Update(s *Settings, vips []netip.Addr) {
+	m.mu.Lock()
+	m.applied = true
+	if s == nil {
+		m.settings, m.vips, m.want = Settings{}, nil, nil
+	} else {
+		m.settings, m.vips = *s, vips
+		in := Instances(*s, m.cfg.NodeName, vips)
+		// A reload makes keepalived elect again, nopreempt or not: the
+		// instances whose VIPs this node holds get the top priority and the
+		// others half their hashed one (1–127, same order), so a reload for
+		// another VIP does not move them.
+		held := holding(s.Interface, vips)
+		for i := range in {
+			in[i].Priority = 1 + (in[i].Priority-1)/2
+			for _, v := range in[i].VIPs {
+				if slices.Contains(held, v) {
+					in[i].Priority = 254
+				}
+			}
+		}
+		if len(in) == 0 {
+			m.want = nil
+		} else {
+			m.want = Render(*s, m.cfg.NodeName, m.ReadyFile(), in)
+		}
+	}
+	m.mu.Unlock()
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Release gives every VIP up for good (before a drain or a stop): the node
+// stays in FAULT until the manager is rebuilt.
+func (m *Manager) Release() {
+	m.mu.Lock()
+	m.released = true
+	m.mu.Unlock()
+	m.writeReady(false)
+}
+
+// Holding lists the VIPs this node holds now (on the VRRP interface).
+func (m *Manager) Holding() []netip.Addr {
+	m.mu.Lock()
+	iface, vips := m.settings.Interface, m.vips
+	m.mu.Unlock()
+	return holding(iface, vips)
+}
+
+// holding lists which of vips are on iface.
+func holding(iface string, vips []netip.Addr) []netip.Addr {
+	if iface == "" {
+		return nil
+	}
+	out, err := exec.Command("ip", "-o", "addr", "show", "dev", iface).Output()
+	if err != nil {
+		return nil
+	}
+	var held []netip.Addr
+	for _, v := range vips {
+		if bytes.Contains(out, []byte(" "+v.String()+"/")) {
+			held = append(held, v)
+		}
+	}
+	return held
+}
+
+// Run checks health and keeps keepalived's config and process in line until
+// ctx ends; it leaves keepalived running (Stop gives the VIPs up and stops it).
+func (m *Manager) Run(ctx context.Context) {
+	if err := os.MkdirAll(m.cfg.Dir, 0o700); err != nil {
+		m.log.Error("state dir", "err", err)
+		return
+	}
+	m.adopt()
+	t := time.NewTicker(m.cfg.CheckInterval)
+	defer t.Stop()
+	for {
+		m.check(ctx)
+		m.sync(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.kick:
+		}
+	}
+}
+
+// check asks Healthy and writes the ready file: ready once HAProxy answers and
+// a snapshot is applied; not ready after Fall failures in a row.
+func (m *Manager) check(ctx context.Context) {
+	m.mu.Lock()
+	idle := m.want == nil && m.pid == 0
+	m.mu.Unlock()
+	if idle {
+		return // no VRRP here: nothing asks for the ready file
+	}
+	cctx, cancel := context.WithTimeout(ctx, max(m.cfg.CheckInterval*3, 300*time.Millisecond))
+	err := m.cfg.Healthy(cctx)
+	cancel()
+	m.mu.Lock()
+	now := time.Now()
+	if err == nil {
+		m.failures = 0
+		if m.okSince.IsZero() {
+			m.okSince = now
+		}
+	} else {
+		m.failures++
+		m.okSince = time.Time{}
+	}
+	if m.failures >= m.cfg.Fall {
+		m.fell = true
+	} else if m.fell && !m.okSince.IsZero() && now.Sub(m.okSince) >= m.cfg.Hold {
+		m.fell = false
+	}
+	ready := m.applied && !m.released && !m.fell
+	if !ready && err != nil && m.failures == m.cfg.Fall {
+		m.log.Warn("HAProxy does not answer: giving VIPs up", "err", err)
+	}
+	m.mu.Unlock()
+	m.writeReady(ready)
+}
+
+func (m *Manager) writeReady(ready bool) {
+	v := "1\n"
+	if ready {
+		v = "0\n"
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ready == v {
+		return
+	}
+	if err := writeFileAtomic(m.ReadyFile(), []byte(v), 0o600); err != nil {
+		m.log.Error("write ready file", "err", err)
+		return
+	}
+	m.ready = v
+	m.log.Info("ready file", "ready", ready)
+}
+
+// sync writes the config when it changed and starts, reloads or stops
+// keepalived to match.
+func (m *Manager) sync(ctx context.Context) {
+	m.mu.Lock()
+	want, pid, done, applied := m.want, m.pid, m.done, m.applied
+	m.mu.Unlock()
+	if !applied {
+		return // nothing to go by yet: leave an adopted keepalived alone
+	}
+	if pid != 0 && !m.alive(pid, done) {
+		m.log.Warn("keepalived exited; restarting", "pid", pid)
+		m.mu.Lock()
+		m.pid, m.done = 0, nil
+		m.mu.Unlock()
+		pid = 0
+		sleep(ctx, 200*time.Millisecond)
+	}
+	if want == nil {
+		if pid != 0 {
+			m.stop(5 * time.Second)
+		}
+		return
+	}
+	cur, _ := os.ReadFile(m.ConfigPath())
+	changed := !bytes.Equal(cur, want)
+	if changed {
+		if err := writeFileAtomic(m.ConfigPath(), want, 0o600); err != nil {
+			m.log.Error("write keepalived.conf", "err", err)
+			return
+		}
+	}
+	if pid == 0 {
+		if err := m.start(); err != nil {
+			m.log.Error("start keepalived", "err", err)
+		}
+		return
+	}
+	if changed {
+		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+			m.log.Error("reload keepalived", "pid", pid, "err", err)
+		} else {
+			m.log.Info("reloaded keepalived", "pid", pid)
+		}
+	}
+}
+
+func (m *Manager) start() error {
+	// A keepalived that died hard (kill -9) leaves its VIPs on the interface;
+	// a fresh one must not start out holding them next to the new owner.
+	m.mu.Lock()
+	iface := m.settings.Interface
+	m.mu.Unlock()
+	for _, v := range m.Holding() {
+		bits := 32
+		if v.Is6() {
+			bits = 128
+		}
+		if out, err := exec.Command("ip", "addr", "del", netip.PrefixFrom(v, bits).String(), "dev", iface).CombinedOutput(); err != nil {
+			m.log.Warn("remove stale VIP", "vip", v, "err", err, "output", string(out))
+		} else {
+			m.log.Info("removed stale VIP left by a previous keepalived", "vip", v)
+		}
+	}
+	logf, err := os.OpenFile(m.path("keepalived.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(m.cfg.Binary, "--dont-fork", "--vrrp", "--log-console", "--log-detail", "--no-syslog",
+		"--use-file", m.ConfigPath(), "--pid", m.PIDFile(), "--vrrp_pid", m.path("vrrp.pid"), "--checkers_pid", m.path("checkers.pid"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group: a signal meant for the agent's group (a terminal's
+	// ^C) does not drop the VIPs behind the agent's back.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("keepalived: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	m.mu.Lock()
+	m.pid, m.done = cmd.Process.Pid, done
+	m.mu.Unlock()
+	m.log.Info("started keepalived", "pid", cmd.Process.Pid, "config", m.ConfigPath())
+	return nil
+}
+
+// adopt takes over a keepalived a previous agent left running with this
+// manager's config (an agent restart keeps the VIPs where they are).
+func (m *Manager) adopt() {
+	b, err := os.ReadFile(m.PIDFile())
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || !m.ours(pid) {
+		return
+	}
+	m.mu.Lock()
+	m.pid, m.done = pid, nil
+	m.mu.Unlock()
+	m.log.Info("adopted running keepalived", "pid", pid)
+}
+
+// ours says whether pid is a keepalived running this manager's config.
+func (m *Manager) ours(pid int) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(string(cmdline), "\x00")
+	return len(args) > 0 && strings.Contains(filepath.Base(args[0]), "keepalived") && slices.Contains(args, m.ConfigPath())
+}
+
+func (m *Manager) alive(pid int, done chan struct{}) bool {
+	if done != nil {
+		select {
+		case <-done:
+			return false
+		default:
+			return true
+		}
+	}
+	return m.ours(pid)
+}
+
+// Stop gives the VIPs up (FAULT, then keepalived's own priority-0 adverts on
+// SIGTERM) and stops keepalived, waiting up to grace.
+func (m *Manager) Stop(grace time.Duration) {
+	m.Release()
+	m.stop(grace)
+}
+
+func (m *Manager) stop(grace time.Duration) {
+	m.mu.Lock()
+	pid, done := m.pid, m.done
+	m.pid, m.done = 0, nil
+	m.mu.Unlock()
+	if pid == 0 {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if !m.alive(pid, done) {
+			m.log.Info("stopped keepalived", "pid", pid)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	m.log.Warn("keepalived did not stop in time; killed", "pid", pid)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
