@@ -75,6 +75,15 @@ bench: ## Run the benchmarks and print figures (about a minute; results in BENCH
 	@pkgs=$$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u | grep -v -x -e ./api -e ./acceptance); \
 	if [ -n "$$pkgs" ]; then set -x; $(GO) test -run '^$$' -bench . -benchtime 3s -count 1 -p 1 $$pkgs; fi
 
+.PHONY: bench-fleet
+bench-fleet: ## Fleet benchmark (issue 10): 1000 simulated nodes on one API, 1000 LBs; prints a `fleet:` line last (a few minutes).
+	@# Sized by FULCRUM_FLEET_NODES, _LBS, _WRITES, _HEARTBEAT, _IDLE, _PHASE_TIMEOUT, _WRITE_TIMEOUT (see internal/fleetsim).
+	@mkdir -p $(BIN)
+	FULCRUM_FLEET=1 FULCRUM_FLEET_NODES=$${FULCRUM_FLEET_NODES:-1000} FULCRUM_FLEET_LBS=$${FULCRUM_FLEET_LBS:-1000} \
+	  $(GO) test -count=1 -timeout 30m -v -run '^TestFleet$$' ./internal/fleetsim/ 2>&1 | tee $(BIN)/bench-fleet.log; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1
+	@grep -h '^fleet: ' $(BIN)/bench-fleet.log | tail -1
+
 .PHONY: clean
 clean: ## Remove build output (keeps .fulcrum/ state).
 	rm -rf $(BIN)
