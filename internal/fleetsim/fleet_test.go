@@ -549,10 +549,18 @@ feed:
 	sortD(toAll)
 	sortD(toActive)
 	sort.Ints(bytesPer)
-	perWrite := (float64(cpu) - idleRate*float64(series)) / float64(max(done, 1))
+	// Per answered write: a write the API never answered cost nothing to
+	// fan out (the CPU spent meanwhile went elsewhere).
+	perWrite := (float64(cpu) - idleRate*float64(series)) / float64(max(done-failed, 1))
+	perWriteS := strconv.FormatFloat(perWrite/1e6, 'f', 1, 64)
+	if done == failed {
+		perWriteS = "n/a"
+	}
 	bpl := 0
+	bplS := "n/a"
 	if len(bytesPer) > 0 {
 		bpl = bytesPer[len(bytesPer)/2]
+		bplS = strconv.Itoa(bpl)
 	}
 	logf("writes: %d member PATCHes (%d not answered within %s) in %.1f s (bound %s; each waits for every node and `active`, bound %s, then 200 ms)",
 		done, failed, cfg.WriteTimeout, series.Seconds(), cfg.PhaseTimeout, cfg.WriteTimeout)
@@ -561,11 +569,11 @@ feed:
 	logf("write → every node holds it (per write): p50=%s ms max=%s ms", msf(Percentile(toAll, 50)), msf(Percentile(toAll, 100)))
 	logf("write → `active` (member): p50=%s ms p99=%s ms, %d timed out (>%s)", msf(Percentile(toActive, 50)), msf(Percentile(toActive, 99)),
 		activeTimeouts, cfg.WriteTimeout)
-	logf("bytes to a node for a change of one LB among %d: p50=%d (wire, Accept-Encoding: gzip), min=%d max=%d",
-		cfg.LBs, bpl, first(bytesPer), last(bytesPer))
-	logf("API CPU per write: %.1f ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d writes; "+
+	logf("bytes to a node for a change of one LB among %d: p50=%s (wire, Accept-Encoding: gzip), min=%d max=%d, %d samples",
+		cfg.LBs, bplS, first(bytesPer), last(bytesPer), len(bytesPer))
+	logf("API CPU per write: %s ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d answered writes; "+
 		"the test process holds the API and this driver, not Postgres nor the simulator",
-		perWrite/1e6, msf(cpu), idleRate, series.Seconds(), done)
+		perWriteS, msf(cpu), idleRate, series.Seconds(), done-failed)
 	reportP99 := "n/a"
 	reports := 0
 	if writes != nil {
@@ -585,8 +593,8 @@ feed:
 	if timeouts > len(toNode)/100 {
 		w2a = "timeout"
 	}
-	logf("fleet: nodes=%d write_to_all_p99_ms=%s report_p99_ms=%s bytes_per_lb_change=%d api_cpu_ms_per_write=%.1f",
-		cfg.Nodes, w2a, reportP99, bpl, perWrite/1e6)
+	logf("fleet: nodes=%d write_to_all_p99_ms=%s report_p99_ms=%s bytes_per_lb_change=%s api_cpu_ms_per_write=%s",
+		cfg.Nodes, w2a, reportP99, bplS, perWriteS)
 	return fleetResult{samples: len(toNode), writeTimeouts: timeouts, reports: reports}
 }
 
