@@ -82,7 +82,7 @@ bench-fleet: ## Fleet benchmark (issue 10): 1000 simulated nodes on one API, 100
 	FULCRUM_FLEET=1 FULCRUM_FLEET_NODES=$${FULCRUM_FLEET_NODES:-1000} FULCRUM_FLEET_LBS=$${FULCRUM_FLEET_LBS:-1000} \
 	  $(GO) test -count=1 -timeout 30m -v -run '^TestFleet$$' ./internal/fleetsim/ 2>&1 | tee $(BIN)/bench-fleet.log; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1
-	@grep -h '^fleet: ' $(BIN)/bench-fleet.log | tail -1
+	@grep -ah '^fleet: ' $(BIN)/bench-fleet.log | tail -1
 
 .PHONY: bench-scale
 bench-scale: ## Scale benchmark (issue 10): one real node grown to 1000 LBs / 10,000 members; prints a `scale:` line last.
@@ -90,7 +90,7 @@ bench-scale: ## Scale benchmark (issue 10): one real node grown to 1000 LBs / 10
 	@mkdir -p $(BIN)
 	FULCRUM_SCALE=1 $(GO) test -count=1 -timeout 40m -v -run '^TestScale$$' ./internal/nodescale/ 2>&1 | tee $(BIN)/bench-scale.log; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1
-	@grep -h '^scale: ' $(BIN)/bench-scale.log | tail -1
+	@grep -ah '^scale: ' $(BIN)/bench-scale.log | tail -1
 
 .PHONY: clean
 clean: ## Remove build output (keeps .fulcrum/ state).
