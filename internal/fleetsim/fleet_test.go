@@ -555,6 +555,9 @@ feed:
 	perWriteS := strconv.FormatFloat(perWrite/1e6, 'f', 1, 64)
 	if done == failed {
 		perWriteS = "n/a"
+	} else if perWrite < 0 {
+		logf("API CPU per write: below the idle baseline (%.1f ms): the idle load (reports) varies more than writes cost; not meaningful", perWrite/1e6)
+		perWriteS = "n/a"
 	}
 	bpl := 0
 	bplS := "n/a"

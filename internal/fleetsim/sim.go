@@ -40,8 +40,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// PollWait is the long-poll wait sent as `wait`.
 	PollWait time.Duration
-	// ReportTimeout bounds one report; a report that takes longer counts as
-	// a timeout.
+	// ReportTimeout is the latency above which a report counts as a timeout
+	// (also while still in flight). The HTTP client waits PollWait + 30s, as
+	// the agent's does, so the simulator does not cancel work the agent would
+	// wait for.
 	ReportTimeout time.Duration
 	// ReportTail is the report body after the revision: the JSON members
 	// from `"status"` to the closing brace, as a real agent sends them
@@ -85,10 +87,11 @@ func Run(ctx context.Context, cfg Config, in io.Reader, out io.Writer) error {
 	w := &writer{out: bufio.NewWriter(out)}
 	f := &fleet{cfg: cfg, w: w,
 		poll:   &http.Client{Transport: tr, Timeout: cfg.PollWait + 30*time.Second},
-		report: &http.Client{Transport: tr, Timeout: cfg.ReportTimeout}}
+		report: &http.Client{Transport: tr, Timeout: cfg.PollWait + 30*time.Second}}
 	var wg sync.WaitGroup
 	for i := 0; i < cfg.Nodes; i++ {
 		n := &node{f: f, name: fmt.Sprintf("%s-%04d", cfg.Prefix, i), idx: i, kick: make(chan struct{}, 1)}
+		f.nodes = append(f.nodes, n)
 		wg.Add(2)
 		go func() { defer wg.Done(); n.pollLoop(ctx) }()
 		go func() { defer wg.Done(); n.reportLoop(ctx) }()
@@ -140,6 +143,7 @@ type fleet struct {
 	cfg          Config
 	w            *writer
 	poll, report *http.Client
+	nodes        []*node
 
 	mu        sync.Mutex
 	latencies []time.Duration // reports of the window, answered 2xx
@@ -157,6 +161,11 @@ func (f *fleet) stats(label string) {
 	f.mu.Lock()
 	l := append([]time.Duration(nil), f.latencies...)
 	to, errs := f.timeouts, f.errs
+	for _, n := range f.nodes { // reports in flight for longer than ReportTimeout
+		if !n.reportStart.IsZero() && time.Since(n.reportStart) > f.cfg.ReportTimeout {
+			to++
+		}
+	}
 	f.mu.Unlock()
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -190,6 +199,8 @@ type node struct {
 	mu  sync.Mutex
 	rev int64
 	has bool
+
+	reportStart time.Time // of the report in flight; under f.mu
 }
 
 func (n *node) held() (int64, bool) {
@@ -333,6 +344,9 @@ func (n *node) reportLoop(ctx context.Context) {
 		body = append(body, ',')
 		body = append(body, n.f.cfg.ReportTail...)
 		start := time.Now()
+		n.f.mu.Lock()
+		n.reportStart = start
+		n.f.mu.Unlock()
 		res, err := n.do(ctx, n.f.report, http.MethodPost, "/v1/nodes/"+n.name+"/reports", body)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, res.Body)
@@ -343,8 +357,9 @@ func (n *node) reportLoop(ctx context.Context) {
 			return
 		}
 		n.f.mu.Lock()
+		n.reportStart = time.Time{}
 		switch {
-		case err != nil && (errors.Is(err, context.DeadlineExceeded) || isTimeout(err)):
+		case d > n.f.cfg.ReportTimeout || err != nil && (errors.Is(err, context.DeadlineExceeded) || isTimeout(err)):
 			n.f.timeouts++
 		case err != nil || res.StatusCode/100 != 2:
 			n.f.errs++
