@@ -98,6 +98,23 @@ test-ha: ## HA failover tests in network namespaces (root): 5 kills of each kind
 bench-ha: ## HA failover figures (root): 10 kills of each kind and 10 drains; figures for BENCHMARKS.md.
 	set -o pipefail; FULCRUM_HA_RUNS=10 $(GO) test -count=1 -timeout 30m -v -run 'TestHA' ./acceptance/ | grep -E '^(--- |\s+---|FAIL|ok|failover|drain|new_lb)|ha_.*_test.go'
 
+.PHONY: bench-fleet
+bench-fleet: ## Fleet benchmark (issue 10): 1000 simulated nodes on one API, 1000 LBs; prints a `fleet:` line last (a few minutes).
+	@# Sized by FULCRUM_FLEET_NODES, _LBS, _WRITES, _HEARTBEAT, _IDLE, _PHASE_TIMEOUT, _WRITE_TIMEOUT (see internal/fleetsim).
+	@mkdir -p $(BIN)
+	FULCRUM_FLEET=1 FULCRUM_FLEET_NODES=$${FULCRUM_FLEET_NODES:-1000} FULCRUM_FLEET_LBS=$${FULCRUM_FLEET_LBS:-1000} \
+	  $(GO) test -count=1 -timeout 30m -v -run '^TestFleet$$' ./internal/fleetsim/ 2>&1 | tee $(BIN)/bench-fleet.log; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1
+	@grep -ah '^fleet: ' $(BIN)/bench-fleet.log | tail -1
+
+.PHONY: bench-scale
+bench-scale: ## Scale benchmark (issue 10): one real node grown to 1000 LBs / 10,000 members; prints a `scale:` line last.
+	@# Sized by FULCRUM_SCALE_LBS, FULCRUM_SCALE_MEMBERS (per LB), FULCRUM_SCALE_SAMPLES (see internal/nodescale).
+	@mkdir -p $(BIN)
+	FULCRUM_SCALE=1 $(GO) test -count=1 -timeout 40m -v -run '^TestScale$$' ./internal/nodescale/ 2>&1 | tee $(BIN)/bench-scale.log; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1
+	@grep -ah '^scale: ' $(BIN)/bench-scale.log | tail -1
+
 .PHONY: clean
 clean: ## Remove build output (keeps .fulcrum/ state).
 	rm -rf $(BIN)

@@ -1,0 +1,618 @@
+package fleetsim
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/internal/teststack"
+)
+
+// fleetConfig is one run of the fleet benchmark.
+type fleetConfig struct {
+	Nodes, LBs, Writes int
+	Heartbeat          time.Duration
+	IdleWindow         time.Duration // idle baseline and report latency under heartbeats only
+	PhaseTimeout       time.Duration // bound of the initial sync and of the whole write series
+	WriteTimeout       time.Duration // bound of one write reaching every node / `active`
+	ReportTimeout      time.Duration
+	Workers            int  // concurrent creates
+	AckOnly            bool // reports carry only revision and status, no member statuses or stats
+}
+
+// TestFleet is the fleet benchmark (`make bench-fleet`): it runs only with
+// FULCRUM_FLEET=1, sized by FULCRUM_FLEET_NODES, _LBS, _WRITES, _HEARTBEAT,
+// _IDLE, _PHASE_TIMEOUT, _WRITE_TIMEOUT; FULCRUM_FLEET_REPORT=ack sends reports
+// without member statuses and stats (by default they carry them, as a real
+// agent's do).
+func TestFleet(t *testing.T) {
+	if os.Getenv("FULCRUM_FLEET") != "1" {
+		t.Skip("the fleet benchmark runs with FULCRUM_FLEET=1 (make bench-fleet)")
+	}
+	cfg := fleetConfig{Nodes: envInt("FULCRUM_FLEET_NODES", 1000), LBs: envInt("FULCRUM_FLEET_LBS", 1000),
+		Writes: envInt("FULCRUM_FLEET_WRITES", 10), Heartbeat: envDur("FULCRUM_FLEET_HEARTBEAT", 2*time.Second),
+		IdleWindow: envDur("FULCRUM_FLEET_IDLE", 20*time.Second), PhaseTimeout: envDur("FULCRUM_FLEET_PHASE_TIMEOUT", 120*time.Second),
+		WriteTimeout: envDur("FULCRUM_FLEET_WRITE_TIMEOUT", 30*time.Second), ReportTimeout: 10 * time.Second, Workers: 8,
+		AckOnly: os.Getenv("FULCRUM_FLEET_REPORT") == "ack"}
+	runFleet(t, cfg)
+}
+
+// TestFleetSmoke keeps the simulator working: a few nodes and load
+// balancers for a few seconds. It asserts only that every node got every write.
+func TestFleetSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postgres")
+	}
+	r := runFleet(t, fleetConfig{Nodes: 5, LBs: 5, Writes: 3, Heartbeat: 500 * time.Millisecond, IdleWindow: time.Second,
+		PhaseTimeout: 60 * time.Second, WriteTimeout: 20 * time.Second, ReportTimeout: 10 * time.Second, Workers: 2})
+	if r.writeTimeouts != 0 || r.samples != 5*3 {
+		t.Fatalf("%d of %d (write, node) samples timed out", r.writeTimeouts, r.samples)
+	}
+	if r.reports == 0 {
+		t.Fatal("no report answered")
+	}
+}
+
+// TestFleetChild is the simulator's process; the fleet tests start it.
+func TestFleetChild(t *testing.T) {
+	if os.Getenv("FULCRUM_FLEETSIM_CHILD") != "1" {
+		t.Skip("started by TestFleet")
+	}
+	tail, err := os.ReadFile(os.Getenv("FULCRUM_FLEETSIM_REPORT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Endpoint: os.Getenv("FULCRUM_FLEETSIM_ENDPOINT"), Token: os.Getenv("FULCRUM_FLEETSIM_TOKEN"),
+		Prefix: "sim", Nodes: envInt("FULCRUM_FLEETSIM_NODES", 1), Heartbeat: envDur("FULCRUM_FLEETSIM_HEARTBEAT", 2*time.Second),
+		PollWait: 30 * time.Second, ReportTimeout: envDur("FULCRUM_FLEETSIM_REPORT_TIMEOUT", 10*time.Second), ReportTail: tail,
+		MaxDuration: 30 * time.Minute}
+	if err := Run(context.Background(), cfg, os.Stdin, os.Stdout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envDur(k string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(k)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+type fleetResult struct {
+	samples, writeTimeouts, reports int
+}
+
+type lbObjects struct {
+	lb, pool, listener string
+	members            [2]string
+}
+
+// api is a small HTTP client of the public API.
+type api struct {
+	endpoint, token string
+	c               *http.Client
+}
+
+func (a *api) call(ctx context.Context, method, path string, body any) (int, map[string]any, error) {
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	for attempt := 0; ; attempt++ {
+		if r != nil {
+			r.(*bytes.Reader).Seek(0, io.SeekStart)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, a.endpoint+path, r)
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+a.token)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		res, err := a.c.Do(req)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
+		}
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if (res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable) && attempt < 20 {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		var out map[string]any
+		_ = json.Unmarshal(raw, &out)
+		if res.StatusCode/100 != 2 {
+			return res.StatusCode, out, fmt.Errorf("%s %s: HTTP %d: %s", method, path, res.StatusCode, raw)
+		}
+		return res.StatusCode, out, nil
+	}
+}
+
+func (a *api) create(ctx context.Context, path string, body any) (string, error) {
+	_, out, err := a.call(ctx, http.MethodPost, path, body)
+	if err != nil {
+		return "", err
+	}
+	id, _ := out["id"].(string)
+	return id, nil
+}
+
+// createLB creates one load balancer as the issue describes: one http
+// listener, one pool, two members.
+func (a *api) createLB(ctx context.Context, i int) (lbObjects, error) {
+	var o lbObjects
+	var err error
+	if o.lb, err = a.create(ctx, "/v1/load-balancers", map[string]any{"name": fmt.Sprintf("fleet-%04d", i)}); err != nil {
+		return o, err
+	}
+	if o.pool, err = a.create(ctx, "/v1/pools", map[string]any{"load_balancer_id": o.lb, "protocol": "http"}); err != nil {
+		return o, err
+	}
+	for m := range o.members {
+		if o.members[m], err = a.create(ctx, "/v1/members", map[string]any{"pool_id": o.pool, "address": "127.0.0.1", "port": 10000 + m}); err != nil {
+			return o, err
+		}
+	}
+	o.listener, err = a.create(ctx, "/v1/listeners", map[string]any{"load_balancer_id": o.lb, "protocol": "http", "port": 80, "default_pool_id": o.pool})
+	return o, err
+}
+
+// reportTail is the body of a real agent's report after the revision: every
+// member's status and check, and per-LB counters.
+func reportTail(lbs []lbObjects) []byte {
+	type member struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+		Check  string `json:"check"`
+	}
+	type stats struct {
+		LB                 string `json:"load_balancer_id"`
+		ConnectionsCurrent int64  `json:"connections_current"`
+		ConnectionsTotal   int64  `json:"connections_total"`
+		RequestsTotal      int64  `json:"requests_total"`
+		BytesIn            int64  `json:"bytes_in"`
+		BytesOut           int64  `json:"bytes_out"`
+		R1xx               int64  `json:"responses_1xx"`
+		R2xx               int64  `json:"responses_2xx"`
+		R3xx               int64  `json:"responses_3xx"`
+		R4xx               int64  `json:"responses_4xx"`
+		R5xx               int64  `json:"responses_5xx"`
+		Errors             int64  `json:"errors"`
+	}
+	members := []member{}
+	st := []stats{}
+	for i, o := range lbs {
+		for _, m := range o.members {
+			members = append(members, member{ID: m, Status: "online", Check: "L7OK"})
+		}
+		n := int64(i + 1)
+		st = append(st, stats{LB: o.lb, ConnectionsCurrent: n % 7, ConnectionsTotal: 1000 * n, RequestsTotal: 3000 * n, BytesIn: 400000 * n,
+			BytesOut: 9000000 * n, R2xx: 2990 * n, R4xx: 9 * n, R5xx: n, Errors: n % 3})
+	}
+	b, _ := json.Marshal(map[string]any{"status": "ack", "load_balancer_errors": []any{}, "members": members, "stats": st})
+	return b[1:] // without the opening brace: the simulator writes `{"revision":N,` first
+}
+
+// receipt is one snapshot a simulated node received.
+type receipt struct {
+	rev   int64
+	at    time.Time
+	bytes int
+}
+
+// child is the simulator process.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	mu    sync.Mutex
+	got   [][]receipt // per node
+	stats chan []string
+	ready chan struct{}
+}
+
+func startChild(t *testing.T, s *teststack.Stack, cfg fleetConfig, tailFile string) *child {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestFleetChild$", "-test.count=1", "-test.timeout=40m")
+	cmd.Env = append(os.Environ(), "FULCRUM_FLEETSIM_CHILD=1", "FULCRUM_FLEETSIM_ENDPOINT="+s.Endpoint, "FULCRUM_FLEETSIM_TOKEN="+s.NodeToken,
+		"FULCRUM_FLEETSIM_REPORT="+tailFile, fmt.Sprintf("FULCRUM_FLEETSIM_NODES=%d", cfg.Nodes),
+		"FULCRUM_FLEETSIM_HEARTBEAT="+cfg.Heartbeat.String(), "FULCRUM_FLEETSIM_REPORT_TIMEOUT="+cfg.ReportTimeout.String())
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, stdin: stdin, got: make([][]receipt, cfg.Nodes), stats: make(chan []string, 4), ready: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			switch {
+			case len(f) == 1 && f[0] == "ready":
+				close(c.ready)
+			case len(f) == 5 && f[0] == "snap":
+				i, _ := strconv.Atoi(f[1])
+				rev, _ := strconv.ParseInt(f[2], 10, 64)
+				b, _ := strconv.Atoi(f[3])
+				ns, _ := strconv.ParseInt(f[4], 10, 64)
+				if i >= 0 && i < len(c.got) {
+					c.mu.Lock()
+					c.got[i] = append(c.got[i], receipt{rev: rev, at: time.Unix(0, ns), bytes: b})
+					c.mu.Unlock()
+				}
+			case len(f) == 10 && f[0] == "stats":
+				c.stats <- f
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		stdin.Close() // the simulator stops at EOF
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		_ = cmd.Wait()
+	})
+	return c
+}
+
+// ask sends a command and, for stats, waits for the answer.
+func (c *child) statsOf(label string) []string {
+	fmt.Fprintf(c.stdin, "stats %s\n", label)
+	select {
+	case f := <-c.stats:
+		return f
+	case <-time.After(30 * time.Second):
+		return nil
+	}
+}
+
+func (c *child) mark() { fmt.Fprintln(c.stdin, "mark") }
+
+// holding counts the nodes holding a revision above rev.
+func (c *child) holding(rev int64) (n int, maxRev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, rs := range c.got {
+		held := false
+		for _, r := range rs {
+			held = held || r.rev > rev
+			maxRev = max(maxRev, r.rev)
+		}
+		if held {
+			n++
+		}
+	}
+	return n, maxRev
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func msf(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64)
+}
+
+// runFleet starts a real API on a fresh Postgres, creates cfg.LBs load
+// balancers, runs cfg.Nodes simulated nodes in a child process and measures.
+func runFleet(t *testing.T, cfg fleetConfig) fleetResult {
+	ctx := context.Background()
+	prefix := 24
+	for prefix > 16 && (1<<(32-prefix))-2 < cfg.LBs+1 {
+		prefix--
+	}
+	s := teststack.Start(t, teststack.Options{VIPPrefixLen: prefix, Quotas: store.Quotas{LoadBalancers: cfg.LBs + 10, Listeners: cfg.LBs + 10,
+		Pools: cfg.LBs + 10, Members: 2*cfg.LBs + 10, RoutingRules: 10, Certificates: 10}})
+	tenant := &api{endpoint: s.Endpoint, token: s.TenantToken, c: &http.Client{Timeout: 30 * time.Second}}
+	logf := func(format string, args ...any) {
+		fmt.Printf(format+"\n", args...)
+	}
+
+	// 1. Load balancers, created in bulk through the API.
+	start := time.Now()
+	lbs := make([]lbObjects, cfg.LBs)
+	var wg sync.WaitGroup
+	errs := make(chan error, cfg.Workers)
+	next := make(chan int)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	for w := 0; w < cfg.Workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				o, err := tenant.createLB(cctx, i)
+				if err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+				lbs[i] = o
+			}
+		}()
+	}
+feed:
+	for i := 0; i < cfg.LBs; i++ {
+		select {
+		case next <- i:
+		case <-cctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatalf("creating load balancers: %v", err)
+	default:
+	}
+	took := time.Since(start)
+	logf("setup: %d load balancers (1 listener, 1 pool, 2 members each) created in %.1f s (%.0f API calls/s, %d clients)",
+		cfg.LBs, took.Seconds(), float64(5*cfg.LBs)/took.Seconds(), cfg.Workers)
+
+	tailFile := filepath.Join(t.TempDir(), "report.json")
+	tail := reportTail(lbs)
+	if cfg.AckOnly {
+		tail = []byte(`"status":"ack"}`)
+	}
+	if err := os.WriteFile(tailFile, tail, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AckOnly {
+		logf("setup: report body %d bytes (ack only: no member statuses, no stats), heartbeat every %s, report timeout %s",
+			len(tail)+30, cfg.Heartbeat, cfg.ReportTimeout)
+	} else {
+		logf("setup: report body %d bytes (%d member statuses, %d stats, as a real agent sends), heartbeat every %s, report timeout %s",
+			len(tail)+30, 2*cfg.LBs, cfg.LBs, cfg.Heartbeat, cfg.ReportTimeout)
+	}
+
+	// 2. The simulated nodes register and fetch the group's snapshot.
+	c := startChild(t, s, cfg, tailFile)
+	select {
+	case <-c.ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("simulator did not start")
+	}
+	start = time.Now()
+	var synced int
+	var rev int64
+	for time.Since(start) < cfg.PhaseTimeout {
+		if synced, rev = c.holding(0); synced == cfg.Nodes {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var initialBytes []int
+	c.mu.Lock()
+	for _, rs := range c.got {
+		if len(rs) > 0 {
+			initialBytes = append(initialBytes, rs[0].bytes)
+		}
+	}
+	c.mu.Unlock()
+	sort.Ints(initialBytes)
+	full := 0
+	if len(initialBytes) > 0 {
+		full = initialBytes[len(initialBytes)/2]
+	}
+	logf("sync: %d/%d nodes hold revision %d after %.1f s (bound %s); full snapshot %d bytes on the wire",
+		synced, cfg.Nodes, rev, time.Since(start).Seconds(), cfg.PhaseTimeout, full)
+
+	// 3. Idle: heartbeats only. The API's CPU rate here is the baseline.
+	c.mark()
+	cpu0, t0 := cpuTime(), time.Now()
+	time.Sleep(cfg.IdleWindow)
+	idleRate := float64(cpuTime()-cpu0) / float64(time.Since(t0))
+	idle := c.statsOf("idle")
+	logf("idle: API process CPU %.1f%% of a core over %s with heartbeats only", 100*idleRate, cfg.IdleWindow)
+	if idle != nil {
+		answered := atof(idle[2]) - atof(idle[6]) - atof(idle[7])
+		logf("reports (heartbeats, idle): n=%s p50=%s ms p99=%s ms max=%s ms timeouts(>%s)=%s errors=%s (%.0f answered 2xx/s, %.0f/s offered at most)",
+			idle[2], idle[3], idle[4], idle[5], cfg.ReportTimeout, idle[6], idle[7], answered/cfg.IdleWindow.Seconds(),
+			float64(cfg.Nodes)/cfg.Heartbeat.Seconds())
+	}
+
+	// 4. Writes: one member of one LB changes; every node must get it.
+	writer := &api{endpoint: s.Endpoint, token: s.TenantToken, c: &http.Client{Timeout: cfg.WriteTimeout}}
+	c.mark()
+	var toNode, toAll, toActive []time.Duration
+	var bytesPer []int
+	timeouts, activeTimeouts, done, failed := 0, 0, 0, 0
+	cpu0, t0 = cpuTime(), time.Now()
+	for w := 0; w < cfg.Writes && time.Since(t0) < cfg.PhaseTimeout; w++ {
+		o := lbs[(w*7919)%len(lbs)]
+		member := o.members[w%2]
+		prev := rev
+		if _, m := c.holding(0); m > prev {
+			prev = m
+		}
+		if _, _, err := writer.call(ctx, http.MethodPatch, "/v1/members/"+member, map[string]any{"weight": 2 + w%50}); err != nil {
+			// An API too busy to answer the write within WriteTimeout: the
+			// write counts as reaching no node and never `active`.
+			logf("write %d failed: %v", w, err)
+			failed++
+			done++
+			timeouts += cfg.Nodes
+			activeTimeouts++
+			for range cfg.Nodes {
+				toNode = append(toNode, cfg.WriteTimeout)
+			}
+			toAll = append(toAll, cfg.WriteTimeout)
+			toActive = append(toActive, cfg.WriteTimeout)
+			continue
+		}
+		wrote := time.Now()
+		activeAt := time.Time{}
+		deadline := wrote.Add(cfg.WriteTimeout)
+		for time.Now().Before(deadline) {
+			n, _ := c.holding(prev)
+			if activeAt.IsZero() {
+				if _, obj, err := writer.call(ctx, http.MethodGet, "/v1/members/"+member, nil); err == nil && obj["provisioning_status"] == "active" {
+					activeAt = time.Now()
+				}
+			}
+			if n == cfg.Nodes && !activeAt.IsZero() {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		done++
+		if activeAt.IsZero() {
+			activeTimeouts++
+			toActive = append(toActive, cfg.WriteTimeout)
+		} else {
+			toActive = append(toActive, activeAt.Sub(wrote))
+		}
+		// The write's revision: the lowest above prev that any node received.
+		c.mu.Lock()
+		wrev := int64(0)
+		for _, rs := range c.got {
+			for _, r := range rs {
+				if r.rev > prev && (wrev == 0 || r.rev < wrev) {
+					wrev = r.rev
+				}
+			}
+		}
+		worst := time.Duration(0)
+		for _, rs := range c.got {
+			var first *receipt
+			for i := range rs {
+				if wrev != 0 && rs[i].rev >= wrev {
+					first = &rs[i]
+					break
+				}
+			}
+			if first == nil {
+				timeouts++
+				toNode = append(toNode, cfg.WriteTimeout)
+				worst = cfg.WriteTimeout
+				continue
+			}
+			d := max(first.at.Sub(wrote), 0)
+			toNode = append(toNode, d)
+			worst = max(worst, d)
+			bytesPer = append(bytesPer, first.bytes)
+		}
+		c.mu.Unlock()
+		toAll = append(toAll, worst)
+		if wrev != 0 {
+			rev = wrev
+		}
+		time.Sleep(200 * time.Millisecond) // the fleet settles (acks) before the next write
+	}
+	series := time.Since(t0)
+	cpu := cpuTime() - cpu0
+	writes := c.statsOf("writes")
+	sortD := func(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }
+	sortD(toNode)
+	sortD(toAll)
+	sortD(toActive)
+	sort.Ints(bytesPer)
+	// Per answered write: a write the API never answered cost nothing to
+	// fan out (the CPU spent meanwhile went elsewhere).
+	perWrite := (float64(cpu) - idleRate*float64(series)) / float64(max(done-failed, 1))
+	perWriteS := strconv.FormatFloat(perWrite/1e6, 'f', 1, 64)
+	if done == failed {
+		perWriteS = "n/a"
+	} else if perWrite < 0 {
+		logf("API CPU per write: below the idle baseline (%.1f ms): the idle load (reports) varies more than writes cost; not meaningful", perWrite/1e6)
+		perWriteS = "n/a"
+	}
+	bpl := 0
+	bplS := "n/a"
+	if len(bytesPer) > 0 {
+		bpl = bytesPer[len(bytesPer)/2]
+		bplS = strconv.Itoa(bpl)
+	}
+	logf("writes: %d member PATCHes (%d not answered within %s) in %.1f s (bound %s; each waits for every node and `active`, bound %s, then 200 ms)",
+		done, failed, cfg.WriteTimeout, series.Seconds(), cfg.PhaseTimeout, cfg.WriteTimeout)
+	logf("write → node holds it: %d samples (write × node), p50=%s ms p99=%s ms max=%s ms, %d timed out (>%s)",
+		len(toNode), msf(Percentile(toNode, 50)), msf(Percentile(toNode, 99)), msf(Percentile(toNode, 100)), timeouts, cfg.WriteTimeout)
+	logf("write → every node holds it (per write): p50=%s ms max=%s ms", msf(Percentile(toAll, 50)), msf(Percentile(toAll, 100)))
+	logf("write → `active` (member): p50=%s ms p99=%s ms, %d timed out (>%s)", msf(Percentile(toActive, 50)), msf(Percentile(toActive, 99)),
+		activeTimeouts, cfg.WriteTimeout)
+	logf("bytes to a node for a change of one LB among %d: p50=%s (wire, Accept-Encoding: gzip), min=%d max=%d, %d samples",
+		cfg.LBs, bplS, first(bytesPer), last(bytesPer), len(bytesPer))
+	logf("API CPU per write: %s ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d answered writes; "+
+		"the test process holds the API and this driver, not Postgres nor the simulator",
+		perWriteS, msf(cpu), idleRate, series.Seconds(), done-failed)
+	reportP99 := "n/a"
+	reports := 0
+	if writes != nil {
+		reports = int(atof(writes[2]))
+		logf("reports (acks + heartbeats, during writes): n=%s p50=%s ms p99=%s ms max=%s ms timeouts(>%s)=%s errors=%s",
+			writes[2], writes[3], writes[4], writes[5], cfg.ReportTimeout, writes[6], writes[7])
+		logf("simulator process CPU so far: user %s ms, sys %s ms", writes[8], writes[9])
+	}
+	if idle != nil {
+		reportP99 = idle[4]
+		if idle[6] != "0" && atof(idle[6])/max(atof(idle[2]), 1) >= 0.01 {
+			reportP99 = "timeout"
+		}
+		reports += int(atof(idle[2]))
+	}
+	w2a := msf(Percentile(toNode, 99))
+	if timeouts > len(toNode)/100 {
+		w2a = "timeout"
+	}
+	logf("fleet: nodes=%d write_to_all_p99_ms=%s report_p99_ms=%s bytes_per_lb_change=%s api_cpu_ms_per_write=%s",
+		cfg.Nodes, w2a, reportP99, bplS, perWriteS)
+	return fleetResult{samples: len(toNode), writeTimeouts: timeouts, reports: reports}
+}
+
+func atof(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
+
+func first(v []int) int {
+	if len(v) == 0 {
+		return 0
+	}
+	return v[0]
+}
+
+func last(v []int) int {
+	if len(v) == 0 {
+		return 0
+	}
+	return v[len(v)-1]
+}
