@@ -58,7 +58,9 @@ func logRequest(ctx context.Context, log *slog.Logger, n *auditNote, method, pat
 	if log == nil {
 		return
 	}
-	audit := mutating[method]
+	// Agents' heartbeats (reports every few seconds, registration) are the
+	// dataplane protocol, not changes anyone made: audited only when refused.
+	audit := mutating[method] && !heartbeatRoute[route] && !(method == http.MethodPut && route == "/v1/nodes/:id")
 	denied := status == http.StatusUnauthorized || status == http.StatusForbidden
 	if !audit && !denied {
 		return

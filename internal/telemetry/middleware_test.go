@@ -454,9 +454,14 @@ func TestMiddlewareAuditLog(t *testing.T) {
 		return c.NoContent(http.StatusOK)
 	})
 	e.GET("/v1/pools/:id", func(c echo.Context) error { return echo.NewHTTPError(http.StatusUnauthorized) })
+	// An agent's heartbeats (reports, registration) are not audited.
+	e.POST("/v1/nodes/:id/reports", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
+	e.PUT("/v1/nodes/:id", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
 	req := httptest.NewRequest(http.MethodPatch, "/v1/pools/pool_3", nil)
 	req.Header.Set("Authorization", "Bearer tok_9.sekret")
 	serve(e, req)
+	serve(e, httptest.NewRequest(http.MethodPost, "/v1/nodes/n1/reports", nil))
+	serve(e, httptest.NewRequest(http.MethodPut, "/v1/nodes/n1", nil))
 	serve(e, httptest.NewRequest(http.MethodGet, "/v1/pools/pool_3", nil))
 
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
