@@ -1,9 +1,6 @@
 package listener
 
 import (
-	"net/netip"
-	"strings"
-
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/types"
@@ -191,29 +188,6 @@ func (m *model) toUpdate() openapi.ListenerUpdate {
 	return u
 }
 
-// canonicalCIDR reads a CIDR the way the API does: a bare address is a
-// single-address prefix, host bits are cleared.
-func canonicalCIDR(s string) (netip.Prefix, bool) {
-	if !strings.Contains(s, "/") {
-		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" {
-			return netip.Prefix{}, false
-		}
-		return netip.PrefixFrom(a, a.BitLen()), true
-	}
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, false
-	}
-	return p.Masked(), true
-}
-
-func sameCIDR(a, b string) bool {
-	pa, ok1 := canonicalCIDR(a)
-	pb, ok2 := canonicalCIDR(b)
-	return ok1 && ok2 && pa == pb
-}
-
 // cidrList is the API's list, or prior when it names the same prefixes in
 // the same order.
 func cidrList(prior types.List, api []string) types.List {
@@ -221,7 +195,7 @@ func cidrList(prior types.List, api []string) types.List {
 		same := true
 		for i, e := range prior.Elements() {
 			s, ok := e.(types.String)
-			if !ok || s.IsUnknown() || !sameCIDR(s.ValueString(), api[i]) {
+			if !ok || s.IsUnknown() || !fulcrum.SameCIDR(s.ValueString(), api[i]) {
 				same = false
 				break
 			}

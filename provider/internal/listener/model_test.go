@@ -167,20 +167,6 @@ func TestProblemRenamesTimeouts(t *testing.T) {
 	}
 }
 
-func TestCanonicalCIDR(t *testing.T) {
-	for in, want := range map[string]string{"10.1.2.3/8": "10.0.0.0/8", "192.0.2.1": "192.0.2.1/32", "2001:db8::1/32": "2001:db8::/32", "::1": "::1/128"} {
-		p, ok := canonicalCIDR(in)
-		if !ok || p.String() != want {
-			t.Errorf("canonicalCIDR(%q) = %v %v, want %s", in, p, ok, want)
-		}
-	}
-	for _, in := range []string{"", "10.0.0.0/33", "10.0.0", "fe80::1%eth0", "host.example"} {
-		if _, ok := canonicalCIDR(in); ok {
-			t.Errorf("canonicalCIDR(%q) accepted", in)
-		}
-	}
-}
-
 func TestHeaderName(t *testing.T) {
 	if got := headerName("x_forwarded_for"); got != "X-Forwarded-For" {
 		t.Error(got)

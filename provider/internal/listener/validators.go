@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+
+	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
 // cidr accepts what the API does: an IPv4 or IPv6 prefix such as 10.0.0.0/8,
@@ -20,7 +22,7 @@ func (v cidr) ValidateString(ctx context.Context, req validator.StringRequest, r
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
-	if _, ok := canonicalCIDR(req.ConfigValue.ValueString()); !ok {
+	if _, ok := fulcrum.CanonicalCIDR(req.ConfigValue.ValueString()); !ok {
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid CIDR",
 			fmt.Sprintf("%s %s, got %q.", req.Path, v.Description(ctx), req.ConfigValue.ValueString()))
 	}
