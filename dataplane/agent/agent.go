@@ -21,6 +21,7 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	"github.com/fulcrumlb/fulcrum/dataplane/keepalived"
+	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -364,7 +365,7 @@ func (a *Agent) saveServerState(ctx context.Context, cfg haproxy.Config) {
 		a.log.Warn("save server state", "err", err)
 		return
 	}
-	if err := writeFileAtomic(a.path("run/server-state"), []byte(rewriteServerState(out, cfg)), 0o600); err != nil {
+	if err := atomicfile.Write(a.path("run/server-state"), []byte(rewriteServerState(out, cfg)), 0o600); err != nil {
 		a.log.Warn("save server state", "err", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -528,7 +529,7 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	if err != nil {
 		return nodeFailure(openapi.Config, err)
 	}
-	if err := writeFileAtomic(a.path("haproxy.cfg"), text, 0o600); err != nil {
+	if err := atomicfile.Write(a.path("haproxy.cfg"), text, 0o600); err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
 	}
 	// A reload is not abandoned half way when the agent stops: what HAProxy
@@ -542,7 +543,7 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	rspan.End()
 	if err != nil {
 		if old, rerr := haproxy.Render(*a.live); rerr == nil {
-			_ = writeFileAtomic(a.path("haproxy.cfg"), old, 0o600)
+			_ = atomicfile.Write(a.path("haproxy.cfg"), old, 0o600)
 		}
 		if errors.Is(err, haproxy.ErrNotRunning) {
 			return nodeFailure(openapi.HaproxyStart, err)
@@ -560,7 +561,7 @@ func (a *Agent) writeConfig(cfg haproxy.Config) error {
 	if err != nil {
 		return nodeFailure(openapi.Config, err)
 	}
-	if err := writeFileAtomic(a.path("haproxy.cfg"), text, 0o600); err != nil {
+	if err := atomicfile.Write(a.path("haproxy.cfg"), text, 0o600); err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -57,7 +58,7 @@ func (a *Agent) writeCertificates(certs []openapi.SnapshotCertificate) (bad map[
 			continue
 		}
 		if have, err := os.ReadFile(a.certFile(c.Id)); err != nil || !bytes.Equal(have, want) {
-			if err := writeFileAtomic(a.certFile(c.Id), want, 0o600); err != nil {
+			if err := atomicfile.Write(a.certFile(c.Id), want, 0o600); err != nil {
 				return nil, err
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -188,7 +189,7 @@ func WriteCertificates(dir string, certs []openapi.SnapshotCertificate) (func(st
 			bundle += "\n"
 		}
 		bundle += c.PrivateKey
-		if err := writeFileAtomic(name(c.Id), []byte(bundle), 0o600); err != nil {
+		if err := atomicfile.Write(name(c.Id), []byte(bundle), 0o600); err != nil {
 			return nil, err
 		}
 	}
@@ -201,30 +202,4 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
-}
-
-// writeFileAtomic writes via a temporary file and rename, so readers see the
-// old or the new content, never a partial one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

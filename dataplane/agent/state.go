@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -42,7 +43,7 @@ func (a *Agent) saveState() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(a.path("snapshot.json"), b, 0o600)
+	return atomicfile.Write(a.path("snapshot.json"), b, 0o600)
 }
 
 // loadState reads snapshot.json. A file of an older agent (a bare snapshot)
@@ -126,7 +127,7 @@ func (a *Agent) startServing(ctx context.Context, cfg haproxy.Config) error {
 			cfg.LoadBalancers = nil
 			continue
 		}
-		if err := writeFileAtomic(a.path("haproxy.cfg"), text, 0o600); err != nil {
+		if err := atomicfile.Write(a.path("haproxy.cfg"), text, 0o600); err != nil {
 			a.setStartError(openapi.Disk, err)
 			return fmt.Errorf("agent: write haproxy.cfg: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -127,7 +128,7 @@ func (s *statsStore) observe(worker string, proxies []haproxy.ProxyStat, lbOf ma
 		out[e.LoadBalancerID] = c
 	}
 	if b, err := json.Marshal(s); err == nil {
-		_ = writeFileAtomic(s.path, b, 0o600)
+		_ = atomicfile.Write(s.path, b, 0o600)
 	}
 	return out
 }

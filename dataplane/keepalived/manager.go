@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 )
 
 // Config configures a Manager.
@@ -245,7 +247,7 @@ func (m *Manager) writeReady(ready bool) {
 	if m.ready == v {
 		return
 	}
-	if err := writeFileAtomic(m.ReadyFile(), []byte(v), 0o600); err != nil {
+	if err := atomicfile.Write(m.ReadyFile(), []byte(v), 0o600); err != nil {
 		m.log.Error("write ready file", "err", err)
 		return
 	}
@@ -279,7 +281,7 @@ func (m *Manager) sync(ctx context.Context) {
 	cur, _ := os.ReadFile(m.ConfigPath())
 	changed := !bytes.Equal(cur, want)
 	if changed {
-		if err := writeFileAtomic(m.ConfigPath(), want, 0o600); err != nil {
+		if err := atomicfile.Write(m.ConfigPath(), want, 0o600); err != nil {
 			m.log.Error("write keepalived.conf", "err", err)
 			return
 		}
@@ -411,24 +413,4 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
