@@ -163,6 +163,12 @@ frontend prometheus
 frontend {{.Name}}
     mode {{.Mode}}
     bind {{.Bind}}
+{{- /* On a reload the old process answers the next request on each idle
+       keep-alive connection with "Connection: close" rather than closing it
+       under a client that may be sending: a reload costs no request. */}}
+{{- if eq .Mode "http"}}
+    option idle-close-on-response
+{{- end}}
 {{- if .MaxConn}}
     maxconn {{.MaxConn}}
 {{- end}}
