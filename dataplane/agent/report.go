@@ -117,7 +117,7 @@ func (a *Agent) report(ctx context.Context) error {
 			}{&check, s.Server, st})
 		}
 		body.Members = &members
-		stats := a.lbStats(ctx, proxies, live)
+		stats := a.lbStats(ctx, proxies, servers, live)
 		body.Stats = &stats
 	}
 	res, err := a.client.ReportNodeWithResponse(ctx, a.cfg.NodeName, *body)
