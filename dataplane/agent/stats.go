@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
@@ -117,6 +118,11 @@ type statsStore struct {
 	path    string
 	Worker  string                `json:"worker"` // pid of the worker last read
 	Entries map[string]*statEntry `json:"entries"`
+
+	// sent is each load balancer's stats as the API last took them, and
+	// fullAt when it last took all of them: reports carry only what changed.
+	sent   map[string][]byte
+	fullAt time.Time
 }
 
 // loadStats reads the counters saved at path; a missing or unreadable file
@@ -391,4 +397,39 @@ func buildStats(entries map[string]statEntry, cfg *haproxy.Config) []openapi.Loa
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LoadBalancerId < out[j].LoadBalancerId })
 	return out
+}
+
+// fullStatsEvery is how often a report carries every load balancer's stats,
+// changed or not (the API may have lost some: a node deleted and registered
+// again).
+const fullStatsEvery = time.Minute
+
+// unsent keeps the stats of all that changed since the API last took them
+// (all of them after fullStatsEvery, and after an agent restart); sent marks
+// them taken, to be called when the API accepted the report.
+func (s *statsStore) unsent(all []openapi.LoadBalancerStats, now time.Time) (out []openapi.LoadBalancerStats, sent func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	full := now.Sub(s.fullAt) >= fullStatsEvery
+	out = make([]openapi.LoadBalancerStats, 0, len(all))
+	enc := map[string][]byte{}
+	for _, st := range all {
+		b, err := json.Marshal(st)
+		if err == nil && !full && string(b) == string(s.sent[st.LoadBalancerId]) {
+			continue
+		}
+		out = append(out, st)
+		enc[st.LoadBalancerId] = b
+	}
+	return out, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if full || s.sent == nil {
+			s.sent = map[string][]byte{} // forgets load balancers no longer served
+			s.fullAt = now
+		}
+		for id, b := range enc {
+			s.sent[id] = b
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	"github.com/fulcrumlb/fulcrum/openapi"
@@ -220,5 +221,41 @@ func TestStatsResponseTimesAndOldFile(t *testing.T) {
 	// Zeros are left out of the report.
 	if m := statsOf(t, out, "lb_1", "mbr_1"); *m.ConnectionsCurrent != nil || *m.Errors != nil {
 		t.Errorf("mbr_1's zeros are in the report")
+	}
+}
+
+func TestStatsReportsCarryOnlyChanges(t *testing.T) {
+	s := loadStats(filepath.Join(t.TempDir(), "stats.json"))
+	n := func(v int64) *int64 { return &v }
+	all := []openapi.LoadBalancerStats{{LoadBalancerId: "lb_1", RequestsTotal: n(1)}, {LoadBalancerId: "lb_2", RequestsTotal: n(2)}}
+	ids := func(out []openapi.LoadBalancerStats) []string {
+		var ids []string
+		for _, st := range out {
+			ids = append(ids, st.LoadBalancerId)
+		}
+		return ids
+	}
+	now := time.Now()
+	out, sent := s.unsent(all, now)
+	if len(out) != 2 {
+		t.Fatalf("first report: %v, want both", ids(out))
+	}
+	sent()
+	if out, _ := s.unsent(all, now.Add(time.Second)); len(out) != 0 {
+		t.Errorf("nothing changed: %v sent again", ids(out))
+	}
+	all[0].RequestsTotal = n(5)
+	out, _ = s.unsent(all, now.Add(2*time.Second))
+	if len(out) != 1 || out[0].LoadBalancerId != "lb_1" {
+		t.Errorf("lb_1 changed: sent %v", ids(out))
+	}
+	// That report failed (sent not called): the change goes again.
+	out, sent = s.unsent(all, now.Add(3*time.Second))
+	if len(out) != 1 || out[0].LoadBalancerId != "lb_1" {
+		t.Errorf("after a failed report: sent %v, want lb_1", ids(out))
+	}
+	sent()
+	if out, _ := s.unsent(all, now.Add(fullStatsEvery)); len(out) != 2 {
+		t.Errorf("after %s: sent %v, want all", fullStatsEvery, ids(out))
 	}
 }
