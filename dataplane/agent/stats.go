@@ -289,7 +289,7 @@ func nz(v int64) *int64 {
 	return &v
 }
 
-// fill sets f from the counters of e.
+// fill sets f from an object's counters, sessions, peak and times.
 func fill(f openapi.StatsFields, c counters, current, peak, rtime, ttime int64) {
 	*f.ConnectionsCurrent, *f.ConnectionsPeak, *f.ConnectionsTotal, *f.RequestsTotal = nz(current), nz(peak), nz(c.Connections), nz(c.Requests)
 	*f.BytesIn, *f.BytesOut = nz(c.BytesIn), nz(c.BytesOut)
