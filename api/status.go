@@ -106,16 +106,7 @@ JOIN node_states ns ON ns.id = n.id WHERE s.load_balancer_id = $1 AND ns.last_se
 			return err
 		}
 		defer rows.Close()
-		sum := func(dst **int64, v *int64) {
-			if v == nil {
-				return
-			}
-			if *dst == nil {
-				*dst = new(int64)
-			}
-			**dst += *v
-		}
-		nodes := 0
+		var nodes []openapi.LoadBalancerStats
 		for rows.Next() {
 			var raw []byte
 			if err := rows.Scan(&raw); err != nil {
@@ -125,21 +116,13 @@ JOIN node_states ns ON ns.id = n.id WHERE s.load_balancer_id = $1 AND ns.last_se
 			if err := json.Unmarshal(raw, &s); err != nil {
 				continue
 			}
-			nodes++
-			sum(&out.ConnectionsCurrent, s.ConnectionsCurrent)
-			sum(&out.ConnectionsTotal, s.ConnectionsTotal)
-			sum(&out.RequestsTotal, s.RequestsTotal)
-			sum(&out.BytesIn, s.BytesIn)
-			sum(&out.BytesOut, s.BytesOut)
-			sum(&out.Responses1xx, s.Responses1xx)
-			sum(&out.Responses2xx, s.Responses2xx)
-			sum(&out.Responses3xx, s.Responses3xx)
-			sum(&out.Responses4xx, s.Responses4xx)
-			sum(&out.Responses5xx, s.Responses5xx)
-			sum(&out.Errors, s.Errors)
+			nodes = append(nodes, s)
 		}
-		out.NodesReporting = &nodes
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		out = mergeStats(r.Id, nodes) // stats.go
+		return nil
 	})
 	if err != nil {
 		return nil, err

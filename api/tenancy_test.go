@@ -156,6 +156,12 @@ func TestCrossTenantIsolation(t *testing.T) {
 		}
 	}
 
+	// The load balancer's status tree and traffic stats.
+	for _, sub := range []string{"/status", "/stats"} {
+		p := "/v1/load-balancers/" + a.LB + sub
+		notFound(b.do(b.TokenB, http.MethodGet, p, nil), "GET", p, a.LB, "lb_01aaaaaaaaaaaaaaaaaaaaaaaa")
+	}
+
 	// Tokens and the tenant itself.
 	tok := "/v1/tokens/" + tokenID(b.TokenA)
 	notFound(b.do(b.TokenB, http.MethodGet, tok, nil), "GET", tok, "", "")

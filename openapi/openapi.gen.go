@@ -828,6 +828,44 @@ type ListenerList struct {
 // ListenerProtocol defines model for ListenerProtocol.
 type ListenerProtocol string
 
+// ListenerStats A listener's counters (HAProxy's frontend).
+type ListenerStats struct {
+	// BytesIn Request bytes (received from clients).
+	BytesIn *int64 `json:"bytes_in,omitempty"`
+
+	// BytesOut Response bytes (sent to clients).
+	BytesOut *int64 `json:"bytes_out,omitempty"`
+
+	// ConnectionsCurrent Sessions open now (in HAProxy's running worker).
+	ConnectionsCurrent *int64 `json:"connections_current,omitempty"`
+
+	// ConnectionsPeak The most sessions open at once since the counters began: the larger of the peak kept across reloads and the running worker's. Summed over nodes (an upper bound when they peaked at different times); for the load balancer, summed over its listeners.
+	ConnectionsPeak *int64 `json:"connections_peak,omitempty"`
+
+	// ConnectionsTotal Sessions since the counters began (for a member of an HTTP pool, one per request).
+	ConnectionsTotal *int64 `json:"connections_total,omitempty"`
+
+	// Errors Request, connection and response errors (for a pool or member: connection and response errors).
+	Errors *int64 `json:"errors,omitempty"`
+
+	// Id The listener's id.
+	Id string `json:"id"`
+
+	// RequestsTotal HTTP requests since the counters began (0 for TCP); for a member, those sent to it.
+	RequestsTotal *int64 `json:"requests_total,omitempty"`
+
+	// ResponseTimeMs HAProxy's average time to the first response byte of a member, in ms over the last 1024 requests of the running worker (its `rtime`; 0 for TCP). A live value, not accumulated: the last value seen is kept until the worker has answered a request after a reload. A listener's and the load balancer's are the average of their pools', weighted by requests; over nodes, weighted by each node's requests.
+	ResponseTimeMs *int64 `json:"response_time_ms,omitempty"`
+	Responses1xx   *int64 `json:"responses_1xx,omitempty"`
+	Responses2xx   *int64 `json:"responses_2xx,omitempty"`
+	Responses3xx   *int64 `json:"responses_3xx,omitempty"`
+	Responses4xx   *int64 `json:"responses_4xx,omitempty"`
+	Responses5xx   *int64 `json:"responses_5xx,omitempty"`
+
+	// TotalTimeMs Like `response_time_ms` for the whole session (HAProxy's `ttime`).
+	TotalTimeMs *int64 `json:"total_time_ms,omitempty"`
+}
+
 // ListenerStatus defines model for ListenerStatus.
 type ListenerStatus struct {
 	Id                 string             `json:"id"`
@@ -956,25 +994,49 @@ type LoadBalancerList struct {
 	NextPageToken string         `json:"next_page_token"`
 }
 
-// LoadBalancerStats defines model for LoadBalancerStats.
+// LoadBalancerStats Traffic counters of a load balancer (its listeners' sums), with the counters of each listener and of each pool and member. Objects no node has served yet are absent.
 type LoadBalancerStats struct {
-	BytesIn            *int64 `json:"bytes_in,omitempty"`
-	BytesOut           *int64 `json:"bytes_out,omitempty"`
-	ConnectionsCurrent *int64 `json:"connections_current,omitempty"`
-	ConnectionsTotal   *int64 `json:"connections_total,omitempty"`
+	// BytesIn Request bytes (received from clients).
+	BytesIn *int64 `json:"bytes_in,omitempty"`
 
-	// Errors Connection, response and denied errors.
-	Errors         *int64 `json:"errors,omitempty"`
-	LoadBalancerId string `json:"load_balancer_id"`
+	// BytesOut Response bytes (sent to clients).
+	BytesOut *int64 `json:"bytes_out,omitempty"`
+
+	// ConnectionsCurrent Sessions open now (in HAProxy's running worker).
+	ConnectionsCurrent *int64 `json:"connections_current,omitempty"`
+
+	// ConnectionsPeak The most sessions open at once since the counters began: the larger of the peak kept across reloads and the running worker's. Summed over nodes (an upper bound when they peaked at different times); for the load balancer, summed over its listeners.
+	ConnectionsPeak *int64 `json:"connections_peak,omitempty"`
+
+	// ConnectionsTotal Sessions since the counters began (for a member of an HTTP pool, one per request).
+	ConnectionsTotal *int64 `json:"connections_total,omitempty"`
+
+	// Errors Request, connection and response errors (for a pool or member: connection and response errors).
+	Errors *int64 `json:"errors,omitempty"`
+
+	// Listeners One entry per listener, ordered by id.
+	Listeners      *[]ListenerStats `json:"listeners,omitempty"`
+	LoadBalancerId string           `json:"load_balancer_id"`
 
 	// NodesReporting How many nodes' counters are summed (responses only).
-	NodesReporting *int   `json:"nodes_reporting,omitempty"`
-	RequestsTotal  *int64 `json:"requests_total,omitempty"`
+	NodesReporting *int `json:"nodes_reporting,omitempty"`
+
+	// Pools One entry per pool, ordered by id, each with its members.
+	Pools *[]PoolStats `json:"pools,omitempty"`
+
+	// RequestsTotal HTTP requests since the counters began (0 for TCP); for a member, those sent to it.
+	RequestsTotal *int64 `json:"requests_total,omitempty"`
+
+	// ResponseTimeMs HAProxy's average time to the first response byte of a member, in ms over the last 1024 requests of the running worker (its `rtime`; 0 for TCP). A live value, not accumulated: the last value seen is kept until the worker has answered a request after a reload. A listener's and the load balancer's are the average of their pools', weighted by requests; over nodes, weighted by each node's requests.
+	ResponseTimeMs *int64 `json:"response_time_ms,omitempty"`
 	Responses1xx   *int64 `json:"responses_1xx,omitempty"`
 	Responses2xx   *int64 `json:"responses_2xx,omitempty"`
 	Responses3xx   *int64 `json:"responses_3xx,omitempty"`
 	Responses4xx   *int64 `json:"responses_4xx,omitempty"`
 	Responses5xx   *int64 `json:"responses_5xx,omitempty"`
+
+	// TotalTimeMs Like `response_time_ms` for the whole session (HAProxy's `ttime`).
+	TotalTimeMs *int64 `json:"total_time_ms,omitempty"`
 }
 
 // LoadBalancerStatusTree defines model for LoadBalancerStatusTree.
@@ -1062,6 +1124,44 @@ type MemberCreate struct {
 type MemberList struct {
 	Items         []Member `json:"items"`
 	NextPageToken string   `json:"next_page_token"`
+}
+
+// MemberStats A member's counters (HAProxy's server).
+type MemberStats struct {
+	// BytesIn Request bytes (received from clients).
+	BytesIn *int64 `json:"bytes_in,omitempty"`
+
+	// BytesOut Response bytes (sent to clients).
+	BytesOut *int64 `json:"bytes_out,omitempty"`
+
+	// ConnectionsCurrent Sessions open now (in HAProxy's running worker).
+	ConnectionsCurrent *int64 `json:"connections_current,omitempty"`
+
+	// ConnectionsPeak The most sessions open at once since the counters began: the larger of the peak kept across reloads and the running worker's. Summed over nodes (an upper bound when they peaked at different times); for the load balancer, summed over its listeners.
+	ConnectionsPeak *int64 `json:"connections_peak,omitempty"`
+
+	// ConnectionsTotal Sessions since the counters began (for a member of an HTTP pool, one per request).
+	ConnectionsTotal *int64 `json:"connections_total,omitempty"`
+
+	// Errors Request, connection and response errors (for a pool or member: connection and response errors).
+	Errors *int64 `json:"errors,omitempty"`
+
+	// Id The member's id.
+	Id string `json:"id"`
+
+	// RequestsTotal HTTP requests since the counters began (0 for TCP); for a member, those sent to it.
+	RequestsTotal *int64 `json:"requests_total,omitempty"`
+
+	// ResponseTimeMs HAProxy's average time to the first response byte of a member, in ms over the last 1024 requests of the running worker (its `rtime`; 0 for TCP). A live value, not accumulated: the last value seen is kept until the worker has answered a request after a reload. A listener's and the load balancer's are the average of their pools', weighted by requests; over nodes, weighted by each node's requests.
+	ResponseTimeMs *int64 `json:"response_time_ms,omitempty"`
+	Responses1xx   *int64 `json:"responses_1xx,omitempty"`
+	Responses2xx   *int64 `json:"responses_2xx,omitempty"`
+	Responses3xx   *int64 `json:"responses_3xx,omitempty"`
+	Responses4xx   *int64 `json:"responses_4xx,omitempty"`
+	Responses5xx   *int64 `json:"responses_5xx,omitempty"`
+
+	// TotalTimeMs Like `response_time_ms` for the whole session (HAProxy's `ttime`).
+	TotalTimeMs *int64 `json:"total_time_ms,omitempty"`
 }
 
 // MemberUpdate defines model for MemberUpdate.
@@ -1434,6 +1534,47 @@ type PoolList struct {
 
 // PoolProtocol defines model for PoolProtocol.
 type PoolProtocol string
+
+// PoolStats A pool's counters (HAProxy's backend, including requests no member could take) and its members'.
+type PoolStats struct {
+	// BytesIn Request bytes (received from clients).
+	BytesIn *int64 `json:"bytes_in,omitempty"`
+
+	// BytesOut Response bytes (sent to clients).
+	BytesOut *int64 `json:"bytes_out,omitempty"`
+
+	// ConnectionsCurrent Sessions open now (in HAProxy's running worker).
+	ConnectionsCurrent *int64 `json:"connections_current,omitempty"`
+
+	// ConnectionsPeak The most sessions open at once since the counters began: the larger of the peak kept across reloads and the running worker's. Summed over nodes (an upper bound when they peaked at different times); for the load balancer, summed over its listeners.
+	ConnectionsPeak *int64 `json:"connections_peak,omitempty"`
+
+	// ConnectionsTotal Sessions since the counters began (for a member of an HTTP pool, one per request).
+	ConnectionsTotal *int64 `json:"connections_total,omitempty"`
+
+	// Errors Request, connection and response errors (for a pool or member: connection and response errors).
+	Errors *int64 `json:"errors,omitempty"`
+
+	// Id The pool's id.
+	Id string `json:"id"`
+
+	// Members One entry per member, ordered by id.
+	Members *[]MemberStats `json:"members,omitempty"`
+
+	// RequestsTotal HTTP requests since the counters began (0 for TCP); for a member, those sent to it.
+	RequestsTotal *int64 `json:"requests_total,omitempty"`
+
+	// ResponseTimeMs HAProxy's average time to the first response byte of a member, in ms over the last 1024 requests of the running worker (its `rtime`; 0 for TCP). A live value, not accumulated: the last value seen is kept until the worker has answered a request after a reload. A listener's and the load balancer's are the average of their pools', weighted by requests; over nodes, weighted by each node's requests.
+	ResponseTimeMs *int64 `json:"response_time_ms,omitempty"`
+	Responses1xx   *int64 `json:"responses_1xx,omitempty"`
+	Responses2xx   *int64 `json:"responses_2xx,omitempty"`
+	Responses3xx   *int64 `json:"responses_3xx,omitempty"`
+	Responses4xx   *int64 `json:"responses_4xx,omitempty"`
+	Responses5xx   *int64 `json:"responses_5xx,omitempty"`
+
+	// TotalTimeMs Like `response_time_ms` for the whole session (HAProxy's `ttime`).
+	TotalTimeMs *int64 `json:"total_time_ms,omitempty"`
+}
 
 // PoolStatus defines model for PoolStatus.
 type PoolStatus struct {
@@ -2685,7 +2826,7 @@ type ClientInterface interface {
 
 	// GetLoadBalancerStats Get a load balancer's traffic counters
 	//
-	// Connections, requests, bytes and responses by class, summed over the nodes seen within the last 5 minutes (`nodes_reporting` says how many). Needs a tenant token.
+	// Connections, requests, bytes, responses by class, errors, peak sessions and response times of the load balancer, of each listener and of each pool and its members, summed over the nodes seen within the last 5 minutes (`nodes_reporting` says how many). Counters count from when the object was first served and keep growing across HAProxy reloads (any change on the node) and agent restarts. Needs a tenant token; another tenant's load balancer is 404.
 	//
 	// Corresponds with GET /v1/load-balancers/{id}/stats (the `GetLoadBalancerStats` operationId).
 	GetLoadBalancerStats(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -3543,7 +3684,7 @@ func (c *Client) UpdateLoadBalancer(ctx context.Context, id ID, params *UpdateLo
 
 // GetLoadBalancerStats Get a load balancer's traffic counters
 //
-// Connections, requests, bytes and responses by class, summed over the nodes seen within the last 5 minutes (`nodes_reporting` says how many). Needs a tenant token.
+// Connections, requests, bytes, responses by class, errors, peak sessions and response times of the load balancer, of each listener and of each pool and its members, summed over the nodes seen within the last 5 minutes (`nodes_reporting` says how many). Counters count from when the object was first served and keep growing across HAProxy reloads (any change on the node) and agent restarts. Needs a tenant token; another tenant's load balancer is 404.
 //
 // Corresponds with GET /v1/load-balancers/{id}/stats (the `GetLoadBalancerStats` operationId).
 func (c *Client) GetLoadBalancerStats(ctx context.Context, id ID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -8709,7 +8850,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetLoadBalancerStatsWithResponse Get a load balancer's traffic counters
 	//
-	// Connections, requests, bytes and responses by class, summed over the nodes seen within the last 5 minutes (`nodes_reporting` says how many). Needs a tenant token.
+	// Connections, requests, bytes, responses by class, errors, peak sessions and response times of the load balancer, of each listener and of each pool and its members, summed over the nodes seen within the last 5 minutes (`nodes_reporting` says how many). Counters count from when the object was first served and keep growing across HAProxy reloads (any change on the node) and agent restarts. Needs a tenant token; another tenant's load balancer is 404.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -20178,7 +20319,7 @@ func (c *ClientWithResponses) UpdateLoadBalancerWithResponse(ctx context.Context
 
 // GetLoadBalancerStatsWithResponse Get a load balancer's traffic counters
 //
-// Connections, requests, bytes and responses by class, summed over the nodes seen within the last 5 minutes (`nodes_reporting` says how many). Needs a tenant token.
+// Connections, requests, bytes, responses by class, errors, peak sessions and response times of the load balancer, of each listener and of each pool and its members, summed over the nodes seen within the last 5 minutes (`nodes_reporting` says how many). Counters count from when the object was first served and keep growing across HAProxy reloads (any change on the node) and agent restarts. Needs a tenant token; another tenant's load balancer is 404.
 //
 // Returns a wrapper object for the known response body format(s).
 //

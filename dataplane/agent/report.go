@@ -94,6 +94,7 @@ func (a *Agent) report(ctx context.Context) error {
 	if body == nil {
 		return nil
 	}
+	var statsSent func()
 	proxies, servers, err := a.runtime.Stats(ctx)
 	if err == nil && live != nil {
 		members := make([]struct {
@@ -117,8 +118,10 @@ func (a *Agent) report(ctx context.Context) error {
 			}{&check, s.Server, st})
 		}
 		body.Members = &members
-		stats := a.lbStats(ctx, proxies, live)
+		// Only the load balancers whose counters changed (stats.go).
+		stats, sent := a.stats.unsent(a.lbStats(ctx, proxies, servers, live), time.Now())
 		body.Stats = &stats
+		statsSent = sent
 	}
 	res, err := a.client.ReportNodeWithResponse(ctx, a.cfg.NodeName, *body)
 	if err != nil {
@@ -126,6 +129,10 @@ func (a *Agent) report(ctx context.Context) error {
 	}
 	if res.StatusCode() != http.StatusNoContent {
 		a.log.Warn("report rejected", "status", res.StatusCode(), "body", string(res.Body))
+		return nil
+	}
+	if statsSent != nil {
+		statsSent()
 	}
 	return nil
 }

@@ -5,19 +5,22 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
-// counters are the cumulative counters of one frontend (a listener).
+// counters are the cumulative counters of one object (a listener's
+// frontend, a pool's backend or a member's server).
 type counters struct {
-	Connections, Requests, BytesIn, BytesOut int64
-	R1xx, R2xx, R3xx, R4xx, R5xx, Errors     int64
+	Connections, Requests, BytesIn, BytesOut int64 `json:",omitempty"`
+	R1xx, R2xx, R3xx, R4xx, R5xx, Errors     int64 `json:",omitempty"`
 }
 
 func (c *counters) add(o counters) {
@@ -40,28 +43,86 @@ func (c counters) lessThan(o counters) bool {
 		c.R1xx < o.R1xx || c.R2xx < o.R2xx || c.R3xx < o.R3xx || c.R4xx < o.R4xx || c.R5xx < o.R5xx || c.Errors < o.Errors
 }
 
-func proxyCounters(p haproxy.ProxyStat) counters {
-	return counters{Connections: p.TotalSessions, Requests: p.Requests, BytesIn: p.BytesIn, BytesOut: p.BytesOut,
-		R1xx: p.HRsp1xx, R2xx: p.HRsp2xx, R3xx: p.HRsp3xx, R4xx: p.HRsp4xx, R5xx: p.HRsp5xx, Errors: p.Errors}
+// reading is one object's row of `show stat` in the running worker:
+// counters since the worker started and live values.
+type reading struct {
+	counters
+	Current, Peak int64 // scur, smax
+	RTime, TTime  int64 // rtime, ttime (backends and servers)
 }
 
-// statEntry is one listener's counters: Base sums what earlier HAProxy
+func proxyReading(p haproxy.ProxyStat) reading {
+	return reading{counters: counters{Connections: p.TotalSessions, Requests: p.Requests, BytesIn: p.BytesIn, BytesOut: p.BytesOut,
+		R1xx: p.HRsp1xx, R2xx: p.HRsp2xx, R3xx: p.HRsp3xx, R4xx: p.HRsp4xx, R5xx: p.HRsp5xx, Errors: p.Errors},
+		Current: p.CurrentSessions, Peak: p.MaxSessions, RTime: p.RTime, TTime: p.TTime}
+}
+
+// serverReading reads a server row. HAProxy counts no requests for servers;
+// in HTTP mode every request is a session (stream) of the server, so its
+// sessions are its requests.
+func serverReading(s haproxy.ServerStat, http bool) reading {
+	r := reading{counters: counters{Connections: s.TotalSessions, BytesIn: s.BytesIn, BytesOut: s.BytesOut,
+		R1xx: s.HRsp1xx, R2xx: s.HRsp2xx, R3xx: s.HRsp3xx, R4xx: s.HRsp4xx, R5xx: s.HRsp5xx, Errors: s.ConnectionErrors + s.ResponseErrors},
+		Current: s.CurrentSessions, Peak: s.MaxSessions, RTime: s.RTime, TTime: s.TTime}
+	if http {
+		r.Requests = s.TotalSessions
+	}
+	return r
+}
+
+// Kinds of statEntry.
+const (
+	kindListener = "" // files written before pools and members were counted hold listeners only
+	kindPool     = "pool"
+	kindMember   = "member"
+)
+
+// statObject is what a `show stat` row counts for: a listener (frontend),
+// pool (backend) or member (server) of a load balancer.
+type statObject struct {
+	Kind, LoadBalancerID, PoolID string
+}
+
+// statEntry is one object's counters: Base sums what earlier HAProxy
 // workers counted, Last is the newest reading of the current worker.
 type statEntry struct {
 	LoadBalancerID string   `json:"load_balancer_id"`
+	Kind           string   `json:"kind,omitempty"`
+	PoolID         string   `json:"pool_id,omitempty"` // members
 	Base           counters `json:"base"`
 	Last           counters `json:"last"`
+	// Peak is the most sessions at once any worker showed.
+	Peak int64 `json:"peak,omitempty"`
+	// RTime and TTime are the newest averages of a worker that had served
+	// the object (a new worker's zeros do not replace them).
+	RTime int64 `json:"rtime,omitempty"`
+	TTime int64 `json:"ttime,omitempty"`
+	// Current is the running worker's sessions (not kept).
+	Current int64 `json:"-"`
 }
 
-// statsStore keeps per-listener counters monotonic across HAProxy reloads
+// total is everything counted so far.
+func (e *statEntry) total() counters {
+	c := e.Base
+	c.add(e.Last)
+	return c
+}
+
+// statsStore keeps per-object counters monotonic across HAProxy reloads
 // (each new worker starts from zero) and agent restarts (kept in a file in
 // the state directory): the stats of a load balancer do not drop when any
-// load balancer on the node reloads.
+// load balancer on the node reloads. Each object's counters are its own: a
+// reset of one (a member re-added) does not touch the others.
 type statsStore struct {
 	mu      sync.Mutex
 	path    string
 	Worker  string                `json:"worker"` // pid of the worker last read
 	Entries map[string]*statEntry `json:"entries"`
+
+	// sent is each load balancer's stats as the API last took them, and
+	// fullAt when it last took all of them: reports carry only what changed.
+	sent   map[string][]byte
+	fullAt time.Time
 }
 
 // loadStats reads the counters saved at path; a missing or unreadable file
@@ -77,13 +138,54 @@ func loadStats(path string) *statsStore {
 	return s
 }
 
-// observe folds a reading of the frontends of worker (lbOf maps listener
-// ids to load balancers; frontends not in it are ignored, entries of load
-// balancers no longer in it dropped) and returns the cumulative counters per
-// load balancer.
-func (s *statsStore) observe(worker string, proxies []haproxy.ProxyStat, lbOf map[string]string) map[string]counters {
+// statObjects maps the listener, pool and member ids of cfg (frontend,
+// backend and server names) to what they are.
+func statObjects(cfg *haproxy.Config) map[string]statObject {
+	objs := map[string]statObject{}
+	if cfg == nil {
+		return objs
+	}
+	for _, lb := range cfg.LoadBalancers {
+		for _, l := range lb.Listeners {
+			objs[l.ID] = statObject{Kind: kindListener, LoadBalancerID: lb.ID}
+		}
+		for _, p := range lb.Pools {
+			objs[p.ID] = statObject{Kind: kindPool, LoadBalancerID: lb.ID}
+			for _, m := range p.Members {
+				objs[m.ID] = statObject{Kind: kindMember, LoadBalancerID: lb.ID, PoolID: p.ID}
+			}
+		}
+	}
+	return objs
+}
+
+// readings picks the rows of `show stat` that count for objs.
+func readings(proxies []haproxy.ProxyStat, servers []haproxy.ServerStat, objs map[string]statObject) map[string]reading {
+	out := map[string]reading{}
+	httpPool := map[string]bool{}
+	for _, p := range proxies {
+		o, ok := objs[p.Name]
+		if !ok || (o.Kind == kindListener) != (p.Type == "frontend") || (o.Kind == kindPool) != (p.Type == "backend") {
+			continue
+		}
+		out[p.Name] = proxyReading(p)
+		httpPool[p.Name] = p.Type == "backend" && p.Mode == "http"
+	}
+	for _, s := range servers {
+		if o, ok := objs[s.Server]; ok && o.Kind == kindMember && o.PoolID == s.Backend {
+			out[s.Server] = serverReading(s, httpPool[s.Backend])
+		}
+	}
+	return out
+}
+
+// observe folds the readings of worker into the counters (objs says what
+// the objects served are; entries of objects no longer served are dropped)
+// and returns a copy of every entry by object id.
+func (s *statsStore) observe(worker string, read map[string]reading, objs map[string]statObject) map[string]statEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	dirty := false
 	if worker != "" && s.Worker != "" && worker != s.Worker {
 		// A new worker (a reload, or HAProxy restarted): what the old one
 		// counted moves into the base.
@@ -91,44 +193,51 @@ func (s *statsStore) observe(worker string, proxies []haproxy.ProxyStat, lbOf ma
 			e.Base.add(e.Last)
 			e.Last = counters{}
 		}
+		dirty = true
 	}
-	if worker != "" {
+	if worker != "" && worker != s.Worker {
 		s.Worker = worker
+		dirty = true
 	}
-	for _, p := range proxies {
-		lbID, ok := lbOf[p.Name]
-		if !ok || p.Type != "frontend" {
+	for id, e := range s.Entries {
+		o, ok := objs[id]
+		if !ok || o.Kind != e.Kind || o.LoadBalancerID != e.LoadBalancerID || o.PoolID != e.PoolID {
+			delete(s.Entries, id)
+			dirty = true
 			continue
 		}
-		cur := proxyCounters(p)
-		e := s.Entries[p.Name]
+		e.Current = 0
+	}
+	for id, r := range read {
+		o := objs[id]
+		e := s.Entries[id]
 		if e == nil {
-			e = &statEntry{}
-			s.Entries[p.Name] = e
+			e = &statEntry{LoadBalancerID: o.LoadBalancerID, Kind: o.Kind, PoolID: o.PoolID}
+			s.Entries[id] = e
+			dirty = true
 		}
-		e.LoadBalancerID = lbID
-		if cur.lessThan(e.Last) {
-			e.Base.add(e.Last) // a reset the worker id did not show
+		if r.lessThan(e.Last) {
+			e.Base.add(e.Last) // a reset of this object the worker id did not show
 		}
-		e.Last = cur
-	}
-	live := map[string]bool{}
-	for _, lb := range lbOf {
-		live[lb] = true
-	}
-	out := map[string]counters{}
-	for name, e := range s.Entries {
-		if !live[e.LoadBalancerID] {
-			delete(s.Entries, name)
-			continue
+		if r.counters != e.Last || r.Peak > e.Peak {
+			dirty = true
 		}
-		c := out[e.LoadBalancerID]
-		c.add(e.Base)
-		c.add(e.Last)
-		out[e.LoadBalancerID] = c
+		e.Last = r.counters
+		e.Peak = max(e.Peak, r.Peak)
+		e.Current = r.Current
+		if r.Connections > 0 && (e.RTime != r.RTime || e.TTime != r.TTime) {
+			e.RTime, e.TTime = r.RTime, r.TTime
+			dirty = true
+		}
 	}
-	if b, err := json.Marshal(s); err == nil {
-		_ = atomicfile.Write(s.path, b, 0o600)
+	if dirty {
+		if b, err := json.Marshal(s); err == nil {
+			_ = atomicfile.Write(s.path, b, 0o600)
+		}
+	}
+	out := make(map[string]statEntry, len(s.Entries))
+	for id, e := range s.Entries {
+		out[id] = *e
 	}
 	return out
 }
@@ -147,21 +256,6 @@ func (a *Agent) workerPid(ctx context.Context) (string, error) {
 	return "", errors.New("no Pid in show info")
 }
 
-// listenerLBs maps the listener ids (frontend names) of cfg to their load
-// balancers.
-func listenerLBs(cfg *haproxy.Config) map[string]string {
-	lbOf := map[string]string{}
-	if cfg == nil {
-		return lbOf
-	}
-	for _, lb := range cfg.LoadBalancers {
-		for _, l := range lb.Listeners {
-			lbOf[l.ID] = lb.ID
-		}
-	}
-	return lbOf
-}
-
 // sampleStats reads the current worker's counters into the store; called
 // before a reload so the old worker's final counts are kept.
 func (a *Agent) sampleStats(ctx context.Context, live *haproxy.Config) {
@@ -169,36 +263,173 @@ func (a *Agent) sampleStats(ctx context.Context, live *haproxy.Config) {
 	if err != nil {
 		return
 	}
-	proxies, _, err := a.runtime.Stats(ctx)
+	proxies, servers, err := a.runtime.Stats(ctx)
 	if err != nil {
 		return
 	}
-	a.stats.observe(worker, proxies, listenerLBs(live))
+	objs := statObjects(live)
+	a.stats.observe(worker, readings(proxies, servers, objs), objs)
 }
 
-// lbStats is the report's per-load-balancer counters: cumulative across
-// reloads and restarts, plus the current sessions of the running worker.
-func (a *Agent) lbStats(ctx context.Context, proxies []haproxy.ProxyStat, live *haproxy.Config) []openapi.LoadBalancerStats {
+// lbStats is the report's counters per load balancer, listener, pool and
+// member: cumulative across reloads and restarts, plus the running worker's
+// sessions and response times.
+func (a *Agent) lbStats(ctx context.Context, proxies []haproxy.ProxyStat, servers []haproxy.ServerStat, live *haproxy.Config) []openapi.LoadBalancerStats {
 	worker, _ := a.workerPid(ctx)
-	lbOf := listenerLBs(live)
-	totals := a.stats.observe(worker, proxies, lbOf)
-	current := map[string]int64{}
-	for _, p := range proxies {
-		if lbID, ok := lbOf[p.Name]; ok && p.Type == "frontend" {
-			current[lbID] += p.CurrentSessions
+	objs := statObjects(live)
+	return buildStats(a.stats.observe(worker, readings(proxies, servers, objs), objs), live)
+}
+
+// nz is v, or nil for 0: zeros are left out of reports (the API reads a
+// missing counter as 0), which keeps reports of idle objects small.
+func nz(v int64) *int64 {
+	if v == 0 {
+		return nil
+	}
+	return &v
+}
+
+// fill sets f from an object's counters, sessions, peak and times.
+func fill(f openapi.StatsFields, c counters, current, peak, rtime, ttime int64) {
+	*f.ConnectionsCurrent, *f.ConnectionsPeak, *f.ConnectionsTotal, *f.RequestsTotal = nz(current), nz(peak), nz(c.Connections), nz(c.Requests)
+	*f.BytesIn, *f.BytesOut = nz(c.BytesIn), nz(c.BytesOut)
+	*f.Responses1xx, *f.Responses2xx, *f.Responses3xx, *f.Responses4xx, *f.Responses5xx = nz(c.R1xx), nz(c.R2xx), nz(c.R3xx), nz(c.R4xx), nz(c.R5xx)
+	*f.Errors = nz(c.Errors)
+	*f.ResponseTimeMs, *f.TotalTimeMs = nz(rtime), nz(ttime)
+}
+
+// poolTimes averages the response and total times of pools, weighted by
+// their sessions (requests for HTTP).
+func poolTimes(entries map[string]statEntry, pools []string) (rtime, ttime int64) {
+	var w, r, t int64
+	for _, id := range pools {
+		e, ok := entries[id]
+		if !ok {
+			continue
+		}
+		n := e.total().Connections
+		w, r, t = w+n, r+n*e.RTime, t+n*e.TTime
+	}
+	if w == 0 {
+		return 0, 0
+	}
+	return r / w, t / w
+}
+
+// buildStats turns the entries into the report's stats of the load
+// balancers of cfg that have any: a load balancer's counters are the sums
+// of its listeners' (its peak too: an upper bound when they peaked at
+// different times), and its and a listener's times those of the pools they
+// send to.
+func buildStats(entries map[string]statEntry, cfg *haproxy.Config) []openapi.LoadBalancerStats {
+	if cfg == nil {
+		return []openapi.LoadBalancerStats{}
+	}
+	out := []openapi.LoadBalancerStats{}
+	for _, lb := range cfg.LoadBalancers {
+		st := openapi.LoadBalancerStats{LoadBalancerId: lb.ID}
+		var total counters
+		var current, peak int64
+		found := false
+		for _, l := range lb.Listeners {
+			e, ok := entries[l.ID]
+			if !ok {
+				continue
+			}
+			found = true
+			pools := []string{}
+			if l.DefaultPoolID != "" {
+				pools = append(pools, l.DefaultPoolID)
+			}
+			for _, r := range l.Rules {
+				for _, p := range r.Action.Pools {
+					pools = append(pools, p.PoolID)
+				}
+			}
+			sort.Strings(pools)
+			rtime, ttime := poolTimes(entries, slices.Compact(pools))
+			ls := openapi.ListenerStats{Id: l.ID}
+			fill(ls.Fields(), e.total(), e.Current, e.Peak, rtime, ttime)
+			total.add(e.total())
+			current += e.Current
+			peak += e.Peak
+			if st.Listeners == nil {
+				st.Listeners = &[]openapi.ListenerStats{}
+			}
+			*st.Listeners = append(*st.Listeners, ls)
+		}
+		poolIDs := make([]string, 0, len(lb.Pools))
+		for _, p := range lb.Pools {
+			poolIDs = append(poolIDs, p.ID)
+			e, ok := entries[p.ID]
+			if !ok {
+				continue
+			}
+			found = true
+			ps := openapi.PoolStats{Id: p.ID}
+			fill(ps.Fields(), e.total(), e.Current, e.Peak, e.RTime, e.TTime)
+			for _, m := range p.Members {
+				me, ok := entries[m.ID]
+				if !ok {
+					continue
+				}
+				ms := openapi.MemberStats{Id: m.ID}
+				fill(ms.Fields(), me.total(), me.Current, me.Peak, me.RTime, me.TTime)
+				if ps.Members == nil {
+					ps.Members = &[]openapi.MemberStats{}
+				}
+				*ps.Members = append(*ps.Members, ms)
+			}
+			if st.Pools == nil {
+				st.Pools = &[]openapi.PoolStats{}
+			}
+			*st.Pools = append(*st.Pools, ps)
+		}
+		if !found {
+			continue
+		}
+		if st.Listeners != nil {
+			sort.Slice(*st.Listeners, func(i, j int) bool { return (*st.Listeners)[i].Id < (*st.Listeners)[j].Id })
+		}
+		rtime, ttime := poolTimes(entries, poolIDs)
+		fill(st.Fields(), total, current, peak, rtime, ttime)
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].LoadBalancerId < out[j].LoadBalancerId })
+	return out
+}
+
+// fullStatsEvery is how often a report carries every load balancer's stats,
+// changed or not (the API may have lost some: a node deleted and registered
+// again).
+const fullStatsEvery = time.Minute
+
+// unsent keeps the stats of all that changed since the API last took them
+// (all of them after fullStatsEvery, and after an agent restart); sent marks
+// them taken, to be called when the API accepted the report.
+func (s *statsStore) unsent(all []openapi.LoadBalancerStats, now time.Time) (out []openapi.LoadBalancerStats, sent func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	full := now.Sub(s.fullAt) >= fullStatsEvery
+	out = make([]openapi.LoadBalancerStats, 0, len(all))
+	enc := map[string][]byte{}
+	for _, st := range all {
+		b, err := json.Marshal(st)
+		if err == nil && !full && string(b) == string(s.sent[st.LoadBalancerId]) {
+			continue
+		}
+		out = append(out, st)
+		enc[st.LoadBalancerId] = b
+	}
+	return out, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if full || s.sent == nil {
+			s.sent = map[string][]byte{} // forgets load balancers no longer served
+			s.fullAt = now
+		}
+		for id, b := range enc {
+			s.sent[id] = b
 		}
 	}
-	ids := make([]string, 0, len(totals))
-	for id := range totals {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	out := make([]openapi.LoadBalancerStats, 0, len(ids))
-	for _, id := range ids {
-		c, cur := totals[id], current[id]
-		out = append(out, openapi.LoadBalancerStats{LoadBalancerId: id, ConnectionsCurrent: &cur, ConnectionsTotal: &c.Connections,
-			RequestsTotal: &c.Requests, BytesIn: &c.BytesIn, BytesOut: &c.BytesOut, Responses1xx: &c.R1xx, Responses2xx: &c.R2xx,
-			Responses3xx: &c.R3xx, Responses4xx: &c.R4xx, Responses5xx: &c.R5xx, Errors: &c.Errors})
-	}
-	return out
 }

@@ -347,6 +347,9 @@ type ServerStat struct {
 	LastChangeSeconds            int64
 	DowntimeSeconds              int64
 	ChecksFailed, ChecksDown     int64
+	// RTime and TTime are HAProxy's average response and total session
+	// times in ms over the last 1024 requests (rtime, ttime).
+	RTime, TTime int64
 }
 
 // ProxyStat is a frontend or backend row of `show stat`.
@@ -375,6 +378,9 @@ type ProxyStat struct {
 	Algorithm                          string
 	QueueCurrent                       int64
 	DowntimeSeconds, LastChangeSeconds int64
+	// RTime and TTime (backends) are HAProxy's average response and total
+	// session times in ms over the last 1024 requests (rtime, ttime).
+	RTime, TTime int64
 }
 
 // Stats returns the frontends, backends and servers of `show stat`.
@@ -467,6 +473,8 @@ func parseStatCSV(out string) ([]ProxyStat, []ServerStat, error) {
 				QueueCurrent:      n("qcur"),
 				DowntimeSeconds:   n("downtime"),
 				LastChangeSeconds: n("lastchg"),
+				RTime:             n("rtime"),
+				TTime:             n("ttime"),
 			}
 			ps.Errors = ps.RequestErrors + ps.ConnectionErrors + ps.ResponseErrors
 			proxies = append(proxies, ps)
@@ -503,6 +511,8 @@ func parseStatCSV(out string) ([]ProxyStat, []ServerStat, error) {
 				DowntimeSeconds:   n("downtime"),
 				ChecksFailed:      n("chkfail"),
 				ChecksDown:        n("chkdown"),
+				RTime:             n("rtime"),
+				TTime:             n("ttime"),
 			})
 		}
 	}
