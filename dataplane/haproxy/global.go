@@ -1,0 +1,8 @@
+package haproxy
+
+type globalView struct {
+	MaxConn         int
+	StatsSocket     string
+	HardStopAfter   string
+	ServerStateFile string
+}
