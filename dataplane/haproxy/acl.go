@@ -9,8 +9,21 @@ import (
 	"strings"
 )
 
+// ACLs: the source address filters of listeners and the conditions of
+// routing rules.
+
 type aclLine struct {
 	Name, Criterion, Values string
+	Origin                  Origin
+}
+
+// appendACLs appends lines to acls, all of origin o.
+func appendACLs(acls, lines []aclLine, o Origin) []aclLine {
+	for _, l := range lines {
+		l.Origin = o
+		acls = append(acls, l)
+	}
+	return acls
 }
 
 // cidrACL returns the lines of an acl matching the source address against

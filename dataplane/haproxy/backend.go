@@ -10,24 +10,63 @@ import (
 	"strings"
 )
 
+// A backend section per pool, a server line per member. Its lines come from
+// the pool, but for the server lines, which come from the members.
+
 type backendView struct {
-	Name        string
-	Mode        string
-	Balance     string
-	Retries     int
-	Redispatch  bool
-	Timeouts    []string
-	Cookie      string
-	StickTable  string
-	Stick       []string // stick <...>
-	HTTPCheck   bool
-	CheckSend   string
-	CheckExpect string
-	Servers     []serverView
+	Name         string
+	Origin       Origin // the pool
+	Mode         string
+	Balance      string
+	BalanceField string // the pool field the balance line stands for
+	Retries      int
+	Redispatch   bool
+	Timeouts     []viewLine
+	Cookie       string
+	StickTable   string
+	Stick        []string // stick <...>
+	HTTPCheck    bool
+	CheckSend    string
+	CheckExpect  string
+	Servers      []serverView
 }
 
 type serverView struct {
 	Name, Addr, Options string
+}
+
+func (b *backendView) write(w *cfgWriter) {
+	o := b.Origin
+	w.blank()
+	w.line(o, "backend ", b.Name)
+	w.line(o.at("protocol"), "    mode ", b.Mode)
+	w.line(o.at(b.BalanceField), "    balance ", b.Balance)
+	w.line(o.at("retries"), "    retries ", strconv.Itoa(b.Retries))
+	if b.Redispatch {
+		w.line(o.at("redispatch"), "    option redispatch")
+	}
+	for _, l := range b.Timeouts {
+		w.line(l.Origin, "    timeout ", l.Text)
+	}
+	sp := o.at("session_persistence")
+	if b.Cookie != "" {
+		w.line(sp, "    cookie ", b.Cookie)
+	}
+	if b.StickTable != "" {
+		w.line(sp, "    stick-table ", b.StickTable)
+	}
+	for _, s := range b.Stick {
+		w.line(sp, "    stick ", s)
+	}
+	if b.HTTPCheck {
+		w.line(o.at("health_monitor"), "    option httpchk")
+		w.line(o.at("health_monitor"), "    http-check send ", b.CheckSend)
+		w.line(o.at("health_monitor.expected_codes"), "    http-check expect ", b.CheckExpect)
+	}
+	for _, s := range b.Servers {
+		// The one member value HAProxy resolves or parses on its own.
+		w.line(Origin{Kind: KindMember, ID: s.Name, Field: "address"}, "    server ", s.Name, " ", s.Addr, " ", s.Options)
+	}
 }
 
 // balance maps pool algorithms to HAProxy balance arguments.
@@ -75,7 +114,8 @@ func buildBackend(lb LoadBalancer, p Pool) (backendView, error) {
 	fail := func(field string, err error) (backendView, error) {
 		return backendView{}, fieldError("pool "+p.ID+": "+field, err)
 	}
-	bv := backendView{Name: p.ID, Redispatch: p.Redispatch}
+	po := Origin{Kind: KindPool, ID: p.ID}
+	bv := backendView{Name: p.ID, Origin: po, BalanceField: "algorithm", Redispatch: p.Redispatch}
 	switch p.Protocol {
 	case "tcp", "http":
 		bv.Mode = p.Protocol
@@ -91,13 +131,14 @@ func buildBackend(lb LoadBalancer, p Pool) (backendView, error) {
 		if err != nil {
 			return fail("hash_key", err)
 		}
-		bv.Balance = "url_param " + w
+		bv.Balance, bv.BalanceField = "url_param "+w, "hash_key"
 	case "header":
 		// "balance hdr(<name>)" takes the name up to the first ')' as is.
 		if err := checkToken(p.HashKey); err != nil {
 			return fail("hash_key", err)
 		}
 		bv.Balance, _ = quoteWord("hdr(" + p.HashKey + ")")
+		bv.BalanceField = "hash_key"
 	default:
 		b, ok := balance[p.Algorithm]
 		if !ok {
@@ -109,14 +150,16 @@ func buildBackend(lb LoadBalancer, p Pool) (backendView, error) {
 		return fail("retries", errors.New("must not be negative"))
 	}
 	bv.Retries = p.Retries
+	// The backend timeouts are a listener's (the model does not say which):
+	// their lines stand for the pool as a whole.
 	if p.ConnectTimeoutMS > 0 {
-		bv.Timeouts = append(bv.Timeouts, "connect "+ms(p.ConnectTimeoutMS))
+		bv.Timeouts = append(bv.Timeouts, viewLine{"connect " + ms(p.ConnectTimeoutMS), po})
 	}
 	if p.ServerTimeoutMS > 0 {
-		bv.Timeouts = append(bv.Timeouts, "server "+ms(p.ServerTimeoutMS))
+		bv.Timeouts = append(bv.Timeouts, viewLine{"server " + ms(p.ServerTimeoutMS), po})
 	}
 	if p.TunnelTimeoutMS > 0 {
-		bv.Timeouts = append(bv.Timeouts, "tunnel "+ms(p.TunnelTimeoutMS))
+		bv.Timeouts = append(bv.Timeouts, viewLine{"tunnel " + ms(p.TunnelTimeoutMS), po})
 	}
 
 	// Session persistence.
@@ -189,7 +232,7 @@ func buildBackend(lb LoadBalancer, p Pool) (backendView, error) {
 			check += " rise " + strconv.Itoa(m.Rise)
 		}
 		if m.TimeoutMS > 0 {
-			bv.Timeouts = append(bv.Timeouts, "check "+ms(m.TimeoutMS))
+			bv.Timeouts = append(bv.Timeouts, viewLine{"check " + ms(m.TimeoutMS), po.at("health_monitor.timeout_ms")})
 		}
 		switch m.Type {
 		case "tcp":

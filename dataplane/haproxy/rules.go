@@ -1,5 +1,9 @@
 package haproxy
 
+// Routing rules: http-request and use_backend lines of an http(s) listener's
+// frontend (their conditions are ACLs, acl.go). Their lines come from the
+// rules.
+
 import (
 	"cmp"
 	"errors"
@@ -35,6 +39,7 @@ func buildRules(fv *frontendView, l Listener, pools map[string]*Pool) error {
 		}
 		seen[r.ID] = true
 		fail := func(field string, err error) error { return fieldError("rule "+r.ID+": "+field, err) }
+		ro := Origin{Kind: KindRule, ID: r.ID}
 
 		var cond []string
 		if hasForward {
@@ -46,7 +51,7 @@ func buildRules(fv *frontendView, l Listener, pools map[string]*Pool) error {
 			if err != nil {
 				return fail(fmt.Sprintf("conditions[%d]", i), err)
 			}
-			acls = append(acls, lines...)
+			acls = appendACLs(acls, lines, ro.atIndex("conditions[].values", i))
 			if c.Invert {
 				name = "!" + name
 			}
@@ -61,6 +66,7 @@ func buildRules(fv *frontendView, l Listener, pools map[string]*Pool) error {
 		switch a.Type {
 		case "forward":
 			var targets []WeightedPool
+			var index []int // of each target in a.Pools
 			sum := 0
 			for i, wp := range a.Pools {
 				if err := poolRef(wp.PoolID, pools, true); err != nil {
@@ -71,23 +77,26 @@ func buildRules(fv *frontendView, l Listener, pools map[string]*Pool) error {
 				}
 				if wp.Weight > 0 {
 					targets = append(targets, wp)
+					index = append(index, i)
 					sum += wp.Weight
 				}
 			}
 			if len(targets) == 0 {
 				return fail("action.pools", errors.New("needs a pool with a weight above 0"))
 			}
-			fv.HTTPRequest = append(fv.HTTPRequest, "set-var(txn.fulcrum_rule) str("+r.ID+")"+ifCond)
+			fv.HTTPRequest = append(fv.HTTPRequest, viewLine{"set-var(txn.fulcrum_rule) str(" + r.ID + ")" + ifCond, ro.at("action")})
 			routed := "{ var(txn.fulcrum_rule) -m str " + r.ID + " }"
+			const poolField = "action.forward.pools[].pool_id"
 			if len(targets) == 1 {
-				fv.UseBackends = append(fv.UseBackends, targets[0].PoolID+" if "+routed)
+				fv.UseBackends = append(fv.UseBackends, viewLine{targets[0].PoolID + " if " + routed, ro.atIndex(poolField, index[0])})
 				break
 			}
-			fv.HTTPRequest = append(fv.HTTPRequest, fmt.Sprintf("set-var(txn.fulcrum_rnd) rand(%d) if %s", sum, routed))
+			fv.HTTPRequest = append(fv.HTTPRequest, viewLine{fmt.Sprintf("set-var(txn.fulcrum_rnd) rand(%d) if %s", sum, routed),
+				ro.at("action.forward.pools")})
 			lo := 0
-			for _, t := range targets {
-				fv.UseBackends = append(fv.UseBackends, fmt.Sprintf("%s if %s { var(txn.fulcrum_rnd) -m int %d:%d }",
-					t.PoolID, routed, lo, lo+t.Weight-1))
+			for i, t := range targets {
+				fv.UseBackends = append(fv.UseBackends, viewLine{fmt.Sprintf("%s if %s { var(txn.fulcrum_rnd) -m int %d:%d }",
+					t.PoolID, routed, lo, lo+t.Weight-1), ro.atIndex(poolField, index[i])})
 				lo += t.Weight
 			}
 		case "redirect":
@@ -95,15 +104,15 @@ func buildRules(fv *frontendView, l Listener, pools map[string]*Pool) error {
 			if err != nil {
 				return fail("action", err)
 			}
-			fv.HTTPRequest = append(fv.HTTPRequest, rd+ifCond)
+			fv.HTTPRequest = append(fv.HTTPRequest, viewLine{rd + ifCond, ro.at("action.redirect")})
 		case "fixed_response":
 			ret, err := returnRule(a)
 			if err != nil {
 				return fail("action", err)
 			}
-			fv.HTTPRequest = append(fv.HTTPRequest, ret+ifCond)
+			fv.HTTPRequest = append(fv.HTTPRequest, viewLine{ret + ifCond, ro.at("action.fixed_response")})
 		case "deny":
-			fv.HTTPRequest = append(fv.HTTPRequest, "deny deny_status 403"+ifCond)
+			fv.HTTPRequest = append(fv.HTTPRequest, viewLine{"deny deny_status 403" + ifCond, ro.at("action")})
 		default:
 			return fail("action.type", fmt.Errorf("unknown action %s", strconv.QuoteToASCII(a.Type)))
 		}
@@ -115,7 +124,8 @@ func buildRules(fv *frontendView, l Listener, pools map[string]*Pool) error {
 		}
 	}
 	if hasForward {
-		acls = append(acls, aclLine{Name: "fulcrum_routed", Criterion: "var(txn.fulcrum_rule) -m found", Values: ""})
+		// The renderer's own, for the listener's rules.
+		acls = append(acls, aclLine{Name: "fulcrum_routed", Criterion: "var(txn.fulcrum_rule) -m found", Origin: fv.Origin})
 	}
 	fv.ACLs = append(fv.ACLs, acls...)
 	return nil
