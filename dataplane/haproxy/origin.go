@@ -117,3 +117,14 @@ type viewLine struct {
 	Text   string
 	Origin Origin
 }
+
+// ServerOrigin is the origin of the line of the server HAProxy names name
+// (servers are named by member ids); the zero Origin when there is none.
+func (r *Rendered) ServerOrigin(name string) Origin {
+	for _, o := range r.Origins {
+		if o.Kind == KindMember && o.ID == name {
+			return o
+		}
+	}
+	return Origin{}
+}
