@@ -111,9 +111,9 @@ func (h *handlers) checkDryRun(ctx context.Context, t *dryRunTree) error {
 	if err == nil && len(cfg.LoadBalancers) != 1 {
 		err = errors.New("the load balancer converts to nothing")
 	}
-	var text []byte
+	var rendered haproxy.Rendered
 	if err == nil {
-		text, err = haproxy.RenderLoadBalancer(cfg.Global, cfg.LoadBalancers[0])
+		rendered, err = haproxy.RenderLoadBalancerWithOrigins(cfg.Global, cfg.LoadBalancers[0])
 	}
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), "haproxy: ")
@@ -122,7 +122,7 @@ func (h *handlers) checkDryRun(ctx context.Context, t *dryRunTree) error {
 			validate.FieldError{Field: "body", Message: msg})
 	}
 	path := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(path, text, 0o600); err != nil {
+	if err := os.WriteFile(path, rendered.Text, 0o600); err != nil {
 		return fmt.Errorf("dry run of %s: %w", lbID, err)
 	}
 	select {
@@ -141,7 +141,7 @@ func (h *handlers) checkDryRun(ctx context.Context, t *dryRunTree) error {
 			// A load balancer without listeners: valid, it serves nothing yet.
 			return nil
 		}
-		return t.rejected(ce, path, text)
+		return t.rejected(ce, path, &rendered)
 	default:
 		return h.checkUnavailable(ctx, lbID, err)
 	}
@@ -163,10 +163,10 @@ var (
 
 // rejected is the 422 of a configuration HAProxy refused: the detail quotes
 // HAProxy's first alert, errors[] has one entry per alert naming the field of
-// the written object it most likely comes from ("body" when none).
-func (t *dryRunTree) rejected(ce *haproxy.CheckError, path string, text []byte) error {
+// the written object it comes from ("body" when none); r is the configuration
+// as rendered, with where each of its lines comes from.
+func (t *dryRunTree) rejected(ce *haproxy.CheckError, path string, r *haproxy.Rendered) error {
 	lbID := t.lb.LoadBalancer.Id
-	lines := strings.Split(string(text), "\n")
 	clean := func(s string) string { return strings.TrimSpace(strings.ReplaceAll(s, path, "the configuration")) }
 	var fields []validate.FieldError
 	seen := map[validate.FieldError]bool{}
@@ -177,7 +177,7 @@ func (t *dryRunTree) rejected(ce *haproxy.CheckError, path string, text []byte) 
 		} else if m := aclMissingRE.FindStringSubmatch(a.Message); m != nil && badACLs[m[1]] {
 			continue
 		}
-		f := validate.FieldError{Field: t.alertField(a, lines), Message: clean(a.Message)}
+		f := validate.FieldError{Field: t.alertField(a, r), Message: clean(a.Message)}
 		if f.Field == "body" && a.Section != "" {
 			f.Message = "[" + a.Section + "] " + f.Message
 		}
@@ -212,78 +212,46 @@ func (t *dryRunTree) rejected(ce *haproxy.CheckError, path string, text []byte) 
 		fields...)
 }
 
-// alertField names the field of the written object an alert most likely
-// comes from, from the names HAProxy quotes and the configuration line it
-// points at; "body" when the alert is not about the written object or the
-// field cannot be told.
-func (t *dryRunTree) alertField(a haproxy.Alert, lines []string) string {
-	var line string
-	if a.Line > 0 && a.Line <= len(lines) {
-		line = strings.TrimSpace(lines[a.Line-1])
+// alertField names the field of the written object an alert comes from, by
+// the origin the renderer recorded for the configuration line the alert
+// points at (or, for an alert naming a server but no line, for that server's
+// line); "body" when the alert is not about the written object or about no
+// field of it.
+func (t *dryRunTree) alertField(a haproxy.Alert, r *haproxy.Rendered) string {
+	o := r.Origin(a.Line)
+	if o.Kind == haproxy.KindNone && a.Server != "" {
+		o = r.ServerOrigin(a.Server)
 	}
-	words := strings.Fields(line)
-	first := func(w ...string) bool {
-		for i, x := range w {
-			if i >= len(words) || words[i] != x {
-				return false
-			}
-		}
-		return true
+	kind, id := dryRunObject(t.obj)
+	if o.Kind == haproxy.KindNone || o.Kind != kind || o.ID != id || o.Field == "" {
+		return "body"
 	}
-	switch o := t.obj.(type) {
-	case openapi.RoutingRule:
-		// A condition's ACL is named <rule id>_c<index> (dataplane/haproxy).
-		for i, c := range o.Conditions {
-			acl := fmt.Sprintf("%s_c%d", o.Id, i)
-			if !strings.Contains(a.Message, "'"+acl+"'") && !first("acl", acl) {
-				continue
+	field := o.Path()
+	// A condition's values share its acl lines: name the value HAProxy quotes.
+	if rule, ok := t.obj.(openapi.RoutingRule); ok && o.Field == "conditions[].values" && o.Index < len(rule.Conditions) {
+		for j, v := range rule.Conditions[o.Index].Values {
+			if v != "" && strings.Contains(a.Message, "'"+v+"'") {
+				return validate.Index(field, j)
 			}
-			f := validate.Index("conditions", i) + ".values"
-			for j, v := range c.Values {
-				if v != "" && strings.Contains(a.Message, "'"+v+"'") {
-					return validate.Index(f, j)
-				}
-			}
-			return f
 		}
-		if strings.Contains(line, o.Id) {
-			return "action"
-		}
-	case openapi.Member:
-		if a.Server == o.Id || first("server", o.Id) {
-			return "address" // the one member value HAProxy resolves or parses on its own
-		}
+	}
+	return field
+}
+
+// dryRunObject is the kind of configuration object and id of a written
+// object (KindNone for objects no line comes from).
+func dryRunObject(obj any) (haproxy.Kind, string) {
+	switch o := obj.(type) {
+	case openapi.LoadBalancer:
+		return haproxy.KindLoadBalancer, o.Id
 	case openapi.Listener:
-		if a.Section != "frontend "+o.Id {
-			break
-		}
-		switch {
-		case first("bind"):
-			if strings.Contains(a.Message, "crt") || strings.Contains(a.Message, "certificate") || strings.Contains(a.Message, "ssl") {
-				return "certificate_ids"
-			}
-			return "port"
-		case first("acl", "allowed_src"):
-			return "allowed_cidrs"
-		case first("acl", "denied_src"):
-			return "denied_cidrs"
-		case first("compression"):
-			return "compression"
-		case first("stick-table"), first("tcp-request", "connection", "track-sc0"), first("http-request", "track-sc0"):
-			return "rate_limit"
-		}
+		return haproxy.KindListener, o.Id
 	case openapi.Pool:
-		if a.Section != "backend "+o.Id {
-			break
-		}
-		switch {
-		case first("balance"):
-			return "algorithm"
-		case first("cookie"), first("stick-table"), first("stick"):
-			return "session_persistence"
-		case first("option", "httpchk"), first("http-check"):
-			return "health_monitor"
-		}
+		return haproxy.KindPool, o.Id
+	case openapi.Member:
+		return haproxy.KindMember, o.Id
+	case openapi.RoutingRule:
+		return haproxy.KindRule, o.Id
 	}
-	return "body"
+	return haproxy.KindNone, ""
 }
