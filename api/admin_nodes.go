@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
@@ -130,19 +131,33 @@ func (h *handlers) CreateNode(ctx context.Context, r openapi.CreateNodeRequestOb
 }
 
 // nodeID resolves a node's name to its id (nodes are addressed by either).
-func (h *handlers) nodeID(ctx context.Context, idOrName string) string {
+// A name no node has resolves to itself, so the caller's read answers 404
+// for it; a failed lookup is an error, never a 404.
+func (h *handlers) nodeID(ctx context.Context, idOrName string) (string, error) {
 	var id string
-	if err := h.st.Pool.QueryRow(ctx, "SELECT id FROM nodes WHERE id = $1 OR name = $1", idOrName).Scan(&id); err != nil {
-		return idOrName
+	err := h.st.Read(ctx, func(tx *store.Tx) error {
+		n, err := store.NodeGetByName(ctx, tx, idOrName, false)
+		if err != nil {
+			return err
+		}
+		id = n.ID
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return idOrName, nil
 	}
-	return id
+	return id, err
 }
 
 func (h *handlers) GetNode(ctx context.Context, r openapi.GetNodeRequestObject) (openapi.GetNodeResponseObject, error) {
 	if _, err := requireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	n, err := get[store.Node](ctx, h, store.KindNode, "", h.nodeID(ctx, r.Id))
+	id, err := h.nodeID(ctx, r.Id)
+	if err != nil {
+		return nil, err
+	}
+	n, err := get[store.Node](ctx, h, store.KindNode, "", id)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +173,11 @@ func (h *handlers) UpdateNode(ctx context.Context, r openapi.UpdateNodeRequestOb
 		return nil, err
 	}
 	b := r.Body
-	out, err := update(ctx, h, store.KindNode, "", h.nodeID(ctx, r.Id), r.Params.IfMatch, r.Params.DryRun, func(tx *store.Tx, n *store.Node) (openapi.Node, error) {
+	id, err := h.nodeID(ctx, r.Id)
+	if err != nil {
+		return nil, err
+	}
+	out, err := update(ctx, h, store.KindNode, "", id, r.Params.IfMatch, r.Params.DryRun, func(tx *store.Tx, n *store.Node) (openapi.Node, error) {
 		if b.Description != nil {
 			n.Description = *b.Description
 		}
@@ -171,7 +190,7 @@ func (h *handlers) UpdateNode(ctx context.Context, r openapi.UpdateNodeRequestOb
 		if err := e.Err(); err != nil {
 			return openapi.Node{}, err
 		}
-		row, err := store.Update[store.Node](ctx, tx, store.KindNode, n.ID, []store.Column{
+		row, err := store.Update[store.Node](ctx, tx, store.KindNode, "", n.ID, []store.Column{
 			{Name: "description", Value: n.Description}, {Name: "labels", Value: labelsOrEmpty(n.Labels)}})
 		if err != nil {
 			return openapi.Node{}, err
@@ -193,7 +212,7 @@ func (h *handlers) DeleteNode(ctx context.Context, r openapi.DeleteNodeRequestOb
 		return nil, err
 	}
 	err := h.st.Write(ctx, false, func(tx *store.Tx) error {
-		n, err := store.Get[store.Node](ctx, tx, store.KindNode, "", h.nodeID(ctx, r.Id), true)
+		n, err := store.NodeGetByName(ctx, tx, r.Id, true)
 		if err != nil {
 			return err
 		}
@@ -202,7 +221,7 @@ func (h *handlers) DeleteNode(ctx context.Context, r openapi.DeleteNodeRequestOb
 		}
 		// Tokens bound to the node go with it (ON DELETE CASCADE); the
 		// tombstone stops a group token registering the name again.
-		if err := store.HardDelete(ctx, tx, store.KindNode, n.ID); err != nil {
+		if err := store.HardDelete(ctx, tx, store.KindNode, "", n.ID); err != nil {
 			return err
 		}
 		if err := store.TombstoneNode(ctx, tx, n); err != nil {

@@ -220,7 +220,7 @@ func (h *handlers) CreateNodeGroup(ctx context.Context, r openapi.CreateNodeGrou
 			return openapi.NodeGroup{}, err
 		}
 		if applyVRRP(&e, g, v) {
-			if g, err = store.Update[store.NodeGroup](ctx, tx, store.KindNodeGroup, g.ID, vrrpColumns(g)); err != nil {
+			if g, err = store.Update[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", g.ID, vrrpColumns(g)); err != nil {
 				return openapi.NodeGroup{}, err
 			}
 		}
@@ -277,16 +277,8 @@ func (h *handlers) UpdateNodeGroup(ctx context.Context, r openapi.UpdateNodeGrou
 			return openapi.NodeGroup{}, err
 		}
 		// A range may change only to one that still holds every allocated VIP.
-		var outside []string
-		rows, _ := tx.Query(ctx, "SELECT id FROM load_balancers WHERE node_group_id = $1 AND NOT (vip_address <<= $2) LIMIT 20", g.ID, g.VIPRange)
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return openapi.NodeGroup{}, err
-			}
-			outside = append(outside, id)
-		}
-		if err := rows.Err(); err != nil {
+		outside, err := store.LoadBalancerListOutsideRange(ctx, tx, g.ID, g.VIPRange)
+		if err != nil {
 			return openapi.NodeGroup{}, err
 		}
 		if len(outside) > 0 {
@@ -313,7 +305,7 @@ func (h *handlers) UpdateNodeGroup(ctx context.Context, r openapi.UpdateNodeGrou
 		if err != nil {
 			return openapi.NodeGroup{}, err
 		}
-		row, err := store.Update[store.NodeGroup](ctx, tx, store.KindNodeGroup, g.ID, append(nodeGroupColumns(g, rev), vrrpColumns(g)...))
+		row, err := store.Update[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", g.ID, append(nodeGroupColumns(g, rev), vrrpColumns(g)...))
 		if err != nil {
 			return openapi.NodeGroup{}, err
 		}

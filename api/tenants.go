@@ -163,7 +163,7 @@ func (h *handlers) UpdateTenant(ctx context.Context, r openapi.UpdateTenantReque
 		if err != nil {
 			return openapi.Tenant{}, err
 		}
-		row, err := store.Update[store.Tenant](ctx, tx, store.KindTenant, t.ID, append(tenantColumns(t), store.Column{Name: "revision", Value: rev}))
+		row, err := store.Update[store.Tenant](ctx, tx, store.KindTenant, "", t.ID, append(tenantColumns(t), store.Column{Name: "revision", Value: rev}))
 		if err != nil {
 			return openapi.Tenant{}, err
 		}

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/auth"
@@ -95,10 +94,12 @@ func issueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, 
 		}
 	}
 	if nodeID != "" {
-		var groupID string
-		if err := tx.QueryRow(ctx, "SELECT id, node_group_id FROM nodes WHERE id = $1 OR name = $1", nodeID).Scan(&nodeID, &groupID); err != nil {
-			return nil, "", problem.InvalidField("node_id", "does not exist")
+		n, err := store.NodeGetByName(ctx, tx, nodeID, false)
+		if err != nil {
+			return nil, "", asInvalidField(err, "node_id")
 		}
+		nodeID = n.ID
+		groupID := n.NodeGroupID
 		if nodeGroupID != "" && nodeGroupID != groupID {
 			return nil, "", problem.InvalidField("node_group_id", "is not the node's group")
 		}
@@ -135,11 +136,10 @@ func issueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, 
 	return t, auth.Bearer(id, secret), nil
 }
 
-// asInvalidField turns the 404 of a referenced object into a 422 naming
-// field; other errors (an unavailable database) pass through.
+// asInvalidField turns the ErrNotFound of a referenced object into a 422
+// naming field; other errors (an unavailable database) pass through.
 func asInvalidField(err error, field string) error {
-	var p *problem.Problem
-	if errors.As(err, &p) && p.Status == http.StatusNotFound {
+	if errors.Is(err, store.ErrNotFound) {
 		return problem.InvalidField(field, "does not exist")
 	}
 	return err
@@ -227,7 +227,7 @@ func (h *handlers) RevokeToken(ctx context.Context, r openapi.RevokeTokenRequest
 		if _, err := h.visibleToken(ctx, tx, r.Id); err != nil {
 			return err
 		}
-		return store.HardDelete(ctx, tx, store.KindToken, r.Id)
+		return store.HardDelete(ctx, tx, store.KindToken, "", r.Id)
 	})
 	if err != nil {
 		return nil, err
