@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/api/validate"
 	"github.com/fulcrumlb/fulcrum/openapi"
@@ -100,7 +99,7 @@ func (h *handlers) CreateNode(ctx context.Context, r openapi.CreateNodeRequestOb
 	out, _, err := create(ctx, h, "POST /v1/nodes", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Node, error) {
 		g, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", b.NodeGroupId, true)
 		if err != nil {
-			return openapi.Node{}, problem.InvalidField("node_group_id", "does not exist")
+			return openapi.Node{}, asInvalidField(err, "node_group_id")
 		}
 		// Creating a deleted node's name again lets its agent register.
 		if err := store.ClearNodeTombstone(ctx, tx, b.Name); err != nil {

@@ -223,12 +223,17 @@ func validateListener(ctx context.Context, tx *store.Tx, l *store.Listener, newP
 		}
 		seen[id] = true
 		if _, err := store.Get[store.Certificate](ctx, tx, store.KindCertificate, l.TenantID, id, false); err != nil {
+			if !unusableRef(err) {
+				return err
+			}
 			e.Add(f, "does not exist")
 		}
 	}
 	if l.DefaultPoolID != nil {
 		pool, err := store.GetLive[store.Pool](ctx, tx, store.KindPool, l.TenantID, *l.DefaultPoolID, false)
 		switch {
+		case err != nil && !unusableRef(err):
+			return err
 		case err != nil:
 			e.Add("default_pool_id", "does not exist")
 		case pool.LoadBalancerID != l.LoadBalancerID:
@@ -255,7 +260,7 @@ func listenerColumns(l *store.Listener, rev int64) []store.Column {
 
 // saveListenerCertificates keeps the reference rows in step with certificate_ids.
 func saveListenerCertificates(ctx context.Context, tx *store.Tx, l *store.Listener) error {
-	return store.ListenerSetCertificates(ctx, tx, l.ID, l.Spec.CertificateIDs)
+	return store.ListenerSetCertificates(ctx, tx, l.TenantID, l.ID, l.Spec.CertificateIDs)
 }
 
 func (h *handlers) ListListeners(ctx context.Context, r openapi.ListListenersRequestObject) (openapi.ListListenersResponseObject, error) {
@@ -356,7 +361,7 @@ func (h *handlers) UpdateListener(ctx context.Context, r openapi.UpdateListenerR
 			return openapi.Listener{}, err
 		}
 		if l.Protocol == "tcp" {
-			n, err := store.RoutingRuleCountByListener(ctx, tx, l.ID)
+			n, err := store.RoutingRuleCountByListener(ctx, tx, tenant, l.ID)
 			if err != nil {
 				return openapi.Listener{}, err
 			}

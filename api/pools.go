@@ -287,7 +287,7 @@ func (h *handlers) UpdatePool(ctx context.Context, r openapi.UpdatePoolRequestOb
 			return openapi.Pool{}, err
 		}
 		// Listeners and rules sending here must still fit the protocol.
-		users, err := store.PoolListUsers(ctx, tx, p.ID)
+		users, err := store.PoolListUsers(ctx, tx, tenant, p.ID)
 		if err != nil {
 			return openapi.Pool{}, err
 		}

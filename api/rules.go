@@ -191,6 +191,8 @@ func validateRule(ctx context.Context, tx *store.Tx, r *store.RoutingRule) error
 			f := validate.Index("action.forward.pools", i) + ".pool_id"
 			p, err := store.GetLive[store.Pool](ctx, tx, store.KindPool, r.TenantID, id, false)
 			switch {
+			case err != nil && !unusableRef(err):
+				return err
 			case err != nil:
 				e.Add(f, "does not exist")
 			case p.LoadBalancerID != r.LoadBalancerID:
@@ -212,7 +214,7 @@ func saveRulePools(ctx context.Context, tx *store.Tx, r *store.RoutingRule) erro
 	if r.Spec.Action.Type == "forward" {
 		pools = r.PoolIDs()
 	}
-	return store.RoutingRuleSetPools(ctx, tx, r.ID, pools)
+	return store.RoutingRuleSetPools(ctx, tx, r.TenantID, r.ID, pools)
 }
 
 func (h *handlers) ListRoutingRules(ctx context.Context, r openapi.ListRoutingRulesRequestObject) (openapi.ListRoutingRulesResponseObject, error) {

@@ -136,6 +136,13 @@ func issueToken(ctx context.Context, tx *store.Tx, kind, tenantID, nodeGroupID, 
 	return t, auth.Bearer(id, secret), nil
 }
 
+// unusableRef says whether err, from reading an object a request refers
+// to, means the object cannot be referred to (missing, another tenant's,
+// being deleted) rather than that the read failed.
+func unusableRef(err error) bool {
+	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict)
+}
+
 // asInvalidField turns the ErrNotFound of a referenced object into a 422
 // naming field; other errors (an unavailable database) pass through.
 func asInvalidField(err error, field string) error {

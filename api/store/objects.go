@@ -95,9 +95,12 @@ WHERE s.load_balancer_id = $1 AND lb.tenant_id = $2 AND ns.last_seen_at IS NOT N
 	return out, nil
 }
 
-// ListenerSetCertificates replaces the listener's certificate references by
-// certIDs, in that order.
-func ListenerSetCertificates(ctx context.Context, tx *Tx, listenerID string, certIDs []string) error {
+// ListenerSetCertificates replaces the tenant's listener's certificate
+// references by certIDs, in that order.
+func ListenerSetCertificates(ctx context.Context, tx *Tx, tenantID, listenerID string, certIDs []string) error {
+	if err := owned(ctx, tx, KindListener, tenantID, listenerID); err != nil {
+		return err
+	}
 	if _, err := tx.pg.Exec(ctx, "DELETE FROM listener_certificates WHERE listener_id = $1", listenerID); err != nil {
 		return fmt.Errorf("save listener certificates: %w", err)
 	}
@@ -120,17 +123,22 @@ WHERE id IN (SELECT listener_id FROM listener_certificates WHERE certificate_id 
 	return nil
 }
 
-// RoutingRuleCountByListener counts the listener's live routing rules.
-func RoutingRuleCountByListener(ctx context.Context, tx *Tx, listenerID string) (int, error) {
+// RoutingRuleCountByListener counts the live routing rules of the tenant's
+// listener.
+func RoutingRuleCountByListener(ctx context.Context, tx *Tx, tenantID, listenerID string) (int, error) {
 	var n int
-	if err := tx.pg.QueryRow(ctx, "SELECT count(*) FROM routing_rules WHERE listener_id = $1 AND deleted_revision IS NULL", listenerID).Scan(&n); err != nil {
+	if err := tx.pg.QueryRow(ctx, "SELECT count(*) FROM routing_rules WHERE listener_id = $1 AND tenant_id = $2 AND deleted_revision IS NULL", listenerID, tenantID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count routing rules: %w", err)
 	}
 	return n, nil
 }
 
-// RoutingRuleSetPools replaces the pools a routing rule forwards to.
-func RoutingRuleSetPools(ctx context.Context, tx *Tx, ruleID string, poolIDs []string) error {
+// RoutingRuleSetPools replaces the pools the tenant's routing rule forwards
+// to.
+func RoutingRuleSetPools(ctx context.Context, tx *Tx, tenantID, ruleID string, poolIDs []string) error {
+	if err := owned(ctx, tx, KindRoutingRule, tenantID, ruleID); err != nil {
+		return err
+	}
 	if _, err := tx.pg.Exec(ctx, "DELETE FROM routing_rule_pools WHERE routing_rule_id = $1", ruleID); err != nil {
 		return fmt.Errorf("save rule pools: %w", err)
 	}
@@ -150,10 +158,11 @@ type PoolUser struct {
 }
 
 // PoolListUsers lists the live listeners and routing rules sending traffic to
-// the pool.
-func PoolListUsers(ctx context.Context, tx *Tx, poolID string) ([]PoolUser, error) {
-	rows, _ := tx.pg.Query(ctx, `SELECT id, protocol FROM listeners WHERE default_pool_id = $1 AND deleted_revision IS NULL
-UNION ALL SELECT r.id, 'http' FROM routing_rules r JOIN routing_rule_pools rp ON rp.routing_rule_id = r.id WHERE rp.pool_id = $1 AND r.deleted_revision IS NULL`, poolID)
+// the tenant's pool.
+func PoolListUsers(ctx context.Context, tx *Tx, tenantID, poolID string) ([]PoolUser, error) {
+	rows, _ := tx.pg.Query(ctx, `SELECT id, protocol FROM listeners WHERE default_pool_id = $1 AND tenant_id = $2 AND deleted_revision IS NULL
+UNION ALL SELECT r.id, 'http' FROM routing_rules r JOIN routing_rule_pools rp ON rp.routing_rule_id = r.id
+WHERE rp.pool_id = $1 AND r.tenant_id = $2 AND r.deleted_revision IS NULL`, poolID, tenantID)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PoolUser, error) {
 		var u PoolUser
 		err := r.Scan(&u.ID, &u.Protocol)

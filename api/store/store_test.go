@@ -161,6 +161,7 @@ func TestTenantScopedWritesRefuseAnotherTenant(t *testing.T) {
 	f := newLB(t, st, a, newGroup(t, st, "g"))
 	cert := NewID(KindCertificate.Prefix)
 	exec(t, st, "INSERT INTO certificates (id, tenant_id, certificate_pem, private_key_enc, info, revision) VALUES ($1, $2, 'pem', '\\x00', '{}', 1)", cert, a)
+	exec(t, st, "INSERT INTO listener_certificates (listener_id, certificate_id, position) VALUES ($1, $2, 0)", f.listener, cert)
 
 	writes := map[string]func(tx *Tx) error{
 		"Update": func(tx *Tx) error {
@@ -173,6 +174,9 @@ func TestTenantScopedWritesRefuseAnotherTenant(t *testing.T) {
 			return MarkDeleted(ctx, tx, KindMember, b, f.member, false)
 		},
 		"HardDelete certificate": func(tx *Tx) error { return HardDelete(ctx, tx, KindCertificate, b, cert) },
+		"ListenerSetCertificates": func(tx *Tx) error {
+			return ListenerSetCertificates(ctx, tx, b, f.listener, nil)
+		},
 		"ListenerMarkUpdatedByCertificate": func(tx *Tx) error {
 			rev, err := tx.Revision(ctx)
 			if err != nil {
@@ -202,6 +206,9 @@ func TestTenantScopedWritesRefuseAnotherTenant(t *testing.T) {
 			t.Errorf("%s: %d live rows of tenant a, want 1", table, n)
 		}
 	}
+	if n := scalar[int](t, st, "SELECT count(*) FROM listener_certificates WHERE listener_id = $1", f.listener); n != 1 {
+		t.Errorf("listener certificates replaced by another tenant")
+	}
 	if n := scalar[int](t, st, "SELECT count(*) FROM certificates WHERE id = $1", cert); n != 1 {
 		t.Errorf("certificate deleted by another tenant")
 	}
@@ -217,6 +224,9 @@ func TestTenantScopedWritesRefuseAnotherTenant(t *testing.T) {
 		}
 		if lb.Description != "mine" || lb.Version != 2 {
 			t.Errorf("updated: description %q version %d", lb.Description, lb.Version)
+		}
+		if err := ListenerSetCertificates(ctx, tx, a, f.listener, nil); err != nil {
+			return err
 		}
 		return HardDelete(ctx, tx, KindCertificate, a, cert)
 	})
