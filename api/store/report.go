@@ -10,6 +10,9 @@ import (
 )
 
 // Select runs a query returning rows of one model.
+//
+// TODO(snapshot helper): only api/agent.go calls it, with its own SQL;
+// unexport it (or remove it) once the snapshot queries moved into the store.
 func Select[T any](ctx context.Context, tx *Tx, q string, args ...any) ([]*T, error) {
 	rows, _ := tx.pg.Query(ctx, q, args...)
 	out, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByNameLax[T])
