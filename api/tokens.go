@@ -234,7 +234,15 @@ func (h *handlers) RevokeToken(ctx context.Context, r openapi.RevokeTokenRequest
 		if _, err := h.visibleToken(ctx, tx, r.Id); err != nil {
 			return err
 		}
-		return store.HardDelete(ctx, tx, store.KindToken, "", r.Id)
+		p, err := tokenScope(ctx)
+		if err != nil {
+			return err
+		}
+		tenant := ""
+		if p.Kind == store.TokenTenant {
+			tenant = p.TenantID
+		}
+		return store.TokenDelete(ctx, tx, tenant, r.Id)
 	})
 	if err != nil {
 		return nil, err

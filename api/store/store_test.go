@@ -216,6 +216,16 @@ func TestTenantScopedWritesRefuseAnotherTenant(t *testing.T) {
 		t.Errorf("listener status %q changed by another tenant's certificate update", s)
 	}
 
+	// A tenant revokes only its own tokens.
+	tok := NewID(KindToken.Prefix)
+	exec(t, st, "INSERT INTO tokens (id, kind, tenant_id, secret_hash) VALUES ($1, 'tenant', $2, '\\x00')", tok, a)
+	if err := st.Write(ctx, false, func(tx *Tx) error { return TokenDelete(ctx, tx, b, tok) }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("TokenDelete of another tenant's token: %v, want ErrNotFound", err)
+	}
+	if err := st.Write(ctx, false, func(tx *Tx) error { return TokenDelete(ctx, tx, a, tok) }); err != nil {
+		t.Errorf("TokenDelete of its own token: %v", err)
+	}
+
 	// The owner's writes go through.
 	err := st.Write(ctx, false, func(tx *Tx) error {
 		lb, err := Update[LoadBalancer](ctx, tx, KindLoadBalancer, a, f.lb, []Column{{Name: "description", Value: "mine"}})

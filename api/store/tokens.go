@@ -30,3 +30,20 @@ func (s *Store) TokenTouch(ctx context.Context, id string) error {
 	_, err := s.pool.Exec(ctx, "UPDATE tokens SET last_used_at = now() WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')", id)
 	return err
 }
+
+// TokenDelete revokes a token. A tenant (tenantID not "") revokes only its
+// own tenant tokens; an admin passes "". A token not found that way is
+// ErrNotFound.
+func TokenDelete(ctx context.Context, tx *Tx, tenantID, id string) error {
+	if _, err := tx.Revision(ctx); err != nil {
+		return err
+	}
+	tag, err := tx.pg.Exec(ctx, "DELETE FROM tokens WHERE id = $1 AND ($2 = '' OR tenant_id = $2)", id, tenantID)
+	if err != nil {
+		return fmt.Errorf("delete token: %w", mapError(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return notFound(KindToken, id)
+	}
+	return nil
+}
