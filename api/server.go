@@ -352,8 +352,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 }
 
 // toProblem maps errors to problems: the store's errors as storeProblem
-// says, an unavailable database (down,
-// restarting, frozen, too slow) to 503 with Retry-After, never 500.
+// says, an unavailable database (down, restarting, frozen, too slow) to 503
+// with Retry-After, never 500.
 func (s *Server) toProblem(ctx context.Context, err error) *problem.Problem {
 	var p *problem.Problem
 	if errors.As(err, &p) {
