@@ -328,7 +328,7 @@ func TestTwoNodesBothMustApply(t *testing.T) {
 	lb := s.newLB(8088, nil, a)
 	s.WaitActive("/v1/load-balancers/" + lb.LB)
 	var rev int64
-	if err := s.Store.Pool.QueryRow(context.Background(), "SELECT revision FROM listeners WHERE id = $1", lb.Listener).Scan(&rev); err != nil {
+	if err := s.Store.PoolForTests().QueryRow(context.Background(), "SELECT revision FROM listeners WHERE id = $1", lb.Listener).Scan(&rev); err != nil {
 		t.Fatal(err)
 	}
 	if n1.AppliedRevision() < rev || n2.AppliedRevision() < rev {

@@ -88,7 +88,7 @@ func TestTraceCoalescedWrites(t *testing.T) {
 		want[sc.SpanID()] = true
 	}
 	var rev int64
-	if err := s.Store.Pool.QueryRow(context.Background(), "SELECT revision FROM members WHERE id = $1", last).Scan(&rev); err != nil {
+	if err := s.Store.PoolForTests().QueryRow(context.Background(), "SELECT revision FROM members WHERE id = $1", last).Scan(&rev); err != nil {
 		t.Fatal(err)
 	}
 	s.StartAgent(node)

@@ -95,7 +95,7 @@ func TestTraceChain(t *testing.T) {
 	// ends up applying, and the revision records the write's traceparent.
 	var listenerRev int64
 	var recorded string
-	if err := s.Store.Pool.QueryRow(ctx, "SELECT l.revision, r.traceparent FROM listeners l JOIN revisions r ON r.revision = l.revision WHERE l.id = $1",
+	if err := s.Store.PoolForTests().QueryRow(ctx, "SELECT l.revision, r.traceparent FROM listeners l JOIN revisions r ON r.revision = l.revision WHERE l.id = $1",
 		listener).Scan(&listenerRev, &recorded); err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func nodeByName(ctx context.Context, tx *store.Tx, name string, scope nodeScope,
 	if forUpdate {
 		q += " FOR UPDATE"
 	}
-	rows, _ := tx.Query(ctx, q, name)
+	rows, _ := tx.Legacy().Query(ctx, q, name)
 	n, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[store.Node])
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) && !errors.Is(err, pgx.ErrTooManyRows) {
 		return nil, fmt.Errorf("look up node: %w", err)
@@ -174,8 +174,7 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 		changed := h.notify.Changed()
 		var snap *openapi.Snapshot
 		rctx, cancel := context.WithTimeout(ctx, h.requestTimeout)
-		err := pgx.BeginTxFunc(rctx, h.st.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(t pgx.Tx) error {
-			tx := &store.Tx{Tx: t}
+		err := h.st.ReadSnapshot(rctx, func(tx *store.Tx) error {
 			n, err := nodeByName(rctx, tx, r.Id, scope, false)
 			if err != nil {
 				return err
@@ -236,7 +235,7 @@ func (h *handlers) buildSnapshot(ctx context.Context, tx *store.Tx, groupID stri
 		snap.Vrrp = &openapi.SnapshotVRRP{Interface: g.VRRPInterface, RouterIdMin: g.VRRPRouterIDMin, RouterIdMax: g.VRRPRouterIDMax, AdvertIntervalMs: g.VRRPAdvertIntervalMS}
 	}
 	var tp string
-	if err := tx.QueryRow(ctx, "SELECT traceparent FROM revisions WHERE revision <= $1 ORDER BY revision DESC LIMIT 1", rev).Scan(&tp); err == nil && tp != "" {
+	if err := tx.Legacy().QueryRow(ctx, "SELECT traceparent FROM revisions WHERE revision <= $1 ORDER BY revision DESC LIMIT 1", rev).Scan(&tp); err == nil && tp != "" {
 		snap.Traceparent = &tp
 	}
 	tps, err := writeTraceparents(ctx, tx, groupID, after, rev)
@@ -273,7 +272,7 @@ var groupWriteRevisions = func() string {
 // them: a snapshot folding several writes lets the agent's apply link to each.
 // An object written twice in that range shows only its last write.
 func writeTraceparents(ctx context.Context, tx *store.Tx, groupID string, after, rev int64) ([]string, error) {
-	rows, err := tx.Query(ctx, `SELECT traceparent FROM (
+	rows, err := tx.Legacy().Query(ctx, `SELECT traceparent FROM (
   SELECT revision, traceparent FROM revisions
   WHERE revision > $2 AND revision <= $3 AND traceparent <> '' AND revision IN (`+groupWriteRevisions+`)
   ORDER BY revision DESC LIMIT $4) w ORDER BY revision`, groupID, after, rev, maxSnapshotTraceparents)
@@ -433,7 +432,7 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 		}
 		for _, s := range deref(b.Stats) {
 			counters, _ := json.Marshal(s)
-			if _, err := tx.Exec(ctx, `INSERT INTO load_balancer_stats (node_id, load_balancer_id, counters, updated_at)
+			if _, err := tx.Legacy().Exec(ctx, `INSERT INTO load_balancer_stats (node_id, load_balancer_id, counters, updated_at)
 SELECT $1, lb.id, $3, now() FROM load_balancers lb WHERE lb.id = $2 AND lb.node_group_id = $4
 ON CONFLICT (node_id, load_balancer_id) DO UPDATE SET counters = EXCLUDED.counters, updated_at = now()`, n.ID, s.LoadBalancerId, counters, n.NodeGroupID); err != nil {
 				return fmt.Errorf("store stats: %w", err)

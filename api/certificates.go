@@ -147,11 +147,10 @@ func (h *handlers) UpdateCertificate(ctx context.Context, r openapi.UpdateCertif
 			return openapi.Certificate{}, err
 		}
 		// Listeners using it must be re-applied with the new chain.
-		if _, err := tx.Exec(ctx, `UPDATE listeners SET revision = $2, provisioning_status = CASE WHEN provisioning_status = 'pending_create' THEN provisioning_status ELSE 'pending_update' END
-WHERE id IN (SELECT listener_id FROM listener_certificates WHERE certificate_id = $1) AND deleted_revision IS NULL`, c.ID, rev); err != nil {
+		if err := store.ListenerMarkUpdatedByCertificate(ctx, tx, tenant, c.ID, rev); err != nil {
 			return openapi.Certificate{}, err
 		}
-		row, err := store.Update[store.Certificate](ctx, tx, store.KindCertificate, c.ID, certColumns(c, rev))
+		row, err := store.Update[store.Certificate](ctx, tx, store.KindCertificate, tenant, c.ID, certColumns(c, rev))
 		if err != nil {
 			return openapi.Certificate{}, err
 		}

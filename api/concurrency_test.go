@@ -435,7 +435,7 @@ func TestMigrateConcurrently(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			versions[i], errs[i] = store.Migrate(ctx, stores[i].Pool)
+			versions[i], errs[i] = stores[i].Migrate(ctx)
 		}()
 	}
 	close(start)
@@ -449,17 +449,17 @@ func TestMigrateConcurrently(t *testing.T) {
 		}
 	}
 	var rows, version int
-	if err := stores[0].Pool.QueryRow(ctx, "SELECT count(*), max(version) FROM schema_version").Scan(&rows, &version); err != nil {
+	if err := stores[0].PoolForTests().QueryRow(ctx, "SELECT count(*), max(version) FROM schema_version").Scan(&rows, &version); err != nil {
 		t.Fatal(err)
 	}
 	if rows != 1 || version != len(files) {
 		t.Errorf("schema_version has %d rows, version %d", rows, version)
 	}
 	// The schema is there and usable; migrating again changes nothing.
-	if _, err := stores[0].Pool.Exec(ctx, "SELECT id, vip_address FROM load_balancers LIMIT 1"); err != nil {
+	if _, err := stores[0].PoolForTests().Exec(ctx, "SELECT id, vip_address FROM load_balancers LIMIT 1"); err != nil {
 		t.Errorf("schema not applied: %v", err)
 	}
-	if v, err := store.Migrate(ctx, stores[1].Pool); err != nil || v != int32(len(files)) {
+	if v, err := stores[1].Migrate(ctx); err != nil || v != int32(len(files)) {
 		t.Errorf("migrating again: %d %v", v, err)
 	}
 }

@@ -124,7 +124,7 @@ func TestReservedPorts(t *testing.T) {
 	// A listener that sits on a port reserved after it was created (as after
 	// an upgrade reserving the agent's ports) can still change otherwise.
 	legacy := b.create(b.TokenA, "/v1/listeners", map[string]any{"load_balancer_id": lb, "protocol": "tcp", "port": 9300})
-	if _, err := b.Store.Pool.Exec(context.Background(), "UPDATE listeners SET port = 8404 WHERE id = $1", legacy); err != nil {
+	if _, err := b.Store.PoolForTests().Exec(context.Background(), "UPDATE listeners SET port = 8404 WHERE id = $1", legacy); err != nil {
 		t.Fatal(err)
 	}
 	b.must(http.StatusOK, b.TokenA, http.MethodPatch, "/v1/listeners/"+legacy, map[string]any{"description": "still here"})
@@ -350,7 +350,7 @@ func TestLaggingNodeStatus(t *testing.T) {
 		t.Fatalf("a node still within the grace is listed: %v", nodes)
 	}
 	// Past it, n2 is named and the LB reads degraded.
-	if _, err := b.Store.Pool.Exec(context.Background(), "UPDATE revisions SET created_at = now() - interval '1 minute' WHERE revision = $1", rev); err != nil {
+	if _, err := b.Store.PoolForTests().Exec(context.Background(), "UPDATE revisions SET created_at = now() - interval '1 minute' WHERE revision = $1", rev); err != nil {
 		t.Fatal(err)
 	}
 	b.report("n1", rev, nil)
@@ -382,7 +382,7 @@ func TestLaggingNodeStatus(t *testing.T) {
 	}
 
 	// A node silent past its group's down-timeout is named down.
-	if _, err := b.Store.Pool.Exec(context.Background(), "UPDATE nodes SET last_seen_at = now() - interval '3 minutes' WHERE name = 'n2'"); err != nil {
+	if _, err := b.Store.PoolForTests().Exec(context.Background(), "UPDATE nodes SET last_seen_at = now() - interval '3 minutes' WHERE name = 'n2'"); err != nil {
 		t.Fatal(err)
 	}
 	tree = b.statusTree(b.TokenA, tr.LB)

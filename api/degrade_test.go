@@ -273,7 +273,7 @@ func TestOutageRestartUnderWriters(t *testing.T) {
 	// Every acknowledged write survived the restart.
 	waitHealthy(t, b)
 	var found int
-	err := b.Store.Pool.QueryRow(ctx, "SELECT count(*) FROM load_balancers WHERE id = ANY($1)", acked).Scan(&found)
+	err := b.Store.PoolForTests().QueryRow(ctx, "SELECT count(*) FROM load_balancers WHERE id = ANY($1)", acked).Scan(&found)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -249,13 +249,13 @@ func remove[T any, PT interface {
 				return err
 			}
 		}
-		if err := store.CheckDeletable(ctx, tx, k, id, cascade); err != nil {
+		if err := store.CheckDeletable(ctx, tx, k, tenantID, id, cascade); err != nil {
 			return err
 		}
 		if k.SoftDelete {
-			return store.MarkDeleted(ctx, tx, k, id, cascade)
+			return store.MarkDeleted(ctx, tx, k, tenantID, id, cascade)
 		}
-		return store.HardDelete(ctx, tx, k, id)
+		return store.HardDelete(ctx, tx, k, tenantID, id)
 	})
 }
 

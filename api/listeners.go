@@ -2,7 +2,7 @@ package api
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -223,12 +223,17 @@ func validateListener(ctx context.Context, tx *store.Tx, l *store.Listener, newP
 		}
 		seen[id] = true
 		if _, err := store.Get[store.Certificate](ctx, tx, store.KindCertificate, l.TenantID, id, false); err != nil {
+			if !unusableRef(err) {
+				return err
+			}
 			e.Add(f, "does not exist")
 		}
 	}
 	if l.DefaultPoolID != nil {
 		pool, err := store.GetLive[store.Pool](ctx, tx, store.KindPool, l.TenantID, *l.DefaultPoolID, false)
 		switch {
+		case err != nil && !unusableRef(err):
+			return err
 		case err != nil:
 			e.Add("default_pool_id", "does not exist")
 		case pool.LoadBalancerID != l.LoadBalancerID:
@@ -255,15 +260,7 @@ func listenerColumns(l *store.Listener, rev int64) []store.Column {
 
 // saveListenerCertificates keeps the reference rows in step with certificate_ids.
 func saveListenerCertificates(ctx context.Context, tx *store.Tx, l *store.Listener) error {
-	if _, err := tx.Exec(ctx, "DELETE FROM listener_certificates WHERE listener_id = $1", l.ID); err != nil {
-		return err
-	}
-	for i, id := range l.Spec.CertificateIDs {
-		if _, err := tx.Exec(ctx, "INSERT INTO listener_certificates (listener_id, certificate_id, position) VALUES ($1, $2, $3)", l.ID, id, i); err != nil {
-			return fmt.Errorf("save listener certificates: %w", err)
-		}
-	}
-	return nil
+	return store.ListenerSetCertificates(ctx, tx, l.TenantID, l.ID, l.Spec.CertificateIDs)
 }
 
 func (h *handlers) ListListeners(ctx context.Context, r openapi.ListListenersRequestObject) (openapi.ListListenersResponseObject, error) {
@@ -327,7 +324,8 @@ func (h *handlers) CreateListener(ctx context.Context, r openapi.CreateListenerR
 // parentError turns a missing parent into a 404 naming the field, and keeps
 // other errors (a parent being deleted is 409).
 func parentError(err error, field string) error {
-	if p := problem.From(err); p.Status == 404 {
+	if errors.Is(err, store.ErrNotFound) {
+		p := storeProblem(err)
 		p.Errors = []validate.FieldError{{Field: field, Message: "does not exist"}}
 		return p
 	}
@@ -363,8 +361,8 @@ func (h *handlers) UpdateListener(ctx context.Context, r openapi.UpdateListenerR
 			return openapi.Listener{}, err
 		}
 		if l.Protocol == "tcp" {
-			var n int
-			if err := tx.QueryRow(ctx, "SELECT count(*) FROM routing_rules WHERE listener_id = $1 AND deleted_revision IS NULL", l.ID).Scan(&n); err != nil {
+			n, err := store.RoutingRuleCountByListener(ctx, tx, tenant, l.ID)
+			if err != nil {
 				return openapi.Listener{}, err
 			}
 			if n > 0 {
@@ -375,7 +373,7 @@ func (h *handlers) UpdateListener(ctx context.Context, r openapi.UpdateListenerR
 		if err != nil {
 			return openapi.Listener{}, err
 		}
-		row, err := store.Update[store.Listener](ctx, tx, store.KindListener, l.ID, append(listenerColumns(l, rev), pendingUpdate(&l.Status)))
+		row, err := store.Update[store.Listener](ctx, tx, store.KindListener, tenant, l.ID, append(listenerColumns(l, rev), pendingUpdate(&l.Status)))
 		if err != nil {
 			return openapi.Listener{}, err
 		}

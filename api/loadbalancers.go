@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -55,17 +56,13 @@ func pendingUpdate(s *store.Status) store.Column {
 // allocateVIP picks the lowest free address of the group's range. The group row
 // is locked so concurrent creates cannot pick the same one.
 func allocateVIP(ctx context.Context, tx *store.Tx, g *store.NodeGroup) (netip.Addr, error) {
-	rows, _ := tx.Query(ctx, "SELECT vip_address FROM load_balancers WHERE node_group_id = $1 AND deleted_revision IS NULL", g.ID)
-	used := map[netip.Addr]bool{}
-	for rows.Next() {
-		var a netip.Addr
-		if err := rows.Scan(&a); err != nil {
-			return netip.Addr{}, err
-		}
-		used[a] = true
-	}
-	if err := rows.Err(); err != nil {
+	vips, err := store.LoadBalancerListVIPsByGroup(ctx, tx, g.ID)
+	if err != nil {
 		return netip.Addr{}, fmt.Errorf("allocate vip: %w", err)
+	}
+	used := map[netip.Addr]bool{}
+	for _, a := range vips {
+		used[a] = true
 	}
 	p := g.VIPRange.Masked()
 	a := p.Addr()
@@ -123,14 +120,14 @@ func (h *handlers) CreateLoadBalancer(ctx context.Context, r openapi.CreateLoadB
 		if b.NodeGroupId != nil {
 			g, err = store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", *b.NodeGroupId, true)
 			if err != nil {
-				return openapi.LoadBalancer{}, problem.InvalidField("node_group_id", "does not exist")
+				return openapi.LoadBalancer{}, asInvalidField(err, "node_group_id")
 			}
 		} else {
-			var id string
-			if err := tx.QueryRow(ctx, "SELECT id FROM node_groups WHERE name = 'default'").Scan(&id); err != nil {
+			g, err = store.NodeGroupGetByName(ctx, tx, "default", true)
+			if errors.Is(err, store.ErrNotFound) {
 				return openapi.LoadBalancer{}, problem.InvalidField("node_group_id", "is required: there is no node group named default")
 			}
-			if g, err = store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", id, true); err != nil {
+			if err != nil {
 				return openapi.LoadBalancer{}, err
 			}
 		}
@@ -208,7 +205,7 @@ func (h *handlers) UpdateLoadBalancer(ctx context.Context, r openapi.UpdateLoadB
 		}
 		cols := append(metaColumns(&lb.Meta, rev), store.Column{Name: "enabled", Value: lb.Enabled},
 			store.Column{Name: "deletion_protection", Value: lb.DeletionProtection}, pendingUpdate(&lb.Status))
-		row, err := store.Update[store.LoadBalancer](ctx, tx, store.KindLoadBalancer, lb.ID, cols)
+		row, err := store.Update[store.LoadBalancer](ctx, tx, store.KindLoadBalancer, tenant, lb.ID, cols)
 		if err != nil {
 			return openapi.LoadBalancer{}, err
 		}

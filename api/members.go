@@ -158,7 +158,7 @@ func (h *handlers) UpdateMember(ctx context.Context, r openapi.UpdateMemberReque
 		if err != nil {
 			return openapi.Member{}, err
 		}
-		row, err := store.Update[store.Member](ctx, tx, store.KindMember, m.ID, append(memberColumns(m, rev), pendingUpdate(&m.Status)))
+		row, err := store.Update[store.Member](ctx, tx, store.KindMember, tenant, m.ID, append(memberColumns(m, rev), pendingUpdate(&m.Status)))
 		if err != nil {
 			return openapi.Member{}, err
 		}

@@ -55,54 +55,28 @@ func registerStoreMetrics(tel *telemetry.Telemetry, st *store.Store, log *slog.L
 		return func() {}
 	}
 	reg, err := m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		for _, kind := range []string{"load_balancers", "listeners", "pools", "members", "routing_rules"} {
-			rows, err := st.Pool.Query(ctx, "SELECT provisioning_status, count(*) FROM "+kind+" WHERE deleted_revision IS NULL GROUP BY 1")
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				var status string
-				var n int64
-				if err := rows.Scan(&status, &n); err != nil {
-					rows.Close()
-					return err
-				}
-				o.ObserveInt64(objects, n, metric.WithAttributes(attribute.String("kind", kind), attribute.String("provisioning_status", status)))
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
+		counts, err := st.ObjectCountByStatus(ctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range counts {
+			o.ObserveInt64(objects, c.N, metric.WithAttributes(attribute.String("kind", c.Table), attribute.String("provisioning_status", c.ProvisioningStatus)))
 		}
 		return st.Read(ctx, func(tx *store.Tx) error {
-			rows, err := tx.Query(ctx, "SELECT name, node_group_id, applied_revision FROM nodes WHERE last_seen_at > now() - interval '"+store.LiveNodeWindow+"'")
+			nodes, err := store.NodeListLive(ctx, tx)
 			if err != nil {
 				return err
 			}
-			type node struct {
-				name, group string
-				applied     int64
-			}
-			var nodes []node
-			for rows.Next() {
-				var n node
-				if err := rows.Scan(&n.name, &n.group, &n.applied); err != nil {
-					rows.Close()
-					return err
-				}
-				nodes = append(nodes, n)
-			}
-			rows.Close()
 			groupRev := map[string]int64{}
 			for _, n := range nodes {
-				rev, ok := groupRev[n.group]
+				rev, ok := groupRev[n.NodeGroupID]
 				if !ok {
-					if rev, err = store.GroupRevision(ctx, tx, n.group); err != nil {
+					if rev, err = store.GroupRevision(ctx, tx, n.NodeGroupID); err != nil {
 						return err
 					}
-					groupRev[n.group] = rev
+					groupRev[n.NodeGroupID] = rev
 				}
-				o.ObserveInt64(lag, max(rev-n.applied, 0), metric.WithAttributes(attribute.String("node", n.name)))
+				o.ObserveInt64(lag, max(rev-n.AppliedRevision, 0), metric.WithAttributes(attribute.String("node", n.Name)))
 			}
 			return nil
 		})

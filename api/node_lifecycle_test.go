@@ -17,7 +17,7 @@ import (
 // silence makes a node's last report ago seconds old.
 func (b *bundle) silence(node string, ago float64) {
 	b.t.Helper()
-	if _, err := b.Store.Pool.Exec(context.Background(), "UPDATE nodes SET last_seen_at = now() - make_interval(secs => $2) WHERE name = $1", node, ago); err != nil {
+	if _, err := b.Store.PoolForTests().Exec(context.Background(), "UPDATE nodes SET last_seen_at = now() - make_interval(secs => $2) WHERE name = $1", node, ago); err != nil {
 		b.t.Fatal(err)
 	}
 }
@@ -249,7 +249,7 @@ func TestNodeLifecycleApplyGrace(t *testing.T) {
 		t.Fatalf("member within the apply grace: %s", got)
 	}
 	// Past the grace it no longer counts: the write goes active on n1.
-	if _, err := b.Store.Pool.Exec(context.Background(), "UPDATE nodes SET apply_failing_since = now() - interval '31 seconds' WHERE name = 'n2'"); err != nil {
+	if _, err := b.Store.PoolForTests().Exec(context.Background(), "UPDATE nodes SET apply_failing_since = now() - interval '31 seconds' WHERE name = 'n2'"); err != nil {
 		t.Fatal(err)
 	}
 	b.report("n1", rev, nil)

@@ -17,7 +17,7 @@ func (h *handlers) setNodeAdminState(ctx context.Context, id string, ifMatch *st
 	}
 	var out openapi.Node
 	err := h.st.Write(ctx, false, func(tx *store.Tx) error {
-		n, err := store.Get[store.Node](ctx, tx, store.KindNode, "", h.nodeID(ctx, id), true)
+		n, err := store.NodeGetByName(ctx, tx, id, true)
 		if err != nil {
 			return err
 		}

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/fulcrumlb/fulcrum/api/store"
 )
 
@@ -46,11 +44,11 @@ func (n *Notifier) broadcast() {
 
 // Run listens until ctx ends, reconnecting after errors. Every (re)connect
 // broadcasts, since notifications may have been missed meanwhile.
-func (n *Notifier) Run(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) {
+func (n *Notifier) Run(ctx context.Context, st *store.Store, log *slog.Logger) {
 	defer n.once.Do(func() { close(n.done) })
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := n.listen(ctx, pool)
+		err := st.ListenRevisions(ctx, func(int64) { n.broadcast() })
 		if ctx.Err() != nil {
 			return
 		}
@@ -61,27 +59,5 @@ func (n *Notifier) Run(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
-	}
-}
-
-func (n *Notifier) listen(ctx context.Context, pool *pgxpool.Pool) error {
-	pc, err := pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	// The connection ends up LISTENing; do not give it back to the pool. Take
-	// it out now: a deferred conn.Hijack() would run at once, leaving conn
-	// without its connection.
-	conn := pc.Hijack()
-	defer conn.Close(context.Background()) //nolint:errcheck
-	if _, err := conn.Exec(ctx, "LISTEN "+store.NotifyChannel); err != nil {
-		return err
-	}
-	n.broadcast()
-	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return err
-		}
-		n.broadcast()
 	}
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/oapi-codegen/nullable"
 
@@ -288,26 +287,20 @@ func (h *handlers) UpdatePool(ctx context.Context, r openapi.UpdatePoolRequestOb
 			return openapi.Pool{}, err
 		}
 		// Listeners and rules sending here must still fit the protocol.
-		rows, _ := tx.Query(ctx, `SELECT id, protocol FROM listeners WHERE default_pool_id = $1 AND deleted_revision IS NULL
-UNION ALL SELECT r.id, 'http' FROM routing_rules r JOIN routing_rule_pools rp ON rp.routing_rule_id = r.id WHERE rp.pool_id = $1 AND r.deleted_revision IS NULL`, p.ID)
-		defer rows.Close()
-		for rows.Next() {
-			var id, proto string
-			if err := rows.Scan(&id, &proto); err != nil {
-				return openapi.Pool{}, err
-			}
-			if !protocolsFit(proto, p.Protocol) {
-				return openapi.Pool{}, problem.InvalidField("protocol", "cannot be %s: %s sends %s traffic here", p.Protocol, id, proto)
-			}
+		users, err := store.PoolListUsers(ctx, tx, tenant, p.ID)
+		if err != nil {
+			return openapi.Pool{}, err
 		}
-		if err := rows.Err(); err != nil {
-			return openapi.Pool{}, fmt.Errorf("check pool users: %w", err)
+		for _, u := range users {
+			if !protocolsFit(u.Protocol, p.Protocol) {
+				return openapi.Pool{}, problem.InvalidField("protocol", "cannot be %s: %s sends %s traffic here", p.Protocol, u.ID, u.Protocol)
+			}
 		}
 		rev, err := tx.Revision(ctx)
 		if err != nil {
 			return openapi.Pool{}, err
 		}
-		row, err := store.Update[store.Pool](ctx, tx, store.KindPool, p.ID, append(poolColumns(p, rev), pendingUpdate(&p.Status)))
+		row, err := store.Update[store.Pool](ctx, tx, store.KindPool, tenant, p.ID, append(poolColumns(p, rev), pendingUpdate(&p.Status)))
 		if err != nil {
 			return openapi.Pool{}, err
 		}

@@ -191,6 +191,8 @@ func validateRule(ctx context.Context, tx *store.Tx, r *store.RoutingRule) error
 			f := validate.Index("action.forward.pools", i) + ".pool_id"
 			p, err := store.GetLive[store.Pool](ctx, tx, store.KindPool, r.TenantID, id, false)
 			switch {
+			case err != nil && !unusableRef(err):
+				return err
 			case err != nil:
 				e.Add(f, "does not exist")
 			case p.LoadBalancerID != r.LoadBalancerID:
@@ -208,18 +210,11 @@ func ruleColumns(r *store.RoutingRule, rev int64) []store.Column {
 }
 
 func saveRulePools(ctx context.Context, tx *store.Tx, r *store.RoutingRule) error {
-	if _, err := tx.Exec(ctx, "DELETE FROM routing_rule_pools WHERE routing_rule_id = $1", r.ID); err != nil {
-		return err
+	var pools []string
+	if r.Spec.Action.Type == "forward" {
+		pools = r.PoolIDs()
 	}
-	if r.Spec.Action.Type != "forward" {
-		return nil
-	}
-	for _, id := range r.PoolIDs() {
-		if _, err := tx.Exec(ctx, "INSERT INTO routing_rule_pools (routing_rule_id, pool_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", r.ID, id); err != nil {
-			return fmt.Errorf("save rule pools: %w", err)
-		}
-	}
-	return nil
+	return store.RoutingRuleSetPools(ctx, tx, r.TenantID, r.ID, pools)
 }
 
 func (h *handlers) ListRoutingRules(ctx context.Context, r openapi.ListRoutingRulesRequestObject) (openapi.ListRoutingRulesResponseObject, error) {
@@ -328,7 +323,7 @@ func (h *handlers) UpdateRoutingRule(ctx context.Context, r openapi.UpdateRoutin
 		if err != nil {
 			return openapi.RoutingRule{}, err
 		}
-		row, err := store.Update[store.RoutingRule](ctx, tx, store.KindRoutingRule, rule.ID, append(ruleColumns(rule, rev), pendingUpdate(&rule.Status)))
+		row, err := store.Update[store.RoutingRule](ctx, tx, store.KindRoutingRule, tenant, rule.ID, append(ruleColumns(rule, rev), pendingUpdate(&rule.Status)))
 		if err != nil {
 			return openapi.RoutingRule{}, err
 		}

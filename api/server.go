@@ -2,6 +2,12 @@
 // the strict-server interface generated from openapi/openapi.yaml, and the
 // conversions between store rows and API types. Authentication lives in
 // api/auth, tenancy in api/store, validation in api/validate and api/reqcheck.
+//
+// The API runs no SQL: it calls api/store, which owns every statement and
+// transaction and answers with its own errors (store.ErrNotFound,
+// store.ErrConflict, …). Handlers return those as they are; the one error
+// writer (Server.handleError, through storeProblem in storeerrors.go) maps
+// them to problem+json.
 package api
 
 import (
@@ -142,7 +148,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	e.GET("/readyz", func(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
-		if err := st.Pool.Ping(ctx); err != nil {
+		if err := st.Ping(ctx); err != nil {
 			p := problem.Unavailable(RetryAfterUnavailable, "The database is unreachable.")
 			p.Type, p.Title = "not-ready", "Not ready"
 			return p
@@ -163,7 +169,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 // connection waking long-polls, and the janitor expiring idempotency keys and
 // old revision records. Serve calls it; tests using Handler call it themselves.
 func (s *Server) Start(ctx context.Context) {
-	go s.notify.Run(ctx, s.st.Pool, s.log)
+	go s.notify.Run(ctx, s.st, s.log)
 	context.AfterFunc(ctx, registerStoreMetrics(s.tel, s.st, s.log)) // metrics.go
 	go s.janitor(ctx)
 	go s.nodeJanitor(ctx)
@@ -176,7 +182,7 @@ func (s *Server) janitor(ctx context.Context) {
 		if err := s.st.ExpireIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("expire idempotency keys", "err", err)
 		}
-		if _, err := s.st.Pool.Exec(ctx, "DELETE FROM revisions WHERE created_at < now() - interval '1 day' AND revision < (SELECT max(revision) FROM revisions)"); err != nil && ctx.Err() == nil {
+		if err := s.st.RevisionsExpire(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("expire revisions", "err", err)
 		}
 		select {
@@ -345,11 +351,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 	_ = c.JSON(p.Status, body)
 }
 
-// toProblem maps errors to problems: an unavailable database (down,
-// restarting, frozen, too slow) to 503 with Retry-After, never 500.
+// toProblem maps errors to problems: the store's errors as storeProblem
+// says, an unavailable database (down, restarting, frozen, too slow) to 503
+// with Retry-After, never 500.
 func (s *Server) toProblem(ctx context.Context, err error) *problem.Problem {
 	var p *problem.Problem
 	if errors.As(err, &p) {
+		return p
+	}
+	if p := storeProblem(err); p != nil {
 		return p
 	}
 	var he *echo.HTTPError
@@ -365,7 +375,7 @@ func (s *Server) toProblem(ctx context.Context, err error) *problem.Problem {
 func (s *Server) databaseDown(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	return s.st.Pool.Ping(ctx) != nil
+	return s.st.Ping(ctx) != nil
 }
 
 // echoProblem maps echo's own errors (routing, body limit, parameter binding) to problems.

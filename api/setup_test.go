@@ -95,7 +95,7 @@ func setup(tb testing.TB, opts ...setupOption) *bundle {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(st.Close)
-	if _, err := store.Migrate(ctx, st.Pool); err != nil {
+	if _, err := st.Migrate(ctx); err != nil {
 		tb.Fatal(err)
 	}
 	key, _ := secretbox.GenerateKey()

@@ -41,20 +41,19 @@ func (h *handlers) GetLoadBalancerStatus(ctx context.Context, r openapi.GetLoadB
 		if len(out.Nodes) > 0 && lb.DeletedRevision == nil && out.LoadBalancer.OperatingStatus == openapi.OperatingStatusOnline {
 			out.LoadBalancer.OperatingStatus = openapi.OperatingStatusDegraded
 		}
-		const q = " WHERE load_balancer_id = $1 AND tenant_id = $2 ORDER BY id"
-		listeners, err := store.Select[store.Listener](ctx, tx, "SELECT * FROM listeners"+q, lb.ID, tenant)
+		listeners, err := store.ListByLoadBalancer[store.Listener](ctx, tx, store.KindListener, tenant, lb.ID)
 		if err != nil {
 			return err
 		}
-		rules, err := store.Select[store.RoutingRule](ctx, tx, "SELECT * FROM routing_rules"+q, lb.ID, tenant)
+		rules, err := store.ListByLoadBalancer[store.RoutingRule](ctx, tx, store.KindRoutingRule, tenant, lb.ID)
 		if err != nil {
 			return err
 		}
-		pools, err := store.Select[store.Pool](ctx, tx, "SELECT * FROM pools"+q, lb.ID, tenant)
+		pools, err := store.ListByLoadBalancer[store.Pool](ctx, tx, store.KindPool, tenant, lb.ID)
 		if err != nil {
 			return err
 		}
-		members, err := store.Select[store.Member](ctx, tx, "SELECT * FROM members"+q, lb.ID, tenant)
+		members, err := store.ListByLoadBalancer[store.Member](ctx, tx, store.KindMember, tenant, lb.ID)
 		if err != nil {
 			return err
 		}
@@ -100,26 +99,17 @@ func (h *handlers) GetLoadBalancerStats(ctx context.Context, r openapi.GetLoadBa
 		if _, err := store.Get[store.LoadBalancer](ctx, tx, store.KindLoadBalancer, tenant, r.Id, false); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT s.counters FROM load_balancer_stats s JOIN nodes n ON n.id = s.node_id
-JOIN node_states ns ON ns.id = n.id WHERE s.load_balancer_id = $1 AND ns.last_seen_at IS NOT NULL AND NOT ns.down`, r.Id)
+		counters, err := store.LoadBalancerStatsListByLoadBalancer(ctx, tx, tenant, r.Id)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
 		var nodes []openapi.LoadBalancerStats
-		for rows.Next() {
-			var raw []byte
-			if err := rows.Scan(&raw); err != nil {
-				return err
-			}
+		for _, raw := range counters {
 			var s openapi.LoadBalancerStats
 			if err := json.Unmarshal(raw, &s); err != nil {
 				continue
 			}
 			nodes = append(nodes, s)
-		}
-		if err := rows.Err(); err != nil {
-			return err
 		}
 		out = mergeStats(r.Id, nodes) // stats.go
 		return nil

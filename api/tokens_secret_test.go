@@ -25,7 +25,7 @@ func TestTokenSecretNotInReplayRecord(t *testing.T) {
 	b.must(http.StatusOK, bearer, http.MethodGet, "/v1/load-balancers", nil)
 
 	// Nothing at rest holds the secret.
-	rows, err := b.Store.Pool.Query(context.Background(), "SELECT principal, key, coalesce(body::text, '') FROM idempotency_keys")
+	rows, err := b.Store.PoolForTests().Query(context.Background(), "SELECT principal, key, coalesce(body::text, '') FROM idempotency_keys")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -112,10 +111,8 @@ func Authenticate(ctx context.Context, s *store.Store, header string) (Principal
 	if !ok || !strings.HasPrefix(id, store.KindToken.Prefix+"_") || len(id) > 64 || secret == "" {
 		return fail(ctx, "malformed")
 	}
-	var t store.Token
-	err := s.Pool.QueryRow(ctx, "SELECT kind, tenant_id, node_group_id, node_name, node_id, secret_hash, expires_at, last_used_at FROM tokens WHERE id = $1", id).
-		Scan(&t.Kind, &t.TenantID, &t.NodeGroupID, &t.NodeName, &t.NodeID, &t.SecretHash, &t.ExpiresAt, &t.LastUsedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
+	t, err := s.TokenGetByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
 		// Compare anyway so unknown ids cost the same as wrong secrets.
 		subtle.ConstantTimeCompare(HashSecret(secret), make([]byte, sha256.Size))
 		return fail(ctx, "unknown")
@@ -132,7 +129,7 @@ func Authenticate(ctx context.Context, s *store.Store, header string) (Principal
 	// Record use at most once a minute so reads stay reads: no round trip at
 	// all while the recorded use is recent.
 	if t.LastUsedAt == nil || time.Since(*t.LastUsedAt) > time.Minute {
-		_, _ = s.Pool.Exec(ctx, "UPDATE tokens SET last_used_at = now() WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')", id)
+		_ = s.TokenTouch(ctx, id)
 	}
 	p := Principal{TokenID: id, Kind: t.Kind}
 	if t.TenantID != nil {

@@ -8,8 +8,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/fulcrumlb/fulcrum/api/problem"
 )
 
 // Kind describes one table of objects: how the API names it and which quota
@@ -55,7 +53,7 @@ type Column struct {
 }
 
 // Get reads one object by id. For tenanted kinds tenantID must match, so another
-// tenant's object is NotFound, exactly like a missing one.
+// tenant's object is ErrNotFound, exactly like a missing one.
 func Get[T any](ctx context.Context, tx *Tx, k Kind, tenantID, id string, forUpdate bool) (*T, error) {
 	q := "SELECT * FROM " + k.Table + " WHERE id = $1"
 	args := []any{id}
@@ -66,10 +64,10 @@ func Get[T any](ctx context.Context, tx *Tx, k Kind, tenantID, id string, forUpd
 	if forUpdate {
 		q += " FOR UPDATE"
 	}
-	rows, _ := tx.Query(ctx, q, args...)
+	rows, _ := tx.pg.Query(ctx, q, args...)
 	v, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[T])
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, problem.NotFound(k.Name, id)
+		return nil, notFound(k, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", k.Name, err)
@@ -86,11 +84,11 @@ func GetLive[T any](ctx context.Context, tx *Tx, k Kind, tenantID, id string, fo
 	}
 	if k.SoftDelete {
 		var deleted bool
-		if err := tx.QueryRow(ctx, "SELECT deleted_revision IS NOT NULL FROM "+k.Table+" WHERE id = $1", id).Scan(&deleted); err != nil {
+		if err := tx.pg.QueryRow(ctx, "SELECT deleted_revision IS NOT NULL FROM "+k.Table+" WHERE id = $1", id).Scan(&deleted); err != nil {
 			return nil, fmt.Errorf("get %s: %w", k.Name, err)
 		}
 		if deleted {
-			return nil, problem.Conflict("pending-delete", fmt.Sprintf("%s %q is being deleted.", k.Name, id))
+			return nil, conflict(ReasonPendingDelete, fmt.Sprintf("%s %q is being deleted.", k.Name, id))
 		}
 	}
 	return v, nil
@@ -107,7 +105,7 @@ func Insert[T any](ctx context.Context, tx *Tx, k Kind, cols []Column) (*T, erro
 		args[i] = c.Value
 	}
 	q := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) RETURNING *", k.Table, strings.Join(names, ", "), strings.Join(params, ", "))
-	rows, _ := tx.Query(ctx, q, args...)
+	rows, _ := tx.pg.Query(ctx, q, args...)
 	v, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[T])
 	if err != nil {
 		return nil, fmt.Errorf("insert %s: %w", k.Name, mapError(err))
@@ -115,19 +113,28 @@ func Insert[T any](ctx context.Context, tx *Tx, k Kind, cols []Column) (*T, erro
 	return v, nil
 }
 
-// Update rewrites the given columns of one row, bumps its version and returns it.
-func Update[T any](ctx context.Context, tx *Tx, k Kind, id string, cols []Column) (*T, error) {
+// Update rewrites the given columns of one row, bumps its version and returns
+// it. For tenanted kinds the row must be tenantID's (ErrNotFound otherwise);
+// other kinds take "".
+func Update[T any](ctx context.Context, tx *Tx, k Kind, tenantID, id string, cols []Column) (*T, error) {
 	sets := make([]string, 0, len(cols)+2)
-	args := make([]any, 0, len(cols)+1)
+	args := make([]any, 0, len(cols)+2)
 	for _, c := range cols {
 		args = append(args, c.Value)
 		sets = append(sets, fmt.Sprintf("%s = $%d", c.Name, len(args)))
 	}
 	sets = append(sets, "version = version + 1", "updated_at = now()")
 	args = append(args, id)
-	q := fmt.Sprintf("UPDATE %s SET %s WHERE id = $%d RETURNING *", k.Table, strings.Join(sets, ", "), len(args))
-	rows, _ := tx.Query(ctx, q, args...)
+	q := fmt.Sprintf("UPDATE %s SET %s WHERE id = $%d", k.Table, strings.Join(sets, ", "), len(args))
+	if k.Tenanted {
+		args = append(args, tenantID)
+		q += fmt.Sprintf(" AND tenant_id = $%d", len(args))
+	}
+	rows, _ := tx.pg.Query(ctx, q+" RETURNING *", args...)
 	v, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[T])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound(k, id)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("update %s: %w", k.Name, mapError(err))
 	}
@@ -135,13 +142,13 @@ func Update[T any](ctx context.Context, tx *Tx, k Kind, id string, cols []Column
 }
 
 // CheckQuota locks the tenant row (serializing the tenant's creates) and fails
-// with quota-exceeded when one more object of kind k would overrun the quota.
+// with a QuotaError when one more object of kind k would overrun the quota.
 // It runs in the inserting transaction, so parallel creates cannot overrun it.
 func CheckQuota(ctx context.Context, tx *Tx, k Kind, tenantID string) error {
 	var q Quotas
-	err := tx.QueryRow(ctx, "SELECT quotas FROM tenants WHERE id = $1 FOR UPDATE", tenantID).Scan(&q)
+	err := tx.pg.QueryRow(ctx, "SELECT quotas FROM tenants WHERE id = $1 FOR UPDATE", tenantID).Scan(&q)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return problem.NotFound("tenant", tenantID)
+		return notFound(KindTenant, tenantID)
 	}
 	if err != nil {
 		return fmt.Errorf("lock tenant: %w", err)
@@ -155,11 +162,11 @@ func CheckQuota(ctx context.Context, tx *Tx, k Kind, tenantID string) error {
 		cond = " AND deleted_revision IS NULL"
 	}
 	var n int
-	if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+k.Table+" WHERE tenant_id = $1"+cond, tenantID).Scan(&n); err != nil {
+	if err := tx.pg.QueryRow(ctx, "SELECT count(*) FROM "+k.Table+" WHERE tenant_id = $1"+cond, tenantID).Scan(&n); err != nil {
 		return fmt.Errorf("count %s: %w", k.Plural, err)
 	}
 	if n >= limit {
-		return problem.QuotaExceeded(k.Plural, limit)
+		return &QuotaError{Plural: k.Plural, Limit: limit}
 	}
 	return nil
 }
@@ -190,7 +197,7 @@ func List[T any](ctx context.Context, tx *Tx, k Kind, tenantID string, lq ListQu
 	if lq.PageToken != "" {
 		after, err := base64.RawURLEncoding.DecodeString(lq.PageToken)
 		if err != nil || !isCursor(string(after), k.Prefix) {
-			return nil, "", problem.BadRequest("page_token", "is not a page token this API issued")
+			return nil, "", &InputError{Field: "page_token", Message: "is not a page token this API issued"}
 		}
 		add("id > $%d", string(after))
 	}
@@ -200,7 +207,7 @@ func List[T any](ctx context.Context, tx *Tx, k Kind, tenantID string, lq ListQu
 	for _, l := range lq.Labels {
 		key, value, hasValue := strings.Cut(l, "=")
 		if key == "" {
-			return nil, "", problem.BadRequest("label", "must be key=value or key")
+			return nil, "", &InputError{Field: "label", Message: "must be key=value or key"}
 		}
 		if hasValue {
 			add("labels @> $%d", map[string]string{key: value})
@@ -220,7 +227,7 @@ func List[T any](ctx context.Context, tx *Tx, k Kind, tenantID string, lq ListQu
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += fmt.Sprintf(" ORDER BY id LIMIT %d", limit+1)
-	rows, _ := tx.Query(ctx, q, args...)
+	rows, _ := tx.pg.Query(ctx, q, args...)
 	items, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByNameLax[T])
 	if err != nil {
 		return nil, "", fmt.Errorf("list %s: %w", k.Table, err)

@@ -6,9 +6,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/fulcrumlb/fulcrum/api/problem"
-	"github.com/fulcrumlb/fulcrum/api/validate"
 )
 
 // dependents are the live objects that stop a delete even with cascade: other
@@ -54,7 +51,7 @@ var parentColumn = map[string]string{"load_balancers": "load_balancer_id", "list
 func collectIDs(ctx context.Context, tx *Tx, queries []string, id string) ([]string, error) {
 	var ids []string
 	for _, q := range queries {
-		rows, _ := tx.Query(ctx, q+" LIMIT 20", id)
+		rows, _ := tx.pg.Query(ctx, q+" LIMIT 20", id)
 		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			return nil, fmt.Errorf("find references: %w", err)
@@ -64,16 +61,40 @@ func collectIDs(ctx context.Context, tx *Tx, queries []string, id string) ([]str
 	return ids, nil
 }
 
-// CheckDeletable fails with 409 naming the objects that stop k/id from being
-// deleted: dependents always, children unless cascade.
-func CheckDeletable(ctx context.Context, tx *Tx, k Kind, id string, cascade bool) error {
+// owned fails with ErrNotFound unless k/id exists and, for tenanted kinds, is
+// tenantID's: a write on an object goes through it (or filters on the tenant
+// itself), so no write reaches another tenant's object.
+func owned(ctx context.Context, tx *Tx, k Kind, tenantID, id string) error {
+	q := "SELECT EXISTS (SELECT 1 FROM " + k.Table + " WHERE id = $1"
+	args := []any{id}
+	if k.Tenanted {
+		q += " AND tenant_id = $2"
+		args = append(args, tenantID)
+	}
+	var ok bool
+	if err := tx.pg.QueryRow(ctx, q+")", args...).Scan(&ok); err != nil {
+		return fmt.Errorf("find %s: %w", k.Name, err)
+	}
+	if !ok {
+		return notFound(k, id)
+	}
+	return nil
+}
+
+// CheckDeletable fails with a ConflictError naming the objects that stop
+// k/id from being deleted: dependents always, children unless cascade. For
+// tenanted kinds the object must be tenantID's (ErrNotFound otherwise).
+func CheckDeletable(ctx context.Context, tx *Tx, k Kind, tenantID, id string, cascade bool) error {
+	if err := owned(ctx, tx, k, tenantID, id); err != nil {
+		return err
+	}
 	deps, err := collectIDs(ctx, tx, dependents[k.Table], id)
 	if err != nil {
 		return err
 	}
 	if len(deps) > 0 {
-		return problem.Conflict("in-use", fmt.Sprintf("%s %q is still used by %s; change or delete those first.", k.Name, id, strings.Join(deps, ", ")),
-			validate.FieldError{Field: "id", Message: "is used by " + strings.Join(deps, ", ")})
+		return conflict(ReasonInUse, fmt.Sprintf("%s %q is still used by %s; change or delete those first.", k.Name, id, strings.Join(deps, ", ")),
+			FieldError{Field: "id", Message: "is used by " + strings.Join(deps, ", ")})
 	}
 	if cascade {
 		return nil
@@ -83,26 +104,34 @@ func CheckDeletable(ctx context.Context, tx *Tx, k Kind, id string, cascade bool
 		return err
 	}
 	if len(kids) > 0 {
-		return problem.Conflict("has-children", fmt.Sprintf("%s %q still has %s; delete them first or pass cascade=true.", k.Name, id, strings.Join(kids, ", ")),
-			validate.FieldError{Field: "cascade", Message: "is false but the object has children: " + strings.Join(kids, ", ")})
+		return conflict(ReasonHasChildren, fmt.Sprintf("%s %q still has %s; delete them first or pass cascade=true.", k.Name, id, strings.Join(kids, ", ")),
+			FieldError{Field: "cascade", Message: "is false but the object has children: " + strings.Join(kids, ", ")})
 	}
 	return nil
 }
 
 // MarkDeleted accepts the delete of a dataplane object (and, with cascade, its
-// descendants): they read pending_delete until Purge removes them.
-func MarkDeleted(ctx context.Context, tx *Tx, k Kind, id string, cascade bool) error {
+// descendants): they read pending_delete until Purge removes them. The object
+// must be tenantID's (ErrNotFound otherwise); one already being deleted stays
+// as it is.
+func MarkDeleted(ctx context.Context, tx *Tx, k Kind, tenantID, id string, cascade bool) error {
+	if !k.Tenanted || !k.SoftDelete {
+		return fmt.Errorf("delete %s: not a soft-deleted kind", k.Name)
+	}
+	if err := owned(ctx, tx, k, tenantID, id); err != nil {
+		return err
+	}
 	rev, err := tx.Revision(ctx)
 	if err != nil {
 		return err
 	}
 	const set = " SET deleted_revision = $1, revision = $1, provisioning_status = 'pending_delete', updated_at = now() "
-	if _, err := tx.Exec(ctx, "UPDATE "+k.Table+set+"WHERE id = $2 AND deleted_revision IS NULL", rev, id); err != nil {
+	if _, err := tx.pg.Exec(ctx, "UPDATE "+k.Table+set+"WHERE id = $2 AND tenant_id = $3 AND deleted_revision IS NULL", rev, id, tenantID); err != nil {
 		return fmt.Errorf("delete %s: %w", k.Name, err)
 	}
 	if cascade {
 		for _, table := range cascades[k.Table] {
-			if _, err := tx.Exec(ctx, "UPDATE "+table+set+"WHERE "+parentColumn[k.Table]+" = $2 AND deleted_revision IS NULL", rev, id); err != nil {
+			if _, err := tx.pg.Exec(ctx, "UPDATE "+table+set+"WHERE "+parentColumn[k.Table]+" = $2 AND tenant_id = $3 AND deleted_revision IS NULL", rev, id, tenantID); err != nil {
 				return fmt.Errorf("delete %s: cascade to %s: %w", k.Name, table, err)
 			}
 		}
@@ -122,26 +151,37 @@ func Purge(ctx context.Context, tx *Tx) error {
 	for _, table := range []string{"routing_rules", "members", "listeners", "pools"} {
 		q := floor + "DELETE FROM " + table + ` t USING load_balancers lb, floor f
 WHERE t.deleted_revision IS NOT NULL AND t.load_balancer_id = lb.id AND lb.node_group_id = f.node_group_id AND t.deleted_revision <= f.rev`
-		if _, err := tx.Exec(ctx, q); err != nil {
+		if _, err := tx.pg.Exec(ctx, q); err != nil {
 			return fmt.Errorf("purge %s: %w", table, err)
 		}
 	}
 	q := floor + `DELETE FROM load_balancers t USING floor f
 WHERE t.deleted_revision IS NOT NULL AND t.node_group_id = f.node_group_id AND t.deleted_revision <= f.rev`
-	if _, err := tx.Exec(ctx, q); err != nil {
+	if _, err := tx.pg.Exec(ctx, q); err != nil {
 		return fmt.Errorf("purge load_balancers: %w", err)
 	}
 	return nil
 }
 
 // HardDelete removes a control-plane object (tenant, token, node group, node,
-// certificate) at once.
-func HardDelete(ctx context.Context, tx *Tx, k Kind, id string) error {
+// certificate) at once. For tenanted kinds the object must be tenantID's;
+// other kinds take "". A missing object is ErrNotFound.
+func HardDelete(ctx context.Context, tx *Tx, k Kind, tenantID, id string) error {
 	if _, err := tx.Revision(ctx); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, "DELETE FROM "+k.Table+" WHERE id = $1", id); err != nil {
+	q := "DELETE FROM " + k.Table + " WHERE id = $1"
+	args := []any{id}
+	if k.Tenanted {
+		q += " AND tenant_id = $2"
+		args = append(args, tenantID)
+	}
+	tag, err := tx.pg.Exec(ctx, q, args...)
+	if err != nil {
 		return fmt.Errorf("delete %s: %w", k.Name, mapError(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return notFound(k, id)
 	}
 	return nil
 }

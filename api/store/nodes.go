@@ -75,7 +75,7 @@ func SetNodeAdminState(ctx context.Context, tx *Tx, nodeID, state string) (*Node
 	if err != nil {
 		return nil, err
 	}
-	return Update[Node](ctx, tx, KindNode, nodeID, []Column{{Name: "admin_state", Value: state}, {Name: "revision", Value: rev}})
+	return Update[Node](ctx, tx, KindNode, "", nodeID, []Column{{Name: "admin_state", Value: state}, {Name: "revision", Value: rev}})
 }
 
 // Rederive recomputes the statuses of a group's objects after its set of
@@ -91,7 +91,7 @@ func Rederive(ctx context.Context, tx *Tx, groupID string) error {
 // TombstoneNode remembers a deleted node's name so a group token cannot
 // register it again until an admin re-creates it.
 func TombstoneNode(ctx context.Context, tx *Tx, n *Node) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO deleted_nodes (name, node_group_id, node_id) VALUES ($1, $2, $3)
+	if _, err := tx.pg.Exec(ctx, `INSERT INTO deleted_nodes (name, node_group_id, node_id) VALUES ($1, $2, $3)
 ON CONFLICT (name) DO UPDATE SET node_group_id = EXCLUDED.node_group_id, node_id = EXCLUDED.node_id, deleted_at = now()`,
 		n.Name, n.NodeGroupID, n.ID); err != nil {
 		return fmt.Errorf("tombstone node: %w", err)
@@ -102,7 +102,7 @@ ON CONFLICT (name) DO UPDATE SET node_group_id = EXCLUDED.node_group_id, node_id
 // NodeTombstone returns when a node of that name was deleted (nil if never).
 func NodeTombstone(ctx context.Context, tx *Tx, name string) (*time.Time, error) {
 	var at time.Time
-	err := tx.QueryRow(ctx, "SELECT deleted_at FROM deleted_nodes WHERE name = $1", name).Scan(&at)
+	err := tx.pg.QueryRow(ctx, "SELECT deleted_at FROM deleted_nodes WHERE name = $1", name).Scan(&at)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -114,7 +114,7 @@ func NodeTombstone(ctx context.Context, tx *Tx, name string) (*time.Time, error)
 
 // ClearNodeTombstone lets a name register again (an admin created it).
 func ClearNodeTombstone(ctx context.Context, tx *Tx, name string) error {
-	if _, err := tx.Exec(ctx, "DELETE FROM deleted_nodes WHERE name = $1", name); err != nil {
+	if _, err := tx.pg.Exec(ctx, "DELETE FROM deleted_nodes WHERE name = $1", name); err != nil {
 		return fmt.Errorf("clear node tombstone: %w", err)
 	}
 	return nil
@@ -129,7 +129,7 @@ const nodeJanitorLockID = 0x66756c6e6f6465 // "fulnode"
 // returns their names. Only one replica at a time does it (an advisory lock);
 // the others return nothing. A removed node that comes back registers again.
 func (s *Store) CleanupDownNodes(ctx context.Context) ([]string, error) {
-	return cleanupDownNodes(ctx, s.Pool)
+	return cleanupDownNodes(ctx, s.pool)
 }
 
 func cleanupDownNodes(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
@@ -152,7 +152,7 @@ AND n.last_seen_at < now() - g.down_node_cleanup_after_ms * interval '1 millisec
 		if len(names) == 0 {
 			return nil
 		}
-		return Purge(ctx, &Tx{Tx: t})
+		return Purge(ctx, &Tx{pg: t})
 	})
 	return names, err
 }
@@ -171,10 +171,49 @@ func RecordNodeHeartbeat(ctx context.Context, tx *Tx, id string, cols []Column) 
 	}
 	args = append(args, id)
 	q := fmt.Sprintf("UPDATE nodes SET %s WHERE id = $%d RETURNING *", strings.Join(sets, ", "), len(args))
-	rows, _ := tx.Query(ctx, q, args...)
+	rows, _ := tx.pg.Query(ctx, q, args...)
 	n, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[Node])
 	if err != nil {
 		return nil, fmt.Errorf("record node heartbeat: %w", mapError(err))
 	}
 	return n, nil
+}
+
+// NodeGetByName reads the node named idOrName, or whose id it is (nodes are
+// addressed by either; an id match wins). A missing node is ErrNotFound; any
+// other failure is returned as it is, never as ErrNotFound.
+func NodeGetByName(ctx context.Context, tx *Tx, idOrName string, forUpdate bool) (*Node, error) {
+	q := "SELECT * FROM nodes WHERE id = $1 OR name = $1 ORDER BY id = $1 DESC LIMIT 1"
+	if forUpdate {
+		q += " FOR UPDATE"
+	}
+	rows, _ := tx.pg.Query(ctx, q, idOrName)
+	n, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[Node])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound(KindNode, idOrName)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up node: %w", err)
+	}
+	return n, nil
+}
+
+// LiveNode is a node that reported within LiveNodeWindow.
+type LiveNode struct {
+	Name, NodeGroupID string
+	AppliedRevision   int64
+}
+
+// NodeListLive lists the nodes that reported within LiveNodeWindow.
+func NodeListLive(ctx context.Context, tx *Tx) ([]LiveNode, error) {
+	rows, _ := tx.pg.Query(ctx, "SELECT name, node_group_id, applied_revision FROM nodes WHERE last_seen_at > now() - interval '"+LiveNodeWindow+"'")
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LiveNode, error) {
+		var n LiveNode
+		err := r.Scan(&n.Name, &n.NodeGroupID, &n.AppliedRevision)
+		return n, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list live nodes: %w", err)
+	}
+	return out, nil
 }

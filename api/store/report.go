@@ -10,8 +10,11 @@ import (
 )
 
 // Select runs a query returning rows of one model.
+//
+// TODO(snapshot helper): only api/agent.go calls it, with its own SQL;
+// unexport it (or remove it) once the snapshot queries moved into the store.
 func Select[T any](ctx context.Context, tx *Tx, q string, args ...any) ([]*T, error) {
-	rows, _ := tx.Query(ctx, q, args...)
+	rows, _ := tx.pg.Query(ctx, q, args...)
 	out, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByNameLax[T])
 	if err != nil {
 		return nil, fmt.Errorf("select: %w", err)
@@ -31,7 +34,7 @@ func GroupRevision(ctx context.Context, tx *Tx, groupID string) (int64, error) {
   (SELECT max(t.revision) FROM members t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb.node_group_id = $1),
   (SELECT max(t.revision) FROM routing_rules t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb.node_group_id = $1))`
 	var rev *int64
-	if err := tx.QueryRow(ctx, q, groupID).Scan(&rev); err != nil {
+	if err := tx.pg.QueryRow(ctx, q, groupID).Scan(&rev); err != nil {
 		return 0, fmt.Errorf("group revision: %w", err)
 	}
 	if rev == nil {
@@ -79,7 +82,7 @@ func ReplaceNodeErrors(ctx context.Context, tx *Tx, n *Node, errs []NodeError, n
 		}
 		out = append(out, e)
 	}
-	if _, err := tx.Exec(ctx, "UPDATE nodes SET errors = $2 WHERE id = $1", n.ID, out); err != nil {
+	if _, err := tx.pg.Exec(ctx, "UPDATE nodes SET errors = $2 WHERE id = $1", n.ID, out); err != nil {
 		return nil, fmt.Errorf("store node errors: %w", err)
 	}
 	return out, nil
@@ -98,14 +101,14 @@ func storeLBErrors(ctx context.Context, tx *Tx, nodeID, groupID string, errs []L
 		seen[k] = true
 		lbs, objs, fields, msgs = append(lbs, e.LoadBalancerID), append(objs, e.ObjectID), append(fields, e.Field), append(msgs, e.Message)
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM node_lb_errors e WHERE e.node_id = $1 AND NOT EXISTS (
+	if _, err := tx.pg.Exec(ctx, `DELETE FROM node_lb_errors e WHERE e.node_id = $1 AND NOT EXISTS (
   SELECT 1 FROM unnest($2::text[], $3::text[]) v(lb, obj) WHERE v.lb = e.load_balancer_id AND v.obj = e.object_id)`, nodeID, lbs, objs); err != nil {
 		return fmt.Errorf("store load balancer errors: %w", err)
 	}
 	if len(lbs) == 0 {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO node_lb_errors (node_id, load_balancer_id, object_id, field, message)
+	if _, err := tx.pg.Exec(ctx, `INSERT INTO node_lb_errors (node_id, load_balancer_id, object_id, field, message)
 SELECT $1, v.lb, v.obj, v.field, v.msg FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) v(lb, obj, field, msg)
 JOIN load_balancers lb ON lb.id = v.lb AND lb.node_group_id = $6
 ON CONFLICT (node_id, load_balancer_id, object_id) DO UPDATE SET field = EXCLUDED.field, message = EXCLUDED.message
@@ -158,7 +161,7 @@ func (t *errorTargets) setObject(table, id, msg string) {
 // belongs to the tenant, to the load balancer's listeners using it), or the
 // load balancer when the object is unknown or not given.
 func resolveErrors(ctx context.Context, tx *Tx, groupID string) (*errorTargets, error) {
-	rows, _ := tx.Query(ctx, `SELECT DISTINCT ON (e.load_balancer_id, e.object_id) e.load_balancer_id, e.object_id, e.field, e.message
+	rows, _ := tx.pg.Query(ctx, `SELECT DISTINCT ON (e.load_balancer_id, e.object_id) e.load_balancer_id, e.object_id, e.field, e.message
 FROM node_lb_errors e JOIN node_states n ON n.id = e.node_id JOIN load_balancers lb ON lb.id = e.load_balancer_id
 WHERE n.node_group_id = $1 AND n.serving AND lb.deleted_revision IS NULL
 ORDER BY e.load_balancer_id, e.object_id, e.since, n.name`, groupID)
@@ -183,7 +186,7 @@ ORDER BY e.load_balancer_id, e.object_id, e.since, n.name`, groupID)
 		switch table := objectTable(r.obj); table {
 		case "":
 		case "certificates":
-			rows, _ := tx.Query(ctx, `SELECT l.id FROM listeners l JOIN listener_certificates lc ON lc.listener_id = l.id
+			rows, _ := tx.pg.Query(ctx, `SELECT l.id FROM listeners l JOIN listener_certificates lc ON lc.listener_id = l.id
 WHERE lc.certificate_id = $1 AND l.load_balancer_id = $2 AND l.deleted_revision IS NULL`, r.obj, r.lb)
 			ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 			if err != nil {
@@ -197,7 +200,7 @@ WHERE lc.certificate_id = $1 AND l.load_balancer_id = $2 AND l.deleted_revision 
 			}
 		default:
 			var ok bool
-			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+table+" WHERE id = $1 AND load_balancer_id = $2 AND deleted_revision IS NULL)",
+			if err := tx.pg.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+table+" WHERE id = $1 AND load_balancer_id = $2 AND deleted_revision IS NULL)",
 				r.obj, r.lb).Scan(&ok); err != nil {
 				return nil, fmt.Errorf("find rejected object: %w", err)
 			}
@@ -213,7 +216,7 @@ WHERE lc.certificate_id = $1 AND l.load_balancer_id = $2 AND l.deleted_revision 
 	// A load balancer rejected as a whole takes its changed children along.
 	for lb, msg := range t.lb {
 		for _, table := range childTables {
-			rows, _ := tx.Query(ctx, "SELECT id FROM "+table+" WHERE load_balancer_id = $1 AND deleted_revision IS NULL AND provisioning_status <> 'active'", lb)
+			rows, _ := tx.pg.Query(ctx, "SELECT id FROM "+table+" WHERE load_balancer_id = $1 AND deleted_revision IS NULL AND provisioning_status <> 'active'", lb)
 			ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 			if err != nil {
 				return nil, fmt.Errorf("children of rejected load balancer: %w", err)
@@ -249,13 +252,13 @@ func ApplyReport(ctx context.Context, tx *Tx, node *Node, r Report) error {
 	for id, msg := range t.lb {
 		lbErrIDs, lbErrMsgs = append(lbErrIDs, id), append(lbErrMsgs, msg)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE load_balancers lb SET provisioning_status = 'error', operating_status = 'error', status_message = v.msg
+	if _, err := tx.pg.Exec(ctx, `UPDATE load_balancers lb SET provisioning_status = 'error', operating_status = 'error', status_message = v.msg
 FROM unnest($2::text[], $3::text[]) v(id, msg)
 WHERE lb.id = v.id AND lb.node_group_id = $1 AND lb.deleted_revision IS NULL
 AND (lb.provisioning_status, lb.operating_status, lb.status_message) IS DISTINCT FROM ('error', 'error', v.msg)`, groupID, lbErrIDs, lbErrMsgs); err != nil {
 		return fmt.Errorf("mark error: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE load_balancers SET provisioning_status = 'pending_update', status_message = ''
+	if _, err := tx.pg.Exec(ctx, `UPDATE load_balancers SET provisioning_status = 'pending_update', status_message = ''
 WHERE node_group_id = $1 AND deleted_revision IS NULL AND provisioning_status = 'error' AND NOT (id = ANY($2))`, groupID, lbErrIDs); err != nil {
 		return fmt.Errorf("clear errors: %w", err)
 	}
@@ -267,24 +270,24 @@ WHERE node_group_id = $1 AND deleted_revision IS NULL AND provisioning_status = 
 		}
 		// Errors no longer reported: the object is not applied yet (its load
 		// balancer may still be held back), until activated below.
-		if _, err := tx.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'pending_update', status_message = ''
+		if _, err := tx.pg.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'pending_update', status_message = ''
 FROM load_balancers lb WHERE lb.id = c.load_balancer_id AND lb.node_group_id = $1 AND c.deleted_revision IS NULL
 AND c.provisioning_status = 'error' AND NOT (c.id = ANY($2))`, groupID, ids); err != nil {
 			return fmt.Errorf("clear errors of %s: %w", table, err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'error', status_message = v.msg
+		if _, err := tx.pg.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'error', status_message = v.msg
 FROM unnest($1::text[], $2::text[]) v(id, msg)
 WHERE c.id = v.id AND c.deleted_revision IS NULL AND (c.provisioning_status, c.status_message) IS DISTINCT FROM ('error', v.msg)`, ids, msgs); err != nil {
 			return fmt.Errorf("mark error: %w", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE load_balancers SET provisioning_status = 'active', status_message = ''
+	if _, err := tx.pg.Exec(ctx, `UPDATE load_balancers SET provisioning_status = 'active', status_message = ''
 WHERE node_group_id = $1 AND deleted_revision IS NULL AND revision <= `+liveFloor+` AND NOT (id = ANY($2))
 AND (provisioning_status <> 'active' OR status_message <> '')`, groupID, t.any); err != nil {
 		return fmt.Errorf("activate: %w", err)
 	}
 	for _, table := range childTables {
-		if _, err := tx.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'active', status_message = ''
+		if _, err := tx.pg.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'active', status_message = ''
 FROM load_balancers lb WHERE lb.id = c.load_balancer_id AND lb.node_group_id = $1 AND c.deleted_revision IS NULL
 AND c.revision <= `+liveFloor+` AND NOT (lb.id = ANY($2)) AND (c.provisioning_status <> 'active' OR c.status_message <> '')`, groupID, t.any); err != nil {
 			return fmt.Errorf("activate %s: %w", table, err)
@@ -300,7 +303,7 @@ AND c.revision <= `+liveFloor+` AND NOT (lb.id = ANY($2)) AND (c.provisioning_st
 			ids = append(ids, id)
 			sts = append(sts, s)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE members m SET operating_status = v.status
+		if _, err := tx.pg.Exec(ctx, `UPDATE members m SET operating_status = v.status
 FROM unnest($2::text[], $3::text[]) AS v(id, status), load_balancers lb
 WHERE m.id = v.id AND lb.id = m.load_balancer_id AND lb.node_group_id = $1 AND m.operating_status <> v.status`, groupID, ids, sts); err != nil {
 			return fmt.Errorf("member status: %w", err)
@@ -372,11 +375,11 @@ st AS (SELECT agg.id, CASE
   FROM agg JOIN load_balancers lb ON lb.id = agg.id WHERE lb.provisioning_status <> 'pending_create')
 UPDATE load_balancers lb SET operating_status = st.status FROM st WHERE st.id = lb.id AND lb.operating_status <> st.status`
 	for _, q := range []string{pools, listeners} {
-		if _, err := tx.Exec(ctx, q, groupID, rejected); err != nil {
+		if _, err := tx.pg.Exec(ctx, q, groupID, rejected); err != nil {
 			return fmt.Errorf("derive operating status: %w", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, lbs, groupID, rejected, degraded); err != nil {
+	if _, err := tx.pg.Exec(ctx, lbs, groupID, rejected, degraded); err != nil {
 		return fmt.Errorf("derive operating status: %w", err)
 	}
 	return nil

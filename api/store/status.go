@@ -42,7 +42,7 @@ func EffectiveReservedPorts(operator []int) []int {
 // load balancer lbID is on.
 func ReservedPortsOfLoadBalancer(ctx context.Context, tx *Tx, lbID string) ([]int, error) {
 	var ports []int
-	err := tx.QueryRow(ctx, `SELECT g.reserved_ports FROM node_groups g JOIN load_balancers lb ON lb.node_group_id = g.id WHERE lb.id = $1`, lbID).Scan(&ports)
+	err := tx.pg.QueryRow(ctx, `SELECT g.reserved_ports FROM node_groups g JOIN load_balancers lb ON lb.node_group_id = g.id WHERE lb.id = $1`, lbID).Scan(&ports)
 	if err != nil && err != pgx.ErrNoRows {
 		return nil, fmt.Errorf("reserved ports: %w", err)
 	}
@@ -55,7 +55,7 @@ func ListenersOnPorts(ctx context.Context, tx *Tx, groupID string, ports []int) 
 	if len(ports) == 0 {
 		return nil, nil
 	}
-	rows, _ := tx.Query(ctx, `SELECT l.id || ' (port ' || l.port || ')' FROM listeners l JOIN load_balancers lb ON lb.id = l.load_balancer_id
+	rows, _ := tx.pg.Query(ctx, `SELECT l.id || ' (port ' || l.port || ')' FROM listeners l JOIN load_balancers lb ON lb.id = l.load_balancer_id
 WHERE lb.node_group_id = $1 AND l.deleted_revision IS NULL AND l.port = ANY($2) ORDER BY l.port, l.id LIMIT 20`, groupID, ports)
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
@@ -94,7 +94,7 @@ SELECT EXISTS (SELECT 1 FROM live n WHERE NOT n.serving OR n.state <> 'online'
     JOIN listeners l ON l.id = lc.listener_id JOIN load_balancers lb ON lb.id = l.load_balancer_id
     WHERE lb.node_group_id = $1 AND l.deleted_revision IS NULL AND c.revision > n.applied_revision)`
 	var may bool
-	if err := tx.QueryRow(ctx, q, groupID, rev).Scan(&may); err != nil {
+	if err := tx.pg.QueryRow(ctx, q, groupID, rev).Scan(&may); err != nil {
 		return false, fmt.Errorf("lagging nodes: %w", err)
 	}
 	return may, nil
@@ -142,7 +142,7 @@ x AS (
 SELECT lb_id, name, applied_revision, rev, errors, state, failing, down_timeout_ms, COALESCE(lb_error, ''), behind FROM x
 WHERE NOT serving OR state <> 'online' OR lb_error IS NOT NULL OR behind
 ORDER BY lb_id, name`
-	rows, err := tx.Query(ctx, q, groupID, lbID, NodeBehindGrace.Seconds())
+	rows, err := tx.pg.Query(ctx, q, groupID, lbID, NodeBehindGrace.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("lagging nodes: %w", err)
 	}

@@ -1,7 +1,22 @@
 // Package store is Fulcrum's Postgres store: the only state of the control plane.
-// Every query on a tenant's objects takes the tenant id (see Tenant), so tenancy is
-// enforced here and nowhere else; pgx.ErrNoRows becomes problem.NotFound here and
-// nowhere else. It may import api/problem, api/validate and migrations.
+//
+// Rules:
+//   - Every SQL statement of the control plane lives here, in functions named
+//     noun-then-verb (NodeGetByName, LoadBalancerListByGroup); no other package
+//     runs SQL (sqlboundary_test.go enforces it).
+//   - The store opens every transaction (Read, Write, ReadSnapshot) and never
+//     exposes pgx: Tx and Store keep their pgx handles unexported.
+//   - Every query and write on a tenant's objects takes the tenant id and
+//     filters on it in SQL (kinds that are not tenanted take ""), so tenancy is
+//     enforced here and nowhere else.
+//   - The store never speaks HTTP: it returns its own errors (errors.go:
+//     ErrNotFound, ErrConflict, ErrInvalidInput, ErrIdempotencyKeyReused,
+//     ErrUnavailable, with the field-naming NotFoundError, ConflictError,
+//     QuotaError, InputError), which the API maps to problem+json in its one
+//     error writer. Only pgx.ErrNoRows becomes ErrNotFound: a failed query is
+//     never "not found".
+//
+// It may import migrations and nothing else of Fulcrum's.
 package store
 
 import (
@@ -23,8 +38,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/fulcrumlb/fulcrum/api/problem"
-	"github.com/fulcrumlb/fulcrum/api/validate"
 	"github.com/fulcrumlb/fulcrum/migrations"
 )
 
@@ -46,7 +59,7 @@ const LiveNodeWindow = "5 minutes"
 
 // Store wraps the pool. It is safe for concurrent use.
 type Store struct {
-	Pool *pgxpool.Pool
+	pool *pgxpool.Pool
 }
 
 // Options bound how long the database may take. Zero fields take the defaults.
@@ -121,16 +134,19 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
-	return &Store{Pool: pool}, nil
+	return &Store{pool: pool}, nil
 }
 
 // Close closes the pool.
-func (s *Store) Close() { s.Pool.Close() }
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
 // Migrate applies every pending migration under a Postgres advisory lock, so
 // concurrent callers apply each migration once.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) (int32, error) {
-	conn, err := pool.Acquire(ctx)
+func (s *Store) Migrate(ctx context.Context) (int32, error) {
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("migrate: %w", err)
 	}
@@ -164,7 +180,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (int32, error) {
 
 // Tx is a transaction with the helpers every write needs.
 type Tx struct {
-	pgx.Tx
+	pg  pgx.Tx
 	rev int64
 }
 
@@ -184,12 +200,29 @@ func lost(t pgx.Tx, err error) error {
 
 // Read runs fn in a read-only transaction.
 func (s *Store) Read(ctx context.Context, fn func(tx *Tx) error) error {
-	t, err := s.Pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	t, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer rollback(ctx, t)
-	if err := fn(&Tx{Tx: t}); err != nil {
+	if err := fn(&Tx{pg: t}); err != nil {
+		return lost(t, err)
+	}
+	if err := t.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// ReadSnapshot runs fn in a read-only repeatable-read transaction: every
+// query of fn sees the database as of its first one.
+func (s *Store) ReadSnapshot(ctx context.Context, fn func(tx *Tx) error) error {
+	t, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer rollback(ctx, t)
+	if err := fn(&Tx{pg: t}); err != nil {
 		return lost(t, err)
 	}
 	if err := t.Commit(ctx); err != nil {
@@ -201,7 +234,7 @@ func (s *Store) Read(ctx context.Context, fn func(tx *Tx) error) error {
 // Write runs fn in a read-write transaction, committed when fn succeeds unless
 // dryRun, in which case it is rolled back after fn has validated everything.
 func (s *Store) Write(ctx context.Context, dryRun bool, fn func(tx *Tx) error) error {
-	t, err := s.Pool.Begin(ctx)
+	t, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -209,7 +242,7 @@ func (s *Store) Write(ctx context.Context, dryRun bool, fn func(tx *Tx) error) e
 	if _, err := t.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(writeLockID)); err != nil {
 		return fmt.Errorf("take write lock: %w", err)
 	}
-	if err := fn(&Tx{Tx: t}); err != nil {
+	if err := fn(&Tx{pg: t}); err != nil {
 		return lost(t, mapError(err))
 	}
 	if dryRun {
@@ -237,16 +270,16 @@ func (tx *Tx) Revision(ctx context.Context) (int64, error) {
 	if tx.rev != 0 {
 		return tx.rev, nil
 	}
-	if err := tx.QueryRow(ctx, "SELECT nextval('revision_seq')").Scan(&tx.rev); err != nil {
+	if err := tx.pg.QueryRow(ctx, "SELECT nextval('revision_seq')").Scan(&tx.rev); err != nil {
 		return 0, fmt.Errorf("next revision: %w", err)
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, strconv.FormatInt(tx.rev, 10)); err != nil {
+	if _, err := tx.pg.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, strconv.FormatInt(tx.rev, 10)); err != nil {
 		return 0, fmt.Errorf("notify revision: %w", err)
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attribute.Int64("fulcrum.revision", tx.rev))
 	carrier := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(ctx, carrier)
-	if _, err := tx.Exec(ctx, "INSERT INTO revisions (revision, traceparent) VALUES ($1, $2)", tx.rev, carrier.Get("traceparent")); err != nil {
+	if _, err := tx.pg.Exec(ctx, "INSERT INTO revisions (revision, traceparent) VALUES ($1, $2)", tx.rev, carrier.Get("traceparent")); err != nil {
 		return 0, fmt.Errorf("record revision: %w", err)
 	}
 	return tx.rev, nil
@@ -255,7 +288,7 @@ func (tx *Tx) Revision(ctx context.Context) (int64, error) {
 // CurrentRevision is the newest revision any write has taken.
 func (s *Store) CurrentRevision(ctx context.Context) (int64, error) {
 	var rev int64
-	err := s.Pool.QueryRow(ctx, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM revision_seq").Scan(&rev)
+	err := s.pool.QueryRow(ctx, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM revision_seq").Scan(&rev)
 	return rev, err
 }
 
@@ -282,7 +315,7 @@ var uniqueFields = map[string][2]string{
 	"certificates_name_key":          {"name", "is already used by another certificate of this tenant"},
 }
 
-// mapError turns Postgres errors the API can explain into problems.
+// mapError turns Postgres errors the API can explain into store errors.
 func mapError(err error) error {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
@@ -291,13 +324,13 @@ func mapError(err error) error {
 	switch pgErr.Code {
 	case "23505": // unique_violation
 		if f, ok := uniqueFields[pgErr.ConstraintName]; ok {
-			return problem.Conflict("conflict", fmt.Sprintf("%s %s.", f[0], f[1]), validate.FieldError{Field: f[0], Message: f[1]})
+			return conflict(ReasonConflict, fmt.Sprintf("%s %s.", f[0], f[1]), FieldError{Field: f[0], Message: f[1]})
 		}
-		return problem.Conflict("conflict", "The object collides with an existing one.")
+		return conflict(ReasonConflict, "The object collides with an existing one.")
 	case "23503": // foreign_key_violation: a reference vanished concurrently
-		return problem.Conflict("conflict", "An object this one refers to, or that refers to it, changed concurrently; retry.")
+		return conflict(ReasonConflict, "An object this one refers to, or that refers to it, changed concurrently; retry.")
 	case "40001", "40P01": // serialization failure, deadlock
-		return problem.Conflict("conflict", "A concurrent change collided with this one; retry.")
+		return conflict(ReasonConflict, "A concurrent change collided with this one; retry.")
 	}
 	return err
 }

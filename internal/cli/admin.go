@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api"
-	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/store"
 )
 
@@ -115,11 +114,11 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		expiresIn := fs.Duration("expires-in", 0, "lifetime, e.g. 720h (default: no expiry)")
 		run = func(st *store.Store) error {
 			return st.Write(ctx, false, func(tx *store.Tx) error {
-				tenantID, err := resolve(ctx, tx, "tenants", *tenant)
+				tenantID, err := resolve(ctx, tx, store.KindTenant, *tenant)
 				if err != nil {
 					return err
 				}
-				groupID, err := resolve(ctx, tx, "node_groups", *group)
+				groupID, err := resolve(ctx, tx, store.KindNodeGroup, *group)
 				if err != nil {
 					return err
 				}
@@ -167,7 +166,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				if _, err := store.Get[store.Token](ctx, tx, store.KindToken, "", fs.Arg(0), true); err != nil {
 					return err
 				}
-				if err := store.HardDelete(ctx, tx, store.KindToken, fs.Arg(0)); err != nil {
+				if err := store.HardDelete(ctx, tx, store.KindToken, "", fs.Arg(0)); err != nil {
 					return err
 				}
 				fmt.Fprintf(stdout, "revoked %s\n", fs.Arg(0))
@@ -214,7 +213,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // explain renders a problem's field errors for a terminal.
 func explain(err error) error {
-	p := problem.From(err)
+	p := api.ProblemFor(err)
 	if p.Status >= 500 {
 		return err
 	}
@@ -230,16 +229,15 @@ func explain(err error) error {
 }
 
 // resolve accepts an id or a unique name.
-func resolve(ctx context.Context, tx *store.Tx, table, idOrName string) (string, error) {
+func resolve(ctx context.Context, tx *store.Tx, k store.Kind, idOrName string) (string, error) {
 	if idOrName == "" {
 		return "", nil
 	}
-	var id string
-	err := tx.QueryRow(ctx, "SELECT id FROM "+table+" WHERE id = $1 OR name = $1", idOrName).Scan(&id)
-	if err != nil {
-		return "", fmt.Errorf("%s %q not found", strings.TrimSuffix(table, "s"), idOrName)
+	id, err := store.IDGetByName(ctx, tx, k, idOrName)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("%s %q not found", strings.ReplaceAll(k.Name, " ", "_"), idOrName)
 	}
-	return id, nil
+	return id, err
 }
 
 func listAll[T any](ctx context.Context, st *store.Store, k store.Kind, w io.Writer, header string, row func(*T) string) error {

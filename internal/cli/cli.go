@@ -158,7 +158,7 @@ api' also migrates at start.
 		return err
 	}
 	defer st.Close()
-	v, err := store.Migrate(ctx, st.Pool)
+	v, err := st.Migrate(ctx)
 	if err != nil {
 		return err
 	}
@@ -244,7 +244,7 @@ OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables export traces.
 		return err
 	}
 	defer st.Close()
-	v, err := store.Migrate(ctx, st.Pool)
+	v, err := st.Migrate(ctx)
 	if err != nil {
 		return err
 	}

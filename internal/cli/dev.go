@@ -103,7 +103,7 @@ runs the components separately: fulcrum migrate, api, agent and admin.
 		return err
 	}
 	defer st.Close()
-	if _, err := store.Migrate(ctx, st.Pool); err != nil {
+	if _, err := st.Migrate(ctx); err != nil {
 		return err
 	}
 	endpoint := "http://" + *addr
@@ -186,21 +186,25 @@ func devBootstrap(ctx context.Context, st *store.Store, envFile, vipRange string
 		c.NodeToken = old["FULCRUM_NODE_TOKEN"]
 	}
 	err := st.Write(ctx, false, func(tx *store.Tx) error {
-		var tenantID string
-		if err := tx.QueryRow(ctx, "SELECT id FROM tenants WHERE name = 'dev'").Scan(&tenantID); err != nil {
+		tenantID, err := store.IDGetByName(ctx, tx, store.KindTenant, "dev")
+		if errors.Is(err, store.ErrNotFound) {
 			t, err := api.CreateTenantTx(ctx, tx, &store.Tenant{Name: "dev", Description: "created by make run", Quotas: store.DefaultQuotas})
 			if err != nil {
 				return err
 			}
 			tenantID = t.ID
+		} else if err != nil {
+			return err
 		}
-		var groupID string
-		if err := tx.QueryRow(ctx, "SELECT id FROM node_groups WHERE name = 'default'").Scan(&groupID); err != nil {
+		groupID, err := store.IDGetByName(ctx, tx, store.KindNodeGroup, "default")
+		if errors.Is(err, store.ErrNotFound) {
 			g, err := api.CreateNodeGroupTx(ctx, tx, "default", "loopback VIPs for local development", nil, vipRange)
 			if err != nil {
 				return err
 			}
 			groupID = g.ID
+		} else if err != nil {
+			return err
 		}
 		if c.NodeToken == "" {
 			_, bearer, err := api.IssueToken(ctx, tx, store.TokenNode, "", groupID, "dev-node", "created by make run", nil)

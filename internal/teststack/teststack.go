@@ -249,7 +249,7 @@ func (s *Stack) startAPI(ln net.Listener) {
 		ln.Close()
 		s.tb.Fatal(err)
 	}
-	if _, err := store.Migrate(ctx, st.Pool); err != nil {
+	if _, err := st.Migrate(ctx); err != nil {
 		ln.Close()
 		st.Close()
 		s.tb.Fatal(err)

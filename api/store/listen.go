@@ -1,0 +1,56 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ListenRevisions LISTENs on NotifyChannel over a connection of its own and
+// calls fn once listening (notifications may have been missed before) and at
+// every notification with the revision it carries (0 if unreadable). It
+// returns when ctx ends or the connection fails; the caller reconnects.
+func (s *Store) ListenRevisions(ctx context.Context, fn func(rev int64)) error {
+	pc, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// The connection ends up LISTENing; do not give it back to the pool. Take
+	// it out now: a deferred conn.Hijack() would run at once, leaving conn
+	// without its connection.
+	conn := pc.Hijack()
+	defer conn.Close(context.Background()) //nolint:errcheck
+	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	fn(0)
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		rev, _ := strconv.ParseInt(n.Payload, 10, 64)
+		fn(rev)
+	}
+}
+
+// RevisionsExpire deletes the trace records of revisions older than a day,
+// keeping the newest.
+func (s *Store) RevisionsExpire(ctx context.Context) error {
+	_, err := s.pool.Exec(ctx, "DELETE FROM revisions WHERE created_at < now() - interval '1 day' AND revision < (SELECT max(revision) FROM revisions)")
+	return err
+}
+
+// PoolForTests is the pool, for tests that reach into the database directly
+// (backdating rows, counting what is stored). Production code must not call
+// it: sqlboundary_test.go rejects it outside _test.go files.
+func (s *Store) PoolForTests() *pgxpool.Pool { return s.pool }
+
+// Legacy is the transaction's pgx handle.
+//
+// TODO(snapshot helper): remove once api/agent.go moved its SQL into the
+// store; nothing else may call it (sqlboundary_test.go).
+func (tx *Tx) Legacy() pgx.Tx { return tx.pg }
