@@ -18,6 +18,13 @@ import (
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
+// The node protocol: what a dataplane agent (dataplane/agent) calls.
+// RegisterNode (PUT /v1/nodes/{id}) creates or refreshes its node;
+// GetNodeSnapshot (GET /v1/nodes/{id}/snapshot) long-polls the snapshot,
+// which api/snapshot builds; ReportNode (POST /v1/nodes/{id}/reports) takes
+// what it applied, its errors, member health and counters. Operators' node
+// endpoints (drain, cordon) are in nodes.go.
+
 // Long-poll bounds.
 const (
 	SnapshotWaitDefault = 30 * time.Second
