@@ -7,7 +7,10 @@
 //
 // A snapshot is the group's part, the same for every node of the group at a
 // revision (Group), plus what is the node's own: its admin state and the
-// trace contexts of the writes since the revision it holds (ForNode).
+// trace contexts of the writes since the revision it holds (ForNode). The
+// group's part depends on (group, revision) alone and ForNode never changes
+// it (it adds the node's part to a shallow copy), so it can be built once
+// per (group, revision) and shared by every poller of the group.
 //
 // Of Fulcrum's packages it imports api/store and openapi only: never api
 // (which imports it) nor anything of the dataplane. The conversion of a
