@@ -14,13 +14,13 @@ import (
 	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/api/validate"
-	"github.com/fulcrumlb/fulcrum/dataplane/agent"
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	"github.com/fulcrumlb/fulcrum/dataplane/snapshot"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
 // A dry run of a load balancer, listener, pool, member or routing rule also
-// renders the affected load balancer as an agent would (agent.ToConfig,
+// renders the affected load balancer as an agent would (snapshot.ToConfig,
 // haproxy.RenderLoadBalancer) and runs haproxy -c on it, so that what the
 // API's validation accepts but HAProxy refuses (a regex RE2 takes and PCRE2
 // does not, say) is a 422 before anything is stored, not a nack later. The
@@ -79,14 +79,14 @@ func (h *handlers) readDryRunTree(ctx context.Context, tx *store.Tx, obj any) (*
 	if id == "" {
 		return nil, nil
 	}
-	lbs, certs, err := h.readTrees(ctx, tx, treeOfLB, id)
+	lb, certs, err := h.snapshots.LoadBalancer(ctx, tx, id)
 	if err != nil {
 		return nil, err
 	}
-	if len(lbs) != 1 || !lbs[0].LoadBalancer.Enabled {
+	if lb == nil || !lb.LoadBalancer.Enabled {
 		return nil, nil
 	}
-	return &dryRunTree{obj: obj, lb: lbs[0], certs: certs}, nil
+	return &dryRunTree{obj: obj, lb: *lb, certs: certs}, nil
 }
 
 // checkDryRun renders t's load balancer alone and checks it with haproxy -c.
@@ -102,12 +102,12 @@ func (h *handlers) checkDryRun(ctx context.Context, t *dryRunTree) error {
 		return fmt.Errorf("dry run of %s: %w", lbID, err)
 	}
 	defer os.RemoveAll(dir)
-	certFile, err := agent.WriteCertificates(filepath.Join(dir, "certs"), t.certs)
+	certFile, err := snapshot.WriteCertificates(filepath.Join(dir, "certs"), t.certs)
 	if err != nil {
 		return fmt.Errorf("dry run of %s: write certificates: %w", lbID, err)
 	}
 	snap := &openapi.Snapshot{LoadBalancers: []openapi.SnapshotLoadBalancer{t.lb}, Certificates: t.certs}
-	cfg, err := agent.ToConfig(snap, haproxy.Global{StatsSocket: filepath.Join(dir, "stats.sock")}, certFile)
+	cfg, err := snapshot.ToConfig(snap, haproxy.Global{StatsSocket: filepath.Join(dir, "stats.sock")}, certFile)
 	if err == nil && len(cfg.LoadBalancers) != 1 {
 		err = errors.New("the load balancer converts to nothing")
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/api/auth"
 	"github.com/fulcrumlb/fulcrum/api/problem"
+	"github.com/fulcrumlb/fulcrum/api/snapshot"
 	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/internal/secretbox"
 	"github.com/fulcrumlb/fulcrum/openapi"
@@ -32,6 +33,9 @@ type handlers struct {
 	checks chan struct{}
 	// requestTimeout bounds each database read of a snapshot long-poll.
 	requestTimeout time.Duration
+	// snapshots builds node groups' snapshots (node_protocol.go) and dry
+	// runs' load balancers (dryrun.go).
+	snapshots *snapshot.Builder
 }
 
 var _ openapi.StrictServerInterface = (*handlers)(nil)

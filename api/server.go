@@ -160,7 +160,8 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	}
 	s.notify = NewNotifier()
 	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log, notify: s.notify,
-		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax), requestTimeout: cfg.RequestTimeout}, nil))
+		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax), requestTimeout: cfg.RequestTimeout,
+		snapshots: newSnapshotBuilder(box)}, nil))
 	s.echo = e
 	return s, nil
 }

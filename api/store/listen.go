@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -48,9 +47,3 @@ func (s *Store) RevisionsExpire(ctx context.Context) error {
 // (backdating rows, counting what is stored). Production code must not call
 // it: sqlboundary_test.go rejects it outside _test.go files.
 func (s *Store) PoolForTests() *pgxpool.Pool { return s.pool }
-
-// Legacy is the transaction's pgx handle.
-//
-// TODO(snapshot helper): remove once api/agent.go moved its SQL into the
-// store; nothing else may call it (sqlboundary_test.go).
-func (tx *Tx) Legacy() pgx.Tx { return tx.pg }

@@ -9,19 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Select runs a query returning rows of one model.
-//
-// TODO(snapshot helper): only api/agent.go calls it, with its own SQL;
-// unexport it (or remove it) once the snapshot queries moved into the store.
-func Select[T any](ctx context.Context, tx *Tx, q string, args ...any) ([]*T, error) {
-	rows, _ := tx.pg.Query(ctx, q, args...)
-	out, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByNameLax[T])
-	if err != nil {
-		return nil, fmt.Errorf("select: %w", err)
-	}
-	return out, nil
-}
-
 // GroupRevision is the newest revision of anything a node of the group serves
 // (deleted objects included, until purged): a node whose snapshot is older
 // must fetch a new one.

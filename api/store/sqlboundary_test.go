@@ -14,14 +14,8 @@ import (
 	"testing"
 )
 
-// sqlBoundaryAllowed are files that still run SQL outside the store.
-//
-// TODO(snapshot helper): remove once api/agent.go moved (its snapshot
-// queries go to api/store/snapshot*.go); api/dryrun.go goes with it.
-var sqlBoundaryAllowed = map[string]bool{
-	"api/agent.go":  true,
-	"api/dryrun.go": true,
-}
+// sqlBoundaryAllowed are files that may run SQL outside the store: none.
+var sqlBoundaryAllowed = map[string]bool{}
 
 // sqlBoundarySkipped are trees that talk to Postgres for their own reasons
 // (test databases, clusters) or are not Fulcrum code.
@@ -35,9 +29,8 @@ var sqlLiteral = regexp.MustCompile(`\bSELECT\s+[\w*(]|\bINSERT\s+INTO\b|\bUPDAT
 // statement (two arguments or more) outside the store is a query.
 var sqlCalls = map[string]bool{"Exec": true, "Query": true, "QueryRow": true, "SendBatch": true, "CopyFrom": true}
 
-// storeEscapes are the store's methods that hand out pgx handles: tests only
-// (PoolForTests) and the snapshot code until it moves (Legacy).
-var storeEscapes = map[string]bool{"PoolForTests": true, "Legacy": true}
+// storeEscapes are the store's methods that hand out pgx handles: tests only.
+var storeEscapes = map[string]bool{"PoolForTests": true}
 
 // TestNoSQLOutsideStore enforces that api/store owns every SQL statement:
 // no other non-test Go file of the module imports pgx, runs Exec/Query/

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	snapconv "github.com/fulcrumlb/fulcrum/dataplane/snapshot"
 	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
@@ -193,7 +194,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	for i := range snap.LoadBalancers {
 		sl := &snap.LoadBalancers[i]
 		id := sl.LoadBalancer.Id
-		lb, err := toLoadBalancer(sl, a.certFile)
+		lb, err := snapconv.ToLoadBalancer(sl, a.certFile)
 		if err != nil {
 			p.errs[id] = lbFailure{Kind: failConvert, Message: err.Error(), ObjectID: idRE.FindString(err.Error()), Candidate: fingerprint(sl)}
 			if old, ok := p.prev[id]; ok {

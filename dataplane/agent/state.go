@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	snapconv "github.com/fulcrumlb/fulcrum/dataplane/snapshot"
 	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
@@ -93,7 +94,7 @@ func (a *Agent) restore() haproxy.Config {
 		return cfg
 	}
 	if st.Version == 0 {
-		c, err := ToConfig(st.Snapshot, a.global(), a.certFile)
+		c, err := snapconv.ToConfig(st.Snapshot, a.global(), a.certFile)
 		if err != nil {
 			a.log.Error("last snapshot on disk cannot be served; starting empty", "err", err)
 			return cfg

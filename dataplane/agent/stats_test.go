@@ -259,3 +259,11 @@ func TestStatsReportsCarryOnlyChanges(t *testing.T) {
 		t.Errorf("after %s: sent %v, want all", fullStatsEvery, ids(out))
 	}
 }
+
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}

@@ -1,4 +1,4 @@
-package agent
+package snapshot
 
 import (
 	"fmt"
@@ -24,7 +24,7 @@ const (
 func ToConfig(s *openapi.Snapshot, g haproxy.Global, certFile func(id string) string) (haproxy.Config, error) {
 	cfg := haproxy.Config{Global: g}
 	for _, sl := range s.LoadBalancers {
-		lb, err := toLoadBalancer(&sl, certFile)
+		lb, err := ToLoadBalancer(&sl, certFile)
 		if err != nil {
 			return cfg, fmt.Errorf("load balancer %s: %w", sl.LoadBalancer.Id, err)
 		}
@@ -46,7 +46,9 @@ func prefixes(ss []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func toLoadBalancer(sl *openapi.SnapshotLoadBalancer, certFile func(string) string) (haproxy.LoadBalancer, error) {
+// ToLoadBalancer turns one load balancer of a snapshot into the HAProxy
+// model; an error names the object (by id) and field it cannot convert.
+func ToLoadBalancer(sl *openapi.SnapshotLoadBalancer, certFile func(string) string) (haproxy.LoadBalancer, error) {
 	vip, err := netip.ParseAddr(sl.LoadBalancer.VipAddress)
 	if err != nil {
 		return haproxy.LoadBalancer{}, fmt.Errorf("vip_address: %w", err)

@@ -9,14 +9,21 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fulcrumlb/fulcrum/api/auth"
 	"github.com/fulcrumlb/fulcrum/api/problem"
+	"github.com/fulcrumlb/fulcrum/api/snapshot"
 	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/api/validate"
+	"github.com/fulcrumlb/fulcrum/internal/secretbox"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
+
+// The node protocol: what a dataplane agent (dataplane/agent) calls.
+// RegisterNode (PUT /v1/nodes/{id}) creates or refreshes its node;
+// GetNodeSnapshot (GET /v1/nodes/{id}/snapshot) long-polls the snapshot,
+// which api/snapshot builds; ReportNode (POST /v1/nodes/{id}/reports) takes
+// what it applied, its errors, member health and counters. Operators' node
+// endpoints (drain, cordon) are in nodes.go.
 
 // Long-poll bounds.
 const (
@@ -52,23 +59,21 @@ func boundNodeName(ctx context.Context) string {
 }
 
 // nodeByName finds a node by name or id, within the token's group or node if
-// bound.
+// bound. A node that does not exist (or is out of scope) is a 404, which the
+// agent takes as "register again"; any other failure (the database down, the
+// context ended) is returned as such, never as a 404.
 func nodeByName(ctx context.Context, tx *store.Tx, name string, scope nodeScope, forUpdate bool) (*store.Node, error) {
-	q := "SELECT * FROM nodes WHERE (name = $1 OR id = $1)"
-	if forUpdate {
-		q += " FOR UPDATE"
-	}
-	rows, _ := tx.Legacy().Query(ctx, q, name)
-	n, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByNameLax[store.Node])
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) && !errors.Is(err, pgx.ErrTooManyRows) {
-		return nil, fmt.Errorf("look up node: %w", err)
+	n, err := store.NodeGetByName(ctx, tx, name, forUpdate)
+	missing := errors.Is(err, store.ErrNotFound)
+	if err != nil && !missing {
+		return nil, err
 	}
 	// A token bound to a node serves that node only, whether the others
 	// exist or not.
-	if bound := boundNodeName(ctx); bound != "" && name != bound && (err != nil || n.Name != bound) {
+	if bound := boundNodeName(ctx); bound != "" && name != bound && (missing || n.Name != bound) {
 		return nil, problem.Forbidden(fmt.Sprintf("This node token is bound to node %q.", bound))
 	}
-	if err != nil || (scope.groupID != "" && n.NodeGroupID != scope.groupID) || (scope.nodeID != "" && n.ID != scope.nodeID) {
+	if missing || (scope.groupID != "" && n.NodeGroupID != scope.groupID) || (scope.nodeID != "" && n.ID != scope.nodeID) {
 		return nil, problem.NotFound("node", name)
 	}
 	return n, nil
@@ -179,27 +184,8 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 			if err != nil {
 				return err
 			}
-			rev, err := store.GroupRevision(rctx, tx, n.NodeGroupID)
-			if err != nil {
-				return err
-			}
-			// The node's own revision (a cordon, a drain) counts too: the
-			// snapshot tells the agent its admin state.
-			rev = max(rev, n.Revision)
-			if rev <= after {
-				return nil
-			}
-			if snap, err = h.buildSnapshot(rctx, tx, n.NodeGroupID, after, rev); err != nil {
-				return err
-			}
-			g, err := nodeGroupOf(rctx, tx, n)
-			if err != nil {
-				return err
-			}
-			hb := g.HeartbeatIntervalMs
-			snap.HeartbeatIntervalMs = &hb
-			snap.Node = &openapi.SnapshotNode{Id: n.ID, Name: n.Name, AdminState: openapi.SnapshotNodeAdminState(adminState(n.AdminState))}
-			return nil
+			snap, err = h.snapshots.ForNode(rctx, tx, n, after)
+			return err
 		})
 		cancel()
 		if err != nil {
@@ -218,148 +204,6 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 			return nil, ctx.Err()
 		}
 	}
-}
-
-// buildSnapshot reads everything the group serves, in the caller's
-// repeatable-read transaction, so it is consistent at rev. Its traceparents
-// are those of the group's writes after the revision after.
-func (h *handlers) buildSnapshot(ctx context.Context, tx *store.Tx, groupID string, after, rev int64) (*openapi.Snapshot, error) {
-	lbs, certs, err := h.readTrees(ctx, tx, treesOfGroup, groupID)
-	if err != nil {
-		return nil, err
-	}
-	snap := &openapi.Snapshot{Revision: rev, NodeGroupId: groupID, GeneratedAt: time.Now().UTC(), LoadBalancers: lbs, Certificates: certs}
-	if g, err := store.Get[store.NodeGroup](ctx, tx, store.KindNodeGroup, "", groupID, false); err != nil {
-		return nil, err
-	} else if g.VRRPInterface != "" {
-		snap.Vrrp = &openapi.SnapshotVRRP{Interface: g.VRRPInterface, RouterIdMin: g.VRRPRouterIDMin, RouterIdMax: g.VRRPRouterIDMax, AdvertIntervalMs: g.VRRPAdvertIntervalMS}
-	}
-	var tp string
-	if err := tx.Legacy().QueryRow(ctx, "SELECT traceparent FROM revisions WHERE revision <= $1 ORDER BY revision DESC LIMIT 1", rev).Scan(&tp); err == nil && tp != "" {
-		snap.Traceparent = &tp
-	}
-	tps, err := writeTraceparents(ctx, tx, groupID, after, rev)
-	if err != nil {
-		return nil, err
-	}
-	if len(tps) > 0 {
-		snap.Traceparents = &tps
-	}
-	return snap, nil
-}
-
-// maxSnapshotTraceparents bounds a snapshot's traceparents (and so its apply
-// span's links): a node starting from nothing folds every write ever made.
-const maxSnapshotTraceparents = 100
-
-// groupWriteRevisions selects the revisions of the writes that changed
-// something node group $1 serves and that are still visible: each object's
-// last write and its delete.
-var groupWriteRevisions = func() string {
-	q := "SELECT revision FROM node_groups WHERE id = $1" +
-		" UNION SELECT revision FROM load_balancers WHERE node_group_id = $1" +
-		" UNION SELECT deleted_revision FROM load_balancers WHERE node_group_id = $1"
-	for _, t := range []string{"listeners", "pools", "members", "routing_rules"} {
-		for _, col := range []string{"revision", "deleted_revision"} {
-			q += " UNION SELECT t." + col + " FROM " + t + " t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb.node_group_id = $1"
-		}
-	}
-	return q
-}()
-
-// writeTraceparents returns the W3C trace contexts of the writes to the
-// group in (after, rev], oldest first, the newest maxSnapshotTraceparents of
-// them: a snapshot folding several writes lets the agent's apply link to each.
-// An object written twice in that range shows only its last write.
-func writeTraceparents(ctx context.Context, tx *store.Tx, groupID string, after, rev int64) ([]string, error) {
-	rows, err := tx.Legacy().Query(ctx, `SELECT traceparent FROM (
-  SELECT revision, traceparent FROM revisions
-  WHERE revision > $2 AND revision <= $3 AND traceparent <> '' AND revision IN (`+groupWriteRevisions+`)
-  ORDER BY revision DESC LIMIT $4) w ORDER BY revision`, groupID, after, rev, maxSnapshotTraceparents)
-	if err != nil {
-		return nil, fmt.Errorf("write traceparents: %w", err)
-	}
-	tps, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("write traceparents: %w", err)
-	}
-	return tps, nil
-}
-
-// treeScope selects the load balancers readTrees reads: it is the column of
-// load_balancers compared with readTrees' argument.
-type treeScope string
-
-const (
-	treesOfGroup treeScope = "node_group_id" // every load balancer of a node group
-	treeOfLB     treeScope = "id"            // one load balancer
-)
-
-// readTrees reads the live load balancers of scope with their live listeners,
-// pools, members and routing rules, and the certificates those listeners use
-// (private keys decrypted): the load-balancer part of a snapshot. It reads in
-// tx, so a repeatable-read transaction sees one revision and a write
-// transaction (a dry run) sees its own changes. The slices are never nil.
-func (h *handlers) readTrees(ctx context.Context, tx *store.Tx, scope treeScope, arg string) ([]openapi.SnapshotLoadBalancer, []openapi.SnapshotCertificate, error) {
-	col := string(scope) // one of the constants above, never user input
-	const live = " AND t.deleted_revision IS NULL"
-	inScope := " FROM %s t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb." + col + " = $1 AND lb.deleted_revision IS NULL" + live + " ORDER BY t.id"
-	lbs, err := store.Select[store.LoadBalancer](ctx, tx, "SELECT t.* FROM load_balancers t WHERE t."+col+" = $1"+live+" ORDER BY t.id", arg)
-	if err != nil {
-		return nil, nil, err
-	}
-	listeners, err := store.Select[store.Listener](ctx, tx, "SELECT t.*"+fmt.Sprintf(inScope, "listeners"), arg)
-	if err != nil {
-		return nil, nil, err
-	}
-	pools, err := store.Select[store.Pool](ctx, tx, "SELECT t.*"+fmt.Sprintf(inScope, "pools"), arg)
-	if err != nil {
-		return nil, nil, err
-	}
-	members, err := store.Select[store.Member](ctx, tx, "SELECT t.*"+fmt.Sprintf(inScope, "members"), arg)
-	if err != nil {
-		return nil, nil, err
-	}
-	rules, err := store.Select[store.RoutingRule](ctx, tx, "SELECT t.*"+fmt.Sprintf(inScope, "routing_rules"), arg)
-	if err != nil {
-		return nil, nil, err
-	}
-	certs, err := store.Select[store.Certificate](ctx, tx, `SELECT c.* FROM certificates c WHERE c.id IN (
-  SELECT lc.certificate_id FROM listener_certificates lc JOIN listeners l ON l.id = lc.listener_id JOIN load_balancers lb ON lb.id = l.load_balancer_id
-  WHERE lb.`+col+` = $1 AND lb.deleted_revision IS NULL AND l.deleted_revision IS NULL) ORDER BY c.id`, arg)
-	if err != nil {
-		return nil, nil, err
-	}
-	out := make([]openapi.SnapshotLoadBalancer, 0, len(lbs))
-	for _, lb := range lbs {
-		out = append(out, openapi.SnapshotLoadBalancer{LoadBalancer: lbToAPI(lb),
-			Listeners: []openapi.Listener{}, Pools: []openapi.Pool{}, Members: []openapi.Member{}, RoutingRules: []openapi.RoutingRule{}})
-	}
-	byLB := make(map[string]*openapi.SnapshotLoadBalancer, len(out))
-	for i := range out {
-		byLB[out[i].LoadBalancer.Id] = &out[i]
-	}
-	for _, l := range listeners {
-		byLB[l.LoadBalancerID].Listeners = append(byLB[l.LoadBalancerID].Listeners, listenerToAPI(l))
-	}
-	for _, p := range pools {
-		byLB[p.LoadBalancerID].Pools = append(byLB[p.LoadBalancerID].Pools, poolToAPI(p))
-	}
-	for _, m := range members {
-		byLB[m.LoadBalancerID].Members = append(byLB[m.LoadBalancerID].Members, memberToAPI(m))
-	}
-	for _, ru := range rules {
-		byLB[ru.LoadBalancerID].RoutingRules = append(byLB[ru.LoadBalancerID].RoutingRules, ruleToAPI(ru))
-	}
-	outCerts := make([]openapi.SnapshotCertificate, 0, len(certs))
-	for _, c := range certs {
-		key, err := PrivateKey(h.box, c)
-		if err != nil {
-			return nil, nil, fmt.Errorf("decrypt key of %s: %w", c.ID, err)
-		}
-		outCerts = append(outCerts, openapi.SnapshotCertificate{Id: c.ID, Version: c.Version, Certificate: c.CertificatePEM, PrivateKey: string(key)})
-	}
-	return out, outCerts, nil
 }
 
 func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestObject) (openapi.ReportNodeResponseObject, error) {
@@ -432,10 +276,8 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 		}
 		for _, s := range deref(b.Stats) {
 			counters, _ := json.Marshal(s)
-			if _, err := tx.Legacy().Exec(ctx, `INSERT INTO load_balancer_stats (node_id, load_balancer_id, counters, updated_at)
-SELECT $1, lb.id, $3, now() FROM load_balancers lb WHERE lb.id = $2 AND lb.node_group_id = $4
-ON CONFLICT (node_id, load_balancer_id) DO UPDATE SET counters = EXCLUDED.counters, updated_at = now()`, n.ID, s.LoadBalancerId, counters, n.NodeGroupID); err != nil {
-				return fmt.Errorf("store stats: %w", err)
+			if err := store.LoadBalancerStatsUpsert(ctx, tx, n.ID, n.NodeGroupID, s.LoadBalancerId, counters); err != nil {
+				return err
 			}
 		}
 		return store.Purge(ctx, tx)
@@ -444,4 +286,11 @@ ON CONFLICT (node_id, load_balancer_id) DO UPDATE SET counters = EXCLUDED.counte
 		return nil, err
 	}
 	return openapi.ReportNode204Response{}, nil
+}
+
+// newSnapshotBuilder builds snapshots showing objects as the API does and
+// opening certificates' keys with box.
+func newSnapshotBuilder(box *secretbox.Box) *snapshot.Builder {
+	return snapshot.NewBuilder(snapshot.Shapes{LoadBalancer: lbToAPI, Listener: listenerToAPI, Pool: poolToAPI, Member: memberToAPI, RoutingRule: ruleToAPI},
+		func(c *store.Certificate) ([]byte, error) { return PrivateKey(box, c) })
 }

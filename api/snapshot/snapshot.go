@@ -1,0 +1,184 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// MaxTraceparents bounds a snapshot's traceparents (and so its apply span's
+// links): a node starting from nothing folds every write ever made.
+const MaxTraceparents = 100
+
+// Shapes turn stored rows into the API's shapes. The api package gives the
+// ones its handlers answer with, so a snapshot shows every object exactly as
+// the API does.
+type Shapes struct {
+	LoadBalancer func(*store.LoadBalancer) openapi.LoadBalancer
+	Listener     func(*store.Listener) openapi.Listener
+	Pool         func(*store.Pool) openapi.Pool
+	Member       func(*store.Member) openapi.Member
+	RoutingRule  func(*store.RoutingRule) openapi.RoutingRule
+}
+
+// Builder builds snapshots. It holds no state of its own beyond its
+// configuration and is safe for concurrent use.
+type Builder struct {
+	shapes Shapes
+	// privateKey opens a certificate's sealed private key.
+	privateKey func(*store.Certificate) ([]byte, error)
+}
+
+// NewBuilder returns a Builder showing objects with shapes and opening
+// certificates' private keys with privateKey.
+func NewBuilder(shapes Shapes, privateKey func(*store.Certificate) ([]byte, error)) *Builder {
+	return &Builder{shapes: shapes, privateKey: privateKey}
+}
+
+// Revision is the revision of node n's snapshot: the newest of its group's
+// (anything the group serves) and its own (a cordon, a drain: the snapshot
+// tells the agent its admin state).
+func Revision(ctx context.Context, tx *store.Tx, n *store.Node) (int64, error) {
+	rev, err := store.GroupRevision(ctx, tx, n.NodeGroupID)
+	if err != nil {
+		return 0, err
+	}
+	return max(rev, n.Revision), nil
+}
+
+// ForNode builds node n's snapshot for an agent holding revision after, or
+// returns nil when nothing of the node or its group changed since.
+func (b *Builder) ForNode(ctx context.Context, tx *store.Tx, n *store.Node, after int64) (*openapi.Snapshot, error) {
+	rev, err := Revision(ctx, tx, n)
+	if err != nil {
+		return nil, err
+	}
+	if rev <= after {
+		return nil, nil
+	}
+	group, err := b.Group(ctx, tx, n.NodeGroupID, rev)
+	if err != nil {
+		return nil, err
+	}
+	snap := *group // the group's part is shared, never changed here
+	tps, err := store.RevisionTraceparentListByGroup(ctx, tx, n.NodeGroupID, after, rev, MaxTraceparents)
+	if err != nil {
+		return nil, err
+	}
+	if len(tps) > 0 {
+		snap.Traceparents = &tps
+	}
+	snap.Node = &openapi.SnapshotNode{Id: n.ID, Name: n.Name, AdminState: openapi.SnapshotNodeAdminState(adminState(n.AdminState))}
+	return &snap, nil
+}
+
+// adminState is the API's name of a stored admin state (as api's).
+func adminState(s string) string {
+	if s == "" {
+		return "in_service"
+	}
+	return s
+}
+
+// Group builds the part of a snapshot at revision rev that every node of
+// group groupID shares: its load balancers, their certificates, the group's
+// settings and the trace context of the write at rev.
+func (b *Builder) Group(ctx context.Context, tx *store.Tx, groupID string, rev int64) (*openapi.Snapshot, error) {
+	lbs, certs, err := b.loadBalancers(ctx, tx, store.GroupScope(groupID))
+	if err != nil {
+		return nil, err
+	}
+	g, err := store.NodeGroupGet(ctx, tx, groupID)
+	if err != nil {
+		return nil, err
+	}
+	hb := g.HeartbeatIntervalMs
+	snap := &openapi.Snapshot{Revision: rev, NodeGroupId: groupID, GeneratedAt: time.Now().UTC(), LoadBalancers: lbs, Certificates: certs,
+		HeartbeatIntervalMs: &hb}
+	if g.VRRPInterface != "" {
+		snap.Vrrp = &openapi.SnapshotVRRP{Interface: g.VRRPInterface, RouterIdMin: g.VRRPRouterIDMin, RouterIdMax: g.VRRPRouterIDMax,
+			AdvertIntervalMs: g.VRRPAdvertIntervalMS}
+	}
+	tp, err := store.RevisionTraceparentGet(ctx, tx, rev)
+	if err != nil {
+		return nil, err
+	}
+	if tp != "" {
+		snap.Traceparent = &tp
+	}
+	return snap, nil
+}
+
+// LoadBalancer builds load balancer lbID's part of a snapshot and the
+// certificates its listeners use; nil when it is not live (deleted, being
+// deleted, or never existed).
+func (b *Builder) LoadBalancer(ctx context.Context, tx *store.Tx, lbID string) (*openapi.SnapshotLoadBalancer, []openapi.SnapshotCertificate, error) {
+	lbs, certs, err := b.loadBalancers(ctx, tx, store.LoadBalancerScope(lbID))
+	if err != nil || len(lbs) != 1 {
+		return nil, nil, err
+	}
+	return &lbs[0], certs, nil
+}
+
+// loadBalancers reads the live load balancers of scope with their live
+// listeners, pools, members and routing rules, and the certificates those
+// listeners use (private keys opened). The slices are never nil.
+func (b *Builder) loadBalancers(ctx context.Context, tx *store.Tx, sc store.SnapshotScope) ([]openapi.SnapshotLoadBalancer, []openapi.SnapshotCertificate, error) {
+	lbs, err := store.LoadBalancerListByScope(ctx, tx, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	listeners, err := store.ListenerListByScope(ctx, tx, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	pools, err := store.PoolListByScope(ctx, tx, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	members, err := store.MemberListByScope(ctx, tx, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	rules, err := store.RoutingRuleListByScope(ctx, tx, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	certs, err := store.CertificateListByScope(ctx, tx, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]openapi.SnapshotLoadBalancer, 0, len(lbs))
+	for _, lb := range lbs {
+		out = append(out, openapi.SnapshotLoadBalancer{LoadBalancer: b.shapes.LoadBalancer(lb),
+			Listeners: []openapi.Listener{}, Pools: []openapi.Pool{}, Members: []openapi.Member{}, RoutingRules: []openapi.RoutingRule{}})
+	}
+	byLB := make(map[string]*openapi.SnapshotLoadBalancer, len(out))
+	for i := range out {
+		byLB[out[i].LoadBalancer.Id] = &out[i]
+	}
+	for _, l := range listeners {
+		byLB[l.LoadBalancerID].Listeners = append(byLB[l.LoadBalancerID].Listeners, b.shapes.Listener(l))
+	}
+	for _, p := range pools {
+		byLB[p.LoadBalancerID].Pools = append(byLB[p.LoadBalancerID].Pools, b.shapes.Pool(p))
+	}
+	for _, m := range members {
+		byLB[m.LoadBalancerID].Members = append(byLB[m.LoadBalancerID].Members, b.shapes.Member(m))
+	}
+	for _, ru := range rules {
+		byLB[ru.LoadBalancerID].RoutingRules = append(byLB[ru.LoadBalancerID].RoutingRules, b.shapes.RoutingRule(ru))
+	}
+	outCerts := make([]openapi.SnapshotCertificate, 0, len(certs))
+	for _, c := range certs {
+		key, err := b.privateKey(c)
+		if err != nil {
+			return nil, nil, fmt.Errorf("decrypt key of %s: %w", c.ID, err)
+		}
+		outCerts = append(outCerts, openapi.SnapshotCertificate{Id: c.ID, Version: c.Version, Certificate: c.CertificatePEM, PrivateKey: string(key)})
+	}
+	return out, outCerts, nil
+}
