@@ -29,7 +29,7 @@ func TestRealReloadBindFailureIsAttributed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.proc.Stop(context.Background())
-	a.bindFn = func(netip.AddrPort) error { return nil } // as if the port was taken after the check
+	a.binder = bindFunc(func(netip.AddrPort) error { return nil }) // as if the port was taken after the check
 
 	holder, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
