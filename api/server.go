@@ -1,7 +1,3 @@
-// Package api is Fulcrum's HTTP API: the echo server, the handlers implementing
-// the strict-server interface generated from openapi/openapi.yaml, and the
-// conversions between store rows and API types. Authentication lives in
-// api/auth, tenancy in api/store, validation in api/validate and api/reqcheck.
 package api
 
 import (

@@ -9,7 +9,8 @@
 // may honestly refuse (network namespaces without root, say) are the tests'
 // own, with their reason.
 //
-// It imports nothing of Fulcrum's: any test may use it.
+// Imports: nothing of Fulcrum's; only tests import it (internal/importrules
+// enforces both).
 package testenv
 
 import (

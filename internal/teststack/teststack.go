@@ -3,7 +3,11 @@
 // its own), the API on a loopback port, a node group with its own loopback VIP
 // range, a tenant, tokens, and agents each supervising a real HAProxy. The API
 // can be stopped and started again on the same address, an agent on the same
-// state directory. Only tests import it.
+// state directory.
+//
+// Imports: only tests import it (and provider/internal/acctest, which only
+// tests import): no program depends on a test stack. internal/importrules
+// enforces this.
 package teststack
 
 import (

@@ -1,0 +1,12 @@
+// Package api is Fulcrum's HTTP API: the echo server, the handlers implementing
+// the strict-server interface generated from openapi/openapi.yaml, and the
+// conversions between store rows and API types. Authentication lives in
+// api/auth, tenancy in api/store, validation in api/validate and api/reqcheck.
+//
+// Imports: the control plane does not depend on its client. Neither api nor
+// any package under it imports the dataplane agent (dataplane/agent) or
+// keepalived (dataplane/keepalived); what the dry run needs of the dataplane
+// (the snapshot → HAProxy model conversion, rendering, `haproxy -c`) lives in
+// packages the agent and the API both import. It never imports the provider,
+// internal/cli or the test stacks either. internal/importrules enforces this.
+package api
