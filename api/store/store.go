@@ -1,3 +1,7 @@
+// Package store is Fulcrum's Postgres store: the only state of the control plane.
+// Every query on a tenant's objects takes the tenant id (see Tenant), so tenancy is
+// enforced here and nowhere else; pgx.ErrNoRows becomes problem.NotFound here and
+// nowhere else. It may import api/problem, api/validate and migrations.
 package store
 
 import (

@@ -2,9 +2,6 @@
 // typed model to a configuration file (text/template, every user value
 // validated by the API and escaped here), checks candidates with `haproxy -c`,
 // supervises one master-worker HAProxy process with hitless reloads, and talks
-// to its runtime API for changes that need no reload.
-//
-// Imports: nothing of Fulcrum's (the standard library and golang.org/x/sys
-// only); the agent, the snapshot conversion and the API's dry run import it.
-// internal/importrules enforces this.
+// to its runtime API for changes that need no reload. It imports nothing of
+// Fulcrum's but the standard library.
 package haproxy

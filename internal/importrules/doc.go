@@ -1,8 +1,8 @@
 // Package importrules holds the test that enforces the import rules the
-// packages' doc comments state (the "Imports:" paragraph of api/doc.go,
-// api/store/doc.go, dataplane/agent/doc.go, dataplane/haproxy/doc.go,
-// dataplane/keepalived/doc.go, provider/doc.go, openapi/doc.go and of the
-// internal packages): the control plane never imports the agent, the
+// packages' doc comments state (api/doc.go, api/store/store.go,
+// dataplane/agent/doc.go, dataplane/haproxy/doc.go,
+// dataplane/keepalived/doc.go, provider/doc.go, openapi/doc.go and the
+// internal packages' comments): the control plane never imports the agent, the
 // dataplane never imports the control plane, the store speaks no HTTP, the
 // provider knows the API only through openapi, leaf helpers import nothing of
 // Fulcrum's, and no program depends on a test stack.
