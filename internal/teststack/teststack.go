@@ -34,6 +34,7 @@ import (
 	"github.com/fulcrumlb/fulcrum/internal/pgtest"
 	"github.com/fulcrumlb/fulcrum/internal/secretbox"
 	"github.com/fulcrumlb/fulcrum/internal/telemetry"
+	"github.com/fulcrumlb/fulcrum/internal/testenv"
 )
 
 // DefaultVIPBase is the second octet of the VIP blocks of stacks whose
@@ -294,6 +295,7 @@ func (s *Stack) StopAPI() {
 // failed, its end logs each agent's haproxy.cfg and HAProxy's server state.
 func (s *Stack) StartAgent(name string) *agent.Agent {
 	s.tb.Helper()
+	testenv.RequireHAProxy(s.tb) // fails, saying what to install, when there is none
 	s.mu.Lock()
 	ra := s.agents[name]
 	s.mu.Unlock()
