@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/internal/testenv"
 	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
 
@@ -59,21 +60,21 @@ type haNode struct {
 
 const haIface = "eth0" // the nodes' LAN interface, the group's vrrp_interface
 
-// requireNetns skips unless the test runs as root on a kernel that allows
-// network namespaces, veth pairs and bridges, with keepalived installed.
+// requireNetns skips, saying why, only where the machine honestly cannot
+// run the test: not root, or a kernel (a sandbox) that refuses network
+// namespaces. The programs it runs (ip, keepalived, haproxy) must be
+// installed: a missing one fails the test (internal/testenv).
 func requireNetns(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("network-namespace tests need root (ip netns, veth, bridges)")
+		t.Skip("skipped: network-namespace tests need root (ip netns, veth, bridges): run them as root (make test-ha)")
 	}
-	for _, bin := range []string{"ip", "keepalived", "haproxy"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("network-namespace tests need %s on PATH", bin)
-		}
-	}
+	testenv.RequireBinary(t, "ip", "apt-get install iproute2")
+	testenv.RequireKeepalived(t)
+	testenv.RequireHAProxy(t)
 	name := "fhprobe" + randHex(3)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("the kernel refuses network namespaces here: %v: %s", err, out)
+		t.Skipf("skipped: the kernel refuses network namespaces here (ip netns add: %v: %s)", err, out)
 	}
 	_ = exec.Command("ip", "netns", "del", name).Run()
 }

@@ -3,24 +3,17 @@ package api_test
 import (
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/fulcrumlb/fulcrum/internal/testcerts"
+	"github.com/fulcrumlb/fulcrum/internal/testenv"
 )
 
-// haproxyBinary finds haproxy or skips the test.
+// haproxyBinary finds haproxy or fails the test (internal/testenv).
 func haproxyBinary(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("haproxy"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/haproxy"); err == nil {
-		return "/usr/sbin/haproxy"
-	}
-	t.Skip("haproxy is not installed")
-	return ""
+	return testenv.RequireHAProxy(t)
 }
 
 // pcreRejectedRule is a routing rule whose path regex Go's RE2 accepts and

@@ -1,13 +1,3 @@
-// Package api is Fulcrum's HTTP API: the echo server, the handlers implementing
-// the strict-server interface generated from openapi/openapi.yaml, and the
-// conversions between store rows and API types. Authentication lives in
-// api/auth, tenancy in api/store, validation in api/validate and api/reqcheck.
-//
-// The API runs no SQL: it calls api/store, which owns every statement and
-// transaction and answers with its own errors (store.ErrNotFound,
-// store.ErrConflict, …). Handlers return those as they are; the one error
-// writer (Server.handleError, through storeProblem in storeerrors.go) maps
-// them to problem+json.
 package api
 
 import (

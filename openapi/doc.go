@@ -3,6 +3,9 @@
 // the echo strict-server interface the API implements, and the Go client the
 // Terraform provider and the agent use. Regenerate with `make generate`; never edit
 // openapi.gen.go by hand.
+//
+// Imports: nothing of Fulcrum's outside openapi/: the API, the agent and the
+// provider all import it. internal/importrules enforces this.
 package openapi
 
 import _ "embed"

@@ -127,11 +127,12 @@ type Agent struct {
 	stats       *statsStore // counters across reloads and restarts (stats.go)
 	metrics     *agentMetrics
 
-	// Fakes for tests; nil means the real HAProxy.
-	reloadFn func(context.Context) error
-	checkFn  func(context.Context, []byte) error
-	bindFn   func(netip.AddrPort) error
-	sslFn    func(ctx context.Context, file, bundle string) error
+	// The roles HAProxy plays for Apply (roles.go): New sets the real
+	// ones, unit tests fakes.
+	checker  checker    // `haproxy -c` of a candidate config
+	reloader reloader   // reloads through the master CLI, confirmed
+	changes  runtimeAPI // runtime-API changes: members, certificates
+	binder   binder     // whether a new VIP:port can be bound
 }
 
 // Paths inside the state directory.
@@ -160,6 +161,7 @@ func New(cfg Config) (*Agent, error) {
 	a.metrics = newAgentMetrics(a, cfg.MeterProvider)
 	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock")}
 	a.proc = haproxy.NewProcess(haproxy.ProcessConfig{Binary: cfg.HAProxy, ConfigPath: a.path("haproxy.cfg"), Dir: run, Logger: cfg.Logger})
+	a.checker, a.reloader, a.changes, a.binder = haproxyChecker{binary: cfg.HAProxy}, a.proc, a.runtime, socketBinder{}
 	a.vips = keepalived.New(keepalived.Config{Dir: a.path("keepalived"), NodeName: cfg.NodeName, Healthy: a.haproxyHealthy, Logger: cfg.Logger})
 	return a, nil
 }
@@ -347,10 +349,7 @@ func (a *Agent) checkText(ctx context.Context, text []byte) error {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write a candidate config: %w", err))
 	}
 	f.Close()
-	if a.checkFn != nil {
-		return a.checkFn(ctx, text)
-	}
-	return haproxy.Check(ctx, a.cfg.HAProxy, f.Name())
+	return a.checker.Check(ctx, f.Name())
 }
 
 // saveServerState dumps servers' state for the next worker to load, so a

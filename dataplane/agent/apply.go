@@ -411,7 +411,7 @@ func (a *Agent) checkBinds(p *plan) {
 			if bound[ap] {
 				continue
 			}
-			if err := a.canBind(ap); err != nil {
+			if err := a.binder.CanBind(ap); err != nil {
 				a.log.Warn("listener cannot be bound; load balancer kept at its last good version", "load_balancer", id, "listener", l.ID, "err", err)
 				p.hold(id, lbFailure{Kind: failBind, Message: err.Error(), ObjectID: l.ID, Field: "port"})
 				break
@@ -537,10 +537,8 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	// then serves must be what the state on disk says.
 	ctx = context.WithoutCancel(ctx)
 	rctx, rspan := a.tracer.Start(ctx, "haproxy.reload")
-	if a.reloadFn == nil {
-		a.saveServerState(rctx, cfg)
-	}
-	err = a.reload(rctx)
+	a.saveServerState(rctx, cfg)
+	err = a.reloader.Reload(rctx)
 	rspan.End()
 	if err != nil {
 		if old, rerr := haproxy.Render(*a.live); rerr == nil {
@@ -566,20 +564,6 @@ func (a *Agent) writeConfig(cfg haproxy.Config) error {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
 	}
 	return nil
-}
-
-func (a *Agent) reload(ctx context.Context) error {
-	if a.reloadFn != nil {
-		return a.reloadFn(ctx)
-	}
-	return a.proc.Reload(ctx)
-}
-
-func (a *Agent) canBind(ap netip.AddrPort) error {
-	if a.bindFn != nil {
-		return a.bindFn(ap)
-	}
-	return haproxy.CanBind(ap)
 }
 
 // said is one thing HAProxy said about a failure: text to match object ids

@@ -21,16 +21,18 @@ import (
 )
 
 // fakeHAProxy stands in for HAProxy's reload: it fails whenever the config
-// file holds one of the failing markers, with the error fail returns.
+// file holds one of the failing markers, with the error fail returns. Its
+// runtime records the runtime-API changes (apply_unit_test.go).
 type fakeHAProxy struct {
 	mu       sync.Mutex
 	path     string
 	fails    map[string]func() error // marker in haproxy.cfg → error
 	reloads  int
 	failures int
+	runtime  *fakeRuntime
 }
 
-func (f *fakeHAProxy) reload(context.Context) error {
+func (f *fakeHAProxy) Reload(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reloads++
@@ -64,10 +66,11 @@ func testAgent(t *testing.T, endpoint string) (*Agent, *fakeHAProxy) {
 			t.Fatal(err)
 		}
 	}
-	f := &fakeHAProxy{path: a.path("haproxy.cfg"), fails: map[string]func() error{}}
-	a.reloadFn = f.reload
-	a.checkFn = func(context.Context, []byte) error { return nil }
-	a.bindFn = func(netip.AddrPort) error { return nil }
+	f := &fakeHAProxy{path: a.path("haproxy.cfg"), fails: map[string]func() error{}, runtime: &fakeRuntime{}}
+	a.reloader = f
+	a.checker = checkFunc(func(context.Context, []byte) error { return nil })
+	a.binder = bindFunc(func(netip.AddrPort) error { return nil })
+	a.changes = f.runtime
 	a.live = &haproxy.Config{Global: a.global()}
 	return a, f
 }
@@ -196,12 +199,12 @@ func TestBindPrecheck(t *testing.T) {
 	a, f := testAgent(t, "")
 	held := netip.MustParseAddrPort("127.0.0.3:81")
 	var free bool
-	a.bindFn = func(ap netip.AddrPort) error {
+	a.binder = bindFunc(func(ap netip.AddrPort) error {
 		if ap == held && !free {
 			return errors.New("cannot bind socket (Address already in use) [127.0.0.3:81]")
 		}
 		return nil
-	}
+	})
 	good, bad := lbWith("lb_good", "127.0.0.2", 80), lbWith("lb_bad", "127.0.0.3", 81)
 	snap := snapshot(1, good, bad)
 	if err := a.Apply(context.Background(), snap); err != nil {
@@ -352,7 +355,7 @@ func TestReportCarriesNodeErrors(t *testing.T) {
 // renderer refusal names the object and field.
 func TestCheckFailuresAreIsolated(t *testing.T) {
 	a, f := testAgent(t, "")
-	a.checkFn = func(_ context.Context, text []byte) error {
+	a.checker = checkFunc(func(_ context.Context, text []byte) error {
 		s := string(text)
 		switch {
 		case strings.Contains(s, "frontend lsn_badx80"):
@@ -361,7 +364,7 @@ func TestCheckFailuresAreIsolated(t *testing.T) {
 			return &haproxy.CheckError{Alerts: []haproxy.Alert{{Message: "something about the two"}}}
 		}
 		return nil
-	}
+	})
 	https := lbWith("lb_tls", "127.0.0.5", 443)
 	https.Listeners[0].Protocol = "https" // without a certificate
 	snap := snapshot(1, lbWith("lb_ok", "127.0.0.2", 80), lbWith("lb_bad", "127.0.0.3", 80),

@@ -109,7 +109,7 @@ func (a *Agent) rotateCertificates(ctx context.Context, cfg haproxy.Config) erro
 		if a.certLoaded[f] == h {
 			continue
 		}
-		if err := a.setSSLCert(ctx, f, string(b)); err != nil {
+		if err := a.changes.SetSSLCert(ctx, f, string(b)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", filepath.Base(f), err))
 			continue
 		}
@@ -117,13 +117,6 @@ func (a *Agent) rotateCertificates(ctx context.Context, cfg haproxy.Config) erro
 		a.certLoaded[f] = h
 	}
 	return errors.Join(errs...)
-}
-
-func (a *Agent) setSSLCert(ctx context.Context, file, bundle string) error {
-	if a.sslFn != nil {
-		return a.sslFn(ctx, file, bundle)
-	}
-	return a.runtime.SetSSLCert(ctx, file, bundle)
 }
 
 // removeStaleCertificates deletes the files (and leftovers of interrupted

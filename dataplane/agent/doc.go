@@ -24,4 +24,17 @@
 // (0600) hold certificates with their keys, and are removed with their
 // certificate. A certificate whose content changes is handed to HAProxy with
 // `set ssl cert`/`commit ssl cert`, without a reload.
+//
+// HAProxy's roles. Apply asks HAProxy for four things, each a small interface
+// (roles.go) the dataplane/haproxy types implement: a checker (`haproxy -c`
+// of a candidate), a reloader (a reload through the master CLI, confirmed), a
+// runtime API (member changes, `set ssl cert`) and a binder (can a new
+// VIP:port be bound). New wires the real ones; unit tests put fakes in their
+// place.
+//
+// Imports: the dataplane does not depend on the control plane. Neither the
+// agent nor any package under dataplane imports api or a package under it
+// (the agent knows the API only through openapi's client and types), the
+// provider, internal/cli or the test stacks. internal/importrules enforces
+// this.
 package agent

@@ -4,11 +4,12 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/testenv"
 )
 
 // With a real HAProxy: a reload that fails to bind (the pre-check skipped,
@@ -16,10 +17,8 @@ import (
 // to the listener HAProxy names; the other load balancer applies with the
 // next reload and serves.
 func TestRealReloadBindFailureIsAttributed(t *testing.T) {
-	if _, err := exec.LookPath("haproxy"); err != nil {
-		t.Skip("haproxy not installed")
-	}
-	a, err := New(Config{Endpoint: "http://127.0.0.1:1", Token: "t", NodeName: "node-1", StateDir: t.TempDir(), HardStopAfter: 2 * time.Second})
+	bin := testenv.RequireHAProxy(t)
+	a, err := New(Config{Endpoint: "http://127.0.0.1:1", Token: "t", NodeName: "node-1", StateDir: t.TempDir(), HAProxy: bin, HardStopAfter: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +28,7 @@ func TestRealReloadBindFailureIsAttributed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.proc.Stop(context.Background())
-	a.bindFn = func(netip.AddrPort) error { return nil } // as if the port was taken after the check
+	a.binder = bindFunc(func(netip.AddrPort) error { return nil }) // as if the port was taken after the check
 
 	holder, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,12 +63,10 @@ func TestRealReloadBindFailureIsAttributed(t *testing.T) {
 // process took meanwhile is left out with a bind error (the rest serves);
 // once the port is free, a retry brings it back.
 func TestRealStartLeavesOutWhatCannotBind(t *testing.T) {
-	if _, err := exec.LookPath("haproxy"); err != nil {
-		t.Skip("haproxy not installed")
-	}
+	bin := testenv.RequireHAProxy(t)
 	dir := t.TempDir()
 	newAgent := func() *Agent {
-		a, err := New(Config{Endpoint: "http://127.0.0.1:1", Token: "t", NodeName: "node-1", StateDir: dir, HardStopAfter: 2 * time.Second})
+		a, err := New(Config{Endpoint: "http://127.0.0.1:1", Token: "t", NodeName: "node-1", StateDir: dir, HAProxy: bin, HardStopAfter: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

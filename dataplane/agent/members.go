@@ -134,7 +134,7 @@ func (a *Agent) applyRuntime(ctx context.Context, ops []memberOp) (err error) {
 	ctx, span := a.tracer.Start(ctx, "haproxy.runtime")
 	defer span.End()
 	defer func() { a.metrics.observeRuntime(ctx, ops, err) }()
-	rt := a.runtime
+	rt := a.changes
 	for _, op := range ops {
 		m := op.member
 		var err error

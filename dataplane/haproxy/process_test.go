@@ -20,21 +20,16 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/testenv"
 )
 
 // ---- helpers shared by the process and runtime tests (prefix ht) ----
 
-// htBinary finds haproxy or skips the test.
+// htBinary finds haproxy or fails the test (internal/testenv).
 func htBinary(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("haproxy"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/haproxy"); err == nil {
-		return "/usr/sbin/haproxy"
-	}
-	t.Skip("haproxy is not installed")
-	return ""
+	return testenv.RequireHAProxy(t)
 }
 
 // htDir is a short runtime directory (unix socket paths are limited).

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/internal/testcerts"
+	"github.com/fulcrumlb/fulcrum/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/render")
@@ -281,7 +282,7 @@ func goldenCase(name string) Config {
 }
 
 func TestRenderGolden(t *testing.T) {
-	haproxy, _ := exec.LookPath("haproxy")
+	haproxy, _ := testenv.Find("haproxy")
 	var certDir string
 	if haproxy != "" {
 		certDir = writeTestCerts(t)
@@ -315,7 +316,7 @@ func TestRenderGolden(t *testing.T) {
 			}
 
 			if haproxy == "" {
-				t.Skip("haproxy not on PATH; skipping haproxy -c")
+				testenv.RequireHAProxy(t) // the golden file matched; haproxy -c cannot run
 			}
 			cfg := withCertDir(tc.cfg, certDir)
 			if cfg.Global.ServerStateFile != "" {
@@ -668,10 +669,7 @@ func testBackend(t *testing.T, name string, health int) Member {
 // TestRenderLive runs HAProxy on a rendered config and checks with real
 // requests that escaped values arrive intact and rules behave as modelled.
 func TestRenderLive(t *testing.T) {
-	haproxy, err := exec.LookPath("haproxy")
-	if err != nil {
-		t.Skip("haproxy not on PATH")
-	}
+	haproxy := testenv.RequireHAProxy(t)
 	if testing.Short() {
 		t.Skip("short mode")
 	}
@@ -968,9 +966,7 @@ func TestRenderUnconditionalRule(t *testing.T) {
 	if n := bytes.Count(text, []byte("\n    http-request ")); n != 1 || !bytes.Contains(text, []byte(`http-request return status 503 content-type text/plain string "maintenance"`+"\n")) {
 		t.Errorf("want only the unconditional rule:\n%s", text)
 	}
-	if haproxy, err := exec.LookPath("haproxy"); err == nil {
-		haproxyCheck(t, haproxy, text)
-	}
+	haproxyCheck(t, testenv.RequireHAProxy(t), text)
 }
 
 // TestRenderHardStopOutlivesDrains: old workers live at least as long as the

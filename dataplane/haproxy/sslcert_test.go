@@ -7,21 +7,18 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/internal/testcerts"
+	"github.com/fulcrumlb/fulcrum/internal/testenv"
 )
 
 // SetSSLCert swaps the certificate new handshakes get, without a reload.
 func TestRuntimeSetSSLCert(t *testing.T) {
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		t.Skip("haproxy not installed")
-	}
+	bin := testenv.RequireHAProxy(t)
 	dir := t.TempDir()
 	c1 := testcerts.New(t, testcerts.Spec{Hosts: []string{"www.example.test"}})
 	c2 := testcerts.New(t, testcerts.Spec{Hosts: []string{"www.example.test"}, PKCS8: true})

@@ -1,10 +1,3 @@
-// Package keepalived runs Debian's keepalived as the agent's child so a node
-// group's VIPs are held by its healthy nodes through VRRP: the config is
-// rendered from the snapshot's VIPs, VIPs are spread over the nodes (one VRRP
-// instance per VIP bucket, priorities from a rendezvous hash of node and
-// router id, so each bucket has one preferred owner and the buckets spread
-// over the group), and a node claims VIPs only while the agent says it is
-// ready (HAProxy answers on its stats socket and a snapshot is applied).
 package keepalived
 
 import (

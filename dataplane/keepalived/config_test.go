@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fulcrumlb/fulcrum/internal/testenv"
 )
 
 func TestInstancesStableAndSpread(t *testing.T) {
@@ -53,10 +55,7 @@ func TestInstancesStableAndSpread(t *testing.T) {
 
 // keepalived itself accepts the rendered config.
 func TestRenderAcceptedByKeepalived(t *testing.T) {
-	bin, err := exec.LookPath("keepalived")
-	if err != nil {
-		t.Skip("keepalived is not installed")
-	}
+	bin := testenv.RequireKeepalived(t)
 	iface := ""
 	ifs, _ := net.Interfaces()
 	for _, i := range ifs {

@@ -1,5 +1,7 @@
 // Package atomicfile writes files so that readers see the old or the new
 // content, never a partial one.
+//
+// Imports: nothing of Fulcrum's (internal/importrules enforces it).
 package atomicfile
 
 import (

@@ -1,6 +1,9 @@
 // Package cli implements the fulcrum command's subcommands; cmd/fulcrum only
 // calls Main. Configuration comes from flags, each defaulting to a FULCRUM_*
 // environment variable.
+//
+// Imports: it wires the API and the agent together, so nothing but
+// cmd/fulcrum imports it (internal/importrules enforces this).
 package cli
 
 import (

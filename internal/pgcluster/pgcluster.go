@@ -24,6 +24,8 @@
 //
 // The postmaster logs to <Dir>/log; Start includes the tail of that log in
 // its error when the server does not come up.
+//
+// Imports: nothing of Fulcrum's (internal/importrules enforces it).
 package pgcluster
 
 import (

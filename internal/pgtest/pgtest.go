@@ -18,6 +18,9 @@
 //
 // When PostgreSQL is not installed and no URL is given, NewDatabase fails
 // the test: these tests never skip.
+//
+// Imports: of Fulcrum's, internal/pgcluster only; only tests import it
+// (internal/importrules enforces both).
 package pgtest
 
 import (

@@ -8,6 +8,8 @@
 // The version byte is authenticated together with the caller's additional
 // data, so a message cannot be reinterpreted under another version. Because
 // nonces are random, a single key should seal at most about 2^32 messages.
+//
+// Imports: nothing of Fulcrum's (internal/importrules enforces it).
 package secretbox
 
 import (

@@ -33,4 +33,6 @@
 //
 // [NewLogger] returns a JSON slog.Logger that adds trace_id, span_id and
 // request_id to records logged with a context (logger.InfoContext(ctx, ...)).
+//
+// Imports: nothing of Fulcrum's (internal/importrules enforces it).
 package telemetry

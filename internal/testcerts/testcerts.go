@@ -1,6 +1,8 @@
 // Package testcerts makes X.509 certificates and keys for tests: self-signed
 // server certificates, expired ones, RSA ones and chains signed by a test CA.
 // Only tests import it.
+//
+// Imports: nothing of Fulcrum's (internal/importrules enforces it).
 package testcerts
 
 import (

@@ -3,7 +3,11 @@
 // its own), the API on a loopback port, a node group with its own loopback VIP
 // range, a tenant, tokens, and agents each supervising a real HAProxy. The API
 // can be stopped and started again on the same address, an agent on the same
-// state directory. Only tests import it.
+// state directory.
+//
+// Imports: only tests import it (and provider/internal/acctest, which only
+// tests import): no program depends on a test stack. internal/importrules
+// enforces this.
 package teststack
 
 import (
@@ -30,6 +34,7 @@ import (
 	"github.com/fulcrumlb/fulcrum/internal/pgtest"
 	"github.com/fulcrumlb/fulcrum/internal/secretbox"
 	"github.com/fulcrumlb/fulcrum/internal/telemetry"
+	"github.com/fulcrumlb/fulcrum/internal/testenv"
 )
 
 // DefaultVIPBase is the second octet of the VIP blocks of stacks whose
@@ -290,6 +295,7 @@ func (s *Stack) StopAPI() {
 // failed, its end logs each agent's haproxy.cfg and HAProxy's server state.
 func (s *Stack) StartAgent(name string) *agent.Agent {
 	s.tb.Helper()
+	testenv.RequireHAProxy(s.tb) // fails, saying what to install, when there is none
 	s.mu.Lock()
 	ra := s.agents[name]
 	s.mu.Unlock()
