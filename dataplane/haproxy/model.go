@@ -27,13 +27,17 @@ type Global struct {
 	HardStopAfter time.Duration
 	// PrometheusBind, when valid, serves HAProxy's Prometheus exporter on /metrics.
 	PrometheusBind netip.AddrPort
+	// AccessLogSocket is the unix datagram socket listeners with AccessLog
+	// send their records to (render_log.go); "" renders no access log.
+	AccessLogSocket string
 }
 
 // LoadBalancer is one VIP and what it serves.
 type LoadBalancer struct {
-	ID      string
-	VIP     netip.Addr
-	Enabled bool // false: nothing is bound for this LB
+	ID       string
+	TenantID string // named in access log records; may be ""
+	VIP      netip.Addr
+	Enabled  bool // false: nothing is bound for this LB
 	// Listeners sorted by port; Pools sorted by ID.
 	Listeners []Listener
 	Pools     []Pool
@@ -62,6 +66,9 @@ type Listener struct {
 	CertFiles []string
 	// Rules sorted by priority (http/https only).
 	Rules []Rule
+	// AccessLog sends a record per request (per connection on tcp) to
+	// Global.AccessLogSocket.
+	AccessLog bool
 }
 
 // Timeouts in milliseconds. Client, HTTPRequest and HTTPKeepAlive apply to the

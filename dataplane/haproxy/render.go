@@ -83,6 +83,7 @@ type frontendView struct {
 	Timeouts     []string // "client 30000ms", ...
 	ForwardFor   bool
 	UniqueID     bool
+	Log          []string // log and log-format lines (render_log.go)
 	Compression  bool
 	StickTable   string
 	ACLs         []aclLine
@@ -174,6 +175,9 @@ frontend {{.Name}}
 {{- end}}
 {{- if .UniqueID}}
     unique-id-format %{+X}o%ci:%cp_%fi:%fp_%Ts_%rt:%pid
+{{- end}}
+{{- range .Log}}
+    {{.}}
 {{- end}}
 {{- if .Compression}}
     compression algo gzip deflate
@@ -301,6 +305,9 @@ func buildView(g Global, lbs []LoadBalancer, withPrometheus bool) (*cfgView, err
 		}
 		lv, err := buildLB(lb)
 		if err != nil {
+			return nil, err
+		}
+		if err := addAccessLogs(&lv, g, lb); err != nil {
 			return nil, err
 		}
 		for _, f := range lv.Frontends {
