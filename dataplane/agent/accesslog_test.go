@@ -23,7 +23,7 @@ import (
 // Datagrams as HAProxy 2.6 sends them with the log-format of
 // dataplane/haproxy/render_log.go (captured from a real HAProxy).
 const (
-	haproxyHTTPRecord = `{"v":1,"type":"http","ts":1795797459589,"lb":"lb_1","tenant":"tnt_1","listener":"lsn_a","client":"127.0.0.1","client_port":53658,"vip":"127.77.0.1","port":8080,"pool":"pool_a","member":"mbr_a","bytes_in":116,"bytes_out":73,"term":"--","status":200,"tq":0,"tw":0,"tc":1,"tr":2,"ta":3,"method":"GET","request_id":"abc\"\\def","host":"example.com","path":"\/p\/a%22th","user_agent":"a, b \"x\""}` + "\n"
+	haproxyHTTPRecord  = `{"v":1,"type":"http","ts":1795797459589,"lb":"lb_1","tenant":"tnt_1","listener":"lsn_a","client":"127.0.0.1","client_port":53658,"vip":"127.77.0.1","port":8080,"pool":"pool_a","member":"mbr_a","bytes_in":116,"bytes_out":73,"term":"--","status":200,"tq":0,"tw":0,"tc":1,"tr":2,"ta":3,"method":"GET","request_id":"abc\"\\def","host":"example.com","path":"\/p\/a%22th","user_agent":"a, b \"x\""}` + "\n"
 	haproxyNoSrvRecord = `{"v":1,"type":"http","ts":1795797459659,"lb":"lb_1","tenant":"-","listener":"lsn_a","client":"::1","client_port":53660,"vip":"::1","port":8080,"pool":"lsn_a","member":"<NOSRV>","bytes_in":0,"bytes_out":187,"term":"CR","status":400,"tq":-1,"tw":-1,"tc":-1,"tr":-1,"ta":0,"method":"<BADREQ>","request_id":"-","host":"-","path":"-","user_agent":"-"}`
 	haproxyTCPRecord   = `{"v":1,"type":"tcp","ts":1795797459675,"lb":"lb_1","tenant":"tnt_1","listener":"lsn_t","client":"127.0.0.1","client_port":52804,"vip":"127.77.0.1","port":5432,"pool":"pool_t","member":"mbr_t","bytes_in":82,"bytes_out":66,"term":"--","tw":1,"tc":0,"tt":12}`
 )
