@@ -40,11 +40,12 @@ const (
 )
 
 // AccessRecord is one access log record: a request of an http or https
-// listener, or a connection of a tcp one. It never holds a request body, a
+// listener, a connection of a tcp one, or a connection that failed before
+// either (type "error": a TLS handshake failure). It never holds a request body, a
 // query string, an Authorization header or a cookie.
 type AccessRecord struct {
 	Time           time.Time `json:"time"` // when HAProxy accepted the request or connection
-	Type           string    `json:"type"` // http | tcp
+	Type           string    `json:"type"` // http | tcp | error
 	Node           string    `json:"node,omitempty"`
 	TenantID       string    `json:"tenant_id,omitempty"`
 	LoadBalancerID string    `json:"load_balancer_id"`
@@ -72,6 +73,9 @@ type AccessRecord struct {
 	ResponseMS int    `json:"response_ms"`       // Tr: the member's response headers (http)
 	TotalMS    int    `json:"total_ms"`          // Ta (http) or Tt (tcp)
 	TermState  string `json:"termination_state"` // HAProxy's two-letter session state, "--" for a normal end
+	// Error is why a connection failed before any request (type "error"),
+	// e.g. "SSL handshake failure".
+	Error string `json:"error,omitempty"`
 }
 
 // haproxyRecord is a record as the log-format of render_log.go writes it.
@@ -103,6 +107,7 @@ type haproxyRecord struct {
 	Host       string `json:"host"`
 	Path       string `json:"path"`
 	UserAgent  string `json:"user_agent"`
+	Error      string `json:"error"`
 }
 
 // ParseAccessRecord parses one datagram HAProxy sent to the access log socket.
@@ -114,7 +119,7 @@ func ParseAccessRecord(b []byte) (AccessRecord, error) {
 	if h.V != haproxy.AccessLogVersion {
 		return AccessRecord{}, fmt.Errorf("access log record: version %d, want %d", h.V, haproxy.AccessLogVersion)
 	}
-	if h.Type != "http" && h.Type != "tcp" {
+	if h.Type != "http" && h.Type != "tcp" && h.Type != "error" {
 		return AccessRecord{}, fmt.Errorf("access log record: type %s", strconv.Quote(h.Type))
 	}
 	if h.LB == "" || h.Listener == "" {
@@ -136,8 +141,13 @@ func ParseAccessRecord(b []byte) (AccessRecord, error) {
 	if r.MemberID == "<NOSRV>" {
 		r.MemberID = ""
 	}
-	if h.Type == "tcp" {
+	switch h.Type {
+	case "tcp":
 		r.RequestMS, r.ResponseMS, r.TotalMS = -1, -1, h.Tt
+		return r, nil
+	case "error":
+		r.PoolID, r.MemberID, r.Error = "", "", val(h.Error)
+		r.RequestMS, r.QueueMS, r.ConnectMS, r.ResponseMS, r.TotalMS = -1, -1, -1, -1, -1
 		return r, nil
 	}
 	r.Method, r.Host, r.Path, r.Status = val(h.Method), val(h.Host), val(h.Path), h.Status
@@ -272,8 +282,13 @@ func (al *accessLog) emitOTel(ctx context.Context, r *AccessRecord) {
 	rec.SetSeverity(otellog.SeverityInfo)
 	rec.SetSeverityText("INFO")
 	body := r.Type + " " + r.ClientIP + ":" + strconv.Itoa(r.ClientPort) + " -> " + r.ListenerID
-	if r.Type == "http" {
+	switch r.Type {
+	case "http":
 		body = r.Method + " " + r.Path + " " + strconv.Itoa(r.Status) + " " + r.RequestID
+	case "error":
+		body += ": " + r.Error
+		rec.SetSeverity(otellog.SeverityWarn)
+		rec.SetSeverityText("WARN")
 	}
 	rec.SetBody(attribute.StringValue(body))
 	attrs := []attribute.KeyValue{
@@ -299,6 +314,7 @@ func (al *accessLog) emitOTel(ctx context.Context, r *AccessRecord) {
 	opt("fulcrum.pool_id", r.PoolID)
 	opt("fulcrum.member_id", r.MemberID)
 	opt("fulcrum.node", r.Node)
+	opt("error.type", r.Error)
 	if r.Type == "http" {
 		attrs = append(attrs, attribute.Int("http.response.status_code", r.Status),
 			attribute.Int("fulcrum.request_ms", r.RequestMS), attribute.Int("fulcrum.response_ms", r.ResponseMS))

@@ -25,6 +25,7 @@ import (
 const (
 	haproxyHTTPRecord  = `{"v":1,"type":"http","ts":1795797459589,"lb":"lb_1","tenant":"tnt_1","listener":"lsn_a","client":"127.0.0.1","client_port":53658,"vip":"127.77.0.1","port":8080,"pool":"pool_a","member":"mbr_a","bytes_in":116,"bytes_out":73,"term":"--","status":200,"tq":0,"tw":0,"tc":1,"tr":2,"ta":3,"method":"GET","request_id":"abc\"\\def","host":"example.com","path":"\/p\/a%22th","user_agent":"a, b \"x\""}` + "\n"
 	haproxyNoSrvRecord = `{"v":1,"type":"http","ts":1795797459659,"lb":"lb_1","tenant":"-","listener":"lsn_a","client":"::1","client_port":53660,"vip":"::1","port":8080,"pool":"lsn_a","member":"<NOSRV>","bytes_in":0,"bytes_out":187,"term":"CR","status":400,"tq":-1,"tw":-1,"tc":-1,"tr":-1,"ta":0,"method":"<BADREQ>","request_id":"-","host":"-","path":"-","user_agent":"-"}`
+	haproxyErrorRecord = `{"v":1,"type":"error","ts":1795798953900,"lb":"lb_1","tenant":"tnt_1","listener":"lsn_s","client":"127.0.0.1","client_port":39406,"vip":"127.0.0.1","port":18083,"term":"PR","error":"SSL handshake failure"}` + "\n"
 	haproxyTCPRecord   = `{"v":1,"type":"tcp","ts":1795797459675,"lb":"lb_1","tenant":"tnt_1","listener":"lsn_t","client":"127.0.0.1","client_port":52804,"vip":"127.77.0.1","port":5432,"pool":"pool_t","member":"mbr_t","bytes_in":82,"bytes_out":66,"term":"--","tw":1,"tc":0,"tt":12}`
 )
 
@@ -55,6 +56,14 @@ func TestParseAccessLogRecord(t *testing.T) {
 	}
 	if r.Type != "tcp" || r.PoolID != "pool_t" || r.MemberID != "mbr_t" || r.TotalMS != 12 || r.RequestMS != -1 || r.Status != 0 || r.BytesOut != 66 {
 		t.Errorf("tcp record: %+v", r)
+	}
+
+	r, err = ParseAccessRecord([]byte(haproxyErrorRecord))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Type != "error" || r.Error != "SSL handshake failure" || r.ListenerID != "lsn_s" || r.TermState != "PR" || r.TotalMS != -1 || r.ClientPort != 39406 {
+		t.Errorf("error record: %+v", r)
 	}
 
 	for _, bad := range []string{

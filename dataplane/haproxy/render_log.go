@@ -66,6 +66,9 @@ func addAccessLogs(lv *lbView, g Global, lb LoadBalancer) error {
 		fv.Log = []string{
 			"log " + target + " len " + strconv.Itoa(accessLogMaxLen) + " format raw local0 info",
 			"log-format '" + accessLogFormat(lb, fv.Mode) + "'",
+			// Connections that fail before a request or a stream (a TLS
+			// handshake that fails) are logged with this format instead.
+			"error-log-format '" + accessLogFormat(lb, "error") + "'",
 		}
 		if fv.Mode == "http" {
 			fv.UniqueID = true
@@ -99,12 +102,17 @@ func accessLogVars(l Listener) []string {
 }
 
 // accessLogFormat is the log-format of lb's frontends in mode ("http" or
-// "tcp"). It never holds a single quote: it is rendered in single quotes.
+// "tcp"), or their error-log-format (mode "error"). It never holds a single
+// quote: it is rendered in single quotes.
 func accessLogFormat(lb LoadBalancer, mode string) string {
 	var b strings.Builder
 	b.WriteString(`{"v":` + strconv.Itoa(AccessLogVersion) + `,"type":"` + mode + `","ts":%Ts%ms`)
 	b.WriteString(`,"lb":"` + lb.ID + `","tenant":"` + lb.TenantID + `","listener":"%f"`)
 	b.WriteString(`,"client":"%ci","client_port":%cp,"vip":"%fi","port":%fp`)
+	if mode == "error" {
+		b.WriteString(`,"term":"%ts","error":"%[fc_err_str,json(utf8s)]"}`)
+		return b.String()
+	}
 	b.WriteString(`,"pool":"%b","member":"%s","bytes_in":%U,"bytes_out":%B,"term":"%ts"`)
 	if mode != "http" {
 		b.WriteString(`,"tw":%Tw,"tc":%Tc,"tt":%Tt}`)

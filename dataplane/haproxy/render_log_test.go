@@ -53,6 +53,9 @@ func TestRenderAccessLog(t *testing.T) {
 			t.Errorf("frontend lsn_http lacks %q:\n%s", want, sections["lsn_http"])
 		}
 	}
+	if !strings.Contains(sections["lsn_tcp"], `error-log-format '{"v":1,"type":"error"`) {
+		t.Errorf("frontend lsn_tcp has no error-log-format:\n%s", sections["lsn_tcp"])
+	}
 	// The variables are set before the rate limit can deny the request.
 	h := sections["lsn_http"]
 	if i, j := strings.Index(h, "set-var(txn.fulcrum_rid) req.fhdr(x-request-id)"), strings.Index(h, "track-sc0"); i < 0 || j < 0 || i > j {
