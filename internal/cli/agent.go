@@ -74,6 +74,7 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 	cfg.Logger = tel.Logger(cfg.Logger)
 	cfg.TracerProvider = tel.TracerProvider()
 	cfg.MeterProvider = tel.MeterProvider()
+	cfg.LoggerProvider = tel.LoggerProvider()
 	if *metricsAddr != "" {
 		// Metrics are not worth a node that does not serve: a taken address
 		// is logged, and the agent runs without them.

@@ -150,7 +150,7 @@ agent and admin.
 	ag, err := agent.New(agent.Config{Endpoint: endpoint, Token: creds.NodeToken, NodeName: *nodeName, StateDir: filepath.Join(abs, "agent"),
 		HAProxy: *haproxyBin, Version: Version, Logger: log, PollWait: 30 * time.Second, ReportInterval: 2 * time.Second,
 		PrometheusAddr: *promAddr, TracerProvider: agentTel.TracerProvider(), MeterProvider: agentTel.MeterProvider(),
-		AccessLog: accessLog, StopHAProxyOnExit: true}) // Ctrl-C stops everything
+		LoggerProvider: agentTel.LoggerProvider(), AccessLog: accessLog, StopHAProxyOnExit: true}) // Ctrl-C stops everything
 	if err != nil {
 		return err
 	}
