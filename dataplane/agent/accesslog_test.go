@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ import (
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/fulcrumlb/fulcrum/internal/telemetry"
 )
 
 // Datagrams as HAProxy 2.6 sends them with the log-format of
@@ -219,4 +222,32 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestAccessLogDroppedMetricName: the drops are served to Prometheus as
+// fulcrum_agent_access_log_dropped_total{reason}.
+func TestAccessLogDroppedMetricName(t *testing.T) {
+	tel, err := telemetry.Setup(context.Background(), "fulcrum-agent", "test", telemetry.WithoutGlobals())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background()) //nolint:errcheck
+	al := newAccessLog("n", slog.New(slog.NewTextHandler(io.Discard, nil)), tel.LoggerProvider(), nil, tel.MeterProvider())
+	al.drop(context.Background(), "overload")
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `fulcrum_agent_access_log_dropped_total{otel_scope_name="github.com/fulcrumlb/fulcrum/dataplane/agent"`) ||
+		!strings.Contains(rec.Body.String(), `reason="overload"} 1`) {
+		t.Errorf("no fulcrum_agent_access_log_dropped_total in:\n%s", grepLines(rec.Body.String(), "access_log"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
