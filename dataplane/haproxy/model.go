@@ -34,13 +34,14 @@ type Global struct {
 
 // LoadBalancer is one VIP and what it serves.
 type LoadBalancer struct {
-	ID       string
-	TenantID string // named in access log records; may be ""
-	VIP      netip.Addr
-	Enabled  bool // false: nothing is bound for this LB
+	ID      string
+	VIP     netip.Addr
+	Enabled bool // false: nothing is bound for this LB
 	// Listeners sorted by port; Pools sorted by ID.
 	Listeners []Listener
 	Pools     []Pool
+	// TenantID is named in access log records; may be "".
+	TenantID string
 }
 
 // Listener is a frontend bound on VIP:Port.
