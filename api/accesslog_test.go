@@ -10,7 +10,7 @@ import (
 // naming the field.
 func TestListenerAccessLog(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setup(t, withHAProxy(haproxyBinary(t)))
 	tr := b.buildTree(b.TokenA)
 	enabled := func(obj map[string]any) any {
 		al, ok := obj["access_log"].(map[string]any)
@@ -44,6 +44,13 @@ func TestListenerAccessLog(t *testing.T) {
 		if want := l["id"] == tr.Listener; enabled(l) != want {
 			t.Errorf("list: listener %v access_log %v, want enabled=%v", l["id"], l["access_log"], want)
 		}
+	}
+	// A dry run checks the config nodes would get, log lines included,
+	// with haproxy -c.
+	dry := b.must(http.StatusOK, b.TokenA, "POST", "/v1/listeners?dry_run=true", map[string]any{"load_balancer_id": tr.LB, "protocol": "https",
+		"port": 8443, "certificate_ids": []string{tr.Cert}, "access_log": on})
+	if got := enabled(dry); got != true {
+		t.Errorf("dry run answered access_log %v", dry["access_log"])
 	}
 	for _, bad := range []any{map[string]any{"enabled": "yes"}, map[string]any{}, true, map[string]any{"enabled": true, "sample": 1}} {
 		res := b.do(b.TokenA, "PATCH", "/v1/listeners/"+id, map[string]any{"access_log": bad})
