@@ -238,12 +238,15 @@ func (al *accessLog) drop(ctx context.Context, reason string) {
 	al.droppedCounter.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
 }
 
-// emitLoop emits queued records until the queue is closed.
+// emitLoop emits queued records until the queue is closed (what is queued
+// when ctx ends is still emitted).
 func (al *accessLog) emitLoop(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
 	var w *bufio.Writer
 	if al.out != nil {
 		w = bufio.NewWriterSize(al.out, 64<<10)
 	}
+	var lastWarn time.Time
 	for b := range al.queue {
 		r, err := ParseAccessRecord(b)
 		if err != nil {
@@ -258,7 +261,13 @@ func (al *accessLog) emitLoop(ctx context.Context) {
 			_, _ = w.Write(append(line, '\n'))
 			if len(al.queue) == 0 { // flush when idle, in batches under load
 				if err := w.Flush(); err != nil {
-					al.log.Warn("access log output", "err", err)
+					// A bufio.Writer keeps its error: start afresh (the
+					// buffered lines are lost), warning once a minute.
+					w.Reset(al.out)
+					if time.Since(lastWarn) > time.Minute {
+						al.log.Warn("access log output: lines lost", "err", err)
+						lastWarn = time.Now()
+					}
 				}
 			}
 		}
