@@ -107,7 +107,7 @@ func (h *handlers) checkDryRun(ctx context.Context, t *dryRunTree) error {
 		return fmt.Errorf("dry run of %s: write certificates: %w", lbID, err)
 	}
 	snap := &openapi.Snapshot{LoadBalancers: []openapi.SnapshotLoadBalancer{t.lb}, Certificates: t.certs}
-	cfg, err := snapshot.ToConfig(snap, haproxy.Global{StatsSocket: filepath.Join(dir, "stats.sock")}, certFile)
+	cfg, err := snapshot.ToConfig(snap, haproxy.Global{StatsSocket: filepath.Join(dir, "stats.sock"), AccessLogSocket: filepath.Join(dir, "access.sock")}, certFile)
 	if err == nil && len(cfg.LoadBalancers) != 1 {
 		err = errors.New("the load balancer converts to nothing")
 	}

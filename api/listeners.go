@@ -21,7 +21,7 @@ func listenerToAPI(l *store.Listener) openapi.Listener {
 		CertificateIds: nonNil(l.Spec.CertificateIDs), ConnectionLimit: l.Spec.ConnectionLimit,
 		AllowedCidrs: nonNil(l.Spec.AllowedCIDRs), DeniedCidrs: nonNil(l.Spec.DeniedCIDRs),
 		Timeouts: convertJSON[openapi.ListenerTimeouts](l.Spec.Timeouts), InsertHeaders: convertJSON[openapi.InsertHeaders](l.Spec.InsertHeaders),
-		RedirectHttpToHttps: l.Spec.RedirectHTTPToHTTPS, Compression: l.Spec.Compression,
+		RedirectHttpToHttps: l.Spec.RedirectHTTPToHTTPS, Compression: l.Spec.Compression, AccessLog: openapi.AccessLog{Enabled: l.Spec.AccessLog.Enabled},
 		ProvisioningStatus: openapi.ProvisioningStatus(l.ProvisioningStatus), OperatingStatus: openapi.OperatingStatus(l.OperatingStatus),
 		StatusMessage: msgPtr(l.StatusMessage), CreatedAt: l.CreatedAt, UpdatedAt: l.UpdatedAt, Version: l.Version}
 	out.DefaultPoolId = nullable.NewNullNullable[string]()
@@ -71,6 +71,7 @@ type listenerPatch struct {
 	RedirectHTTPToHTTPS *bool
 	HSTS                nullable.Nullable[openapi.HSTS]
 	Compression         *bool
+	AccessLog           *openapi.AccessLog
 }
 
 func (p *listenerPatch) apply(l *store.Listener) {
@@ -138,6 +139,9 @@ func (p *listenerPatch) apply(l *store.Listener) {
 	}
 	if p.Compression != nil {
 		l.Spec.Compression = *p.Compression
+	}
+	if p.AccessLog != nil {
+		l.Spec.AccessLog = store.AccessLog{Enabled: p.AccessLog.Enabled}
 	}
 	// Omitted timeouts take the defaults.
 	t, d := &l.Spec.Timeouts, store.DefaultTimeouts
@@ -285,7 +289,7 @@ func (h *handlers) CreateListener(ctx context.Context, r openapi.CreateListenerR
 	p := listenerPatch{Name: b.Name, Description: b.Description, Labels: b.Labels, Protocol: &b.Protocol, Port: &b.Port,
 		DefaultPoolID: b.DefaultPoolId, CertificateIDs: b.CertificateIds, ConnectionLimit: b.ConnectionLimit, RateLimit: b.RateLimit,
 		AllowedCIDRs: b.AllowedCidrs, DeniedCIDRs: b.DeniedCidrs, Timeouts: b.Timeouts, InsertHeaders: b.InsertHeaders,
-		RedirectHTTPToHTTPS: b.RedirectHttpToHttps, HSTS: b.Hsts, Compression: b.Compression}
+		RedirectHTTPToHTTPS: b.RedirectHttpToHttps, HSTS: b.Hsts, Compression: b.Compression, AccessLog: b.AccessLog}
 	out, _, err := create(ctx, h, "POST /v1/listeners", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Listener, error) {
 		if _, err := store.GetLive[store.LoadBalancer](ctx, tx, store.KindLoadBalancer, tenant, b.LoadBalancerId, true); err != nil {
 			return openapi.Listener{}, parentError(err, "load_balancer_id")
@@ -353,7 +357,7 @@ func (h *handlers) UpdateListener(ctx context.Context, r openapi.UpdateListenerR
 	p := listenerPatch{Name: b.Name, Description: b.Description, Labels: b.Labels, Protocol: b.Protocol, Port: b.Port,
 		DefaultPoolID: b.DefaultPoolId, CertificateIDs: b.CertificateIds, ConnectionLimit: b.ConnectionLimit, RateLimit: b.RateLimit,
 		AllowedCIDRs: b.AllowedCidrs, DeniedCIDRs: b.DeniedCidrs, Timeouts: b.Timeouts, InsertHeaders: b.InsertHeaders,
-		RedirectHTTPToHTTPS: b.RedirectHttpToHttps, HSTS: b.Hsts, Compression: b.Compression}
+		RedirectHTTPToHTTPS: b.RedirectHttpToHttps, HSTS: b.Hsts, Compression: b.Compression, AccessLog: b.AccessLog}
 	out, err := update(ctx, h, store.KindListener, tenant, r.Id, r.Params.IfMatch, r.Params.DryRun, func(tx *store.Tx, l *store.Listener) (openapi.Listener, error) {
 		oldPort := l.Port
 		p.apply(l)

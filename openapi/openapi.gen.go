@@ -612,6 +612,12 @@ func (e TokenKind) Valid() bool {
 	}
 }
 
+// AccessLog The access log of a listener's traffic. When enabled, every node serving the listener emits one record per HTTP request (per connection on tcp listeners) with the client address and port, the VIP and port, the load balancer, listener, pool and member ids, the status, bytes in and out, the timings and the request id (the X-Request-ID header the client sent, else one the load balancer generates; with insert_headers.x_request_id, the one the members receive). Records go to the node agent's OpenTelemetry logs and its JSON lines (`fulcrum agent --access-log`). Request bodies, query strings, Authorization headers and cookies are never logged.
+type AccessLog struct {
+	// Enabled Log this listener's traffic. Defaults to false.
+	Enabled bool `json:"enabled"`
+}
+
 // Certificate defines model for Certificate.
 type Certificate struct {
 	// Certificate PEM chain, leaf first.
@@ -740,9 +746,11 @@ type Labels map[string]string
 
 // Listener defines model for Listener.
 type Listener struct {
-	AllowedCidrs   []string `json:"allowed_cidrs"`
-	CertificateIds []string `json:"certificate_ids"`
-	Compression    bool     `json:"compression"`
+	// AccessLog The access log of a listener's traffic. When enabled, every node serving the listener emits one record per HTTP request (per connection on tcp listeners) with the client address and port, the VIP and port, the load balancer, listener, pool and member ids, the status, bytes in and out, the timings and the request id (the X-Request-ID header the client sent, else one the load balancer generates; with insert_headers.x_request_id, the one the members receive). Records go to the node agent's OpenTelemetry logs and its JSON lines (`fulcrum agent --access-log`). Request bodies, query strings, Authorization headers and cookies are never logged.
+	AccessLog      AccessLog `json:"access_log"`
+	AllowedCidrs   []string  `json:"allowed_cidrs"`
+	CertificateIds []string  `json:"certificate_ids"`
+	Compression    bool      `json:"compression"`
 
 	// ConnectionLimit 0 means unlimited.
 	ConnectionLimit int                       `json:"connection_limit"`
@@ -781,6 +789,9 @@ type Listener struct {
 
 // ListenerCreate defines model for ListenerCreate.
 type ListenerCreate struct {
+	// AccessLog Per-request (http, https) or per-connection (tcp) access log. Defaults to disabled.
+	AccessLog *AccessLog `json:"access_log,omitempty"`
+
 	// AllowedCidrs When non-empty only these sources may connect.
 	AllowedCidrs *[]string `json:"allowed_cidrs,omitempty"`
 
@@ -899,6 +910,8 @@ type ListenerTimeouts struct {
 
 // ListenerUpdate defines model for ListenerUpdate.
 type ListenerUpdate struct {
+	// AccessLog Replaces the listener's access log setting.
+	AccessLog       *AccessLog                `json:"access_log,omitempty"`
 	AllowedCidrs    *[]string                 `json:"allowed_cidrs,omitempty"`
 	CertificateIds  *[]string                 `json:"certificate_ids,omitempty"`
 	Compression     *bool                     `json:"compression,omitempty"`

@@ -194,6 +194,12 @@ type ListenerSpec struct {
 	RedirectHTTPToHTTPS bool          `json:"redirect_http_to_https"`
 	HSTS                *HSTS         `json:"hsts,omitempty"`
 	Compression         bool          `json:"compression"`
+	AccessLog           AccessLog     `json:"access_log"`
+}
+
+// AccessLog is a listener's access log setting.
+type AccessLog struct {
+	Enabled bool `json:"enabled"`
 }
 
 // Listener is a port on a load balancer's VIP.

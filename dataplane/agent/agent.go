@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	otellog "go.opentelemetry.io/otel/log"
+	logglobal "go.opentelemetry.io/otel/log/global"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -67,6 +70,11 @@ type Config struct {
 	// MeterProvider makes the agent's metrics (metrics.go). Defaults to the
 	// otel global.
 	MeterProvider metric.MeterProvider
+	// LoggerProvider receives the access log records (accesslog.go) as
+	// OpenTelemetry logs. Defaults to the otel global.
+	LoggerProvider otellog.LoggerProvider
+	// AccessLog, when set, receives the access log records as JSON lines.
+	AccessLog io.Writer
 }
 
 func (c *Config) setDefaults() {
@@ -97,6 +105,9 @@ func (c *Config) setDefaults() {
 	if c.MeterProvider == nil {
 		c.MeterProvider = otel.GetMeterProvider()
 	}
+	if c.LoggerProvider == nil {
+		c.LoggerProvider = logglobal.GetLoggerProvider()
+	}
 }
 
 // Agent realizes snapshots on one node.
@@ -126,6 +137,8 @@ type Agent struct {
 	drains      drains      // members leaving service (drain.go)
 	stats       *statsStore // counters across reloads and restarts (stats.go)
 	metrics     *agentMetrics
+	access      *accessLog // tenants' access log (accesslog.go)
+	accessSock  string     // its socket, once listening
 
 	// The roles HAProxy plays for Apply (roles.go): New sets the real
 	// ones, unit tests fakes.
@@ -159,6 +172,7 @@ func New(cfg Config) (*Agent, error) {
 	run := a.path("run")
 	a.stats = loadStats(a.path("stats.json"))
 	a.metrics = newAgentMetrics(a, cfg.MeterProvider)
+	a.access = newAccessLog(cfg.NodeName, cfg.Logger, cfg.LoggerProvider, cfg.AccessLog, cfg.MeterProvider)
 	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock")}
 	a.proc = haproxy.NewProcess(haproxy.ProcessConfig{Binary: cfg.HAProxy, ConfigPath: a.path("haproxy.cfg"), Dir: run, Logger: cfg.Logger})
 	a.checker, a.reloader, a.changes, a.binder = haproxyChecker{binary: cfg.HAProxy}, a.proc, a.runtime, socketBinder{}
@@ -187,7 +201,7 @@ func (a *Agent) AppliedRevision() int64 {
 
 func (a *Agent) global() haproxy.Global {
 	g := haproxy.Global{MaxConn: a.cfg.MaxConn, StatsSocket: a.runtime.Socket, HardStopAfter: a.cfg.HardStopAfter,
-		ServerStateFile: a.path("run/server-state")}
+		ServerStateFile: a.path("run/server-state"), AccessLogSocket: a.accessSock}
 	if a.cfg.PrometheusAddr != "" {
 		if ap, err := netip.ParseAddrPort(a.cfg.PrometheusAddr); err == nil {
 			g.PrometheusBind = ap
@@ -213,6 +227,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer lock.Close()
+	// The access log socket, before HAProxy can send to it. Without it the
+	// node serves, and logs nothing.
+	if conn, err := listenAccessLog(a.path("run/access.sock")); err != nil {
+		a.log.Error("access log disabled", "err", err)
+	} else {
+		a.accessSock = conn.LocalAddr().String()
+		actx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); a.access.run(actx, conn) }()
+		defer func() { stop(); <-done }()
+	}
 	leave := func() {
 		if !a.cfg.StopHAProxyOnExit {
 			// keepalived keeps holding the VIPs with HAProxy; the next

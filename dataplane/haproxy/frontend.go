@@ -19,6 +19,7 @@ type frontendView struct {
 	Timeouts     []viewLine // "client 30000ms", ...
 	ForwardFor   bool
 	UniqueID     bool
+	Log          []viewLine // log and log-format lines (render_log.go)
 	Compression  bool
 	StickTable   string
 	ACLs         []aclLine
@@ -53,6 +54,9 @@ func (f *frontendView) write(w *cfgWriter) {
 	}
 	if f.UniqueID {
 		w.line(o.at("insert_headers.x_request_id"), "    unique-id-format %{+X}o%ci:%cp_%fi:%fp_%Ts_%rt:%pid")
+	}
+	for _, l := range f.Log {
+		w.line(l.Origin, "    ", l.Text)
 	}
 	if f.Compression {
 		w.line(o.at("compression"), "    compression algo gzip deflate")

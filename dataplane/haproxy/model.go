@@ -27,6 +27,9 @@ type Global struct {
 	HardStopAfter time.Duration
 	// PrometheusBind, when valid, serves HAProxy's Prometheus exporter on /metrics.
 	PrometheusBind netip.AddrPort
+	// AccessLogSocket is the unix datagram socket listeners with AccessLog
+	// send their records to (render_log.go); "" renders no access log.
+	AccessLogSocket string
 }
 
 // LoadBalancer is one VIP and what it serves.
@@ -37,6 +40,8 @@ type LoadBalancer struct {
 	// Listeners sorted by port; Pools sorted by ID.
 	Listeners []Listener
 	Pools     []Pool
+	// TenantID is named in access log records; may be "".
+	TenantID string
 }
 
 // Listener is a frontend bound on VIP:Port.
@@ -62,6 +67,9 @@ type Listener struct {
 	CertFiles []string
 	// Rules sorted by priority (http/https only).
 	Rules []Rule
+	// AccessLog sends a record per request (per connection on tcp) to
+	// Global.AccessLogSocket.
+	AccessLog bool
 }
 
 // Timeouts in milliseconds. Client, HTTPRequest and HTTPKeepAlive apply to the

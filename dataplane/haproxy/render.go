@@ -137,6 +137,9 @@ func buildView(g Global, lbs []LoadBalancer, withPrometheus bool) (*cfgView, err
 		if err != nil {
 			return nil, err
 		}
+		if err := addAccessLogs(&lv, g, lb); err != nil {
+			return nil, err
+		}
 		for _, f := range lv.Frontends {
 			if owner, dup := frontends[f.Name]; dup {
 				return nil, fieldError("listener "+f.Name, fmt.Errorf("id is also used by %s", owner))

@@ -53,13 +53,13 @@ func ToLoadBalancer(sl *openapi.SnapshotLoadBalancer, certFile func(string) stri
 	if err != nil {
 		return haproxy.LoadBalancer{}, fmt.Errorf("vip_address: %w", err)
 	}
-	lb := haproxy.LoadBalancer{ID: sl.LoadBalancer.Id, VIP: vip, Enabled: sl.LoadBalancer.Enabled}
+	lb := haproxy.LoadBalancer{ID: sl.LoadBalancer.Id, TenantID: sl.LoadBalancer.TenantId, VIP: vip, Enabled: sl.LoadBalancer.Enabled}
 	poolTimeouts := map[string]haproxy.Timeouts{}
 	listeners := append([]openapi.Listener(nil), sl.Listeners...)
 	sort.Slice(listeners, func(i, j int) bool { return listeners[i].Port < listeners[j].Port })
 	for _, l := range listeners {
 		hl := haproxy.Listener{ID: l.Id, Protocol: string(l.Protocol), Port: l.Port, ConnectionLimit: l.ConnectionLimit,
-			RedirectHTTPToHTTPS: l.RedirectHttpToHttps, Compression: l.Compression}
+			RedirectHTTPToHTTPS: l.RedirectHttpToHttps, Compression: l.Compression, AccessLog: l.AccessLog.Enabled}
 		if v, err := l.DefaultPoolId.Get(); err == nil {
 			hl.DefaultPoolID = v
 		}

@@ -44,6 +44,9 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "debug, info, warn or error (env FULCRUM_LOG_LEVEL)")
 	metricsAddr := fs.String("metrics-addr", env("FULCRUM_AGENT_METRICS_ADDR", "127.0.0.1:8406"),
 		"serve the agent's own Prometheus metrics (/metrics) here; --metrics-addr= for none (env FULCRUM_AGENT_METRICS_ADDR)")
+	accessLog := fs.String("access-log", env("FULCRUM_AGENT_ACCESS_LOG", ""),
+		"write the access log of listeners with access_log.enabled here as JSON lines: a file (appended to) or - for stdout; "+
+			"empty for none (the records still go to OTEL_LOGS_EXPORTER) (env FULCRUM_AGENT_ACCESS_LOG)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,6 +54,18 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 		return fmt.Errorf("no node token: set FULCRUM_NODE_TOKEN (fulcrum admin token create --kind node)")
 	}
 	cfg.Logger = newLogger(stderr, *logLevel)
+	switch *accessLog {
+	case "":
+	case "-":
+		cfg.AccessLog = os.Stdout
+	default:
+		f, err := os.OpenFile(*accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return fmt.Errorf("--access-log: %w", err)
+		}
+		defer f.Close()
+		cfg.AccessLog = f
+	}
 	tel, err := telemetry.Setup(ctx, "fulcrum-agent", Version, telemetry.WithLogger(cfg.Logger))
 	if err != nil {
 		return err
@@ -59,6 +74,7 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 	cfg.Logger = tel.Logger(cfg.Logger)
 	cfg.TracerProvider = tel.TracerProvider()
 	cfg.MeterProvider = tel.MeterProvider()
+	cfg.LoggerProvider = tel.LoggerProvider()
 	if *metricsAddr != "" {
 		// Metrics are not worth a node that does not serve: a taken address
 		// is logged, and the agent runs without them.

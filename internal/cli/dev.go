@@ -37,8 +37,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	setUsage(fs, "fulcrum dev [flags]", `Runs the whole stack on this machine, for development: a private Postgres
 cluster under the state directory (unless --database-url is given), the
 migrations, the API, one agent with its HAProxy, a tenant "dev", a node group
-"default" and tokens written to <dir>/env. Ctrl-C stops everything. Production
-runs the components separately: fulcrum migrate, api, agent and admin.
+"default" and tokens written to <dir>/env. The access log of listeners with
+access_log enabled goes to <dir>/access.log (JSON lines). Ctrl-C stops
+everything. Production runs the components separately: fulcrum migrate, api,
+agent and admin.
 `)
 	dir := fs.String("dir", ".fulcrum", "state directory: database, secret key, agent state, env file")
 	dbURL := dbFlag(fs)
@@ -140,10 +142,15 @@ runs the components separately: fulcrum migrate, api, agent and admin.
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
+	accessLog, err := os.OpenFile(filepath.Join(abs, "access.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer accessLog.Close()
 	ag, err := agent.New(agent.Config{Endpoint: endpoint, Token: creds.NodeToken, NodeName: *nodeName, StateDir: filepath.Join(abs, "agent"),
 		HAProxy: *haproxyBin, Version: Version, Logger: log, PollWait: 30 * time.Second, ReportInterval: 2 * time.Second,
 		PrometheusAddr: *promAddr, TracerProvider: agentTel.TracerProvider(), MeterProvider: agentTel.MeterProvider(),
-		StopHAProxyOnExit: true}) // Ctrl-C stops everything
+		LoggerProvider: agentTel.LoggerProvider(), AccessLog: accessLog, StopHAProxyOnExit: true}) // Ctrl-C stops everything
 	if err != nil {
 		return err
 	}

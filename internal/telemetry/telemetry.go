@@ -18,7 +18,9 @@ import (
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	otellog "go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/log/global"
+	lognoop "go.opentelemetry.io/otel/log/noop"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
@@ -299,6 +301,16 @@ func (t *Telemetry) TracerProvider() *sdktrace.TracerProvider { return t.tp }
 
 // MeterProvider returns the SDK meter provider built by Setup.
 func (t *Telemetry) MeterProvider() *sdkmetric.MeterProvider { return t.mp }
+
+// LoggerProvider returns the OTel logger provider of the exporter named by
+// OTEL_LOGS_EXPORTER, or a no-op one when there is none (the agent's access
+// log records go there).
+func (t *Telemetry) LoggerProvider() otellog.LoggerProvider {
+	if t.lp == nil {
+		return lognoop.NewLoggerProvider()
+	}
+	return t.lp
+}
 
 // LogHandler returns a slog handler that sends records to the OTel logs
 // exporter named by OTEL_LOGS_EXPORTER, or nil when there is none. Combine it

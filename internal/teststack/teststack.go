@@ -76,6 +76,9 @@ type Options struct {
 	// Telemetry instruments the API (server spans, metrics endpoint); nil for
 	// none. The test owns it: Start neither installs nor shuts it down.
 	Telemetry *telemetry.Telemetry
+	// AgentConfig, when set, adjusts each agent's configuration before
+	// StartAgent starts it (e.g. its access log outputs).
+	AgentConfig func(*agent.Config)
 }
 
 // Stack is a running control plane with one tenant and node group.
@@ -312,9 +315,13 @@ func (s *Stack) StartAgent(name string) *agent.Agent {
 	} else {
 		dir = ra.dir
 	}
-	a, err := agent.New(agent.Config{Endpoint: s.Endpoint, Token: s.NodeToken, NodeName: name, StateDir: dir,
+	cfg := agent.Config{Endpoint: s.Endpoint, Token: s.NodeToken, NodeName: name, StateDir: dir,
 		PollWait: s.opts.PollWait, ReportInterval: 300 * time.Millisecond, HardStopAfter: 5 * time.Second,
-		Logger: Logger(), HTTPClient: &http.Client{Timeout: 2 * s.opts.PollWait}, StopHAProxyOnExit: true})
+		Logger: Logger(), HTTPClient: &http.Client{Timeout: 2 * s.opts.PollWait}, StopHAProxyOnExit: true}
+	if s.opts.AgentConfig != nil {
+		s.opts.AgentConfig(&cfg)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		if first {
 			os.RemoveAll(dir)

@@ -30,6 +30,7 @@ type model struct {
 	RedirectHTTPToHTTPS types.Bool               `tfsdk:"redirect_http_to_https"`
 	HSTS                *hstsModel               `tfsdk:"hsts"`
 	Compression         types.Bool               `tfsdk:"compression"`
+	AccessLog           *accessLogModel          `tfsdk:"access_log"`
 	TenantID            types.String             `tfsdk:"tenant_id"`
 	ProvisioningStatus  types.String             `tfsdk:"provisioning_status"`
 	OperatingStatus     types.String             `tfsdk:"operating_status"`
@@ -56,6 +57,10 @@ type insertHeadersModel struct {
 	XForwardedProto types.Bool `tfsdk:"x_forwarded_proto"`
 	XForwardedPort  types.Bool `tfsdk:"x_forwarded_port"`
 	XRequestID      types.Bool `tfsdk:"x_request_id"`
+}
+
+type accessLogModel struct {
+	Enabled types.Bool `tfsdk:"enabled"`
 }
 
 type hstsModel struct {
@@ -107,6 +112,7 @@ func (m *model) fromAPI(l *openapi.Listener) {
 		m.HSTS = &hstsModel{MaxAgeSeconds: intValue(h.MaxAgeSeconds), IncludeSubdomains: boolValue(h.IncludeSubdomains), Preload: boolValue(h.Preload)}
 	}
 	m.Compression = types.BoolValue(l.Compression)
+	m.AccessLog = &accessLogModel{Enabled: types.BoolValue(l.AccessLog.Enabled)}
 	m.TenantID = types.StringValue(l.TenantId)
 	m.ProvisioningStatus = types.StringValue(string(l.ProvisioningStatus))
 	m.OperatingStatus = types.StringValue(string(l.OperatingStatus))
@@ -122,7 +128,7 @@ func (m *model) toCreate() openapi.ListenerCreate {
 		Name:           u.Name, Description: u.Description, Labels: u.Labels,
 		CertificateIds: u.CertificateIds, ConnectionLimit: u.ConnectionLimit,
 		AllowedCidrs: u.AllowedCidrs, DeniedCidrs: u.DeniedCidrs, Timeouts: u.Timeouts, InsertHeaders: u.InsertHeaders,
-		RedirectHttpToHttps: u.RedirectHttpToHttps, Compression: u.Compression,
+		RedirectHttpToHttps: u.RedirectHttpToHttps, Compression: u.Compression, AccessLog: u.AccessLog,
 	}
 	// A create leaves unset nullable objects out rather than sending null.
 	if !u.DefaultPoolId.IsNull() {
@@ -156,6 +162,11 @@ func (m *model) toUpdate() openapi.ListenerUpdate {
 		DefaultPoolId:       nullable.NewNullNullable[string](),
 		RateLimit:           nullable.NewNullNullable[openapi.RateLimit](),
 		Hsts:                nullable.NewNullNullable[openapi.HSTS](),
+	}
+	// A missing access_log is disabled, so the update also undoes drift.
+	u.AccessLog = &openapi.AccessLog{}
+	if al := m.AccessLog; al != nil {
+		u.AccessLog.Enabled = al.Enabled.ValueBool()
 	}
 	if p := fulcrum.StringPtr(m.DefaultPoolID); p != nil && *p != "" {
 		u.DefaultPoolId = nullable.NewNullableWithValue(*p)

@@ -175,3 +175,25 @@ func TestHeaderName(t *testing.T) {
 		t.Error(got)
 	}
 }
+
+func TestAccessLogModel(t *testing.T) {
+	l := apiListener()
+	l.AccessLog = openapi.AccessLog{Enabled: true}
+	var m model
+	m.fromAPI(l)
+	if m.AccessLog == nil || !m.AccessLog.Enabled.ValueBool() {
+		t.Fatalf("access_log = %+v, want enabled", m.AccessLog)
+	}
+	for _, tc := range []struct {
+		al   *accessLogModel
+		want bool
+	}{{&accessLogModel{Enabled: types.BoolValue(true)}, true}, {&accessLogModel{Enabled: types.BoolValue(false)}, false}, {nil, false}} {
+		m.AccessLog = tc.al
+		if u := m.toUpdate(); u.AccessLog == nil || u.AccessLog.Enabled != tc.want {
+			t.Errorf("access_log %+v: update sends %+v, want enabled=%v", tc.al, u.AccessLog, tc.want)
+		}
+		if c := m.toCreate(); c.AccessLog == nil || c.AccessLog.Enabled != tc.want {
+			t.Errorf("access_log %+v: create sends %+v, want enabled=%v", tc.al, c.AccessLog, tc.want)
+		}
+	}
+}

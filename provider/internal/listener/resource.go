@@ -272,6 +272,23 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Computed:    true,
 				Default:     booldefault.StaticBool(false),
 			},
+			"access_log": schema.SingleNestedAttribute{
+				Description: "The listener's access log: every node serving it emits a record per request (per connection on tcp listeners) " +
+					"with client, VIP, listener, pool, member, status, bytes, timings and request id, as OpenTelemetry logs and " +
+					"JSON lines of the node agent (`fulcrum agent --access-log`). Bodies, query strings, Authorization headers and cookies are never logged.",
+				Optional: true,
+				Computed: true,
+				Attributes: map[string]schema.Attribute{
+					"enabled": schema.BoolAttribute{
+						Description: "Log this listener's traffic. Defaults to `false`.",
+						Optional:    true,
+						Computed:    true,
+						Default:     booldefault.StaticBool(false),
+					},
+				},
+				Default: objectdefault.StaticValue(types.ObjectValueMust(map[string]attr.Type{"enabled": types.BoolType},
+					map[string]attr.Value{"enabled": types.BoolValue(false)})),
+			},
 			"tenant_id": schema.StringAttribute{
 				Description:   "The owning tenant.",
 				Computed:      true,

@@ -3,14 +3,20 @@ package listener_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	tfacctest "github.com/hashicorp/terraform-plugin-testing/helper/acctest"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
+	"github.com/fulcrumlb/fulcrum/dataplane/agent"
 	"github.com/fulcrumlb/fulcrum/internal/testcerts"
+	"github.com/fulcrumlb/fulcrum/internal/teststack"
 	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/acctest"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
@@ -39,9 +45,34 @@ func certificate(t *testing.T, c *fulcrum.Client, host string) string {
 	return res.JSON201.Id
 }
 
+// checkAccessLog checks that the node's HAProxy config has (or has not) the
+// access log lines in the listener's frontend.
+func checkAccessLog(stateDir *string, enabled bool) resource.TestCheckFunc {
+	return func(st *terraform.State) error {
+		rs, ok := st.RootModule().Resources[addr]
+		if !ok {
+			return fmt.Errorf("%s not in state", addr)
+		}
+		cfg, err := os.ReadFile(filepath.Join(*stateDir, "haproxy.cfg"))
+		if err != nil {
+			return err
+		}
+		_, section, found := strings.Cut(string(cfg), "\nfrontend "+rs.Primary.ID+"\n")
+		if !found {
+			return fmt.Errorf("no frontend %s in the node's haproxy.cfg", rs.Primary.ID)
+		}
+		section, _, _ = strings.Cut(section, "\n\n")
+		if got := strings.Contains(section, "log-format "); got != enabled {
+			return fmt.Errorf("frontend %s: access log rendered %v, want %v:\n%s", rs.Primary.ID, got, enabled, section)
+		}
+		return nil
+	}
+}
+
 func TestAccListener_tcp(t *testing.T) {
 	acctest.SkipUnlessAcc(t)
-	s := acctest.Stack(t)
+	var stateDir string
+	s := acctest.StackWith(t, teststack.Options{HAProxy: "haproxy", AgentConfig: func(c *agent.Config) { stateDir = c.StateDir }})
 	name := tfacctest.RandomWithPrefix("lsn")
 	config := func(body string) string {
 		return acctest.ProviderBlock(s, s.TenantToken) + `
@@ -80,6 +111,7 @@ resource "fulcrum_listener" "test" {
     client_ms = 30000
     tunnel_ms = 60000
   }
+  access_log = { enabled = true }
 }
 `, name))
 	third := config(`
@@ -114,6 +146,7 @@ resource "fulcrum_listener" "test" {
 					resource.TestCheckResourceAttr(addr, "connection_timeouts.tunnel_ms", "3600000"),
 					resource.TestCheckResourceAttr(addr, "insert_headers.x_forwarded_for", "false"),
 					resource.TestCheckResourceAttr(addr, "compression", "false"),
+					resource.TestCheckResourceAttr(addr, "access_log.enabled", "false"),
 					resource.TestCheckResourceAttr(addr, "provisioning_status", "active"),
 					resource.TestCheckResourceAttr(addr, "tenant_id", s.TenantID),
 				),
@@ -143,7 +176,9 @@ resource "fulcrum_listener" "test" {
 					resource.TestCheckResourceAttr(addr, "connection_timeouts.client_ms", "30000"),
 					resource.TestCheckResourceAttr(addr, "connection_timeouts.tunnel_ms", "60000"),
 					resource.TestCheckResourceAttr(addr, "connection_timeouts.connect_ms", "5000"),
+					resource.TestCheckResourceAttr(addr, "access_log.enabled", "true"),
 					resource.TestCheckResourceAttr(addr, "provisioning_status", "active"),
+					checkAccessLog(&stateDir, true),
 				),
 			},
 			{
@@ -161,6 +196,8 @@ resource "fulcrum_listener" "test" {
 					resource.TestCheckResourceAttr(addr, "connection_limit", "0"),
 					resource.TestCheckResourceAttr(addr, "connection_timeouts.client_ms", "50000"),
 					resource.TestCheckResourceAttr(addr, "connection_timeouts.tunnel_ms", "3600000"),
+					resource.TestCheckResourceAttr(addr, "access_log.enabled", "false"),
+					checkAccessLog(&stateDir, false),
 				),
 			},
 		},
@@ -204,6 +241,7 @@ resource "fulcrum_listener" "test" {
 			{
 				Config: config(fmt.Sprintf("[%q]", cert1), `
   compression    = true
+  access_log     = { enabled = true }
   insert_headers = { x_forwarded_for = true, x_forwarded_proto = true }
   hsts           = {}
   rate_limit     = { per_second = 50 }
@@ -214,6 +252,7 @@ resource "fulcrum_listener" "test" {
 					resource.TestCheckResourceAttr(addr, "certificate_ids.#", "1"),
 					resource.TestCheckResourceAttr(addr, "certificate_ids.0", cert1),
 					resource.TestCheckResourceAttr(addr, "compression", "true"),
+					resource.TestCheckResourceAttr(addr, "access_log.enabled", "true"),
 					resource.TestCheckResourceAttr(addr, "insert_headers.x_forwarded_for", "true"),
 					resource.TestCheckResourceAttr(addr, "insert_headers.x_forwarded_proto", "true"),
 					resource.TestCheckResourceAttr(addr, "insert_headers.x_forwarded_port", "false"),
@@ -248,6 +287,7 @@ resource "fulcrum_listener" "test" {
 					resource.TestCheckResourceAttr(addr, "hsts.max_age_seconds", "60"),
 					resource.TestCheckResourceAttr(addr, "hsts.include_subdomains", "true"),
 					resource.TestCheckResourceAttr(addr, "compression", "false"),
+					resource.TestCheckResourceAttr(addr, "access_log.enabled", "false"),
 					resource.TestCheckNoResourceAttr(addr, "rate_limit"),
 				),
 			},
