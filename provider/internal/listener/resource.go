@@ -157,7 +157,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Description:   "The load balancer the listener belongs to. Changing it replaces the listener.",
 				Required:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
-				Validators:    []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators:    []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 			},
 			"name": schema.StringAttribute{
 				Description: fmt.Sprintf("Name, unique among the load balancer's listeners; at most %d characters. Defaults to empty.", openapi.ListenerNameMaxLength),
@@ -181,7 +181,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 			"default_pool_id": schema.StringAttribute{
 				Description: "The pool that gets traffic no routing rule takes: a pool of the same load balancer whose protocol fits (`tcp` for tcp listeners, `http` otherwise). Without it, unmatched requests get 503.",
 				Optional:    true,
-				Validators:  []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators:  []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 			},
 			"certificate_ids": schema.ListAttribute{
 				Description: fmt.Sprintf("Certificates for an https listener (required there, refused elsewhere): the first is the default, the rest are selected by SNI. At most %d.", openapi.ListenerCertificateIdsMaxItems),

@@ -88,7 +88,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 					stringplanmodifier.UseStateForUnknown(),
 					stringplanmodifier.RequiresReplace(),
 				},
-				Validators: []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators: []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 			},
 			"vip_address": schema.StringAttribute{
 				Description: "The virtual IP. Allocated from the node group's VIP range unless given (it must lie in the range). Changing it replaces the load balancer.",

@@ -67,7 +67,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Description:   "The pool the member belongs to. Changing it replaces the member.",
 				Required:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
-				Validators:    []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators:    []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 			},
 			"load_balancer_id": schema.StringAttribute{
 				Description:   "The pool's load balancer.",

@@ -88,7 +88,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Description:   "The load balancer the pool belongs to. Changing it replaces the pool.",
 				Required:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
-				Validators:    []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators:    []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 			},
 			"name": schema.StringAttribute{
 				Description: fmt.Sprintf("Name, unique among the load balancer's pools; at most %d characters. Defaults to empty.", openapi.PoolNameMaxLength),

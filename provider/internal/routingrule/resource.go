@@ -121,7 +121,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Description:   "The http or https listener the rule belongs to. Changing it replaces the rule.",
 				Required:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
-				Validators:    []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators:    []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 			},
 			"load_balancer_id": schema.StringAttribute{
 				Description:   "The listener's load balancer.",
@@ -174,7 +174,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 									"pool_id": schema.StringAttribute{
 										Description: "The pool's id.",
 										Required:    true,
-										Validators:  []validator.String{stringvalidator.LengthBetween(1, 64)},
+										Validators:  []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 									},
 									"weight": schema.Int64Attribute{
 										Description: fmt.Sprintf("Share of the requests, %d–%d. Defaults to %d.", openapi.WeightedPoolWeightMin, openapi.WeightedPoolWeightMax, defaultWeight),
