@@ -130,7 +130,7 @@ func (p *listenerPatch) apply(l *store.Listener) {
 	if p.HSTS.IsSpecified() {
 		l.Spec.HSTS = nil
 		if v, err := p.HSTS.Get(); err == nil {
-			hsts := store.HSTS{MaxAgeSeconds: 31536000, IncludeSubdomains: deref(v.IncludeSubdomains), Preload: deref(v.Preload)}
+			hsts := store.HSTS{MaxAgeSeconds: openapi.HSTSMaxAgeSecondsDefault, IncludeSubdomains: deref(v.IncludeSubdomains), Preload: deref(v.Preload)}
 			if v.MaxAgeSeconds != nil {
 				hsts.MaxAgeSeconds = *v.MaxAgeSeconds
 			}
@@ -174,29 +174,29 @@ func validateListener(ctx context.Context, tx *store.Tx, l *store.Listener, newP
 			e.Add("port", "is reserved on the load balancer's node group (reserved: %s)", joinInts(reserved))
 		}
 	}
-	validate.IntRange(&e, "connection_limit", l.Spec.ConnectionLimit, 0, 1000000)
-	if ps, ok := validate.CIDRList(&e, "allowed_cidrs", l.Spec.AllowedCIDRs, 256); ok {
+	validate.IntRange(&e, "connection_limit", l.Spec.ConnectionLimit, openapi.ListenerConnectionLimitMin, openapi.ListenerConnectionLimitMax)
+	if ps, ok := validate.CIDRList(&e, "allowed_cidrs", l.Spec.AllowedCIDRs, openapi.ListenerAllowedCidrsMaxItems); ok {
 		l.Spec.AllowedCIDRs = prefixStrings(ps)
 	}
-	if ps, ok := validate.CIDRList(&e, "denied_cidrs", l.Spec.DeniedCIDRs, 256); ok {
+	if ps, ok := validate.CIDRList(&e, "denied_cidrs", l.Spec.DeniedCIDRs, openapi.ListenerDeniedCidrsMaxItems); ok {
 		l.Spec.DeniedCIDRs = prefixStrings(ps)
 	}
 	t := l.Spec.Timeouts
-	validate.DurationMS(&e, "timeouts.client_ms", t.ClientMS, 1, 86400000)
-	validate.DurationMS(&e, "timeouts.connect_ms", t.ConnectMS, 1, 3600000)
-	validate.DurationMS(&e, "timeouts.server_ms", t.ServerMS, 1, 86400000)
-	validate.DurationMS(&e, "timeouts.http_request_ms", t.HTTPRequestMS, 1, 3600000)
-	validate.DurationMS(&e, "timeouts.http_keep_alive_ms", t.HTTPKeepAliveMS, 1, 3600000)
-	validate.DurationMS(&e, "timeouts.tunnel_ms", t.TunnelMS, 1, 86400000)
+	validate.DurationMS(&e, "timeouts.client_ms", t.ClientMS, openapi.ListenerTimeoutsClientMsMin, openapi.ListenerTimeoutsClientMsMax)
+	validate.DurationMS(&e, "timeouts.connect_ms", t.ConnectMS, openapi.ListenerTimeoutsConnectMsMin, openapi.ListenerTimeoutsConnectMsMax)
+	validate.DurationMS(&e, "timeouts.server_ms", t.ServerMS, openapi.ListenerTimeoutsServerMsMin, openapi.ListenerTimeoutsServerMsMax)
+	validate.DurationMS(&e, "timeouts.http_request_ms", t.HTTPRequestMS, openapi.ListenerTimeoutsHttpRequestMsMin, openapi.ListenerTimeoutsHttpRequestMsMax)
+	validate.DurationMS(&e, "timeouts.http_keep_alive_ms", t.HTTPKeepAliveMS, openapi.ListenerTimeoutsHttpKeepAliveMsMin, openapi.ListenerTimeoutsHttpKeepAliveMsMax)
+	validate.DurationMS(&e, "timeouts.tunnel_ms", t.TunnelMS, openapi.ListenerTimeoutsTunnelMsMin, openapi.ListenerTimeoutsTunnelMsMax)
 	if rl := l.Spec.RateLimit; rl != nil {
 		validate.Enum(&e, "rate_limit.type", rl.Type, "requests", "connections")
-		validate.IntRange(&e, "rate_limit.per_second", rl.PerSecond, 1, 1000000)
+		validate.IntRange(&e, "rate_limit.per_second", rl.PerSecond, openapi.RateLimitPerSecondMin, openapi.RateLimitPerSecondMax)
 		if l.Protocol == "tcp" && rl.Type == "requests" {
 			e.Add("rate_limit.type", "must be connections on a tcp listener")
 		}
 	}
 	if h := l.Spec.HSTS; h != nil {
-		validate.IntRange(&e, "hsts.max_age_seconds", h.MaxAgeSeconds, 0, 63072000)
+		validate.IntRange(&e, "hsts.max_age_seconds", h.MaxAgeSeconds, openapi.HSTSMaxAgeSecondsMin, openapi.HSTSMaxAgeSecondsMax)
 		if l.Protocol != "https" {
 			e.Add("hsts", "is only for https listeners")
 		}

@@ -64,8 +64,8 @@ func validateMember(m *store.Member) error {
 		}
 	}
 	validate.Port(&e, "port", m.Port)
-	validate.IntRange(&e, "weight", m.Spec.Weight, 0, 256)
-	validate.IntRange(&e, "max_connections", m.Spec.MaxConnections, 0, 1000000)
+	validate.IntRange(&e, "weight", m.Spec.Weight, openapi.MemberWeightMin, openapi.MemberWeightMax)
+	validate.IntRange(&e, "max_connections", m.Spec.MaxConnections, openapi.MemberMaxConnectionsMin, openapi.MemberMaxConnectionsMax)
 	return e.Err()
 }
 
@@ -94,7 +94,7 @@ func (h *handlers) CreateMember(ctx context.Context, r openapi.CreateMemberReque
 		return nil, err
 	}
 	b := r.Body
-	m := &store.Member{Meta: store.Meta{TenantID: tenant}, PoolID: b.PoolId, Spec: store.MemberSpec{Weight: 1, Enabled: true}}
+	m := &store.Member{Meta: store.Meta{TenantID: tenant}, PoolID: b.PoolId, Spec: store.MemberSpec{Weight: openapi.MemberWeightDefault, Enabled: openapi.MemberEnabledDefault}}
 	(&memberPatch{Name: b.Name, Description: b.Description, Labels: b.Labels, Address: &b.Address, Port: &b.Port, Weight: b.Weight,
 		Backup: b.Backup, Enabled: b.Enabled, MaxConnections: b.MaxConnections}).apply(m)
 	if err := validateMember(m); err != nil {

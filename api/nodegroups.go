@@ -33,7 +33,7 @@ type vrrpSettings struct {
 // whether any was given.
 func applyVRRP(e *validate.Errors, g *store.NodeGroup, v vrrpSettings) bool {
 	if g.VRRPRouterIDMin == 0 {
-		g.VRRPRouterIDMin, g.VRRPRouterIDMax, g.VRRPAdvertIntervalMS = 1, 255, 100
+		g.VRRPRouterIDMin, g.VRRPRouterIDMax, g.VRRPAdvertIntervalMS = openapi.NodeGroupVrrpRouterIdMinDefault, openapi.NodeGroupVrrpRouterIdMaxDefault, openapi.NodeGroupVrrpAdvertIntervalMsDefault
 	}
 	given := v.iface != nil || v.idMin != nil || v.idMax != nil || v.advertInterval != nil
 	if v.iface != nil {
@@ -48,21 +48,23 @@ func applyVRRP(e *validate.Errors, g *store.NodeGroup, v vrrpSettings) bool {
 	if v.advertInterval != nil {
 		g.VRRPAdvertIntervalMS = *v.advertInterval
 	}
-	if len(g.VRRPInterface) > 15 || strings.ContainsFunc(g.VRRPInterface, func(r rune) bool {
+	if len(g.VRRPInterface) > openapi.NodeGroupVrrpInterfaceMaxLength || strings.ContainsFunc(g.VRRPInterface, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.:@-", r))
 	}) {
 		e.Add("vrrp_interface", "must be an interface name: at most 15 letters, digits or _.:@-")
 	}
-	if g.VRRPRouterIDMin < 1 || g.VRRPRouterIDMin > 255 {
-		e.Add("vrrp_router_id_min", "must be from 1 to 255")
+	if g.VRRPRouterIDMin < openapi.NodeGroupVrrpRouterIdMinMin || g.VRRPRouterIDMin > openapi.NodeGroupVrrpRouterIdMinMax {
+		e.Add("vrrp_router_id_min", "must be from %d to %d", openapi.NodeGroupVrrpRouterIdMinMin, openapi.NodeGroupVrrpRouterIdMinMax)
 	}
-	if g.VRRPRouterIDMax < 1 || g.VRRPRouterIDMax > 255 {
-		e.Add("vrrp_router_id_max", "must be from 1 to 255")
+	if g.VRRPRouterIDMax < openapi.NodeGroupVrrpRouterIdMaxMin || g.VRRPRouterIDMax > openapi.NodeGroupVrrpRouterIdMaxMax {
+		e.Add("vrrp_router_id_max", "must be from %d to %d", openapi.NodeGroupVrrpRouterIdMaxMin, openapi.NodeGroupVrrpRouterIdMaxMax)
 	} else if g.VRRPRouterIDMax < g.VRRPRouterIDMin {
 		e.Add("vrrp_router_id_max", "must not be below vrrp_router_id_min")
 	}
-	if g.VRRPAdvertIntervalMS < 10 || g.VRRPAdvertIntervalMS > 40950 || g.VRRPAdvertIntervalMS%10 != 0 {
-		e.Add("vrrp_advert_interval_ms", "must be a multiple of 10 from 10 to 40950")
+	if g.VRRPAdvertIntervalMS < openapi.NodeGroupVrrpAdvertIntervalMsMin || g.VRRPAdvertIntervalMS > openapi.NodeGroupVrrpAdvertIntervalMsMax ||
+		g.VRRPAdvertIntervalMS%openapi.NodeGroupVrrpAdvertIntervalMsMultipleOf != 0 {
+		e.Add("vrrp_advert_interval_ms", "must be a multiple of %d from %d to %d", openapi.NodeGroupVrrpAdvertIntervalMsMultipleOf,
+			openapi.NodeGroupVrrpAdvertIntervalMsMin, openapi.NodeGroupVrrpAdvertIntervalMsMax)
 	}
 	return given
 }
@@ -76,8 +78,8 @@ func vrrpColumns(g *store.NodeGroup) []store.Column {
 // validateReservedPorts checks the operator's list (ports, each once) and
 // sorts it.
 func validateReservedPorts(e *validate.Errors, ports []int) []int {
-	if len(ports) > 256 {
-		e.Add("reserved_ports", "must list at most 256 ports")
+	if len(ports) > openapi.NodeGroupReservedPortsMaxItems {
+		e.Add("reserved_ports", "must list at most %d ports", openapi.NodeGroupReservedPortsMaxItems)
 		return ports
 	}
 	seen := map[int]bool{}
@@ -119,11 +121,11 @@ func (t nodeTiming) apply(g *store.NodeGroup) {
 }
 
 func validateNodeTiming(e *validate.Errors, g *store.NodeGroup) {
-	validate.IntRange(e, "heartbeat_interval_ms", g.HeartbeatIntervalMs, 100, 600000)
-	validate.IntRange(e, "down_timeout_ms", g.DownTimeoutMs, 200, 3600000)
-	validate.IntRange(e, "apply_grace_ms", g.ApplyGraceMs, 0, 86400000)
-	if g.DownNodeCleanupAfterMs < 1000 || g.DownNodeCleanupAfterMs > 10*365*24*3600*1000 {
-		e.Add("down_node_cleanup_after_ms", "must be from 1000 to 315360000000")
+	validate.IntRange(e, "heartbeat_interval_ms", g.HeartbeatIntervalMs, openapi.NodeGroupHeartbeatIntervalMsMin, openapi.NodeGroupHeartbeatIntervalMsMax)
+	validate.IntRange(e, "down_timeout_ms", g.DownTimeoutMs, openapi.NodeGroupDownTimeoutMsMin, openapi.NodeGroupDownTimeoutMsMax)
+	validate.IntRange(e, "apply_grace_ms", g.ApplyGraceMs, openapi.NodeGroupApplyGraceMsMin, openapi.NodeGroupApplyGraceMsMax)
+	if g.DownNodeCleanupAfterMs < openapi.NodeGroupDownNodeCleanupAfterMsMin || g.DownNodeCleanupAfterMs > openapi.NodeGroupDownNodeCleanupAfterMsMax {
+		e.Add("down_node_cleanup_after_ms", "must be from %d to %d", openapi.NodeGroupDownNodeCleanupAfterMsMin, openapi.NodeGroupDownNodeCleanupAfterMsMax)
 	}
 	if g.DownTimeoutMs < 2*g.HeartbeatIntervalMs {
 		e.Add("down_timeout_ms", "must be at least twice heartbeat_interval_ms (%d)", g.HeartbeatIntervalMs)

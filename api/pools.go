@@ -99,22 +99,22 @@ func (q *poolPatch) apply(p *store.Pool) {
 		sp.CookieName = DefaultCookieName
 	}
 	if p.Spec.ProxyProtocol == "" {
-		p.Spec.ProxyProtocol = "none"
+		p.Spec.ProxyProtocol = openapi.PoolProxyProtocolDefault
 	}
 	if hm := p.Spec.HealthMonitor; hm != nil {
-		setDefault(&hm.IntervalMS, 5000)
-		setDefault(&hm.TimeoutMS, min(3000, hm.IntervalMS))
-		setDefault(&hm.Rise, 2)
-		setDefault(&hm.Fall, 3)
+		setDefault(&hm.IntervalMS, openapi.HealthMonitorIntervalMsDefault)
+		setDefault(&hm.TimeoutMS, min(openapi.HealthMonitorTimeoutMsDefault, hm.IntervalMS))
+		setDefault(&hm.Rise, openapi.HealthMonitorRiseDefault)
+		setDefault(&hm.Fall, openapi.HealthMonitorFallDefault)
 		if hm.Type == "http" || hm.Type == "https" {
 			if hm.HTTPMethod == "" {
-				hm.HTTPMethod = "GET"
+				hm.HTTPMethod = openapi.HealthMonitorHttpMethodDefault
 			}
 			if hm.Path == "" {
-				hm.Path = "/"
+				hm.Path = openapi.HealthMonitorPathDefault
 			}
 			if hm.ExpectedCodes == "" {
-				hm.ExpectedCodes = "200-399"
+				hm.ExpectedCodes = openapi.HealthMonitorExpectedCodesDefault
 			}
 		}
 	}
@@ -170,16 +170,16 @@ func validatePool(p *store.Pool) error {
 			e.Add("session_persistence.cookie_name", "is only for the cookie persistence types")
 		}
 	}
-	validate.IntRange(&e, "session_persistence.cookie_ttl_seconds", sp.CookieTTLSeconds, 0, 31536000)
+	validate.IntRange(&e, "session_persistence.cookie_ttl_seconds", sp.CookieTTLSeconds, openapi.SessionPersistenceCookieTtlSecondsMin, openapi.SessionPersistenceCookieTtlSecondsMax)
 	if hm := s.HealthMonitor; hm != nil {
 		validate.Enum(&e, "health_monitor.type", hm.Type, "tcp", "http", "https")
-		validate.DurationMS(&e, "health_monitor.interval_ms", hm.IntervalMS, 100, 3600000)
-		validate.DurationMS(&e, "health_monitor.timeout_ms", hm.TimeoutMS, 100, 3600000)
+		validate.DurationMS(&e, "health_monitor.interval_ms", hm.IntervalMS, openapi.HealthMonitorIntervalMsMin, openapi.HealthMonitorIntervalMsMax)
+		validate.DurationMS(&e, "health_monitor.timeout_ms", hm.TimeoutMS, openapi.HealthMonitorTimeoutMsMin, openapi.HealthMonitorTimeoutMsMax)
 		if hm.TimeoutMS > hm.IntervalMS {
 			e.Add("health_monitor.timeout_ms", "must not exceed interval_ms (%d)", hm.IntervalMS)
 		}
-		validate.IntRange(&e, "health_monitor.rise", hm.Rise, 1, 100)
-		validate.IntRange(&e, "health_monitor.fall", hm.Fall, 1, 100)
+		validate.IntRange(&e, "health_monitor.rise", hm.Rise, openapi.HealthMonitorRiseMin, openapi.HealthMonitorRiseMax)
+		validate.IntRange(&e, "health_monitor.fall", hm.Fall, openapi.HealthMonitorFallMin, openapi.HealthMonitorFallMax)
 		if hm.Type == "tcp" {
 			for f, v := range map[string]string{"http_method": hm.HTTPMethod, "path": hm.Path, "host": hm.Host, "expected_codes": hm.ExpectedCodes} {
 				if v != "" {
@@ -195,9 +195,9 @@ func validatePool(p *store.Pool) error {
 			validate.StatusCodes(&e, "health_monitor.expected_codes", hm.ExpectedCodes)
 		}
 	}
-	validate.IntRange(&e, "retries", s.Retries, 0, 10)
+	validate.IntRange(&e, "retries", s.Retries, openapi.PoolRetriesMin, openapi.PoolRetriesMax)
 	validate.Enum(&e, "proxy_protocol", s.ProxyProtocol, "none", "v1", "v2")
-	validate.DurationMS(&e, "drain_timeout_ms", s.DrainTimeoutMS, 0, 3600000)
+	validate.DurationMS(&e, "drain_timeout_ms", s.DrainTimeoutMS, openapi.PoolDrainTimeoutMsMin, openapi.PoolDrainTimeoutMsMax)
 	return e.Err()
 }
 
@@ -228,7 +228,7 @@ func (h *handlers) CreatePool(ctx context.Context, r openapi.CreatePoolRequestOb
 		SessionPersistence: b.SessionPersistence, HealthMonitor: b.HealthMonitor, Retries: b.Retries, Redispatch: b.Redispatch,
 		ProxyProtocol: (*string)(b.ProxyProtocol), DrainTimeoutMS: b.DrainTimeoutMs, TLSToMembers: b.TlsToMembers}
 	p := &store.Pool{Meta: store.Meta{TenantID: tenant}, LoadBalancerID: b.LoadBalancerId,
-		Spec: store.PoolSpec{Retries: 3, Redispatch: true, DrainTimeoutMS: 30000}}
+		Spec: store.PoolSpec{Retries: openapi.PoolRetriesDefault, Redispatch: openapi.PoolRedispatchDefault, DrainTimeoutMS: openapi.PoolDrainTimeoutMsDefault}}
 	q.apply(p)
 	if err := validatePool(p); err != nil {
 		return nil, err

@@ -24,17 +24,17 @@ func actionFromAPI(a openapi.RuleAction) store.RuleAction {
 	out := convertJSON[store.RuleAction](a)
 	if a.Forward != nil {
 		for i, p := range a.Forward.Pools {
-			out.Forward.Pools[i].Weight = 1
+			out.Forward.Pools[i].Weight = openapi.WeightedPoolWeightDefault
 			if p.Weight != nil {
 				out.Forward.Pools[i].Weight = *p.Weight
 			}
 		}
 	}
 	if out.Redirect != nil && out.Redirect.Code == 0 {
-		out.Redirect.Code = 302
+		out.Redirect.Code = openapi.RuleActionRedirectCodeDefault
 	}
 	if out.FixedResponse != nil && out.FixedResponse.ContentType == "" {
-		out.FixedResponse.ContentType = "text/plain"
+		out.FixedResponse.ContentType = openapi.RuleActionFixedResponseContentTypeDefault
 	}
 	return out
 }
@@ -52,8 +52,8 @@ func conditionsFromAPI(cs []openapi.RuleCondition) []store.RuleCondition {
 // validateConditions checks the conditions and writes source_ip values back
 // in their canonical form.
 func validateConditions(e *validate.Errors, cs []store.RuleCondition) {
-	if len(cs) > 16 {
-		e.Add("conditions", "must have at most 16 entries")
+	if len(cs) > openapi.RoutingRuleConditionsMaxItems {
+		e.Add("conditions", "must have at most %d entries", openapi.RoutingRuleConditionsMaxItems)
 		return
 	}
 	for i, c := range cs {
@@ -79,8 +79,8 @@ func validateConditions(e *validate.Errors, cs []store.RuleCondition) {
 		if (c.Field == "source_ip" || c.Field == "method") && c.Match != "exact" {
 			e.Add(f+".match", "must be exact for %s conditions", c.Field)
 		}
-		if len(c.Values) == 0 || len(c.Values) > 32 {
-			e.Add(f+".values", "must have 1 to 32 entries")
+		if len(c.Values) < openapi.RuleConditionValuesMinItems || len(c.Values) > openapi.RuleConditionValuesMaxItems {
+			e.Add(f+".values", "must have %d to %d entries", openapi.RuleConditionValuesMinItems, openapi.RuleConditionValuesMaxItems)
 		}
 		for j, v := range c.Values {
 			vf := validate.Index(f+".values", j)
@@ -121,14 +121,14 @@ func validateAction(e *validate.Errors, a store.RuleAction) {
 		}
 	}
 	if f := a.Forward; f != nil && a.Type == "forward" {
-		if len(f.Pools) == 0 || len(f.Pools) > 16 {
-			e.Add("action.forward.pools", "must have 1 to 16 entries")
+		if len(f.Pools) < openapi.RuleActionForwardPoolsMinItems || len(f.Pools) > openapi.RuleActionForwardPoolsMaxItems {
+			e.Add("action.forward.pools", "must have %d to %d entries", openapi.RuleActionForwardPoolsMinItems, openapi.RuleActionForwardPoolsMaxItems)
 		}
 		seen := map[string]bool{}
 		total := 0
 		for i, p := range f.Pools {
 			pf := validate.Index("action.forward.pools", i)
-			validate.IntRange(e, pf+".weight", p.Weight, 0, 256)
+			validate.IntRange(e, pf+".weight", p.Weight, openapi.WeightedPoolWeightMin, openapi.WeightedPoolWeightMax)
 			total += p.Weight
 			if seen[p.PoolID] {
 				e.Add(pf+".pool_id", "is listed twice")
@@ -167,10 +167,10 @@ func validateAction(e *validate.Errors, a store.RuleAction) {
 		}
 	}
 	if fr := a.FixedResponse; fr != nil && a.Type == "fixed_response" {
-		validate.IntRange(e, "action.fixed_response.status_code", fr.StatusCode, 200, 599)
+		validate.IntRange(e, "action.fixed_response.status_code", fr.StatusCode, openapi.RuleActionFixedResponseStatusCodeMin, openapi.RuleActionFixedResponseStatusCodeMax)
 		validate.ContentType(e, "action.fixed_response.content_type", fr.ContentType)
-		if len(fr.Body) > 15000 {
-			e.Add("action.fixed_response.body", "must be at most 15000 bytes")
+		if len(fr.Body) > openapi.RuleActionFixedResponseBodyMaxLength {
+			e.Add("action.fixed_response.body", "must be at most %d bytes", openapi.RuleActionFixedResponseBodyMaxLength)
 		}
 		if strings.ContainsAny(fr.Body, "\x00") {
 			e.Add("action.fixed_response.body", "contains a NUL byte")
@@ -183,7 +183,7 @@ func validateAction(e *validate.Errors, a store.RuleAction) {
 func validateRule(ctx context.Context, tx *store.Tx, r *store.RoutingRule) error {
 	var e validate.Errors
 	validateMeta(&e, &r.Meta)
-	validate.IntRange(&e, "priority", r.Priority, 1, 50000)
+	validate.IntRange(&e, "priority", r.Priority, openapi.RoutingRulePriorityMin, openapi.RoutingRulePriorityMax)
 	validateConditions(&e, r.Spec.Conditions)
 	validateAction(&e, r.Spec.Action)
 	if r.Spec.Action.Forward != nil && r.Spec.Action.Type == "forward" {

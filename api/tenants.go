@@ -60,9 +60,18 @@ func validateTenant(t *store.Tenant) error {
 	validate.Name(&e, "name", t.Name)
 	validate.Description(&e, "description", t.Description)
 	validate.Labels(&e, "labels", t.Labels)
-	for field, v := range map[string]int{"load_balancers": t.Quotas.LoadBalancers, "listeners": t.Quotas.Listeners, "pools": t.Quotas.Pools,
-		"members": t.Quotas.Members, "routing_rules": t.Quotas.RoutingRules, "certificates": t.Quotas.Certificates} {
-		validate.IntRange(&e, "quotas."+field, v, 0, 1000000)
+	q := t.Quotas
+	for _, f := range []struct {
+		field    string
+		v        int
+		min, max int
+	}{{"load_balancers", q.LoadBalancers, openapi.QuotasLoadBalancersMin, openapi.QuotasLoadBalancersMax},
+		{"listeners", q.Listeners, openapi.QuotasListenersMin, openapi.QuotasListenersMax},
+		{"pools", q.Pools, openapi.QuotasPoolsMin, openapi.QuotasPoolsMax},
+		{"members", q.Members, openapi.QuotasMembersMin, openapi.QuotasMembersMax},
+		{"routing_rules", q.RoutingRules, openapi.QuotasRoutingRulesMin, openapi.QuotasRoutingRulesMax},
+		{"certificates", q.Certificates, openapi.QuotasCertificatesMin, openapi.QuotasCertificatesMax}} {
+		validate.IntRange(&e, "quotas."+f.field, f.v, f.min, f.max)
 	}
 	return e.Err()
 }

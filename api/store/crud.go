@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
 // Kind describes one table of objects: how the API names it and which quota
@@ -220,7 +222,7 @@ func List[T any](ctx context.Context, tx *Tx, k Kind, tenantID string, lq ListQu
 	}
 	limit := lq.Limit
 	if limit <= 0 {
-		limit = 50
+		limit = openapi.ParamLimitDefault
 	}
 	q := "SELECT * FROM " + k.Table
 	if len(where) > 0 {

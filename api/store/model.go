@@ -3,6 +3,8 @@ package store
 import (
 	"net/netip"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
 // Meta is what every tenant object has.
@@ -37,7 +39,9 @@ type Quotas struct {
 }
 
 // DefaultQuotas apply to fields a tenant's create leaves out.
-var DefaultQuotas = Quotas{LoadBalancers: 10, Listeners: 50, Pools: 50, Members: 500, RoutingRules: 500, Certificates: 50}
+var DefaultQuotas = Quotas{LoadBalancers: openapi.QuotasLoadBalancersDefault, Listeners: openapi.QuotasListenersDefault,
+	Pools: openapi.QuotasPoolsDefault, Members: openapi.QuotasMembersDefault, RoutingRules: openapi.QuotasRoutingRulesDefault,
+	Certificates: openapi.QuotasCertificatesDefault}
 
 // Tenant owns load balancers and certificates.
 type Tenant struct {
@@ -159,7 +163,9 @@ type Timeouts struct {
 }
 
 // DefaultTimeouts apply to fields a listener leaves out.
-var DefaultTimeouts = Timeouts{ClientMS: 50000, ConnectMS: 5000, ServerMS: 50000, HTTPRequestMS: 10000, HTTPKeepAliveMS: 60000, TunnelMS: 3600000}
+var DefaultTimeouts = Timeouts{ClientMS: openapi.ListenerTimeoutsClientMsDefault, ConnectMS: openapi.ListenerTimeoutsConnectMsDefault,
+	ServerMS: openapi.ListenerTimeoutsServerMsDefault, HTTPRequestMS: openapi.ListenerTimeoutsHttpRequestMsDefault,
+	HTTPKeepAliveMS: openapi.ListenerTimeoutsHttpKeepAliveMsDefault, TunnelMS: openapi.ListenerTimeoutsTunnelMsDefault}
 
 // InsertHeaders says which request headers a listener adds.
 type InsertHeaders struct {

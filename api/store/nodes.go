@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
 // Node states (the Node schema's status enum). NodeCordoned and NodeDraining
@@ -24,10 +26,10 @@ const (
 
 // Node group lifecycle defaults (milliseconds).
 const (
-	DefaultHeartbeatIntervalMs    = 2000
-	DefaultDownTimeoutMs          = 10000
-	DefaultDownNodeCleanupAfterMs = 24 * 60 * 60 * 1000
-	DefaultApplyGraceMs           = 30000
+	DefaultHeartbeatIntervalMs    = openapi.NodeGroupHeartbeatIntervalMsDefault
+	DefaultDownTimeoutMs          = openapi.NodeGroupDownTimeoutMsDefault
+	DefaultDownNodeCleanupAfterMs = openapi.NodeGroupDownNodeCleanupAfterMsDefault
+	DefaultApplyGraceMs           = openapi.NodeGroupApplyGraceMsDefault
 )
 
 // NodeStateOf derives a node's state as the node_states view does: never

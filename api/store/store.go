@@ -16,7 +16,8 @@
 //     error writer. Only pgx.ErrNoRows becomes ErrNotFound: a failed query is
 //     never "not found".
 //
-// It may import migrations and nothing else of Fulcrum's.
+// It may import migrations and openapi (for the document's limits and defaults,
+// limits.gen.go) and nothing else of Fulcrum's.
 package store
 
 import (

@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
-// Limits of the hostname validators.
+// Limits of the hostname validators. A hostname is at most as long as the
+// document lets a member's address be.
 const (
-	MaxHostnameLength = 253
+	MaxHostnameLength = openapi.MemberAddressMaxLength
 	MaxLabelLength    = 63
 )
 

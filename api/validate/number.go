@@ -1,8 +1,11 @@
 package validate
 
-// Port checks a TCP or UDP port number: 1 to 65535.
+import "github.com/fulcrumlb/fulcrum/openapi"
+
+// Port checks a TCP or UDP port number: 1 to 65535, the bounds the document
+// states for every port (TestLimitsMatchDocument checks).
 func Port(e *Errors, field string, v int) bool {
-	return IntRange(e, field, v, 1, 65535)
+	return IntRange(e, field, v, openapi.ListenerPortMin, openapi.ListenerPortMax)
 }
 
 // IntRange checks that min <= v <= max.

@@ -10,12 +10,16 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
-// Length limits of the text validators, in characters (runes).
+// Length limits of the text validators, in characters (runes). Names and
+// descriptions take the document's maxLength (openapi.yaml states the same
+// for every object; TestLimitsMatchDocument checks).
 const (
-	MaxNameLength        = 255
-	MaxDescriptionLength = 1024
+	MaxNameLength        = openapi.LoadBalancerNameMaxLength
+	MaxDescriptionLength = openapi.LoadBalancerDescriptionMaxLength
 	MaxLabels            = 64
 	MaxLabelKeyLength    = 63
 	MaxLabelValueLength  = 255

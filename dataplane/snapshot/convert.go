@@ -14,9 +14,9 @@ import (
 
 // Backend timeouts when no listener sets them (the API's listener defaults).
 const (
-	defaultConnectMS = 5000
-	defaultServerMS  = 50000
-	defaultTunnelMS  = 3600000
+	defaultConnectMS = openapi.ListenerTimeoutsConnectMsDefault
+	defaultServerMS  = openapi.ListenerTimeoutsServerMsDefault
+	defaultTunnelMS  = openapi.ListenerTimeoutsTunnelMsDefault
 )
 
 // ToConfig turns a snapshot into the HAProxy model. certFile names the file a

@@ -70,18 +70,18 @@ func (r *Resource) Schema(_ context.Context, _ resource.SchemaRequest, resp *res
 			"name": schema.StringAttribute{
 				Description: "Name, unique within the tenant. Defaults to empty.",
 				Optional:    true, Computed: true, Default: stringdefault.StaticString(""),
-				Validators: []validator.String{stringvalidator.LengthAtMost(255), fulcrum.NoEdgeSpace()},
+				Validators: []validator.String{stringvalidator.LengthAtMost(openapi.CertificateNameMaxLength), fulcrum.NoEdgeSpace()},
 			},
 			"description": schema.StringAttribute{
-				Description: "Free-form description, at most 1024 characters.",
+				Description: fmt.Sprintf("Free-form description, at most %d characters.", openapi.CertificateDescriptionMaxLength),
 				Optional:    true, Computed: true, Default: stringdefault.StaticString(""),
-				Validators: []validator.String{stringvalidator.LengthAtMost(1024)},
+				Validators: []validator.String{stringvalidator.LengthAtMost(openapi.CertificateDescriptionMaxLength)},
 			},
 			"labels": labelsAttribute(),
 			"certificate": schema.StringAttribute{
 				Description: "PEM chain: the leaf certificate first, then intermediates. The API rejects bad PEM, a key that does not match, and expired certificates.",
 				Required:    true,
-				Validators: []validator.String{stringvalidator.LengthBetween(1, 65536),
+				Validators: []validator.String{stringvalidator.LengthBetween(1, openapi.CertificateCertificateMaxLength),
 					stringvalidator.RegexMatches(pemRE, "must be PEM (contain a -----BEGIN CERTIFICATE----- block)")},
 			},
 			"private_key": schema.StringAttribute{
@@ -89,7 +89,7 @@ func (r *Resource) Schema(_ context.Context, _ resource.SchemaRequest, resp *res
 					"after an import Terraform does not know it and the next apply sends it again.",
 				Required:  true,
 				Sensitive: true,
-				Validators: []validator.String{stringvalidator.LengthBetween(1, 65536),
+				Validators: []validator.String{stringvalidator.LengthBetween(1, openapi.CertificatePrivateKeyMaxLength),
 					stringvalidator.RegexMatches(pemRE, "must be PEM (contain a -----BEGIN ... PRIVATE KEY----- block)")},
 			},
 			"fingerprint_sha256": computed("SHA-256 fingerprint of the leaf certificate."),

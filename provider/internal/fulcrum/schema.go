@@ -1,6 +1,7 @@
 package fulcrum
 
 import (
+	"fmt"
 	"regexp"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
@@ -11,20 +12,23 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
 // labelKeyRE is the API's label key syntax.
 var labelKeyRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$`)
 
 // DescriptionAttribute is a resource's optional free-form `description`:
-// at most 1024 characters, empty by default.
+// at most 1024 characters (the document's maxLength for every object),
+// empty by default.
 func DescriptionAttribute() schema.StringAttribute {
 	return schema.StringAttribute{
-		Description: "Free-form description; at most 1024 characters.",
+		Description: fmt.Sprintf("Free-form description; at most %d characters.", openapi.LoadBalancerDescriptionMaxLength),
 		Optional:    true,
 		Computed:    true,
 		Default:     stringdefault.StaticString(""),
-		Validators:  []validator.String{stringvalidator.LengthAtMost(1024)},
+		Validators:  []validator.String{stringvalidator.LengthAtMost(openapi.LoadBalancerDescriptionMaxLength)},
 	}
 }
 

@@ -62,16 +62,15 @@ func (r *Resource) Metadata(_ context.Context, _ resource.MetadataRequest, resp 
 	resp.TypeName = ResourceType
 }
 
-// The API's defaults for connection_timeouts, in milliseconds.
-var defaultConnectionTimeouts = map[string]int64{
-	"client_ms": 50000, "connect_ms": 5000, "server_ms": 50000,
-	"http_request_ms": 10000, "http_keep_alive_ms": 60000, "tunnel_ms": 3600000,
-}
-
-// connectionTimeoutMax is each timeout's upper bound in the API.
-var connectionTimeoutMax = map[string]int64{
-	"client_ms": 86400000, "connect_ms": 3600000, "server_ms": 86400000,
-	"http_request_ms": 3600000, "http_keep_alive_ms": 3600000, "tunnel_ms": 86400000,
+// connectionTimeoutLimits are each timeout's bounds and default in the API
+// (the document's ListenerTimeouts), in milliseconds.
+var connectionTimeoutLimits = map[string]struct{ min, max, def int64 }{
+	"client_ms":          {openapi.ListenerTimeoutsClientMsMin, openapi.ListenerTimeoutsClientMsMax, openapi.ListenerTimeoutsClientMsDefault},
+	"connect_ms":         {openapi.ListenerTimeoutsConnectMsMin, openapi.ListenerTimeoutsConnectMsMax, openapi.ListenerTimeoutsConnectMsDefault},
+	"server_ms":          {openapi.ListenerTimeoutsServerMsMin, openapi.ListenerTimeoutsServerMsMax, openapi.ListenerTimeoutsServerMsDefault},
+	"http_request_ms":    {openapi.ListenerTimeoutsHttpRequestMsMin, openapi.ListenerTimeoutsHttpRequestMsMax, openapi.ListenerTimeoutsHttpRequestMsDefault},
+	"http_keep_alive_ms": {openapi.ListenerTimeoutsHttpKeepAliveMsMin, openapi.ListenerTimeoutsHttpKeepAliveMsMax, openapi.ListenerTimeoutsHttpKeepAliveMsDefault},
+	"tunnel_ms":          {openapi.ListenerTimeoutsTunnelMsMin, openapi.ListenerTimeoutsTunnelMsMax, openapi.ListenerTimeoutsTunnelMsDefault},
 }
 
 var connectionTimeoutDescriptions = map[string]string{
@@ -89,16 +88,16 @@ func connectionTimeoutsAttribute() schema.SingleNestedAttribute {
 	attrs := map[string]schema.Attribute{}
 	attrTypes := map[string]attr.Type{}
 	values := map[string]attr.Value{}
-	for name, d := range defaultConnectionTimeouts {
+	for name, l := range connectionTimeoutLimits {
 		attrs[name] = schema.Int64Attribute{
-			Description: fmt.Sprintf("%s Milliseconds, 1 to %d. Defaults to %d.", connectionTimeoutDescriptions[name], connectionTimeoutMax[name], d),
+			Description: fmt.Sprintf("%s Milliseconds, %d to %d. Defaults to %d.", connectionTimeoutDescriptions[name], l.min, l.max, l.def),
 			Optional:    true,
 			Computed:    true,
-			Default:     int64default.StaticInt64(d),
-			Validators:  []validator.Int64{int64validator.Between(1, connectionTimeoutMax[name])},
+			Default:     int64default.StaticInt64(l.def),
+			Validators:  []validator.Int64{int64validator.Between(l.min, l.max)},
 		}
 		attrTypes[name] = types.Int64Type
-		values[name] = types.Int64Value(d)
+		values[name] = types.Int64Value(l.def)
 	}
 	return schema.SingleNestedAttribute{
 		Description: "Connection timeouts (the API's `timeouts`). Omitted fields take the defaults.",
@@ -158,14 +157,14 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Description:   "The load balancer the listener belongs to. Changing it replaces the listener.",
 				Required:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
-				Validators:    []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators:    []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 			},
 			"name": schema.StringAttribute{
-				Description: "Name, unique among the load balancer's listeners; at most 255 characters. Defaults to empty.",
+				Description: fmt.Sprintf("Name, unique among the load balancer's listeners; at most %d characters. Defaults to empty.", openapi.ListenerNameMaxLength),
 				Optional:    true,
 				Computed:    true,
 				Default:     stringdefault.StaticString(""),
-				Validators:  []validator.String{stringvalidator.LengthAtMost(255), fulcrum.NoEdgeSpace()},
+				Validators:  []validator.String{stringvalidator.LengthAtMost(openapi.ListenerNameMaxLength), fulcrum.NoEdgeSpace()},
 			},
 			"description": fulcrum.DescriptionAttribute(),
 			"labels":      fulcrum.LabelsAttribute(),
@@ -175,29 +174,29 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Validators:  []validator.String{stringvalidator.OneOf("tcp", "http", "https")},
 			},
 			"port": schema.Int64Attribute{
-				Description: "Port on the VIP, 1 to 65535; unique per load balancer.",
+				Description: fmt.Sprintf("Port on the VIP, %d to %d; unique per load balancer.", openapi.ListenerPortMin, openapi.ListenerPortMax),
 				Required:    true,
-				Validators:  []validator.Int64{int64validator.Between(1, 65535)},
+				Validators:  []validator.Int64{int64validator.Between(openapi.ListenerPortMin, openapi.ListenerPortMax)},
 			},
 			"default_pool_id": schema.StringAttribute{
 				Description: "The pool that gets traffic no routing rule takes: a pool of the same load balancer whose protocol fits (`tcp` for tcp listeners, `http` otherwise). Without it, unmatched requests get 503.",
 				Optional:    true,
-				Validators:  []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators:  []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 			},
 			"certificate_ids": schema.ListAttribute{
-				Description: "Certificates for an https listener (required there, refused elsewhere): the first is the default, the rest are selected by SNI. At most 32.",
+				Description: fmt.Sprintf("Certificates for an https listener (required there, refused elsewhere): the first is the default, the rest are selected by SNI. At most %d.", openapi.ListenerCertificateIdsMaxItems),
 				ElementType: types.StringType,
 				Optional:    true,
 				Computed:    true,
 				Default:     emptyList,
-				Validators:  []validator.List{listvalidator.SizeAtMost(32), listvalidator.UniqueValues()},
+				Validators:  []validator.List{listvalidator.SizeAtMost(openapi.ListenerCertificateIdsMaxItems), listvalidator.UniqueValues()},
 			},
 			"connection_limit": schema.Int64Attribute{
-				Description: "Most concurrent connections, 0 to 1000000; 0 (the default) means unlimited.",
+				Description: fmt.Sprintf("Most concurrent connections, %d to %d; 0 (the default) means unlimited.", openapi.ListenerConnectionLimitMin, openapi.ListenerConnectionLimitMax),
 				Optional:    true,
 				Computed:    true,
 				Default:     int64default.StaticInt64(0),
-				Validators:  []validator.Int64{int64validator.Between(0, 1000000)},
+				Validators:  []validator.Int64{int64validator.Between(openapi.ListenerConnectionLimitMin, openapi.ListenerConnectionLimitMax)},
 			},
 			"rate_limit": schema.SingleNestedAttribute{
 				Description: "A limit per client IP; beyond it requests get 429 (http) or connections are refused (tcp).",
@@ -207,31 +206,31 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 						Description: "`requests` (the default; http and https listeners) or `connections`.",
 						Optional:    true,
 						Computed:    true,
-						Default:     stringdefault.StaticString("requests"),
+						Default:     stringdefault.StaticString(openapi.RateLimitTypeDefault),
 						Validators:  []validator.String{stringvalidator.OneOf("requests", "connections")},
 					},
 					"per_second": schema.Int64Attribute{
-						Description: "Requests or connections per second per client IP, 1 to 1000000.",
+						Description: fmt.Sprintf("Requests or connections per second per client IP, %d to %d.", openapi.RateLimitPerSecondMin, openapi.RateLimitPerSecondMax),
 						Required:    true,
-						Validators:  []validator.Int64{int64validator.Between(1, 1000000)},
+						Validators:  []validator.Int64{int64validator.Between(openapi.RateLimitPerSecondMin, openapi.RateLimitPerSecondMax)},
 					},
 				},
 			},
 			"allowed_cidrs": schema.ListAttribute{
-				Description: "When non-empty, only these sources may connect. IPv4 or IPv6 CIDRs (a bare address is a single host); at most 256.",
+				Description: fmt.Sprintf("When non-empty, only these sources may connect. IPv4 or IPv6 CIDRs (a bare address is a single host); at most %d.", openapi.ListenerAllowedCidrsMaxItems),
 				ElementType: types.StringType,
 				Optional:    true,
 				Computed:    true,
 				Default:     emptyList,
-				Validators:  []validator.List{listvalidator.SizeAtMost(256), listvalidator.ValueStringsAre(cidr{})},
+				Validators:  []validator.List{listvalidator.SizeAtMost(openapi.ListenerAllowedCidrsMaxItems), listvalidator.ValueStringsAre(cidr{})},
 			},
 			"denied_cidrs": schema.ListAttribute{
-				Description: "Sources refused. IPv4 or IPv6 CIDRs (a bare address is a single host); at most 256.",
+				Description: fmt.Sprintf("Sources refused. IPv4 or IPv6 CIDRs (a bare address is a single host); at most %d.", openapi.ListenerDeniedCidrsMaxItems),
 				ElementType: types.StringType,
 				Optional:    true,
 				Computed:    true,
 				Default:     emptyList,
-				Validators:  []validator.List{listvalidator.SizeAtMost(256), listvalidator.ValueStringsAre(cidr{})},
+				Validators:  []validator.List{listvalidator.SizeAtMost(openapi.ListenerDeniedCidrsMaxItems), listvalidator.ValueStringsAre(cidr{})},
 			},
 			"connection_timeouts": connectionTimeoutsAttribute(),
 			"insert_headers":      insertHeadersAttribute(),
@@ -246,11 +245,11 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Optional:    true,
 				Attributes: map[string]schema.Attribute{
 					"max_age_seconds": schema.Int64Attribute{
-						Description: "max-age, 0 to 63072000 seconds. Defaults to 31536000 (a year).",
+						Description: fmt.Sprintf("max-age, %d to %d seconds. Defaults to %d (a year).", openapi.HSTSMaxAgeSecondsMin, openapi.HSTSMaxAgeSecondsMax, openapi.HSTSMaxAgeSecondsDefault),
 						Optional:    true,
 						Computed:    true,
-						Default:     int64default.StaticInt64(31536000),
-						Validators:  []validator.Int64{int64validator.Between(0, 63072000)},
+						Default:     int64default.StaticInt64(openapi.HSTSMaxAgeSecondsDefault),
+						Validators:  []validator.Int64{int64validator.Between(openapi.HSTSMaxAgeSecondsMin, openapi.HSTSMaxAgeSecondsMax)},
 					},
 					"include_subdomains": schema.BoolAttribute{
 						Description: "Add includeSubDomains. Defaults to `false`.",
@@ -534,7 +533,7 @@ func (r *Resource) ImportState(ctx context.Context, req resource.ImportStateRequ
 var rename = map[string]string{"timeouts": "connection_timeouts"}
 
 func init() {
-	for name := range defaultConnectionTimeouts {
+	for name := range connectionTimeoutLimits {
 		rename["timeouts."+name] = "connection_timeouts." + name
 	}
 }

@@ -68,12 +68,12 @@ func (d *DataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp 
 	attrs["id"] = schema.StringAttribute{
 		Description: "The load balancer's id. Exactly one of `id` and `name` must be given.",
 		Optional:    true, Computed: true,
-		Validators: []validator.String{stringvalidator.LengthBetween(1, 64)},
+		Validators: []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 	}
 	attrs["name"] = schema.StringAttribute{
 		Description: "The load balancer's name; exactly one load balancer of the tenant (not being deleted) must have it.",
 		Optional:    true, Computed: true,
-		Validators: []validator.String{stringvalidator.LengthBetween(1, 255)},
+		Validators: []validator.String{stringvalidator.LengthBetween(1, openapi.LoadBalancerNameMaxLength)},
 	}
 	resp.Schema = schema.Schema{
 		Description: "Look up one load balancer by id or by name.",
@@ -188,7 +188,7 @@ func (d *ListDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, r
 			"name": schema.StringAttribute{
 				Description: "Only load balancers with exactly this name.",
 				Optional:    true,
-				Validators:  []validator.String{stringvalidator.LengthBetween(1, 255)},
+				Validators:  []validator.String{stringvalidator.LengthBetween(1, openapi.LoadBalancerNameMaxLength)},
 			},
 			"labels": schema.MapAttribute{
 				Description: "Only load balancers carrying all of these labels with these values.",

@@ -72,11 +72,11 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"name": schema.StringAttribute{
-				Description: "Name, unique among the tenant's load balancers; at most 255 characters. Defaults to empty.",
+				Description: fmt.Sprintf("Name, unique among the tenant's load balancers; at most %d characters. Defaults to empty.", openapi.LoadBalancerNameMaxLength),
 				Optional:    true,
 				Computed:    true,
 				Default:     stringdefault.StaticString(""),
-				Validators:  []validator.String{stringvalidator.LengthAtMost(255), fulcrum.NoEdgeSpace()},
+				Validators:  []validator.String{stringvalidator.LengthAtMost(openapi.LoadBalancerNameMaxLength), fulcrum.NoEdgeSpace()},
 			},
 			"description": fulcrum.DescriptionAttribute(),
 			"labels":      fulcrum.LabelsAttribute(),
@@ -88,7 +88,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 					stringplanmodifier.UseStateForUnknown(),
 					stringplanmodifier.RequiresReplace(),
 				},
-				Validators: []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators: []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 			},
 			"vip_address": schema.StringAttribute{
 				Description: "The virtual IP. Allocated from the node group's VIP range unless given (it must lie in the range). Changing it replaces the load balancer.",

@@ -2,6 +2,7 @@ package member
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"reflect"
 	"time"
@@ -66,7 +67,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Description:   "The pool the member belongs to. Changing it replaces the member.",
 				Required:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
-				Validators:    []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators:    []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 			},
 			"load_balancer_id": schema.StringAttribute{
 				Description:   "The pool's load balancer.",
@@ -74,30 +75,30 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"name": schema.StringAttribute{
-				Description: "Name, unique among the pool's members; at most 255 characters. Defaults to empty.",
+				Description: fmt.Sprintf("Name, unique among the pool's members; at most %d characters. Defaults to empty.", openapi.MemberNameMaxLength),
 				Optional:    true,
 				Computed:    true,
 				Default:     stringdefault.StaticString(""),
-				Validators:  []validator.String{stringvalidator.LengthAtMost(255), fulcrum.NoEdgeSpace()},
+				Validators:  []validator.String{stringvalidator.LengthAtMost(openapi.MemberNameMaxLength), fulcrum.NoEdgeSpace()},
 			},
 			"description": fulcrum.DescriptionAttribute(),
 			"labels":      fulcrum.LabelsAttribute(),
 			"address": schema.StringAttribute{
-				Description: "The backend's IP address or DNS name (at most 253 characters).",
+				Description: fmt.Sprintf("The backend's IP address or DNS name (at most %d characters).", openapi.MemberAddressMaxLength),
 				Required:    true,
 				Validators:  []validator.String{fulcrum.HostOrIP()},
 			},
 			"port": schema.Int64Attribute{
-				Description: "The backend's port, 1 to 65535.",
+				Description: fmt.Sprintf("The backend's port, %d to %d.", openapi.MemberPortMin, openapi.MemberPortMax),
 				Required:    true,
-				Validators:  []validator.Int64{int64validator.Between(1, 65535)},
+				Validators:  []validator.Int64{int64validator.Between(openapi.MemberPortMin, openapi.MemberPortMax)},
 			},
 			"weight": schema.Int64Attribute{
-				Description: "Relative share of new traffic, 0 to 256; 0 takes no new traffic. Defaults to 1.",
+				Description: fmt.Sprintf("Relative share of new traffic, %d to %d; 0 takes no new traffic. Defaults to %d.", openapi.MemberWeightMin, openapi.MemberWeightMax, openapi.MemberWeightDefault),
 				Optional:    true,
 				Computed:    true,
-				Default:     int64default.StaticInt64(1),
-				Validators:  []validator.Int64{int64validator.Between(0, 256)},
+				Default:     int64default.StaticInt64(openapi.MemberWeightDefault),
+				Validators:  []validator.Int64{int64validator.Between(openapi.MemberWeightMin, openapi.MemberWeightMax)},
 			},
 			"backup": schema.BoolAttribute{
 				Description: "Only used when no other member is up. Defaults to `false`.",
@@ -109,14 +110,14 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Description: "When `false` the member is drained and takes no traffic. Defaults to `true`.",
 				Optional:    true,
 				Computed:    true,
-				Default:     booldefault.StaticBool(true),
+				Default:     booldefault.StaticBool(openapi.MemberEnabledDefault),
 			},
 			"max_connections": schema.Int64Attribute{
-				Description: "Most concurrent connections to the member, 0 to 1000000; 0 (the default) means unlimited.",
+				Description: fmt.Sprintf("Most concurrent connections to the member, %d to %d; 0 (the default) means unlimited.", openapi.MemberMaxConnectionsMin, openapi.MemberMaxConnectionsMax),
 				Optional:    true,
 				Computed:    true,
 				Default:     int64default.StaticInt64(0),
-				Validators:  []validator.Int64{int64validator.Between(0, 1000000)},
+				Validators:  []validator.Int64{int64validator.Between(openapi.MemberMaxConnectionsMin, openapi.MemberMaxConnectionsMax)},
 			},
 			"tenant_id": schema.StringAttribute{
 				Description:   "The owning tenant.",

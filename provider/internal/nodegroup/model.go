@@ -32,10 +32,10 @@ type model struct {
 
 // Node lifecycle defaults, as the API's.
 const (
-	defaultHeartbeatIntervalMs    = 2000
-	defaultDownTimeoutMs          = 10000
-	defaultDownNodeCleanupAfterMs = 86400000
-	defaultApplyGraceMs           = 30000
+	defaultHeartbeatIntervalMs    = openapi.NodeGroupHeartbeatIntervalMsDefault
+	defaultDownTimeoutMs          = openapi.NodeGroupDownTimeoutMsDefault
+	defaultDownNodeCleanupAfterMs = openapi.NodeGroupDownNodeCleanupAfterMsDefault
+	defaultApplyGraceMs           = openapi.NodeGroupApplyGraceMsDefault
 )
 
 // msValue is an API duration, def when the API leaves it out.

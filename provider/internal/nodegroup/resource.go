@@ -54,9 +54,9 @@ func (r *Resource) Schema(_ context.Context, _ resource.SchemaRequest, resp *res
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"name": schema.StringAttribute{
-				Description: "Name, 1–255 characters.",
+				Description: fmt.Sprintf("Name, %d–%d characters.", openapi.NodeGroupNameMinLength, openapi.NodeGroupNameMaxLength),
 				Required:    true,
-				Validators:  []validator.String{stringvalidator.LengthBetween(1, 255), fulcrum.NoEdgeSpace()},
+				Validators:  []validator.String{stringvalidator.LengthBetween(openapi.NodeGroupNameMinLength, openapi.NodeGroupNameMaxLength), fulcrum.NoEdgeSpace()},
 			},
 			"description": fulcrum.DescriptionAttribute(),
 			"labels":      fulcrum.LabelsAttribute(),
@@ -68,28 +68,32 @@ func (r *Resource) Schema(_ context.Context, _ resource.SchemaRequest, resp *res
 			},
 			"reserved_ports": schema.SetAttribute{
 				Description: "Ports no listener of the group may use (the API refuses them with 422), besides those always reserved " +
-					"(22 and the agent's own, see `effective_reserved_ports`). Each 1–65535, at most 256. " +
+					fmt.Sprintf("(22 and the agent's own, see `effective_reserved_ports`). Each %d–%d, at most %d. ",
+						openapi.NodeGroupReservedPortsItemMin, openapi.NodeGroupReservedPortsItemMax, openapi.NodeGroupReservedPortsMaxItems) +
 					"The API refuses (409) to reserve a port a listener of the group uses.",
 				ElementType: types.Int64Type,
 				Optional:    true,
 				Computed:    true,
 				Default:     setdefault.StaticValue(types.SetValueMust(types.Int64Type, nil)),
-				Validators: []validator.Set{setvalidator.SizeAtMost(256),
-					setvalidator.ValueInt64sAre(int64validator.Between(1, 65535))},
+				Validators: []validator.Set{setvalidator.SizeAtMost(openapi.NodeGroupReservedPortsMaxItems),
+					setvalidator.ValueInt64sAre(int64validator.Between(openapi.NodeGroupReservedPortsItemMin, openapi.NodeGroupReservedPortsItemMax))},
 			},
 			"effective_reserved_ports": schema.SetAttribute{
 				Description: "Every port a listener of the group is refused: `reserved_ports`, 22 and the agent's own ports.",
 				ElementType: types.Int64Type,
 				Computed:    true,
 			},
-			"heartbeat_interval_ms": msAttribute("How often the group's agents report, in milliseconds (100–600000). "+
-				"Agents learn it from their snapshots.", defaultHeartbeatIntervalMs, 100, 600000),
-			"down_timeout_ms": msAttribute("A node silent this long reads `down` and no longer holds back the group's changes, "+
-				"in milliseconds (200–3600000; at least twice `heartbeat_interval_ms`).", defaultDownTimeoutMs, 200, 3600000),
+			"heartbeat_interval_ms": msAttribute(fmt.Sprintf("How often the group's agents report, in milliseconds (%d–%d). "+
+				"Agents learn it from their snapshots.", openapi.NodeGroupHeartbeatIntervalMsMin, openapi.NodeGroupHeartbeatIntervalMsMax),
+				defaultHeartbeatIntervalMs, openapi.NodeGroupHeartbeatIntervalMsMin, openapi.NodeGroupHeartbeatIntervalMsMax),
+			"down_timeout_ms": msAttribute(fmt.Sprintf("A node silent this long reads `down` and no longer holds back the group's changes, "+
+				"in milliseconds (%d–%d; at least twice `heartbeat_interval_ms`).", openapi.NodeGroupDownTimeoutMsMin, openapi.NodeGroupDownTimeoutMsMax),
+				defaultDownTimeoutMs, openapi.NodeGroupDownTimeoutMsMin, openapi.NodeGroupDownTimeoutMsMax),
 			"down_node_cleanup_after_ms": msAttribute("A node down this long is removed, in milliseconds (at least `down_timeout_ms`). "+
-				"It registers again if it comes back.", defaultDownNodeCleanupAfterMs, 1000, 315360000000),
-			"apply_grace_ms": msAttribute("A node failing every apply this long no longer holds back the group's changes, "+
-				"in milliseconds (0–86400000).", defaultApplyGraceMs, 0, 86400000),
+				"It registers again if it comes back.", defaultDownNodeCleanupAfterMs, openapi.NodeGroupDownNodeCleanupAfterMsMin, openapi.NodeGroupDownNodeCleanupAfterMsMax),
+			"apply_grace_ms": msAttribute(fmt.Sprintf("A node failing every apply this long no longer holds back the group's changes, "+
+				"in milliseconds (%d–%d).", openapi.NodeGroupApplyGraceMsMin, openapi.NodeGroupApplyGraceMsMax),
+				defaultApplyGraceMs, openapi.NodeGroupApplyGraceMsMin, openapi.NodeGroupApplyGraceMsMax),
 		},
 	}
 }

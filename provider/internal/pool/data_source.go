@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
@@ -48,7 +49,7 @@ func (d *DataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp 
 			"id": schema.StringAttribute{
 				Description: "The pool's id (`pool_…`).",
 				Required:    true,
-				Validators:  []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators:  []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 			},
 			"load_balancer_id": str("The load balancer the pool belongs to."),
 			"name":             str("Name."),

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/fulcrumlb/fulcrum/openapi"
 	"github.com/fulcrumlb/fulcrum/provider/internal/fulcrum"
 )
 
@@ -135,7 +136,7 @@ func (m byType) PlanModifyString(ctx context.Context, req planmodifier.StringReq
 type timeoutDefault struct{}
 
 func (timeoutDefault) Description(context.Context) string {
-	return "Defaults to 3000, or interval_ms when shorter."
+	return fmt.Sprintf("Defaults to %d, or interval_ms when shorter.", defaultTimeoutMS)
 }
 func (m timeoutDefault) MarkdownDescription(ctx context.Context) string { return m.Description(ctx) }
 
@@ -158,8 +159,8 @@ func (timeoutDefault) PlanModifyInt64(ctx context.Context, req planmodifier.Int6
 }
 
 const (
-	defaultIntervalMS = 5000
-	defaultTimeoutMS  = 3000
+	defaultIntervalMS = openapi.HealthMonitorIntervalMsDefault
+	defaultTimeoutMS  = openapi.HealthMonitorTimeoutMsDefault
 )
 
 func attributeError(diags interface {

@@ -67,10 +67,10 @@ type fixedResponseModel struct {
 
 // The API's defaults, which it always spells out in its answers.
 const (
-	defaultMatch       = "exact"
-	defaultWeight      = 1
-	defaultRedirect    = 302
-	defaultContentType = "text/plain"
+	defaultMatch       = openapi.RuleConditionMatchDefault
+	defaultWeight      = openapi.WeightedPoolWeightDefault
+	defaultRedirect    = openapi.RuleActionRedirectCodeDefault
+	defaultContentType = openapi.RuleActionFixedResponseContentTypeDefault
 )
 
 // wire types of the generated client's anonymous structs.

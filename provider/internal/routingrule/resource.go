@@ -82,10 +82,10 @@ var conditionAttributes = map[string]schema.Attribute{
 		Validators:  []validator.String{stringvalidator.LengthBetween(1, 256)},
 	},
 	"values": schema.ListAttribute{
-		Description: "1 to 32 values; any one matching is enough.",
+		Description: fmt.Sprintf("%d to %d values; any one matching is enough.", openapi.RuleConditionValuesMinItems, openapi.RuleConditionValuesMaxItems),
 		ElementType: types.StringType,
 		Required:    true,
-		Validators:  []validator.List{listvalidator.SizeBetween(1, 32)},
+		Validators:  []validator.List{listvalidator.SizeBetween(openapi.RuleConditionValuesMinItems, openapi.RuleConditionValuesMaxItems)},
 	},
 	"invert": schema.BoolAttribute{
 		Description: "Negate the condition. Defaults to `false`.",
@@ -121,7 +121,7 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				Description:   "The http or https listener the rule belongs to. Changing it replaces the rule.",
 				Required:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
-				Validators:    []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators:    []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 			},
 			"load_balancer_id": schema.StringAttribute{
 				Description:   "The listener's load balancer.",
@@ -129,23 +129,23 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"name": schema.StringAttribute{
-				Description: "Name, unique among the listener's rules; at most 255 characters. Defaults to empty.",
+				Description: fmt.Sprintf("Name, unique among the listener's rules; at most %d characters. Defaults to empty.", openapi.RoutingRuleNameMaxLength),
 				Optional:    true, Computed: true,
 				Default:    stringdefault.StaticString(""),
-				Validators: []validator.String{stringvalidator.LengthAtMost(255), fulcrum.NoEdgeSpace()},
+				Validators: []validator.String{stringvalidator.LengthAtMost(openapi.RoutingRuleNameMaxLength), fulcrum.NoEdgeSpace()},
 			},
 			"description": fulcrum.DescriptionAttribute(),
 			"labels":      fulcrum.LabelsAttribute(),
 			"priority": schema.Int64Attribute{
-				Description: "Order of evaluation, 1–50000, lowest first; unique per listener.",
+				Description: fmt.Sprintf("Order of evaluation, %d–%d, lowest first; unique per listener.", openapi.RoutingRulePriorityMin, openapi.RoutingRulePriorityMax),
 				Required:    true,
-				Validators:  []validator.Int64{int64validator.Between(1, 50000)},
+				Validators:  []validator.Int64{int64validator.Between(openapi.RoutingRulePriorityMin, openapi.RoutingRulePriorityMax)},
 			},
 			"conditions": schema.ListNestedAttribute{
-				Description: "Up to 16 conditions that must all match. None (the default) matches every request.",
+				Description: fmt.Sprintf("Up to %d conditions that must all match. None (the default) matches every request.", openapi.RoutingRuleConditionsMaxItems),
 				Optional:    true, Computed: true,
 				Default:      listdefault.StaticValue(types.ListValueMust(conditionType(), []attr.Value{})),
-				Validators:   []validator.List{listvalidator.SizeAtMost(16)},
+				Validators:   []validator.List{listvalidator.SizeAtMost(openapi.RoutingRuleConditionsMaxItems)},
 				NestedObject: schema.NestedAttributeObject{Attributes: conditionAttributes},
 			},
 			"provisioning_status": schema.StringAttribute{
@@ -167,20 +167,20 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 						Optional:    true,
 						Attributes: map[string]schema.Attribute{
 							"pools": schema.ListNestedAttribute{
-								Description: "1 to 16 http pools of the listener's load balancer; at least one with a weight above 0.",
+								Description: fmt.Sprintf("%d to %d http pools of the listener's load balancer; at least one with a weight above 0.", openapi.RuleActionForwardPoolsMinItems, openapi.RuleActionForwardPoolsMaxItems),
 								Required:    true,
-								Validators:  []validator.List{listvalidator.SizeBetween(1, 16)},
+								Validators:  []validator.List{listvalidator.SizeBetween(openapi.RuleActionForwardPoolsMinItems, openapi.RuleActionForwardPoolsMaxItems)},
 								NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 									"pool_id": schema.StringAttribute{
 										Description: "The pool's id.",
 										Required:    true,
-										Validators:  []validator.String{stringvalidator.LengthBetween(1, 64)},
+										Validators:  []validator.String{stringvalidator.LengthBetween(1, openapi.ParamIDMaxLength)},
 									},
 									"weight": schema.Int64Attribute{
-										Description: "Share of the requests, 0–256. Defaults to 1.",
+										Description: fmt.Sprintf("Share of the requests, %d–%d. Defaults to %d.", openapi.WeightedPoolWeightMin, openapi.WeightedPoolWeightMax, defaultWeight),
 										Optional:    true, Computed: true,
 										Default:    int64default.StaticInt64(defaultWeight),
-										Validators: []validator.Int64{int64validator.Between(0, 256)},
+										Validators: []validator.Int64{int64validator.Between(openapi.WeightedPoolWeightMin, openapi.WeightedPoolWeightMax)},
 									},
 								}},
 							},
@@ -211,12 +211,12 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 								Validators:  []validator.String{stringvalidator.LengthBetween(1, 253)},
 							},
 							"port": schema.Int64Attribute{
-								Description: "Port to redirect to, 1–65535.",
+								Description: fmt.Sprintf("Port to redirect to, %d–%d.", openapi.RuleActionRedirectPortMin, openapi.RuleActionRedirectPortMax),
 								Optional:    true,
-								Validators:  []validator.Int64{int64validator.Between(1, 65535)},
+								Validators:  []validator.Int64{int64validator.Between(openapi.RuleActionRedirectPortMin, openapi.RuleActionRedirectPortMax)},
 							},
 							"code": schema.Int64Attribute{
-								Description: "Status code: 301, 302, 303, 307 or 308. Defaults to 302.",
+								Description: fmt.Sprintf("Status code: 301, 302, 303, 307 or 308. Defaults to %d.", defaultRedirect),
 								Optional:    true, Computed: true,
 								Default:    int64default.StaticInt64(defaultRedirect),
 								Validators: []validator.Int64{int64validator.OneOf(redirectCodes...)},
@@ -228,9 +228,9 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 						Optional:    true,
 						Attributes: map[string]schema.Attribute{
 							"status_code": schema.Int64Attribute{
-								Description: "HTTP status, 200–599.",
+								Description: fmt.Sprintf("HTTP status, %d–%d.", openapi.RuleActionFixedResponseStatusCodeMin, openapi.RuleActionFixedResponseStatusCodeMax),
 								Required:    true,
-								Validators:  []validator.Int64{int64validator.Between(200, 599)},
+								Validators:  []validator.Int64{int64validator.Between(openapi.RuleActionFixedResponseStatusCodeMin, openapi.RuleActionFixedResponseStatusCodeMax)},
 							},
 							"content_type": schema.StringAttribute{
 								Description: "Content-Type of the body. Defaults to `text/plain`.",
@@ -239,10 +239,10 @@ func (r *Resource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *r
 								Validators: []validator.String{stringvalidator.LengthBetween(1, 255)},
 							},
 							"body": schema.StringAttribute{
-								Description: "Body, at most 15000 bytes. Defaults to empty.",
+								Description: fmt.Sprintf("Body, at most %d bytes. Defaults to empty.", openapi.RuleActionFixedResponseBodyMaxLength),
 								Optional:    true, Computed: true,
 								Default:    stringdefault.StaticString(""),
-								Validators: []validator.String{stringvalidator.LengthAtMost(15000)},
+								Validators: []validator.String{stringvalidator.LengthAtMost(openapi.RuleActionFixedResponseBodyMaxLength)},
 							},
 						},
 					},

@@ -29,21 +29,21 @@ type quotasModel struct {
 	Certificates  types.Int64 `tfsdk:"certificates"`
 }
 
-// quota describes one quota: its attribute, the API's default and maximum.
+// quota describes one quota: its attribute, the API's default and bounds.
 type quota struct {
-	name     string
-	def, max int64
-	field    func(*quotasModel) *types.Int64
-	api      func(*openapi.Quotas) **int
+	name          string
+	def, min, max int64
+	field         func(*quotasModel) *types.Int64
+	api           func(*openapi.Quotas) **int
 }
 
 var quotas = []quota{
-	{"load_balancers", 10, 100000, func(q *quotasModel) *types.Int64 { return &q.LoadBalancers }, func(q *openapi.Quotas) **int { return &q.LoadBalancers }},
-	{"listeners", 50, 100000, func(q *quotasModel) *types.Int64 { return &q.Listeners }, func(q *openapi.Quotas) **int { return &q.Listeners }},
-	{"pools", 50, 100000, func(q *quotasModel) *types.Int64 { return &q.Pools }, func(q *openapi.Quotas) **int { return &q.Pools }},
-	{"members", 500, 1000000, func(q *quotasModel) *types.Int64 { return &q.Members }, func(q *openapi.Quotas) **int { return &q.Members }},
-	{"routing_rules", 500, 100000, func(q *quotasModel) *types.Int64 { return &q.RoutingRules }, func(q *openapi.Quotas) **int { return &q.RoutingRules }},
-	{"certificates", 50, 100000, func(q *quotasModel) *types.Int64 { return &q.Certificates }, func(q *openapi.Quotas) **int { return &q.Certificates }},
+	{"load_balancers", openapi.QuotasLoadBalancersDefault, openapi.QuotasLoadBalancersMin, openapi.QuotasLoadBalancersMax, func(q *quotasModel) *types.Int64 { return &q.LoadBalancers }, func(q *openapi.Quotas) **int { return &q.LoadBalancers }},
+	{"listeners", openapi.QuotasListenersDefault, openapi.QuotasListenersMin, openapi.QuotasListenersMax, func(q *quotasModel) *types.Int64 { return &q.Listeners }, func(q *openapi.Quotas) **int { return &q.Listeners }},
+	{"pools", openapi.QuotasPoolsDefault, openapi.QuotasPoolsMin, openapi.QuotasPoolsMax, func(q *quotasModel) *types.Int64 { return &q.Pools }, func(q *openapi.Quotas) **int { return &q.Pools }},
+	{"members", openapi.QuotasMembersDefault, openapi.QuotasMembersMin, openapi.QuotasMembersMax, func(q *quotasModel) *types.Int64 { return &q.Members }, func(q *openapi.Quotas) **int { return &q.Members }},
+	{"routing_rules", openapi.QuotasRoutingRulesDefault, openapi.QuotasRoutingRulesMin, openapi.QuotasRoutingRulesMax, func(q *quotasModel) *types.Int64 { return &q.RoutingRules }, func(q *openapi.Quotas) **int { return &q.RoutingRules }},
+	{"certificates", openapi.QuotasCertificatesDefault, openapi.QuotasCertificatesMin, openapi.QuotasCertificatesMax, func(q *quotasModel) *types.Int64 { return &q.Certificates }, func(q *openapi.Quotas) **int { return &q.Certificates }},
 }
 
 // fromAPI refreshes everything. A quota the API leaves out reads as its default.

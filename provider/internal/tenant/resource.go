@@ -45,10 +45,10 @@ func (r *Resource) Schema(_ context.Context, _ resource.SchemaRequest, resp *res
 	quotaAttrs := map[string]schema.Attribute{}
 	for _, q := range quotas {
 		quotaAttrs[q.name] = schema.Int64Attribute{
-			Description: fmt.Sprintf("Most %s the tenant may own, 0–%d. Defaults to %d.", q.name, q.max, q.def),
+			Description: fmt.Sprintf("Most %s the tenant may own, %d–%d. Defaults to %d.", q.name, q.min, q.max, q.def),
 			Optional:    true, Computed: true,
 			Default:    int64default.StaticInt64(q.def),
-			Validators: []validator.Int64{int64validator.Between(0, q.max)},
+			Validators: []validator.Int64{int64validator.Between(q.min, q.max)},
 		}
 	}
 	resp.Schema = schema.Schema{
@@ -61,9 +61,9 @@ func (r *Resource) Schema(_ context.Context, _ resource.SchemaRequest, resp *res
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"name": schema.StringAttribute{
-				Description: "Name, 1–255 characters.",
+				Description: fmt.Sprintf("Name, %d–%d characters.", openapi.TenantNameMinLength, openapi.TenantNameMaxLength),
 				Required:    true,
-				Validators:  []validator.String{stringvalidator.LengthBetween(1, 255), fulcrum.NoEdgeSpace()},
+				Validators:  []validator.String{stringvalidator.LengthBetween(openapi.TenantNameMinLength, openapi.TenantNameMaxLength), fulcrum.NoEdgeSpace()},
 			},
 			"description": fulcrum.DescriptionAttribute(),
 			"labels":      fulcrum.LabelsAttribute(),
