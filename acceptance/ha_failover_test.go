@@ -3,8 +3,10 @@ package acceptance
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,6 +61,14 @@ func TestHAFailover(t *testing.T) {
 			line := fmt.Sprintf("new_lb: other_vip_failed=%d other_vip_moved=%t", failed, now != owner1)
 			t.Log(line)
 			fmt.Println(line)
+			// Adding a VIP must not move another: the config depends on
+			// the VIPs only and the holder outranks the others.
+			if now != owner1 {
+				t.Errorf("adding an LB moved %s from %s to %s", vip, owner1.name, now.name)
+			}
+			if failed > 0 {
+				t.Errorf("%d requests to %s failed while an LB was added", failed, vip)
+			}
 		}()
 		owner := h.waitOwner(vip2, nil)
 		var via string
@@ -156,7 +166,7 @@ func TestHAFailover(t *testing.T) {
 			h.stopAgent(owner)
 			owner.stopOnExit = false
 			o := h.measure(l, at, 15*time.Second, 2*time.Second)
-			via := h.checkSettled(o, vip)
+			via := h.checkMovedOnce(o, vip, owner)
 			newOwner := h.waitOwner(vip, owner)
 			if via != newOwner.ip || newOwner == owner {
 				t.Fatalf("run %d: after %s stopped, %s holds the VIP and requests go through %s", i+1, owner.name, newOwner.name, via)
@@ -165,7 +175,7 @@ func TestHAFailover(t *testing.T) {
 			t.Logf("run %d: %s stopped (SIGTERM): %d failed, gap %s; %s took the VIP", i+1, owner.name, o.failed, o.gap.Round(time.Millisecond), newOwner.name)
 			h.startAgent(owner)
 		}
-		line := fmt.Sprintf("drain: failed=%d runs=%d in_flight_cut=%d gap_ms_max=%d slowest_request_ms=%d", failed, runs, broken, durationPercentile(gaps, 1).Milliseconds(), slowest.Milliseconds())
+		line := fmt.Sprintf("stop: failed=%d runs=%d in_flight_cut=%d gap_ms_max=%d slowest_request_ms=%d", failed, runs, broken, durationPercentile(gaps, 1).Milliseconds(), slowest.Milliseconds())
 		t.Log(line)
 		fmt.Println(line)
 		// New connections are never refused. A request in flight at the
@@ -173,6 +183,81 @@ func TestHAFailover(t *testing.T) {
 		// next packet with a reset): VRRP moves addresses, not connections.
 		if refused := failed - broken; refused > 0 {
 			t.Errorf("%d new connections failed while owners stopped gracefully; want 0", refused)
+		}
+	})
+
+	// POST /v1/nodes/{id}/drain on the owner under load: its agent gives the
+	// VIPs up (keepalived FAULT, a priority-0 advert: a backup takes over at
+	// once) while HAProxy keeps serving what it has. No request fails, and
+	// requests in flight on the drained node (a slow backend) complete.
+	t.Run("OwnerDrained", func(t *testing.T) {
+		defer h.use(t)()
+		l := h.startLoad(vip, loadInterval)
+		var gaps []time.Duration
+		var slowest time.Duration
+		failed, inFlight, inFlightFailed := 0, 0, 0
+		for i := 0; i < runs; i++ {
+			h.waitAllReady()
+			owner := h.waitOwner(vip, nil)
+			time.Sleep(500 * time.Millisecond)
+			// Slow requests through the owner, in flight when it drains.
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var slowErrs []error
+			for j := 0; j < 3; j++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var via string
+					err := inNS(h.client, func() (err error) {
+						via, err = fetchPath(net.JoinHostPort(vip, "80"), "/slow", slowRequest+5*time.Second)
+						return err
+					})
+					if err == nil && via != owner.ip {
+						err = fmt.Errorf("served through %s, not the drained owner %s", via, owner.ip)
+					}
+					mu.Lock()
+					slowErrs = append(slowErrs, err)
+					mu.Unlock()
+				}()
+			}
+			time.Sleep(300 * time.Millisecond) // the slow requests reached the backend
+			at := time.Now()
+			if code, out := h.st.CallAs(h.st.AdminToken, http.MethodPost, "/v1/nodes/"+owner.name+"/drain", nil); code != http.StatusOK {
+				t.Fatalf("drain %s: %d %v", owner.name, code, out)
+			}
+			o := h.measure(l, at, 15*time.Second, 2*time.Second)
+			via := h.checkMovedOnce(o, vip, owner)
+			newOwner := h.waitOwner(vip, nil)
+			if newOwner == owner || via != newOwner.ip {
+				t.Fatalf("run %d: after %s drained, %s holds the VIP and requests go through %s", i+1, owner.name, newOwner.name, via)
+			}
+			wg.Wait()
+			for _, err := range slowErrs {
+				inFlight++
+				if err != nil {
+					inFlightFailed++
+					t.Errorf("run %d: a request in flight on %s when it drained failed: %v", i+1, owner.name, err)
+				}
+			}
+			gaps, failed, slowest = append(gaps, o.gap), failed+o.failed, max(slowest, o.slowest)
+			t.Logf("run %d: %s drained: %d failed, %d in flight completed; %s took the VIP", i+1, owner.name, o.failed, len(slowErrs), newOwner.name)
+			if code, out := h.st.CallAs(h.st.AdminToken, http.MethodPost, "/v1/nodes/"+owner.name+"/uncordon", nil); code != http.StatusOK {
+				t.Fatalf("uncordon %s: %d %v", owner.name, code, out)
+			}
+			// Back in service, the drained node does not take the VIP back.
+			teststack.WaitFor(t, owner.name+" ready again", 30*time.Second, func() bool { return h.ready(owner) })
+			time.Sleep(time.Second)
+			if now := h.waitOwner(vip, nil); now != newOwner {
+				t.Fatalf("run %d: the VIP moved from %s to %s when %s returned to service", i+1, newOwner.name, now.name, owner.name)
+			}
+		}
+		line := fmt.Sprintf("drain: failed=%d runs=%d in_flight=%d in_flight_failed=%d gap_ms_max=%d slowest_request_ms=%d",
+			failed, runs, inFlight, inFlightFailed, durationPercentile(gaps, 1).Milliseconds(), slowest.Milliseconds())
+		t.Log(line)
+		fmt.Println(line)
+		if failed > 0 {
+			t.Errorf("%d requests failed while owners drained; want 0", failed)
 		}
 	})
 
@@ -275,6 +360,45 @@ func (h *haNet) checkSettled(o outage, vip string) string {
 		if r.via != via {
 			h.t.Fatalf("requests to %s went through %s, then %s after traffic resumed (flapping)", vip, via, r.via)
 		}
+	}
+	return via
+}
+
+// checkMovedOnce is checkSettled for a VIP that moves away from a node that
+// keeps serving until it lets go (a drain, a graceful stop): requests after
+// traffic resumed go through from, then through one other node, never back
+// (allowing 100 ms of overlap by start time: a request's start and its SYN
+// are not ordered exactly on a busy machine). It returns the new node's
+// address.
+func (h *haNet) checkMovedOnce(o outage, vip string, from *haNode) string {
+	h.t.Helper()
+	if len(o.after) == 0 {
+		h.t.Fatalf("no request after traffic resumed on %s", vip)
+	}
+	if o.flaps > 0 {
+		h.t.Fatalf("requests to %s failed again after traffic had resumed (%d times: flapping)", vip, o.flaps)
+	}
+	var via string
+	var lastOld, firstNew time.Time
+	for _, r := range o.after {
+		if !r.ok {
+			h.t.Fatalf("a request to %s failed after traffic had resumed (flapping)", vip)
+		}
+		if r.via == from.ip {
+			lastOld = r.at
+			continue
+		}
+		if via == "" {
+			via, firstNew = r.via, r.at
+		} else if r.via != via {
+			h.t.Fatalf("requests to %s went through %s, then %s (flapping)", vip, via, r.via)
+		}
+	}
+	if via == "" {
+		h.t.Fatalf("requests to %s still go through %s", vip, from.name)
+	}
+	if d := lastOld.Sub(firstNew); d > 100*time.Millisecond {
+		h.t.Fatalf("requests to %s went through %s again %s after %s served them (flapping)", vip, from.name, d, via)
 	}
 	return via
 }

@@ -392,6 +392,9 @@ func (h *haNet) startBackend(port int) {
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if r.URL.Path == "/slow" { // a request still in flight when a VIP moves
+			time.Sleep(slowRequest)
+		}
 		io.WriteString(w, host)
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln) //nolint:errcheck
@@ -491,8 +494,15 @@ type dialError struct{ err error }
 
 func (e *dialError) Error() string { return "connect: " + e.err.Error() }
 
+// slowRequest is how long the backend takes to answer GET /slow.
+const slowRequest = 1500 * time.Millisecond
+
 // fetchVia sends GET / on a new connection and returns the body.
-func fetchVia(addr string) (string, error) {
+func fetchVia(addr string) (string, error) { return fetchPath(addr, "/", 3*time.Second) }
+
+// fetchPath sends GET path on a new connection and returns the body; the
+// exchange must end within deadline of the connect.
+func fetchPath(addr, path string, deadline time.Duration) (string, error) {
 	// A SYN lost while the VIP moves is sent again after a second, as any
 	// client's would: such a request is slow, not failed.
 	c, err := net.DialTimeout("tcp", addr, 2500*time.Millisecond)
@@ -500,8 +510,8 @@ func fetchVia(addr string) (string, error) {
 		return "", &dialError{err}
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: ha\r\nConnection: close\r\n\r\n"); err != nil {
+	_ = c.SetDeadline(time.Now().Add(deadline))
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: ha\r\nConnection: close\r\n\r\n"); err != nil {
 		return "", err
 	}
 	res, err := http.ReadResponse(bufio.NewReader(c), nil)

@@ -37,9 +37,21 @@ type Config struct {
 	// Hold is how long HAProxy must answer again, after it gave the VIPs up,
 	// before the node may hold VIPs again: the new owner settles first, so
 	// the VIPs do not bounce. Defaults to 2s.
-	Hold   time.Duration
+	Hold time.Duration
+	// Settle is how long the node must have held an instance's VIPs before
+	// it takes the holder bonus (see Render): longer than two nodes may be
+	// master at once while a failover settles. Defaults to 1s.
+	Settle time.Duration
 	Logger *slog.Logger
 }
+
+// Admin states (the snapshot's node.admin_state) the manager acts on.
+const (
+	// AdminCordoned: keep the VIPs held, claim no other.
+	AdminCordoned = "cordoned"
+	// AdminDraining: give every VIP up (other nodes take them).
+	AdminDraining = "draining"
+)
 
 // Manager renders keepalived's config, keeps keepalived running while the
 // node group uses VRRP, and writes the ready file keepalived tracks.
@@ -47,19 +59,25 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex
-	settings Settings
-	vips     []netip.Addr
-	applied  bool // a snapshot was applied
-	released bool // VIPs given up for good (drain, stop)
-	want     []byte
-	pid      int           // running keepalived (ours or adopted)
-	done     chan struct{} // closed when our child exits; nil when adopted
-	ready    string        // last value written to the ready file
-	failures int
-	fell     bool      // gave the VIPs up for failed checks; back after Hold
-	okSince  time.Time // checks have passed since (while fell)
-	kick     chan struct{}
+	mu        sync.Mutex
+	settings  Settings
+	vips      []netip.Addr
+	instances []Instance // of want
+	admin     string     // AdminCordoned, AdminDraining or "" (in service)
+	applied   bool       // a snapshot was applied
+	released  bool       // VIPs given up for good (stop)
+	want      []byte
+	// heldSince is when the node started holding each instance's VIPs;
+	// hold is the value last written to each instance's hold file.
+	heldSince map[string]time.Time
+	hold      map[string]int
+	pid       int           // running keepalived (ours or adopted)
+	done      chan struct{} // closed when our child exits; nil when adopted
+	ready     string        // last value written to the ready file
+	failures  int
+	fell      bool      // gave the VIPs up for failed checks; back after Hold
+	okSince   time.Time // checks have passed since (while fell)
+	kick      chan struct{}
 }
 
 // New builds a Manager; Run starts its loops.
@@ -76,10 +94,14 @@ func New(cfg Config) *Manager {
 	if cfg.Hold == 0 {
 		cfg.Hold = 2 * time.Second
 	}
+	if cfg.Settle == 0 {
+		cfg.Settle = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "keepalived"), kick: make(chan struct{}, 1)}
+	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "keepalived"), kick: make(chan struct{}, 1),
+		heldSince: map[string]time.Time{}, hold: map[string]int{}}
 }
 
 func (m *Manager) path(name string) string { return filepath.Join(m.cfg.Dir, name) }
@@ -89,6 +111,10 @@ func (m *Manager) ConfigPath() string { return m.path("keepalived.conf") }
 
 // ReadyFile is the file keepalived tracks: "0" lets the node hold VIPs.
 func (m *Manager) ReadyFile() string { return m.path("ready") }
+
+// HoldFile is the file whose value keepalived adds to the priority of an
+// instance (see Render).
+func (m *Manager) HoldFile(instance string) string { return m.path(holdName(instance)) }
 
 // PIDFile is keepalived's parent pid file.
 func (m *Manager) PIDFile() string { return m.path("keepalived.pid") }
@@ -117,30 +143,42 @@ func (m *Manager) Update(s *Settings, vips []netip.Addr) {
 		m.settings, m.vips, m.want = Settings{}, nil, nil
 	} else {
 		m.settings, m.vips = *s, vips
-		in := Instances(*s, m.cfg.NodeName, vips)
-		// A reload makes keepalived elect again, nopreempt or not: the
-		// instances whose VIPs this node holds get the top priority and the
-		// others half their hashed one (1–127, same order), so a reload for
-		// another VIP does not move them.
-		held := holding(s.Interface, vips)
-		for i := range in {
-			in[i].Priority = 1 + (in[i].Priority-1)/2
-			for _, v := range in[i].VIPs {
-				if slices.Contains(held, v) {
-					in[i].Priority = 254
-				}
-			}
-		}
-		if len(in) == 0 {
+		// The config depends on the VIPs alone, never on who holds them:
+		// the holder's precedence lives in the hold files (see Render).
+		m.instances = Instances(*s, m.cfg.NodeName, vips)
+		if len(m.instances) == 0 {
 			m.want = nil
 		} else {
-			m.want = Render(*s, m.cfg.NodeName, m.ReadyFile(), in)
+			m.want = Render(*s, m.cfg.NodeName, m.ReadyFile(), m.HoldFile, m.instances)
 		}
 	}
 	m.mu.Unlock()
+	m.poke()
+}
+
+func (m *Manager) poke() {
 	select {
 	case m.kick <- struct{}{}:
 	default:
+	}
+}
+
+// SetAdminState hands the manager the node's admin state from the snapshot:
+// draining gives every VIP up (keepalived's FAULT: its priority-0 advert lets
+// a backup take over at once, while HAProxy keeps serving the connections it
+// has); cordoned keeps the VIPs held and claims no other (the instances it
+// does not hold go to FAULT); anything else is in service.
+func (m *Manager) SetAdminState(state string) {
+	if state != AdminCordoned && state != AdminDraining {
+		state = ""
+	}
+	m.mu.Lock()
+	changed := m.admin != state
+	m.admin = state
+	m.mu.Unlock()
+	if changed {
+		m.log.Info("admin state", "admin_state", state)
+		m.poke()
 	}
 }
 
@@ -229,12 +267,96 @@ func (m *Manager) check(ctx context.Context) {
 	} else if m.fell && !m.okSince.IsZero() && now.Sub(m.okSince) >= m.cfg.Hold {
 		m.fell = false
 	}
-	ready := m.applied && !m.released && !m.fell
+	ready := m.applied && !m.released && !m.fell && m.admin != AdminDraining
 	if !ready && err != nil && m.failures == m.cfg.Fall {
 		m.log.Warn("HAProxy does not answer: giving VIPs up", "err", err)
 	}
 	m.mu.Unlock()
 	m.writeReady(ready)
+	m.updateHolds()
+}
+
+// updateHolds writes each instance's hold file: HolderBonus once the node has
+// held the instance's VIPs for Settle, FAULT for an instance a cordoned node
+// does not hold, else 0.
+func (m *Manager) updateHolds() {
+	m.mu.Lock()
+	iface, vips, instances, admin, running := m.settings.Interface, m.vips, m.instances, m.admin, m.pid != 0
+	m.mu.Unlock()
+	if !running || len(instances) == 0 {
+		return
+	}
+	held := holding(iface, vips)
+	now := time.Now()
+	for _, in := range instances {
+		holds := false
+		for _, v := range in.VIPs {
+			if slices.Contains(held, v) {
+				holds = true
+			}
+		}
+		m.mu.Lock()
+		val := holdNone
+		switch {
+		case holds:
+			if m.heldSince[in.Name].IsZero() {
+				m.heldSince[in.Name] = now
+			}
+			if now.Sub(m.heldSince[in.Name]) >= m.cfg.Settle {
+				val = holdBonus
+			}
+		case admin == AdminCordoned:
+			delete(m.heldSince, in.Name)
+			val = holdFault
+		default:
+			delete(m.heldSince, in.Name)
+		}
+		cur, known := m.hold[in.Name]
+		m.mu.Unlock()
+		if known && cur == val {
+			continue
+		}
+		m.writeHold(in.Name, val)
+	}
+}
+
+func (m *Manager) writeHold(instance string, val int) {
+	if err := atomicfile.Write(m.HoldFile(instance), []byte(strconv.Itoa(val)+"\n"), 0o600); err != nil {
+		m.log.Error("write hold file", "instance", instance, "err", err)
+		return
+	}
+	m.mu.Lock()
+	m.hold[instance] = val
+	m.mu.Unlock()
+	m.log.Info("hold file", "instance", instance, "value", val)
+}
+
+// ensureHolds creates the hold files keepalived is about to track (0) and
+// reads those a running keepalived already tracks.
+func (m *Manager) ensureHolds(reset bool) {
+	m.mu.Lock()
+	instances := m.instances
+	m.mu.Unlock()
+	for _, in := range instances {
+		b, err := os.ReadFile(m.HoldFile(in.Name))
+		if err == nil && !reset {
+			if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				m.mu.Lock()
+				if _, known := m.hold[in.Name]; !known {
+					m.hold[in.Name] = v
+					if v == holdBonus { // an adopted keepalived's holder keeps its bonus
+						m.heldSince[in.Name] = time.Now().Add(-m.cfg.Settle)
+					}
+				}
+				m.mu.Unlock()
+				continue
+			}
+		}
+		m.mu.Lock()
+		delete(m.heldSince, in.Name)
+		m.mu.Unlock()
+		m.writeHold(in.Name, holdNone)
+	}
 }
 
 func (m *Manager) writeReady(ready bool) {
@@ -278,6 +400,7 @@ func (m *Manager) sync(ctx context.Context) {
 		}
 		return
 	}
+	m.ensureHolds(pid == 0)
 	cur, _ := os.ReadFile(m.ConfigPath())
 	changed := !bytes.Equal(cur, want)
 	if changed {
@@ -384,7 +507,30 @@ func (m *Manager) alive(pid int, done chan struct{}) bool {
 // SIGTERM) and stops keepalived, waiting up to grace.
 func (m *Manager) Stop(grace time.Duration) {
 	m.Release()
+	m.WaitReleased(grace)
 	m.stop(grace)
+}
+
+// WaitReleased waits, up to d, until keepalived has taken this node's VIPs off
+// its interface after a drain or Release, then two advert intervals more so a
+// backup holds them before anything else on this node goes away. It reports
+// whether the node holds none.
+func (m *Manager) WaitReleased(d time.Duration) bool {
+	m.mu.Lock()
+	running, advert := m.pid != 0, time.Duration(m.settings.AdvertIntervalMS)*time.Millisecond
+	m.mu.Unlock()
+	if !running {
+		return len(m.Holding()) == 0
+	}
+	deadline := time.Now().Add(d)
+	for len(m.Holding()) > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2 * advert)
+	return true
 }
 
 func (m *Manager) stop(grace time.Duration) {
