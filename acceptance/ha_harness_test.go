@@ -151,7 +151,12 @@ func newHANet(t *testing.T, n int) *haNet {
 		t.Fatalf("PATCH node group: %d %v", code, out)
 	}
 	for _, node := range h.nodes {
-		node.dir = t.TempDir()
+		// Not t.TempDir: that is removed before h.cleanup dumps the logs.
+		dir, err := os.MkdirTemp("", "fulcrum-ha-"+node.name+"-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		node.dir = dir
 		h.startAgent(node)
 	}
 	return h
@@ -198,6 +203,11 @@ func (h *haNet) cleanup() {
 		_ = exec.Command("ip", "netns", "del", ns).Run()
 	}
 	_ = exec.Command("ip", "link", "del", h.bridge).Run()
+	for _, n := range h.nodes {
+		if n.dir != "" && os.Getenv("FULCRUM_HA_KEEP") == "" {
+			_ = os.RemoveAll(n.dir)
+		}
+	}
 }
 
 func (h *haNet) namespaces() []string {

@@ -71,13 +71,16 @@ type Manager struct {
 	// hold is the value last written to each instance's hold file.
 	heldSince map[string]time.Time
 	hold      map[string]int
-	pid       int           // running keepalived (ours or adopted)
-	done      chan struct{} // closed when our child exits; nil when adopted
-	ready     string        // last value written to the ready file
-	failures  int
-	fell      bool      // gave the VIPs up for failed checks; back after Hold
-	okSince   time.Time // checks have passed since (while fell)
-	kick      chan struct{}
+	// draining: the VIPs held when a drain began, true once parked on lo.
+	draining map[netip.Addr]bool
+	loSwept  bool          // VIPs an earlier agent parked on lo were looked for
+	pid      int           // running keepalived (ours or adopted)
+	done     chan struct{} // closed when our child exits; nil when adopted
+	ready    string        // last value written to the ready file
+	failures int
+	fell     bool      // gave the VIPs up for failed checks; back after Hold
+	okSince  time.Time // checks have passed since (while fell)
+	kick     chan struct{}
 }
 
 // New builds a Manager; Run starts its loops.
@@ -120,14 +123,22 @@ func (m *Manager) HoldFile(instance string) string { return m.path(holdName(inst
 func (m *Manager) PIDFile() string { return m.path("keepalived.pid") }
 
 // EnableNonlocalBind lets HAProxy bind VIPs the node does not hold yet (in the
-// caller's network namespace).
+// caller's network namespace), and makes the node answer ARP only for
+// addresses on the interface asked (arp_ignore 1) and never announce a VIP it
+// does not hold on it (arp_announce 2): a drained node keeps its VIPs on lo
+// for the connections it still serves (see parkDrained) without drawing new
+// ones.
 func EnableNonlocalBind() error {
 	var errs []error
-	for _, f := range []string{"/proc/sys/net/ipv4/ip_nonlocal_bind", "/proc/sys/net/ipv6/ip_nonlocal_bind"} {
-		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "1" {
+	for _, s := range []struct{ file, val string }{
+		{"/proc/sys/net/ipv4/ip_nonlocal_bind", "1"}, {"/proc/sys/net/ipv6/ip_nonlocal_bind", "1"},
+		{"/proc/sys/net/ipv4/conf/all/arp_ignore", "1"}, {"/proc/sys/net/ipv4/conf/all/arp_announce", "2"},
+	} {
+		f := s.file
+		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == s.val {
 			continue
 		}
-		if err := os.WriteFile(f, []byte("1\n"), 0o644); err != nil {
+		if err := os.WriteFile(f, []byte(s.val+"\n"), 0o644); err != nil {
 			errs = append(errs, fmt.Errorf("keepalived: set %s: %w", f, err))
 		}
 	}
@@ -274,6 +285,69 @@ func (m *Manager) check(ctx context.Context) {
 	m.mu.Unlock()
 	m.writeReady(ready)
 	m.updateHolds()
+	m.parkDrained()
+}
+
+// parkDrained keeps the connections a draining node serves alive after its
+// VIPs moved: a VIP the node held when the drain began goes on lo once
+// keepalived has taken it off the VRRP interface. HAProxy can then still send
+// from it (a socket cannot send from an address the node no longer has), while
+// the node neither answers ARP for it on the LAN nor announces it (see
+// EnableNonlocalBind), so new connections go to the new owner. The VIPs leave
+// lo when the node returns to service, before it may claim VIPs again.
+func (m *Manager) parkDrained() {
+	m.mu.Lock()
+	iface, vips, draining := m.settings.Interface, m.vips, m.admin == AdminDraining && !m.released
+	if m.draining == nil {
+		m.draining = map[netip.Addr]bool{}
+	}
+	m.mu.Unlock()
+	if iface == "" {
+		return
+	}
+	if !draining {
+		m.mu.Lock()
+		parked, swept := m.draining, m.loSwept
+		m.draining, m.loSwept = map[netip.Addr]bool{}, true
+		m.mu.Unlock()
+		for v, onLo := range parked {
+			if onLo {
+				m.addrOnLo("del", v)
+			}
+		}
+		if !swept { // parked by an earlier agent, whose drain has ended
+			for _, v := range holding("lo", vips) {
+				if _, done := parked[v]; !done {
+					m.addrOnLo("del", v)
+				}
+			}
+		}
+		return
+	}
+	held := holding(iface, vips)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, v := range held {
+		if _, seen := m.draining[v]; !seen {
+			m.draining[v] = false // held at the drain: parked once it leaves
+		}
+	}
+	for v, onLo := range m.draining {
+		if !onLo && !slices.Contains(held, v) {
+			m.addrOnLo("add", v)
+			m.draining[v] = true
+		}
+	}
+}
+
+// addrOnLo adds or deletes vip on lo.
+func (m *Manager) addrOnLo(op string, vip netip.Addr) {
+	out, err := exec.Command("ip", "addr", op, netip.PrefixFrom(vip, vip.BitLen()).String(), "dev", "lo").CombinedOutput()
+	if err != nil && !(op == "add" && bytes.Contains(out, []byte("exists"))) {
+		m.log.Warn("VIP on lo", "op", op, "vip", vip, "err", err, "output", string(out))
+		return
+	}
+	m.log.Info("VIP on lo for the connections of a drain", "op", op, "vip", vip)
 }
 
 // updateHolds writes each instance's hold file: HolderBonus once the node has
