@@ -138,9 +138,14 @@ const (
 func Render(s Settings, node, readyFile string, holdFile func(instance string) string, instances []Instance) []byte {
 	var b bytes.Buffer
 	b.WriteString("# Written by the fulcrum agent; changes are overwritten.\n")
-	// Real-time scheduling for the VRRP process: adverts every 100 ms must go
-	// out on time on a busy node, or a backup takes over (and the VIP flaps).
-	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n  vrrp_version 3\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n  vrrp_rt_priority 50\n  vrrp_priority -10\n}\n\n", quote(node))
+	// A raised (nice) priority for the VRRP process, not real-time
+	// scheduling: keepalived 2.2.7 cannot set its real-time CPU limit again
+	// on a reload, and the kernel then kills the VRRP process (RLIMIT_RTTIME)
+	// soon after; its restart drops every VIP of the node, and the VIPs move
+	// (this was the "other VIP moved when an LB was added"). An advert that
+	// goes out late on a busy node no longer moves a VIP either: the holder
+	// outranks the backup that took over meanwhile (see the hold files).
+	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n  vrrp_version 3\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n  vrrp_priority -10\n}\n\n", quote(node))
 	fmt.Fprintf(&b, "track_file fulcrum_ready {\n  file %s\n  weight 0\n}\n", quote(readyFile))
 	for _, in := range instances {
 		fmt.Fprintf(&b, "track_file %s {\n  file %s\n  weight 1\n}\n", holdName(in.Name), quote(holdFile(in.Name)))

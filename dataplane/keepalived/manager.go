@@ -282,10 +282,14 @@ func (m *Manager) check(ctx context.Context) {
 	if !ready && err != nil && m.failures == m.cfg.Fall {
 		m.log.Warn("HAProxy does not answer: giving VIPs up", "err", err)
 	}
+	iface, vips := m.settings.Interface, m.vips
 	m.mu.Unlock()
+	// What the node holds before the ready file changes: keepalived drops
+	// the VIPs at once when it does, and a drain parks those it held.
+	held := holding(iface, vips)
 	m.writeReady(ready)
-	m.updateHolds()
-	m.parkDrained()
+	m.updateHolds(held)
+	m.parkDrained(held)
 }
 
 // parkDrained keeps the connections a draining node serves alive after its
@@ -295,7 +299,7 @@ func (m *Manager) check(ctx context.Context) {
 // the node neither answers ARP for it on the LAN nor announces it (see
 // EnableNonlocalBind), so new connections go to the new owner. The VIPs leave
 // lo when the node returns to service, before it may claim VIPs again.
-func (m *Manager) parkDrained() {
+func (m *Manager) parkDrained(held []netip.Addr) {
 	m.mu.Lock()
 	iface, vips, draining := m.settings.Interface, m.vips, m.admin == AdminDraining && !m.released
 	if m.draining == nil {
@@ -324,7 +328,6 @@ func (m *Manager) parkDrained() {
 		}
 		return
 	}
-	held := holding(iface, vips)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, v := range held {
@@ -353,14 +356,13 @@ func (m *Manager) addrOnLo(op string, vip netip.Addr) {
 // updateHolds writes each instance's hold file: HolderBonus once the node has
 // held the instance's VIPs for Settle, FAULT for an instance a cordoned node
 // does not hold, else 0.
-func (m *Manager) updateHolds() {
+func (m *Manager) updateHolds(held []netip.Addr) {
 	m.mu.Lock()
-	iface, vips, instances, admin, running := m.settings.Interface, m.vips, m.instances, m.admin, m.pid != 0
+	instances, admin, running := m.instances, m.admin, m.pid != 0
 	m.mu.Unlock()
 	if !running || len(instances) == 0 {
 		return
 	}
-	held := holding(iface, vips)
 	now := time.Now()
 	for _, in := range instances {
 		holds := false
