@@ -224,6 +224,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err := a.proc.Stop(sctx); err != nil {
 			a.log.Error("stop haproxy", "err", err)
 		}
+		a.vips.Unpark() // HAProxy has finished its connections on the VIPs
 	}
 	if err := a.startHAProxy(ctx); err != nil {
 		if ctx.Err() != nil { // stopped while starting

@@ -581,10 +581,39 @@ func (m *Manager) alive(pid int, done chan struct{}) bool {
 
 // Stop gives the VIPs up (FAULT, then keepalived's own priority-0 adverts on
 // SIGTERM) and stops keepalived, waiting up to grace.
+//
+// The VIPs the node held go on lo meanwhile (as in a drain, see parkDrained),
+// so HAProxy can finish the connections it has; Unpark takes them off once
+// HAProxy has stopped.
 func (m *Manager) Stop(grace time.Duration) {
+	held := m.Holding()
 	m.Release()
 	m.WaitReleased(grace)
+	m.mu.Lock()
+	if m.draining == nil {
+		m.draining = map[netip.Addr]bool{}
+	}
+	for _, v := range held {
+		if !m.draining[v] {
+			m.addrOnLo("add", v)
+			m.draining[v] = true
+		}
+	}
+	m.mu.Unlock()
 	m.stop(grace)
+}
+
+// Unpark takes the VIPs a Stop or a drain put on lo off again.
+func (m *Manager) Unpark() {
+	m.mu.Lock()
+	parked := m.draining
+	m.draining = map[netip.Addr]bool{}
+	m.mu.Unlock()
+	for v, onLo := range parked {
+		if onLo {
+			m.addrOnLo("del", v)
+		}
+	}
 }
 
 // WaitReleased waits, up to d, until keepalived has taken this node's VIPs off
