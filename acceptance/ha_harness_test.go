@@ -434,6 +434,7 @@ type result struct {
 	// broken: the connection was made, then failed (reset or cut while the
 	// request was in flight); otherwise a failure is a connect that failed.
 	broken bool
+	err    string // why it failed
 }
 
 // load starts one request per interval from the client namespace, each on a
@@ -464,7 +465,11 @@ func (h *haNet) startLoad(vip string, interval time.Duration) *load {
 				err := inNS(h.client, func() (err error) { via, err = fetchVia(addr); return err })
 				var dialErr *dialError
 				l.mu.Lock()
-				l.results = append(l.results, result{at: at, ok: err == nil, via: via, dur: time.Since(at), broken: err != nil && !errors.As(err, &dialErr)})
+				r := result{at: at, ok: err == nil, via: via, dur: time.Since(at), broken: err != nil && !errors.As(err, &dialErr)}
+				if err != nil {
+					r.err = err.Error()
+				}
+				l.results = append(l.results, r)
 				l.mu.Unlock()
 			}()
 			select {
@@ -547,6 +552,7 @@ type outage struct {
 	after   []result      // requests started after the last failure (all succeeded)
 	flaps   int           // failures that came back after a second or more of successes
 	slowest time.Duration // the longest request from the fault on
+	errs    []string      // why each failed request failed
 }
 
 // measure waits until requests succeed again after the fault at `at`, then
@@ -587,6 +593,7 @@ func (h *haNet) measure(l *load, at time.Time, bound, settle time.Duration) outa
 		}
 		last, okSince = r, false
 		o.failed++
+		o.errs = append(o.errs, r.err)
 		if r.broken {
 			o.broken++
 		}
