@@ -71,7 +71,7 @@ type Manager struct {
 	// hold is the value last written to each instance's hold file.
 	heldSince map[string]time.Time
 	hold      map[string]int
-	// draining: the VIPs held when a drain began, true once parked on lo.
+	// draining: the VIPs a drain or a stop parked on lo (true once added).
 	draining map[netip.Addr]bool
 	loSwept  bool          // VIPs an earlier agent parked on lo were looked for
 	pid      int           // running keepalived (ours or adopted)
@@ -287,15 +287,16 @@ func (m *Manager) check(ctx context.Context) {
 	// What the node holds before the ready file changes: keepalived drops
 	// the VIPs at once when it does, and a drain parks those it held.
 	held := holding(iface, vips)
+	m.parkDrained(held) // before the ready file: no moment without the address
 	m.writeReady(ready)
 	m.updateHolds(held)
-	m.parkDrained(held)
 }
 
 // parkDrained keeps the connections a draining node serves alive after its
-// VIPs moved: a VIP the node held when the drain began goes on lo once
-// keepalived has taken it off the VRRP interface. HAProxy can then still send
-// from it (a socket cannot send from an address the node no longer has), while
+// VIPs moved: a VIP the node holds when it drains goes on lo as well, before
+// keepalived takes it off the VRRP interface, so HAProxy can still send from
+// it at every moment (a socket cannot send from an address the node no longer
+// has; its peer would retransmit to the new owner, which resets it), while
 // the node neither answers ARP for it on the LAN nor announces it (see
 // EnableNonlocalBind), so new connections go to the new owner. The VIPs leave
 // lo when the node returns to service, before it may claim VIPs again.
@@ -331,12 +332,7 @@ func (m *Manager) parkDrained(held []netip.Addr) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, v := range held {
-		if _, seen := m.draining[v]; !seen {
-			m.draining[v] = false // held at the drain: parked once it leaves
-		}
-	}
-	for v, onLo := range m.draining {
-		if !onLo && !slices.Contains(held, v) {
+		if !m.draining[v] {
 			m.addrOnLo("add", v)
 			m.draining[v] = true
 		}
@@ -587,8 +583,6 @@ func (m *Manager) alive(pid int, done chan struct{}) bool {
 // HAProxy has stopped.
 func (m *Manager) Stop(grace time.Duration) {
 	held := m.Holding()
-	m.Release()
-	m.WaitReleased(grace)
 	m.mu.Lock()
 	if m.draining == nil {
 		m.draining = map[netip.Addr]bool{}
@@ -600,6 +594,8 @@ func (m *Manager) Stop(grace time.Duration) {
 		}
 	}
 	m.mu.Unlock()
+	m.Release()
+	m.WaitReleased(grace)
 	m.stop(grace)
 }
 
