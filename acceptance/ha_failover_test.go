@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/dataplane/keepalived"
 	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
 
@@ -306,17 +308,14 @@ func TestHAFailover(t *testing.T) {
 		if now := h.waitOwner(vip, nil); now != owner {
 			t.Fatalf("cordoning %s moved its VIP to %s", owner.name, now.name)
 		}
-		// The cordoned node holds nothing: every instance of it is in FAULT
-		// through its hold file.
-		holds, _ := filepath.Glob(filepath.Join(cordoned.dir, "state", "keepalived", "hold_*"))
-		if len(holds) == 0 {
-			t.Fatalf("no hold files on %s", cordoned.name)
-		}
-		for _, f := range holds {
-			if b, _ := os.ReadFile(f); strings.TrimSpace(string(b)) != "-254" {
-				t.Fatalf("%s on the cordoned %s reads %q; want -254 (FAULT)", filepath.Base(f), cordoned.name, b)
-			}
-		}
+		// The cordoned node does not hold the VIP: its instance there is in
+		// FAULT through its hold file.
+		in := keepalived.Instances(keepalived.Settings{RouterIDMin: 1, RouterIDMax: 255}, cordoned.name, []netip.Addr{netip.MustParseAddr(vip)})
+		f := filepath.Join(cordoned.dir, "state", "keepalived", "hold_"+in[0].Name)
+		teststack.WaitFor(t, "the cordoned "+cordoned.name+" to put "+in[0].Name+" in FAULT", 10*time.Second, func() bool {
+			b, _ := os.ReadFile(f)
+			return strings.TrimSpace(string(b)) == "-254"
+		})
 		admin(owner, "drain")
 		o := h.measure(l, at, 15*time.Second, 2*time.Second)
 		h.checkMovedOnce(o, vip, owner)
@@ -327,6 +326,63 @@ func TestHAFailover(t *testing.T) {
 			t.Errorf("%d requests failed over a cordon and a drain", o.failed)
 		}
 		t.Logf("%s and %s cordoned, %s drained: the VIP went to %s, %d failed", owner.name, cordoned.name, owner.name, free.name, o.failed)
+	})
+
+	// HAProxy peers share the stick tables among the nodes: a client's
+	// source-IP persistence entry made on the owner is on the other nodes
+	// too, and after the VIP moves (a drain) the client stays on its server.
+	t.Run("PersistenceSurvivesMove", func(t *testing.T) {
+		defer h.use(t)()
+		h.startBackend(backendPort + 1)
+		s := h.st
+		lb := s.Create("/v1/load-balancers", map[string]any{"name": "ha-peers"})
+		lbID, pvip := lb["id"].(string), lb["vip_address"].(string)
+		pool := s.Create("/v1/pools", map[string]any{"load_balancer_id": lbID, "protocol": "http", "algorithm": "round_robin",
+			"session_persistence": map[string]any{"type": "source_ip"}})["id"].(string)
+		for _, port := range []int{backendPort, backendPort + 1} {
+			s.Create("/v1/members", map[string]any{"pool_id": pool, "address": h.subnet + ".31", "port": port})
+		}
+		lsn := s.Create("/v1/listeners", map[string]any{"load_balancer_id": lbID, "protocol": "http", "port": 80, "default_pool_id": pool})["id"].(string)
+		s.WaitActive("/v1/listeners/" + lsn)
+		h.waitAllReady()
+		owner := h.waitOwner(pvip, nil)
+		port := func() string {
+			t.Helper()
+			var got string
+			teststack.WaitFor(t, "an answer on "+pvip, 10*time.Second, func() bool {
+				var err error
+				_ = inNS(h.client, func() error { got, err = fetchPath(net.JoinHostPort(pvip, "80"), "/port", 3*time.Second); return nil })
+				return err == nil
+			})
+			return got
+		}
+		first := port()
+		for i := 0; i < 4; i++ {
+			if got := port(); got != first {
+				t.Fatalf("source-IP persistence on %s: answered by %s, then %s", owner.name, first, got)
+			}
+		}
+		client := h.subnet + ".21"
+		for _, n := range h.nodes {
+			teststack.WaitFor(t, n.name+"'s stick table to hold the client (peers)", 10*time.Second, func() bool {
+				return strings.Contains(h.runtime(n, "show table "+pool), "key="+client+" ")
+			})
+		}
+		admin := func(n *haNode, op string) {
+			t.Helper()
+			if code, out := s.CallAs(s.AdminToken, http.MethodPost, "/v1/nodes/"+n.name+"/"+op, nil); code != http.StatusOK {
+				t.Fatalf("%s %s: %d %v", op, n.name, code, out)
+			}
+		}
+		admin(owner, "drain")
+		defer admin(owner, "uncordon")
+		newOwner := h.waitOwner(pvip, owner)
+		for i := 0; i < 5; i++ {
+			if got := port(); got != first {
+				t.Fatalf("after the VIP moved from %s to %s the client went to server %s, not %s: persistence lost", owner.name, newOwner.name, got, first)
+			}
+		}
+		t.Logf("source-IP persistence to :%s held over the move from %s to %s (the entry reached every node through peers)", first, owner.name, newOwner.name)
 	})
 
 	t.Run("OwnerKilled", func(t *testing.T) {

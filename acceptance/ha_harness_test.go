@@ -59,6 +59,9 @@ type haNode struct {
 
 const haIface = "eth0" // the nodes' LAN interface, the group's vrrp_interface
 
+// haPeersPort is where each node's HAProxy shares stick tables (peers).
+const haPeersPort = 10000
+
 // requireNetns skips unless the test runs as root on a kernel that allows
 // network namespaces, veth pairs and bridges, with keepalived installed.
 func requireNetns(t *testing.T) {
@@ -266,7 +269,7 @@ func (h *haNet) startAgent(n *haNode) {
 	}
 	cmd := exec.Command("ip", "netns", "exec", n.ns, h.bin, "agent", "--endpoint", h.st.Endpoint, "--node-name", n.name,
 		"--state-dir", filepath.Join(n.dir, "state"), "--poll-wait", "5s", "--report-interval", "1s", "--log-level", "debug",
-		"--stop-haproxy-on-exit="+strconv.FormatBool(n.stopOnExit))
+		"--stop-haproxy-on-exit="+strconv.FormatBool(n.stopOnExit), "--peer-address", net.JoinHostPort(n.ip, strconv.Itoa(haPeersPort)))
 	cmd.Env = append(os.Environ(), "FULCRUM_NODE_TOKEN="+h.st.NodeToken, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -319,6 +322,22 @@ func (h *haNet) keepalivedPID(n *haNode) int {
 		return 0
 	}
 	return pid
+}
+
+// runtime sends a command to the node's HAProxy runtime API (its stats
+// socket in the agent's state directory) and returns the answer.
+func (h *haNet) runtime(n *haNode, cmd string) string {
+	c, err := net.DialTimeout("unix", filepath.Join(n.dir, "state", "run", "stats.sock"), 2*time.Second)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(c)
+	return string(b)
 }
 
 // holders lists the nodes whose eth0 holds vip.
@@ -404,6 +423,10 @@ func (h *haNet) startBackend(port int) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		if r.URL.Path == "/slow" { // a request still in flight when a VIP moves
 			time.Sleep(slowRequest)
+		}
+		if r.URL.Path == "/port" { // which backend server answered
+			io.WriteString(w, strconv.Itoa(port))
+			return
 		}
 		io.WriteString(w, host)
 	}), ReadHeaderTimeout: 5 * time.Second}

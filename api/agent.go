@@ -81,12 +81,17 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 	}
 	tokenGroup := scope.groupID
 	b := r.Body
+	peer, err := peerAddress(*b) // peers.go
+	if err != nil {
+		return nil, err
+	}
 	var out openapi.Node
 	err = h.st.Write(ctx, false, func(tx *store.Tx) error {
 		n, err := nodeByName(ctx, tx, r.Id, scope, true)
 		if err == nil {
 			row, err := store.RecordNodeHeartbeat(ctx, tx, n.ID, []store.Column{
-				{Name: "last_seen_at", Value: time.Now()}, {Name: "status", Value: "online"}, {Name: "agent_version", Value: deref(b.AgentVersion)}})
+				{Name: "last_seen_at", Value: time.Now()}, {Name: "status", Value: "online"}, {Name: "agent_version", Value: deref(b.AgentVersion)},
+				{Name: "peer_address", Value: peer}})
 			if err != nil {
 				return err
 			}
@@ -140,7 +145,7 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 		row, err := store.Insert[store.Node](ctx, tx, store.KindNode, []store.Column{
 			{Name: "id", Value: store.NewID(store.KindNode.Prefix)}, {Name: "name", Value: r.Id}, {Name: "node_group_id", Value: group},
 			{Name: "labels", Value: map[string]string{}}, {Name: "revision", Value: rev}, {Name: "status", Value: "online"},
-			{Name: "last_seen_at", Value: time.Now()}, {Name: "agent_version", Value: deref(b.AgentVersion)}})
+			{Name: "last_seen_at", Value: time.Now()}, {Name: "agent_version", Value: deref(b.AgentVersion)}, {Name: "peer_address", Value: peer}})
 		if err != nil {
 			return err
 		}
@@ -200,7 +205,8 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 			hb := g.HeartbeatIntervalMs
 			snap.HeartbeatIntervalMs = &hb
 			snap.Node = &openapi.SnapshotNode{Id: n.ID, Name: n.Name, AdminState: openapi.SnapshotNodeAdminState(adminState(n.AdminState))}
-			return nil
+			snap.Peers, err = snapshotPeers(rctx, tx, n.NodeGroupID) // peers.go
+			return err
 		})
 		cancel()
 		if err != nil {

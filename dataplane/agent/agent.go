@@ -57,6 +57,9 @@ type Config struct {
 	// takes it over without refusing a connection (restarts and upgrades are
 	// hitless). `fulcrum dev` and in-process test stacks set it.
 	StopHAProxyOnExit bool
+	// PeerAddress is where this node's HAProxy listens for its group's
+	// peers (ip:port on its LAN address); "" takes no part in peers.
+	PeerAddress string
 	// Version is reported at registration.
 	Version string
 	Logger  *slog.Logger
@@ -316,6 +319,9 @@ func sleep(ctx context.Context, d time.Duration) {
 
 func (a *Agent) register(ctx context.Context) error {
 	body := openapi.NodeRegistration{AgentVersion: &a.cfg.Version}
+	if a.cfg.PeerAddress != "" {
+		body.PeerAddress = &a.cfg.PeerAddress
+	}
 	if a.cfg.NodeGroupID != "" {
 		body.NodeGroupId = &a.cfg.NodeGroupID
 	}

@@ -27,6 +27,9 @@ type Global struct {
 	HardStopAfter time.Duration
 	// PrometheusBind, when valid, serves HAProxy's Prometheus exporter on /metrics.
 	PrometheusBind netip.AddrPort
+	// Peers, when set, share the stick tables with the group's other nodes
+	// (render_peers.go).
+	Peers *Peers
 }
 
 // LoadBalancer is one VIP and what it serves.

@@ -49,7 +49,7 @@ func render(g Global, lbs []LoadBalancer, withPrometheus bool) ([]byte, error) {
 	if err := cfgTemplate.Execute(&b, v); err != nil {
 		return nil, fmt.Errorf("haproxy: render: %w", err)
 	}
-	return b.Bytes(), nil
+	return withPeers(g, b.Bytes()) // render_peers.go
 }
 
 // The view is the model resolved into HAProxy terms: every string in it is
