@@ -60,6 +60,9 @@ type haNode struct {
 
 const haIface = "eth0" // the nodes' LAN interface, the group's vrrp_interface
 
+// haPeersPort is where each node's HAProxy shares stick tables (peers).
+const haPeersPort = 10000
+
 // requireNetns skips, saying why, only where the machine honestly cannot
 // run the test: not root, or a kernel (a sandbox) that refuses network
 // namespaces. The programs it runs (ip, keepalived, haproxy) must be
@@ -152,7 +155,12 @@ func newHANet(t *testing.T, n int) *haNet {
 		t.Fatalf("PATCH node group: %d %v", code, out)
 	}
 	for _, node := range h.nodes {
-		node.dir = t.TempDir()
+		// Not t.TempDir: that is removed before h.cleanup dumps the logs.
+		dir, err := os.MkdirTemp("", "fulcrum-ha-"+node.name+"-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		node.dir = dir
 		h.startAgent(node)
 	}
 	return h
@@ -199,6 +207,11 @@ func (h *haNet) cleanup() {
 		_ = exec.Command("ip", "netns", "del", ns).Run()
 	}
 	_ = exec.Command("ip", "link", "del", h.bridge).Run()
+	for _, n := range h.nodes {
+		if n.dir != "" && os.Getenv("FULCRUM_HA_KEEP") == "" {
+			_ = os.RemoveAll(n.dir)
+		}
+	}
 }
 
 func (h *haNet) namespaces() []string {
@@ -257,7 +270,7 @@ func (h *haNet) startAgent(n *haNode) {
 	}
 	cmd := exec.Command("ip", "netns", "exec", n.ns, h.bin, "agent", "--endpoint", h.st.Endpoint, "--node-name", n.name,
 		"--state-dir", filepath.Join(n.dir, "state"), "--poll-wait", "5s", "--report-interval", "1s", "--log-level", "debug",
-		"--stop-haproxy-on-exit="+strconv.FormatBool(n.stopOnExit))
+		"--stop-haproxy-on-exit="+strconv.FormatBool(n.stopOnExit), "--peer-address", net.JoinHostPort(n.ip, strconv.Itoa(haPeersPort)))
 	cmd.Env = append(os.Environ(), "FULCRUM_NODE_TOKEN="+h.st.NodeToken, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -310,6 +323,22 @@ func (h *haNet) keepalivedPID(n *haNode) int {
 		return 0
 	}
 	return pid
+}
+
+// runtime sends a command to the node's HAProxy runtime API (its stats
+// socket in the agent's state directory) and returns the answer.
+func (h *haNet) runtime(n *haNode, cmd string) string {
+	c, err := net.DialTimeout("unix", filepath.Join(n.dir, "state", "run", "stats.sock"), 2*time.Second)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(c)
+	return string(b)
 }
 
 // holders lists the nodes whose eth0 holds vip.
@@ -393,6 +422,13 @@ func (h *haNet) startBackend(port int) {
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if r.URL.Path == "/slow" { // a request still in flight when a VIP moves
+			time.Sleep(slowRequest)
+		}
+		if r.URL.Path == "/port" { // which backend server answered
+			io.WriteString(w, strconv.Itoa(port))
+			return
+		}
 		io.WriteString(w, host)
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln) //nolint:errcheck
@@ -422,6 +458,7 @@ type result struct {
 	// broken: the connection was made, then failed (reset or cut while the
 	// request was in flight); otherwise a failure is a connect that failed.
 	broken bool
+	err    string // why it failed
 }
 
 // load starts one request per interval from the client namespace, each on a
@@ -452,7 +489,11 @@ func (h *haNet) startLoad(vip string, interval time.Duration) *load {
 				err := inNS(h.client, func() (err error) { via, err = fetchVia(addr); return err })
 				var dialErr *dialError
 				l.mu.Lock()
-				l.results = append(l.results, result{at: at, ok: err == nil, via: via, dur: time.Since(at), broken: err != nil && !errors.As(err, &dialErr)})
+				r := result{at: at, ok: err == nil, via: via, dur: time.Since(at), broken: err != nil && !errors.As(err, &dialErr)}
+				if err != nil {
+					r.err = err.Error()
+				}
+				l.results = append(l.results, r)
 				l.mu.Unlock()
 			}()
 			select {
@@ -492,8 +533,15 @@ type dialError struct{ err error }
 
 func (e *dialError) Error() string { return "connect: " + e.err.Error() }
 
+// slowRequest is how long the backend takes to answer GET /slow.
+const slowRequest = 1500 * time.Millisecond
+
 // fetchVia sends GET / on a new connection and returns the body.
-func fetchVia(addr string) (string, error) {
+func fetchVia(addr string) (string, error) { return fetchPath(addr, "/", 3*time.Second) }
+
+// fetchPath sends GET path on a new connection and returns the body; the
+// exchange must end within deadline of the connect.
+func fetchPath(addr, path string, deadline time.Duration) (string, error) {
 	// A SYN lost while the VIP moves is sent again after a second, as any
 	// client's would: such a request is slow, not failed.
 	c, err := net.DialTimeout("tcp", addr, 2500*time.Millisecond)
@@ -501,8 +549,8 @@ func fetchVia(addr string) (string, error) {
 		return "", &dialError{err}
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: ha\r\nConnection: close\r\n\r\n"); err != nil {
+	_ = c.SetDeadline(time.Now().Add(deadline))
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: ha\r\nConnection: close\r\n\r\n"); err != nil {
 		return "", err
 	}
 	res, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -528,6 +576,7 @@ type outage struct {
 	after   []result      // requests started after the last failure (all succeeded)
 	flaps   int           // failures that came back after a second or more of successes
 	slowest time.Duration // the longest request from the fault on
+	errs    []string      // why each failed request failed
 }
 
 // measure waits until requests succeed again after the fault at `at`, then
@@ -568,6 +617,7 @@ func (h *haNet) measure(l *load, at time.Time, bound, settle time.Duration) outa
 		}
 		last, okSince = r, false
 		o.failed++
+		o.errs = append(o.errs, r.err)
 		if r.broken {
 			o.broken++
 		}

@@ -86,12 +86,17 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 	}
 	tokenGroup := scope.groupID
 	b := r.Body
+	peer, err := peerAddress(*b) // peers.go
+	if err != nil {
+		return nil, err
+	}
 	var out openapi.Node
 	err = h.st.Write(ctx, false, func(tx *store.Tx) error {
 		n, err := nodeByName(ctx, tx, r.Id, scope, true)
 		if err == nil {
 			row, err := store.RecordNodeHeartbeat(ctx, tx, n.ID, []store.Column{
-				{Name: "last_seen_at", Value: time.Now()}, {Name: "status", Value: "online"}, {Name: "agent_version", Value: deref(b.AgentVersion)}})
+				{Name: "last_seen_at", Value: time.Now()}, {Name: "status", Value: "online"}, {Name: "agent_version", Value: deref(b.AgentVersion)},
+				{Name: "peer_address", Value: peer}})
 			if err != nil {
 				return err
 			}
@@ -145,7 +150,7 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 		row, err := store.Insert[store.Node](ctx, tx, store.KindNode, []store.Column{
 			{Name: "id", Value: store.NewID(store.KindNode.Prefix)}, {Name: "name", Value: r.Id}, {Name: "node_group_id", Value: group},
 			{Name: "labels", Value: map[string]string{}}, {Name: "revision", Value: rev}, {Name: "status", Value: "online"},
-			{Name: "last_seen_at", Value: time.Now()}, {Name: "agent_version", Value: deref(b.AgentVersion)}})
+			{Name: "last_seen_at", Value: time.Now()}, {Name: "agent_version", Value: deref(b.AgentVersion)}, {Name: "peer_address", Value: peer}})
 		if err != nil {
 			return err
 		}

@@ -110,6 +110,7 @@ const (
 	NodeNameMaxLength                         = 63           // NodeCreate.name
 	NodeNameMinLength                         = 1            // NodeCreate.name
 	NodeRegistrationAgentVersionMaxLength     = 64           // NodeRegistration.agent_version
+	NodeRegistrationPeerAddressMaxLength      = 64           // NodeRegistration.peer_address
 	NodeReportLoadBalancerErrorsMaxItems      = 10000        // NodeReport.load_balancer_errors
 	NodeReportMembersItemCheckMaxLength       = 256          // NodeReport.members[].check
 	NodeReportMembersMaxItems                 = 100000       // NodeReport.members

@@ -1419,6 +1419,9 @@ type NodeRegistration struct {
 
 	// NodeGroupId For a new node; defaults to the node token's group.
 	NodeGroupId *string `json:"node_group_id,omitempty"`
+
+	// PeerAddress Where this node's HAProxy listens for its group's peers (`ip:port`, on the node's LAN address), so stick tables (per-client rate limits, source-IP persistence) are shared across the group's nodes and survive a VIP move; empty or absent: the node takes no part in peers.
+	PeerAddress *string `json:"peer_address,omitempty"`
 }
 
 // NodeReport defines model for NodeReport.
@@ -1816,7 +1819,10 @@ type Snapshot struct {
 	// Node The node the snapshot is for. A change of `admin_state` gives the node a new snapshot at once. `draining`: give up the node's VIPs first (stop claiming them, so another node takes them), let established connections finish, then stop accepting; `cordoned`: keep serving, claim no VIP the node does not hold; `in_service`: normal.
 	Node        *SnapshotNode `json:"node,omitempty"`
 	NodeGroupId string        `json:"node_group_id"`
-	Revision    int64         `json:"revision"`
+
+	// Peers The nodes of the group that registered a `peer_address` (this node included when it did), sorted by name: HAProxy `peers` share stick tables among them. Absent or fewer than two: no peers.
+	Peers    *[]SnapshotPeer `json:"peers,omitempty"`
+	Revision int64           `json:"revision"`
 
 	// Traceparent W3C trace context of the newest write included.
 	Traceparent *string `json:"traceparent,omitempty"`
@@ -1856,6 +1862,15 @@ type SnapshotNode struct {
 
 // SnapshotNodeAdminState defines model for SnapshotNode.AdminState.
 type SnapshotNodeAdminState string
+
+// SnapshotPeer defines model for SnapshotPeer.
+type SnapshotPeer struct {
+	// Address ip:port
+	Address string `json:"address"`
+
+	// Name The node's name.
+	Name string `json:"name"`
+}
 
 // SnapshotVRRP Present when the node group announces its VIPs with VRRP; the agent then runs keepalived.
 type SnapshotVRRP struct {

@@ -102,6 +102,9 @@ func (b *Builder) Group(ctx context.Context, tx *store.Tx, groupID string, rev i
 		snap.Vrrp = &openapi.SnapshotVRRP{Interface: g.VRRPInterface, RouterIdMin: g.VRRPRouterIDMin, RouterIdMax: g.VRRPRouterIDMax,
 			AdvertIntervalMs: g.VRRPAdvertIntervalMS}
 	}
+	if snap.Peers, err = peers(ctx, tx, groupID); err != nil {
+		return nil, err
+	}
 	tp, err := store.RevisionTraceparentGet(ctx, tx, rev)
 	if err != nil {
 		return nil, err
@@ -110,6 +113,20 @@ func (b *Builder) Group(ctx context.Context, tx *store.Tx, groupID string, rev i
 		snap.Traceparent = &tp
 	}
 	return snap, nil
+}
+
+// peers lists the group's HAProxy peers (the nodes that registered a peer
+// address); nil when fewer than two take part: nothing to share.
+func peers(ctx context.Context, tx *store.Tx, groupID string) (*[]openapi.SnapshotPeer, error) {
+	ps, err := store.PeerListByGroup(ctx, tx, groupID)
+	if err != nil || len(ps) < 2 {
+		return nil, err
+	}
+	out := make([]openapi.SnapshotPeer, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, openapi.SnapshotPeer{Name: p.Name, Address: p.Address})
+	}
+	return &out, nil
 }
 
 // LoadBalancer builds load balancer lbID's part of a snapshot and the

@@ -132,6 +132,10 @@ type Node struct {
 	Revision  int64     `db:"revision"`
 	CreatedAt time.Time `db:"created_at"`
 	UpdatedAt time.Time `db:"updated_at"`
+
+	// PeerAddress is where the node's HAProxy shares stick tables with the
+	// group's other nodes (ip:port; "" for none), as its agent registered.
+	PeerAddress string `db:"peer_address"`
 }
 
 // NodeError is a node-level failure a node reports (disk, HAProxy start,

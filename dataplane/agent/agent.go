@@ -60,6 +60,9 @@ type Config struct {
 	// takes it over without refusing a connection (restarts and upgrades are
 	// hitless). `fulcrum dev` and in-process test stacks set it.
 	StopHAProxyOnExit bool
+	// PeerAddress is where this node's HAProxy listens for its group's
+	// peers (ip:port on its LAN address); "" takes no part in peers.
+	PeerAddress string
 	// Version is reported at registration.
 	Version string
 	Logger  *slog.Logger
@@ -251,6 +254,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err := a.proc.Stop(sctx); err != nil {
 			a.log.Error("stop haproxy", "err", err)
 		}
+		a.vips.Unpark() // HAProxy has finished its connections on the VIPs
 	}
 	if err := a.startHAProxy(ctx); err != nil {
 		if ctx.Err() != nil { // stopped while starting
@@ -342,6 +346,9 @@ func sleep(ctx context.Context, d time.Duration) {
 
 func (a *Agent) register(ctx context.Context) error {
 	body := openapi.NodeRegistration{AgentVersion: &a.cfg.Version}
+	if a.cfg.PeerAddress != "" {
+		body.PeerAddress = &a.cfg.PeerAddress
+	}
 	if a.cfg.NodeGroupID != "" {
 		body.NodeGroupId = &a.cfg.NodeGroupID
 	}

@@ -185,7 +185,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	if err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write certificates: %w", err))
 	}
-	p := &plan{cfg: haproxy.Config{Global: a.global()}, prev: map[string]haproxy.LoadBalancer{},
+	p := &plan{cfg: haproxy.Config{Global: a.globalFor(snap)}, prev: map[string]haproxy.LoadBalancer{},
 		cands: map[string]haproxy.LoadBalancer{}, changed: map[string]bool{}, errs: map[string]lbFailure{}}
 	before := a.live // what HAProxy ran before this apply (reloads below replace a.live)
 	for _, lb := range a.live.LoadBalancers {

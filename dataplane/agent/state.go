@@ -93,8 +93,9 @@ func (a *Agent) restore() haproxy.Config {
 		}
 		return cfg
 	}
+	cfg.Global = a.globalFor(st.Snapshot)
 	if st.Version == 0 {
-		c, err := snapconv.ToConfig(st.Snapshot, a.global(), a.certFile)
+		c, err := snapconv.ToConfig(st.Snapshot, cfg.Global, a.certFile)
 		if err != nil {
 			a.log.Error("last snapshot on disk cannot be served; starting empty", "err", err)
 			return cfg

@@ -50,11 +50,20 @@ func (a *Agent) prepareVIPs(snap *openapi.Snapshot) {
 	}
 }
 
-// updateVIPs hands keepalived the VIPs of the snapshot just applied.
+// updateVIPs hands keepalived the VIPs of the snapshot just applied and the
+// node's admin state: a draining node gives its VIPs up (HAProxy keeps
+// serving the connections it has), a cordoned one claims no VIP it does not
+// hold.
 func (a *Agent) updateVIPs(snap *openapi.Snapshot) {
-	if snap != nil {
-		a.vips.Update(vrrpOf(snap))
+	if snap == nil {
+		return
 	}
+	state := ""
+	if snap.Node != nil {
+		state = string(snap.Node.AdminState)
+	}
+	a.vips.SetAdminState(state)
+	a.vips.Update(vrrpOf(snap))
 }
 
 // VIPs is the keepalived manager (for tests and tools).

@@ -30,6 +30,9 @@ type Global struct {
 	// AccessLogSocket is the unix datagram socket listeners with AccessLog
 	// send their records to (render_log.go); "" renders no access log.
 	AccessLogSocket string
+	// Peers, when set, share the stick tables with the group's other nodes
+	// (render_peers.go).
+	Peers *Peers
 }
 
 // LoadBalancer is one VIP and what it serves.

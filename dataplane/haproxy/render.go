@@ -70,6 +70,7 @@ type cfgView struct {
 	Global     globalView
 	Prometheus string // bind address of the exporter frontend, or ""
 	LBs        []lbView
+	Peers      *peersView // render_peers.go; nil without peers
 }
 
 type lbView struct {
@@ -93,6 +94,9 @@ func (v *cfgView) write(w *cfgWriter) {
 			lv.Backends[i].write(w)
 		}
 	}
+	if v.Peers != nil {
+		v.Peers.write(w)
+	}
 }
 
 // fieldError wraps err with the path of the offending model field.
@@ -109,6 +113,12 @@ func buildView(g Global, lbs []LoadBalancer, withPrometheus bool) (*cfgView, err
 		return nil, err
 	}
 	v := &cfgView{Global: gv}
+	if v.Peers, err = buildPeers(g); err != nil {
+		return nil, err
+	}
+	if v.Peers != nil {
+		v.Global.LocalPeer = v.Peers.Local
+	}
 	frontends := map[string]string{} // section name -> owner, to catch duplicates
 	if withPrometheus && g.PrometheusBind.IsValid() {
 		bind, err := addrPort(g.PrometheusBind.Addr(), int(g.PrometheusBind.Port()))
@@ -139,6 +149,9 @@ func buildView(g Global, lbs []LoadBalancer, withPrometheus bool) (*cfgView, err
 		}
 		if err := addAccessLogs(&lv, g, lb); err != nil {
 			return nil, err
+		}
+		if v.Peers != nil {
+			sharePeers(&lv)
 		}
 		for _, f := range lv.Frontends {
 			if owner, dup := frontends[f.Name]; dup {

@@ -76,9 +76,11 @@ func Instances(s Settings, node string, vips []netip.Addr) []Instance {
 	return out
 }
 
-// Priority is node's VRRP priority for a router id, from 1 to 254: a
-// rendezvous hash, so every node computes the same order of owners for a
-// router id without knowing the others, and the first choices spread evenly.
+// Priority is node's base VRRP priority for a router id, from 1 to
+// MaxBasePriority: a rendezvous hash, so every node computes the same order of
+// owners for a router id without knowing the others, and the first choices
+// spread evenly. The holder of an instance's VIPs adds HolderBonus (see
+// Render), so it outranks every node that does not hold them.
 func Priority(node string, routerID int) int {
 	h := fnv.New32a()
 	fmt.Fprintf(h, "%s/%d", node, routerID)
@@ -87,20 +89,58 @@ func Priority(node string, routerID int) int {
 	x ^= x >> 16
 	x *= 0x45d9f3b
 	x ^= x >> 16
-	return 1 + int(x%254)
+	return 1 + int(x%MaxBasePriority)
 }
 
+// MaxBasePriority bounds the hashed base priorities; HolderBonus lifts the
+// holder of an instance above all of them (126 + 128 = 254, keepalived's top).
+const (
+	MaxBasePriority = 126
+	HolderBonus     = 128
+)
+
+// Hold-file values (see Render): none, the holder's bonus, and FAULT (a
+// cordoned node claims no VIP it does not hold: below -253 keepalived puts
+// the instance in FAULT).
+const (
+	holdNone  = 0
+	holdBonus = HolderBonus
+	holdFault = -254
+)
+
 // Render writes keepalived's config: VRRPv3, every instance BACKUP with
-// nopreempt (a returning node never takes a VIP back, so nothing flaps), all
-// tracking the ready file (weight 0: a non-zero value puts the instance in
-// FAULT, which gives its VIPs up at once).
-func Render(s Settings, node, readyFile string, instances []Instance) []byte {
+// nopreempt, all tracking the ready file (weight 0: a non-zero value puts the
+// instance in FAULT, which gives its VIPs up at once) and each its own hold
+// file (weight 1: the value is added to the instance's priority).
+//
+// Ownership is stable by design. nopreempt: a node never takes VIPs from a
+// live owner for having a higher priority (a returning node does not take its
+// VIPs back), so a VIP moves only when its owner stops advertising (dies,
+// fails its HAProxy check, drains, stops). But nopreempt does not decide who
+// wins when two nodes are master at once (a backup whose adverts came late on
+// a busy machine, the two backups of a dead owner timing out together): the
+// higher priority wins. The manager therefore writes HolderBonus to the hold
+// file of an instance whose VIPs the node has held for a while (Config.Settle),
+// so the established owner always wins such a contest; a fresh master does
+// not get it until it has settled. The config itself depends only on the VIPs
+// and the node, not on who holds what: adding a VIP changes the config of
+// every node the same way, and keepalived keeps each instance's state (and
+// reads the hold files again) over the reload, so no other VIP moves.
+func Render(s Settings, node, readyFile string, holdFile func(instance string) string, instances []Instance) []byte {
 	var b bytes.Buffer
 	b.WriteString("# Written by the fulcrum agent; changes are overwritten.\n")
-	// Real-time scheduling for the VRRP process: adverts every 100 ms must go
-	// out on time on a busy node, or a backup takes over (and the VIP flaps).
-	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n  vrrp_version 3\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n  vrrp_rt_priority 50\n  vrrp_priority -10\n}\n\n", quote(node))
+	// A raised (nice) priority for the VRRP process, not real-time
+	// scheduling: keepalived 2.2.7 cannot set its real-time CPU limit again
+	// on a reload, and the kernel then kills the VRRP process (RLIMIT_RTTIME)
+	// soon after; its restart drops every VIP of the node, and the VIPs move
+	// (this was the "other VIP moved when an LB was added"). An advert that
+	// goes out late on a busy node no longer moves a VIP either: the holder
+	// outranks the backup that took over meanwhile (see the hold files).
+	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n  vrrp_version 3\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n  vrrp_priority -10\n}\n\n", quote(node))
 	fmt.Fprintf(&b, "track_file fulcrum_ready {\n  file %s\n  weight 0\n}\n", quote(readyFile))
+	for _, in := range instances {
+		fmt.Fprintf(&b, "track_file %s {\n  file %s\n  weight 1\n}\n", holdName(in.Name), quote(holdFile(in.Name)))
+	}
 	advert := strconv.FormatFloat(float64(s.AdvertIntervalMS)/1000, 'f', -1, 64)
 	for _, in := range instances {
 		prefix := "/32"
@@ -109,7 +149,7 @@ func Render(s Settings, node, readyFile string, instances []Instance) []byte {
 		}
 		fmt.Fprintf(&b, "\nvrrp_instance %s {\n  state BACKUP\n  nopreempt\n  interface %s\n  virtual_router_id %d\n  priority %d\n  advert_int %s\n",
 			in.Name, s.Interface, in.RouterID, in.Priority, advert)
-		b.WriteString("  track_file {\n    fulcrum_ready\n  }\n  virtual_ipaddress {\n")
+		fmt.Fprintf(&b, "  track_file {\n    fulcrum_ready\n    %s\n  }\n  virtual_ipaddress {\n", holdName(in.Name))
 		for _, vip := range in.VIPs {
 			fmt.Fprintf(&b, "    %s%s dev %s\n", vip, prefix, s.Interface)
 		}
@@ -117,5 +157,7 @@ func Render(s Settings, node, readyFile string, instances []Instance) []byte {
 	}
 	return b.Bytes()
 }
+
+func holdName(instance string) string { return "hold_" + instance }
 
 func quote(s string) string { return strconv.Quote(s) }

@@ -40,7 +40,7 @@ func TestInstancesStableAndSpread(t *testing.T) {
 			if p := Priority(n, id); p > bestP {
 				best, bestP = n, p
 			}
-			if p := Priority(n, id); p < 1 || p > 254 {
+			if p := Priority(n, id); p < 1 || p > MaxBasePriority || p+HolderBonus > 254 {
 				t.Fatalf("priority %d", p)
 			}
 		}
@@ -70,11 +70,15 @@ func TestRenderAcceptedByKeepalived(t *testing.T) {
 	s := Settings{Interface: iface, RouterIDMin: 1, RouterIDMax: 255, AdvertIntervalMS: 100}
 	in := Instances(s, "node-1", []netip.Addr{netip.MustParseAddr("10.213.0.10"), netip.MustParseAddr("10.213.0.11"), netip.MustParseAddr("fd00:213::10")})
 	dir := t.TempDir()
-	text := Render(s, "node-1", filepath.Join(dir, "ready"), in)
-	for _, want := range []string{"vrrp_version 3", "advert_int 0.1", "nopreempt", "track_file fulcrum_ready", "10.213.0.10/32 dev " + iface, "fd00:213::10/128 dev " + iface} {
+	text := Render(s, "node-1", filepath.Join(dir, "ready"), func(name string) string { return filepath.Join(dir, "hold_"+name) }, in)
+	for _, want := range []string{"vrrp_version 3", "advert_int 0.1", "nopreempt", "track_file fulcrum_ready", "track_file hold_" + in[0].Name, "10.213.0.10/32 dev " + iface, "fd00:213::10/128 dev " + iface} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("config lacks %q:\n%s", want, text)
 		}
+	}
+	// The config is the same whoever holds what: only the VIPs change it.
+	if again := Render(s, "node-1", filepath.Join(dir, "ready"), func(name string) string { return filepath.Join(dir, "hold_"+name) }, in); string(again) != string(text) {
+		t.Errorf("rendering twice differs")
 	}
 	f := filepath.Join(dir, "keepalived.conf")
 	if err := os.WriteFile(f, text, 0o600); err != nil {

@@ -37,9 +37,21 @@ type Config struct {
 	// Hold is how long HAProxy must answer again, after it gave the VIPs up,
 	// before the node may hold VIPs again: the new owner settles first, so
 	// the VIPs do not bounce. Defaults to 2s.
-	Hold   time.Duration
+	Hold time.Duration
+	// Settle is how long the node must have held an instance's VIPs before
+	// it takes the holder bonus (see Render): longer than two nodes may be
+	// master at once while a failover settles. Defaults to 1s.
+	Settle time.Duration
 	Logger *slog.Logger
 }
+
+// Admin states (the snapshot's node.admin_state) the manager acts on.
+const (
+	// AdminCordoned: keep the VIPs held, claim no other.
+	AdminCordoned = "cordoned"
+	// AdminDraining: give every VIP up (other nodes take them).
+	AdminDraining = "draining"
+)
 
 // Manager renders keepalived's config, keeps keepalived running while the
 // node group uses VRRP, and writes the ready file keepalived tracks.
@@ -47,12 +59,21 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex
-	settings Settings
-	vips     []netip.Addr
-	applied  bool // a snapshot was applied
-	released bool // VIPs given up for good (drain, stop)
-	want     []byte
+	mu        sync.Mutex
+	settings  Settings
+	vips      []netip.Addr
+	instances []Instance // of want
+	admin     string     // AdminCordoned, AdminDraining or "" (in service)
+	applied   bool       // a snapshot was applied
+	released  bool       // VIPs given up for good (stop)
+	want      []byte
+	// heldSince is when the node started holding each instance's VIPs;
+	// hold is the value last written to each instance's hold file.
+	heldSince map[string]time.Time
+	hold      map[string]int
+	// draining: the VIPs a drain or a stop parked on lo (true once added).
+	draining map[netip.Addr]bool
+	loSwept  bool          // VIPs an earlier agent parked on lo were looked for
 	pid      int           // running keepalived (ours or adopted)
 	done     chan struct{} // closed when our child exits; nil when adopted
 	ready    string        // last value written to the ready file
@@ -76,10 +97,14 @@ func New(cfg Config) *Manager {
 	if cfg.Hold == 0 {
 		cfg.Hold = 2 * time.Second
 	}
+	if cfg.Settle == 0 {
+		cfg.Settle = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "keepalived"), kick: make(chan struct{}, 1)}
+	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "keepalived"), kick: make(chan struct{}, 1),
+		heldSince: map[string]time.Time{}, hold: map[string]int{}}
 }
 
 func (m *Manager) path(name string) string { return filepath.Join(m.cfg.Dir, name) }
@@ -90,18 +115,30 @@ func (m *Manager) ConfigPath() string { return m.path("keepalived.conf") }
 // ReadyFile is the file keepalived tracks: "0" lets the node hold VIPs.
 func (m *Manager) ReadyFile() string { return m.path("ready") }
 
+// HoldFile is the file whose value keepalived adds to the priority of an
+// instance (see Render).
+func (m *Manager) HoldFile(instance string) string { return m.path(holdName(instance)) }
+
 // PIDFile is keepalived's parent pid file.
 func (m *Manager) PIDFile() string { return m.path("keepalived.pid") }
 
 // EnableNonlocalBind lets HAProxy bind VIPs the node does not hold yet (in the
-// caller's network namespace).
+// caller's network namespace), and makes the node answer ARP only for
+// addresses on the interface asked (arp_ignore 1) and never announce a VIP it
+// does not hold on it (arp_announce 2): a drained node keeps its VIPs on lo
+// for the connections it still serves (see parkDrained) without drawing new
+// ones.
 func EnableNonlocalBind() error {
 	var errs []error
-	for _, f := range []string{"/proc/sys/net/ipv4/ip_nonlocal_bind", "/proc/sys/net/ipv6/ip_nonlocal_bind"} {
-		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "1" {
+	for _, s := range []struct{ file, val string }{
+		{"/proc/sys/net/ipv4/ip_nonlocal_bind", "1"}, {"/proc/sys/net/ipv6/ip_nonlocal_bind", "1"},
+		{"/proc/sys/net/ipv4/conf/all/arp_ignore", "1"}, {"/proc/sys/net/ipv4/conf/all/arp_announce", "2"},
+	} {
+		f := s.file
+		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == s.val {
 			continue
 		}
-		if err := os.WriteFile(f, []byte("1\n"), 0o644); err != nil {
+		if err := os.WriteFile(f, []byte(s.val+"\n"), 0o644); err != nil {
 			errs = append(errs, fmt.Errorf("keepalived: set %s: %w", f, err))
 		}
 	}
@@ -117,30 +154,42 @@ func (m *Manager) Update(s *Settings, vips []netip.Addr) {
 		m.settings, m.vips, m.want = Settings{}, nil, nil
 	} else {
 		m.settings, m.vips = *s, vips
-		in := Instances(*s, m.cfg.NodeName, vips)
-		// A reload makes keepalived elect again, nopreempt or not: the
-		// instances whose VIPs this node holds get the top priority and the
-		// others half their hashed one (1–127, same order), so a reload for
-		// another VIP does not move them.
-		held := holding(s.Interface, vips)
-		for i := range in {
-			in[i].Priority = 1 + (in[i].Priority-1)/2
-			for _, v := range in[i].VIPs {
-				if slices.Contains(held, v) {
-					in[i].Priority = 254
-				}
-			}
-		}
-		if len(in) == 0 {
+		// The config depends on the VIPs alone, never on who holds them:
+		// the holder's precedence lives in the hold files (see Render).
+		m.instances = Instances(*s, m.cfg.NodeName, vips)
+		if len(m.instances) == 0 {
 			m.want = nil
 		} else {
-			m.want = Render(*s, m.cfg.NodeName, m.ReadyFile(), in)
+			m.want = Render(*s, m.cfg.NodeName, m.ReadyFile(), m.HoldFile, m.instances)
 		}
 	}
 	m.mu.Unlock()
+	m.poke()
+}
+
+func (m *Manager) poke() {
 	select {
 	case m.kick <- struct{}{}:
 	default:
+	}
+}
+
+// SetAdminState hands the manager the node's admin state from the snapshot:
+// draining gives every VIP up (keepalived's FAULT: its priority-0 advert lets
+// a backup take over at once, while HAProxy keeps serving the connections it
+// has); cordoned keeps the VIPs held and claims no other (the instances it
+// does not hold go to FAULT); anything else is in service.
+func (m *Manager) SetAdminState(state string) {
+	if state != AdminCordoned && state != AdminDraining {
+		state = ""
+	}
+	m.mu.Lock()
+	changed := m.admin != state
+	m.admin = state
+	m.mu.Unlock()
+	if changed {
+		m.log.Info("admin state", "admin_state", state)
+		m.poke()
 	}
 }
 
@@ -229,12 +278,157 @@ func (m *Manager) check(ctx context.Context) {
 	} else if m.fell && !m.okSince.IsZero() && now.Sub(m.okSince) >= m.cfg.Hold {
 		m.fell = false
 	}
-	ready := m.applied && !m.released && !m.fell
+	ready := m.applied && !m.released && !m.fell && m.admin != AdminDraining
 	if !ready && err != nil && m.failures == m.cfg.Fall {
 		m.log.Warn("HAProxy does not answer: giving VIPs up", "err", err)
 	}
+	iface, vips := m.settings.Interface, m.vips
 	m.mu.Unlock()
+	// What the node holds before the ready file changes: keepalived drops
+	// the VIPs at once when it does, and a drain parks those it held.
+	held := holding(iface, vips)
+	m.parkDrained(held) // before the ready file: no moment without the address
 	m.writeReady(ready)
+	m.updateHolds(held)
+}
+
+// parkDrained keeps the connections a draining node serves alive after its
+// VIPs moved: a VIP the node holds when it drains goes on lo as well, before
+// keepalived takes it off the VRRP interface, so HAProxy can still send from
+// it at every moment (a socket cannot send from an address the node no longer
+// has; its peer would retransmit to the new owner, which resets it), while
+// the node neither answers ARP for it on the LAN nor announces it (see
+// EnableNonlocalBind), so new connections go to the new owner. The VIPs leave
+// lo when the node returns to service, before it may claim VIPs again.
+func (m *Manager) parkDrained(held []netip.Addr) {
+	m.mu.Lock()
+	iface, vips, draining := m.settings.Interface, m.vips, m.admin == AdminDraining && !m.released
+	if m.draining == nil {
+		m.draining = map[netip.Addr]bool{}
+	}
+	m.mu.Unlock()
+	if iface == "" {
+		return
+	}
+	if !draining {
+		m.mu.Lock()
+		parked, swept := m.draining, m.loSwept
+		m.draining, m.loSwept = map[netip.Addr]bool{}, true
+		m.mu.Unlock()
+		for v, onLo := range parked {
+			if onLo {
+				m.addrOnLo("del", v)
+			}
+		}
+		if !swept { // parked by an earlier agent, whose drain has ended
+			for _, v := range holding("lo", vips) {
+				if _, done := parked[v]; !done {
+					m.addrOnLo("del", v)
+				}
+			}
+		}
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, v := range held {
+		if !m.draining[v] {
+			m.addrOnLo("add", v)
+			m.draining[v] = true
+		}
+	}
+}
+
+// addrOnLo adds or deletes vip on lo.
+func (m *Manager) addrOnLo(op string, vip netip.Addr) {
+	out, err := exec.Command("ip", "addr", op, netip.PrefixFrom(vip, vip.BitLen()).String(), "dev", "lo").CombinedOutput()
+	if err != nil && !(op == "add" && bytes.Contains(out, []byte("exists"))) {
+		m.log.Warn("VIP on lo", "op", op, "vip", vip, "err", err, "output", string(out))
+		return
+	}
+	m.log.Info("VIP on lo for the connections of a drain", "op", op, "vip", vip)
+}
+
+// updateHolds writes each instance's hold file: HolderBonus once the node has
+// held the instance's VIPs for Settle, FAULT for an instance a cordoned node
+// does not hold, else 0.
+func (m *Manager) updateHolds(held []netip.Addr) {
+	m.mu.Lock()
+	instances, admin, running := m.instances, m.admin, m.pid != 0
+	m.mu.Unlock()
+	if !running || len(instances) == 0 {
+		return
+	}
+	now := time.Now()
+	for _, in := range instances {
+		holds := false
+		for _, v := range in.VIPs {
+			if slices.Contains(held, v) {
+				holds = true
+			}
+		}
+		m.mu.Lock()
+		val := holdNone
+		switch {
+		case holds:
+			if m.heldSince[in.Name].IsZero() {
+				m.heldSince[in.Name] = now
+			}
+			if now.Sub(m.heldSince[in.Name]) >= m.cfg.Settle {
+				val = holdBonus
+			}
+		case admin == AdminCordoned:
+			delete(m.heldSince, in.Name)
+			val = holdFault
+		default:
+			delete(m.heldSince, in.Name)
+		}
+		cur, known := m.hold[in.Name]
+		m.mu.Unlock()
+		if known && cur == val {
+			continue
+		}
+		m.writeHold(in.Name, val)
+	}
+}
+
+func (m *Manager) writeHold(instance string, val int) {
+	if err := atomicfile.Write(m.HoldFile(instance), []byte(strconv.Itoa(val)+"\n"), 0o600); err != nil {
+		m.log.Error("write hold file", "instance", instance, "err", err)
+		return
+	}
+	m.mu.Lock()
+	m.hold[instance] = val
+	m.mu.Unlock()
+	m.log.Info("hold file", "instance", instance, "value", val)
+}
+
+// ensureHolds creates the hold files keepalived is about to track (0) and
+// reads those a running keepalived already tracks.
+func (m *Manager) ensureHolds(reset bool) {
+	m.mu.Lock()
+	instances := m.instances
+	m.mu.Unlock()
+	for _, in := range instances {
+		b, err := os.ReadFile(m.HoldFile(in.Name))
+		if err == nil && !reset {
+			if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				m.mu.Lock()
+				if _, known := m.hold[in.Name]; !known {
+					m.hold[in.Name] = v
+					if v == holdBonus { // an adopted keepalived's holder keeps its bonus
+						m.heldSince[in.Name] = time.Now().Add(-m.cfg.Settle)
+					}
+				}
+				m.mu.Unlock()
+				continue
+			}
+		}
+		m.mu.Lock()
+		delete(m.heldSince, in.Name)
+		m.mu.Unlock()
+		m.writeHold(in.Name, holdNone)
+	}
 }
 
 func (m *Manager) writeReady(ready bool) {
@@ -278,6 +472,7 @@ func (m *Manager) sync(ctx context.Context) {
 		}
 		return
 	}
+	m.ensureHolds(pid == 0)
 	cur, _ := os.ReadFile(m.ConfigPath())
 	changed := !bytes.Equal(cur, want)
 	if changed {
@@ -382,9 +577,61 @@ func (m *Manager) alive(pid int, done chan struct{}) bool {
 
 // Stop gives the VIPs up (FAULT, then keepalived's own priority-0 adverts on
 // SIGTERM) and stops keepalived, waiting up to grace.
+//
+// The VIPs the node held go on lo meanwhile (as in a drain, see parkDrained),
+// so HAProxy can finish the connections it has; Unpark takes them off once
+// HAProxy has stopped.
 func (m *Manager) Stop(grace time.Duration) {
+	held := m.Holding()
+	m.mu.Lock()
+	if m.draining == nil {
+		m.draining = map[netip.Addr]bool{}
+	}
+	for _, v := range held {
+		if !m.draining[v] {
+			m.addrOnLo("add", v)
+			m.draining[v] = true
+		}
+	}
+	m.mu.Unlock()
 	m.Release()
+	m.WaitReleased(grace)
 	m.stop(grace)
+}
+
+// Unpark takes the VIPs a Stop or a drain put on lo off again.
+func (m *Manager) Unpark() {
+	m.mu.Lock()
+	parked := m.draining
+	m.draining = map[netip.Addr]bool{}
+	m.mu.Unlock()
+	for v, onLo := range parked {
+		if onLo {
+			m.addrOnLo("del", v)
+		}
+	}
+}
+
+// WaitReleased waits, up to d, until keepalived has taken this node's VIPs off
+// its interface after a drain or Release, then two advert intervals more so a
+// backup holds them before anything else on this node goes away. It reports
+// whether the node holds none.
+func (m *Manager) WaitReleased(d time.Duration) bool {
+	m.mu.Lock()
+	running, advert := m.pid != 0, time.Duration(m.settings.AdvertIntervalMS)*time.Millisecond
+	m.mu.Unlock()
+	if !running {
+		return len(m.Holding()) == 0
+	}
+	deadline := time.Now().Add(d)
+	for len(m.Holding()) > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2 * advert)
+	return true
 }
 
 func (m *Manager) stop(grace time.Duration) {

@@ -41,6 +41,8 @@ Needs a node token: fulcrum admin token create --kind node [--node-group GROUP].
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", 0, "health and counters report interval (0: the node group's heartbeat interval)")
 	fs.BoolVar(&cfg.StopHAProxyOnExit, "stop-haproxy-on-exit", env("FULCRUM_AGENT_STOP_HAPROXY_ON_EXIT", "") == "true",
 		"stop HAProxy when the agent exits (default: leave it serving; the next agent takes it over) (env FULCRUM_AGENT_STOP_HAPROXY_ON_EXIT=true)")
+	fs.StringVar(&cfg.PeerAddress, "peer-address", env("FULCRUM_AGENT_PEER_ADDRESS", ""),
+		"ip:port on this node's LAN address where HAProxy shares stick tables with the group's other nodes (HAProxy peers); empty: none (env FULCRUM_AGENT_PEER_ADDRESS)")
 	logLevel := fs.String("log-level", env("FULCRUM_LOG_LEVEL", "info"), "debug, info, warn or error (env FULCRUM_LOG_LEVEL)")
 	metricsAddr := fs.String("metrics-addr", env("FULCRUM_AGENT_METRICS_ADDR", "127.0.0.1:8406"),
 		"serve the agent's own Prometheus metrics (/metrics) here; --metrics-addr= for none (env FULCRUM_AGENT_METRICS_ADDR)")
