@@ -34,7 +34,7 @@ func snapshotRequest(p openapi.GetNodeSnapshotParams) (snapshot.Request, error) 
 		req.Format = f
 	}
 	if req.Delta && req.Format < snapshot.FormatDelta {
-		return req, problem.BadRequest("delta", "needs %s: %d or newer", agentFormatHeader, snapshot.FormatDelta)
+		return req, problem.BadRequest("delta", "needs %s %d or newer", agentFormatHeader, snapshot.FormatDelta)
 	}
 	return req, nil
 }
