@@ -29,6 +29,16 @@ type deltaState struct {
 	held *openapi.Snapshot
 	// needFull makes the next poll ask for a complete snapshot from scratch.
 	needFull bool
+	// deltas and fulls count the snapshots received of each kind.
+	deltas, fulls int64
+}
+
+// SnapshotsReceived counts the snapshots the agent received since it
+// started: deltas (merged into what it held) and complete ones.
+func (a *Agent) SnapshotsReceived() (deltas, fulls int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.delta.deltas, a.delta.fulls
 }
 
 // pollParams are the next poll's parameters, asking after revision after.
@@ -96,6 +106,11 @@ func (a *Agent) receive(ctx context.Context, snap *openapi.Snapshot) *openapi.Sn
 		return nil
 	}
 	a.delta.held, a.delta.needFull = full, false
+	if snapconv.IsDelta(snap) {
+		a.delta.deltas++
+	} else {
+		a.delta.fulls++
+	}
 	delete(a.nodeErrors, openapi.SnapshotFormat)
 	return full
 }
