@@ -1,17 +1,26 @@
 package acceptance
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/agent"
 	"github.com/fulcrumlb/fulcrum/internal/pgtest"
+	"github.com/fulcrumlb/fulcrum/internal/testenv"
 	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
 
@@ -130,4 +139,108 @@ func TestSnapshotDeltaAgentConverges(t *testing.T) {
 	if _, err := teststack.Fetch(teststack.NewClient(nil), z.URL); err == nil {
 		t.Errorf("the deleted load balancer z still answers")
 	}
+}
+
+// formatRewriter is a proxy in front of the API that, while on, rewrites
+// the format_version of the snapshots it passes to 99 (a format from the
+// future).
+type formatRewriter struct {
+	on atomic.Bool
+}
+
+func (f *formatRewriter) start(t *testing.T, endpoint string) string {
+	t.Helper()
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := httputil.NewSingleHostReverseProxy(target)
+	director := p.Director
+	p.Director = func(r *http.Request) {
+		director(r)
+		r.Header.Del("Accept-Encoding") // bodies stay plain JSON to rewrite
+	}
+	p.ModifyResponse = func(res *http.Response) error {
+		if !f.on.Load() || res.StatusCode != http.StatusOK || !strings.HasSuffix(res.Request.URL.Path, "/snapshot") {
+			return nil
+		}
+		var body map[string]any
+		if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+			return err
+		}
+		res.Body.Close()
+		body["format_version"] = 99
+		b, _ := json.Marshal(body)
+		res.Body = io.NopCloser(bytes.NewReader(b))
+		res.ContentLength = int64(len(b))
+		res.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestSnapshotFormatNewerKeepsServing: an agent sent a snapshot in a format
+// it does not know keeps serving what it has (real HAProxy, traffic), reports
+// a snapshot_format node error, and applies the next snapshot it understands.
+func TestSnapshotFormatNewerKeepsServing(t *testing.T) {
+	t.Parallel()
+	testenv.RequireHAProxy(t)
+	s := newStack(t, pgtest.NewDatabase(t))
+	rw := &formatRewriter{}
+	endpoint := rw.start(t, s.Endpoint)
+	dir := t.TempDir()
+	ag, err := agent.New(agent.Config{Endpoint: endpoint, Token: s.NodeToken, NodeName: "node-1", StateDir: dir, PollWait: pollWait,
+		ReportInterval: 300 * time.Millisecond, HardStopAfter: 5 * time.Second, Logger: teststack.Logger(), StopHAProxyOnExit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Errorf("the agent did not stop")
+		}
+	})
+	a, b := teststack.StartBackend(t, "a"), teststack.StartBackend(t, "b")
+	lb := s.newLB(8311, nil, a)
+	cl := teststack.NewClient(nil)
+	if got := distribution(t, cl, lb.URL, 6); got["a"] != 6 {
+		t.Fatalf("before: %v", got)
+	}
+	held := ag.AppliedRevision()
+
+	rw.on.Store(true)
+	s.Create("/v1/members", map[string]any{"pool_id": lb.Pool, "address": "127.0.0.1", "port": b.Port})
+	nodeError := func() string {
+		_, n := s.CallAs(s.AdminToken, "GET", "/v1/nodes/node-1", nil)
+		errs, _ := n["errors"].([]any)
+		for _, e := range errs {
+			if m, _ := e.(map[string]any); m["kind"] == "snapshot_format" {
+				msg, _ := m["message"].(string)
+				return msg
+			}
+		}
+		return ""
+	}
+	teststack.WaitFor(t, "a snapshot_format node error", 30*time.Second, func() bool { return nodeError() != "" })
+	t.Logf("node error: %s", nodeError())
+	if got := ag.AppliedRevision(); got != held {
+		t.Fatalf("the agent applied revision %d of an unknown format (held %d)", got, held)
+	}
+	if got := distribution(t, cl, lb.URL, 6); got["a"] != 6 {
+		t.Fatalf("while the snapshot is not understood: %v, want the old configuration (a only)", got)
+	}
+
+	// Understood again: the next revision applies, the error goes.
+	rw.on.Store(false)
+	s.MustCall(http.StatusOK, "PATCH", "/v1/members/"+lb.Members["a"], map[string]any{"weight": 2})
+	s.waitApplied("node-1", ag)
+	teststack.WaitFor(t, "the snapshot_format error to clear", 30*time.Second, func() bool { return nodeError() == "" })
+	teststack.WaitFor(t, "traffic to the new member", 10*time.Second, func() bool { return distribution(t, cl, lb.URL, 6)["b"] > 0 })
 }
