@@ -391,3 +391,35 @@ func TestSnapshotFormatNegotiation(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotDeltaBytes: a change to one load balancer of many sends that
+// load balancer only (the figure for a group of n load balancers is logged).
+func TestSnapshotDeltaBytes(t *testing.T) {
+	t.Parallel()
+	const n = 40
+	b := setup(t, withQuotas(store.Quotas{LoadBalancers: n, Listeners: n, Pools: n, Members: n, RoutingRules: 10, Certificates: 10}))
+	b.must(http.StatusOK, b.Node, http.MethodPut, "/v1/nodes/n1", map[string]any{"node_group_id": b.GroupID})
+	var member string
+	for i := range n {
+		lb := b.create(b.TokenA, "/v1/load-balancers", map[string]any{"name": fmt.Sprintf("lb%d", i)})
+		pool := b.create(b.TokenA, "/v1/pools", map[string]any{"load_balancer_id": lb, "protocol": "http", "name": "p"})
+		member = b.create(b.TokenA, "/v1/members", map[string]any{"pool_id": pool, "address": "127.0.0.1", "port": 9000 + i})
+		b.create(b.TokenA, "/v1/listeners", map[string]any{"load_balancer_id": lb, "protocol": "http", "port": 80, "default_pool_id": pool})
+	}
+	full := b.getSnapshot(0, false)
+	b.must(http.StatusOK, b.TokenA, http.MethodPatch, "/v1/members/"+member, map[string]any{"weight": 3})
+	path := fmt.Sprintf("/v1/nodes/n1/snapshot?after=%d&wait=0s", full.Revision)
+	fullBytes := len(b.do(b.Node, http.MethodGet, path, nil, "Fulcrum-Agent-Format", "2").Raw)
+	deltaRes := b.do(b.Node, http.MethodGet, path+"&delta=true", nil, "Fulcrum-Agent-Format", "2")
+	var d openapi.Snapshot
+	if err := json.Unmarshal(deltaRes.Raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	if !snapconv.IsDelta(&d) || len(d.LoadBalancers) != 1 {
+		t.Fatalf("a member change in a group of %d load balancers: delta %v with %d load balancers, want 1", n, d.Delta, len(d.LoadBalancers))
+	}
+	t.Logf("a member change in a group of %d load balancers: full snapshot %d bytes, delta %d bytes", n, fullBytes, len(deltaRes.Raw))
+	if len(deltaRes.Raw)*4 > fullBytes {
+		t.Errorf("delta %d bytes is not much smaller than the full %d", len(deltaRes.Raw), fullBytes)
+	}
+}
