@@ -52,7 +52,9 @@ func (a *Agent) pollParams(after int64, wait string) *openapi.GetNodeSnapshotPar
 		p.After = &zero
 		return p
 	}
-	if base := a.baseLocked(); base != nil && after > 0 && base.Revision == after {
+	// A base from an API that sent no format 2 (one from before deltas)
+	// asks for no delta: that API would not know the parameter.
+	if base := a.baseLocked(); base != nil && after > 0 && base.Revision == after && base.FormatVersion >= snapconv.FormatDelta {
 		t := true
 		p.Delta = &t
 	}

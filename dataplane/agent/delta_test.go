@@ -62,6 +62,18 @@ func TestAgentDeltas(t *testing.T) {
 		t.Errorf("the snapshot held is not the complete merged one: %+v", a.snap)
 	}
 
+	// A complete snapshot from an API from before formats (none announced)
+	// is applied, and no delta is asked of that API.
+	merged := a.snap
+	receiveApply(t, a, &openapi.Snapshot{Revision: 7, LoadBalancers: merged.LoadBalancers}) // revision 7 again: no change
+	if p := params(7); p.Delta != nil {
+		t.Fatalf("a delta asked of an API that sent format 0")
+	}
+	receiveApply(t, a, merged)
+	if p := params(7); p.Delta == nil {
+		t.Fatalf("no delta asked after a format 2 snapshot")
+	}
+
 	// A delta after a revision not held: nothing applied, the next poll
 	// asks for everything.
 	if receiveApply(t, a, deltaSnap(6, 8, nil, lbWith("lb_e", "127.0.0.6", 80))) {
