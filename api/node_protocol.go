@@ -170,6 +170,10 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 	}
 	defer waitSnapshot(ctx)() // metrics.go
 	after := deref(r.Params.After)
+	req, err := snapshotRequest(r.Params) // node_delta.go
+	if err != nil {
+		return nil, err
+	}
 	wait := SnapshotWaitDefault
 	if r.Params.Wait != nil {
 		d, err := time.ParseDuration(*r.Params.Wait)
@@ -190,6 +194,10 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 				return err
 			}
 			snap, err = h.snapshots.ForNode(rctx, tx, n, after)
+			if err != nil {
+				return err
+			}
+			snap, err = shapeSnapshot(rctx, tx, snap, req) // node_delta.go
 			return err
 		})
 		cancel()

@@ -116,12 +116,13 @@ func (e NodeStatus) Valid() bool {
 
 // Defines values for NodeErrorKind.
 const (
-	Bind         NodeErrorKind = "bind"
-	Config       NodeErrorKind = "config"
-	Disk         NodeErrorKind = "disk"
-	HaproxyStart NodeErrorKind = "haproxy_start"
-	Other        NodeErrorKind = "other"
-	Reload       NodeErrorKind = "reload"
+	Bind           NodeErrorKind = "bind"
+	Config         NodeErrorKind = "config"
+	Disk           NodeErrorKind = "disk"
+	HaproxyStart   NodeErrorKind = "haproxy_start"
+	Other          NodeErrorKind = "other"
+	Reload         NodeErrorKind = "reload"
+	SnapshotFormat NodeErrorKind = "snapshot_format"
 )
 
 // Valid indicates whether the value is a known member of the NodeErrorKind enum.
@@ -138,6 +139,8 @@ func (e NodeErrorKind) Valid() bool {
 	case Other:
 		return true
 	case Reload:
+		return true
+	case SnapshotFormat:
 		return true
 	default:
 		return false
@@ -1259,7 +1262,7 @@ type NodeCreate struct {
 
 // NodeError defines model for NodeError.
 type NodeError struct {
-	// Kind What failed on the node.
+	// Kind What failed on the node (snapshot_format: the API sent a snapshot format the agent does not know; it keeps serving what it has).
 	Kind    NodeErrorKind `json:"kind"`
 	Message string        `json:"message"`
 
@@ -1267,7 +1270,7 @@ type NodeError struct {
 	Since *time.Time `json:"since,omitempty"`
 }
 
-// NodeErrorKind What failed on the node.
+// NodeErrorKind What failed on the node (snapshot_format: the API sent a snapshot format the agent does not know; it keeps serving what it has).
 type NodeErrorKind string
 
 // NodeGroup defines model for NodeGroup.
@@ -1807,10 +1810,21 @@ type SessionPersistence struct {
 // SessionPersistenceType defines model for SessionPersistence.Type.
 type SessionPersistenceType string
 
-// Snapshot Everything one node must serve, consistent at one revision.
+// Snapshot Everything one node must serve, consistent at one revision; or, when `delta` is true, what changed since `base_revision`: the load balancers changed since (complete), the ids of those removed, and the certificates the sent load balancers use. Merged into the snapshot at `base_revision` (replace the sent load balancers, drop the removed ones, keep the others and the certificates they use) it is the complete snapshot at `revision`. Every other field is complete in a delta too.
 type Snapshot struct {
+	// BaseRevision The revision a delta applies to (the request's after).
+	BaseRevision *int64                `json:"base_revision,omitempty"`
 	Certificates []SnapshotCertificate `json:"certificates"`
-	GeneratedAt  time.Time             `json:"generated_at"`
+
+	// DeletedLoadBalancers In a delta: the load balancers removed from the node's snapshot since base_revision.
+	DeletedLoadBalancers *[]string `json:"deleted_load_balancers,omitempty"`
+
+	// Delta True when the snapshot holds only the changes since base_revision (format 2).
+	Delta *bool `json:"delta,omitempty"`
+
+	// FormatVersion The snapshot format (1: full only; 2: deltas and load balancer revisions). An agent applies no snapshot of a format it does not know.
+	FormatVersion int       `json:"format_version"`
+	GeneratedAt   time.Time `json:"generated_at"`
 
 	// HeartbeatIntervalMs How often the agent reports (the group's setting, milliseconds).
 	HeartbeatIntervalMs *int                   `json:"heartbeat_interval_ms,omitempty"`
@@ -1846,10 +1860,13 @@ type SnapshotCertificate struct {
 
 // SnapshotLoadBalancer defines model for SnapshotLoadBalancer.
 type SnapshotLoadBalancer struct {
-	Listeners    []Listener    `json:"listeners"`
-	LoadBalancer LoadBalancer  `json:"load_balancer"`
-	Members      []Member      `json:"members"`
-	Pools        []Pool        `json:"pools"`
+	Listeners    []Listener   `json:"listeners"`
+	LoadBalancer LoadBalancer `json:"load_balancer"`
+	Members      []Member     `json:"members"`
+	Pools        []Pool       `json:"pools"`
+
+	// Revision The revision the load balancer last changed at: its own, its listeners', pools', members' and routing rules' (their deletes too) and its certificates'.
+	Revision     int64         `json:"revision"`
 	RoutingRules []RoutingRule `json:"routing_rules"`
 }
 
@@ -2387,6 +2404,12 @@ type GetNodeSnapshotParams struct {
 
 	// Wait How long to hold the request, e.g. `30s` (0 to 60s). Defaults to 30s.
 	Wait *string `form:"wait,omitempty" json:"wait,omitempty"`
+
+	// Delta The agent holds the complete snapshot at revision `after` and takes a delta (format 2 and newer): only the load balancers changed since `after` and the ids of those deleted since. The API may still answer a full snapshot (`delta` false), e.g. when `after` is older than the deletes it still remembers.
+	Delta *bool `form:"delta,omitempty" json:"delta,omitempty"`
+
+	// FulcrumAgentFormat The snapshot format the agent understands (1: full snapshots only; 2: adds deltas and load balancer revisions). Absent means 1. A format this API does not serve is refused with 400 naming this header.
+	FulcrumAgentFormat *string `json:"Fulcrum-Agent-Format,omitempty"`
 }
 
 // UncordonNodeParams defines parameters for UncordonNode.
@@ -7263,6 +7286,18 @@ func NewGetNodeSnapshotRequest(server string, id ID, params *GetNodeSnapshotPara
 
 		}
 
+		if params.Delta != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "delta", *params.Delta, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -7272,6 +7307,21 @@ func NewGetNodeSnapshotRequest(server string, id ID, params *GetNodeSnapshotPara
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.FulcrumAgentFormat != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Fulcrum-Agent-Format", *params.FulcrumAgentFormat, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Fulcrum-Agent-Format", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -38906,6 +38956,30 @@ func (w *ServerInterfaceWrapper) GetNodeSnapshot(ctx echo.Context) error {
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	// ------------- Optional query parameter "delta" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "delta", ctx.QueryParams(), &params.Delta, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter delta: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "Fulcrum-Agent-Format" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Fulcrum-Agent-Format")]; found {
+		var FulcrumAgentFormat string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Fulcrum-Agent-Format, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Agent-Format", valueList[0], &FulcrumAgentFormat, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Fulcrum-Agent-Format: %s", err))
+		}
+
+		params.FulcrumAgentFormat = &FulcrumAgentFormat
 	}
 
 	// Invoke the callback with all the unmarshaled arguments

@@ -168,9 +168,13 @@ func (b *Builder) loadBalancers(ctx context.Context, tx *store.Tx, sc store.Snap
 	if err != nil {
 		return nil, nil, err
 	}
+	revs, err := store.LoadBalancerRevisions(ctx, tx, sc) // delta.go
+	if err != nil {
+		return nil, nil, err
+	}
 	out := make([]openapi.SnapshotLoadBalancer, 0, len(lbs))
 	for _, lb := range lbs {
-		out = append(out, openapi.SnapshotLoadBalancer{LoadBalancer: b.shapes.LoadBalancer(lb),
+		out = append(out, openapi.SnapshotLoadBalancer{LoadBalancer: b.shapes.LoadBalancer(lb), Revision: max(lb.Revision, revs[lb.ID]),
 			Listeners: []openapi.Listener{}, Pools: []openapi.Pool{}, Members: []openapi.Member{}, RoutingRules: []openapi.RoutingRule{}})
 	}
 	byLB := make(map[string]*openapi.SnapshotLoadBalancer, len(out))

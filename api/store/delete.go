@@ -149,14 +149,16 @@ func Purge(ctx context.Context, tx *Tx) error {
   FROM node_groups g LEFT JOIN node_states n ON n.node_group_id = g.id AND n.serving
   GROUP BY g.id) `
 	for _, table := range []string{"routing_rules", "members", "listeners", "pools"} {
-		q := floor + "DELETE FROM " + table + ` t USING load_balancers lb, floor f
-WHERE t.deleted_revision IS NOT NULL AND t.load_balancer_id = lb.id AND lb.node_group_id = f.node_group_id AND t.deleted_revision <= f.rev`
+		q := floor + ", purged AS (DELETE FROM " + table + ` t USING load_balancers lb, floor f
+WHERE t.deleted_revision IS NOT NULL AND t.load_balancer_id = lb.id AND lb.node_group_id = f.node_group_id AND t.deleted_revision <= f.rev
+RETURNING lb.node_group_id, t.deleted_revision)` + recordPurge // snapshot_delta.go
 		if _, err := tx.pg.Exec(ctx, q); err != nil {
 			return fmt.Errorf("purge %s: %w", table, err)
 		}
 	}
-	q := floor + `DELETE FROM load_balancers t USING floor f
-WHERE t.deleted_revision IS NOT NULL AND t.node_group_id = f.node_group_id AND t.deleted_revision <= f.rev`
+	q := floor + `, purged AS (DELETE FROM load_balancers t USING floor f
+WHERE t.deleted_revision IS NOT NULL AND t.node_group_id = f.node_group_id AND t.deleted_revision <= f.rev
+RETURNING t.node_group_id, t.deleted_revision)` + recordPurge
 	if _, err := tx.pg.Exec(ctx, q); err != nil {
 		return fmt.Errorf("purge load_balancers: %w", err)
 	}

@@ -149,6 +149,8 @@ type Agent struct {
 	reloader reloader   // reloads through the master CLI, confirmed
 	changes  runtimeAPI // runtime-API changes: members, certificates
 	binder   binder     // whether a new VIP:port can be bound
+
+	delta deltaState // the base of the next delta (delta.go)
 }
 
 // Paths inside the state directory.
@@ -307,7 +309,7 @@ func (a *Agent) pollLoop(ctx context.Context) {
 			registered = true
 		}
 		after := a.pollAfter()
-		res, err := a.client.GetNodeSnapshotWithResponse(ctx, a.cfg.NodeName, &openapi.GetNodeSnapshotParams{After: &after, Wait: &wait})
+		res, err := a.client.GetNodeSnapshotWithResponse(ctx, a.cfg.NodeName, a.pollParams(after, wait)) // delta.go
 		if err != nil {
 			if ctx.Err() == nil {
 				a.log.Warn("snapshot poll failed; serving what we have", "err", err, "retry_in", backoff)
@@ -319,11 +321,15 @@ func (a *Agent) pollLoop(ctx context.Context) {
 		switch res.StatusCode() {
 		case http.StatusOK:
 			backoff = time.Second
-			if err := a.Apply(ctx, res.JSON200); err != nil {
+			snap := a.receive(ctx, res.JSON200) // delta.go: merged with what is held
+			if snap == nil {
+				continue
+			}
+			if err := a.Apply(ctx, snap); err != nil {
 				// Not fetched again until a newer revision exists (or, for
 				// failures that may pass, retried by retryLoop).
-				a.log.Error("apply snapshot", "revision", res.JSON200.Revision, "err", err)
-				a.reportNack(ctx, res.JSON200.Revision, err)
+				a.log.Error("apply snapshot", "revision", snap.Revision, "err", err)
+				a.reportNack(ctx, snap.Revision, err)
 			}
 		case http.StatusNotModified:
 			backoff = time.Second
