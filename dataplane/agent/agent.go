@@ -113,6 +113,12 @@ type Agent struct {
 	snap     *openapi.Snapshot    // last applied
 	want     *openapi.Snapshot    // newest received (retried when a failure may pass)
 	live     *haproxy.Config      // what HAProxy runs
+	// parked are the members of load balancers without listeners: not in
+	// HAProxy's configuration (they serve no traffic), reported no_monitor.
+	parked []string
+	// render renders configurations, re-rendering only the load balancers
+	// that changed (a.mu held).
+	render haproxy.RenderCache
 	lbErrors map[string]lbFailure // LBs left out or kept at their last good version
 	// nodeErrors are the node-level failures in force, by kind.
 	nodeErrors map[openapi.NodeErrorKind]string

@@ -202,6 +202,13 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 			}
 			continue
 		}
+		if len(lb.Listeners) == 0 {
+			// Serves no traffic: left out of HAProxy's configuration (like
+			// Octavia's pools without listeners), so creating it, its pools
+			// and members changes nothing there; its first listener brings
+			// it in with one reload. Its members read no_monitor.
+			continue
+		}
 		p.cands[id] = lb
 		old, had := p.prev[id]
 		if f, bad := certFailure(sl, badCerts); bad {
@@ -269,7 +276,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 		}
 	}
 	a.startDrains(ctx, before, p.cfg, reloaded)
-	a.live, a.snap, a.lbErrors = &p.cfg, snap, p.errs
+	a.live, a.snap, a.lbErrors, a.parked = &p.cfg, snap, p.errs, parkedMembers(snap)
 	a.updateVIPs(snap)
 	a.nodeErrors = map[openapi.NodeErrorKind]string{}
 	a.retry = false
@@ -292,6 +299,20 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	recordLBErrors(span, snap, lbErrors)
 	a.log.InfoContext(ctx, "applied snapshot", "revision", snap.Revision, "reloaded", reloaded, "load_balancers", len(p.cfg.LoadBalancers), "errors", len(p.errs))
 	return nil
+}
+
+// parkedMembers are the members of snap's load balancers without listeners:
+// HAProxy has no server for them.
+func parkedMembers(snap *openapi.Snapshot) []string {
+	var ids []string
+	for i := range snap.LoadBalancers {
+		if sl := &snap.LoadBalancers[i]; len(sl.Listeners) == 0 {
+			for _, m := range sl.Members {
+				ids = append(ids, m.Id)
+			}
+		}
+	}
+	return ids
 }
 
 // certFailure reports whether a listener of sl uses a certificate that does
@@ -321,7 +342,7 @@ func (a *Agent) validate(ctx context.Context, p *plan) error {
 		if one != nil {
 			text, err = haproxy.RenderLoadBalancer(cfg.Global, *one)
 		} else {
-			text, err = haproxy.Render(cfg)
+			text, err = a.render.Render(cfg)
 		}
 		if err == nil {
 			err = a.checkText(ctx, text)
@@ -526,7 +547,7 @@ func (a *Agent) bisect(ctx context.Context, p *plan, cause error) error {
 // back to what runs, so the next reload agrees with it. Failures to write are
 // *applyError (kind disk); HAProxy's refusals are returned as they are.
 func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
-	text, err := haproxy.Render(cfg)
+	text, err := a.render.Render(cfg)
 	if err != nil {
 		return nodeFailure(openapi.Config, err)
 	}
@@ -541,7 +562,7 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	err = a.reloader.Reload(rctx)
 	rspan.End()
 	if err != nil {
-		if old, rerr := haproxy.Render(*a.live); rerr == nil {
+		if old, rerr := a.render.Render(*a.live); rerr == nil {
 			_ = atomicfile.Write(a.path("haproxy.cfg"), old, 0o600)
 		}
 		if errors.Is(err, haproxy.ErrNotRunning) {
@@ -556,7 +577,7 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 
 // writeConfig writes the file HAProxy would load on its next reload.
 func (a *Agent) writeConfig(cfg haproxy.Config) error {
-	text, err := haproxy.Render(cfg)
+	text, err := a.render.Render(cfg)
 	if err != nil {
 		return nodeFailure(openapi.Config, err)
 	}

@@ -1,0 +1,91 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// A load balancer, its pool and members without a listener serve no
+// traffic: they change nothing in HAProxy (no check, no reload, no runtime
+// call), the revision is still applied, and the members read no_monitor.
+// Its listener then brings all of it in with exactly one reload.
+func TestApplyLoadBalancerWithoutListenerNeedsNoReload(t *testing.T) {
+	a, f, c := unitAgent(t)
+	ctx := context.Background()
+	other := lbPool("lb_b", "127.0.0.3", member("mbr_b1", "10.0.0.5", 1))
+	if err := a.Apply(ctx, snapshot(1, other)); err != nil {
+		t.Fatal(err)
+	}
+	f.runtime.take()
+	r0, _, c0 := counts(f, c)
+	cfg0, _ := os.ReadFile(a.path("haproxy.cfg"))
+
+	full := lbPool("lb_a", "127.0.0.2", member("mbr_1", "10.0.0.1", 1), member("mbr_2", "10.0.0.2", 1))
+	bare := clone(full)
+	bare.Listeners = nil
+	steps := []openapi.SnapshotLoadBalancer{
+		{LoadBalancer: full.LoadBalancer},                                               // the load balancer
+		{LoadBalancer: full.LoadBalancer, Pools: full.Pools},                            // its pool
+		{LoadBalancer: full.LoadBalancer, Pools: full.Pools, Members: full.Members[:1]}, // a member
+		bare, // another member
+	}
+	for i, sl := range steps {
+		rev := int64(2 + i)
+		if err := a.Apply(ctx, snapshot(rev, other, sl)); err != nil {
+			t.Fatal(err)
+		}
+		if r, _, ch := counts(f, c); r != r0 || ch != c0 {
+			t.Fatalf("step %d: %d reloads, %d checks; want none", i, r-r0, ch-c0)
+		}
+		if calls := f.runtime.take(); len(calls) != 0 {
+			t.Fatalf("step %d: runtime calls %q", i, calls)
+		}
+		if a.AppliedRevision() != rev || len(a.lbErrors) != 0 {
+			t.Fatalf("step %d: revision %d, errors %v", i, a.AppliedRevision(), a.lbErrors)
+		}
+		if got, _ := os.ReadFile(a.path("haproxy.cfg")); string(got) != string(cfg0) {
+			t.Fatalf("step %d: haproxy.cfg changed:\n%s", i, got)
+		}
+	}
+	if !slices.Equal(served(a), []string{"lb_b"}) {
+		t.Fatalf("served %v, want lb_b alone", served(a))
+	}
+	if got := a.parked; !slices.Equal(got, []string{"mbr_1", "mbr_2"}) {
+		t.Fatalf("parked members %v", got)
+	}
+
+	// The listener: one checked reload with all of it.
+	if err := a.Apply(ctx, snapshot(10, other, full)); err != nil {
+		t.Fatal(err)
+	}
+	if r, _, ch := counts(f, c); r-r0 != 1 || ch == c0 {
+		t.Fatalf("listener: %d reloads, %d checks; want one checked reload", r-r0, ch-c0)
+	}
+	if !slices.Equal(served(a), []string{"lb_a", "lb_b"}) || len(a.parked) != 0 {
+		t.Fatalf("served %v, parked %v", served(a), a.parked)
+	}
+	if m := liveMember(t, a, "mbr_2"); m.Address != "10.0.0.2" {
+		t.Fatalf("served %+v", m)
+	}
+	want, _ := haproxy.Render(*a.live)
+	if got, _ := os.ReadFile(a.path("haproxy.cfg")); string(got) != string(want) || !strings.Contains(string(got), "server mbr_2 ") {
+		t.Fatalf("haproxy.cfg is not what runs:\n%s", got)
+	}
+
+	// Its last listener deleted: out again, with one reload.
+	if err := a.Apply(ctx, snapshot(11, other, bare)); err != nil {
+		t.Fatal(err)
+	}
+	if r, _, _ := counts(f, c); r-r0 != 2 {
+		t.Fatalf("listener deleted: %d reloads in all, want 2", r-r0)
+	}
+	if !slices.Equal(served(a), []string{"lb_b"}) || !slices.Equal(a.parked, []string{"mbr_1", "mbr_2"}) {
+		t.Fatalf("served %v, parked %v", served(a), a.parked)
+	}
+}
