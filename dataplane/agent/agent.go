@@ -109,16 +109,18 @@ type Agent struct {
 	tracer  trace.Tracer
 	vips    *keepalived.Manager // VRRP for the group's VIPs (vip.go)
 
-	mu       sync.Mutex
-	snap     *openapi.Snapshot    // last applied
-	want     *openapi.Snapshot    // newest received (retried when a failure may pass)
-	live     *haproxy.Config      // what HAProxy runs
+	mu   sync.Mutex
+	snap *openapi.Snapshot // last applied
+	want *openapi.Snapshot // newest received (retried when a failure may pass)
+	live *haproxy.Config   // what HAProxy runs
 	// parked are the members of load balancers without listeners: not in
 	// HAProxy's configuration (they serve no traffic), reported no_monitor.
 	parked []string
 	// render renders configurations, re-rendering only the load balancers
 	// that changed (a.mu held).
 	render haproxy.RenderCache
+	// written is the text last written to haproxy.cfg (nil: unknown).
+	written  []byte
 	lbErrors map[string]lbFailure // LBs left out or kept at their last good version
 	// nodeErrors are the node-level failures in force, by kind.
 	nodeErrors map[openapi.NodeErrorKind]string
@@ -296,6 +298,7 @@ func (a *Agent) pollLoop(ctx context.Context) {
 		switch res.StatusCode() {
 		case http.StatusOK:
 			backoff = time.Second
+			a.metrics.observeSnapshot(ctx, res.Body)
 			if err := a.Apply(ctx, res.JSON200); err != nil {
 				// Not fetched again until a newer revision exists (or, for
 				// failures that may pass, retried by retryLoop).

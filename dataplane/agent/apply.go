@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -220,8 +223,10 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 			}
 			continue
 		}
-		if had && reflect.DeepEqual(old, lb) {
-			p.cfg.LoadBalancers = append(p.cfg.LoadBalancers, lb)
+		if had && (haproxy.Identical(old, lb) || reflect.DeepEqual(old, lb)) {
+			// What runs, by identity: later steps skip it cheaply
+			// (haproxy.Identical).
+			p.cfg.LoadBalancers = append(p.cfg.LoadBalancers, old)
 			continue
 		}
 		if f, ok := a.lbErrors[id]; ok && f.Kind != failBind && f.Candidate == fingerprint(lb) {
@@ -551,6 +556,7 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	if err != nil {
 		return nodeFailure(openapi.Config, err)
 	}
+	a.written = nil // unknown until the reload is done or undone
 	if err := atomicfile.Write(a.path("haproxy.cfg"), text, 0o600); err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
 	}
@@ -563,7 +569,9 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	rspan.End()
 	if err != nil {
 		if old, rerr := a.render.Render(*a.live); rerr == nil {
-			_ = atomicfile.Write(a.path("haproxy.cfg"), old, 0o600)
+			if atomicfile.Write(a.path("haproxy.cfg"), old, 0o600) == nil {
+				a.written = old
+			}
 		}
 		if errors.Is(err, haproxy.ErrNotRunning) {
 			return nodeFailure(openapi.HaproxyStart, err)
@@ -571,20 +579,51 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 		return err
 	}
 	a.live = &cfg // what runs now (the plan may still change)
+	a.written = text
 	a.markCertificatesLoaded(cfg)
 	return nil
 }
 
-// writeConfig writes the file HAProxy would load on its next reload.
+// writeConfig writes the file HAProxy would load on its next reload, when
+// it differs from what was written last. It is replaced atomically but not
+// synced: what runs is already in HAProxy, the state that survives a crash
+// is snapshot.json, and every start writes the file anew (startServing) —
+// an fsync of a large file would delay a member change for nothing.
 func (a *Agent) writeConfig(cfg haproxy.Config) error {
 	text, err := a.render.Render(cfg)
 	if err != nil {
 		return nodeFailure(openapi.Config, err)
 	}
-	if err := atomicfile.Write(a.path("haproxy.cfg"), text, 0o600); err != nil {
+	if bytes.Equal(text, a.written) {
+		return nil
+	}
+	a.written = nil
+	if err := replaceFile(a.path("haproxy.cfg"), text); err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
 	}
+	a.written = text
 	return nil
+}
+
+// replaceFile replaces path with data (mode 0600) by a rename, without an
+// fsync.
+func replaceFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // said is one thing HAProxy said about a failure: text to match object ids

@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	"github.com/fulcrumlb/fulcrum/openapi"
@@ -88,4 +90,70 @@ func TestApplyLoadBalancerWithoutListenerNeedsNoReload(t *testing.T) {
 	if !slices.Equal(served(a), []string{"lb_b"}) || !slices.Equal(a.parked, []string{"mbr_1", "mbr_2"}) {
 		t.Fatalf("served %v, parked %v", served(a), a.parked)
 	}
+}
+
+// manyLBs is a snapshot of n load balancers of one listener and one pool of
+// members members each.
+func manyLBs(rev int64, n, members int) *openapi.Snapshot {
+	snap := snapshot(rev)
+	for i := range n {
+		id := "lb_" + itoa(i)
+		var ms []openapi.Member
+		for j := range members {
+			ms = append(ms, member("mbr_"+itoa(i)+"m"+itoa(j), "10.1."+itoa(i%250)+"."+itoa(j+1), 1))
+		}
+		snap.LoadBalancers = append(snap.LoadBalancers, lbPool(id, "127.1."+itoa(i/250)+"."+itoa(i%250+1), ms...))
+	}
+	return snap
+}
+
+// BenchmarkApplyMemberChange measures Apply of a one-member weight change
+// with 1,000 load balancers of 10 members on the node (HAProxy faked).
+func BenchmarkApplyMemberChange(b *testing.B) {
+	t := &testing.T{}
+	a, f, _ := unitAgent(t)
+	ctx := context.Background()
+	snap := manyLBs(1, 1000, 10)
+	if err := a.Apply(ctx, snap); err != nil {
+		b.Fatal(err)
+	}
+	tr := &timedRuntime{runtimeAPI: a.changes}
+	a.changes = tr
+	rev := int64(1)
+	var toRuntime time.Duration
+	for b.Loop() {
+		rev++
+		next := *snap
+		next.Revision = rev
+		next.LoadBalancers = slices.Clone(snap.LoadBalancers)
+		sl := clone(next.LoadBalancers[500])
+		sl.Members[0].Weight = int(rev % 2)
+		next.LoadBalancers[500] = sl
+		// Fresh values, as decoding a snapshot gives.
+		raw, _ := json.Marshal(&next)
+		var fresh openapi.Snapshot
+		if err := json.Unmarshal(raw, &fresh); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if err := a.Apply(ctx, &fresh); err != nil {
+			b.Fatal(err)
+		}
+		toRuntime += tr.last.Sub(start)
+	}
+	b.ReportMetric(float64(toRuntime.Microseconds())/1000/float64(b.N), "ms-to-runtime/op")
+	if f.reloads != 1 {
+		b.Fatalf("%d reloads", f.reloads)
+	}
+}
+
+// timedRuntime notes when the last weight change was made.
+type timedRuntime struct {
+	runtimeAPI
+	last time.Time
+}
+
+func (r *timedRuntime) SetWeight(ctx context.Context, backend, server string, weight int) error {
+	r.last = time.Now()
+	return r.runtimeAPI.SetWeight(ctx, backend, server, weight)
 }

@@ -103,7 +103,7 @@ func (rc *RenderCache) Render(c Config) ([]byte, error) {
 // Two load balancers with one id (a model the renderer then refuses) share
 // no piece.
 func (rc *RenderCache) piece(lb LoadBalancer, seen map[string]bool) *lbPiece {
-	if pc, ok := rc.lbs[lb.ID]; ok && reflect.DeepEqual(pc.lb, lb) {
+	if pc, ok := rc.lbs[lb.ID]; ok && (Identical(pc.lb, lb) || reflect.DeepEqual(pc.lb, lb)) {
 		seen[lb.ID] = true
 		return pc
 	}
@@ -137,4 +137,18 @@ func renderPiece(lb LoadBalancer) *lbPiece {
 	}
 	pc.text = w.b.Bytes()
 	return pc
+}
+
+// Identical reports whether a and b are the same version of a load balancer
+// by identity: the same fields and the very same listener and pool slices
+// (one backing array). It implies reflect.DeepEqual(a, b) as long as models
+// are not changed in place once built, which is how the agent treats them;
+// false says nothing.
+func Identical(a, b LoadBalancer) bool {
+	return a.ID == b.ID && a.VIP == b.VIP && a.Enabled == b.Enabled &&
+		sameSlice(a.Listeners, b.Listeners) && sameSlice(a.Pools, b.Pools)
+}
+
+func sameSlice[T any](a, b []T) bool {
+	return len(a) == len(b) && cap(a) == cap(b) && (len(a) == 0 || &a[0] == &b[0])
 }
