@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -109,18 +110,14 @@ type Agent struct {
 	tracer  trace.Tracer
 	vips    *keepalived.Manager // VRRP for the group's VIPs (vip.go)
 
-	mu   sync.Mutex
-	snap *openapi.Snapshot // last applied
-	want *openapi.Snapshot // newest received (retried when a failure may pass)
-	live *haproxy.Config   // what HAProxy runs
-	// parked are the members of load balancers without listeners: not in
-	// HAProxy's configuration (they serve no traffic), reported no_monitor.
-	parked []string
-	// render renders configurations, re-rendering only the load balancers
-	// that changed (a.mu held).
-	render haproxy.RenderCache
-	// written is the text last written to haproxy.cfg (nil: unknown).
-	written  []byte
+	// newest is the newest snapshot handed to Apply (apply.go): applies
+	// queued behind a running one apply it.
+	newest atomic.Pointer[openapi.Snapshot]
+
+	mu       sync.Mutex
+	snap     *openapi.Snapshot    // last applied
+	want     *openapi.Snapshot    // newest received (retried when a failure may pass)
+	live     *haproxy.Config      // what HAProxy runs
 	lbErrors map[string]lbFailure // LBs left out or kept at their last good version
 	// nodeErrors are the node-level failures in force, by kind.
 	nodeErrors map[openapi.NodeErrorKind]string
@@ -141,6 +138,16 @@ type Agent struct {
 	reloader reloader   // reloads through the master CLI, confirmed
 	changes  runtimeAPI // runtime-API changes: members, certificates
 	binder   binder     // whether a new VIP:port can be bound
+
+	// Under mu as well (apply.go):
+	// parked are the members of load balancers without listeners: not in
+	// HAProxy's configuration (they serve no traffic), reported no_monitor.
+	parked []string
+	// render renders configurations, re-rendering only the load balancers
+	// that changed.
+	render haproxy.RenderCache
+	// written is the text last written to haproxy.cfg (nil: unknown).
+	written []byte
 }
 
 // Paths inside the state directory.

@@ -103,8 +103,15 @@ func (a *Agent) apply(ctx context.Context, snap *openapi.Snapshot, force bool) (
 		span.End()
 	}()
 
+	// Snapshots that arrive while an apply runs wait for it; the first
+	// of them to go applies the newest, the others find it applied: changes
+	// that arrive together become one apply (and at most one reload).
+	a.offer(snap)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if n := a.newest.Load(); n != nil && n.Revision > snap.Revision {
+		snap = n
+	}
 	if force && a.want != nil && a.want.Revision > snap.Revision {
 		snap = a.want // a retry never goes back to an older snapshot
 	}
@@ -131,6 +138,19 @@ func (a *Agent) apply(ctx context.Context, snap *openapi.Snapshot, force bool) (
 	}
 	a.notifyReport()
 	return err
+}
+
+// offer notes snap as the newest snapshot received when it is.
+func (a *Agent) offer(snap *openapi.Snapshot) {
+	for {
+		n := a.newest.Load()
+		if n != nil && n.Revision >= snap.Revision {
+			return
+		}
+		if a.newest.CompareAndSwap(n, snap) {
+			return
+		}
+	}
 }
 
 func (a *Agent) notifyReport() {

@@ -157,3 +157,52 @@ func (r *timedRuntime) SetWeight(ctx context.Context, backend, server string, we
 	r.last = time.Now()
 	return r.runtimeAPI.SetWeight(ctx, backend, server, weight)
 }
+
+// gateReloader holds reloads until released.
+type gateReloader struct {
+	reloader
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gateReloader) Reload(ctx context.Context) error {
+	g.entered <- struct{}{}
+	<-g.release
+	return g.reloader.Reload(ctx)
+}
+
+// Snapshots that arrive while an apply runs (here: stuck in its reload)
+// become one apply of the newest: one more reload, not one per snapshot.
+func TestApplyCoalescesQueuedSnapshots(t *testing.T) {
+	a, f, _ := unitAgent(t)
+	ctx := context.Background()
+	g := &gateReloader{reloader: f, entered: make(chan struct{}, 8), release: make(chan struct{})}
+	a.reloader = g
+	lb := func(ports ...int) openapi.SnapshotLoadBalancer { return lbWith("lb_a", "127.0.0.2", ports...) }
+
+	errs := make(chan error, 4)
+	go func() { errs <- a.Apply(ctx, snapshot(2, lb(80))) }()
+	<-g.entered // the first apply is reloading
+	for rev := int64(3); rev <= 5; rev++ {
+		ports := []int{80}
+		for p := 81; p < 81+int(rev)-2; p++ {
+			ports = append(ports, p)
+		}
+		go func() { errs <- a.Apply(ctx, snapshot(rev, lb(ports...))) }()
+		for a.newest.Load().Revision != rev { // queued behind the running apply
+			time.Sleep(time.Millisecond)
+		}
+	}
+	close(g.release)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(g.entered) != 1 {
+		t.Fatalf("%d reloads after the first, want 1 (revisions 3–5 at once)", len(g.entered))
+	}
+	if a.AppliedRevision() != 5 || len(a.live.LoadBalancers[0].Listeners) != 4 {
+		t.Fatalf("applied revision %d with %d listeners; want 5 with 4", a.AppliedRevision(), len(a.live.LoadBalancers[0].Listeners))
+	}
+}
