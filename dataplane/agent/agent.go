@@ -142,7 +142,7 @@ type Agent struct {
 	// Under mu as well (apply.go):
 	// parked are the members of load balancers without listeners: not in
 	// HAProxy's configuration (they serve no traffic), reported no_monitor.
-	parked []string
+	parked []parkedMember
 	// render renders configurations, re-rendering only the load balancers
 	// that changed.
 	render haproxy.RenderCache

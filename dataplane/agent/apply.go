@@ -326,18 +326,29 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	return nil
 }
 
-// parkedMembers are the members of snap's load balancers without listeners:
-// HAProxy has no server for them.
-func parkedMembers(snap *openapi.Snapshot) []string {
-	var ids []string
+// parkedMember is a member of a load balancer without listeners and the
+// status reported for it: HAProxy has no server for it, so no health check
+// runs (no_monitor), and a disabled one reads like one in maintenance.
+type parkedMember struct {
+	id     string
+	status openapi.NodeReportMembersStatus
+}
+
+// parkedMembers are the members of snap's load balancers without listeners.
+func parkedMembers(snap *openapi.Snapshot) []parkedMember {
+	var out []parkedMember
 	for i := range snap.LoadBalancers {
 		if sl := &snap.LoadBalancers[i]; len(sl.Listeners) == 0 {
 			for _, m := range sl.Members {
-				ids = append(ids, m.Id)
+				st := openapi.NodeReportMembersStatusNoMonitor
+				if !m.Enabled {
+					st = openapi.NodeReportMembersStatusMaint
+				}
+				out = append(out, parkedMember{id: m.Id, status: st})
 			}
 		}
 	}
-	return ids
+	return out
 }
 
 // certFailure reports whether a listener of sl uses a certificate that does

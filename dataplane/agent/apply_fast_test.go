@@ -58,7 +58,8 @@ func TestApplyLoadBalancerWithoutListenerNeedsNoReload(t *testing.T) {
 	if !slices.Equal(served(a), []string{"lb_b"}) {
 		t.Fatalf("served %v, want lb_b alone", served(a))
 	}
-	if got := a.parked; !slices.Equal(got, []string{"mbr_1", "mbr_2"}) {
+	parked := []parkedMember{{"mbr_1", openapi.NodeReportMembersStatusNoMonitor}, {"mbr_2", openapi.NodeReportMembersStatusNoMonitor}}
+	if got := a.parked; !slices.Equal(got, parked) {
 		t.Fatalf("parked members %v", got)
 	}
 
@@ -87,7 +88,7 @@ func TestApplyLoadBalancerWithoutListenerNeedsNoReload(t *testing.T) {
 	if r, _, _ := counts(f, c); r-r0 != 2 {
 		t.Fatalf("listener deleted: %d reloads in all, want 2", r-r0)
 	}
-	if !slices.Equal(served(a), []string{"lb_b"}) || !slices.Equal(a.parked, []string{"mbr_1", "mbr_2"}) {
+	if !slices.Equal(served(a), []string{"lb_b"}) || !slices.Equal(a.parked, parked) {
 		t.Fatalf("served %v, parked %v", served(a), a.parked)
 	}
 }

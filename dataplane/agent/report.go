@@ -119,12 +119,12 @@ func (a *Agent) report(ctx context.Context) error {
 		}
 		// Members of load balancers without listeners are in no backend.
 		a.mu.Lock()
-		for _, id := range a.parked {
+		for _, pm := range a.parked {
 			members = append(members, struct {
 				Check  *string                         `json:"check,omitempty"`
 				Id     string                          `json:"id"`
 				Status openapi.NodeReportMembersStatus `json:"status"`
-			}{Id: id, Status: openapi.NodeReportMembersStatusNoMonitor})
+			}{Id: pm.id, Status: pm.status})
 		}
 		a.mu.Unlock()
 		body.Members = &members
