@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -123,6 +124,10 @@ type Agent struct {
 	tracer  trace.Tracer
 	vips    *keepalived.Manager // VRRP for the group's VIPs (vip.go)
 
+	// newest is the newest snapshot handed to Apply (apply.go): applies
+	// queued behind a running one apply it.
+	newest atomic.Pointer[openapi.Snapshot]
+
 	mu       sync.Mutex
 	snap     *openapi.Snapshot    // last applied
 	want     *openapi.Snapshot    // newest received (retried when a failure may pass)
@@ -151,6 +156,16 @@ type Agent struct {
 	binder   binder     // whether a new VIP:port can be bound
 
 	delta deltaState // the base of the next delta (delta.go)
+
+	// Under mu as well (apply.go):
+	// parked are the members of load balancers without listeners: not in
+	// HAProxy's configuration (they serve no traffic), reported no_monitor.
+	parked []parkedMember
+	// render renders configurations, re-rendering only the load balancers
+	// that changed.
+	render haproxy.RenderCache
+	// written is the text last written to haproxy.cfg (nil: unknown).
+	written []byte
 }
 
 // Paths inside the state directory.
@@ -321,6 +336,7 @@ func (a *Agent) pollLoop(ctx context.Context) {
 		switch res.StatusCode() {
 		case http.StatusOK:
 			backoff = time.Second
+			a.metrics.observeSnapshot(ctx, res.Body)
 			snap := a.receive(ctx, res.JSON200) // delta.go: merged with what is held
 			if snap == nil {
 				continue

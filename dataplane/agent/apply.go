@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -100,8 +103,15 @@ func (a *Agent) apply(ctx context.Context, snap *openapi.Snapshot, force bool) (
 		span.End()
 	}()
 
+	// Snapshots that arrive while an apply runs wait for it; the first
+	// of them to go applies the newest, the others find it applied: changes
+	// that arrive together become one apply (and at most one reload).
+	a.offer(snap)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if n := a.newest.Load(); n != nil && n.Revision > snap.Revision {
+		snap = n
+	}
 	if force && a.want != nil && a.want.Revision > snap.Revision {
 		snap = a.want // a retry never goes back to an older snapshot
 	}
@@ -128,6 +138,19 @@ func (a *Agent) apply(ctx context.Context, snap *openapi.Snapshot, force bool) (
 	}
 	a.notifyReport()
 	return err
+}
+
+// offer notes snap as the newest snapshot received when it is.
+func (a *Agent) offer(snap *openapi.Snapshot) {
+	for {
+		n := a.newest.Load()
+		if n != nil && n.Revision >= snap.Revision {
+			return
+		}
+		if a.newest.CompareAndSwap(n, snap) {
+			return
+		}
+	}
 }
 
 func (a *Agent) notifyReport() {
@@ -202,6 +225,13 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 			}
 			continue
 		}
+		if len(lb.Listeners) == 0 {
+			// Serves no traffic: left out of HAProxy's configuration (like
+			// Octavia's pools without listeners), so creating it, its pools
+			// and members changes nothing there; its first listener brings
+			// it in with one reload. Its members read no_monitor.
+			continue
+		}
 		p.cands[id] = lb
 		old, had := p.prev[id]
 		if f, bad := certFailure(sl, badCerts); bad {
@@ -213,8 +243,10 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 			}
 			continue
 		}
-		if had && reflect.DeepEqual(old, lb) {
-			p.cfg.LoadBalancers = append(p.cfg.LoadBalancers, lb)
+		if had && (haproxy.Identical(old, lb) || reflect.DeepEqual(old, lb)) {
+			// What runs, by identity: later steps skip it cheaply
+			// (haproxy.Identical).
+			p.cfg.LoadBalancers = append(p.cfg.LoadBalancers, old)
 			continue
 		}
 		if f, ok := a.lbErrors[id]; ok && f.Kind != failBind && f.Candidate == fingerprint(lb) {
@@ -269,7 +301,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 		}
 	}
 	a.startDrains(ctx, before, p.cfg, reloaded)
-	a.live, a.snap, a.lbErrors = &p.cfg, snap, p.errs
+	a.live, a.snap, a.lbErrors, a.parked = &p.cfg, snap, p.errs, parkedMembers(snap)
 	a.updateVIPs(snap)
 	a.nodeErrors = map[openapi.NodeErrorKind]string{}
 	a.retry = false
@@ -292,6 +324,31 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	recordLBErrors(span, snap, lbErrors)
 	a.log.InfoContext(ctx, "applied snapshot", "revision", snap.Revision, "reloaded", reloaded, "load_balancers", len(p.cfg.LoadBalancers), "errors", len(p.errs))
 	return nil
+}
+
+// parkedMember is a member of a load balancer without listeners and the
+// status reported for it: HAProxy has no server for it, so no health check
+// runs (no_monitor), and a disabled one reads like one in maintenance.
+type parkedMember struct {
+	id     string
+	status openapi.NodeReportMembersStatus
+}
+
+// parkedMembers are the members of snap's load balancers without listeners.
+func parkedMembers(snap *openapi.Snapshot) []parkedMember {
+	var out []parkedMember
+	for i := range snap.LoadBalancers {
+		if sl := &snap.LoadBalancers[i]; len(sl.Listeners) == 0 {
+			for _, m := range sl.Members {
+				st := openapi.NodeReportMembersStatusNoMonitor
+				if !m.Enabled {
+					st = openapi.NodeReportMembersStatusMaint
+				}
+				out = append(out, parkedMember{id: m.Id, status: st})
+			}
+		}
+	}
+	return out
 }
 
 // certFailure reports whether a listener of sl uses a certificate that does
@@ -321,7 +378,7 @@ func (a *Agent) validate(ctx context.Context, p *plan) error {
 		if one != nil {
 			text, err = haproxy.RenderLoadBalancer(cfg.Global, *one)
 		} else {
-			text, err = haproxy.Render(cfg)
+			text, err = a.render.Render(cfg)
 		}
 		if err == nil {
 			err = a.checkText(ctx, text)
@@ -526,10 +583,11 @@ func (a *Agent) bisect(ctx context.Context, p *plan, cause error) error {
 // back to what runs, so the next reload agrees with it. Failures to write are
 // *applyError (kind disk); HAProxy's refusals are returned as they are.
 func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
-	text, err := haproxy.Render(cfg)
+	text, err := a.render.Render(cfg)
 	if err != nil {
 		return nodeFailure(openapi.Config, err)
 	}
+	a.written = nil // unknown until the reload is done or undone
 	if err := atomicfile.Write(a.path("haproxy.cfg"), text, 0o600); err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
 	}
@@ -541,8 +599,10 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	err = a.reloader.Reload(rctx)
 	rspan.End()
 	if err != nil {
-		if old, rerr := haproxy.Render(*a.live); rerr == nil {
-			_ = atomicfile.Write(a.path("haproxy.cfg"), old, 0o600)
+		if old, rerr := a.render.Render(*a.live); rerr == nil {
+			if atomicfile.Write(a.path("haproxy.cfg"), old, 0o600) == nil {
+				a.written = old
+			}
 		}
 		if errors.Is(err, haproxy.ErrNotRunning) {
 			return nodeFailure(openapi.HaproxyStart, err)
@@ -550,20 +610,51 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 		return err
 	}
 	a.live = &cfg // what runs now (the plan may still change)
+	a.written = text
 	a.markCertificatesLoaded(cfg)
 	return nil
 }
 
-// writeConfig writes the file HAProxy would load on its next reload.
+// writeConfig writes the file HAProxy would load on its next reload, when
+// it differs from what was written last. It is replaced atomically but not
+// synced: what runs is already in HAProxy, the state that survives a crash
+// is snapshot.json, and every start writes the file anew (startServing) —
+// an fsync of a large file would delay a member change for nothing.
 func (a *Agent) writeConfig(cfg haproxy.Config) error {
-	text, err := haproxy.Render(cfg)
+	text, err := a.render.Render(cfg)
 	if err != nil {
 		return nodeFailure(openapi.Config, err)
 	}
-	if err := atomicfile.Write(a.path("haproxy.cfg"), text, 0o600); err != nil {
+	if bytes.Equal(text, a.written) {
+		return nil
+	}
+	a.written = nil
+	if err := replaceFile(a.path("haproxy.cfg"), text); err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
 	}
+	a.written = text
 	return nil
+}
+
+// replaceFile replaces path with data (mode 0600) by a rename, without an
+// fsync.
+func replaceFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // said is one thing HAProxy said about a failure: text to match object ids

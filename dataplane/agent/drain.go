@@ -48,11 +48,11 @@ type rendered struct {
 }
 
 // renderedServers lists the servers of c's enabled load balancers (disabled
-// ones are not rendered at all).
-func renderedServers(c haproxy.Config) map[serverKey]rendered {
+// ones are not rendered at all), but those in skip.
+func renderedServers(c haproxy.Config, skip map[string]bool) map[serverKey]rendered {
 	out := map[serverKey]rendered{}
 	for _, lb := range c.LoadBalancers {
-		if !lb.Enabled {
+		if !lb.Enabled || skip[lb.ID] {
 			continue
 		}
 		for _, p := range lb.Pools {
@@ -76,7 +76,19 @@ type drainPlan struct {
 // (new, reached by a reload or through the runtime API) and returns the
 // servers that left service, and those back in service.
 func planDrains(old, new haproxy.Config, reloaded bool) (leaving []drainPlan, back []serverKey) {
-	before, after := renderedServers(old), renderedServers(new)
+	// Load balancers that did not change (by identity: the apply keeps
+	// what runs) have no server leaving or coming back.
+	same := map[string]bool{}
+	prev := make(map[string]haproxy.LoadBalancer, len(old.LoadBalancers))
+	for _, lb := range old.LoadBalancers {
+		prev[lb.ID] = lb
+	}
+	for _, lb := range new.LoadBalancers {
+		if o, ok := prev[lb.ID]; ok && haproxy.Identical(o, lb) {
+			same[lb.ID] = true
+		}
+	}
+	before, after := renderedServers(old, same), renderedServers(new, same)
 	for k, s := range after {
 		if s.member.Enabled {
 			back = append(back, k)

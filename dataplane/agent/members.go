@@ -24,11 +24,17 @@ var dynamicAlgorithms = map[string]bool{"round_robin": true, "least_connections"
 // memberOps returns the runtime changes that turn old into new, and false when
 // anything else differs (then only a reload will do).
 func memberOps(old, new haproxy.Config) ([]memberOp, bool) {
-	if !reflect.DeepEqual(withoutMembers(old), withoutMembers(new)) {
+	if old.Global != new.Global || len(old.LoadBalancers) != len(new.LoadBalancers) {
 		return nil, false
 	}
 	var ops []memberOp
 	for i, lb := range new.LoadBalancers {
+		if haproxy.Identical(old.LoadBalancers[i], lb) {
+			continue // unchanged (the apply keeps what runs by identity)
+		}
+		if !reflect.DeepEqual(withoutMembers(old.LoadBalancers[i]), withoutMembers(lb)) {
+			return nil, false
+		}
 		for j, pool := range lb.Pools {
 			before := map[string]haproxy.Member{}
 			for _, m := range old.LoadBalancers[i].Pools[j].Members {
@@ -82,16 +88,13 @@ func memberOps(old, new haproxy.Config) ([]memberOp, bool) {
 	return ops, true
 }
 
-func withoutMembers(c haproxy.Config) haproxy.Config {
-	out := haproxy.Config{Global: c.Global, LoadBalancers: make([]haproxy.LoadBalancer, len(c.LoadBalancers))}
-	for i, lb := range c.LoadBalancers {
-		lb.Pools = append([]haproxy.Pool(nil), lb.Pools...)
-		for j := range lb.Pools {
-			lb.Pools[j].Members = nil
-		}
-		out.LoadBalancers[i] = lb
+// withoutMembers is lb without its pools' members.
+func withoutMembers(lb haproxy.LoadBalancer) haproxy.LoadBalancer {
+	lb.Pools = append([]haproxy.Pool(nil), lb.Pools...)
+	for j := range lb.Pools {
+		lb.Pools[j].Members = nil
 	}
-	return out
+	return lb
 }
 
 // serverOptions are the `add server` keywords for a member, matching what the

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"sync/atomic"
 	"time"
 
@@ -92,9 +91,12 @@ func (m *agentMetrics) observeApply(ctx context.Context, start time.Time, snap *
 		m.applyErrors.Add(ctx, 1)
 	}
 	m.applyDuration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("result", result)))
-	if b, jerr := json.Marshal(snap); jerr == nil {
-		m.snapshotBytes.Record(ctx, int64(len(b)))
-	}
+}
+
+// observeSnapshot records the size of a snapshot received (its body as read,
+// uncompressed): encoding it again per apply would cost more than the apply.
+func (m *agentMetrics) observeSnapshot(ctx context.Context, body []byte) {
+	m.snapshotBytes.Record(ctx, int64(len(body)))
 }
 
 // observeReload counts a reload (called just before it).

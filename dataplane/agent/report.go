@@ -117,6 +117,16 @@ func (a *Agent) report(ctx context.Context) error {
 				Status openapi.NodeReportMembersStatus `json:"status"`
 			}{&check, s.Server, st})
 		}
+		// Members of load balancers without listeners are in no backend.
+		a.mu.Lock()
+		for _, pm := range a.parked {
+			members = append(members, struct {
+				Check  *string                         `json:"check,omitempty"`
+				Id     string                          `json:"id"`
+				Status openapi.NodeReportMembersStatus `json:"status"`
+			}{Id: pm.id, Status: pm.status})
+		}
+		a.mu.Unlock()
 		body.Members = &members
 		// Only the load balancers whose counters changed (stats.go).
 		stats, sent := a.stats.unsent(a.lbStats(ctx, proxies, servers, live), time.Now())

@@ -101,11 +101,17 @@ func (a *Agent) restore() haproxy.Config {
 			return cfg
 		}
 		cfg = c
+		for _, lb := range c.LoadBalancers {
+			if len(lb.Listeners) == 0 {
+				cfg = withLB(cfg, lb.ID, nil) // serves nothing (see applyLocked)
+			}
+		}
 	} else {
 		cfg.LoadBalancers = st.Served
 	}
 	a.mu.Lock()
 	a.snap = st.Snapshot
+	a.parked = parkedMembers(st.Snapshot)
 	if st.Errors != nil {
 		a.lbErrors = st.Errors
 	}

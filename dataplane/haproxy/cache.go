@@ -1,0 +1,154 @@
+package haproxy
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+)
+
+// RenderCache renders configurations like Render, one load balancer at a
+// time, keeping each load balancer's text while its model does not change:
+// with many load balancers on a node, a change to one re-renders only that
+// one. Its output is byte for byte Render's (errors included). Not safe for
+// concurrent use.
+type RenderCache struct {
+	lbs map[string]*lbPiece
+}
+
+// lbPiece is one load balancer's rendered sections and the names they take.
+type lbPiece struct {
+	lb        LoadBalancer
+	text      []byte // from the blank line before "# load balancer" to its last backend
+	frontends []string
+	binds     []string // each frontend's bind address, as buildView compares them
+	backends  []string
+	err       error // buildLB's error for lb (then text is nil)
+}
+
+// Render returns the haproxy.cfg text for c, as Render does.
+func (rc *RenderCache) Render(c Config) ([]byte, error) {
+	if rc.lbs == nil {
+		rc.lbs = map[string]*lbPiece{}
+	}
+	gv, err := buildGlobal(c.Global, c.LoadBalancers)
+	if err != nil {
+		return nil, err
+	}
+	head := &cfgWriter{}
+	gv.write(head)
+	frontends := map[string]string{}
+	binds := map[string]string{}
+	if c.Global.PrometheusBind.IsValid() {
+		bind, err := addrPort(c.Global.PrometheusBind.Addr(), int(c.Global.PrometheusBind.Port()))
+		if err != nil {
+			return nil, fieldError("global.prometheus_bind", err)
+		}
+		writePrometheus(head, bind)
+		frontends["prometheus"] = "the Prometheus exporter"
+		binds[bind] = "prometheus"
+	}
+	lbs := slices.Clone(c.LoadBalancers)
+	slices.SortStableFunc(lbs, func(a, b LoadBalancer) int { return cmp.Compare(a.ID, b.ID) })
+	backends := map[string]string{}
+	seen := make(map[string]bool, len(lbs))
+	pieces := make([]*lbPiece, 0, len(lbs))
+	size := head.b.Len()
+	for _, lb := range lbs {
+		if !lb.Enabled {
+			continue
+		}
+		if err := checkID(lb.ID); err != nil {
+			return nil, fieldError("load_balancer", err)
+		}
+		pc := rc.piece(lb, seen)
+		if pc.err != nil {
+			return nil, pc.err
+		}
+		for i, name := range pc.frontends {
+			if owner, dup := frontends[name]; dup {
+				return nil, fieldError("listener "+name, fmt.Errorf("id is also used by %s", owner))
+			}
+			frontends[name] = "load balancer " + lb.ID
+			if other, dup := binds[pc.binds[i]]; dup {
+				return nil, fieldError("listener "+name, fmt.Errorf("binds %s like listener %s", pc.binds[i], other))
+			}
+			binds[pc.binds[i]] = name
+		}
+		for _, name := range pc.backends {
+			if owner, dup := backends[name]; dup {
+				return nil, fieldError("pool "+name, fmt.Errorf("id is also used by %s", owner))
+			}
+			backends[name] = "load balancer " + lb.ID
+		}
+		pieces = append(pieces, pc)
+		size += len(pc.text)
+	}
+	for id := range rc.lbs {
+		if !seen[id] {
+			delete(rc.lbs, id)
+		}
+	}
+	out := bytes.NewBuffer(make([]byte, 0, size))
+	out.Write(head.b.Bytes())
+	for _, pc := range pieces {
+		out.Write(pc.text)
+	}
+	return out.Bytes(), nil
+}
+
+// piece returns lb's rendered piece, from the cache while lb is unchanged.
+// Two load balancers with one id (a model the renderer then refuses) share
+// no piece.
+func (rc *RenderCache) piece(lb LoadBalancer, seen map[string]bool) *lbPiece {
+	if pc, ok := rc.lbs[lb.ID]; ok && (Identical(pc.lb, lb) || reflect.DeepEqual(pc.lb, lb)) {
+		seen[lb.ID] = true
+		return pc
+	}
+	pc := renderPiece(lb)
+	if !seen[lb.ID] {
+		rc.lbs[lb.ID] = pc
+		seen[lb.ID] = true
+	}
+	return pc
+}
+
+func renderPiece(lb LoadBalancer) *lbPiece {
+	pc := &lbPiece{lb: lb}
+	lv, err := buildLB(lb)
+	if err != nil {
+		pc.err = err
+		return pc
+	}
+	w := &cfgWriter{}
+	w.blank()
+	w.line(Origin{Kind: KindLoadBalancer, ID: lv.ID}, "# load balancer ", lv.ID)
+	for i := range lv.Frontends {
+		lv.Frontends[i].write(w)
+		addr, _, _ := strings.Cut(lv.Frontends[i].Bind, " ")
+		pc.frontends = append(pc.frontends, lv.Frontends[i].Name)
+		pc.binds = append(pc.binds, addr)
+	}
+	for i := range lv.Backends {
+		lv.Backends[i].write(w)
+		pc.backends = append(pc.backends, lv.Backends[i].Name)
+	}
+	pc.text = w.b.Bytes()
+	return pc
+}
+
+// Identical reports whether a and b are the same version of a load balancer
+// by identity: the same fields and the very same listener and pool slices
+// (one backing array). It implies reflect.DeepEqual(a, b) as long as models
+// are not changed in place once built, which is how the agent treats them;
+// false says nothing.
+func Identical(a, b LoadBalancer) bool {
+	return a.ID == b.ID && a.VIP == b.VIP && a.Enabled == b.Enabled &&
+		sameSlice(a.Listeners, b.Listeners) && sameSlice(a.Pools, b.Pools)
+}
+
+func sameSlice[T any](a, b []T) bool {
+	return len(a) == len(b) && cap(a) == cap(b) && (len(a) == 0 || &a[0] == &b[0])
+}
