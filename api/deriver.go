@@ -49,6 +49,8 @@ type deriver struct {
 	dirty map[string]map[string]string
 	// members maps a node id to a digest of the member health it sent last.
 	members map[string]memberDigest
+	// busy says a batch of derivations is under way.
+	busy bool
 }
 
 // memberDigest identifies a set of (member, status) pairs whatever their order.
@@ -169,7 +171,13 @@ func (d *deriver) deriveDirty(ctx context.Context) {
 	d.mu.Lock()
 	dirty := d.dirty
 	d.dirty = map[string]map[string]string{}
+	d.busy = true
 	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.busy = false
+		d.mu.Unlock()
+	}()
 	for groupID, members := range dirty {
 		if ctx.Err() != nil {
 			return
@@ -182,6 +190,25 @@ func (d *deriver) deriveDirty(ctx context.Context) {
 				d.log.Warn("derive node group statuses; will retry", "node_group_id", groupID, "err", err)
 			}
 			d.mark(groupID, members, false)
+		}
+	}
+}
+
+// waitIdle waits until no group is left to derive and no derivation runs.
+func (d *deriver) waitIdle(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		d.mu.Lock()
+		idle := len(d.dirty) == 0 && !d.busy
+		d.mu.Unlock()
+		if idle {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
 		}
 	}
 }

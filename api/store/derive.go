@@ -25,7 +25,8 @@ import (
 // replicas never derive one group at once.
 const deriveLockClass = 0x66756c64 // "fuld"
 
-// purgeLockID is the advisory lock one replica holds while it purges.
+// purgeLockID is the advisory lock a replica holds while it purges, so that
+// replicas queue for it before the write lock, not on it.
 const purgeLockID = 0x66756c7075726765 // "fulpurge"
 
 // txRetries bounds how many times a report's or a derivation's transaction
@@ -144,7 +145,7 @@ func (s *Store) NodeGroupsReporting(ctx context.Context) ([]string, error) {
 
 // PurgeDeleted purges (Purge) what every node of its group has dropped,
 // under the write lock, when anything deleted is waiting. One replica at a
-// time does it (an advisory lock); the others do nothing.
+// time does it (an advisory lock: the others wait their turn).
 func (s *Store) PurgeDeleted(ctx context.Context) error {
 	var waiting bool
 	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM load_balancers WHERE deleted_revision IS NOT NULL)
@@ -158,9 +159,8 @@ func (s *Store) PurgeDeleted(ctx context.Context) error {
 		return nil
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
-		var got bool
-		if err := t.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", int64(purgeLockID)).Scan(&got); err != nil || !got {
-			return err
+		if _, err := t.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(purgeLockID)); err != nil {
+			return fmt.Errorf("take purge lock: %w", err)
 		}
 		if _, err := t.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(writeLockID)); err != nil {
 			return fmt.Errorf("take write lock: %w", err)
