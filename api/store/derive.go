@@ -171,7 +171,8 @@ func (s *Store) PurgeDeleted(ctx context.Context) error {
 
 // LoadBalancerStatsUpsertBatch stores, in one statement, the counters (JSON
 // by load balancer id) node nodeID reports, for the load balancers of its
-// group groupID; others are ignored.
+// group groupID; others are ignored, and so are counters equal to those
+// stored.
 func LoadBalancerStatsUpsertBatch(ctx context.Context, tx *Tx, nodeID, groupID string, counters map[string][]byte) error {
 	if len(counters) == 0 {
 		return nil
@@ -187,7 +188,8 @@ func LoadBalancerStatsUpsertBatch(ctx context.Context, tx *Tx, nodeID, groupID s
 	}
 	if _, err := tx.pg.Exec(ctx, `INSERT INTO load_balancer_stats (node_id, load_balancer_id, counters, updated_at)
 SELECT $1, lb.id, v.c::jsonb, now() FROM unnest($2::text[], $3::text[]) v(lb, c) JOIN load_balancers lb ON lb.id = v.lb AND lb.node_group_id = $4
-ON CONFLICT (node_id, load_balancer_id) DO UPDATE SET counters = EXCLUDED.counters, updated_at = now()`, nodeID, ids, vals, groupID); err != nil {
+ON CONFLICT (node_id, load_balancer_id) DO UPDATE SET counters = EXCLUDED.counters, updated_at = now()
+WHERE load_balancer_stats.counters IS DISTINCT FROM EXCLUDED.counters`, nodeID, ids, vals, groupID); err != nil {
 		return fmt.Errorf("store stats: %w", err)
 	}
 	return nil
