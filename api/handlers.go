@@ -36,6 +36,8 @@ type handlers struct {
 	// snapshots builds node groups' snapshots (node_protocol.go) and dry
 	// runs' load balancers (dryrun.go).
 	snapshots *snapshot.Builder
+	// deriver derives node groups' statuses after reports (deriver.go).
+	deriver *deriver
 }
 
 var _ openapi.StrictServerInterface = (*handlers)(nil)

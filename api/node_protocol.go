@@ -2,11 +2,9 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/auth"
@@ -22,8 +20,8 @@ import (
 // RegisterNode (PUT /v1/nodes/{id}) creates or refreshes its node;
 // GetNodeSnapshot (GET /v1/nodes/{id}/snapshot) long-polls the snapshot,
 // which api/snapshot builds; ReportNode (POST /v1/nodes/{id}/reports) takes
-// what it applied, its errors, member health and counters. Operators' node
-// endpoints (drain, cordon) are in nodes.go.
+// what it applied, its errors, member health and counters (report.go).
+// Operators' node endpoints (drain, cordon) are in nodes.go.
 
 // Long-poll bounds.
 const (
@@ -217,88 +215,6 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 			return nil, ctx.Err()
 		}
 	}
-}
-
-func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestObject) (openapi.ReportNodeResponseObject, error) {
-	scope, err := nodeCaller(ctx)
-	if err != nil {
-		return nil, err
-	}
-	countReport(ctx, string(r.Body.Status)) // metrics.go
-	b := r.Body
-	if b.Vips != nil {
-		for i, v := range *b.Vips {
-			if _, err := netip.ParseAddr(v); err != nil {
-				return nil, problem.InvalidField(validate.Index("vips", i), "must be an IP address")
-			}
-		}
-	}
-	err = h.st.Write(ctx, false, func(tx *store.Tx) error {
-		n, err := nodeByName(ctx, tx, r.Id, scope, true)
-		if err != nil {
-			return err
-		}
-		now := time.Now()
-		cols := []store.Column{{Name: "last_seen_at", Value: now}, {Name: "status", Value: "online"}}
-		// The last apply error stays in status_message while the failure lasts.
-		if stillFailing := b.Status == openapi.Ack && n.ApplyFailingSince != nil && b.Revision < n.ApplyFailingRevision; !stillFailing {
-			cols = append(cols, store.Column{Name: "status_message", Value: deref(b.Message)})
-		}
-		if b.Status == openapi.Ack && b.Revision > n.AppliedRevision {
-			cols = append(cols, store.Column{Name: "applied_revision", Value: b.Revision})
-		}
-		// A nack starts (or continues) a failure; an ack of the failed
-		// revision or a newer one ends it. Acks of an older revision (the
-		// agent's periodic reports of what it still serves) do not.
-		switch {
-		case b.Status == openapi.Nack:
-			since := now
-			if n.ApplyFailingSince != nil {
-				since = *n.ApplyFailingSince
-			}
-			cols = append(cols, store.Column{Name: "apply_failing_since", Value: since},
-				store.Column{Name: "apply_failing_revision", Value: max(n.ApplyFailingRevision, b.Revision)})
-		case n.ApplyFailingSince != nil && b.Revision >= n.ApplyFailingRevision:
-			cols = append(cols, store.Column{Name: "apply_failing_since", Value: nil}, store.Column{Name: "apply_failing_revision", Value: int64(0)})
-		}
-		if b.Vips != nil {
-			cols = append(cols, store.Column{Name: "vips", Value: *b.Vips})
-		}
-		if _, err := store.RecordNodeHeartbeat(ctx, tx, n.ID, cols); err != nil {
-			return err
-		}
-		if b.NodeErrors != nil {
-			errs := make([]store.NodeError, 0, len(*b.NodeErrors))
-			for _, e := range *b.NodeErrors {
-				errs = append(errs, store.NodeError{Kind: string(e.Kind), Message: e.Message})
-			}
-			if _, err := store.ReplaceNodeErrors(ctx, tx, n, errs, time.Now()); err != nil {
-				return err
-			}
-		}
-		rep := store.Report{ReplaceLBErrors: b.LoadBalancerErrors != nil, MemberStatus: map[string]string{}}
-		for _, e := range deref(b.LoadBalancerErrors) {
-			rep.LBErrors = append(rep.LBErrors, store.LBError{LoadBalancerID: e.LoadBalancerId, ObjectID: deref(e.ObjectId),
-				Field: deref(e.Field), Message: e.Message})
-		}
-		for _, m := range deref(b.Members) {
-			rep.MemberStatus[m.Id] = string(m.Status)
-		}
-		if err := store.ApplyReport(ctx, tx, n, rep); err != nil {
-			return err
-		}
-		for _, s := range deref(b.Stats) {
-			counters, _ := json.Marshal(s)
-			if err := store.LoadBalancerStatsUpsert(ctx, tx, n.ID, n.NodeGroupID, s.LoadBalancerId, counters); err != nil {
-				return err
-			}
-		}
-		return store.Purge(ctx, tx)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return openapi.ReportNode204Response{}, nil
 }
 
 // newSnapshotBuilder builds snapshots showing objects as the API does and

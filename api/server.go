@@ -50,6 +50,16 @@ type Config struct {
 	// NodeJanitorInterval is how often the server looks for nodes down past
 	// their group's cleanup time. Defaults to NodeJanitorInterval.
 	NodeJanitorInterval time.Duration
+	// DeriveInterval is how often, at most, a node group's statuses are
+	// derived from its nodes' reports. Defaults to DeriveIntervalDefault.
+	DeriveInterval time.Duration
+	// DeriveSweepInterval is how often every group with reporting nodes is
+	// derived even without a report changing anything (statuses that change
+	// with time alone). Defaults to DeriveSweepIntervalDefault.
+	DeriveSweepInterval time.Duration
+	// PurgeInterval is how often deleted objects every node dropped are
+	// purged. Defaults to PurgeIntervalDefault.
+	PurgeInterval time.Duration
 }
 
 // Defaults for Config.
@@ -81,6 +91,15 @@ func (c *Config) setDefaults() {
 	if c.NodeJanitorInterval == 0 {
 		c.NodeJanitorInterval = NodeJanitorInterval
 	}
+	if c.DeriveInterval == 0 {
+		c.DeriveInterval = DeriveIntervalDefault
+	}
+	if c.DeriveSweepInterval == 0 {
+		c.DeriveSweepInterval = DeriveSweepIntervalDefault
+	}
+	if c.PurgeInterval == 0 {
+		c.PurgeInterval = PurgeIntervalDefault
+	}
 }
 
 // Server is the API server.
@@ -92,6 +111,8 @@ type Server struct {
 	tel    *telemetry.Telemetry
 	echo   *echo.Echo
 	notify *Notifier
+	// deriver derives node groups' statuses after reports.
+	deriver *deriver
 	// limiters are the per-token request rate limits.
 	limiters *limiters
 }
@@ -149,21 +170,25 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		e.GET("/metrics", echo.WrapHandler(tel.MetricsHandler()))
 	}
 	s.notify = NewNotifier()
+	s.deriver = newDeriver(st, log, cfg.DeriveInterval, cfg.DeriveSweepInterval)
 	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log, notify: s.notify,
 		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax), requestTimeout: cfg.RequestTimeout,
-		snapshots: newSnapshotBuilder(box)}, nil))
+		snapshots: newSnapshotBuilder(box), deriver: s.deriver}, nil))
 	s.echo = e
 	return s, nil
 }
 
 // Start runs the server's background work until ctx ends: the LISTEN
-// connection waking long-polls, and the janitor expiring idempotency keys and
-// old revision records. Serve calls it; tests using Handler call it themselves.
+// connection waking long-polls, the janitor expiring idempotency keys and
+// old revision records, the deriver of statuses and the purge janitor. Serve
+// calls it; tests using Handler call it themselves.
 func (s *Server) Start(ctx context.Context) {
 	go s.notify.Run(ctx, s.st, s.log)
 	context.AfterFunc(ctx, registerStoreMetrics(s.tel, s.st, s.log)) // metrics.go
 	go s.janitor(ctx)
 	go s.nodeJanitor(ctx)
+	go s.deriver.run(ctx)                       // deriver.go
+	go s.purgeJanitor(ctx, s.cfg.PurgeInterval) // deriver.go
 }
 
 func (s *Server) janitor(ctx context.Context) {

@@ -38,6 +38,7 @@ type bundle struct {
 	TokenB  string
 	GroupID string // node group "default", 127.77.0.0/16 unless withVIPRange
 	Node    string // node bearer token
+	srv     *api.Server
 }
 
 // setupOptions change what setup creates.
@@ -123,7 +124,7 @@ func setup(tb testing.TB, opts ...setupOption) *bundle {
 	srv.Start(tb.Context())
 	hs := httptest.NewServer(srv.Handler())
 	tb.Cleanup(hs.Close)
-	b := &bundle{t: tb, URL: hs.URL, Store: st}
+	b := &bundle{t: tb, URL: hs.URL, Store: st, srv: srv}
 	err = st.Write(ctx, false, func(tx *store.Tx) error {
 		a, err := api.CreateTenantTx(ctx, tx, &store.Tenant{Name: "tenant-a", Quotas: o.quotas})
 		if err != nil {
@@ -171,6 +172,16 @@ func (b *bundle) do(token, method, path string, body any, headers ...string) res
 	res, err := b.send(token, method, path, body, headers...)
 	if err != nil {
 		b.t.Fatal(err)
+	}
+	// Statuses are derived from reports in the background (deriver.go): a
+	// report sent here is followed by its group's derivation, as when
+	// reports derived statuses themselves.
+	if method == http.MethodPost && strings.HasSuffix(path, "/reports") && res.Status == http.StatusNoContent {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := b.srv.DeriveNow(ctx); err != nil {
+			b.t.Fatalf("derive statuses after a report: %v", err)
+		}
 	}
 	return res
 }

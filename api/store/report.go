@@ -77,7 +77,8 @@ func ReplaceNodeErrors(ctx context.Context, tx *Tx, n *Node, errs []NodeError, n
 
 // storeLBErrors replaces the node's rejected load balancers and objects by errs
 // (errors about load balancers not of the group are dropped).
-func storeLBErrors(ctx context.Context, tx *Tx, nodeID, groupID string, errs []LBError) error {
+// It says whether anything changed.
+func storeLBErrors(ctx context.Context, tx *Tx, nodeID, groupID string, errs []LBError) (bool, error) {
 	seen := map[[2]string]bool{}
 	var lbs, objs, fields, msgs []string
 	for _, e := range errs {
@@ -88,22 +89,24 @@ func storeLBErrors(ctx context.Context, tx *Tx, nodeID, groupID string, errs []L
 		seen[k] = true
 		lbs, objs, fields, msgs = append(lbs, e.LoadBalancerID), append(objs, e.ObjectID), append(fields, e.Field), append(msgs, e.Message)
 	}
-	if _, err := tx.pg.Exec(ctx, `DELETE FROM node_lb_errors e WHERE e.node_id = $1 AND NOT EXISTS (
-  SELECT 1 FROM unnest($2::text[], $3::text[]) v(lb, obj) WHERE v.lb = e.load_balancer_id AND v.obj = e.object_id)`, nodeID, lbs, objs); err != nil {
-		return fmt.Errorf("store load balancer errors: %w", err)
+	del, err := tx.pg.Exec(ctx, `DELETE FROM node_lb_errors e WHERE e.node_id = $1 AND NOT EXISTS (
+  SELECT 1 FROM unnest($2::text[], $3::text[]) v(lb, obj) WHERE v.lb = e.load_balancer_id AND v.obj = e.object_id)`, nodeID, lbs, objs)
+	if err != nil {
+		return false, fmt.Errorf("store load balancer errors: %w", err)
 	}
 	if len(lbs) == 0 {
-		return nil
+		return del.RowsAffected() > 0, nil
 	}
-	if _, err := tx.pg.Exec(ctx, `INSERT INTO node_lb_errors (node_id, load_balancer_id, object_id, field, message)
+	ins, err := tx.pg.Exec(ctx, `INSERT INTO node_lb_errors (node_id, load_balancer_id, object_id, field, message)
 SELECT $1, v.lb, v.obj, v.field, v.msg FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) v(lb, obj, field, msg)
 JOIN load_balancers lb ON lb.id = v.lb AND lb.node_group_id = $6
 ON CONFLICT (node_id, load_balancer_id, object_id) DO UPDATE SET field = EXCLUDED.field, message = EXCLUDED.message
 WHERE (node_lb_errors.field, node_lb_errors.message) IS DISTINCT FROM (EXCLUDED.field, EXCLUDED.message)`,
-		nodeID, lbs, objs, fields, msgs, groupID); err != nil {
-		return fmt.Errorf("store load balancer errors: %w", err)
+		nodeID, lbs, objs, fields, msgs, groupID)
+	if err != nil {
+		return false, fmt.Errorf("store load balancer errors: %w", err)
 	}
-	return nil
+	return del.RowsAffected() > 0 || ins.RowsAffected() > 0, nil
 }
 
 // objectTable is the table of an object id by its prefix ("" when unknown).
@@ -224,12 +227,19 @@ WHERE lc.certificate_id = $1 AND l.load_balancer_id = $2 AND l.deleted_revision 
 // revision all live nodes applied becomes active. Member health sets
 // members' operating status, rolled up to pools, listeners and load balancers.
 func ApplyReport(ctx context.Context, tx *Tx, node *Node, r Report) error {
-	groupID := node.NodeGroupID
 	if r.ReplaceLBErrors {
-		if err := storeLBErrors(ctx, tx, node.ID, groupID, r.LBErrors); err != nil {
+		if _, err := storeLBErrors(ctx, tx, node.ID, node.NodeGroupID, r.LBErrors); err != nil {
 			return err
 		}
 	}
+	return DeriveStatuses(ctx, tx, node.NodeGroupID, r.MemberStatus)
+}
+
+// DeriveStatuses turns what every live node of the group reported (their
+// applied revisions and load balancer errors, read from the database) and
+// the member health memberStatus (by member id; may be empty) into the
+// statuses of the group's objects, as ApplyReport describes.
+func DeriveStatuses(ctx context.Context, tx *Tx, groupID string, memberStatus map[string]string) error {
 	t, err := resolveErrors(ctx, tx, groupID)
 	if err != nil {
 		return err
@@ -280,10 +290,10 @@ AND c.revision <= `+liveFloor+` AND NOT (lb.id = ANY($2)) AND (c.provisioning_st
 			return fmt.Errorf("activate %s: %w", table, err)
 		}
 	}
-	if len(r.MemberStatus) > 0 {
-		ids := make([]string, 0, len(r.MemberStatus))
-		sts := make([]string, 0, len(r.MemberStatus))
-		for id, s := range r.MemberStatus {
+	if len(memberStatus) > 0 {
+		ids := make([]string, 0, len(memberStatus))
+		sts := make([]string, 0, len(memberStatus))
+		for id, s := range memberStatus {
 			if s == "maint" {
 				s = "offline"
 			}

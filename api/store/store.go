@@ -183,6 +183,9 @@ func (s *Store) Migrate(ctx context.Context) (int32, error) {
 type Tx struct {
 	pg  pgx.Tx
 	rev int64
+	// unordered marks a transaction without the write lock (WriteReport):
+	// it may not take a revision.
+	unordered bool
 }
 
 // ErrUnavailable marks errors of a transaction whose connection to the
@@ -270,6 +273,9 @@ func rollback(ctx context.Context, t pgx.Tx) {
 func (tx *Tx) Revision(ctx context.Context) (int64, error) {
 	if tx.rev != 0 {
 		return tx.rev, nil
+	}
+	if tx.unordered {
+		return 0, errors.New("next revision: a transaction without the write lock takes no revision")
 	}
 	if err := tx.pg.QueryRow(ctx, "SELECT nextval('revision_seq')").Scan(&tx.rev); err != nil {
 		return 0, fmt.Errorf("next revision: %w", err)

@@ -1,0 +1,234 @@
+package api
+
+import (
+	"context"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/api/store"
+)
+
+// Status derivation off the report path (issue 10). A report that changes
+// something statuses depend on marks its node group dirty here; the
+// replica's deriver derives each dirty group (store.DeriveGroup, which reads
+// what every node of the group reported from the database, whichever replica
+// took the report) at most every DeriveInterval. Member health, which agents
+// send whole in every report, is kept here until derived and only when it
+// differs from what that node sent last. Every DeriveSweepInterval every
+// group with reporting nodes is derived anyway: some statuses change with
+// time alone (a node goes down, stays behind, fails past its grace).
+
+// Defaults of the deriver's Config fields.
+const (
+	DeriveIntervalDefault      = 100 * time.Millisecond
+	DeriveSweepIntervalDefault = 2 * time.Second
+	PurgeIntervalDefault       = 1 * time.Second
+)
+
+// deriveLockTimeout is how long a derivation waits for a row a write holds
+// before it gives up (and retries): the write goes first.
+const deriveLockTimeout = 200 * time.Millisecond
+
+// deriveTimeout bounds one group's derivation.
+const deriveTimeout = 10 * time.Second
+
+// deriver batches status derivation per node group.
+type deriver struct {
+	st       *store.Store
+	log      *slog.Logger
+	interval time.Duration
+	sweep    time.Duration
+	// wake has room for one signal: some group became dirty.
+	wake chan struct{}
+
+	mu sync.Mutex
+	// dirty maps the groups to derive to the member health reported since
+	// their last derivation (member id → status; the latest report wins).
+	dirty map[string]map[string]string
+	// members maps a node id to a digest of the member health it sent last.
+	members map[string]memberDigest
+	// busy says a batch of derivations is under way.
+	busy bool
+}
+
+// memberDigest identifies a set of (member, status) pairs whatever their order.
+type memberDigest struct {
+	sum   uint64
+	count int
+}
+
+func newDeriver(st *store.Store, log *slog.Logger, interval, sweep time.Duration) *deriver {
+	return &deriver{st: st, log: log, interval: interval, sweep: sweep, wake: make(chan struct{}, 1),
+		dirty: map[string]map[string]string{}, members: map[string]memberDigest{}}
+}
+
+func digestMembers(members map[string]string) memberDigest {
+	d := memberDigest{count: len(members)}
+	for id, s := range members {
+		h := fnv.New64a()
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+		h.Write([]byte(s))
+		d.sum += h.Sum64()
+	}
+	return d
+}
+
+// reported takes a committed report of node nodeID of group groupID:
+// changed says whether it changed something statuses depend on; members is
+// the member health it carried (nil when none was sent). The group is marked
+// dirty when changed, or when the node's member health differs from what it
+// sent last.
+func (d *deriver) reported(groupID, nodeID string, changed bool, members map[string]string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if members != nil {
+		dg := digestMembers(members)
+		if last, ok := d.members[nodeID]; !ok || last != dg {
+			d.members[nodeID] = dg
+			changed = true
+		} else {
+			members = nil
+		}
+	}
+	if !changed {
+		return
+	}
+	d.markLocked(groupID, members, true)
+}
+
+// mark marks groupID dirty with members (may be nil).
+func (d *deriver) mark(groupID string, members map[string]string, newer bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.markLocked(groupID, members, newer)
+}
+
+// markLocked marks groupID dirty, merging members into what waits: newer
+// ones override it, older ones (put back after a failed derivation) do not.
+func (d *deriver) markLocked(groupID string, members map[string]string, newer bool) {
+	pending, ok := d.dirty[groupID]
+	if !ok {
+		pending = map[string]string{}
+		d.dirty[groupID] = pending
+	}
+	for id, s := range members {
+		if _, has := pending[id]; newer || !has {
+			pending[id] = s
+		}
+	}
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run derives dirty groups until ctx ends: at once when the first group
+// becomes dirty, then at most every interval.
+func (d *deriver) run(ctx context.Context) {
+	sweep := time.NewTicker(d.sweep)
+	defer sweep.Stop()
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wake:
+		case <-sweep.C:
+			d.markAll(ctx)
+		}
+		d.deriveDirty(ctx)
+		pause.Reset(d.interval)
+		select {
+		case <-ctx.Done():
+			return
+		case <-pause.C:
+		}
+	}
+}
+
+// markAll marks every group with reporting nodes dirty.
+func (d *deriver) markAll(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, deriveTimeout)
+	defer cancel()
+	groups, err := d.st.NodeGroupsReporting(lctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("list node groups to derive", "err", err)
+		}
+		return
+	}
+	for _, g := range groups {
+		d.mark(g, nil, false)
+	}
+}
+
+// deriveDirty derives every group dirty now; one that fails stays dirty.
+func (d *deriver) deriveDirty(ctx context.Context) {
+	d.mu.Lock()
+	dirty := d.dirty
+	d.dirty = map[string]map[string]string{}
+	d.busy = true
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.busy = false
+		d.mu.Unlock()
+	}()
+	for groupID, members := range dirty {
+		if ctx.Err() != nil {
+			return
+		}
+		gctx, cancel := context.WithTimeout(ctx, deriveTimeout)
+		err := d.st.DeriveGroup(gctx, groupID, members, deriveLockTimeout)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("derive node group statuses; will retry", "node_group_id", groupID, "err", err)
+			}
+			d.mark(groupID, members, false)
+		}
+	}
+}
+
+// waitIdle waits until no group is left to derive and no derivation runs.
+func (d *deriver) waitIdle(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		d.mu.Lock()
+		idle := len(d.dirty) == 0 && !d.busy
+		d.mu.Unlock()
+		if idle {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// purgeJanitor purges deleted objects every node of their group dropped,
+// every interval until ctx ends (one replica at a time does it).
+func (s *Server) purgeJanitor(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, deriveTimeout)
+		err := s.st.PurgeDeleted(pctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("purge deleted objects", "err", err)
+		}
+	}
+}

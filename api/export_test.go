@@ -1,0 +1,15 @@
+package api
+
+import "context"
+
+// DeriveNow derives the statuses of every node group with reporting nodes,
+// waits until no group is left to derive, and purges what every node
+// dropped: statuses and deletes as of the reports answered so far, as when
+// each report did this itself.
+func (s *Server) DeriveNow(ctx context.Context) error {
+	s.deriver.markAll(ctx)
+	if err := s.deriver.waitIdle(ctx); err != nil {
+		return err
+	}
+	return s.st.PurgeDeleted(ctx)
+}

@@ -1,0 +1,152 @@
+package api_test
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Reports no longer block writes (issue 10): many nodes' reports in flight at
+// once never hold a write back, every report is answered, reports take no
+// revision, and the statuses still follow the reports (derived in the
+// background).
+func TestReportsDoNotBlockWrites(t *testing.T) {
+	const (
+		nodes  = 200 // reports in flight at once: one per node
+		writes = 15  // PATCHes while they are
+		rounds = 50  // at most, per node
+	)
+	b := setup(t)
+	lb := b.create(b.TokenA, "/v1/load-balancers", map[string]any{"name": "web"})
+	pool := b.create(b.TokenA, "/v1/pools", map[string]any{"load_balancer_id": lb, "protocol": "http"})
+	member := b.create(b.TokenA, "/v1/members", map[string]any{"pool_id": pool, "address": "127.0.0.1", "port": 9001})
+	b.create(b.TokenA, "/v1/listeners", map[string]any{"load_balancer_id": lb, "protocol": "http", "port": 80, "default_pool_id": pool})
+	names := make([]string, nodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("fleet-%03d", i)
+		b.register(names[i])
+	}
+	// What a real agent sends: its applied revision, member health, the
+	// counters of the load balancers that changed.
+	body := func(rev int64, round int) map[string]any {
+		return map[string]any{"revision": rev, "status": "ack", "load_balancer_errors": []any{}, "node_errors": []any{},
+			"members": []any{map[string]any{"id": member, "status": "online", "check": "L7OK"}},
+			"stats":   []any{map[string]any{"load_balancer_id": lb, "requests_total": round, "bytes_in": 100 * round}}}
+	}
+	report := func(name string, rev int64, round int) error {
+		res, err := b.send(b.Node, http.MethodPost, "/v1/nodes/"+name+"/reports", body(rev, round))
+		if err != nil {
+			return err
+		}
+		if res.Status != http.StatusNoContent {
+			return fmt.Errorf("report of %s: HTTP %d: %s", name, res.Status, res.Raw)
+		}
+		return nil
+	}
+
+	// Reports take no revision.
+	before := b.revision()
+	var wg sync.WaitGroup
+	errs := make(chan error, nodes*rounds)
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := report(name, before, 0); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	if after := b.revision(); after != before {
+		t.Errorf("revision %d after %d reports, was %d: reports must take no revision", after, nodes, before)
+	}
+
+	// Every node reports over and over (one report of each in flight at a
+	// time) while a client writes.
+	var (
+		stop     atomic.Bool
+		answered atomic.Int64
+		latest   atomic.Int64
+	)
+	latest.Store(before)
+	start := make(chan struct{})
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for round := 1; round <= rounds && !stop.Load(); round++ {
+				if err := report(name, latest.Load(), round); err != nil {
+					errs <- err
+					return
+				}
+				answered.Add(1)
+			}
+		}()
+	}
+	close(start)
+	var slowest time.Duration
+	for i := range writes {
+		t0 := time.Now()
+		res, err := b.send(b.TokenA, http.MethodPatch, "/v1/members/"+member, map[string]any{"weight": 2 + i})
+		if err != nil {
+			t.Errorf("write %d: %v", i, err)
+			continue
+		}
+		if res.Status != http.StatusOK {
+			t.Errorf("write %d while reports are in flight: HTTP %d, want 200: %s", i, res.Status, res.Raw)
+			continue
+		}
+		slowest = max(slowest, time.Since(t0))
+		latest.Store(b.revision())
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d writes while %d nodes reported (%d reports answered), slowest write %s", writes, nodes, answered.Load(), slowest)
+	if answered.Load() < nodes {
+		t.Errorf("%d reports answered during the writes, want at least one per node (%d)", answered.Load(), nodes)
+	}
+
+	// Once every node acks the last write, the member reads active, and its
+	// health is rolled up: the statuses follow the reports.
+	rev := b.revision()
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := report(name, rev, rounds+1); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m := b.must(http.StatusOK, b.TokenA, http.MethodGet, "/v1/members/"+member, nil)
+		l := b.must(http.StatusOK, b.TokenA, http.MethodGet, "/v1/load-balancers/"+lb, nil)
+		if m["provisioning_status"] == "active" && l["operating_status"] == "online" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after every node acked revision %d: member %v, load balancer operating status %v; want active, online",
+				rev, m["provisioning_status"], l["operating_status"])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Every node's last counters are stored (one statement per report).
+	st := b.must(http.StatusOK, b.TokenA, http.MethodGet, "/v1/load-balancers/"+lb+"/stats", nil)
+	if n, _ := st["nodes_reporting"].(float64); int(n) != nodes {
+		t.Errorf("nodes_reporting %v, want %d", st["nodes_reporting"], nodes)
+	}
+	if n, _ := st["requests_total"].(float64); int(n) != nodes*(rounds+1) {
+		t.Errorf("requests_total %v, want %d (every node's last counters)", st["requests_total"], nodes*(rounds+1))
+	}
+}
