@@ -144,9 +144,11 @@ type Agent struct {
 	reportCh    chan struct{}
 	drains      drains      // members leaving service (drain.go)
 	stats       *statsStore // counters across reloads and restarts (stats.go)
-	metrics     *agentMetrics
-	access      *accessLog // tenants' access log (accesslog.go)
-	accessSock  string     // its socket, once listening
+	// memberReports: the member health the API acknowledged (members_report.go).
+	memberReports memberReports
+	metrics       *agentMetrics
+	access        *accessLog // tenants' access log (accesslog.go)
+	accessSock    string     // its socket, once listening
 
 	// The roles HAProxy plays for Apply (roles.go): New sets the real
 	// ones, unit tests fakes.

@@ -94,14 +94,10 @@ func (a *Agent) report(ctx context.Context) error {
 	if body == nil {
 		return nil
 	}
-	var statsSent func()
+	var statsSent, membersSent func()
 	proxies, servers, err := a.runtime.Stats(ctx)
 	if err == nil && live != nil {
-		members := make([]struct {
-			Check  *string                         `json:"check,omitempty"`
-			Id     string                          `json:"id"`
-			Status openapi.NodeReportMembersStatus `json:"status"`
-		}, 0, len(servers))
+		members := make([]reportMember, 0, len(servers))
 		for _, s := range servers {
 			if !strings.HasPrefix(s.Server, "mbr_") {
 				continue
@@ -111,23 +107,20 @@ func (a *Agent) report(ctx context.Context) error {
 			if s.CheckStatus == "" && st == openapi.NodeReportMembersStatusOnline {
 				st = openapi.NodeReportMembersStatusNoMonitor
 			}
-			members = append(members, struct {
-				Check  *string                         `json:"check,omitempty"`
-				Id     string                          `json:"id"`
-				Status openapi.NodeReportMembersStatus `json:"status"`
-			}{&check, s.Server, st})
+			members = append(members, reportMember{Check: &check, Id: s.Server, Status: st})
 		}
 		// Members of load balancers without listeners are in no backend.
 		a.mu.Lock()
 		for _, pm := range a.parked {
-			members = append(members, struct {
-				Check  *string                         `json:"check,omitempty"`
-				Id     string                          `json:"id"`
-				Status openapi.NodeReportMembersStatus `json:"status"`
-			}{Id: pm.id, Status: pm.status})
+			members = append(members, reportMember{Id: pm.id, Status: pm.status})
 		}
 		a.mu.Unlock()
-		body.Members = &members
+		// Only the members whose health changed (members_report.go).
+		changed, sent := a.memberReports.unsent(members, time.Now())
+		if len(changed) > 0 {
+			body.Members = &changed
+		}
+		membersSent = sent
 		// Only the load balancers whose counters changed (stats.go).
 		stats, sent := a.stats.unsent(a.lbStats(ctx, proxies, servers, live), time.Now())
 		body.Stats = &stats
@@ -143,6 +136,9 @@ func (a *Agent) report(ctx context.Context) error {
 	}
 	if statsSent != nil {
 		statsSent()
+	}
+	if membersSent != nil {
+		membersSent()
 	}
 	return nil
 }

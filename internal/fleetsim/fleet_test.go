@@ -33,13 +33,18 @@ type fleetConfig struct {
 	ReportTimeout      time.Duration
 	Workers            int  // concurrent creates
 	AckOnly            bool // reports carry only revision and status, no member statuses or stats
+	FullReports        bool // every report carries every member status and all stats
+
+	heartbeatFile string // the body of reports after the first (changes only), or ""
 }
 
 // TestFleet is the fleet benchmark (`make bench-fleet`): it runs only with
 // FULCRUM_FLEET=1, sized by FULCRUM_FLEET_NODES, _LBS, _WRITES, _HEARTBEAT,
-// _IDLE, _PHASE_TIMEOUT, _WRITE_TIMEOUT; FULCRUM_FLEET_REPORT=ack sends reports
-// without member statuses and stats (by default they carry them, as a real
-// agent's do).
+// _IDLE, _PHASE_TIMEOUT, _WRITE_TIMEOUT. Reports are a real agent's: the
+// first carries every member's health and counters, the later ones only what
+// changed (nothing, here). FULCRUM_FLEET_REPORT=ack sends no member health and
+// no counters at all; FULCRUM_FLEET_REPORT=full sends them all in every report
+// (the agent before it reported changes only).
 func TestFleet(t *testing.T) {
 	if os.Getenv("FULCRUM_FLEET") != "1" {
 		t.Skip("the fleet benchmark runs with FULCRUM_FLEET=1 (make bench-fleet)")
@@ -48,7 +53,7 @@ func TestFleet(t *testing.T) {
 		Writes: envInt("FULCRUM_FLEET_WRITES", 10), Heartbeat: envDur("FULCRUM_FLEET_HEARTBEAT", 2*time.Second),
 		IdleWindow: envDur("FULCRUM_FLEET_IDLE", 20*time.Second), PhaseTimeout: envDur("FULCRUM_FLEET_PHASE_TIMEOUT", 120*time.Second),
 		WriteTimeout: envDur("FULCRUM_FLEET_WRITE_TIMEOUT", 30*time.Second), ReportTimeout: 10 * time.Second, Workers: 8,
-		AckOnly: os.Getenv("FULCRUM_FLEET_REPORT") == "ack"}
+		AckOnly: os.Getenv("FULCRUM_FLEET_REPORT") == "ack", FullReports: os.Getenv("FULCRUM_FLEET_REPORT") == "full"}
 	runFleet(t, cfg)
 }
 
@@ -77,10 +82,16 @@ func TestFleetChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var heartbeat []byte
+	if f := os.Getenv("FULCRUM_FLEETSIM_HEARTBEAT_REPORT"); f != "" {
+		if heartbeat, err = os.ReadFile(f); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := Config{Endpoint: os.Getenv("FULCRUM_FLEETSIM_ENDPOINT"), Token: os.Getenv("FULCRUM_FLEETSIM_TOKEN"),
 		Prefix: "sim", Nodes: envInt("FULCRUM_FLEETSIM_NODES", 1), Heartbeat: envDur("FULCRUM_FLEETSIM_HEARTBEAT", 2*time.Second),
 		PollWait: 30 * time.Second, ReportTimeout: envDur("FULCRUM_FLEETSIM_REPORT_TIMEOUT", 10*time.Second), ReportTail: tail,
-		MaxDuration: 30 * time.Minute}
+		HeartbeatTail: heartbeat, MaxDuration: 30 * time.Minute}
 	if err := Run(context.Background(), cfg, os.Stdin, os.Stdout); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +252,7 @@ func startChild(t *testing.T, s *teststack.Stack, cfg fleetConfig, tailFile stri
 	}
 	cmd := exec.Command(exe, "-test.run=^TestFleetChild$", "-test.count=1", "-test.timeout=40m")
 	cmd.Env = append(os.Environ(), "FULCRUM_FLEETSIM_CHILD=1", "FULCRUM_FLEETSIM_ENDPOINT="+s.Endpoint, "FULCRUM_FLEETSIM_TOKEN="+s.NodeToken,
-		"FULCRUM_FLEETSIM_REPORT="+tailFile, fmt.Sprintf("FULCRUM_FLEETSIM_NODES=%d", cfg.Nodes),
+		"FULCRUM_FLEETSIM_REPORT="+tailFile, "FULCRUM_FLEETSIM_HEARTBEAT_REPORT="+cfg.heartbeatFile, fmt.Sprintf("FULCRUM_FLEETSIM_NODES=%d", cfg.Nodes),
 		"FULCRUM_FLEETSIM_HEARTBEAT="+cfg.Heartbeat.String(), "FULCRUM_FLEETSIM_REPORT_TIMEOUT="+cfg.ReportTimeout.String())
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
@@ -399,12 +410,24 @@ feed:
 	if err := os.WriteFile(tailFile, tail, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if !cfg.AckOnly && !cfg.FullReports {
+		// What the agent sends once its first report was answered and
+		// nothing changed: no member health, no counters.
+		cfg.heartbeatFile = filepath.Join(t.TempDir(), "heartbeat.json")
+		if err := os.WriteFile(cfg.heartbeatFile, []byte(`"status":"ack","load_balancer_errors":[],"stats":[]}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if cfg.AckOnly {
 		logf("setup: report body %d bytes (ack only: no member statuses, no stats), heartbeat every %s, report timeout %s",
 			len(tail)+30, cfg.Heartbeat, cfg.ReportTimeout)
 	} else {
-		logf("setup: report body %d bytes (%d member statuses, %d stats, as a real agent sends), heartbeat every %s, report timeout %s",
-			len(tail)+30, 2*cfg.LBs, cfg.LBs, cfg.Heartbeat, cfg.ReportTimeout)
+		what := "every report"
+		if cfg.heartbeatFile != "" {
+			what = "the first report; later ones carry only changes (none)"
+		}
+		logf("setup: report body %d bytes (%d member statuses, %d stats) in %s, heartbeat every %s, report timeout %s",
+			len(tail)+30, 2*cfg.LBs, cfg.LBs, what, cfg.Heartbeat, cfg.ReportTimeout)
 	}
 
 	// 2. The simulated nodes register and fetch the group's snapshot.

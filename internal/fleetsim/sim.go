@@ -49,6 +49,11 @@ type Config struct {
 	// from `"status"` to the closing brace, as a real agent sends them
 	// (member statuses, stats). Encoded once: the simulator spends no CPU on it.
 	ReportTail []byte
+	// HeartbeatTail, when set, replaces ReportTail after a node's first
+	// answered report: what a real agent sends while nothing changed (it
+	// reports member health and counters only when they change, and all of
+	// them once a minute; the simulator's members never change).
+	HeartbeatTail []byte
 	// MaxDuration bounds the whole run.
 	MaxDuration time.Duration
 }
@@ -201,6 +206,7 @@ type node struct {
 	has bool
 
 	reportStart time.Time // of the report in flight; under f.mu
+	reported    bool      // a report was answered; only reportLoop uses it
 }
 
 func (n *node) held() (int64, bool) {
@@ -338,11 +344,15 @@ func (n *node) reportLoop(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		body := make([]byte, 0, len(n.f.cfg.ReportTail)+32)
+		tail := n.f.cfg.ReportTail
+		if n.reported && n.f.cfg.HeartbeatTail != nil {
+			tail = n.f.cfg.HeartbeatTail
+		}
+		body := make([]byte, 0, len(tail)+32)
 		body = append(body, `{"revision":`...)
 		body = strconv.AppendInt(body, rev, 10)
 		body = append(body, ',')
-		body = append(body, n.f.cfg.ReportTail...)
+		body = append(body, tail...)
 		start := time.Now()
 		n.f.mu.Lock()
 		n.reportStart = start
@@ -365,6 +375,7 @@ func (n *node) reportLoop(ctx context.Context) {
 			n.f.errs++
 		default:
 			n.f.latencies = append(n.f.latencies, d)
+			n.reported = true
 		}
 		n.f.mu.Unlock()
 	}

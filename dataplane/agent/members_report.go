@@ -1,0 +1,70 @@
+package agent
+
+import (
+	"sync"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// fullMembersEvery is how often a report carries every member's health even
+// when none changed: the API keeps what reports tell it, so a report it
+// answered but whose statuses it lost (a replica stopping mid-derivation)
+// is made good within this time.
+const fullMembersEvery = time.Minute
+
+// reportMember is one member's health in a report.
+type reportMember = struct {
+	Check  *string                         `json:"check,omitempty"`
+	Id     string                          `json:"id"`
+	Status openapi.NodeReportMembersStatus `json:"status"`
+}
+
+// memberReports remembers the member health the API acknowledged, so a
+// heartbeat carries only the members whose health changed since (at 1,000
+// load balancers a full list is ~100 KB, decoded and validated by the API
+// every heartbeat of every node), and all of them every fullMembersEvery.
+type memberReports struct {
+	mu     sync.Mutex
+	sent   map[string]string // id → status and check acknowledged
+	fullAt time.Time
+}
+
+func memberKey(m reportMember) string {
+	k := string(m.Status)
+	if m.Check != nil {
+		k += "\x00" + *m.Check
+	}
+	return k
+}
+
+// unsent returns the members of all to report now: those whose health
+// differs from what the API acknowledged, or all of them when a full report
+// is due. sent records them once the API answered the report.
+func (r *memberReports) unsent(all []reportMember, now time.Time) (out []reportMember, sent func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	full := r.sent == nil || now.Sub(r.fullAt) >= fullMembersEvery
+	out = make([]reportMember, 0, len(all))
+	keys := make(map[string]string, len(all))
+	for _, m := range all {
+		k := memberKey(m)
+		keys[m.Id] = k
+		if !full && r.sent[m.Id] == k {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if full {
+			r.sent = keys // forgets members no longer served
+			r.fullAt = now
+			return
+		}
+		for _, m := range out {
+			r.sent[m.Id] = keys[m.Id]
+		}
+	}
+}
