@@ -76,7 +76,10 @@ func TestTraceCoalescedWrites(t *testing.T) {
 	s.StartAgent(node)
 	lb, _ := postTraced(t, s, "/v1/load-balancers", map[string]any{"name": "coalesced"})
 	pool, _ := postTraced(t, s, "/v1/pools", map[string]any{"load_balancer_id": lb, "protocol": "http"})
-	s.WaitActive("/v1/pools/" + pool)
+	// A listener, so the load balancer is in HAProxy's configuration (one
+	// without listeners is left out and costs no reload).
+	lsn, _ := postTraced(t, s, "/v1/listeners", map[string]any{"load_balancer_id": lb, "protocol": "http", "port": 8080, "default_pool_id": pool})
+	s.WaitActive("/v1/listeners/" + lsn)
 	s.StopAgent(node)
 
 	const n = 5

@@ -21,11 +21,20 @@ type RenderCache struct {
 // lbPiece is one load balancer's rendered sections and the names they take.
 type lbPiece struct {
 	lb        LoadBalancer
+	ctx       pieceContext // what of the global settings the piece depends on
 	text      []byte // from the blank line before "# load balancer" to its last backend
 	frontends []string
 	binds     []string // each frontend's bind address, as buildView compares them
 	backends  []string
 	err       error // buildLB's error for lb (then text is nil)
+}
+
+// pieceContext is what of the global settings a load balancer's sections
+// depend on: its access log lines name the socket, and its stick tables are
+// shared through the peers section when there is one.
+type pieceContext struct {
+	accessLogSocket string
+	peers           bool
 }
 
 // Render returns the haproxy.cfg text for c, as Render does.
@@ -37,6 +46,14 @@ func (rc *RenderCache) Render(c Config) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	peers, err := buildPeers(c.Global)
+	if err != nil {
+		return nil, err
+	}
+	if peers != nil {
+		gv.LocalPeer = peers.Local
+	}
+	pctx := pieceContext{accessLogSocket: c.Global.AccessLogSocket, peers: peers != nil}
 	head := &cfgWriter{}
 	gv.write(head)
 	frontends := map[string]string{}
@@ -63,7 +80,7 @@ func (rc *RenderCache) Render(c Config) ([]byte, error) {
 		if err := checkID(lb.ID); err != nil {
 			return nil, fieldError("load_balancer", err)
 		}
-		pc := rc.piece(lb, seen)
+		pc := rc.piece(lb, c.Global, pctx, seen)
 		if pc.err != nil {
 			return nil, pc.err
 		}
@@ -96,18 +113,23 @@ func (rc *RenderCache) Render(c Config) ([]byte, error) {
 	for _, pc := range pieces {
 		out.Write(pc.text)
 	}
+	if peers != nil {
+		tail := &cfgWriter{}
+		peers.write(tail)
+		out.Write(tail.b.Bytes())
+	}
 	return out.Bytes(), nil
 }
 
 // piece returns lb's rendered piece, from the cache while lb is unchanged.
 // Two load balancers with one id (a model the renderer then refuses) share
 // no piece.
-func (rc *RenderCache) piece(lb LoadBalancer, seen map[string]bool) *lbPiece {
-	if pc, ok := rc.lbs[lb.ID]; ok && (Identical(pc.lb, lb) || reflect.DeepEqual(pc.lb, lb)) {
+func (rc *RenderCache) piece(lb LoadBalancer, g Global, pctx pieceContext, seen map[string]bool) *lbPiece {
+	if pc, ok := rc.lbs[lb.ID]; ok && pc.ctx == pctx && (Identical(pc.lb, lb) || reflect.DeepEqual(pc.lb, lb)) {
 		seen[lb.ID] = true
 		return pc
 	}
-	pc := renderPiece(lb)
+	pc := renderPiece(lb, g, pctx)
 	if !seen[lb.ID] {
 		rc.lbs[lb.ID] = pc
 		seen[lb.ID] = true
@@ -115,12 +137,18 @@ func (rc *RenderCache) piece(lb LoadBalancer, seen map[string]bool) *lbPiece {
 	return pc
 }
 
-func renderPiece(lb LoadBalancer) *lbPiece {
-	pc := &lbPiece{lb: lb}
+func renderPiece(lb LoadBalancer, g Global, pctx pieceContext) *lbPiece {
+	pc := &lbPiece{lb: lb, ctx: pctx}
 	lv, err := buildLB(lb)
+	if err == nil {
+		err = addAccessLogs(&lv, g, lb)
+	}
 	if err != nil {
 		pc.err = err
 		return pc
+	}
+	if pctx.peers {
+		sharePeers(&lv)
 	}
 	w := &cfgWriter{}
 	w.blank()
@@ -145,7 +173,7 @@ func renderPiece(lb LoadBalancer) *lbPiece {
 // are not changed in place once built, which is how the agent treats them;
 // false says nothing.
 func Identical(a, b LoadBalancer) bool {
-	return a.ID == b.ID && a.VIP == b.VIP && a.Enabled == b.Enabled &&
+	return a.ID == b.ID && a.TenantID == b.TenantID && a.VIP == b.VIP && a.Enabled == b.Enabled &&
 		sameSlice(a.Listeners, b.Listeners) && sameSlice(a.Pools, b.Pools)
 }
 

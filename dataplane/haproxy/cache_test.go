@@ -58,6 +58,16 @@ func TestRenderCacheRandom(t *testing.T) {
 			if r.IntN(4) == 0 {
 				c.Global.PrometheusBind = netip.AddrPort{}
 			}
+			// Access logs and peers change what every load balancer's
+			// sections hold: the cache must not serve stale pieces.
+			if r.IntN(2) == 0 {
+				c.Global.AccessLogSocket = "/run/fulcrum/access.sock"
+			}
+			if r.IntN(2) == 0 {
+				c.Global.Peers = &Peers{Local: "n1", Nodes: []Peer{
+					{Name: "n1", Addr: netip.MustParseAddrPort("10.0.0.1:10000")},
+					{Name: "n2", Addr: netip.MustParseAddrPort("10.0.0.2:10000")}}}
+			}
 			for k, s := range all {
 				if r.IntN(3) == 0 {
 					continue
@@ -67,6 +77,14 @@ func TestRenderCacheRandom(t *testing.T) {
 				lb.ID = fmt.Sprintf("%s_%d", lb.ID, k)
 				lb.VIP = netip.AddrFrom4([4]byte{127, 78, byte(k), 1})
 				editLB(r, &lb)
+				if r.IntN(2) == 0 {
+					lb.TenantID = fmt.Sprintf("tnt_%d", r.IntN(2))
+				}
+				if len(lb.Listeners) > 0 && r.IntN(2) == 0 {
+					ls := append([]Listener(nil), lb.Listeners...)
+					ls[0].AccessLog = !ls[0].AccessLog
+					lb.Listeners = ls
+				}
 				c.LoadBalancers = append(c.LoadBalancers, lb)
 			}
 			r.Shuffle(len(c.LoadBalancers), func(i, j int) { c.LoadBalancers[i], c.LoadBalancers[j] = c.LoadBalancers[j], c.LoadBalancers[i] })
