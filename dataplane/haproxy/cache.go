@@ -22,7 +22,7 @@ type RenderCache struct {
 type lbPiece struct {
 	lb        LoadBalancer
 	ctx       pieceContext // what of the global settings the piece depends on
-	text      []byte // from the blank line before "# load balancer" to its last backend
+	text      []byte       // from the blank line before "# load balancer" to its last backend
 	frontends []string
 	binds     []string // each frontend's bind address, as buildView compares them
 	backends  []string
