@@ -44,7 +44,9 @@ type fleetConfig struct {
 // first carries every member's health and counters, the later ones only what
 // changed (nothing, here). FULCRUM_FLEET_REPORT=ack sends no member health and
 // no counters at all; FULCRUM_FLEET_REPORT=full sends them all in every report
-// (the agent before it reported changes only).
+// (the agent before it reported changes only). Nodes ask for deltas (format
+// 2) as the agent does; FULCRUM_FLEET_FULL_SNAPSHOTS=1 makes them ask for the
+// whole group every time (format 1, an agent from before deltas).
 func TestFleet(t *testing.T) {
 	if os.Getenv("FULCRUM_FLEET") != "1" {
 		t.Skip("the fleet benchmark runs with FULCRUM_FLEET=1 (make bench-fleet)")
@@ -91,7 +93,7 @@ func TestFleetChild(t *testing.T) {
 	cfg := Config{Endpoint: os.Getenv("FULCRUM_FLEETSIM_ENDPOINT"), Token: os.Getenv("FULCRUM_FLEETSIM_TOKEN"),
 		Prefix: "sim", Nodes: envInt("FULCRUM_FLEETSIM_NODES", 1), Heartbeat: envDur("FULCRUM_FLEETSIM_HEARTBEAT", 2*time.Second),
 		PollWait: 30 * time.Second, ReportTimeout: envDur("FULCRUM_FLEETSIM_REPORT_TIMEOUT", 10*time.Second), ReportTail: tail,
-		HeartbeatTail: heartbeat, MaxDuration: 30 * time.Minute}
+		HeartbeatTail: heartbeat, Deltas: os.Getenv("FULCRUM_FLEETSIM_FULL_SNAPSHOTS") != "1", MaxDuration: 30 * time.Minute}
 	if err := Run(context.Background(), cfg, os.Stdin, os.Stdout); err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +254,8 @@ func startChild(t *testing.T, s *teststack.Stack, cfg fleetConfig, tailFile stri
 	}
 	cmd := exec.Command(exe, "-test.run=^TestFleetChild$", "-test.count=1", "-test.timeout=40m")
 	cmd.Env = append(os.Environ(), "FULCRUM_FLEETSIM_CHILD=1", "FULCRUM_FLEETSIM_ENDPOINT="+s.Endpoint, "FULCRUM_FLEETSIM_TOKEN="+s.NodeToken,
-		"FULCRUM_FLEETSIM_REPORT="+tailFile, "FULCRUM_FLEETSIM_HEARTBEAT_REPORT="+cfg.heartbeatFile, fmt.Sprintf("FULCRUM_FLEETSIM_NODES=%d", cfg.Nodes),
+		"FULCRUM_FLEETSIM_REPORT="+tailFile, "FULCRUM_FLEETSIM_HEARTBEAT_REPORT="+cfg.heartbeatFile,
+		"FULCRUM_FLEETSIM_FULL_SNAPSHOTS="+os.Getenv("FULCRUM_FLEET_FULL_SNAPSHOTS"), fmt.Sprintf("FULCRUM_FLEETSIM_NODES=%d", cfg.Nodes),
 		"FULCRUM_FLEETSIM_HEARTBEAT="+cfg.Heartbeat.String(), "FULCRUM_FLEETSIM_REPORT_TIMEOUT="+cfg.ReportTimeout.String())
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()

@@ -54,6 +54,9 @@ type Config struct {
 	// reports member health and counters only when they change, and all of
 	// them once a minute; the simulator's members never change).
 	HeartbeatTail []byte
+	// Deltas asks for snapshot format 2 and, once a node holds a revision,
+	// for deltas (only the load balancers changed since), as the agent does.
+	Deltas bool
 	// MaxDuration bounds the whole run.
 	MaxDuration time.Duration
 }
@@ -267,12 +270,20 @@ func (n *node) pollLoop(ctx context.Context) {
 		}
 		after, _ := n.held()
 		q := url.Values{"after": {strconv.FormatInt(after, 10)}, "wait": {wait}}
+		if n.f.cfg.Deltas && after > 0 {
+			// As the agent asks once it holds a complete snapshot at after:
+			// the load balancers changed since, not the whole group.
+			q.Set("delta", "true")
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.f.cfg.Endpoint+"/v1/nodes/"+n.name+"/snapshot?"+q.Encode(), nil)
 		if err != nil {
 			return
 		}
 		req.Header.Set("Authorization", "Bearer "+n.f.cfg.Token)
 		req.Header.Set("Accept-Encoding", "gzip")
+		if n.f.cfg.Deltas {
+			req.Header.Set("Fulcrum-Agent-Format", "2")
+		}
 		res, err := n.f.poll.Do(req)
 		if err != nil {
 			sleep(ctx, backoff)
