@@ -36,6 +36,9 @@ type handlers struct {
 	// snapshots builds node groups' snapshots (node_protocol.go) and dry
 	// runs' load balancers (dryrun.go).
 	snapshots *snapshot.Builder
+	// snapcache holds each node group's part of the snapshot at its newest
+	// revision, shared by the group's long-polls (node_protocol.go).
+	snapcache *snapshot.Cache
 }
 
 var _ openapi.StrictServerInterface = (*handlers)(nil)

@@ -17,6 +17,7 @@ import (
 	"github.com/fulcrumlb/fulcrum/api/auth"
 	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/reqcheck"
+	"github.com/fulcrumlb/fulcrum/api/snapshot"
 	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/api/validate"
 	"github.com/fulcrumlb/fulcrum/internal/secretbox"
@@ -149,9 +150,10 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		e.GET("/metrics", echo.WrapHandler(tel.MetricsHandler()))
 	}
 	s.notify = NewNotifier()
+	builder := newSnapshotBuilder(box)
 	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log, notify: s.notify,
 		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax), requestTimeout: cfg.RequestTimeout,
-		snapshots: newSnapshotBuilder(box)}, nil))
+		snapshots: builder, snapcache: snapshot.NewCache(builder, st, cfg.RequestTimeout)}, nil))
 	s.echo = e
 	return s, nil
 }

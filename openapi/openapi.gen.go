@@ -2359,6 +2359,9 @@ type GetNodeSnapshotParams struct {
 
 	// Wait How long to hold the request, e.g. `30s` (0 to 60s). Defaults to 30s.
 	Wait *string `form:"wait,omitempty" json:"wait,omitempty"`
+
+	// AcceptEncoding `gzip` (alone or in a list, with a non-zero `q`) gets the snapshot gzip-compressed, with `Content-Encoding: gzip`; otherwise it is sent uncompressed.
+	AcceptEncoding *string `json:"Accept-Encoding,omitempty"`
 }
 
 // UncordonNodeParams defines parameters for UncordonNode.
@@ -7244,6 +7247,21 @@ func NewGetNodeSnapshotRequest(server string, id ID, params *GetNodeSnapshotPara
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.AcceptEncoding != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Accept-Encoding", *params.AcceptEncoding, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Accept-Encoding", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -16132,8 +16150,10 @@ func (r ReportNodeResponse) ContentType() string {
 
 // GetNodeSnapshotResponse200Headers the declared response headers of an HTTP 200 response for GetNodeSnapshot
 type GetNodeSnapshotResponse200Headers struct {
-	Traceparent *string
-	XRequestId  *string
+	ContentEncoding *string
+	Traceparent     *string
+	Vary            *string
+	XRequestId      *string
 }
 
 // GetNodeSnapshotResponse304Headers the declared response headers of an HTTP 304 response for GetNodeSnapshot
@@ -31634,12 +31654,26 @@ func ParseGetNodeSnapshotResponse(rsp *http.Response) (*GetNodeSnapshotResponse,
 	switch {
 	case rsp.StatusCode == 200:
 		var headers GetNodeSnapshotResponse200Headers
+		if values := rsp.Header.Values("Content-Encoding"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Content-Encoding", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ContentEncoding = &value
+		}
 		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			}
 			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("Vary"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Vary", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Vary = &value
 		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
@@ -38878,6 +38912,23 @@ func (w *ServerInterfaceWrapper) GetNodeSnapshot(ctx echo.Context) error {
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", ctx.QueryParams(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter wait: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "Accept-Encoding" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Accept-Encoding")]; found {
+		var AcceptEncoding string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Accept-Encoding, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Accept-Encoding", valueList[0], &AcceptEncoding, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Accept-Encoding: %s", err))
+		}
+
+		params.AcceptEncoding = &AcceptEncoding
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -48766,8 +48817,10 @@ type GetNodeSnapshotResponseObject interface {
 }
 
 type GetNodeSnapshot200ResponseHeaders struct {
-	Traceparent *string
-	XRequestId  *string
+	ContentEncoding *string
+	Traceparent     *string
+	Vary            *string
+	XRequestId      *string
 }
 
 type GetNodeSnapshot200JSONResponse struct {
@@ -48782,8 +48835,14 @@ func (response GetNodeSnapshot200JSONResponse) VisitGetNodeSnapshotResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.ContentEncoding != nil {
+		w.Header().Set("Content-Encoding", fmt.Sprint(*response.Headers.ContentEncoding))
+	}
 	if response.Headers.Traceparent != nil {
 		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.Vary != nil {
+		w.Header().Set("Vary", fmt.Sprint(*response.Headers.Vary))
 	}
 	if response.Headers.XRequestId != nil {
 		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
