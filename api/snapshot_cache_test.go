@@ -378,6 +378,12 @@ func TestNotifierTargetedWakeups(t *testing.T) {
 		{"load balancer of A deleted", func() {
 			b.must(http.StatusAccepted, b.TokenA, http.MethodDelete, "/v1/load-balancers/"+tr.LB+"?cascade=true", nil)
 		}, true, false},
+		{"node of A deleted (its poll answers 404)", func() {
+			b.must(http.StatusNoContent, b.Admin, http.MethodDelete, "/v1/nodes/n1", nil)
+		}, true, false},
+		{"tenant created", func() {
+			b.must(http.StatusCreated, b.Admin, http.MethodPost, "/v1/tenants", map[string]any{"name": "c"})
+		}, false, false},
 	} {
 		if a, bb := woken(c.write); a != c.wantA || bb != c.wantB {
 			t.Errorf("%s: woke A %v, B %v; want %v, %v", c.what, a, bb, c.wantA, c.wantB)
