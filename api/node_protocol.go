@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/auth"
@@ -180,33 +182,40 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 		}
 		wait = d
 	}
+	gz := acceptsGzip(deref(r.Params.AcceptEncoding))
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		changed := h.notify.Changed()
-		var snap *openapi.Snapshot
+		// The node and its group's revision come from the database at every
+		// turn; the group's part from the cache (built once per revision).
+		mark := h.notify.Mark()
+		var poll snapshot.Poll
+		var since deltaBase
+		var snap *snapshot.NodeSnapshot
 		rctx, cancel := context.WithTimeout(ctx, h.requestTimeout)
 		err := h.st.ReadSnapshot(rctx, func(tx *store.Tx) error {
 			n, err := nodeByName(rctx, tx, r.Id, scope, false)
 			if err != nil {
 				return err
 			}
-			snap, err = h.snapshots.ForNode(rctx, tx, n, after)
-			if err != nil {
+			if poll, err = snapshot.ReadPoll(rctx, tx, n); err != nil {
 				return err
 			}
-			snap, err = shapeSnapshot(rctx, tx, snap, req) // node_delta.go
+			since, err = readDeltaBase(rctx, tx, n.NodeGroupID, req) // node_delta.go
 			return err
 		})
+		if err == nil {
+			snap, err = h.snapcache.ForNode(rctx, poll, after)
+		}
 		cancel()
 		if err != nil {
 			return nil, err
 		}
 		if snap != nil {
-			return openapi.GetNodeSnapshot200JSONResponse{Body: *snap}, nil
+			return snapshotAnswer(snap, req, since, gz) // node_delta.go
 		}
 		select {
-		case <-changed:
+		case <-h.notify.ChangedSince(poll.GroupID(), mark):
 		case <-timer.C:
 			return openapi.GetNodeSnapshot304Response{}, nil
 		case <-h.notify.Done():
@@ -215,6 +224,57 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// snapshotResponse is a 200 of GetNodeSnapshot sent as encoded: the node's
+// part (head) and its group's shared bytes (body), as snapshot.NodeSnapshot
+// encodes them, gzip-compressed when gzip.
+type snapshotResponse struct {
+	head, body []byte
+	gzip       bool
+}
+
+func (r snapshotResponse) VisitGetNodeSnapshotResponse(w http.ResponseWriter) error {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Vary", "Accept-Encoding")
+	if r.gzip {
+		h.Set("Content-Encoding", "gzip")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(r.head)+len(r.body)))
+	w.WriteHeader(http.StatusOK)
+	if _, err := w.Write(r.head); err != nil {
+		return err
+	}
+	_, err := w.Write(r.body)
+	return err
+}
+
+// acceptsGzip says whether an Accept-Encoding header value accepts gzip: it
+// names gzip (or x-gzip) with a non-zero q, or, not naming it, * with one.
+func acceptsGzip(header string) bool {
+	gzipQ, starQ := -1.0, -1.0
+	for _, part := range strings.Split(header, ",") {
+		coding, params, _ := strings.Cut(part, ";")
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			if k, v, ok := strings.Cut(p, "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					q = f
+				}
+			}
+		}
+		switch strings.ToLower(strings.TrimSpace(coding)) {
+		case "gzip", "x-gzip":
+			gzipQ = max(gzipQ, q)
+		case "*":
+			starQ = max(starQ, q)
+		}
+	}
+	if gzipQ >= 0 {
+		return gzipQ > 0
+	}
+	return starQ > 0
 }
 
 // newSnapshotBuilder builds snapshots showing objects as the API does and

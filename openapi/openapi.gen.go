@@ -2410,6 +2410,9 @@ type GetNodeSnapshotParams struct {
 
 	// FulcrumAgentFormat The snapshot format the agent understands (1: full snapshots only; 2: adds deltas and load balancer revisions). Absent means 1. A format this API does not serve is refused with 400 naming this header.
 	FulcrumAgentFormat *string `json:"Fulcrum-Agent-Format,omitempty"`
+
+	// AcceptEncoding `gzip` (alone or in a list, with a non-zero `q`) gets the snapshot gzip-compressed, with `Content-Encoding: gzip`; otherwise it is sent uncompressed.
+	AcceptEncoding *string `json:"Accept-Encoding,omitempty"`
 }
 
 // UncordonNodeParams defines parameters for UncordonNode.
@@ -7320,6 +7323,17 @@ func NewGetNodeSnapshotRequest(server string, id ID, params *GetNodeSnapshotPara
 			}
 
 			req.Header.Set("Fulcrum-Agent-Format", headerParam0)
+		}
+
+		if params.AcceptEncoding != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Accept-Encoding", *params.AcceptEncoding, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Accept-Encoding", headerParam1)
 		}
 
 	}
@@ -16210,8 +16224,10 @@ func (r ReportNodeResponse) ContentType() string {
 
 // GetNodeSnapshotResponse200Headers the declared response headers of an HTTP 200 response for GetNodeSnapshot
 type GetNodeSnapshotResponse200Headers struct {
-	Traceparent *string
-	XRequestId  *string
+	ContentEncoding *string
+	Traceparent     *string
+	Vary            *string
+	XRequestId      *string
 }
 
 // GetNodeSnapshotResponse304Headers the declared response headers of an HTTP 304 response for GetNodeSnapshot
@@ -31712,12 +31728,26 @@ func ParseGetNodeSnapshotResponse(rsp *http.Response) (*GetNodeSnapshotResponse,
 	switch {
 	case rsp.StatusCode == 200:
 		var headers GetNodeSnapshotResponse200Headers
+		if values := rsp.Header.Values("Content-Encoding"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Content-Encoding", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ContentEncoding = &value
+		}
 		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			}
 			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("Vary"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Vary", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Vary = &value
 		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
@@ -38980,6 +39010,21 @@ func (w *ServerInterfaceWrapper) GetNodeSnapshot(ctx echo.Context) error {
 		}
 
 		params.FulcrumAgentFormat = &FulcrumAgentFormat
+	}
+	// ------------- Optional header parameter "Accept-Encoding" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Accept-Encoding")]; found {
+		var AcceptEncoding string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Accept-Encoding, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Accept-Encoding", valueList[0], &AcceptEncoding, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Accept-Encoding: %s", err))
+		}
+
+		params.AcceptEncoding = &AcceptEncoding
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -48868,8 +48913,10 @@ type GetNodeSnapshotResponseObject interface {
 }
 
 type GetNodeSnapshot200ResponseHeaders struct {
-	Traceparent *string
-	XRequestId  *string
+	ContentEncoding *string
+	Traceparent     *string
+	Vary            *string
+	XRequestId      *string
 }
 
 type GetNodeSnapshot200JSONResponse struct {
@@ -48884,8 +48931,14 @@ func (response GetNodeSnapshot200JSONResponse) VisitGetNodeSnapshotResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.ContentEncoding != nil {
+		w.Header().Set("Content-Encoding", fmt.Sprint(*response.Headers.ContentEncoding))
+	}
 	if response.Headers.Traceparent != nil {
 		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.Vary != nil {
+		w.Header().Set("Vary", fmt.Sprint(*response.Headers.Vary))
 	}
 	if response.Headers.XRequestId != nil {
 		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))

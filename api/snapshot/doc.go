@@ -10,7 +10,10 @@
 // trace contexts of the writes since the revision it holds (ForNode). The
 // group's part depends on (group, revision) alone and ForNode never changes
 // it (it adds the node's part to a shallow copy), so it can be built once
-// per (group, revision) and shared by every poller of the group.
+// per (group, revision) and shared by every poller of the group: Cache
+// (cache.go) does so, keeping each group's newest part decoded, JSON-encoded
+// and gzip-compressed, and merges the node's part when a node's snapshot is
+// encoded.
 //
 // Of Fulcrum's packages it imports api/store and openapi only: never api
 // (which imports it) nor anything of the dataplane. The conversion of a

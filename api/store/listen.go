@@ -4,15 +4,19 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // ListenRevisions LISTENs on NotifyChannel over a connection of its own and
-// calls fn once listening (notifications may have been missed before) and at
-// every notification with the revision it carries (0 if unreadable). It
-// returns when ctx ends or the connection fails; the caller reconnects.
-func (s *Store) ListenRevisions(ctx context.Context, fn func(rev int64)) error {
+// calls fn once listening with groupID "" (notifications may have been
+// missed before: every group may have changed) and at every notification with
+// the node group and revision it carries. A payload it cannot read (an older
+// API's, which carried only the revision) also gives groupID "", so that
+// nobody misses a change. It returns when ctx ends or the connection fails;
+// the caller reconnects.
+func (s *Store) ListenRevisions(ctx context.Context, fn func(groupID string, rev int64)) error {
 	pc, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -25,15 +29,28 @@ func (s *Store) ListenRevisions(ctx context.Context, fn func(rev int64)) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	fn(0)
+	fn("", 0)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		rev, _ := strconv.ParseInt(n.Payload, 10, 64)
-		fn(rev)
+		fn(ParseNotification(n.Payload))
 	}
+}
+
+// ParseNotification reads a NotifyChannel payload, '<revision> <node group
+// id>'; groupID is "" when the payload is not of that form.
+func ParseNotification(payload string) (groupID string, rev int64) {
+	r, g, ok := strings.Cut(payload, " ")
+	if !ok || g == "" {
+		return "", 0
+	}
+	rev, err := strconv.ParseInt(r, 10, 64)
+	if err != nil {
+		return "", 0
+	}
+	return g, rev
 }
 
 // RevisionsExpire deletes the trace records of revisions older than a day,

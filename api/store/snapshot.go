@@ -136,3 +136,29 @@ func RevisionTraceparentListByGroup(ctx context.Context, tx *Tx, groupID string,
 	}
 	return tps, nil
 }
+
+// RevisionTraceparent is the W3C trace context of the write at Revision.
+type RevisionTraceparent struct {
+	Revision    int64
+	Traceparent string
+}
+
+// RevisionTraceparentListByGroupUpTo returns the trace contexts of the newest
+// limit writes to the group at or before rev, oldest first (as
+// RevisionTraceparentListByGroup, with their revisions): the newest limit of
+// those after any revision are a suffix of them.
+func RevisionTraceparentListByGroupUpTo(ctx context.Context, tx *Tx, groupID string, rev int64, limit int) ([]RevisionTraceparent, error) {
+	rows, _ := tx.pg.Query(ctx, `SELECT revision, traceparent FROM (
+  SELECT revision, traceparent FROM revisions
+  WHERE revision <= $2 AND traceparent <> '' AND revision IN (`+groupWriteRevisions+`)
+  ORDER BY revision DESC LIMIT $3) w ORDER BY revision`, groupID, rev, limit)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RevisionTraceparent, error) {
+		var t RevisionTraceparent
+		err := r.Scan(&t.Revision, &t.Traceparent)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("write traceparents: %w", err)
+	}
+	return out, nil
+}

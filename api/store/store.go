@@ -42,8 +42,10 @@ import (
 	"github.com/fulcrumlb/fulcrum/migrations"
 )
 
-// NotifyChannel is the LISTEN/NOTIFY channel every write notifies with its
-// revision (the payload is the revision only, never data).
+// NotifyChannel is the LISTEN/NOTIFY channel on which writes notify the node
+// groups whose snapshots they changed: the payload is '<revision> <node group
+// id>', never data. Triggers send it (migrations/007_group_notify.sql), so
+// every write that changes a group's snapshot notifies it.
 const NotifyChannel = "fulcrum_revision"
 
 // migrateLockID guards migrations so several API replicas can start at once.
@@ -269,7 +271,8 @@ func rollback(ctx context.Context, t pgx.Tx) {
 }
 
 // Revision takes the transaction's revision from the global sequence (once per
-// transaction) and notifies listeners with it on commit.
+// transaction). The rows the write changes notify their node groups' listeners
+// with it on commit (NotifyChannel).
 func (tx *Tx) Revision(ctx context.Context) (int64, error) {
 	if tx.rev != 0 {
 		return tx.rev, nil
@@ -279,9 +282,6 @@ func (tx *Tx) Revision(ctx context.Context) (int64, error) {
 	}
 	if err := tx.pg.QueryRow(ctx, "SELECT nextval('revision_seq')").Scan(&tx.rev); err != nil {
 		return 0, fmt.Errorf("next revision: %w", err)
-	}
-	if _, err := tx.pg.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, strconv.FormatInt(tx.rev, 10)); err != nil {
-		return 0, fmt.Errorf("notify revision: %w", err)
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attribute.Int64("fulcrum.revision", tx.rev))
 	carrier := propagation.MapCarrier{}

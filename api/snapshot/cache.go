@@ -1,0 +1,291 @@
+package snapshot
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// Cache builds each node group's part of the snapshot once per revision and
+// shares it, decoded, JSON-encoded and gzip-compressed, with every poller of
+// the group: concurrent pollers needing a newer part than the cached one wait
+// for one build (single flight). It keeps only the newest part of each group.
+// The node's own part (revision, admin state, trace contexts) is small and
+// merged when a node's snapshot is encoded (NodeSnapshot.Encode).
+//
+// A group's part at revision G depends on the group's rows only, so it is
+// the same for every node of the group; object statuses in it are those at
+// its build (statuses change without a revision and agents do not read them).
+type Cache struct {
+	b       *Builder
+	st      *store.Store
+	timeout time.Duration
+	flight  singleflight.Group
+	builds  atomic.Int64
+
+	mu     sync.Mutex
+	groups map[string]*Group
+}
+
+// NewCache returns a cache building with b in transactions of st, each bounded
+// by timeout.
+func NewCache(b *Builder, st *store.Store, timeout time.Duration) *Cache {
+	return &Cache{b: b, st: st, timeout: timeout, groups: map[string]*Group{}}
+}
+
+// Builds counts the group parts built so far (for tests and metrics).
+func (c *Cache) Builds() int64 { return c.builds.Load() }
+
+// Group is a node group's part of the snapshot at one revision, shared by
+// every poller: never modify it or what it points to.
+type Group struct {
+	// Revision is the group's revision: the newest write to anything the
+	// group serves.
+	Revision int64
+	// Snapshot is the part itself (Builder.Group at Revision): Node and
+	// Traceparents are nil.
+	Snapshot *openapi.Snapshot
+	// writes are the trace contexts of the newest MaxTraceparents writes to
+	// the group at or before Revision, oldest first.
+	writes []store.RevisionTraceparent
+	// body is the JSON of Snapshot's members but the node's own (nodeKeys),
+	// without the opening brace: `"certificates":[…],…}`; gz is body as one
+	// gzip member.
+	body, gz []byte
+}
+
+// nodeKeys are the members of a snapshot that are the node's own, encoded
+// per node (nodePart) ahead of the group's body.
+var nodeKeys = []string{"revision", "traceparent", "node", "traceparents", "format_version"}
+
+// nodePart is what of a node's snapshot is its own.
+type nodePart struct {
+	FormatVersion int                   `json:"format_version"`
+	Revision      int64                 `json:"revision"`
+	Traceparent   *string               `json:"traceparent,omitempty"`
+	Node          *openapi.SnapshotNode `json:"node,omitempty"`
+	Traceparents  *[]string             `json:"traceparents,omitempty"`
+}
+
+// Group returns group groupID's part at revision min or newer: the cached one
+// when it is recent enough, else a new build (shared with the callers
+// needing one at the same time). min is the group's revision as the caller
+// read it (store.GroupRevision), so the part is never older than what the
+// caller has seen.
+func (c *Cache) Group(ctx context.Context, groupID string, min int64) (*Group, error) {
+	c.mu.Lock()
+	g := c.groups[groupID]
+	c.mu.Unlock()
+	// A build under way may have read the database before revision min
+	// committed: then the next one reads it.
+	for try := 0; (g == nil || g.Revision < min) && try < 3; try++ {
+		v, err, _ := c.flight.Do(groupID, func() (any, error) { return c.build(ctx, groupID) })
+		if err != nil {
+			return nil, err
+		}
+		g = v.(*Group)
+	}
+	if g.Revision < min {
+		return nil, fmt.Errorf("snapshot of node group %s: built at revision %d, want %d", groupID, g.Revision, min)
+	}
+	return g, nil
+}
+
+// build builds group groupID's part at its current revision and caches it.
+// It runs for several callers: a caller's end does not cancel it.
+func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+	defer cancel()
+	g := &Group{}
+	err := c.st.ReadSnapshot(ctx, func(tx *store.Tx) error {
+		rev, err := store.GroupRevision(ctx, tx, groupID)
+		if err != nil {
+			return err
+		}
+		if g.Snapshot, err = c.b.Group(ctx, tx, groupID, rev); err != nil {
+			return err
+		}
+		g.Revision = rev
+		g.writes, err = store.RevisionTraceparentListByGroupUpTo(ctx, tx, groupID, rev, MaxTraceparents)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := g.encode(); err != nil {
+		return nil, err
+	}
+	c.builds.Add(1)
+	c.mu.Lock()
+	if old := c.groups[groupID]; old == nil || old.Revision <= g.Revision {
+		c.groups[groupID] = g
+	}
+	c.mu.Unlock()
+	return g, nil
+}
+
+// encode fills g.body and g.gz from g.Snapshot.
+func (g *Group) encode() error {
+	shared := *g.Snapshot
+	shared.Node, shared.Traceparents = nil, nil
+	raw, err := json.Marshal(shared)
+	if err != nil {
+		return fmt.Errorf("encode snapshot: %w", err)
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return fmt.Errorf("encode snapshot: %w", err)
+	}
+	for _, k := range nodeKeys {
+		delete(members, k)
+	}
+	if raw, err = json.Marshal(members); err != nil {
+		return fmt.Errorf("encode snapshot: %w", err)
+	}
+	g.body = raw[1:] // members in key order and the closing brace
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
+	if _, err := zw.Write(g.body); err != nil {
+		return fmt.Errorf("compress snapshot: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("compress snapshot: %w", err)
+	}
+	g.gz = buf.Bytes()
+	return nil
+}
+
+// Poll is what a node's long-poll reads in its own transaction, besides its
+// group's cached part: the node and its group's revision.
+type Poll struct {
+	node          *store.Node
+	groupRevision int64
+	// nodeTraceparent is the trace context of the node's revision when it is
+	// newer than the group's (a cordon, a drain).
+	nodeTraceparent string
+}
+
+// ReadPoll reads, in tx, what node n's long-poll needs besides its group's
+// part.
+func ReadPoll(ctx context.Context, tx *store.Tx, n *store.Node) (Poll, error) {
+	rev, err := store.GroupRevision(ctx, tx, n.NodeGroupID)
+	if err != nil {
+		return Poll{}, err
+	}
+	p := Poll{node: n, groupRevision: rev}
+	if n.Revision > rev {
+		if p.nodeTraceparent, err = store.RevisionTraceparentGet(ctx, tx, n.Revision); err != nil {
+			return Poll{}, err
+		}
+	}
+	return p, nil
+}
+
+// Revision is the revision of the node's snapshot as the poll read it (as
+// Revision).
+func (p Poll) Revision() int64 { return max(p.groupRevision, p.node.Revision) }
+
+// GroupID is the node's group.
+func (p Poll) GroupID() string { return p.node.NodeGroupID }
+
+// NodeSnapshot is a node's snapshot: its group's shared part and its own.
+type NodeSnapshot struct {
+	Group *Group
+	node  nodePart
+}
+
+// ForNode returns the snapshot of the node p read for an agent holding
+// revision after, or nil when nothing of the node or its group changed
+// since. Call it outside the poll's transaction: it may wait for a build in
+// a transaction of its own.
+func (c *Cache) ForNode(ctx context.Context, p Poll, after int64) (*NodeSnapshot, error) {
+	if p.Revision() <= after {
+		return nil, nil
+	}
+	g, err := c.Group(ctx, p.GroupID(), p.groupRevision)
+	if err != nil {
+		return nil, err
+	}
+	// g may be newer than what the poll read; no write to the group lies
+	// between g.Revision and a newer node revision (writes commit in
+	// revision order), so the group's part is the one at rev.
+	rev := max(g.Revision, p.node.Revision)
+	np := nodePart{Revision: rev, Traceparent: g.Snapshot.Traceparent,
+		Node: &openapi.SnapshotNode{Id: p.node.ID, Name: p.node.Name, AdminState: openapi.SnapshotNodeAdminState(adminState(p.node.AdminState))}}
+	if rev > g.Revision {
+		np.Traceparent = nil
+		if p.nodeTraceparent != "" {
+			tp := p.nodeTraceparent
+			np.Traceparent = &tp
+		}
+	}
+	var tps []string
+	for _, w := range g.writes {
+		if w.Revision > after && w.Revision <= rev {
+			tps = append(tps, w.Traceparent)
+		}
+	}
+	if len(tps) > 0 {
+		np.Traceparents = &tps
+	}
+	return &NodeSnapshot{Group: g, node: np}, nil
+}
+
+// Revision is the snapshot's revision.
+func (s *NodeSnapshot) Revision() int64 { return s.node.Revision }
+
+// Snapshot returns the snapshot decoded (a shallow copy of the group's part:
+// do not modify what it shares).
+func (s *NodeSnapshot) Snapshot() openapi.Snapshot {
+	snap := *s.Group.Snapshot
+	snap.Revision, snap.Traceparent, snap.Node, snap.Traceparents = s.node.Revision, s.node.Traceparent, s.node.Node, s.node.Traceparents
+	return snap
+}
+
+// gzipWriters keep compressors for the node's part between responses.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.HuffmanOnly)
+	return zw
+}}
+
+// Encode returns the snapshot's JSON in snapshot format format (the
+// version it announces: the content is the same), gzip-compressed when gz, in two
+// pieces sent one after the other: the node's own part (head) and the
+// group's shared bytes (body, never to be modified). Compressed, they are
+// two gzip members, which gzip readers decode as one stream (RFC 1952).
+func (s *NodeSnapshot) Encode(format int, gz bool) (head, body []byte, err error) {
+	np := s.node
+	np.FormatVersion = format
+	head, err = json.Marshal(np)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode snapshot: %w", err)
+	}
+	head = head[:len(head)-1] // drop the closing brace: the group's members follow
+	if len(s.Group.body) > 1 {
+		head = append(head, ',')
+	}
+	if !gz {
+		return head, s.Group.body, nil
+	}
+	var buf bytes.Buffer
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&buf)
+	if _, err := zw.Write(head); err != nil {
+		return nil, nil, fmt.Errorf("compress snapshot: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, nil, fmt.Errorf("compress snapshot: %w", err)
+	}
+	return buf.Bytes(), s.Group.gz, nil
+}
