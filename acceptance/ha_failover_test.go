@@ -385,6 +385,101 @@ func TestHAFailover(t *testing.T) {
 		t.Logf("source-IP persistence to :%s held over the move from %s to %s (the entry reached every node through peers)", first, owner.name, newOwner.name)
 	})
 
+	// The per-client rate-limit counters are shared through peers too: a
+	// client over its limit on the owner is still over it on the node that
+	// takes the VIP, from its first request there, not after a fresh
+	// per_second allowance. The client sends 50 requests a second (a new
+	// connection each) against a limit of 10 throughout: its rate never falls
+	// under the limit, so whatever the new owner lets through it let through
+	// because its counter started again. The assertion is on that count (a
+	// reset lets per_second requests through) and on the counter the new
+	// owner holds when it takes the VIP, not on one request's timing.
+	t.Run("RateLimitSurvivesMove", func(t *testing.T) {
+		defer h.use(t)()
+		const perSecond = 10
+		s := h.st
+		lb := s.Create("/v1/load-balancers", map[string]any{"name": "ha-ratelimit"})
+		lbID, rvip := lb["id"].(string), lb["vip_address"].(string)
+		pool := s.Create("/v1/pools", map[string]any{"load_balancer_id": lbID, "protocol": "http"})["id"].(string)
+		s.Create("/v1/members", map[string]any{"pool_id": pool, "address": h.subnet + ".31", "port": backendPort})
+		lsn := s.Create("/v1/listeners", map[string]any{"load_balancer_id": lbID, "protocol": "http", "port": 80, "default_pool_id": pool,
+			"rate_limit": map[string]any{"type": "requests", "per_second": perSecond}})["id"].(string)
+		s.WaitActive("/v1/listeners/" + lsn)
+		h.waitAllReady()
+		owner := h.waitOwner(rvip, nil)
+		teststack.WaitFor(t, "an answer on "+rvip, 10*time.Second, func() bool {
+			var err error
+			_ = inNS(h.client, func() error { _, err = fetchVia(net.JoinHostPort(rvip, "80")); return nil })
+			return err == nil
+		})
+		client := h.subnet + ".21"
+		l := h.startLoad(rvip, loadInterval)
+		defer l.stop()
+		limited := func(rs []result) (passed map[string]int, denied int) {
+			passed = map[string]int{}
+			for _, r := range rs {
+				switch {
+				case r.ok:
+					passed[r.via]++
+				case r.err == "status 429":
+					denied++
+				}
+			}
+			return passed, denied
+		}
+		// Limited on the owner, and the entry on every node.
+		start := time.Now()
+		teststack.WaitFor(t, "the client to be rate-limited on "+owner.name, 10*time.Second, func() bool {
+			_, denied := limited(l.since(start))
+			return denied >= 2*perSecond && reqRate(h.runtime(owner, "show table "+lsn), client) > perSecond
+		})
+		for _, n := range h.nodes {
+			teststack.WaitFor(t, n.name+"'s rate table to hold the client over its limit (peers)", 10*time.Second, func() bool {
+				return reqRate(h.runtime(n, "show table "+lsn), client) > perSecond
+			})
+		}
+		admin := func(n *haNode, op string) {
+			t.Helper()
+			if code, out := s.CallAs(s.AdminToken, http.MethodPost, "/v1/nodes/"+n.name+"/"+op, nil); code != http.StatusOK {
+				t.Fatalf("%s %s: %d %v", op, n.name, code, out)
+			}
+		}
+		at := time.Now()
+		admin(owner, "drain")
+		defer admin(owner, "uncordon")
+		newOwner := h.waitOwner(rvip, owner)
+		moved := time.Since(at)
+		// Right after the move: the new owner's counter for the client.
+		rate := reqRate(h.runtime(newOwner, "show table "+lsn), client)
+		if rate <= perSecond {
+			t.Fatalf("right after the VIP moved from %s to %s (%s) the new owner's rate for %s is %d; want over the limit %d (counter reset)",
+				owner.name, newOwner.name, moved.Round(time.Millisecond), client, rate, perSecond)
+		}
+		var probe error
+		_ = inNS(h.client, func() error { _, probe = fetchVia(net.JoinHostPort(rvip, "80")); return nil })
+		if probe == nil || probe.Error() != "status 429" {
+			t.Errorf("a request right after the move got %v; want status 429", probe)
+		}
+		// The new owner answers the load (its frontend counts the 429s it
+		// sent), and it let through none of the per_second requests a
+		// fresh counter would have.
+		teststack.WaitFor(t, newOwner.name+" to deny the client", 10*time.Second, func() bool {
+			return frontendStat(h.runtime(newOwner, "show stat"), lsn, "hrsp_4xx") >= 2*perSecond
+		})
+		time.Sleep(time.Second) // a second of load on the new owner, to its first second's end
+		l.stop()
+		passed, denied := limited(l.since(at))
+		newDenied := frontendStat(h.runtime(newOwner, "show stat"), lsn, "hrsp_4xx")
+		line := fmt.Sprintf("ratelimit_peers: per_second=%d move_ms=%d new_owner_rate_at_move=%d new_owner_passed=%d new_owner_denied=%d old_owner_passed=%d denied_since_drain=%d",
+			perSecond, moved.Milliseconds(), rate, passed[newOwner.ip], newDenied, passed[owner.ip], denied)
+		t.Log(line)
+		fmt.Println(line)
+		if passed[newOwner.ip] >= perSecond/2 {
+			t.Errorf("%s let %d requests of a client over its limit through after the VIP moved from %s; a reset counter allows %d: counter not carried over",
+				newOwner.name, passed[newOwner.ip], owner.name, perSecond)
+		}
+	})
+
 	t.Run("OwnerKilled", func(t *testing.T) {
 		defer h.use(t)()
 		l := h.startLoad(vip, loadInterval)
@@ -547,4 +642,45 @@ func (h *haNet) use(t *testing.T) func() {
 			}
 		}
 	}
+}
+
+// reqRate is the http_req_rate of key in a "show table" answer, 0 when the
+// key is not in it.
+func reqRate(table, key string) int {
+	for _, line := range strings.Split(table, "\n") {
+		if !strings.Contains(line, " key="+key+" ") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "http_req_rate("); ok {
+				if _, n, ok := strings.Cut(v, ")="); ok {
+					r, _ := strconv.Atoi(n)
+					return r
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// frontendStat is a field of the frontend's row in a "show stat" answer (CSV
+// with a "# pxname,svname,..." header), 0 when absent.
+func frontendStat(stat, frontend, field string) int {
+	col := -1
+	for _, line := range strings.Split(stat, "\n") {
+		fs := strings.Split(strings.TrimPrefix(line, "# "), ",")
+		if strings.HasPrefix(line, "# ") {
+			for i, f := range fs {
+				if f == field {
+					col = i
+				}
+			}
+			continue
+		}
+		if col >= 0 && len(fs) > col && fs[0] == frontend && fs[1] == "FRONTEND" {
+			n, _ := strconv.Atoi(fs[col])
+			return n
+		}
+	}
+	return 0
 }
