@@ -92,11 +92,11 @@ bench: ## Run the benchmarks and print figures (about a minute; results in BENCH
 .PHONY: test-ha
 test-ha: ## HA failover tests in network namespaces (root): 5 kills of each kind, prints failover:/drain: lines.
 	@# Three nodes (agent, HAProxy, keepalived) in namespaces on a private bridge; see acceptance/ha_*_test.go.
-	set -o pipefail; FULCRUM_HA_RUNS=5 $(GO) test -race -count=1 -timeout 20m -v -run 'TestHA' ./acceptance/ | grep -E '^(=== RUN|--- |\s+---|PASS|FAIL|ok|failover|drain|stop|new_lb|api_replicas)|ha_.*_test.go'
+	set -o pipefail; FULCRUM_HA_RUNS=5 $(GO) test -race -count=1 -timeout 20m -v -run 'TestHA' ./acceptance/ | grep -E '^(=== RUN|--- |\s+---|PASS|FAIL|ok|failover|drain|stop|new_lb|api_replicas|ratelimit_peers)|ha_.*_test.go'
 
 .PHONY: bench-ha
 bench-ha: ## HA failover figures (root): 10 kills of each kind and 10 drains; figures for BENCHMARKS.md.
-	set -o pipefail; FULCRUM_HA_RUNS=10 $(GO) test -count=1 -timeout 30m -v -run 'TestHA' ./acceptance/ | grep -E '^(--- |\s+---|FAIL|ok|failover|drain|stop|new_lb|api_replicas)|ha_.*_test.go'
+	set -o pipefail; FULCRUM_HA_RUNS=10 $(GO) test -count=1 -timeout 30m -v -run 'TestHA' ./acceptance/ | grep -E '^(--- |\s+---|FAIL|ok|failover|drain|stop|new_lb|api_replicas|ratelimit_peers)|ha_.*_test.go'
 
 .PHONY: bench-fleet
 bench-fleet: ## Fleet benchmark (issue 10): 1000 simulated nodes on one API, 1000 LBs; prints a `fleet:` line last (a few minutes).
