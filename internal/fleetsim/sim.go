@@ -377,6 +377,11 @@ func (n *node) reportLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if err == nil && res.StatusCode/100 == 2 {
+			// Answered, however slowly: as for the agent, what it carried
+			// is acknowledged and the next reports carry only changes.
+			n.reported = true
+		}
 		n.f.mu.Lock()
 		n.reportStart = time.Time{}
 		switch {
@@ -386,7 +391,6 @@ func (n *node) reportLoop(ctx context.Context) {
 			n.f.errs++
 		default:
 			n.f.latencies = append(n.f.latencies, d)
-			n.reported = true
 		}
 		n.f.mu.Unlock()
 	}
