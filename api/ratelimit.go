@@ -55,7 +55,8 @@ func ParseRateLimit(s string) (RateLimit, error) {
 }
 
 // Default rate limits per token kind. A node token may be shared by every
-// agent of its group, and admins automate.
+// agent of its group, so its limit applies per node (the token and the node
+// its protocol request names: limiterKey), and admins automate.
 var (
 	RateLimitTenantDefault = RateLimit{PerSecond: 50, Burst: 100}
 	RateLimitNodeDefault   = RateLimit{PerSecond: 200, Burst: 400}
@@ -91,7 +92,7 @@ func newLimiters(limits map[string]RateLimit) *limiters {
 
 // wait returns 0 when the principal may make a request now, else how long
 // until it may.
-func (l *limiters) wait(p auth.Principal) time.Duration {
+func (l *limiters) wait(p auth.Principal, path string) time.Duration {
 	limit, ok := l.limits[p.Kind]
 	if !ok || limit.PerSecond <= 0 {
 		return 0
@@ -106,10 +107,14 @@ func (l *limiters) wait(p auth.Principal) time.Duration {
 		}
 		l.lastSweep = now
 	}
-	t := l.byToken[p.TokenID]
+	key := p.TokenID
+	if p.Kind == store.TokenNode {
+		key = limiterKey(p.TokenID, path)
+	}
+	t := l.byToken[key]
 	if t == nil {
 		t = &tokenLimiter{kind: p.Kind, lim: rate.NewLimiter(rate.Limit(limit.PerSecond), max(limit.Burst, 1))}
-		l.byToken[p.TokenID] = t
+		l.byToken[key] = t
 	}
 	t.lastUsed = now
 	l.mu.Unlock()
@@ -153,11 +158,30 @@ func (s *Server) rateLimitEarly(next echo.HandlerFunc) echo.HandlerFunc {
 		if !ok {
 			return next(c)
 		}
-		if d, kind := s.limiters.exhausted(id); d > 0 {
+		if d, kind := s.limiters.exhausted(limiterKey(id, c.Request().URL.Path)); d > 0 {
 			return s.tooMany(c.Request().Context(), kind, d)
 		}
 		return next(c)
 	}
+}
+
+// limiterKey is the bucket of a request of token tokenID to path: the
+// token's own, or, for the node protocol (/v1/nodes/{name} and its snapshot
+// and reports), the token's for that node: every agent of a group may share
+// one node token, and one node's polls and reports must not use up another's.
+// Only node tokens are admitted to those paths' node protocol, so a tenant's
+// or an admin's token keeps one bucket (wait uses this key only for nodes).
+func limiterKey(tokenID, path string) string {
+	rest, ok := strings.CutPrefix(path, "/v1/nodes/")
+	if !ok || rest == "" {
+		return tokenID
+	}
+	name, sub, _ := strings.Cut(rest, "/")
+	switch sub {
+	case "", "snapshot", "reports":
+		return tokenID + " " + name
+	}
+	return tokenID
 }
 
 // bearerTokenID is the (unverified) token id of an Authorization header.
@@ -207,7 +231,7 @@ func (s *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 		if !ok {
 			return next(c)
 		}
-		if d := s.limiters.wait(p); d > 0 {
+		if d := s.limiters.wait(p, c.Request().URL.Path); d > 0 {
 			return s.tooMany(c.Request().Context(), p.Kind, d)
 		}
 		return next(c)
