@@ -116,6 +116,8 @@ type Server struct {
 	deriver *deriver
 	// limiters are the per-token request rate limits.
 	limiters *limiters
+	// reports holds a slot per node report being processed (admit.go).
+	reports chan struct{}
 }
 
 // New builds the server; tel may be nil (no tracing, no metrics endpoint).
@@ -129,7 +131,8 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		}
 		cfg.HAProxy = path
 	}
-	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel, limiters: newLimiters(cfg.RateLimits)}
+	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel, limiters: newLimiters(cfg.RateLimits),
+		reports: make(chan struct{}, reportSlots())}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -150,6 +153,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	e.Use(s.deadline)
 	e.Use(s.authenticate)
 	e.Use(s.rateLimit)
+	e.Use(s.admitReports)
 	check, err := reqcheck.New(openapi.Document)
 	if err != nil {
 		return nil, fmt.Errorf("load API document: %w", err)

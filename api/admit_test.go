@@ -1,0 +1,45 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fulcrumlb/fulcrum/api/problem"
+)
+
+// TestAdmitReports: reports beyond the replica's slots wait, then get a 503
+// with Retry-After before their body is read; other requests never wait.
+func TestAdmitReports(t *testing.T) {
+	for path, want := range map[string]bool{"/v1/nodes/n1/reports": true, "/v1/nodes/n1/snapshot": false,
+		"/v1/nodes/n1": false, "/v1/nodes//reports": false, "/v1/load-balancers": false} {
+		if got := isReportPath(path); got != want {
+			t.Errorf("isReportPath(%q) = %v, want %v", path, got, want)
+		}
+	}
+	s := &Server{reports: make(chan struct{}, 1)}
+	e := echo.New()
+	ran := 0
+	h := s.admitReports(func(echo.Context) error { ran++; return nil })
+	call := func(method, path string) error {
+		return h(e.NewContext(httptest.NewRequest(method, path, nil), httptest.NewRecorder()))
+	}
+	if err := call(http.MethodPost, "/v1/nodes/n1/reports"); err != nil || ran != 1 {
+		t.Fatalf("a report with a free slot: %v (ran %d)", err, ran)
+	}
+	s.reports <- struct{}{} // every slot busy
+	err := call(http.MethodPost, "/v1/nodes/n2/reports")
+	var p *problem.Problem
+	if !errors.As(err, &p) || p.Status != http.StatusServiceUnavailable {
+		t.Fatalf("a report with no slot: %v, want a 503 problem", err)
+	}
+	if ran != 1 {
+		t.Fatal("the refused report reached its handler")
+	}
+	if err := call(http.MethodGet, "/v1/nodes/n2/snapshot"); err != nil || ran != 2 {
+		t.Fatalf("a snapshot poll while reports are busy: %v (ran %d)", err, ran)
+	}
+}
