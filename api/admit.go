@@ -3,7 +3,6 @@ package api
 import (
 	"net/http"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -27,12 +26,8 @@ func reportSlots() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
 
 // isReportPath says whether path is a node's reports (POST /v1/nodes/{name}/reports).
 func isReportPath(path string) bool {
-	rest, ok := strings.CutPrefix(path, "/v1/nodes/")
-	if !ok {
-		return false
-	}
-	name, sub, _ := strings.Cut(rest, "/")
-	return name != "" && sub == "reports"
+	_, sub, ok := nodeProtocolPath(path) // ratelimit.go
+	return ok && sub == "reports"
 }
 
 // admitReports bounds the reports processed at once (see above). It runs

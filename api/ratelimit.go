@@ -172,16 +172,21 @@ func (s *Server) rateLimitEarly(next echo.HandlerFunc) echo.HandlerFunc {
 // Only node tokens are admitted to those paths' node protocol, so a tenant's
 // or an admin's token keeps one bucket (wait uses this key only for nodes).
 func limiterKey(tokenID, path string) string {
-	rest, ok := strings.CutPrefix(path, "/v1/nodes/")
-	if !ok || rest == "" {
-		return tokenID
-	}
-	name, sub, _ := strings.Cut(rest, "/")
-	switch sub {
-	case "", "snapshot", "reports":
+	if name, sub, ok := nodeProtocolPath(path); ok && (sub == "" || sub == "snapshot" || sub == "reports") {
 		return tokenID + " " + name
 	}
 	return tokenID
+}
+
+// nodeProtocolPath splits /v1/nodes/{name}[/{sub}] into name and sub; ok is
+// false for any other path.
+func nodeProtocolPath(path string) (name, sub string, ok bool) {
+	rest, ok := strings.CutPrefix(path, "/v1/nodes/")
+	if !ok {
+		return "", "", false
+	}
+	name, sub, _ = strings.Cut(rest, "/")
+	return name, sub, name != ""
 }
 
 // bearerTokenID is the (unverified) token id of an Authorization header.

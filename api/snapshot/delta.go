@@ -1,10 +1,6 @@
 package snapshot
 
 import (
-	"context"
-	"fmt"
-
-	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -29,38 +25,6 @@ type Request struct {
 	After  int64
 	Format int
 	Delta  bool
-}
-
-// ForRequest turns full, node n's complete snapshot (ForNode's answer for
-// req.After), into the answer to req: marked with req's format and, when the
-// agent takes deltas and one can be proven complete, the delta after
-// req.After. A delta is not sent when the group's purged deletes reach past
-// req.After (a delete the agent has not seen may be forgotten), nor when
-// every load balancer changed (the delta would be the full snapshot and
-// more). full is not changed.
-func ForRequest(ctx context.Context, tx *store.Tx, full *openapi.Snapshot, req Request) (*openapi.Snapshot, error) {
-	out := *full
-	out.FormatVersion = req.Format
-	if !req.Delta || req.Format < FormatDelta || req.After <= 0 || req.After >= full.Revision {
-		return &out, nil
-	}
-	purged, err := store.GroupPurgedRevision(ctx, tx, full.NodeGroupId)
-	if err != nil {
-		return nil, err
-	}
-	if purged > req.After {
-		return &out, nil
-	}
-	deleted, err := store.LoadBalancersDeletedSince(ctx, tx, full.NodeGroupId, req.After)
-	if err != nil {
-		return nil, fmt.Errorf("delta: %w", err)
-	}
-	d := Delta(full, req.After, deleted)
-	if len(d.LoadBalancers) > 0 && len(d.LoadBalancers) == len(full.LoadBalancers) {
-		return &out, nil
-	}
-	d.FormatVersion = req.Format
-	return d, nil
 }
 
 // Delta is the part of full, a complete snapshot, that an agent holding the
