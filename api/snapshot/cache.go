@@ -62,6 +62,15 @@ type Group struct {
 	// without the opening brace: `"certificates":[…],…}`; gz is body as one
 	// gzip member.
 	body, gz []byte
+	// purged is the newest delete Purge forgot in the group and deleted the
+	// load balancers deleted and not purged yet, both as of Revision: what a
+	// delta needs (delta.go).
+	purged  int64
+	deleted []store.DeletedLoadBalancer
+	// deltas are the shared parts of the deltas answered from this part
+	// (delta.go), encoded once per (base revision, gzip).
+	deltaMu sync.Mutex
+	deltas  map[deltaKey]*sharedDelta
 }
 
 // nodeKeys are the members of a snapshot that are the node's own, encoded
@@ -116,7 +125,13 @@ func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
 			return err
 		}
 		g.Revision = rev
-		g.writes, err = store.RevisionTraceparentListByGroupUpTo(ctx, tx, groupID, rev, MaxTraceparents)
+		if g.writes, err = store.RevisionTraceparentListByGroupUpTo(ctx, tx, groupID, rev, MaxTraceparents); err != nil {
+			return err
+		}
+		if g.purged, err = store.GroupPurgedRevision(ctx, tx, groupID); err != nil {
+			return err
+		}
+		g.deleted, err = store.LoadBalancerListDeleted(ctx, tx, groupID)
 		return err
 	})
 	if err != nil {
@@ -135,34 +150,47 @@ func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
 }
 
 // encode fills g.body and g.gz from g.Snapshot.
-func (g *Group) encode() error {
-	shared := *g.Snapshot
+func (g *Group) encode() (err error) {
+	if g.body, err = encodeShared(g.Snapshot); err != nil {
+		return err
+	}
+	g.gz, err = compress(g.body)
+	return err
+}
+
+// encodeShared is the JSON of snap's members but the node's own (nodeKeys),
+// without the opening brace: `"certificates":[…],…}`.
+func encodeShared(snap *openapi.Snapshot) ([]byte, error) {
+	shared := *snap
 	shared.Node, shared.Traceparents = nil, nil
 	raw, err := json.Marshal(shared)
 	if err != nil {
-		return fmt.Errorf("encode snapshot: %w", err)
+		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &members); err != nil {
-		return fmt.Errorf("encode snapshot: %w", err)
+		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
 	for _, k := range nodeKeys {
 		delete(members, k)
 	}
 	if raw, err = json.Marshal(members); err != nil {
-		return fmt.Errorf("encode snapshot: %w", err)
+		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
-	g.body = raw[1:] // members in key order and the closing brace
+	return raw[1:], nil // members in key order and the closing brace
+}
+
+// compress is b as one gzip member.
+func compress(b []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
-	if _, err := zw.Write(g.body); err != nil {
-		return fmt.Errorf("compress snapshot: %w", err)
+	if _, err := zw.Write(b); err != nil {
+		return nil, fmt.Errorf("compress snapshot: %w", err)
 	}
 	if err := zw.Close(); err != nil {
-		return fmt.Errorf("compress snapshot: %w", err)
+		return nil, fmt.Errorf("compress snapshot: %w", err)
 	}
-	g.gz = buf.Bytes()
-	return nil
+	return buf.Bytes(), nil
 }
 
 // Poll is what a node's long-poll reads in its own transaction, besides its
@@ -189,6 +217,13 @@ func ReadPoll(ctx context.Context, tx *store.Tx, n *store.Node) (Poll, error) {
 		}
 	}
 	return p, nil
+}
+
+// NewPoll is the poll of node n whose group's revision is groupRevision (as
+// ReadPoll reads them); nodeTraceparent is the trace context of n's revision
+// when it is newer than the group's.
+func NewPoll(n *store.Node, groupRevision int64, nodeTraceparent string) Poll {
+	return Poll{node: n, groupRevision: groupRevision, nodeTraceparent: nodeTraceparent}
 }
 
 // Revision is the revision of the node's snapshot as the poll read it (as
@@ -264,28 +299,40 @@ var gzipWriters = sync.Pool{New: func() any {
 // group's shared bytes (body, never to be modified). Compressed, they are
 // two gzip members, which gzip readers decode as one stream (RFC 1952).
 func (s *NodeSnapshot) Encode(format int, gz bool) (head, body []byte, err error) {
+	body = s.Group.body
+	if gz {
+		body = s.Group.gz
+	}
+	head, err = s.head(format, gz, len(s.Group.body) > 1)
+	return head, body, err
+}
+
+// head encodes the node's own part in format format, gzip-compressed when
+// gz, as the start of an object whose other members follow (more: there
+// are some).
+func (s *NodeSnapshot) head(format int, gz, more bool) ([]byte, error) {
 	np := s.node
 	np.FormatVersion = format
-	head, err = json.Marshal(np)
+	head, err := json.Marshal(np)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode snapshot: %w", err)
+		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
 	head = head[:len(head)-1] // drop the closing brace: the group's members follow
-	if len(s.Group.body) > 1 {
+	if more {
 		head = append(head, ',')
 	}
 	if !gz {
-		return head, s.Group.body, nil
+		return head, nil
 	}
 	var buf bytes.Buffer
 	zw := gzipWriters.Get().(*gzip.Writer)
 	defer gzipWriters.Put(zw)
 	zw.Reset(&buf)
 	if _, err := zw.Write(head); err != nil {
-		return nil, nil, fmt.Errorf("compress snapshot: %w", err)
+		return nil, fmt.Errorf("compress snapshot: %w", err)
 	}
 	if err := zw.Close(); err != nil {
-		return nil, nil, fmt.Errorf("compress snapshot: %w", err)
+		return nil, fmt.Errorf("compress snapshot: %w", err)
 	}
-	return buf.Bytes(), s.Group.gz, nil
+	return buf.Bytes(), nil
 }

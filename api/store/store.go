@@ -31,6 +31,7 @@ import (
 
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
@@ -63,6 +64,8 @@ const LiveNodeWindow = "5 minutes"
 // Store wraps the pool. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// queries counts the statements sent (querycount.go).
+	queries *queryCounter
 }
 
 // Options bound how long the database may take. Zero fields take the defaults.
@@ -113,7 +116,8 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
-	cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName())
+	queries := &queryCounter{}
+	cfg.ConnConfig.Tracer = multitracer.New(otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName()), queries)
 	if cfg.MaxConns < 8 {
 		cfg.MaxConns = 8
 	}
@@ -137,7 +141,7 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, queries: queries}, nil
 }
 
 // Close closes the pool.
