@@ -44,6 +44,9 @@ type handlers struct {
 	// views holds each node group's poll view: its revision and nodes as
 	// its long-polls need them, read once per wake-up (node_protocol.go).
 	views *snapshot.Views
+	// auth resolves bearer tokens, caching node tokens for a few seconds
+	// (api/auth): revoking one forgets it here at once.
+	auth *auth.Authenticator
 }
 
 var _ openapi.StrictServerInterface = (*handlers)(nil)

@@ -185,7 +185,12 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 	gz := acceptsGzip(deref(r.Params.AcceptEncoding))
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	group := scope.groupID // learnt from the database when the token is not bound to a group
+	group := scope.groupID
+	if group == "" {
+		// A token not bound to a group: where the node was last seen, else
+		// learnt from the database at the first turn.
+		group = h.views.GroupOf(r.Id)
+	}
 	for {
 		// The node and its group's revision come from the group's poll view
 		// (one read per (group, wake-up), shared by the group's pollers);

@@ -118,6 +118,8 @@ type Server struct {
 	limiters *limiters
 	// reports holds a slot per node report being processed (admit.go).
 	reports chan struct{}
+	// auth resolves bearer tokens, caching node tokens for a few seconds.
+	auth *auth.Authenticator
 }
 
 // New builds the server; tel may be nil (no tracing, no metrics endpoint).
@@ -132,7 +134,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		cfg.HAProxy = path
 	}
 	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel, limiters: newLimiters(cfg.RateLimits),
-		reports: make(chan struct{}, reportSlots())}
+		reports: make(chan struct{}, reportSlots()), auth: auth.NewAuthenticator(st, 0)}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -180,7 +182,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log, notify: s.notify,
 		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax), requestTimeout: cfg.RequestTimeout,
 		snapshots: builder, snapcache: snapshot.NewCache(builder, st, cfg.RequestTimeout), deriver: s.deriver,
-		views: snapshot.NewViews(st, s.notify, cfg.RequestTimeout, 0)}, nil))
+		views: snapshot.NewViews(st, s.notify, cfg.RequestTimeout, 0), auth: s.auth}, nil))
 	s.echo = e
 	return s, nil
 }
@@ -322,7 +324,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if public(c.Request().URL.Path) {
 			return next(c)
 		}
-		p, err := auth.Authenticate(c.Request().Context(), s.st, c.Request().Header.Get(echo.HeaderAuthorization))
+		p, err := s.auth.Authenticate(c.Request().Context(), c.Request().Header.Get(echo.HeaderAuthorization))
 		if err != nil {
 			var pr *problem.Problem
 			if errors.As(err, &pr) && pr.Status == http.StatusUnauthorized {

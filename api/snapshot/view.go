@@ -41,6 +41,10 @@ type Views struct {
 
 	mu     sync.Mutex
 	groups map[string]*View
+	// nodeGroups is the group of each node (by id and by name) as the
+	// views and the callers' reads last saw it: where to look for a node
+	// when the caller's token is not bound to a group.
+	nodeGroups map[string]string
 }
 
 // ViewMaxAgeDefault is how long a view serves without a wake-up of its group
@@ -53,7 +57,7 @@ func NewViews(st *store.Store, changes Changes, timeout, maxAge time.Duration) *
 	if maxAge <= 0 {
 		maxAge = ViewMaxAgeDefault
 	}
-	return &Views{st: st, changes: changes, timeout: timeout, maxAge: maxAge, groups: map[string]*View{}}
+	return &Views{st: st, changes: changes, timeout: timeout, maxAge: maxAge, groups: map[string]*View{}, nodeGroups: map[string]string{}}
 }
 
 // Loads counts the views read from the database so far (tests, metrics).
@@ -157,8 +161,31 @@ func (v *Views) load(ctx context.Context, groupID string) (*View, error) {
 	v.loads.Add(1)
 	v.mu.Lock()
 	if old := v.groups[groupID]; old == nil || old.mark <= w.mark {
+		if old != nil {
+			for k := range old.byID {
+				if v.nodeGroups[k] == groupID {
+					delete(v.nodeGroups, k)
+				}
+			}
+			for k := range old.byName {
+				if v.nodeGroups[k] == groupID {
+					delete(v.nodeGroups, k)
+				}
+			}
+		}
 		v.groups[groupID] = w
+		for i := range nodes {
+			v.nodeGroups[nodes[i].ID], v.nodeGroups[nodes[i].Name] = groupID, groupID
+		}
 	}
 	v.mu.Unlock()
 	return w, nil
+}
+
+// GroupOf is the group node idOrName was last seen in ("" when unknown): a
+// hint, to be checked against the group's view.
+func (v *Views) GroupOf(idOrName string) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.nodeGroups[idOrName]
 }
