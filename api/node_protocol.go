@@ -195,7 +195,7 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 		// The node and its group's revision come from the group's poll view
 		// (one read per (group, wake-up), shared by the group's pollers);
 		// the group's part from the cache (built once per revision).
-		poll, mark, refresh, err := h.readPoll(ctx, r.Id, scope, group)
+		poll, mark, refresh, err := h.readPoll(ctx, r.Id, scope, group, wait > 0)
 		if err != nil {
 			return nil, err
 		}
@@ -237,10 +237,15 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 // moved to another group, or out of the token's scope) and a token not bound
 // to a group take the database, as every turn did before: a node that does
 // not exist or is out of scope is a 404, a failing database an error.
-func (h *handlers) readPoll(ctx context.Context, name string, scope nodeScope, groupID string) (snapshot.Poll, uint64, time.Time, error) {
+//
+// A view may miss a write whose notification is still on its way (it wakes
+// the poller a moment later): a long-poll never answers before that, but a
+// request that does not wait (wait=0s, !useView) reads the database, so it
+// sees every write committed before it.
+func (h *handlers) readPoll(ctx context.Context, name string, scope nodeScope, groupID string, useView bool) (snapshot.Poll, uint64, time.Time, error) {
 	rctx, cancel := context.WithTimeout(ctx, h.requestTimeout)
 	defer cancel()
-	if groupID != "" {
+	if groupID != "" && useView {
 		v, err := h.views.Get(rctx, groupID)
 		if err != nil {
 			return snapshot.Poll{}, 0, time.Time{}, err

@@ -61,6 +61,11 @@ type Config struct {
 	// PurgeInterval is how often deleted objects every node dropped are
 	// purged. Defaults to PurgeIntervalDefault.
 	PurgeInterval time.Duration
+	// NodeTokenTTL is how long a replica trusts a node token it checked
+	// against the database (a revoked or expired one works that long at
+	// most on other replicas). Defaults to auth.NodeTokenTTLDefault;
+	// negative: no caching.
+	NodeTokenTTL time.Duration
 }
 
 // Defaults for Config.
@@ -134,7 +139,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		cfg.HAProxy = path
 	}
 	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel, limiters: newLimiters(cfg.RateLimits),
-		reports: make(chan struct{}, reportSlots()), auth: auth.NewAuthenticator(st, 0)}
+		reports: make(chan struct{}, reportSlots()), auth: auth.NewAuthenticator(st, cfg.NodeTokenTTL)}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
