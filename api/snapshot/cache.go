@@ -60,8 +60,11 @@ type Group struct {
 	writes []store.RevisionTraceparent
 	// body is the JSON of Snapshot's members but the node's own (nodeKeys),
 	// without the opening brace: `"certificates":[…],…}`; gz is body as one
-	// gzip member.
-	body, gz []byte
+	// gzip member. Encoded at the first answer that needs the whole group
+	// (encodeOnce): most pollers of a group take deltas.
+	encodeOnce sync.Once
+	encodeErr  error
+	body, gz   []byte
 	// purged is the newest delete Purge forgot in the group and deleted the
 	// load balancers deleted and not purged yet, both as of Revision: what a
 	// delta needs (delta.go).
@@ -137,9 +140,6 @@ func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := g.encode(); err != nil {
-		return nil, err
-	}
 	c.builds.Add(1)
 	c.mu.Lock()
 	if old := c.groups[groupID]; old == nil || old.Revision <= g.Revision {
@@ -149,13 +149,15 @@ func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
 	return g, nil
 }
 
-// encode fills g.body and g.gz from g.Snapshot.
-func (g *Group) encode() (err error) {
-	if g.body, err = encodeShared(g.Snapshot); err != nil {
-		return err
-	}
-	g.gz, err = compress(g.body)
-	return err
+// encoded fills g.body and g.gz from g.Snapshot, once.
+func (g *Group) encoded() error {
+	g.encodeOnce.Do(func() {
+		if g.body, g.encodeErr = encodeShared(g.Snapshot); g.encodeErr != nil {
+			return
+		}
+		g.gz, g.encodeErr = compress(g.body)
+	})
+	return g.encodeErr
 }
 
 // encodeShared is the JSON of snap's members but the node's own (nodeKeys),
@@ -299,6 +301,9 @@ var gzipWriters = sync.Pool{New: func() any {
 // group's shared bytes (body, never to be modified). Compressed, they are
 // two gzip members, which gzip readers decode as one stream (RFC 1952).
 func (s *NodeSnapshot) Encode(format int, gz bool) (head, body []byte, err error) {
+	if err := s.Group.encoded(); err != nil {
+		return nil, nil, err
+	}
 	body = s.Group.body
 	if gz {
 		body = s.Group.gz
