@@ -119,12 +119,19 @@ func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
 	g := &Group{}
+	c.mu.Lock()
+	var prev *openapi.Snapshot
+	if old := c.groups[groupID]; old != nil {
+		prev = old.Snapshot
+	}
+	c.mu.Unlock()
 	err := c.st.ReadSnapshot(ctx, func(tx *store.Tx) error {
 		rev, err := store.GroupRevision(ctx, tx, groupID)
 		if err != nil {
 			return err
 		}
-		if g.Snapshot, err = c.b.Group(ctx, tx, groupID, rev); err != nil {
+		// Only the load balancers changed since the previous part are read.
+		if g.Snapshot, err = c.b.GroupFrom(ctx, tx, groupID, rev, prev); err != nil {
 			return err
 		}
 		g.Revision = rev

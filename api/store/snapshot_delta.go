@@ -18,14 +18,14 @@ import (
 // deleted_revision until Purge removes it), and the certificates its live
 // listeners use.
 func (sc SnapshotScope) lbChildRevisions() string {
-	q := "SELECT lb.id AS load_balancer_id, lb.revision FROM load_balancers lb WHERE lb." + sc.col + " = $1 AND lb.deleted_revision IS NULL"
+	q := "SELECT lb.id AS load_balancer_id, lb.revision FROM load_balancers lb WHERE lb." + sc.col + sc.cmp + " AND lb.deleted_revision IS NULL"
 	for _, t := range []string{"listeners", "pools", "members", "routing_rules"} {
 		q += " UNION ALL SELECT t.load_balancer_id, t.revision FROM " + t + " t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb." +
-			sc.col + " = $1 AND lb.deleted_revision IS NULL"
+			sc.col + sc.cmp + " AND lb.deleted_revision IS NULL"
 	}
 	q += " UNION ALL SELECT l.load_balancer_id, c.revision FROM listener_certificates lc JOIN listeners l ON l.id = lc.listener_id" +
 		" JOIN certificates c ON c.id = lc.certificate_id JOIN load_balancers lb ON lb.id = l.load_balancer_id WHERE lb." +
-		sc.col + " = $1 AND lb.deleted_revision IS NULL AND l.deleted_revision IS NULL"
+		sc.col + sc.cmp + " AND lb.deleted_revision IS NULL AND l.deleted_revision IS NULL"
 	return q
 }
 
