@@ -189,10 +189,19 @@ func encodeShared(snap *openapi.Snapshot) ([]byte, error) {
 	return raw[1:], nil // members in key order and the closing brace
 }
 
+// sharedWriters keep compressors for shared bytes (group parts, deltas)
+// between encodings: a new one costs more than a small delta's compression.
+var sharedWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.DefaultCompression)
+	return zw
+}}
+
 // compress is b as one gzip member.
 func compress(b []byte) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
+	zw := sharedWriters.Get().(*gzip.Writer)
+	defer sharedWriters.Put(zw)
+	zw.Reset(&buf)
 	if _, err := zw.Write(b); err != nil {
 		return nil, fmt.Errorf("compress snapshot: %w", err)
 	}
