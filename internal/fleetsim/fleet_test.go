@@ -49,6 +49,13 @@ type fleetConfig struct {
 // (the agent before it reported changes only). Nodes ask for deltas (format
 // 2) as the agent does; FULCRUM_FLEET_FULL_SNAPSHOTS=1 makes them ask for the
 // whole group every time (format 1, an agent from before deltas).
+//
+// After the write series, a second series (FULCRUM_FLEET_QUIET_WRITES, 20)
+// runs with heartbeats paused, after an idle baseline of
+// FULCRUM_FLEET_QUIET_IDLE (5s) measured the same way: its API CPU per write
+// (the write, its fan-out to every node and the nodes' acks) is the fleet
+// line's api_cpu_ms_per_write, since the heartbeats' load varies more than a
+// write costs; the figure with heartbeats on is printed too.
 func TestFleet(t *testing.T) {
 	if os.Getenv("FULCRUM_FLEET") != "1" {
 		t.Skip("the fleet benchmark runs with FULCRUM_FLEET=1 (make bench-fleet)")
