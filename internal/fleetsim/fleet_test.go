@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -646,7 +647,16 @@ feed:
 	cpuQ, tQ := cpuTime(), time.Now()
 	time.Sleep(cfg.QuietIdle)
 	quietRate := float64(cpuTime()-cpuQ) / float64(time.Since(tQ))
+	if f := os.Getenv("FULCRUM_FLEET_CPUPROFILE"); f != "" {
+		// A CPU profile of the API's process over this series alone.
+		if out, err := os.Create(f); err == nil {
+			if err := pprof.StartCPUProfile(out); err == nil {
+				defer func() { pprof.StopCPUProfile(); out.Close() }()
+			}
+		}
+	}
 	qr := runSeries(cfg.QuietWrites, false, 500*time.Millisecond)
+	pprof.StopCPUProfile()
 	fmt.Fprintln(c.stdin, "heartbeats on")
 	quiet, quietS := qr.perWrite(quietRate)
 	if quiet < 0 && qr.done > qr.failed {
