@@ -657,7 +657,21 @@ feed:
 	}
 	qr := runSeries(cfg.QuietWrites, false, 500*time.Millisecond)
 	pprof.StopCPUProfile()
+
+	// 6. The same without any report: the write and its fan-out alone.
+	fmt.Fprintln(c.stdin, "acks off")
+	time.Sleep(time.Second)
+	cpuF, tF := cpuTime(), time.Now()
+	time.Sleep(cfg.QuietIdle)
+	fanRate := float64(cpuTime()-cpuF) / float64(time.Since(tF))
+	fr := runSeries(cfg.QuietWrites, false, 200*time.Millisecond)
+	fmt.Fprintln(c.stdin, "acks on")
 	fmt.Fprintln(c.stdin, "heartbeats on")
+	_, fanS := fr.perWrite(fanRate)
+	logf("no reports at all: API process CPU %.1f%% of a core over %s idle; %d writes (%d not answered) in %.1f s, write → node holds it p50=%s ms p99=%s ms, %d timed out",
+		100*fanRate, cfg.QuietIdle, fr.done, fr.failed, fr.series.Seconds(), msf(Percentile(fr.toNode, 50)), msf(Percentile(fr.toNode, 99)), fr.timeouts)
+	logf("API CPU per write, no reports (the write and its fan-out alone): %s ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d answered writes",
+		fanS, msf(fr.cpu), fanRate, fr.series.Seconds(), fr.done-fr.failed)
 	quiet, quietS := qr.perWrite(quietRate)
 	if quiet < 0 && qr.done > qr.failed {
 		logf("API CPU per write (heartbeats paused): below the idle baseline (%.1f ms): not meaningful", quiet/1e6)
@@ -674,7 +688,7 @@ feed:
 	}
 	logf("fleet: nodes=%d write_to_all_p99_ms=%s report_p99_ms=%s bytes_per_lb_change=%s api_cpu_ms_per_write=%s",
 		cfg.Nodes, w2a, reportP99, bplS, quietS)
-	return fleetResult{samples: len(toNode), quietSamples: len(qr.toNode), writeTimeouts: timeouts + qr.timeouts, reports: reports}
+	return fleetResult{samples: len(toNode), quietSamples: len(qr.toNode), writeTimeouts: timeouts + qr.timeouts + fr.timeouts, reports: reports}
 }
 
 // seriesResult is what a series of writes measured.

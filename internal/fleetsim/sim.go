@@ -71,7 +71,8 @@ type Config struct {
 // Commands read from in, one a line: `mark` starts a new window of report
 // latencies; `stats <label>` prints the window's; `heartbeats off` stops the
 // periodic reports (a node still reports after every snapshot: its ack) and
-// `heartbeats on` resumes them; EOF ends the run.
+// `heartbeats on` resumes them; `acks off` / `acks on` do the same for the
+// reports after snapshots; EOF ends the run.
 
 // Run simulates cfg.Nodes nodes until in reaches EOF, ctx ends or
 // cfg.MaxDuration passes.
@@ -132,6 +133,8 @@ loop:
 				f.stats(fields[1])
 			case len(fields) == 2 && fields[0] == "heartbeats":
 				f.heartbeatsOff.Store(fields[1] == "off")
+			case len(fields) == 2 && fields[0] == "acks":
+				f.acksOff.Store(fields[1] == "off")
 			}
 		}
 	}
@@ -158,8 +161,9 @@ type fleet struct {
 	poll, report *http.Client
 	nodes        []*node
 
-	// heartbeatsOff pauses the periodic reports (acks still go).
-	heartbeatsOff atomic.Bool
+	// heartbeatsOff pauses the periodic reports (acks still go); acksOff
+	// the reports after snapshots.
+	heartbeatsOff, acksOff atomic.Bool
 
 	mu        sync.Mutex
 	latencies []time.Duration // reports of the window, answered 2xx
@@ -361,6 +365,9 @@ func (n *node) reportLoop(ctx context.Context) {
 				continue
 			}
 		case <-n.kick:
+			if n.f.acksOff.Load() {
+				continue
+			}
 		}
 		rev, ok := n.held()
 		if !ok {
