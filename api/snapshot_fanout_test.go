@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api"
+	"github.com/fulcrumlb/fulcrum/api/snapshot"
 	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
 // The long-poll fan-out (api/snapshot/view.go, api/auth/cache.go): a write
@@ -223,4 +225,70 @@ func TestFanoutRevokedNodeTokenRefusedWithinBound(t *testing.T) {
 	b.must(http.StatusOK, token, http.MethodGet, "/v1/nodes/n1/snapshot?wait=0s", nil)
 	b.must(http.StatusUnauthorized, token+"x", http.MethodGet, "/v1/nodes/n1/snapshot?wait=0s", nil)
 	b.must(http.StatusOK, token, http.MethodGet, "/v1/nodes/n1/snapshot?wait=0s", nil)
+}
+
+// versionShapes show each object by its id, load balancer and version (every
+// change of an object bumps its version), so a stale object shows.
+var versionShapes = snapshot.Shapes{
+	LoadBalancer: func(lb *store.LoadBalancer) openapi.LoadBalancer {
+		return openapi.LoadBalancer{Id: lb.ID, Name: lb.Name, Version: lb.Version, Enabled: lb.Enabled}
+	},
+	Listener: func(l *store.Listener) openapi.Listener {
+		return openapi.Listener{Id: l.ID, LoadBalancerId: l.LoadBalancerID, Version: l.Version}
+	},
+	Pool: func(p *store.Pool) openapi.Pool {
+		return openapi.Pool{Id: p.ID, LoadBalancerId: p.LoadBalancerID, Version: p.Version}
+	},
+	Member: func(m *store.Member) openapi.Member {
+		return openapi.Member{Id: m.ID, LoadBalancerId: m.LoadBalancerID, Version: m.Version, Port: m.Port}
+	},
+	RoutingRule: func(r *store.RoutingRule) openapi.RoutingRule {
+		return openapi.RoutingRule{Id: r.ID, LoadBalancerId: r.LoadBalancerID, Version: r.Version}
+	},
+}
+
+// A group's part built from the previous one (only the load balancers
+// changed since read again) is exactly what a build from nothing gives,
+// after every kind of write.
+func TestSnapshotCacheIncrementalBuild(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.register("n1")
+	builder := snapshot.NewBuilder(versionShapes, testKey)
+	c := snapshot.NewCache(builder, b.Store, 10*time.Second)
+	check := func(what string) {
+		t.Helper()
+		s := pollNode(t, b, c, "n1", 0)
+		if s == nil {
+			t.Fatalf("%s: no snapshot", what)
+		}
+		sameAsBuilt(t, b, builder, s, "n1", 0)
+	}
+	trees := []tree{b.buildTree(b.TokenA), b.buildTree(b.TokenB)}
+	check("two trees")
+	other := b.create(b.TokenA, "/v1/load-balancers", map[string]any{"name": "other"})
+	check("a new load balancer")
+	for i, step := range []func(){
+		func() {
+			b.must(http.StatusOK, b.TokenA, http.MethodPatch, "/v1/members/"+trees[0].Member, map[string]any{"weight": 3})
+		},
+		func() {
+			b.must(http.StatusOK, b.TokenB, http.MethodPatch, "/v1/load-balancers/"+trees[1].LB, map[string]any{"name": "renamed"})
+		},
+		func() {
+			b.create(b.TokenA, "/v1/members", map[string]any{"pool_id": trees[0].Pool, "address": "127.0.0.2", "port": 9002})
+		},
+		func() { b.must(http.StatusAccepted, b.TokenA, http.MethodDelete, "/v1/members/"+trees[0].Member, nil) },
+		func() {
+			b.must(http.StatusOK, b.TokenB, http.MethodPatch, "/v1/listeners/"+trees[1].Listener, map[string]any{"port": 8080})
+		},
+		func() { b.must(http.StatusAccepted, b.TokenA, http.MethodDelete, "/v1/load-balancers/"+other, nil) },
+	} {
+		builds := c.Builds()
+		step()
+		check(fmt.Sprintf("step %d", i))
+		if c.Builds() != builds+1 {
+			t.Fatalf("step %d: %d builds, want one more than %d", i, c.Builds(), builds)
+		}
+	}
 }
