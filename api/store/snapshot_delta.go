@@ -47,17 +47,6 @@ func LoadBalancerRevisions(ctx context.Context, tx *Tx, sc SnapshotScope) (map[s
 	return out, nil
 }
 
-// LoadBalancersDeletedSince lists, by id, node group groupID's load
-// balancers deleted after revision after and not purged yet.
-func LoadBalancersDeletedSince(ctx context.Context, tx *Tx, groupID string, after int64) ([]string, error) {
-	rows, _ := tx.pg.Query(ctx, "SELECT id FROM load_balancers WHERE node_group_id = $1 AND deleted_revision > $2 ORDER BY id", groupID, after)
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("deleted load balancers: %w", err)
-	}
-	return ids, nil
-}
-
 // GroupPurgedRevision is the newest deleted_revision Purge removed from node
 // group groupID (0 when none): a delta after an older revision could miss a
 // delete.
