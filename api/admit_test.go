@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
 )
@@ -20,7 +21,7 @@ func TestAdmitReports(t *testing.T) {
 			t.Errorf("isReportPath(%q) = %v, want %v", path, got, want)
 		}
 	}
-	s := &Server{reports: make(chan struct{}, 1)}
+	s := &Server{reports: semaphore.NewWeighted(reportBudget)}
 	e := echo.New()
 	ran := 0
 	h := s.admitReports(func(echo.Context) error { ran++; return nil })
@@ -30,7 +31,9 @@ func TestAdmitReports(t *testing.T) {
 	if err := call(http.MethodPost, "/v1/nodes/n1/reports"); err != nil || ran != 1 {
 		t.Fatalf("a report with a free slot: %v (ran %d)", err, ran)
 	}
-	s.reports <- struct{}{} // every slot busy
+	if !s.reports.TryAcquire(reportBudget - reportMinCost + 1) { // no room for one more
+		t.Fatal("the budget is taken")
+	}
 	err := call(http.MethodPost, "/v1/nodes/n2/reports")
 	var p *problem.Problem
 	if !errors.As(err, &p) || p.Status != http.StatusServiceUnavailable {

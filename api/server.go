@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/fulcrumlb/fulcrum/api/auth"
 	"github.com/fulcrumlb/fulcrum/api/problem"
@@ -116,8 +117,10 @@ type Server struct {
 	deriver *deriver
 	// limiters are the per-token request rate limits.
 	limiters *limiters
-	// reports holds a slot per node report being processed (admit.go).
-	reports chan struct{}
+	// reports bounds the bytes of the node reports being processed (admit.go).
+	reports *semaphore.Weighted
+	// reportw writes nodes' reports in batches (reportwriter.go).
+	reportw *reportWriter
 }
 
 // New builds the server; tel may be nil (no tracing, no metrics endpoint).
@@ -132,7 +135,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		cfg.HAProxy = path
 	}
 	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel, limiters: newLimiters(cfg.RateLimits),
-		reports: make(chan struct{}, reportSlots())}
+		reports: semaphore.NewWeighted(reportBudget)}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -158,7 +161,8 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	if err != nil {
 		return nil, fmt.Errorf("load API document: %w", err)
 	}
-	e.Use(check)
+	h := &handlers{}
+	e.Use(s.checkRequests(check, h)) // reportbody.go: node reports take a cheaper, exact check
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", func(c echo.Context) error {
@@ -176,10 +180,12 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	}
 	s.notify = NewNotifier()
 	s.deriver = newDeriver(st, log, cfg.DeriveInterval, cfg.DeriveSweepInterval)
+	s.reportw = newReportWriter(st, log)
 	builder := newSnapshotBuilder(box)
-	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log, notify: s.notify,
+	*h = handlers{st: st, box: box, log: log, notify: s.notify,
 		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax), requestTimeout: cfg.RequestTimeout,
-		snapshots: builder, snapcache: snapshot.NewCache(builder, st, cfg.RequestTimeout), deriver: s.deriver}, nil))
+		snapshots: builder, snapcache: snapshot.NewCache(builder, st, cfg.RequestTimeout), deriver: s.deriver, reportw: s.reportw}
+	openapi.RegisterHandlers(e, openapi.NewStrictHandler(h, nil))
 	s.echo = e
 	return s, nil
 }
@@ -194,6 +200,7 @@ func (s *Server) Start(ctx context.Context) {
 	go s.janitor(ctx)
 	go s.nodeJanitor(ctx)
 	go s.deriver.run(ctx)                       // deriver.go
+	go s.reportw.run(ctx)                       // reportwriter.go
 	go s.purgeJanitor(ctx, s.cfg.PurgeInterval) // deriver.go
 }
 
