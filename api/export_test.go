@@ -13,3 +13,9 @@ func (s *Server) DeriveNow(ctx context.Context) error {
 	}
 	return s.st.PurgeDeleted(ctx)
 }
+
+// ReportBatches says how many transactions wrote node reports and how many
+// reports they wrote.
+func (s *Server) ReportBatches() (batches, reports int64) {
+	return s.reportw.batches.Load(), s.reportw.written.Load()
+}

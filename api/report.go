@@ -62,7 +62,7 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 			return nil, err
 		}
 		return decideReport(b, n, state, serving, nodeErrs, lbErrs, counters, time.Now()), nil
-	}})
+	}}, len(counters)+len(lbErrs))
 	if err == nil {
 		err = res.Err
 	}

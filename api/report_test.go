@@ -150,3 +150,103 @@ func TestReportsDoNotBlockWrites(t *testing.T) {
 		t.Errorf("requests_total %v, want %d (every node's last counters)", st["requests_total"], nodes*(rounds+1))
 	}
 }
+
+// Reports are written in batches (group commit): many nodes reporting at
+// once are all answered, every report is in the database (each node's
+// applied revision, VIPs, node errors and counters), and they took fewer
+// transactions than there were reports.
+func TestReportsAreBatched(t *testing.T) {
+	const nodes = 150
+	b := setup(t)
+	lb := b.create(b.TokenA, "/v1/load-balancers", map[string]any{"name": "web"})
+	names := make([]string, nodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("batch-%03d", i)
+		b.register(names[i])
+	}
+	rev := b.revision()
+	batches0, reports0 := b.srv.ReportBatches()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			body := map[string]any{"revision": rev, "status": "ack", "vips": []string{fmt.Sprintf("127.77.1.%d", i%250)},
+				"node_errors": []any{map[string]any{"kind": "disk", "message": fmt.Sprintf("disk %d", i)}},
+				"stats":       []any{map[string]any{"load_balancer_id": lb, "requests_total": i + 1}}}
+			res, err := b.send(b.Node, http.MethodPost, "/v1/nodes/"+name+"/reports", body)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if res.Status != http.StatusNoContent {
+				t.Errorf("report of %s: HTTP %d: %s", name, res.Status, res.Raw)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	batches1, reports1 := b.srv.ReportBatches()
+	batches, reports := batches1-batches0, reports1-reports0
+	t.Logf("%d reports written by %d transactions", reports, batches)
+	if reports != nodes {
+		t.Errorf("%d reports written, want %d", reports, nodes)
+	}
+	if batches >= reports {
+		t.Errorf("%d transactions for %d reports: not batched", batches, reports)
+	}
+	for i, name := range names {
+		n := b.must(http.StatusOK, b.Admin, http.MethodGet, "/v1/nodes/"+name, nil)
+		if got, _ := n["applied_revision"].(float64); int64(got) != rev {
+			t.Errorf("%s: applied_revision %v, want %d", name, n["applied_revision"], rev)
+		}
+		if vips, _ := n["vips"].([]any); len(vips) != 1 || vips[0] != fmt.Sprintf("127.77.1.%d", i%250) {
+			t.Errorf("%s: vips %v", name, n["vips"])
+		}
+		if errs, _ := n["errors"].([]any); len(errs) != 1 || errs[0].(map[string]any)["message"] != fmt.Sprintf("disk %d", i) {
+			t.Errorf("%s: errors %v", name, n["errors"])
+		}
+	}
+	st := b.must(http.StatusOK, b.TokenA, http.MethodGet, "/v1/load-balancers/"+lb+"/stats", nil)
+	if n, _ := st["nodes_reporting"].(float64); int(n) != nodes {
+		t.Errorf("nodes_reporting %v, want %d", st["nodes_reporting"], nodes)
+	}
+	if n, _ := st["requests_total"].(float64); int(n) != nodes*(nodes+1)/2 {
+		t.Errorf("requests_total %v, want %d (every node's counters)", st["requests_total"], nodes*(nodes+1)/2)
+	}
+}
+
+// Bad report bodies are answered as before the fast check of reports: 400
+// for a body that is not JSON, 415 for another media type, 422 naming the
+// field otherwise (the fast check leaves them to the generic one).
+func TestReportBadBodies(t *testing.T) {
+	b := setup(t)
+	b.register("n1")
+	for _, c := range []struct {
+		body   any
+		ctype  string
+		status int
+		field  string
+	}{
+		{`{"revision":1,`, "", http.StatusBadRequest, "body"},
+		{`{"revision":1,"status":"ack"}`, "text/plain", http.StatusUnsupportedMediaType, "body"},
+		{map[string]any{"status": "ack"}, "", http.StatusUnprocessableEntity, "revision"},
+		{map[string]any{"revision": -1, "status": "ack"}, "", http.StatusUnprocessableEntity, "revision"},
+		{map[string]any{"revision": 1, "status": "done"}, "", http.StatusUnprocessableEntity, "status"},
+		{map[string]any{"revision": 1, "status": "ack", "bogus": 1}, "", http.StatusUnprocessableEntity, "bogus"},
+		{map[string]any{"revision": 1, "status": "nack", "message": "a\x01b"}, "", http.StatusUnprocessableEntity, "message"},
+		{map[string]any{"revision": 1, "status": "ack", "members": []any{map[string]any{"id": "m", "status": "up"}}}, "", http.StatusUnprocessableEntity, "members[0].status"},
+		{map[string]any{"revision": 1, "status": "ack", "vips": []string{"not-an-ip"}}, "", http.StatusUnprocessableEntity, "vips[0]"},
+	} {
+		var headers []string
+		if c.ctype != "" {
+			headers = []string{"Content-Type", c.ctype}
+		}
+		res := b.do(b.Node, http.MethodPost, "/v1/nodes/n1/reports", c.body, headers...)
+		if res.Status != c.status || !hasField(res, c.field) {
+			t.Errorf("report %v: HTTP %d fields %v, want %d naming %s: %s", c.body, res.Status, res.Fields(), c.status, c.field, res.Raw)
+		}
+	}
+}
