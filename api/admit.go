@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
 )
@@ -18,7 +19,13 @@ import (
 // processed (read, checked, waiting for their batch: reportwriter.go) may
 // hold at most reportBudget bytes of bodies between them, each counting at
 // least reportMinCost: thousands of heartbeats at once, a few dozen full
-// reports. A report that finds no room within reportAdmitWait is answered
+// reports. Large reports (over reportLargeBody, or of unknown length) have
+// a smaller budget of their own, reportLargeBudget: a fleet starting sends a
+// burst of them, and those admitted are answered in a second or two while
+// the others are told to come back, rather than all waiting for tens of
+// seconds behind one another (or holding back heartbeats and acks, which
+// never wait for room behind them). A report that finds no room within
+// reportAdmitWait is answered
 // 503 with Retry-After before its body is read; the agent keeps what it had
 // to say and sends it with its next report.
 
@@ -32,7 +39,17 @@ const (
 	reportMinCost = 16 << 10
 	// reportUnknownCost is what a report without a Content-Length counts.
 	reportUnknownCost = 1 << 20
+	// reportLargeBody: a report larger than this is a large one.
+	reportLargeBody = 64 << 10
+	// reportLargeBudget bounds the bytes of the large reports processed at
+	// once.
+	reportLargeBudget = 4 << 20
 )
+
+// newReportBudgets makes the budgets of reports: all but large ones, large ones.
+func newReportBudgets() (reports, large *semaphore.Weighted) {
+	return semaphore.NewWeighted(reportBudget), semaphore.NewWeighted(reportLargeBudget)
+}
 
 // reportCost is what a report of contentLength bytes (-1: unknown) counts.
 func reportCost(contentLength int64) int64 {
@@ -57,9 +74,12 @@ func (s *Server) admitReports(next echo.HandlerFunc) echo.HandlerFunc {
 		if r.Method != http.MethodPost || !isReportPath(r.URL.Path) {
 			return next(c)
 		}
-		cost := reportCost(r.ContentLength)
+		cost, budget := reportCost(r.ContentLength), s.reports
+		if r.ContentLength < 0 || r.ContentLength > reportLargeBody {
+			cost, budget = min(cost, reportLargeBudget), s.largeReports
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), reportAdmitWait)
-		err := s.reports.Acquire(ctx, cost)
+		err := budget.Acquire(ctx, cost)
 		cancel()
 		if err != nil {
 			if r.Context().Err() != nil {
@@ -68,7 +88,7 @@ func (s *Server) admitReports(next echo.HandlerFunc) echo.HandlerFunc {
 			countReport(r.Context(), "shed") // metrics.go: fulcrum_api_node_reports_total{status="shed"}
 			return problem.Unavailable(1, "This API replica is busy with other nodes' reports; send this one again after the Retry-After seconds.")
 		}
-		defer s.reports.Release(cost)
+		defer budget.Release(cost)
 		return next(c)
 	}
 }

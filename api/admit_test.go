@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v4"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
 )
@@ -21,7 +20,8 @@ func TestAdmitReports(t *testing.T) {
 			t.Errorf("isReportPath(%q) = %v, want %v", path, got, want)
 		}
 	}
-	s := &Server{reports: semaphore.NewWeighted(reportBudget)}
+	s := &Server{}
+	s.reports, s.largeReports = newReportBudgets()
 	e := echo.New()
 	ran := 0
 	h := s.admitReports(func(echo.Context) error { ran++; return nil })

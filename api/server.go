@@ -117,8 +117,9 @@ type Server struct {
 	deriver *deriver
 	// limiters are the per-token request rate limits.
 	limiters *limiters
-	// reports bounds the bytes of the node reports being processed (admit.go).
-	reports *semaphore.Weighted
+	// reports and largeReports bound the bytes of the node reports being
+	// processed (admit.go).
+	reports, largeReports *semaphore.Weighted
 	// reportw writes nodes' reports in batches (reportwriter.go).
 	reportw *reportWriter
 }
@@ -134,8 +135,8 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		}
 		cfg.HAProxy = path
 	}
-	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel, limiters: newLimiters(cfg.RateLimits),
-		reports: semaphore.NewWeighted(reportBudget)}
+	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel, limiters: newLimiters(cfg.RateLimits)}
+	s.reports, s.largeReports = newReportBudgets()
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
