@@ -181,7 +181,12 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	}
 	s.notify = NewNotifier()
 	s.deriver = newDeriver(st, log, cfg.DeriveInterval, cfg.DeriveSweepInterval)
-	s.reportw = newReportWriter(st, log)
+	// The report writer's two lanes have connections of their own.
+	rst, err := st.OwnPool(2)
+	if err != nil {
+		return nil, err
+	}
+	s.reportw = newReportWriter(rst, log)
 	builder := newSnapshotBuilder(box)
 	*h = handlers{st: st, box: box, log: log, notify: s.notify,
 		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax), requestTimeout: cfg.RequestTimeout,
@@ -200,8 +205,9 @@ func (s *Server) Start(ctx context.Context) {
 	context.AfterFunc(ctx, registerStoreMetrics(s.tel, s.st, s.log)) // metrics.go
 	go s.janitor(ctx)
 	go s.nodeJanitor(ctx)
-	go s.deriver.run(ctx)                       // deriver.go
-	go s.reportw.run(ctx)                       // reportwriter.go
+	go s.deriver.run(ctx) // deriver.go
+	go s.reportw.run(ctx) // reportwriter.go
+	context.AfterFunc(ctx, s.reportw.st.Close)
 	go s.purgeJanitor(ctx, s.cfg.PurgeInterval) // deriver.go
 }
 

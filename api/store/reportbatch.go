@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Group commit of node reports (issue 10): a replica gathers the reports
@@ -17,6 +18,20 @@ import (
 // each for load balancer errors and counters. What a report does to its
 // node is decided by the caller (ReportItem.Decide) from the node's row, as
 // locked; the store only writes it.
+
+// OwnPool is a store like s on a pool of its own, of at most conns
+// connections configured as s's (connected when first used), for the report
+// writer: a batch of reports never waits for a connection behind snapshot
+// polls, authentications and writes. Close it when done.
+func (s *Store) OwnPool(conns int32) (*Store, error) {
+	cfg := s.pool.Config()
+	cfg.MaxConns, cfg.MinConns = conns, 0
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("report pool: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
 
 // ReportWrite is what one report makes of its node's row and its node's
 // other rows: the node's columns as they are to be (the caller starts from
