@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
@@ -57,12 +58,26 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 		c, _ := json.Marshal(s)
 		counters[s.LoadBalancerId] = c
 	}
+	// A heartbeat that changes nothing but last_seen_at, of a node whose
+	// last report this replica wrote and which surely counts as up, is
+	// acknowledged at once; its last_seen_at is written within
+	// reportSeenFlush (reportwriter.go).
+	now := time.Now()
+	if n, noLBErrors, ok := h.reportw.cached(r.Id, now); ok && len(counters) == 0 && (b.LoadBalancerErrors == nil || len(lbErrs) == 0 && noLBErrors) &&
+		nodeInScope(ctx, r.Id, &n, scope) == nil {
+		w := decideReport(b, &n, store.NodeOnline, true, nodeErrs, lbErrs, counters, now)
+		if !w.Changed && w.StatusMessage == n.StatusMessage && slices.Equal(w.VIPs, n.VIPs) {
+			h.reportw.touch(n.ID, now)
+			h.deriver.reported(n.NodeGroupID, n.ID, false, members)
+			return openapi.ReportNode204Response{}, nil
+		}
+	}
 	res, err := h.reportw.write(ctx, store.ReportItem{Key: r.Id, Decide: func(n *store.Node, state string, serving bool) (*store.ReportWrite, error) {
 		if err := nodeInScope(ctx, r.Id, n, scope); err != nil {
 			return nil, err
 		}
 		return decideReport(b, n, state, serving, nodeErrs, lbErrs, counters, time.Now()), nil
-	}}, len(counters)+len(lbErrs))
+	}}, len(counters)+len(lbErrs), b.LoadBalancerErrors != nil, len(lbErrs))
 	if err == nil {
 		err = res.Err
 	}

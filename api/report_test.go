@@ -250,3 +250,54 @@ func TestReportBadBodies(t *testing.T) {
 		}
 	}
 }
+
+// A heartbeat that changes nothing but last_seen_at is acknowledged without
+// a batch, and its last_seen_at is written soon after; one that changes
+// something (a newer revision, a message) goes through a batch.
+func TestHeartbeatsWithoutBatch(t *testing.T) {
+	b := setup(t)
+	b.register("n1")
+	rev := b.revision()
+	hb := map[string]any{"revision": rev, "status": "ack"}
+	b.must(http.StatusNoContent, b.Node, http.MethodPost, "/v1/nodes/n1/reports", hb) // written: the node is known
+	seen := func() time.Time {
+		n := b.must(http.StatusOK, b.Admin, http.MethodGet, "/v1/nodes/n1", nil)
+		at, err := time.Parse(time.RFC3339Nano, n["last_seen_at"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	before := seen()
+	batches0, _ := b.srv.ReportBatches()
+	acked0 := b.srv.HeartbeatsAcked()
+	time.Sleep(20 * time.Millisecond)
+	for range 5 {
+		res, err := b.send(b.Node, http.MethodPost, "/v1/nodes/n1/reports", hb)
+		if err != nil || res.Status != http.StatusNoContent {
+			t.Fatalf("heartbeat: %v %d %s", err, res.Status, res.Raw)
+		}
+	}
+	batches1, _ := b.srv.ReportBatches()
+	acked := b.srv.HeartbeatsAcked() - acked0
+	t.Logf("%d of 5 heartbeats acknowledged without a batch, %d batches", acked, batches1-batches0)
+	if acked == 0 {
+		t.Error("no heartbeat acknowledged without a batch")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !seen().After(before) {
+		if time.Now().After(deadline) {
+			t.Fatalf("last_seen_at still %v 10 s after heartbeats acknowledged without a batch", before)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A message is a change: written by a batch, read back at once.
+	acked0 = b.srv.HeartbeatsAcked()
+	b.must(http.StatusNoContent, b.Node, http.MethodPost, "/v1/nodes/n1/reports", map[string]any{"revision": rev, "status": "ack", "message": "hello"})
+	if b.srv.HeartbeatsAcked() != acked0 {
+		t.Error("a report with a new message was acknowledged without a batch")
+	}
+	if n := b.must(http.StatusOK, b.Admin, http.MethodGet, "/v1/nodes/n1", nil); n["status_message"] != "hello" {
+		t.Errorf("status_message %v, want hello", n["status_message"])
+	}
+}

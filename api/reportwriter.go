@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,10 @@ type reportJob struct {
 	item store.ReportItem
 	// rows is what the report writes besides its node's row.
 	rows int
+	// lbReplace says it replaces its node's load balancer errors, by
+	// lbErrors of them.
+	lbReplace bool
+	lbErrors  int
 	// done receives the report's result once its batch is written (or
 	// failed).
 	done chan reportDone
@@ -64,24 +69,145 @@ type reportDone struct {
 // reportWriter writes the replica's reports in batches, in two lanes that
 // write at the same time: light reports (heartbeats, acks, a few counters)
 // and heavy ones (full reports).
+//
+// A heartbeat that changes nothing but its node's last_seen_at is
+// acknowledged at once, without a batch (ReportNode, seenNode): its
+// last_seen_at is written with the others every reportSeenFlush.
 type reportWriter struct {
 	st           *store.Store
 	log          *slog.Logger
 	light, heavy chan *reportJob
 	// batches and written count the transactions and the reports they
-	// wrote (refused ones included).
-	batches, written atomic.Int64
+	// wrote (refused ones included); acked counts the heartbeats
+	// acknowledged without a batch.
+	batches, written, acked atomic.Int64
+
+	mu sync.Mutex
+	// nodes maps the id or name reports were sent for to the node as the
+	// last batch (or heartbeat flush) left it, while it surely counts as up.
+	nodes map[string]*seenNode
+	// seen holds the last_seen_at of heartbeats acknowledged without a
+	// batch, by node id, until flushed.
+	seen map[string]time.Time
+}
+
+// reportSeenFlush is how often the last_seen_at of heartbeats acknowledged
+// without a batch are written.
+const reportSeenFlush = 500 * time.Millisecond
+
+// seenNode is a node as its last report left it in the database.
+type seenNode struct {
+	node store.Node
+	// until is when it would be down without another report written (half
+	// its group's down timeout after the last write of its last_seen_at):
+	// a heartbeat acknowledged without a batch after that is not.
+	until time.Time
+	// noLBErrors says it has no load balancer errors.
+	noLBErrors bool
 }
 
 func newReportWriter(st *store.Store, log *slog.Logger) *reportWriter {
-	return &reportWriter{st: st, log: log, light: make(chan *reportJob, reportQueue), heavy: make(chan *reportJob, reportQueue)}
+	return &reportWriter{st: st, log: log, light: make(chan *reportJob, reportQueue), heavy: make(chan *reportJob, reportQueue),
+		nodes: map[string]*seenNode{}, seen: map[string]time.Time{}}
+}
+
+// cached returns the node reports for key were last written for, while it
+// surely counts as up, online and serving (no admin state, no errors, no
+// failing apply).
+func (w *reportWriter) cached(key string, now time.Time) (store.Node, bool, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.nodes[key]
+	if n == nil || now.After(n.until) {
+		return store.Node{}, false, false
+	}
+	return n.node, n.noLBErrors, true
+}
+
+// touch records a heartbeat of node id (reported as key) acknowledged
+// without a batch.
+func (w *reportWriter) touch(id string, at time.Time) {
+	w.acked.Add(1)
+	w.mu.Lock()
+	w.seen[id] = at
+	w.mu.Unlock()
+}
+
+// remember keeps what batch job j (its result res) left of its node.
+func (w *reportWriter) remember(j *reportJob, res store.ReportResult, written time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := res.Node
+	if n == nil || n.AdminState != "" || len(n.Errors) > 0 || n.ApplyFailingSince != nil || res.DownTimeout <= 0 {
+		delete(w.nodes, j.item.Key)
+		return
+	}
+	prev := w.nodes[j.item.Key]
+	noLB := prev != nil && prev.noLBErrors && prev.node.ID == n.ID
+	if j.lbReplace {
+		noLB = j.lbErrors == 0
+	}
+	w.nodes[j.item.Key] = &seenNode{node: *n, until: written.Add(res.DownTimeout / 2), noLBErrors: noLB}
+}
+
+// flushSeen writes the last_seen_at of the heartbeats acknowledged without
+// a batch.
+func (w *reportWriter) flushSeen(ctx context.Context) error {
+	w.mu.Lock()
+	seen := w.seen
+	w.seen = map[string]time.Time{}
+	w.mu.Unlock()
+	if len(seen) == 0 {
+		return nil
+	}
+	ids, times := make([]string, 0, len(seen)), make([]time.Time, 0, len(seen))
+	for id, at := range seen {
+		ids, times = append(ids, id), append(times, at)
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportBatchTimeout)
+	defer cancel()
+	gone, err := w.st.NodesSeen(fctx, ids, times)
+	forget := map[string]bool{}
+	for _, id := range gone {
+		forget[id] = true // deleted: its name may come back as another node
+	}
+	if err != nil {
+		forget = nil
+	}
+	// On failure, those nodes' next heartbeats go through a batch.
+	w.mu.Lock()
+	for key, n := range w.nodes {
+		if _, ok := seen[n.node.ID]; ok && (forget == nil || forget[n.node.ID]) {
+			delete(w.nodes, key)
+		}
+	}
+	w.mu.Unlock()
+	return err
+}
+
+// runFlush flushes the heartbeats acknowledged without a batch every
+// reportSeenFlush until ctx ends.
+func (w *reportWriter) runFlush(ctx context.Context) {
+	t := time.NewTicker(reportSeenFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = w.flushSeen(ctx)
+			return
+		case <-t.C:
+		}
+		if err := w.flushSeen(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("record heartbeats", "err", err)
+		}
+	}
 }
 
 // write queues a report writing rows rows besides its node's and waits
 // until its batch is written. The error is the batch's (the database's) or
 // ctx's; a report refused by its Decide has its error in the result's Err.
-func (w *reportWriter) write(ctx context.Context, item store.ReportItem, rows int) (store.ReportResult, error) {
-	j := &reportJob{ctx: ctx, item: item, rows: rows, done: make(chan reportDone, 1)}
+func (w *reportWriter) write(ctx context.Context, item store.ReportItem, rows int, lbReplace bool, lbErrors int) (store.ReportResult, error) {
+	j := &reportJob{ctx: ctx, item: item, rows: rows, lbReplace: lbReplace, lbErrors: lbErrors, done: make(chan reportDone, 1)}
 	lane := w.light
 	if rows > reportHeavyRows {
 		lane = w.heavy
@@ -101,6 +227,7 @@ func (w *reportWriter) write(ctx context.Context, item store.ReportItem, rows in
 
 // run writes batches of both lanes until ctx ends.
 func (w *reportWriter) run(ctx context.Context) {
+	go w.runFlush(ctx)
 	go w.runLane(ctx, w.heavy)
 	w.runLane(ctx, w.light)
 }
@@ -194,9 +321,13 @@ func (w *reportWriter) writeBatch(ctx context.Context, batch []*reportJob, rows 
 	}
 	for i, j := range jobs {
 		if err != nil {
+			w.mu.Lock()
+			delete(w.nodes, j.item.Key)
+			w.mu.Unlock()
 			j.done <- reportDone{err: err}
 			continue
 		}
+		w.remember(j, res[i], t0)
 		j.done <- reportDone{res: res[i]}
 	}
 }

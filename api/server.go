@@ -181,8 +181,9 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	}
 	s.notify = NewNotifier()
 	s.deriver = newDeriver(st, log, cfg.DeriveInterval, cfg.DeriveSweepInterval)
-	// The report writer's two lanes have connections of their own.
-	rst, err := st.OwnPool(2)
+	// The report writer's two lanes and its flush of heartbeats have
+	// connections of their own.
+	rst, err := st.OwnPool(3)
 	if err != nil {
 		return nil, err
 	}

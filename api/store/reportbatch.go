@@ -79,13 +79,18 @@ type ReportResult struct {
 	Changed bool
 	// Err is Decide's error: the report was refused.
 	Err error
+	// DownTimeout is the node's group's: how long the node counts as up
+	// after this report.
+	DownTimeout time.Duration
 }
 
-// reportedNode is a node's row with its state (node_states).
+// reportedNode is a node's row with its state (node_states) and its
+// group's down timeout.
 type reportedNode struct {
 	Node
-	State   string `db:"state"`
-	Serving bool   `db:"serving"`
+	State         string `db:"state"`
+	Serving       bool   `db:"serving"`
+	DownTimeoutMs int64  `db:"down_timeout_ms"`
 }
 
 // WriteReportBatch writes a batch of reports in one short transaction
@@ -123,7 +128,8 @@ func writeReportBatch(ctx context.Context, tx *Tx, items []ReportItem) ([]Report
 	}
 	// Rows are locked in id order, so that batches of several replicas
 	// never deadlock one another.
-	rows, _ := tx.pg.Query(ctx, `SELECT n.*, s.state, s.serving FROM nodes n JOIN node_states s ON s.id = n.id
+	rows, _ := tx.pg.Query(ctx, `SELECT n.*, s.state, s.serving, g.down_timeout_ms
+FROM nodes n JOIN node_states s ON s.id = n.id JOIN node_groups g ON g.id = n.node_group_id
 WHERE n.id = ANY($1) OR n.name = ANY($1) ORDER BY n.id FOR UPDATE OF n`, keys)
 	found, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByNameLax[reportedNode])
 	if err != nil {
@@ -192,7 +198,7 @@ WHERE n.id = ANY($1) OR n.name = ANY($1) ORDER BY n.id FOR UPDATE OF n`, keys)
 			n.State = NodeOnline
 		}
 		cp := n.Node
-		out[i] = ReportResult{Node: &cp, Changed: w.Changed}
+		out[i] = ReportResult{Node: &cp, Changed: w.Changed, DownTimeout: time.Duration(n.DownTimeoutMs) * time.Millisecond}
 	}
 	if len(order) == 0 {
 		return out, nil
@@ -363,4 +369,45 @@ func NodeErrorsSince(old, errs []NodeError, now time.Time) []NodeError {
 		out = append(out, e)
 	}
 	return out
+}
+
+// NodesSeen records when nodes were last seen (ids[i] at seen[i]) for
+// heartbeats acknowledged without a batch, in one statement; a later
+// last_seen_at stays. It returns the ids of the nodes that exist no more.
+func (s *Store) NodesSeen(ctx context.Context, ids []string, seen []time.Time) ([]string, error) {
+	type row struct {
+		id string
+		at time.Time
+	}
+	rows := make([]row, len(ids))
+	for i := range ids {
+		rows[i] = row{ids[i], seen[i]}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].id < rows[j].id })
+	sorted, times := make([]string, len(rows)), make([]time.Time, len(rows))
+	for i, r := range rows {
+		sorted[i], times[i] = r.id, r.at
+	}
+	var found []string
+	err := retry(ctx, false, func() error {
+		rows, _ := s.pool.Query(ctx, `UPDATE nodes n SET last_seen_at = GREATEST(n.last_seen_at, v.seen)
+FROM unnest($1::text[], $2::timestamptz[]) v(id, seen) WHERE n.id = v.id RETURNING n.id`, sorted, times)
+		var err error
+		found, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record heartbeats: %w", mapError(err))
+	}
+	exists := make(map[string]bool, len(found))
+	for _, id := range found {
+		exists[id] = true
+	}
+	var gone []string
+	for _, id := range sorted {
+		if !exists[id] {
+			gone = append(gone, id)
+		}
+	}
+	return gone, nil
 }
