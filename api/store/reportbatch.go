@@ -98,21 +98,32 @@ type reportedNode struct {
 // as a whole after a deadlock or serialization failure. The error is that
 // of the transaction: then no report of the batch was written. Otherwise
 // every report has its result, refused ones with their Err.
+//
+// The transaction takes two round trips: BEGIN with the lookup that locks
+// the nodes' rows, then every write with COMMIT.
 func (s *Store) WriteReportBatch(ctx context.Context, items []ReportItem) ([]ReportResult, error) {
 	var out []ReportResult
 	err := retry(ctx, false, func() error {
-		t, err := s.pool.Begin(ctx)
+		c, err := s.pool.Acquire(ctx)
 		if err != nil {
-			return fmt.Errorf("begin: %w", err)
+			return fmt.Errorf("acquire connection: %w", err)
 		}
-		defer rollback(ctx, t)
-		out, err = writeReportBatch(ctx, &Tx{pg: t, unordered: true}, items)
+		defer c.Release() // a connection left in a transaction is closed, not reused
+		conn := c.Conn()
+		committed := false
+		defer func() {
+			if !committed && !conn.IsClosed() {
+				_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+			}
+		}()
+		out, err = writeReportBatch(ctx, conn, items)
 		if err != nil {
-			return lost(t, err)
+			if conn.IsClosed() {
+				return fmt.Errorf("%w: the connection was lost (%v)", ErrUnavailable, err)
+			}
+			return err
 		}
-		if err := t.Commit(ctx); err != nil {
-			return fmt.Errorf("commit: %w", err)
-		}
+		committed = true
 		return nil
 	})
 	if err != nil {
@@ -121,18 +132,33 @@ func (s *Store) WriteReportBatch(ctx context.Context, items []ReportItem) ([]Rep
 	return out, nil
 }
 
-func writeReportBatch(ctx context.Context, tx *Tx, items []ReportItem) ([]ReportResult, error) {
+// lookupReportingNodes locks and reads the nodes of keys (ids or names),
+// in id order, so that batches of several replicas never deadlock one
+// another.
+const lookupReportingNodes = `SELECT n.*, s.state, s.serving, g.down_timeout_ms
+FROM nodes n JOIN node_states s ON s.id = n.id JOIN node_groups g ON g.id = n.node_group_id
+WHERE n.id = ANY($1) OR n.name = ANY($1) ORDER BY n.id FOR UPDATE OF n`
+
+func writeReportBatch(ctx context.Context, conn *pgx.Conn, items []ReportItem) ([]ReportResult, error) {
 	keys := make([]string, 0, len(items))
 	for _, it := range items {
 		keys = append(keys, it.Key)
 	}
-	// Rows are locked in id order, so that batches of several replicas
-	// never deadlock one another.
-	rows, _ := tx.pg.Query(ctx, `SELECT n.*, s.state, s.serving, g.down_timeout_ms
-FROM nodes n JOIN node_states s ON s.id = n.id JOIN node_groups g ON g.id = n.node_group_id
-WHERE n.id = ANY($1) OR n.name = ANY($1) ORDER BY n.id FOR UPDATE OF n`, keys)
+	first := &pgx.Batch{}
+	first.Queue("BEGIN")
+	first.Queue(lookupReportingNodes, keys)
+	br := conn.SendBatch(ctx, first)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	rows, _ := br.Query()
 	found, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByNameLax[reportedNode])
 	if err != nil {
+		_ = br.Close()
+		return nil, fmt.Errorf("look up reporting nodes: %w", err)
+	}
+	if err := br.Close(); err != nil {
 		return nil, fmt.Errorf("look up reporting nodes: %w", err)
 	}
 	byID := make(map[string]*reportedNode, len(found))
@@ -200,29 +226,59 @@ WHERE n.id = ANY($1) OR n.name = ANY($1) ORDER BY n.id FOR UPDATE OF n`, keys)
 		cp := n.Node
 		out[i] = ReportResult{Node: &cp, Changed: w.Changed, DownTimeout: time.Duration(n.DownTimeoutMs) * time.Millisecond}
 	}
-	if len(order) == 0 {
-		return out, nil
+	second := &pgx.Batch{}
+	var lbDel, lbIns, counters bool
+	if len(order) > 0 {
+		if err := queueNodeUpdate(second, order, writes); err != nil {
+			return nil, err
+		}
+		lbDel, lbIns = queueLBErrors(second, order, writes)
+		counters = queueCounters(second, order, writes)
 	}
-	if err := updateReportedNodes(ctx, tx, order, writes); err != nil {
-		return nil, err
+	second.Queue("COMMIT")
+	br = conn.SendBatch(ctx, second)
+	defer br.Close()
+	if len(order) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("record node heartbeats: %w", err)
+		}
 	}
-	changed, err := replaceLBErrorsBatch(ctx, tx, order, writes)
-	if err != nil {
-		return nil, err
+	changed := map[string]bool{}
+	for _, q := range []bool{lbDel, lbIns} {
+		if !q {
+			continue
+		}
+		rows, _ := br.Query()
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("store load balancer errors: %w", err)
+		}
+		for _, id := range ids {
+			changed[id] = true
+		}
+	}
+	if counters {
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("store stats: %w", err)
+		}
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
 	}
 	for id := range changed {
 		for _, i := range lbReporters[id] {
 			out[i].Changed = true
 		}
 	}
-	if err := upsertCountersBatch(ctx, tx, order, writes); err != nil {
-		return nil, err
-	}
 	return out, nil
 }
 
-// updateReportedNodes writes every node's heartbeat columns in one statement.
-func updateReportedNodes(ctx context.Context, tx *Tx, order []*reportedNode, writes map[string]*ReportWrite) error {
+// queueNodeUpdate queues the statement writing every node's heartbeat
+// columns.
+func queueNodeUpdate(b *pgx.Batch, order []*reportedNode, writes map[string]*ReportWrite) error {
 	k := len(order)
 	ids, msgs := make([]string, 0, k), make([]string, 0, k)
 	seen := make([]time.Time, 0, k)
@@ -251,21 +307,20 @@ func updateReportedNodes(ctx context.Context, tx *Tx, order []*reportedNode, wri
 		revs, failRevs, failSince = append(revs, w.AppliedRevision), append(failRevs, w.ApplyFailingRevision), append(failSince, w.ApplyFailingSince)
 		vips, errs = append(vips, string(vj)), append(errs, string(ej))
 	}
-	if _, err := tx.pg.Exec(ctx, `UPDATE nodes n SET last_seen_at = v.seen, status = 'online', status_message = v.msg,
+	b.Queue(`UPDATE nodes n SET last_seen_at = v.seen, status = 'online', status_message = v.msg,
   applied_revision = v.rev, apply_failing_since = v.fail_since, apply_failing_revision = v.fail_rev,
   vips = v.vips::jsonb, errors = v.errs::jsonb
 FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[], $5::timestamptz[], $6::bigint[], $7::text[], $8::text[])
   v(id, seen, msg, rev, fail_since, fail_rev, vips, errs)
-WHERE n.id = v.id`, ids, seen, msgs, revs, failSince, failRevs, vips, errs); err != nil {
-		return fmt.Errorf("record node heartbeats: %w", err)
-	}
+WHERE n.id = v.id`, ids, seen, msgs, revs, failSince, failRevs, vips, errs)
 	return nil
 }
 
-// replaceLBErrorsBatch replaces the load balancer errors of the nodes whose
-// write says so (as storeLBErrors does for one node) and returns the nodes
-// whose errors changed.
-func replaceLBErrorsBatch(ctx context.Context, tx *Tx, order []*reportedNode, writes map[string]*ReportWrite) (map[string]bool, error) {
+// queueLBErrors queues the statements replacing the load balancer errors
+// of the nodes whose write says so (as storeLBErrors does for one node),
+// each returning the ids of the nodes whose errors it changed; it says
+// which it queued.
+func queueLBErrors(b *pgx.Batch, order []*reportedNode, writes map[string]*ReportWrite) (del, ins bool) {
 	var nodes []string
 	var eNodes, eGroups, lbs, objs, fields, msgs []string
 	for _, n := range order {
@@ -285,43 +340,28 @@ func replaceLBErrorsBatch(ctx context.Context, tx *Tx, order []*reportedNode, wr
 			lbs, objs, fields, msgs = append(lbs, e.LoadBalancerID), append(objs, e.ObjectID), append(fields, e.Field), append(msgs, e.Message)
 		}
 	}
-	changed := map[string]bool{}
 	if len(nodes) == 0 {
-		return changed, nil
+		return false, false
 	}
-	rows, _ := tx.pg.Query(ctx, `DELETE FROM node_lb_errors e WHERE e.node_id = ANY($1) AND NOT EXISTS (
+	b.Queue(`DELETE FROM node_lb_errors e WHERE e.node_id = ANY($1) AND NOT EXISTS (
   SELECT 1 FROM unnest($2::text[], $3::text[], $4::text[]) v(node, lb, obj) WHERE v.node = e.node_id AND v.lb = e.load_balancer_id AND v.obj = e.object_id)
 RETURNING e.node_id`, nodes, eNodes, lbs, objs)
-	del, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("store load balancer errors: %w", err)
-	}
-	for _, id := range del {
-		changed[id] = true
-	}
 	if len(lbs) == 0 {
-		return changed, nil
+		return true, false
 	}
-	rows, _ = tx.pg.Query(ctx, `INSERT INTO node_lb_errors (node_id, load_balancer_id, object_id, field, message)
+	b.Queue(`INSERT INTO node_lb_errors (node_id, load_balancer_id, object_id, field, message)
 SELECT v.node, v.lb, v.obj, v.field, v.msg FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) v(node, grp, lb, obj, field, msg)
 JOIN load_balancers lb ON lb.id = v.lb AND lb.node_group_id = v.grp
 ON CONFLICT (node_id, load_balancer_id, object_id) DO UPDATE SET field = EXCLUDED.field, message = EXCLUDED.message
 WHERE (node_lb_errors.field, node_lb_errors.message) IS DISTINCT FROM (EXCLUDED.field, EXCLUDED.message)
 RETURNING node_id`, eNodes, eGroups, lbs, objs, fields, msgs)
-	ins, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("store load balancer errors: %w", err)
-	}
-	for _, id := range ins {
-		changed[id] = true
-	}
-	return changed, nil
+	return true, true
 }
 
-// upsertCountersBatch stores every node's counters in one statement (as
+// queueCounters queues the statement storing every node's counters (as
 // LoadBalancerStatsUpsertBatch does for one node), in (node, load balancer)
-// order.
-func upsertCountersBatch(ctx context.Context, tx *Tx, order []*reportedNode, writes map[string]*ReportWrite) error {
+// order; it says whether there were any.
+func queueCounters(b *pgx.Batch, order []*reportedNode, writes map[string]*ReportWrite) bool {
 	type row struct{ node, group, lb string }
 	var keys []row
 	for _, n := range order {
@@ -330,7 +370,7 @@ func upsertCountersBatch(ctx context.Context, tx *Tx, order []*reportedNode, wri
 		}
 	}
 	if len(keys) == 0 {
-		return nil
+		return false
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i].node != keys[j].node {
@@ -342,14 +382,12 @@ func upsertCountersBatch(ctx context.Context, tx *Tx, order []*reportedNode, wri
 	for i, k := range keys {
 		nodes[i], groups[i], lbs[i], vals[i] = k.node, k.group, k.lb, string(writes[k.node].Counters[k.lb])
 	}
-	if _, err := tx.pg.Exec(ctx, `INSERT INTO load_balancer_stats (node_id, load_balancer_id, counters, updated_at)
+	b.Queue(`INSERT INTO load_balancer_stats (node_id, load_balancer_id, counters, updated_at)
 SELECT v.node, lb.id, v.c::jsonb, now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) v(node, grp, lb, c)
 JOIN load_balancers lb ON lb.id = v.lb AND lb.node_group_id = v.grp
 ON CONFLICT (node_id, load_balancer_id) DO UPDATE SET counters = EXCLUDED.counters, updated_at = now()
-WHERE load_balancer_stats.counters IS DISTINCT FROM EXCLUDED.counters`, nodes, groups, lbs, vals); err != nil {
-		return fmt.Errorf("store stats: %w", err)
-	}
-	return nil
+WHERE load_balancer_stats.counters IS DISTINCT FROM EXCLUDED.counters`, nodes, groups, lbs, vals)
+	return true
 }
 
 // NodeErrorsSince is errs as a node's new errors: a kind already in old
