@@ -28,7 +28,7 @@ const (
 	// reportBatchRows bounds the rows (counters, load balancer errors) a
 	// batch writes besides the nodes' own: a batch of full reports (a
 	// fleet starting: hundreds of counters each) stays short.
-	reportBatchRows = 8192
+	reportBatchRows = 32768
 	// reportHeavyRows: a report writing more rows than this besides its
 	// node's goes to the heavy lane, so that heartbeats and acks never wait
 	// behind full reports.
@@ -38,7 +38,7 @@ const (
 	// reportBatchTimeout bounds one batch's transaction.
 	reportBatchTimeout = 10 * time.Second
 	// reportBatchSlow: a batch slower than this is logged.
-	reportBatchSlow = 200 * time.Millisecond
+	reportBatchSlow = time.Second
 )
 
 // fulcrum_api_node_report_batches_total: transactions that wrote node
