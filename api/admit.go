@@ -43,7 +43,7 @@ const (
 	reportLargeBody = 64 << 10
 	// reportLargeBudget bounds the bytes of the large reports processed at
 	// once.
-	reportLargeBudget = 16 << 20
+	reportLargeBudget = 4 << 20
 )
 
 // newReportBudgets makes the budgets of reports: all but large ones, large ones.

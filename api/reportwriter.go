@@ -28,7 +28,7 @@ const (
 	// reportBatchRows bounds the rows (counters, load balancer errors) a
 	// batch writes besides the nodes' own: a batch of full reports (a
 	// fleet starting: hundreds of counters each) stays short.
-	reportBatchRows = 32768
+	reportBatchRows = 8192
 	// reportHeavyRows: a report writing more rows than this besides its
 	// node's goes to the heavy lane, so that heartbeats and acks never wait
 	// behind full reports.
