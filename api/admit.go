@@ -1,28 +1,63 @@
 package api
 
 import (
+	"context"
 	"net/http"
-	"runtime"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
 )
 
-// Node reports are admitted a few at a time: a fleet's agents starting
-// together each send a full report (every member's health and counters, up
-// to hundreds of KB at 1,000 load balancers), and a replica that took them
-// all at once would spend its CPU on them while nothing, writes and snapshot
-// polls included, got answered. A report that finds no slot within
-// reportAdmitWait is answered 503 with Retry-After before its body is read;
-// the agent keeps what it had to say and sends it with its next report.
+// Node reports are admitted by size: a fleet's agents starting together each
+// send a full report (every member's health and counters, up to hundreds of
+// KB at 1,000 load balancers), and a replica that took them all at once
+// would hold them all in memory and spend its CPU on them while nothing,
+// writes and snapshot polls included, got answered. The reports being
+// processed (read, checked, waiting for their batch: reportwriter.go) may
+// hold at most reportBudget bytes of bodies between them, each counting at
+// least reportMinCost: thousands of heartbeats at once, a few dozen full
+// reports. Large reports (over reportLargeBody, or of unknown length) have
+// a smaller budget of their own, reportLargeBudget: a fleet starting sends a
+// burst of them, and those admitted are answered in a second or two while
+// the others are told to come back, rather than all waiting for tens of
+// seconds behind one another (or holding back heartbeats and acks, which
+// never wait for room behind them). A report that finds no room within
+// reportAdmitWait is answered
+// 503 with Retry-After before its body is read; the agent keeps what it had
+// to say and sends it with its next report.
 
-// reportAdmitWait is how long a report waits for a slot.
-const reportAdmitWait = time.Second
+const (
+	// reportAdmitWait is how long a report waits for room.
+	reportAdmitWait = time.Second
+	// reportBudget bounds the bytes of the reports processed at once.
+	reportBudget = 32 << 20
+	// reportMinCost is what a report counts at least (and what one sent
+	// without a Content-Length counts on top of reportUnknownCost).
+	reportMinCost = 16 << 10
+	// reportUnknownCost is what a report without a Content-Length counts.
+	reportUnknownCost = 1 << 20
+	// reportLargeBody: a report larger than this is a large one.
+	reportLargeBody = 64 << 10
+	// reportLargeBudget bounds the bytes of the large reports processed at
+	// once.
+	reportLargeBudget = 4 << 20
+)
 
-// reportSlots is how many reports one replica processes at once.
-func reportSlots() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+// newReportBudgets makes the budgets of reports: all but large ones, large ones.
+func newReportBudgets() (reports, large *semaphore.Weighted) {
+	return semaphore.NewWeighted(reportBudget), semaphore.NewWeighted(reportLargeBudget)
+}
+
+// reportCost is what a report of contentLength bytes (-1: unknown) counts.
+func reportCost(contentLength int64) int64 {
+	if contentLength < 0 {
+		return reportUnknownCost
+	}
+	return min(max(contentLength, reportMinCost), reportBudget)
+}
 
 // isReportPath says whether path is a node's reports (POST /v1/nodes/{name}/reports).
 func isReportPath(path string) bool {
@@ -39,17 +74,21 @@ func (s *Server) admitReports(next echo.HandlerFunc) echo.HandlerFunc {
 		if r.Method != http.MethodPost || !isReportPath(r.URL.Path) {
 			return next(c)
 		}
-		t := time.NewTimer(reportAdmitWait)
-		defer t.Stop()
-		select {
-		case s.reports <- struct{}{}:
-		case <-t.C:
+		cost, budget := reportCost(r.ContentLength), s.reports
+		if r.ContentLength < 0 || r.ContentLength > reportLargeBody {
+			cost, budget = min(cost, reportLargeBudget), s.largeReports
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), reportAdmitWait)
+		err := budget.Acquire(ctx, cost)
+		cancel()
+		if err != nil {
+			if r.Context().Err() != nil {
+				return r.Context().Err()
+			}
 			countReport(r.Context(), "shed") // metrics.go: fulcrum_api_node_reports_total{status="shed"}
 			return problem.Unavailable(1, "This API replica is busy with other nodes' reports; send this one again after the Retry-After seconds.")
-		case <-r.Context().Done():
-			return r.Context().Err()
 		}
-		defer func() { <-s.reports }()
+		defer budget.Release(cost)
 		return next(c)
 	}
 }

@@ -7,9 +7,21 @@ import "context"
 // dropped: statuses and deletes as of the reports answered so far, as when
 // each report did this itself.
 func (s *Server) DeriveNow(ctx context.Context) error {
+	if err := s.reportw.flushSeen(ctx); err != nil {
+		return err
+	}
 	s.deriver.markAll(ctx)
 	if err := s.deriver.waitIdle(ctx); err != nil {
 		return err
 	}
 	return s.st.PurgeDeleted(ctx)
 }
+
+// ReportBatches says how many transactions wrote node reports and how many
+// reports they wrote.
+func (s *Server) ReportBatches() (batches, reports int64) {
+	return s.reportw.batches.Load(), s.reportw.written.Load()
+}
+
+// HeartbeatsAcked says how many heartbeats were acknowledged without a batch.
+func (s *Server) HeartbeatsAcked() int64 { return s.reportw.acked.Load() }

@@ -38,6 +38,8 @@ type handlers struct {
 	snapshots *snapshot.Builder
 	// deriver derives node groups' statuses after reports (deriver.go).
 	deriver *deriver
+	// reportw writes nodes' reports in batches (reportwriter.go).
+	reportw *reportWriter
 	// snapcache holds each node group's part of the snapshot at its newest
 	// revision, shared by the group's long-polls (node_protocol.go).
 	snapcache *snapshot.Cache

@@ -68,15 +68,26 @@ func nodeByName(ctx context.Context, tx *store.Tx, name string, scope nodeScope,
 	if err != nil && !missing {
 		return nil, err
 	}
+	if err := nodeInScope(ctx, name, n, scope); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// nodeInScope checks that n, the node named (or whose id is) name, nil when
+// there is none, is one the caller may act for: 403 for a token bound to
+// another node, 404 for a node out of the token's scope or missing.
+func nodeInScope(ctx context.Context, name string, n *store.Node, scope nodeScope) error {
+	missing := n == nil
 	// A token bound to a node serves that node only, whether the others
 	// exist or not.
 	if bound := boundNodeName(ctx); bound != "" && name != bound && (missing || n.Name != bound) {
-		return nil, problem.Forbidden(fmt.Sprintf("This node token is bound to node %q.", bound))
+		return problem.Forbidden(fmt.Sprintf("This node token is bound to node %q.", bound))
 	}
 	if missing || (scope.groupID != "" && n.NodeGroupID != scope.groupID) || (scope.nodeID != "" && n.ID != scope.nodeID) {
-		return nil, problem.NotFound("node", name)
+		return problem.NotFound("node", name)
 	}
-	return n, nil
+	return nil
 }
 
 func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeRequestObject) (openapi.RegisterNodeResponseObject, error) {

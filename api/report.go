@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
@@ -12,12 +13,13 @@ import (
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
-// ReportNode takes a node's report off the write path (issue 10): one short
-// transaction, without the write lock and without a revision, writes what is
-// the node's own (its row, its errors, its load balancer errors, the
-// counters that changed, in one statement); the deriver (deriver.go) then
-// derives its group's statuses when the report changed something they depend
-// on. A heartbeat that changes nothing does only the first part.
+// ReportNode takes a node's report off the write path (issue 10): the
+// replica's report writer (reportwriter.go) writes it with the other reports
+// that arrived at the same time, in one transaction without the write lock
+// and without a revision, and only what is the node's own (its row, its
+// errors, its load balancer errors, the counters that changed); the deriver
+// (deriver.go) then derives its group's statuses when the report changed
+// something they depend on. The report is answered once its batch committed.
 func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestObject) (openapi.ReportNodeResponseObject, error) {
 	scope, err := nodeCaller(ctx)
 	if err != nil {
@@ -56,76 +58,80 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 		c, _ := json.Marshal(s)
 		counters[s.LoadBalancerId] = c
 	}
-	var (
-		node    *store.Node
-		changed bool
-	)
-	err = h.st.WriteReport(ctx, func(tx *store.Tx) error {
-		changed = false
-		n, err := nodeByName(ctx, tx, r.Id, scope, true)
-		if err != nil {
-			return err
+	// A heartbeat that changes nothing but last_seen_at, of a node whose
+	// last report this replica wrote and which surely counts as up, is
+	// acknowledged at once; its last_seen_at is written within
+	// reportSeenFlush (reportwriter.go).
+	now := time.Now()
+	if n, noLBErrors, ok := h.reportw.cached(r.Id, now); ok && len(counters) == 0 && (b.LoadBalancerErrors == nil || len(lbErrs) == 0 && noLBErrors) &&
+		nodeInScope(ctx, r.Id, &n, scope) == nil {
+		w := decideReport(b, &n, store.NodeOnline, true, nodeErrs, lbErrs, counters, now)
+		if !w.Changed && w.StatusMessage == n.StatusMessage && slices.Equal(w.VIPs, n.VIPs) {
+			h.reportw.touch(n.ID, now)
+			h.deriver.reported(n.NodeGroupID, n.ID, false, members)
+			return openapi.ReportNode204Response{}, nil
 		}
-		node = n
-		// A node that did not count (never reported, down, failing,
-		// cordoned, draining) may count again: its group is derived.
-		state, serving, err := store.NodeServing(ctx, tx, n.ID)
-		if err != nil {
-			return err
+	}
+	res, err := h.reportw.write(ctx, store.ReportItem{Key: r.Id, Decide: func(n *store.Node, state string, serving bool) (*store.ReportWrite, error) {
+		if err := nodeInScope(ctx, r.Id, n, scope); err != nil {
+			return nil, err
 		}
-		changed = state != store.NodeOnline || !serving
-		now := time.Now()
-		cols := []store.Column{{Name: "last_seen_at", Value: now}, {Name: "status", Value: "online"}}
-		// The last apply error stays in status_message while the failure lasts.
-		if stillFailing := b.Status == openapi.Ack && n.ApplyFailingSince != nil && b.Revision < n.ApplyFailingRevision; !stillFailing {
-			cols = append(cols, store.Column{Name: "status_message", Value: deref(b.Message)})
-		}
-		if b.Status == openapi.Ack && b.Revision > n.AppliedRevision {
-			cols = append(cols, store.Column{Name: "applied_revision", Value: b.Revision})
-			changed = true
-		}
-		// A nack starts (or continues) a failure; an ack of the failed
-		// revision or a newer one ends it. Acks of an older revision (the
-		// agent's periodic reports of what it still serves) do not.
-		switch {
-		case b.Status == openapi.Nack:
-			since := now
-			if n.ApplyFailingSince != nil {
-				since = *n.ApplyFailingSince
-			}
-			cols = append(cols, store.Column{Name: "apply_failing_since", Value: since},
-				store.Column{Name: "apply_failing_revision", Value: max(n.ApplyFailingRevision, b.Revision)})
-			changed = true
-		case n.ApplyFailingSince != nil && b.Revision >= n.ApplyFailingRevision:
-			cols = append(cols, store.Column{Name: "apply_failing_since", Value: nil}, store.Column{Name: "apply_failing_revision", Value: int64(0)})
-			changed = true
-		}
-		if b.Vips != nil {
-			cols = append(cols, store.Column{Name: "vips", Value: *b.Vips})
-		}
-		if _, err := store.RecordNodeHeartbeat(ctx, tx, n.ID, cols); err != nil {
-			return err
-		}
-		if nodeErrs != nil && !sameNodeErrors(n.Errors, nodeErrs) {
-			if _, err := store.ReplaceNodeErrors(ctx, tx, n, nodeErrs, now); err != nil {
-				return err
-			}
-			changed = true
-		}
-		if b.LoadBalancerErrors != nil {
-			c, err := store.NodeLBErrorsReplace(ctx, tx, n.ID, n.NodeGroupID, lbErrs)
-			if err != nil {
-				return err
-			}
-			changed = changed || c
-		}
-		return store.LoadBalancerStatsUpsertBatch(ctx, tx, n.ID, n.NodeGroupID, counters)
-	})
+		return decideReport(b, n, state, serving, nodeErrs, lbErrs, counters, time.Now()), nil
+	}}, len(counters)+len(lbErrs), b.LoadBalancerErrors != nil, len(lbErrs))
+	if err == nil {
+		err = res.Err
+	}
 	if err != nil {
 		return nil, err
 	}
-	h.deriver.reported(node.NodeGroupID, node.ID, changed, members)
+	h.deriver.reported(res.Node.NodeGroupID, res.Node.ID, res.Changed, members)
 	return openapi.ReportNode204Response{}, nil
+}
+
+// decideReport is what report b makes of node n (its row as locked, its
+// state and whether it counts for its group), received at now.
+func decideReport(b *openapi.NodeReport, n *store.Node, state string, serving bool, nodeErrs []store.NodeError,
+	lbErrs []store.LBError, counters map[string][]byte, now time.Time) *store.ReportWrite {
+	w := &store.ReportWrite{SeenAt: now, StatusMessage: n.StatusMessage, AppliedRevision: n.AppliedRevision,
+		ApplyFailingSince: n.ApplyFailingSince, ApplyFailingRevision: n.ApplyFailingRevision, VIPs: n.VIPs, Errors: n.Errors,
+		Counters: counters}
+	// A node that did not count (never reported, down, failing, cordoned,
+	// draining) may count again: its group is derived.
+	w.Changed = state != store.NodeOnline || !serving
+	// The last apply error stays in status_message while the failure lasts.
+	if stillFailing := b.Status == openapi.Ack && n.ApplyFailingSince != nil && b.Revision < n.ApplyFailingRevision; !stillFailing {
+		w.StatusMessage = deref(b.Message)
+	}
+	if b.Status == openapi.Ack && b.Revision > n.AppliedRevision {
+		w.AppliedRevision = b.Revision
+		w.Changed = true
+	}
+	// A nack starts (or continues) a failure; an ack of the failed revision
+	// or a newer one ends it. Acks of an older revision (the agent's
+	// periodic reports of what it still serves) do not.
+	switch {
+	case b.Status == openapi.Nack:
+		since := now
+		if n.ApplyFailingSince != nil {
+			since = *n.ApplyFailingSince
+		}
+		w.ApplyFailingSince, w.ApplyFailingRevision = &since, max(n.ApplyFailingRevision, b.Revision)
+		w.Changed = true
+	case n.ApplyFailingSince != nil && b.Revision >= n.ApplyFailingRevision:
+		w.ApplyFailingSince, w.ApplyFailingRevision = nil, 0
+		w.Changed = true
+	}
+	if b.Vips != nil {
+		w.VIPs = *b.Vips
+	}
+	if nodeErrs != nil && !sameNodeErrors(n.Errors, nodeErrs) {
+		w.Errors = store.NodeErrorsSince(n.Errors, nodeErrs, now)
+		w.Changed = true
+	}
+	if b.LoadBalancerErrors != nil {
+		w.ReplaceLBErrors, w.LBErrors = true, lbErrs
+	}
+	return w
 }
 
 // sameNodeErrors says whether a report's node errors are those stored

@@ -150,3 +150,154 @@ func TestReportsDoNotBlockWrites(t *testing.T) {
 		t.Errorf("requests_total %v, want %d (every node's last counters)", st["requests_total"], nodes*(rounds+1))
 	}
 }
+
+// Reports are written in batches (group commit): many nodes reporting at
+// once are all answered, every report is in the database (each node's
+// applied revision, VIPs, node errors and counters), and they took fewer
+// transactions than there were reports.
+func TestReportsAreBatched(t *testing.T) {
+	const nodes = 150
+	b := setup(t)
+	lb := b.create(b.TokenA, "/v1/load-balancers", map[string]any{"name": "web"})
+	names := make([]string, nodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("batch-%03d", i)
+		b.register(names[i])
+	}
+	rev := b.revision()
+	batches0, reports0 := b.srv.ReportBatches()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			body := map[string]any{"revision": rev, "status": "ack", "vips": []string{fmt.Sprintf("127.77.1.%d", i%250)},
+				"node_errors": []any{map[string]any{"kind": "disk", "message": fmt.Sprintf("disk %d", i)}},
+				"stats":       []any{map[string]any{"load_balancer_id": lb, "requests_total": i + 1}}}
+			res, err := b.send(b.Node, http.MethodPost, "/v1/nodes/"+name+"/reports", body)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if res.Status != http.StatusNoContent {
+				t.Errorf("report of %s: HTTP %d: %s", name, res.Status, res.Raw)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	batches1, reports1 := b.srv.ReportBatches()
+	batches, reports := batches1-batches0, reports1-reports0
+	t.Logf("%d reports written by %d transactions", reports, batches)
+	if reports != nodes {
+		t.Errorf("%d reports written, want %d", reports, nodes)
+	}
+	if batches >= reports {
+		t.Errorf("%d transactions for %d reports: not batched", batches, reports)
+	}
+	for i, name := range names {
+		n := b.must(http.StatusOK, b.Admin, http.MethodGet, "/v1/nodes/"+name, nil)
+		if got, _ := n["applied_revision"].(float64); int64(got) != rev {
+			t.Errorf("%s: applied_revision %v, want %d", name, n["applied_revision"], rev)
+		}
+		if vips, _ := n["vips"].([]any); len(vips) != 1 || vips[0] != fmt.Sprintf("127.77.1.%d", i%250) {
+			t.Errorf("%s: vips %v", name, n["vips"])
+		}
+		if errs, _ := n["errors"].([]any); len(errs) != 1 || errs[0].(map[string]any)["message"] != fmt.Sprintf("disk %d", i) {
+			t.Errorf("%s: errors %v", name, n["errors"])
+		}
+	}
+	st := b.must(http.StatusOK, b.TokenA, http.MethodGet, "/v1/load-balancers/"+lb+"/stats", nil)
+	if n, _ := st["nodes_reporting"].(float64); int(n) != nodes {
+		t.Errorf("nodes_reporting %v, want %d", st["nodes_reporting"], nodes)
+	}
+	if n, _ := st["requests_total"].(float64); int(n) != nodes*(nodes+1)/2 {
+		t.Errorf("requests_total %v, want %d (every node's counters)", st["requests_total"], nodes*(nodes+1)/2)
+	}
+}
+
+// Bad report bodies are answered as before the fast check of reports: 400
+// for a body that is not JSON, 415 for another media type, 422 naming the
+// field otherwise (the fast check leaves them to the generic one).
+func TestReportBadBodies(t *testing.T) {
+	b := setup(t)
+	b.register("n1")
+	for _, c := range []struct {
+		body   any
+		ctype  string
+		status int
+		field  string
+	}{
+		{`{"revision":1,`, "", http.StatusBadRequest, "body"},
+		{`{"revision":1,"status":"ack"}`, "text/plain", http.StatusUnsupportedMediaType, "body"},
+		{map[string]any{"status": "ack"}, "", http.StatusUnprocessableEntity, "revision"},
+		{map[string]any{"revision": -1, "status": "ack"}, "", http.StatusUnprocessableEntity, "revision"},
+		{map[string]any{"revision": 1, "status": "done"}, "", http.StatusUnprocessableEntity, "status"},
+		{map[string]any{"revision": 1, "status": "ack", "bogus": 1}, "", http.StatusUnprocessableEntity, "bogus"},
+		{map[string]any{"revision": 1, "status": "nack", "message": "a\x01b"}, "", http.StatusUnprocessableEntity, "message"},
+		{map[string]any{"revision": 1, "status": "ack", "members": []any{map[string]any{"id": "m", "status": "up"}}}, "", http.StatusUnprocessableEntity, "members[0].status"},
+		{map[string]any{"revision": 1, "status": "ack", "vips": []string{"not-an-ip"}}, "", http.StatusUnprocessableEntity, "vips[0]"},
+	} {
+		var headers []string
+		if c.ctype != "" {
+			headers = []string{"Content-Type", c.ctype}
+		}
+		res := b.do(b.Node, http.MethodPost, "/v1/nodes/n1/reports", c.body, headers...)
+		if res.Status != c.status || !hasField(res, c.field) {
+			t.Errorf("report %v: HTTP %d fields %v, want %d naming %s: %s", c.body, res.Status, res.Fields(), c.status, c.field, res.Raw)
+		}
+	}
+}
+
+// A heartbeat that changes nothing but last_seen_at is acknowledged without
+// a batch, and its last_seen_at is written soon after; one that changes
+// something (a newer revision, a message) goes through a batch.
+func TestHeartbeatsWithoutBatch(t *testing.T) {
+	b := setup(t)
+	b.register("n1")
+	rev := b.revision()
+	hb := map[string]any{"revision": rev, "status": "ack"}
+	b.must(http.StatusNoContent, b.Node, http.MethodPost, "/v1/nodes/n1/reports", hb) // written: the node is known
+	seen := func() time.Time {
+		n := b.must(http.StatusOK, b.Admin, http.MethodGet, "/v1/nodes/n1", nil)
+		at, err := time.Parse(time.RFC3339Nano, n["last_seen_at"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	before := seen()
+	batches0, _ := b.srv.ReportBatches()
+	acked0 := b.srv.HeartbeatsAcked()
+	time.Sleep(20 * time.Millisecond)
+	for range 5 {
+		res, err := b.send(b.Node, http.MethodPost, "/v1/nodes/n1/reports", hb)
+		if err != nil || res.Status != http.StatusNoContent {
+			t.Fatalf("heartbeat: %v %d %s", err, res.Status, res.Raw)
+		}
+	}
+	batches1, _ := b.srv.ReportBatches()
+	acked := b.srv.HeartbeatsAcked() - acked0
+	t.Logf("%d of 5 heartbeats acknowledged without a batch, %d batches", acked, batches1-batches0)
+	if acked == 0 {
+		t.Error("no heartbeat acknowledged without a batch")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !seen().After(before) {
+		if time.Now().After(deadline) {
+			t.Fatalf("last_seen_at still %v 10 s after heartbeats acknowledged without a batch", before)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A message is a change: written by a batch, read back at once.
+	acked0 = b.srv.HeartbeatsAcked()
+	b.must(http.StatusNoContent, b.Node, http.MethodPost, "/v1/nodes/n1/reports", map[string]any{"revision": rev, "status": "ack", "message": "hello"})
+	if b.srv.HeartbeatsAcked() != acked0 {
+		t.Error("a report with a new message was acknowledged without a batch")
+	}
+	if n := b.must(http.StatusOK, b.Admin, http.MethodGet, "/v1/nodes/n1", nil); n["status_message"] != "hello" {
+		t.Errorf("status_message %v, want hello", n["status_message"])
+	}
+}

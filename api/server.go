@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/fulcrumlb/fulcrum/api/auth"
 	"github.com/fulcrumlb/fulcrum/api/problem"
@@ -121,8 +122,11 @@ type Server struct {
 	deriver *deriver
 	// limiters are the per-token request rate limits.
 	limiters *limiters
-	// reports holds a slot per node report being processed (admit.go).
-	reports chan struct{}
+	// reports and largeReports bound the bytes of the node reports being
+	// processed (admit.go).
+	reports, largeReports *semaphore.Weighted
+	// reportw writes nodes' reports in batches (reportwriter.go).
+	reportw *reportWriter
 	// auth resolves bearer tokens, caching node tokens for a few seconds.
 	auth *auth.Authenticator
 }
@@ -139,7 +143,8 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		cfg.HAProxy = path
 	}
 	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel, limiters: newLimiters(cfg.RateLimits),
-		reports: make(chan struct{}, reportSlots()), auth: auth.NewAuthenticator(st, cfg.NodeTokenTTL)}
+		auth: auth.NewAuthenticator(st, cfg.NodeTokenTTL)}
+	s.reports, s.largeReports = newReportBudgets()
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -165,7 +170,8 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	if err != nil {
 		return nil, fmt.Errorf("load API document: %w", err)
 	}
-	e.Use(check)
+	h := &handlers{}
+	e.Use(s.checkRequests(check, h)) // reportbody.go: node reports take a cheaper, exact check
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", func(c echo.Context) error {
@@ -183,11 +189,19 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	}
 	s.notify = NewNotifier()
 	s.deriver = newDeriver(st, log, cfg.DeriveInterval, cfg.DeriveSweepInterval)
+	// The report writer's two lanes and its flush of heartbeats have
+	// connections of their own.
+	rst, err := st.OwnPool(3)
+	if err != nil {
+		return nil, err
+	}
+	s.reportw = newReportWriter(rst, log)
 	builder := newSnapshotBuilder(box)
-	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log, notify: s.notify,
+	*h = handlers{st: st, box: box, log: log, notify: s.notify,
 		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax), requestTimeout: cfg.RequestTimeout,
-		snapshots: builder, snapcache: snapshot.NewCache(builder, st, cfg.RequestTimeout), deriver: s.deriver,
-		views: snapshot.NewViews(st, s.notify, cfg.RequestTimeout, 0), auth: s.auth}, nil))
+		snapshots: builder, snapcache: snapshot.NewCache(builder, st, cfg.RequestTimeout), deriver: s.deriver, reportw: s.reportw,
+		views: snapshot.NewViews(st, s.notify, cfg.RequestTimeout, 0), auth: s.auth}
+	openapi.RegisterHandlers(e, openapi.NewStrictHandler(h, nil))
 	s.echo = e
 	return s, nil
 }
@@ -201,7 +215,9 @@ func (s *Server) Start(ctx context.Context) {
 	context.AfterFunc(ctx, registerStoreMetrics(s.tel, s.st, s.log)) // metrics.go
 	go s.janitor(ctx)
 	go s.nodeJanitor(ctx)
-	go s.deriver.run(ctx)                       // deriver.go
+	go s.deriver.run(ctx) // deriver.go
+	go s.reportw.run(ctx) // reportwriter.go
+	context.AfterFunc(ctx, s.reportw.st.Close)
 	go s.purgeJanitor(ctx, s.cfg.PurgeInterval) // deriver.go
 }
 

@@ -1,0 +1,333 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/fulcrumlb/fulcrum/api/store"
+)
+
+// Group commit of node reports (issue 10). Every report of a replica goes to
+// its report writer, which gathers the reports that arrive within
+// reportBatchWindow of the first (or those queued while the previous batch
+// was written, up to reportBatchMax reports and reportBatchRows rows) and
+// writes them in one transaction (store.WriteReportBatch). A report's handler waits for its batch's commit:
+// an answered report is durable, and the statuses derived after it see it.
+
+const (
+	// reportBatchWindow is how long a lane waits for more reports after
+	// the first of a batch.
+	reportBatchWindow = 3 * time.Millisecond
+	// reportBatchMax bounds the reports of one batch.
+	reportBatchMax = 256
+	// reportBatchRows bounds the rows (counters, load balancer errors) a
+	// batch writes besides the nodes' own: a batch of full reports (a
+	// fleet starting: hundreds of counters each) stays short.
+	reportBatchRows = 8192
+	// reportHeavyRows: a report writing more rows than this besides its
+	// node's goes to the heavy lane, so that heartbeats and acks never wait
+	// behind full reports.
+	reportHeavyRows = 64
+	// reportQueue is how many reports may wait in each lane.
+	reportQueue = 4096
+	// reportBatchTimeout bounds one batch's transaction.
+	reportBatchTimeout = 10 * time.Second
+	// reportBatchSlow: a batch slower than this is logged.
+	reportBatchSlow = time.Second
+)
+
+// fulcrum_api_node_report_batches_total: transactions that wrote node
+// reports (reports/batches ⇒ reports per transaction).
+var reportBatches, _ = meter.Int64Counter("fulcrum.api.node.report_batches",
+	metric.WithDescription("Transactions that wrote node reports (each writes a batch of reports)."))
+
+// reportJob is one report waiting for its batch.
+type reportJob struct {
+	ctx  context.Context
+	item store.ReportItem
+	// rows is what the report writes besides its node's row.
+	rows int
+	// lbReplace says it replaces its node's load balancer errors, by
+	// lbErrors of them.
+	lbReplace bool
+	lbErrors  int
+	// done receives the report's result once its batch is written (or
+	// failed).
+	done chan reportDone
+}
+
+type reportDone struct {
+	res store.ReportResult
+	err error
+}
+
+// reportWriter writes the replica's reports in batches, in two lanes that
+// write at the same time: light reports (heartbeats, acks, a few counters)
+// and heavy ones (full reports).
+//
+// A heartbeat that changes nothing but its node's last_seen_at is
+// acknowledged at once, without a batch (ReportNode, seenNode): its
+// last_seen_at is written with the others every reportSeenFlush.
+type reportWriter struct {
+	st           *store.Store
+	log          *slog.Logger
+	light, heavy chan *reportJob
+	// batches and written count the transactions and the reports they
+	// wrote (refused ones included); acked counts the heartbeats
+	// acknowledged without a batch.
+	batches, written, acked atomic.Int64
+
+	mu sync.Mutex
+	// nodes maps the id or name reports were sent for to the node as the
+	// last batch (or heartbeat flush) left it, while it surely counts as up.
+	nodes map[string]*seenNode
+	// seen holds the last_seen_at of heartbeats acknowledged without a
+	// batch, by node id, until flushed.
+	seen map[string]time.Time
+}
+
+// reportSeenFlush is how often the last_seen_at of heartbeats acknowledged
+// without a batch are written.
+const reportSeenFlush = 500 * time.Millisecond
+
+// seenNode is a node as its last report left it in the database.
+type seenNode struct {
+	node store.Node
+	// until is when it would be down without another report written (half
+	// its group's down timeout after the last write of its last_seen_at):
+	// a heartbeat acknowledged without a batch after that is not.
+	until time.Time
+	// noLBErrors says it has no load balancer errors.
+	noLBErrors bool
+}
+
+func newReportWriter(st *store.Store, log *slog.Logger) *reportWriter {
+	return &reportWriter{st: st, log: log, light: make(chan *reportJob, reportQueue), heavy: make(chan *reportJob, reportQueue),
+		nodes: map[string]*seenNode{}, seen: map[string]time.Time{}}
+}
+
+// cached returns the node reports for key were last written for, while it
+// surely counts as up, online and serving (no admin state, no errors, no
+// failing apply).
+func (w *reportWriter) cached(key string, now time.Time) (store.Node, bool, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.nodes[key]
+	if n == nil || now.After(n.until) {
+		return store.Node{}, false, false
+	}
+	return n.node, n.noLBErrors, true
+}
+
+// touch records a heartbeat of node id (reported as key) acknowledged
+// without a batch.
+func (w *reportWriter) touch(id string, at time.Time) {
+	w.acked.Add(1)
+	w.mu.Lock()
+	w.seen[id] = at
+	w.mu.Unlock()
+}
+
+// remember keeps what batch job j (its result res) left of its node.
+func (w *reportWriter) remember(j *reportJob, res store.ReportResult, written time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := res.Node
+	if n == nil || n.AdminState != "" || len(n.Errors) > 0 || n.ApplyFailingSince != nil || res.DownTimeout <= 0 {
+		delete(w.nodes, j.item.Key)
+		return
+	}
+	prev := w.nodes[j.item.Key]
+	noLB := prev != nil && prev.noLBErrors && prev.node.ID == n.ID
+	if j.lbReplace {
+		noLB = j.lbErrors == 0
+	}
+	w.nodes[j.item.Key] = &seenNode{node: *n, until: written.Add(res.DownTimeout / 2), noLBErrors: noLB}
+}
+
+// flushSeen writes the last_seen_at of the heartbeats acknowledged without
+// a batch.
+func (w *reportWriter) flushSeen(ctx context.Context) error {
+	w.mu.Lock()
+	seen := w.seen
+	w.seen = map[string]time.Time{}
+	w.mu.Unlock()
+	if len(seen) == 0 {
+		return nil
+	}
+	ids, times := make([]string, 0, len(seen)), make([]time.Time, 0, len(seen))
+	for id, at := range seen {
+		ids, times = append(ids, id), append(times, at)
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportBatchTimeout)
+	defer cancel()
+	gone, err := w.st.NodesSeen(fctx, ids, times)
+	forget := map[string]bool{}
+	for _, id := range gone {
+		forget[id] = true // deleted: its name may come back as another node
+	}
+	if err != nil {
+		forget = nil
+	}
+	// On failure, those nodes' next heartbeats go through a batch.
+	w.mu.Lock()
+	for key, n := range w.nodes {
+		if _, ok := seen[n.node.ID]; ok && (forget == nil || forget[n.node.ID]) {
+			delete(w.nodes, key)
+		}
+	}
+	w.mu.Unlock()
+	return err
+}
+
+// runFlush flushes the heartbeats acknowledged without a batch every
+// reportSeenFlush until ctx ends.
+func (w *reportWriter) runFlush(ctx context.Context) {
+	t := time.NewTicker(reportSeenFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = w.flushSeen(ctx)
+			return
+		case <-t.C:
+		}
+		if err := w.flushSeen(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("record heartbeats", "err", err)
+		}
+	}
+}
+
+// write queues a report writing rows rows besides its node's and waits
+// until its batch is written. The error is the batch's (the database's) or
+// ctx's; a report refused by its Decide has its error in the result's Err.
+func (w *reportWriter) write(ctx context.Context, item store.ReportItem, rows int, lbReplace bool, lbErrors int) (store.ReportResult, error) {
+	j := &reportJob{ctx: ctx, item: item, rows: rows, lbReplace: lbReplace, lbErrors: lbErrors, done: make(chan reportDone, 1)}
+	lane := w.light
+	if rows > reportHeavyRows {
+		lane = w.heavy
+	}
+	select {
+	case lane <- j:
+	case <-ctx.Done():
+		return store.ReportResult{}, ctx.Err()
+	}
+	select {
+	case d := <-j.done:
+		return d.res, d.err
+	case <-ctx.Done():
+		return store.ReportResult{}, ctx.Err()
+	}
+}
+
+// run writes batches of both lanes until ctx ends.
+func (w *reportWriter) run(ctx context.Context) {
+	go w.runFlush(ctx)
+	go w.runLane(ctx, w.heavy)
+	w.runLane(ctx, w.light)
+}
+
+// runLane writes the batches of one lane until ctx ends: what queued while
+// the last batch was written, or what arrives within reportBatchWindow of
+// the first, up to reportBatchMax reports and reportBatchRows rows.
+func (w *reportWriter) runLane(ctx context.Context, in chan *reportJob) {
+	batch := make([]*reportJob, 0, reportBatchMax)
+	var carry *reportJob // taken from the lane, for the next batch
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		batch = batch[:0]
+		rows := 0
+		if carry == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case carry = <-in:
+			}
+		}
+		batch, rows, carry = append(batch, carry), carry.rows, nil
+		// add takes j into the batch, or keeps it for the next one; it
+		// says whether the batch can take more.
+		add := func(j *reportJob) bool {
+			if rows+j.rows > reportBatchRows {
+				carry = j
+				return false
+			}
+			batch, rows = append(batch, j), rows+j.rows
+			return len(batch) < reportBatchMax
+		}
+		more := len(batch) < reportBatchMax && rows < reportBatchRows
+	drain:
+		for more {
+			select {
+			case j := <-in:
+				more = add(j)
+			default:
+				break drain
+			}
+		}
+		if more {
+			timer.Reset(reportBatchWindow)
+		gather:
+			for more {
+				select {
+				case j := <-in:
+					more = add(j)
+				case <-timer.C:
+					break gather
+				case <-ctx.Done():
+					break gather
+				}
+			}
+			timer.Stop()
+		}
+		w.writeBatch(ctx, batch, rows)
+	}
+}
+
+// writeBatch writes one batch and answers its reports.
+func (w *reportWriter) writeBatch(ctx context.Context, batch []*reportJob, rows int) {
+	items := make([]store.ReportItem, 0, len(batch))
+	jobs := make([]*reportJob, 0, len(batch))
+	for _, j := range batch {
+		if err := j.ctx.Err(); err != nil {
+			j.done <- reportDone{err: err} // its handler has given up
+			continue
+		}
+		items = append(items, j.item)
+		jobs = append(jobs, j)
+	}
+	if len(items) == 0 {
+		return
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportBatchTimeout)
+	t0 := time.Now()
+	res, err := w.st.WriteReportBatch(bctx, items)
+	took := time.Since(t0)
+	cancel()
+	if took > reportBatchSlow {
+		w.log.Info("slow batch of node reports", "reports", len(items), "rows", rows, "took", took)
+	}
+	w.batches.Add(1)
+	w.written.Add(int64(len(items)))
+	reportBatches.Add(ctx, 1)
+	if err != nil && ctx.Err() == nil {
+		w.log.Warn("write node reports", "reports", len(items), "err", err)
+	}
+	for i, j := range jobs {
+		if err != nil {
+			w.mu.Lock()
+			delete(w.nodes, j.item.Key)
+			w.mu.Unlock()
+			j.done <- reportDone{err: err}
+			continue
+		}
+		w.remember(j, res[i], t0)
+		j.done <- reportDone{res: res[i]}
+	}
+}

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// A batch of reports is one transaction: one that fails writes nothing and
+// leaves its connection usable; a refused report (Decide's error) leaves the
+// others written; a node reported twice in a batch gets both reports in
+// order; counters of load balancers of another group are ignored.
+func TestWriteReportBatch(t *testing.T) {
+	ctx := context.Background()
+	st := openTest(t)
+	group := newGroup(t, st, "g")
+	tenant := newTenant(t, st, "a", DefaultQuotas)
+	lb := newLB(t, st, tenant, group)
+	other := newLB(t, st, tenant, newGroup(t, st, "h"))
+	n1, n2 := newNode(t, st, group, "n1", 0), newNode(t, st, group, "n2", 0)
+	st2, err := st.OwnPool(1) // one connection: a failed batch must leave it usable
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+
+	write := func(n *Node, rev int64, msg string, counters map[string][]byte) *ReportWrite {
+		return &ReportWrite{SeenAt: time.Now(), StatusMessage: msg, AppliedRevision: max(n.AppliedRevision, rev), VIPs: n.VIPs, Errors: n.Errors,
+			Counters: counters}
+	}
+	refused := errors.New("refused")
+	items := []ReportItem{
+		{Key: "n1", Decide: func(n *Node, _ string, _ bool) (*ReportWrite, error) {
+			return write(n, 5, "first", map[string][]byte{lb.lb: []byte(`{"requests_total":1}`), other.lb: []byte(`{"requests_total":9}`)}), nil
+		}},
+		{Key: "nobody", Decide: func(n *Node, _ string, _ bool) (*ReportWrite, error) {
+			if n != nil {
+				t.Error("a node for a name no node has")
+			}
+			return nil, refused
+		}},
+		{Key: n1, Decide: func(n *Node, _ string, _ bool) (*ReportWrite, error) { // by id: the same node
+			if n.StatusMessage != "first" || n.AppliedRevision != 5 {
+				t.Errorf("second report of n1 in the batch sees %q at %d, want the first's", n.StatusMessage, n.AppliedRevision)
+			}
+			return write(n, 7, "second", nil), nil
+		}},
+		{Key: "n2", Decide: func(n *Node, _ string, _ bool) (*ReportWrite, error) {
+			return write(n, 3, "n2", map[string][]byte{lb.lb: []byte(`{"requests_total":2}`)}), nil
+		}},
+	}
+	res, err := st2.WriteReportBatch(ctx, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(res[1].Err, refused) || res[0].Err != nil || res[2].Err != nil || res[3].Err != nil {
+		t.Fatalf("results %+v", res)
+	}
+	read := func(id string) (msg string, rev int64) {
+		if err := st.pool.QueryRow(ctx, "SELECT status_message, applied_revision FROM nodes WHERE id = $1", id).Scan(&msg, &rev); err != nil {
+			t.Fatal(err)
+		}
+		return msg, rev
+	}
+	if msg, rev := read(n1); msg != "second" || rev != 7 {
+		t.Errorf("n1: %q at %d, want second at 7", msg, rev)
+	}
+	if msg, rev := read(n2); msg != "n2" || rev != 3 {
+		t.Errorf("n2: %q at %d, want n2 at 3", msg, rev)
+	}
+	var stats int
+	if err := st.pool.QueryRow(ctx, "SELECT count(*) FROM load_balancer_stats").Scan(&stats); err != nil {
+		t.Fatal(err)
+	}
+	if stats != 2 {
+		t.Errorf("%d counters rows, want 2 (the other group's load balancer ignored)", stats)
+	}
+
+	// A batch that fails (Postgres refuses the message) writes nothing.
+	_, err = st2.WriteReportBatch(ctx, []ReportItem{
+		{Key: "n2", Decide: func(n *Node, _ string, _ bool) (*ReportWrite, error) { return write(n, 9, "fine", nil), nil }},
+		{Key: "n1", Decide: func(n *Node, _ string, _ bool) (*ReportWrite, error) { return write(n, 9, "bad\x00", nil), nil }},
+	})
+	if err == nil {
+		t.Fatal("a batch with a message Postgres refuses succeeded")
+	}
+	if msg, rev := read(n2); msg != "n2" || rev != 3 {
+		t.Errorf("n2 after a failed batch: %q at %d, want n2 at 3 (nothing written)", msg, rev)
+	}
+	if _, err := st2.WriteReportBatch(ctx, items[3:]); err != nil {
+		t.Fatalf("the next batch on the same connection: %v", err)
+	}
+}
