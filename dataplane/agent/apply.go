@@ -214,10 +214,11 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	for _, lb := range a.live.LoadBalancers {
 		p.prev[lb.ID] = lb
 	}
+	conv := a.converted.next(snap)
 	for i := range snap.LoadBalancers {
 		sl := &snap.LoadBalancers[i]
 		id := sl.LoadBalancer.Id
-		lb, err := snapconv.ToLoadBalancer(sl, a.certFile)
+		lb, err := conv.convert(sl, a.certFile)
 		if err != nil {
 			p.errs[id] = lbFailure{Kind: failConvert, Message: err.Error(), ObjectID: idRE.FindString(err.Error()), Candidate: fingerprint(sl)}
 			if old, ok := p.prev[id]; ok {
@@ -302,6 +303,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	}
 	a.startDrains(ctx, before, p.cfg, reloaded)
 	a.live, a.snap, a.lbErrors, a.parked = &p.cfg, snap, p.errs, parkedMembers(snap)
+	a.converted = conv
 	a.updateVIPs(snap)
 	a.nodeErrors = map[openapi.NodeErrorKind]string{}
 	a.retry = false
@@ -324,6 +326,52 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	recordLBErrors(span, snap, lbErrors)
 	a.log.InfoContext(ctx, "applied snapshot", "revision", snap.Revision, "reloaded", reloaded, "load_balancers", len(p.cfg.LoadBalancers), "errors", len(p.errs))
 	return nil
+}
+
+// conversions keeps each load balancer's model as converted from the
+// snapshot, by the revision it last changed at (format 2 snapshots carry
+// it): an apply converts only the load balancers that changed, and the
+// others keep the very model that runs, which later steps compare by
+// identity (haproxy.Identical) instead of field by field.
+type conversions struct {
+	group string
+	byID  map[string]conversion
+}
+
+type conversion struct {
+	revision int64
+	lb       haproxy.LoadBalancer
+}
+
+// next is the cache for an apply of snap: it starts from c (an apply that
+// fails leaves c as it was) and holds only snap's load balancers.
+func (c conversions) next(snap *openapi.Snapshot) conversions {
+	out := conversions{group: snap.NodeGroupId, byID: make(map[string]conversion, len(snap.LoadBalancers))}
+	if c.group != snap.NodeGroupId {
+		return out
+	}
+	for i := range snap.LoadBalancers {
+		id := snap.LoadBalancers[i].LoadBalancer.Id
+		if cv, ok := c.byID[id]; ok {
+			out.byID[id] = cv
+		}
+	}
+	return out
+}
+
+// convert is snapconv.ToLoadBalancer, from the cache when sl's revision is
+// the one converted before (revision 0, unknown, is always converted).
+func (c conversions) convert(sl *openapi.SnapshotLoadBalancer, certFile func(string) string) (haproxy.LoadBalancer, error) {
+	id := sl.LoadBalancer.Id
+	if cv, ok := c.byID[id]; ok && sl.Revision > 0 && cv.revision == sl.Revision {
+		return cv.lb, nil
+	}
+	delete(c.byID, id)
+	lb, err := snapconv.ToLoadBalancer(sl, certFile)
+	if err == nil && sl.Revision > 0 {
+		c.byID[id] = conversion{revision: sl.Revision, lb: lb}
+	}
+	return lb, err
 }
 
 // parkedMember is a member of a load balancer without listeners and the

@@ -123,6 +123,9 @@ type statsStore struct {
 	// fullAt when it last took all of them: reports carry only what changed.
 	sent   map[string][]byte
 	fullAt time.Time
+	// pending: readings newer than the file; savedAt: when it was written.
+	pending bool
+	savedAt time.Time
 }
 
 // loadStats reads the counters saved at path; a missing or unreadable file
@@ -185,7 +188,8 @@ func readings(proxies []haproxy.ProxyStat, servers []haproxy.ServerStat, objs ma
 func (s *statsStore) observe(worker string, read map[string]reading, objs map[string]statObject) map[string]statEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	dirty := false
+	dirty := false // what a restart of HAProxy with the agent would lose: saved now
+	moved := false // newer readings only: saved within statsSaveEvery
 	if worker != "" && s.Worker != "" && worker != s.Worker {
 		// A new worker (a reload, or HAProxy restarted): what the old one
 		// counted moves into the base.
@@ -218,28 +222,51 @@ func (s *statsStore) observe(worker string, read map[string]reading, objs map[st
 		}
 		if r.lessThan(e.Last) {
 			e.Base.add(e.Last) // a reset of this object the worker id did not show
+			dirty = true
 		}
 		if r.counters != e.Last || r.Peak > e.Peak {
-			dirty = true
+			moved = true
 		}
 		e.Last = r.counters
 		e.Peak = max(e.Peak, r.Peak)
 		e.Current = r.Current
 		if r.Connections > 0 && (e.RTime != r.RTime || e.TTime != r.TTime) {
 			e.RTime, e.TTime = r.RTime, r.TTime
-			dirty = true
+			moved = true
 		}
 	}
-	if dirty {
-		if b, err := json.Marshal(s); err == nil {
-			_ = atomicfile.Write(s.path, b, 0o600)
-		}
+	s.pending = s.pending || moved
+	if dirty || (s.pending && time.Since(s.savedAt) >= statsSaveEvery) {
+		s.saveLocked()
 	}
 	out := make(map[string]statEntry, len(s.Entries))
 	for id, e := range s.Entries {
 		out[id] = *e
 	}
 	return out
+}
+
+// statsSaveEvery bounds how often newer readings of the same worker are
+// written to stats.json (a marshal and fsync of every object's counters: at
+// 1,000 load balancers of 10 members, hundreds of KB). They matter only when
+// HAProxy and the agent both stop before the next write — the worker still
+// running counts them otherwise — and the agent writes them when it stops
+// (flush). A new worker, an object added, removed or reset is written at once.
+const statsSaveEvery = 30 * time.Second
+
+func (s *statsStore) saveLocked() {
+	if b, err := json.Marshal(s); err == nil && atomicfile.Write(s.path, b, 0o600) == nil {
+		s.pending, s.savedAt = false, time.Now()
+	}
+}
+
+// flush writes what is not written yet.
+func (s *statsStore) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending {
+		s.saveLocked()
+	}
 }
 
 // workerPid is the pid of the HAProxy worker the runtime socket talks to.
@@ -269,6 +296,7 @@ func (a *Agent) sampleStats(ctx context.Context, live *haproxy.Config) {
 	}
 	objs := statObjects(live)
 	a.stats.observe(worker, readings(proxies, servers, objs), objs)
+	a.stats.flush() // the old worker's counts are gone once it stops
 }
 
 // lbStats is the report's counters per load balancer, listener, pool and

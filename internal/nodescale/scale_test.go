@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -173,6 +174,27 @@ func pgCPU(pm int) time.Duration {
 		return 0
 	}
 	return pidsCPU(withChildren(pm), true)
+}
+
+// profile writes a CPU profile of this process (API and agent) to
+// $FULCRUM_SCALE_PROFILE-<name>.pprof until the returned function is called,
+// when that variable is set.
+func profile(t *testing.T, name string) func() {
+	base := os.Getenv("FULCRUM_SCALE_PROFILE")
+	if base == "" {
+		return func() {}
+	}
+	f, err := os.Create(base + "-" + name + ".pprof")
+	if err != nil {
+		t.Logf("profile: %v", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		t.Logf("profile: %v", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func selfCPU() time.Duration {
@@ -348,8 +370,10 @@ feed:
 	time.Sleep(5 * time.Second) // reports of the growth settle
 	const idleWindow = 10 * time.Second
 	hp := ag.Process().PID()
+	stopProfile := profile(t, "idle")
 	self0, hap0, pg0, t0 := selfCPU(), procCPU(hp), pgCPU(pm), time.Now()
 	time.Sleep(idleWindow)
+	stopProfile()
 	el := time.Since(t0)
 	selfIdle, hapIdle, pgIdle := selfCPU()-self0, procCPU(hp)-hap0, pgCPU(pm)-pg0
 	idlePct := func(d time.Duration) float64 { return 100 * float64(d) / float64(el) }
@@ -384,6 +408,7 @@ feed:
 	}
 	reloads := 0
 	var member []time.Duration
+	stopProfile = profile(t, "member")
 	memberTimeouts := 0
 	bodies := []map[string]any{{"enabled": false}, {"enabled": true}}
 	for i := 0; i < samples; i++ {
@@ -423,6 +448,7 @@ feed:
 			reloads++
 		}
 	}
+	stopProfile()
 	m := sorted(member)
 	logf("member change → effective with %d LBs on the node: %d changes, p50=%s ms p99=%s ms max=%s ms, %d timed out (>10 s); %d of them reloaded HAProxy",
 		nLB+1, len(m), ms(pct(m, 50)), ms(pct(m, 99)), ms(pct(m, 100)), memberTimeouts, reloads)
