@@ -25,7 +25,6 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	"github.com/fulcrumlb/fulcrum/dataplane/keepalived"
-	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -426,7 +425,8 @@ func (a *Agent) saveServerState(ctx context.Context, cfg haproxy.Config) {
 		a.log.Warn("save server state", "err", err)
 		return
 	}
-	if err := atomicfile.Write(a.path("run/server-state"), []byte(rewriteServerState(out, cfg)), 0o600); err != nil {
+	// Read by the next worker at once; not worth an fsync.
+	if err := replaceFile(a.path("run/server-state"), []byte(rewriteServerState(out, cfg))); err != nil {
 		a.log.Warn("save server state", "err", err)
 	}
 }

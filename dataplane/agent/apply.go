@@ -24,7 +24,6 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	snapconv "github.com/fulcrumlb/fulcrum/dataplane/snapshot"
-	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -636,7 +635,9 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 		return nodeFailure(openapi.Config, err)
 	}
 	a.written = nil // unknown until the reload is done or undone
-	if err := atomicfile.Write(a.path("haproxy.cfg"), text, 0o600); err != nil {
+	// Not synced, like writeConfig: the master reads it from the page cache,
+	// and every start writes it anew from snapshot.json.
+	if err := replaceFile(a.path("haproxy.cfg"), text); err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
 	}
 	// A reload is not abandoned half way when the agent stops: what HAProxy
@@ -646,9 +647,10 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	a.saveServerState(rctx, cfg)
 	err = a.reloader.Reload(rctx)
 	rspan.End()
+	a.stats.flush() // the old worker's last counts (sampled above), now that it serves no more
 	if err != nil {
 		if old, rerr := a.render.Render(*a.live); rerr == nil {
-			if atomicfile.Write(a.path("haproxy.cfg"), old, 0o600) == nil {
+			if replaceFile(a.path("haproxy.cfg"), old) == nil {
 				a.written = old
 			}
 		}

@@ -295,8 +295,7 @@ func (a *Agent) sampleStats(ctx context.Context, live *haproxy.Config) {
 		return
 	}
 	objs := statObjects(live)
-	a.stats.observe(worker, readings(proxies, servers, objs), objs)
-	a.stats.flush() // the old worker's counts are gone once it stops
+	a.stats.observe(worker, readings(proxies, servers, objs), objs) // written after the reload (reloadTo)
 }
 
 // lbStats is the report's counters per load balancer, listener, pool and
