@@ -273,14 +273,19 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	}
 	reloaded := false
 	if runtimeOK {
-		// The file first: whatever reloads next must agree with what runs.
-		if err := a.writeConfig(p.cfg); err != nil {
-			return err
-		}
 		if len(ops) > 0 {
 			if err := a.applyRuntime(ctx, ops); err != nil {
 				a.log.WarnContext(ctx, "runtime change failed; reloading instead", "err", err)
 				runtimeOK = false
+			}
+		}
+		// Then the file (a.mu held: no reload comes between), so that
+		// whatever reloads next agrees with what runs. Should it fail, what
+		// runs is not recorded (a.live): the next apply makes the same
+		// changes again, which the runtime API takes or a reload does.
+		if runtimeOK {
+			if err := a.writeConfig(p.cfg); err != nil {
+				return err
 			}
 		}
 	}
