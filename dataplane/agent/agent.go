@@ -146,6 +146,7 @@ type Agent struct {
 	// memberReports: the member health the API acknowledged (members_report.go).
 	memberReports memberReports
 	quiet         quietReports // heartbeats of an idle node read little (report.go)
+	scope         reportScope  // what the applies since the last report changed (report.go); under mu
 	metrics       *agentMetrics
 	access        *accessLog // tenants' access log (accesslog.go)
 	accessSock    string     // its socket, once listening

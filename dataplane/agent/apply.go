@@ -132,6 +132,7 @@ func (a *Agent) apply(ctx context.Context, snap *openapi.Snapshot, force bool) (
 			err = ae
 		}
 		a.nodeErrors = map[openapi.NodeErrorKind]string{ae.kind: truncate(ae.err.Error(), 8000)}
+		a.scope = reportScope{all: true} // what HAProxy runs may have changed half way
 		a.failedRev = max(a.failedRev, snap.Revision)
 		a.retry = retryable(ae.kind)
 	}
@@ -306,6 +307,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 		}
 	}
 	a.startDrains(ctx, before, p.cfg, reloaded)
+	a.noteScope(reloaded, p.prev, p.cfg, p.changedIDs())
 	a.live, a.snap, a.lbErrors, a.parked = &p.cfg, snap, p.errs, parkedMembers(snap)
 	a.converted = conv
 	a.updateVIPs(snap)

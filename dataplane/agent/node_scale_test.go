@@ -116,6 +116,12 @@ func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 	if got := seen(6); got["a"] == 0 || got["b"] == 0 {
 		t.Fatalf("round robin over a and b: %v", got)
 	}
+	if err := a.reportWith(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if r := lastReport(); r.Stats == nil || r.Members == nil || len(*r.Members) != 7 {
+		t.Fatalf("the first report carries no counters or not every member: %+v", r)
+	}
 
 	for rev := int64(2); rev <= 7; rev++ {
 		enabled := rev%2 == 1
@@ -134,6 +140,18 @@ func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 		got := seen(6)
 		if enabled && (got["a"] == 0 || got["b"] == 0) || !enabled && (got["a"] != 0 || got["b"] != 6) {
 			t.Fatalf("revision %d (mbr_a enabled: %v): traffic %v", rev, enabled, got)
+		}
+		// The report after the apply reads the changed pool only: the
+		// health of its members that changed, no counters.
+		if err := a.reportWith(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		wantStatus := openapi.NodeReportMembersStatusMaint
+		if enabled {
+			wantStatus = openapi.NodeReportMembersStatusNoMonitor
+		}
+		if r := lastReport(); r.Stats != nil || r.Members == nil || len(*r.Members) != 1 || (*r.Members)[0].Id != "mbr_a" || (*r.Members)[0].Status != wantStatus {
+			t.Fatalf("revision %d: the report after the apply: stats %v, members %+v; want mbr_a %s only", rev, r.Stats, r.Members, wantStatus)
 		}
 		if w, _ := a.workerPid(ctx); w != worker {
 			t.Fatalf("revision %d reloaded HAProxy (worker %s, was %s)", rev, w, worker)
@@ -163,20 +181,31 @@ func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 		}
 	}
 
-	// Heartbeats: a full report first, then the idle node reads no
-	// counters; traffic makes the next heartbeat carry them.
-	if err := a.reportWith(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	if r := lastReport(); r.Stats == nil || r.Members == nil {
-		t.Fatalf("the first report carries no counters or health: %+v", r)
-	}
+	// Heartbeats: the traffic above makes the first carry counters; once
+	// idle, none does; traffic makes the next carry them again.
 	if err := a.reportWith(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if r := lastReport(); r.Stats != nil || r.Members != nil || r.Revision != snap.Revision {
-		t.Fatalf("a heartbeat of the idle node: %+v", r)
+	if r := lastReport(); r.Stats == nil {
+		t.Fatalf("the first heartbeat after traffic carries no counters: %+v", r)
 	}
+	waitQuiet := func() {
+		t.Helper()
+		// The frontends' session rates fall back to 0 within a second.
+		quiet := false
+		for i := 0; i < 20 && !quiet; i++ {
+			time.Sleep(250 * time.Millisecond)
+			if err := a.reportWith(ctx, true); err != nil {
+				t.Fatal(err)
+			}
+			r := lastReport()
+			quiet = r.Stats == nil && r.Members == nil && r.Revision == snap.Revision
+		}
+		if !quiet {
+			t.Fatalf("heartbeats 5 s after the traffic still read the counters: %+v", lastReport())
+		}
+	}
+	waitQuiet()
 	seen(3)
 	if err := a.reportWith(ctx, true); err != nil {
 		t.Fatal(err)
@@ -185,17 +214,5 @@ func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 	if r.Stats == nil || !slices.ContainsFunc(*r.Stats, func(s openapi.LoadBalancerStats) bool { return s.LoadBalancerId == "lb_probe" }) {
 		t.Fatalf("a heartbeat after traffic carries no counters of lb_probe: %+v", r.Stats)
 	}
-	// Once the traffic is over (the frontends' session rates fall back to 0
-	// within a second), heartbeats are quiet again.
-	quiet := false
-	for i := 0; i < 20 && !quiet; i++ {
-		time.Sleep(250 * time.Millisecond)
-		if err := a.reportWith(ctx, true); err != nil {
-			t.Fatal(err)
-		}
-		quiet = lastReport().Stats == nil
-	}
-	if !quiet {
-		t.Fatalf("heartbeats 5 s after the traffic still read the counters: %+v", lastReport().Stats)
-	}
+	waitQuiet()
 }

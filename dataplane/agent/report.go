@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -118,26 +120,18 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 	if tick && live != nil && front != "" && !monitored(live) && a.quiet.unchanged(front, now) {
 		return a.send(ctx, body, nil)
 	}
+	if !tick && live != nil {
+		// After applies that changed a few pools without a reload: the
+		// health of their members only; counters wait for the heartbeat.
+		if pools, ok := a.takeReportScope(); ok {
+			if a.reportPools(ctx, body, pools) {
+				return nil
+			}
+		}
+	}
 	proxies, servers, err := a.runtime.Stats(ctx)
 	if err == nil && live != nil {
-		members := make([]reportMember, 0, len(servers))
-		for _, s := range servers {
-			if !strings.HasPrefix(s.Server, "mbr_") {
-				continue
-			}
-			check := truncate(s.CheckStatus, 250)
-			st := memberStatus(s.Status)
-			if s.CheckStatus == "" && st == openapi.NodeReportMembersStatusOnline {
-				st = openapi.NodeReportMembersStatusNoMonitor
-			}
-			members = append(members, reportMember{Check: &check, Id: s.Server, Status: st})
-		}
-		// Members of load balancers without listeners are in no backend.
-		a.mu.Lock()
-		for _, pm := range a.parked {
-			members = append(members, reportMember{Id: pm.id, Status: pm.status})
-		}
-		a.mu.Unlock()
+		members := a.withParked(memberRows(servers))
 		// Only the members whose health changed (members_report.go).
 		changed, sent := a.memberReports.unsent(members, time.Now())
 		if len(changed) > 0 {
@@ -158,6 +152,123 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 			a.quiet.read(front, now)
 		}
 	})
+}
+
+// memberRows are the members' health in servers (rows of `show stat`).
+func memberRows(servers []haproxy.ServerStat) []reportMember {
+	members := make([]reportMember, 0, len(servers))
+	for _, s := range servers {
+		if !strings.HasPrefix(s.Server, "mbr_") {
+			continue
+		}
+		check := truncate(s.CheckStatus, 250)
+		st := memberStatus(s.Status)
+		if s.CheckStatus == "" && st == openapi.NodeReportMembersStatusOnline {
+			st = openapi.NodeReportMembersStatusNoMonitor
+		}
+		members = append(members, reportMember{Check: &check, Id: s.Server, Status: st})
+	}
+	return members
+}
+
+// withParked adds the members of load balancers without listeners (in no
+// backend) to members.
+func (a *Agent) withParked(members []reportMember) []reportMember {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, pm := range a.parked {
+		members = append(members, reportMember{Id: pm.id, Status: pm.status})
+	}
+	return members
+}
+
+// maxScopedPools bounds the pools a report after applies reads one by one;
+// beyond, it reads everything.
+const maxScopedPools = 20
+
+// reportScope is what changed in HAProxy since the last report after an
+// apply: the pools whose servers changed through the runtime API, or all
+// (a reload, a start, many pools). a.mu guards it.
+type reportScope struct {
+	pools map[string]bool
+	all   bool
+}
+
+// noteScope records what an apply changed; a.mu held.
+func (a *Agent) noteScope(reloaded bool, prev map[string]haproxy.LoadBalancer, cfg haproxy.Config, changed []string) {
+	if reloaded || a.scope.all {
+		a.scope = reportScope{all: true}
+		return
+	}
+	if a.scope.pools == nil {
+		a.scope.pools = map[string]bool{}
+	}
+	for _, lb := range cfg.LoadBalancers {
+		if !slices.Contains(changed, lb.ID) {
+			continue
+		}
+		for _, p := range lb.Pools {
+			a.scope.pools[p.ID] = true
+		}
+		for _, p := range prev[lb.ID].Pools {
+			a.scope.pools[p.ID] = true
+		}
+	}
+	if len(a.scope.pools) > maxScopedPools {
+		a.scope = reportScope{all: true}
+	}
+}
+
+// takeReportScope returns the pools to read, and false when everything must
+// be read; the scope starts over.
+func (a *Agent) takeReportScope() ([]string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	sc := a.scope
+	a.scope = reportScope{}
+	if sc.all || !a.memberReports.any() {
+		return nil, false
+	}
+	pools := make([]string, 0, len(sc.pools))
+	for id := range sc.pools {
+		pools = append(pools, id)
+	}
+	sort.Strings(pools)
+	return pools, true
+}
+
+// reportPools sends body with the health of the members of pools (read
+// with `show stat <pool> -1 -1`, a few rows each) that changed, and
+// reports whether it did; false leaves the report to a full read.
+func (a *Agent) reportPools(ctx context.Context, body *openapi.NodeReport, pools []string) bool {
+	var members []reportMember
+	for _, id := range pools {
+		_, servers, err := a.runtime.StatsOf(ctx, id)
+		if err != nil {
+			var ce *haproxy.CommandError
+			if errors.As(err, &ce) {
+				continue // a pool HAProxy no longer has
+			}
+			a.markScopeAll()
+			return false
+		}
+		members = append(members, memberRows(servers)...)
+	}
+	changed, sent := a.memberReports.unsentOf(a.withParked(members))
+	if len(changed) > 0 {
+		body.Members = &changed
+	}
+	if err := a.send(ctx, body, sent); err != nil {
+		a.markScopeAll()
+		a.log.Debug("report failed", "err", err)
+	}
+	return true
+}
+
+func (a *Agent) markScopeAll() {
+	a.mu.Lock()
+	a.scope = reportScope{all: true}
+	a.mu.Unlock()
 }
 
 // send sends a report; accepted runs when the API accepted it.
