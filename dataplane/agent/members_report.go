@@ -102,3 +102,10 @@ func (r *memberReports) unsentOf(some []reportMember) (out []reportMember, sent 
 		}
 	}
 }
+
+// fullDue reports whether the next unsent returns every member.
+func (r *memberReports) fullDue(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sent == nil || now.Sub(r.fullAt) >= fullMembersEvery
+}

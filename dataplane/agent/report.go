@@ -133,13 +133,18 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 	if err == nil && live != nil {
 		members := a.withParked(memberRows(servers))
 		// Only the members whose health changed (members_report.go).
-		changed, sent := a.memberReports.unsent(members, time.Now())
+		// A report carries every member's health or every load balancer's
+		// counters, never both at once: at 1,000 load balancers of 10
+		// members each is 0.4–0.8 MB, together more than the API takes
+		// (1 MB), and a report refused is sent in full again.
+		fullMembers := a.memberReports.fullDue(now)
+		changed, sent := a.memberReports.unsent(members, now)
 		if len(changed) > 0 {
 			body.Members = &changed
 		}
 		membersSent = sent
 		// Only the load balancers whose counters changed (stats.go).
-		stats, sent := a.stats.unsent(a.lbStats(ctx, proxies, servers, live), time.Now())
+		stats, sent := a.stats.unsentMaybeFull(a.lbStats(ctx, proxies, servers, live), now, !fullMembers)
 		body.Stats = &stats
 		statsSent = sent
 	}
