@@ -119,8 +119,14 @@ func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 	if err := a.reportWith(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	if r := lastReport(); r.Stats == nil || r.Members == nil || len(*r.Members) != 7 {
-		t.Fatalf("the first report carries no counters or not every member: %+v", r)
+	if r := lastReport(); r.Stats != nil || r.Members == nil || len(*r.Members) != 7 {
+		t.Fatalf("the first report should carry every member and no counters (the next does): %+v", r)
+	}
+	if err := a.reportWith(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if r := lastReport(); r.Stats == nil || len(*r.Stats) != 6 || r.Members != nil {
+		t.Fatalf("the next heartbeat should carry every load balancer's counters: %+v", r)
 	}
 
 	for rev := int64(2); rev <= 7; rev++ {

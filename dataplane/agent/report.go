@@ -133,20 +133,22 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 	if err == nil && live != nil {
 		members := a.withParked(memberRows(servers))
 		// Only the members whose health changed (members_report.go).
-		// A report carries every member's health or every load balancer's
-		// counters, never both at once: at 1,000 load balancers of 10
-		// members each is 0.4–0.8 MB, together more than the API takes
-		// (1 MB), and a report refused is sent in full again.
+		// A report with every member's health carries no counters (the
+		// next one does): at 1,000 load balancers of 10 members each is
+		// 0.4–0.8 MB, together more than the API takes (1 MB), and a
+		// report refused would be sent in full again and again.
 		fullMembers := a.memberReports.fullDue(now)
 		changed, sent := a.memberReports.unsent(members, now)
 		if len(changed) > 0 {
 			body.Members = &changed
 		}
 		membersSent = sent
-		// Only the load balancers whose counters changed (stats.go).
-		stats, sent := a.stats.unsentMaybeFull(a.lbStats(ctx, proxies, servers, live), now, !fullMembers)
-		body.Stats = &stats
-		statsSent = sent
+		if !fullMembers {
+			// Only the load balancers whose counters changed (stats.go).
+			stats, sent := a.stats.unsent(a.lbStats(ctx, proxies, servers, live), now)
+			body.Stats = &stats
+			statsSent = sent
+		}
 	}
 	return a.send(ctx, body, func() {
 		if statsSent != nil {
@@ -154,7 +156,9 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 		}
 		if membersSent != nil {
 			membersSent()
-			a.quiet.read(front, now)
+		}
+		if statsSent != nil {
+			a.quiet.read(front, now) // counters and health as of front
 		}
 	})
 }

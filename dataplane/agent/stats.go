@@ -435,15 +435,9 @@ const fullStatsEvery = time.Minute
 // (all of them after fullStatsEvery, and after an agent restart); sent marks
 // them taken, to be called when the API accepted the report.
 func (s *statsStore) unsent(all []openapi.LoadBalancerStats, now time.Time) (out []openapi.LoadBalancerStats, sent func()) {
-	return s.unsentMaybeFull(all, now, true)
-}
-
-// unsentMaybeFull is unsent; without mayFull, a full report that is due
-// waits for a later report.
-func (s *statsStore) unsentMaybeFull(all []openapi.LoadBalancerStats, now time.Time, mayFull bool) (out []openapi.LoadBalancerStats, sent func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	full := mayFull && now.Sub(s.fullAt) >= fullStatsEvery
+	full := now.Sub(s.fullAt) >= fullStatsEvery
 	out = make([]openapi.LoadBalancerStats, 0, len(all))
 	enc := map[string][]byte{}
 	for _, st := range all {
