@@ -376,8 +376,10 @@ feed:
 		nLB, nMember, nLB*nMember, created.Seconds(), ok, time.Since(start).Seconds(), cfgSize)
 
 	// 2. Idle CPU of the test process (API + agent), HAProxy (master and workers).
-	time.Sleep(5 * time.Second) // reports of the growth settle
-	const idleWindow = 10 * time.Second
+	// The reports of the growth settle: the first heartbeats after changes
+	// read everything once (see the agent's quietReports).
+	time.Sleep(10 * time.Second)
+	const idleWindow = 20 * time.Second
 	hp := ag.Process().PID()
 	stopProfile := profile(t, "idle")
 	self0, hap0, pg0, t0 := selfCPU(), procCPU(hp), pgCPU(pm), time.Now()
