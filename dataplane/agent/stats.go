@@ -286,6 +286,12 @@ func (a *Agent) workerPid(ctx context.Context) (string, error) {
 // sampleStats reads the current worker's counters into the store; called
 // before a reload so the old worker's final counts are kept.
 func (a *Agent) sampleStats(ctx context.Context, live *haproxy.Config) {
+	// Nothing to read when no traffic went through since the counters were
+	// last read (the frontends' rows as then; see quietReports): at 1,000
+	// load balancers that is 3.3 MB of `show stat` parsed before a reload.
+	if front, err := a.runtime.Command(ctx, "show stat -1 1 -1"); err == nil && a.quiet.unchanged(front, time.Now()) {
+		return
+	}
 	worker, err := a.workerPid(ctx)
 	if err != nil {
 		return
