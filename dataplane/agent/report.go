@@ -117,8 +117,14 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 	if ferr != nil {
 		front = ""
 	}
-	if tick && live != nil && front != "" && !monitored(live) && a.quiet.unchanged(front, now) {
-		return a.send(ctx, body, nil)
+	if tick && live != nil && front != "" && !monitored(live) {
+		if a.quiet.unchanged(front, now) {
+			return a.send(ctx, body, nil)
+		}
+		// Traffic through a few load balancers: their rows only.
+		if a.reportTraffic(ctx, body, live, front, now) {
+			return nil
+		}
 	}
 	if !tick && live != nil {
 		// After applies that changed a few pools without a reload: the
@@ -280,6 +286,82 @@ func (a *Agent) markScopeAll() {
 	a.mu.Unlock()
 }
 
+// reportTraffic sends a heartbeat with the counters of the load balancers
+// whose frontends' rows differ from the last read (front against the rows
+// of that read), reading only their frontends and pools (`show stat <name>
+// -1 -1`), and reports whether it did. It does not when many changed, when
+// HAProxy's worker changed since the counters were read, or when the
+// minute's full read is due; the caller then reads everything.
+func (a *Agent) reportTraffic(ctx context.Context, body *openapi.NodeReport, live *haproxy.Config, front string, now time.Time) bool {
+	prev, ok := a.quiet.last(now)
+	if !ok || a.stats.fullDue(now) {
+		return false
+	}
+	before := map[string]string{}
+	for _, line := range strings.Split(prev, "\n") {
+		if name, _, ok := strings.Cut(line, ","); ok && !strings.HasPrefix(line, "#") {
+			before[name] = line
+		}
+	}
+	owner := map[string]string{} // listener id → LB id
+	for _, lb := range live.LoadBalancers {
+		for _, l := range lb.Listeners {
+			owner[l.ID] = lb.ID
+		}
+	}
+	lbs := map[string]bool{}
+	for _, line := range strings.Split(front, "\n") {
+		name, _, ok := strings.Cut(line, ",")
+		if !ok || strings.HasPrefix(line, "#") || before[name] == line {
+			continue
+		}
+		lb, known := owner[name]
+		if !known {
+			continue // not a tenant's listener (the exporter, say)
+		}
+		lbs[lb] = true
+	}
+	if len(lbs) == 0 || len(lbs) > maxScopedPools {
+		return false
+	}
+	worker, err := a.workerPid(ctx)
+	if err != nil || !a.stats.sameWorker(worker) {
+		return false
+	}
+	sub := haproxy.Config{Global: live.Global}
+	for _, lb := range live.LoadBalancers {
+		if lbs[lb.ID] {
+			sub.LoadBalancers = append(sub.LoadBalancers, lb)
+		}
+	}
+	var proxies []haproxy.ProxyStat
+	var servers []haproxy.ServerStat
+	for _, lb := range sub.LoadBalancers {
+		names := []string{}
+		for _, l := range lb.Listeners {
+			names = append(names, l.ID)
+		}
+		for _, p := range lb.Pools {
+			names = append(names, p.ID)
+		}
+		for _, n := range names {
+			px, sv, err := a.runtime.StatsOf(ctx, n)
+			if err != nil {
+				return false
+			}
+			proxies, servers = append(proxies, px...), append(servers, sv...)
+		}
+	}
+	objs := statObjects(&sub)
+	entries := a.stats.observeSome(worker, readings(proxies, servers, objs), objs)
+	stats, sent := a.stats.unsentOf(buildStats(entries, &sub))
+	body.Stats = &stats
+	if err := a.send(ctx, body, func() { sent(); a.quiet.advance(front) }); err != nil {
+		a.log.Debug("report failed", "err", err)
+	}
+	return true
+}
+
 // send sends a report; accepted runs when the API accepted it.
 func (a *Agent) send(ctx context.Context, body *openapi.NodeReport, accepted func()) error {
 	res, err := a.client.ReportNodeWithResponse(ctx, a.cfg.NodeName, *body)
@@ -330,6 +412,24 @@ func (q *quietReports) unchanged(front string, now time.Time) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.front != "" && front == q.front && now.Sub(q.fullAt) < quietEvery
+}
+
+// last is the frontends' rows the counters were last read at, while the
+// minute's full read is not due.
+func (q *quietReports) last(now time.Time) (string, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.front, q.front != "" && now.Sub(q.fullAt) < quietEvery
+}
+
+// advance notes that the counters are read as of front (some load balancers'
+// rows read; the others' did not change).
+func (q *quietReports) advance(front string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.front != "" {
+		q.front = front
+	}
 }
 
 func (q *quietReports) read(front string, at time.Time) {

@@ -269,6 +269,88 @@ func (s *statsStore) flush() {
 	}
 }
 
+// observeSome folds readings of some objects (objs: those of a few load
+// balancers) into the counters of the same worker, leaving every other
+// entry as it is, and returns copies of the entries of objs.
+func (s *statsStore) observeSome(worker string, read map[string]reading, objs map[string]statObject) map[string]statEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	moved := false
+	for id, r := range read {
+		o := objs[id]
+		e := s.Entries[id]
+		if e == nil || e.Kind != o.Kind || e.LoadBalancerID != o.LoadBalancerID || e.PoolID != o.PoolID {
+			e = &statEntry{LoadBalancerID: o.LoadBalancerID, Kind: o.Kind, PoolID: o.PoolID}
+			s.Entries[id] = e
+		}
+		if r.lessThan(e.Last) {
+			e.Base.add(e.Last)
+		}
+		if r.counters != e.Last || r.Peak > e.Peak {
+			moved = true
+		}
+		e.Last = r.counters
+		e.Peak = max(e.Peak, r.Peak)
+		e.Current = r.Current
+		if r.Connections > 0 && (e.RTime != r.RTime || e.TTime != r.TTime) {
+			e.RTime, e.TTime = r.RTime, r.TTime
+			moved = true
+		}
+	}
+	s.pending = s.pending || moved
+	if s.pending && time.Since(s.savedAt) >= statsSaveEvery {
+		s.saveLocked()
+	}
+	out := make(map[string]statEntry, len(objs))
+	for id := range objs {
+		if e, ok := s.Entries[id]; ok {
+			out[id] = *e
+		}
+	}
+	return out
+}
+
+// sameWorker reports whether worker is the one the counters were last read from.
+func (s *statsStore) sameWorker(worker string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return worker != "" && worker == s.Worker
+}
+
+// fullDue reports whether the next unsent returns every load balancer.
+func (s *statsStore) fullDue(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return now.Sub(s.fullAt) >= fullStatsEvery
+}
+
+// unsentOf keeps those of some load balancers' stats that changed since the
+// API last took them; sent marks them taken.
+func (s *statsStore) unsentOf(some []openapi.LoadBalancerStats) (out []openapi.LoadBalancerStats, sent func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out = make([]openapi.LoadBalancerStats, 0, len(some))
+	enc := map[string][]byte{}
+	for _, st := range some {
+		b, err := json.Marshal(st)
+		if err == nil && s.sent != nil && string(b) == string(s.sent[st.LoadBalancerId]) {
+			continue
+		}
+		out = append(out, st)
+		enc[st.LoadBalancerId] = b
+	}
+	return out, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.sent == nil {
+			return
+		}
+		for id, b := range enc {
+			s.sent[id] = b
+		}
+	}
+}
+
 // workerPid is the pid of the HAProxy worker the runtime socket talks to.
 func (a *Agent) workerPid(ctx context.Context) (string, error) {
 	out, err := a.runtime.Command(ctx, "show info")
