@@ -109,7 +109,7 @@ bench-fleet: ## Fleet benchmark (issue 10): 1000 simulated nodes on one API, 100
 
 .PHONY: bench-scale
 bench-scale: ## Scale benchmark (issue 10): one real node grown to 1000 LBs / 10,000 members; prints a `scale:` line last.
-	@# Sized by FULCRUM_SCALE_LBS, FULCRUM_SCALE_MEMBERS (per LB), FULCRUM_SCALE_SAMPLES (see internal/nodescale).
+	@# Sized by FULCRUM_SCALE_LBS, FULCRUM_SCALE_MEMBERS (per LB), FULCRUM_SCALE_SAMPLES, FULCRUM_SCALE_SMALL_SAMPLES; FULCRUM_SCALE_PROFILE=<prefix> writes CPU profiles (see internal/nodescale).
 	@mkdir -p $(BIN)
 	FULCRUM_SCALE=1 $(GO) test -count=1 -timeout 40m -v -run '^TestScale$$' ./internal/nodescale/ 2>&1 | tee $(BIN)/bench-scale.log; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1

@@ -25,7 +25,6 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	"github.com/fulcrumlb/fulcrum/dataplane/keepalived"
-	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -146,6 +145,8 @@ type Agent struct {
 	stats       *statsStore // counters across reloads and restarts (stats.go)
 	// memberReports: the member health the API acknowledged (members_report.go).
 	memberReports memberReports
+	quiet         quietReports // heartbeats of an idle node read little (report.go)
+	scope         reportScope  // what the applies since the last report changed (report.go); under mu
 	metrics       *agentMetrics
 	access        *accessLog // tenants' access log (accesslog.go)
 	accessSock    string     // its socket, once listening
@@ -166,6 +167,10 @@ type Agent struct {
 	// render renders configurations, re-rendering only the load balancers
 	// that changed.
 	render haproxy.RenderCache
+	// stateJSON encodes snapshot.json, re-encoding only what changed (state.go).
+	stateJSON stateEncoder
+	// converted are the load balancers' models by revision (apply.go).
+	converted conversions
 	// written is the text last written to haproxy.cfg (nil: unknown).
 	written []byte
 }
@@ -261,6 +266,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer func() { stop(); <-done }()
 	}
 	leave := func() {
+		a.stats.flush()
 		if !a.cfg.StopHAProxyOnExit {
 			// keepalived keeps holding the VIPs with HAProxy; the next
 			// agent adopts it.
@@ -420,7 +426,8 @@ func (a *Agent) saveServerState(ctx context.Context, cfg haproxy.Config) {
 		a.log.Warn("save server state", "err", err)
 		return
 	}
-	if err := atomicfile.Write(a.path("run/server-state"), []byte(rewriteServerState(out, cfg)), 0o600); err != nil {
+	// Read by the next worker at once; not worth an fsync.
+	if err := replaceFile(a.path("run/server-state"), []byte(rewriteServerState(out, cfg))); err != nil {
 		a.log.Warn("save server state", "err", err)
 	}
 }

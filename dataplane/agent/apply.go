@@ -24,7 +24,6 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	snapconv "github.com/fulcrumlb/fulcrum/dataplane/snapshot"
-	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -133,6 +132,7 @@ func (a *Agent) apply(ctx context.Context, snap *openapi.Snapshot, force bool) (
 			err = ae
 		}
 		a.nodeErrors = map[openapi.NodeErrorKind]string{ae.kind: truncate(ae.err.Error(), 8000)}
+		a.scope = reportScope{all: true} // what HAProxy runs may have changed half way
 		a.failedRev = max(a.failedRev, snap.Revision)
 		a.retry = retryable(ae.kind)
 	}
@@ -214,10 +214,11 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	for _, lb := range a.live.LoadBalancers {
 		p.prev[lb.ID] = lb
 	}
+	conv := a.converted.next(snap)
 	for i := range snap.LoadBalancers {
 		sl := &snap.LoadBalancers[i]
 		id := sl.LoadBalancer.Id
-		lb, err := snapconv.ToLoadBalancer(sl, a.certFile)
+		lb, err := conv.convert(sl, a.certFile)
 		if err != nil {
 			p.errs[id] = lbFailure{Kind: failConvert, Message: err.Error(), ObjectID: idRE.FindString(err.Error()), Candidate: fingerprint(sl)}
 			if old, ok := p.prev[id]; ok {
@@ -273,14 +274,19 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	}
 	reloaded := false
 	if runtimeOK {
-		// The file first: whatever reloads next must agree with what runs.
-		if err := a.writeConfig(p.cfg); err != nil {
-			return err
-		}
 		if len(ops) > 0 {
 			if err := a.applyRuntime(ctx, ops); err != nil {
 				a.log.WarnContext(ctx, "runtime change failed; reloading instead", "err", err)
 				runtimeOK = false
+			}
+		}
+		// Then the file (a.mu held: no reload comes between), so that
+		// whatever reloads next agrees with what runs. Should it fail, what
+		// runs is not recorded (a.live): the next apply makes the same
+		// changes again, which the runtime API takes or a reload does.
+		if runtimeOK {
+			if err := a.writeConfig(p.cfg); err != nil {
+				return err
 			}
 		}
 	}
@@ -301,7 +307,9 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 		}
 	}
 	a.startDrains(ctx, before, p.cfg, reloaded)
+	a.noteScope(reloaded, p.prev, p.cfg, p.changedIDs())
 	a.live, a.snap, a.lbErrors, a.parked = &p.cfg, snap, p.errs, parkedMembers(snap)
+	a.converted = conv
 	a.updateVIPs(snap)
 	a.nodeErrors = map[openapi.NodeErrorKind]string{}
 	a.retry = false
@@ -324,6 +332,52 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	recordLBErrors(span, snap, lbErrors)
 	a.log.InfoContext(ctx, "applied snapshot", "revision", snap.Revision, "reloaded", reloaded, "load_balancers", len(p.cfg.LoadBalancers), "errors", len(p.errs))
 	return nil
+}
+
+// conversions keeps each load balancer's model as converted from the
+// snapshot, by the revision it last changed at (format 2 snapshots carry
+// it): an apply converts only the load balancers that changed, and the
+// others keep the very model that runs, which later steps compare by
+// identity (haproxy.Identical) instead of field by field.
+type conversions struct {
+	group string
+	byID  map[string]conversion
+}
+
+type conversion struct {
+	revision int64
+	lb       haproxy.LoadBalancer
+}
+
+// next is the cache for an apply of snap: it starts from c (an apply that
+// fails leaves c as it was) and holds only snap's load balancers.
+func (c conversions) next(snap *openapi.Snapshot) conversions {
+	out := conversions{group: snap.NodeGroupId, byID: make(map[string]conversion, len(snap.LoadBalancers))}
+	if c.group != snap.NodeGroupId {
+		return out
+	}
+	for i := range snap.LoadBalancers {
+		id := snap.LoadBalancers[i].LoadBalancer.Id
+		if cv, ok := c.byID[id]; ok {
+			out.byID[id] = cv
+		}
+	}
+	return out
+}
+
+// convert is snapconv.ToLoadBalancer, from the cache when sl's revision is
+// the one converted before (revision 0, unknown, is always converted).
+func (c conversions) convert(sl *openapi.SnapshotLoadBalancer, certFile func(string) string) (haproxy.LoadBalancer, error) {
+	id := sl.LoadBalancer.Id
+	if cv, ok := c.byID[id]; ok && sl.Revision > 0 && cv.revision == sl.Revision {
+		return cv.lb, nil
+	}
+	delete(c.byID, id)
+	lb, err := snapconv.ToLoadBalancer(sl, certFile)
+	if err == nil && sl.Revision > 0 {
+		c.byID[id] = conversion{revision: sl.Revision, lb: lb}
+	}
+	return lb, err
 }
 
 // parkedMember is a member of a load balancer without listeners and the
@@ -588,7 +642,9 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 		return nodeFailure(openapi.Config, err)
 	}
 	a.written = nil // unknown until the reload is done or undone
-	if err := atomicfile.Write(a.path("haproxy.cfg"), text, 0o600); err != nil {
+	// Not synced, like writeConfig: the master reads it from the page cache,
+	// and every start writes it anew from snapshot.json.
+	if err := replaceFile(a.path("haproxy.cfg"), text); err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
 	}
 	// A reload is not abandoned half way when the agent stops: what HAProxy
@@ -598,9 +654,10 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	a.saveServerState(rctx, cfg)
 	err = a.reloader.Reload(rctx)
 	rspan.End()
+	a.stats.flush() // the old worker's last counts (sampled above), now that it serves no more
 	if err != nil {
 		if old, rerr := a.render.Render(*a.live); rerr == nil {
-			if atomicfile.Write(a.path("haproxy.cfg"), old, 0o600) == nil {
+			if replaceFile(a.path("haproxy.cfg"), old) == nil {
 				a.written = old
 			}
 		}

@@ -115,6 +115,9 @@ func BenchmarkApplyMemberChange(b *testing.B) {
 	a, f, _ := unitAgent(t)
 	ctx := context.Background()
 	snap := manyLBs(1, 1000, 10)
+	for i := range snap.LoadBalancers {
+		snap.LoadBalancers[i].Revision = 1 // as format 2 snapshots carry them
+	}
 	if err := a.Apply(ctx, snap); err != nil {
 		b.Fatal(err)
 	}
@@ -129,6 +132,7 @@ func BenchmarkApplyMemberChange(b *testing.B) {
 		next.LoadBalancers = slices.Clone(snap.LoadBalancers)
 		sl := clone(next.LoadBalancers[500])
 		sl.Members[0].Weight = int(rev % 2)
+		sl.Revision = rev
 		next.LoadBalancers[500] = sl
 		// Fresh values, as decoding a snapshot gives.
 		raw, _ := json.Marshal(&next)

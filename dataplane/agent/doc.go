@@ -25,6 +25,16 @@
 // certificate. A certificate whose content changes is handed to HAProxy with
 // `set ssl cert`/`commit ssl cert`, without a reload.
 //
+// Reports cost what changed (issue 10). A heartbeat reads the frontends'
+// rows first (`show stat -1 1 -1`): unchanged since the last read and no
+// health checks ⇒ nothing to read or send; traffic through a few load
+// balancers ⇒ only their frontends' and pools' rows (`show stat <name> -1
+// -1`); otherwise, and at least once a minute, everything. The report after
+// an apply that changed pools through the runtime API reads those pools only.
+// Models, rendered sections and snapshot.json's encoding are kept per load
+// balancer by revision (or identity), so an apply among 1,000 load balancers
+// converts, renders and encodes only the ones that changed.
+//
 // HAProxy's roles. Apply asks HAProxy for four things, each a small interface
 // (roles.go) the dataplane/haproxy types implement: a checker (`haproxy -c`
 // of a candidate), a reloader (a reload through the master CLI, confirmed), a

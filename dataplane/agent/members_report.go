@@ -68,3 +68,44 @@ func (r *memberReports) unsent(all []reportMember, now time.Time) (out []reportM
 		}
 	}
 }
+
+// any reports whether a full list was acknowledged yet (before, a report
+// of some members only would leave the others unknown).
+func (r *memberReports) any() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sent != nil
+}
+
+// unsentOf returns those of some members (not all of the node's) whose
+// health differs from what the API acknowledged; sent records them.
+func (r *memberReports) unsentOf(some []reportMember) (out []reportMember, sent func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keys := make(map[string]string, len(some))
+	for _, m := range some {
+		k := memberKey(m)
+		if r.sent != nil && r.sent[m.Id] == k {
+			continue
+		}
+		keys[m.Id] = k
+		out = append(out, m)
+	}
+	return out, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.sent == nil {
+			return
+		}
+		for id, k := range keys {
+			r.sent[id] = k
+		}
+	}
+}
+
+// fullDue reports whether the next unsent returns every member.
+func (r *memberReports) fullDue(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sent == nil || now.Sub(r.fullAt) >= fullMembersEvery
+}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,11 +41,138 @@ func (a *Agent) saveState() error {
 		c.PrivateKey = ""
 		snap.Certificates[i] = c
 	}
-	b, err := json.Marshal(diskState{Version: stateVersion, Snapshot: &snap, Served: a.live.LoadBalancers, Errors: a.lbErrors})
+	b, err := a.stateJSON.encode(diskState{Version: stateVersion, Snapshot: &snap, Served: a.live.LoadBalancers, Errors: a.lbErrors})
 	if err != nil {
 		return err
 	}
 	return atomicfile.Write(a.path("snapshot.json"), b, 0o600)
+}
+
+// stateEncoder encodes diskState as json.Marshal does, byte for byte, but
+// keeps each load balancer's encoding while it does not change — the
+// snapshot's by the revision it last changed at, the served one by identity
+// (haproxy.Identical) — so an apply that changes one load balancer among
+// 1,000 encodes one, not the node's whole state (MBs). Not safe for
+// concurrent use (a.mu).
+type stateEncoder struct {
+	snap   map[string]encodedSnapLB
+	served map[string]encodedServedLB
+}
+
+type encodedSnapLB struct {
+	revision int64
+	json     []byte
+}
+
+type encodedServedLB struct {
+	lb   haproxy.LoadBalancer
+	json []byte
+}
+
+var lbsKey = []byte(`"load_balancers":[]`)
+
+func (e *stateEncoder) encode(st diskState) ([]byte, error) {
+	if st.Snapshot == nil || st.Snapshot.LoadBalancers == nil {
+		return json.Marshal(st) // nothing to splice ("load_balancers":null)
+	}
+	snap := *st.Snapshot
+	lbs := snap.LoadBalancers
+	snap.LoadBalancers = []openapi.SnapshotLoadBalancer{}
+	head, err := json.Marshal(snap)
+	if err != nil {
+		return nil, err
+	}
+	at := bytes.Index(head, lbsKey)
+	if at < 0 || bytes.LastIndex(head, lbsKey) != at {
+		return json.Marshal(st) // cannot happen: the key is the snapshot's own
+	}
+	// The rest of diskState, with Served (and the load balancers of the
+	// snapshot) left out to be spliced in.
+	rest, err := json.Marshal(struct {
+		Errors map[string]lbFailure `json:"errors,omitempty"`
+	}{st.Errors})
+	if err != nil {
+		return nil, err
+	}
+	snapLBs, err := e.snapshotLBs(lbs)
+	if err != nil {
+		return nil, err
+	}
+	served, err := e.servedLBs(st.Served)
+	if err != nil {
+		return nil, err
+	}
+	out := bytes.NewBuffer(make([]byte, 0, len(head)+len(snapLBs)+len(served)+len(rest)+64))
+	fmt.Fprintf(out, `{"version":%d,"snapshot":`, st.Version)
+	out.Write(head[:at+len(lbsKey)-1])
+	out.Write(snapLBs[1:]) // snapLBs without its "["
+	out.Write(head[at+len(lbsKey):])
+	out.WriteString(`,"served":`)
+	out.Write(served)
+	if len(rest) > 2 { // "{}" without errors
+		out.WriteByte(',')
+		out.Write(rest[1:])
+	} else {
+		out.WriteByte('}')
+	}
+	return out.Bytes(), nil
+}
+
+// snapshotLBs encodes lbs as a JSON array.
+func (e *stateEncoder) snapshotLBs(lbs []openapi.SnapshotLoadBalancer) ([]byte, error) {
+	next := make(map[string]encodedSnapLB, len(lbs))
+	var out bytes.Buffer
+	out.WriteByte('[')
+	for i := range lbs {
+		sl := &lbs[i]
+		id := sl.LoadBalancer.Id
+		enc, ok := e.snap[id]
+		if !ok || sl.Revision == 0 || enc.revision != sl.Revision {
+			b, err := json.Marshal(sl)
+			if err != nil {
+				return nil, err
+			}
+			enc = encodedSnapLB{revision: sl.Revision, json: b}
+		}
+		if sl.Revision > 0 {
+			next[id] = enc
+		}
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		out.Write(enc.json)
+	}
+	out.WriteByte(']')
+	e.snap = next
+	return out.Bytes(), nil
+}
+
+// servedLBs encodes lbs as a JSON array ("null" for none, as json.Marshal).
+func (e *stateEncoder) servedLBs(lbs []haproxy.LoadBalancer) ([]byte, error) {
+	if lbs == nil {
+		return []byte("null"), nil
+	}
+	next := make(map[string]encodedServedLB, len(lbs))
+	var out bytes.Buffer
+	out.WriteByte('[')
+	for i, lb := range lbs {
+		enc, ok := e.served[lb.ID]
+		if !ok || !haproxy.Identical(enc.lb, lb) {
+			b, err := json.Marshal(lb)
+			if err != nil {
+				return nil, err
+			}
+			enc = encodedServedLB{lb: lb, json: b}
+		}
+		next[lb.ID] = enc
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		out.Write(enc.json)
+	}
+	out.WriteByte(']')
+	e.served = next
+	return out.Bytes(), nil
 }
 
 // loadState reads snapshot.json. A file of an older agent (a bare snapshot)

@@ -123,6 +123,9 @@ type statsStore struct {
 	// fullAt when it last took all of them: reports carry only what changed.
 	sent   map[string][]byte
 	fullAt time.Time
+	// pending: readings newer than the file; savedAt: when it was written.
+	pending bool
+	savedAt time.Time
 }
 
 // loadStats reads the counters saved at path; a missing or unreadable file
@@ -185,7 +188,8 @@ func readings(proxies []haproxy.ProxyStat, servers []haproxy.ServerStat, objs ma
 func (s *statsStore) observe(worker string, read map[string]reading, objs map[string]statObject) map[string]statEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	dirty := false
+	dirty := false // what a restart of HAProxy with the agent would lose: saved now
+	moved := false // newer readings only: saved within statsSaveEvery
 	if worker != "" && s.Worker != "" && worker != s.Worker {
 		// A new worker (a reload, or HAProxy restarted): what the old one
 		// counted moves into the base.
@@ -218,28 +222,133 @@ func (s *statsStore) observe(worker string, read map[string]reading, objs map[st
 		}
 		if r.lessThan(e.Last) {
 			e.Base.add(e.Last) // a reset of this object the worker id did not show
+			dirty = true
 		}
 		if r.counters != e.Last || r.Peak > e.Peak {
-			dirty = true
+			moved = true
 		}
 		e.Last = r.counters
 		e.Peak = max(e.Peak, r.Peak)
 		e.Current = r.Current
 		if r.Connections > 0 && (e.RTime != r.RTime || e.TTime != r.TTime) {
 			e.RTime, e.TTime = r.RTime, r.TTime
-			dirty = true
+			moved = true
 		}
 	}
-	if dirty {
-		if b, err := json.Marshal(s); err == nil {
-			_ = atomicfile.Write(s.path, b, 0o600)
-		}
+	s.pending = s.pending || moved
+	if dirty || (s.pending && time.Since(s.savedAt) >= statsSaveEvery) {
+		s.saveLocked()
 	}
 	out := make(map[string]statEntry, len(s.Entries))
 	for id, e := range s.Entries {
 		out[id] = *e
 	}
 	return out
+}
+
+// statsSaveEvery bounds how often newer readings of the same worker are
+// written to stats.json (a marshal and fsync of every object's counters: at
+// 1,000 load balancers of 10 members, hundreds of KB). They matter only when
+// HAProxy and the agent both stop before the next write — the worker still
+// running counts them otherwise — and the agent writes them when it stops
+// (flush). A new worker, an object added, removed or reset is written at once.
+const statsSaveEvery = 30 * time.Second
+
+func (s *statsStore) saveLocked() {
+	if b, err := json.Marshal(s); err == nil && atomicfile.Write(s.path, b, 0o600) == nil {
+		s.pending, s.savedAt = false, time.Now()
+	}
+}
+
+// flush writes what is not written yet.
+func (s *statsStore) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending {
+		s.saveLocked()
+	}
+}
+
+// observeSome folds readings of some objects (objs: those of a few load
+// balancers) into the counters of the same worker, leaving every other
+// entry as it is, and returns copies of the entries of objs.
+func (s *statsStore) observeSome(worker string, read map[string]reading, objs map[string]statObject) map[string]statEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	moved := false
+	for id, r := range read {
+		o := objs[id]
+		e := s.Entries[id]
+		if e == nil || e.Kind != o.Kind || e.LoadBalancerID != o.LoadBalancerID || e.PoolID != o.PoolID {
+			e = &statEntry{LoadBalancerID: o.LoadBalancerID, Kind: o.Kind, PoolID: o.PoolID}
+			s.Entries[id] = e
+		}
+		if r.lessThan(e.Last) {
+			e.Base.add(e.Last)
+		}
+		if r.counters != e.Last || r.Peak > e.Peak {
+			moved = true
+		}
+		e.Last = r.counters
+		e.Peak = max(e.Peak, r.Peak)
+		e.Current = r.Current
+		if r.Connections > 0 && (e.RTime != r.RTime || e.TTime != r.TTime) {
+			e.RTime, e.TTime = r.RTime, r.TTime
+			moved = true
+		}
+	}
+	s.pending = s.pending || moved
+	if s.pending && time.Since(s.savedAt) >= statsSaveEvery {
+		s.saveLocked()
+	}
+	out := make(map[string]statEntry, len(objs))
+	for id := range objs {
+		if e, ok := s.Entries[id]; ok {
+			out[id] = *e
+		}
+	}
+	return out
+}
+
+// sameWorker reports whether worker is the one the counters were last read from.
+func (s *statsStore) sameWorker(worker string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return worker != "" && worker == s.Worker
+}
+
+// fullDue reports whether the next unsent returns every load balancer.
+func (s *statsStore) fullDue(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return now.Sub(s.fullAt) >= fullStatsEvery
+}
+
+// unsentOf keeps those of some load balancers' stats that changed since the
+// API last took them; sent marks them taken.
+func (s *statsStore) unsentOf(some []openapi.LoadBalancerStats) (out []openapi.LoadBalancerStats, sent func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out = make([]openapi.LoadBalancerStats, 0, len(some))
+	enc := map[string][]byte{}
+	for _, st := range some {
+		b, err := json.Marshal(st)
+		if err == nil && s.sent != nil && string(b) == string(s.sent[st.LoadBalancerId]) {
+			continue
+		}
+		out = append(out, st)
+		enc[st.LoadBalancerId] = b
+	}
+	return out, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.sent == nil {
+			return
+		}
+		for id, b := range enc {
+			s.sent[id] = b
+		}
+	}
 }
 
 // workerPid is the pid of the HAProxy worker the runtime socket talks to.
@@ -259,6 +368,12 @@ func (a *Agent) workerPid(ctx context.Context) (string, error) {
 // sampleStats reads the current worker's counters into the store; called
 // before a reload so the old worker's final counts are kept.
 func (a *Agent) sampleStats(ctx context.Context, live *haproxy.Config) {
+	// Nothing to read when no traffic went through since the counters were
+	// last read (the frontends' rows as then; see quietReports): at 1,000
+	// load balancers that is 3.3 MB of `show stat` parsed before a reload.
+	if front, err := a.runtime.Command(ctx, "show stat -1 1 -1"); err == nil && a.quiet.unchanged(front, time.Now()) {
+		return
+	}
 	worker, err := a.workerPid(ctx)
 	if err != nil {
 		return
@@ -268,7 +383,7 @@ func (a *Agent) sampleStats(ctx context.Context, live *haproxy.Config) {
 		return
 	}
 	objs := statObjects(live)
-	a.stats.observe(worker, readings(proxies, servers, objs), objs)
+	a.stats.observe(worker, readings(proxies, servers, objs), objs) // written after the reload (reloadTo)
 }
 
 // lbStats is the report's counters per load balancer, listener, pool and

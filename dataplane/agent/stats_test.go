@@ -144,7 +144,9 @@ func TestStatsAccumulateAcrossReloadsPerObject(t *testing.T) {
 		t.Errorf("peak of lst_a: %d, want the live 9", got)
 	}
 
-	// A restart of the agent reads the saved counters; HAProxy restarted too.
+	// A restart of the agent reads the saved counters (it writes what is
+	// pending when it stops); HAProxy restarted too.
+	s.flush()
 	s = loadStats(path)
 	out = observe("300", statShow{fe: map[string]int64{"lst_a": 4}, be: map[string]int64{"pool_1": 4}, srv: map[string]int64{"mbr_2": 4}})
 	check("after a restart", out, map[[2]string]int64{{"lb_1", "lst_a"}: 15, {"lb_1", "mbr_1"}: 7, {"lb_1", "mbr_2"}: 8, {"lb_2", "lst_c"}: 9})

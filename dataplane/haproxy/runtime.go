@@ -392,6 +392,19 @@ func (r Runtime) Stats(ctx context.Context) ([]ProxyStat, []ServerStat, error) {
 	return parseStatCSV(out)
 }
 
+// StatsOf returns the rows of `show stat` of one proxy (a frontend or a
+// backend and its servers): a few rows where Stats reads them all.
+func (r Runtime) StatsOf(ctx context.Context, proxy string) ([]ProxyStat, []ServerStat, error) {
+	if len(proxy) > 128 || !runtimeNameRE.MatchString(proxy) {
+		return nil, nil, fmt.Errorf("haproxy: name %q: %w (want [A-Za-z0-9_.:-]{1,128})", proxy, ErrInvalidArgument)
+	}
+	out, err := r.Command(ctx, "show stat "+proxy+" -1 -1")
+	if err != nil {
+		return nil, nil, err
+	}
+	return parseStatCSV(out)
+}
+
 // parseStatCSV parses `show stat` output (CSV; the header line starts with
 // "# "). Columns are found by name, so newer columns do not matter.
 func parseStatCSV(out string) ([]ProxyStat, []ServerStat, error) {

@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,8 +25,11 @@ import (
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/internal/pgtest"
 	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 type client struct {
 	endpoint, token string
@@ -96,7 +101,11 @@ func sorted(d []time.Duration) []time.Duration {
 // procCPU is the user+system CPU of pid and its children (HAProxy's master
 // and workers) from /proc.
 func procCPU(pid int) time.Duration {
-	var total int64
+	return pidsCPU(withChildren(pid), true)
+}
+
+// withChildren is pid and its children.
+func withChildren(pid int) []int {
 	pids := []int{pid}
 	if kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)); err == nil {
 		for _, f := range strings.Fields(string(kids)) {
@@ -105,20 +114,87 @@ func procCPU(pid int) time.Duration {
 			}
 		}
 	}
-	for _, p := range pids {
+	return pids
+}
+
+// postmaster is the pid of the Postgres server listening on the port of
+// dbURL (its command line carries `-p <port>`), or 0.
+func postmaster(dbURL string) int {
+	u, err := url.Parse(dbURL)
+	if err != nil || u.Port() == "" {
+		return 0
+	}
+	want := "\x00-p\x00" + u.Port()
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		c := string(b)
+		if strings.Contains(filepath.Base(strings.SplitN(c, "\x00", 2)[0]), "postgres") && (strings.Contains(c, want+"\x00") || strings.HasSuffix(c, want)) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// pidsCPU is the user+system CPU of pids from /proc (processes that ended
+// count nothing); with reaped, also what their children that ended used.
+func pidsCPU(pids []int, reaped ...bool) time.Duration {
+	var total int64
+	for i, p := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
 		if err != nil {
 			continue
 		}
 		s := string(b)
 		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if len(f) > 12 {
-			u, _ := strconv.ParseInt(f[11], 10, 64)
-			st, _ := strconv.ParseInt(f[12], 10, 64)
-			total += u + st
+		if len(f) > 14 {
+			for j, k := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+				if j >= 2 && (i > 0 || len(reaped) == 0 || !reaped[0]) {
+					break
+				}
+				v, _ := strconv.ParseInt(f[k], 10, 64)
+				total += v
+			}
 		}
 	}
 	return time.Duration(total) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+// pgCPU is the CPU of the Postgres server pm (the postmaster, its live
+// backends and the ones that ended), 0 when pm is 0.
+func pgCPU(pm int) time.Duration {
+	if pm == 0 {
+		return 0
+	}
+	return pidsCPU(withChildren(pm), true)
+}
+
+// profile writes a CPU profile of this process (API and agent) to
+// $FULCRUM_SCALE_PROFILE-<name>.pprof until the returned function is called,
+// when that variable is set.
+func profile(t *testing.T, name string) func() {
+	base := os.Getenv("FULCRUM_SCALE_PROFILE")
+	if base == "" {
+		return func() {}
+	}
+	f, err := os.Create(base + "-" + name + ".pprof")
+	if err != nil {
+		t.Logf("profile: %v", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		t.Logf("profile: %v", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func selfCPU() time.Duration {
@@ -135,14 +211,21 @@ func TestScale(t *testing.T) {
 	}
 	nLB, nMember := envInt("FULCRUM_SCALE_LBS", 1000), envInt("FULCRUM_SCALE_MEMBERS", 10)
 	samples := envInt("FULCRUM_SCALE_SAMPLES", 20)
+	smallSamples := envInt("FULCRUM_SCALE_SMALL_SAMPLES", 10)
+	extra := samples + smallSamples // load balancers besides the nLB
 	ctx := context.Background()
 	logf := func(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 	prefix := 24
-	for prefix > 16 && (1<<(32-prefix))-2 < nLB+samples+2 {
+	for prefix > 16 && (1<<(32-prefix))-2 < nLB+extra+2 {
 		prefix--
 	}
-	s := teststack.Start(t, teststack.Options{VIPPrefixLen: prefix, Quotas: store.Quotas{LoadBalancers: nLB + samples + 10,
-		Listeners: nLB + samples + 10, Pools: nLB + samples + 10, Members: nLB*nMember + 2*samples + 10, RoutingRules: 10, Certificates: 10}})
+	dbURL := pgtest.NewDatabase(t)
+	pm := postmaster(dbURL)
+	if pm == 0 {
+		logf("the Postgres server of %s not found: its CPU is not counted", dbURL)
+	}
+	s := teststack.Start(t, teststack.Options{DatabaseURL: dbURL, VIPPrefixLen: prefix, Quotas: store.Quotas{LoadBalancers: nLB + extra + 10,
+		Listeners: nLB + extra + 10, Pools: nLB + extra + 10, Members: nLB*nMember + 2*extra + 10, RoutingRules: 10, Certificates: 10}})
 	ag := s.StartAgent("scale")
 	ba, bb := teststack.StartBackend(t, "a"), teststack.StartBackend(t, "b")
 	api := &client{endpoint: s.Endpoint, token: s.TenantToken, c: &http.Client{Timeout: 60 * time.Second}}
@@ -161,6 +244,65 @@ func TestScale(t *testing.T) {
 		o, err := api.call(ctx, http.MethodGet, path, nil)
 		return err == nil && o["provisioning_status"] == "active"
 	}
+	cl := teststack.NewClient(nil)
+	cl.Timeout = 2 * time.Second
+	cfgPath := filepath.Join(ag.StateDir(), "haproxy.cfg")
+
+	// createToFirst200 creates n load balancers (load balancer, pool, member,
+	// listener, then probing the VIP until a 200), each followed by the bare
+	// figure of the same run: `haproxy -c -q` of the node's live config and a
+	// reload of its HAProxy through the master CLI (confirmed).
+	createToFirst200 := func(name string, n int) (first200, bare []time.Duration) {
+		for i := 0; i < n; i++ {
+			begin := time.Now()
+			lb, err := api.create(ctx, "/v1/load-balancers", map[string]any{"name": fmt.Sprintf("%s-%d", name, i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool, _ := api.create(ctx, "/v1/pools", map[string]any{"load_balancer_id": lb["id"], "protocol": "http"})
+			api.create(ctx, "/v1/members", map[string]any{"pool_id": pool["id"], "address": "127.0.0.1", "port": ba.Port})
+			if _, err := api.create(ctx, "/v1/listeners", map[string]any{"load_balancer_id": lb["id"], "protocol": "http", "port": 8080, "default_pool_id": pool["id"]}); err != nil {
+				t.Fatal(err)
+			}
+			u := fmt.Sprintf("http://%s:8080/", lb["vip_address"])
+			// Probing every 2 ms (as the member change does): a coarser
+			// probe would add its granularity to the figure, not to the bare.
+			var took time.Duration
+			for time.Since(begin) < time.Minute {
+				if _, err := teststack.Fetch(cl, u); err == nil {
+					took = time.Since(begin)
+					break
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			if took == 0 {
+				logf("timeout: first 200 of a new load balancer not within a minute")
+				took = time.Minute
+			}
+			first200 = append(first200, took)
+			time.Sleep(2 * time.Second) // the node settles (reports) before the bare measure
+			b0 := time.Now()
+			if out, err := exec.Command("haproxy", "-c", "-q", "-f", cfgPath).CombinedOutput(); err != nil {
+				logf("bare haproxy -c: %v: %s", err, out)
+			}
+			if err := ag.Process().Reload(ctx); err != nil {
+				logf("bare reload: %v", err)
+			}
+			bare = append(bare, time.Since(b0))
+			time.Sleep(time.Second)
+		}
+		return first200, bare
+	}
+	ratio := func(a, b []time.Duration, p float64) float64 {
+		return float64(pct(sorted(a), p)) / float64(max(pct(sorted(b), 50), 1))
+	}
+
+	// 0. A small node (nothing else on it): create → first 200 against the
+	// bare check + reload of the same config.
+	sf, sb := createToFirst200("small", smallSamples)
+	logf("create → first 200 on a small node (0–%d LBs): %d samples, p50=%s ms p99=%s ms; bare haproxy -c + reload of the same config: p50=%s ms p99=%s ms; ratio p50 %.2f, p99 %.2f",
+		smallSamples, len(sf), ms(pct(sorted(sf), 50)), ms(pct(sorted(sf), 99)), ms(pct(sorted(sb), 50)), ms(pct(sorted(sb), 99)),
+		ratio(sf, sb, 50), ratio(sf, sb, 99))
 
 	// 1. Grow: nLB load balancers, each one http listener, one pool and
 	// nMember members (addresses that take no traffic: nothing probes them).
@@ -226,16 +368,6 @@ feed:
 	}
 	created := time.Since(start)
 	ok := bound("the last listener active", 10*time.Minute, func() bool { return active("/v1/listeners/" + lastListener) })
-	cfgPath := filepath.Join(filepath.Dir(filepath.Dir(ag.Process().MasterSocket())), "haproxy.cfg")
-	if _, err := os.Stat(cfgPath); err != nil {
-		cfgPath = ""
-		_ = filepath.WalkDir(filepath.Dir(filepath.Dir(ag.Process().MasterSocket())), func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && d.Name() == "haproxy.cfg" && cfgPath == "" {
-				cfgPath = p
-			}
-			return nil
-		})
-	}
 	cfgSize := int64(0)
 	if st, err := os.Stat(cfgPath); err == nil {
 		cfgSize = st.Size()
@@ -244,15 +376,22 @@ feed:
 		nLB, nMember, nLB*nMember, created.Seconds(), ok, time.Since(start).Seconds(), cfgSize)
 
 	// 2. Idle CPU of the test process (API + agent), HAProxy (master and workers).
-	time.Sleep(5 * time.Second) // reports of the growth settle
-	const idleWindow = 10 * time.Second
+	// The reports of the growth settle: the first heartbeats after changes
+	// read everything once (see the agent's quietReports).
+	time.Sleep(10 * time.Second)
+	const idleWindow = 20 * time.Second
 	hp := ag.Process().PID()
-	self0, hap0, t0 := selfCPU(), procCPU(hp), time.Now()
+	stopProfile := profile(t, "idle")
+	self0, hap0, pg0, t0 := selfCPU(), procCPU(hp), pgCPU(pm), time.Now()
 	time.Sleep(idleWindow)
+	stopProfile()
 	el := time.Since(t0)
-	selfIdle, hapIdle := selfCPU()-self0, procCPU(hp)-hap0
-	logf("idle CPU over %s: API + agent (this process) %.1f%% of a core, HAProxy %.1f%% (Postgres not counted)",
-		idleWindow, 100*float64(selfIdle)/float64(el), 100*float64(hapIdle)/float64(el))
+	selfIdle, hapIdle, pgIdle := selfCPU()-self0, procCPU(hp)-hap0, pgCPU(pm)-pg0
+	idlePct := func(d time.Duration) float64 { return 100 * float64(d) / float64(el) }
+	idleTotal := idlePct(selfIdle + hapIdle + pgIdle)
+	// The members have no health monitor: HAProxy runs no checks.
+	logf("idle CPU over %s: API + agent (this process) %.1f%% of a core, HAProxy %.1f%%, Postgres %.1f%%; total %.1f%% (no health checks configured)",
+		idleWindow, idlePct(selfIdle), idlePct(hapIdle), idlePct(pgIdle), idleTotal)
 
 	// 3. Member change → effective, on one more load balancer with members
 	// a and b (round robin), the node holding nLB others.
@@ -269,8 +408,6 @@ feed:
 	}
 	bound("the probe listener active", 5*time.Minute, func() bool { return active("/v1/listeners/" + l["id"].(string)) })
 	url := fmt.Sprintf("http://%s:8080/", lb["vip_address"])
-	cl := teststack.NewClient(nil)
-	cl.Timeout = 2 * time.Second
 	current := func() int { // the PID of the newest worker: it changes at every reload
 		ws, _ := ag.Process().Workers(ctx)
 		for _, w := range ws {
@@ -282,6 +419,7 @@ feed:
 	}
 	reloads := 0
 	var member []time.Duration
+	stopProfile = profile(t, "member")
 	memberTimeouts := 0
 	bodies := []map[string]any{{"enabled": false}, {"enabled": true}}
 	for i := 0; i < samples; i++ {
@@ -321,51 +459,18 @@ feed:
 			reloads++
 		}
 	}
+	stopProfile()
 	m := sorted(member)
 	logf("member change → effective with %d LBs on the node: %d changes, p50=%s ms p99=%s ms max=%s ms, %d timed out (>10 s); %d of them reloaded HAProxy",
 		nLB+1, len(m), ms(pct(m, 50)), ms(pct(m, 99)), ms(pct(m, 100)), memberTimeouts, reloads)
 
 	// 4. Create → first 200 with nLB load balancers on the node, and a bare
 	// `haproxy -c` + reload of the node's config in the same run.
-	var first200, bare []time.Duration
-	createSamples := max(samples/4, 3)
-	for i := 0; i < createSamples; i++ {
-		begin := time.Now()
-		lb, err := api.create(ctx, "/v1/load-balancers", map[string]any{"name": fmt.Sprintf("new-%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool, _ := api.create(ctx, "/v1/pools", map[string]any{"load_balancer_id": lb["id"], "protocol": "http"})
-		api.create(ctx, "/v1/members", map[string]any{"pool_id": pool["id"], "address": "127.0.0.1", "port": ba.Port})
-		if _, err := api.create(ctx, "/v1/listeners", map[string]any{"load_balancer_id": lb["id"], "protocol": "http", "port": 8080, "default_pool_id": pool["id"]}); err != nil {
-			t.Fatal(err)
-		}
-		u := fmt.Sprintf("http://%s:8080/", lb["vip_address"])
-		got := bound("first 200 of a new load balancer", time.Minute, func() bool { _, err := teststack.Fetch(cl, u); return err == nil })
-		if got {
-			first200 = append(first200, time.Since(begin))
-		} else {
-			first200 = append(first200, time.Minute)
-		}
-		time.Sleep(2 * time.Second) // the node settles (reports) before the bare measure
-		// Bare: check the node's live config and reload HAProxy with it.
-		b0 := time.Now()
-		if cfgPath != "" {
-			if out, err := exec.Command("haproxy", "-c", "-q", "-f", cfgPath).CombinedOutput(); err != nil {
-				logf("bare haproxy -c: %v: %s", err, out)
-			}
-		}
-		if err := ag.Process().Reload(ctx); err != nil {
-			logf("bare reload: %v", err)
-		}
-		bare = append(bare, time.Since(b0))
-		time.Sleep(time.Second)
-	}
+	first200, bare := createToFirst200("new", max(samples/4, 3))
 	f, b := sorted(first200), sorted(bare)
 	logf("create → first 200 with %d LBs on the node: %d samples, p50=%s ms p99=%s ms", nLB+1, len(f), ms(pct(f, 50)), ms(pct(f, 99)))
 	logf("bare haproxy -c + reload of the same config (same run): p50=%s ms p99=%s ms", ms(pct(b, 50)), ms(pct(b, 99)))
-	ratio50 := float64(pct(f, 50)) / float64(max(pct(b, 50), 1))
-	ratio99 := float64(pct(f, 99)) / float64(max(pct(b, 50), 1))
-	logf("scale: lbs=%d members=%d member_change_p50_ms=%s member_change_p99_ms=%s member_change_reloads=%d create_first200_p50_ratio=%.2f create_first200_p99_ratio=%.2f idle_cpu_api_agent_pct=%.1f idle_cpu_haproxy_pct=%.1f",
-		nLB, nLB*nMember, ms(pct(m, 50)), ms(pct(m, 99)), reloads, ratio50, ratio99, 100*float64(selfIdle)/float64(el), 100*float64(hapIdle)/float64(el))
+	logf("scale: lbs=%d members=%d member_change_p50_ms=%s member_change_p99_ms=%s member_change_reloads=%d create_first200_p50_ratio=%.2f create_first200_p99_ratio=%.2f small_create_first200_p50_ratio=%.2f small_create_first200_p99_ratio=%.2f idle_cpu_api_agent_pct=%.1f idle_cpu_haproxy_pct=%.1f idle_cpu_postgres_pct=%.1f idle_cpu_total_pct=%.1f",
+		nLB, nLB*nMember, ms(pct(m, 50)), ms(pct(m, 99)), reloads, ratio(first200, bare, 50), ratio(first200, bare, 99),
+		ratio(sf, sb, 50), ratio(sf, sb, 99), idlePct(selfIdle), idlePct(hapIdle), idlePct(pgIdle), idleTotal)
 }
