@@ -145,10 +145,12 @@ func Update[T any](ctx context.Context, tx *Tx, k Kind, tenantID, id string, col
 
 // CheckQuota locks the tenant row (serializing the tenant's creates) and fails
 // with a QuotaError when one more object of kind k would overrun the quota.
-// It runs in the inserting transaction, so parallel creates cannot overrun it.
+// It runs in the inserting transaction, so parallel creates, in any node
+// groups, cannot overrun it. It runs after WriteIn's group locks, so locks
+// are always taken in one order: write lock, node groups, tenant.
 func CheckQuota(ctx context.Context, tx *Tx, k Kind, tenantID string) error {
 	var q Quotas
-	err := tx.pg.QueryRow(ctx, "SELECT quotas FROM tenants WHERE id = $1 FOR UPDATE", tenantID).Scan(&q)
+	err := tx.pg.QueryRow(ctx, "SELECT quotas FROM tenants WHERE id = $1 FOR NO KEY UPDATE", tenantID).Scan(&q)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notFound(KindTenant, tenantID)
 	}

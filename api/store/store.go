@@ -51,10 +51,19 @@ const NotifyChannel = "fulcrum_revision"
 // migrateLockID guards migrations so several API replicas can start at once.
 const migrateLockID = 7240117001
 
-// writeLockID serializes write transactions, so revisions commit in the order
-// they were taken: a node that has seen revision N can never later miss a
-// write with a revision below N.
+// writeLockID is the write lock. Writes are ordered per node group (see
+// WriteScope and migrations/011_group_write_order.sql): a write scoped to
+// node groups takes it shared and then each group's lock (groupLockClass), so
+// writes to different groups run in parallel while those to one group commit
+// in the order they took their revisions; a write of ScopeAll (and the purge
+// janitor) takes it exclusive, alone. Either way, a node that has seen
+// revision N of its group can never later miss a write to its group with a
+// revision below N.
 const writeLockID = 7240117002
+
+// groupLockClass is the first key of the per-group write locks (the second is
+// hashtext of the group id); fulcrum_lock_groups takes them.
+const groupLockClass = 0x66756777 // "fugw"
 
 // LiveNodeWindow is how recently a node must have reported to count for status
 // and delete progress; a node silent for longer does not hold anything back.
@@ -185,6 +194,9 @@ func (s *Store) Migrate(ctx context.Context) (int32, error) {
 type Tx struct {
 	pg  pgx.Tx
 	rev int64
+	// groups are the node groups a scoped write locked (sorted); nil when
+	// the write holds the exclusive write lock (or is not a Write).
+	groups []string
 	// unordered marks a transaction without the write lock (WriteReport):
 	// it may not take a revision.
 	unordered bool
@@ -237,18 +249,31 @@ func (s *Store) ReadSnapshot(ctx context.Context, fn func(tx *Tx) error) error {
 	return nil
 }
 
-// Write runs fn in a read-write transaction, committed when fn succeeds unless
-// dryRun, in which case it is rolled back after fn has validated everything.
+// Write runs fn in a read-write transaction under the exclusive write lock
+// (ScopeAll), committed when fn succeeds unless dryRun, in which case it is
+// rolled back after fn has validated everything. Writes that change one node
+// group's objects use WriteIn with the group's scope instead.
 func (s *Store) Write(ctx context.Context, dryRun bool, fn func(tx *Tx) error) error {
+	return s.WriteIn(ctx, dryRun, ScopeAll(), fn)
+}
+
+// WriteIn is Write ordered within scope only: before fn runs it takes the
+// write lock shared and the lock of every node group of scope (or the write
+// lock exclusive for ScopeAll), so fn validates and writes with no
+// concurrent write to those groups, and its revision commits after every
+// earlier revision of them. fn may change only the rows of those groups: the
+// database refuses others (a ConflictError, "retry").
+func (s *Store) WriteIn(ctx context.Context, dryRun bool, scope WriteScope, fn func(tx *Tx) error) error {
 	t, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer rollback(ctx, t)
-	if _, err := t.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(writeLockID)); err != nil {
-		return fmt.Errorf("take write lock: %w", err)
+	tx := &Tx{pg: t}
+	if err := scope.lock(ctx, tx); err != nil {
+		return lost(t, mapError(err))
 	}
-	if err := fn(&Tx{pg: t}); err != nil {
+	if err := fn(tx); err != nil {
 		return lost(t, mapError(err))
 	}
 	if dryRun {
@@ -259,6 +284,71 @@ func (s *Store) Write(ctx context.Context, dryRun bool, fn func(tx *Tx) error) e
 	}
 	return nil
 }
+
+// WriteScope names the node groups a write changes, for WriteIn.
+type WriteScope struct {
+	all    bool
+	groups []string // explicit group ids
+	query  string   // or a query of the groups, on args
+	args   []any
+}
+
+// ScopeAll is every node group: the write lock exclusive. It is for writes
+// whose groups cannot be known before they run or that span groups: node
+// groups, nodes, certificates (a rotation reaches every group using them),
+// tenants, tokens.
+func ScopeAll() WriteScope { return WriteScope{all: true} }
+
+// ScopeGroups is the node groups ids (none: a write that changes no group's
+// snapshot, e.g. creating a certificate).
+func ScopeGroups(ids ...string) WriteScope { return WriteScope{groups: ids} }
+
+// ScopeGroupNamed is the node group named name (none if there is none).
+func ScopeGroupNamed(name string) WriteScope {
+	return WriteScope{query: "SELECT id FROM node_groups WHERE name = $1", args: []any{name}}
+}
+
+// ScopeOf is the node group of object id of kind k, tenantID's: a load
+// balancer's group, or that of the load balancer a listener, pool, member or
+// routing rule belongs to (none when there is no such object: fn then finds
+// none either). Other kinds are ScopeAll. An object never changes groups.
+func ScopeOf(k Kind, tenantID, id string) WriteScope {
+	switch k.Table {
+	case KindLoadBalancer.Table:
+		return WriteScope{query: "SELECT node_group_id FROM load_balancers WHERE id = $1 AND tenant_id = $2", args: []any{id, tenantID}}
+	case KindListener.Table, KindPool.Table, KindMember.Table, KindRoutingRule.Table:
+		return WriteScope{query: "SELECT lb.node_group_id FROM " + k.Table + " t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.id = $1 AND t.tenant_id = $2",
+			args: []any{id, tenantID}}
+	}
+	return ScopeAll()
+}
+
+// lock takes the scope's locks (one round trip) and records its groups in tx.
+func (sc WriteScope) lock(ctx context.Context, tx *Tx) error {
+	if sc.all {
+		if _, err := tx.pg.Exec(ctx, "SELECT pg_advisory_xact_lock($1), set_config('fulcrum.write_groups', '*', true)", int64(writeLockID)); err != nil {
+			return fmt.Errorf("take write lock: %w", err)
+		}
+		return nil
+	}
+	var err error
+	if sc.query != "" {
+		err = tx.pg.QueryRow(ctx, "SELECT fulcrum_lock_groups(ARRAY("+sc.query+"))", sc.args...).Scan(&tx.groups)
+	} else {
+		err = tx.pg.QueryRow(ctx, "SELECT fulcrum_lock_groups($1::text[])", sc.groups).Scan(&tx.groups)
+	}
+	if err != nil {
+		return fmt.Errorf("take node group write locks: %w", err)
+	}
+	if tx.groups == nil {
+		tx.groups = []string{}
+	}
+	return nil
+}
+
+// WriteGroups are the node groups the write locked, nil when it holds the
+// exclusive write lock (every group).
+func (tx *Tx) WriteGroups() []string { return tx.groups }
 
 // rollbackTimeout bounds the rollback of a failed write, which runs even
 // when the request's context has ended.
@@ -338,6 +428,8 @@ func mapError(err error) error {
 		return conflict(ReasonConflict, "An object this one refers to, or that refers to it, changed concurrently; retry.")
 	case "40001", "40P01": // serialization failure, deadlock
 		return conflict(ReasonConflict, "A concurrent change collided with this one; retry.")
+	case "FL001": // a write changed a node group it did not lock (011_group_write_order.sql)
+		return conflict(ReasonConflict, "The object moved to another node group concurrently; retry.")
 	}
 	return err
 }
