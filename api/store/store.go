@@ -32,6 +32,7 @@ import (
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 	"github.com/oklog/ulid/v2"
@@ -87,7 +88,21 @@ type Options struct {
 	// ConnectTimeout bounds opening one connection, a frozen server included.
 	// Defaults to 5s; a connect_timeout in the URL wins.
 	ConnectTimeout time.Duration
+	// StatementLog, when set, is called with every statement as it starts,
+	// its connection (to tell transactions apart) and its arguments: the
+	// writes benchmark (internal/writebench) replays them with pgbench.
+	StatementLog func(conn any, sql string, args []any)
 }
+
+// statementLog is a pgx tracer calling Options.StatementLog.
+type statementLog func(conn any, sql string, args []any)
+
+func (l statementLog) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	l(conn, d.SQL, d.Args)
+	return ctx
+}
+
+func (statementLog) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // Defaults for Options.
 const (
@@ -123,6 +138,9 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
 	cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName())
+	if opts.StatementLog != nil {
+		cfg.ConnConfig.Tracer = multitracer.New(cfg.ConnConfig.Tracer, statementLog(opts.StatementLog))
+	}
 	if cfg.MaxConns < 8 {
 		cfg.MaxConns = 8
 	}

@@ -57,6 +57,8 @@ type Options struct {
 	DatabaseURL string
 	// Quotas are the tenant's; zero for store.DefaultQuotas.
 	Quotas store.Quotas
+	// Store are the API's store options (store.OpenWith).
+	Store store.Options
 	// VIPBase is the second octet where this process's VIP blocks start; 0
 	// for DefaultVIPBase.
 	VIPBase int
@@ -252,7 +254,7 @@ func (s *Stack) StartAPI() {
 func (s *Stack) startAPI(ln net.Listener) {
 	s.tb.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, s.opts.DatabaseURL)
+	st, err := store.OpenWith(ctx, s.opts.DatabaseURL, s.opts.Store)
 	if err != nil {
 		ln.Close()
 		s.tb.Fatal(err)
