@@ -59,6 +59,8 @@ type Options struct {
 	Quotas store.Quotas
 	// Store are the API's store options (store.OpenWith).
 	Store store.Options
+	// RateLimits are the API's (api.Config); nil for the defaults.
+	RateLimits map[string]api.RateLimit
 	// VIPBase is the second octet where this process's VIP blocks start; 0
 	// for DefaultVIPBase.
 	VIPBase int
@@ -264,7 +266,7 @@ func (s *Stack) startAPI(ln net.Listener) {
 		st.Close()
 		s.tb.Fatal(err)
 	}
-	srv, err := api.New(api.Config{ShutdownTimeout: 5 * time.Second, HAProxy: s.opts.HAProxy}, st, s.box, Logger(), s.opts.Telemetry)
+	srv, err := api.New(api.Config{ShutdownTimeout: 5 * time.Second, HAProxy: s.opts.HAProxy, RateLimits: s.opts.RateLimits}, st, s.box, Logger(), s.opts.Telemetry)
 	if err != nil {
 		ln.Close()
 		st.Close()
