@@ -86,7 +86,9 @@ func GetLive[T any](ctx context.Context, tx *Tx, k Kind, tenantID, id string, fo
 	}
 	if k.SoftDelete {
 		var deleted bool
-		if err := tx.pg.QueryRow(ctx, "SELECT deleted_revision IS NOT NULL FROM "+k.Table+" WHERE id = $1", id).Scan(&deleted); err != nil {
+		if st, ok := any(v).(interface{ deleted() bool }); ok {
+			deleted = st.deleted() // the row read has it: no second query
+		} else if err := tx.pg.QueryRow(ctx, "SELECT deleted_revision IS NOT NULL FROM "+k.Table+" WHERE id = $1", id).Scan(&deleted); err != nil {
 			return nil, fmt.Errorf("get %s: %w", k.Name, err)
 		}
 		if deleted {

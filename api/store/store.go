@@ -31,8 +31,8 @@ import (
 
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/multitracer"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 	"github.com/oklog/ulid/v2"
@@ -388,15 +388,14 @@ func (tx *Tx) Revision(ctx context.Context) (int64, error) {
 	if tx.unordered {
 		return 0, errors.New("next revision: a transaction without the write lock takes no revision")
 	}
-	if err := tx.pg.QueryRow(ctx, "SELECT nextval('revision_seq')").Scan(&tx.rev); err != nil {
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	// One round trip takes the revision and records its trace context.
+	if err := tx.pg.QueryRow(ctx, "INSERT INTO revisions (revision, traceparent) VALUES (nextval('revision_seq'), $1) RETURNING revision",
+		carrier.Get("traceparent")).Scan(&tx.rev); err != nil {
 		return 0, fmt.Errorf("next revision: %w", err)
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attribute.Int64("fulcrum.revision", tx.rev))
-	carrier := propagation.MapCarrier{}
-	propagation.TraceContext{}.Inject(ctx, carrier)
-	if _, err := tx.pg.Exec(ctx, "INSERT INTO revisions (revision, traceparent) VALUES ($1, $2)", tx.rev, carrier.Get("traceparent")); err != nil {
-		return 0, fmt.Errorf("record revision: %w", err)
-	}
 	return tx.rev, nil
 }
 

@@ -120,25 +120,17 @@ var param = regexp.MustCompile(`\$(\d+)`)
 
 // pgbenchScript turns a captured create transaction into a pgbench script.
 // vary maps argument values that must differ per transaction to pgbench
-// expressions; the revision (the argument of INSERT INTO revisions) becomes
-// :nextval, set by \gset from the nextval statement.
-func pgbenchScript(tx []statement, vary map[string]string) (string, error) {
-	var rev any
-	for _, s := range tx {
-		if strings.Contains(s.sql, "INSERT INTO revisions") && len(s.args) > 0 {
-			rev = s.args[0]
-		}
-	}
-	if rev == nil {
-		return "", fmt.Errorf("the transaction takes no revision")
-	}
+// expressions; the revision rev becomes :revision, set by \gset from the
+// statement that takes it (INSERT INTO revisions … RETURNING revision).
+func pgbenchScript(tx []statement, rev int64, vary map[string]string) (string, error) {
 	var b strings.Builder
+	gset := false
 	for _, s := range tx {
 		q := param.ReplaceAllStringFunc(strings.TrimSpace(s.sql), func(m string) string {
 			n, _ := strconv.Atoi(m[1:])
 			a := s.args[n-1]
 			if r, ok := a.(int64); ok && r == rev {
-				return ":nextval"
+				return ":revision"
 			}
 			if str, ok := a.(string); ok && vary[str] != "" {
 				return vary[str]
@@ -146,10 +138,17 @@ func pgbenchScript(tx []statement, vary map[string]string) (string, error) {
 			return literal(a)
 		})
 		if strings.Contains(q, "nextval('revision_seq')") {
+			if !strings.HasSuffix(q, "RETURNING revision") {
+				return "", fmt.Errorf("the revision is not returned as revision: %s", q)
+			}
 			b.WriteString(q + " \\gset\n")
+			gset = true
 			continue
 		}
 		b.WriteString(q + ";\n")
+	}
+	if !gset {
+		return "", fmt.Errorf("the transaction takes no revision")
 	}
 	return b.String(), nil
 }
@@ -266,9 +265,18 @@ func TestWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script, err := pgbenchScript(tx, map[string]string{
-		m["id"].(string): "'mbr_pgbench_' || :nextval",
-		address:          "'11.' || (:nextval::bigint / 65536 % 256) || '.' || (:nextval::bigint / 256 % 256) || '.' || (:nextval::bigint % 256)",
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var rev int64
+	if err := conn.QueryRow(context.Background(), "SELECT revision FROM members WHERE id = $1", m["id"]).Scan(&rev); err != nil {
+		t.Fatal(err)
+	}
+	script, err := pgbenchScript(tx, rev, map[string]string{
+		m["id"].(string): "'mbr_pgbench_' || :revision",
+		address:          "'11.' || (:revision::bigint / 65536 % 256) || '.' || (:revision::bigint / 256 % 256) || '.' || (:revision::bigint % 256)",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -286,11 +294,6 @@ func TestWrites(t *testing.T) {
 
 	// Each phase starts from the same rows: the members a phase created are
 	// removed before the next (the quota check counts the tenant's members).
-	conn, err := pgx.Connect(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
 	reset := func() {
 		if _, err := conn.Exec(context.Background(), "DELETE FROM members WHERE id <> $1", m["id"]); err != nil {
 			t.Fatal(err)
