@@ -153,9 +153,17 @@ func pgbenchScript(tx []statement, rev int64, vary map[string]string) (string, e
 	return b.String(), nil
 }
 
-// apiCreates runs clients loops of POST /v1/members for d; each client
-// creates into its own pool. It returns the creates per second.
-func apiCreates(t *testing.T, s *teststack.Stack, pools []string, clients int, d time.Duration, seq *atomic.Int64) float64 {
+// target is where one client creates members: a pool, with its tenant's
+// token, and the pgbench script creating there.
+type target struct {
+	token, tenant, lb, pool string
+	script                  string // file
+}
+
+// apiCreates runs one loop of POST /v1/members per target for d. It returns
+// the creates per second.
+func apiCreates(t *testing.T, s *teststack.Stack, targets []target, d time.Duration, seq *atomic.Int64) float64 {
+	clients := len(targets)
 	t.Helper()
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	var n atomic.Int64
@@ -169,9 +177,9 @@ func apiCreates(t *testing.T, s *teststack.Stack, pools []string, clients int, d
 			defer wg.Done()
 			for time.Now().Before(deadline) {
 				i := seq.Add(1)
-				body, _ := json.Marshal(map[string]any{"pool_id": pools[c], "address": fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "port": 80})
+				body, _ := json.Marshal(map[string]any{"pool_id": targets[c].pool, "address": fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "port": 80})
 				req, _ := http.NewRequest(http.MethodPost, s.Endpoint+"/v1/members", bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+s.TenantToken)
+				req.Header.Set("Authorization", "Bearer "+targets[c].token)
 				req.Header.Set("Content-Type", "application/json")
 				res, err := client.Do(req)
 				if err != nil {
@@ -198,26 +206,56 @@ func apiCreates(t *testing.T, s *teststack.Stack, pools []string, clients int, d
 
 var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 
-// pgbenchCreates runs script with clients connections for d and returns its
-// transactions per second.
-func pgbenchCreates(t *testing.T, bin, url, script string, clients int, d time.Duration) float64 {
+// pgbenchCreates runs one pgbench per target, at once, each running the
+// target's script on one connection for d (the API's clients: one each). It
+// returns the transactions per second of them all.
+func pgbenchCreates(t *testing.T, bin, url string, targets []target, d time.Duration) float64 {
 	t.Helper()
-	jobs := min(clients, 2)
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	cmd := exec.Command(bin, "-n", "-M", "prepared", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(jobs), "-T", strconv.Itoa(secs), "-f", script, url)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	tps := make([]float64, len(targets))
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, tg := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(bin, "-n", "-M", "prepared", "-c", "1", "-T", strconv.Itoa(secs), "-f", tg.script, url)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %v\n%s", cmd, err, out)
+				return
+			}
+			m := tpsLine.FindSubmatch(out)
+			if m == nil {
+				errs[i] = fmt.Errorf("pgbench printed no tps:\n%s", out)
+				return
+			}
+			if bytes.Contains(out, []byte("failed: ")) && !bytes.Contains(out, []byte("failed: 0 ")) {
+				errs[i] = fmt.Errorf("pgbench transactions failed:\n%s", out)
+				return
+			}
+			tps[i], _ = strconv.ParseFloat(string(m[1]), 64)
+		}()
 	}
-	m := tpsLine.FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("pgbench printed no tps:\n%s", out)
+	wg.Wait()
+	sum := 0.0
+	for i := range targets {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		sum += tps[i]
 	}
-	if bytes.Contains(out, []byte("failed: ")) && !bytes.Contains(out, []byte("failed: 0 ")) {
-		t.Fatalf("pgbench transactions failed:\n%s", out)
+	return sum
+}
+
+// created POSTs body to path with token and returns the answer, wanting 201.
+func created(t *testing.T, s *teststack.Stack, token, path string, body any) map[string]any {
+	t.Helper()
+	code, out := s.CallAs(token, http.MethodPost, path, body)
+	if code != http.StatusCreated {
+		t.Fatalf("POST %s: %d %v", path, code, out)
 	}
-	tps, _ := strconv.ParseFloat(string(m[1]), 64)
-	return tps
+	return out
 }
 
 // TestWrites measures API creates/s and pgbench's, 1 and 8 clients, and
@@ -246,10 +284,25 @@ func TestWrites(t *testing.T) {
 		Store:      store.Options{StatementLog: c.log},
 		RateLimits: map[string]api.RateLimit{store.TokenTenant: {}}})
 	const clientsMax = 8
-	var pools []string
+	// One group: one tenant (the stack's), one load balancer and pool per
+	// client, in the stack's node group.
+	var oneGroup []target
 	for i := 0; i < clientsMax; i++ {
-		lb := s.Create("/v1/load-balancers", map[string]any{"name": fmt.Sprintf("bench-%d", i)})
-		pools = append(pools, s.Create("/v1/pools", map[string]any{"load_balancer_id": lb["id"], "protocol": "http"})["id"].(string))
+		lb := s.Create("/v1/load-balancers", map[string]any{"name": fmt.Sprintf("bench-%d", i)})["id"].(string)
+		pool := s.Create("/v1/pools", map[string]any{"load_balancer_id": lb, "protocol": "http"})["id"].(string)
+		oneGroup = append(oneGroup, target{token: s.TenantToken, tenant: s.TenantID, lb: lb, pool: pool})
+	}
+	// Groups: a tenant and a node group of its own per client.
+	var groups []target
+	for i := 0; i < clientsMax; i++ {
+		tn := created(t, s, s.AdminToken, "/v1/tenants", map[string]any{"name": fmt.Sprintf("bench-%d", i),
+			"quotas": map[string]any{"members": 1000000}})["id"].(string)
+		token := created(t, s, s.AdminToken, "/v1/tokens", map[string]any{"kind": "tenant", "tenant_id": tn})["secret"].(string)
+		g := created(t, s, s.AdminToken, "/v1/node-groups", map[string]any{"name": fmt.Sprintf("bench-%d", i),
+			"vip_range": fmt.Sprintf("10.%d.0.0/16", 100+i)})["id"].(string)
+		lb := created(t, s, token, "/v1/load-balancers", map[string]any{"node_group_id": g})["id"].(string)
+		pool := created(t, s, token, "/v1/pools", map[string]any{"load_balancer_id": lb, "protocol": "http"})["id"].(string)
+		groups = append(groups, target{token: token, tenant: tn, lb: lb, pool: pool})
 	}
 
 	// Capture one create's transaction and write it as a pgbench script.
@@ -257,7 +310,8 @@ func TestWrites(t *testing.T) {
 	c.on = true
 	c.mu.Unlock()
 	const address = "10.255.255.254"
-	m := s.Create("/v1/members", map[string]any{"pool_id": pools[0], "address": address, "port": 80})
+	base := oneGroup[0]
+	m := s.Create("/v1/members", map[string]any{"pool_id": base.pool, "address": address, "port": 80})
 	c.mu.Lock()
 	c.on = false
 	c.mu.Unlock()
@@ -281,14 +335,20 @@ func TestWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scriptFile := filepath.Join(t.TempDir(), "create_member.sql")
-	if err := os.WriteFile(scriptFile, []byte(script), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	t.Logf("pgbench script (%d statements, as the API ran them):\n%s", len(tx), script)
-	if full {
-		if dst := os.Getenv("FULCRUM_WRITES_SCRIPT"); dst != "" {
-			_ = os.WriteFile(dst, []byte(script), 0o644)
+	if dst := os.Getenv("FULCRUM_WRITES_SCRIPT"); dst != "" {
+		_ = os.WriteFile(dst, []byte(script), 0o644)
+	}
+	// Each target's script is the captured one on its own tenant, load
+	// balancer and pool.
+	dir = t.TempDir()
+	for _, ts := range [][]target{oneGroup, groups} {
+		for i := range ts {
+			own := strings.NewReplacer(base.tenant, ts[i].tenant, base.lb, ts[i].lb, base.pool, ts[i].pool).Replace(script)
+			ts[i].script = filepath.Join(dir, fmt.Sprintf("create_member_%s.sql", ts[i].pool))
+			if err := os.WriteFile(ts[i].script, []byte(own), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 
@@ -303,20 +363,24 @@ func TestWrites(t *testing.T) {
 		}
 	}
 	var seq atomic.Int64
-	ratios := map[int]float64{}
-	for _, clients := range []int{1, clientsMax} {
+	ratios := map[string]float64{}
+	for _, run := range []struct {
+		name    string
+		targets []target
+	}{{"clients=1", oneGroup[:1]}, {fmt.Sprintf("clients=%d", clientsMax), oneGroup}, {fmt.Sprintf("clients=%d groups=%d", clientsMax, clientsMax), groups}} {
 		// Rounds alternate the API and pgbench, so that both see the same
 		// load from whatever else runs on the machine.
 		var apiSum, pgSum float64
 		for r := 0; r < int(rounds); r++ {
 			reset()
-			apiSum += apiCreates(t, s, pools, clients, d, &seq)
+			apiSum += apiCreates(t, s, run.targets, d, &seq)
 			reset()
-			pgSum += pgbenchCreates(t, bin, url, scriptFile, clients, d)
+			pgSum += pgbenchCreates(t, bin, url, run.targets, d)
 		}
 		apiRate, pgRate := apiSum/rounds, pgSum/rounds
-		ratios[clients] = apiRate / pgRate
-		fmt.Printf("writes: clients=%d api_per_s=%.0f pgbench_per_s=%.0f ratio=%.2f\n", clients, apiRate, pgRate, ratios[clients])
+		ratios[run.name] = apiRate / pgRate
+		fmt.Printf("writes: %s api_per_s=%.0f pgbench_per_s=%.0f ratio=%.2f\n", run.name, apiRate, pgRate, ratios[run.name])
 	}
-	fmt.Printf("writes: ratio_1=%.2f ratio_8=%.2f\n", ratios[1], ratios[clientsMax])
+	fmt.Printf("writes: ratio_1=%.2f ratio_8=%.2f ratio_8_groups=%.2f\n", ratios["clients=1"], ratios[fmt.Sprintf("clients=%d", clientsMax)],
+		ratios[fmt.Sprintf("clients=%d groups=%d", clientsMax, clientsMax)])
 }
