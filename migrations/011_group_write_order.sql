@@ -42,3 +42,23 @@ BEGIN
     END IF;
     PERFORM pg_notify('fulcrum_revision', rev::text || ' ' || group_id);
 END $$;
+
+-- Quotas stay exact across groups: a quota-counted create locks its tenant's
+-- row, then counts (a statement of its own, so it sees every create that held
+-- the lock before). One round trip: tenant_found is false for an unknown tenant;
+-- lim and used are NULL when quota_key is (kinds without a quota). The quota
+-- key is the table's name (store.Quotas' JSON keys).
+CREATE FUNCTION fulcrum_quota_use(tenant text, tbl text, quota_key text, soft_delete boolean,
+                                  OUT tenant_found boolean, OUT lim integer, OUT used bigint) LANGUAGE plpgsql AS $$
+DECLARE
+    q jsonb;
+BEGIN
+    SELECT t.quotas INTO q FROM tenants t WHERE t.id = tenant FOR NO KEY UPDATE;
+    tenant_found := FOUND;
+    IF NOT tenant_found OR quota_key IS NULL THEN
+        RETURN;
+    END IF;
+    lim := coalesce((q ->> quota_key)::integer, 0);
+    EXECUTE format('SELECT count(*) FROM %I WHERE tenant_id = $1', tbl)
+        || CASE WHEN soft_delete THEN ' AND deleted_revision IS NULL' ELSE '' END INTO used USING tenant;
+END $$;

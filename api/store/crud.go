@@ -151,28 +151,27 @@ func Update[T any](ctx context.Context, tx *Tx, k Kind, tenantID, id string, col
 // groups, cannot overrun it. It runs after WriteIn's group locks, so locks
 // are always taken in one order: write lock, node groups, tenant.
 func CheckQuota(ctx context.Context, tx *Tx, k Kind, tenantID string) error {
-	var q Quotas
-	err := tx.pg.QueryRow(ctx, "SELECT quotas FROM tenants WHERE id = $1 FOR NO KEY UPDATE", tenantID).Scan(&q)
-	if errors.Is(err, pgx.ErrNoRows) {
+	// One round trip (migrations/011_group_write_order.sql): lock the
+	// tenant's row, then count in a statement of its own.
+	var key *string
+	if k.Quota != nil {
+		key = &k.Table // Quotas' JSON keys are the tables' names
+	}
+	var found bool
+	var limit *int
+	var n *int64
+	err := tx.pg.QueryRow(ctx, "SELECT tenant_found, lim, used FROM fulcrum_quota_use($1, $2, $3, $4)", tenantID, k.Table, key, k.SoftDelete).Scan(&found, &limit, &n)
+	if err != nil {
+		return fmt.Errorf("check %s quota: %w", k.Name, err)
+	}
+	if !found {
 		return notFound(KindTenant, tenantID)
 	}
-	if err != nil {
-		return fmt.Errorf("lock tenant: %w", err)
-	}
-	if k.Quota == nil {
+	if limit == nil || n == nil {
 		return nil
 	}
-	limit := k.Quota(q)
-	cond := ""
-	if k.SoftDelete {
-		cond = " AND deleted_revision IS NULL"
-	}
-	var n int
-	if err := tx.pg.QueryRow(ctx, "SELECT count(*) FROM "+k.Table+" WHERE tenant_id = $1"+cond, tenantID).Scan(&n); err != nil {
-		return fmt.Errorf("count %s: %w", k.Plural, err)
-	}
-	if n >= limit {
-		return &QuotaError{Plural: k.Plural, Limit: limit}
+	if *n >= int64(*limit) {
+		return &QuotaError{Plural: k.Plural, Limit: *limit}
 	}
 	return nil
 }

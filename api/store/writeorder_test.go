@@ -292,8 +292,13 @@ func TestWriteInQuotaExactAcrossGroups(t *testing.T) {
 	q := DefaultQuotas
 	q.Members = 7
 	tenant := newTenant(t, st, "a", q)
-	fs := []fixture{newLB(t, st, tenant, newGroup(t, st, "ga")), newLB(t, st, tenant, newGroup(t, st, "gb"))} // 2 members
-	const creates = 24
+	var fs []fixture // a member each
+	for _, g := range []string{"ga", "gb", "gc", "gd"} {
+		fs = append(fs, newLB(t, st, tenant, newGroup(t, st, g)))
+	}
+	q.Members += len(fs)
+	exec(t, st, "UPDATE tenants SET quotas = $2 WHERE id = $1", tenant, q)
+	const creates = 32
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ok, over := 0, 0
@@ -301,12 +306,12 @@ func TestWriteInQuotaExactAcrossGroups(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f := fs[i%2]
+			f := fs[i%len(fs)]
 			err := st.WriteIn(ctx, false, ScopeOf(KindPool, tenant, f.pool), func(tx *Tx) error {
 				if err := CheckQuota(ctx, tx, KindMember, tenant); err != nil {
 					return err
 				}
-				time.Sleep(rand.N(2 * time.Millisecond))
+				time.Sleep(rand.N(5 * time.Millisecond)) // widen the race an unlocked count would lose
 				_, err := insertMember(ctx, tx, f, 20000+i)
 				return err
 			})
@@ -327,7 +332,7 @@ func TestWriteInQuotaExactAcrossGroups(t *testing.T) {
 	if n := scalar[int](t, st, "SELECT count(*) FROM members WHERE tenant_id = $1", tenant); n != q.Members {
 		t.Fatalf("tenant has %d members, quota %d", n, q.Members)
 	}
-	if ok != q.Members-2 || over != creates-ok {
-		t.Fatalf("%d creates succeeded and %d hit the quota, want %d and %d", ok, over, q.Members-2, creates-(q.Members-2))
+	if ok != q.Members-len(fs) || over != creates-ok {
+		t.Fatalf("%d creates succeeded and %d hit the quota, want %d and %d", ok, over, q.Members-len(fs), creates-(q.Members-len(fs)))
 	}
 }
