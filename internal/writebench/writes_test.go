@@ -121,7 +121,8 @@ var param = regexp.MustCompile(`\$(\d+)`)
 // pgbenchScript turns a captured create transaction into a pgbench script.
 // vary maps argument values that must differ per transaction to pgbench
 // expressions; the revision rev becomes :revision, set by \gset from the
-// statement that takes it (INSERT INTO revisions … RETURNING revision).
+// statement that takes it (INSERT INTO revisions … RETURNING revision, or
+// SELECT nextval alone).
 func pgbenchScript(tx []statement, rev int64, vary map[string]string) (string, error) {
 	var b strings.Builder
 	gset := false
@@ -138,7 +139,9 @@ func pgbenchScript(tx []statement, rev int64, vary map[string]string) (string, e
 			return literal(a)
 		})
 		if strings.Contains(q, "nextval('revision_seq')") {
-			if !strings.HasSuffix(q, "RETURNING revision") {
+			if q == "SELECT nextval('revision_seq')" { // the revision taken alone (before 011)
+				q += " AS revision"
+			} else if !strings.HasSuffix(q, "RETURNING revision") {
 				return "", fmt.Errorf("the revision is not returned as revision: %s", q)
 			}
 			b.WriteString(q + " \\gset\n")
