@@ -104,6 +104,21 @@ func (l statementLog) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx
 
 func (statementLog) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
+// Statements sent together (a pgx batch: one round trip) are logged with
+// "-- pipeline" before the first and "-- end pipeline" after the last.
+func (l statementLog) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	l(conn, "-- pipeline", nil)
+	return ctx
+}
+
+func (l statementLog) TraceBatchQuery(_ context.Context, conn *pgx.Conn, d pgx.TraceBatchQueryData) {
+	l(conn, d.SQL, d.Args)
+}
+
+func (l statementLog) TraceBatchEnd(_ context.Context, conn *pgx.Conn, _ pgx.TraceBatchEndData) {
+	l(conn, "-- end pipeline", nil)
+}
+
 // Defaults for Options.
 const (
 	StatementTimeoutDefault = 5 * time.Second
@@ -208,9 +223,18 @@ func (s *Store) Migrate(ctx context.Context) (int32, error) {
 	return v, nil
 }
 
+// pgTx is what a Tx runs its statements on: a pgx.Tx, or the pooled
+// connection of a WriteIn, which begins its transaction itself.
+type pgTx interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Conn() *pgx.Conn
+}
+
 // Tx is a transaction with the helpers every write needs.
 type Tx struct {
-	pg  pgx.Tx
+	pg  pgTx
 	rev int64
 	// groups are the node groups a scoped write locked (sorted); nil when
 	// the write holds the exclusive write lock (or is not a Write).
@@ -227,7 +251,7 @@ var ErrUnavailable = errors.New("database unavailable")
 
 // lost replaces err by ErrUnavailable when t's connection is gone: a "does
 // not exist" drawn from a failed query must not reach the client as a 4xx.
-func lost(t pgx.Tx, err error) error {
+func lost(t interface{ Conn() *pgx.Conn }, err error) error {
 	if err != nil && t.Conn().IsClosed() {
 		return fmt.Errorf("%w: the connection was lost (%v)", ErrUnavailable, err)
 	}
@@ -282,23 +306,40 @@ func (s *Store) Write(ctx context.Context, dryRun bool, fn func(tx *Tx) error) e
 // earlier revision of them. fn may change only the rows of those groups: the
 // database refuses others (a ConflictError, "retry").
 func (s *Store) WriteIn(ctx context.Context, dryRun bool, scope WriteScope, fn func(tx *Tx) error) error {
-	t, err := s.pool.Begin(ctx)
+	// The transaction begins and takes its locks in one round trip (a
+	// pipeline of BEGIN and the lock statement), on a connection of its own:
+	// the pool destroys it on release unless it is idle, outside any
+	// transaction, again.
+	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	defer rollback(ctx, t)
-	tx := &Tx{pg: t}
-	if err := scope.lock(ctx, tx); err != nil {
-		return lost(t, mapError(err))
+	defer c.Release()
+	committed := false
+	defer func() {
+		if !committed {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+			defer cancel()
+			_, _ = c.Exec(rctx, "rollback")
+		}
+	}()
+	tx := &Tx{pg: c}
+	if err := scope.lock(ctx, c, tx); err != nil {
+		return lost(c, mapError(err))
 	}
 	if err := fn(tx); err != nil {
-		return lost(t, mapError(err))
+		return lost(c, mapError(err))
 	}
 	if dryRun {
 		return nil
 	}
-	if err := t.Commit(ctx); err != nil {
+	tag, err := c.Exec(ctx, "commit")
+	if err != nil {
 		return mapError(fmt.Errorf("commit: %w", err))
+	}
+	committed = true
+	if tag.String() != "COMMIT" { // the transaction had failed: Postgres rolled it back
+		return fmt.Errorf("commit: %w", pgx.ErrTxCommitRollback)
 	}
 	return nil
 }
@@ -341,25 +382,38 @@ func ScopeOf(k Kind, tenantID, id string) WriteScope {
 	return ScopeAll()
 }
 
-// lock takes the scope's locks (one round trip) and records its groups in tx.
-func (sc WriteScope) lock(ctx context.Context, tx *Tx) error {
-	if sc.all {
-		if _, err := tx.pg.Exec(ctx, "SELECT pg_advisory_xact_lock($1), set_config('fulcrum.write_groups', '*', true)", int64(writeLockID)); err != nil {
-			return fmt.Errorf("take write lock: %w", err)
-		}
-		return nil
+// lock begins the transaction on c and takes the scope's locks, in one
+// round trip, and records the scope's groups in tx.
+func (sc WriteScope) lock(ctx context.Context, c *pgxpool.Conn, tx *Tx) error {
+	b := &pgx.Batch{}
+	b.Queue("begin")
+	switch {
+	case sc.all:
+		b.Queue("SELECT pg_advisory_xact_lock($1), set_config('fulcrum.write_groups', '*', true)", int64(writeLockID))
+	case sc.query != "":
+		b.Queue("SELECT fulcrum_lock_groups(ARRAY("+sc.query+"))", sc.args...)
+	default:
+		b.Queue("SELECT fulcrum_lock_groups($1::text[])", sc.groups)
+	}
+	br := c.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return fmt.Errorf("begin: %w", err)
 	}
 	var err error
-	if sc.query != "" {
-		err = tx.pg.QueryRow(ctx, "SELECT fulcrum_lock_groups(ARRAY("+sc.query+"))", sc.args...).Scan(&tx.groups)
+	if sc.all {
+		_, err = br.Exec()
 	} else {
-		err = tx.pg.QueryRow(ctx, "SELECT fulcrum_lock_groups($1::text[])", sc.groups).Scan(&tx.groups)
+		err = br.QueryRow().Scan(&tx.groups)
+		if tx.groups == nil {
+			tx.groups = []string{}
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("take node group write locks: %w", err)
-	}
-	if tx.groups == nil {
-		tx.groups = []string{}
+		return fmt.Errorf("take write locks: %w", err)
 	}
 	return nil
 }

@@ -66,6 +66,9 @@ func (c *capture) transaction(marker string) ([]statement, error) {
 			switch strings.ToLower(strings.TrimSpace(s.sql)) {
 			case "begin":
 				start = i
+				if i > 0 && ss[i-1].sql == "-- pipeline" { // begun in one round trip with what follows
+					start = i - 1
+				}
 			case "commit":
 				if start < 0 {
 					continue
@@ -127,6 +130,14 @@ func pgbenchScript(tx []statement, rev int64, vary map[string]string) (string, e
 	var b strings.Builder
 	gset := false
 	for _, s := range tx {
+		switch s.sql {
+		case "-- pipeline": // statements the API sent in one round trip
+			b.WriteString("\\startpipeline\n")
+			continue
+		case "-- end pipeline":
+			b.WriteString("\\endpipeline\n")
+			continue
+		}
 		q := param.ReplaceAllStringFunc(strings.TrimSpace(s.sql), func(m string) string {
 			n, _ := strconv.Atoi(m[1:])
 			a := s.args[n-1]
