@@ -210,11 +210,13 @@ func (h *handlers) DeleteNode(ctx context.Context, r openapi.DeleteNodeRequestOb
 	if _, err := requireAdmin(ctx); err != nil {
 		return nil, err
 	}
+	var nodeID string
 	err := h.st.Write(ctx, false, func(tx *store.Tx) error {
 		n, err := store.NodeGetByName(ctx, tx, r.Id, true)
 		if err != nil {
 			return err
 		}
+		nodeID = n.ID
 		if err := checkIfMatch(r.Params.IfMatch, n.Version); err != nil {
 			return err
 		}
@@ -232,6 +234,7 @@ func (h *handlers) DeleteNode(ctx context.Context, r openapi.DeleteNodeRequestOb
 	if err != nil {
 		return nil, err
 	}
+	h.auth.ForgetNode(nodeID) // its tokens went with it
 	return openapi.DeleteNode204Response{}, nil
 }
 

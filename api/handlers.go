@@ -41,6 +41,12 @@ type handlers struct {
 	// snapcache holds each node group's part of the snapshot at its newest
 	// revision, shared by the group's long-polls (node_protocol.go).
 	snapcache *snapshot.Cache
+	// views holds each node group's poll view: its revision and nodes as
+	// its long-polls need them, read once per wake-up (node_protocol.go).
+	views *snapshot.Views
+	// auth resolves bearer tokens, caching node tokens for a few seconds
+	// (api/auth): revoking one forgets it here at once.
+	auth *auth.Authenticator
 }
 
 var _ openapi.StrictServerInterface = (*handlers)(nil)

@@ -1,17 +1,11 @@
 package api
 
 import (
-	"bytes"
-	"compress/gzip"
-	"context"
-	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/snapshot"
-	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -44,74 +38,15 @@ func snapshotRequest(p openapi.GetNodeSnapshotParams) (snapshot.Request, error) 
 	return req, nil
 }
 
-// deltaBase is what the database says of the deletes since the agent's
-// revision, read in the poll's transaction when the agent asked for a delta.
-type deltaBase struct {
-	asked   bool
-	purged  int64    // the newest delete forgotten (purged) in the group
-	deleted []string // the load balancers deleted since req.After
-}
-
-// readDeltaBase reads, in tx, what a delta after req.After needs.
-func readDeltaBase(ctx context.Context, tx *store.Tx, groupID string, req snapshot.Request) (deltaBase, error) {
-	if !req.Delta || req.Format < snapshot.FormatDelta || req.After <= 0 {
-		return deltaBase{}, nil
-	}
-	purged, err := store.GroupPurgedRevision(ctx, tx, groupID)
-	if err != nil {
-		return deltaBase{}, err
-	}
-	if purged > req.After {
-		return deltaBase{asked: true, purged: purged}, nil
-	}
-	deleted, err := store.LoadBalancersDeletedSince(ctx, tx, groupID, req.After)
-	if err != nil {
-		return deltaBase{}, fmt.Errorf("delta: %w", err)
-	}
-	return deltaBase{asked: true, purged: purged, deleted: deleted}, nil
-}
-
 // snapshotAnswer answers req with node's snapshot ns: the shared, cached
 // bytes of the whole group (format 1, no delta asked, or one that cannot be
 // proven: deletes purged since the agent's revision, or every load balancer
-// changed), or a delta filtered from it (snapshot.Delta), encoded for this
-// answer alone.
-func snapshotAnswer(ns *snapshot.NodeSnapshot, req snapshot.Request, since deltaBase, gz bool) (openapi.GetNodeSnapshotResponseObject, error) {
-	if since.asked && since.purged <= req.After && req.After < ns.Revision() {
-		full := ns.Snapshot()
-		d := snapshot.Delta(&full, req.After, since.deleted)
-		if len(d.LoadBalancers) == 0 || len(d.LoadBalancers) < len(full.LoadBalancers) {
-			d.FormatVersion = req.Format
-			body, err := encodeSnapshot(d, gz)
-			if err != nil {
-				return nil, err
-			}
-			return snapshotResponse{body: body, gzip: gz}, nil
-		}
-	}
-	head, body, err := ns.Encode(req.Format, gz)
+// changed), or a delta from the agent's revision, whose shared part is
+// encoded once per (group revision, agent's revision) (NodeSnapshot.EncodeFor).
+func snapshotAnswer(ns *snapshot.NodeSnapshot, req snapshot.Request, gz bool) (openapi.GetNodeSnapshotResponseObject, error) {
+	head, body, err := ns.EncodeFor(req, gz)
 	if err != nil {
 		return nil, err
 	}
 	return snapshotResponse{head: head, body: body, gzip: gz}, nil
-}
-
-// encodeSnapshot is s as JSON, gzip-compressed when gz.
-func encodeSnapshot(s *openapi.Snapshot, gz bool) ([]byte, error) {
-	raw, err := json.Marshal(s)
-	if err != nil {
-		return nil, fmt.Errorf("encode snapshot: %w", err)
-	}
-	if !gz {
-		return raw, nil
-	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(raw); err != nil {
-		return nil, fmt.Errorf("compress snapshot: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("compress snapshot: %w", err)
-	}
-	return buf.Bytes(), nil
 }

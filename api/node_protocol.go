@@ -192,45 +192,89 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 	gz := acceptsGzip(deref(r.Params.AcceptEncoding))
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	group := scope.groupID
+	if group == "" {
+		// A token not bound to a group: where the node was last seen, else
+		// learnt from the database at the first turn.
+		group = h.views.GroupOf(r.Id)
+	}
 	for {
-		// The node and its group's revision come from the database at every
-		// turn; the group's part from the cache (built once per revision).
-		mark := h.notify.Mark()
-		var poll snapshot.Poll
-		var since deltaBase
-		var snap *snapshot.NodeSnapshot
-		rctx, cancel := context.WithTimeout(ctx, h.requestTimeout)
-		err := h.st.ReadSnapshot(rctx, func(tx *store.Tx) error {
-			n, err := nodeByName(rctx, tx, r.Id, scope, false)
-			if err != nil {
-				return err
-			}
-			if poll, err = snapshot.ReadPoll(rctx, tx, n); err != nil {
-				return err
-			}
-			since, err = readDeltaBase(rctx, tx, n.NodeGroupID, req) // node_delta.go
-			return err
-		})
-		if err == nil {
-			snap, err = h.snapcache.ForNode(rctx, poll, after)
+		// The node and its group's revision come from the group's poll view
+		// (one read per (group, wake-up), shared by the group's pollers);
+		// the group's part from the cache (built once per revision).
+		poll, mark, refresh, err := h.readPoll(ctx, r.Id, scope, group, wait > 0)
+		if err != nil {
+			return nil, err
 		}
+		group = poll.GroupID()
+		rctx, cancel := context.WithTimeout(ctx, h.requestTimeout)
+		snap, err := h.snapcache.ForNode(rctx, poll, after)
 		cancel()
 		if err != nil {
 			return nil, err
 		}
 		if snap != nil {
-			return snapshotAnswer(snap, req, since, gz) // node_delta.go
+			return snapshotAnswer(snap, req, gz) // node_delta.go
 		}
+		stale := time.NewTimer(time.Until(refresh))
 		select {
-		case <-h.notify.ChangedSince(poll.GroupID(), mark):
+		case <-h.notify.ChangedSince(group, mark):
+		case <-stale.C:
+			// Read again even without a wake-up: a missed notification
+			// costs at most the view's age.
 		case <-timer.C:
+			stale.Stop()
 			return openapi.GetNodeSnapshot304Response{}, nil
 		case <-h.notify.Done():
+			stale.Stop()
 			return openapi.GetNodeSnapshot304Response{}, nil
 		case <-ctx.Done():
+			stale.Stop()
 			return nil, ctx.Err()
 		}
+		stale.Stop()
 	}
+}
+
+// readPoll reads what a turn of node name's long-poll needs besides its
+// group's snapshot part, and the notifier mark to wait from and when to read
+// again without a wake-up. With groupID known (the token's group, or learnt
+// at an earlier turn) it reads the group's shared poll view, memory only
+// while it is fresh; a node the view does not show (registered a moment ago,
+// moved to another group, or out of the token's scope) and a token not bound
+// to a group take the database, as every turn did before: a node that does
+// not exist or is out of scope is a 404, a failing database an error.
+//
+// A view may miss a write whose notification is still on its way (it wakes
+// the poller a moment later): a long-poll never answers before that, but a
+// request that does not wait (wait=0s, !useView) reads the database, so it
+// sees every write committed before it.
+func (h *handlers) readPoll(ctx context.Context, name string, scope nodeScope, groupID string, useView bool) (snapshot.Poll, uint64, time.Time, error) {
+	rctx, cancel := context.WithTimeout(ctx, h.requestTimeout)
+	defer cancel()
+	if groupID != "" && useView {
+		v, err := h.views.Get(rctx, groupID)
+		if err != nil {
+			return snapshot.Poll{}, 0, time.Time{}, err
+		}
+		bound := boundNodeName(ctx)
+		if n, ok := v.Node(name); ok && (bound == "" || name == bound || n.Name == bound) && (scope.nodeID == "" || n.ID == scope.nodeID) &&
+			(scope.groupID == "" || n.NodeGroupID == scope.groupID) {
+			return v.Poll(n), v.Mark(), v.Expires(), nil
+		}
+	}
+	mark := h.notify.Mark()
+	refresh := time.Now().Add(snapshot.ViewMaxAgeDefault)
+	var poll snapshot.Poll
+	err := h.st.ReadSnapshot(rctx, func(tx *store.Tx) error {
+		n, err := nodeByName(rctx, tx, name, scope, false)
+		if err != nil {
+			return err
+		}
+		poll, err = snapshot.ReadPoll(rctx, tx, n)
+		return err
+	})
+	return poll, mark, refresh, err
 }
 
 // snapshotResponse is a 200 of GetNodeSnapshot sent as encoded: the node's

@@ -61,6 +61,11 @@ type Config struct {
 	// PurgeInterval is how often deleted objects every node dropped are
 	// purged. Defaults to PurgeIntervalDefault.
 	PurgeInterval time.Duration
+	// NodeTokenTTL is how long a replica trusts a node token it checked
+	// against the database (a revoked or expired one works that long at
+	// most on other replicas). Defaults to auth.NodeTokenTTLDefault;
+	// negative: no caching.
+	NodeTokenTTL time.Duration
 }
 
 // Defaults for Config.
@@ -118,6 +123,8 @@ type Server struct {
 	limiters *limiters
 	// reports holds a slot per node report being processed (admit.go).
 	reports chan struct{}
+	// auth resolves bearer tokens, caching node tokens for a few seconds.
+	auth *auth.Authenticator
 }
 
 // New builds the server; tel may be nil (no tracing, no metrics endpoint).
@@ -132,7 +139,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		cfg.HAProxy = path
 	}
 	s := &Server{cfg: cfg, st: st, box: box, log: log, tel: tel, limiters: newLimiters(cfg.RateLimits),
-		reports: make(chan struct{}, reportSlots())}
+		reports: make(chan struct{}, reportSlots()), auth: auth.NewAuthenticator(st, cfg.NodeTokenTTL)}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -179,7 +186,8 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	builder := newSnapshotBuilder(box)
 	openapi.RegisterHandlers(e, openapi.NewStrictHandler(&handlers{st: st, box: box, log: log, notify: s.notify,
 		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax), requestTimeout: cfg.RequestTimeout,
-		snapshots: builder, snapcache: snapshot.NewCache(builder, st, cfg.RequestTimeout), deriver: s.deriver}, nil))
+		snapshots: builder, snapcache: snapshot.NewCache(builder, st, cfg.RequestTimeout), deriver: s.deriver,
+		views: snapshot.NewViews(st, s.notify, cfg.RequestTimeout, 0), auth: s.auth}, nil))
 	s.echo = e
 	return s, nil
 }
@@ -321,7 +329,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if public(c.Request().URL.Path) {
 			return next(c)
 		}
-		p, err := auth.Authenticate(c.Request().Context(), s.st, c.Request().Header.Get(echo.HeaderAuthorization))
+		p, err := s.auth.Authenticate(c.Request().Context(), c.Request().Header.Get(echo.HeaderAuthorization))
 		if err != nil {
 			var pr *problem.Problem
 			if errors.As(err, &pr) && pr.Status == http.StatusUnauthorized {

@@ -247,5 +247,6 @@ func (h *handlers) RevokeToken(ctx context.Context, r openapi.RevokeTokenRequest
 	if err != nil {
 		return nil, err
 	}
+	h.auth.Forget(r.Id) // other replicas within auth.NodeTokenTTLDefault
 	return openapi.RevokeToken204Response{}, nil
 }

@@ -99,32 +99,55 @@ func fail(ctx context.Context, reason string) (Principal, error) {
 	return Principal{}, errBadToken
 }
 
-// Authenticate resolves an Authorization header value to a principal.
+// Authenticate resolves an Authorization header value to a principal,
+// reading the token from the database every time (see Authenticator for the
+// cached way).
 func Authenticate(ctx context.Context, s *store.Store, header string) (Principal, error) {
+	id, secret, err := parseHeader(ctx, header)
+	if err != nil {
+		return Principal{}, err
+	}
+	p, _, err := lookup(ctx, s, id, secret)
+	return p, err
+}
+
+// parseHeader splits a bearer token into token id and secret.
+func parseHeader(ctx context.Context, header string) (id, secret string, err error) {
 	// The scheme is case-insensitive (RFC 9110, section 11.1).
 	const scheme = "Bearer "
 	if len(header) < len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
-		return fail(ctx, "missing")
+		_, err := fail(ctx, "missing")
+		return "", "", err
 	}
 	raw := header[len(scheme):]
 	id, secret, ok := strings.Cut(strings.TrimSpace(raw), ".")
 	if !ok || !strings.HasPrefix(id, store.KindToken.Prefix+"_") || len(id) > 64 || secret == "" {
-		return fail(ctx, "malformed")
+		_, err := fail(ctx, "malformed")
+		return "", "", err
 	}
+	return id, secret, nil
+}
+
+// lookup checks token id's secret against the database and returns its
+// principal and stored row.
+func lookup(ctx context.Context, s *store.Store, id, secret string) (Principal, *store.Token, error) {
 	t, err := s.TokenGetByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		// Compare anyway so unknown ids cost the same as wrong secrets.
 		subtle.ConstantTimeCompare(HashSecret(secret), make([]byte, sha256.Size))
-		return fail(ctx, "unknown")
+		p, err := fail(ctx, "unknown")
+		return p, nil, err
 	}
 	if err != nil {
-		return Principal{}, fmt.Errorf("look up token: %w", err)
+		return Principal{}, nil, fmt.Errorf("look up token: %w", err)
 	}
 	if subtle.ConstantTimeCompare(HashSecret(secret), t.SecretHash) != 1 {
-		return fail(ctx, "wrong_secret")
+		p, err := fail(ctx, "wrong_secret")
+		return p, nil, err
 	}
 	if t.ExpiresAt != nil && time.Now().After(*t.ExpiresAt) {
-		return fail(ctx, "expired")
+		p, err := fail(ctx, "expired")
+		return p, nil, err
 	}
 	// Record use at most once a minute so reads stay reads: no round trip at
 	// all while the recorded use is recent.
@@ -144,5 +167,5 @@ func Authenticate(ctx context.Context, s *store.Store, header string) (Principal
 	if t.NodeID != nil {
 		p.NodeID = *t.NodeID
 	}
-	return p, nil
+	return p, t, nil
 }

@@ -60,8 +60,20 @@ type Group struct {
 	writes []store.RevisionTraceparent
 	// body is the JSON of Snapshot's members but the node's own (nodeKeys),
 	// without the opening brace: `"certificates":[…],…}`; gz is body as one
-	// gzip member.
-	body, gz []byte
+	// gzip member. Encoded at the first answer that needs the whole group
+	// (encodeOnce): most pollers of a group take deltas.
+	encodeOnce sync.Once
+	encodeErr  error
+	body, gz   []byte
+	// purged is the newest delete Purge forgot in the group and deleted the
+	// load balancers deleted and not purged yet, both as of Revision: what a
+	// delta needs (delta.go).
+	purged  int64
+	deleted []store.DeletedLoadBalancer
+	// deltas are the shared parts of the deltas answered from this part
+	// (delta.go), encoded once per (base revision, gzip).
+	deltaMu sync.Mutex
+	deltas  map[deltaKey]*sharedDelta
 }
 
 // nodeKeys are the members of a snapshot that are the node's own, encoded
@@ -107,22 +119,32 @@ func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
 	g := &Group{}
+	c.mu.Lock()
+	var prev *openapi.Snapshot
+	if old := c.groups[groupID]; old != nil {
+		prev = old.Snapshot
+	}
+	c.mu.Unlock()
 	err := c.st.ReadSnapshot(ctx, func(tx *store.Tx) error {
 		rev, err := store.GroupRevision(ctx, tx, groupID)
 		if err != nil {
 			return err
 		}
-		if g.Snapshot, err = c.b.Group(ctx, tx, groupID, rev); err != nil {
+		// Only the load balancers changed since the previous part are read.
+		if g.Snapshot, err = c.b.GroupFrom(ctx, tx, groupID, rev, prev); err != nil {
 			return err
 		}
 		g.Revision = rev
-		g.writes, err = store.RevisionTraceparentListByGroupUpTo(ctx, tx, groupID, rev, MaxTraceparents)
+		if g.writes, err = store.RevisionTraceparentListByGroupUpTo(ctx, tx, groupID, rev, MaxTraceparents); err != nil {
+			return err
+		}
+		if g.purged, err = store.GroupPurgedRevision(ctx, tx, groupID); err != nil {
+			return err
+		}
+		g.deleted, err = store.LoadBalancerListDeleted(ctx, tx, groupID)
 		return err
 	})
 	if err != nil {
-		return nil, err
-	}
-	if err := g.encode(); err != nil {
 		return nil, err
 	}
 	c.builds.Add(1)
@@ -134,35 +156,59 @@ func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
 	return g, nil
 }
 
-// encode fills g.body and g.gz from g.Snapshot.
-func (g *Group) encode() error {
-	shared := *g.Snapshot
+// encoded fills g.body and g.gz from g.Snapshot, once.
+func (g *Group) encoded() error {
+	g.encodeOnce.Do(func() {
+		if g.body, g.encodeErr = encodeShared(g.Snapshot); g.encodeErr != nil {
+			return
+		}
+		g.gz, g.encodeErr = compress(g.body)
+	})
+	return g.encodeErr
+}
+
+// encodeShared is the JSON of snap's members but the node's own (nodeKeys),
+// without the opening brace: `"certificates":[…],…}`.
+func encodeShared(snap *openapi.Snapshot) ([]byte, error) {
+	shared := *snap
 	shared.Node, shared.Traceparents = nil, nil
 	raw, err := json.Marshal(shared)
 	if err != nil {
-		return fmt.Errorf("encode snapshot: %w", err)
+		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &members); err != nil {
-		return fmt.Errorf("encode snapshot: %w", err)
+		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
 	for _, k := range nodeKeys {
 		delete(members, k)
 	}
 	if raw, err = json.Marshal(members); err != nil {
-		return fmt.Errorf("encode snapshot: %w", err)
+		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
-	g.body = raw[1:] // members in key order and the closing brace
+	return raw[1:], nil // members in key order and the closing brace
+}
+
+// sharedWriters keep compressors for shared bytes (group parts, deltas)
+// between encodings: a new one costs more than a small delta's compression.
+var sharedWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.DefaultCompression)
+	return zw
+}}
+
+// compress is b as one gzip member.
+func compress(b []byte) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
-	if _, err := zw.Write(g.body); err != nil {
-		return fmt.Errorf("compress snapshot: %w", err)
+	zw := sharedWriters.Get().(*gzip.Writer)
+	defer sharedWriters.Put(zw)
+	zw.Reset(&buf)
+	if _, err := zw.Write(b); err != nil {
+		return nil, fmt.Errorf("compress snapshot: %w", err)
 	}
 	if err := zw.Close(); err != nil {
-		return fmt.Errorf("compress snapshot: %w", err)
+		return nil, fmt.Errorf("compress snapshot: %w", err)
 	}
-	g.gz = buf.Bytes()
-	return nil
+	return buf.Bytes(), nil
 }
 
 // Poll is what a node's long-poll reads in its own transaction, besides its
@@ -189,6 +235,13 @@ func ReadPoll(ctx context.Context, tx *store.Tx, n *store.Node) (Poll, error) {
 		}
 	}
 	return p, nil
+}
+
+// NewPoll is the poll of node n whose group's revision is groupRevision (as
+// ReadPoll reads them); nodeTraceparent is the trace context of n's revision
+// when it is newer than the group's.
+func NewPoll(n *store.Node, groupRevision int64, nodeTraceparent string) Poll {
+	return Poll{node: n, groupRevision: groupRevision, nodeTraceparent: nodeTraceparent}
 }
 
 // Revision is the revision of the node's snapshot as the poll read it (as
@@ -264,28 +317,43 @@ var gzipWriters = sync.Pool{New: func() any {
 // group's shared bytes (body, never to be modified). Compressed, they are
 // two gzip members, which gzip readers decode as one stream (RFC 1952).
 func (s *NodeSnapshot) Encode(format int, gz bool) (head, body []byte, err error) {
+	if err := s.Group.encoded(); err != nil {
+		return nil, nil, err
+	}
+	body = s.Group.body
+	if gz {
+		body = s.Group.gz
+	}
+	head, err = s.head(format, gz, len(s.Group.body) > 1)
+	return head, body, err
+}
+
+// head encodes the node's own part in format format, gzip-compressed when
+// gz, as the start of an object whose other members follow (more: there
+// are some).
+func (s *NodeSnapshot) head(format int, gz, more bool) ([]byte, error) {
 	np := s.node
 	np.FormatVersion = format
-	head, err = json.Marshal(np)
+	head, err := json.Marshal(np)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode snapshot: %w", err)
+		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
 	head = head[:len(head)-1] // drop the closing brace: the group's members follow
-	if len(s.Group.body) > 1 {
+	if more {
 		head = append(head, ',')
 	}
 	if !gz {
-		return head, s.Group.body, nil
+		return head, nil
 	}
 	var buf bytes.Buffer
 	zw := gzipWriters.Get().(*gzip.Writer)
 	defer gzipWriters.Put(zw)
 	zw.Reset(&buf)
 	if _, err := zw.Write(head); err != nil {
-		return nil, nil, fmt.Errorf("compress snapshot: %w", err)
+		return nil, fmt.Errorf("compress snapshot: %w", err)
 	}
 	if err := zw.Close(); err != nil {
-		return nil, nil, fmt.Errorf("compress snapshot: %w", err)
+		return nil, fmt.Errorf("compress snapshot: %w", err)
 	}
-	return buf.Bytes(), s.Group.gz, nil
+	return buf.Bytes(), nil
 }

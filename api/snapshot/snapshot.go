@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/store"
@@ -87,7 +88,24 @@ func adminState(s string) string {
 // group groupID shares: its load balancers, their certificates, the group's
 // settings and the trace context of the write at rev.
 func (b *Builder) Group(ctx context.Context, tx *store.Tx, groupID string, rev int64) (*openapi.Snapshot, error) {
-	lbs, certs, err := b.loadBalancers(ctx, tx, store.GroupScope(groupID))
+	return b.GroupFrom(ctx, tx, groupID, rev, nil)
+}
+
+// GroupFrom is Group, reusing what of prev (an earlier Group of the same
+// group, or nil) did not change: the load balancers whose revision is the
+// same (read again: only those changed since, unless most did) and the
+// certificates of the same version (their private keys opened once). The
+// objects' statuses in a reused load balancer are those of its last read
+// (statuses change without a revision; agents do not read them).
+func (b *Builder) GroupFrom(ctx context.Context, tx *store.Tx, groupID string, rev int64, prev *openapi.Snapshot) (*openapi.Snapshot, error) {
+	var lbs []openapi.SnapshotLoadBalancer
+	var certs []openapi.SnapshotCertificate
+	var err error
+	if prev == nil {
+		lbs, certs, err = b.loadBalancers(ctx, tx, store.GroupScope(groupID))
+	} else {
+		lbs, certs, err = b.loadBalancersFrom(ctx, tx, groupID, prev)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -144,33 +162,43 @@ func (b *Builder) LoadBalancer(ctx context.Context, tx *store.Tx, lbID string) (
 // listeners, pools, members and routing rules, and the certificates those
 // listeners use (private keys opened). The slices are never nil.
 func (b *Builder) loadBalancers(ctx context.Context, tx *store.Tx, sc store.SnapshotScope) ([]openapi.SnapshotLoadBalancer, []openapi.SnapshotCertificate, error) {
-	lbs, err := store.LoadBalancerListByScope(ctx, tx, sc)
+	lbs, err := b.loadBalancerList(ctx, tx, sc)
 	if err != nil {
 		return nil, nil, err
+	}
+	certs, err := b.certificates(ctx, tx, sc, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return lbs, certs, nil
+}
+
+// loadBalancerList reads the live load balancers of scope with their live
+// listeners, pools, members and routing rules. The slices are never nil.
+func (b *Builder) loadBalancerList(ctx context.Context, tx *store.Tx, sc store.SnapshotScope) ([]openapi.SnapshotLoadBalancer, error) {
+	lbs, err := store.LoadBalancerListByScope(ctx, tx, sc)
+	if err != nil {
+		return nil, err
 	}
 	listeners, err := store.ListenerListByScope(ctx, tx, sc)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	pools, err := store.PoolListByScope(ctx, tx, sc)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	members, err := store.MemberListByScope(ctx, tx, sc)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	rules, err := store.RoutingRuleListByScope(ctx, tx, sc)
 	if err != nil {
-		return nil, nil, err
-	}
-	certs, err := store.CertificateListByScope(ctx, tx, sc)
-	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	revs, err := store.LoadBalancerRevisions(ctx, tx, sc) // delta.go
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	out := make([]openapi.SnapshotLoadBalancer, 0, len(lbs))
 	for _, lb := range lbs {
@@ -193,13 +221,82 @@ func (b *Builder) loadBalancers(ctx context.Context, tx *store.Tx, sc store.Snap
 	for _, ru := range rules {
 		byLB[ru.LoadBalancerID].RoutingRules = append(byLB[ru.LoadBalancerID].RoutingRules, b.shapes.RoutingRule(ru))
 	}
-	outCerts := make([]openapi.SnapshotCertificate, 0, len(certs))
+	return out, nil
+}
+
+// certificates reads the certificates the scope's live listeners use,
+// opening their private keys, or taking them from prev when it holds the
+// same version.
+func (b *Builder) certificates(ctx context.Context, tx *store.Tx, sc store.SnapshotScope, prev []openapi.SnapshotCertificate) ([]openapi.SnapshotCertificate, error) {
+	certs, err := store.CertificateListByScope(ctx, tx, sc)
+	if err != nil {
+		return nil, err
+	}
+	old := make(map[string]openapi.SnapshotCertificate, len(prev))
+	for _, c := range prev {
+		old[c.Id] = c
+	}
+	out := make([]openapi.SnapshotCertificate, 0, len(certs))
 	for _, c := range certs {
+		if o, ok := old[c.ID]; ok && o.Version == c.Version && o.Certificate == c.CertificatePEM {
+			out = append(out, o)
+			continue
+		}
 		key, err := b.privateKey(c)
 		if err != nil {
-			return nil, nil, fmt.Errorf("decrypt key of %s: %w", c.ID, err)
+			return nil, fmt.Errorf("decrypt key of %s: %w", c.ID, err)
 		}
-		outCerts = append(outCerts, openapi.SnapshotCertificate{Id: c.ID, Version: c.Version, Certificate: c.CertificatePEM, PrivateKey: string(key)})
+		out = append(out, openapi.SnapshotCertificate{Id: c.ID, Version: c.Version, Certificate: c.CertificatePEM, PrivateKey: string(key)})
 	}
-	return out, outCerts, nil
+	return out, nil
+}
+
+// loadBalancersFrom is loadBalancers of group groupID, reusing prev's load
+// balancers whose revision did not change and reading the others alone
+// (all of them when most changed).
+func (b *Builder) loadBalancersFrom(ctx context.Context, tx *store.Tx, groupID string, prev *openapi.Snapshot) ([]openapi.SnapshotLoadBalancer, []openapi.SnapshotCertificate, error) {
+	sc := store.GroupScope(groupID)
+	revs, err := store.LoadBalancerRevisions(ctx, tx, sc) // the live ones
+	if err != nil {
+		return nil, nil, err
+	}
+	old := make(map[string]*openapi.SnapshotLoadBalancer, len(prev.LoadBalancers))
+	for i := range prev.LoadBalancers {
+		old[prev.LoadBalancers[i].LoadBalancer.Id] = &prev.LoadBalancers[i]
+	}
+	ids := make([]string, 0, len(revs))
+	var changed []string
+	for id, rev := range revs {
+		ids = append(ids, id)
+		if o := old[id]; o == nil || o.Revision != rev {
+			changed = append(changed, id)
+		}
+	}
+	if 2*len(changed) > len(revs) {
+		return b.loadBalancers(ctx, tx, sc)
+	}
+	fresh := map[string]openapi.SnapshotLoadBalancer{}
+	if len(changed) > 0 {
+		lbs, err := b.loadBalancerList(ctx, tx, store.LoadBalancersScope(changed))
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, lb := range lbs {
+			fresh[lb.LoadBalancer.Id] = lb
+		}
+	}
+	sort.Strings(ids)
+	out := make([]openapi.SnapshotLoadBalancer, 0, len(ids))
+	for _, id := range ids {
+		if lb, ok := fresh[id]; ok {
+			out = append(out, lb)
+		} else if o := old[id]; o != nil && o.Revision == revs[id] {
+			out = append(out, *o)
+		}
+	}
+	certs, err := b.certificates(ctx, tx, sc, prev.Certificates)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, certs, nil
 }

@@ -28,22 +28,30 @@ func NodeGroupGet(ctx context.Context, tx *Tx, id string) (*NodeGroup, error) {
 // SnapshotScope selects the load balancers a snapshot's queries read: every
 // live one of a node group, or one load balancer.
 type SnapshotScope struct {
-	col, arg string // load_balancers column compared with arg; col is never user input
+	col, cmp string // load_balancers column and its comparison with $1; never user input
+	arg      any
 }
 
 // GroupScope is every live load balancer of node group groupID.
 func GroupScope(groupID string) SnapshotScope {
-	return SnapshotScope{col: "node_group_id", arg: groupID}
+	return SnapshotScope{col: "node_group_id", cmp: " = $1", arg: groupID}
 }
 
 // LoadBalancerScope is the load balancer lbID alone (if live).
-func LoadBalancerScope(lbID string) SnapshotScope { return SnapshotScope{col: "id", arg: lbID} }
+func LoadBalancerScope(lbID string) SnapshotScope {
+	return SnapshotScope{col: "id", cmp: " = $1", arg: lbID}
+}
+
+// LoadBalancersScope is the load balancers lbIDs (those live).
+func LoadBalancersScope(lbIDs []string) SnapshotScope {
+	return SnapshotScope{col: "id", cmp: " = ANY($1)", arg: lbIDs}
+}
 
 // children selects the live rows of child table table of the scope's live
 // load balancers, in id order.
 func (sc SnapshotScope) children(table string) string {
-	return "SELECT t.* FROM " + table + " t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb." + sc.col +
-		" = $1 AND lb.deleted_revision IS NULL AND t.deleted_revision IS NULL ORDER BY t.id"
+	return "SELECT t.* FROM " + table + " t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb." + sc.col + sc.cmp +
+		" AND lb.deleted_revision IS NULL AND t.deleted_revision IS NULL ORDER BY t.id"
 }
 
 // snapshotRows runs a query returning rows of one model.
@@ -59,7 +67,7 @@ func snapshotRows[T any](ctx context.Context, tx *Tx, what, q string, args ...an
 // LoadBalancerListByScope lists the scope's live load balancers by id.
 func LoadBalancerListByScope(ctx context.Context, tx *Tx, sc SnapshotScope) ([]*LoadBalancer, error) {
 	return snapshotRows[LoadBalancer](ctx, tx, "load balancers",
-		"SELECT t.* FROM load_balancers t WHERE t."+sc.col+" = $1 AND t.deleted_revision IS NULL ORDER BY t.id", sc.arg)
+		"SELECT t.* FROM load_balancers t WHERE t."+sc.col+sc.cmp+" AND t.deleted_revision IS NULL ORDER BY t.id", sc.arg)
 }
 
 // ListenerListByScope lists the live listeners of the scope's live load
@@ -90,7 +98,7 @@ func RoutingRuleListByScope(ctx context.Context, tx *Tx, sc SnapshotScope) ([]*R
 func CertificateListByScope(ctx context.Context, tx *Tx, sc SnapshotScope) ([]*Certificate, error) {
 	return snapshotRows[Certificate](ctx, tx, "certificates", `SELECT c.* FROM certificates c WHERE c.id IN (
   SELECT lc.certificate_id FROM listener_certificates lc JOIN listeners l ON l.id = lc.listener_id JOIN load_balancers lb ON lb.id = l.load_balancer_id
-  WHERE lb.`+sc.col+` = $1 AND lb.deleted_revision IS NULL AND l.deleted_revision IS NULL) ORDER BY c.id`, sc.arg)
+  WHERE lb.`+sc.col+sc.cmp+` AND lb.deleted_revision IS NULL AND l.deleted_revision IS NULL) ORDER BY c.id`, sc.arg)
 }
 
 // RevisionTraceparentGet is the W3C trace context of the newest write at or

@@ -18,14 +18,14 @@ import (
 // deleted_revision until Purge removes it), and the certificates its live
 // listeners use.
 func (sc SnapshotScope) lbChildRevisions() string {
-	q := "SELECT lb.id AS load_balancer_id, lb.revision FROM load_balancers lb WHERE lb." + sc.col + " = $1 AND lb.deleted_revision IS NULL"
+	q := "SELECT lb.id AS load_balancer_id, lb.revision FROM load_balancers lb WHERE lb." + sc.col + sc.cmp + " AND lb.deleted_revision IS NULL"
 	for _, t := range []string{"listeners", "pools", "members", "routing_rules"} {
 		q += " UNION ALL SELECT t.load_balancer_id, t.revision FROM " + t + " t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb." +
-			sc.col + " = $1 AND lb.deleted_revision IS NULL"
+			sc.col + sc.cmp + " AND lb.deleted_revision IS NULL"
 	}
 	q += " UNION ALL SELECT l.load_balancer_id, c.revision FROM listener_certificates lc JOIN listeners l ON l.id = lc.listener_id" +
 		" JOIN certificates c ON c.id = lc.certificate_id JOIN load_balancers lb ON lb.id = l.load_balancer_id WHERE lb." +
-		sc.col + " = $1 AND lb.deleted_revision IS NULL AND l.deleted_revision IS NULL"
+		sc.col + sc.cmp + " AND lb.deleted_revision IS NULL AND l.deleted_revision IS NULL"
 	return q
 }
 
@@ -45,17 +45,6 @@ func LoadBalancerRevisions(ctx context.Context, tx *Tx, sc SnapshotScope) (map[s
 		return nil, fmt.Errorf("load balancer revisions: %w", err)
 	}
 	return out, nil
-}
-
-// LoadBalancersDeletedSince lists, by id, node group groupID's load
-// balancers deleted after revision after and not purged yet.
-func LoadBalancersDeletedSince(ctx context.Context, tx *Tx, groupID string, after int64) ([]string, error) {
-	rows, _ := tx.pg.Query(ctx, "SELECT id FROM load_balancers WHERE node_group_id = $1 AND deleted_revision > $2 ORDER BY id", groupID, after)
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("deleted load balancers: %w", err)
-	}
-	return ids, nil
 }
 
 // GroupPurgedRevision is the newest deleted_revision Purge removed from node

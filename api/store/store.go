@@ -73,6 +73,8 @@ const LiveNodeWindow = "5 minutes"
 // Store wraps the pool. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// queries counts the statements sent (querycount.go).
+	queries *queryCounter
 }
 
 // Options bound how long the database may take. Zero fields take the defaults.
@@ -152,10 +154,12 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
-	cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName())
+	queries := &queryCounter{}
+	tracers := []pgx.QueryTracer{otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName()), queries}
 	if opts.StatementLog != nil {
-		cfg.ConnConfig.Tracer = multitracer.New(cfg.ConnConfig.Tracer, statementLog(opts.StatementLog))
+		tracers = append(tracers, statementLog(opts.StatementLog))
 	}
+	cfg.ConnConfig.Tracer = multitracer.New(tracers...)
 	if cfg.MaxConns < 8 {
 		cfg.MaxConns = 8
 	}
@@ -179,7 +183,7 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, queries: queries}, nil
 }
 
 // Close closes the pool.

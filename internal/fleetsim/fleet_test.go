@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,9 +32,11 @@ type fleetConfig struct {
 	PhaseTimeout       time.Duration // bound of the initial sync and of the whole write series
 	WriteTimeout       time.Duration // bound of one write reaching every node / `active`
 	ReportTimeout      time.Duration
-	Workers            int  // concurrent creates
-	AckOnly            bool // reports carry only revision and status, no member statuses or stats
-	FullReports        bool // every report carries every member status and all stats
+	QuietWrites        int           // writes of the series with heartbeats paused
+	QuietIdle          time.Duration // idle baseline of that series
+	Workers            int           // concurrent creates
+	AckOnly            bool          // reports carry only revision and status, no member statuses or stats
+	FullReports        bool          // every report carries every member status and all stats
 
 	heartbeatFile string // the body of reports after the first (changes only), or ""
 }
@@ -47,6 +50,13 @@ type fleetConfig struct {
 // (the agent before it reported changes only). Nodes ask for deltas (format
 // 2) as the agent does; FULCRUM_FLEET_FULL_SNAPSHOTS=1 makes them ask for the
 // whole group every time (format 1, an agent from before deltas).
+//
+// After the write series, a second series (FULCRUM_FLEET_QUIET_WRITES, 20)
+// runs with heartbeats paused, after an idle baseline of
+// FULCRUM_FLEET_QUIET_IDLE (5s) measured the same way: its API CPU per write
+// (the write, its fan-out to every node and the nodes' acks) is the fleet
+// line's api_cpu_ms_per_write, since the heartbeats' load varies more than a
+// write costs; the figure with heartbeats on is printed too.
 func TestFleet(t *testing.T) {
 	if os.Getenv("FULCRUM_FLEET") != "1" {
 		t.Skip("the fleet benchmark runs with FULCRUM_FLEET=1 (make bench-fleet)")
@@ -55,6 +65,7 @@ func TestFleet(t *testing.T) {
 		Writes: envInt("FULCRUM_FLEET_WRITES", 10), Heartbeat: envDur("FULCRUM_FLEET_HEARTBEAT", 2*time.Second),
 		IdleWindow: envDur("FULCRUM_FLEET_IDLE", 20*time.Second), PhaseTimeout: envDur("FULCRUM_FLEET_PHASE_TIMEOUT", 120*time.Second),
 		WriteTimeout: envDur("FULCRUM_FLEET_WRITE_TIMEOUT", 30*time.Second), ReportTimeout: 10 * time.Second, Workers: 8,
+		QuietWrites: envInt("FULCRUM_FLEET_QUIET_WRITES", 20), QuietIdle: envDur("FULCRUM_FLEET_QUIET_IDLE", 5*time.Second),
 		AckOnly: os.Getenv("FULCRUM_FLEET_REPORT") == "ack", FullReports: os.Getenv("FULCRUM_FLEET_REPORT") == "full"}
 	runFleet(t, cfg)
 }
@@ -66,9 +77,10 @@ func TestFleetSmoke(t *testing.T) {
 		t.Skip("starts Postgres")
 	}
 	r := runFleet(t, fleetConfig{Nodes: 5, LBs: 5, Writes: 3, Heartbeat: 500 * time.Millisecond, IdleWindow: time.Second,
-		PhaseTimeout: 60 * time.Second, WriteTimeout: 20 * time.Second, ReportTimeout: 10 * time.Second, Workers: 2})
-	if r.writeTimeouts != 0 || r.samples != 5*3 {
-		t.Fatalf("%d of %d (write, node) samples timed out", r.writeTimeouts, r.samples)
+		PhaseTimeout: 60 * time.Second, WriteTimeout: 20 * time.Second, ReportTimeout: 10 * time.Second, Workers: 2,
+		QuietWrites: 2, QuietIdle: 500 * time.Millisecond})
+	if r.writeTimeouts != 0 || r.samples != 5*3 || r.quietSamples != 5*2 {
+		t.Fatalf("%d of %d+%d (write, node) samples timed out", r.writeTimeouts, r.samples, r.quietSamples)
 	}
 	if r.reports == 0 {
 		t.Fatal("no report answered")
@@ -114,7 +126,7 @@ func envDur(k string, def time.Duration) time.Duration {
 }
 
 type fleetResult struct {
-	samples, writeTimeouts, reports int
+	samples, quietSamples, writeTimeouts, reports int
 }
 
 type lbObjects struct {
@@ -481,109 +493,116 @@ feed:
 
 	// 4. Writes: one member of one LB changes; every node must get it.
 	writer := &api{endpoint: s.Endpoint, token: s.TenantToken, c: &http.Client{Timeout: cfg.WriteTimeout}}
-	c.mark()
-	var toNode, toAll, toActive []time.Duration
-	var bytesPer []int
-	timeouts, activeTimeouts, done, failed := 0, 0, 0, 0
-	cpu0, t0 = cpuTime(), time.Now()
-	for w := 0; w < cfg.Writes && time.Since(t0) < cfg.PhaseTimeout; w++ {
-		o := lbs[(w*7919)%len(lbs)]
-		member := o.members[w%2]
-		prev := rev
-		if _, m := c.holding(0); m > prev {
-			prev = m
-		}
-		if _, _, err := writer.call(ctx, http.MethodPatch, "/v1/members/"+member, map[string]any{"weight": 2 + w%50}); err != nil {
-			// An API too busy to answer the write within WriteTimeout: the
-			// write counts as reaching no node and never `active`.
-			logf("write %d failed: %v", w, err)
-			failed++
-			done++
-			timeouts += cfg.Nodes
-			activeTimeouts++
-			for range cfg.Nodes {
-				toNode = append(toNode, cfg.WriteTimeout)
+	w0 := 0
+	// runSeries makes n writes one after another, each waiting until every
+	// node holds it (and, when waitActive, the member is `active`), then
+	// settle; it measures the test process's CPU over the series.
+	runSeries := func(n int, waitActive bool, settle time.Duration) seriesResult {
+		var r seriesResult
+		r.cpu0, r.t0 = cpuTime(), time.Now()
+		for w := w0; w < w0+n && time.Since(r.t0) < cfg.PhaseTimeout; w++ {
+			o := lbs[(w*7919)%len(lbs)]
+			member := o.members[w%2]
+			prev := rev
+			if _, m := c.holding(0); m > prev {
+				prev = m
 			}
-			toAll = append(toAll, cfg.WriteTimeout)
-			toActive = append(toActive, cfg.WriteTimeout)
-			continue
-		}
-		wrote := time.Now()
-		activeAt := time.Time{}
-		deadline := wrote.Add(cfg.WriteTimeout)
-		for time.Now().Before(deadline) {
-			n, _ := c.holding(prev)
-			if activeAt.IsZero() {
-				if _, obj, err := writer.call(ctx, http.MethodGet, "/v1/members/"+member, nil); err == nil && obj["provisioning_status"] == "active" {
-					activeAt = time.Now()
+			if _, _, err := writer.call(ctx, http.MethodPatch, "/v1/members/"+member, map[string]any{"weight": 2 + w%50}); err != nil {
+				// An API too busy to answer the write within WriteTimeout: the
+				// write counts as reaching no node and never `active`.
+				logf("write %d failed: %v", w, err)
+				r.failed++
+				r.done++
+				r.timeouts += cfg.Nodes
+				r.activeTimeouts++
+				for range cfg.Nodes {
+					r.toNode = append(r.toNode, cfg.WriteTimeout)
 				}
-			}
-			if n == cfg.Nodes && !activeAt.IsZero() {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		done++
-		if activeAt.IsZero() {
-			activeTimeouts++
-			toActive = append(toActive, cfg.WriteTimeout)
-		} else {
-			toActive = append(toActive, activeAt.Sub(wrote))
-		}
-		// The write's revision: the lowest above prev that any node received.
-		c.mu.Lock()
-		wrev := int64(0)
-		for _, rs := range c.got {
-			for _, r := range rs {
-				if r.rev > prev && (wrev == 0 || r.rev < wrev) {
-					wrev = r.rev
-				}
-			}
-		}
-		worst := time.Duration(0)
-		for _, rs := range c.got {
-			var first *receipt
-			for i := range rs {
-				if wrev != 0 && rs[i].rev >= wrev {
-					first = &rs[i]
-					break
-				}
-			}
-			if first == nil {
-				timeouts++
-				toNode = append(toNode, cfg.WriteTimeout)
-				worst = cfg.WriteTimeout
+				r.toAll = append(r.toAll, cfg.WriteTimeout)
+				r.toActive = append(r.toActive, cfg.WriteTimeout)
 				continue
 			}
-			d := max(first.at.Sub(wrote), 0)
-			toNode = append(toNode, d)
-			worst = max(worst, d)
-			bytesPer = append(bytesPer, first.bytes)
+			wrote := time.Now()
+			activeAt := time.Time{}
+			deadline := wrote.Add(cfg.WriteTimeout)
+			for time.Now().Before(deadline) {
+				held, _ := c.holding(prev)
+				if waitActive && activeAt.IsZero() {
+					if _, obj, err := writer.call(ctx, http.MethodGet, "/v1/members/"+member, nil); err == nil && obj["provisioning_status"] == "active" {
+						activeAt = time.Now()
+					}
+				}
+				if held == cfg.Nodes && (!waitActive || !activeAt.IsZero()) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			r.done++
+			if waitActive {
+				if activeAt.IsZero() {
+					r.activeTimeouts++
+					r.toActive = append(r.toActive, cfg.WriteTimeout)
+				} else {
+					r.toActive = append(r.toActive, activeAt.Sub(wrote))
+				}
+			}
+			// The write's revision: the lowest above prev that any node received.
+			c.mu.Lock()
+			wrev := int64(0)
+			for _, rs := range c.got {
+				for _, rc := range rs {
+					if rc.rev > prev && (wrev == 0 || rc.rev < wrev) {
+						wrev = rc.rev
+					}
+				}
+			}
+			worst := time.Duration(0)
+			for _, rs := range c.got {
+				var first *receipt
+				for i := range rs {
+					if wrev != 0 && rs[i].rev >= wrev {
+						first = &rs[i]
+						break
+					}
+				}
+				if first == nil {
+					r.timeouts++
+					r.toNode = append(r.toNode, cfg.WriteTimeout)
+					worst = cfg.WriteTimeout
+					continue
+				}
+				d := max(first.at.Sub(wrote), 0)
+				r.toNode = append(r.toNode, d)
+				worst = max(worst, d)
+				r.bytesPer = append(r.bytesPer, first.bytes)
+			}
+			c.mu.Unlock()
+			r.toAll = append(r.toAll, worst)
+			if wrev != 0 {
+				rev = wrev
+			}
+			time.Sleep(settle) // the fleet settles (acks) before the next write
 		}
-		c.mu.Unlock()
-		toAll = append(toAll, worst)
-		if wrev != 0 {
-			rev = wrev
+		w0 += n
+		r.series = time.Since(r.t0)
+		r.cpu = cpuTime() - r.cpu0
+		for _, d := range [][]time.Duration{r.toNode, r.toAll, r.toActive} {
+			sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 		}
-		time.Sleep(200 * time.Millisecond) // the fleet settles (acks) before the next write
+		sort.Ints(r.bytesPer)
+		return r
 	}
-	series := time.Since(t0)
-	cpu := cpuTime() - cpu0
+
+	c.mark()
+	sr := runSeries(cfg.Writes, true, 200*time.Millisecond)
 	writes := c.statsOf("writes")
-	sortD := func(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }
-	sortD(toNode)
-	sortD(toAll)
-	sortD(toActive)
-	sort.Ints(bytesPer)
+	toNode, toAll, toActive, bytesPer := sr.toNode, sr.toAll, sr.toActive, sr.bytesPer
+	timeouts, done, failed := sr.timeouts, sr.done, sr.failed
 	// Per answered write: a write the API never answered cost nothing to
 	// fan out (the CPU spent meanwhile went elsewhere).
-	perWrite := (float64(cpu) - idleRate*float64(series)) / float64(max(done-failed, 1))
-	perWriteS := strconv.FormatFloat(perWrite/1e6, 'f', 1, 64)
-	if done == failed {
-		perWriteS = "n/a"
-	} else if perWrite < 0 {
-		logf("API CPU per write: below the idle baseline (%.1f ms): the idle load (reports) varies more than writes cost; not meaningful", perWrite/1e6)
-		perWriteS = "n/a"
+	perWrite, perWriteS := sr.perWrite(idleRate)
+	if perWrite < 0 && done > failed {
+		logf("API CPU per write (heartbeats on): below the idle baseline (%.1f ms): the idle load (reports) varies more than writes cost; not meaningful", perWrite/1e6)
 	}
 	bpl := 0
 	bplS := "n/a"
@@ -592,17 +611,17 @@ feed:
 		bplS = strconv.Itoa(bpl)
 	}
 	logf("writes: %d member PATCHes (%d not answered within %s) in %.1f s (bound %s; each waits for every node and `active`, bound %s, then 200 ms)",
-		done, failed, cfg.WriteTimeout, series.Seconds(), cfg.PhaseTimeout, cfg.WriteTimeout)
+		done, failed, cfg.WriteTimeout, sr.series.Seconds(), cfg.PhaseTimeout, cfg.WriteTimeout)
 	logf("write → node holds it: %d samples (write × node), p50=%s ms p99=%s ms max=%s ms, %d timed out (>%s)",
 		len(toNode), msf(Percentile(toNode, 50)), msf(Percentile(toNode, 99)), msf(Percentile(toNode, 100)), timeouts, cfg.WriteTimeout)
 	logf("write → every node holds it (per write): p50=%s ms max=%s ms", msf(Percentile(toAll, 50)), msf(Percentile(toAll, 100)))
 	logf("write → `active` (member): p50=%s ms p99=%s ms, %d timed out (>%s)", msf(Percentile(toActive, 50)), msf(Percentile(toActive, 99)),
-		activeTimeouts, cfg.WriteTimeout)
+		sr.activeTimeouts, cfg.WriteTimeout)
 	logf("bytes to a node for a change of one LB among %d: p50=%s (wire, Accept-Encoding: gzip), min=%d max=%d, %d samples",
 		cfg.LBs, bplS, first(bytesPer), last(bytesPer), len(bytesPer))
-	logf("API CPU per write: %s ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d answered writes; "+
-		"the test process holds the API and this driver, not Postgres nor the simulator",
-		perWriteS, msf(cpu), idleRate, series.Seconds(), done-failed)
+	logf("API CPU per write, heartbeats on: %s ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d answered writes; "+
+		"the test process holds the API and this driver (which polls the member for `active`), not Postgres nor the simulator",
+		perWriteS, msf(sr.cpu), idleRate, sr.series.Seconds(), done-failed)
 	reportP99 := "n/a"
 	reports := 0
 	if writes != nil {
@@ -618,13 +637,78 @@ feed:
 		}
 		reports += int(atof(idle[2]))
 	}
+
+	// 5. The API's CPU per write without the heartbeats' load: heartbeats
+	// paused (each node still acks every snapshot, as the agent does), the
+	// idle rate measured right before, writes waiting for every node only
+	// (the driver does not poll for `active`).
+	fmt.Fprintln(c.stdin, "heartbeats off")
+	time.Sleep(3 * time.Second) // reports in flight end
+	cpuQ, tQ := cpuTime(), time.Now()
+	time.Sleep(cfg.QuietIdle)
+	quietRate := float64(cpuTime()-cpuQ) / float64(time.Since(tQ))
+	if f := os.Getenv("FULCRUM_FLEET_CPUPROFILE"); f != "" {
+		// A CPU profile of the API's process over this series alone.
+		if out, err := os.Create(f); err == nil {
+			if err := pprof.StartCPUProfile(out); err == nil {
+				defer func() { pprof.StopCPUProfile(); out.Close() }()
+			}
+		}
+	}
+	qr := runSeries(cfg.QuietWrites, false, 500*time.Millisecond)
+	pprof.StopCPUProfile()
+
+	// 6. The same without any report: the write and its fan-out alone.
+	fmt.Fprintln(c.stdin, "acks off")
+	time.Sleep(time.Second)
+	cpuF, tF := cpuTime(), time.Now()
+	time.Sleep(cfg.QuietIdle)
+	fanRate := float64(cpuTime()-cpuF) / float64(time.Since(tF))
+	fr := runSeries(cfg.QuietWrites, false, 200*time.Millisecond)
+	fmt.Fprintln(c.stdin, "acks on")
+	fmt.Fprintln(c.stdin, "heartbeats on")
+	_, fanS := fr.perWrite(fanRate)
+	logf("no reports at all: API process CPU %.1f%% of a core over %s idle; %d writes (%d not answered) in %.1f s, write → node holds it p50=%s ms p99=%s ms, %d timed out",
+		100*fanRate, cfg.QuietIdle, fr.done, fr.failed, fr.series.Seconds(), msf(Percentile(fr.toNode, 50)), msf(Percentile(fr.toNode, 99)), fr.timeouts)
+	logf("API CPU per write, no reports (the write and its fan-out alone): %s ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d answered writes",
+		fanS, msf(fr.cpu), fanRate, fr.series.Seconds(), fr.done-fr.failed)
+	quiet, quietS := qr.perWrite(quietRate)
+	if quiet < 0 && qr.done > qr.failed {
+		logf("API CPU per write (heartbeats paused): below the idle baseline (%.1f ms): not meaningful", quiet/1e6)
+	}
+	logf("heartbeats paused: API process CPU %.1f%% of a core over %s idle; %d writes (%d not answered) in %.1f s, write → node holds it p50=%s ms p99=%s ms, %d timed out",
+		100*quietRate, cfg.QuietIdle, qr.done, qr.failed, qr.series.Seconds(), msf(Percentile(qr.toNode, 50)), msf(Percentile(qr.toNode, 99)), qr.timeouts)
+	logf("API CPU per write, heartbeats paused: %s ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d answered writes; "+
+		"the write, its fan-out to every node and their acks (this is the fleet line's api_cpu_ms_per_write)",
+		quietS, msf(qr.cpu), quietRate, qr.series.Seconds(), qr.done-qr.failed)
+
 	w2a := msf(Percentile(toNode, 99))
 	if timeouts > len(toNode)/100 {
 		w2a = "timeout"
 	}
 	logf("fleet: nodes=%d write_to_all_p99_ms=%s report_p99_ms=%s bytes_per_lb_change=%s api_cpu_ms_per_write=%s",
-		cfg.Nodes, w2a, reportP99, bplS, perWriteS)
-	return fleetResult{samples: len(toNode), writeTimeouts: timeouts, reports: reports}
+		cfg.Nodes, w2a, reportP99, bplS, quietS)
+	return fleetResult{samples: len(toNode), quietSamples: len(qr.toNode), writeTimeouts: timeouts + qr.timeouts + fr.timeouts, reports: reports}
+}
+
+// seriesResult is what a series of writes measured.
+type seriesResult struct {
+	toNode, toAll, toActive  []time.Duration
+	bytesPer                 []int
+	timeouts, activeTimeouts int
+	done, failed             int
+	cpu0, cpu, series        time.Duration
+	t0                       time.Time
+}
+
+// perWrite is the API's CPU per answered write above the idle rate (ns), and
+// as printed: "n/a" when no write was answered or it came out negative.
+func (r seriesResult) perWrite(idleRate float64) (float64, string) {
+	v := (float64(r.cpu) - idleRate*float64(r.series)) / float64(max(r.done-r.failed, 1))
+	if r.done == r.failed || v < 0 {
+		return v, "n/a"
+	}
+	return v, strconv.FormatFloat(v/1e6, 'f', 1, 64)
 }
 
 func atof(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }

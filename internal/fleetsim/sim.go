@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -68,7 +69,10 @@ type Config struct {
 //	ready                                            every node started
 //
 // Commands read from in, one a line: `mark` starts a new window of report
-// latencies; `stats <label>` prints the window's; EOF ends the run.
+// latencies; `stats <label>` prints the window's; `heartbeats off` stops the
+// periodic reports (a node still reports after every snapshot: its ack) and
+// `heartbeats on` resumes them; `acks off` / `acks on` do the same for the
+// reports after snapshots; EOF ends the run.
 
 // Run simulates cfg.Nodes nodes until in reaches EOF, ctx ends or
 // cfg.MaxDuration passes.
@@ -127,6 +131,10 @@ loop:
 				f.mark()
 			case len(fields) == 2 && fields[0] == "stats":
 				f.stats(fields[1])
+			case len(fields) == 2 && fields[0] == "heartbeats":
+				f.heartbeatsOff.Store(fields[1] == "off")
+			case len(fields) == 2 && fields[0] == "acks":
+				f.acksOff.Store(fields[1] == "off")
 			}
 		}
 	}
@@ -152,6 +160,10 @@ type fleet struct {
 	w            *writer
 	poll, report *http.Client
 	nodes        []*node
+
+	// heartbeatsOff pauses the periodic reports (acks still go); acksOff
+	// the reports after snapshots.
+	heartbeatsOff, acksOff atomic.Bool
 
 	mu        sync.Mutex
 	latencies []time.Duration // reports of the window, answered 2xx
@@ -349,7 +361,13 @@ func (n *node) reportLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if n.f.heartbeatsOff.Load() {
+				continue
+			}
 		case <-n.kick:
+			if n.f.acksOff.Load() {
+				continue
+			}
 		}
 		rev, ok := n.held()
 		if !ok {
