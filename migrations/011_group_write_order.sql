@@ -59,6 +59,16 @@ BEGIN
         RETURN;
     END IF;
     lim := coalesce((q ->> quota_key)::integer, 0);
-    EXECUTE format('SELECT count(*) FROM %I WHERE tenant_id = $1', tbl)
-        || CASE WHEN soft_delete THEN ' AND deleted_revision IS NULL' ELSE '' END INTO used USING tenant;
+    -- Static statements (planned once per session), not EXECUTE.
+    CASE tbl
+    WHEN 'load_balancers' THEN SELECT count(*) INTO used FROM load_balancers WHERE tenant_id = tenant AND deleted_revision IS NULL;
+    WHEN 'listeners' THEN SELECT count(*) INTO used FROM listeners WHERE tenant_id = tenant AND deleted_revision IS NULL;
+    WHEN 'pools' THEN SELECT count(*) INTO used FROM pools WHERE tenant_id = tenant AND deleted_revision IS NULL;
+    WHEN 'members' THEN SELECT count(*) INTO used FROM members WHERE tenant_id = tenant AND deleted_revision IS NULL;
+    WHEN 'routing_rules' THEN SELECT count(*) INTO used FROM routing_rules WHERE tenant_id = tenant AND deleted_revision IS NULL;
+    WHEN 'certificates' THEN SELECT count(*) INTO used FROM certificates WHERE tenant_id = tenant;
+    ELSE
+        EXECUTE format('SELECT count(*) FROM %I WHERE tenant_id = $1', tbl)
+            || CASE WHEN soft_delete THEN ' AND deleted_revision IS NULL' ELSE '' END INTO used USING tenant;
+    END CASE;
 END $$;
