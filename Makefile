@@ -107,6 +107,14 @@ bench-fleet: ## Fleet benchmark (issue 10): 1000 simulated nodes on one API, 100
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1
 	@grep -ah '^fleet: ' $(BIN)/bench-fleet.log | tail -1
 
+.PHONY: bench-writes
+bench-writes: ## Writes benchmark (issue 10): API creates/s (members) vs pgbench running the same SQL, 1 and 8 clients; prints `writes:` lines.
+	@# FULCRUM_WRITES_DURATION sets each phase's length (default 5s; 3 rounds of API then pgbench per client count); see internal/writebench.
+	@mkdir -p $(BIN)
+	FULCRUM_WRITES=1 $(GO) test -count=1 -timeout 10m -v -run '^TestWrites$$' ./internal/writebench/ 2>&1 | tee $(BIN)/bench-writes.log; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1
+	@grep -ah '^writes: ' $(BIN)/bench-writes.log
+
 .PHONY: bench-scale
 bench-scale: ## Scale benchmark (issue 10): one real node grown to 1000 LBs / 10,000 members; prints a `scale:` line last.
 	@# Sized by FULCRUM_SCALE_LBS, FULCRUM_SCALE_MEMBERS (per LB), FULCRUM_SCALE_SAMPLES, FULCRUM_SCALE_SMALL_SAMPLES; FULCRUM_SCALE_PROFILE=<prefix> writes CPU profiles (see internal/nodescale).

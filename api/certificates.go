@@ -73,7 +73,7 @@ func (h *handlers) CreateCertificate(ctx context.Context, r openapi.CreateCertif
 	if err := h.sealCertificate(c, b.Certificate, b.PrivateKey); err != nil {
 		return nil, err
 	}
-	out, _, err := create(ctx, h, "POST /v1/certificates", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Certificate, error) {
+	out, _, err := createIn(ctx, h, store.ScopeGroups(), "POST /v1/certificates", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Certificate, error) {
 		if err := store.CheckQuota(ctx, tx, store.KindCertificate, tenant); err != nil {
 			return openapi.Certificate{}, err
 		}

@@ -147,8 +147,15 @@ func checkIdempotencyKey(key string) error {
 // check, validation, insert, revision bump) and the stored response commit or
 // roll back together. A retry with the same key gets the first response.
 // A dry run rolls back instead, after reading the affected load balancer so
-// that its configuration is checked with HAProxy (dryrun.go).
+// that its configuration is checked with HAProxy (dryrun.go). It holds the
+// exclusive write lock; createIn holds the locks of scope's node groups only.
 func create[R any](ctx context.Context, h *handlers, methodPath string, key *string, dryRun *bool, body any, fn func(tx *store.Tx) (R, error)) (R, bool, error) {
+	return createIn(ctx, h, store.ScopeAll(), methodPath, key, dryRun, body, fn)
+}
+
+// createIn is create ordered within scope (store.WriteIn): the node group(s)
+// the new object joins.
+func createIn[R any](ctx context.Context, h *handlers, scope store.WriteScope, methodPath string, key *string, dryRun *bool, body any, fn func(tx *store.Tx) (R, error)) (R, bool, error) {
 	var out R
 	var replayed bool
 	p, err := principal(ctx)
@@ -169,7 +176,7 @@ func create[R any](ctx context.Context, h *handlers, methodPath string, key *str
 		hash = sum[:]
 	}
 	var tree *dryRunTree
-	err = h.st.Write(ctx, isTrue(dryRun), func(tx *store.Tx) error {
+	err = h.st.WriteIn(ctx, isTrue(dryRun), scope, func(tx *store.Tx) error {
 		if useKey {
 			status, stored, err := store.ClaimIdempotencyKey(ctx, tx, p.IdempotencyScope(), *key, methodPath, hash)
 			if err != nil {
@@ -210,14 +217,15 @@ type versioned interface{ GetVersion() int64 }
 
 // update runs a PATCH: lock the current row, check If-Match, let fn apply,
 // validate and save, all in one transaction (rolled back for dry runs, whose
-// affected load balancer is then checked with HAProxy).
+// affected load balancer is then checked with HAProxy), ordered within the
+// object's node group (store.ScopeOf).
 func update[T any, PT interface {
 	*T
 	versioned
 }, R any](ctx context.Context, h *handlers, k store.Kind, tenantID, id string, ifMatch *string, dryRun *bool, fn func(tx *store.Tx, cur *T) (R, error)) (R, error) {
 	var out R
 	var tree *dryRunTree
-	err := h.st.Write(ctx, isTrue(dryRun), func(tx *store.Tx) error {
+	err := h.st.WriteIn(ctx, isTrue(dryRun), store.ScopeOf(k, tenantID, id), func(tx *store.Tx) error {
 		var cur *T
 		var err error
 		if k.SoftDelete {
@@ -247,12 +255,13 @@ func update[T any, PT interface {
 }
 
 // remove runs a DELETE: lock, If-Match, what blocks it, then soft delete (for
-// dataplane objects) or hard delete.
+// dataplane objects) or hard delete, ordered within the object's node group
+// (store.ScopeOf).
 func remove[T any, PT interface {
 	*T
 	versioned
 }](ctx context.Context, h *handlers, k store.Kind, tenantID, id string, ifMatch *string, cascade bool, check func(tx *store.Tx, cur *T) error) error {
-	return h.st.Write(ctx, false, func(tx *store.Tx) error {
+	return h.st.WriteIn(ctx, false, store.ScopeOf(k, tenantID, id), func(tx *store.Tx) error {
 		cur, err := store.Get[T](ctx, tx, k, tenantID, id, true)
 		if err != nil {
 			return err

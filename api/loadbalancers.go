@@ -111,7 +111,11 @@ func (h *handlers) CreateLoadBalancer(ctx context.Context, r openapi.CreateLoadB
 	if err := e.Err(); err != nil {
 		return nil, err
 	}
-	out, _, err := create(ctx, h, "POST /v1/load-balancers", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.LoadBalancer, error) {
+	scope := store.ScopeGroupNamed("default")
+	if b.NodeGroupId != nil {
+		scope = store.ScopeGroups(*b.NodeGroupId)
+	}
+	out, _, err := createIn(ctx, h, scope, "POST /v1/load-balancers", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.LoadBalancer, error) {
 		if err := store.CheckQuota(ctx, tx, store.KindLoadBalancer, tenant); err != nil {
 			return openapi.LoadBalancer{}, err
 		}

@@ -100,7 +100,7 @@ func (h *handlers) CreateMember(ctx context.Context, r openapi.CreateMemberReque
 	if err := validateMember(m); err != nil {
 		return nil, err
 	}
-	out, _, err := create(ctx, h, "POST /v1/members", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Member, error) {
+	out, _, err := createIn(ctx, h, store.ScopeOf(store.KindPool, tenant, b.PoolId), "POST /v1/members", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Member, error) {
 		pool, err := store.GetLive[store.Pool](ctx, tx, store.KindPool, tenant, b.PoolId, false)
 		if err != nil {
 			return openapi.Member{}, parentError(err, "pool_id")

@@ -102,7 +102,14 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 		return nil, err
 	}
 	var out openapi.Node
-	err = h.st.Write(ctx, false, func(tx *store.Tx) error {
+	// Ordered within the group the node joins, when known up front.
+	wscope := store.ScopeAll()
+	if tokenGroup != "" {
+		wscope = store.ScopeGroups(tokenGroup)
+	} else if b.NodeGroupId != nil {
+		wscope = store.ScopeGroups(*b.NodeGroupId)
+	}
+	err = h.st.WriteIn(ctx, false, wscope, func(tx *store.Tx) error {
 		n, err := nodeByName(ctx, tx, r.Id, scope, true)
 		if err == nil {
 			row, err := store.RecordNodeHeartbeat(ctx, tx, n.ID, []store.Column{

@@ -240,7 +240,7 @@ func (h *handlers) CreateRoutingRule(ctx context.Context, r openapi.CreateRoutin
 	rule := &store.RoutingRule{Meta: store.Meta{TenantID: tenant, Name: deref(b.Name), Description: deref(b.Description), Labels: deref(b.Labels)},
 		ListenerID: b.ListenerId, Priority: b.Priority,
 		Spec: store.RoutingRuleSpec{Conditions: conditionsFromAPI(deref(b.Conditions)), Action: actionFromAPI(b.Action)}}
-	out, _, err := create(ctx, h, "POST /v1/routing-rules", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.RoutingRule, error) {
+	out, _, err := createIn(ctx, h, store.ScopeOf(store.KindListener, tenant, b.ListenerId), "POST /v1/routing-rules", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.RoutingRule, error) {
 		l, err := store.GetLive[store.Listener](ctx, tx, store.KindListener, tenant, b.ListenerId, true)
 		if err != nil {
 			return openapi.RoutingRule{}, parentError(err, "listener_id")

@@ -142,24 +142,26 @@ func MarkDeleted(ctx context.Context, tx *Tx, k Kind, tenantID, id string, casca
 // Purge removes deleted objects every node of their group has dropped: those
 // whose deleted_revision is at or below the lowest revision the group's nodes
 // applied (serving nodes: see the node_states view). A group without serving
-// nodes serves nothing, so its deletes finish at once.
+// nodes serves nothing, so its deletes finish at once. A write scoped to node
+// groups (WriteIn) purges those groups only.
 func Purge(ctx context.Context, tx *Tx) error {
 	const floor = `WITH floor AS (
   SELECT g.id AS node_group_id, COALESCE(min(n.applied_revision), 9223372036854775807) AS rev
   FROM node_groups g LEFT JOIN node_states n ON n.node_group_id = g.id AND n.serving
+  WHERE $1::text[] IS NULL OR g.id = ANY($1::text[])
   GROUP BY g.id) `
 	for _, table := range []string{"routing_rules", "members", "listeners", "pools"} {
 		q := floor + ", purged AS (DELETE FROM " + table + ` t USING load_balancers lb, floor f
 WHERE t.deleted_revision IS NOT NULL AND t.load_balancer_id = lb.id AND lb.node_group_id = f.node_group_id AND t.deleted_revision <= f.rev
 RETURNING lb.node_group_id, t.deleted_revision)` + recordPurge // snapshot_delta.go
-		if _, err := tx.pg.Exec(ctx, q); err != nil {
+		if _, err := tx.pg.Exec(ctx, q, tx.groups); err != nil {
 			return fmt.Errorf("purge %s: %w", table, err)
 		}
 	}
 	q := floor + `, purged AS (DELETE FROM load_balancers t USING floor f
 WHERE t.deleted_revision IS NOT NULL AND t.node_group_id = f.node_group_id AND t.deleted_revision <= f.rev
 RETURNING t.node_group_id, t.deleted_revision)` + recordPurge
-	if _, err := tx.pg.Exec(ctx, q); err != nil {
+	if _, err := tx.pg.Exec(ctx, q, tx.groups); err != nil {
 		return fmt.Errorf("purge load_balancers: %w", err)
 	}
 	return nil

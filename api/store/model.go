@@ -28,6 +28,9 @@ type Status struct {
 	DeletedRevision    *int64 `db:"deleted_revision"`
 }
 
+// deleted says the object is being deleted (GetLive).
+func (s *Status) deleted() bool { return s.DeletedRevision != nil }
+
 // Quotas are a tenant's limits per kind of object.
 type Quotas struct {
 	LoadBalancers int `json:"load_balancers"`

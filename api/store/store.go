@@ -52,10 +52,19 @@ const NotifyChannel = "fulcrum_revision"
 // migrateLockID guards migrations so several API replicas can start at once.
 const migrateLockID = 7240117001
 
-// writeLockID serializes write transactions, so revisions commit in the order
-// they were taken: a node that has seen revision N can never later miss a
-// write with a revision below N.
+// writeLockID is the write lock. Writes are ordered per node group (see
+// WriteScope and migrations/011_group_write_order.sql): a write scoped to
+// node groups takes it shared and then each group's lock (groupLockClass), so
+// writes to different groups run in parallel while those to one group commit
+// in the order they took their revisions; a write of ScopeAll (and the purge
+// janitor) takes it exclusive, alone. Either way, a node that has seen
+// revision N of its group can never later miss a write to its group with a
+// revision below N.
 const writeLockID = 7240117002
+
+// groupLockClass is the first key of the per-group write locks (the second is
+// hashtext of the group id); fulcrum_lock_groups takes them.
+const groupLockClass = 0x66756777 // "fugw"
 
 // LiveNodeWindow is how recently a node must have reported to count for status
 // and delete progress; a node silent for longer does not hold anything back.
@@ -81,6 +90,35 @@ type Options struct {
 	// ConnectTimeout bounds opening one connection, a frozen server included.
 	// Defaults to 5s; a connect_timeout in the URL wins.
 	ConnectTimeout time.Duration
+	// StatementLog, when set, is called with every statement as it starts,
+	// its connection (to tell transactions apart) and its arguments: the
+	// writes benchmark (internal/writebench) replays them with pgbench.
+	StatementLog func(conn any, sql string, args []any)
+}
+
+// statementLog is a pgx tracer calling Options.StatementLog.
+type statementLog func(conn any, sql string, args []any)
+
+func (l statementLog) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	l(conn, d.SQL, d.Args)
+	return ctx
+}
+
+func (statementLog) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// Statements sent together (a pgx batch: one round trip) are logged with
+// "-- pipeline" before the first and "-- end pipeline" after the last.
+func (l statementLog) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	l(conn, "-- pipeline", nil)
+	return ctx
+}
+
+func (l statementLog) TraceBatchQuery(_ context.Context, conn *pgx.Conn, d pgx.TraceBatchQueryData) {
+	l(conn, d.SQL, d.Args)
+}
+
+func (l statementLog) TraceBatchEnd(_ context.Context, conn *pgx.Conn, _ pgx.TraceBatchEndData) {
+	l(conn, "-- end pipeline", nil)
 }
 
 // Defaults for Options.
@@ -117,7 +155,11 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
 	queries := &queryCounter{}
-	cfg.ConnConfig.Tracer = multitracer.New(otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName()), queries)
+	tracers := []pgx.QueryTracer{otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName()), queries}
+	if opts.StatementLog != nil {
+		tracers = append(tracers, statementLog(opts.StatementLog))
+	}
+	cfg.ConnConfig.Tracer = multitracer.New(tracers...)
 	if cfg.MaxConns < 8 {
 		cfg.MaxConns = 8
 	}
@@ -185,10 +227,22 @@ func (s *Store) Migrate(ctx context.Context) (int32, error) {
 	return v, nil
 }
 
+// pgTx is what a Tx runs its statements on: a pgx.Tx, or the pooled
+// connection of a WriteIn, which begins its transaction itself.
+type pgTx interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Conn() *pgx.Conn
+}
+
 // Tx is a transaction with the helpers every write needs.
 type Tx struct {
-	pg  pgx.Tx
+	pg  pgTx
 	rev int64
+	// groups are the node groups a scoped write locked (sorted); nil when
+	// the write holds the exclusive write lock (or is not a Write).
+	groups []string
 	// unordered marks a transaction without the write lock (WriteReport):
 	// it may not take a revision.
 	unordered bool
@@ -201,7 +255,7 @@ var ErrUnavailable = errors.New("database unavailable")
 
 // lost replaces err by ErrUnavailable when t's connection is gone: a "does
 // not exist" drawn from a failed query must not reach the client as a 4xx.
-func lost(t pgx.Tx, err error) error {
+func lost(t interface{ Conn() *pgx.Conn }, err error) error {
 	if err != nil && t.Conn().IsClosed() {
 		return fmt.Errorf("%w: the connection was lost (%v)", ErrUnavailable, err)
 	}
@@ -241,28 +295,136 @@ func (s *Store) ReadSnapshot(ctx context.Context, fn func(tx *Tx) error) error {
 	return nil
 }
 
-// Write runs fn in a read-write transaction, committed when fn succeeds unless
-// dryRun, in which case it is rolled back after fn has validated everything.
+// Write runs fn in a read-write transaction under the exclusive write lock
+// (ScopeAll), committed when fn succeeds unless dryRun, in which case it is
+// rolled back after fn has validated everything. Writes that change one node
+// group's objects use WriteIn with the group's scope instead.
 func (s *Store) Write(ctx context.Context, dryRun bool, fn func(tx *Tx) error) error {
-	t, err := s.pool.Begin(ctx)
+	return s.WriteIn(ctx, dryRun, ScopeAll(), fn)
+}
+
+// WriteIn is Write ordered within scope only: before fn runs it takes the
+// write lock shared and the lock of every node group of scope (or the write
+// lock exclusive for ScopeAll), so fn validates and writes with no
+// concurrent write to those groups, and its revision commits after every
+// earlier revision of them. fn may change only the rows of those groups: the
+// database refuses others (a ConflictError, "retry").
+func (s *Store) WriteIn(ctx context.Context, dryRun bool, scope WriteScope, fn func(tx *Tx) error) error {
+	// The transaction begins and takes its locks in one round trip (a
+	// pipeline of BEGIN and the lock statement), on a connection of its own:
+	// the pool destroys it on release unless it is idle, outside any
+	// transaction, again.
+	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	defer rollback(ctx, t)
-	if _, err := t.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(writeLockID)); err != nil {
-		return fmt.Errorf("take write lock: %w", err)
+	defer c.Release()
+	committed := false
+	defer func() {
+		if !committed {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+			defer cancel()
+			_, _ = c.Exec(rctx, "rollback")
+		}
+	}()
+	tx := &Tx{pg: c}
+	if err := scope.lock(ctx, c, tx); err != nil {
+		return lost(c, mapError(err))
 	}
-	if err := fn(&Tx{pg: t}); err != nil {
-		return lost(t, mapError(err))
+	if err := fn(tx); err != nil {
+		return lost(c, mapError(err))
 	}
 	if dryRun {
 		return nil
 	}
-	if err := t.Commit(ctx); err != nil {
+	tag, err := c.Exec(ctx, "commit")
+	if err != nil {
 		return mapError(fmt.Errorf("commit: %w", err))
+	}
+	committed = true
+	if tag.String() != "COMMIT" { // the transaction had failed: Postgres rolled it back
+		return fmt.Errorf("commit: %w", pgx.ErrTxCommitRollback)
 	}
 	return nil
 }
+
+// WriteScope names the node groups a write changes, for WriteIn.
+type WriteScope struct {
+	all    bool
+	groups []string // explicit group ids
+	query  string   // or a query of the groups, on args
+	args   []any
+}
+
+// ScopeAll is every node group: the write lock exclusive. It is for writes
+// whose groups cannot be known before they run or that span groups: node
+// groups, nodes, certificates (a rotation reaches every group using them),
+// tenants, tokens.
+func ScopeAll() WriteScope { return WriteScope{all: true} }
+
+// ScopeGroups is the node groups ids (none: a write that changes no group's
+// snapshot, e.g. creating a certificate).
+func ScopeGroups(ids ...string) WriteScope { return WriteScope{groups: ids} }
+
+// ScopeGroupNamed is the node group named name (none if there is none).
+func ScopeGroupNamed(name string) WriteScope {
+	return WriteScope{query: "SELECT id FROM node_groups WHERE name = $1", args: []any{name}}
+}
+
+// ScopeOf is the node group of object id of kind k, tenantID's: a load
+// balancer's group, or that of the load balancer a listener, pool, member or
+// routing rule belongs to (none when there is no such object: fn then finds
+// none either). Other kinds are ScopeAll. An object never changes groups.
+func ScopeOf(k Kind, tenantID, id string) WriteScope {
+	switch k.Table {
+	case KindLoadBalancer.Table:
+		return WriteScope{query: "SELECT node_group_id FROM load_balancers WHERE id = $1 AND tenant_id = $2", args: []any{id, tenantID}}
+	case KindListener.Table, KindPool.Table, KindMember.Table, KindRoutingRule.Table:
+		return WriteScope{query: "SELECT lb.node_group_id FROM " + k.Table + " t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.id = $1 AND t.tenant_id = $2",
+			args: []any{id, tenantID}}
+	}
+	return ScopeAll()
+}
+
+// lock begins the transaction on c and takes the scope's locks, in one
+// round trip, and records the scope's groups in tx.
+func (sc WriteScope) lock(ctx context.Context, c *pgxpool.Conn, tx *Tx) error {
+	b := &pgx.Batch{}
+	b.Queue("begin")
+	switch {
+	case sc.all:
+		b.Queue("SELECT pg_advisory_xact_lock($1), set_config('fulcrum.write_groups', '*', true)", int64(writeLockID))
+	case sc.query != "":
+		b.Queue("SELECT fulcrum_lock_groups(ARRAY("+sc.query+"))", sc.args...)
+	default:
+		b.Queue("SELECT fulcrum_lock_groups($1::text[])", sc.groups)
+	}
+	br := c.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return fmt.Errorf("begin: %w", err)
+	}
+	var err error
+	if sc.all {
+		_, err = br.Exec()
+	} else {
+		err = br.QueryRow().Scan(&tx.groups)
+		if tx.groups == nil {
+			tx.groups = []string{}
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("take write locks: %w", err)
+	}
+	return nil
+}
+
+// WriteGroups are the node groups the write locked, nil when it holds the
+// exclusive write lock (every group).
+func (tx *Tx) WriteGroups() []string { return tx.groups }
 
 // rollbackTimeout bounds the rollback of a failed write, which runs even
 // when the request's context has ended.
@@ -284,15 +446,14 @@ func (tx *Tx) Revision(ctx context.Context) (int64, error) {
 	if tx.unordered {
 		return 0, errors.New("next revision: a transaction without the write lock takes no revision")
 	}
-	if err := tx.pg.QueryRow(ctx, "SELECT nextval('revision_seq')").Scan(&tx.rev); err != nil {
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	// One round trip takes the revision and records its trace context.
+	if err := tx.pg.QueryRow(ctx, "INSERT INTO revisions (revision, traceparent) VALUES (nextval('revision_seq'), $1) RETURNING revision",
+		carrier.Get("traceparent")).Scan(&tx.rev); err != nil {
 		return 0, fmt.Errorf("next revision: %w", err)
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attribute.Int64("fulcrum.revision", tx.rev))
-	carrier := propagation.MapCarrier{}
-	propagation.TraceContext{}.Inject(ctx, carrier)
-	if _, err := tx.pg.Exec(ctx, "INSERT INTO revisions (revision, traceparent) VALUES ($1, $2)", tx.rev, carrier.Get("traceparent")); err != nil {
-		return 0, fmt.Errorf("record revision: %w", err)
-	}
 	return tx.rev, nil
 }
 
@@ -342,6 +503,8 @@ func mapError(err error) error {
 		return conflict(ReasonConflict, "An object this one refers to, or that refers to it, changed concurrently; retry.")
 	case "40001", "40P01": // serialization failure, deadlock
 		return conflict(ReasonConflict, "A concurrent change collided with this one; retry.")
+	case "FL001": // a write changed a node group it did not lock (011_group_write_order.sql)
+		return conflict(ReasonConflict, "The object moved to another node group concurrently; retry.")
 	}
 	return err
 }

@@ -57,6 +57,10 @@ type Options struct {
 	DatabaseURL string
 	// Quotas are the tenant's; zero for store.DefaultQuotas.
 	Quotas store.Quotas
+	// Store are the API's store options (store.OpenWith).
+	Store store.Options
+	// RateLimits are the API's (api.Config); nil for the defaults.
+	RateLimits map[string]api.RateLimit
 	// VIPBase is the second octet where this process's VIP blocks start; 0
 	// for DefaultVIPBase.
 	VIPBase int
@@ -252,7 +256,7 @@ func (s *Stack) StartAPI() {
 func (s *Stack) startAPI(ln net.Listener) {
 	s.tb.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, s.opts.DatabaseURL)
+	st, err := store.OpenWith(ctx, s.opts.DatabaseURL, s.opts.Store)
 	if err != nil {
 		ln.Close()
 		s.tb.Fatal(err)
@@ -262,7 +266,7 @@ func (s *Stack) startAPI(ln net.Listener) {
 		st.Close()
 		s.tb.Fatal(err)
 	}
-	srv, err := api.New(api.Config{ShutdownTimeout: 5 * time.Second, HAProxy: s.opts.HAProxy}, st, s.box, Logger(), s.opts.Telemetry)
+	srv, err := api.New(api.Config{ShutdownTimeout: 5 * time.Second, HAProxy: s.opts.HAProxy, RateLimits: s.opts.RateLimits}, st, s.box, Logger(), s.opts.Telemetry)
 	if err != nil {
 		ln.Close()
 		st.Close()
