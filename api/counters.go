@@ -22,7 +22,7 @@ import (
 // reports by at most about counterFlush (plus the flush itself). The memory
 // is bounded: over counterMergeMaxBytes the oldest readings are dropped
 // (counted in fulcrum_api_node_counters_dropped_total); the node sends them
-// again when they change, and every few minutes in full.
+// again when they change, and every minute in full.
 
 const (
 	// counterFlush is how often the merged counters are written.
