@@ -3,6 +3,7 @@ package api
 import (
 	clist "container/list"
 	"context"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -18,7 +19,8 @@ import (
 // are not written with its batch: the replica keeps the newest reading of
 // each (node, load balancer) in memory and writes those it holds about every
 // counterFlush in one set-based statement (store.StoreCounters), skipping
-// those unchanged. Stats read from the database (GET …/stats) lag the
+// those unchanged (here by a hash of the reading last written, and in the
+// statement by comparing with the row). Stats read from the database (GET …/stats) lag the
 // reports by at most about counterFlush (plus the flush itself). The memory
 // is bounded: over counterMergeMaxBytes the oldest readings are dropped
 // (counted in fulcrum_api_node_counters_dropped_total); the node sends them
@@ -33,6 +35,10 @@ const (
 	counterChunk = 20000
 	// counterEntryOverhead is what an entry counts besides its bytes.
 	counterEntryOverhead = 160
+	// counterWrittenMax bounds the hashes of the readings written (about
+	// 40 bytes each): over it they are forgotten (the database then
+	// compares the next readings itself).
+	counterWrittenMax = 1 << 20
 )
 
 // fulcrum_api_node_counters_dropped_total: counter readings dropped before
@@ -72,12 +78,30 @@ type counterMerge struct {
 	bytes   int
 	max     int
 
+	// seed and last hold, by hash of (node, load balancer), the hash of
+	// the reading last written: a reading sent again unchanged (an agent
+	// sends all its counters every minute) is not sent to the database.
+	// Used under flushMu.
+	seed maphash.Seed
+	last map[uint64]uint64
+
 	// dropped and written count readings dropped and rows written.
 	dropped, written atomic.Int64
 }
 
 func newCounterMerge(st *store.Store, log *slog.Logger, maxBytes int) *counterMerge {
-	return &counterMerge{st: st, log: log, pending: map[counterKey]*clist.Element{}, order: clist.New(), max: maxBytes}
+	return &counterMerge{st: st, log: log, pending: map[counterKey]*clist.Element{}, order: clist.New(), max: maxBytes,
+		seed: maphash.MakeSeed(), last: map[uint64]uint64{}}
+}
+
+// hashes is the hash of r's key and that of its reading.
+func (m *counterMerge) hashes(r *counterReading) (key, val uint64) {
+	var h maphash.Hash
+	h.SetSeed(m.seed)
+	_, _ = h.WriteString(r.key.node)
+	_ = h.WriteByte(0)
+	_, _ = h.WriteString(r.key.lb)
+	return h.Sum64(), maphash.Bytes(m.seed, r.val)
 }
 
 // add merges node's readings received at at: the newest reading of a load
@@ -141,7 +165,11 @@ func (m *counterMerge) flush(ctx context.Context) error {
 	}
 	readings := make([]*counterReading, 0, order.Len())
 	for e := order.Front(); e != nil; e = e.Next() {
-		readings = append(readings, e.Value.(*counterReading))
+		r := e.Value.(*counterReading)
+		if k, v := m.hashes(r); m.last[k] == v && v != 0 {
+			continue // written before, unchanged
+		}
+		readings = append(readings, r)
 	}
 	var firstErr error
 	for start := 0; start < len(readings); start += counterChunk {
@@ -168,6 +196,13 @@ func (m *counterMerge) flush(ctx context.Context) error {
 		}
 		m.written.Add(n)
 		countersWritten.Add(ctx, n)
+		if len(m.last)+len(chunk) > counterWrittenMax {
+			m.last = map[uint64]uint64{}
+		}
+		for _, r := range chunk {
+			k, v := m.hashes(r)
+			m.last[k] = v
+		}
 	}
 	return firstErr
 }

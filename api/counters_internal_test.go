@@ -46,3 +46,20 @@ func TestCounterMergeNewestWinsAndBounded(t *testing.T) {
 		t.Errorf("%d bytes waiting, bound %d", m.bytes, 3*one)
 	}
 }
+
+// A reading written before and sent again unchanged is not sent to the
+// database (the merge has no store here: a statement would fail).
+func TestCounterMergeSkipsUnchanged(t *testing.T) {
+	ctx := context.Background()
+	m := newCounterMerge(nil, slog.Default(), 1<<20)
+	r := &counterReading{key: counterKey{"n1", "lb1"}, val: []byte(`{"requests_total":1}`)}
+	k, v := m.hashes(r)
+	m.last[k] = v
+	m.add(ctx, "n1", map[string][]byte{"lb1": []byte(`{"requests_total":1}`)}, time.Now())
+	if err := m.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.pending) != 0 {
+		t.Errorf("%d readings still waiting", len(m.pending))
+	}
+}
