@@ -20,18 +20,24 @@ import (
 // hold at most reportBudget bytes of bodies between them, each counting at
 // least reportMinCost: thousands of heartbeats at once, a few dozen full
 // reports. Large reports (over reportLargeBody, or of unknown length) have
-// a smaller budget of their own, reportLargeBudget: a fleet starting sends a
-// burst of them, and those admitted are answered in a second or two while
-// the others are told to come back, rather than all waiting for tens of
-// seconds behind one another (or holding back heartbeats and acks, which
-// never wait for room behind them). A report that finds no room within
-// reportAdmitWait is answered
-// 503 with Retry-After before its body is read; the agent keeps what it had
-// to say and sends it with its next report.
+// a budget of their own, reportLargeBudget: a fleet starting sends a burst
+// of them, and those admitted are answered quickly while the others wait
+// (up to reportLargeAdmitWait) or are told to come back, rather than all
+// waiting for tens of seconds behind one another (or holding back
+// heartbeats and acks, which never wait for room behind them). Since a
+// report's counters are no longer written before it is answered
+// (counters.go), a full report costs its reading and checking only (tens of
+// milliseconds at 1,000 load balancers), so dozens are processed at once and
+// the burst waits rather than being shed. A report that finds no room
+// within its wait is answered 503 with Retry-After before its body is read;
+// the agent keeps what it had to say and sends it with its next report.
 
 const (
 	// reportAdmitWait is how long a report waits for room.
 	reportAdmitWait = time.Second
+	// reportLargeAdmitWait is how long a large report waits for room: the
+	// large ones admitted are answered in tens of milliseconds each.
+	reportLargeAdmitWait = 3 * time.Second
 	// reportBudget bounds the bytes of the reports processed at once.
 	reportBudget = 32 << 20
 	// reportMinCost is what a report counts at least (and what one sent
@@ -42,8 +48,8 @@ const (
 	// reportLargeBody: a report larger than this is a large one.
 	reportLargeBody = 64 << 10
 	// reportLargeBudget bounds the bytes of the large reports processed at
-	// once.
-	reportLargeBudget = 4 << 20
+	// once: about 38 full reports of 1,000 load balancers (430 KB each).
+	reportLargeBudget = 16 << 20
 )
 
 // newReportBudgets makes the budgets of reports: all but large ones, large ones.
@@ -74,11 +80,11 @@ func (s *Server) admitReports(next echo.HandlerFunc) echo.HandlerFunc {
 		if r.Method != http.MethodPost || !isReportPath(r.URL.Path) {
 			return next(c)
 		}
-		cost, budget := reportCost(r.ContentLength), s.reports
+		cost, budget, wait := reportCost(r.ContentLength), s.reports, reportAdmitWait
 		if r.ContentLength < 0 || r.ContentLength > reportLargeBody {
-			cost, budget = min(cost, reportLargeBudget), s.largeReports
+			cost, budget, wait = min(cost, reportLargeBudget), s.largeReports, reportLargeAdmitWait
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), reportAdmitWait)
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		err := budget.Acquire(ctx, cost)
 		cancel()
 		if err != nil {

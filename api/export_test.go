@@ -10,6 +10,9 @@ func (s *Server) DeriveNow(ctx context.Context) error {
 	if err := s.reportw.flushSeen(ctx); err != nil {
 		return err
 	}
+	if err := s.reportw.counters.flush(ctx); err != nil {
+		return err
+	}
 	s.deriver.markAll(ctx)
 	if err := s.deriver.waitIdle(ctx); err != nil {
 		return err
@@ -25,3 +28,9 @@ func (s *Server) ReportBatches() (batches, reports int64) {
 
 // HeartbeatsAcked says how many heartbeats were acknowledged without a batch.
 func (s *Server) HeartbeatsAcked() int64 { return s.reportw.acked.Load() }
+
+// FlushCounters writes the counters of the reports answered so far.
+func (s *Server) FlushCounters(ctx context.Context) error { return s.reportw.counters.flush(ctx) }
+
+// CountersWritten says how many counter rows the replica wrote.
+func (s *Server) CountersWritten() int64 { return s.reportw.counters.written.Load() }

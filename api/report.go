@@ -17,7 +17,8 @@ import (
 // replica's report writer (reportwriter.go) writes it with the other reports
 // that arrived at the same time, in one transaction without the write lock
 // and without a revision, and only what is the node's own (its row, its
-// errors, its load balancer errors, the counters that changed); the deriver
+// errors, its load balancer errors; its counters are merged and written
+// within about a second, counters.go); the deriver
 // (deriver.go) then derives its group's statuses when the report changed
 // something they depend on. The report is answered once its batch committed.
 func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestObject) (openapi.ReportNodeResponseObject, error) {
@@ -58,16 +59,18 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 		c, _ := json.Marshal(s)
 		counters[s.LoadBalancerId] = c
 	}
-	// A heartbeat that changes nothing but last_seen_at, of a node whose
-	// last report this replica wrote and which surely counts as up, is
-	// acknowledged at once; its last_seen_at is written within
-	// reportSeenFlush (reportwriter.go).
+	// A heartbeat that changes nothing but last_seen_at (and counters), of
+	// a node whose last report this replica wrote and which surely counts
+	// as up, is acknowledged at once; its last_seen_at is written within
+	// reportSeenFlush (reportwriter.go). Counters are never waited for:
+	// they are merged and written within about counterFlush (counters.go).
 	now := time.Now()
-	if n, noLBErrors, ok := h.reportw.cached(r.Id, now); ok && len(counters) == 0 && (b.LoadBalancerErrors == nil || len(lbErrs) == 0 && noLBErrors) &&
+	if n, noLBErrors, ok := h.reportw.cached(r.Id, now); ok && (b.LoadBalancerErrors == nil || len(lbErrs) == 0 && noLBErrors) &&
 		nodeInScope(ctx, r.Id, &n, scope) == nil {
-		w := decideReport(b, &n, store.NodeOnline, true, nodeErrs, lbErrs, counters, now)
+		w := decideReport(b, &n, store.NodeOnline, true, nodeErrs, lbErrs, now)
 		if !w.Changed && w.StatusMessage == n.StatusMessage && slices.Equal(w.VIPs, n.VIPs) {
 			h.reportw.touch(n.ID, now)
+			h.reportw.counters.add(ctx, n.ID, counters, now)
 			h.deriver.reported(n.NodeGroupID, n.ID, false, members)
 			return openapi.ReportNode204Response{}, nil
 		}
@@ -76,14 +79,15 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 		if err := nodeInScope(ctx, r.Id, n, scope); err != nil {
 			return nil, err
 		}
-		return decideReport(b, n, state, serving, nodeErrs, lbErrs, counters, time.Now()), nil
-	}}, len(counters)+len(lbErrs), b.LoadBalancerErrors != nil, len(lbErrs))
+		return decideReport(b, n, state, serving, nodeErrs, lbErrs, time.Now()), nil
+	}}, len(lbErrs), b.LoadBalancerErrors != nil, len(lbErrs))
 	if err == nil {
 		err = res.Err
 	}
 	if err != nil {
 		return nil, err
 	}
+	h.reportw.counters.add(ctx, res.Node.ID, counters, now)
 	h.deriver.reported(res.Node.NodeGroupID, res.Node.ID, res.Changed, members)
 	return openapi.ReportNode204Response{}, nil
 }
@@ -91,10 +95,9 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 // decideReport is what report b makes of node n (its row as locked, its
 // state and whether it counts for its group), received at now.
 func decideReport(b *openapi.NodeReport, n *store.Node, state string, serving bool, nodeErrs []store.NodeError,
-	lbErrs []store.LBError, counters map[string][]byte, now time.Time) *store.ReportWrite {
+	lbErrs []store.LBError, now time.Time) *store.ReportWrite {
 	w := &store.ReportWrite{SeenAt: now, StatusMessage: n.StatusMessage, AppliedRevision: n.AppliedRevision,
-		ApplyFailingSince: n.ApplyFailingSince, ApplyFailingRevision: n.ApplyFailingRevision, VIPs: n.VIPs, Errors: n.Errors,
-		Counters: counters}
+		ApplyFailingSince: n.ApplyFailingSince, ApplyFailingRevision: n.ApplyFailingRevision, VIPs: n.VIPs, Errors: n.Errors}
 	// A node that did not count (never reported, down, failing, cordoned,
 	// draining) may count again: its group is derived.
 	w.Changed = state != store.NodeOnline || !serving

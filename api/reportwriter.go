@@ -18,6 +18,8 @@ import (
 // was written, up to reportBatchMax reports and reportBatchRows rows) and
 // writes them in one transaction (store.WriteReportBatch). A report's handler waits for its batch's commit:
 // an answered report is durable, and the statuses derived after it see it.
+// Its counters are not in the batch: they go to the writer's counter merge
+// (counters.go), written about every second.
 
 const (
 	// reportBatchWindow is how long a lane waits for more reports after
@@ -25,9 +27,9 @@ const (
 	reportBatchWindow = 3 * time.Millisecond
 	// reportBatchMax bounds the reports of one batch.
 	reportBatchMax = 256
-	// reportBatchRows bounds the rows (counters, load balancer errors) a
-	// batch writes besides the nodes' own: a batch of full reports (a
-	// fleet starting: hundreds of counters each) stays short.
+	// reportBatchRows bounds the rows (load balancer errors) a batch
+	// writes besides the nodes' own: a batch of reports of failing nodes
+	// stays short.
 	reportBatchRows = 8192
 	// reportHeavyRows: a report writing more rows than this besides its
 	// node's goes to the heavy lane, so that heartbeats and acks never wait
@@ -89,6 +91,9 @@ type reportWriter struct {
 	// seen holds the last_seen_at of heartbeats acknowledged without a
 	// batch, by node id, until flushed.
 	seen map[string]time.Time
+
+	// counters holds the reports' counters until written (counters.go).
+	counters *counterMerge
 }
 
 // reportSeenFlush is how often the last_seen_at of heartbeats acknowledged
@@ -108,7 +113,7 @@ type seenNode struct {
 
 func newReportWriter(st *store.Store, log *slog.Logger) *reportWriter {
 	return &reportWriter{st: st, log: log, light: make(chan *reportJob, reportQueue), heavy: make(chan *reportJob, reportQueue),
-		nodes: map[string]*seenNode{}, seen: map[string]time.Time{}}
+		nodes: map[string]*seenNode{}, seen: map[string]time.Time{}, counters: newCounterMerge(st, log, counterMergeMaxBytes)}
 }
 
 // cached returns the node reports for key were last written for, while it
@@ -225,11 +230,17 @@ func (w *reportWriter) write(ctx context.Context, item store.ReportItem, rows in
 	}
 }
 
-// run writes batches of both lanes until ctx ends.
+// run writes batches of both lanes, heartbeats and counters until ctx
+// ends, flushes the heartbeats and counters once more and closes its store.
 func (w *reportWriter) run(ctx context.Context) {
-	go w.runFlush(ctx)
-	go w.runLane(ctx, w.heavy)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); w.runFlush(ctx) }()
+	go func() { defer wg.Done(); w.counters.run(ctx) }()
+	go func() { defer wg.Done(); w.runLane(ctx, w.heavy) }()
 	w.runLane(ctx, w.light)
+	wg.Wait()
+	w.st.Close()
 }
 
 // runLane writes the batches of one lane until ctx ends: what queued while

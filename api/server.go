@@ -189,9 +189,9 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	}
 	s.notify = NewNotifier()
 	s.deriver = newDeriver(st, log, cfg.DeriveInterval, cfg.DeriveSweepInterval)
-	// The report writer's two lanes and its flush of heartbeats have
-	// connections of their own.
-	rst, err := st.OwnPool(3)
+	// The report writer's two lanes and its flushes of heartbeats and
+	// counters have connections of their own.
+	rst, err := st.OwnPool(4)
 	if err != nil {
 		return nil, err
 	}
@@ -215,9 +215,8 @@ func (s *Server) Start(ctx context.Context) {
 	context.AfterFunc(ctx, registerStoreMetrics(s.tel, s.st, s.log)) // metrics.go
 	go s.janitor(ctx)
 	go s.nodeJanitor(ctx)
-	go s.deriver.run(ctx) // deriver.go
-	go s.reportw.run(ctx) // reportwriter.go
-	context.AfterFunc(ctx, s.reportw.st.Close)
+	go s.deriver.run(ctx)                       // deriver.go
+	go s.reportw.run(ctx)                       // reportwriter.go
 	go s.purgeJanitor(ctx, s.cfg.PurgeInterval) // deriver.go
 }
 

@@ -3,11 +3,15 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -15,7 +19,9 @@ import (
 // that arrive within a few milliseconds and writes them in one transaction
 // of set-based statements (WriteReportBatch): one lookup that locks every
 // reporting node's row, one UPDATE of their heartbeat columns, one statement
-// each for load balancer errors and counters. What a report does to its
+// each for load balancer errors. Counters are not written here: the API
+// merges them per (node, load balancer) and writes them about every second
+// (StoreCounters). What a report does to its
 // node is decided by the caller (ReportItem.Decide) from the node's row, as
 // locked; the store only writes it.
 
@@ -49,9 +55,6 @@ type ReportWrite struct {
 	// (an empty list clears them); otherwise they stay as they are.
 	ReplaceLBErrors bool
 	LBErrors        []LBError
-	// Counters are the counters (JSON) by load balancer id; those of load
-	// balancers not of the node's group are ignored.
-	Counters map[string][]byte
 	// Changed says the report changes something statuses depend on
 	// (WriteReportBatch adds a change of load balancer errors).
 	Changed bool
@@ -195,16 +198,8 @@ func writeReportBatch(ctx context.Context, conn *pgx.Conn, items []ReportItem) (
 		if !seen {
 			order = append(order, n)
 		} else {
-			// A second report of the node in this batch: counters add up
-			// (the later win), load balancer errors are the last sent.
-			merged := make(map[string][]byte, len(prev.Counters)+len(w.Counters))
-			for k, v := range prev.Counters {
-				merged[k] = v
-			}
-			for k, v := range w.Counters {
-				merged[k] = v
-			}
-			w.Counters = merged
+			// A second report of the node in this batch: load balancer
+			// errors are the last sent.
 			if !w.ReplaceLBErrors && prev.ReplaceLBErrors {
 				w.ReplaceLBErrors, w.LBErrors = true, prev.LBErrors
 			}
@@ -227,13 +222,12 @@ func writeReportBatch(ctx context.Context, conn *pgx.Conn, items []ReportItem) (
 		out[i] = ReportResult{Node: &cp, Changed: w.Changed, DownTimeout: time.Duration(n.DownTimeoutMs) * time.Millisecond}
 	}
 	second := &pgx.Batch{}
-	var lbDel, lbIns, counters bool
+	var lbDel, lbIns bool
 	if len(order) > 0 {
 		if err := queueNodeUpdate(second, order, writes); err != nil {
 			return nil, err
 		}
 		lbDel, lbIns = queueLBErrors(second, order, writes)
-		counters = queueCounters(second, order, writes)
 	}
 	second.Queue("COMMIT")
 	br = conn.SendBatch(ctx, second)
@@ -255,11 +249,6 @@ func writeReportBatch(ctx context.Context, conn *pgx.Conn, items []ReportItem) (
 		}
 		for _, id := range ids {
 			changed[id] = true
-		}
-	}
-	if counters {
-		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("store stats: %w", err)
 		}
 	}
 	if _, err := br.Exec(); err != nil {
@@ -358,36 +347,56 @@ RETURNING node_id`, eNodes, eGroups, lbs, objs, fields, msgs)
 	return true, true
 }
 
-// queueCounters queues the statement storing every node's counters (as
-// LoadBalancerStatsUpsertBatch does for one node), in (node, load balancer)
-// order; it says whether there were any.
-func queueCounters(b *pgx.Batch, order []*reportedNode, writes map[string]*ReportWrite) bool {
-	type row struct{ node, group, lb string }
-	var keys []row
-	for _, n := range order {
-		for lb := range writes[n.ID].Counters {
-			keys = append(keys, row{n.ID, n.NodeGroupID, lb})
-		}
+// CounterRow is one node's latest counters (JSON) of one load balancer.
+type CounterRow struct {
+	Node, LoadBalancer string
+	Counters           []byte
+}
+
+// StoreCounters writes rows (at most one per node and load balancer) in one
+// statement, in (node, load balancer) order so that writers of several
+// replicas never deadlock one another: those of nodes and load balancers
+// that exist no more, or of load balancers not of their node's group, are
+// ignored, and those equal to what is stored are not written. It returns how
+// many rows it wrote.
+func (s *Store) StoreCounters(ctx context.Context, rows []CounterRow) (int64, error) {
+	if len(rows) == 0 {
+		return 0, nil
 	}
-	if len(keys) == 0 {
-		return false
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].node != keys[j].node {
-			return keys[i].node < keys[j].node
+	sorted := slices.Clone(rows)
+	slices.SortFunc(sorted, func(a, b CounterRow) int {
+		if c := strings.Compare(a.Node, b.Node); c != 0 {
+			return c
 		}
-		return keys[i].lb < keys[j].lb
+		return strings.Compare(a.LoadBalancer, b.LoadBalancer)
 	})
-	nodes, groups, lbs, vals := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
-	for i, k := range keys {
-		nodes[i], groups[i], lbs[i], vals[i] = k.node, k.group, k.lb, string(writes[k.node].Counters[k.lb])
+	nodes, lbs, vals := make([]string, len(sorted)), make([]string, len(sorted)), make([]string, len(sorted))
+	for i, r := range sorted {
+		nodes[i], lbs[i], vals[i] = r.Node, r.LoadBalancer, string(r.Counters)
 	}
-	b.Queue(`INSERT INTO load_balancer_stats (node_id, load_balancer_id, counters, updated_at)
-SELECT v.node, lb.id, v.c::jsonb, now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) v(node, grp, lb, c)
-JOIN load_balancers lb ON lb.id = v.lb AND lb.node_group_id = v.grp
+	var written int64
+	for attempt := 0; ; attempt++ {
+		err := retry(ctx, false, func() error {
+			tag, err := s.pool.Exec(ctx, `INSERT INTO load_balancer_stats (node_id, load_balancer_id, counters, updated_at)
+SELECT n.id, lb.id, v.c::jsonb, now() FROM unnest($1::text[], $2::text[], $3::text[]) v(node, lb, c)
+JOIN nodes n ON n.id = v.node
+JOIN load_balancers lb ON lb.id = v.lb AND lb.node_group_id = n.node_group_id
 ON CONFLICT (node_id, load_balancer_id) DO UPDATE SET counters = EXCLUDED.counters, updated_at = now()
-WHERE load_balancer_stats.counters IS DISTINCT FROM EXCLUDED.counters`, nodes, groups, lbs, vals)
-	return true
+WHERE load_balancer_stats.counters IS DISTINCT FROM EXCLUDED.counters`, nodes, lbs, vals)
+			written = tag.RowsAffected()
+			return err
+		})
+		// A node or load balancer deleted while the statement ran: the
+		// next attempt leaves it out.
+		var pgErr *pgconn.PgError
+		if err != nil && attempt < 2 && errors.As(err, &pgErr) && pgErr.Code == "23503" && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("store counters: %w", mapError(err))
+		}
+		return written, nil
+	}
 }
 
 // NodeErrorsSince is errs as a node's new errors: a kind already in old

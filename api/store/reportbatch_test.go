@@ -10,7 +10,7 @@ import (
 // A batch of reports is one transaction: one that fails writes nothing and
 // leaves its connection usable; a refused report (Decide's error) leaves the
 // others written; a node reported twice in a batch gets both reports in
-// order; counters of load balancers of another group are ignored.
+// order.
 func TestWriteReportBatch(t *testing.T) {
 	ctx := context.Background()
 	st := openTest(t)
@@ -25,9 +25,8 @@ func TestWriteReportBatch(t *testing.T) {
 	}
 	defer st2.Close()
 
-	write := func(n *Node, rev int64, msg string, counters map[string][]byte) *ReportWrite {
-		return &ReportWrite{SeenAt: time.Now(), StatusMessage: msg, AppliedRevision: max(n.AppliedRevision, rev), VIPs: n.VIPs, Errors: n.Errors,
-			Counters: counters}
+	write := func(n *Node, rev int64, msg string, _ map[string][]byte) *ReportWrite {
+		return &ReportWrite{SeenAt: time.Now(), StatusMessage: msg, AppliedRevision: max(n.AppliedRevision, rev), VIPs: n.VIPs, Errors: n.Errors}
 	}
 	refused := errors.New("refused")
 	items := []ReportItem{
@@ -73,8 +72,8 @@ func TestWriteReportBatch(t *testing.T) {
 	if err := st.pool.QueryRow(ctx, "SELECT count(*) FROM load_balancer_stats").Scan(&stats); err != nil {
 		t.Fatal(err)
 	}
-	if stats != 2 {
-		t.Errorf("%d counters rows, want 2 (the other group's load balancer ignored)", stats)
+	if stats != 0 {
+		t.Errorf("%d counters rows, want none (counters are written by StoreCounters)", stats)
 	}
 
 	// A batch that fails (Postgres refuses the message) writes nothing.
@@ -90,5 +89,46 @@ func TestWriteReportBatch(t *testing.T) {
 	}
 	if _, err := st2.WriteReportBatch(ctx, items[3:]); err != nil {
 		t.Fatalf("the next batch on the same connection: %v", err)
+	}
+}
+
+// StoreCounters writes counters in one statement: those of load balancers of
+// another group, of nodes or load balancers that do not exist, are ignored;
+// those unchanged are not written again.
+func TestStoreCounters(t *testing.T) {
+	ctx := context.Background()
+	st := openTest(t)
+	group := newGroup(t, st, "g")
+	tenant := newTenant(t, st, "a", DefaultQuotas)
+	lb := newLB(t, st, tenant, group)
+	other := newLB(t, st, tenant, newGroup(t, st, "h"))
+	n1, n2 := newNode(t, st, group, "n1", 0), newNode(t, st, group, "n2", 0)
+	rows := []CounterRow{
+		{Node: n2, LoadBalancer: lb.lb, Counters: []byte(`{"requests_total":2}`)},
+		{Node: n1, LoadBalancer: lb.lb, Counters: []byte(`{"requests_total":1}`)},
+		{Node: n1, LoadBalancer: other.lb, Counters: []byte(`{"requests_total":9}`)},
+		{Node: "no-such-node", LoadBalancer: lb.lb, Counters: []byte(`{"requests_total":3}`)},
+		{Node: n1, LoadBalancer: "no-such-lb", Counters: []byte(`{"requests_total":4}`)},
+	}
+	n, err := st.StoreCounters(ctx, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("%d rows written, want 2", n)
+	}
+	if n, err = st.StoreCounters(ctx, rows); err != nil || n != 0 {
+		t.Errorf("the same counters again: %d rows written (%v), want none", n, err)
+	}
+	rows[0].Counters = []byte(`{"requests_total":5}`)
+	if n, err = st.StoreCounters(ctx, rows); err != nil || n != 1 {
+		t.Errorf("one changed: %d rows written (%v), want 1", n, err)
+	}
+	var c string
+	if err := st.pool.QueryRow(ctx, "SELECT counters::text FROM load_balancer_stats WHERE node_id = $1", n2).Scan(&c); err != nil {
+		t.Fatal(err)
+	}
+	if c != `{"requests_total": 5}` {
+		t.Errorf("n2's counters %s, want the last written", c)
 	}
 }

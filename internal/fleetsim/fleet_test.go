@@ -302,7 +302,7 @@ func startChild(t *testing.T, s *teststack.Stack, cfg fleetConfig, tailFile stri
 					c.got[i] = append(c.got[i], receipt{rev: rev, at: time.Unix(0, ns), bytes: b})
 					c.mu.Unlock()
 				}
-			case len(f) == 10 && f[0] == "stats":
+			case len(f) == 16 && f[0] == "stats":
 				c.stats <- f
 			}
 		}
@@ -477,6 +477,16 @@ feed:
 	logf("sync: %d/%d nodes hold revision %d after %.1f s (bound %s); full snapshot %d bytes on the wire",
 		synced, cfg.Nodes, rev, time.Since(start).Seconds(), cfg.PhaseTimeout, full)
 
+	// logFull prints the full first reports of a window (and their
+	// re-sends after a 503), counted apart from heartbeats and acks.
+	logFull := func(window string, f []string) {
+		if f[10] == "0" {
+			return
+		}
+		logf("full first reports (%s; with re-sends until answered): n=%s p50=%s ms p99=%s ms max=%s ms timeouts(>%s)=%s errors=%s",
+			window, f[10], f[11], f[12], f[13], cfg.ReportTimeout, f[14], f[15])
+	}
+
 	// 3. Idle: heartbeats only. The API's CPU rate here is the baseline.
 	c.mark()
 	cpu0, t0 := cpuTime(), time.Now()
@@ -489,6 +499,7 @@ feed:
 		logf("reports (heartbeats, idle): n=%s p50=%s ms p99=%s ms max=%s ms timeouts(>%s)=%s errors=%s (%.0f answered 2xx/s, %.0f/s offered at most)",
 			idle[2], idle[3], idle[4], idle[5], cfg.ReportTimeout, idle[6], idle[7], answered/cfg.IdleWindow.Seconds(),
 			float64(cfg.Nodes)/cfg.Heartbeat.Seconds())
+		logFull("idle", idle)
 	}
 
 	// 4. Writes: one member of one LB changes; every node must get it.
@@ -628,6 +639,7 @@ feed:
 		reports = int(atof(writes[2]))
 		logf("reports (acks + heartbeats, during writes): n=%s p50=%s ms p99=%s ms max=%s ms timeouts(>%s)=%s errors=%s",
 			writes[2], writes[3], writes[4], writes[5], cfg.ReportTimeout, writes[6], writes[7])
+		logFull("during writes", writes)
 		logf("simulator process CPU so far: user %s ms, sys %s ms", writes[8], writes[9])
 	}
 	if idle != nil {

@@ -65,11 +65,13 @@ type Config struct {
 // Events written to out, one a line:
 //
 //	snap <node> <revision> <wire bytes> <unix ns>   a node received a snapshot (HTTP 200)
-//	stats <label> <n> <p50 ms> <p99 ms> <max ms> <timeouts> <errors> <user ms> <sys ms>
+//	stats <label> <n> <p50 ms> <p99 ms> <max ms> <timeouts> <errors> <user ms> <sys ms> <full n> <full p50 ms> <full p99 ms> <full max ms> <full timeouts> <full errors>
 //	ready                                            every node started
 //
 // Commands read from in, one a line: `mark` starts a new window of report
-// latencies; `stats <label>` prints the window's; `heartbeats off` stops the
+// latencies; `stats <label>` prints the window's (heartbeats and acks first,
+// then apart the full first reports of nodes and their re-sends until one
+// is answered 2xx, when a HeartbeatTail is set); `heartbeats off` stops the
 // periodic reports (a node still reports after every snapshot: its ack) and
 // `heartbeats on` resumes them; `acks off` / `acks on` do the same for the
 // reports after snapshots; EOF ends the run.
@@ -165,38 +167,59 @@ type fleet struct {
 	// the reports after snapshots.
 	heartbeatsOff, acksOff atomic.Bool
 
-	mu        sync.Mutex
-	latencies []time.Duration // reports of the window, answered 2xx
+	mu sync.Mutex
+	// steady holds the window's heartbeats and acks, full the full first
+	// reports (and their re-sends until answered 2xx).
+	steady, full reportWindow
+}
+
+// reportWindow is the reports of a window of one kind.
+type reportWindow struct {
+	latencies []time.Duration // answered 2xx
 	timeouts  int
 	errs      int
 }
 
+// samples is the window's latencies with those in flight for longer than
+// the report timeout (inflight) and the timeouts counted as the slowest,
+// sorted.
+func (w *reportWindow) samples(timeout time.Duration, inflight int) ([]time.Duration, int) {
+	to := w.timeouts + inflight
+	all := append(append([]time.Duration(nil), w.latencies...), make([]time.Duration, to)...)
+	for i := len(w.latencies); i < len(all); i++ {
+		all[i] = timeout
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	return all, to
+}
+
 func (f *fleet) mark() {
 	f.mu.Lock()
-	f.latencies, f.timeouts, f.errs = nil, 0, 0
+	f.steady, f.full = reportWindow{}, reportWindow{}
 	f.mu.Unlock()
 }
 
 func (f *fleet) stats(label string) {
 	f.mu.Lock()
-	l := append([]time.Duration(nil), f.latencies...)
-	to, errs := f.timeouts, f.errs
+	var late, lateFull int
 	for _, n := range f.nodes { // reports in flight for longer than ReportTimeout
 		if !n.reportStart.IsZero() && time.Since(n.reportStart) > f.cfg.ReportTimeout {
-			to++
+			if n.reportFull {
+				lateFull++
+			} else {
+				late++
+			}
 		}
 	}
+	all, to := f.steady.samples(f.cfg.ReportTimeout, late)
+	full, toFull := f.full.samples(f.cfg.ReportTimeout, lateFull)
+	errs, errsFull := f.steady.errs, f.full.errs
 	f.mu.Unlock()
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	// Timeouts count as the slowest samples.
-	all := append(l, make([]time.Duration, to)...)
-	for i := len(l); i < len(all); i++ {
-		all[i] = f.cfg.ReportTimeout
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	f.w.line("stats %s %d %.1f %.1f %.1f %d %d %d %d", label, len(all), ms(Percentile(all, 50)), ms(Percentile(all, 99)),
-		ms(Percentile(all, 100)), to, errs, time.Duration(ru.Utime.Nano()).Milliseconds(), time.Duration(ru.Stime.Nano()).Milliseconds())
+	f.w.line("stats %s %d %.1f %.1f %.1f %d %d %d %d %d %.1f %.1f %.1f %d %d", label, len(all), ms(Percentile(all, 50)), ms(Percentile(all, 99)),
+		ms(Percentile(all, 100)), to, errs, time.Duration(ru.Utime.Nano()).Milliseconds(), time.Duration(ru.Stime.Nano()).Milliseconds(),
+		len(full), ms(Percentile(full, 50)), ms(Percentile(full, 99)), ms(Percentile(full, 100)), toFull, errsFull)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -221,6 +244,7 @@ type node struct {
 	has bool
 
 	reportStart time.Time // of the report in flight; under f.mu
+	reportFull  bool      // the report in flight is a full first one; under f.mu
 	reported    bool      // a report was answered; only reportLoop uses it
 }
 
@@ -377,6 +401,9 @@ func (n *node) reportLoop(ctx context.Context) {
 		if n.reported && n.f.cfg.HeartbeatTail != nil {
 			tail = n.f.cfg.HeartbeatTail
 		}
+		// A node's first report carries everything (and is sent again
+		// until answered); the later ones only changes: counted apart.
+		full := !n.reported && n.f.cfg.HeartbeatTail != nil
 		body := make([]byte, 0, len(tail)+32)
 		body = append(body, `{"revision":`...)
 		body = strconv.AppendInt(body, rev, 10)
@@ -384,7 +411,7 @@ func (n *node) reportLoop(ctx context.Context) {
 		body = append(body, tail...)
 		start := time.Now()
 		n.f.mu.Lock()
-		n.reportStart = start
+		n.reportStart, n.reportFull = start, full
 		n.f.mu.Unlock()
 		res, err := n.do(ctx, n.f.report, http.MethodPost, "/v1/nodes/"+n.name+"/reports", body)
 		if err == nil {
@@ -402,13 +429,17 @@ func (n *node) reportLoop(ctx context.Context) {
 		}
 		n.f.mu.Lock()
 		n.reportStart = time.Time{}
+		win := &n.f.steady
+		if full {
+			win = &n.f.full
+		}
 		switch {
 		case d > n.f.cfg.ReportTimeout || err != nil && (errors.Is(err, context.DeadlineExceeded) || isTimeout(err)):
-			n.f.timeouts++
+			win.timeouts++
 		case err != nil || res.StatusCode/100 != 2:
-			n.f.errs++
+			win.errs++
 		default:
-			n.f.latencies = append(n.f.latencies, d)
+			win.latencies = append(win.latencies, d)
 		}
 		n.f.mu.Unlock()
 	}
