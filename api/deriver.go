@@ -16,9 +16,14 @@ import (
 // what every node of the group reported from the database, whichever replica
 // took the report) at most every DeriveInterval. Member health, which agents
 // send whole in every report, is kept here until derived and only when it
-// differs from what that node sent last. Every DeriveSweepInterval every
-// group with reporting nodes is derived anyway: some statuses change with
-// time alone (a node goes down, stays behind, fails past its grace).
+// differs from what that node sent last. Some statuses change with time
+// alone (a node goes down, stays behind, fails past its grace): every
+// DeriveSweepInterval the sweep reads each reporting group's node states in
+// one query over the nodes (store.NodeGroupStates) and derives the groups
+// whose digest moved or that may have a node behind; every
+// sweepFullEvery-th sweep derives every reporting group anyway, a bound on
+// what a missed mark could cost. An idle group whose nodes are current costs
+// no derivation.
 
 // Defaults of the deriver's Config fields.
 const (
@@ -26,6 +31,10 @@ const (
 	DeriveSweepIntervalDefault = 2 * time.Second
 	PurgeIntervalDefault       = 1 * time.Second
 )
+
+// sweepFullEvery is how many sweeps apart every reporting group is derived
+// whatever its node states (at the default interval, every 30 s).
+const sweepFullEvery = 15
 
 // deriveLockTimeout is how long a derivation waits for a row a write holds
 // before it gives up (and retries): the write goes first.
@@ -51,6 +60,11 @@ type deriver struct {
 	members map[string]memberDigest
 	// busy says a batch of derivations is under way.
 	busy bool
+
+	// states is each group's node-state digest at the last sweep, and
+	// sweeps counts the sweeps (run's goroutine only).
+	states map[string]string
+	sweeps int
 }
 
 // memberDigest identifies a set of (member, status) pairs whatever their order.
@@ -150,20 +164,29 @@ func (d *deriver) run(ctx context.Context) {
 	}
 }
 
-// markAll marks every group with reporting nodes dirty.
+// markAll marks dirty the reporting groups whose node states moved since
+// the last sweep or that may have a node behind, and every sweepFullEvery-th
+// sweep every reporting group.
 func (d *deriver) markAll(ctx context.Context) {
 	lctx, cancel := context.WithTimeout(ctx, deriveTimeout)
 	defer cancel()
-	groups, err := d.st.NodeGroupsReporting(lctx)
+	states, err := d.st.NodeGroupStates(lctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Warn("list node groups to derive", "err", err)
 		}
 		return
 	}
-	for _, g := range groups {
-		d.mark(g, nil, false)
+	full := d.sweeps%sweepFullEvery == 0
+	d.sweeps++
+	digests := make(map[string]string, len(states))
+	for g, st := range states {
+		digests[g] = st.Digest
+		if full || st.Lagging || d.states[g] != st.Digest {
+			d.mark(g, nil, false)
+		}
 	}
+	d.states = digests
 }
 
 // deriveDirty derives every group dirty now; one that fails stays dirty.

@@ -133,14 +133,38 @@ func (s *Store) DeriveGroup(ctx context.Context, groupID string, memberStatus ma
 	})
 }
 
-// NodeGroupsReporting lists the groups with a node that ever reported.
-func (s *Store) NodeGroupsReporting(ctx context.Context) ([]string, error) {
-	rows, _ := s.pool.Query(ctx, "SELECT DISTINCT node_group_id FROM nodes WHERE last_seen_at IS NOT NULL")
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+// NodeGroupState is what the deriver's sweep reads of a group with a node
+// that ever reported: a digest of what of its nodes' state changes with
+// time alone (node_states: state, serving, failing), and whether a node may
+// be behind (its applied revision below the newest revision taken, any
+// group's: a node behind for longer than NodeBehindGrace turns its load
+// balancers degraded with time alone, so such a group is derived at every
+// sweep).
+type NodeGroupState struct {
+	Digest  string
+	Lagging bool
+}
+
+// NodeGroupStates reads every reporting group's NodeGroupState in one query
+// over the nodes (not their load balancers).
+func (s *Store) NodeGroupStates(ctx context.Context) (map[string]NodeGroupState, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT node_group_id,
+  md5(string_agg(id || ':' || state || ':' || serving::text || ':' || failing::text, ',' ORDER BY id)),
+  bool_or(applied_revision < (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM revision_seq))
+FROM node_states WHERE last_seen_at IS NOT NULL GROUP BY node_group_id`)
+	out := map[string]NodeGroupState{}
+	var (
+		group string
+		st    NodeGroupState
+	)
+	_, err := pgx.ForEachRow(rows, []any{&group, &st.Digest, &st.Lagging}, func() error {
+		out[group] = st
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("list reporting groups: %w", err)
+		return nil, fmt.Errorf("node group states: %w", err)
 	}
-	return ids, nil
+	return out, nil
 }
 
 // PurgeDeleted purges (Purge) what every node of its group has dropped,

@@ -220,3 +220,38 @@ func TestPurgeDeleted(t *testing.T) {
 		t.Fatalf("member not purged after every node applied its delete")
 	}
 }
+
+// The sweep's view of a group (NodeGroupStates): its digest stays put while
+// nothing changes and moves when a node goes down with time alone; a node
+// below the newest revision marks the group lagging.
+func TestNodeGroupStates(t *testing.T) {
+	w := newDeriveWorld(t)
+	ctx := context.Background()
+	read := func() NodeGroupState {
+		t.Helper()
+		states, err := w.st.NodeGroupStates(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return states[w.group]
+	}
+	w.ack(t, "n1")
+	w.ack(t, "n2")
+	before, again := read(), read()
+	if before.Digest == "" || before != again {
+		t.Fatalf("an unchanged group read %+v then %+v", before, again)
+	}
+	if before.Lagging {
+		t.Fatalf("every node applied the newest revision, yet lagging: %+v", before)
+	}
+	exec(t, w.st, "UPDATE nodes SET applied_revision = applied_revision - 1 WHERE id = $1", w.nodes["n2"])
+	if got := read(); !got.Lagging {
+		t.Fatalf("node n2 below the newest revision, not lagging: %+v", got)
+	}
+	w.ack(t, "n2")
+	// n2 last heard from longer ago than the group's down timeout.
+	exec(t, w.st, "UPDATE nodes SET last_seen_at = now() - interval '1 hour' WHERE id = $1", w.nodes["n2"])
+	if after := read(); after.Digest == before.Digest {
+		t.Fatalf("digest did not move when node n2 went down: %+v", after)
+	}
+}
