@@ -56,19 +56,7 @@ type Report struct {
 // ReplaceNodeErrors stores errs as the node's errors, keeping the since of a
 // kind already reported and dropping kinds no longer reported.
 func ReplaceNodeErrors(ctx context.Context, tx *Tx, n *Node, errs []NodeError, now time.Time) ([]NodeError, error) {
-	since := map[string]time.Time{}
-	for _, e := range n.Errors {
-		since[e.Kind] = e.Since
-	}
-	out := make([]NodeError, 0, len(errs))
-	for _, e := range errs {
-		if s, ok := since[e.Kind]; ok {
-			e.Since = s
-		} else {
-			e.Since = now
-		}
-		out = append(out, e)
-	}
+	out := NodeErrorsSince(n.Errors, errs, now) // reportbatch.go
 	if _, err := tx.pg.Exec(ctx, "UPDATE nodes SET errors = $2 WHERE id = $1", n.ID, out); err != nil {
 		return nil, fmt.Errorf("store node errors: %w", err)
 	}

@@ -220,20 +220,9 @@ func (s *statsStore) observe(worker string, read map[string]reading, objs map[st
 			s.Entries[id] = e
 			dirty = true
 		}
-		if r.lessThan(e.Last) {
-			e.Base.add(e.Last) // a reset of this object the worker id did not show
-			dirty = true
-		}
-		if r.counters != e.Last || r.Peak > e.Peak {
-			moved = true
-		}
-		e.Last = r.counters
-		e.Peak = max(e.Peak, r.Peak)
-		e.Current = r.Current
-		if r.Connections > 0 && (e.RTime != r.RTime || e.TTime != r.TTime) {
-			e.RTime, e.TTime = r.RTime, r.TTime
-			moved = true
-		}
+		reset, m := e.fold(r)
+		dirty = dirty || reset
+		moved = moved || m
 	}
 	s.pending = s.pending || moved
 	if dirty || (s.pending && time.Since(s.savedAt) >= statsSaveEvery) {
@@ -283,19 +272,8 @@ func (s *statsStore) observeSome(worker string, read map[string]reading, objs ma
 			e = &statEntry{LoadBalancerID: o.LoadBalancerID, Kind: o.Kind, PoolID: o.PoolID}
 			s.Entries[id] = e
 		}
-		if r.lessThan(e.Last) {
-			e.Base.add(e.Last)
-		}
-		if r.counters != e.Last || r.Peak > e.Peak {
-			moved = true
-		}
-		e.Last = r.counters
-		e.Peak = max(e.Peak, r.Peak)
-		e.Current = r.Current
-		if r.Connections > 0 && (e.RTime != r.RTime || e.TTime != r.TTime) {
-			e.RTime, e.TTime = r.RTime, r.TTime
-			moved = true
-		}
+		_, m := e.fold(r)
+		moved = moved || m
 	}
 	s.pending = s.pending || moved
 	if s.pending && time.Since(s.savedAt) >= statsSaveEvery {
@@ -547,4 +525,25 @@ func (s *statsStore) unsent(all []openapi.LoadBalancerStats, now time.Time) (out
 			s.sent[id] = b
 		}
 	}
+}
+
+// fold takes reading r into e: reset says r is below what e last read (a
+// reset of this object the worker id did not show: what was counted moves
+// into the base), moved that a counter, the peak or the timings changed.
+func (e *statEntry) fold(r reading) (reset, moved bool) {
+	if r.lessThan(e.Last) {
+		e.Base.add(e.Last)
+		reset = true
+	}
+	if r.counters != e.Last || r.Peak > e.Peak {
+		moved = true
+	}
+	e.Last = r.counters
+	e.Peak = max(e.Peak, r.Peak)
+	e.Current = r.Current
+	if r.Connections > 0 && (e.RTime != r.RTime || e.TTime != r.TTime) {
+		e.RTime, e.TTime = r.RTime, r.TTime
+		moved = true
+	}
+	return reset, moved
 }
