@@ -307,16 +307,7 @@ func (s *statsStore) fullDue(now time.Time) bool {
 func (s *statsStore) unsentOf(some []openapi.LoadBalancerStats) (out []openapi.LoadBalancerStats, sent func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out = make([]openapi.LoadBalancerStats, 0, len(some))
-	enc := map[string][]byte{}
-	for _, st := range some {
-		b, err := json.Marshal(st)
-		if err == nil && s.sent != nil && string(b) == string(s.sent[st.LoadBalancerId]) {
-			continue
-		}
-		out = append(out, st)
-		enc[st.LoadBalancerId] = b
-	}
+	out, enc := s.changedLocked(some, false)
 	return out, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -497,6 +488,22 @@ func buildStats(entries map[string]statEntry, cfg *haproxy.Config) []openapi.Loa
 // again).
 const fullStatsEvery = time.Minute
 
+// changedLocked keeps those of list whose encoding differs from what the API
+// last took (every one when every), with their encodings by load balancer.
+func (s *statsStore) changedLocked(list []openapi.LoadBalancerStats, every bool) ([]openapi.LoadBalancerStats, map[string][]byte) {
+	out := make([]openapi.LoadBalancerStats, 0, len(list))
+	enc := map[string][]byte{}
+	for _, st := range list {
+		b, err := json.Marshal(st)
+		if err == nil && !every && string(b) == string(s.sent[st.LoadBalancerId]) {
+			continue
+		}
+		out = append(out, st)
+		enc[st.LoadBalancerId] = b
+	}
+	return out, enc
+}
+
 // unsent keeps the stats of all that changed since the API last took them
 // (all of them after fullStatsEvery, and after an agent restart); sent marks
 // them taken, to be called when the API accepted the report.
@@ -504,16 +511,7 @@ func (s *statsStore) unsent(all []openapi.LoadBalancerStats, now time.Time) (out
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	full := now.Sub(s.fullAt) >= fullStatsEvery
-	out = make([]openapi.LoadBalancerStats, 0, len(all))
-	enc := map[string][]byte{}
-	for _, st := range all {
-		b, err := json.Marshal(st)
-		if err == nil && !full && string(b) == string(s.sent[st.LoadBalancerId]) {
-			continue
-		}
-		out = append(out, st)
-		enc[st.LoadBalancerId] = b
-	}
+	out, enc := s.changedLocked(all, full)
 	return out, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
