@@ -50,3 +50,49 @@ func snapshotAnswer(ns *snapshot.NodeSnapshot, req snapshot.Request, gz bool) (o
 	}
 	return snapshotResponse{head: head, body: body, gzip: gz}, nil
 }
+
+// The node protocol's version (issue 10), apart from the snapshot format: an
+// agent announces the protocol it speaks in the Fulcrum-Agent-Protocol header
+// (none: protocol 1, every apply acknowledged by a report). From protocol 2 a
+// poll may carry the acknowledgement of the revision the agent applied
+// cleanly (applied=), as a delta xDS request carries the version it applied,
+// which saves the fleet one request per node and write: the woken poll, the
+// next poll carrying the ack, instead of the woken poll, the next poll and a
+// report. The API answers every poll with the newest protocol it serves in
+// the same header, so an agent folds its acks into polls only once the API
+// said it records them (an older API ignores the parameter).
+const (
+	agentProtocolHeader = "Fulcrum-Agent-Protocol"
+	// ProtocolReports: acknowledgements by report only.
+	ProtocolReports = 1
+	// ProtocolPollAcks: polls carry acknowledgements (applied=).
+	ProtocolPollAcks = 2
+	// ProtocolMax is the newest protocol this API serves.
+	ProtocolMax = ProtocolPollAcks
+)
+
+// pollAck is the acknowledgement a poll carries, if any: the revision the
+// node applied cleanly. A protocol this API does not serve, or applied sent
+// with protocol 1, is a 400 naming the header or parameter.
+func pollAck(p openapi.GetNodeSnapshotParams) (applied int64, ok bool, err error) {
+	proto := ProtocolReports
+	if p.FulcrumAgentProtocol != nil {
+		v := strings.TrimSpace(*p.FulcrumAgentProtocol)
+		f, err := strconv.Atoi(v)
+		if err != nil || f < ProtocolReports || f > ProtocolMax {
+			return 0, false, problem.BadRequest(agentProtocolHeader, "must be a node protocol this API serves (%d to %d), not %q: upgrade the API replicas before the agents (deploy/UPGRADE.md)",
+				ProtocolReports, ProtocolMax, v)
+		}
+		proto = f
+	}
+	if p.Applied == nil {
+		return 0, false, nil
+	}
+	if proto < ProtocolPollAcks {
+		return 0, false, problem.BadRequest("applied", "needs %s %d or newer", agentProtocolHeader, ProtocolPollAcks)
+	}
+	if *p.Applied < 0 {
+		return 0, false, problem.BadRequest("applied", "must be a revision (0 or more)")
+	}
+	return *p.Applied, true, nil
+}

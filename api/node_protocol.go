@@ -192,6 +192,10 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 	if err != nil {
 		return nil, err
 	}
+	applied, acked, err := pollAck(r.Params) // node_delta.go
+	if err != nil {
+		return nil, err
+	}
 	wait := SnapshotWaitDefault
 	if r.Params.Wait != nil {
 		d, err := time.ParseDuration(*r.Params.Wait)
@@ -199,6 +203,9 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 			return nil, problem.BadRequest("wait", "must be a duration from 0s to %s", SnapshotWaitMax)
 		}
 		wait = d
+	}
+	if acked {
+		h.recordPollAck(ctx, r.Id, scope, applied)
 	}
 	gz := acceptsGzip(deref(r.Params.AcceptEncoding))
 	timer := time.NewTimer(wait)
@@ -235,16 +242,50 @@ func (h *handlers) GetNodeSnapshot(ctx context.Context, r openapi.GetNodeSnapsho
 			// costs at most the view's age.
 		case <-timer.C:
 			stale.Stop()
-			return openapi.GetNodeSnapshot304Response{}, nil
+			return notModified, nil
 		case <-h.notify.Done():
 			stale.Stop()
-			return openapi.GetNodeSnapshot304Response{}, nil
+			return notModified, nil
 		case <-ctx.Done():
 			stale.Stop()
 			return nil, ctx.Err()
 		}
 		stale.Stop()
 	}
+}
+
+// protocolMax is the newest node protocol this API serves, as answered in
+// the Fulcrum-Agent-Protocol header of every poll (node_delta.go).
+var protocolMax = strconv.Itoa(ProtocolMax)
+
+// notModified is GetNodeSnapshot's 304.
+var notModified = openapi.GetNodeSnapshot304Response{Headers: openapi.GetNodeSnapshot304ResponseHeaders{FulcrumAgentProtocol: &protocolMax}}
+
+// recordPollAck records the acknowledgement a poll of node name carries,
+// exactly as a report acknowledging revision applied with no load balancer
+// errors and no node errors (takeReport: the same batching, the same
+// derivation of statuses). The poll does not wait for it: a poll that finds
+// a newer revision is answered at once, not after the acknowledgement's
+// batch commits. Nothing is lost by not waiting: the agent's next report
+// (its heartbeat, every heartbeat interval) carries the revision it serves
+// and records the same acknowledgement, so one that fails here (the
+// database away, the replica stopping) is repaired within a heartbeat; and
+// acknowledgements only ever raise a node's applied revision, so one written
+// late cannot undo a newer report.
+func (h *handlers) recordPollAck(ctx context.Context, name string, scope nodeScope, applied int64) {
+	countReport(ctx, "poll_ack") // metrics.go
+	noLB, noNode := []openapi.LoadBalancerError{}, []openapi.NodeError{}
+	b := &openapi.NodeReport{Revision: applied, Status: openapi.Ack, LoadBalancerErrors: &noLB, NodeErrors: &noNode}
+	// The poll's context without its end (the poll may be answered first),
+	// with the principal its scope checks need.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.requestTimeout)
+	go func() {
+		defer cancel()
+		if err := h.takeReport(actx, name, scope, b); err != nil && actx.Err() == nil {
+			h.log.DebugContext(actx, "acknowledgement carried by a poll not recorded; the node's next report carries it", "node", name,
+				"revision", applied, "err", err)
+		}
+	}()
 }
 
 // readPoll reads what a turn of node name's long-poll needs besides its
@@ -300,6 +341,7 @@ func (r snapshotResponse) VisitGetNodeSnapshotResponse(w http.ResponseWriter) er
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Vary", "Accept-Encoding")
+	h.Set(agentProtocolHeader, protocolMax)
 	if r.gzip {
 		h.Set("Content-Encoding", "gzip")
 	}

@@ -27,11 +27,21 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 		return nil, err
 	}
 	countReport(ctx, string(r.Body.Status)) // metrics.go
-	b := r.Body
+	if err := h.takeReport(ctx, r.Id, scope, r.Body); err != nil {
+		return nil, err
+	}
+	return openapi.ReportNode204Response{}, nil
+}
+
+// takeReport records report b of node name (as scope may act for): the
+// body of ReportNode, and of the acknowledgements polls carry
+// (node_protocol.go). It returns once the report is durable (or needs no
+// write: see below).
+func (h *handlers) takeReport(ctx context.Context, name string, scope nodeScope, b *openapi.NodeReport) error {
 	if b.Vips != nil {
 		for i, v := range *b.Vips {
 			if _, err := netip.ParseAddr(v); err != nil {
-				return nil, problem.InvalidField(validate.Index("vips", i), "must be an IP address")
+				return problem.InvalidField(validate.Index("vips", i), "must be an IP address")
 			}
 		}
 	}
@@ -65,18 +75,18 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 	// reportSeenFlush (reportwriter.go). Counters are never waited for:
 	// they are merged and written within about counterFlush (counters.go).
 	now := time.Now()
-	if n, noLBErrors, ok := h.reportw.cached(r.Id, now); ok && (b.LoadBalancerErrors == nil || len(lbErrs) == 0 && noLBErrors) &&
-		nodeInScope(ctx, r.Id, &n, scope) == nil {
+	if n, noLBErrors, ok := h.reportw.cached(name, now); ok && (b.LoadBalancerErrors == nil || len(lbErrs) == 0 && noLBErrors) &&
+		nodeInScope(ctx, name, &n, scope) == nil {
 		w := decideReport(b, &n, store.NodeOnline, true, nodeErrs, lbErrs, now)
 		if !w.Changed && w.StatusMessage == n.StatusMessage && slices.Equal(w.VIPs, n.VIPs) {
 			h.reportw.touch(n.ID, now)
 			h.reportw.counters.add(ctx, n.ID, counters, now)
 			h.deriver.reported(n.NodeGroupID, n.ID, false, members)
-			return openapi.ReportNode204Response{}, nil
+			return nil
 		}
 	}
-	res, err := h.reportw.write(ctx, store.ReportItem{Key: r.Id, Decide: func(n *store.Node, state string, serving bool) (*store.ReportWrite, error) {
-		if err := nodeInScope(ctx, r.Id, n, scope); err != nil {
+	res, err := h.reportw.write(ctx, store.ReportItem{Key: name, Decide: func(n *store.Node, state string, serving bool) (*store.ReportWrite, error) {
+		if err := nodeInScope(ctx, name, n, scope); err != nil {
 			return nil, err
 		}
 		return decideReport(b, n, state, serving, nodeErrs, lbErrs, time.Now()), nil
@@ -85,11 +95,11 @@ func (h *handlers) ReportNode(ctx context.Context, r openapi.ReportNodeRequestOb
 		err = res.Err
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	h.reportw.counters.add(ctx, res.Node.ID, counters, now)
 	h.deriver.reported(res.Node.NodeGroupID, res.Node.ID, res.Changed, members)
-	return openapi.ReportNode204Response{}, nil
+	return nil
 }
 
 // decideReport is what report b makes of node n (its row as locked, its

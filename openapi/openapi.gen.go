@@ -2408,8 +2408,14 @@ type GetNodeSnapshotParams struct {
 	// Delta The agent holds the complete snapshot at revision `after` and takes a delta (format 2 and newer): only the load balancers changed since `after` and the ids of those deleted since. The API may still answer a full snapshot (`delta` false), e.g. when `after` is older than the deletes it still remembers.
 	Delta *bool `form:"delta,omitempty" json:"delta,omitempty"`
 
+	// Applied An acknowledgement carried by the poll (node protocol 2 and newer, `Fulcrum-Agent-Protocol`), as delta xDS requests carry the version they applied: the node serves revision `applied`, applied cleanly (no load balancer errors, no node errors). The API records it exactly as a report `{"revision": applied, "status": "ack", "load_balancer_errors": [], "node_errors": []}` (same batching, same derivation of statuses), without delaying the poll's answer. An apply with errors, and member health or counters, are still reported with POST /v1/nodes/{id}/reports; an acknowledgement lost on the way is repaired by the node's next report, which carries the revision it serves.
+	Applied *int64 `form:"applied,omitempty" json:"applied,omitempty"`
+
 	// FulcrumAgentFormat The snapshot format the agent understands (1: full snapshots only; 2: adds deltas and load balancer revisions). Absent means 1. A format this API does not serve is refused with 400 naming this header.
 	FulcrumAgentFormat *string `json:"Fulcrum-Agent-Format,omitempty"`
+
+	// FulcrumAgentProtocol The node protocol the agent speaks (1: acknowledgements by report only; 2: adds `applied`). Absent means 1. A protocol this API does not serve is refused with 400 naming this header (upgrade the API replicas before the agents: deploy/UPGRADE.md).
+	FulcrumAgentProtocol *string `json:"Fulcrum-Agent-Protocol,omitempty"`
 
 	// AcceptEncoding `gzip` (alone or in a list, with a non-zero `q`) gets the snapshot gzip-compressed, with `Content-Encoding: gzip`; otherwise it is sent uncompressed.
 	AcceptEncoding *string `json:"Accept-Encoding,omitempty"`
@@ -7301,6 +7307,18 @@ func NewGetNodeSnapshotRequest(server string, id ID, params *GetNodeSnapshotPara
 
 		}
 
+		if params.Applied != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "applied", *params.Applied, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -7325,15 +7343,26 @@ func NewGetNodeSnapshotRequest(server string, id ID, params *GetNodeSnapshotPara
 			req.Header.Set("Fulcrum-Agent-Format", headerParam0)
 		}
 
-		if params.AcceptEncoding != nil {
+		if params.FulcrumAgentProtocol != nil {
 			var headerParam1 string
 
-			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Accept-Encoding", *params.AcceptEncoding, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Fulcrum-Agent-Protocol", *params.FulcrumAgentProtocol, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
 			if err != nil {
 				return nil, err
 			}
 
-			req.Header.Set("Accept-Encoding", headerParam1)
+			req.Header.Set("Fulcrum-Agent-Protocol", headerParam1)
+		}
+
+		if params.AcceptEncoding != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "Accept-Encoding", *params.AcceptEncoding, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Accept-Encoding", headerParam2)
 		}
 
 	}
@@ -16224,16 +16253,18 @@ func (r ReportNodeResponse) ContentType() string {
 
 // GetNodeSnapshotResponse200Headers the declared response headers of an HTTP 200 response for GetNodeSnapshot
 type GetNodeSnapshotResponse200Headers struct {
-	ContentEncoding *string
-	Traceparent     *string
-	Vary            *string
-	XRequestId      *string
+	ContentEncoding      *string
+	FulcrumAgentProtocol *string
+	Traceparent          *string
+	Vary                 *string
+	XRequestId           *string
 }
 
 // GetNodeSnapshotResponse304Headers the declared response headers of an HTTP 304 response for GetNodeSnapshot
 type GetNodeSnapshotResponse304Headers struct {
-	Traceparent *string
-	XRequestId  *string
+	FulcrumAgentProtocol *string
+	Traceparent          *string
+	XRequestId           *string
 }
 
 // GetNodeSnapshotResponse400Headers the declared response headers of an HTTP 400 response for GetNodeSnapshot
@@ -31735,6 +31766,13 @@ func ParseGetNodeSnapshotResponse(rsp *http.Response) (*GetNodeSnapshotResponse,
 			}
 			headers.ContentEncoding = &value
 		}
+		if values := rsp.Header.Values("Fulcrum-Agent-Protocol"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Agent-Protocol", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.FulcrumAgentProtocol = &value
+		}
 		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -31759,6 +31797,13 @@ func ParseGetNodeSnapshotResponse(rsp *http.Response) (*GetNodeSnapshotResponse,
 		response.Headers200 = &headers
 	case rsp.StatusCode == 304:
 		var headers GetNodeSnapshotResponse304Headers
+		if values := rsp.Header.Values("Fulcrum-Agent-Protocol"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Agent-Protocol", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.FulcrumAgentProtocol = &value
+		}
 		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -38995,6 +39040,13 @@ func (w *ServerInterfaceWrapper) GetNodeSnapshot(ctx echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter delta: %s", err))
 	}
 
+	// ------------- Optional query parameter "applied" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "applied", ctx.QueryParams(), &params.Applied, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter applied: %s", err))
+	}
+
 	headers := ctx.Request().Header
 	// ------------- Optional header parameter "Fulcrum-Agent-Format" -------------
 	if valueList, found := headers[http.CanonicalHeaderKey("Fulcrum-Agent-Format")]; found {
@@ -39010,6 +39062,21 @@ func (w *ServerInterfaceWrapper) GetNodeSnapshot(ctx echo.Context) error {
 		}
 
 		params.FulcrumAgentFormat = &FulcrumAgentFormat
+	}
+	// ------------- Optional header parameter "Fulcrum-Agent-Protocol" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Fulcrum-Agent-Protocol")]; found {
+		var FulcrumAgentProtocol string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Fulcrum-Agent-Protocol, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Agent-Protocol", valueList[0], &FulcrumAgentProtocol, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Fulcrum-Agent-Protocol: %s", err))
+		}
+
+		params.FulcrumAgentProtocol = &FulcrumAgentProtocol
 	}
 	// ------------- Optional header parameter "Accept-Encoding" -------------
 	if valueList, found := headers[http.CanonicalHeaderKey("Accept-Encoding")]; found {
@@ -48913,10 +48980,11 @@ type GetNodeSnapshotResponseObject interface {
 }
 
 type GetNodeSnapshot200ResponseHeaders struct {
-	ContentEncoding *string
-	Traceparent     *string
-	Vary            *string
-	XRequestId      *string
+	ContentEncoding      *string
+	FulcrumAgentProtocol *string
+	Traceparent          *string
+	Vary                 *string
+	XRequestId           *string
 }
 
 type GetNodeSnapshot200JSONResponse struct {
@@ -48934,6 +49002,9 @@ func (response GetNodeSnapshot200JSONResponse) VisitGetNodeSnapshotResponse(w ht
 	if response.Headers.ContentEncoding != nil {
 		w.Header().Set("Content-Encoding", fmt.Sprint(*response.Headers.ContentEncoding))
 	}
+	if response.Headers.FulcrumAgentProtocol != nil {
+		w.Header().Set("Fulcrum-Agent-Protocol", fmt.Sprint(*response.Headers.FulcrumAgentProtocol))
+	}
 	if response.Headers.Traceparent != nil {
 		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
 	}
@@ -48949,8 +49020,9 @@ func (response GetNodeSnapshot200JSONResponse) VisitGetNodeSnapshotResponse(w ht
 }
 
 type GetNodeSnapshot304ResponseHeaders struct {
-	Traceparent *string
-	XRequestId  *string
+	FulcrumAgentProtocol *string
+	Traceparent          *string
+	XRequestId           *string
 }
 
 type GetNodeSnapshot304Response struct {
@@ -48958,6 +49030,9 @@ type GetNodeSnapshot304Response struct {
 }
 
 func (response GetNodeSnapshot304Response) VisitGetNodeSnapshotResponse(w http.ResponseWriter) error {
+	if response.Headers.FulcrumAgentProtocol != nil {
+		w.Header().Set("Fulcrum-Agent-Protocol", fmt.Sprint(*response.Headers.FulcrumAgentProtocol))
+	}
 	if response.Headers.Traceparent != nil {
 		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
 	}

@@ -158,7 +158,8 @@ type Agent struct {
 	changes  runtimeAPI // runtime-API changes: members, certificates
 	binder   binder     // whether a new VIP:port can be bound
 
-	delta deltaState // the base of the next delta (delta.go)
+	delta   deltaState // the base of the next delta (delta.go)
+	pollAck pollAcks   // acknowledgements carried by polls (pollack.go)
 
 	// Under mu as well (apply.go):
 	// parked are the members of load balancers without listeners: not in
@@ -332,7 +333,8 @@ func (a *Agent) pollLoop(ctx context.Context) {
 			registered = true
 		}
 		after := a.pollAfter()
-		res, err := a.client.GetNodeSnapshotWithResponse(ctx, a.cfg.NodeName, a.pollParams(after, wait)) // delta.go
+		params := a.pollParams(after, wait) // delta.go
+		res, err := a.client.GetNodeSnapshotWithResponse(ctx, a.cfg.NodeName, params)
 		if err != nil {
 			if ctx.Err() == nil {
 				a.log.Warn("snapshot poll failed; serving what we have", "err", err, "retry_in", backoff)
@@ -344,11 +346,13 @@ func (a *Agent) pollLoop(ctx context.Context) {
 		switch res.StatusCode() {
 		case http.StatusOK:
 			backoff = time.Second
+			a.polled(res.HTTPResponse, params) // pollack.go
 			a.metrics.observeSnapshot(ctx, res.Body)
 			snap := a.receive(ctx, res.JSON200) // delta.go: merged with what is held
 			if snap == nil {
 				continue
 			}
+			a.expectPollAck() // the next poll acknowledges a clean apply
 			if err := a.Apply(ctx, snap); err != nil {
 				// Not fetched again until a newer revision exists (or, for
 				// failures that may pass, retried by retryLoop).
@@ -357,6 +361,7 @@ func (a *Agent) pollLoop(ctx context.Context) {
 			}
 		case http.StatusNotModified:
 			backoff = time.Second
+			a.polled(res.HTTPResponse, params)
 		case http.StatusNotFound:
 			registered = false
 		default:

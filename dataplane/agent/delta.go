@@ -47,6 +47,7 @@ func (a *Agent) pollParams(after int64, wait string) *openapi.GetNodeSnapshotPar
 	p := &openapi.GetNodeSnapshotParams{After: &after, Wait: &wait, FulcrumAgentFormat: &format}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.pollAckParamsLocked(p) // pollack.go
 	if a.delta.needFull {
 		zero := int64(0)
 		p.After = &zero

@@ -156,7 +156,7 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 			statsSent = sent
 		}
 	}
-	return a.send(ctx, body, func() {
+	accepted := func() {
 		if statsSent != nil {
 			statsSent()
 		}
@@ -166,7 +166,12 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 		if statsSent != nil {
 			a.quiet.read(front, now) // counters and health as of front
 		}
-	})
+	}
+	if !tick && a.ackedByPoll(body) { // pollack.go: a poll carries the acknowledgement
+		accepted()
+		return nil
+	}
+	return a.send(ctx, body, accepted)
 }
 
 // memberRows are the members' health in servers (rows of `show stat`).
@@ -272,6 +277,10 @@ func (a *Agent) reportPools(ctx context.Context, body *openapi.NodeReport, pools
 	changed, sent := a.memberReports.unsentOf(a.withParked(members))
 	if len(changed) > 0 {
 		body.Members = &changed
+	}
+	if a.ackedByPoll(body) { // pollack.go: a poll carries the acknowledgement
+		sent()
+		return true
 	}
 	if err := a.send(ctx, body, sent); err != nil {
 		a.markScopeAll()

@@ -37,6 +37,7 @@ type fleetConfig struct {
 	Workers            int           // concurrent creates
 	AckOnly            bool          // reports carry only revision and status, no member statuses or stats
 	FullReports        bool          // every report carries every member status and all stats
+	ReportAcks         bool          // acknowledgements by report (node protocol 1), not carried by polls
 
 	heartbeatFile string // the body of reports after the first (changes only), or ""
 }
@@ -49,7 +50,15 @@ type fleetConfig struct {
 // no counters at all; FULCRUM_FLEET_REPORT=full sends them all in every report
 // (the agent before it reported changes only). Nodes ask for deltas (format
 // 2) as the agent does; FULCRUM_FLEET_FULL_SNAPSHOTS=1 makes them ask for the
-// whole group every time (format 1, an agent from before deltas).
+// whole group every time (format 1, an agent from before deltas). Nodes
+// speak node protocol 2 as the agent does: the poll after a snapshot carries
+// its acknowledgement (applied=); FULCRUM_FLEET_REPORT_ACKS=1 makes them
+// acknowledge every snapshot with a report (protocol 1, an agent from
+// before). The report figures count every report request either way.
+//
+// Before the idle window the fleet settles: every node's full first report
+// answered (bounded by FULCRUM_FLEET_PHASE_TIMEOUT), so that the idle window
+// measures sustained heartbeats, not the fleet's start.
 //
 // After the write series, a second series (FULCRUM_FLEET_QUIET_WRITES, 20)
 // runs with heartbeats paused, after an idle baseline of
@@ -66,7 +75,8 @@ func TestFleet(t *testing.T) {
 		IdleWindow: envDur("FULCRUM_FLEET_IDLE", 20*time.Second), PhaseTimeout: envDur("FULCRUM_FLEET_PHASE_TIMEOUT", 120*time.Second),
 		WriteTimeout: envDur("FULCRUM_FLEET_WRITE_TIMEOUT", 30*time.Second), ReportTimeout: 10 * time.Second, Workers: 8,
 		QuietWrites: envInt("FULCRUM_FLEET_QUIET_WRITES", 20), QuietIdle: envDur("FULCRUM_FLEET_QUIET_IDLE", 5*time.Second),
-		AckOnly: os.Getenv("FULCRUM_FLEET_REPORT") == "ack", FullReports: os.Getenv("FULCRUM_FLEET_REPORT") == "full"}
+		AckOnly: os.Getenv("FULCRUM_FLEET_REPORT") == "ack", FullReports: os.Getenv("FULCRUM_FLEET_REPORT") == "full",
+		ReportAcks: os.Getenv("FULCRUM_FLEET_REPORT_ACKS") == "1"}
 	runFleet(t, cfg)
 }
 
@@ -105,7 +115,8 @@ func TestFleetChild(t *testing.T) {
 	cfg := Config{Endpoint: os.Getenv("FULCRUM_FLEETSIM_ENDPOINT"), Token: os.Getenv("FULCRUM_FLEETSIM_TOKEN"),
 		Prefix: "sim", Nodes: envInt("FULCRUM_FLEETSIM_NODES", 1), Heartbeat: envDur("FULCRUM_FLEETSIM_HEARTBEAT", 2*time.Second),
 		PollWait: 30 * time.Second, ReportTimeout: envDur("FULCRUM_FLEETSIM_REPORT_TIMEOUT", 10*time.Second), ReportTail: tail,
-		HeartbeatTail: heartbeat, Deltas: os.Getenv("FULCRUM_FLEETSIM_FULL_SNAPSHOTS") != "1", MaxDuration: 30 * time.Minute}
+		HeartbeatTail: heartbeat, Deltas: os.Getenv("FULCRUM_FLEETSIM_FULL_SNAPSHOTS") != "1", PollAcks: os.Getenv("FULCRUM_FLEETSIM_REPORT_ACKS") != "1",
+		MaxDuration: 30 * time.Minute}
 	if err := Run(context.Background(), cfg, os.Stdin, os.Stdout); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +279,8 @@ func startChild(t *testing.T, s *teststack.Stack, cfg fleetConfig, tailFile stri
 	cmd.Env = append(os.Environ(), "FULCRUM_FLEETSIM_CHILD=1", "FULCRUM_FLEETSIM_ENDPOINT="+s.Endpoint, "FULCRUM_FLEETSIM_TOKEN="+s.NodeToken,
 		"FULCRUM_FLEETSIM_REPORT="+tailFile, "FULCRUM_FLEETSIM_HEARTBEAT_REPORT="+cfg.heartbeatFile,
 		"FULCRUM_FLEETSIM_FULL_SNAPSHOTS="+os.Getenv("FULCRUM_FLEET_FULL_SNAPSHOTS"), fmt.Sprintf("FULCRUM_FLEETSIM_NODES=%d", cfg.Nodes),
-		"FULCRUM_FLEETSIM_HEARTBEAT="+cfg.Heartbeat.String(), "FULCRUM_FLEETSIM_REPORT_TIMEOUT="+cfg.ReportTimeout.String())
+		"FULCRUM_FLEETSIM_HEARTBEAT="+cfg.Heartbeat.String(), "FULCRUM_FLEETSIM_REPORT_TIMEOUT="+cfg.ReportTimeout.String(),
+		"FULCRUM_FLEETSIM_REPORT_ACKS="+map[bool]string{true: "1"}[cfg.ReportAcks])
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -302,7 +314,7 @@ func startChild(t *testing.T, s *teststack.Stack, cfg fleetConfig, tailFile stri
 					c.got[i] = append(c.got[i], receipt{rev: rev, at: time.Unix(0, ns), bytes: b})
 					c.mu.Unlock()
 				}
-			case len(f) == 16 && f[0] == "stats":
+			case len(f) == 19 && f[0] == "stats":
 				c.stats <- f
 			}
 		}
@@ -477,6 +489,28 @@ feed:
 	logf("sync: %d/%d nodes hold revision %d after %.1f s (bound %s); full snapshot %d bytes on the wire",
 		synced, cfg.Nodes, rev, time.Since(start).Seconds(), cfg.PhaseTimeout, full)
 
+	// 2b. The fleet settles: every node's full first report answered
+	// (the fleet's start), so that the idle window measures sustained
+	// heartbeats.
+	start = time.Now()
+	settled := 0
+	for time.Since(start) < cfg.PhaseTimeout {
+		f := c.statsOf("settle")
+		if f == nil {
+			break
+		}
+		if settled = int(atof(f[18])); settled >= cfg.Nodes {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	acks := "carried by polls (node protocol 2: the poll after a snapshot says which revision the node applied; no report)"
+	if cfg.ReportAcks {
+		acks = "by reports (node protocol 1: a report after every snapshot)"
+	}
+	logf("settle: %d/%d nodes had their full first report answered after %.1f s (bound %s); acknowledgements %s",
+		settled, cfg.Nodes, time.Since(start).Seconds(), cfg.PhaseTimeout, acks)
+
 	// logFull prints the full first reports of a window (and their
 	// re-sends after a 503), counted apart from heartbeats and acks.
 	logFull := func(window string, f []string) {
@@ -485,6 +519,15 @@ feed:
 		}
 		logf("full first reports (%s; with re-sends until answered): n=%s p50=%s ms p99=%s ms max=%s ms timeouts(>%s)=%s errors=%s",
 			window, f[10], f[11], f[12], f[13], cfg.ReportTimeout, f[14], f[15])
+	}
+
+	// ackCounts is what a stats line says of acknowledgements so far: by
+	// report, carried by polls.
+	ackCounts := func(f []string) (int, int) {
+		if f == nil {
+			return 0, 0
+		}
+		return int(atof(f[16])), int(atof(f[17]))
 	}
 
 	// 3. Idle: heartbeats only. The API's CPU rate here is the baseline.
@@ -508,6 +551,13 @@ feed:
 	// runSeries makes n writes one after another, each waiting until every
 	// node holds it (and, when waitActive, the member is `active`), then
 	// settle; it measures the test process's CPU over the series.
+	// acked counts the simulated nodes whose applied revision, as the API
+	// recorded it, is above rev.
+	acked := func(rev int64) (int, error) {
+		var n int
+		err := s.Store.PoolForTests().QueryRow(ctx, "SELECT count(*) FROM nodes WHERE name LIKE 'sim-%' AND applied_revision > $1", rev).Scan(&n)
+		return n, err
+	}
 	runSeries := func(n int, waitActive bool, settle time.Duration) seriesResult {
 		var r seriesResult
 		r.cpu0, r.t0 = cpuTime(), time.Now()
@@ -534,7 +584,7 @@ feed:
 				continue
 			}
 			wrote := time.Now()
-			activeAt := time.Time{}
+			activeAt, ackedAt := time.Time{}, time.Time{}
 			deadline := wrote.Add(cfg.WriteTimeout)
 			for time.Now().Before(deadline) {
 				held, _ := c.holding(prev)
@@ -543,13 +593,26 @@ feed:
 						activeAt = time.Now()
 					}
 				}
-				if held == cfg.Nodes && (!waitActive || !activeAt.IsZero()) {
+				if waitActive && ackedAt.IsZero() {
+					// Every node's acknowledgement recorded (by report or
+					// carried by a poll), read from the database.
+					if n, err := acked(prev); err == nil && n >= cfg.Nodes {
+						ackedAt = time.Now()
+					}
+				}
+				if held == cfg.Nodes && (!waitActive || !activeAt.IsZero() && !ackedAt.IsZero()) {
 					break
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
 			r.done++
 			if waitActive {
+				if ackedAt.IsZero() {
+					r.ackedTimeouts++
+					r.toAcked = append(r.toAcked, cfg.WriteTimeout)
+				} else {
+					r.toAcked = append(r.toAcked, ackedAt.Sub(wrote))
+				}
 				if activeAt.IsZero() {
 					r.activeTimeouts++
 					r.toActive = append(r.toActive, cfg.WriteTimeout)
@@ -597,7 +660,7 @@ feed:
 		w0 += n
 		r.series = time.Since(r.t0)
 		r.cpu = cpuTime() - r.cpu0
-		for _, d := range [][]time.Duration{r.toNode, r.toAll, r.toActive} {
+		for _, d := range [][]time.Duration{r.toNode, r.toAll, r.toActive, r.toAcked} {
 			sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 		}
 		sort.Ints(r.bytesPer)
@@ -628,6 +691,8 @@ feed:
 	logf("write → every node holds it (per write): p50=%s ms max=%s ms", msf(Percentile(toAll, 50)), msf(Percentile(toAll, 100)))
 	logf("write → `active` (member): p50=%s ms p99=%s ms, %d timed out (>%s)", msf(Percentile(toActive, 50)), msf(Percentile(toActive, 99)),
 		sr.activeTimeouts, cfg.WriteTimeout)
+	logf("write → every node's acknowledgement recorded (per write, read from the database): p50=%s ms p99=%s ms, %d timed out (>%s); acknowledgements %s",
+		msf(Percentile(sr.toAcked, 50)), msf(Percentile(sr.toAcked, 99)), sr.ackedTimeouts, cfg.WriteTimeout, acks)
 	logf("bytes to a node for a change of one LB among %d: p50=%s (wire, Accept-Encoding: gzip), min=%d max=%d, %d samples",
 		cfg.LBs, bplS, first(bytesPer), last(bytesPer), len(bytesPer))
 	logf("API CPU per write, heartbeats on: %s ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d answered writes; "+
@@ -637,8 +702,10 @@ feed:
 	reports := 0
 	if writes != nil {
 		reports = int(atof(writes[2]))
-		logf("reports (acks + heartbeats, during writes): n=%s p50=%s ms p99=%s ms max=%s ms timeouts(>%s)=%s errors=%s",
-			writes[2], writes[3], writes[4], writes[5], cfg.ReportTimeout, writes[6], writes[7])
+		ar0, ap0 := ackCounts(idle)
+		ar, ap := ackCounts(writes)
+		logf("reports (acks by report + heartbeats, during writes): n=%s p50=%s ms p99=%s ms max=%s ms timeouts(>%s)=%s errors=%s; acknowledgements in the window: %d by report (counted in n), %d carried by polls",
+			writes[2], writes[3], writes[4], writes[5], cfg.ReportTimeout, writes[6], writes[7], ar-ar0, ap-ap0)
 		logFull("during writes", writes)
 		logf("simulator process CPU so far: user %s ms, sys %s ms", writes[8], writes[9])
 	}
@@ -667,8 +734,16 @@ feed:
 			}
 		}
 	}
+	before := c.statsOf("before-quiet")
+	c.mark()
 	qr := runSeries(cfg.QuietWrites, false, 500*time.Millisecond)
 	pprof.StopCPUProfile()
+	if q := c.statsOf("quiet"); q != nil && before != nil {
+		ar0, ap0 := ackCounts(before)
+		ar, ap := ackCounts(q)
+		logf("reports during the series with heartbeats paused (acknowledgements by report only): n=%s p50=%s ms p99=%s ms max=%s ms errors=%s; "+
+			"acknowledgements: %d by report, %d carried by polls", q[2], q[3], q[4], q[5], q[7], ar-ar0, ap-ap0)
+	}
 
 	// 6. The same without any report: the write and its fan-out alone.
 	fmt.Fprintln(c.stdin, "acks off")
@@ -705,9 +780,9 @@ feed:
 
 // seriesResult is what a series of writes measured.
 type seriesResult struct {
-	toNode, toAll, toActive  []time.Duration
-	bytesPer                 []int
-	timeouts, activeTimeouts int
+	toNode, toAll, toActive, toAcked        []time.Duration
+	bytesPer                                []int
+	timeouts, activeTimeouts, ackedTimeouts int
 	done, failed             int
 	cpu0, cpu, series        time.Duration
 	t0                       time.Time

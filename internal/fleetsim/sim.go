@@ -58,6 +58,12 @@ type Config struct {
 	// Deltas asks for snapshot format 2 and, once a node holds a revision,
 	// for deltas (only the load balancers changed since), as the agent does.
 	Deltas bool
+	// PollAcks makes the nodes speak node protocol 2, as the agent does:
+	// once the API's answers say it serves it, the poll after a snapshot
+	// carries its acknowledgement (applied=) instead of a report; reports
+	// are then heartbeats (and full first reports) only. Without it every
+	// snapshot is acknowledged by a report (an agent from before).
+	PollAcks bool
 	// MaxDuration bounds the whole run.
 	MaxDuration time.Duration
 }
@@ -65,7 +71,7 @@ type Config struct {
 // Events written to out, one a line:
 //
 //	snap <node> <revision> <wire bytes> <unix ns>   a node received a snapshot (HTTP 200)
-//	stats <label> <n> <p50 ms> <p99 ms> <max ms> <timeouts> <errors> <user ms> <sys ms> <full n> <full p50 ms> <full p99 ms> <full max ms> <full timeouts> <full errors>
+//	stats <label> <n> <p50 ms> <p99 ms> <max ms> <timeouts> <errors> <user ms> <sys ms> <full n> <full p50 ms> <full p99 ms> <full max ms> <full timeouts> <full errors> <acks by report> <acks by poll> <nodes reported>
 //	ready                                            every node started
 //
 // Commands read from in, one a line: `mark` starts a new window of report
@@ -166,6 +172,9 @@ type fleet struct {
 	// heartbeatsOff pauses the periodic reports (acks still go); acksOff
 	// the reports after snapshots.
 	heartbeatsOff, acksOff atomic.Bool
+	// ackReports and ackPolls count the acknowledgements sent as reports
+	// and carried by polls; reported the nodes with a report answered.
+	ackReports, ackPolls, reported atomic.Int64
 
 	mu sync.Mutex
 	// steady holds the window's heartbeats and acks, full the full first
@@ -217,9 +226,10 @@ func (f *fleet) stats(label string) {
 	f.mu.Unlock()
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	f.w.line("stats %s %d %.1f %.1f %.1f %d %d %d %d %d %.1f %.1f %.1f %d %d", label, len(all), ms(Percentile(all, 50)), ms(Percentile(all, 99)),
+	f.w.line("stats %s %d %.1f %.1f %.1f %d %d %d %d %d %.1f %.1f %.1f %d %d %d %d %d", label, len(all), ms(Percentile(all, 50)), ms(Percentile(all, 99)),
 		ms(Percentile(all, 100)), to, errs, time.Duration(ru.Utime.Nano()).Milliseconds(), time.Duration(ru.Stime.Nano()).Milliseconds(),
-		len(full), ms(Percentile(full, 50)), ms(Percentile(full, 99)), ms(Percentile(full, 100)), toFull, errsFull)
+		len(full), ms(Percentile(full, 50)), ms(Percentile(full, 99)), ms(Percentile(full, 100)), toFull, errsFull,
+		f.ackReports.Load(), f.ackPolls.Load(), f.reported.Load())
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -242,6 +252,11 @@ type node struct {
 	mu  sync.Mutex
 	rev int64
 	has bool
+	// apiAcks: the API's last answer to a poll said it records
+	// acknowledgements carried by polls; ackDue is the revision the next
+	// poll acknowledges (0: none). Only pollLoop uses them.
+	apiAcks bool
+	ackDue  int64
 
 	reportStart time.Time // of the report in flight; under f.mu
 	reportFull  bool      // the report in flight is a full first one; under f.mu
@@ -311,6 +326,12 @@ func (n *node) pollLoop(ctx context.Context) {
 			// the load balancers changed since, not the whole group.
 			q.Set("delta", "true")
 		}
+		carried := int64(0)
+		if n.ackDue > 0 && n.apiAcks {
+			carried = n.ackDue
+			q.Set("applied", strconv.FormatInt(carried, 10))
+			n.f.ackPolls.Add(1)
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.f.cfg.Endpoint+"/v1/nodes/"+n.name+"/snapshot?"+q.Encode(), nil)
 		if err != nil {
 			return
@@ -319,6 +340,9 @@ func (n *node) pollLoop(ctx context.Context) {
 		req.Header.Set("Accept-Encoding", "gzip")
 		if n.f.cfg.Deltas {
 			req.Header.Set("Fulcrum-Agent-Format", "2")
+		}
+		if n.f.cfg.PollAcks {
+			req.Header.Set("Fulcrum-Agent-Protocol", "2")
 		}
 		res, err := n.f.poll.Do(req)
 		if err != nil {
@@ -332,6 +356,15 @@ func (n *node) pollLoop(ctx context.Context) {
 		if err != nil {
 			sleep(ctx, backoff)
 			continue
+		}
+		if res.StatusCode == http.StatusOK || res.StatusCode == http.StatusNotModified {
+			// As the agent: acknowledgements go in polls only to an API
+			// that says it records them; one answered is not sent again.
+			v, _ := strconv.Atoi(res.Header.Get("Fulcrum-Agent-Protocol"))
+			n.apiAcks = n.f.cfg.PollAcks && v >= 2
+			if n.apiAcks && carried > 0 && carried >= n.ackDue {
+				n.ackDue = 0
+			}
 		}
 		switch res.StatusCode {
 		case http.StatusOK:
@@ -358,6 +391,14 @@ func (n *node) pollLoop(ctx context.Context) {
 			}
 			n.mu.Unlock()
 			n.f.w.line("snap %d %d %d %d", n.idx, rev, len(raw), got.UnixNano())
+			if n.apiAcks {
+				// The next poll acknowledges it (the agent applies first;
+				// the simulator holds it at once).
+				if !n.f.acksOff.Load() {
+					n.ackDue = rev
+				}
+				continue
+			}
 			select {
 			case n.kick <- struct{}{}:
 			default:
@@ -392,6 +433,7 @@ func (n *node) reportLoop(ctx context.Context) {
 			if n.f.acksOff.Load() {
 				continue
 			}
+			n.f.ackReports.Add(1)
 		}
 		rev, ok := n.held()
 		if !ok {
@@ -425,6 +467,9 @@ func (n *node) reportLoop(ctx context.Context) {
 		if err == nil && res.StatusCode/100 == 2 {
 			// Answered, however slowly: as for the agent, what it carried
 			// is acknowledged and the next reports carry only changes.
+			if !n.reported {
+				n.f.reported.Add(1)
+			}
 			n.reported = true
 		}
 		n.f.mu.Lock()
