@@ -783,9 +783,9 @@ type seriesResult struct {
 	toNode, toAll, toActive, toAcked        []time.Duration
 	bytesPer                                []int
 	timeouts, activeTimeouts, ackedTimeouts int
-	done, failed             int
-	cpu0, cpu, series        time.Duration
-	t0                       time.Time
+	done, failed                            int
+	cpu0, cpu, series                       time.Duration
+	t0                                      time.Time
 }
 
 // perWrite is the API's CPU per answered write above the idle rate (ns), and
