@@ -35,8 +35,22 @@ func waitSnapshot(ctx context.Context) func() {
 
 // countReport counts a node report with its status.
 func countReport(ctx context.Context, status string) {
-	nodeReports.Add(ctx, 1, metric.WithAttributes(attribute.String("status", status)))
+	opt, ok := reportStatusOpts[status]
+	if !ok {
+		opt = metric.WithAttributes(attribute.String("status", status))
+	}
+	nodeReports.Add(ctx, 1, opt)
 }
+
+// reportStatusOpts are the attributes of the statuses counted at fleet
+// rates, made once (every heartbeat and poll would allocate them).
+var reportStatusOpts = func() map[string]metric.AddOption {
+	m := map[string]metric.AddOption{}
+	for _, s := range []string{"ack", "nack", "shed", "poll_ack"} {
+		m[s] = metric.WithAttributeSet(attribute.NewSet(attribute.String("status", s)))
+	}
+	return m
+}()
 
 // registerStoreMetrics observes, at each collection, the objects by kind and
 // provisioning status and each live node's revision lag (its group's revision

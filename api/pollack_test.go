@@ -178,3 +178,46 @@ func TestPollAckRefused(t *testing.T) {
 		t.Fatalf("applied_revision %d after refused polls, want 0", got)
 	}
 }
+
+// Polls take a fast path when their parameters are plainly valid
+// (pollcheck.go), the generic check otherwise: both answer alike.
+func TestPollParametersFastAndGeneric(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.register("n1")
+	b.buildTree(b.TokenA)
+	rev := b.revision()
+	for _, c := range []struct {
+		query   string
+		headers []string
+		status  int
+		field   string
+	}{
+		{"after=0&wait=0s", nil, http.StatusOK, ""},
+		{"after=0&wait=0s&delta=false", []string{"Fulcrum-Agent-Format", "2"}, http.StatusOK, ""},
+		{fmt.Sprintf("after=%d&wait=0s", rev), nil, http.StatusNotModified, ""},
+		{fmt.Sprintf("after=%d&wait=0s&foo=bar", rev), nil, http.StatusNotModified, ""},     // unknown: generic, ignored
+		{fmt.Sprintf("after=%d&after=1&wait=0s", rev), nil, http.StatusBadRequest, "after"}, // twice: generic
+		{fmt.Sprintf("after=%d&wait=0s&delta=1", rev), nil, http.StatusBadRequest, "delta"}, // generic: needs format 2
+		{"after=-1&wait=0s", nil, http.StatusUnprocessableEntity, "after"},
+		{"after=x&wait=0s", nil, http.StatusUnprocessableEntity, "after"},
+		{"after=0&wait=forever", nil, http.StatusBadRequest, "wait"},
+		{"after=0&wait=0s&delta=maybe", nil, http.StatusUnprocessableEntity, "delta"},
+		{"after=0&wait=0s", []string{"Fulcrum-Agent-Format", "9"}, http.StatusBadRequest, "Fulcrum-Agent-Format"},
+		{"after=0&wait=0s", []string{"Fulcrum-Agent-Format", "x"}, http.StatusBadRequest, "Fulcrum-Agent-Format"},
+	} {
+		res := b.do(b.Node, http.MethodGet, "/v1/nodes/n1/snapshot?"+c.query, nil, c.headers...)
+		if res.Status != c.status {
+			t.Errorf("%s %v: %d, want %d: %s", c.query, c.headers, res.Status, c.status, res.Raw)
+			continue
+		}
+		if c.field != "" {
+			if _, ok := res.FieldMessage(c.field); !ok {
+				t.Errorf("%s %v: %d does not name %s: %s", c.query, c.headers, res.Status, c.field, res.Raw)
+			}
+		}
+		if res.Status < 400 && res.Header.Get(protocolHeader) != "2" {
+			t.Errorf("%s: %s %q, want 2", c.query, protocolHeader, res.Header.Get(protocolHeader))
+		}
+	}
+}

