@@ -304,3 +304,44 @@ func TestHeartbeatsWithoutBatch(t *testing.T) {
 		t.Errorf("status_message %v, want hello", n["status_message"])
 	}
 }
+
+// Heartbeats of a node that changes nothing are acknowledged without a
+// batch for as long as their last_seen_at are written and the node's row
+// stays plain, not only for half a down timeout after its last batch; once
+// the row is not plain (an admin cordoned the node), its heartbeats go
+// through a batch again.
+func TestHeartbeatsWithoutBatchLast(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.register("n1")
+	rev := b.revision()
+	hb := map[string]any{"revision": rev, "status": "ack"}
+	b.must(http.StatusNoContent, b.Node, http.MethodPost, "/v1/nodes/n1/reports", hb) // written: the node is known
+	heartbeat := func() {
+		t.Helper()
+		if res, err := b.send(b.Node, http.MethodPost, "/v1/nodes/n1/reports", hb); err != nil || res.Status != http.StatusNoContent {
+			t.Fatalf("heartbeat: %v %d %s", err, res.Status, res.Raw)
+		}
+	}
+	// Past half the default down timeout (10 s) after the last batch.
+	batches0, _ := b.srv.ReportBatches()
+	for start := time.Now(); time.Since(start) < 7*time.Second; time.Sleep(250 * time.Millisecond) {
+		heartbeat()
+	}
+	if batches, _ := b.srv.ReportBatches(); batches != batches0 {
+		t.Errorf("%d batches for 7 s of heartbeats that changed nothing, want none", batches-batches0)
+	}
+	b.must(http.StatusOK, b.Admin, http.MethodPost, "/v1/nodes/n1/cordon", nil)
+	batches0, _ = b.srv.ReportBatches()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		heartbeat()
+		if batches, _ := b.srv.ReportBatches(); batches != batches0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("heartbeats of a cordoned node still acknowledged without a batch 10 s later")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -420,8 +420,10 @@ func NodeErrorsSince(old, errs []NodeError, now time.Time) []NodeError {
 
 // NodesSeen records when nodes were last seen (ids[i] at seen[i]) for
 // heartbeats acknowledged without a batch, in one statement; a later
-// last_seen_at stays. It returns the ids of the nodes that exist no more.
-func (s *Store) NodesSeen(ctx context.Context, ids []string, seen []time.Time) ([]string, error) {
+// last_seen_at stays. It returns the ids of the nodes that exist no more,
+// and those of the nodes that are plain: no admin state, no node errors, no
+// failing apply and no load balancer errors, whoever wrote them.
+func (s *Store) NodesSeen(ctx context.Context, ids []string, seen []time.Time) (gone []string, plain map[string]bool, err error) {
 	type row struct {
 		id string
 		at time.Time
@@ -435,26 +437,35 @@ func (s *Store) NodesSeen(ctx context.Context, ids []string, seen []time.Time) (
 	for i, r := range rows {
 		sorted[i], times[i] = r.id, r.at
 	}
-	var found []string
-	err := retry(ctx, false, func() error {
+	type seenRow struct {
+		ID    string `db:"id"`
+		Plain bool   `db:"plain"`
+	}
+	var found []seenRow
+	err = retry(ctx, false, func() error {
 		rows, _ := s.pool.Query(ctx, `UPDATE nodes n SET last_seen_at = GREATEST(n.last_seen_at, v.seen)
-FROM unnest($1::text[], $2::timestamptz[]) v(id, seen) WHERE n.id = v.id RETURNING n.id`, sorted, times)
+FROM unnest($1::text[], $2::timestamptz[]) v(id, seen) WHERE n.id = v.id
+RETURNING n.id, n.admin_state = '' AND jsonb_array_length(n.errors) = 0 AND n.apply_failing_since IS NULL
+  AND NOT EXISTS (SELECT 1 FROM node_lb_errors e WHERE e.node_id = n.id) AS plain`, sorted, times)
 		var err error
-		found, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		found, err = pgx.CollectRows(rows, pgx.RowToStructByName[seenRow])
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("record heartbeats: %w", mapError(err))
+		return nil, nil, fmt.Errorf("record heartbeats: %w", mapError(err))
 	}
 	exists := make(map[string]bool, len(found))
-	for _, id := range found {
-		exists[id] = true
+	plain = make(map[string]bool, len(found))
+	for _, r := range found {
+		exists[r.ID] = true
+		if r.Plain {
+			plain[r.ID] = true
+		}
 	}
-	var gone []string
 	for _, id := range sorted {
 		if !exists[id] {
 			gone = append(gone, id)
 		}
 	}
-	return gone, nil
+	return gone, plain, nil
 }
