@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/fulcrumlb/fulcrum/api/store"
 )
 
@@ -33,7 +35,29 @@ type Authenticator struct {
 
 	mu     sync.Mutex
 	tokens map[string]cachedToken // by token id
+	// refreshing holds the ids whose entry is being read again ahead of
+	// its end; forgets counts Forget and ForgetNode calls, so that such a
+	// read started before one does not bring a forgotten token back.
+	refreshing map[string]bool
+	forgets    uint64
+	// lookups makes the requests that find no fresh entry for the same
+	// header wait for one read of the database.
+	lookups singleflight.Group
 }
+
+// A fleet shares a few node tokens (one per group, typically): when the
+// entry of one ends, every poll and report of the fleet arriving until the
+// database answered used to read the token, hundreds at once, each waiting
+// behind the others; at 1,000 nodes that made the replica's answers wait
+// up to a second every TTL (issue 10, report p99). Now the first request in
+// the last refreshAhead of an entry's TTL reads it again in the background
+// while the entry keeps serving until its end (so a token revoked elsewhere
+// still stops within the TTL), and the requests that find no fresh entry
+// share one read.
+
+// refreshAhead is the part of the TTL, at its end, in which an entry is read
+// again in the background.
+const refreshAhead = 5 // the last fifth
 
 type cachedToken struct {
 	p          Principal
@@ -49,7 +73,7 @@ func NewAuthenticator(st *store.Store, ttl time.Duration) *Authenticator {
 	if ttl == 0 {
 		ttl = NodeTokenTTLDefault
 	}
-	return &Authenticator{st: st, ttl: ttl, tokens: map[string]cachedToken{}}
+	return &Authenticator{st: st, ttl: ttl, tokens: map[string]cachedToken{}, refreshing: map[string]bool{}}
 }
 
 // Authenticate resolves an Authorization header value to a principal, as the
@@ -71,17 +95,87 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 		if c.expiresAt != nil && now.After(*c.expiresAt) {
 			return fail(ctx, "expired")
 		}
+		if now.After(c.until.Add(-a.ttl / refreshAhead)) {
+			a.refresh(ctx, id, secret)
+		}
 		return c.p, nil
 	}
-	p, t, err := lookup(ctx, a.st, id, secret)
+	a.mu.Lock()
+	forgets := a.forgets
+	a.mu.Unlock()
+	type found struct {
+		p Principal
+		t *store.Token
+	}
+	var p Principal
+	var t *store.Token
+	if ok {
+		// A node token whose entry ended: one read per header at a time;
+		// its context is the first caller's, without its end (the others
+		// may wait longer), bounded. Other tokens (admin, tenant, unknown)
+		// are read by every request, as before.
+		v, ferr, _ := a.lookups.Do(header, func() (any, error) {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+			defer cancel()
+			p, t, err := lookup(lctx, a.st, id, secret)
+			return found{p, t}, err
+		})
+		f, _ := v.(found)
+		p, t, err = f.p, f.t, ferr
+	} else {
+		p, t, err = lookup(ctx, a.st, id, secret)
+	}
 	if err != nil || a.ttl < 0 || p.Kind != store.TokenNode {
 		if err != nil && ok {
 			a.Forget(id)
 		}
 		return p, err
 	}
+	a.store(id, p, t, now, forgets)
+	return p, nil
+}
+
+// lookupTimeout bounds a read of a token shared by several requests.
+const lookupTimeout = 10 * time.Second
+
+// refresh reads node token id again in the background unless that is under
+// way; its entry keeps serving meanwhile.
+func (a *Authenticator) refresh(ctx context.Context, id, secret string) {
+	a.mu.Lock()
+	if a.refreshing[id] {
+		a.mu.Unlock()
+		return
+	}
+	a.refreshing[id] = true
+	forgets := a.forgets
+	a.mu.Unlock()
+	go func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+		defer cancel()
+		now := time.Now()
+		p, t, err := lookup(rctx, a.st, id, secret)
+		a.mu.Lock()
+		delete(a.refreshing, id)
+		a.mu.Unlock()
+		switch {
+		case err == nil && p.Kind == store.TokenNode:
+			a.store(id, p, t, now, forgets)
+		case err != nil && store.Unavailable(err):
+			// The database is away: the entry ends as it would have.
+		default:
+			a.Forget(id) // revoked, expired, or no longer a node token
+		}
+	}()
+}
+
+// store caches node token id as read at now, unless Forget or ForgetNode
+// ran since forgets was read.
+func (a *Authenticator) store(id string, p Principal, t *store.Token, now time.Time, forgets uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.forgets != forgets {
+		return
+	}
 	if len(a.tokens) >= maxCachedTokens {
 		for k, e := range a.tokens {
 			if !now.Before(e.until) {
@@ -92,13 +186,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 	if len(a.tokens) < maxCachedTokens {
 		a.tokens[id] = cachedToken{p: p, secretHash: t.SecretHash, expiresAt: t.ExpiresAt, until: now.Add(a.ttl)}
 	}
-	return p, nil
 }
 
 // Forget drops token id from the cache (revoked through this replica).
 func (a *Authenticator) Forget(id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.forgets++
 	delete(a.tokens, id)
 }
 
@@ -107,6 +201,7 @@ func (a *Authenticator) Forget(id string) {
 func (a *Authenticator) ForgetNode(nodeID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.forgets++
 	for k, e := range a.tokens {
 		if e.p.NodeID == nodeID {
 			delete(a.tokens, k)
