@@ -111,6 +111,12 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 	}
 	var statsSent, membersSent func()
 	now := time.Now()
+	// A node whose frontends showed no traffic at the last read, without
+	// health checks: heartbeats read nothing until the next idle read is
+	// due (quietReports.resting).
+	if tick && live != nil && !monitored(live) && a.quiet.resting(now) {
+		return a.send(ctx, body, nil)
+	}
 	// The frontends' rows first: a heartbeat with them as they were at the
 	// last report, on a node without health checks, has nothing new to say.
 	front, ferr := a.runtime.Command(ctx, "show stat -1 1 -1")
@@ -119,6 +125,7 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 	}
 	if tick && live != nil && front != "" && !monitored(live) {
 		if a.quiet.unchanged(front, now) {
+			a.quiet.rest(now)
 			return a.send(ctx, body, nil)
 		}
 		// Traffic through a few load balancers: their rows only.
@@ -395,17 +402,51 @@ func monitored(cfg *haproxy.Config) bool {
 // and member.
 const quietEvery = time.Minute
 
+// idleReadEvery is how often heartbeats of an idle node (no traffic through
+// its frontends at the last read, no health checks) read the frontends'
+// rows: traffic that starts after a quiet spell reaches the counters
+// within this (plus a heartbeat); while traffic flows, every heartbeat
+// reads them.
+const idleReadEvery = 10 * time.Second
+
 // quietReports lets heartbeats of an idle node skip reading and parsing
 // `show stat` (3.3 MB at 1,000 load balancers of 10 members): all traffic
 // enters through the frontends, so while their rows (`show stat -1 1 -1`,
 // cumulative sessions and bytes) are as they were when the last full report
 // was accepted, no counter changed; without health checks, a member's health
 // changes only by an apply, and every apply is followed by a full report.
-// Every quietEvery a full read happens anyway.
+// Every quietEvery a full read happens anyway. Once a read finds the
+// frontends as they were, heartbeats read nothing for idleReadEvery: even
+// the frontends' rows are 248 KB for HAProxy to write at 1,000 load
+// balancers.
 type quietReports struct {
 	mu     sync.Mutex
 	front  string    // the frontends' rows read just before the last full report accepted
 	fullAt time.Time // when that report read them
+	// restAt is when a heartbeat last found the frontends unchanged (zero
+	// after traffic or a full read); every is idleReadEvery unless set.
+	restAt time.Time
+	every  time.Duration
+}
+
+// resting says whether a heartbeat may skip reading the frontends: the
+// last read found them unchanged less than idleReadEvery ago, and the
+// minute's full read is not due.
+func (q *quietReports) resting(now time.Time) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	every := q.every
+	if every <= 0 {
+		every = idleReadEvery
+	}
+	return q.front != "" && !q.restAt.IsZero() && now.Sub(q.restAt) < every && now.Sub(q.fullAt) < quietEvery
+}
+
+// rest notes a heartbeat's read that found the frontends unchanged.
+func (q *quietReports) rest(now time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.restAt = now
 }
 
 func (q *quietReports) unchanged(front string, now time.Time) bool {
@@ -430,12 +471,13 @@ func (q *quietReports) advance(front string) {
 	if q.front != "" {
 		q.front = front
 	}
+	q.restAt = time.Time{}
 }
 
 func (q *quietReports) read(front string, at time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.front, q.fullAt = front, at
+	q.front, q.fullAt, q.restAt = front, at, time.Time{}
 }
 
 // reportBody is the report without health and counters: the revision
