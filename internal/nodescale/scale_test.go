@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/dataplane/agent"
 	"github.com/fulcrumlb/fulcrum/internal/pgtest"
 	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
@@ -205,7 +206,8 @@ func selfCPU() time.Duration {
 
 // TestScale grows one real node to FULCRUM_SCALE_LBS load balancers (default
 // 1000) of FULCRUM_SCALE_MEMBERS members (default 10) and measures.
-// FULCRUM_SCALE_ONLY=idle grows the node and measures only its idle CPU, in
+// The agent heartbeats at its node group's interval (2 s by default) unless
+// FULCRUM_SCALE_REPORT_MS says otherwise. FULCRUM_SCALE_ONLY=idle grows the node and measures only its idle CPU, in
 // FULCRUM_SCALE_IDLE_WINDOWS windows of 20 s (default 1; the figures are
 // medians).
 func TestScale(t *testing.T) {
@@ -233,8 +235,16 @@ func TestScale(t *testing.T) {
 		logf("the Postgres server of %s not found: its CPU is not counted", dbURL)
 	}
 	s := teststack.Start(t, teststack.Options{DatabaseURL: dbURL, VIPPrefixLen: prefix, Quotas: store.Quotas{LoadBalancers: nLB + extra + 10,
-		Listeners: nLB + extra + 10, Pools: nLB + extra + 10, Members: nLB*nMember + 2*extra + 10, RoutingRules: 10, Certificates: 10}})
+		Listeners: nLB + extra + 10, Pools: nLB + extra + 10, Members: nLB*nMember + 2*extra + 10, RoutingRules: 10, Certificates: 10},
+		// Heartbeats at the node group's interval (2 s by default), as a
+		// deployed agent sends them (the test stack's agents send one every
+		// 300 ms); FULCRUM_SCALE_REPORT_MS sets another.
+		AgentConfig: func(c *agent.Config) { c.ReportInterval = time.Duration(envInt("FULCRUM_SCALE_REPORT_MS", 0)) * time.Millisecond }})
 	ag := s.StartAgent("scale")
+	heartbeat := "the node group's, 2 s by default"
+	if ms := envInt("FULCRUM_SCALE_REPORT_MS", 0); ms > 0 {
+		heartbeat = fmt.Sprintf("every %d ms", ms)
+	}
 	ba, bb := teststack.StartBackend(t, "a"), teststack.StartBackend(t, "b")
 	api := &client{endpoint: s.Endpoint, token: s.TenantToken, c: &http.Client{Timeout: 60 * time.Second}}
 	bound := func(what string, d time.Duration, cond func() bool) bool {
@@ -407,8 +417,8 @@ feed:
 		selfs, haps, pgs = append(selfs, idlePct(selfIdle)), append(haps, idlePct(hapIdle)), append(pgs, idlePct(pgIdle))
 		totals = append(totals, idlePct(selfIdle+hapIdle+pgIdle))
 		// The members have no health monitor: HAProxy runs no checks.
-		logf("idle CPU over %s: API + agent (this process) %.1f%% of a core, HAProxy %.1f%%, Postgres %.1f%%; total %.1f%% (no health checks configured)",
-			idleWindow, selfs[w], haps[w], pgs[w], totals[w])
+		logf("idle CPU over %s: API + agent (this process) %.1f%% of a core, HAProxy %.1f%%, Postgres %.1f%%; total %.1f%% (no health checks configured; heartbeat %s)",
+			idleWindow, selfs[w], haps[w], pgs[w], totals[w], heartbeat)
 	}
 	median := func(v []float64) float64 {
 		v = append([]float64(nil), v...)
