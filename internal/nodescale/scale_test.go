@@ -239,7 +239,9 @@ func TestScale(t *testing.T) {
 		// Heartbeats at the node group's interval (2 s by default), as a
 		// deployed agent sends them (the test stack's agents send one every
 		// 300 ms); FULCRUM_SCALE_REPORT_MS sets another.
-		AgentConfig: func(c *agent.Config) { c.ReportInterval = time.Duration(envInt("FULCRUM_SCALE_REPORT_MS", 0)) * time.Millisecond }})
+		AgentConfig: func(c *agent.Config) {
+			c.ReportInterval = time.Duration(envInt("FULCRUM_SCALE_REPORT_MS", 0)) * time.Millisecond
+		}})
 	ag := s.StartAgent("scale")
 	heartbeat := "the node group's, 2 s by default"
 	if ms := envInt("FULCRUM_SCALE_REPORT_MS", 0); ms > 0 {
