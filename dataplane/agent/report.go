@@ -388,9 +388,10 @@ func (a *Agent) send(ctx context.Context, body *openapi.NodeReport, accepted fun
 // monitored reports whether any member of cfg has health checks: their
 // results change without traffic.
 func monitored(cfg *haproxy.Config) bool {
-	for _, lb := range cfg.LoadBalancers {
-		for _, p := range lb.Pools {
-			if p.Monitor != nil && len(p.Members) > 0 {
+	for i := range cfg.LoadBalancers { // by index: a LoadBalancer is large to copy
+		pools := cfg.LoadBalancers[i].Pools
+		for j := range pools {
+			if pools[j].Monitor != nil && len(pools[j].Members) > 0 {
 				return true
 			}
 		}
