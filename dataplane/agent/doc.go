@@ -27,8 +27,8 @@
 //
 // Reports cost what changed (issue 10). A heartbeat reads the frontends'
 // rows first (`show stat -1 1 -1`): unchanged since the last read and no
-// health checks ⇒ nothing to read or send, and the next heartbeats read
-// nothing for 10 s; traffic through a few load balancers ⇒ only their
+// health checks ⇒ nothing to read or send, and the next four heartbeats
+// read nothing; traffic through a few load balancers ⇒ only their
 // frontends' and pools' rows (`show stat <name> -1 -1`); otherwise, and at
 // least every five minutes, everything. The report after
 // an apply that changed pools through the runtime API reads those pools only.

@@ -114,7 +114,7 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 	// A node whose frontends showed no traffic at the last read, without
 	// health checks: heartbeats read nothing until the next idle read is
 	// due (quietReports.resting).
-	if tick && live != nil && !monitored(live) && a.quiet.resting(now) {
+	if tick && live != nil && !monitored(live) && a.quiet.resting(now, idleReadHeartbeats*a.reportInterval()) {
 		return a.send(ctx, body, nil)
 	}
 	// The frontends' rows first: a heartbeat with them as they were at the
@@ -405,12 +405,12 @@ func monitored(cfg *haproxy.Config) bool {
 // an idle node's CPU when it was every minute).
 const quietEvery = 5 * time.Minute
 
-// idleReadEvery is how often heartbeats of an idle node (no traffic through
-// its frontends at the last read, no health checks) read the frontends'
-// rows: traffic that starts after a quiet spell reaches the counters
-// within this (plus a heartbeat); while traffic flows, every heartbeat
-// reads them.
-const idleReadEvery = 10 * time.Second
+// idleReadHeartbeats is how many heartbeats apart those of an idle node (no
+// traffic through its frontends at the last read, no health checks) read
+// the frontends' rows (10 s at the default 2 s): traffic that starts after
+// a quiet spell reaches the counters within this (plus a heartbeat); while
+// traffic flows, every heartbeat reads them.
+const idleReadHeartbeats = 5
 
 // quietReports lets heartbeats of an idle node skip reading and parsing
 // `show stat` (3.3 MB at 1,000 load balancers of 10 members): all traffic
@@ -419,7 +419,7 @@ const idleReadEvery = 10 * time.Second
 // was accepted, no counter changed; without health checks, a member's health
 // changes only by an apply, and every apply is followed by a full report.
 // Every quietEvery a full read happens anyway. Once a read finds the
-// frontends as they were, heartbeats read nothing for idleReadEvery: even
+// frontends as they were, heartbeats read nothing for idleReadHeartbeats: even
 // the frontends' rows are 248 KB for HAProxy to write at 1,000 load
 // balancers.
 type quietReports struct {
@@ -427,20 +427,20 @@ type quietReports struct {
 	front  string    // the frontends' rows read just before the last full report accepted
 	fullAt time.Time // when that report read them
 	// restAt is when a heartbeat last found the frontends unchanged (zero
-	// after traffic or a full read); every is idleReadEvery unless set.
+	// after traffic or a full read); every, when set, replaces the
+	// interval resting is given (tests).
 	restAt time.Time
 	every  time.Duration
 }
 
 // resting says whether a heartbeat may skip reading the frontends: the
-// last read found them unchanged less than idleReadEvery ago, and the
-// periodic full read (quietEvery) is not due.
-func (q *quietReports) resting(now time.Time) bool {
+// last read found them unchanged less than every ago, and the periodic
+// full read (quietEvery) is not due.
+func (q *quietReports) resting(now time.Time, every time.Duration) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	every := q.every
-	if every <= 0 {
-		every = idleReadEvery
+	if q.every > 0 {
+		every = q.every
 	}
 	return q.front != "" && !q.restAt.IsZero() && now.Sub(q.restAt) < every && now.Sub(q.fullAt) < quietEvery
 }
