@@ -215,8 +215,7 @@ func (d *deriver) deriveDirty(ctx context.Context) {
 		cancel()
 		if err == nil {
 			d.derived.Add(1)
-		}
-		if err != nil {
+		} else {
 			if ctx.Err() == nil {
 				d.log.Warn("derive node group statuses; will retry", "node_group_id", groupID, "err", err)
 			}
