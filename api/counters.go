@@ -24,7 +24,7 @@ import (
 // reports by at most about counterFlush (plus the flush itself). The memory
 // is bounded: over counterMergeMaxBytes the oldest readings are dropped
 // (counted in fulcrum_api_node_counters_dropped_total); the node sends them
-// again when they change, and every minute in full.
+// again when they change, and every five minutes in full.
 
 const (
 	// counterFlush is how often the merged counters are written.
@@ -80,7 +80,7 @@ type counterMerge struct {
 
 	// seed and last hold, by hash of (node, load balancer), the hash of
 	// the reading last written: a reading sent again unchanged (an agent
-	// sends all its counters every minute) is not sent to the database.
+	// sends all its counters every five minutes) is not sent to the database.
 	// Used under flushMu.
 	seed maphash.Seed
 	last map[uint64]uint64

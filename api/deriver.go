@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/store"
@@ -65,6 +66,10 @@ type deriver struct {
 	// sweeps counts the sweeps (run's goroutine only).
 	states map[string]string
 	sweeps int
+
+	// derived counts the groups derived: the purge janitor looks again
+	// when it moved (nodes acked, went down, ...).
+	derived atomic.Int64
 }
 
 // memberDigest identifies a set of (member, status) pairs whatever their order.
@@ -208,7 +213,9 @@ func (d *deriver) deriveDirty(ctx context.Context) {
 		gctx, cancel := context.WithTimeout(ctx, deriveTimeout)
 		err := d.st.DeriveGroup(gctx, groupID, members, deriveLockTimeout)
 		cancel()
-		if err != nil {
+		if err == nil {
+			d.derived.Add(1)
+		} else {
 			if ctx.Err() == nil {
 				d.log.Warn("derive node group statuses; will retry", "node_group_id", groupID, "err", err)
 			}
@@ -236,21 +243,41 @@ func (d *deriver) waitIdle(ctx context.Context) error {
 	}
 }
 
-// purgeJanitor purges deleted objects every node of their group dropped,
-// every interval until ctx ends (one replica at a time does it).
+// purgeIdleEvery is how often the purge janitor looks even when nothing
+// told it to (a bound on what a missed signal costs).
+const purgeIdleEvery = time.Minute
+
+// purgeJanitor purges deleted objects every node of their group dropped
+// (one replica at a time does it), looking at most every interval until ctx
+// ends, and only when what can be purged may have changed: after a write
+// (a wake-up of the notifier, whichever replica wrote), after a derivation
+// (nodes acked, went down, ...; see deriver.derived), after a failed look,
+// and every purgeIdleEvery. An idle API runs no purge query.
 func (s *Server) purgeJanitor(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var (
+		mark    uint64
+		derived int64
+		last    time.Time
+		again   = true // look at the next tick whatever the signals
+	)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		m, d := s.notify.Mark(), s.deriver.derived.Load()
+		if !again && m == mark && d == derived && time.Since(last) < purgeIdleEvery {
+			continue
+		}
+		mark, derived, last, again = m, d, time.Now(), false
 		pctx, cancel := context.WithTimeout(ctx, deriveTimeout)
 		err := s.st.PurgeDeleted(pctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
+			again = true
 			s.log.Warn("purge deleted objects", "err", err)
 		}
 	}

@@ -27,9 +27,10 @@
 //
 // Reports cost what changed (issue 10). A heartbeat reads the frontends'
 // rows first (`show stat -1 1 -1`): unchanged since the last read and no
-// health checks ⇒ nothing to read or send; traffic through a few load
-// balancers ⇒ only their frontends' and pools' rows (`show stat <name> -1
-// -1`); otherwise, and at least once a minute, everything. The report after
+// health checks ⇒ nothing to read or send, and the next four heartbeats
+// read nothing; traffic through a few load balancers ⇒ only their
+// frontends' and pools' rows (`show stat <name> -1 -1`); otherwise, and at
+// least every five minutes, everything. The report after
 // an apply that changed pools through the runtime API reads those pools only.
 // Models, rendered sections and snapshot.json's encoding are kept per load
 // balancer by revision (or identity), so an apply among 1,000 load balancers

@@ -11,7 +11,7 @@ import (
 // when none changed: the API keeps what reports tell it, so a report it
 // answered but whose statuses it lost (a replica stopping mid-derivation)
 // is made good within this time.
-const fullMembersEvery = time.Minute
+const fullMembersEvery = quietEvery
 
 // reportMember is one member's health in a report.
 type reportMember = struct {

@@ -36,7 +36,8 @@ func freePort(t *testing.T) int {
 // cache) apply through the runtime API without a reload, traffic follows
 // each at once, haproxy.cfg is what a fresh conversion and render of the
 // whole snapshot gives, and snapshot.json holds the snapshot. Heartbeats of
-// the idle node carry no counters or health; one after traffic does.
+// the idle node carry no counters or health; one after traffic does (at the
+// next idle read).
 func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 	bin := testenv.RequireHAProxy(t)
 	var mu sync.Mutex
@@ -211,8 +212,24 @@ func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 			t.Fatalf("heartbeats 5 s after the traffic still read the counters: %+v", lastReport())
 		}
 	}
+	setIdleRead := func(d time.Duration) {
+		a.quiet.mu.Lock()
+		a.quiet.every = d
+		a.quiet.mu.Unlock()
+	}
+	setIdleRead(time.Hour)
 	waitQuiet()
 	seen(3)
+	// Once a read found the node idle, heartbeats read nothing until the
+	// next idle read is due: the traffic waits for it.
+	if err := a.reportWith(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if r := lastReport(); r.Stats != nil {
+		t.Fatalf("a heartbeat before the idle read is due read the counters: %+v", r.Stats)
+	}
+	setIdleRead(time.Millisecond)
+	time.Sleep(5 * time.Millisecond)
 	if err := a.reportWith(ctx, true); err != nil {
 		t.Fatal(err)
 	}

@@ -111,6 +111,12 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 	}
 	var statsSent, membersSent func()
 	now := time.Now()
+	// A node whose frontends showed no traffic at the last read, without
+	// health checks: heartbeats read nothing until the next idle read is
+	// due (quietReports.resting).
+	if tick && live != nil && !monitored(live) && a.quiet.resting(now, idleReadHeartbeats*a.reportInterval()) {
+		return a.send(ctx, body, nil)
+	}
 	// The frontends' rows first: a heartbeat with them as they were at the
 	// last report, on a node without health checks, has nothing new to say.
 	front, ferr := a.runtime.Command(ctx, "show stat -1 1 -1")
@@ -119,6 +125,7 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 	}
 	if tick && live != nil && front != "" && !monitored(live) {
 		if a.quiet.unchanged(front, now) {
+			a.quiet.rest(now)
 			return a.send(ctx, body, nil)
 		}
 		// Traffic through a few load balancers: their rows only.
@@ -300,7 +307,7 @@ func (a *Agent) markScopeAll() {
 // of that read), reading only their frontends and pools (`show stat <name>
 // -1 -1`), and reports whether it did. It does not when many changed, when
 // HAProxy's worker changed since the counters were read, or when the
-// minute's full read is due; the caller then reads everything.
+// periodic full read (quietEvery) is due; the caller then reads everything.
 func (a *Agent) reportTraffic(ctx context.Context, body *openapi.NodeReport, live *haproxy.Config, front string, now time.Time) bool {
 	prev, ok := a.quiet.last(now)
 	if !ok || a.stats.fullDue(now) {
@@ -390,9 +397,10 @@ func (a *Agent) send(ctx context.Context, body *openapi.NodeReport, accepted fun
 // monitored reports whether any member of cfg has health checks: their
 // results change without traffic.
 func monitored(cfg *haproxy.Config) bool {
-	for _, lb := range cfg.LoadBalancers {
-		for _, p := range lb.Pools {
-			if p.Monitor != nil && len(p.Members) > 0 {
+	for i := range cfg.LoadBalancers { // by index: a LoadBalancer is large to copy
+		pools := cfg.LoadBalancers[i].Pools
+		for j := range pools {
+			if pools[j].Monitor != nil && len(pools[j].Members) > 0 {
 				return true
 			}
 		}
@@ -401,8 +409,17 @@ func monitored(cfg *haproxy.Config) bool {
 }
 
 // quietEvery bounds how long heartbeats go without reading every counter
-// and member.
-const quietEvery = time.Minute
+// and member (3.3 MB of `show stat` at 1,000 load balancers of 10 members,
+// parsed, and two reports of every member and every load balancer: most of
+// an idle node's CPU when it was every minute).
+const quietEvery = 5 * time.Minute
+
+// idleReadHeartbeats is how many heartbeats apart those of an idle node (no
+// traffic through its frontends at the last read, no health checks) read
+// the frontends' rows (10 s at the default 2 s): traffic that starts after
+// a quiet spell reaches the counters within this (plus a heartbeat); while
+// traffic flows, every heartbeat reads them.
+const idleReadHeartbeats = 5
 
 // quietReports lets heartbeats of an idle node skip reading and parsing
 // `show stat` (3.3 MB at 1,000 load balancers of 10 members): all traffic
@@ -410,11 +427,38 @@ const quietEvery = time.Minute
 // cumulative sessions and bytes) are as they were when the last full report
 // was accepted, no counter changed; without health checks, a member's health
 // changes only by an apply, and every apply is followed by a full report.
-// Every quietEvery a full read happens anyway.
+// Every quietEvery a full read happens anyway. Once a read finds the
+// frontends as they were, heartbeats read nothing for idleReadHeartbeats: even
+// the frontends' rows are 248 KB for HAProxy to write at 1,000 load
+// balancers.
 type quietReports struct {
 	mu     sync.Mutex
 	front  string    // the frontends' rows read just before the last full report accepted
 	fullAt time.Time // when that report read them
+	// restAt is when a heartbeat last found the frontends unchanged (zero
+	// after traffic or a full read); every, when set, replaces the
+	// interval resting is given (tests).
+	restAt time.Time
+	every  time.Duration
+}
+
+// resting says whether a heartbeat may skip reading the frontends: the
+// last read found them unchanged less than every ago, and the periodic
+// full read (quietEvery) is not due.
+func (q *quietReports) resting(now time.Time, every time.Duration) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.every > 0 {
+		every = q.every
+	}
+	return q.front != "" && !q.restAt.IsZero() && now.Sub(q.restAt) < every && now.Sub(q.fullAt) < quietEvery
+}
+
+// rest notes a heartbeat's read that found the frontends unchanged.
+func (q *quietReports) rest(now time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.restAt = now
 }
 
 func (q *quietReports) unchanged(front string, now time.Time) bool {
@@ -424,7 +468,7 @@ func (q *quietReports) unchanged(front string, now time.Time) bool {
 }
 
 // last is the frontends' rows the counters were last read at, while the
-// minute's full read is not due.
+// periodic full read (quietEvery) is not due.
 func (q *quietReports) last(now time.Time) (string, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -439,12 +483,13 @@ func (q *quietReports) advance(front string) {
 	if q.front != "" {
 		q.front = front
 	}
+	q.restAt = time.Time{}
 }
 
 func (q *quietReports) read(front string, at time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.front, q.fullAt = front, at
+	q.front, q.fullAt, q.restAt = front, at, time.Time{}
 }
 
 // reportBody is the report without health and counters: the revision

@@ -486,7 +486,7 @@ func buildStats(entries map[string]statEntry, cfg *haproxy.Config) []openapi.Loa
 // fullStatsEvery is how often a report carries every load balancer's stats,
 // changed or not (the API may have lost some: a node deleted and registered
 // again).
-const fullStatsEvery = time.Minute
+const fullStatsEvery = quietEvery
 
 // changedLocked keeps those of list whose encoding differs from what the API
 // last took (every one when every), with their encodings by load balancer.

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/store"
+	"github.com/fulcrumlb/fulcrum/dataplane/agent"
 	"github.com/fulcrumlb/fulcrum/internal/pgtest"
 	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
@@ -205,6 +206,10 @@ func selfCPU() time.Duration {
 
 // TestScale grows one real node to FULCRUM_SCALE_LBS load balancers (default
 // 1000) of FULCRUM_SCALE_MEMBERS members (default 10) and measures.
+// The agent heartbeats at its node group's interval (2 s by default) unless
+// FULCRUM_SCALE_REPORT_MS says otherwise. FULCRUM_SCALE_ONLY=idle grows the node and measures only its idle CPU, in
+// FULCRUM_SCALE_IDLE_WINDOWS windows of FULCRUM_SCALE_IDLE_SECONDS (default 1
+// of 20 s; the figures are medians, and their mean is printed too).
 func TestScale(t *testing.T) {
 	if os.Getenv("FULCRUM_SCALE") != "1" {
 		t.Skip("the scale benchmark runs with FULCRUM_SCALE=1 (make bench-scale)")
@@ -212,6 +217,11 @@ func TestScale(t *testing.T) {
 	nLB, nMember := envInt("FULCRUM_SCALE_LBS", 1000), envInt("FULCRUM_SCALE_MEMBERS", 10)
 	samples := envInt("FULCRUM_SCALE_SAMPLES", 20)
 	smallSamples := envInt("FULCRUM_SCALE_SMALL_SAMPLES", 10)
+	idleOnly := os.Getenv("FULCRUM_SCALE_ONLY") == "idle"
+	idleWindows := envInt("FULCRUM_SCALE_IDLE_WINDOWS", 1)
+	if idleOnly {
+		smallSamples = 0
+	}
 	extra := samples + smallSamples // load balancers besides the nLB
 	ctx := context.Background()
 	logf := func(format string, args ...any) { fmt.Printf(format+"\n", args...) }
@@ -225,8 +235,18 @@ func TestScale(t *testing.T) {
 		logf("the Postgres server of %s not found: its CPU is not counted", dbURL)
 	}
 	s := teststack.Start(t, teststack.Options{DatabaseURL: dbURL, VIPPrefixLen: prefix, Quotas: store.Quotas{LoadBalancers: nLB + extra + 10,
-		Listeners: nLB + extra + 10, Pools: nLB + extra + 10, Members: nLB*nMember + 2*extra + 10, RoutingRules: 10, Certificates: 10}})
+		Listeners: nLB + extra + 10, Pools: nLB + extra + 10, Members: nLB*nMember + 2*extra + 10, RoutingRules: 10, Certificates: 10},
+		// Heartbeats at the node group's interval (2 s by default), as a
+		// deployed agent sends them (the test stack's agents send one every
+		// 300 ms); FULCRUM_SCALE_REPORT_MS sets another.
+		AgentConfig: func(c *agent.Config) {
+			c.ReportInterval = time.Duration(envInt("FULCRUM_SCALE_REPORT_MS", 0)) * time.Millisecond
+		}})
 	ag := s.StartAgent("scale")
+	heartbeat := "the node group's, 2 s by default"
+	if ms := envInt("FULCRUM_SCALE_REPORT_MS", 0); ms > 0 {
+		heartbeat = fmt.Sprintf("every %d ms", ms)
+	}
 	ba, bb := teststack.StartBackend(t, "a"), teststack.StartBackend(t, "b")
 	api := &client{endpoint: s.Endpoint, token: s.TenantToken, c: &http.Client{Timeout: 60 * time.Second}}
 	bound := func(what string, d time.Duration, cond func() bool) bool {
@@ -300,9 +320,11 @@ func TestScale(t *testing.T) {
 	// 0. A small node (nothing else on it): create → first 200 against the
 	// bare check + reload of the same config.
 	sf, sb := createToFirst200("small", smallSamples)
-	logf("create → first 200 on a small node (0–%d LBs): %d samples, p50=%s ms p99=%s ms; bare haproxy -c + reload of the same config: p50=%s ms p99=%s ms; ratio p50 %.2f, p99 %.2f",
-		smallSamples, len(sf), ms(pct(sorted(sf), 50)), ms(pct(sorted(sf), 99)), ms(pct(sorted(sb), 50)), ms(pct(sorted(sb), 99)),
-		ratio(sf, sb, 50), ratio(sf, sb, 99))
+	if !idleOnly {
+		logf("create → first 200 on a small node (0–%d LBs): %d samples, p50=%s ms p99=%s ms; bare haproxy -c + reload of the same config: p50=%s ms p99=%s ms; ratio p50 %.2f, p99 %.2f",
+			smallSamples, len(sf), ms(pct(sorted(sf), 50)), ms(pct(sorted(sf), 99)), ms(pct(sorted(sb), 50)), ms(pct(sorted(sb), 99)),
+			ratio(sf, sb, 50), ratio(sf, sb, 99))
+	}
 
 	// 1. Grow: nLB load balancers, each one http listener, one pool and
 	// nMember members (addresses that take no traffic: nothing probes them).
@@ -379,19 +401,55 @@ feed:
 	// The reports of the growth settle: the first heartbeats after changes
 	// read everything once (see the agent's quietReports).
 	time.Sleep(10 * time.Second)
-	const idleWindow = 20 * time.Second
+	idleWindow := time.Duration(envInt("FULCRUM_SCALE_IDLE_SECONDS", 20)) * time.Second
 	hp := ag.Process().PID()
-	stopProfile := profile(t, "idle")
-	self0, hap0, pg0, t0 := selfCPU(), procCPU(hp), pgCPU(pm), time.Now()
-	time.Sleep(idleWindow)
-	stopProfile()
-	el := time.Since(t0)
-	selfIdle, hapIdle, pgIdle := selfCPU()-self0, procCPU(hp)-hap0, pgCPU(pm)-pg0
-	idlePct := func(d time.Duration) float64 { return 100 * float64(d) / float64(el) }
-	idleTotal := idlePct(selfIdle + hapIdle + pgIdle)
-	// The members have no health monitor: HAProxy runs no checks.
-	logf("idle CPU over %s: API + agent (this process) %.1f%% of a core, HAProxy %.1f%%, Postgres %.1f%%; total %.1f%% (no health checks configured)",
-		idleWindow, idlePct(selfIdle), idlePct(hapIdle), idlePct(pgIdle), idleTotal)
+	var selfs, haps, pgs, totals []float64
+	for w := 0; w < idleWindows; w++ {
+		name := "idle"
+		if w > 0 {
+			name = fmt.Sprintf("idle-%d", w+1)
+		}
+		stopProfile := profile(t, name)
+		self0, hap0, pg0, t0 := selfCPU(), procCPU(hp), pgCPU(pm), time.Now()
+		time.Sleep(idleWindow)
+		stopProfile()
+		el := time.Since(t0)
+		selfIdle, hapIdle, pgIdle := selfCPU()-self0, procCPU(hp)-hap0, pgCPU(pm)-pg0
+		idlePct := func(d time.Duration) float64 { return 100 * float64(d) / float64(el) }
+		selfs, haps, pgs = append(selfs, idlePct(selfIdle)), append(haps, idlePct(hapIdle)), append(pgs, idlePct(pgIdle))
+		totals = append(totals, idlePct(selfIdle+hapIdle+pgIdle))
+		// The members have no health monitor: HAProxy runs no checks.
+		logf("idle CPU over %s: API + agent (this process) %.1f%% of a core, HAProxy %.1f%%, Postgres %.1f%%; total %.1f%% (no health checks configured; heartbeat %s)",
+			idleWindow, selfs[w], haps[w], pgs[w], totals[w], heartbeat)
+	}
+	median := func(v []float64) float64 {
+		v = append([]float64(nil), v...)
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	mean := func(v []float64) float64 {
+		sum := 0.0
+		for _, x := range v {
+			sum += x
+		}
+		return sum / float64(len(v))
+	}
+	idleSelf, idleHap, idlePg, idleTotal := median(selfs), median(haps), median(pgs), median(totals)
+	if idleOnly {
+		// The mean counts the agent's periodic full reads as often as they
+		// come (windows that hold one against those that do not).
+		logf("idle CPU, mean of %d windows of %s: API + agent %.2f%%, HAProxy %.2f%%, Postgres %.2f%%; total %.2f%%",
+			idleWindows, idleWindow, mean(selfs), mean(haps), mean(pgs), mean(totals))
+		logf("scale: lbs=%d members=%d idle_windows=%d idle_cpu_api_agent_pct=%.1f idle_cpu_haproxy_pct=%.1f idle_cpu_postgres_pct=%.1f idle_cpu_total_pct=%.1f idle_cpu_total_mean_pct=%.2f",
+			nLB, nLB*nMember, idleWindows, idleSelf, idleHap, idlePg, idleTotal, mean(totals))
+		// FULCRUM_SCALE_IDLE_HOLD=<seconds> keeps the idle node up after the
+		// windows, to look at its processes from outside.
+		if hold := envInt("FULCRUM_SCALE_IDLE_HOLD", 0); hold > 0 {
+			logf("holding the idle node for %d s: HAProxy pid %d, Postgres %s", hold, hp, dbURL)
+			time.Sleep(time.Duration(hold) * time.Second)
+		}
+		return
+	}
 
 	// 3. Member change → effective, on one more load balancer with members
 	// a and b (round robin), the node holding nLB others.
@@ -419,7 +477,7 @@ feed:
 	}
 	reloads := 0
 	var member []time.Duration
-	stopProfile = profile(t, "member")
+	stopProfile := profile(t, "member")
 	memberTimeouts := 0
 	bodies := []map[string]any{{"enabled": false}, {"enabled": true}}
 	for i := 0; i < samples; i++ {
@@ -472,5 +530,5 @@ feed:
 	logf("bare haproxy -c + reload of the same config (same run): p50=%s ms p99=%s ms", ms(pct(b, 50)), ms(pct(b, 99)))
 	logf("scale: lbs=%d members=%d member_change_p50_ms=%s member_change_p99_ms=%s member_change_reloads=%d create_first200_p50_ratio=%.2f create_first200_p99_ratio=%.2f small_create_first200_p50_ratio=%.2f small_create_first200_p99_ratio=%.2f idle_cpu_api_agent_pct=%.1f idle_cpu_haproxy_pct=%.1f idle_cpu_postgres_pct=%.1f idle_cpu_total_pct=%.1f",
 		nLB, nLB*nMember, ms(pct(m, 50)), ms(pct(m, 99)), reloads, ratio(first200, bare, 50), ratio(first200, bare, 99),
-		ratio(sf, sb, 50), ratio(sf, sb, 99), idlePct(selfIdle), idlePct(hapIdle), idlePct(pgIdle), idleTotal)
+		ratio(sf, sb, 50), ratio(sf, sb, 99), idleSelf, idleHap, idlePg, idleTotal)
 }
