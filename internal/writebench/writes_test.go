@@ -11,10 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -174,9 +176,17 @@ type target struct {
 	script                  string // file
 }
 
+// processCPU is the CPU time this process (the API and its HTTP clients)
+// has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // apiCreates runs one loop of POST /v1/members per target for d. It returns
-// the creates per second.
-func apiCreates(t *testing.T, s *teststack.Stack, targets []target, d time.Duration, seq *atomic.Int64) float64 {
+// the creates per second and the creates.
+func apiCreates(t *testing.T, s *teststack.Stack, targets []target, d time.Duration, seq *atomic.Int64) (float64, int64) {
 	clients := len(targets)
 	t.Helper()
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
@@ -215,7 +225,7 @@ func apiCreates(t *testing.T, s *teststack.Stack, targets []target, d time.Durat
 	if f := failed.Load(); f != nil {
 		t.Fatalf("create member: %v", f)
 	}
-	return float64(n.Load()) / elapsed.Seconds()
+	return float64(n.Load()) / elapsed.Seconds(), n.Load()
 }
 
 var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
@@ -384,16 +394,45 @@ func TestWrites(t *testing.T) {
 	}{{"clients=1", oneGroup[:1]}, {fmt.Sprintf("clients=%d", clientsMax), oneGroup}, {fmt.Sprintf("clients=%d groups=%d", clientsMax, clientsMax), groups}} {
 		// Rounds alternate the API and pgbench, so that both see the same
 		// load from whatever else runs on the machine.
+		// The API phases' CPU (this process: API and HTTP clients, not
+		// Postgres) per create, and, with FULCRUM_WRITES_PROFILE=<prefix>,
+		// the last round's CPU profile in <prefix>-<run>.pprof.
 		var apiSum, pgSum float64
+		var cpu time.Duration
+		var creates int64
+		prof := os.Getenv("FULCRUM_WRITES_PROFILE")
+		var pf *os.File
+		if prof != "" {
+			if pf, err = os.Create(fmt.Sprintf("%s-%s.pprof", prof, strings.NewReplacer("=", "", " ", "-").Replace(run.name))); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for r := 0; r < int(rounds); r++ {
 			reset()
-			apiSum += apiCreates(t, s, run.targets, d, &seq)
+			last := r == int(rounds)-1
+			if pf != nil && last {
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := processCPU()
+			rate, n := apiCreates(t, s, run.targets, d, &seq)
+			cpu += processCPU() - before
+			if pf != nil && last {
+				pprof.StopCPUProfile()
+			}
+			apiSum += rate
+			creates += n
 			reset()
 			pgSum += pgbenchCreates(t, bin, url, run.targets, d)
 		}
+		if pf != nil {
+			pf.Close()
+		}
 		apiRate, pgRate := apiSum/rounds, pgSum/rounds
 		ratios[run.name] = apiRate / pgRate
-		fmt.Printf("writes: %s api_per_s=%.0f pgbench_per_s=%.0f ratio=%.2f\n", run.name, apiRate, pgRate, ratios[run.name])
+		fmt.Printf("writes: %s api_per_s=%.0f pgbench_per_s=%.0f ratio=%.2f api_process_cpu_us_per_create=%.0f\n", run.name, apiRate, pgRate, ratios[run.name],
+			float64(cpu.Microseconds())/float64(max(creates, 1)))
 	}
 	fmt.Printf("writes: ratio_1=%.2f ratio_8=%.2f ratio_8_groups=%.2f\n", ratios["clients=1"], ratios[fmt.Sprintf("clients=%d", clientsMax)],
 		ratios[fmt.Sprintf("clients=%d groups=%d", clientsMax, clientsMax)])
