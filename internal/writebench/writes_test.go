@@ -36,6 +36,7 @@ type statement struct {
 	conn any
 	sql  string
 	args []any
+	seq  int // order of capture
 }
 
 // capture records statements while on.
@@ -49,7 +50,7 @@ func (c *capture) log(conn any, sql string, args []any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.on {
-		c.stmts = append(c.stmts, statement{conn: conn, sql: sql, args: append([]any(nil), args...)})
+		c.stmts = append(c.stmts, statement{conn: conn, sql: sql, args: append([]any(nil), args...), seq: len(c.stmts)})
 	}
 }
 
@@ -86,6 +87,33 @@ func (c *capture) transaction(marker string) ([]statement, error) {
 		}
 	}
 	return nil, fmt.Errorf("no captured transaction runs %q", marker)
+}
+
+// all returns every statement captured.
+func (c *capture) all() []statement {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]statement(nil), c.stmts...)
+}
+
+// roundTrips counts the round trips of stmts: one per statement, one per
+// pipeline of statements.
+func roundTrips(stmts []statement) int {
+	n, in := 0, map[any]bool{} // in a pipeline, by connection
+	for _, s := range stmts {
+		switch s.sql {
+		case "-- pipeline":
+			in[s.conn] = true
+			n++
+		case "-- end pipeline":
+			in[s.conn] = false
+		default:
+			if !in[s.conn] {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // literal writes v as an SQL constant pgbench leaves alone: strings as E”
@@ -330,11 +358,15 @@ func TestWrites(t *testing.T) {
 	}
 
 	// Capture one create's transaction and write it as a pgbench script.
+	// The token was used just before, as in the loops below.
+	base := oneGroup[0]
+	if code, out := s.CallAs(base.token, http.MethodGet, "/v1/pools/"+base.pool, nil); code != http.StatusOK {
+		t.Fatalf("GET pool: %d %v", code, out)
+	}
 	c.mu.Lock()
 	c.on = true
 	c.mu.Unlock()
 	const address = "10.255.255.254"
-	base := oneGroup[0]
 	m := s.Create("/v1/members", map[string]any{"pool_id": base.pool, "address": address, "port": 80})
 	c.mu.Lock()
 	c.on = false
@@ -343,6 +375,18 @@ func TestWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every round trip to Postgres the create made, its transaction's and
+	// any other (a token lookup; or background work that ran meanwhile,
+	// listed so that it can be told apart).
+	all := c.all()
+	var outside []string
+	for _, st := range all {
+		if st.seq < tx[0].seq || st.seq > tx[len(tx)-1].seq || st.conn != tx[0].conn {
+			outside = append(outside, strings.Join(strings.Fields(st.sql), " "))
+		}
+	}
+	fmt.Printf("writes: create_round_trips=%d in_transaction=%d\n", roundTrips(all), roundTrips(tx))
+	t.Logf("statements of the create outside its transaction: %q", outside)
 	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
