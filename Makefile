@@ -109,7 +109,7 @@ bench-fleet: ## Fleet benchmark (issue 10): 1000 simulated nodes on one API, 100
 
 .PHONY: bench-writes
 bench-writes: ## Writes benchmark (issue 10): API creates/s (members) vs pgbench running the same SQL, 1 and 8 clients; prints `writes:` lines.
-	@# FULCRUM_WRITES_DURATION sets each phase's length (default 5s; 3 rounds of API then pgbench per client count); see internal/writebench.
+	@# FULCRUM_WRITES_DURATION sets each phase's length (default 5s; 3 rounds of API then pgbench per client count); FULCRUM_WRITES_PROFILE=<prefix> writes CPU profiles of the API phases; see internal/writebench.
 	@mkdir -p $(BIN)
 	FULCRUM_WRITES=1 $(GO) test -count=1 -timeout 10m -v -run '^TestWrites$$' ./internal/writebench/ 2>&1 | tee $(BIN)/bench-writes.log; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1

@@ -291,7 +291,7 @@ func (h *handlers) CreateListener(ctx context.Context, r openapi.CreateListenerR
 		AllowedCIDRs: b.AllowedCidrs, DeniedCIDRs: b.DeniedCidrs, Timeouts: b.Timeouts, InsertHeaders: b.InsertHeaders,
 		RedirectHTTPToHTTPS: b.RedirectHttpToHttps, HSTS: b.Hsts, Compression: b.Compression, AccessLog: b.AccessLog}
 	out, _, err := createIn(ctx, h, store.ScopeOf(store.KindLoadBalancer, tenant, b.LoadBalancerId), "POST /v1/listeners", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Listener, error) {
-		if _, err := store.GetLive[store.LoadBalancer](ctx, tx, store.KindLoadBalancer, tenant, b.LoadBalancerId, true); err != nil {
+		if _, err := store.GetLiveParent(ctx, tx, store.KindLoadBalancer, tenant, b.LoadBalancerId, true); err != nil {
 			return openapi.Listener{}, parentError(err, "load_balancer_id")
 		}
 		if err := store.CheckQuota(ctx, tx, store.KindListener, tenant); err != nil {

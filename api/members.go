@@ -101,7 +101,7 @@ func (h *handlers) CreateMember(ctx context.Context, r openapi.CreateMemberReque
 		return nil, err
 	}
 	out, _, err := createIn(ctx, h, store.ScopeOf(store.KindPool, tenant, b.PoolId), "POST /v1/members", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Member, error) {
-		pool, err := store.GetLive[store.Pool](ctx, tx, store.KindPool, tenant, b.PoolId, false)
+		lbID, err := store.GetLiveParent(ctx, tx, store.KindPool, tenant, b.PoolId, false)
 		if err != nil {
 			return openapi.Member{}, parentError(err, "pool_id")
 		}
@@ -113,7 +113,7 @@ func (h *handlers) CreateMember(ctx context.Context, r openapi.CreateMemberReque
 			return openapi.Member{}, err
 		}
 		cols := append(newColumns(store.KindMember, tenant), memberColumns(m, rev)...)
-		cols = append(cols, store.Column{Name: "pool_id", Value: pool.ID}, store.Column{Name: "load_balancer_id", Value: pool.LoadBalancerID})
+		cols = append(cols, store.Column{Name: "pool_id", Value: b.PoolId}, store.Column{Name: "load_balancer_id", Value: lbID})
 		row, err := store.Insert[store.Member](ctx, tx, store.KindMember, cols)
 		if err != nil {
 			return openapi.Member{}, err

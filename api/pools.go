@@ -234,7 +234,7 @@ func (h *handlers) CreatePool(ctx context.Context, r openapi.CreatePoolRequestOb
 		return nil, err
 	}
 	out, _, err := createIn(ctx, h, store.ScopeOf(store.KindLoadBalancer, tenant, b.LoadBalancerId), "POST /v1/pools", r.Params.IdempotencyKey, r.Params.DryRun, b, func(tx *store.Tx) (openapi.Pool, error) {
-		if _, err := store.GetLive[store.LoadBalancer](ctx, tx, store.KindLoadBalancer, tenant, b.LoadBalancerId, true); err != nil {
+		if _, err := store.GetLiveParent(ctx, tx, store.KindLoadBalancer, tenant, b.LoadBalancerId, true); err != nil {
 			return openapi.Pool{}, parentError(err, "load_balancer_id")
 		}
 		if err := store.CheckQuota(ctx, tx, store.KindPool, tenant); err != nil {

@@ -62,10 +62,10 @@ type Config struct {
 	// PurgeInterval is how often deleted objects every node dropped are
 	// purged. Defaults to PurgeIntervalDefault.
 	PurgeInterval time.Duration
-	// NodeTokenTTL is how long a replica trusts a node token it checked
-	// against the database (a revoked or expired one works that long at
-	// most on other replicas). Defaults to auth.NodeTokenTTLDefault;
-	// negative: no caching.
+	// NodeTokenTTL is how long a replica trusts a node or tenant token it
+	// checked against the database (a revoked or expired one, or one whose
+	// tenant was deleted, works that long at most on other replicas).
+	// Defaults to auth.NodeTokenTTLDefault; negative: no caching.
 	NodeTokenTTL time.Duration
 }
 
@@ -127,7 +127,8 @@ type Server struct {
 	reports, largeReports *semaphore.Weighted
 	// reportw writes nodes' reports in batches (reportwriter.go).
 	reportw *reportWriter
-	// auth resolves bearer tokens, caching node tokens for a few seconds.
+	// auth resolves bearer tokens, caching node and tenant tokens for a few
+	// seconds.
 	auth *auth.Authenticator
 }
 

@@ -191,5 +191,6 @@ func (h *handlers) DeleteTenant(ctx context.Context, r openapi.DeleteTenantReque
 	if err := remove[store.Tenant](ctx, h, store.KindTenant, "", r.Id, r.Params.IfMatch, false, nil); err != nil {
 		return nil, err
 	}
+	h.auth.ForgetTenant(r.Id) // its tokens went with it; other replicas within auth.NodeTokenTTLDefault
 	return openapi.DeleteTenant204Response{}, nil
 }

@@ -11,10 +11,11 @@ import (
 	"github.com/fulcrumlb/fulcrum/api/store"
 )
 
-// NodeTokenTTLDefault is how long a replica trusts a node token it checked
-// against the database: a node token revoked (deleted) or expired on another
-// replica, or in the database directly, stops working here within that
-// time. Revoking a token through this replica stops it at once here.
+// NodeTokenTTLDefault is how long a replica trusts a node or tenant token it
+// checked against the database: such a token revoked (deleted) or expired on
+// another replica, or in the database directly, or whose tenant was deleted
+// there, stops working here within that time. Revoking a token, or deleting
+// its tenant, through this replica stops it at once here.
 const NodeTokenTTLDefault = 5 * time.Second
 
 // maxCachedTokens bounds the cache; beyond it tokens are checked against the
@@ -23,12 +24,13 @@ const maxCachedTokens = 100_000
 
 // Authenticator resolves bearer tokens to principals, keeping node tokens
 // (the agents' long-polls and reports: one request per node per write and per
-// heartbeat) for a short time per replica, so a fleet's wake-up does not
-// query the tokens table once per node. Admin and tenant tokens are read
-// from the database every time, so their revocation takes effect at once.
-// A cached token is found by its id and its secret is still compared, in
-// constant time, with the stored hash; expiry is still checked. Safe for
-// concurrent use.
+// heartbeat) and tenant tokens (every tenant request: one query fewer per
+// create) for a short time per replica, so a fleet's wake-up does not query
+// the tokens table once per node, nor a tenant's request once more. Admin
+// tokens are read from the database every time, so their revocation takes
+// effect at once everywhere. A cached token is found by its id and its secret
+// is still compared, in constant time, with the stored hash; expiry is still
+// checked. Safe for concurrent use.
 type Authenticator struct {
 	st  *store.Store
 	ttl time.Duration
@@ -67,7 +69,7 @@ type cachedToken struct {
 }
 
 // NewAuthenticator returns an authenticator reading tokens from st and
-// trusting a node token for ttl (NodeTokenTTLDefault when 0; negative: no
+// trusting a node or tenant token for ttl (NodeTokenTTLDefault when 0; negative: no
 // caching).
 func NewAuthenticator(st *store.Store, ttl time.Duration) *Authenticator {
 	if ttl == 0 {
@@ -77,8 +79,8 @@ func NewAuthenticator(st *store.Store, ttl time.Duration) *Authenticator {
 }
 
 // Authenticate resolves an Authorization header value to a principal, as the
-// package's Authenticate does, from the cache for a node token checked less
-// than the TTL ago.
+// package's Authenticate does, from the cache for a node or tenant token
+// checked less than the TTL ago.
 func (a *Authenticator) Authenticate(ctx context.Context, header string) (Principal, error) {
 	id, secret, err := parseHeader(ctx, header)
 	if err != nil {
@@ -110,9 +112,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 	var p Principal
 	var t *store.Token
 	if ok {
-		// A node token whose entry ended: one read per header at a time;
-		// its context is the first caller's, without its end (the others
-		// may wait longer), bounded. Other tokens (admin, tenant, unknown)
+		// A cached token whose entry ended: one read per header at a
+		// time; its context is the first caller's, without its end (the
+		// others may wait longer), bounded. Other tokens (admin, unknown)
 		// are read by every request, as before.
 		v, ferr, _ := a.lookups.Do(header, func() (any, error) {
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
@@ -125,7 +127,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 	} else {
 		p, t, err = lookup(ctx, a.st, id, secret)
 	}
-	if err != nil || a.ttl < 0 || p.Kind != store.TokenNode {
+	if err != nil || a.ttl < 0 || !cacheable(p.Kind) {
 		if err != nil && ok {
 			a.Forget(id)
 		}
@@ -188,6 +190,9 @@ func (a *Authenticator) store(id string, p Principal, t *store.Token, now time.T
 	}
 }
 
+// cacheable kinds of tokens are kept for the TTL: admin tokens are not.
+func cacheable(kind string) bool { return kind == store.TokenNode || kind == store.TokenTenant }
+
 // Forget drops token id from the cache (revoked through this replica).
 func (a *Authenticator) Forget(id string) {
 	a.mu.Lock()
@@ -204,6 +209,18 @@ func (a *Authenticator) ForgetNode(nodeID string) {
 	a.forgets++
 	for k, e := range a.tokens {
 		if e.p.NodeID == nodeID {
+			delete(a.tokens, k)
+		}
+	}
+}
+
+// ForgetTenant drops the tokens of tenant tenantID (deleted through this
+// replica, with its tokens).
+func (a *Authenticator) ForgetTenant(tenantID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, e := range a.tokens {
+		if e.p.TenantID == tenantID {
 			delete(a.tokens, k)
 		}
 	}

@@ -98,6 +98,37 @@ func GetLive[T any](ctx context.Context, tx *Tx, k Kind, tenantID, id string, fo
 	return v, nil
 }
 
+// GetLiveParent is GetLive for the parent of an object being created, which
+// needs only that it exists, is the tenant's and is not being deleted: it
+// reads the parent's load balancer id (its own id for a load balancer) and
+// nothing else, so the create does not decode a row it throws away. Errors
+// are GetLive's. forUpdate locks the row as GetLive does.
+func GetLiveParent(ctx context.Context, tx *Tx, k Kind, tenantID, id string, forUpdate bool) (loadBalancerID string, err error) {
+	col := "load_balancer_id"
+	if k.Table == KindLoadBalancer.Table {
+		col = "id"
+	}
+	if !k.Tenanted || !k.SoftDelete {
+		return "", fmt.Errorf("get %s: not the parent of a tenant's object", k.Name)
+	}
+	q := "SELECT " + col + ", deleted_revision IS NOT NULL FROM " + k.Table + " WHERE id = $1 AND tenant_id = $2"
+	if forUpdate {
+		q += " FOR UPDATE"
+	}
+	var deleted bool
+	err = tx.pg.QueryRow(ctx, q, id, tenantID).Scan(&loadBalancerID, &deleted)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", notFound(k, id)
+	}
+	if err != nil {
+		return "", fmt.Errorf("get %s: %w", k.Name, err)
+	}
+	if deleted {
+		return "", conflict(ReasonPendingDelete, fmt.Sprintf("%s %q is being deleted.", k.Name, id))
+	}
+	return loadBalancerID, nil
+}
+
 // Insert writes a new row and returns it as stored.
 func Insert[T any](ctx context.Context, tx *Tx, k Kind, cols []Column) (*T, error) {
 	names := make([]string, len(cols))

@@ -10,4 +10,11 @@
 // written as a pgbench script: the same statements in the same order, with
 // the arguments as literals except the revision (nextval, \gset), the
 // member's id and its address, which vary per transaction.
+//
+// Each `writes:` line also gives api_process_cpu_us_per_create: the CPU time
+// of the test process (the API and its HTTP clients; not Postgres, not
+// pgbench) during the API phases, per create, a figure less moved by the
+// machine's other load than the rates. FULCRUM_WRITES_PROFILE=<prefix>
+// writes a CPU profile of each setting's last API phase to
+// <prefix>-<setting>.pprof (go tool pprof <test binary> <file>).
 package writebench

@@ -11,10 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +36,7 @@ type statement struct {
 	conn any
 	sql  string
 	args []any
+	seq  int // order of capture
 }
 
 // capture records statements while on.
@@ -47,7 +50,7 @@ func (c *capture) log(conn any, sql string, args []any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.on {
-		c.stmts = append(c.stmts, statement{conn: conn, sql: sql, args: append([]any(nil), args...)})
+		c.stmts = append(c.stmts, statement{conn: conn, sql: sql, args: append([]any(nil), args...), seq: len(c.stmts)})
 	}
 }
 
@@ -84,6 +87,33 @@ func (c *capture) transaction(marker string) ([]statement, error) {
 		}
 	}
 	return nil, fmt.Errorf("no captured transaction runs %q", marker)
+}
+
+// all returns every statement captured.
+func (c *capture) all() []statement {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]statement(nil), c.stmts...)
+}
+
+// roundTrips counts the round trips of stmts: one per statement, one per
+// pipeline of statements.
+func roundTrips(stmts []statement) int {
+	n, in := 0, map[any]bool{} // in a pipeline, by connection
+	for _, s := range stmts {
+		switch s.sql {
+		case "-- pipeline":
+			in[s.conn] = true
+			n++
+		case "-- end pipeline":
+			in[s.conn] = false
+		default:
+			if !in[s.conn] {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // literal writes v as an SQL constant pgbench leaves alone: strings as E”
@@ -174,9 +204,17 @@ type target struct {
 	script                  string // file
 }
 
+// processCPU is the CPU time this process (the API and its HTTP clients)
+// has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // apiCreates runs one loop of POST /v1/members per target for d. It returns
-// the creates per second.
-func apiCreates(t *testing.T, s *teststack.Stack, targets []target, d time.Duration, seq *atomic.Int64) float64 {
+// the creates per second and the creates.
+func apiCreates(t *testing.T, s *teststack.Stack, targets []target, d time.Duration, seq *atomic.Int64) (float64, int64) {
 	clients := len(targets)
 	t.Helper()
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
@@ -215,7 +253,7 @@ func apiCreates(t *testing.T, s *teststack.Stack, targets []target, d time.Durat
 	if f := failed.Load(); f != nil {
 		t.Fatalf("create member: %v", f)
 	}
-	return float64(n.Load()) / elapsed.Seconds()
+	return float64(n.Load()) / elapsed.Seconds(), n.Load()
 }
 
 var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
@@ -320,11 +358,15 @@ func TestWrites(t *testing.T) {
 	}
 
 	// Capture one create's transaction and write it as a pgbench script.
+	// The token was used just before, as in the loops below.
+	base := oneGroup[0]
+	if code, out := s.CallAs(base.token, http.MethodGet, "/v1/pools/"+base.pool, nil); code != http.StatusOK {
+		t.Fatalf("GET pool: %d %v", code, out)
+	}
 	c.mu.Lock()
 	c.on = true
 	c.mu.Unlock()
 	const address = "10.255.255.254"
-	base := oneGroup[0]
 	m := s.Create("/v1/members", map[string]any{"pool_id": base.pool, "address": address, "port": 80})
 	c.mu.Lock()
 	c.on = false
@@ -333,6 +375,26 @@ func TestWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every round trip to Postgres the create made, its transaction's and
+	// any other (a token lookup; or background work that ran meanwhile,
+	// listed so that it can be told apart).
+	// The request's own statements outside its transaction are those on
+	// tokens (its token's lookup); any other ran in the background
+	// meanwhile (the deriver's sweep, janitors) and is counted apart.
+	var outside []string
+	own, other := append([]statement(nil), tx...), 0
+	for _, st := range c.all() {
+		if st.seq < tx[0].seq || st.seq > tx[len(tx)-1].seq || st.conn != tx[0].conn {
+			outside = append(outside, strings.Join(strings.Fields(st.sql), " "))
+			if strings.Contains(st.sql, " tokens") {
+				own = append(own, st)
+			} else {
+				other++
+			}
+		}
+	}
+	fmt.Printf("writes: create_round_trips=%d in_transaction=%d background_statements_meanwhile=%d\n", roundTrips(own), roundTrips(tx), other)
+	t.Logf("statements of the create outside its transaction: %q", outside)
 	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
@@ -384,16 +446,45 @@ func TestWrites(t *testing.T) {
 	}{{"clients=1", oneGroup[:1]}, {fmt.Sprintf("clients=%d", clientsMax), oneGroup}, {fmt.Sprintf("clients=%d groups=%d", clientsMax, clientsMax), groups}} {
 		// Rounds alternate the API and pgbench, so that both see the same
 		// load from whatever else runs on the machine.
+		// The API phases' CPU (this process: API and HTTP clients, not
+		// Postgres) per create, and, with FULCRUM_WRITES_PROFILE=<prefix>,
+		// the last round's CPU profile in <prefix>-<run>.pprof.
 		var apiSum, pgSum float64
+		var cpu time.Duration
+		var creates int64
+		prof := os.Getenv("FULCRUM_WRITES_PROFILE")
+		var pf *os.File
+		if prof != "" {
+			if pf, err = os.Create(fmt.Sprintf("%s-%s.pprof", prof, strings.NewReplacer("=", "", " ", "-").Replace(run.name))); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for r := 0; r < int(rounds); r++ {
 			reset()
-			apiSum += apiCreates(t, s, run.targets, d, &seq)
+			last := r == int(rounds)-1
+			if pf != nil && last {
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := processCPU()
+			rate, n := apiCreates(t, s, run.targets, d, &seq)
+			cpu += processCPU() - before
+			if pf != nil && last {
+				pprof.StopCPUProfile()
+			}
+			apiSum += rate
+			creates += n
 			reset()
 			pgSum += pgbenchCreates(t, bin, url, run.targets, d)
 		}
+		if pf != nil {
+			pf.Close()
+		}
 		apiRate, pgRate := apiSum/rounds, pgSum/rounds
 		ratios[run.name] = apiRate / pgRate
-		fmt.Printf("writes: %s api_per_s=%.0f pgbench_per_s=%.0f ratio=%.2f\n", run.name, apiRate, pgRate, ratios[run.name])
+		fmt.Printf("writes: %s api_per_s=%.0f pgbench_per_s=%.0f ratio=%.2f api_process_cpu_us_per_create=%.0f\n", run.name, apiRate, pgRate, ratios[run.name],
+			float64(cpu.Microseconds())/float64(max(creates, 1)))
 	}
 	fmt.Printf("writes: ratio_1=%.2f ratio_8=%.2f ratio_8_groups=%.2f\n", ratios["clients=1"], ratios[fmt.Sprintf("clients=%d", clientsMax)],
 		ratios[fmt.Sprintf("clients=%d groups=%d", clientsMax, clientsMax)])
