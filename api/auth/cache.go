@@ -140,7 +140,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 // lookupTimeout bounds a read of a token shared by several requests.
 const lookupTimeout = 10 * time.Second
 
-// refresh reads node token id again in the background unless that is under
+// refresh reads cached token id again in the background unless that is under
 // way; its entry keeps serving meanwhile.
 func (a *Authenticator) refresh(ctx context.Context, id, secret string) {
 	a.mu.Lock()
@@ -160,17 +160,17 @@ func (a *Authenticator) refresh(ctx context.Context, id, secret string) {
 		delete(a.refreshing, id)
 		a.mu.Unlock()
 		switch {
-		case err == nil && p.Kind == store.TokenNode:
+		case err == nil && cacheable(p.Kind):
 			a.store(id, p, t, now, forgets)
 		case err != nil && store.Unavailable(err):
 			// The database is away: the entry ends as it would have.
 		default:
-			a.Forget(id) // revoked, expired, or no longer a node token
+			a.Forget(id) // revoked, expired, or no longer cacheable
 		}
 	}()
 }
 
-// store caches node token id as read at now, unless Forget or ForgetNode
+// store caches token id as read at now, unless Forget or ForgetNode
 // ran since forgets was read.
 func (a *Authenticator) store(id string, p Principal, t *store.Token, now time.Time, forgets uint64) {
 	a.mu.Lock()
@@ -219,6 +219,7 @@ func (a *Authenticator) ForgetNode(nodeID string) {
 func (a *Authenticator) ForgetTenant(tenantID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.forgets++
 	for k, e := range a.tokens {
 		if e.p.TenantID == tenantID {
 			delete(a.tokens, k)
