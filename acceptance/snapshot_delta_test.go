@@ -244,3 +244,85 @@ func TestSnapshotFormatNewerKeepsServing(t *testing.T) {
 	teststack.WaitFor(t, "the snapshot_format error to clear", 30*time.Second, func() bool { return nodeError() == "" })
 	teststack.WaitFor(t, "traffic to the new member", 10*time.Second, func() bool { return distribution(t, cl, lb.URL, 6)["b"] > 0 })
 }
+
+// TestSnapshotPurgedChildAgentConverges: an agent that keeps running but is
+// cut off from the API (so its conversions stay cached by load balancer
+// revision) while a member older than its load balancer's newest change is
+// deleted and purged, once back, runs exactly the configuration of an agent
+// that kept up: without the member. (A purge once put the load balancer back
+// at the revision the cut-off agent held, with the member: the agent's cache
+// kept serving it, and the group's revision fell to what it held.)
+func TestSnapshotPurgedChildAgentConverges(t *testing.T) {
+	t.Parallel()
+	testenv.RequireHAProxy(t)
+	s := newStack(t, pgtest.NewDatabase(t))
+	var cut atomic.Bool
+	target, err := url.Parse(s.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := httputil.NewSingleHostReverseProxy(target)
+	p.ModifyResponse = func(*http.Response) error { // answers of polls sent before the cut
+		if cut.Load() {
+			return fmt.Errorf("cut off")
+		}
+		return nil
+	}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cut.Load() {
+			http.Error(w, "cut off", http.StatusBadGateway)
+			return
+		}
+		p.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	n1, err := agent.New(agent.Config{Endpoint: proxy.URL, Token: s.NodeToken, NodeName: "node-1", StateDir: t.TempDir(), PollWait: pollWait,
+		ReportInterval: 300 * time.Millisecond, HardStopAfter: 5 * time.Second, Logger: teststack.Logger(), StopHAProxyOnExit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n1.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Errorf("the agent did not stop")
+		}
+	})
+	n2 := s.StartAgent("node-2")
+	a, b := teststack.StartBackend(t, "a"), teststack.StartBackend(t, "b")
+	y := s.newLB(8321, nil, a)
+	// y's newest change is member b, newer than member a.
+	mb := s.Create("/v1/members", map[string]any{"pool_id": y.Pool, "address": "127.0.0.1", "port": b.Port})["id"].(string)
+	s.WaitActive("/v1/members/" + mb)
+	held := s.waitApplied("node-1", n1)
+	s.waitApplied("node-2", n2)
+
+	// node-1 is cut off (and cordoned: it holds no delete back); member a
+	// goes, node-2 applies it, the delete is purged.
+	cut.Store(true)
+	s.mustAs(s.AdminToken, http.StatusOK, "POST", "/v1/nodes/node-1/cordon", nil)
+	s.MustCall(http.StatusAccepted, "DELETE", "/v1/members/"+y.Members["a"], nil)
+	s.waitApplied("node-2", n2)
+	var purged int64
+	teststack.WaitFor(t, "member a's delete to be purged", 30*time.Second, func() bool {
+		err := s.Store.PoolForTests().QueryRow(context.Background(), "SELECT COALESCE(max(purged_revision), 0) FROM snapshot_purges").Scan(&purged)
+		return err == nil && purged > held
+	})
+	// Another load balancer: something newer for node-1 whatever y's revision.
+	s.newLB(8322, nil, b)
+	s.mustAs(s.AdminToken, http.StatusOK, "POST", "/v1/nodes/node-1/uncordon", nil)
+	cut.Store(false)
+	rev := s.waitApplied("node-1", n1)
+	teststack.WaitFor(t, "node-1 to catch up with node-2", 30*time.Second, func() bool { return n1.AppliedRevision() >= n2.AppliedRevision() })
+	got, want := renderedConfig(t, n1), renderedConfig(t, n2)
+	if got != want || strings.Contains(got, y.Members["a"]) {
+		t.Errorf("node-1, cut off from %d to after the purge up to %d, at %d runs a configuration other than node-2's (member a %s still in it: %v):\n--- node-1\n%s\n--- node-2\n%s",
+			held, purged, n1.AppliedRevision(), y.Members["a"], strings.Contains(got, y.Members["a"]), got, want)
+	}
+	d, f := n1.SnapshotsReceived()
+	t.Logf("node-1 held %d, deletes purged up to %d, caught up to %d: %d deltas, %d complete snapshots", held, purged, rev, d, f)
+}

@@ -13,7 +13,15 @@ func (s *Server) DeriveNow(ctx context.Context) error {
 	if err := s.reportw.counters.flush(ctx); err != nil {
 		return err
 	}
-	s.deriver.markAll(ctx)
+	// Every reporting group, as a full sweep marks them (markAll itself is
+	// the deriver goroutine's only: it keeps the sweep's state unlocked).
+	states, err := s.st.NodeGroupStates(ctx)
+	if err != nil {
+		return err
+	}
+	for g := range states {
+		s.deriver.mark(g, nil, false)
+	}
 	if err := s.deriver.waitIdle(ctx); err != nil {
 		return err
 	}

@@ -358,9 +358,11 @@ func TestDeregisterNode(t *testing.T) {
 func TestNodeLifecycleCleanup(t *testing.T) {
 	b := setup(t)
 	b.twoNodes()
+	// Times far apart from each other and from how long the test takes (a
+	// loaded machine once made 1 s pass between two steps).
 	b.must(http.StatusOK, b.Admin, http.MethodPatch, "/v1/node-groups/"+b.GroupID,
-		map[string]any{"heartbeat_interval_ms": 100, "down_timeout_ms": 200, "down_node_cleanup_after_ms": 1000})
-	b.silence("n2", 0.5)
+		map[string]any{"heartbeat_interval_ms": 100, "down_timeout_ms": 200, "down_node_cleanup_after_ms": 60000})
+	b.silence("n2", 30)
 	ctx := context.Background()
 	// Down, but not down long enough.
 	if names, err := b.Store.CleanupDownNodes(ctx); err != nil || len(names) != 0 {
@@ -369,7 +371,7 @@ func TestNodeLifecycleCleanup(t *testing.T) {
 	if got := b.nodeStatus("n2"); got != "down" {
 		t.Fatalf("n2: %s", got)
 	}
-	b.silence("n2", 2)
+	b.silence("n2", 120)
 	names, err := b.Store.CleanupDownNodes(ctx)
 	if err != nil || len(names) != 1 || names[0] != "n2" {
 		t.Fatalf("cleanup: %v %v", names, err)
@@ -419,13 +421,16 @@ func TestNodeLifecycleTenantsNeverReachNodes(t *testing.T) {
 func TestNodeLifecycleJanitor(t *testing.T) {
 	b := setup(t, withNodeJanitor(100*time.Millisecond))
 	b.twoNodes()
+	// n2 (and n3–n5 below) went silent 2 minutes ago, past the cleanup
+	// time; n1, which reported just now, must outlive the test however
+	// slowly a loaded machine runs it (a 1 s cleanup time once removed it).
 	b.must(http.StatusOK, b.Admin, http.MethodPatch, "/v1/node-groups/"+b.GroupID,
-		map[string]any{"heartbeat_interval_ms": 100, "down_timeout_ms": 200, "down_node_cleanup_after_ms": 1000})
-	b.silence("n2", 5)
+		map[string]any{"heartbeat_interval_ms": 100, "down_timeout_ms": 200, "down_node_cleanup_after_ms": 60000})
+	b.silence("n2", 120)
 	deadline := time.Now().Add(20 * time.Second)
 	for b.do(b.Admin, http.MethodGet, "/v1/nodes/n2", nil).Status != http.StatusNotFound {
 		if time.Now().After(deadline) {
-			t.Fatalf("n2, down 5 s with a 1 s cleanup time, was not removed")
+			t.Fatalf("n2, down 2 minutes with a 1 minute cleanup time, was not removed")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -435,7 +440,7 @@ func TestNodeLifecycleJanitor(t *testing.T) {
 	// Several replicas at once: each node is removed once, by one of them.
 	for _, name := range []string{"n3", "n4", "n5"} {
 		b.register(name)
-		b.silence(name, 5)
+		b.silence(name, 120)
 	}
 	var (
 		mu      sync.Mutex

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -125,6 +126,37 @@ func TestRateLimitFlood(t *testing.T) {
 	}
 	for range 5 { // warm up connections and caches
 		get(b.TokenB) //nolint:errcheck
+	}
+
+	// A burst of 40 requests at once is over the limit (a burst of 2 and 10
+	// a second: all 40 would take 3.8 s to arrive to pass): some get 429
+	// with Retry-After, however slowly a loaded machine runs the flood
+	// below (it once sent 2 requests in six windows of 500 ms).
+	{
+		var wg sync.WaitGroup
+		var burstOK, burst429, burstBad atomic.Int64
+		for range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				status, h, _, err := get(b.TokenA)
+				switch {
+				case err == nil && status == http.StatusOK:
+					burstOK.Add(1)
+				case err == nil && status == http.StatusTooManyRequests && h.Get("Retry-After") != "":
+					burst429.Add(1)
+				default:
+					burstBad.Add(1)
+					t.Logf("burst: status %d, %v", status, err)
+				}
+			}()
+		}
+		wg.Wait()
+		t.Logf("a burst of 40: %d ok, %d × 429", burstOK.Load(), burst429.Load())
+		if burst429.Load() == 0 || burstBad.Load() > 0 {
+			t.Fatalf("a burst of 40 requests: %d ok, %d × 429 with Retry-After, %d other; want some 429s and nothing else",
+				burstOK.Load(), burst429.Load(), burstBad.Load())
+		}
 	}
 
 	// One round: tenant B asks every 125 ms (8/s, under its limit)
@@ -245,7 +277,9 @@ func TestRateLimitFlood(t *testing.T) {
 		t.Logf("round %d: tenant B p99: unloaded %v (%d samples, median %v), during the flood %v (%d samples, median %v), bound %v",
 			r, base, len(unloaded), unloaded[len(unloaded)/2], under, len(loaded), loaded[len(loaded)/2], bound)
 		if limited.Load() == 0 {
-			t.Error("the flood got no 429")
+			// A machine starved enough runs curl too slowly to exceed
+			// the limit in a window; the burst above checked the 429s.
+			t.Logf("round %d: the flood never exceeded the limit", r)
 		}
 		if noRetryAfter.Load() > 0 || other.Load() > 0 {
 			t.Errorf("the flood got %d × 429 without Retry-After and %d other answers", noRetryAfter.Load(), other.Load())

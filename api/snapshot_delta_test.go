@@ -212,22 +212,52 @@ func (m *deltaModel) step() string {
 
 // TestSnapshotDeltaProperty: over a random sequence of writes (load
 // balancers, listeners, pools, members, certificates: created, changed,
-// deleted), the delta from any earlier revision merged into the snapshot at
-// that revision is the complete snapshot now (same HAProxy model, load
-// balancer revisions and certificates); no delete is lost; once deletes
-// after a revision are purged, a node asking after it gets a complete
-// snapshot. The seed is printed (FULCRUM_DELTA_SEED replays one).
+// deleted) with purges of deleted objects interleaved (the node acks an
+// earlier or the newest revision at random steps, then Purge runs), the delta
+// from any earlier revision merged into the snapshot at that revision is the
+// complete snapshot now (same HAProxy model, load balancer revisions and
+// certificates); no delete is lost; once deletes after a revision are purged,
+// a node asking after it gets a complete snapshot; no revision falls (the
+// group's, a load balancer's) and one load balancer revision never names two
+// contents (agents cache conversions by it). The seed is printed
+// (FULCRUM_DELTA_SEED replays one); FULCRUM_DELTA_SEEDS=n runs n seeds from
+// it.
 func TestSnapshotDeltaProperty(t *testing.T) {
 	t.Parallel()
 	seed := int64(20261127)
 	if s := os.Getenv("FULCRUM_DELTA_SEED"); s != "" {
 		seed, _ = strconv.ParseInt(s, 10, 64)
 	}
+	seeds := 1
+	if s := os.Getenv("FULCRUM_DELTA_SEEDS"); s != "" {
+		seeds, _ = strconv.Atoi(s)
+	}
+	if seeds <= 1 {
+		deltaProperty(t, seed)
+		return
+	}
+	for k := range int64(seeds) {
+		t.Run(fmt.Sprintf("seed%d", seed+k), func(t *testing.T) {
+			t.Parallel()
+			deltaProperty(t, seed+k)
+		})
+	}
+}
+
+func deltaProperty(t *testing.T, seed int64) {
 	t.Logf("seed %d (FULCRUM_DELTA_SEED=%d replays it)", seed, seed)
 	b := setup(t, withQuotas(store.Quotas{LoadBalancers: 100, Listeners: 500, Pools: 500, Members: 2000, RoutingRules: 500, Certificates: 100}))
 	// A serving node that acks nothing yet holds every delete back from Purge.
 	b.must(http.StatusOK, b.Node, http.MethodPut, "/v1/nodes/n1", map[string]any{"node_group_id": b.GroupID})
 	m := &deltaModel{b: b, rng: rand.New(rand.NewSource(seed)), lbs: map[string]*modelLB{}, certs: map[string][]string{}}
+	purgedRevision := func() int64 {
+		var rev int64
+		if err := b.Store.PoolForTests().QueryRow(context.Background(),
+			"SELECT COALESCE(max(purged_revision), 0) FROM snapshot_purges").Scan(&rev); err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
 
 	// Some load balancers to begin with, so most writes change a few of many.
 	for i := range 6 {
@@ -240,29 +270,56 @@ func TestSnapshotDeltaProperty(t *testing.T) {
 	}
 	var points []point
 	tally := map[string]int{}
+	seen := lbContents{}
 	const steps = 120
-	var deltas, fulls, purgedFulls, checks int
+	var deltas, fulls, purgedFulls, checks, purges int
+	// purged is how far deletes were purged before the write the newest
+	// point is at: the group's part at that point, built after the write,
+	// can prove no delta after an older revision (a part built before a
+	// purge can, and may answer one).
 	purged := int64(0)
+	ackPurge := func(i int) {
+		// The node acks a revision some way back, or the newest: deletes
+		// up to it are purged (bundle.do runs Purge after a report).
+		ack := points[m.rng.Intn(len(points))].rev
+		if m.rng.Intn(3) == 0 {
+			ack = points[len(points)-1].rev
+		}
+		b.must(http.StatusNoContent, b.Node, http.MethodPost, "/v1/nodes/n1/reports", map[string]any{"revision": ack, "status": "ack"})
+		purges++
+		t.Logf("step %d: acked %d, purged up to %d", i, ack, purgedRevision())
+	}
 	for i := 1; i <= steps; i++ {
+		if len(points) > 0 && m.rng.Intn(12) == 0 {
+			ackPurge(i)
+		}
+		purgedBefore := purgedRevision()
 		what := m.step()
 		for tries := 0; what == "nothing" && tries < 10; tries++ {
 			what = m.step()
 		}
 		tally[what]++
 		cur := b.getSnapshot(0, false)
+		seen.check(t, fmt.Sprintf("step %d (%s): full snapshot %d", i, what, cur.Revision), cur)
+		if len(points) > 0 {
+			last := points[len(points)-1]
+			if cur.Revision < last.rev {
+				t.Fatalf("step %d (%s): the group's revision fell from %d to %d", i, what, last.rev, cur.Revision)
+			}
+			for id, r := range lbRevisions(last.snap) {
+				if r2, ok := lbRevisions(cur)[id]; ok && r2 < r {
+					t.Fatalf("step %d (%s): load balancer %s fell from revision %d to %d", i, what, id, r, r2)
+				}
+			}
+		}
 		if len(points) == 0 || cur.Revision > points[len(points)-1].rev {
 			points = append(points, point{cur.Revision, cur})
+			purged = purgedBefore
+		} else {
+			points[len(points)-1].snap = cur
 		}
-		if i%40 == 0 {
-			// The node acks a revision some way back: deletes up to it are
-			// purged.
-			ack := points[len(points)/2].rev
-			b.must(http.StatusNoContent, b.Node, http.MethodPost, "/v1/nodes/n1/reports", map[string]any{"revision": ack, "status": "ack"})
-			if err := b.Store.PoolForTests().QueryRow(context.Background(),
-				"SELECT COALESCE(max(purged_revision), 0) FROM snapshot_purges").Scan(&purged); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("step %d: acked %d, purged up to %d", i, ack, purged)
+		if m.rng.Intn(12) == 0 {
+			ackPurge(i) // the group's part at cur was read before this purge
 		}
 		if i%6 != 0 {
 			continue
@@ -284,6 +341,7 @@ func TestSnapshotDeltaProperty(t *testing.T) {
 				t.Fatalf("step %d (%s): nothing after %d, want revision %d", i, what, p.rev, cur.Revision)
 			}
 			checks++
+			seen.check(t, fmt.Sprintf("step %d (%s): the answer after %d", i, what, p.rev), d)
 			if d.FormatVersion != 2 {
 				t.Fatalf("format_version %d, want 2", d.FormatVersion)
 			}
@@ -322,7 +380,8 @@ func TestSnapshotDeltaProperty(t *testing.T) {
 		}
 	}
 	t.Logf("writes tried: %v", tally)
-	t.Logf("%d writes, %d revisions, %d checks: %d deltas, %d full (delta not smaller), %d full (purged past after)", steps, len(points), checks, deltas, fulls, purgedFulls)
+	t.Logf("%d writes, %d revisions, %d purges, %d checks: %d deltas, %d full (delta not smaller), %d full (purged past after)",
+		steps, len(points), purges, checks, deltas, fulls, purgedFulls)
 	if deltas == 0 || purgedFulls == 0 {
 		t.Errorf("the sequence exercised %d deltas and %d purge-forced full snapshots: want both", deltas, purgedFulls)
 	}

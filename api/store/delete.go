@@ -144,6 +144,13 @@ func MarkDeleted(ctx context.Context, tx *Tx, k Kind, tenantID, id string, casca
 // applied (serving nodes: see the node_states view). A group without serving
 // nodes serves nothing, so its deletes finish at once. A write scoped to node
 // groups (WriteIn) purges those groups only.
+//
+// Purging never lowers a revision a snapshot shows (snapshot_delta.go): a
+// load balancer whose newest change was a child's delete keeps that
+// revision (its own row takes it), and the group's revision counts the
+// deletes purged (snapshot_purges, GroupRevision). Otherwise one revision
+// would name two contents: an agent holding the load balancer at its older
+// revision, with the child, would keep serving the child.
 func Purge(ctx context.Context, tx *Tx) error {
 	const floor = `WITH floor AS (
   SELECT g.id AS node_group_id, COALESCE(min(n.applied_revision), 9223372036854775807) AS rev
@@ -153,7 +160,7 @@ func Purge(ctx context.Context, tx *Tx) error {
 	for _, table := range []string{"routing_rules", "members", "listeners", "pools"} {
 		q := floor + ", purged AS (DELETE FROM " + table + ` t USING load_balancers lb, floor f
 WHERE t.deleted_revision IS NOT NULL AND t.load_balancer_id = lb.id AND lb.node_group_id = f.node_group_id AND t.deleted_revision <= f.rev
-RETURNING lb.node_group_id, t.deleted_revision)` + recordPurge // snapshot_delta.go
+RETURNING lb.id AS load_balancer_id, lb.node_group_id, t.deleted_revision)` + keepLBRevision + recordPurge // snapshot_delta.go
 		if _, err := tx.pg.Exec(ctx, q, tx.groups); err != nil {
 			return fmt.Errorf("purge %s: %w", table, err)
 		}

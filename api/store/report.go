@@ -10,8 +10,9 @@ import (
 )
 
 // GroupRevision is the newest revision of anything a node of the group serves
-// (deleted objects included, until purged): a node whose snapshot is older
-// must fetch a new one.
+// (deleted objects included; once purged, the newest delete purged counts,
+// so a purge never lowers it): a node whose snapshot is older must fetch a
+// new one.
 func GroupRevision(ctx context.Context, tx *Tx, groupID string) (int64, error) {
 	const q = `SELECT GREATEST(
   (SELECT revision FROM node_groups WHERE id = $1),
@@ -19,7 +20,8 @@ func GroupRevision(ctx context.Context, tx *Tx, groupID string) (int64, error) {
   (SELECT max(t.revision) FROM listeners t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb.node_group_id = $1),
   (SELECT max(t.revision) FROM pools t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb.node_group_id = $1),
   (SELECT max(t.revision) FROM members t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb.node_group_id = $1),
-  (SELECT max(t.revision) FROM routing_rules t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb.node_group_id = $1))`
+  (SELECT max(t.revision) FROM routing_rules t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE lb.node_group_id = $1),
+  (SELECT purged_revision FROM snapshot_purges WHERE node_group_id = $1))`
 	var rev *int64
 	if err := tx.pg.QueryRow(ctx, q, groupID).Scan(&rev); err != nil {
 		return 0, fmt.Errorf("group revision: %w", err)

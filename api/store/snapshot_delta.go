@@ -62,6 +62,15 @@ func GroupPurgedRevision(ctx context.Context, tx *Tx, groupID string) (int64, er
 	return rev, nil
 }
 
+// keepLBRevision is a CTE of a purge statement whose CTE "purged" returns
+// (load_balancer_id, deleted_revision) of the children it deleted: each load
+// balancer's own revision rises to its newest child delete purged, so the
+// revision LoadBalancerRevisions gives it (which counted the delete) does
+// not fall back to an older one whose content held the child.
+const keepLBRevision = `, kept AS (UPDATE load_balancers l SET revision = p.rev
+FROM (SELECT load_balancer_id, max(deleted_revision) AS rev FROM purged GROUP BY load_balancer_id) p
+WHERE l.id = p.load_balancer_id AND l.revision < p.rev)`
+
 // recordPurge is the tail of a purge statement whose CTE "purged" returns
 // (node_group_id, deleted_revision) of the rows it deleted: it raises the
 // groups' purged revisions to match.

@@ -74,12 +74,7 @@ func TestRealStartLeavesOutWhatCannotBind(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ports := make([]int, 2)
-	for i := range ports {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-	}
+	ports := freePorts(t, 2)
 	a := newAgent()
 	if err := a.startHAProxy(ctx); err != nil {
 		t.Fatal(err)

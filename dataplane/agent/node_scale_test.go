@@ -21,14 +21,22 @@ import (
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
-func freePort(t *testing.T) int {
+// freePorts returns n distinct loopback ports free at the call: all are held
+// open until every one is chosen (a port closed before the next is picked
+// may be picked again, and two listeners on one port leave one load balancer
+// out). Call it after the test's own listeners (backends) are open.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // With a real HAProxy: member changes arriving as new revisions of one load
@@ -79,8 +87,9 @@ func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 		return s.Listener.Addr().(*net.TCPAddr).Port
 	}
 	withPort := func(m openapi.Member, port int) openapi.Member { m.Port = port; return m }
-	port := freePort(t)
 	probe := lbPool("lb_probe", "127.0.0.1", withPort(member("mbr_a", "127.0.0.1", 1), backend("a")), withPort(member("mbr_b", "127.0.0.1", 1), backend("b")))
+	ports := freePorts(t, 6) // after the backends: none is theirs
+	port := ports[0]
 	probe.Listeners[0].Port = port
 	probe.Revision = 1
 	snap := snapshot(1, probe)
@@ -88,7 +97,7 @@ func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 	snap.Certificates = []openapi.SnapshotCertificate{}
 	for i := range 5 {
 		sl := lbPool("lb_other"+itoa(i), "127.0.0.1", member("mbr_o"+itoa(i), "127.0.0.1", 1))
-		sl.Listeners[0].Port = freePort(t)
+		sl.Listeners[0].Port = ports[1+i]
 		sl.Revision = 1
 		snap.LoadBalancers = append(snap.LoadBalancers, sl)
 	}
@@ -99,7 +108,7 @@ func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	seen := func(n int) map[string]int {
 		out := map[string]int{}
 		for range n {
@@ -198,9 +207,10 @@ func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 	}
 	waitQuiet := func() {
 		t.Helper()
-		// The frontends' session rates fall back to 0 within a second.
+		// The frontends' session rates fall back to 0 within a second
+		// (a loaded machine may take longer).
 		quiet := false
-		for i := 0; i < 20 && !quiet; i++ {
+		for i := 0; i < 80 && !quiet; i++ {
 			time.Sleep(250 * time.Millisecond)
 			if err := a.reportWith(ctx, true); err != nil {
 				t.Fatal(err)
@@ -209,7 +219,7 @@ func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 			quiet = r.Stats == nil && r.Members == nil && r.Revision == snap.Revision
 		}
 		if !quiet {
-			t.Fatalf("heartbeats 5 s after the traffic still read the counters: %+v", lastReport())
+			t.Fatalf("heartbeats 20 s after the traffic still read the counters: %+v", lastReport())
 		}
 	}
 	setIdleRead := func(d time.Duration) {
@@ -241,4 +251,26 @@ func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 		t.Fatalf("lb_probe's counters after traffic: %d connections", got)
 	}
 	waitQuiet()
+}
+
+// TestFreePortsDistinct: the ports freePorts gives are distinct and none is
+// one a listener of the test holds (two load balancers given one port, or a
+// port a backend holds, leave one out: the node-scale test's flake).
+func TestFreePortsDistinct(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	seen := map[int]bool{held.Addr().(*net.TCPAddr).Port: true}
+	for range 5 {
+		for _, p := range freePorts(t, 20) {
+			if seen[p] {
+				t.Fatalf("port %d given twice", p)
+			}
+			seen[p] = true
+		}
+		clear(seen)
+		seen[held.Addr().(*net.TCPAddr).Port] = true
+	}
 }
