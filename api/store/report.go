@@ -23,7 +23,7 @@ func GroupRevisionSince(ctx context.Context, tx *Tx, groupID string, floor int64
   (SELECT max(t.revision) FROM members t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1),
   (SELECT max(t.revision) FROM routing_rules t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1))`
 	var rev int64
-	if err := tx.pg.QueryRow(ctx, q, groupID, floor).Scan(&rev); err != nil {
+	if err := tx.pg.QueryRow(ctx, q, pgx.QueryExecModeExec, groupID, floor).Scan(&rev); err != nil {
 		return 0, fmt.Errorf("group revision: %w", err)
 	}
 	return rev, nil
