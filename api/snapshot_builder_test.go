@@ -2,10 +2,13 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/snapshot"
 	"github.com/fulcrumlb/fulcrum/api/store"
@@ -145,4 +148,85 @@ func sorted(s ...string) []string {
 	out := slices.Clone(s)
 	slices.Sort(out)
 	return out
+}
+
+// A group's part built from the previous one by the rows written since
+// (GroupSince, GroupRevisionSince: what the snapshot cache does while no
+// purge intervened) is exactly the part built from scratch, after each of a
+// sequence of writes to one load balancer among several: member changes,
+// adds and deletes, a new load balancer, a deleted one.
+func TestSnapshotGroupSinceIsFullBuild(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// A serving node that acks nothing holds every delete back from Purge
+	// (with a purge the cache builds by every row's revision instead).
+	b.must(http.StatusOK, b.Node, http.MethodPut, "/v1/nodes/n1", map[string]any{"node_group_id": b.GroupID})
+	type lbTree struct{ lb, pool, member string }
+	var trees []lbTree
+	for i := range 6 {
+		lb := b.create(b.TokenA, "/v1/load-balancers", map[string]any{"name": "lb" + strconv.Itoa(i)})
+		pool := b.create(b.TokenA, "/v1/pools", map[string]any{"load_balancer_id": lb, "protocol": "http"})
+		m := b.create(b.TokenA, "/v1/members", map[string]any{"pool_id": pool, "address": "127.0.0.1", "port": 9001})
+		b.create(b.TokenA, "/v1/listeners", map[string]any{"load_balancer_id": lb, "protocol": "http", "port": 80, "default_pool_id": pool})
+		trees = append(trees, lbTree{lb, pool, m})
+	}
+	builder := snapshot.NewBuilder(idShapes, testKey)
+	ctx := context.Background()
+	build := func(prev *openapi.Snapshot) (full, since *openapi.Snapshot) {
+		t.Helper()
+		err := b.Store.ReadSnapshot(ctx, func(tx *store.Tx) error {
+			rev, err := store.GroupRevision(ctx, tx, b.GroupID)
+			if err != nil {
+				return err
+			}
+			if full, err = builder.Group(ctx, tx, b.GroupID, rev); err != nil {
+				return err
+			}
+			if prev == nil {
+				return nil
+			}
+			revSince, err := store.GroupRevisionSince(ctx, tx, b.GroupID, prev.Revision)
+			if err != nil {
+				return err
+			}
+			if revSince != rev {
+				t.Errorf("GroupRevisionSince(%d) = %d, GroupRevision = %d", prev.Revision, revSince, rev)
+			}
+			since, err = builder.GroupSince(ctx, tx, b.GroupID, revSince, prev)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return full, since
+	}
+	prev, _ := build(nil)
+	writes := []struct {
+		what string
+		do   func()
+	}{
+		{"member disabled", func() {
+			b.must(http.StatusOK, b.TokenA, http.MethodPatch, "/v1/members/"+trees[0].member, map[string]any{"enabled": false})
+		}},
+		{"member added", func() {
+			b.create(b.TokenA, "/v1/members", map[string]any{"pool_id": trees[1].pool, "address": "127.0.0.1", "port": 9002})
+		}},
+		{"member deleted", func() { b.must(http.StatusAccepted, b.TokenA, http.MethodDelete, "/v1/members/"+trees[2].member, nil) }},
+		{"load balancer added", func() { b.create(b.TokenA, "/v1/load-balancers", map[string]any{"name": "new"}) }},
+		{"load balancer deleted", func() {
+			b.must(http.StatusAccepted, b.TokenA, http.MethodDelete, "/v1/load-balancers/"+trees[3].lb+"?cascade=true", nil)
+		}},
+		{"nothing", func() {}},
+	}
+	for _, w := range writes {
+		w.do()
+		full, since := build(prev)
+		full.GeneratedAt, since.GeneratedAt = time.Time{}, time.Time{}
+		if !reflect.DeepEqual(since, full) {
+			gj, _ := json.MarshalIndent(since, "", " ")
+			wj, _ := json.MarshalIndent(full, "", " ")
+			t.Fatalf("after %s: built from the previous part:\n%s\nfrom scratch:\n%s", w.what, gj, wj)
+		}
+		prev = since
+	}
 }

@@ -121,24 +121,38 @@ func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
 	g := &Group{}
 	c.mu.Lock()
 	var prev *openapi.Snapshot
+	prevPurged := int64(-1)
 	if old := c.groups[groupID]; old != nil {
-		prev = old.Snapshot
+		prev, prevPurged = old.Snapshot, old.purged
 	}
 	c.mu.Unlock()
 	err := c.st.ReadSnapshot(ctx, func(tx *store.Tx) error {
-		rev, err := store.GroupRevision(ctx, tx, groupID)
+		var rev int64
+		var err error
+		if prev != nil {
+			// Not below the previous part's: only rows written since are read.
+			rev, err = store.GroupRevisionSince(ctx, tx, groupID, prev.Revision)
+		} else {
+			rev, err = store.GroupRevision(ctx, tx, groupID)
+		}
 		if err != nil {
 			return err
 		}
-		// Only the load balancers changed since the previous part are read.
-		if g.Snapshot, err = c.b.GroupFrom(ctx, tx, groupID, rev, prev); err != nil {
+		if g.purged, err = store.GroupPurgedRevision(ctx, tx, groupID); err != nil {
+			return err
+		}
+		// Only the load balancers changed since the previous part are read:
+		// found by the rows written since, unless a purge removed rows
+		// since (then by every row's revision).
+		build := c.b.GroupFrom
+		if g.purged == prevPurged {
+			build = c.b.GroupSince
+		}
+		if g.Snapshot, err = build(ctx, tx, groupID, rev, prev); err != nil {
 			return err
 		}
 		g.Revision = rev
 		if g.writes, err = store.RevisionTraceparentListByGroupUpTo(ctx, tx, groupID, rev, MaxTraceparents); err != nil {
-			return err
-		}
-		if g.purged, err = store.GroupPurgedRevision(ctx, tx, groupID); err != nil {
 			return err
 		}
 		g.deleted, err = store.LoadBalancerListDeleted(ctx, tx, groupID)

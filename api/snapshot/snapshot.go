@@ -98,12 +98,28 @@ func (b *Builder) Group(ctx context.Context, tx *store.Tx, groupID string, rev i
 // objects' statuses in a reused load balancer are those of its last read
 // (statuses change without a revision; agents do not read them).
 func (b *Builder) GroupFrom(ctx context.Context, tx *store.Tx, groupID string, rev int64, prev *openapi.Snapshot) (*openapi.Snapshot, error) {
+	return b.groupFrom(ctx, tx, groupID, rev, prev, false)
+}
+
+// GroupSince is GroupFrom for a prev no purge has touched since it was built
+// (the group's purged revision is the same): the load balancers changed
+// since are found by the rows written after prev's revision
+// (store.LoadBalancersChangedSince) instead of every row's revision, so a
+// write to one load balancer among many reads that one's rows.
+func (b *Builder) GroupSince(ctx context.Context, tx *store.Tx, groupID string, rev int64, prev *openapi.Snapshot) (*openapi.Snapshot, error) {
+	return b.groupFrom(ctx, tx, groupID, rev, prev, prev != nil)
+}
+
+func (b *Builder) groupFrom(ctx context.Context, tx *store.Tx, groupID string, rev int64, prev *openapi.Snapshot, since bool) (*openapi.Snapshot, error) {
 	var lbs []openapi.SnapshotLoadBalancer
 	var certs []openapi.SnapshotCertificate
 	var err error
-	if prev == nil {
+	switch {
+	case prev == nil:
 		lbs, certs, err = b.loadBalancers(ctx, tx, store.GroupScope(groupID))
-	} else {
+	case since:
+		lbs, certs, err = b.loadBalancersSince(ctx, tx, groupID, prev)
+	default:
 		lbs, certs, err = b.loadBalancersFrom(ctx, tx, groupID, prev)
 	}
 	if err != nil {
@@ -291,6 +307,64 @@ func (b *Builder) loadBalancersFrom(ctx context.Context, tx *store.Tx, groupID s
 		if lb, ok := fresh[id]; ok {
 			out = append(out, lb)
 		} else if o := old[id]; o != nil && o.Revision == revs[id] {
+			out = append(out, *o)
+		}
+	}
+	certs, err := b.certificates(ctx, tx, sc, prev.Certificates)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, certs, nil
+}
+
+// loadBalancersSince is loadBalancersFrom for a prev no purge has touched
+// since (GroupSince): the load balancers with rows written after prev's
+// revision, and the live ones prev lacks (moved into the group), are read
+// again; prev's others are reused as they are, those no longer live in the
+// group dropped.
+func (b *Builder) loadBalancersSince(ctx context.Context, tx *store.Tx, groupID string, prev *openapi.Snapshot) ([]openapi.SnapshotLoadBalancer, []openapi.SnapshotCertificate, error) {
+	sc := store.GroupScope(groupID)
+	live, err := store.LiveLoadBalancerIDs(ctx, tx, groupID)
+	if err != nil {
+		return nil, nil, err
+	}
+	since, err := store.LoadBalancersChangedSince(ctx, tx, groupID, prev.Revision)
+	if err != nil {
+		return nil, nil, err
+	}
+	old := make(map[string]*openapi.SnapshotLoadBalancer, len(prev.LoadBalancers))
+	for i := range prev.LoadBalancers {
+		old[prev.LoadBalancers[i].LoadBalancer.Id] = &prev.LoadBalancers[i]
+	}
+	stale := make(map[string]bool, len(since))
+	for _, id := range since {
+		stale[id] = true
+	}
+	var changed []string
+	for _, id := range live {
+		if stale[id] || old[id] == nil {
+			changed = append(changed, id)
+		}
+	}
+	if 2*len(changed) > len(live) {
+		return b.loadBalancers(ctx, tx, sc)
+	}
+	fresh := map[string]openapi.SnapshotLoadBalancer{}
+	if len(changed) > 0 {
+		lbs, err := b.loadBalancerList(ctx, tx, store.LoadBalancersScope(changed))
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, lb := range lbs {
+			fresh[lb.LoadBalancer.Id] = lb
+		}
+	}
+	sort.Strings(live)
+	out := make([]openapi.SnapshotLoadBalancer, 0, len(live))
+	for _, id := range live {
+		if lb, ok := fresh[id]; ok {
+			out = append(out, lb)
+		} else if o := old[id]; o != nil && !stale[id] {
 			out = append(out, *o)
 		}
 	}

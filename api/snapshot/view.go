@@ -139,9 +139,22 @@ func (v *Views) load(ctx context.Context, groupID string) (*View, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.timeout)
 	defer cancel()
 	w := &View{GroupID: groupID, mark: v.changes.Mark(), expires: time.Now().Add(v.maxAge)}
+	v.mu.Lock()
+	floor := int64(-1)
+	if old := v.groups[groupID]; old != nil {
+		floor = old.Revision
+	}
+	v.mu.Unlock()
 	var nodes []store.PollNode
 	err := v.st.ReadSnapshot(ctx, func(tx *store.Tx) error {
-		rev, err := store.GroupRevision(ctx, tx, groupID)
+		var rev int64
+		var err error
+		if floor >= 0 {
+			// Not below the previous view's: only rows written since are read.
+			rev, err = store.GroupRevisionSince(ctx, tx, groupID, floor)
+		} else {
+			rev, err = store.GroupRevision(ctx, tx, groupID)
+		}
 		if err != nil {
 			return err
 		}

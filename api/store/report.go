@@ -9,6 +9,26 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// GroupRevisionSince is GroupRevision for a caller that knows an earlier
+// GroupRevision of the group, floor: it reads only the rows written after
+// floor, not the group's whole tree. It never returns less than floor, so
+// where Purge removed the group's newest rows since, it is floor rather than
+// the lower GroupRevision.
+func GroupRevisionSince(ctx context.Context, tx *Tx, groupID string, floor int64) (int64, error) {
+	const q = `SELECT GREATEST($2::bigint,
+  (SELECT revision FROM node_groups WHERE id = $1),
+  (SELECT max(revision) FROM load_balancers WHERE node_group_id = $1 AND revision > $2),
+  (SELECT max(t.revision) FROM listeners t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1),
+  (SELECT max(t.revision) FROM pools t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1),
+  (SELECT max(t.revision) FROM members t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1),
+  (SELECT max(t.revision) FROM routing_rules t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1))`
+	var rev int64
+	if err := tx.pg.QueryRow(ctx, q, pgx.QueryExecModeExec, groupID, floor).Scan(&rev); err != nil {
+		return 0, fmt.Errorf("group revision: %w", err)
+	}
+	return rev, nil
+}
+
 // GroupRevision is the newest revision of anything a node of the group serves
 // (deleted objects included; once purged, the newest delete purged counts,
 // so a purge never lowers it): a node whose snapshot is older must fetch a

@@ -77,3 +77,40 @@ WHERE l.id = p.load_balancer_id AND l.revision < p.rev)`
 const recordPurge = ` INSERT INTO snapshot_purges (node_group_id, purged_revision)
 SELECT node_group_id, max(deleted_revision) FROM purged GROUP BY node_group_id
 ON CONFLICT (node_group_id) DO UPDATE SET purged_revision = GREATEST(snapshot_purges.purged_revision, EXCLUDED.purged_revision)`
+
+// LoadBalancersChangedSince lists the load balancers of node group groupID
+// (live or not) with a row written at a revision after after: their own, a
+// listener's, pool's, member's or routing rule's (deletes too, as they set
+// the revision), or a certificate one of their live listeners uses. For a
+// load balancer not listed, LoadBalancerRevisions is what it was at after
+// unless Purge has removed one of its rows since (see GroupPurgedRevision).
+// It reads only the rows written since, not the group's whole tree.
+func LoadBalancersChangedSince(ctx context.Context, tx *Tx, groupID string, after int64) ([]string, error) {
+	q := "SELECT id FROM load_balancers WHERE node_group_id = $1 AND revision > $2"
+	for _, t := range []string{"listeners", "pools", "members", "routing_rules"} {
+		q += " UNION SELECT t.load_balancer_id FROM " + t + " t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1"
+	}
+	q += " UNION SELECT l.load_balancer_id FROM certificates c JOIN listener_certificates lc ON lc.certificate_id = c.id" +
+		" JOIN listeners l ON l.id = lc.listener_id JOIN load_balancers lb ON lb.id = l.load_balancer_id" +
+		" WHERE c.revision > $2 AND lb.node_group_id = $1 AND l.deleted_revision IS NULL"
+	// Planned for the values at hand (an unnamed statement): a cached
+	// generic plan, not knowing how few rows are newer than after, joins the
+	// group's whole tree (≈ 5 ms at 10,000 members instead of ≈ 1.5 ms).
+	rows, _ := tx.pg.Query(ctx, q, pgx.QueryExecModeExec, groupID, after)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("load balancers changed since %d: %w", after, err)
+	}
+	return ids, nil
+}
+
+// LiveLoadBalancerIDs lists the ids of node group groupID's live load
+// balancers.
+func LiveLoadBalancerIDs(ctx context.Context, tx *Tx, groupID string) ([]string, error) {
+	rows, _ := tx.pg.Query(ctx, "SELECT id FROM load_balancers WHERE node_group_id = $1 AND deleted_revision IS NULL", groupID)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("live load balancers: %w", err)
+	}
+	return ids, nil
+}

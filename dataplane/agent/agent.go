@@ -170,6 +170,13 @@ type Agent struct {
 	render haproxy.RenderCache
 	// stateJSON encodes snapshot.json, re-encoding only what changed (state.go).
 	stateJSON stateEncoder
+	// persist (state.go): with persistAsync (while Run runs) an apply
+	// marks the state dirty and wakes the writer of snapshot.json instead
+	// of writing it itself; stateMu serializes the writes.
+	persistAsync bool
+	stateDirty   bool
+	persist      chan struct{}
+	stateMu      sync.Mutex
 	// converted are the load balancers' models by revision (apply.go).
 	converted conversions
 	// written is the text last written to haproxy.cfg (nil: unknown).
@@ -196,7 +203,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, client: client, tracer: cfg.TracerProvider.Tracer("github.com/fulcrumlb/fulcrum/dataplane/agent"),
 		lbErrors: map[string]lbFailure{}, nodeErrors: map[openapi.NodeErrorKind]string{}, certLoaded: map[string]string{}, certWritten: map[string]string{},
-		reportCh: make(chan struct{}, 1)}
+		reportCh: make(chan struct{}, 1), persist: make(chan struct{}, 1)}
 	run := a.path("run")
 	a.stats = loadStats(a.path("stats.json"))
 	a.metrics = newAgentMetrics(a, cfg.MeterProvider)
@@ -267,6 +274,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer func() { stop(); <-done }()
 	}
 	leave := func() {
+		a.flushState() // what runs is on disk before HAProxy is left to the next agent
 		a.stats.flush()
 		if !a.cfg.StopHAProxyOnExit {
 			// keepalived keeps holding the VIPs with HAProxy; the next
@@ -292,7 +300,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer leave()
 	a.updateVIPs(a.snap)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	a.mu.Lock()
+	a.persistAsync = true
+	a.mu.Unlock()
+	go func() { defer wg.Done(); a.persistLoop(ctx) }()
 	go func() { defer wg.Done(); a.vips.Run(ctx) }()
 	go func() { defer wg.Done(); a.proc.Supervise(ctx) }()
 	go func() { defer wg.Done(); a.reportLoop(ctx) }()

@@ -319,11 +319,8 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 		}
 	}
 	a.removeStaleCertificates(snap, p.cfg)
-	if err := a.saveState(); err != nil {
-		a.nodeErrors[openapi.Disk] = truncate("save state: "+err.Error(), 8000)
-		a.retry = true
-		a.log.Error("save state", "err", err)
-	}
+	a.stateChanged() // state.go: snapshot.json, after what runs changed
+
 	span.SetAttributes(attribute.Bool("fulcrum.reloaded", reloaded), attribute.Int("fulcrum.load_balancer_errors", len(p.errs)))
 	lbErrors := make(map[string]string, len(p.errs))
 	for id, f := range p.errs {

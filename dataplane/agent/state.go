@@ -30,10 +30,91 @@ type diskState struct {
 	Errors   map[string]lbFailure   `json:"errors,omitempty"`
 }
 
-// saveState writes the state; a.mu held.
-func (a *Agent) saveState() error {
+// stateChanged records that the state changed (an apply); a.mu held. While
+// Run runs, snapshot.json is written by persistLoop, off the apply: a member
+// change is live in HAProxy, and reported, without waiting for the state
+// file (MBs at 1,000 load balancers) to be encoded, written and synced; the
+// writes coalesce when applies come faster than they take. A crash before the
+// write leaves the previous state on disk, which the next start serves and
+// then converges from: it polls after the revision that state holds and
+// applies what changed since (as after any restart). Without Run (tests
+// calling Apply) it writes at once.
+func (a *Agent) stateChanged() {
+	a.stateDirty = true
+	if a.persistAsync {
+		select {
+		case a.persist <- struct{}{}:
+		default: // a write is due already; it takes this state
+		}
+		return
+	}
+	if err := a.writeStateLocked(); err != nil {
+		a.stateWriteFailed(err)
+	}
+}
+
+// persistLoop writes snapshot.json when the state changed, until ctx ends
+// (Run's leave then writes what is left: flushState).
+func (a *Agent) persistLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.persist:
+			a.flushState()
+		}
+	}
+}
+
+// flushState writes snapshot.json when the state changed since it was last
+// written. The state is encoded under a.mu, the file written and synced
+// outside it (applies go on meanwhile: a later one writes again).
+func (a *Agent) flushState() {
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	a.mu.Lock()
+	if !a.stateDirty {
+		a.mu.Unlock()
+		return
+	}
+	b, err := a.encodeStateLocked()
+	a.stateDirty = false
+	a.mu.Unlock()
+	if err == nil && b != nil {
+		err = atomicfile.Write(a.path("snapshot.json"), b, 0o600)
+	}
+	if err != nil {
+		a.mu.Lock()
+		a.stateDirty = true // the retry's apply writes it again
+		a.stateWriteFailed(err)
+		a.mu.Unlock()
+		a.notifyReport()
+	}
+}
+
+// stateWriteFailed reports a failed write of snapshot.json as a disk error
+// and has the apply retried (retryLoop); a.mu held.
+func (a *Agent) stateWriteFailed(err error) {
+	a.nodeErrors[openapi.Disk] = truncate("save state: "+err.Error(), 8000)
+	a.retry = true
+	a.log.Error("save state", "err", err)
+}
+
+// writeStateLocked writes the state at once; a.mu held.
+func (a *Agent) writeStateLocked() error {
+	b, err := a.encodeStateLocked()
+	if err != nil || b == nil {
+		return err
+	}
+	a.stateDirty = false
+	return atomicfile.Write(a.path("snapshot.json"), b, 0o600)
+}
+
+// encodeStateLocked is the content of snapshot.json (nil when there is no
+// state yet); a.mu held.
+func (a *Agent) encodeStateLocked() ([]byte, error) {
 	if a.snap == nil || a.live == nil {
-		return nil
+		return nil, nil
 	}
 	snap := *a.snap
 	snap.Certificates = make([]openapi.SnapshotCertificate, len(a.snap.Certificates))
@@ -41,11 +122,7 @@ func (a *Agent) saveState() error {
 		c.PrivateKey = ""
 		snap.Certificates[i] = c
 	}
-	b, err := a.stateJSON.encode(diskState{Version: stateVersion, Snapshot: &snap, Served: a.live.LoadBalancers, Errors: a.lbErrors})
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(a.path("snapshot.json"), b, 0o600)
+	return a.stateJSON.encode(diskState{Version: stateVersion, Snapshot: &snap, Served: a.live.LoadBalancers, Errors: a.lbErrors})
 }
 
 // stateEncoder encodes diskState as json.Marshal does, byte for byte, but

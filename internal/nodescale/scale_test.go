@@ -219,7 +219,19 @@ func TestScale(t *testing.T) {
 	smallSamples := envInt("FULCRUM_SCALE_SMALL_SAMPLES", 10)
 	idleOnly := os.Getenv("FULCRUM_SCALE_ONLY") == "idle"
 	idleWindows := envInt("FULCRUM_SCALE_IDLE_WINDOWS", 1)
+	// FULCRUM_SCALE_PHASES (e.g. "member") runs only the phases named
+	// (small, idle, member, create; comma-separated); the growth always runs.
+	phases := map[string]bool{"small": true, "idle": true, "member": true, "create": true}
+	if v := os.Getenv("FULCRUM_SCALE_PHASES"); v != "" {
+		phases = map[string]bool{}
+		for _, p := range strings.Split(v, ",") {
+			phases[strings.TrimSpace(p)] = true
+		}
+	}
 	if idleOnly {
+		phases = map[string]bool{"idle": true}
+	}
+	if !phases["small"] {
 		smallSamples = 0
 	}
 	extra := samples + smallSamples // load balancers besides the nLB
@@ -400,7 +412,11 @@ feed:
 	// 2. Idle CPU of the test process (API + agent), HAProxy (master and workers).
 	// The reports of the growth settle: the first heartbeats after changes
 	// read everything once (see the agent's quietReports).
-	time.Sleep(10 * time.Second)
+	if !phases["idle"] {
+		idleWindows = 0
+	} else {
+		time.Sleep(10 * time.Second)
+	}
 	idleWindow := time.Duration(envInt("FULCRUM_SCALE_IDLE_SECONDS", 20)) * time.Second
 	hp := ag.Process().PID()
 	var selfs, haps, pgs, totals []float64
@@ -423,6 +439,9 @@ feed:
 			idleWindow, selfs[w], haps[w], pgs[w], totals[w], heartbeat)
 	}
 	median := func(v []float64) float64 {
+		if len(v) == 0 {
+			return 0
+		}
 		v = append([]float64(nil), v...)
 		sort.Float64s(v)
 		return v[len(v)/2]
@@ -480,7 +499,7 @@ feed:
 	stopProfile := profile(t, "member")
 	memberTimeouts := 0
 	bodies := []map[string]any{{"enabled": false}, {"enabled": true}}
-	for i := 0; i < samples; i++ {
+	for i := 0; i < samples && phases["member"]; i++ {
 		stops := i%2 == 0
 		w0 := current()
 		begin := time.Now()
@@ -524,7 +543,11 @@ feed:
 
 	// 4. Create → first 200 with nLB load balancers on the node, and a bare
 	// `haproxy -c` + reload of the node's config in the same run.
-	first200, bare := createToFirst200("new", max(samples/4, 3))
+	nCreate := max(samples/4, 3)
+	if !phases["create"] {
+		nCreate = 0
+	}
+	first200, bare := createToFirst200("new", nCreate)
 	f, b := sorted(first200), sorted(bare)
 	logf("create → first 200 with %d LBs on the node: %d samples, p50=%s ms p99=%s ms", nLB+1, len(f), ms(pct(f, 50)), ms(pct(f, 99)))
 	logf("bare haproxy -c + reload of the same config (same run): p50=%s ms p99=%s ms", ms(pct(b, 50)), ms(pct(b, 99)))
