@@ -537,6 +537,15 @@ feed:
 		}
 	}
 	stopProfile()
+	if len(member) > 0 {
+		// In the order taken, so an outlier can be placed (the first change
+		// after the probe's creation, a periodic derivation, …).
+		each := make([]string, len(member))
+		for i, d := range member {
+			each[i] = ms(d)
+		}
+		logf("member change → effective, each in order (ms): %s", strings.Join(each, " "))
+	}
 	m := sorted(member)
 	logf("member change → effective with %d LBs on the node: %d changes, p50=%s ms p99=%s ms max=%s ms, %d timed out (>10 s); %d of them reloaded HAProxy",
 		nLB+1, len(m), ms(pct(m, 50)), ms(pct(m, 99)), ms(pct(m, 100)), memberTimeouts, reloads)
