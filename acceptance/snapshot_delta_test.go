@@ -191,22 +191,7 @@ func TestSnapshotFormatNewerKeepsServing(t *testing.T) {
 	rw := &formatRewriter{}
 	endpoint := rw.start(t, s.Endpoint)
 	dir := t.TempDir()
-	ag, err := agent.New(agent.Config{Endpoint: endpoint, Token: s.NodeToken, NodeName: "node-1", StateDir: dir, PollWait: pollWait,
-		ReportInterval: 300 * time.Millisecond, HardStopAfter: 5 * time.Second, Logger: teststack.Logger(), StopHAProxyOnExit: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Errorf("the agent did not stop")
-		}
-	})
+	ag := runAgent(t, s.Stack, endpoint, dir)
 	a, b := teststack.StartBackend(t, "a"), teststack.StartBackend(t, "b")
 	lb := s.newLB(8311, nil, a)
 	cl := teststack.NewClient(nil)
@@ -276,22 +261,7 @@ func TestSnapshotPurgedChildAgentConverges(t *testing.T) {
 		p.ServeHTTP(w, r)
 	}))
 	t.Cleanup(proxy.Close)
-	n1, err := agent.New(agent.Config{Endpoint: proxy.URL, Token: s.NodeToken, NodeName: "node-1", StateDir: t.TempDir(), PollWait: pollWait,
-		ReportInterval: 300 * time.Millisecond, HardStopAfter: 5 * time.Second, Logger: teststack.Logger(), StopHAProxyOnExit: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n1.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Errorf("the agent did not stop")
-		}
-	})
+	n1 := runAgent(t, s.Stack, proxy.URL, t.TempDir())
 	n2 := s.StartAgent("node-2")
 	a, b := teststack.StartBackend(t, "a"), teststack.StartBackend(t, "b")
 	y := s.newLB(8321, nil, a)
@@ -325,4 +295,27 @@ func TestSnapshotPurgedChildAgentConverges(t *testing.T) {
 	}
 	d, f := n1.SnapshotsReceived()
 	t.Logf("node-1 held %d, deletes purged up to %d, caught up to %d: %d deltas, %d complete snapshots", held, purged, rev, d, f)
+}
+
+// runAgent runs agent node-1 of s against endpoint with state in dir until
+// the test ends.
+func runAgent(t *testing.T, s *teststack.Stack, endpoint, dir string) *agent.Agent {
+	t.Helper()
+	ag, err := agent.New(agent.Config{Endpoint: endpoint, Token: s.NodeToken, NodeName: "node-1", StateDir: dir, PollWait: pollWait,
+		ReportInterval: 300 * time.Millisecond, HardStopAfter: 5 * time.Second, Logger: teststack.Logger(), StopHAProxyOnExit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Errorf("the agent did not stop")
+		}
+	})
+	return ag
 }

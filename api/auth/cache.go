@@ -204,24 +204,22 @@ func (a *Authenticator) Forget(id string) {
 // ForgetNode drops the tokens bound to node nodeID (deleted through this
 // replica, with its tokens).
 func (a *Authenticator) ForgetNode(nodeID string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.forgets++
-	for k, e := range a.tokens {
-		if e.p.NodeID == nodeID {
-			delete(a.tokens, k)
-		}
-	}
+	a.forgetWhere(func(p Principal) bool { return p.NodeID == nodeID })
 }
 
 // ForgetTenant drops the tokens of tenant tenantID (deleted through this
 // replica, with its tokens).
 func (a *Authenticator) ForgetTenant(tenantID string) {
+	a.forgetWhere(func(p Principal) bool { return p.TenantID == tenantID })
+}
+
+// forgetWhere drops the cached tokens whose principal match says.
+func (a *Authenticator) forgetWhere(match func(Principal) bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.forgets++
 	for k, e := range a.tokens {
-		if e.p.TenantID == tenantID {
+		if match(e.p) {
 			delete(a.tokens, k)
 		}
 	}

@@ -288,7 +288,21 @@ func (b *Builder) loadBalancersFrom(ctx context.Context, tx *store.Tx, groupID s
 			changed = append(changed, id)
 		}
 	}
-	if 2*len(changed) > len(revs) {
+	return b.reuseOrRead(ctx, tx, sc, prev, ids, changed, func(id string) *openapi.SnapshotLoadBalancer {
+		if o := old[id]; o != nil && o.Revision == revs[id] {
+			return o
+		}
+		return nil
+	})
+}
+
+// reuseOrRead is the load balancers ids (sorted here) of scope sc: those in
+// changed read again, the others reuse(id) (prev's, still current; nil
+// drops it), with sc's certificates; everything read again when most of ids
+// changed.
+func (b *Builder) reuseOrRead(ctx context.Context, tx *store.Tx, sc store.SnapshotScope, prev *openapi.Snapshot, ids, changed []string,
+	reuse func(id string) *openapi.SnapshotLoadBalancer) ([]openapi.SnapshotLoadBalancer, []openapi.SnapshotCertificate, error) {
+	if 2*len(changed) > len(ids) {
 		return b.loadBalancers(ctx, tx, sc)
 	}
 	fresh := map[string]openapi.SnapshotLoadBalancer{}
@@ -306,7 +320,7 @@ func (b *Builder) loadBalancersFrom(ctx context.Context, tx *store.Tx, groupID s
 	for _, id := range ids {
 		if lb, ok := fresh[id]; ok {
 			out = append(out, lb)
-		} else if o := old[id]; o != nil && o.Revision == revs[id] {
+		} else if o := reuse(id); o != nil {
 			out = append(out, *o)
 		}
 	}
@@ -346,31 +360,10 @@ func (b *Builder) loadBalancersSince(ctx context.Context, tx *store.Tx, groupID 
 			changed = append(changed, id)
 		}
 	}
-	if 2*len(changed) > len(live) {
-		return b.loadBalancers(ctx, tx, sc)
-	}
-	fresh := map[string]openapi.SnapshotLoadBalancer{}
-	if len(changed) > 0 {
-		lbs, err := b.loadBalancerList(ctx, tx, store.LoadBalancersScope(changed))
-		if err != nil {
-			return nil, nil, err
+	return b.reuseOrRead(ctx, tx, sc, prev, live, changed, func(id string) *openapi.SnapshotLoadBalancer {
+		if stale[id] {
+			return nil
 		}
-		for _, lb := range lbs {
-			fresh[lb.LoadBalancer.Id] = lb
-		}
-	}
-	sort.Strings(live)
-	out := make([]openapi.SnapshotLoadBalancer, 0, len(live))
-	for _, id := range live {
-		if lb, ok := fresh[id]; ok {
-			out = append(out, lb)
-		} else if o := old[id]; o != nil && !stale[id] {
-			out = append(out, *o)
-		}
-	}
-	certs, err := b.certificates(ctx, tx, sc, prev.Certificates)
-	if err != nil {
-		return nil, nil, err
-	}
-	return out, certs, nil
+		return old[id]
+	})
 }
