@@ -62,7 +62,7 @@ func (a *Agent) expectPollAck() {
 	a.mu.Unlock()
 }
 
-// pollAckParams adds to p what the next poll announces and acknowledges;
+// pollAckParamsLocked adds to p what the next poll announces and acknowledges;
 // a.mu held.
 func (a *Agent) pollAckParamsLocked(p *openapi.GetNodeSnapshotParams) {
 	proto := strconv.Itoa(agentProtocol)
