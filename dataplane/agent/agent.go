@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -431,22 +433,122 @@ func (a *Agent) checkText(ctx context.Context, text []byte) error {
 	return a.checker.Check(ctx, f.Name())
 }
 
-// saveServerState dumps servers' state for the next worker to load, so a
-// reload does not forget which members are down. The dump's administrative
-// fields (maintenance, weight, address) are rewritten to what cfg says: the
-// file carries health across reloads, never stale intent.
+// saveServerState writes the servers' state for the next worker to load
+// (HAProxy's server-state-file), so a reload does not forget which members
+// health checks found down. Only pools with health checks, in what runs and
+// in cfg, have such state: every other server's state is what cfg says, and
+// HAProxy takes a server the file does not list from the configuration. So
+// a node without health checks dumps nothing (at 1,000 load balancers of 10
+// members the whole dump is 1.2 MB, for HAProxy to write and the next worker
+// to parse, on every reload). The dump's administrative fields (maintenance,
+// weight, address) are rewritten to what cfg says: the file carries health
+// across reloads, never stale intent.
 func (a *Agent) saveServerState(ctx context.Context, cfg haproxy.Config) {
 	a.sampleStats(ctx, a.live) // the old worker's final counts (stats.go)
 	a.metrics.observeReload(ctx)
-	out, err := a.runtime.Command(ctx, "show servers state")
-	if err != nil {
-		a.log.Warn("save server state", "err", err)
-		return
+	pools := checkedPools(a.live, cfg)
+	var dump string
+	switch {
+	case len(pools) == 0:
+		dump = "1\n"
+	case len(pools) <= maxScopedPools:
+		var parts []string
+		for _, id := range pools {
+			out, err := a.runtime.ServersStateOf(ctx, id)
+			if err != nil {
+				var ce *haproxy.CommandError
+				if errors.As(err, &ce) {
+					continue // a backend this worker does not have
+				}
+				a.log.Warn("save server state", "err", err)
+				return
+			}
+			parts = append(parts, out)
+		}
+		dump = joinServerState(parts)
+	default:
+		out, err := a.runtime.Command(ctx, "show servers state")
+		if err != nil {
+			a.log.Warn("save server state", "err", err)
+			return
+		}
+		dump = keepServerState(out, pools)
 	}
 	// Read by the next worker at once; not worth an fsync.
-	if err := replaceFile(a.path("run/server-state"), []byte(rewriteServerState(out, cfg))); err != nil {
+	if err := replaceFile(a.path("run/server-state"), []byte(rewriteServerState(dump, cfg))); err != nil {
 		a.log.Warn("save server state", "err", err)
 	}
+}
+
+// checkedPools are the ids of the pools with health checks (and members)
+// in both live and cfg, sorted: the ones whose servers' health a reload
+// should carry.
+func checkedPools(live *haproxy.Config, cfg haproxy.Config) []string {
+	if live == nil {
+		return nil
+	}
+	running := map[string]bool{}
+	for i := range live.LoadBalancers {
+		for j := range live.LoadBalancers[i].Pools {
+			if p := &live.LoadBalancers[i].Pools[j]; p.Monitor != nil && len(p.Members) > 0 {
+				running[p.ID] = true
+			}
+		}
+	}
+	var out []string
+	for i := range cfg.LoadBalancers {
+		for j := range cfg.LoadBalancers[i].Pools {
+			if p := &cfg.LoadBalancers[i].Pools[j]; p.Monitor != nil && running[p.ID] {
+				out = append(out, p.ID)
+			}
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// joinServerState joins dumps of `show servers state <backend>` into one
+// file: a version line and the header (the first dump's), then every
+// server line.
+func joinServerState(parts []string) string {
+	head := []string{"1"}
+	var body []string
+	for n, part := range parts {
+		for i, line := range strings.Split(part, "\n") {
+			switch {
+			case line == "":
+			case i == 0:
+				if n == 0 {
+					head[0] = line // the version
+				}
+			case strings.HasPrefix(line, "#"):
+				if len(head) == 1 {
+					head = append(head, line)
+				}
+			default:
+				body = append(body, line)
+			}
+		}
+	}
+	return strings.Join(append(head, body...), "\n") + "\n"
+}
+
+// keepServerState keeps, of a `show servers state` dump, the version and
+// header lines and the servers of the backends in pools.
+func keepServerState(dump string, pools []string) string {
+	keep := map[string]bool{}
+	for _, id := range pools {
+		keep[id] = true
+	}
+	lines := strings.Split(dump, "\n")
+	out := make([]string, 0, len(lines))
+	for i, line := range lines {
+		f := strings.Fields(line)
+		if i == 0 || strings.HasPrefix(line, "#") || len(f) < 2 || keep[f[1]] {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // rewriteServerState sets srv_addr, srv_admin_state, srv_uweight, srv_iweight

@@ -405,6 +405,26 @@ func (r Runtime) StatsOf(ctx context.Context, proxy string) ([]ProxyStat, []Serv
 	return parseStatCSV(out)
 }
 
+// FrontendStats returns the frontends' rows of `show stat` (`show stat -1 1
+// -1`): at 1,000 load balancers of 10 members a thirteenth of Stats' bytes.
+func (r Runtime) FrontendStats(ctx context.Context) ([]ProxyStat, error) {
+	out, err := r.Command(ctx, "show stat -1 1 -1")
+	if err != nil {
+		return nil, err
+	}
+	proxies, _, err := parseStatCSV(out)
+	return proxies, err
+}
+
+// ServersStateOf returns `show servers state <backend>`: the state-file
+// dump of one backend's servers (version line, header, one line per server).
+func (r Runtime) ServersStateOf(ctx context.Context, backend string) (string, error) {
+	if len(backend) > 128 || !runtimeNameRE.MatchString(backend) {
+		return "", fmt.Errorf("haproxy: name %q: %w (want [A-Za-z0-9_.:-]{1,128})", backend, ErrInvalidArgument)
+	}
+	return r.Command(ctx, "show servers state "+backend)
+}
+
 // parseStatCSV parses `show stat` output (CSV; the header line starts with
 // "# "). Columns are found by name, so newer columns do not matter.
 func parseStatCSV(out string) ([]ProxyStat, []ServerStat, error) {
