@@ -305,9 +305,11 @@ func (a *Agent) markScopeAll() {
 // reportTraffic sends a heartbeat with the counters of the load balancers
 // whose frontends' rows differ from the last read (front against the rows
 // of that read), reading only their frontends and pools (`show stat <name>
-// -1 -1`), and reports whether it did. It does not when many changed, when
-// HAProxy's worker changed since the counters were read, or when the
-// periodic full read (quietEvery) is due; the caller then reads everything.
+// -1 -1`), and reports whether it did. When HAProxy's worker is not the one
+// the counters were read from (a reload the agent did not make), those
+// are the load balancers with counts in the new worker (movedLBs). It does
+// not when many changed or when the periodic full read (quietEvery) is
+// due; the caller then reads everything.
 func (a *Agent) reportTraffic(ctx context.Context, body *openapi.NodeReport, live *haproxy.Config, front string, now time.Time) bool {
 	prev, ok := a.quiet.last(now)
 	if !ok || a.stats.fullDue(now) {
@@ -325,23 +327,42 @@ func (a *Agent) reportTraffic(ctx context.Context, body *openapi.NodeReport, liv
 			owner[l.ID] = lb.ID
 		}
 	}
-	lbs := map[string]bool{}
-	for _, line := range strings.Split(front, "\n") {
-		name, _, ok := strings.Cut(line, ",")
-		if !ok || strings.HasPrefix(line, "#") || before[name] == line {
-			continue
-		}
-		lb, known := owner[name]
-		if !known {
-			continue // not a tenant's listener (the exporter, say)
-		}
-		lbs[lb] = true
-	}
-	if len(lbs) == 0 || len(lbs) > maxScopedPools {
+	worker, err := a.workerPid(ctx)
+	if err != nil {
 		return false
 	}
-	worker, err := a.workerPid(ctx)
-	if err != nil || !a.stats.sameWorker(worker) {
+	same := a.stats.sameWorker(worker)
+	lbs := map[string]bool{}
+	if same {
+		for _, line := range strings.Split(front, "\n") {
+			name, _, ok := strings.Cut(line, ",")
+			if !ok || strings.HasPrefix(line, "#") || before[name] == line {
+				continue
+			}
+			lb, known := owner[name]
+			if !known {
+				continue // not a tenant's listener (the exporter, say)
+			}
+			lbs[lb] = true
+		}
+		if len(lbs) == 0 {
+			return false
+		}
+	} else {
+		// A worker the counters were not read from (a reload the agent
+		// did not make, HAProxy restarted): the load balancers with
+		// counts in it, as before a reload (sampleStats).
+		fronts, _, err := haproxy.ParseStat(front)
+		if err != nil {
+			return false
+		}
+		lbs = a.stats.movedLBs(worker, fronts, statObjects(live))
+	}
+	if len(lbs) > maxScopedPools {
+		return false
+	}
+	proxies, servers, err := a.statsOfLBs(ctx, live, lbs)
+	if err != nil {
 		return false
 	}
 	sub := haproxy.Config{Global: live.Global}
@@ -350,26 +371,15 @@ func (a *Agent) reportTraffic(ctx context.Context, body *openapi.NodeReport, liv
 			sub.LoadBalancers = append(sub.LoadBalancers, lb)
 		}
 	}
-	var proxies []haproxy.ProxyStat
-	var servers []haproxy.ServerStat
-	for _, lb := range sub.LoadBalancers {
-		names := []string{}
-		for _, l := range lb.Listeners {
-			names = append(names, l.ID)
-		}
-		for _, p := range lb.Pools {
-			names = append(names, p.ID)
-		}
-		for _, n := range names {
-			px, sv, err := a.runtime.StatsOf(ctx, n)
-			if err != nil {
-				return false
-			}
-			proxies, servers = append(proxies, px...), append(servers, sv...)
-		}
+	var entries map[string]statEntry
+	if same {
+		objs := statObjects(&sub)
+		entries = a.stats.observeSome(worker, readings(proxies, servers, objs), objs)
+	} else {
+		// Every entry moves to the base; those read take the new counts.
+		objs := statObjects(live)
+		entries = a.stats.observe(worker, readings(proxies, servers, objs), objs)
 	}
-	objs := statObjects(&sub)
-	entries := a.stats.observeSome(worker, readings(proxies, servers, objs), objs)
 	stats, sent := a.stats.unsentOf(buildStats(entries, &sub))
 	body.Stats = &stats
 	if err := a.send(ctx, body, func() { sent(); a.quiet.advance(front) }); err != nil {

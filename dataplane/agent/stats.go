@@ -368,12 +368,22 @@ func (a *Agent) sampleStats(ctx context.Context, live *haproxy.Config) int {
 		a.stats.observe(worker, readings(proxies, servers, objs), objs) // written after the reload (reloadTo)
 		return -1
 	}
+	proxies, servers, err := a.statsOfLBs(ctx, live, moved)
+	if err != nil {
+		return 0
+	}
+	a.stats.observe(worker, readings(proxies, servers, objs), objs) // written after the reload (reloadTo)
+	return len(moved)
+}
+
+// statsOfLBs reads the rows of the load balancers lbs of live whole: their
+// frontends, backends and servers (`show stat <name> -1 -1` each).
+func (a *Agent) statsOfLBs(ctx context.Context, live *haproxy.Config, lbs map[string]bool) ([]haproxy.ProxyStat, []haproxy.ServerStat, error) {
 	var proxies []haproxy.ProxyStat
 	var servers []haproxy.ServerStat
-	read := 0
 	for i := range live.LoadBalancers {
 		lb := &live.LoadBalancers[i]
-		if !moved[lb.ID] {
+		if !lbs[lb.ID] {
 			continue
 		}
 		names := make([]string, 0, len(lb.Listeners)+len(lb.Pools))
@@ -390,14 +400,12 @@ func (a *Agent) sampleStats(ctx context.Context, live *haproxy.Config) int {
 				if errors.As(err, &ce) {
 					continue // not in this worker (a pool no listener uses, say)
 				}
-				return 0
+				return nil, nil, err
 			}
 			proxies, servers = append(proxies, px...), append(servers, sv...)
 		}
-		read++
 	}
-	a.stats.observe(worker, readings(proxies, servers, objs), objs) // written after the reload (reloadTo)
-	return read
+	return proxies, servers, nil
 }
 
 // movedLBs are the load balancers of objs whose frontends, in fronts (the

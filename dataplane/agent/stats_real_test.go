@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,5 +234,108 @@ func TestServerStateJoinAndKeep(t *testing.T) {
 	all := head + "3 pool_a 1 mbr_1 127.0.0.1\n4 pool_b 1 mbr_3 127.0.0.1\n5 pool_c 1 mbr_4 127.0.0.1\n"
 	if got, want := keepServerState(all, []string{"pool_b"}), head+"4 pool_b 1 mbr_3 127.0.0.1\n"; got != want {
 		t.Errorf("kept:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// With a real HAProxy: the first heartbeat after a reload the agent did not
+// make reads and sends the counters of the load balancers with traffic in
+// the new worker only, and they add up (none doubled, none lost).
+func TestRealHeartbeatAfterOutOfBandReload(t *testing.T) {
+	var mu sync.Mutex
+	var reports []openapi.NodeReport
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/reports") {
+			var b openapi.NodeReport
+			_ = json.NewDecoder(r.Body).Decode(&b)
+			mu.Lock()
+			reports = append(reports, b)
+			mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer api.Close()
+	last := func() openapi.NodeReport {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(reports) == 0 {
+			t.Fatal("no report")
+		}
+		return reports[len(reports)-1]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := realAgent(t, ctx)
+	b, err := New(Config{Endpoint: api.URL, Token: "t", NodeName: "node-1", StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.client = b.client // the stub API
+	backend := httpBackend(t, "x")
+	ports := freePorts(t, 3)
+	var lbs []openapi.SnapshotLoadBalancer
+	for i, name := range []string{"a", "b", "c"} {
+		m := member("mbr_"+name, "127.0.0.1", 1)
+		m.Port = backend
+		sl := lbPool("lb_"+name, "127.0.0.1", m)
+		sl.Listeners[0].Port = ports[i]
+		lbs = append(lbs, sl)
+	}
+	if err := a.Apply(ctx, snapshot(1, lbs...)); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, ports[0], 2)
+	connect(t, ports[1], 3)
+	// The report after the apply (every member), then a heartbeat with
+	// every load balancer's counters.
+	if err := a.reportWith(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.reportWith(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if r := last(); r.Stats == nil || len(*r.Stats) != 3 {
+		t.Fatalf("the heartbeat should carry every load balancer's counters: %+v", r.Stats)
+	}
+	fullAt := func() time.Time {
+		a.quiet.mu.Lock()
+		defer a.quiet.mu.Unlock()
+		return a.quiet.fullAt
+	}
+	full := fullAt()
+	if err := a.proc.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, ports[0], 4)
+	// Sessions end a little after the client has its answer: a frontend
+	// with sessions is read, so wait for a heartbeat that reads one only.
+	var got []openapi.LoadBalancerStats
+	for i := 0; i < 100; i++ {
+		if err := a.reportWith(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		if r := last(); r.Stats != nil && len(*r.Stats) > 0 {
+			got = *r.Stats
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(got) != 1 || got[0].LoadBalancerId != "lb_a" || statVal(got[0].Fields().ConnectionsTotal) != 6 {
+		t.Fatalf("the heartbeat after the hand reload should carry lb_a only, with 2 + 4 connections: %+v", got)
+	}
+	if !fullAt().Equal(full) {
+		t.Errorf("the heartbeats after the hand reload read every counter")
+	}
+	// Everything read again: lb_b kept its 3.
+	proxies, servers, err := a.runtime.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range a.lbStats(ctx, proxies, servers, a.live) {
+		want := map[string]int64{"lb_a": 6, "lb_b": 3, "lb_c": 0}[st.LoadBalancerId]
+		if n := statVal(st.Fields().ConnectionsTotal); n != want {
+			t.Errorf("%s: %d connections, want %d", st.LoadBalancerId, n, want)
+		}
 	}
 }

@@ -425,6 +425,9 @@ func (r Runtime) ServersStateOf(ctx context.Context, backend string) (string, er
 	return r.Command(ctx, "show servers state "+backend)
 }
 
+// ParseStat parses an answer of `show stat` (any of its forms).
+func ParseStat(out string) ([]ProxyStat, []ServerStat, error) { return parseStatCSV(out) }
+
 // parseStatCSV parses `show stat` output (CSV; the header line starts with
 // "# "). Columns are found by name, so newer columns do not matter.
 func parseStatCSV(out string) ([]ProxyStat, []ServerStat, error) {
