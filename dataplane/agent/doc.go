@@ -32,6 +32,11 @@
 // frontends' and pools' rows (`show stat <name> -1 -1`); otherwise, and at
 // least every five minutes, everything. The report after
 // an apply that changed pools through the runtime API reads those pools only.
+// A reload first keeps the old worker's counts, reading only the load
+// balancers whose frontends moved since their counters were read (after a
+// reload the agent did not make: those with counts in the new worker), and
+// saves the server state of pools with health checks only (HAProxy takes
+// every other server from the configuration).
 // Models, rendered sections and snapshot.json's encoding are kept per load
 // balancer by revision (or identity), so an apply among 1,000 load balancers
 // converts, renders and encodes only the ones that changed.
