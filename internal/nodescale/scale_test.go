@@ -551,8 +551,12 @@ feed:
 		nLB+1, len(m), ms(pct(m, 50)), ms(pct(m, 99)), ms(pct(m, 100)), memberTimeouts, reloads)
 
 	// 4. Create → first 200 with nLB load balancers on the node, and a bare
-	// `haproxy -c` + reload of the node's config in the same run.
-	nCreate := max(samples/4, 3)
+	// `haproxy -c` + reload of the node's config in the same run
+	// (FULCRUM_SCALE_CREATE_SAMPLES of them; a quarter of the samples, at
+	// least 3, by default). The bare reload is one the agent did not make:
+	// the next create's reload finds a worker whose counters it has not
+	// read (it reads those of the load balancers with counts in it only).
+	nCreate := envInt("FULCRUM_SCALE_CREATE_SAMPLES", max(samples/4, 3))
 	if !phases["create"] {
 		nCreate = 0
 	}
