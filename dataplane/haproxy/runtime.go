@@ -428,6 +428,9 @@ func (r Runtime) ServersStateOf(ctx context.Context, backend string) (string, er
 // ParseStat parses an answer of `show stat` (any of its forms).
 func ParseStat(out string) ([]ProxyStat, []ServerStat, error) { return parseStatCSV(out) }
 
+// proxyType names the proxy types of `show stat`.
+var proxyType = map[string]string{"0": "frontend", "1": "backend"}
+
 // parseStatCSV parses `show stat` output (CSV; the header line starts with
 // "# "). Columns are found by name, so newer columns do not matter.
 func parseStatCSV(out string) ([]ProxyStat, []ServerStat, error) {
@@ -438,6 +441,7 @@ func parseStatCSV(out string) ([]ProxyStat, []ServerStat, error) {
 	cr := csv.NewReader(strings.NewReader(out[2:]))
 	cr.FieldsPerRecord = -1
 	cr.LazyQuotes = true
+	cr.ReuseRecord = true
 	header, err := cr.Read()
 	if err != nil {
 		return nil, nil, fmt.Errorf("haproxy: `show stat` header: %w", err)
@@ -451,6 +455,57 @@ func parseStatCSV(out string) ([]ProxyStat, []ServerStat, error) {
 			return nil, nil, fmt.Errorf("haproxy: `show stat` has no %q column", need)
 		}
 	}
+	// Columns by name, looked up once (a row is read per field).
+	at := func(name string) int {
+		if i, ok := col[name]; ok {
+			return i
+		}
+		return -1
+	}
+	colAct := at("act")
+	colAddr := at("addr")
+	colAlgo := at("algo")
+	colBck := at("bck")
+	colBin := at("bin")
+	colBout := at("bout")
+	colCheckCode := at("check_code")
+	colCheckDesc := at("check_desc")
+	colCheckStatus := at("check_status")
+	colChkdown := at("chkdown")
+	colChkfail := at("chkfail")
+	colConnRate := at("conn_rate")
+	colDowntime := at("downtime")
+	colDreq := at("dreq")
+	colDresp := at("dresp")
+	colEcon := at("econ")
+	colEreq := at("ereq")
+	colEresp := at("eresp")
+	colHrsp1xx := at("hrsp_1xx")
+	colHrsp2xx := at("hrsp_2xx")
+	colHrsp3xx := at("hrsp_3xx")
+	colHrsp4xx := at("hrsp_4xx")
+	colHrsp5xx := at("hrsp_5xx")
+	colHrspOther := at("hrsp_other")
+	colLastchg := at("lastchg")
+	colMode := at("mode")
+	colPxname := at("pxname")
+	colQcur := at("qcur")
+	colRate := at("rate")
+	colReqRate := at("req_rate")
+	colReqTot := at("req_tot")
+	colRtime := at("rtime")
+	colScur := at("scur")
+	colSlim := at("slim")
+	colSmax := at("smax")
+	colStatus := at("status")
+	colStot := at("stot")
+	colSvname := at("svname")
+	colTtime := at("ttime")
+	colType := at("type")
+	colUweight := at("uweight")
+	colWeight := at("weight")
+	colWredis := at("wredis")
+	colWretr := at("wretr")
 	var proxies []ProxyStat
 	var servers []ServerStat
 	for {
@@ -464,91 +519,91 @@ func parseStatCSV(out string) ([]ProxyStat, []ServerStat, error) {
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue
 		}
-		s := func(name string) string {
-			if i, ok := col[name]; ok && i < len(rec) {
+		s := func(i int) string {
+			if i >= 0 && i < len(rec) {
 				return rec[i]
 			}
 			return ""
 		}
-		n := func(name string) int64 {
-			v, _ := strconv.ParseInt(s(name), 10, 64)
+		n := func(i int) int64 {
+			v, _ := strconv.ParseInt(s(i), 10, 64)
 			return v
 		}
-		switch s("type") {
+		switch s(colType) {
 		case "0", "1": // frontend, backend
 			ps := ProxyStat{
-				Name:              s("pxname"),
-				Type:              map[string]string{"0": "frontend", "1": "backend"}[s("type")],
-				Status:            s("status"),
-				Mode:              s("mode"),
-				CurrentSessions:   n("scur"),
-				MaxSessions:       n("smax"),
-				SessionLimit:      n("slim"),
-				TotalSessions:     n("stot"),
-				BytesIn:           n("bin"),
-				BytesOut:          n("bout"),
-				Requests:          n("req_tot"),
-				HRsp1xx:           n("hrsp_1xx"),
-				HRsp2xx:           n("hrsp_2xx"),
-				HRsp3xx:           n("hrsp_3xx"),
-				HRsp4xx:           n("hrsp_4xx"),
-				HRsp5xx:           n("hrsp_5xx"),
-				HRspOther:         n("hrsp_other"),
-				DeniedRequests:    n("dreq"),
-				DeniedResponses:   n("dresp"),
-				RequestErrors:     n("ereq"),
-				ConnectionErrors:  n("econ"),
-				ResponseErrors:    n("eresp"),
-				SessionRate:       n("rate"),
-				RequestRate:       n("req_rate"),
-				ConnectionRate:    n("conn_rate"),
-				ActiveServers:     n("act"),
-				BackupServers:     n("bck"),
-				Weight:            n("weight"),
-				Algorithm:         s("algo"),
-				QueueCurrent:      n("qcur"),
-				DowntimeSeconds:   n("downtime"),
-				LastChangeSeconds: n("lastchg"),
-				RTime:             n("rtime"),
-				TTime:             n("ttime"),
+				Name:              s(colPxname),
+				Type:              proxyType[s(colType)],
+				Status:            s(colStatus),
+				Mode:              s(colMode),
+				CurrentSessions:   n(colScur),
+				MaxSessions:       n(colSmax),
+				SessionLimit:      n(colSlim),
+				TotalSessions:     n(colStot),
+				BytesIn:           n(colBin),
+				BytesOut:          n(colBout),
+				Requests:          n(colReqTot),
+				HRsp1xx:           n(colHrsp1xx),
+				HRsp2xx:           n(colHrsp2xx),
+				HRsp3xx:           n(colHrsp3xx),
+				HRsp4xx:           n(colHrsp4xx),
+				HRsp5xx:           n(colHrsp5xx),
+				HRspOther:         n(colHrspOther),
+				DeniedRequests:    n(colDreq),
+				DeniedResponses:   n(colDresp),
+				RequestErrors:     n(colEreq),
+				ConnectionErrors:  n(colEcon),
+				ResponseErrors:    n(colEresp),
+				SessionRate:       n(colRate),
+				RequestRate:       n(colReqRate),
+				ConnectionRate:    n(colConnRate),
+				ActiveServers:     n(colAct),
+				BackupServers:     n(colBck),
+				Weight:            n(colWeight),
+				Algorithm:         s(colAlgo),
+				QueueCurrent:      n(colQcur),
+				DowntimeSeconds:   n(colDowntime),
+				LastChangeSeconds: n(colLastchg),
+				RTime:             n(colRtime),
+				TTime:             n(colTtime),
 			}
 			ps.Errors = ps.RequestErrors + ps.ConnectionErrors + ps.ResponseErrors
 			proxies = append(proxies, ps)
 		case "2": // server
 			servers = append(servers, ServerStat{
-				Backend:           s("pxname"),
-				Server:            s("svname"),
-				Status:            s("status"),
-				Weight:            int(n("weight")),
-				UserWeight:        int(n("uweight")),
-				Addr:              s("addr"),
-				Backup:            n("bck") > 0,
-				CurrentSessions:   n("scur"),
-				MaxSessions:       n("smax"),
-				SessionLimit:      n("slim"),
-				TotalSessions:     n("stot"),
-				BytesIn:           n("bin"),
-				BytesOut:          n("bout"),
-				QueueCurrent:      n("qcur"),
-				ConnectionErrors:  n("econ"),
-				ResponseErrors:    n("eresp"),
-				Retries:           n("wretr"),
-				Redispatches:      n("wredis"),
-				HRsp1xx:           n("hrsp_1xx"),
-				HRsp2xx:           n("hrsp_2xx"),
-				HRsp3xx:           n("hrsp_3xx"),
-				HRsp4xx:           n("hrsp_4xx"),
-				HRsp5xx:           n("hrsp_5xx"),
-				HRspOther:         n("hrsp_other"),
-				CheckStatus:       strings.TrimPrefix(s("check_status"), "* "),
-				CheckCode:         int(n("check_code")),
-				CheckDesc:         s("check_desc"),
-				LastChangeSeconds: n("lastchg"),
-				DowntimeSeconds:   n("downtime"),
-				ChecksFailed:      n("chkfail"),
-				ChecksDown:        n("chkdown"),
-				RTime:             n("rtime"),
-				TTime:             n("ttime"),
+				Backend:           s(colPxname),
+				Server:            s(colSvname),
+				Status:            s(colStatus),
+				Weight:            int(n(colWeight)),
+				UserWeight:        int(n(colUweight)),
+				Addr:              s(colAddr),
+				Backup:            n(colBck) > 0,
+				CurrentSessions:   n(colScur),
+				MaxSessions:       n(colSmax),
+				SessionLimit:      n(colSlim),
+				TotalSessions:     n(colStot),
+				BytesIn:           n(colBin),
+				BytesOut:          n(colBout),
+				QueueCurrent:      n(colQcur),
+				ConnectionErrors:  n(colEcon),
+				ResponseErrors:    n(colEresp),
+				Retries:           n(colWretr),
+				Redispatches:      n(colWredis),
+				HRsp1xx:           n(colHrsp1xx),
+				HRsp2xx:           n(colHrsp2xx),
+				HRsp3xx:           n(colHrsp3xx),
+				HRsp4xx:           n(colHrsp4xx),
+				HRsp5xx:           n(colHrsp5xx),
+				HRspOther:         n(colHrspOther),
+				CheckStatus:       strings.TrimPrefix(s(colCheckStatus), "* "),
+				CheckCode:         int(n(colCheckCode)),
+				CheckDesc:         s(colCheckDesc),
+				LastChangeSeconds: n(colLastchg),
+				DowntimeSeconds:   n(colDowntime),
+				ChecksFailed:      n(colChkfail),
+				ChecksDown:        n(colChkdown),
+				RTime:             n(colRtime),
+				TTime:             n(colTtime),
 			})
 		}
 	}
