@@ -356,7 +356,7 @@ func (a *Agent) reportTraffic(ctx context.Context, body *openapi.NodeReport, liv
 		if err != nil {
 			return false
 		}
-		lbs = a.stats.movedLBs(worker, fronts, statObjects(live))
+		lbs = a.stats.movedLBs(worker, fronts, live)
 	}
 	if len(lbs) > maxScopedPools {
 		return false
@@ -365,22 +365,16 @@ func (a *Agent) reportTraffic(ctx context.Context, body *openapi.NodeReport, liv
 	if err != nil {
 		return false
 	}
-	sub := haproxy.Config{Global: live.Global}
-	for _, lb := range live.LoadBalancers {
-		if lbs[lb.ID] {
-			sub.LoadBalancers = append(sub.LoadBalancers, lb)
-		}
-	}
+	sub := subConfig(live, lbs)
+	objs := statObjects(sub)
 	var entries map[string]statEntry
 	if same {
-		objs := statObjects(&sub)
 		entries = a.stats.observeSome(worker, readings(proxies, servers, objs), objs)
 	} else {
 		// Every entry moves to the base; those read take the new counts.
-		objs := statObjects(live)
-		entries = a.stats.observe(worker, readings(proxies, servers, objs), objs)
+		entries = a.stats.sample(worker, readings(proxies, servers, objs), objs, true)
 	}
-	stats, sent := a.stats.unsentOf(buildStats(entries, &sub))
+	stats, sent := a.stats.unsentOf(buildStats(entries, sub))
 	body.Stats = &stats
 	if err := a.send(ctx, body, func() { sent(); a.quiet.advance(front) }); err != nil {
 		a.log.Debug("report failed", "err", err)

@@ -358,22 +358,34 @@ func (a *Agent) sampleStats(ctx context.Context, live *haproxy.Config) int {
 	if err != nil {
 		return 0
 	}
-	objs := statObjects(live)
-	moved := a.stats.movedLBs(worker, fronts, objs)
+	moved := a.stats.movedLBs(worker, fronts, live)
 	if len(moved) > maxScopedPools {
 		proxies, servers, err := a.runtime.Stats(ctx)
 		if err != nil {
 			return 0
 		}
-		a.stats.observe(worker, readings(proxies, servers, objs), objs) // written after the reload (reloadTo)
+		objs := statObjects(live)
+		a.stats.sample(worker, readings(proxies, servers, objs), objs, false) // written after the reload (reloadTo)
 		return -1
 	}
 	proxies, servers, err := a.statsOfLBs(ctx, live, moved)
 	if err != nil {
 		return 0
 	}
-	a.stats.observe(worker, readings(proxies, servers, objs), objs) // written after the reload (reloadTo)
+	objs := statObjects(subConfig(live, moved))
+	a.stats.sample(worker, readings(proxies, servers, objs), objs, false) // written after the reload (reloadTo)
 	return len(moved)
+}
+
+// subConfig is the load balancers lbs of cfg.
+func subConfig(cfg *haproxy.Config, lbs map[string]bool) *haproxy.Config {
+	sub := &haproxy.Config{Global: cfg.Global}
+	for i := range cfg.LoadBalancers {
+		if lbs[cfg.LoadBalancers[i].ID] {
+			sub.LoadBalancers = append(sub.LoadBalancers, cfg.LoadBalancers[i])
+		}
+	}
+	return sub
 }
 
 // statsOfLBs reads the rows of the load balancers lbs of live whole: their
@@ -408,27 +420,81 @@ func (a *Agent) statsOfLBs(ctx context.Context, live *haproxy.Config, lbs map[st
 	return proxies, servers, nil
 }
 
-// movedLBs are the load balancers of objs whose frontends, in fronts (the
+// movedLBs are the load balancers of live whose frontends, in fronts (the
 // frontends' rows of worker), show sessions now or counters other than the
 // store holds for this worker (zero when it last read another): those whose
 // counters may differ from the store's.
-func (s *statsStore) movedLBs(worker string, fronts []haproxy.ProxyStat, objs map[string]statObject) map[string]bool {
+func (s *statsStore) movedLBs(worker string, fronts []haproxy.ProxyStat, live *haproxy.Config) map[string]bool {
+	owner := make(map[string]string, len(live.LoadBalancers)) // listener id → LB id
+	for i := range live.LoadBalancers {
+		for _, l := range live.LoadBalancers[i].Listeners {
+			owner[l.ID] = live.LoadBalancers[i].ID
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	same := worker != "" && worker == s.Worker
 	out := map[string]bool{}
 	for _, p := range fronts {
-		o, ok := objs[p.Name]
-		if !ok || o.Kind != kindListener || p.Type != "frontend" {
+		lb, ok := owner[p.Name]
+		if !ok || p.Type != "frontend" {
 			continue
 		}
 		r := proxyReading(p)
 		var held counters
-		if e := s.Entries[p.Name]; same && e != nil && e.Kind == kindListener && e.LoadBalancerID == o.LoadBalancerID {
+		if e := s.Entries[p.Name]; same && e != nil && e.Kind == kindListener && e.LoadBalancerID == lb {
 			held = e.Last
 		}
 		if r.Current > 0 || r.counters != held {
-			out[o.LoadBalancerID] = true
+			out[lb] = true
+		}
+	}
+	return out
+}
+
+// sample folds readings of worker of some objects (objs: those of the load
+// balancers read) into the counters, leaving every other entry as it is;
+// when worker is not the one last read, every entry's counts first move
+// into its base (the new worker counts from zero). Unlike observe it
+// neither drops entries of objects no longer served nor copies the
+// entries; what changed is written now when save, else by the next flush
+// (a reload's sample: reloadTo flushes after the reload). It returns
+// copies of the entries of objs.
+func (s *statsStore) sample(worker string, read map[string]reading, objs map[string]statObject, save bool) map[string]statEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dirty, moved := false, false
+	if worker != "" && s.Worker != "" && worker != s.Worker {
+		for _, e := range s.Entries {
+			e.Base.add(e.Last)
+			e.Last = counters{}
+			e.Current = 0
+		}
+		dirty = true
+	}
+	if worker != "" && worker != s.Worker {
+		s.Worker = worker
+		dirty = true
+	}
+	for id, r := range read {
+		o := objs[id]
+		e := s.Entries[id]
+		if e == nil || e.Kind != o.Kind || e.LoadBalancerID != o.LoadBalancerID || e.PoolID != o.PoolID {
+			e = &statEntry{LoadBalancerID: o.LoadBalancerID, Kind: o.Kind, PoolID: o.PoolID}
+			s.Entries[id] = e
+			dirty = true
+		}
+		reset, m := e.fold(r)
+		dirty, moved = dirty || reset, moved || m
+	}
+	s.pending = s.pending || dirty || moved
+	if save && (dirty || (s.pending && time.Since(s.savedAt) >= statsSaveEvery)) {
+		s.saveLocked()
+	}
+	out := make(map[string]statEntry, len(objs))
+	for id := range objs {
+		if e, ok := s.Entries[id]; ok {
+			out[id] = *e
 		}
 	}
 	return out
