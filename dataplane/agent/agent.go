@@ -183,6 +183,9 @@ type Agent struct {
 	converted conversions
 	// written is the text last written to haproxy.cfg (nil: unknown).
 	written []byte
+	// serverState is the text last written to the server-state file
+	// (saveServerState; "": unknown).
+	serverState string
 }
 
 // Paths inside the state directory.
@@ -474,10 +477,17 @@ func (a *Agent) saveServerState(ctx context.Context, cfg haproxy.Config) {
 		}
 		dump = keepServerState(out, pools)
 	}
-	// Read by the next worker at once; not worth an fsync.
-	if err := replaceFile(a.path("run/server-state"), []byte(rewriteServerState(dump, cfg))); err != nil {
-		a.log.Warn("save server state", "err", err)
+	text := rewriteServerState(dump, cfg)
+	if text == a.serverState {
+		return // as written before (a node without health checks: "1")
 	}
+	a.serverState = ""
+	// Read by the next worker at once; not worth an fsync.
+	if err := replaceFile(a.path("run/server-state"), []byte(text)); err != nil {
+		a.log.Warn("save server state", "err", err)
+		return
+	}
+	a.serverState = text
 }
 
 // checkedPools are the ids of the pools with health checks (and members)
