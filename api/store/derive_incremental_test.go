@@ -210,7 +210,7 @@ SELECT $2, tenant_id, load_balancer_id, id, '127.0.0.1', $3, '{"enabled": true}'
 		}
 		// The load balancers counted as not served are LaggingNodes'.
 		err := st.Read(ctx, func(tx *Tx) error {
-			got, all, err := degradedLoadBalancers(ctx, tx, g)
+			got, all, _, err := degradedLoadBalancers(ctx, tx, g)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"strconv"
@@ -40,7 +41,7 @@ func TestDeriveScale(t *testing.T) {
 	nLB, _ := strconv.Atoi(os.Getenv("FULCRUM_DERIVE_LBS"))
 	nNode, _ := strconv.Atoi(os.Getenv("FULCRUM_DERIVE_NODES"))
 	nMember, _ := strconv.Atoi(os.Getenv("FULCRUM_DERIVE_MEMBERS"))
-	bulkGroup(t, st, tenant, g, max(nLB, 1000), max(nMember, 2), max(nNode, 1000))
+	bulkGroup(t, st, tenant, g, cmp.Or(nLB, 1000), cmp.Or(nMember, 2), cmp.Or(nNode, 1000))
 	derive := func(what string) {
 		t0 := time.Now()
 		err := st.DeriveGroup(ctx, g, nil, 0)

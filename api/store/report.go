@@ -281,7 +281,7 @@ func deriveStatuses(ctx context.Context, tx *Tx, groupID string, memberStatus ma
 	if err != nil {
 		return err
 	}
-	degraded, allDegraded, err := degradedLoadBalancers(ctx, tx, groupID)
+	degraded, allDegraded, floor, err := degradedLoadBalancers(ctx, tx, groupID)
 	if err != nil {
 		return err
 	}
@@ -346,14 +346,17 @@ WHERE c.id = v.id AND c.deleted_revision IS NULL AND (c.provisioning_status, c.s
 			}
 		}
 	}
+	// Activated: what every serving node applied (floor, read above with
+	// the nodes: activation is as of that read, as it was as of each
+	// statement; nothing active goes back to pending but by a write).
 	if _, err := tx.pg.Exec(ctx, `UPDATE load_balancers SET provisioning_status = 'active', status_message = ''
-WHERE node_group_id = $1 AND `+unsettled+` AND deleted_revision IS NULL AND revision <= `+liveFloor+` AND NOT (id = ANY($2))`, groupID, t.any); err != nil {
+WHERE node_group_id = $1 AND `+unsettled+` AND deleted_revision IS NULL AND revision <= $3 AND NOT (id = ANY($2))`, groupID, t.any, floor); err != nil {
 		return fmt.Errorf("activate: %w", err)
 	}
 	for _, table := range childTables {
 		if _, err := tx.pg.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'active', status_message = ''
 FROM load_balancers lb WHERE lb.id = c.load_balancer_id AND lb.node_group_id = $1 AND c.deleted_revision IS NULL
-AND c.revision <= `+liveFloor+` AND NOT (lb.id = ANY($2)) AND (c.provisioning_status <> 'active' OR c.status_message <> '')`, groupID, t.any); err != nil {
+AND c.revision <= $3 AND NOT (lb.id = ANY($2)) AND (c.provisioning_status <> 'active' OR c.status_message <> '')`, groupID, t.any, floor); err != nil {
 			return fmt.Errorf("activate %s: %w", table, err)
 		}
 	}
@@ -397,15 +400,18 @@ UNION SELECT load_balancer_id FROM members WHERE id = ANY($2)`, groupID, memberI
 // children's, their certificates') is above the oldest revision a live
 // node applied, floor, and older than NodeBehindGrace: the node at floor
 // is behind on them. Only load balancers with a row written after floor
-// can be such, and the revision indexes find them.
-func degradedLoadBalancers(ctx context.Context, tx *Tx, groupID string) (lbs []string, all bool, err error) {
+// can be such, and the revision indexes find them. It also reads the
+// lowest revision every serving node applied (liveFloor), nil when no node
+// serves.
+func degradedLoadBalancers(ctx context.Context, tx *Tx, groupID string) (lbs []string, all bool, serving *int64, err error) {
 	var floor *int64
-	if err := tx.pg.QueryRow(ctx, `SELECT coalesce(bool_or(NOT serving OR state <> 'online'), false), min(applied_revision)
-FROM node_states WHERE node_group_id = $1 AND last_seen_at IS NOT NULL`, groupID).Scan(&all, &floor); err != nil {
-		return nil, false, fmt.Errorf("lagging nodes: %w", err)
+	if err := tx.pg.QueryRow(ctx, `SELECT coalesce(bool_or(NOT serving OR state <> 'online'), false), min(applied_revision),
+  min(applied_revision) FILTER (WHERE serving)
+FROM node_states WHERE node_group_id = $1 AND last_seen_at IS NOT NULL`, groupID).Scan(&all, &floor, &serving); err != nil {
+		return nil, false, nil, fmt.Errorf("lagging nodes: %w", err)
 	}
 	if all || floor == nil { // every load balancer, or no live node
-		return nil, all, nil
+		return nil, all, serving, nil
 	}
 	rows, _ := tx.pg.Query(ctx, `WITH c AS (
   SELECT id FROM load_balancers WHERE node_group_id = $1 AND revision > $2
@@ -432,9 +438,9 @@ UNION SELECT e.load_balancer_id FROM node_lb_errors e JOIN nodes n ON n.id = e.n
 WHERE n.node_group_id = $1 AND n.last_seen_at IS NOT NULL`, pgx.QueryExecModeExec, groupID, *floor, NodeBehindGrace.Seconds())
 	lbs, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, false, fmt.Errorf("lagging nodes: %w", err)
+		return nil, false, nil, fmt.Errorf("lagging nodes: %w", err)
 	}
-	return lbs, false, nil
+	return lbs, false, serving, nil
 }
 
 // deriveOperatingStatus rolls member health up to pools, listeners and load
