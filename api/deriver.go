@@ -22,9 +22,11 @@ import (
 // DeriveSweepInterval the sweep reads each reporting group's node states in
 // one query over the nodes (store.NodeGroupStates) and derives the groups
 // whose digest moved or that may have a node behind; every
-// sweepFullEvery-th sweep derives every reporting group anyway, a bound on
-// what a missed mark could cost. An idle group whose nodes are current costs
-// no derivation.
+// sweepFullEvery-th sweep derives every reporting group anyway, and whole
+// (store.DeriveGroupAll), a bound on what a missed mark could cost. Other
+// derivations are incremental (store.DeriveGroup: the objects whose inputs
+// may have changed, not the group's whole tree). An idle group whose nodes
+// are current costs no derivation.
 
 // Defaults of the deriver's Config fields.
 const (
