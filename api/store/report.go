@@ -52,11 +52,6 @@ func GroupRevision(ctx context.Context, tx *Tx, groupID string) (int64, error) {
 	return *rev, nil
 }
 
-// liveFloor is the lowest revision every serving node of the group applied
-// (see the node_states view: down, cordoned, draining and failing nodes do
-// not count), or nil when no node of the group serves.
-const liveFloor = `(SELECT min(applied_revision) FROM node_states WHERE node_group_id = $1 AND serving)`
-
 var childTables = []string{"listeners", "pools", "members", "routing_rules"}
 
 // LBError is one load balancer (or one object of it, when ObjectID is set) a
@@ -301,7 +296,6 @@ func deriveStatuses(ctx context.Context, tx *Tx, groupID string, memberStatus ma
 			return err
 		}
 		scope = append(append([]string{}, lbs...), degraded...) // never nil: nil is every LB
-
 	}
 
 	if deriveReadsDone != nil {
@@ -401,8 +395,9 @@ UNION SELECT load_balancer_id FROM members WHERE id = ANY($2)`, groupID, memberI
 // node applied, floor, and older than NodeBehindGrace: the node at floor
 // is behind on them. Only load balancers with a row written after floor
 // can be such, and the revision indexes find them. It also reads the
-// lowest revision every serving node applied (liveFloor), nil when no node
-// serves.
+// lowest revision every serving node of the group applied (see the
+// node_states view: down, cordoned, draining and failing nodes do not
+// count), nil when no node serves.
 func degradedLoadBalancers(ctx context.Context, tx *Tx, groupID string) (lbs []string, all bool, serving *int64, err error) {
 	var floor *int64
 	if err := tx.pg.QueryRow(ctx, `SELECT coalesce(bool_or(NOT serving OR state <> 'online'), false), min(applied_revision),
