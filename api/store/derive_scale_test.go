@@ -29,7 +29,11 @@ SELECT 'node_' || $1 || i, 'n-' || $1 || i, $1, 1, 0, now(), 'online' FROM gener
 	exec(t, st, "ANALYZE")
 }
 
-// TestDeriveScale times DeriveGroup on a large group (FULCRUM_DERIVE_SCALE=1).
+// TestDeriveScale times DeriveGroup (incremental) on a large group, as
+// the fleet benchmark has it: FULCRUM_DERIVE_SCALE=1 runs it, with
+// FULCRUM_DERIVE_LBS (default 1000) load balancers of FULCRUM_DERIVE_MEMBERS
+// (2) members and FULCRUM_DERIVE_NODES (1000) nodes. It prints durations;
+// it asserts nothing but that every derivation succeeds.
 func TestDeriveScale(t *testing.T) {
 	if os.Getenv("FULCRUM_DERIVE_SCALE") != "1" {
 		t.Skip("FULCRUM_DERIVE_SCALE=1")
@@ -45,7 +49,10 @@ func TestDeriveScale(t *testing.T) {
 	derive := func(what string) {
 		t0 := time.Now()
 		err := st.DeriveGroup(ctx, g, nil, 0)
-		t.Logf("%s: %s (%v)", what, time.Since(t0), err)
+		t.Logf("%s: %s", what, time.Since(t0))
+		if err != nil {
+			t.Error(err)
+		}
 	}
 	derive("nothing applied")
 	exec(t, st, "UPDATE nodes SET applied_revision = (SELECT last_value FROM revision_seq)")
