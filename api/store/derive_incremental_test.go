@@ -262,9 +262,11 @@ func TestWriteNotBlockedByDerivation(t *testing.T) {
 	exec(t, st, "UPDATE nodes SET applied_revision = (SELECT last_value FROM revision_seq)")
 
 	paused, resume := make(chan struct{}), make(chan struct{})
-	deriveReadsDone = func() {
-		close(paused)
-		<-resume
+	deriveReadsDone = func(group string) {
+		if group == g {
+			close(paused)
+			<-resume
+		}
 	}
 	t.Cleanup(func() { deriveReadsDone = nil })
 	derived := make(chan error, 1)

@@ -256,8 +256,8 @@ func DeriveStatuses(ctx context.Context, tx *Tx, groupID string, memberStatus ma
 const unsettled = `(provisioning_status <> 'active' OR status_message <> '')`
 
 // deriveReadsDone, when set (by tests), runs in deriveStatuses between its
-// reads and its first write.
-var deriveReadsDone func()
+// reads and its first write, with the group's id.
+var deriveReadsDone func(groupID string)
 
 // deriveStatuses is DeriveStatuses. It reads first (errors, the load
 // balancers some live node does not serve, and, unless full, the load
@@ -299,7 +299,7 @@ func deriveStatuses(ctx context.Context, tx *Tx, groupID string, memberStatus ma
 	}
 
 	if deriveReadsDone != nil {
-		deriveReadsDone()
+		deriveReadsDone(groupID)
 	}
 
 	lbErrIDs := make([]string, 0, len(t.lb))
