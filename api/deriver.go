@@ -22,9 +22,11 @@ import (
 // DeriveSweepInterval the sweep reads each reporting group's node states in
 // one query over the nodes (store.NodeGroupStates) and derives the groups
 // whose digest moved or that may have a node behind; every
-// sweepFullEvery-th sweep derives every reporting group anyway, a bound on
-// what a missed mark could cost. An idle group whose nodes are current costs
-// no derivation.
+// sweepFullEvery-th sweep derives every reporting group anyway, and whole
+// (store.DeriveGroupAll), a bound on what a missed mark could cost. Other
+// derivations are incremental (store.DeriveGroup: the objects whose inputs
+// may have changed, not the group's whole tree). An idle group whose nodes
+// are current costs no derivation.
 
 // Defaults of the deriver's Config fields.
 const (
@@ -57,6 +59,10 @@ type deriver struct {
 	// dirty maps the groups to derive to the member health reported since
 	// their last derivation (member id → status; the latest report wins).
 	dirty map[string]map[string]string
+	// full holds the dirty groups to derive whole (DeriveGroupAll): the
+	// sweep's every sweepFullEvery-th; the others are derived
+	// incrementally (DeriveGroup).
+	full map[string]bool
 	// members maps a node id to a digest of the member health it sent last.
 	members map[string]memberDigest
 	// busy says a batch of derivations is under way.
@@ -80,7 +86,7 @@ type memberDigest struct {
 
 func newDeriver(st *store.Store, log *slog.Logger, interval, sweep time.Duration) *deriver {
 	return &deriver{st: st, log: log, interval: interval, sweep: sweep, wake: make(chan struct{}, 1),
-		dirty: map[string]map[string]string{}, members: map[string]memberDigest{}}
+		dirty: map[string]map[string]string{}, full: map[string]bool{}, members: map[string]memberDigest{}}
 }
 
 func digestMembers(members map[string]string) memberDigest {
@@ -123,6 +129,14 @@ func (d *deriver) mark(groupID string, members map[string]string, newer bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.markLocked(groupID, members, newer)
+}
+
+// markFull marks groupID dirty, to be derived whole.
+func (d *deriver) markFull(groupID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.full[groupID] = true
+	d.markLocked(groupID, nil, false)
 }
 
 // markLocked marks groupID dirty, merging members into what waits: newer
@@ -187,7 +201,9 @@ func (d *deriver) markAll(ctx context.Context) {
 	digests := make(map[string]string, len(states))
 	for g, st := range states {
 		digests[g] = st.Digest
-		if full || st.Lagging || d.states[g] != st.Digest {
+		if full {
+			d.markFull(g)
+		} else if st.Lagging || d.states[g] != st.Digest {
 			d.mark(g, nil, false)
 		}
 	}
@@ -197,8 +213,8 @@ func (d *deriver) markAll(ctx context.Context) {
 // deriveDirty derives every group dirty now; one that fails stays dirty.
 func (d *deriver) deriveDirty(ctx context.Context) {
 	d.mu.Lock()
-	dirty := d.dirty
-	d.dirty = map[string]map[string]string{}
+	dirty, full := d.dirty, d.full
+	d.dirty, d.full = map[string]map[string]string{}, map[string]bool{}
 	d.busy = true
 	d.mu.Unlock()
 	defer func() {
@@ -211,7 +227,11 @@ func (d *deriver) deriveDirty(ctx context.Context) {
 			return
 		}
 		gctx, cancel := context.WithTimeout(ctx, deriveTimeout)
-		err := d.st.DeriveGroup(gctx, groupID, members, deriveLockTimeout)
+		derive := d.st.DeriveGroup
+		if full[groupID] {
+			derive = d.st.DeriveGroupAll
+		}
+		err := derive(gctx, groupID, members, deriveLockTimeout)
 		cancel()
 		if err == nil {
 			d.derived.Add(1)
@@ -219,7 +239,12 @@ func (d *deriver) deriveDirty(ctx context.Context) {
 			if ctx.Err() == nil {
 				d.log.Warn("derive node group statuses; will retry", "node_group_id", groupID, "err", err)
 			}
-			d.mark(groupID, members, false)
+			d.mu.Lock()
+			if full[groupID] {
+				d.full[groupID] = true
+			}
+			d.markLocked(groupID, members, false)
+			d.mu.Unlock()
 		}
 	}
 }

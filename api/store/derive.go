@@ -113,11 +113,25 @@ func NodeServing(ctx context.Context, tx *Tx, nodeID string) (state string, serv
 
 // DeriveGroup derives the statuses of a group's objects (DeriveStatuses)
 // from what every node of the group reported, applying memberStatus (member
-// health by member id, may be empty) first. It runs under the group's own
-// advisory lock, never the write lock, and waits at most lockTimeout for any
-// row a write holds, so that a write it collides with wins; such collisions
-// (and deadlocks) are retried a bounded number of times.
+// health by member id, may be empty) first, incrementally: it reads and
+// writes the objects whose inputs may have changed since the previous
+// derivation (see deriveStatuses), not every object of the group, and
+// leaves them exactly as DeriveGroupAll would. It runs under the group's
+// own advisory lock, never the write lock, takes no row lock before its
+// reads are done, and waits at most lockTimeout for any row a write holds,
+// so that a write it collides with wins; such collisions (and deadlocks)
+// are retried a bounded number of times.
 func (s *Store) DeriveGroup(ctx context.Context, groupID string, memberStatus map[string]string, lockTimeout time.Duration) error {
+	return s.deriveGroup(ctx, groupID, memberStatus, lockTimeout, false)
+}
+
+// DeriveGroupAll is DeriveGroup over every object of the group (the
+// deriver's periodic bound on what a missed mark could cost).
+func (s *Store) DeriveGroupAll(ctx context.Context, groupID string, memberStatus map[string]string, lockTimeout time.Duration) error {
+	return s.deriveGroup(ctx, groupID, memberStatus, lockTimeout, true)
+}
+
+func (s *Store) deriveGroup(ctx context.Context, groupID string, memberStatus map[string]string, lockTimeout time.Duration, full bool) error {
 	return retry(ctx, true, func() error {
 		return pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
 			if _, err := t.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", int32(deriveLockClass), groupID); err != nil {
@@ -128,7 +142,7 @@ func (s *Store) DeriveGroup(ctx context.Context, groupID string, memberStatus ma
 					return fmt.Errorf("set lock timeout: %w", err)
 				}
 			}
-			return DeriveStatuses(ctx, &Tx{pg: t, unordered: true}, groupID, memberStatus)
+			return deriveStatuses(ctx, &Tx{pg: t, unordered: true}, groupID, memberStatus, full)
 		})
 	})
 }

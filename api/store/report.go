@@ -52,11 +52,6 @@ func GroupRevision(ctx context.Context, tx *Tx, groupID string) (int64, error) {
 	return *rev, nil
 }
 
-// liveFloor is the lowest revision every serving node of the group applied
-// (see the node_states view: down, cordoned, draining and failing nodes do
-// not count), or nil when no node of the group serves.
-const liveFloor = `(SELECT min(applied_revision) FROM node_states WHERE node_group_id = $1 AND serving)`
-
 var childTables = []string{"listeners", "pools", "members", "routing_rules"}
 
 // LBError is one load balancer (or one object of it, when ObjectID is set) a
@@ -248,25 +243,80 @@ func ApplyReport(ctx context.Context, tx *Tx, node *Node, r Report) error {
 // DeriveStatuses turns what every live node of the group reported (their
 // applied revisions and load balancer errors, read from the database) and
 // the member health memberStatus (by member id; may be empty) into the
-// statuses of the group's objects, as ApplyReport describes.
+// statuses of the group's objects, as ApplyReport describes: every object
+// of the group (DeriveGroupAll; deriveStatuses with full).
 func DeriveStatuses(ctx context.Context, tx *Tx, groupID string, memberStatus map[string]string) error {
+	return deriveStatuses(ctx, tx, groupID, memberStatus, true)
+}
+
+// unsettled is the predicate of the *_unsettled_idx indexes
+// (migrations/013_derive_scope.sql): an object written and not yet applied
+// everywhere, rejected, or being deleted. Every other object is active
+// without a message, and stays so until a write or an error changes it.
+const unsettled = `(provisioning_status <> 'active' OR status_message <> '')`
+
+// deriveReadsDone, when set (by tests), runs in deriveStatuses between its
+// reads and its first write, with the group's id.
+var deriveReadsDone func(groupID string)
+
+// deriveStatuses is DeriveStatuses. It reads first (errors, the load
+// balancers some live node does not serve, and, unless full, the load
+// balancers whose statuses may move), taking no row lock, then writes only
+// rows whose statuses change, in statements that each read the unsettled
+// objects (an index of their own) or the load balancers in scope, never
+// every row of the group's tree: the row locks a tenant's write may meet
+// are held for that short write part only. Unless full, the operating
+// statuses are rolled up for the load balancers in scope only: those with
+// an unsettled object, the ones reading degraded, rejected or not served
+// now, and those of the members in memberStatus; every other load
+// balancer's inputs did not change since the previous derivation (a write
+// unsettles what it changes; the next derivation after it sees it).
+func deriveStatuses(ctx context.Context, tx *Tx, groupID string, memberStatus map[string]string, full bool) error {
 	t, err := resolveErrors(ctx, tx, groupID)
 	if err != nil {
 		return err
 	}
+	degraded, allDegraded, floor, err := degradedLoadBalancers(ctx, tx, groupID)
+	if err != nil {
+		return err
+	}
+	degraded = append(append([]string{}, degraded...), t.any...) // never NULL in SQL
+	memberIDs := make([]string, 0, len(memberStatus))
+	memberSts := make([]string, 0, len(memberStatus))
+	for id, s := range memberStatus {
+		if s == "maint" {
+			s = "offline"
+		}
+		memberIDs, memberSts = append(memberIDs, id), append(memberSts, s)
+	}
+	var scope []string // nil: every load balancer of the group
+	if !full && !allDegraded {
+		lbs, err := deriveScope(ctx, tx, groupID, memberIDs)
+		if err != nil {
+			return err
+		}
+		scope = append(append([]string{}, lbs...), degraded...) // never nil: nil is every LB
+	}
+
+	if deriveReadsDone != nil {
+		deriveReadsDone(groupID)
+	}
+
 	lbErrIDs := make([]string, 0, len(t.lb))
 	lbErrMsgs := make([]string, 0, len(t.lb))
 	for id, msg := range t.lb {
 		lbErrIDs, lbErrMsgs = append(lbErrIDs, id), append(lbErrMsgs, msg)
 	}
-	if _, err := tx.pg.Exec(ctx, `UPDATE load_balancers lb SET provisioning_status = 'error', operating_status = 'error', status_message = v.msg
+	if len(lbErrIDs) > 0 {
+		if _, err := tx.pg.Exec(ctx, `UPDATE load_balancers lb SET provisioning_status = 'error', operating_status = 'error', status_message = v.msg
 FROM unnest($2::text[], $3::text[]) v(id, msg)
 WHERE lb.id = v.id AND lb.node_group_id = $1 AND lb.deleted_revision IS NULL
 AND (lb.provisioning_status, lb.operating_status, lb.status_message) IS DISTINCT FROM ('error', 'error', v.msg)`, groupID, lbErrIDs, lbErrMsgs); err != nil {
-		return fmt.Errorf("mark error: %w", err)
+			return fmt.Errorf("mark error: %w", err)
+		}
 	}
 	if _, err := tx.pg.Exec(ctx, `UPDATE load_balancers SET provisioning_status = 'pending_update', status_message = ''
-WHERE node_group_id = $1 AND deleted_revision IS NULL AND provisioning_status = 'error' AND NOT (id = ANY($2))`, groupID, lbErrIDs); err != nil {
+WHERE node_group_id = $1 AND `+unsettled+` AND deleted_revision IS NULL AND provisioning_status = 'error' AND NOT (id = ANY($2))`, groupID, lbErrIDs); err != nil {
 		return fmt.Errorf("clear errors: %w", err)
 	}
 	for _, table := range childTables {
@@ -279,60 +329,113 @@ WHERE node_group_id = $1 AND deleted_revision IS NULL AND provisioning_status = 
 		// balancer may still be held back), until activated below.
 		if _, err := tx.pg.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'pending_update', status_message = ''
 FROM load_balancers lb WHERE lb.id = c.load_balancer_id AND lb.node_group_id = $1 AND c.deleted_revision IS NULL
-AND c.provisioning_status = 'error' AND NOT (c.id = ANY($2))`, groupID, ids); err != nil {
+AND (c.provisioning_status <> 'active' OR c.status_message <> '') AND c.provisioning_status = 'error' AND NOT (c.id = ANY($2))`, groupID, ids); err != nil {
 			return fmt.Errorf("clear errors of %s: %w", table, err)
 		}
-		if _, err := tx.pg.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'error', status_message = v.msg
+		if len(ids) > 0 {
+			if _, err := tx.pg.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'error', status_message = v.msg
 FROM unnest($1::text[], $2::text[]) v(id, msg)
 WHERE c.id = v.id AND c.deleted_revision IS NULL AND (c.provisioning_status, c.status_message) IS DISTINCT FROM ('error', v.msg)`, ids, msgs); err != nil {
-			return fmt.Errorf("mark error: %w", err)
+				return fmt.Errorf("mark error: %w", err)
+			}
 		}
 	}
+	// Activated: what every serving node applied (floor, read above with
+	// the nodes: activation is as of that read, as it was as of each
+	// statement; nothing active goes back to pending but by a write).
 	if _, err := tx.pg.Exec(ctx, `UPDATE load_balancers SET provisioning_status = 'active', status_message = ''
-WHERE node_group_id = $1 AND deleted_revision IS NULL AND revision <= `+liveFloor+` AND NOT (id = ANY($2))
-AND (provisioning_status <> 'active' OR status_message <> '')`, groupID, t.any); err != nil {
+WHERE node_group_id = $1 AND `+unsettled+` AND deleted_revision IS NULL AND revision <= $3 AND NOT (id = ANY($2))`, groupID, t.any, floor); err != nil {
 		return fmt.Errorf("activate: %w", err)
 	}
 	for _, table := range childTables {
 		if _, err := tx.pg.Exec(ctx, `UPDATE `+table+` c SET provisioning_status = 'active', status_message = ''
 FROM load_balancers lb WHERE lb.id = c.load_balancer_id AND lb.node_group_id = $1 AND c.deleted_revision IS NULL
-AND c.revision <= `+liveFloor+` AND NOT (lb.id = ANY($2)) AND (c.provisioning_status <> 'active' OR c.status_message <> '')`, groupID, t.any); err != nil {
+AND c.revision <= $3 AND NOT (lb.id = ANY($2)) AND (c.provisioning_status <> 'active' OR c.status_message <> '')`, groupID, t.any, floor); err != nil {
 			return fmt.Errorf("activate %s: %w", table, err)
 		}
 	}
-	if len(memberStatus) > 0 {
-		ids := make([]string, 0, len(memberStatus))
-		sts := make([]string, 0, len(memberStatus))
-		for id, s := range memberStatus {
-			if s == "maint" {
-				s = "offline"
-			}
-			ids = append(ids, id)
-			sts = append(sts, s)
-		}
+	if len(memberIDs) > 0 {
 		if _, err := tx.pg.Exec(ctx, `UPDATE members m SET operating_status = v.status
 FROM unnest($2::text[], $3::text[]) AS v(id, status), load_balancers lb
-WHERE m.id = v.id AND lb.id = m.load_balancer_id AND lb.node_group_id = $1 AND m.operating_status <> v.status`, groupID, ids, sts); err != nil {
+WHERE m.id = v.id AND lb.id = m.load_balancer_id AND lb.node_group_id = $1 AND m.operating_status <> v.status`, groupID, memberIDs, memberSts); err != nil {
 			return fmt.Errorf("member status: %w", err)
 		}
 	}
 	// Load balancers some live node does not serve at their current version
 	// read degraded (never online) while they serve elsewhere.
-	degraded := append([]string{}, t.any...)
-	suspect, err := groupMayLag(ctx, tx, groupID)
+	return deriveOperatingStatus(ctx, tx, groupID, lbErrIDs, degraded, allDegraded, scope)
+}
+
+// deriveScope lists the load balancers of the group whose operating status
+// may move in an incremental derivation (see deriveStatuses): those with an
+// unsettled object or reading degraded, and those of members memberIDs.
+// Duplicates are harmless.
+func deriveScope(ctx context.Context, tx *Tx, groupID string, memberIDs []string) ([]string, error) {
+	rows, _ := tx.pg.Query(ctx, `SELECT id FROM load_balancers WHERE node_group_id = $1 AND `+unsettled+`
+UNION SELECT id FROM load_balancers WHERE node_group_id = $1 AND operating_status = 'degraded'
+UNION SELECT c.load_balancer_id FROM listeners c JOIN load_balancers lb ON lb.id = c.load_balancer_id WHERE lb.node_group_id = $1 AND (c.provisioning_status <> 'active' OR c.status_message <> '')
+UNION SELECT c.load_balancer_id FROM pools c JOIN load_balancers lb ON lb.id = c.load_balancer_id WHERE lb.node_group_id = $1 AND (c.provisioning_status <> 'active' OR c.status_message <> '')
+UNION SELECT c.load_balancer_id FROM members c JOIN load_balancers lb ON lb.id = c.load_balancer_id WHERE lb.node_group_id = $1 AND (c.provisioning_status <> 'active' OR c.status_message <> '')
+UNION SELECT c.load_balancer_id FROM routing_rules c JOIN load_balancers lb ON lb.id = c.load_balancer_id WHERE lb.node_group_id = $1 AND (c.provisioning_status <> 'active' OR c.status_message <> '')
+UNION SELECT load_balancer_id FROM members WHERE id = ANY($2)`, groupID, memberIDs)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("derivation scope: %w", err)
 	}
-	if suspect {
-		lagging, err := LaggingNodes(ctx, tx, groupID, "")
-		if err != nil {
-			return err
-		}
-		for _, n := range lagging {
-			degraded = append(degraded, n.LoadBalancerID)
-		}
+	return ids, nil
+}
+
+// degradedLoadBalancers lists the load balancers of the group that some
+// live node does not serve at their current version (those LaggingNodes
+// lists), without pairing every load balancer with every node: when a live
+// node is not serving or not online, that is every live load balancer of
+// the group (all is true, the list nil); otherwise it is those a live node
+// rejects, and those whose newest revision (their own rows', their
+// children's, their certificates') is above the oldest revision a live
+// node applied, floor, and older than NodeBehindGrace: the node at floor
+// is behind on them. Only load balancers with a row written after floor
+// can be such, and the revision indexes find them. It also reads the
+// lowest revision every serving node of the group applied (see the
+// node_states view: down, cordoned, draining and failing nodes do not
+// count), nil when no node serves.
+func degradedLoadBalancers(ctx context.Context, tx *Tx, groupID string) (lbs []string, all bool, serving *int64, err error) {
+	var floor *int64
+	if err := tx.pg.QueryRow(ctx, `SELECT coalesce(bool_or(NOT serving OR state <> 'online'), false), min(applied_revision),
+  min(applied_revision) FILTER (WHERE serving)
+FROM node_states WHERE node_group_id = $1 AND last_seen_at IS NOT NULL`, groupID).Scan(&all, &floor, &serving); err != nil {
+		return nil, false, nil, fmt.Errorf("lagging nodes: %w", err)
 	}
-	return deriveOperatingStatus(ctx, tx, groupID, lbErrIDs, degraded)
+	if all || floor == nil { // every load balancer, or no live node
+		return nil, all, serving, nil
+	}
+	rows, _ := tx.pg.Query(ctx, `WITH c AS (
+  SELECT id FROM load_balancers WHERE node_group_id = $1 AND revision > $2
+  UNION SELECT t.load_balancer_id FROM listeners t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1
+  UNION SELECT t.load_balancer_id FROM pools t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1
+  UNION SELECT t.load_balancer_id FROM members t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1
+  UNION SELECT t.load_balancer_id FROM routing_rules t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1
+  UNION SELECT l.load_balancer_id FROM certificates c JOIN listener_certificates lc ON lc.certificate_id = c.id
+    JOIN listeners l ON l.id = lc.listener_id JOIN load_balancers lb ON lb.id = l.load_balancer_id
+    WHERE c.revision > $2 AND lb.node_group_id = $1 AND l.deleted_revision IS NULL),
+r AS (
+  SELECT lb.id, GREATEST(lb.revision,
+    (SELECT max(revision) FROM listeners WHERE load_balancer_id = lb.id),
+    (SELECT max(revision) FROM pools WHERE load_balancer_id = lb.id),
+    (SELECT max(revision) FROM members WHERE load_balancer_id = lb.id),
+    (SELECT max(revision) FROM routing_rules WHERE load_balancer_id = lb.id),
+    (SELECT max(c.revision) FROM certificates c JOIN listener_certificates lc ON lc.certificate_id = c.id
+       JOIN listeners l ON l.id = lc.listener_id WHERE l.load_balancer_id = lb.id AND l.deleted_revision IS NULL)) AS rev
+  FROM load_balancers lb WHERE lb.id IN (SELECT id FROM c) AND lb.deleted_revision IS NULL)
+SELECT id FROM r WHERE rev > $2
+  AND COALESCE((SELECT created_at FROM revisions WHERE revision = r.rev), '-infinity') < now() - make_interval(secs => $3)
+UNION SELECT e.load_balancer_id FROM node_lb_errors e JOIN nodes n ON n.id = e.node_id
+  JOIN load_balancers lb ON lb.id = e.load_balancer_id AND lb.node_group_id = $1 AND lb.deleted_revision IS NULL
+WHERE n.node_group_id = $1 AND n.last_seen_at IS NOT NULL`, pgx.QueryExecModeExec, groupID, *floor, NodeBehindGrace.Seconds())
+	lbs, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("lagging nodes: %w", err)
+	}
+	return lbs, false, serving, nil
 }
 
 // deriveOperatingStatus rolls member health up to pools, listeners and load
@@ -340,16 +443,24 @@ WHERE m.id = v.id AND lb.id = m.load_balancer_id AND lb.node_group_id = $1 AND m
 // when none serves (or it is disabled or has no listener), and degraded in
 // between: one degraded listener (a pool with a member down) never makes it
 // offline. Load balancers in degraded (an object rejected, a node not
-// serving it) never read online; those in rejected read error.
-func deriveOperatingStatus(ctx context.Context, tx *Tx, groupID string, rejected, degraded []string) error {
-	const pools = `WITH agg AS (
+// serving it), or every one when allDegraded, never read online; those in
+// rejected read error. Only the load balancers in scope are rolled up, or
+// every one of the group when scope is nil.
+func deriveOperatingStatus(ctx context.Context, tx *Tx, groupID string, rejected, degraded []string, allDegraded bool, scope []string) error {
+	in := func(col string) string { // the scope's condition on column col
+		if scope == nil {
+			return " AND $3::text[] IS NULL" // every load balancer
+		}
+		return " AND " + col + " = ANY($3)"
+	}
+	pools := `WITH agg AS (
   SELECT p.id,
     count(m.id) FILTER (WHERE (m.spec->>'enabled')::boolean) AS total,
     count(m.id) FILTER (WHERE (m.spec->>'enabled')::boolean AND m.operating_status IN ('online', 'no_monitor', 'draining')) AS up,
     bool_and(m.operating_status = 'no_monitor') FILTER (WHERE (m.spec->>'enabled')::boolean) AS unmonitored
   FROM pools p JOIN load_balancers lb ON lb.id = p.load_balancer_id
   LEFT JOIN members m ON m.pool_id = p.id AND m.deleted_revision IS NULL
-  WHERE lb.node_group_id = $1 AND p.deleted_revision IS NULL AND NOT (lb.id = ANY($2))
+  WHERE lb.node_group_id = $1 AND p.deleted_revision IS NULL AND NOT (lb.id = ANY($2))` + in("lb.id") + `
   GROUP BY p.id),
 st AS (SELECT id, CASE
     WHEN total = 0 THEN 'offline'
@@ -359,34 +470,35 @@ st AS (SELECT id, CASE
     ELSE 'offline' END AS status FROM agg)
 UPDATE pools p SET operating_status = st.status
 FROM st WHERE st.id = p.id AND p.provisioning_status <> 'pending_create' AND p.operating_status <> st.status`
-	const listeners = `WITH st AS (
+	listeners := `WITH st AS (
   SELECT l.id, CASE
     WHEN l.default_pool_id IS NULL THEN 'online'
     WHEN p.operating_status IN ('online', 'no_monitor') THEN 'online'
     ELSE p.operating_status END AS status
   FROM listeners l JOIN load_balancers lb ON lb.id = l.load_balancer_id
   JOIN pools p ON p.id = COALESCE(l.default_pool_id, (SELECT id FROM pools WHERE load_balancer_id = lb.id LIMIT 1))
-  WHERE lb.node_group_id = $1 AND l.deleted_revision IS NULL AND NOT (lb.id = ANY($2)) AND l.provisioning_status <> 'pending_create')
+  WHERE lb.node_group_id = $1 AND l.deleted_revision IS NULL AND NOT (lb.id = ANY($2)) AND l.provisioning_status <> 'pending_create'` + in("lb.id") + `)
 UPDATE listeners l SET operating_status = st.status FROM st WHERE st.id = l.id AND l.operating_status <> st.status`
-	const lbs = `WITH agg AS (
+	lbs := `WITH agg AS (
   SELECT lb.id, count(l.id) AS total,
     count(l.id) FILTER (WHERE l.operating_status = 'online') AS up,
     count(l.id) FILTER (WHERE l.operating_status IN ('offline', 'error')) AS down
   FROM load_balancers lb LEFT JOIN listeners l ON l.load_balancer_id = lb.id AND l.deleted_revision IS NULL
     AND l.provisioning_status <> 'pending_create'
-  WHERE lb.node_group_id = $1 AND lb.deleted_revision IS NULL AND NOT (lb.id = ANY($2)) GROUP BY lb.id),
+  WHERE lb.node_group_id = $1 AND lb.deleted_revision IS NULL AND NOT (lb.id = ANY($2))` + in("lb.id") + ` GROUP BY lb.id),
 st AS (SELECT agg.id, CASE
     WHEN NOT lb.enabled OR agg.total = 0 OR agg.down = agg.total THEN 'offline'
-    WHEN agg.up = agg.total AND NOT (agg.id = ANY($3)) THEN 'online'
+    WHEN agg.up = agg.total AND NOT $5::boolean AND NOT (agg.id = ANY($4)) THEN 'online'
     ELSE 'degraded' END AS status
   FROM agg JOIN load_balancers lb ON lb.id = agg.id WHERE lb.provisioning_status <> 'pending_create')
 UPDATE load_balancers lb SET operating_status = st.status FROM st WHERE st.id = lb.id AND lb.operating_status <> st.status`
+	args := []any{groupID, rejected, scope}
 	for _, q := range []string{pools, listeners} {
-		if _, err := tx.pg.Exec(ctx, q, groupID, rejected); err != nil {
+		if _, err := tx.pg.Exec(ctx, q, args...); err != nil {
 			return fmt.Errorf("derive operating status: %w", err)
 		}
 	}
-	if _, err := tx.pg.Exec(ctx, lbs, groupID, rejected, degraded); err != nil {
+	if _, err := tx.pg.Exec(ctx, lbs, append(args, degraded, allDegraded)...); err != nil {
 		return fmt.Errorf("derive operating status: %w", err)
 	}
 	return nil

@@ -76,30 +76,6 @@ func NodeErrorKinds(errs []NodeError) string {
 	return strings.Join(kinds, ", ")
 }
 
-// groupMayLag is LaggingNodes' fast path for reports: false when every node
-// of the group that ever reported is serving, free of errors and at the
-// group's newest revision (certificates included), so that no node can lag on
-// any of its load balancers.
-func groupMayLag(ctx context.Context, tx *Tx, groupID string) (bool, error) {
-	rev, err := GroupRevision(ctx, tx, groupID)
-	if err != nil {
-		return false, err
-	}
-	const q = `WITH live AS (
-  SELECT id, applied_revision, errors, state, serving FROM node_states
-  WHERE node_group_id = $1 AND last_seen_at IS NOT NULL)
-SELECT EXISTS (SELECT 1 FROM live n WHERE NOT n.serving OR n.state <> 'online'
-    OR n.applied_revision < $2 OR EXISTS (SELECT 1 FROM node_lb_errors e WHERE e.node_id = n.id))
-  OR EXISTS (SELECT 1 FROM live n, certificates c JOIN listener_certificates lc ON lc.certificate_id = c.id
-    JOIN listeners l ON l.id = lc.listener_id JOIN load_balancers lb ON lb.id = l.load_balancer_id
-    WHERE lb.node_group_id = $1 AND l.deleted_revision IS NULL AND c.revision > n.applied_revision)`
-	var may bool
-	if err := tx.pg.QueryRow(ctx, q, groupID, rev).Scan(&may); err != nil {
-		return false, fmt.Errorf("lagging nodes: %w", err)
-	}
-	return may, nil
-}
-
 // LaggingNode is a node of a load balancer's group that does not serve the
 // load balancer's current version.
 type LaggingNode struct {

@@ -20,9 +20,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/dataplane/agent"
@@ -35,6 +38,10 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 type client struct {
 	endpoint, token string
 	c               *http.Client
+	// refused counts the answers 429 and 503 (retried after 100 ms): a
+	// request that met one took at least the API's refusal pause (250 ms)
+	// and the retry's 100 ms longer.
+	refused atomic.Int64
 }
 
 func (a *client) call(ctx context.Context, method, path string, body any) (map[string]any, error) {
@@ -58,6 +65,7 @@ func (a *client) call(ctx context.Context, method, path string, body any) (map[s
 		raw, _ := io.ReadAll(res.Body)
 		res.Body.Close()
 		if (res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable) && attempt < 20 {
+			a.refused.Add(1)
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
@@ -499,13 +507,24 @@ feed:
 	stopProfile := profile(t, "member")
 	memberTimeouts := 0
 	bodies := []map[string]any{{"enabled": false}, {"enabled": true}}
+	// FULCRUM_SCALE_WAITS=1 samples Postgres's sessions meanwhile.
+	waits := sampleWaits(ctx, t, dbURL, phases["member"] && os.Getenv("FULCRUM_SCALE_WAITS") == "1")
+	type steps struct {
+		begin, patched, effective, active time.Time
+		refused, refusedActive            int64 // 429/503 answers to the PATCH, to the reads until active
+	}
+	refusedBefore := api.refused.Load()
+	var each []steps
 	for i := 0; i < samples && phases["member"]; i++ {
 		stops := i%2 == 0
 		w0 := current()
+		r0 := api.refused.Load()
 		begin := time.Now()
 		if _, err := api.call(ctx, http.MethodPatch, "/v1/members/"+ma["id"].(string), bodies[i%2]); err != nil {
 			t.Fatal(err)
 		}
+		patched := time.Now()
+		r1 := api.refused.Load()
 		var seen time.Time
 		prev, confirmations, done := "", 0, false
 		for time.Since(begin) < 10*time.Second && !done {
@@ -531,12 +550,34 @@ feed:
 			memberTimeouts++
 			member = append(member, 10*time.Second)
 		}
-		bound("the member active", time.Minute, func() bool { return active("/v1/members/" + ma["id"].(string)) })
+		effective := begin.Add(member[len(member)-1])
+		// Read every 50 ms: every 10 ms (as before session 5) these reads
+		// alone came near the tenant's rate limit (50/s, burst 100), and
+		// the next PATCH now and then met a 429, taking the API's refusal
+		// pause and the client's retry (≈ 350 ms) into the figure.
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if active("/v1/members/" + ma["id"].(string)) {
+				break
+			}
+		}
+		each = append(each, steps{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1})
 		if current() != w0 {
 			reloads++
 		}
 	}
 	stopProfile()
+	lockWaits := waits()
+	// Each change's steps, and what waited in Postgres meanwhile (sampled
+	// pg_stat_activity: sessions waiting on a lock or running > 20 ms).
+	for i, s := range each {
+		logf("member change %d at %s: PATCH answered %s ms (%d refused), effective %s ms, active %s ms (%d reads refused)", i, s.begin.Format("15:04:05.000"),
+			ms(s.patched.Sub(s.begin)), s.refused, ms(s.effective.Sub(s.begin)), ms(s.active.Sub(s.begin)), s.refusedActive)
+		for _, w := range lockWaits {
+			if !w.at.Before(s.begin) && w.at.Before(s.effective) {
+				logf("  +%s ms: %s", ms(w.at.Sub(s.begin)), w.what)
+			}
+		}
+	}
 	if len(member) > 0 {
 		// In the order taken, so an outlier can be placed (the first change
 		// after the probe's creation, a periodic derivation, …).
@@ -545,6 +586,9 @@ feed:
 			each[i] = ms(d)
 		}
 		logf("member change → effective, each in order (ms): %s", strings.Join(each, " "))
+	}
+	if phases["member"] {
+		logf("member phase: %d requests refused (429/503) and retried", api.refused.Load()-refusedBefore)
 	}
 	m := sorted(member)
 	logf("member change → effective with %d LBs on the node: %d changes, p50=%s ms p99=%s ms max=%s ms, %d timed out (>10 s); %d of them reloaded HAProxy",
@@ -574,4 +618,63 @@ feed:
 	logf("scale: lbs=%d members=%d member_change_p50_ms=%s member_change_p99_ms=%s member_change_reloads=%d create_first200_p50_ratio=%.2f create_first200_p99_ratio=%.2f small_create_first200_p50_ratio=%.2f small_create_first200_p99_ratio=%.2f idle_cpu_api_agent_pct=%.1f idle_cpu_haproxy_pct=%.1f idle_cpu_postgres_pct=%.1f idle_cpu_total_pct=%.1f",
 		nLB, nLB*nMember, ms(pct(m, 50)), ms(pct(m, 99)), reloads, ratio(first200, bare, 50), ratio(first200, bare, 99),
 		ratio(sf, sb, 50), ratio(sf, sb, 99), idleSelf, idleHap, idlePg, idleTotal)
+}
+
+// wait is one pg_stat_activity sample of a session that waited or ran long.
+type wait struct {
+	at   time.Time
+	what string
+}
+
+// sampleWaits samples, every 5 ms until the returned function is called, the
+// sessions of the database at dbURL (other than its own) that wait on a lock
+// or whose statement has run for over 20 ms. Off, it samples nothing.
+func sampleWaits(ctx context.Context, t *testing.T, dbURL string, on bool) func() []wait {
+	if !on {
+		return func() []wait { return nil }
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Logf("sample waits: %v", err)
+		return func() []wait { return nil }
+	}
+	stop := make(chan struct{})
+	done := make(chan []wait)
+	go func() {
+		defer conn.Close(context.Background())
+		var out []wait
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				done <- out
+				return
+			case <-tick.C:
+			}
+			rows, _ := conn.Query(ctx, `SELECT pid, coalesce(wait_event_type, ''), coalesce(wait_event, ''), state,
+  round(extract(epoch FROM clock_timestamp() - query_start) * 1000), round(extract(epoch FROM clock_timestamp() - xact_start) * 1000),
+  left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'
+  AND (wait_event_type = 'Lock' OR clock_timestamp() - query_start > interval '20 ms')`)
+			now := time.Now()
+			for rows.Next() {
+				var (
+					pid           int
+					wt, we, st, q string
+					qms, xms      float64
+				)
+				if rows.Scan(&pid, &wt, &we, &st, &qms, &xms, &q) == nil {
+					out = append(out, wait{now, fmt.Sprintf("pid %d %s %s/%s stmt %.0f ms xact %.0f ms: %s", pid, st, wt, we, qms, xms, q)})
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				t.Logf("sample waits: %v", err)
+				done <- out
+				return
+			}
+		}
+	}()
+	return func() []wait { close(stop); return <-done }
 }
