@@ -41,6 +41,11 @@ func nodeCaller(ctx context.Context) (nodeScope, error) {
 	if err != nil {
 		return nodeScope{}, err
 	}
+	return nodeCallerOf(p)
+}
+
+// nodeCallerOf is nodeCaller for principal p.
+func nodeCallerOf(p auth.Principal) (nodeScope, error) {
 	switch p.Kind {
 	case store.TokenNode:
 		return nodeScope{groupID: p.NodeGroupID, nodeID: p.NodeID}, nil
