@@ -64,6 +64,11 @@ type Config struct {
 	// are then heartbeats (and full first reports) only. Without it every
 	// snapshot is acknowledged by a report (an agent from before).
 	PollAcks bool
+	// Stream makes the nodes speak node protocol 3 (as the agent does with
+	// an API that serves it): one HTTP/2 stream per node (POST
+	// /v1/nodes/{name}/stream, each node on its own connection) pushing
+	// snapshots, acknowledgements sent back on it. Needs PollAcks and Deltas.
+	Stream bool
 	// MaxDuration bounds the whole run.
 	MaxDuration time.Duration
 }
@@ -307,6 +312,10 @@ func (n *node) register(ctx context.Context) error {
 func (n *node) pollLoop(ctx context.Context) {
 	// Nodes of a fleet do not all start in the same millisecond.
 	sleep(ctx, time.Duration(rand.Int64N(int64(time.Second))))
+	if n.f.cfg.Stream {
+		n.streamLoop(ctx)
+		return
+	}
 	backoff := time.Second
 	registered := false
 	wait := n.f.cfg.PollWait.String()
