@@ -354,6 +354,9 @@ func (a *Agent) pollLoop(ctx context.Context) {
 			case streamBroken:
 				backoff = time.Second
 				sleep(ctx, 100*time.Millisecond) // not a tight loop against a failing replica
+			case streamUnreachable:
+				sleep(ctx, backoff)
+				backoff = min(backoff*2, 5*time.Second)
 			case streamReregister:
 				registered = false
 				a.streamRefused()

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -123,9 +124,10 @@ func newStreamClient(cfg Config) *http.Client {
 type streamEnd int
 
 const (
-	streamBroken     streamEnd = iota // open again at once
-	streamNotOpened                   // long-poll for a while
-	streamReregister                  // the node is unknown: register, then long-poll for a while
+	streamBroken      streamEnd = iota // open again at once
+	streamUnreachable                  // open again after a backoff
+	streamNotOpened                    // long-poll for a while
+	streamReregister                   // the node is unknown: register, then long-poll for a while
 )
 
 // runStream opens a stream and feeds its snapshots to the apply path until
@@ -156,9 +158,16 @@ func (a *Agent) runStream(ctx context.Context) streamEnd {
 	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
 	res, err := a.streamClient.Do(req)
 	if err != nil {
-		if ctx.Err() == nil {
-			a.log.Warn("snapshot stream could not be opened; long-polling instead", "err", err)
+		if ctx.Err() != nil {
+			return streamBroken
 		}
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			// The API is not there (restarting): not a refusal.
+			a.log.Warn("snapshot stream could not be opened: API unreachable", "err", err)
+			return streamUnreachable
+		}
+		a.log.Warn("snapshot stream could not be opened; long-polling instead", "err", err)
 		return streamNotOpened
 	}
 	defer res.Body.Close()
