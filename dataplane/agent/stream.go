@@ -132,8 +132,10 @@ const (
 
 // runStream opens a stream and feeds its snapshots to the apply path until
 // it ends.
-func (a *Agent) runStream(ctx context.Context) streamEnd {
-	ctx, cancel := context.WithCancel(ctx)
+func (a *Agent) runStream(parent context.Context) streamEnd {
+	// Applies run on parent, as the poll loop's: a stream that breaks
+	// does not cut an apply short.
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	after := a.pollAfter()
 	a.mu.Lock()
@@ -219,6 +221,10 @@ func (a *Agent) runStream(ctx context.Context) streamEnd {
 		case <-ctx.Done():
 		}
 	}
+	// An acknowledgement a broken stream did not carry goes on this one.
+	if rev, ok := a.streamAck(); ok {
+		send(fmt.Appendf(nil, `{"type":"ack","applied":%d}`+"\n", rev))
+	}
 	// A stream silent for three keep-alive intervals is dead.
 	idle := time.AfterFunc(3*keepalive, cancel)
 	defer idle.Stop()
@@ -247,9 +253,13 @@ func (a *Agent) runStream(ctx context.Context) streamEnd {
 		case 'C':
 			return a.streamClosed(payload)
 		case 'S':
-			if !a.streamSnapshot(ctx, payload, gz, send) {
+			// An apply may take longer than the keep-alives: the
+			// stream is not read meanwhile, and not dead.
+			idle.Stop()
+			if !a.streamSnapshot(parent, payload, gz, send) {
 				return streamBroken
 			}
+			idle.Reset(3 * keepalive)
 		default:
 			a.log.Warn("snapshot stream: unknown frame kind; ignored", "kind", string(hdr[:1]))
 		}
