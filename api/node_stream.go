@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/api/auth"
 	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/snapshot"
 	"github.com/fulcrumlb/fulcrum/openapi"
@@ -144,7 +145,7 @@ func (h *handlers) StreamNode(ctx context.Context, r openapi.StreamNodeRequestOb
 	}
 	authz, _ := ctx.Value(streamAuthKey{}).(string)
 	return &nodeStream{h: h, ctx: ctx, name: r.Id, scope: scope, group: poll.GroupID(), req: req,
-		gz: acceptsGzip(deref(r.Params.AcceptEncoding)), body: r.Body, authz: authz}, nil
+		gz: acceptsGzip(deref(r.Params.AcceptEncoding)), body: r.Body, authz: authz, bound: boundNodeName(ctx)}, nil
 }
 
 // nodeStream is one node's open stream.
@@ -158,6 +159,8 @@ type nodeStream struct {
 	gz    bool
 	body  io.Reader
 	authz string
+	// bound is the node the token is bound to, "" for none.
+	bound string
 }
 
 // streamEnd ends a stream with a close frame saying why.
@@ -178,18 +181,28 @@ func (r *nodeStream) VisitStreamNodeResponse(w http.ResponseWriter) error {
 	} else {
 		hd.Set("Fulcrum-Stream-Encoding", "identity")
 	}
-	_ = rc.SetReadDeadline(time.Now().Add(streamReadIdle))
 	fw := &frameWriter{w: w, rc: rc}
 	w.WriteHeader(http.StatusOK)
 	if err := fw.flush(); err != nil {
 		return nil // the agent went away
 	}
-	ctx, cancel := context.WithCancel(r.ctx)
-	defer cancel()
+	// The stream ends with a cause: the agent's body ending or a malformed
+	// message (readMessages), the replica stopping, the request's end.
+	ctx, cancel := context.WithCancelCause(r.ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-r.h.notify.Done():
+			cancel(streamEnd{p: problem.Unavailable(0, "The API replica is stopping: open the stream again (another replica takes it).")})
+		case <-ctx.Done():
+		}
+	}()
 	msgs := make(chan streamMessage, 16)
-	ended := make(chan error, 1)
-	go r.readMessages(ctx, rc, msgs, ended)
-	err := r.run(ctx, fw, msgs, ended)
+	go r.readMessages(ctx, cancel, &deadline{set: rc.SetReadDeadline, span: streamReadIdle}, msgs)
+	err := r.run(ctx, fw, msgs)
+	if ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
 	var end streamEnd
 	if errors.As(err, &end) {
 		_ = fw.close(end.p)
@@ -202,80 +215,83 @@ func (r *nodeStream) VisitStreamNodeResponse(w http.ResponseWriter) error {
 }
 
 // run pushes frames until the stream ends.
-func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan streamMessage, ended <-chan error) error {
+func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan streamMessage) error {
 	h := r.h
-	keepalive := time.NewTicker(StreamKeepalive)
-	defer keepalive.Stop()
-	// A revoked token or a deleted node ends the stream within the token
-	// cache's TTL: checked at every turn and at least this often.
-	authEvery := time.NewTicker(h.streamAuthEvery())
-	defer authEvery.Stop()
+	// One ticker for the token's checks and the keep-alives: a revoked
+	// token or a deleted node ends the stream within the token cache's TTL.
+	tick := time.NewTicker(h.streamAuthEvery())
+	defer tick.Stop()
+	stale := time.NewTimer(time.Hour)
+	defer stale.Stop()
 	for {
-		if err := r.authorized(ctx); err != nil {
-			return err
-		}
-		poll, mark, refresh, err := h.readPoll(ctx, r.name, r.scope, r.group, true)
+		poll, mark, refresh, err := r.poll(ctx)
 		if err != nil {
 			return streamEnd{p: h.streamProblem(ctx, err)}
 		}
 		r.group = poll.GroupID()
-		rctx, cancelBuild := context.WithTimeout(ctx, h.requestTimeout)
-		snap, err := h.snapcache.ForNode(rctx, poll, r.req.After)
-		cancelBuild()
-		if err != nil {
-			return streamEnd{p: h.streamProblem(ctx, err)}
-		}
-		if snap != nil {
-			req := r.req
-			req.Delta = req.Delta && req.After > 0
-			head, body, err := snap.EncodeFor(req, r.gz)
+		if poll.Revision() > r.req.After {
+			// The cache bounds its builds itself (and shares them).
+			snap, err := h.snapcache.ForNode(ctx, poll, r.req.After)
 			if err != nil {
 				return streamEnd{p: h.streamProblem(ctx, err)}
 			}
-			if err := fw.frame(frameSnapshot, head, body); err != nil {
-				return err
+			if snap != nil {
+				req := r.req
+				req.Delta = req.Delta && req.After > 0
+				head, body, err := snap.EncodeFor(req, r.gz)
+				if err != nil {
+					return streamEnd{p: h.streamProblem(ctx, err)}
+				}
+				if err := fw.frame(frameSnapshot, head, body); err != nil {
+					return err
+				}
+				// The agent holds it (or says otherwise: resync): the
+				// next frame is a delta from it.
+				r.req.After, r.req.Delta = snap.Revision(), r.req.Format >= snapshot.FormatDelta
+				continue
 			}
-			// The agent holds it (or says otherwise: resync): the next
-			// frame is a delta from it.
-			r.req.After, r.req.Delta = snap.Revision(), r.req.Format >= snapshot.FormatDelta
-			continue
 		}
-		stale := time.NewTimer(time.Until(refresh))
+		stale.Reset(time.Until(refresh))
+		changed := h.notify.ChangedSince(r.group, mark)
 	wait:
 		for {
 			select {
-			case <-h.notify.ChangedSince(r.group, mark):
+			case <-changed:
 				break wait
 			case <-stale.C:
 				break wait
-			case <-authEvery.C:
+			case <-tick.C:
 				if err := r.authorized(ctx); err != nil {
-					stale.Stop()
 					return err
 				}
-			case <-keepalive.C:
-				if err := fw.frame(frameKeepalive); err != nil {
-					stale.Stop()
-					return err
+				if time.Since(fw.last) >= StreamKeepalive {
+					if err := fw.frame(frameKeepalive); err != nil {
+						return err
+					}
 				}
-			case m := <-msgs:
-				if m.Type == "resync" {
-					r.req.After, r.req.Delta = *m.After, m.Delta != nil && *m.Delta && r.req.Format >= snapshot.FormatDelta
-					break wait
-				}
-			case err := <-ended:
-				stale.Stop()
-				return err
-			case <-h.notify.Done():
-				stale.Stop()
-				return streamEnd{p: problem.Unavailable(0, "The API replica is stopping: open the stream again (another replica takes it).")}
+			case m := <-msgs: // a resync
+				r.req.After, r.req.Delta = *m.After, m.Delta != nil && *m.Delta && r.req.Format >= snapshot.FormatDelta
+				break wait
 			case <-ctx.Done():
-				stale.Stop()
-				return ctx.Err()
+				return context.Cause(ctx)
 			}
 		}
 		stale.Stop()
 	}
+}
+
+// poll reads what a turn needs besides the group's part: from the group's
+// poll view while it shows the node in the caller's scope (memory only),
+// else from the database, as a poll does (readPoll).
+func (r *nodeStream) poll(ctx context.Context) (snapshot.Poll, uint64, time.Time, error) {
+	v, err := r.h.views.Get(ctx, r.group) // bounds its reads itself
+	if err != nil {
+		return snapshot.Poll{}, 0, time.Time{}, err
+	}
+	if n, ok := v.Node(r.name); ok && viewNodeInScope(r.name, r.bound, n, r.scope) {
+		return v.Poll(n), v.Mark(), v.Expires(), nil
+	}
+	return r.h.readPoll(ctx, r.name, r.scope, r.group, false)
 }
 
 // authorized checks the stream's token again, through the token cache (a
@@ -296,31 +312,44 @@ func (r *nodeStream) authorized(ctx context.Context) error {
 	return nil
 }
 
+// ackPrefix and ackSuffix frame the acknowledgement as agents write it,
+// read without a JSON decoder (one per node and write).
+var ackPrefix, ackSuffix = []byte(`{"type":"ack","applied":`), []byte("}\n")
+
 // readMessages reads the agent's messages until the body ends: acks are
 // recorded here (in the background batch, as a poll's applied=), resyncs
 // go to the stream's loop; a malformed message ends the stream with a 400.
-func (r *nodeStream) readMessages(ctx context.Context, rc *http.ResponseController, msgs chan<- streamMessage, ended chan<- error) {
+func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFunc, dl *deadline, msgs chan<- streamMessage) {
 	br := bufio.NewReaderSize(r.body, streamMessageMax)
+	dl.extend()
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			ended <- streamEnd{p: problem.BadRequest("message", "is longer than %d bytes", streamMessageMax)}
+			end(streamEnd{p: problem.BadRequest("message", "is longer than %d bytes", streamMessageMax)})
 			return
 		}
 		if err != nil {
 			if len(bytes.TrimSpace(line)) > 0 && errors.Is(err, io.EOF) {
 				err = streamEnd{p: problem.BadRequest("message", "must end with a newline")}
 			}
-			ended <- err
+			end(err)
 			return
 		}
-		_ = rc.SetReadDeadline(time.Now().Add(streamReadIdle))
+		dl.extend()
+		if rest, ok := bytes.CutPrefix(line, ackPrefix); ok {
+			if digits, ok := bytes.CutSuffix(rest, ackSuffix); ok {
+				if n, ok := plainInt(string(digits)); ok { // pollcheck.go
+					r.h.recordPollAck(ctx, r.name, r.scope, n)
+					continue
+				}
+			}
+		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
 		m, err := parseStreamMessage(line)
 		if err != nil {
-			ended <- streamEnd{p: r.h.streamProblem(ctx, err)}
+			end(streamEnd{p: r.h.streamProblem(ctx, err)})
 			return
 		}
 		switch m.Type {
@@ -334,6 +363,24 @@ func (r *nodeStream) readMessages(ctx context.Context, rc *http.ResponseControll
 			}
 		}
 	}
+}
+
+// deadline keeps a read or write deadline at least span ahead, moving it
+// (2 × span ahead) only when less than span is left: with HTTP/2 each move
+// is a message to the connection's goroutine, too dear for every frame.
+type deadline struct {
+	set  func(time.Time) error
+	span time.Duration
+	at   time.Time
+}
+
+func (d *deadline) extend() {
+	now := time.Now()
+	if d.at.Sub(now) >= d.span {
+		return
+	}
+	d.at = now.Add(2 * d.span)
+	_ = d.set(d.at)
 }
 
 // streamProblem is the problem a stream ends with for err.
@@ -351,11 +398,16 @@ func (h *handlers) streamProblem(ctx context.Context, err error) *problem.Proble
 	return problem.Unavailable(RetryAfterUnavailable, "The stream failed on the API's side; open it again.")
 }
 
-// streamAuthEvery is how often an open stream checks its token again: half
-// the token cache's TTL, so a revoked token ends it within the TTL.
+// streamAuthEvery is how often an open stream checks its token again (and
+// whether a keep-alive is due): a quarter of the token cache's TTL, so a
+// revoked token ends it about when the cache forgets it.
 func (h *handlers) streamAuthEvery() time.Duration {
-	if h.tokenTTL > 0 {
-		return max(h.tokenTTL/2, 100*time.Millisecond)
+	ttl := h.tokenTTL
+	if ttl == 0 {
+		ttl = auth.NodeTokenTTLDefault
+	}
+	if ttl > 0 {
+		return min(max(ttl/4, 100*time.Millisecond), StreamKeepalive)
 	}
 	return time.Second
 }
@@ -366,6 +418,9 @@ type frameWriter struct {
 	w   http.ResponseWriter
 	rc  *http.ResponseController
 	hdr [5]byte
+	dl  deadline
+	// last is when the last frame went out.
+	last time.Time
 }
 
 func (f *frameWriter) frame(kind byte, parts ...[]byte) error {
@@ -375,7 +430,11 @@ func (f *frameWriter) frame(kind byte, parts ...[]byte) error {
 	}
 	f.hdr[0] = kind
 	binary.BigEndian.PutUint32(f.hdr[1:], uint32(n))
-	_ = f.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	if f.dl.set == nil {
+		f.dl = deadline{set: f.rc.SetWriteDeadline, span: streamWriteTimeout}
+	}
+	f.dl.extend()
+	f.last = time.Now()
 	if _, err := f.w.Write(f.hdr[:]); err != nil {
 		return err
 	}
