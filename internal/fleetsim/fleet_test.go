@@ -507,7 +507,10 @@ feed:
 		}
 		time.Sleep(time.Second)
 	}
-	acks := "carried by polls (node protocol 2: the poll after a snapshot says which revision the node applied; no report)"
+	acks := "sent on the stream (node protocol 3: the node's one HTTP/2 request pushes snapshots and carries acknowledgements back; no report)"
+	if os.Getenv("FULCRUM_FLEET_PROTOCOL") == "2" || os.Getenv("FULCRUM_FLEET_FULL_SNAPSHOTS") == "1" {
+		acks = "carried by polls (node protocol 2: the poll after a snapshot says which revision the node applied; no report)"
+	}
 	if cfg.ReportAcks {
 		acks = "by reports (node protocol 1: a report after every snapshot)"
 	}
@@ -707,7 +710,7 @@ feed:
 		reports = int(atof(writes[2]))
 		ar0, ap0 := ackCounts(idle)
 		ar, ap := ackCounts(writes)
-		logf("reports (acks by report + heartbeats, during writes): n=%s p50=%s ms p99=%s ms max=%s ms timeouts(>%s)=%s errors=%s; acknowledgements in the window: %d by report (counted in n), %d carried by polls",
+		logf("reports (acks by report + heartbeats, during writes): n=%s p50=%s ms p99=%s ms max=%s ms timeouts(>%s)=%s errors=%s; acknowledgements in the window: %d by report (counted in n), %d carried by polls or streams",
 			writes[2], writes[3], writes[4], writes[5], cfg.ReportTimeout, writes[6], writes[7], ar-ar0, ap-ap0)
 		logFull("during writes", writes)
 		logf("simulator process CPU so far: user %s ms, sys %s ms", writes[8], writes[9])
@@ -745,7 +748,7 @@ feed:
 		ar0, ap0 := ackCounts(before)
 		ar, ap := ackCounts(q)
 		logf("reports during the series with heartbeats paused (acknowledgements by report only): n=%s p50=%s ms p99=%s ms max=%s ms errors=%s; "+
-			"acknowledgements: %d by report, %d carried by polls", q[2], q[3], q[4], q[5], q[7], ar-ar0, ap-ap0)
+			"acknowledgements: %d by report, %d carried by polls or streams", q[2], q[3], q[4], q[5], q[7], ar-ar0, ap-ap0)
 	}
 
 	// 6. The same without any report: the write and its fan-out alone.
