@@ -81,7 +81,7 @@ func TestStreamAgentConvergesAcrossAPIRestart(t *testing.T) {
 
 // TestStreamFallbackToPolls: an agent that cannot open a stream — a proxy in
 // between that speaks HTTP/1.1 only, or one that refuses the stream's route
-// (405, as an API without it would) — long-polls as before (node protocol
+// (405, or 404 "No such route" as an API without it answers) — long-polls as before (node protocol
 // 2: acknowledgements in polls) and serves every write.
 func TestStreamFallbackToPolls(t *testing.T) {
 	t.Parallel()
@@ -97,6 +97,11 @@ func TestStreamFallbackToPolls(t *testing.T) {
 	refusing := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/stream") {
 			w.Header().Set("Content-Type", "application/problem+json")
+			if strings.Contains(r.URL.Path, "node-3") { // as an API without the route answers
+				w.WriteHeader(http.StatusNotFound)
+				_, _ = w.Write([]byte(`{"type":"https://fulcrum.dev/problems/not-found","title":"Not found","status":404,"detail":"No such route."}`))
+				return
+			}
 			w.WriteHeader(http.StatusMethodNotAllowed)
 			_, _ = w.Write([]byte(`{"type":"about:blank","title":"Method not allowed","status":405}`))
 			return
@@ -113,6 +118,7 @@ func TestStreamFallbackToPolls(t *testing.T) {
 	agents := map[string]*agent.Agent{
 		"node-1": runNamedAgent(t, s.Stack, "node-1", h1.URL),
 		"node-2": runNamedAgent(t, s.Stack, "node-2", refusing.URL),
+		"node-3": runNamedAgent(t, s.Stack, "node-3", refusing.URL),
 	}
 	a, b := teststack.StartBackend(t, "a"), teststack.StartBackend(t, "b")
 	x := s.newLB(8331, nil, a)
