@@ -54,7 +54,8 @@ type fleetConfig struct {
 // speak node protocol 2 as the agent does: the poll after a snapshot carries
 // its acknowledgement (applied=) — by default over node protocol 3's stream
 // (one HTTP/2 request per node, snapshots pushed, acks sent back on it;
-// FULCRUM_FLEET_PROTOCOL=2 long-polls instead); FULCRUM_FLEET_REPORT_ACKS=1 makes them
+// FULCRUM_FLEET_PROTOCOL=2 long-polls instead, FULCRUM_FLEET_STREAM_HTTP1=1
+// streams over HTTP/1.1); FULCRUM_FLEET_REPORT_ACKS=1 makes them
 // acknowledge every snapshot with a report (protocol 1, an agent from
 // before). The report figures count every report request either way.
 //
@@ -119,6 +120,7 @@ func TestFleetChild(t *testing.T) {
 		PollWait: 30 * time.Second, ReportTimeout: envDur("FULCRUM_FLEETSIM_REPORT_TIMEOUT", 10*time.Second), ReportTail: tail,
 		HeartbeatTail: heartbeat, Deltas: os.Getenv("FULCRUM_FLEETSIM_FULL_SNAPSHOTS") != "1", PollAcks: os.Getenv("FULCRUM_FLEETSIM_REPORT_ACKS") != "1",
 		Stream:      os.Getenv("FULCRUM_FLEETSIM_REPORT_ACKS") != "1" && os.Getenv("FULCRUM_FLEETSIM_FULL_SNAPSHOTS") != "1" && os.Getenv("FULCRUM_FLEETSIM_PROTOCOL") != "2",
+		StreamHTTP1: os.Getenv("FULCRUM_FLEETSIM_STREAM_HTTP1") == "1",
 		MaxDuration: 30 * time.Minute}
 	if err := Run(context.Background(), cfg, os.Stdin, os.Stdout); err != nil {
 		t.Fatal(err)
@@ -283,7 +285,8 @@ func startChild(t *testing.T, s *teststack.Stack, cfg fleetConfig, tailFile stri
 		"FULCRUM_FLEETSIM_REPORT="+tailFile, "FULCRUM_FLEETSIM_HEARTBEAT_REPORT="+cfg.heartbeatFile,
 		"FULCRUM_FLEETSIM_FULL_SNAPSHOTS="+os.Getenv("FULCRUM_FLEET_FULL_SNAPSHOTS"), fmt.Sprintf("FULCRUM_FLEETSIM_NODES=%d", cfg.Nodes),
 		"FULCRUM_FLEETSIM_HEARTBEAT="+cfg.Heartbeat.String(), "FULCRUM_FLEETSIM_REPORT_TIMEOUT="+cfg.ReportTimeout.String(),
-		"FULCRUM_FLEETSIM_REPORT_ACKS="+map[bool]string{true: "1"}[cfg.ReportAcks], "FULCRUM_FLEETSIM_PROTOCOL="+os.Getenv("FULCRUM_FLEET_PROTOCOL"))
+		"FULCRUM_FLEETSIM_REPORT_ACKS="+map[bool]string{true: "1"}[cfg.ReportAcks], "FULCRUM_FLEETSIM_PROTOCOL="+os.Getenv("FULCRUM_FLEET_PROTOCOL"),
+		"FULCRUM_FLEETSIM_STREAM_HTTP1="+os.Getenv("FULCRUM_FLEET_STREAM_HTTP1"))
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -69,6 +69,10 @@ type Config struct {
 	// /v1/nodes/{name}/stream, each node on its own connection) pushing
 	// snapshots, acknowledgements sent back on it. Needs PollAcks and Deltas.
 	Stream bool
+	// StreamHTTP1 opens the streams over HTTP/1.1 (full duplex, chunked)
+	// instead of HTTP/2, to compare the API's cost of each (the agent uses
+	// HTTP/2: proxies buffer HTTP/1.1 request bodies).
+	StreamHTTP1 bool
 	// MaxDuration bounds the whole run.
 	MaxDuration time.Duration
 }

@@ -20,7 +20,11 @@ import (
 // each sent back on the request as a message (one line of JSON).
 func (n *node) streamLoop(ctx context.Context) {
 	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
+	if n.f.cfg.StreamHTTP1 {
+		p.SetHTTP1(true)
+	} else {
+		p.SetUnencryptedHTTP2(true)
+	}
 	tr := &http.Transport{DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, Protocols: &p,
 		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}, DisableCompression: true}
 	defer tr.CloseIdleConnections()
