@@ -182,6 +182,9 @@ func (r *nodeStream) VisitStreamNodeResponse(w http.ResponseWriter) error {
 		hd.Set("Fulcrum-Stream-Encoding", "identity")
 	}
 	fw := &frameWriter{w: w, rc: rc}
+	// An open stream is an agent waiting for changes, as a long-poll
+	// (fulcrum_api_snapshot_waiters).
+	defer waitSnapshot(r.ctx)()
 	w.WriteHeader(http.StatusOK)
 	if err := fw.flush(); err != nil {
 		return nil // the agent went away
