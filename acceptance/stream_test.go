@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -156,4 +157,35 @@ func runNamedAgent(t *testing.T, s *teststack.Stack, name, endpoint string) *age
 		}
 	})
 	return ag
+}
+
+// TestStreamCurl: curl speaks HTTP/1.1 to the API as before, and HTTP/2
+// cleartext (prior knowledge) on the same port. (Streams themselves are
+// tested with Go's clients: curl sends an upload from standard input only
+// as it ends.)
+func TestStreamCurl(t *testing.T) {
+	t.Parallel()
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("no curl")
+	}
+	s := newStack(t, pgtest.NewDatabase(t))
+	s.mustAs(s.NodeToken, http.StatusOK, "PUT", "/v1/nodes/node-9", map[string]any{})
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(curl, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	h1 := run("-sS", "--http1.1", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "-H", "Authorization: Bearer "+s.NodeToken,
+		s.Endpoint+"/v1/nodes/node-9/snapshot?wait=0s")
+	if h1 != "1.1 200" {
+		t.Errorf("curl --http1.1 poll: %q, want 1.1 200", h1)
+	}
+	h2 := run("-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", s.Endpoint+"/healthz")
+	if h2 != "2 200" {
+		t.Errorf("curl --http2-prior-knowledge /healthz: %q, want 2 200", h2)
+	}
 }
