@@ -350,10 +350,18 @@ func (a *Agent) pollLoop(ctx context.Context) {
 		if a.streamNow() {
 			// Node protocol 3 (stream.go): one stream instead of a poll
 			// per change, while it lasts.
+			opened := time.Now()
 			switch a.runStream(ctx) {
 			case streamBroken:
+				if time.Since(opened) < 5*time.Second {
+					// Broken as soon as opened (a replica stopping, a
+					// proxy cutting it): not a tight loop.
+					sleep(ctx, backoff)
+					backoff = min(backoff*2, 5*time.Second)
+					break
+				}
 				backoff = time.Second
-				sleep(ctx, 100*time.Millisecond) // not a tight loop against a failing replica
+				sleep(ctx, 100*time.Millisecond)
 			case streamUnreachable:
 				sleep(ctx, backoff)
 				backoff = min(backoff*2, 5*time.Second)
