@@ -79,6 +79,24 @@ func TestSnapshotDeletePurgedBeforeAnyRead(t *testing.T) {
 	if purged < del {
 		t.Fatalf("purged up to %d, want the delete at %d purged by itself", purged, del)
 	}
+	// The incremental read of the group's revision (poll views, the cache)
+	// agrees with the whole one.
+	if err := b.Store.ReadSnapshot(ctx, func(tx *store.Tx) error {
+		whole, err := store.GroupRevision(ctx, tx, b.GroupID)
+		if err != nil {
+			return err
+		}
+		since, err := store.GroupRevisionSince(ctx, tx, b.GroupID, s0.Revision)
+		if err != nil {
+			return err
+		}
+		if whole < del || since != whole {
+			t.Errorf("group revision %d, since %d: %d; want both at least the purged delete's %d", whole, s0.Revision, since, del)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 
 	check := func(what string, s *openapi.Snapshot) {
 		t.Helper()
