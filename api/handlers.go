@@ -49,6 +49,9 @@ type handlers struct {
 	// auth resolves bearer tokens, caching node tokens for a few seconds
 	// (api/auth): revoking one forgets it here at once.
 	auth *auth.Authenticator
+	// tokenTTL is the token cache's TTL (Config.NodeTokenTTL): open
+	// streams check their token at half of it (node_stream.go).
+	tokenTTL time.Duration
 }
 
 var _ openapi.StrictServerInterface = (*handlers)(nil)

@@ -67,8 +67,9 @@ const (
 	ProtocolReports = 1
 	// ProtocolPollAcks: polls carry acknowledgements (applied=).
 	ProtocolPollAcks = 2
-	// ProtocolMax is the newest protocol this API serves.
-	ProtocolMax = ProtocolPollAcks
+	// ProtocolMax is the newest protocol this API serves: 3 streams
+	// (node_stream.go).
+	ProtocolMax = ProtocolStream
 )
 
 // pollAck is the acknowledgement a poll carries, if any: the revision the

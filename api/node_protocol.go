@@ -41,6 +41,11 @@ func nodeCaller(ctx context.Context) (nodeScope, error) {
 	if err != nil {
 		return nodeScope{}, err
 	}
+	return nodeCallerOf(p)
+}
+
+// nodeCallerOf is nodeCaller for principal p.
+func nodeCallerOf(p auth.Principal) (nodeScope, error) {
 	switch p.Kind {
 	case store.TokenNode:
 		return nodeScope{groupID: p.NodeGroupID, nodeID: p.NodeID}, nil
@@ -309,9 +314,7 @@ func (h *handlers) readPoll(ctx context.Context, name string, scope nodeScope, g
 		if err != nil {
 			return snapshot.Poll{}, 0, time.Time{}, err
 		}
-		bound := boundNodeName(ctx)
-		if n, ok := v.Node(name); ok && (bound == "" || name == bound || n.Name == bound) && (scope.nodeID == "" || n.ID == scope.nodeID) &&
-			(scope.groupID == "" || n.NodeGroupID == scope.groupID) {
+		if n, ok := v.Node(name); ok && viewNodeInScope(name, boundNodeName(ctx), n, scope) {
 			return v.Poll(n), v.Mark(), v.Expires(), nil
 		}
 	}
@@ -327,6 +330,14 @@ func (h *handlers) readPoll(ctx context.Context, name string, scope nodeScope, g
 		return err
 	})
 	return poll, mark, refresh, err
+}
+
+// viewNodeInScope says whether node n of a poll view, found by name, is one
+// a caller with scope and a token bound to node bound ("" for none) may
+// act for (as nodeInScope; anything else takes the database).
+func viewNodeInScope(name, bound string, n *store.PollNode, scope nodeScope) bool {
+	return (bound == "" || name == bound || n.Name == bound) && (scope.nodeID == "" || n.ID == scope.nodeID) &&
+		(scope.groupID == "" || n.NodeGroupID == scope.groupID)
 }
 
 // snapshotResponse is a 200 of GetNodeSnapshot sent as encoded: the node's

@@ -49,7 +49,7 @@ func TestPollAckMakesActive(t *testing.T) {
 	b.register("n1")
 	tr := b.buildTree(b.TokenA)
 	res := b.do(b.Node, http.MethodGet, "/v1/nodes/n1/snapshot?after=0&wait=0s", nil, protocolHeader, "2")
-	if res.Status != http.StatusOK || res.Header.Get(protocolHeader) != "2" {
+	if res.Status != http.StatusOK || res.Header.Get(protocolHeader) != "3" {
 		t.Fatalf("first poll: %d, %s %q: %s", res.Status, protocolHeader, res.Header.Get(protocolHeader), res.Raw)
 	}
 	rev := int64(res.Body["revision"].(float64))
@@ -58,7 +58,7 @@ func TestPollAckMakesActive(t *testing.T) {
 	}
 	// The next poll carries the acknowledgement; nothing newer: 304.
 	res = b.do(b.Node, http.MethodGet, fmt.Sprintf("/v1/nodes/n1/snapshot?after=%d&wait=0s&applied=%d", rev, rev), nil, protocolHeader, "2")
-	if res.Status != http.StatusNotModified || res.Header.Get(protocolHeader) != "2" {
+	if res.Status != http.StatusNotModified || res.Header.Get(protocolHeader) != "3" {
 		t.Fatalf("poll carrying the acknowledgement: %d, %s %q: %s", res.Status, protocolHeader, res.Header.Get(protocolHeader), res.Raw)
 	}
 	b.waitFor("the member active after the poll's acknowledgement", func() bool {
@@ -156,7 +156,7 @@ func TestPollAckRefused(t *testing.T) {
 	for _, c := range []struct {
 		what, query, proto, field string
 	}{
-		{"a newer protocol", "", "3", protocolHeader},
+		{"a newer protocol", "", "4", protocolHeader},
 		{"a protocol that is not a number", "", "two", protocolHeader},
 		{"protocol 0", "", "0", protocolHeader},
 		{"an acknowledgement in protocol 1", fmt.Sprintf("&applied=%d", rev), "1", "applied"},
@@ -216,8 +216,8 @@ func TestPollParametersFastAndGeneric(t *testing.T) {
 				t.Errorf("%s %v: %d does not name %s: %s", c.query, c.headers, res.Status, c.field, res.Raw)
 			}
 		}
-		if res.Status < 400 && res.Header.Get(protocolHeader) != "2" {
-			t.Errorf("%s: %s %q, want 2", c.query, protocolHeader, res.Header.Get(protocolHeader))
+		if res.Status < 400 && res.Header.Get(protocolHeader) != "3" {
+			t.Errorf("%s: %s %q, want 3", c.query, protocolHeader, res.Header.Get(protocolHeader))
 		}
 	}
 }

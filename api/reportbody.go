@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"mime"
@@ -408,6 +409,18 @@ func (s *Server) checkRequests(check echo.MiddlewareFunc, h *handlers) echo.Midd
 		generic := check(next)
 		return func(c echo.Context) error {
 			req := c.Request()
+			if isStreamRequest(req) {
+				// A stream's body is the agent's messages, read while it
+				// lasts (node_stream.go): the generated binding checks
+				// its parameters, nothing reads its body up front.
+				c.SetRequest(req.WithContext(context.WithValue(req.Context(), streamAuthKey{}, req.Header.Get(echo.HeaderAuthorization))))
+				return next(c)
+			}
+			if req.Method == http.MethodPut && strings.HasPrefix(req.URL.Path, "/v1/nodes/") {
+				// A registering agent learns the newest node protocol
+				// this API serves (3: it may open a stream at once).
+				c.Response().Header().Set(agentProtocolHeader, protocolMax)
+			}
 			if isPollRequest(req) { // pollcheck.go
 				if done, err := pollFast(c, h); done {
 					return err

@@ -162,7 +162,10 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		e.Use(middleware.RequestID())
 	}
 	e.Use(middleware.Recover())
-	e.Use(middleware.BodyLimit(cfg.BodyLimit))
+	// A node's stream (node_stream.go) is one request for as long as the
+	// node stays: its messages are bounded one by one, not in total.
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: cfg.BodyLimit,
+		Skipper: func(c echo.Context) bool { return isStreamRequest(c.Request()) }}))
 	e.Use(s.deadline)
 	e.Use(s.authenticate)
 	e.Use(s.rateLimit)
@@ -201,7 +204,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 	*h = handlers{st: st, box: box, log: log, notify: s.notify,
 		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax), requestTimeout: cfg.RequestTimeout,
 		snapshots: builder, snapcache: snapshot.NewCache(builder, st, cfg.RequestTimeout), deriver: s.deriver, reportw: s.reportw,
-		views: snapshot.NewViews(st, s.notify, cfg.RequestTimeout, 0), auth: s.auth}
+		views: snapshot.NewViews(st, s.notify, cfg.RequestTimeout, 0), auth: s.auth, tokenTTL: cfg.NodeTokenTTL}
 	openapi.RegisterHandlers(e, openapi.NewStrictHandler(h, nil))
 	s.echo = e
 	return s, nil
@@ -245,8 +248,17 @@ func (s *Server) Handler() http.Handler { return s.echo }
 // Serve serves on ln until ctx ends, then shuts down gracefully: in-flight
 // requests finish (bounded by ShutdownTimeout), new ones are refused.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// HTTP/1.1 and HTTP/2 on the same port: HTTP/2 cleartext with prior
+	// knowledge (the agents' streams, node_stream.go) next to HTTP/1.1
+	// (curl, the provider, polls of agents from before); behind TLS the
+	// same through ALPN.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
 		Handler:           s.echo,
+		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		// Long-polls hold responses for up to a minute.
@@ -302,6 +314,12 @@ func public(path string) bool {
 func (s *Server) deadline(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
+		if isStreamRequest(req) {
+			// A stream lasts while the node stays; it is bounded by its
+			// keep-alives and the read and write deadlines of each frame
+			// and message (node_stream.go).
+			return next(c)
+		}
 		d := s.cfg.RequestTimeout
 		if req.Method == http.MethodGet && isSnapshotPath(req.URL.Path) {
 			d += snapshotWait(req.URL.Query().Get("wait"))

@@ -2421,6 +2421,24 @@ type GetNodeSnapshotParams struct {
 	AcceptEncoding *string `json:"Accept-Encoding,omitempty"`
 }
 
+// StreamNodeParams defines parameters for StreamNode.
+type StreamNodeParams struct {
+	// After The revision the node already has (0 for none).
+	After *int64 `form:"after,omitempty" json:"after,omitempty"`
+
+	// Delta The agent holds the complete snapshot at revision `after`; the first frame may be a delta.
+	Delta *bool `form:"delta,omitempty" json:"delta,omitempty"`
+
+	// FulcrumAgentFormat The snapshot format the agent understands, as for a poll (2 or newer).
+	FulcrumAgentFormat *string `json:"Fulcrum-Agent-Format,omitempty"`
+
+	// FulcrumAgentProtocol The node protocol the agent speaks; 3 or newer for a stream.
+	FulcrumAgentProtocol string `json:"Fulcrum-Agent-Protocol"`
+
+	// AcceptEncoding `gzip` gets every snapshot frame gzip-compressed, as for a poll.
+	AcceptEncoding *string `json:"Accept-Encoding,omitempty"`
+}
+
 // UncordonNodeParams defines parameters for UncordonNode.
 type UncordonNodeParams struct {
 	// IfMatch The ETag last seen (`"3"`); the write fails with 412 if the object changed since.
@@ -3125,6 +3143,15 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
 	GetNodeSnapshot(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StreamNodeWithBody Stream a node's snapshots (node protocol 3)
+	//
+	// For agents speaking node protocol 3, with a node token (or an admin token), over HTTP/2 (cleartext with prior knowledge, or TLS); HTTP/1.1 works too where nothing in between buffers bodies. One long-lived, full-duplex request instead of a long-poll per change (as xDS streams): the token and the node are checked at the open (4xx problems as for a poll) and again while the stream lasts (a revoked token or a deleted node ends it within the token cache's TTL). The response body is a sequence of frames, each one byte of kind, four bytes of payload length (big-endian) and the payload: `S` a snapshot, exactly the body a poll with the same `after` and `delta` would answer (gzip-compressed when the open's `Accept-Encoding` accepted it, as the `Fulcrum-Stream-Encoding` response header says; `Content-Encoding` is not used), sent whenever the node's snapshot moves past the last one sent (the next one a delta from it); `K` a keep-alive (empty, every `Fulcrum-Stream-Keepalive`); `C` the end, whose payload is a problem (e.g. 401 token revoked, 404 node deleted, 503 the replica is stopping: reconnect). The request body is a sequence of agent messages, one JSON object a line, at most 4096 bytes: `{"type":"ack","applied":N}` records an acknowledgement exactly as a poll's `applied`; `{"type":"resync","after":N,"delta":true|false}` says what the agent holds (`after` 0: send a complete snapshot); `{"type":"ping"}` keeps the stream alive (send one at least every keep-alive interval: a stream the agent sends nothing on for three intervals ends). A malformed message ends the stream with a `C` frame (400 naming the field). Agents open it only when an answer of the API said `Fulcrum-Agent-Protocol: 3` or newer, and fall back to long-polls when it cannot be opened.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/nodes/{id}/stream (the `StreamNode` operationId).
+	StreamNodeWithBody(ctx context.Context, id ID, params *StreamNodeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UncordonNode Return a node to service
 	//
@@ -4274,6 +4301,25 @@ func (c *Client) ReportNode(ctx context.Context, id ID, body ReportNodeJSONReque
 // Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
 func (c *Client) GetNodeSnapshot(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetNodeSnapshotRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StreamNodeWithBody Stream a node's snapshots (node protocol 3)
+//
+// For agents speaking node protocol 3, with a node token (or an admin token), over HTTP/2 (cleartext with prior knowledge, or TLS); HTTP/1.1 works too where nothing in between buffers bodies. One long-lived, full-duplex request instead of a long-poll per change (as xDS streams): the token and the node are checked at the open (4xx problems as for a poll) and again while the stream lasts (a revoked token or a deleted node ends it within the token cache's TTL). The response body is a sequence of frames, each one byte of kind, four bytes of payload length (big-endian) and the payload: `S` a snapshot, exactly the body a poll with the same `after` and `delta` would answer (gzip-compressed when the open's `Accept-Encoding` accepted it, as the `Fulcrum-Stream-Encoding` response header says; `Content-Encoding` is not used), sent whenever the node's snapshot moves past the last one sent (the next one a delta from it); `K` a keep-alive (empty, every `Fulcrum-Stream-Keepalive`); `C` the end, whose payload is a problem (e.g. 401 token revoked, 404 node deleted, 503 the replica is stopping: reconnect). The request body is a sequence of agent messages, one JSON object a line, at most 4096 bytes: `{"type":"ack","applied":N}` records an acknowledgement exactly as a poll's `applied`; `{"type":"resync","after":N,"delta":true|false}` says what the agent holds (`after` 0: send a complete snapshot); `{"type":"ping"}` keeps the stream alive (send one at least every keep-alive interval: a stream the agent sends nothing on for three intervals ends). A malformed message ends the stream with a `C` frame (400 naming the field). Agents open it only when an answer of the API said `Fulcrum-Agent-Protocol: 3` or newer, and fall back to long-polls when it cannot be opened.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/nodes/{id}/stream (the `StreamNode` operationId).
+func (c *Client) StreamNodeWithBody(ctx context.Context, id ID, params *StreamNodeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStreamNodeRequestWithBody(c.Server, id, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -7370,6 +7416,116 @@ func NewGetNodeSnapshotRequest(server string, id ID, params *GetNodeSnapshotPara
 	return req, nil
 }
 
+// NewStreamNodeRequestWithBody constructs an http.Request for the StreamNode method, with any body, and a specified content type
+func NewStreamNodeRequestWithBody(server string, id ID, params *StreamNodeParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/nodes/%s/stream", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.After != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after", *params.After, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Delta != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "delta", *params.Delta, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.FulcrumAgentFormat != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Fulcrum-Agent-Format", *params.FulcrumAgentFormat, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Fulcrum-Agent-Format", headerParam0)
+		}
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Fulcrum-Agent-Protocol", params.FulcrumAgentProtocol, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("Fulcrum-Agent-Protocol", headerParam1)
+
+		if params.AcceptEncoding != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "Accept-Encoding", *params.AcceptEncoding, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Accept-Encoding", headerParam2)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewUncordonNodeRequest constructs an http.Request for the UncordonNode method
 func NewUncordonNodeRequest(server string, id ID, params *UncordonNodeParams) (*http.Request, error) {
 	var err error
@@ -9238,6 +9394,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
 	GetNodeSnapshotWithResponse(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*GetNodeSnapshotResponse, error)
+
+	// StreamNodeWithBodyWithResponse Stream a node's snapshots (node protocol 3)
+	//
+	// For agents speaking node protocol 3, with a node token (or an admin token), over HTTP/2 (cleartext with prior knowledge, or TLS); HTTP/1.1 works too where nothing in between buffers bodies. One long-lived, full-duplex request instead of a long-poll per change (as xDS streams): the token and the node are checked at the open (4xx problems as for a poll) and again while the stream lasts (a revoked token or a deleted node ends it within the token cache's TTL). The response body is a sequence of frames, each one byte of kind, four bytes of payload length (big-endian) and the payload: `S` a snapshot, exactly the body a poll with the same `after` and `delta` would answer (gzip-compressed when the open's `Accept-Encoding` accepted it, as the `Fulcrum-Stream-Encoding` response header says; `Content-Encoding` is not used), sent whenever the node's snapshot moves past the last one sent (the next one a delta from it); `K` a keep-alive (empty, every `Fulcrum-Stream-Keepalive`); `C` the end, whose payload is a problem (e.g. 401 token revoked, 404 node deleted, 503 the replica is stopping: reconnect). The request body is a sequence of agent messages, one JSON object a line, at most 4096 bytes: `{"type":"ack","applied":N}` records an acknowledgement exactly as a poll's `applied`; `{"type":"resync","after":N,"delta":true|false}` says what the agent holds (`after` 0: send a complete snapshot); `{"type":"ping"}` keeps the stream alive (send one at least every keep-alive interval: a stream the agent sends nothing on for three intervals ends). A malformed message ends the stream with a `C` frame (400 naming the field). Agents open it only when an answer of the API said `Fulcrum-Agent-Protocol: 3` or newer, and fall back to long-polls when it cannot be opened.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/nodes/{id}/stream (the `StreamNode` operationId).
+	StreamNodeWithBodyWithResponse(ctx context.Context, id ID, params *StreamNodeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StreamNodeResponse, error)
 
 	// UncordonNodeWithResponse Return a node to service
 	//
@@ -16435,6 +16600,204 @@ func (r GetNodeSnapshotResponse) ContentType() string {
 	return ""
 }
 
+// StreamNodeResponse200Headers the declared response headers of an HTTP 200 response for StreamNode
+type StreamNodeResponse200Headers struct {
+	FulcrumAgentProtocol   *string
+	FulcrumStreamEncoding  *string
+	FulcrumStreamKeepalive *string
+	Traceparent            *string
+	XRequestId             *string
+}
+
+// StreamNodeResponse400Headers the declared response headers of an HTTP 400 response for StreamNode
+type StreamNodeResponse400Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeResponse401Headers the declared response headers of an HTTP 401 response for StreamNode
+type StreamNodeResponse401Headers struct {
+	Traceparent     *string
+	WWWAuthenticate *string
+	XRequestId      *string
+}
+
+// StreamNodeResponse403Headers the declared response headers of an HTTP 403 response for StreamNode
+type StreamNodeResponse403Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeResponse404Headers the declared response headers of an HTTP 404 response for StreamNode
+type StreamNodeResponse404Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeResponse413Headers the declared response headers of an HTTP 413 response for StreamNode
+type StreamNodeResponse413Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeResponse415Headers the declared response headers of an HTTP 415 response for StreamNode
+type StreamNodeResponse415Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeResponse422Headers the declared response headers of an HTTP 422 response for StreamNode
+type StreamNodeResponse422Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeResponse429Headers the declared response headers of an HTTP 429 response for StreamNode
+type StreamNodeResponse429Headers struct {
+	RetryAfter  *int
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeResponse503Headers the declared response headers of an HTTP 503 response for StreamNode
+type StreamNodeResponse503Headers struct {
+	RetryAfter  *int
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeResponseDefaultHeaders the declared response headers of an HTTP default response for StreamNode
+type StreamNodeResponseDefaultHeaders struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+type StreamNodeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *StreamNodeResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *StreamNodeResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *StreamNodeResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *StreamNodeResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *StreamNodeResponse404Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *StreamNodeResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *StreamNodeResponse415Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *StreamNodeResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *StreamNodeResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *StreamNodeResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *StreamNodeResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r StreamNodeResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r StreamNodeResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r StreamNodeResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r StreamNodeResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r StreamNodeResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r StreamNodeResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r StreamNodeResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r StreamNodeResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r StreamNodeResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r StreamNodeResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r StreamNodeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r StreamNodeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r StreamNodeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r StreamNodeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // UncordonNodeResponse200Headers the declared response headers of an HTTP 200 response for UncordonNode
 type UncordonNodeResponse200Headers struct {
 	ETag        *string
@@ -20890,6 +21253,21 @@ func (c *ClientWithResponses) GetNodeSnapshotWithResponse(ctx context.Context, i
 		return nil, err
 	}
 	return ParseGetNodeSnapshotResponse(rsp)
+}
+
+// StreamNodeWithBodyWithResponse Stream a node's snapshots (node protocol 3)
+//
+// For agents speaking node protocol 3, with a node token (or an admin token), over HTTP/2 (cleartext with prior knowledge, or TLS); HTTP/1.1 works too where nothing in between buffers bodies. One long-lived, full-duplex request instead of a long-poll per change (as xDS streams): the token and the node are checked at the open (4xx problems as for a poll) and again while the stream lasts (a revoked token or a deleted node ends it within the token cache's TTL). The response body is a sequence of frames, each one byte of kind, four bytes of payload length (big-endian) and the payload: `S` a snapshot, exactly the body a poll with the same `after` and `delta` would answer (gzip-compressed when the open's `Accept-Encoding` accepted it, as the `Fulcrum-Stream-Encoding` response header says; `Content-Encoding` is not used), sent whenever the node's snapshot moves past the last one sent (the next one a delta from it); `K` a keep-alive (empty, every `Fulcrum-Stream-Keepalive`); `C` the end, whose payload is a problem (e.g. 401 token revoked, 404 node deleted, 503 the replica is stopping: reconnect). The request body is a sequence of agent messages, one JSON object a line, at most 4096 bytes: `{"type":"ack","applied":N}` records an acknowledgement exactly as a poll's `applied`; `{"type":"resync","after":N,"delta":true|false}` says what the agent holds (`after` 0: send a complete snapshot); `{"type":"ping"}` keeps the stream alive (send one at least every keep-alive interval: a stream the agent sends nothing on for three intervals ends). A malformed message ends the stream with a `C` frame (400 naming the field). Agents open it only when an answer of the API said `Fulcrum-Agent-Protocol: 3` or newer, and fall back to long-polls when it cannot be opened.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/nodes/{id}/stream (the `StreamNode` operationId).
+func (c *ClientWithResponses) StreamNodeWithBodyWithResponse(ctx context.Context, id ID, params *StreamNodeParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StreamNodeResponse, error) {
+	rsp, err := c.StreamNodeWithBody(ctx, id, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStreamNodeResponse(rsp)
 }
 
 // UncordonNodeWithResponse Return a node to service
@@ -31981,6 +32359,327 @@ func ParseGetNodeSnapshotResponse(rsp *http.Response) (*GetNodeSnapshotResponse,
 	return response, nil
 }
 
+// ParseStreamNodeResponse parses an HTTP response from a StreamNodeWithResponse call
+func ParseStreamNodeResponse(rsp *http.Response) (*StreamNodeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &StreamNodeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers StreamNodeResponse200Headers
+		if values := rsp.Header.Values("Fulcrum-Agent-Protocol"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Agent-Protocol", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.FulcrumAgentProtocol = &value
+		}
+		if values := rsp.Header.Values("Fulcrum-Stream-Encoding"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Stream-Encoding", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.FulcrumStreamEncoding = &value
+		}
+		if values := rsp.Header.Values("Fulcrum-Stream-Keepalive"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Stream-Keepalive", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.FulcrumStreamKeepalive = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers StreamNodeResponse400Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers StreamNodeResponse401Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers StreamNodeResponse403Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers StreamNodeResponse404Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 413:
+		var headers StreamNodeResponse413Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers StreamNodeResponse415Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 422:
+		var headers StreamNodeResponse422Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers StreamNodeResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers StreamNodeResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers StreamNodeResponseDefaultHeaders
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
 // ParseUncordonNodeResponse parses an HTTP response from a UncordonNodeWithResponse call
 func ParseUncordonNodeResponse(rsp *http.Response) (*UncordonNodeResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -37739,6 +38438,9 @@ type ServerInterface interface {
 	// GetNodeSnapshot Long-poll a node's snapshot
 	// (GET /v1/nodes/{id}/snapshot)
 	GetNodeSnapshot(ctx echo.Context, id ID, params GetNodeSnapshotParams) error
+	// StreamNode Stream a node's snapshots (node protocol 3)
+	// (POST /v1/nodes/{id}/stream)
+	StreamNode(ctx echo.Context, id ID, params StreamNodeParams) error
 	// UncordonNode Return a node to service
 	// (POST /v1/nodes/{id}/uncordon)
 	UncordonNode(ctx echo.Context, id ID, params UncordonNodeParams) error
@@ -39099,6 +39801,87 @@ func (w *ServerInterfaceWrapper) GetNodeSnapshot(ctx echo.Context) error {
 	return err
 }
 
+// StreamNode converts echo context to params.
+func (w *ServerInterfaceWrapper) StreamNode(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id ID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params StreamNodeParams
+	// ------------- Optional query parameter "after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after", ctx.QueryParams(), &params.After, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter after: %s", err))
+	}
+
+	// ------------- Optional query parameter "delta" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "delta", ctx.QueryParams(), &params.Delta, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter delta: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "Fulcrum-Agent-Format" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Fulcrum-Agent-Format")]; found {
+		var FulcrumAgentFormat string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Fulcrum-Agent-Format, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Agent-Format", valueList[0], &FulcrumAgentFormat, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Fulcrum-Agent-Format: %s", err))
+		}
+
+		params.FulcrumAgentFormat = &FulcrumAgentFormat
+	}
+	// ------------- Required header parameter "Fulcrum-Agent-Protocol" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Fulcrum-Agent-Protocol")]; found {
+		var FulcrumAgentProtocol string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Fulcrum-Agent-Protocol, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Agent-Protocol", valueList[0], &FulcrumAgentProtocol, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Fulcrum-Agent-Protocol: %s", err))
+		}
+
+		params.FulcrumAgentProtocol = FulcrumAgentProtocol
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter Fulcrum-Agent-Protocol is required, but not found"))
+	}
+	// ------------- Optional header parameter "Accept-Encoding" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Accept-Encoding")]; found {
+		var AcceptEncoding string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Accept-Encoding, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Accept-Encoding", valueList[0], &AcceptEncoding, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Accept-Encoding: %s", err))
+		}
+
+		params.AcceptEncoding = &AcceptEncoding
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.StreamNode(ctx, id, params)
+	return err
+}
+
 // UncordonNode converts echo context to params.
 func (w *ServerInterfaceWrapper) UncordonNode(ctx echo.Context) error {
 	var err error
@@ -39838,6 +40621,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/v1/nodes/:id/cordon", wrapper.CordonNode, options.OperationMiddlewares["cordonNode"]...)
 	router.POST(options.BaseURL+"/v1/nodes/:id/uncordon", wrapper.UncordonNode, options.OperationMiddlewares["uncordonNode"]...)
 	router.GET(options.BaseURL+"/v1/nodes/:id/snapshot", wrapper.GetNodeSnapshot, options.OperationMiddlewares["getNodeSnapshot"]...)
+	router.POST(options.BaseURL+"/v1/nodes/:id/stream", wrapper.StreamNode, options.OperationMiddlewares["streamNode"]...)
 	router.POST(options.BaseURL+"/v1/nodes/:id/reports", wrapper.ReportNode, options.OperationMiddlewares["reportNode"]...)
 	router.GET(options.BaseURL+"/v1/load-balancers", wrapper.ListLoadBalancers, options.OperationMiddlewares["listLoadBalancers"]...)
 	router.POST(options.BaseURL+"/v1/load-balancers", wrapper.CreateLoadBalancer, options.OperationMiddlewares["createLoadBalancer"]...)
@@ -49230,6 +50014,291 @@ func (response GetNodeSnapshotdefaultApplicationProblemPlusJSONResponse) VisitGe
 	return err
 }
 
+type StreamNodeRequestObject struct {
+	Id     ID `json:"id"`
+	Params StreamNodeParams
+	Body   io.Reader
+}
+
+type StreamNodeResponseObject interface {
+	VisitStreamNodeResponse(w http.ResponseWriter) error
+}
+
+type StreamNode200ResponseHeaders struct {
+	FulcrumAgentProtocol   *string
+	FulcrumStreamEncoding  *string
+	FulcrumStreamKeepalive *string
+	Traceparent            *string
+	XRequestId             *string
+}
+
+type StreamNode200ApplicationvndFulcrumSnapshotStreamResponse struct {
+	Body          io.Reader
+	Headers       StreamNode200ResponseHeaders
+	ContentLength int64
+}
+
+func (response StreamNode200ApplicationvndFulcrumSnapshotStreamResponse) VisitStreamNodeResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/vnd.fulcrum.snapshot-stream")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.FulcrumAgentProtocol != nil {
+		w.Header().Set("Fulcrum-Agent-Protocol", fmt.Sprint(*response.Headers.FulcrumAgentProtocol))
+	}
+	if response.Headers.FulcrumStreamEncoding != nil {
+		w.Header().Set("Fulcrum-Stream-Encoding", fmt.Sprint(*response.Headers.FulcrumStreamEncoding))
+	}
+	if response.Headers.FulcrumStreamKeepalive != nil {
+		w.Header().Set("Fulcrum-Stream-Keepalive", fmt.Sprint(*response.Headers.FulcrumStreamKeepalive))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type StreamNode400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNode400ApplicationProblemPlusJSONResponse) VisitStreamNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNode401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNode401ApplicationProblemPlusJSONResponse) VisitStreamNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNode403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNode403ApplicationProblemPlusJSONResponse) VisitStreamNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNode404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNode404ApplicationProblemPlusJSONResponse) VisitStreamNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNode413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNode413ApplicationProblemPlusJSONResponse) VisitStreamNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNode415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNode415ApplicationProblemPlusJSONResponse) VisitStreamNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNode422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNode422ApplicationProblemPlusJSONResponse) VisitStreamNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNode429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNode429ApplicationProblemPlusJSONResponse) VisitStreamNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNode503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNode503ApplicationProblemPlusJSONResponse) VisitStreamNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNodedefaultApplicationProblemPlusJSONResponse struct {
+	Body       Problem
+	Headers    ProblemResponseHeaders
+	StatusCode int
+}
+
+func (response StreamNodedefaultApplicationProblemPlusJSONResponse) VisitStreamNodeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UncordonNodeRequestObject struct {
 	Id     ID `json:"id"`
 	Params UncordonNodeParams
@@ -54220,6 +55289,9 @@ type StrictServerInterface interface {
 	// GetNodeSnapshot Long-poll a node's snapshot
 	// (GET /v1/nodes/{id}/snapshot)
 	GetNodeSnapshot(ctx context.Context, request GetNodeSnapshotRequestObject) (GetNodeSnapshotResponseObject, error)
+	// StreamNode Stream a node's snapshots (node protocol 3)
+	// (POST /v1/nodes/{id}/stream)
+	StreamNode(ctx context.Context, request StreamNodeRequestObject) (StreamNodeResponseObject, error)
 	// UncordonNode Return a node to service
 	// (POST /v1/nodes/{id}/uncordon)
 	UncordonNode(ctx context.Context, request UncordonNodeRequestObject) (UncordonNodeResponseObject, error)
@@ -55573,6 +56645,34 @@ func (sh *strictHandler) GetNodeSnapshot(ctx echo.Context, id ID, params GetNode
 		return err
 	} else if validResponse, ok := response.(GetNodeSnapshotResponseObject); ok {
 		return validResponse.VisitGetNodeSnapshotResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// StreamNode operation middleware
+func (sh *strictHandler) StreamNode(ctx echo.Context, id ID, params StreamNodeParams) error {
+	var request StreamNodeRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	request.Body = ctx.Request().Body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.StreamNode(ctx.Request().Context(), request.(StreamNodeRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "StreamNode")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(StreamNodeResponseObject); ok {
+		return validResponse.VisitStreamNodeResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}

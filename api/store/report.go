@@ -11,9 +11,12 @@ import (
 
 // GroupRevisionSince is GroupRevision for a caller that knows an earlier
 // GroupRevision of the group, floor: it reads only the rows written after
-// floor, not the group's whole tree. It never returns less than floor, so
-// where Purge removed the group's newest rows since, it is floor rather than
-// the lower GroupRevision.
+// floor, not the group's whole tree. It never returns less than floor, and
+// it counts the newest delete purged (as GroupRevision does): a delete that
+// Purge removed before any reader saw it (in its own transaction, when no
+// node of the group serves) leaves no row at its revision, and missing it
+// the poll views and the snapshot cache would label the group's part from
+// before the delete with a newer node's revision, losing the delete.
 func GroupRevisionSince(ctx context.Context, tx *Tx, groupID string, floor int64) (int64, error) {
 	const q = `SELECT GREATEST($2::bigint,
   (SELECT revision FROM node_groups WHERE id = $1),
@@ -21,7 +24,8 @@ func GroupRevisionSince(ctx context.Context, tx *Tx, groupID string, floor int64
   (SELECT max(t.revision) FROM listeners t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1),
   (SELECT max(t.revision) FROM pools t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1),
   (SELECT max(t.revision) FROM members t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1),
-  (SELECT max(t.revision) FROM routing_rules t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1))`
+  (SELECT max(t.revision) FROM routing_rules t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1),
+  (SELECT purged_revision FROM snapshot_purges WHERE node_group_id = $1))`
 	var rev int64
 	if err := tx.pg.QueryRow(ctx, q, pgx.QueryExecModeExec, groupID, floor).Scan(&rev); err != nil {
 		return 0, fmt.Errorf("group revision: %w", err)

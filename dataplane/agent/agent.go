@@ -162,6 +162,9 @@ type Agent struct {
 
 	delta   deltaState // the base of the next delta (delta.go)
 	pollAck pollAcks   // acknowledgements carried by polls (pollack.go)
+	stream  streams    // the snapshot stream, node protocol 3 (stream.go)
+	// streamClient speaks HTTP/2 to the API for streams (stream.go).
+	streamClient *http.Client
 
 	// Under mu as well (apply.go):
 	// parked are the members of load balancers without listeners: not in
@@ -208,7 +211,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, client: client, tracer: cfg.TracerProvider.Tracer("github.com/fulcrumlb/fulcrum/dataplane/agent"),
 		lbErrors: map[string]lbFailure{}, nodeErrors: map[openapi.NodeErrorKind]string{}, certLoaded: map[string]string{}, certWritten: map[string]string{},
-		reportCh: make(chan struct{}, 1), persist: make(chan struct{}, 1)}
+		reportCh: make(chan struct{}, 1), persist: make(chan struct{}, 1), streamClient: newStreamClient(cfg)}
 	run := a.path("run")
 	a.stats = loadStats(a.path("stats.json"))
 	a.metrics = newAgentMetrics(a, cfg.MeterProvider)
@@ -349,6 +352,32 @@ func (a *Agent) pollLoop(ctx context.Context) {
 			}
 			registered = true
 		}
+		if a.streamNow() {
+			// Node protocol 3 (stream.go): one stream instead of a poll
+			// per change, while it lasts.
+			opened := time.Now()
+			switch a.runStream(ctx) {
+			case streamBroken:
+				if time.Since(opened) < 5*time.Second {
+					// Broken as soon as opened (a replica stopping, a
+					// proxy cutting it): not a tight loop.
+					sleep(ctx, backoff)
+					backoff = min(backoff*2, 5*time.Second)
+					break
+				}
+				backoff = time.Second
+				sleep(ctx, 100*time.Millisecond)
+			case streamUnreachable:
+				sleep(ctx, backoff)
+				backoff = min(backoff*2, 5*time.Second)
+			case streamReregister:
+				registered = false
+				a.streamRefused()
+			case streamNotOpened:
+				a.streamRefused()
+			}
+			continue
+		}
 		after := a.pollAfter()
 		params := a.pollParams(after, wait) // delta.go
 		res, err := a.client.GetNodeSnapshotWithResponse(ctx, a.cfg.NodeName, params)
@@ -407,6 +436,9 @@ func (a *Agent) register(ctx context.Context) error {
 	res, err := a.client.RegisterNodeWithResponse(ctx, a.cfg.NodeName, body)
 	if err != nil {
 		return err
+	}
+	if res.StatusCode() == http.StatusOK {
+		a.noteProtocol(res.HTTPResponse) // stream.go
 	}
 	switch res.StatusCode() {
 	case http.StatusOK:

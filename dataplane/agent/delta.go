@@ -48,18 +48,24 @@ func (a *Agent) pollParams(after int64, wait string) *openapi.GetNodeSnapshotPar
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.pollAckParamsLocked(p) // pollack.go
+	after, delta := a.deltaAfterLocked(after)
+	p.After = &after
+	if delta {
+		p.Delta = &delta
+	}
+	return p
+}
+
+// deltaAfterLocked is the revision to ask after, when the agent's newest is
+// after, and whether to ask for a delta (polls and streams alike). a.mu held.
+func (a *Agent) deltaAfterLocked(after int64) (int64, bool) {
 	if a.delta.needFull {
-		zero := int64(0)
-		p.After = &zero
-		return p
+		return 0, false
 	}
 	// A base from an API that sent no format 2 (one from before deltas)
 	// asks for no delta: that API would not know the parameter.
-	if base := a.baseLocked(); base != nil && after > 0 && base.Revision == after && base.FormatVersion >= snapconv.FormatDelta {
-		t := true
-		p.Delta = &t
-	}
-	return p
+	base := a.baseLocked()
+	return after, base != nil && after > 0 && base.Revision == after && base.FormatVersion >= snapconv.FormatDelta
 }
 
 // baseLocked is the complete snapshot a delta merges into: the newest

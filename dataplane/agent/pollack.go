@@ -89,6 +89,7 @@ func (a *Agent) polled(res *http.Response, p *openapi.GetNodeSnapshotParams) {
 	if res == nil {
 		return
 	}
+	a.noteProtocol(res) // stream.go
 	v, err := strconv.Atoi(strings.TrimSpace(res.Header.Get(agentProtocolHeader)))
 	a.mu.Lock()
 	defer a.mu.Unlock()

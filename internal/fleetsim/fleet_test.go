@@ -52,7 +52,10 @@ type fleetConfig struct {
 // 2) as the agent does; FULCRUM_FLEET_FULL_SNAPSHOTS=1 makes them ask for the
 // whole group every time (format 1, an agent from before deltas). Nodes
 // speak node protocol 2 as the agent does: the poll after a snapshot carries
-// its acknowledgement (applied=); FULCRUM_FLEET_REPORT_ACKS=1 makes them
+// its acknowledgement (applied=) — by default over node protocol 3's stream
+// (one HTTP/2 request per node, snapshots pushed, acks sent back on it;
+// FULCRUM_FLEET_PROTOCOL=2 long-polls instead, FULCRUM_FLEET_STREAM_HTTP1=1
+// streams over HTTP/1.1); FULCRUM_FLEET_REPORT_ACKS=1 makes them
 // acknowledge every snapshot with a report (protocol 1, an agent from
 // before). The report figures count every report request either way.
 //
@@ -116,6 +119,8 @@ func TestFleetChild(t *testing.T) {
 		Prefix: "sim", Nodes: envInt("FULCRUM_FLEETSIM_NODES", 1), Heartbeat: envDur("FULCRUM_FLEETSIM_HEARTBEAT", 2*time.Second),
 		PollWait: 30 * time.Second, ReportTimeout: envDur("FULCRUM_FLEETSIM_REPORT_TIMEOUT", 10*time.Second), ReportTail: tail,
 		HeartbeatTail: heartbeat, Deltas: os.Getenv("FULCRUM_FLEETSIM_FULL_SNAPSHOTS") != "1", PollAcks: os.Getenv("FULCRUM_FLEETSIM_REPORT_ACKS") != "1",
+		Stream:      os.Getenv("FULCRUM_FLEETSIM_REPORT_ACKS") != "1" && os.Getenv("FULCRUM_FLEETSIM_FULL_SNAPSHOTS") != "1" && os.Getenv("FULCRUM_FLEETSIM_PROTOCOL") != "2",
+		StreamHTTP1: os.Getenv("FULCRUM_FLEETSIM_STREAM_HTTP1") == "1",
 		MaxDuration: 30 * time.Minute}
 	if err := Run(context.Background(), cfg, os.Stdin, os.Stdout); err != nil {
 		t.Fatal(err)
@@ -280,7 +285,8 @@ func startChild(t *testing.T, s *teststack.Stack, cfg fleetConfig, tailFile stri
 		"FULCRUM_FLEETSIM_REPORT="+tailFile, "FULCRUM_FLEETSIM_HEARTBEAT_REPORT="+cfg.heartbeatFile,
 		"FULCRUM_FLEETSIM_FULL_SNAPSHOTS="+os.Getenv("FULCRUM_FLEET_FULL_SNAPSHOTS"), fmt.Sprintf("FULCRUM_FLEETSIM_NODES=%d", cfg.Nodes),
 		"FULCRUM_FLEETSIM_HEARTBEAT="+cfg.Heartbeat.String(), "FULCRUM_FLEETSIM_REPORT_TIMEOUT="+cfg.ReportTimeout.String(),
-		"FULCRUM_FLEETSIM_REPORT_ACKS="+map[bool]string{true: "1"}[cfg.ReportAcks])
+		"FULCRUM_FLEETSIM_REPORT_ACKS="+map[bool]string{true: "1"}[cfg.ReportAcks], "FULCRUM_FLEETSIM_PROTOCOL="+os.Getenv("FULCRUM_FLEET_PROTOCOL"),
+		"FULCRUM_FLEETSIM_STREAM_HTTP1="+os.Getenv("FULCRUM_FLEET_STREAM_HTTP1"))
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -504,7 +510,10 @@ feed:
 		}
 		time.Sleep(time.Second)
 	}
-	acks := "carried by polls (node protocol 2: the poll after a snapshot says which revision the node applied; no report)"
+	acks := "sent on the stream (node protocol 3: the node's one HTTP/2 request pushes snapshots and carries acknowledgements back; no report)"
+	if os.Getenv("FULCRUM_FLEET_PROTOCOL") == "2" || os.Getenv("FULCRUM_FLEET_FULL_SNAPSHOTS") == "1" {
+		acks = "carried by polls (node protocol 2: the poll after a snapshot says which revision the node applied; no report)"
+	}
 	if cfg.ReportAcks {
 		acks = "by reports (node protocol 1: a report after every snapshot)"
 	}
@@ -704,7 +713,7 @@ feed:
 		reports = int(atof(writes[2]))
 		ar0, ap0 := ackCounts(idle)
 		ar, ap := ackCounts(writes)
-		logf("reports (acks by report + heartbeats, during writes): n=%s p50=%s ms p99=%s ms max=%s ms timeouts(>%s)=%s errors=%s; acknowledgements in the window: %d by report (counted in n), %d carried by polls",
+		logf("reports (acks by report + heartbeats, during writes): n=%s p50=%s ms p99=%s ms max=%s ms timeouts(>%s)=%s errors=%s; acknowledgements in the window: %d by report (counted in n), %d carried by polls or streams",
 			writes[2], writes[3], writes[4], writes[5], cfg.ReportTimeout, writes[6], writes[7], ar-ar0, ap-ap0)
 		logFull("during writes", writes)
 		logf("simulator process CPU so far: user %s ms, sys %s ms", writes[8], writes[9])
@@ -742,7 +751,7 @@ feed:
 		ar0, ap0 := ackCounts(before)
 		ar, ap := ackCounts(q)
 		logf("reports during the series with heartbeats paused (acknowledgements by report only): n=%s p50=%s ms p99=%s ms max=%s ms errors=%s; "+
-			"acknowledgements: %d by report, %d carried by polls", q[2], q[3], q[4], q[5], q[7], ar-ar0, ap-ap0)
+			"acknowledgements: %d by report, %d carried by polls or streams", q[2], q[3], q[4], q[5], q[7], ar-ar0, ap-ap0)
 	}
 
 	// 6. The same without any report: the write and its fan-out alone.

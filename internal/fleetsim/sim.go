@@ -64,6 +64,15 @@ type Config struct {
 	// are then heartbeats (and full first reports) only. Without it every
 	// snapshot is acknowledged by a report (an agent from before).
 	PollAcks bool
+	// Stream makes the nodes speak node protocol 3 (as the agent does with
+	// an API that serves it): one HTTP/2 stream per node (POST
+	// /v1/nodes/{name}/stream, each node on its own connection) pushing
+	// snapshots, acknowledgements sent back on it. Needs PollAcks and Deltas.
+	Stream bool
+	// StreamHTTP1 opens the streams over HTTP/1.1 (full duplex, chunked)
+	// instead of HTTP/2, to compare the API's cost of each (the agent uses
+	// HTTP/2: proxies buffer HTTP/1.1 request bodies).
+	StreamHTTP1 bool
 	// MaxDuration bounds the whole run.
 	MaxDuration time.Duration
 }
@@ -307,6 +316,10 @@ func (n *node) register(ctx context.Context) error {
 func (n *node) pollLoop(ctx context.Context) {
 	// Nodes of a fleet do not all start in the same millisecond.
 	sleep(ctx, time.Duration(rand.Int64N(int64(time.Second))))
+	if n.f.cfg.Stream {
+		n.streamLoop(ctx)
+		return
+	}
 	backoff := time.Second
 	registered := false
 	wait := n.f.cfg.PollWait.String()

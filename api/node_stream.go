@@ -1,0 +1,473 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/api/auth"
+	"github.com/fulcrumlb/fulcrum/api/problem"
+	"github.com/fulcrumlb/fulcrum/api/snapshot"
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// The streamed node protocol (node protocol 3, issue 10), as xDS streams:
+// one long-lived, full-duplex request per node (POST /v1/nodes/{id}/stream,
+// HTTP/2 cleartext or TLS, HTTP/1.1 where nothing buffers) instead of a
+// long-poll per change. The API pushes a frame whenever the node's snapshot
+// moves past the last one it sent, with the same bytes a poll would answer
+// (the shared per-(group, revision) cache, the same delta from the last
+// revision sent); the agent sends its acknowledgements on the same request,
+// recorded exactly as a poll's applied=. So a write costs the API one frame
+// and one small message per node instead of two requests.
+//
+// Frames (API → agent): one byte of kind, four bytes of payload length
+// (big-endian), the payload. Agent messages (agent → API): one JSON object a
+// line (streamMessage).
+
+// Frame kinds.
+const (
+	frameSnapshot  = 'S' // a snapshot, as a poll's 200 body
+	frameKeepalive = 'K' // nothing: the stream is alive
+	frameClose     = 'C' // the end: a problem (application/problem+json)
+)
+
+// Stream limits and intervals.
+const (
+	// ProtocolStream: POST /v1/nodes/{id}/stream.
+	ProtocolStream = 3
+	// StreamKeepalive is how often the API sends a keep-alive frame; an
+	// agent sends a message at least as often.
+	StreamKeepalive = 15 * time.Second
+	// streamReadIdle ends a stream the agent sent nothing on for that long.
+	streamReadIdle = 3 * StreamKeepalive
+	// streamWriteTimeout bounds the write of one frame (a dead peer).
+	streamWriteTimeout = 30 * time.Second
+	// streamMessageMax bounds an agent message, its newline included.
+	streamMessageMax = 4096
+	// streamContentType is the response's content type.
+	streamContentType = "application/vnd.fulcrum.snapshot-stream"
+)
+
+// streamAuthKey carries the Authorization header of a stream's open, which
+// the stream checks again (through the token cache) while it lasts.
+type streamAuthKey struct{}
+
+// isStreamPath matches /v1/nodes/{id}/stream.
+func isStreamPath(path string) bool {
+	rest, ok := strings.CutPrefix(path, "/v1/nodes/")
+	if !ok {
+		return false
+	}
+	id, ok := strings.CutSuffix(rest, "/stream")
+	return ok && id != "" && !strings.Contains(id, "/")
+}
+
+// isStreamRequest says whether req opens a node's stream.
+func isStreamRequest(req *http.Request) bool {
+	return req.Method == http.MethodPost && isStreamPath(req.URL.Path)
+}
+
+// streamMessage is a message of the agent: an acknowledgement ("ack",
+// Applied), what it holds ("resync", After and Delta: the next frame is the
+// snapshot after After, a delta when Delta) or nothing ("ping").
+type streamMessage struct {
+	Type    string `json:"type"`
+	Applied *int64 `json:"applied,omitempty"`
+	After   *int64 `json:"after,omitempty"`
+	Delta   *bool  `json:"delta,omitempty"`
+}
+
+// parseStreamMessage reads one message line; a malformed one is a 400
+// naming the field.
+func parseStreamMessage(line []byte) (streamMessage, error) {
+	var m streamMessage
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return m, problem.BadRequest("message", "must be one JSON object a line with type, applied, after or delta: %v", err)
+	}
+	if dec.More() {
+		return m, problem.BadRequest("message", "must be one JSON object a line")
+	}
+	switch m.Type {
+	case "ack":
+		if m.Applied == nil || *m.Applied < 0 {
+			return m, problem.BadRequest("applied", "is required with type ack: a revision (0 or more)")
+		}
+	case "resync":
+		if m.After == nil || *m.After < 0 {
+			return m, problem.BadRequest("after", "is required with type resync: a revision (0 or more)")
+		}
+	case "ping":
+	default:
+		return m, problem.BadRequest("type", "must be ack, resync or ping, not %q", m.Type)
+	}
+	return m, nil
+}
+
+func (h *handlers) StreamNode(ctx context.Context, r openapi.StreamNodeRequestObject) (openapi.StreamNodeResponseObject, error) {
+	scope, err := nodeCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := strings.TrimSpace(r.Params.FulcrumAgentProtocol)
+	if proto, err := strconv.Atoi(v); err != nil || proto < ProtocolStream || proto > ProtocolMax {
+		return nil, problem.BadRequest(agentProtocolHeader, "must be a node protocol this API streams (%d to %d), not %q", ProtocolStream, ProtocolMax, v)
+	}
+	req, err := snapshotRequest(openapi.GetNodeSnapshotParams{After: r.Params.After, Delta: r.Params.Delta, FulcrumAgentFormat: r.Params.FulcrumAgentFormat})
+	if err != nil {
+		return nil, err
+	}
+	if req.After < 0 {
+		return nil, problem.BadRequest("after", "must be a revision (0 or more)")
+	}
+	if r.Body == nil {
+		return nil, problem.BadRequest("body", "is required: the agent's messages")
+	}
+	group := scope.groupID
+	if group == "" {
+		group = h.views.GroupOf(r.Id)
+	}
+	// The node exists and is the caller's, before the stream is answered.
+	poll, _, _, err := h.readPoll(ctx, r.Id, scope, group, false)
+	if err != nil {
+		return nil, err
+	}
+	authz, _ := ctx.Value(streamAuthKey{}).(string)
+	return &nodeStream{h: h, ctx: ctx, name: r.Id, scope: scope, group: poll.GroupID(), req: req,
+		gz: acceptsGzip(deref(r.Params.AcceptEncoding)), body: r.Body, authz: authz, bound: boundNodeName(ctx)}, nil
+}
+
+// nodeStream is one node's open stream.
+type nodeStream struct {
+	h     *handlers
+	ctx   context.Context
+	name  string
+	scope nodeScope
+	group string
+	req   snapshot.Request // After: the revision last sent
+	gz    bool
+	body  io.Reader
+	authz string
+	// bound is the node the token is bound to, "" for none.
+	bound string
+}
+
+// streamEnd ends a stream with a close frame saying why.
+type streamEnd struct{ p *problem.Problem }
+
+func (e streamEnd) Error() string { return "stream ended: " + e.p.Error() }
+
+func (r *nodeStream) VisitStreamNodeResponse(w http.ResponseWriter) error {
+	rc := http.NewResponseController(w)
+	_ = rc.EnableFullDuplex() // HTTP/1.1: read messages while frames go out (HTTP/2 always does)
+	hd := w.Header()
+	hd.Set("Content-Type", streamContentType)
+	hd.Set(agentProtocolHeader, protocolMax)
+	hd.Set("Fulcrum-Stream-Keepalive", StreamKeepalive.String())
+	hd.Set("Cache-Control", "no-store")
+	if r.gz {
+		hd.Set("Fulcrum-Stream-Encoding", "gzip")
+	} else {
+		hd.Set("Fulcrum-Stream-Encoding", "identity")
+	}
+	fw := &frameWriter{w: w, rc: rc}
+	// An open stream is an agent waiting for changes, as a long-poll
+	// (fulcrum_api_snapshot_waiters).
+	defer waitSnapshot(r.ctx)()
+	w.WriteHeader(http.StatusOK)
+	if err := fw.flush(); err != nil {
+		return nil // the agent went away
+	}
+	// The stream ends with a cause: the agent's body ending or a malformed
+	// message (readMessages), the replica stopping, the request's end.
+	ctx, cancel := context.WithCancelCause(r.ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-r.h.notify.Done():
+			cancel(streamEnd{p: problem.Unavailable(0, "The API replica is stopping: open the stream again (another replica takes it).")})
+		case <-ctx.Done():
+		}
+	}()
+	msgs := make(chan streamMessage, 16)
+	go r.readMessages(ctx, cancel, &deadline{set: rc.SetReadDeadline, span: streamReadIdle}, msgs)
+	err := r.run(ctx, fw, msgs)
+	if ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	var end streamEnd
+	if errors.As(err, &end) {
+		_ = fw.close(end.p)
+		return nil
+	}
+	if err != nil && r.ctx.Err() == nil {
+		r.h.log.DebugContext(r.ctx, "node stream ended", "node", r.name, "err", err)
+	}
+	return nil
+}
+
+// run pushes frames until the stream ends.
+func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan streamMessage) error {
+	h := r.h
+	// One ticker for the token's checks and the keep-alives: a revoked
+	// token or a deleted node ends the stream within the token cache's TTL.
+	tick := time.NewTicker(h.streamAuthEvery())
+	defer tick.Stop()
+	stale := time.NewTimer(time.Hour)
+	defer stale.Stop()
+	for {
+		poll, mark, refresh, err := r.poll(ctx)
+		if err != nil {
+			return streamEnd{p: h.streamProblem(ctx, err)}
+		}
+		r.group = poll.GroupID()
+		if poll.Revision() > r.req.After {
+			// The cache bounds its builds itself (and shares them).
+			snap, err := h.snapcache.ForNode(ctx, poll, r.req.After)
+			if err != nil {
+				return streamEnd{p: h.streamProblem(ctx, err)}
+			}
+			if snap != nil {
+				req := r.req
+				req.Delta = req.Delta && req.After > 0
+				head, body, err := snap.EncodeFor(req, r.gz)
+				if err != nil {
+					return streamEnd{p: h.streamProblem(ctx, err)}
+				}
+				if err := fw.frame(frameSnapshot, head, body); err != nil {
+					return err
+				}
+				// The agent holds it (or says otherwise: resync): the
+				// next frame is a delta from it.
+				r.req.After, r.req.Delta = snap.Revision(), r.req.Format >= snapshot.FormatDelta
+				continue
+			}
+		}
+		stale.Reset(time.Until(refresh))
+		changed := h.notify.ChangedSince(r.group, mark)
+	wait:
+		for {
+			select {
+			case <-changed:
+				break wait
+			case <-stale.C:
+				break wait
+			case <-tick.C:
+				if err := r.authorized(ctx); err != nil {
+					return err
+				}
+				if time.Since(fw.last) >= StreamKeepalive {
+					if err := fw.frame(frameKeepalive); err != nil {
+						return err
+					}
+				}
+			case m := <-msgs: // a resync
+				r.req.After, r.req.Delta = *m.After, m.Delta != nil && *m.Delta && r.req.Format >= snapshot.FormatDelta
+				break wait
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+		stale.Stop()
+	}
+}
+
+// poll reads what a turn needs besides the group's part: from the group's
+// poll view while it shows the node in the caller's scope (memory only),
+// else from the database, as a poll does (readPoll).
+func (r *nodeStream) poll(ctx context.Context) (snapshot.Poll, uint64, time.Time, error) {
+	v, err := r.h.views.Get(ctx, r.group) // bounds its reads itself
+	if err != nil {
+		return snapshot.Poll{}, 0, time.Time{}, err
+	}
+	if n, ok := v.Node(r.name); ok && viewNodeInScope(r.name, r.bound, n, r.scope) {
+		return v.Poll(n), v.Mark(), v.Expires(), nil
+	}
+	return r.h.readPoll(ctx, r.name, r.scope, r.group, false)
+}
+
+// authorized checks the stream's token again, through the token cache (a
+// map lookup while the entry is fresh).
+func (r *nodeStream) authorized(ctx context.Context) error {
+	if r.authz == "" {
+		return nil
+	}
+	p, err := r.h.auth.Authenticate(ctx, r.authz)
+	if err != nil {
+		return streamEnd{p: r.h.streamProblem(ctx, err)}
+	}
+	if scope, err := nodeCallerOf(p); err != nil {
+		return streamEnd{p: r.h.streamProblem(ctx, err)}
+	} else if scope != r.scope {
+		return streamEnd{p: problem.Forbidden("The node token changed scope: open the stream again.")}
+	}
+	return nil
+}
+
+// ackPrefix and ackSuffix frame the acknowledgement as agents write it,
+// read without a JSON decoder (one per node and write).
+var ackPrefix, ackSuffix = []byte(`{"type":"ack","applied":`), []byte("}\n")
+
+// readMessages reads the agent's messages until the body ends: acks are
+// recorded here (in the background batch, as a poll's applied=), resyncs
+// go to the stream's loop; a malformed message ends the stream with a 400.
+func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFunc, dl *deadline, msgs chan<- streamMessage) {
+	br := bufio.NewReaderSize(r.body, streamMessageMax)
+	dl.extend()
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			end(streamEnd{p: problem.BadRequest("message", "is longer than %d bytes", streamMessageMax)})
+			return
+		}
+		if err != nil {
+			if len(bytes.TrimSpace(line)) > 0 && errors.Is(err, io.EOF) {
+				err = streamEnd{p: problem.BadRequest("message", "must end with a newline")}
+			}
+			end(err)
+			return
+		}
+		dl.extend()
+		if rest, ok := bytes.CutPrefix(line, ackPrefix); ok {
+			if digits, ok := bytes.CutSuffix(rest, ackSuffix); ok {
+				if n, ok := plainInt(string(digits)); ok { // pollcheck.go
+					r.h.recordPollAck(ctx, r.name, r.scope, n)
+					continue
+				}
+			}
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		m, err := parseStreamMessage(line)
+		if err != nil {
+			end(streamEnd{p: r.h.streamProblem(ctx, err)})
+			return
+		}
+		switch m.Type {
+		case "ack":
+			r.h.recordPollAck(ctx, r.name, r.scope, *m.Applied)
+		case "resync":
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// deadline keeps a read or write deadline at least span ahead, moving it
+// (2 × span ahead) only when less than span is left: with HTTP/2 each move
+// is a message to the connection's goroutine, too dear for every frame.
+type deadline struct {
+	set  func(time.Time) error
+	span time.Duration
+	at   time.Time
+}
+
+func (d *deadline) extend() {
+	now := time.Now()
+	if d.at.Sub(now) >= d.span {
+		return
+	}
+	d.at = now.Add(2 * d.span)
+	_ = d.set(d.at)
+}
+
+// streamProblem is the problem a stream ends with for err.
+func (h *handlers) streamProblem(ctx context.Context, err error) *problem.Problem {
+	var p *problem.Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	if p := storeProblem(err); p != nil {
+		return p
+	}
+	if ctx.Err() == nil {
+		h.log.WarnContext(ctx, "node stream failed", "err", err)
+	}
+	return problem.Unavailable(RetryAfterUnavailable, "The stream failed on the API's side; open it again.")
+}
+
+// streamAuthEvery is how often an open stream checks its token again (and
+// whether a keep-alive is due): a quarter of the token cache's TTL, so a
+// revoked token ends it about when the cache forgets it.
+func (h *handlers) streamAuthEvery() time.Duration {
+	ttl := h.tokenTTL
+	if ttl == 0 {
+		ttl = auth.NodeTokenTTLDefault
+	}
+	if ttl > 0 {
+		return min(max(ttl/4, 100*time.Millisecond), StreamKeepalive)
+	}
+	return time.Second
+}
+
+// frameWriter writes frames, each flushed at once and bounded by
+// streamWriteTimeout.
+type frameWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	hdr [5]byte
+	dl  deadline
+	// last is when the last frame went out.
+	last time.Time
+}
+
+func (f *frameWriter) frame(kind byte, parts ...[]byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	f.hdr[0] = kind
+	binary.BigEndian.PutUint32(f.hdr[1:], uint32(n))
+	if f.dl.set == nil {
+		f.dl = deadline{set: f.rc.SetWriteDeadline, span: streamWriteTimeout}
+	}
+	f.dl.extend()
+	f.last = time.Now()
+	if _, err := f.w.Write(f.hdr[:]); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if _, err := f.w.Write(p); err != nil {
+			return err
+		}
+	}
+	return f.flush()
+}
+
+func (f *frameWriter) flush() error {
+	if err := f.rc.Flush(); err != nil {
+		return fmt.Errorf("flush stream: %w", err)
+	}
+	return nil
+}
+
+// close writes the close frame: p as a problem document.
+func (f *frameWriter) close(p *problem.Problem) error {
+	body := map[string]any{"type": p.TypeURI(), "title": p.Title, "status": p.Status}
+	if p.Detail != "" {
+		body["detail"] = p.Detail
+	}
+	if len(p.Errors) > 0 {
+		body["errors"] = p.Errors
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return f.frame(frameClose, b)
+}

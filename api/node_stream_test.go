@@ -1,0 +1,311 @@
+package api_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/api"
+)
+
+// Node protocol 3 (node_stream.go): one long-lived request per node, over
+// HTTP/2 cleartext (or HTTP/1.1), snapshots pushed as frames, acks sent back.
+
+// h2cServer serves b's API as api.Server.Serve does: HTTP/1.1 and HTTP/2
+// cleartext on the same port.
+func h2cServer(t *testing.T, b *bundle) string {
+	t.Helper()
+	hs := httptest.NewUnstartedServer(b.srv.Handler())
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	hs.Config.Protocols = &p
+	hs.Start()
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+// h2cClient speaks HTTP/2 cleartext with prior knowledge only.
+func h2cClient() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p}}
+}
+
+type frame struct {
+	kind    byte
+	payload []byte
+}
+
+// testStream is an open stream: frames come on frames, messages go to send.
+type testStream struct {
+	t      *testing.T
+	res    *http.Response
+	w      *io.PipeWriter
+	frames chan frame
+	gz     bool
+}
+
+func openStream(t *testing.T, client *http.Client, url, token, node, query string, headers ...string) (*testStream, *http.Response) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/nodes/"+node+"/stream"+query, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set("Fulcrum-Agent-Format", "2")
+	req.Header.Set(protocolHeader, "3")
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { res.Body.Close() })
+	if res.StatusCode != http.StatusOK {
+		return nil, res
+	}
+	s := &testStream{t: t, res: res, w: pw, frames: make(chan frame, 64), gz: res.Header.Get("Fulcrum-Stream-Encoding") == "gzip"}
+	go func() {
+		defer close(s.frames)
+		var hdr [5]byte
+		for {
+			if _, err := io.ReadFull(res.Body, hdr[:]); err != nil {
+				return
+			}
+			p := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+			if _, err := io.ReadFull(res.Body, p); err != nil {
+				return
+			}
+			s.frames <- frame{hdr[0], p}
+		}
+	}()
+	return s, res
+}
+
+func (s *testStream) send(msg string) {
+	s.t.Helper()
+	if _, err := io.WriteString(s.w, msg+"\n"); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// next is the next frame other than a keep-alive, within 20 s.
+func (s *testStream) next(what string) frame {
+	s.t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case f, ok := <-s.frames:
+			if !ok {
+				s.t.Fatalf("%s: the stream ended", what)
+			}
+			if f.kind == 'K' {
+				continue
+			}
+			return f
+		case <-timeout:
+			s.t.Fatalf("%s: no frame within 20 s", what)
+		}
+	}
+}
+
+// snapshot is the next frame, which must be a snapshot, decoded.
+func (s *testStream) snapshot(what string) map[string]any {
+	s.t.Helper()
+	f := s.next(what)
+	if f.kind != 'S' {
+		s.t.Fatalf("%s: frame %q %s, want a snapshot", what, f.kind, f.payload)
+	}
+	raw := f.payload
+	if s.gz {
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if raw, err = io.ReadAll(zr); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		s.t.Fatalf("%s: %v: %s", what, err, raw)
+	}
+	return m
+}
+
+// closed is the next frame, which must be a close frame with status want.
+func (s *testStream) closed(what string, want int) map[string]any {
+	s.t.Helper()
+	f := s.next(what)
+	var p map[string]any
+	if f.kind != 'C' || json.Unmarshal(f.payload, &p) != nil || int(p["status"].(float64)) != want {
+		s.t.Fatalf("%s: frame %q %s, want a close frame with status %d", what, f.kind, f.payload, want)
+	}
+	return p
+}
+
+// A stream over HTTP/2 pushes the snapshot, then each change as a delta from
+// the revision sent; acknowledgements on it are recorded as a poll's.
+func TestStreamDeliversAndRecordsAcks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	url := h2cServer(t, b)
+	b.register("n1")
+	tr := b.buildTree(b.TokenA)
+	s, res := openStream(t, h2cClient(), url, b.Node, "n1", "?after=0")
+	if s == nil {
+		t.Fatalf("open: %d", res.StatusCode)
+	}
+	if res.ProtoMajor != 2 || res.Header.Get(protocolHeader) != "3" || !s.gz {
+		t.Fatalf("open: %s, %s %q, encoding %q", res.Proto, protocolHeader, res.Header.Get(protocolHeader), res.Header.Get("Fulcrum-Stream-Encoding"))
+	}
+	full := s.snapshot("first frame")
+	rev := int64(full["revision"].(float64))
+	if d, _ := full["delta"].(bool); d || len(full["load_balancers"].([]any)) != 1 {
+		t.Fatalf("first frame: delta %v, %d load balancers", full["delta"], len(full["load_balancers"].([]any)))
+	}
+	s.send(fmt.Sprintf(`{"type":"ack","applied":%d}`, rev))
+	b.waitFor("the member active after the stream's acknowledgement", func() bool {
+		return b.field(b.TokenA, "/v1/members/"+tr.Member, "provisioning_status") == "active"
+	})
+	if got := b.appliedRevision("n1"); got != rev {
+		t.Fatalf("applied_revision %d, want %d", got, rev)
+	}
+
+	// A change: pushed as a delta from the revision sent.
+	lb2 := b.create(b.TokenA, "/v1/load-balancers", map[string]any{"name": "second", "node_group_id": b.GroupID})
+	d := s.snapshot("frame after a create")
+	rev2 := int64(d["revision"].(float64))
+	if rev2 <= rev || d["delta"] != true || len(d["load_balancers"].([]any)) != 1 {
+		t.Fatalf("frame after a create: revision %d (was %d), delta %v, %d load balancers", rev2, rev, d["delta"], len(d["load_balancers"].([]any)))
+	}
+	s.send(`{"type":"ping"}`)
+	b.must(http.StatusAccepted, b.TokenA, http.MethodDelete, "/v1/load-balancers/"+lb2, nil)
+	d = s.snapshot("frame after a delete")
+	if d["delta"] != true || !strings.Contains(fmt.Sprint(d["deleted_load_balancers"]), lb2) {
+		t.Fatalf("frame after a delete: %v", d)
+	}
+	s.send(fmt.Sprintf(`{"type":"ack","applied":%d}`, int64(d["revision"].(float64))))
+	b.waitFor("the acknowledgement of the delete", func() bool { return b.appliedRevision("n1") == int64(d["revision"].(float64)) })
+
+	// A resync asks for the complete snapshot again.
+	s.send(`{"type":"resync","after":0}`)
+	again := s.snapshot("frame after a resync")
+	if again["delta"] == true || len(again["load_balancers"].([]any)) != 1 {
+		t.Fatalf("frame after a resync: delta %v, %d load balancers", again["delta"], len(again["load_balancers"].([]any)))
+	}
+}
+
+// HTTP/1.1 clients keep working on the same port, and may stream too.
+func TestStreamHTTP1(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	url := h2cServer(t, b)
+	b.register("n1")
+	b.buildTree(b.TokenA)
+	h1 := &http.Client{Transport: &http.Transport{}}
+	req, _ := http.NewRequest(http.MethodGet, url+"/v1/nodes/n1/snapshot?wait=0s", nil)
+	req.Header.Set("Authorization", "Bearer "+b.Node)
+	res, err := h1.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.ProtoMajor != 1 || res.Header.Get(protocolHeader) != "3" {
+		t.Fatalf("poll over HTTP/1.1: %d %s %s %q", res.StatusCode, res.Proto, protocolHeader, res.Header.Get(protocolHeader))
+	}
+	s, res := openStream(t, h1, url, b.Node, "n1", "?after=0")
+	if s == nil || res.ProtoMajor != 1 {
+		t.Fatalf("stream over HTTP/1.1: %d %s", res.StatusCode, res.Proto)
+	}
+	rev := int64(s.snapshot("first frame")["revision"].(float64))
+	s.send(fmt.Sprintf(`{"type":"ack","applied":%d}`, rev))
+	b.waitFor("the acknowledgement over HTTP/1.1", func() bool { return b.appliedRevision("n1") == rev })
+}
+
+// Refusals at the open are problems naming the field; a malformed message
+// ends the stream with a 400 close frame, never a 500.
+func TestStreamRefusals(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	url := h2cServer(t, b)
+	b.register("n1")
+	c := h2cClient()
+	for _, tc := range []struct {
+		what, token, node, query string
+		headers                  []string
+		want                     int
+		field                    string
+	}{
+		{"protocol 2", b.Node, "n1", "", []string{protocolHeader, "2"}, http.StatusBadRequest, protocolHeader},
+		{"no protocol", b.Node, "n1", "", []string{protocolHeader, ""}, http.StatusBadRequest, protocolHeader},
+		{"format 9", b.Node, "n1", "", []string{"Fulcrum-Agent-Format", "9"}, http.StatusBadRequest, "Fulcrum-Agent-Format"},
+		{"after not a number", b.Node, "n1", "?after=x", nil, http.StatusBadRequest, "after"},
+		{"unknown node", b.Node, "nope", "", nil, http.StatusNotFound, ""},
+		{"no token", "", "n1", "", nil, http.StatusUnauthorized, ""},
+		{"tenant token", b.TokenA, "n1", "", nil, http.StatusForbidden, ""},
+	} {
+		s, res := openStream(t, c, url, tc.token, tc.node, tc.query, tc.headers...)
+		if s != nil {
+			t.Fatalf("%s: opened", tc.what)
+		}
+		raw, _ := io.ReadAll(res.Body)
+		if res.StatusCode != tc.want || !strings.Contains(string(raw), tc.field) {
+			t.Errorf("%s: %d %s, want %d naming %q", tc.what, res.StatusCode, raw, tc.want, tc.field)
+		}
+	}
+	for _, msg := range []string{`garbage`, `{"type":"ack"}`, `{"type":"ack","applied":-1}`, `{"type":"nope"}`, `{"type":"ping","extra":1}`, strings.Repeat("x", 5000)} {
+		s, _ := openStream(t, c, url, b.Node, "n1", "?after=0")
+		s.snapshot("first frame")
+		s.send(msg)
+		p := s.closed("after "+msg[:min(len(msg), 20)], http.StatusBadRequest)
+		t.Logf("%.20s: %v", msg, p["errors"])
+	}
+}
+
+// A revoked token (deleted in the database, as by another replica) ends the
+// stream within the token cache's TTL; a deleted node ends it with 404; a
+// stopping replica with 503.
+func TestStreamEndsOnRevocation(t *testing.T) {
+	t.Parallel()
+	const ttl = 2 * time.Second
+	b := setup(t, withConfig(func(c *api.Config) { c.RateLimits = noRateLimits; c.NodeTokenTTL = ttl }))
+	url := h2cServer(t, b)
+	c := h2cClient()
+	id, token := b.groupNodeToken()
+	b.must(http.StatusOK, token, http.MethodPut, "/v1/nodes/n1", map[string]any{"node_group_id": b.GroupID})
+	s, _ := openStream(t, c, url, token, "n1", "?after=0")
+	s.snapshot("first frame")
+	if _, err := b.Store.PoolForTests().Exec(context.Background(), "DELETE FROM tokens WHERE id = $1", id); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	s.closed("after the token was deleted", http.StatusUnauthorized)
+	t.Logf("stream ended %s after the token was deleted (TTL %s)", time.Since(start).Round(time.Millisecond), ttl)
+
+	s, _ = openStream(t, c, url, b.Node, "n1", "?after=0")
+	s.snapshot("first frame")
+	b.must(http.StatusNoContent, b.Admin, http.MethodDelete, "/v1/nodes/n1", nil)
+	s.closed("after the node was deleted", http.StatusNotFound)
+}

@@ -1,0 +1,357 @@
+package agent
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+
+	snapconv "github.com/fulcrumlb/fulcrum/dataplane/snapshot"
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// The streamed node protocol (node protocol 3, issue 10), as xDS streams:
+// once an answer of the API says it serves protocol 3, the poll loop opens
+// one long-lived HTTP/2 request (POST /v1/nodes/{id}/stream) instead of a
+// long-poll per change. The API pushes frames, each the body a poll would
+// answer; each feeds the same path as a poll's 200 (receive, Apply, a nack
+// report on failure), and a clean apply's acknowledgement goes back on the
+// same request as a message, recorded as a poll's applied=. A delta that
+// does not merge asks for a complete snapshot (resync after 0), as the next
+// poll would. A stream that cannot be opened (an API from before, a proxy
+// that speaks HTTP/1 only, a refusal) makes the agent long-poll as before
+// for a while (streamRetryMin, doubling up to streamRetryMax) before it
+// tries again; a stream that breaks once open is opened again at once.
+
+// streamProtocol is the node protocol a stream speaks; polls announce
+// agentProtocol (pollack.go).
+const streamProtocol = 3
+
+// Stream bounds.
+const (
+	streamRetryMin = time.Minute
+	streamRetryMax = 10 * time.Minute
+	// streamKeepaliveDefault is the interval of the agent's pings when the
+	// API names none; the API's own keep-alives are expected as often (a
+	// stream silent for three intervals is dead).
+	streamKeepaliveDefault = 15 * time.Second
+	// streamFrameMax bounds a frame's payload.
+	streamFrameMax    = 1 << 30
+	streamContentType = "application/vnd.fulcrum.snapshot-stream"
+)
+
+// streams is the poll loop's view of the stream; a.mu guards it.
+type streams struct {
+	// api: an answer of the API said it serves protocol 3.
+	api bool
+	// notBefore: a stream could not be opened; long-poll until then.
+	notBefore time.Time
+	retry     time.Duration
+	// opened counts the streams opened, frames the snapshots they carried.
+	opened, frames int64
+}
+
+// Streams counts the streams opened and the snapshots they carried.
+func (a *Agent) Streams() (opened, frames int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stream.opened, a.stream.frames
+}
+
+// noteProtocol notes the protocol an answer of the API named.
+func (a *Agent) noteProtocol(res *http.Response) {
+	if res == nil {
+		return
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(res.Header.Get(agentProtocolHeader)))
+	a.mu.Lock()
+	a.stream.api = err == nil && v >= streamProtocol
+	a.mu.Unlock()
+}
+
+// streamNow says whether the poll loop should open a stream now.
+func (a *Agent) streamNow() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stream.api && !time.Now().Before(a.stream.notBefore)
+}
+
+// streamRefused notes a stream that could not be opened: long-poll for a while.
+func (a *Agent) streamRefused() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stream.retry = min(max(2*a.stream.retry, streamRetryMin), streamRetryMax)
+	a.stream.notBefore = time.Now().Add(a.stream.retry)
+	return a.stream.retry
+}
+
+// newStreamClient is the HTTP/2 client of streams: the configured client's
+// transport (its TLS and dialer) speaking HTTP/2 only, cleartext with prior
+// knowledge for an http:// endpoint; no overall timeout (the stream lasts),
+// HTTP/2 pings to find a dead connection.
+func newStreamClient(cfg Config) *http.Client {
+	var tr *http.Transport
+	if t, ok := cfg.HTTPClient.Transport.(*http.Transport); ok && t != nil {
+		tr = t.Clone()
+	} else {
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	var p http.Protocols
+	if strings.HasPrefix(cfg.Endpoint, "https://") {
+		p.SetHTTP2(true)
+	} else {
+		p.SetUnencryptedHTTP2(true)
+	}
+	tr.Protocols = &p
+	tr.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
+	return &http.Client{Transport: tr}
+}
+
+// streamEnd is how a stream ended.
+type streamEnd int
+
+const (
+	streamBroken      streamEnd = iota // open again at once
+	streamUnreachable                  // open again after a backoff
+	streamNotOpened                    // long-poll for a while
+	streamReregister                   // the node is unknown: register, then long-poll for a while
+)
+
+// runStream opens a stream and feeds its snapshots to the apply path until
+// it ends.
+func (a *Agent) runStream(parent context.Context) streamEnd {
+	// Applies run on parent, as the poll loop's: a stream that breaks
+	// does not cut an apply short.
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	after := a.pollAfter()
+	a.mu.Lock()
+	after, delta := a.deltaAfterLocked(after) // delta.go
+	a.mu.Unlock()
+	q := url.Values{"after": {strconv.FormatInt(after, 10)}}
+	if delta {
+		q.Set("delta", "true")
+	}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+		strings.TrimSuffix(a.cfg.Endpoint, "/")+"/v1/nodes/"+url.PathEscape(a.cfg.NodeName)+"/stream?"+q.Encode(), pr)
+	if err != nil {
+		return streamNotOpened
+	}
+	req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set(agentProtocolHeader, strconv.Itoa(streamProtocol))
+	req.Header.Set("Fulcrum-Agent-Format", strconv.Itoa(snapconv.FormatMax))
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
+	res, err := a.streamClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return streamBroken
+		}
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			// The API is not there (restarting): not a refusal.
+			a.log.Warn("snapshot stream could not be opened: API unreachable", "err", err)
+			return streamUnreachable
+		}
+		a.log.Warn("snapshot stream could not be opened; long-polling instead", "err", err)
+		return streamNotOpened
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), streamContentType) {
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+		a.log.Warn("snapshot stream refused; long-polling instead", "status", res.StatusCode, "body", string(body))
+		if res.StatusCode == http.StatusNotFound && isNodeNotFound(body) {
+			return streamReregister
+		}
+		return streamNotOpened
+	}
+	keepalive := streamKeepaliveDefault
+	if d, err := time.ParseDuration(res.Header.Get("Fulcrum-Stream-Keepalive")); err == nil && d > 0 {
+		keepalive = d
+	}
+	gz := res.Header.Get("Fulcrum-Stream-Encoding") == "gzip"
+	a.mu.Lock()
+	a.stream.opened++
+	a.stream.retry = 0
+	a.pollAck.supported = true // protocol 3 records acknowledgements as 2 does
+	a.mu.Unlock()
+	a.log.Info("snapshot stream open", "after", after, "delta", delta)
+
+	// The agent's messages: acknowledgements and resyncs from this loop,
+	// pings every keep-alive interval.
+	msgs := make(chan []byte, 16)
+	go func() {
+		defer pw.Close()
+		t := time.NewTicker(keepalive)
+		defer t.Stop()
+		for {
+			var m []byte
+			select {
+			case <-ctx.Done():
+				return
+			case m = <-msgs:
+			case <-t.C:
+				m = []byte(`{"type":"ping"}` + "\n")
+			}
+			if _, err := pw.Write(m); err != nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	send := func(m []byte) {
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+		}
+	}
+	// An acknowledgement a broken stream did not carry goes on this one.
+	if rev, ok := a.streamAck(); ok {
+		send(fmt.Appendf(nil, `{"type":"ack","applied":%d}`+"\n", rev))
+	}
+	// A stream silent for three keep-alive intervals is dead.
+	idle := time.AfterFunc(3*keepalive, cancel)
+	defer idle.Stop()
+	var hdr [5]byte
+	for {
+		if _, err := io.ReadFull(res.Body, hdr[:]); err != nil {
+			if ctx.Err() == nil || !errors.Is(ctx.Err(), context.Canceled) {
+				a.log.Warn("snapshot stream broke; opening it again", "err", err)
+			}
+			return streamBroken
+		}
+		idle.Reset(3 * keepalive)
+		n := binary.BigEndian.Uint32(hdr[1:])
+		if n > streamFrameMax {
+			a.log.Warn("snapshot stream: frame too large; opening it again", "bytes", n)
+			return streamBroken
+		}
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(res.Body, payload); err != nil {
+			a.log.Warn("snapshot stream broke; opening it again", "err", err)
+			return streamBroken
+		}
+		idle.Reset(3 * keepalive)
+		switch hdr[0] {
+		case 'K':
+		case 'C':
+			return a.streamClosed(payload)
+		case 'S':
+			// An apply may take longer than the keep-alives: the
+			// stream is not read meanwhile, and not dead.
+			idle.Stop()
+			if !a.streamSnapshot(parent, payload, gz, send) {
+				return streamBroken
+			}
+			idle.Reset(3 * keepalive)
+		default:
+			a.log.Warn("snapshot stream: unknown frame kind; ignored", "kind", string(hdr[:1]))
+		}
+	}
+}
+
+// streamSnapshot takes a snapshot frame down the path of a poll's 200; false
+// when the frame cannot be read (the stream is opened again).
+func (a *Agent) streamSnapshot(ctx context.Context, payload []byte, gz bool, send func([]byte)) bool {
+	a.metrics.observeSnapshot(ctx, payload)
+	raw := payload
+	if gz {
+		zr, err := gzip.NewReader(bytes.NewReader(payload))
+		if err == nil {
+			raw, err = io.ReadAll(zr)
+		}
+		if err != nil {
+			a.log.Warn("snapshot stream: frame not gzip; opening it again", "err", err)
+			return false
+		}
+	}
+	var in openapi.Snapshot
+	if err := json.Unmarshal(raw, &in); err != nil {
+		a.log.Warn("snapshot stream: frame not a snapshot; opening it again", "err", err)
+		return false
+	}
+	a.mu.Lock()
+	a.stream.frames++
+	a.mu.Unlock()
+	snap := a.receive(ctx, &in) // delta.go: merged with what is held
+	if snap == nil {
+		a.mu.Lock()
+		needFull := a.delta.needFull
+		a.mu.Unlock()
+		if needFull {
+			send([]byte(`{"type":"resync","after":0,"delta":false}` + "\n"))
+		}
+		return true
+	}
+	a.expectPollAck() // a clean apply is acknowledged on the stream
+	if err := a.Apply(ctx, snap); err != nil {
+		a.log.Error("apply snapshot", "revision", snap.Revision, "err", err)
+		a.reportNack(ctx, snap.Revision, err)
+	}
+	if rev, ok := a.streamAck(); ok {
+		send(fmt.Appendf(nil, `{"type":"ack","applied":%d}`+"\n", rev))
+	}
+	return true
+}
+
+// streamAck is the acknowledgement to send after an apply: the revision
+// served when it is clean and not yet acknowledged (as pollAckParamsLocked).
+func (a *Agent) streamAck() (int64, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pollAck.pending = false
+	if !a.cleanLocked() || a.snap.Revision <= a.pollAck.confirmed {
+		return 0, false
+	}
+	rev := a.snap.Revision
+	a.pollAck.sent = max(a.pollAck.sent, rev)
+	a.pollAck.confirmed = max(a.pollAck.confirmed, rev)
+	a.pollAck.carried++
+	return rev, true
+}
+
+// streamClosed reads the API's close frame.
+func (a *Agent) streamClosed(payload []byte) streamEnd {
+	var p struct {
+		Status int    `json:"status"`
+		Detail string `json:"detail"`
+	}
+	_ = json.Unmarshal(payload, &p)
+	switch {
+	case p.Status == http.StatusServiceUnavailable:
+		a.log.Info("snapshot stream closed by the API; opening it again", "detail", p.Detail)
+		return streamBroken
+	case p.Status == http.StatusNotFound:
+		a.log.Warn("snapshot stream closed: node unknown; registering again", "detail", p.Detail)
+		return streamReregister
+	default:
+		a.log.Warn("snapshot stream closed by the API; long-polling instead", "status", p.Status, "detail", p.Detail)
+		return streamNotOpened
+	}
+}
+
+// isNodeNotFound says whether a 404's problem is about the node (register
+// again), not a missing route (an API without streams).
+func isNodeNotFound(body []byte) bool {
+	var p struct {
+		Detail string `json:"detail"`
+	}
+	_ = json.Unmarshal(body, &p)
+	return p.Detail != "" && !strings.Contains(p.Detail, "No such route")
+}

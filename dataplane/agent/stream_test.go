@@ -1,0 +1,119 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/openapi"
+)
+
+// A stream feeds its frames to the apply path as polls do: a clean apply is
+// acknowledged on the stream, a delta that does not merge asks for a
+// complete snapshot (resync after 0), and a close frame says what next.
+func TestStreamFramesAndMessages(t *testing.T) {
+	type step struct {
+		frame func(w http.ResponseWriter)
+		want  string // the agent's next message after the frame ("" for none awaited)
+	}
+	snapFrame := func(s *openapi.Snapshot) func(w http.ResponseWriter) {
+		return func(w http.ResponseWriter) {
+			b, _ := json.Marshal(s)
+			writeFrame(w, 'S', b)
+		}
+	}
+	full := func(rev int64, lbs ...openapi.SnapshotLoadBalancer) *openapi.Snapshot {
+		return &openapi.Snapshot{FormatVersion: 2, Revision: rev, LoadBalancers: lbs}
+	}
+	steps := []step{
+		{snapFrame(full(5, lbWith("lb_a", "127.0.0.2", 80))), `{"type":"ack","applied":5}`},
+		{func(w http.ResponseWriter) { writeFrame(w, 'K', nil) }, ""},
+		{snapFrame(deltaSnap(5, 7, nil, lbWith("lb_a", "127.0.0.2", 80, 81))), `{"type":"ack","applied":7}`},
+		// A delta after a revision the agent does not hold.
+		{snapFrame(deltaSnap(6, 8, nil, lbWith("lb_b", "127.0.0.3", 80))), `{"type":"resync","after":0,"delta":false}`},
+		{snapFrame(full(9, lbWith("lb_a", "127.0.0.2", 80), lbWith("lb_b", "127.0.0.3", 80))), `{"type":"ack","applied":9}`},
+	}
+	got := make(chan string, 16)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(agentProtocolHeader) != "3" || r.URL.Query().Get("after") != "0" {
+			http.Error(w, "bad open", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", streamContentType)
+		w.Header().Set("Fulcrum-Stream-Encoding", "identity")
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		sc := bufio.NewScanner(r.Body)
+		for _, s := range steps {
+			s.frame(w)
+			if s.want == "" {
+				continue
+			}
+			for sc.Scan() {
+				if sc.Text() != `{"type":"ping"}` {
+					got <- sc.Text()
+					break
+				}
+			}
+		}
+		writeFrame(w, 'C', []byte(`{"status":503,"detail":"stopping"}`))
+	}))
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &p
+	srv.Start()
+	t.Cleanup(srv.Close)
+	a, _ := testAgent(t, srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	end := make(chan streamEnd, 1)
+	go func() { end <- a.runStream(ctx) }()
+	for _, s := range steps {
+		if s.want == "" {
+			continue
+		}
+		select {
+		case m := <-got:
+			if m != s.want {
+				t.Fatalf("message %s, want %s", m, s.want)
+			}
+		case e := <-end:
+			t.Fatalf("the stream ended (%d) before the message %s", e, s.want)
+		case <-ctx.Done():
+			t.Fatalf("no message %s", s.want)
+		}
+	}
+	if e := <-end; e != streamBroken {
+		t.Fatalf("after a 503 close frame: %d, want streamBroken (open again)", e)
+	}
+	if a.AppliedRevision() != 9 || len(served(a)) != 2 {
+		t.Fatalf("serving %v at %d, want lb_a and lb_b at 9", served(a), a.AppliedRevision())
+	}
+	if opened, frames := a.Streams(); opened != 1 || frames != 4 {
+		t.Fatalf("%d streams, %d snapshots on them; want 1, 4", opened, frames)
+	}
+	// A 404 close frame: register again; another close: long-poll.
+	if e := a.streamClosed([]byte(`{"status":404,"detail":"node n1 not found"}`)); e != streamReregister {
+		t.Errorf("404 close: %d", e)
+	}
+	if e := a.streamClosed([]byte(`{"status":401}`)); e != streamNotOpened {
+		t.Errorf("401 close: %d", e)
+	}
+	if isNodeNotFound([]byte(`{"status":404,"detail":"No such route."}`)) || !isNodeNotFound([]byte(`{"status":404,"detail":"Node n1 not found."}`)) {
+		t.Error("isNodeNotFound")
+	}
+}
+
+func writeFrame(w http.ResponseWriter, kind byte, payload []byte) {
+	var hdr [5]byte
+	hdr[0] = kind
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(payload)))
+	_, _ = w.Write(hdr[:])
+	_, _ = w.Write(payload)
+	_ = http.NewResponseController(w).Flush()
+}

@@ -1,0 +1,157 @@
+package fleetsim
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// streamLoop registers and keeps a node protocol 3 stream open, as the
+// agent does with an API that serves it: one HTTP/2 request per node on its
+// own connection, snapshot frames pushed by the API, the acknowledgement of
+// each sent back on the request as a message (one line of JSON).
+func (n *node) streamLoop(ctx context.Context) {
+	var p http.Protocols
+	if n.f.cfg.StreamHTTP1 {
+		p.SetHTTP1(true)
+	} else {
+		p.SetUnencryptedHTTP2(true)
+	}
+	tr := &http.Transport{DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, Protocols: &p,
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	backoff := time.Second
+	registered := false
+	for ctx.Err() == nil {
+		if !registered {
+			if err := n.register(ctx); err != nil {
+				sleep(ctx, backoff)
+				backoff = min(backoff*2, 5*time.Second)
+				continue
+			}
+			registered = true
+		}
+		switch n.stream(ctx, client) {
+		case http.StatusNotFound:
+			registered = false
+		case http.StatusOK:
+			backoff = time.Second
+			sleep(ctx, 100*time.Millisecond)
+		default:
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 5*time.Second)
+		}
+	}
+}
+
+// stream runs one stream until it ends: 200 when it broke or the API
+// closed it to be opened again, else the status it was refused or closed with.
+func (n *node) stream(ctx context.Context, client *http.Client) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	after, has := n.held()
+	q := url.Values{"after": {strconv.FormatInt(after, 10)}}
+	if has && after > 0 {
+		q.Set("delta", "true")
+	}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.f.cfg.Endpoint+"/v1/nodes/"+n.name+"/stream?"+q.Encode(), pr)
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("Authorization", "Bearer "+n.f.cfg.Token)
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set("Fulcrum-Agent-Format", "2")
+	req.Header.Set("Fulcrum-Agent-Protocol", "3")
+	res, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, res.Body)
+		return res.StatusCode
+	}
+	gz := res.Header.Get("Fulcrum-Stream-Encoding") == "gzip"
+	msgs := make(chan []byte, 16)
+	go func() {
+		t := time.NewTicker(15 * time.Second)
+		defer t.Stop()
+		for {
+			var m []byte
+			select {
+			case <-ctx.Done():
+				return
+			case m = <-msgs:
+			case <-t.C:
+				m = []byte(`{"type":"ping"}` + "\n")
+			}
+			if _, err := pw.Write(m); err != nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	var hdr [5]byte
+	for {
+		if _, err := io.ReadFull(res.Body, hdr[:]); err != nil {
+			return http.StatusOK
+		}
+		payload := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+		if _, err := io.ReadFull(res.Body, payload); err != nil {
+			return http.StatusOK
+		}
+		got := time.Now()
+		switch hdr[0] {
+		case 'C':
+			st := 0
+			if v, ok := TopLevelInt(payload, "status"); ok {
+				st = int(v)
+			}
+			if st == http.StatusServiceUnavailable {
+				return http.StatusOK
+			}
+			return st
+		case 'S':
+			body := payload
+			if gz {
+				zr, err := gzip.NewReader(bytes.NewReader(payload))
+				if err == nil {
+					body, err = io.ReadAll(zr)
+				}
+				if err != nil {
+					return 0
+				}
+			}
+			rev, ok := TopLevelInt(body, "revision")
+			if !ok {
+				return 0
+			}
+			n.mu.Lock()
+			if rev > n.rev || !n.has {
+				n.rev, n.has = rev, true
+			}
+			n.mu.Unlock()
+			n.f.w.line("snap %d %d %d %d", n.idx, rev, len(payload), got.UnixNano())
+			if !n.f.acksOff.Load() {
+				n.f.ackPolls.Add(1)
+				select {
+				case msgs <- fmt.Appendf(nil, `{"type":"ack","applied":%d}`+"\n", rev):
+				case <-ctx.Done():
+					return http.StatusOK
+				}
+			}
+		}
+	}
+}
