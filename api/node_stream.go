@@ -342,7 +342,8 @@ func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFu
 		if rest, ok := bytes.CutPrefix(line, ackPrefix); ok {
 			if digits, ok := bytes.CutSuffix(rest, ackSuffix); ok {
 				if n, ok := plainInt(string(digits)); ok { // pollcheck.go
-					r.h.recordPollAck(ctx, r.name, r.scope, n)
+					countReport(ctx, "poll_ack") // metrics.go
+					r.h.recordAck(r.name, r.scope, r.bound, n)
 					continue
 				}
 			}
@@ -357,7 +358,8 @@ func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFu
 		}
 		switch m.Type {
 		case "ack":
-			r.h.recordPollAck(ctx, r.name, r.scope, *m.Applied)
+			countReport(ctx, "poll_ack")
+			r.h.recordAck(r.name, r.scope, r.bound, *m.Applied)
 		case "resync":
 			select {
 			case msgs <- m:
