@@ -225,10 +225,9 @@ func (r *nodeStream) VisitStreamNodeResponse(w http.ResponseWriter) error {
 func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan streamMessage) error {
 	h := r.h
 	// The token is checked again for every open stream of the replica at
-	// once (node_streamfeed.go); this stream only sends keep-alives, each
-	// within 1.5 × StreamKeepalive of the last frame (the agent gives up
-	// after 3 ×).
-	tick := time.NewTicker(StreamKeepalive)
+	// once (node_streamfeed.go); this stream only sends keep-alives, at
+	// most StreamKeepalive after the last frame, waking every half of it.
+	tick := time.NewTicker(StreamKeepalive / 2)
 	defer tick.Stop()
 	stale := time.NewTimer(time.Hour)
 	defer stale.Stop()
