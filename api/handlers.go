@@ -40,6 +40,8 @@ type handlers struct {
 	deriver *deriver
 	// reportw writes nodes' reports in batches (reportwriter.go).
 	reportw *reportWriter
+	// feeds shares the wake-ups of a group's streams (node_streamfeed.go).
+	feeds streamFeeds
 	// snapcache holds each node group's part of the snapshot at its newest
 	// revision, shared by the group's long-polls (node_protocol.go).
 	snapcache *snapshot.Cache

@@ -83,10 +83,16 @@ func nodeByName(ctx context.Context, tx *store.Tx, name string, scope nodeScope,
 // there is none, is one the caller may act for: 403 for a token bound to
 // another node, 404 for a node out of the token's scope or missing.
 func nodeInScope(ctx context.Context, name string, n *store.Node, scope nodeScope) error {
+	return nodeInScopeOf(boundNodeName(ctx), name, n, scope)
+}
+
+// nodeInScopeOf is nodeInScope for a token bound to node bound ("" for
+// none).
+func nodeInScopeOf(bound, name string, n *store.Node, scope nodeScope) error {
 	missing := n == nil
 	// A token bound to a node serves that node only, whether the others
 	// exist or not.
-	if bound := boundNodeName(ctx); bound != "" && name != bound && (missing || n.Name != bound) {
+	if bound != "" && name != bound && (missing || n.Name != bound) {
 		return problem.Forbidden(fmt.Sprintf("This node token is bound to node %q.", bound))
 	}
 	if missing || (scope.groupID != "" && n.NodeGroupID != scope.groupID) || (scope.nodeID != "" && n.ID != scope.nodeID) {
@@ -278,19 +284,8 @@ var notModified = openapi.GetNodeSnapshot304Response{Headers: openapi.GetNodeSna
 // acknowledgements only ever raise a node's applied revision, so one written
 // late cannot undo a newer report.
 func (h *handlers) recordPollAck(ctx context.Context, name string, scope nodeScope, applied int64) {
-	countReport(ctx, "poll_ack") // metrics.go
-	noLB, noNode := []openapi.LoadBalancerError{}, []openapi.NodeError{}
-	b := &openapi.NodeReport{Revision: applied, Status: openapi.Ack, LoadBalancerErrors: &noLB, NodeErrors: &noNode}
-	// The poll's context without its end (the poll may be answered first),
-	// with the principal its scope checks need.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.requestTimeout)
-	go func() {
-		defer cancel()
-		if err := h.takeReport(actx, name, scope, b); err != nil && actx.Err() == nil {
-			h.log.DebugContext(actx, "acknowledgement carried by a poll not recorded; the node's next report carries it", "node", name,
-				"revision", applied, "err", err)
-		}
-	}()
+	countReport(ctx, "poll_ack")                          // metrics.go
+	h.recordAck(name, scope, boundNodeName(ctx), applied) // ackbatch.go
 }
 
 // readPoll reads what a turn of node name's long-poll needs besides its

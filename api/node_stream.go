@@ -200,6 +200,10 @@ func (r *nodeStream) VisitStreamNodeResponse(w http.ResponseWriter) error {
 		case <-ctx.Done():
 		}
 	}()
+	// A revoked token or a deleted node ends the stream within the token
+	// cache's TTL.
+	r.h.feeds.watchToken(r, cancel)
+	defer r.h.feeds.unwatchToken(r)
 	msgs := make(chan streamMessage, 16)
 	go r.readMessages(ctx, cancel, &deadline{set: rc.SetReadDeadline, span: streamReadIdle}, msgs)
 	err := r.run(ctx, fw, msgs)
@@ -220,18 +224,25 @@ func (r *nodeStream) VisitStreamNodeResponse(w http.ResponseWriter) error {
 // run pushes frames until the stream ends.
 func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan streamMessage) error {
 	h := r.h
-	// One ticker for the token's checks and the keep-alives: a revoked
-	// token or a deleted node ends the stream within the token cache's TTL.
-	tick := time.NewTicker(h.streamAuthEvery())
+	// The token is checked again for every open stream of the replica at
+	// once (node_streamfeed.go); this stream only sends keep-alives, at
+	// most StreamKeepalive after the last frame, waking every half of it.
+	tick := time.NewTicker(StreamKeepalive / 2)
 	defer tick.Stop()
 	stale := time.NewTimer(time.Hour)
 	defer stale.Stop()
+	feed := h.feeds.join(r.group) // node_streamfeed.go
+	defer func() { h.feeds.leave(feed) }()
 	for {
-		poll, mark, refresh, err := r.poll(ctx)
+		poll, mark, refresh, next, err := r.turn(ctx, feed)
 		if err != nil {
 			return streamEnd{p: h.streamProblem(ctx, err)}
 		}
 		r.group = poll.GroupID()
+		if r.group != feed.group {
+			h.feeds.leave(feed)
+			feed = h.feeds.join(r.group)
+		}
 		if poll.Revision() > r.req.After {
 			// The cache bounds its builds itself (and shares them).
 			snap, err := h.snapcache.ForNode(ctx, poll, r.req.After)
@@ -254,8 +265,14 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 				continue
 			}
 		}
-		stale.Reset(time.Until(refresh))
-		changed := h.notify.ChangedSince(r.group, mark)
+		// The group's feed reads the next view for every stream of the
+		// group (and when the view expires); a turn that did not use its
+		// view waits for the group's notification itself.
+		changed := next
+		if changed == nil {
+			stale.Reset(time.Until(refresh))
+			changed = h.notify.ChangedSince(r.group, mark)
+		}
 	wait:
 		for {
 			select {
@@ -264,10 +281,7 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 			case <-stale.C:
 				break wait
 			case <-tick.C:
-				if err := r.authorized(ctx); err != nil {
-					return err
-				}
-				if time.Since(fw.last) >= StreamKeepalive {
+				if time.Since(fw.last) >= StreamKeepalive/2 {
 					if err := fw.frame(frameKeepalive); err != nil {
 						return err
 					}
@@ -281,6 +295,19 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 		}
 		stale.Stop()
 	}
+}
+
+// turn reads what a turn needs besides the group's part: from the view
+// the group's feed read last, with the channel closed when the feed has a
+// newer one, while it shows the node in the caller's scope; else as poll.
+func (r *nodeStream) turn(ctx context.Context, feed *groupFeed) (snapshot.Poll, uint64, time.Time, <-chan struct{}, error) {
+	if v, next := feed.current(); v != nil {
+		if n, ok := v.Node(r.name); ok && viewNodeInScope(r.name, r.bound, n, r.scope) {
+			return v.Poll(n), v.Mark(), v.Expires(), next, nil
+		}
+	}
+	poll, mark, refresh, err := r.poll(ctx)
+	return poll, mark, refresh, nil, err
 }
 
 // poll reads what a turn needs besides the group's part: from the group's
@@ -297,13 +324,9 @@ func (r *nodeStream) poll(ctx context.Context) (snapshot.Poll, uint64, time.Time
 	return r.h.readPoll(ctx, r.name, r.scope, r.group, false)
 }
 
-// authorized checks the stream's token again, through the token cache (a
-// map lookup while the entry is fresh).
-func (r *nodeStream) authorized(ctx context.Context) error {
-	if r.authz == "" {
-		return nil
-	}
-	p, err := r.h.auth.Authenticate(ctx, r.authz)
+// authorized says whether the stream's token, as Authenticate found it
+// again (p, err), still serves it.
+func (r *nodeStream) authorized(ctx context.Context, p auth.Principal, err error) error {
 	if err != nil {
 		return streamEnd{p: r.h.streamProblem(ctx, err)}
 	}
@@ -342,7 +365,8 @@ func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFu
 		if rest, ok := bytes.CutPrefix(line, ackPrefix); ok {
 			if digits, ok := bytes.CutSuffix(rest, ackSuffix); ok {
 				if n, ok := plainInt(string(digits)); ok { // pollcheck.go
-					r.h.recordPollAck(ctx, r.name, r.scope, n)
+					countReport(ctx, "poll_ack") // metrics.go
+					r.h.recordAck(r.name, r.scope, r.bound, n)
 					continue
 				}
 			}
@@ -357,7 +381,8 @@ func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFu
 		}
 		switch m.Type {
 		case "ack":
-			r.h.recordPollAck(ctx, r.name, r.scope, *m.Applied)
+			countReport(ctx, "poll_ack")
+			r.h.recordAck(r.name, r.scope, r.bound, *m.Applied)
 		case "resync":
 			select {
 			case msgs <- m:
@@ -401,8 +426,8 @@ func (h *handlers) streamProblem(ctx context.Context, err error) *problem.Proble
 	return problem.Unavailable(RetryAfterUnavailable, "The stream failed on the API's side; open it again.")
 }
 
-// streamAuthEvery is how often an open stream checks its token again (and
-// whether a keep-alive is due): a quarter of the token cache's TTL, so a
+// streamAuthEvery is how often the open streams' tokens are checked again:
+// a quarter of the token cache's TTL, so a
 // revoked token ends it about when the cache forgets it.
 func (h *handlers) streamAuthEvery() time.Duration {
 	ttl := h.tokenTTL

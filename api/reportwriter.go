@@ -59,8 +59,19 @@ type reportJob struct {
 	lbReplace bool
 	lbErrors  int
 	// done receives the report's result once its batch is written (or
-	// failed).
-	done chan reportDone
+	// failed); a job nobody waits for (an acknowledgement, ackbatch.go)
+	// has after instead.
+	done  chan reportDone
+	after func(store.ReportResult, error)
+}
+
+// finish answers j with its result.
+func (j *reportJob) finish(d reportDone) {
+	if j.done != nil {
+		j.done <- d
+		return
+	}
+	j.after(d.res, d.err)
 }
 
 type reportDone struct {
@@ -94,6 +105,13 @@ type reportWriter struct {
 
 	// counters holds the reports' counters until written (counters.go).
 	counters *counterMerge
+
+	// acks holds the acknowledgements of polls and streams until the
+	// light lane's next batch takes them (ackbatch.go); ackReady wakes it.
+	acks     map[ackKey]ackPending
+	ackReady chan struct{}
+	// ackJob makes an acknowledgement's job (handlers.ackJob).
+	ackJob func(ackKey, int64, time.Time) *reportJob
 }
 
 // reportSeenFlush is how often the last_seen_at of heartbeats acknowledged
@@ -115,7 +133,8 @@ type seenNode struct {
 
 func newReportWriter(st *store.Store, log *slog.Logger) *reportWriter {
 	return &reportWriter{st: st, log: log, light: make(chan *reportJob, reportQueue), heavy: make(chan *reportJob, reportQueue),
-		nodes: map[string]*seenNode{}, seen: map[string]time.Time{}, counters: newCounterMerge(st, log, counterMergeMaxBytes)}
+		nodes: map[string]*seenNode{}, seen: map[string]time.Time{}, counters: newCounterMerge(st, log, counterMergeMaxBytes),
+		acks: map[ackKey]ackPending{}, ackReady: make(chan struct{}, 1)}
 }
 
 // cached returns the node reports for key were last written for, while it
@@ -249,16 +268,18 @@ func (w *reportWriter) run(ctx context.Context) {
 	wg.Add(3)
 	go func() { defer wg.Done(); w.runFlush(ctx) }()
 	go func() { defer wg.Done(); w.counters.run(ctx) }()
-	go func() { defer wg.Done(); w.runLane(ctx, w.heavy) }()
-	w.runLane(ctx, w.light)
+	go func() { defer wg.Done(); w.runLane(ctx, w.heavy, nil) }()
+	w.runLane(ctx, w.light, w.ackReady)
 	wg.Wait()
 	w.st.Close()
 }
 
 // runLane writes the batches of one lane until ctx ends: what queued while
 // the last batch was written, or what arrives within reportBatchWindow of
-// the first, up to reportBatchMax reports and reportBatchRows rows.
-func (w *reportWriter) runLane(ctx context.Context, in chan *reportJob) {
+// the first, up to reportBatchMax reports and reportBatchRows rows. With
+// acks (the light lane), the pending acknowledgements fill the rest of each
+// batch, and their arrival starts one as a report's does.
+func (w *reportWriter) runLane(ctx context.Context, in chan *reportJob, acks <-chan struct{}) {
 	batch := make([]*reportJob, 0, reportBatchMax)
 	var carry *reportJob // taken from the lane, for the next batch
 	timer := time.NewTimer(time.Hour)
@@ -271,9 +292,12 @@ func (w *reportWriter) runLane(ctx context.Context, in chan *reportJob) {
 			case <-ctx.Done():
 				return
 			case carry = <-in:
+			case <-acks:
 			}
 		}
-		batch, rows, carry = append(batch, carry), carry.rows, nil
+		if carry != nil {
+			batch, rows, carry = append(batch, carry), carry.rows, nil
+		}
 		// add takes j into the batch, or keeps it for the next one; it
 		// says whether the batch can take more.
 		add := func(j *reportJob) bool {
@@ -309,6 +333,12 @@ func (w *reportWriter) runLane(ctx context.Context, in chan *reportJob) {
 			}
 			timer.Stop()
 		}
+		if acks != nil {
+			batch = append(batch, w.takeAcks(reportBatchMax-len(batch))...)
+		}
+		if len(batch) == 0 {
+			continue
+		}
 		w.writeBatch(ctx, batch, rows)
 	}
 }
@@ -318,8 +348,8 @@ func (w *reportWriter) writeBatch(ctx context.Context, batch []*reportJob, rows 
 	items := make([]store.ReportItem, 0, len(batch))
 	jobs := make([]*reportJob, 0, len(batch))
 	for _, j := range batch {
-		if err := j.ctx.Err(); err != nil {
-			j.done <- reportDone{err: err} // its handler has given up
+		if j.ctx != nil && j.ctx.Err() != nil {
+			j.finish(reportDone{err: j.ctx.Err()}) // its handler has given up
 			continue
 		}
 		items = append(items, j.item)
@@ -347,10 +377,10 @@ func (w *reportWriter) writeBatch(ctx context.Context, batch []*reportJob, rows 
 			w.mu.Lock()
 			delete(w.nodes, j.item.Key)
 			w.mu.Unlock()
-			j.done <- reportDone{err: err}
+			j.finish(reportDone{err: err})
 			continue
 		}
 		w.remember(j, res[i], t0)
-		j.done <- reportDone{res: res[i]}
+		j.finish(reportDone{res: res[i]})
 	}
 }

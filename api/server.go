@@ -205,6 +205,8 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		haproxy: cfg.HAProxy, checks: make(chan struct{}, dryRunChecksMax), requestTimeout: cfg.RequestTimeout,
 		snapshots: builder, snapcache: snapshot.NewCache(builder, st, cfg.RequestTimeout), deriver: s.deriver, reportw: s.reportw,
 		views: snapshot.NewViews(st, s.notify, cfg.RequestTimeout, 0), auth: s.auth, tokenTTL: cfg.NodeTokenTTL}
+	s.reportw.ackJob = h.ackJob // ackbatch.go
+	h.feeds.h = h               // node_streamfeed.go
 	openapi.RegisterHandlers(e, openapi.NewStrictHandler(h, nil))
 	s.echo = e
 	return s, nil

@@ -1,0 +1,202 @@
+package api
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/api/snapshot"
+)
+
+// Shared wake-ups of a group's streams (issue 10): one goroutine per group
+// with open streams on this replica reads the group's poll view once per
+// wake-up (a notification for the group, or the view's expiry) and hands
+// it to every stream of the group, instead of each stream reading the view
+// (its single flight, the notifier's lock) on its own wake-up. A stream
+// then only looks its node up in the shared view and picks the shared
+// snapshot bytes for the revision it last sent (the snapshot cache).
+
+// streamFeedRetry is how long a group's feed waits before reading a view
+// again after a failed read (its streams read the view themselves
+// meanwhile).
+const streamFeedRetry = time.Second
+
+// streamFeeds holds the feeds of the groups with open streams.
+type streamFeeds struct {
+	h      *handlers
+	mu     sync.Mutex
+	groups map[string]*groupFeed
+
+	// tokens holds the open streams whose token is checked again, and the
+	// function that ends each; stopTokens stops their check after the last.
+	tokens     map[*nodeStream]context.CancelCauseFunc
+	stopTokens context.CancelFunc
+}
+
+// groupFeed is one group's feed.
+type groupFeed struct {
+	group string
+	// streams counts the open streams that joined it; the last to leave
+	// stops it.
+	streams int
+	stop    context.CancelFunc
+
+	mu sync.Mutex
+	// view is the group's view as last read, nil before the first read
+	// or after a failed one; next is closed when it is replaced.
+	view *snapshot.View
+	next chan struct{}
+}
+
+// join adds a stream to group's feed, starting it for the first.
+func (f *streamFeeds) join(group string) *groupFeed {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.groups == nil {
+		f.groups = map[string]*groupFeed{}
+	}
+	g := f.groups[group]
+	if g == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		g = &groupFeed{group: group, stop: cancel, next: make(chan struct{})}
+		f.groups[group] = g
+		go g.run(ctx, f.h)
+	}
+	g.streams++
+	return g
+}
+
+// leave removes a stream from g, stopping it after the last.
+func (f *streamFeeds) leave(g *groupFeed) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g.streams--
+	if g.streams == 0 {
+		g.stop()
+		if f.groups[g.group] == g {
+			delete(f.groups, g.group)
+		}
+	}
+}
+
+// current is the group's view as last read (nil when none is) and a
+// channel closed once a newer one (or a failed read) replaces it.
+func (g *groupFeed) current() (*snapshot.View, <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.view, g.next
+}
+
+func (g *groupFeed) publish(v *snapshot.View) {
+	g.mu.Lock()
+	g.view = v
+	close(g.next)
+	g.next = make(chan struct{})
+	g.mu.Unlock()
+}
+
+// run reads the view at every wake-up of the group until ctx ends.
+func (g *groupFeed) run(ctx context.Context, h *handlers) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		v, err := h.views.Get(ctx, g.group) // bounds its reads itself
+		if ctx.Err() != nil {
+			return
+		}
+		var changed <-chan struct{}
+		wait := streamFeedRetry
+		if err != nil {
+			v = nil
+		} else {
+			changed = h.notify.ChangedSince(g.group, v.Mark())
+			wait = time.Until(v.Expires())
+		}
+		g.publish(v)
+		timer.Reset(wait)
+		select {
+		case <-changed:
+		case <-timer.C:
+		case <-h.notify.Done():
+			return
+		case <-ctx.Done():
+			return
+		}
+		timer.Stop()
+	}
+}
+
+// watchToken has the token of stream r checked again every
+// streamAuthEvery (once per distinct token for all the replica's open
+// streams, through the token cache) until unwatchToken; a revoked token, a
+// deleted node or a token that changed scope ends it through end.
+func (f *streamFeeds) watchToken(r *nodeStream, end context.CancelCauseFunc) {
+	if r.authz == "" {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.tokens == nil {
+		f.tokens = map[*nodeStream]context.CancelCauseFunc{}
+	}
+	f.tokens[r] = end
+	if f.stopTokens == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		f.stopTokens = cancel
+		go f.checkTokens(ctx)
+	}
+}
+
+func (f *streamFeeds) unwatchToken(r *nodeStream) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.tokens, r)
+	if len(f.tokens) == 0 && f.stopTokens != nil {
+		f.stopTokens()
+		f.stopTokens = nil
+	}
+}
+
+// checkTokens checks the open streams' tokens every streamAuthEvery until
+// ctx ends.
+func (f *streamFeeds) checkTokens(ctx context.Context) {
+	h := f.h
+	t := time.NewTicker(h.streamAuthEvery())
+	defer t.Stop()
+	type open struct {
+		r   *nodeStream
+		end context.CancelCauseFunc
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.notify.Done():
+			return
+		case <-t.C:
+		}
+		f.mu.Lock()
+		byToken := map[string][]open{}
+		for r, end := range f.tokens {
+			byToken[r.authz] = append(byToken[r.authz], open{r, end})
+		}
+		f.mu.Unlock()
+		for authz, streams := range byToken {
+			actx, cancel := ctx, context.CancelFunc(func() {})
+			if h.requestTimeout > 0 {
+				actx, cancel = context.WithTimeout(ctx, h.requestTimeout)
+			}
+			p, err := h.auth.Authenticate(actx, authz)
+			if ctx.Err() != nil {
+				cancel()
+				return
+			}
+			for _, s := range streams {
+				if err := s.r.authorized(actx, p, err); err != nil {
+					s.end(err)
+				}
+			}
+			cancel()
+		}
+	}
+}
