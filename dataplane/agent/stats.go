@@ -279,13 +279,7 @@ func (s *statsStore) observeSome(worker string, read map[string]reading, objs ma
 	if s.pending && time.Since(s.savedAt) >= statsSaveEvery {
 		s.saveLocked()
 	}
-	out := make(map[string]statEntry, len(objs))
-	for id := range objs {
-		if e, ok := s.Entries[id]; ok {
-			out[id] = *e
-		}
-	}
-	return out
+	return s.entriesLocked(objs)
 }
 
 // sameWorker reports whether worker is the one the counters were last read from.
@@ -491,13 +485,7 @@ func (s *statsStore) sample(worker string, read map[string]reading, objs map[str
 	if save && (dirty || (s.pending && time.Since(s.savedAt) >= statsSaveEvery)) {
 		s.saveLocked()
 	}
-	out := make(map[string]statEntry, len(objs))
-	for id := range objs {
-		if e, ok := s.Entries[id]; ok {
-			out[id] = *e
-		}
-	}
-	return out
+	return s.entriesLocked(objs)
 }
 
 // lbStats is the report's counters per load balancer, listener, pool and
@@ -689,4 +677,15 @@ func (e *statEntry) fold(r reading) (reset, moved bool) {
 		moved = true
 	}
 	return reset, moved
+}
+
+// entriesLocked copies the counters held for objs.
+func (s *statsStore) entriesLocked(objs map[string]statObject) map[string]statEntry {
+	out := make(map[string]statEntry, len(objs))
+	for id := range objs {
+		if e, ok := s.Entries[id]; ok {
+			out[id] = *e
+		}
+	}
+	return out
 }
