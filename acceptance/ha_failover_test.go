@@ -231,6 +231,10 @@ func TestHAFailover(t *testing.T) {
 				t.Fatalf("drain %s: %d %v", owner.name, code, out)
 			}
 			o := h.measure(l, at, 15*time.Second, 2*time.Second)
+			if o.failed > 0 {
+				t.Logf("run %d: %d requests failed over the drain of %s; requests from the drain on:\n%s\nthe client's link:\n%s", i+1, o.failed, owner.name,
+					describeResults(l.since(at.Add(-100*time.Millisecond)), at, h), h.wire.timeline(at, time.Now(), vip, routerID(owner.name, vip)))
+			}
 			via := h.checkMovedOnce(o, vip, owner)
 			newOwner := h.waitOwner(vip, nil)
 			if newOwner == owner || via != newOwner.ip {
@@ -485,7 +489,7 @@ func TestHAFailover(t *testing.T) {
 		l := h.startLoad(vip, loadInterval)
 		var gaps []time.Duration
 		var slowest time.Duration
-		failed := 0
+		failed, contested := 0, 0
 		for i := 0; i < runs; i++ {
 			h.waitAllReady()
 			owner := h.waitOwner(vip, nil)
@@ -493,7 +497,16 @@ func TestHAFailover(t *testing.T) {
 			at := time.Now()
 			h.killNode(owner)
 			o := h.measure(l, at, 15*time.Second, 2*time.Second)
-			via := h.checkSettled(o, vip)
+			// Who advertised as master for the VIP's router id after the
+			// kill: one survivor when the VIP moved once.
+			vrid := routerID(owner.name, vip)
+			masters := h.wire.masters(at, time.Now(), vrid, owner.name)
+			if len(masters) != 1 {
+				contested++
+				t.Logf("run %d: after %s was killed, %v advertised as master for router id %d:\n%s", i+1, owner.name, masters, vrid,
+					h.wire.timeline(at.Add(-200*time.Millisecond), time.Now(), vip, vrid))
+			}
+			via := h.checkSettledWire(o, vip, at, vrid)
 			if via == owner.ip {
 				t.Fatalf("run %d: requests still answered through the killed node %s", i+1, owner.name)
 			}
@@ -519,8 +532,8 @@ func TestHAFailover(t *testing.T) {
 				}
 			}
 		}
-		line := fmt.Sprintf("failover: gap_ms_p50=%d gap_ms_max=%d failed=%d runs=%d slowest_request_ms=%d",
-			durationPercentile(gaps, 0.5).Milliseconds(), durationPercentile(gaps, 1).Milliseconds(), failed, runs, slowest.Milliseconds())
+		line := fmt.Sprintf("failover: gap_ms_p50=%d gap_ms_max=%d failed=%d runs=%d slowest_request_ms=%d contested=%d",
+			durationPercentile(gaps, 0.5).Milliseconds(), durationPercentile(gaps, 1).Milliseconds(), failed, runs, slowest.Milliseconds(), contested)
 		t.Log(line)
 		fmt.Println(line)
 	})
@@ -581,6 +594,54 @@ func (h *haNet) checkSettled(o outage, vip string) string {
 		}
 	}
 	return via
+}
+
+// checkSettledWire is checkSettled that, when it fails, first logs what the
+// client's link carried for the VIP from the fault at on.
+func (h *haNet) checkSettledWire(o outage, vip string, at time.Time, vrid int) string {
+	h.t.Helper()
+	if len(o.after) > 0 && o.flaps == 0 {
+		settled := true
+		for _, r := range o.after {
+			settled = settled && r.ok && r.via == o.after[0].via
+		}
+		if settled {
+			return o.after[0].via
+		}
+	}
+	h.t.Logf("the client's link from 200ms before the fault:\n%s", h.wire.timeline(at.Add(-200*time.Millisecond), time.Now(), vip, vrid))
+	return h.checkSettled(o, vip)
+}
+
+// describeResults lists requests around a move (until a second after the
+// last failure): start relative to at, duration, and the node or the error.
+func describeResults(rs []result, at time.Time, h *haNet) string {
+	var last time.Time
+	for _, r := range rs {
+		if !r.ok {
+			last = r.at
+		}
+	}
+	var b strings.Builder
+	for _, r := range rs {
+		if !last.IsZero() && r.at.After(last.Add(time.Second)) {
+			break
+		}
+		who := r.err
+		if r.ok {
+			if n := h.nodeByIP(r.via); n != nil {
+				who = "via " + n.name
+			}
+		}
+		fmt.Fprintf(&b, "  +%v (%v) %s\n", r.at.Sub(at).Round(100*time.Microsecond), r.dur.Round(100*time.Microsecond), who)
+	}
+	return b.String()
+}
+
+// routerID is the VRRP router id vip uses in the harness's group.
+func routerID(node, vip string) int {
+	in := keepalived.Instances(keepalived.Settings{RouterIDMin: 1, RouterIDMax: 255}, node, []netip.Addr{netip.MustParseAddr(vip)})
+	return in[0].RouterID
 }
 
 // checkMovedOnce is checkSettled for a VIP that moves away from a node that

@@ -47,6 +47,7 @@ type haNet struct {
 	backend string
 	st      *stack
 	bin     string // bin/fulcrum, built for the test
+	wire    *wire  // what the client's link carries (ha_wire_test.go)
 }
 
 // haNode is one dataplane node.
@@ -146,6 +147,7 @@ func newHANet(t *testing.T, n int) *haNet {
 	h.client, h.backend = h.prefix+"-cl", h.prefix+"-be"
 	h.addNS(h.client, "cl", h.subnet+".21")
 	h.addNS(h.backend, "be", h.subnet+".31")
+	h.wire = h.startWire(h.prefix + "clh")
 
 	h.st = startStack(t, teststack.Options{ListenAddr: h.subnet + ".1:0"})
 	code, out := h.st.CallAs(h.st.AdminToken, http.MethodPatch, "/v1/node-groups/"+h.st.NodeGroupID, map[string]any{
