@@ -320,8 +320,13 @@ func TestHAFailover(t *testing.T) {
 			b, _ := os.ReadFile(f)
 			return strings.TrimSpace(string(b)) == "-254"
 		})
+		drained := time.Now()
 		admin(owner, "drain")
 		o := h.measure(l, at, 15*time.Second, 2*time.Second)
+		if o.failed > 0 {
+			t.Logf("%d requests failed; requests from the drain on:\n%s\nthe client's link:\n%s", o.failed,
+				describeResults(l.since(at), drained, h), h.wire.timeline(drained, time.Now(), vip, routerID(owner.name, vip)))
+		}
 		h.checkMovedOnce(o, vip, owner)
 		if now := h.waitOwner(vip, nil); now != free {
 			t.Fatalf("after %s drained, %s holds the VIP; want %s (%s is cordoned)", owner.name, now.name, free.name, cordoned.name)

@@ -63,7 +63,22 @@ func (a *Agent) updateVIPs(snap *openapi.Snapshot) {
 		state = string(snap.Node.AdminState)
 	}
 	a.vips.SetAdminState(state)
+	a.vips.SetGroupNodes(groupNodes(snap))
 	a.vips.Update(vrrpOf(snap))
+}
+
+// groupNodes names the group's nodes a snapshot lists (its peers: the nodes
+// that registered a peer address), from which keepalived ranks the nodes'
+// priorities for each VIP (keepalived.RankedPriority).
+func groupNodes(snap *openapi.Snapshot) []string {
+	if snap.Peers == nil {
+		return nil
+	}
+	names := make([]string, 0, len(*snap.Peers))
+	for _, p := range *snap.Peers {
+		names = append(names, p.Name)
+	}
+	return names
 }
 
 // VIPs is the keepalived manager (for tests and tools).

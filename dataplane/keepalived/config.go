@@ -92,6 +92,34 @@ func Priority(node string, routerID int) int {
 	return 1 + int(x%MaxBasePriority)
 }
 
+// RankedPriority is node's priority for routerID among the group's nodes
+// (node among them; the order of nodes does not matter): the nodes in
+// rendezvous order (Priority, then name) get priorities spread evenly from
+// MaxBasePriority down to 1, so no two nodes share a priority and the
+// next two choices of a router id are far apart. That matters when a VIP's
+// owner goes away: every backup's master-down timer ends a skew after the
+// last advert, (256 - priority)/256 of an advert interval, and two backups
+// whose priorities are close (or equal: hashed priorities collide) time out
+// together, both become master and send gratuitous ARP, and the VIP moves
+// twice. Spread over three nodes, the two survivors' timers end at least a
+// quarter of an advert interval apart, and the first master's advert reaches
+// the other before it times out. It returns 0 when node is not among nodes
+// or there are fewer than two.
+func RankedPriority(node string, routerID int, nodes []string) int {
+	if len(nodes) < 2 || !slices.Contains(nodes, node) {
+		return 0
+	}
+	order := slices.Clone(nodes)
+	slices.Sort(order)
+	order = slices.Compact(order)
+	if len(order) < 2 {
+		return 0
+	}
+	slices.SortStableFunc(order, func(a, b string) int { return Priority(b, routerID) - Priority(a, routerID) })
+	rank := slices.Index(order, node)
+	return MaxBasePriority - rank*(MaxBasePriority-1)/(len(order)-1)
+}
+
 // MaxBasePriority bounds the hashed base priorities; HolderBonus lifts the
 // holder of an instance above all of them (126 + 128 = 254, keepalived's top).
 const (
@@ -110,8 +138,11 @@ const (
 
 // Render writes keepalived's config: VRRPv3, every instance BACKUP with
 // nopreempt, all tracking the ready file (weight 0: a non-zero value puts the
-// instance in FAULT, which gives its VIPs up at once) and each its own hold
-// file (weight 1: the value is added to the instance's priority).
+// instance in FAULT, which gives its VIPs up at once), each its own hold
+// file and its own rank file (weight 1: their values are added to the
+// instance's priority). The rank file moves the hashed priority to the
+// node's RankedPriority among the group's nodes, which the config does not
+// depend on (see Manager.SetGroupNodes).
 //
 // Ownership is stable by design. nopreempt: a node never takes VIPs from a
 // live owner for having a higher priority (a returning node does not take its
@@ -126,7 +157,7 @@ const (
 // and the node, not on who holds what: adding a VIP changes the config of
 // every node the same way, and keepalived keeps each instance's state (and
 // reads the hold files again) over the reload, so no other VIP moves.
-func Render(s Settings, node, readyFile string, holdFile func(instance string) string, instances []Instance) []byte {
+func Render(s Settings, node, readyFile string, holdFile, rankFile func(instance string) string, instances []Instance) []byte {
 	var b bytes.Buffer
 	b.WriteString("# Written by the fulcrum agent; changes are overwritten.\n")
 	// A raised (nice) priority for the VRRP process, not real-time
@@ -140,6 +171,7 @@ func Render(s Settings, node, readyFile string, holdFile func(instance string) s
 	fmt.Fprintf(&b, "track_file fulcrum_ready {\n  file %s\n  weight 0\n}\n", quote(readyFile))
 	for _, in := range instances {
 		fmt.Fprintf(&b, "track_file %s {\n  file %s\n  weight 1\n}\n", holdName(in.Name), quote(holdFile(in.Name)))
+		fmt.Fprintf(&b, "track_file %s {\n  file %s\n  weight 1\n}\n", rankName(in.Name), quote(rankFile(in.Name)))
 	}
 	advert := strconv.FormatFloat(float64(s.AdvertIntervalMS)/1000, 'f', -1, 64)
 	for _, in := range instances {
@@ -149,7 +181,7 @@ func Render(s Settings, node, readyFile string, holdFile func(instance string) s
 		}
 		fmt.Fprintf(&b, "\nvrrp_instance %s {\n  state BACKUP\n  nopreempt\n  interface %s\n  virtual_router_id %d\n  priority %d\n  advert_int %s\n",
 			in.Name, s.Interface, in.RouterID, in.Priority, advert)
-		fmt.Fprintf(&b, "  track_file {\n    fulcrum_ready\n    %s\n  }\n  virtual_ipaddress {\n", holdName(in.Name))
+		fmt.Fprintf(&b, "  track_file {\n    fulcrum_ready\n    %s\n    %s\n  }\n  virtual_ipaddress {\n", holdName(in.Name), rankName(in.Name))
 		for _, vip := range in.VIPs {
 			fmt.Fprintf(&b, "    %s%s dev %s\n", vip, prefix, s.Interface)
 		}
@@ -159,5 +191,7 @@ func Render(s Settings, node, readyFile string, holdFile func(instance string) s
 }
 
 func holdName(instance string) string { return "hold_" + instance }
+
+func rankName(instance string) string { return "rank_" + instance }
 
 func quote(s string) string { return strconv.Quote(s) }

@@ -1,11 +1,13 @@
 package keepalived
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -53,6 +55,63 @@ func TestInstancesStableAndSpread(t *testing.T) {
 	}
 }
 
+// The nodes of a group never share a priority for a router id, and the
+// priorities are spread: when a VIP's owner goes away, the first two of
+// the others (whose master-down timers end (256 - priority)/256 of an
+// advert interval after the owner's last advert) time out far apart, so only
+// one becomes master. Hashed priorities alone collide or come close.
+func TestRankedPrioritySpread(t *testing.T) {
+	nodes := []string{"fh4332-n1", "fh4332-n2", "fh4332-n3"}
+	near := 0
+	for id := 1; id <= 255; id++ {
+		var ranked, hashed []int
+		for _, n := range nodes {
+			p := RankedPriority(n, id, nodes)
+			if p < 1 || p > MaxBasePriority {
+				t.Fatalf("router id %d: ranked priority %d of %s outside 1..%d", id, p, n, MaxBasePriority)
+			}
+			// The same order as the hashed priorities (the preferred owner
+			// of a router id stays), whatever order the nodes come in.
+			if again := RankedPriority(n, id, []string{nodes[2], nodes[0], nodes[1], nodes[0]}); again != p {
+				t.Fatalf("router id %d: %s ranked %d, then %d with the nodes in another order", id, n, p, again)
+			}
+			ranked, hashed = append(ranked, p), append(hashed, Priority(n, id))
+		}
+		slices.Sort(ranked)
+		if ranked[0] != 1 || ranked[1] != 64 || ranked[2] != MaxBasePriority {
+			t.Fatalf("router id %d: ranked priorities %v; want 1, 64, %d", id, ranked, MaxBasePriority)
+		}
+		for i := range nodes {
+			for j := range nodes {
+				if i < j && (hashed[i]-hashed[j])*(RankedPriority(nodes[i], id, nodes)-RankedPriority(nodes[j], id, nodes)) < 0 {
+					t.Fatalf("router id %d: ranking reverses the hashed order of %s and %s", id, nodes[i], nodes[j])
+				}
+			}
+		}
+		slices.Sort(hashed)
+		if hashed[1]-hashed[0] <= 2 || hashed[2]-hashed[1] <= 2 {
+			near++
+		}
+	}
+	t.Logf("hashed priorities of 3 nodes within 2 of each other for %d of 255 router ids; ranked: none", near)
+	if RankedPriority("other", 7, nodes) != 0 || RankedPriority(nodes[0], 7, nodes[:1]) != 0 || RankedPriority(nodes[0], 7, nil) != 0 {
+		t.Fatal("a node outside the group, or a group of one, must keep its hashed priority (0)")
+	}
+	// Many nodes: still no two alike.
+	var many []string
+	for i := 0; i < 40; i++ {
+		many = append(many, fmt.Sprintf("node-%02d", i))
+	}
+	seen := map[int]string{}
+	for _, n := range many {
+		p := RankedPriority(n, 42, many)
+		if o, dup := seen[p]; dup {
+			t.Fatalf("%s and %s share priority %d", n, o, p)
+		}
+		seen[p] = n
+	}
+}
+
 // keepalived itself accepts the rendered config.
 func TestRenderAcceptedByKeepalived(t *testing.T) {
 	bin := testenv.RequireKeepalived(t)
@@ -70,14 +129,14 @@ func TestRenderAcceptedByKeepalived(t *testing.T) {
 	s := Settings{Interface: iface, RouterIDMin: 1, RouterIDMax: 255, AdvertIntervalMS: 100}
 	in := Instances(s, "node-1", []netip.Addr{netip.MustParseAddr("10.213.0.10"), netip.MustParseAddr("10.213.0.11"), netip.MustParseAddr("fd00:213::10")})
 	dir := t.TempDir()
-	text := Render(s, "node-1", filepath.Join(dir, "ready"), func(name string) string { return filepath.Join(dir, "hold_"+name) }, in)
-	for _, want := range []string{"vrrp_version 3", "advert_int 0.1", "nopreempt", "track_file fulcrum_ready", "track_file hold_" + in[0].Name, "10.213.0.10/32 dev " + iface, "fd00:213::10/128 dev " + iface} {
+	text := Render(s, "node-1", filepath.Join(dir, "ready"), func(name string) string { return filepath.Join(dir, "hold_"+name) }, func(name string) string { return filepath.Join(dir, "rank_"+name) }, in)
+	for _, want := range []string{"vrrp_version 3", "advert_int 0.1", "nopreempt", "track_file fulcrum_ready", "track_file hold_" + in[0].Name, "track_file rank_" + in[0].Name, "    rank_" + in[0].Name + "\n", "10.213.0.10/32 dev " + iface, "fd00:213::10/128 dev " + iface} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("config lacks %q:\n%s", want, text)
 		}
 	}
 	// The config is the same whoever holds what: only the VIPs change it.
-	if again := Render(s, "node-1", filepath.Join(dir, "ready"), func(name string) string { return filepath.Join(dir, "hold_"+name) }, in); string(again) != string(text) {
+	if again := Render(s, "node-1", filepath.Join(dir, "ready"), func(name string) string { return filepath.Join(dir, "hold_"+name) }, func(name string) string { return filepath.Join(dir, "rank_"+name) }, in); string(again) != string(text) {
 		t.Errorf("rendering twice differs")
 	}
 	f := filepath.Join(dir, "keepalived.conf")

@@ -71,6 +71,10 @@ type Manager struct {
 	// hold is the value last written to each instance's hold file.
 	heldSince map[string]time.Time
 	hold      map[string]int
+	// nodes are the group's nodes (SetGroupNodes); rank is the value last
+	// written to each instance's rank file.
+	nodes []string
+	rank  map[string]int
 	// draining: the VIPs a drain or a stop parked on lo (true once added).
 	draining map[netip.Addr]bool
 	loSwept  bool          // VIPs an earlier agent parked on lo were looked for
@@ -104,7 +108,7 @@ func New(cfg Config) *Manager {
 		cfg.Logger = slog.Default()
 	}
 	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "keepalived"), kick: make(chan struct{}, 1),
-		heldSince: map[string]time.Time{}, hold: map[string]int{}}
+		heldSince: map[string]time.Time{}, hold: map[string]int{}, rank: map[string]int{}}
 }
 
 func (m *Manager) path(name string) string { return filepath.Join(m.cfg.Dir, name) }
@@ -118,6 +122,10 @@ func (m *Manager) ReadyFile() string { return m.path("ready") }
 // HoldFile is the file whose value keepalived adds to the priority of an
 // instance (see Render).
 func (m *Manager) HoldFile(instance string) string { return m.path(holdName(instance)) }
+
+// RankFile is the file whose value keepalived adds to the priority of an
+// instance to make it the node's RankedPriority (see Render).
+func (m *Manager) RankFile(instance string) string { return m.path(rankName(instance)) }
 
 // PIDFile is keepalived's parent pid file.
 func (m *Manager) PIDFile() string { return m.path("keepalived.pid") }
@@ -160,11 +168,39 @@ func (m *Manager) Update(s *Settings, vips []netip.Addr) {
 		if len(m.instances) == 0 {
 			m.want = nil
 		} else {
-			m.want = Render(*s, m.cfg.NodeName, m.ReadyFile(), m.HoldFile, m.instances)
+			m.want = Render(*s, m.cfg.NodeName, m.ReadyFile(), m.HoldFile, m.RankFile, m.instances)
 		}
 	}
 	m.mu.Unlock()
 	m.poke()
+}
+
+// SetGroupNodes hands the manager the names of the group's nodes (this one
+// among them), from the snapshot: each instance's priority becomes the
+// node's RankedPriority among them, through its rank file (no reload), so
+// the nodes of a group never share a priority for a router id. With fewer
+// than two, or without this node, the hashed Priority stays.
+func (m *Manager) SetGroupNodes(nodes []string) {
+	nodes = slices.Clone(nodes)
+	slices.Sort(nodes)
+	nodes = slices.Compact(nodes)
+	m.mu.Lock()
+	changed := !slices.Equal(m.nodes, nodes)
+	m.nodes = nodes
+	m.mu.Unlock()
+	if changed {
+		m.log.Info("group nodes", "nodes", len(nodes))
+		m.poke()
+	}
+}
+
+// rankValue is what instance in's rank file holds: the difference between
+// the node's ranked priority and the hashed one in the config.
+func rankValue(node string, in Instance, nodes []string) int {
+	if p := RankedPriority(node, in.RouterID, nodes); p > 0 {
+		return p - in.Priority
+	}
+	return 0
 }
 
 func (m *Manager) poke() {
@@ -354,10 +390,19 @@ func (m *Manager) addrOnLo(op string, vip netip.Addr) {
 // does not hold, else 0.
 func (m *Manager) updateHolds(held []netip.Addr) {
 	m.mu.Lock()
-	instances, admin, running := m.instances, m.admin, m.pid != 0
+	instances, admin, running, nodes := m.instances, m.admin, m.pid != 0, m.nodes
 	m.mu.Unlock()
 	if !running || len(instances) == 0 {
 		return
+	}
+	for _, in := range instances {
+		val := rankValue(m.cfg.NodeName, in, nodes)
+		m.mu.Lock()
+		cur, known := m.rank[in.Name]
+		m.mu.Unlock()
+		if !known || cur != val {
+			m.writeRank(in.Name, val)
+		}
 	}
 	now := time.Now()
 	for _, in := range instances {
@@ -403,12 +448,33 @@ func (m *Manager) writeHold(instance string, val int) {
 	m.log.Info("hold file", "instance", instance, "value", val)
 }
 
+func (m *Manager) writeRank(instance string, val int) {
+	if err := atomicfile.Write(m.RankFile(instance), []byte(strconv.Itoa(val)+"\n"), 0o600); err != nil {
+		m.log.Error("write rank file", "instance", instance, "err", err)
+		return
+	}
+	m.mu.Lock()
+	m.rank[instance] = val
+	m.mu.Unlock()
+	m.log.Info("rank file", "instance", instance, "value", val)
+}
+
 // ensureHolds creates the hold files keepalived is about to track (0) and
-// reads those a running keepalived already tracks.
+// reads those a running keepalived already tracks; and writes the rank
+// files before keepalived reads them.
 func (m *Manager) ensureHolds(reset bool) {
 	m.mu.Lock()
-	instances := m.instances
+	instances, nodes := m.instances, m.nodes
 	m.mu.Unlock()
+	for _, in := range instances {
+		val := rankValue(m.cfg.NodeName, in, nodes)
+		m.mu.Lock()
+		cur, known := m.rank[in.Name]
+		m.mu.Unlock()
+		if !known || cur != val {
+			m.writeRank(in.Name, val)
+		}
+	}
 	for _, in := range instances {
 		b, err := os.ReadFile(m.HoldFile(in.Name))
 		if err == nil && !reset {
