@@ -199,7 +199,7 @@ func TestHAFailover(t *testing.T) {
 		l := h.startLoad(vip, loadInterval)
 		var gaps []time.Duration
 		var slowest time.Duration
-		failed, cut, inFlight, inFlightFailed := 0, 0, 0, 0
+		failed, cut, inFlight, inFlightFailed, contested := 0, 0, 0, 0, 0
 		for i := 0; i < runs; i++ {
 			h.waitAllReady()
 			owner := h.waitOwner(vip, nil)
@@ -231,6 +231,10 @@ func TestHAFailover(t *testing.T) {
 				t.Fatalf("drain %s: %d %v", owner.name, code, out)
 			}
 			o := h.measure(l, at, 15*time.Second, 2*time.Second)
+			if masters := h.wire.masters(at, time.Now(), routerID(owner.name, vip), owner.name); len(masters) != 1 {
+				contested++
+				t.Logf("run %d: after %s drained, %v advertised as master:\n%s", i+1, owner.name, masters, h.wire.timeline(at, time.Now(), vip, routerID(owner.name, vip)))
+			}
 			if o.failed > 0 {
 				t.Logf("run %d: %d requests failed over the drain of %s; requests from the drain on:\n%s\nthe client's link:\n%s", i+1, o.failed, owner.name,
 					describeResults(l.since(at.Add(-100*time.Millisecond)), at, h), h.wire.timeline(at, time.Now(), vip, routerID(owner.name, vip)))
@@ -260,8 +264,8 @@ func TestHAFailover(t *testing.T) {
 				t.Fatalf("run %d: the VIP moved from %s to %s when %s returned to service", i+1, newOwner.name, now.name, owner.name)
 			}
 		}
-		line := fmt.Sprintf("drain: failed=%d runs=%d cut_at_move=%d in_flight=%d in_flight_failed=%d gap_ms_max=%d slowest_request_ms=%d",
-			failed, runs, cut, inFlight, inFlightFailed, durationPercentile(gaps, 1).Milliseconds(), slowest.Milliseconds())
+		line := fmt.Sprintf("drain: failed=%d runs=%d cut_at_move=%d in_flight=%d in_flight_failed=%d gap_ms_max=%d slowest_request_ms=%d contested=%d",
+			failed, runs, cut, inFlight, inFlightFailed, durationPercentile(gaps, 1).Milliseconds(), slowest.Milliseconds(), contested)
 		t.Log(line)
 		fmt.Println(line)
 		// No connection is refused, and requests in flight on the drained
@@ -331,10 +335,14 @@ func TestHAFailover(t *testing.T) {
 		if now := h.waitOwner(vip, nil); now != free {
 			t.Fatalf("after %s drained, %s holds the VIP; want %s (%s is cordoned)", owner.name, now.name, free.name, cordoned.name)
 		}
-		if o.failed > 0 {
-			t.Errorf("%d requests failed over a cordon and a drain", o.failed)
+		// As in OwnerDrained: no connection refused; a request whose
+		// connection the old owner accepted just before the new owner's
+		// gratuitous ARP reached the client is reset by the new owner
+		// (VRRP moves addresses, not connections): counted, not asserted.
+		if refused := o.failed - o.broken; refused > 0 {
+			t.Errorf("%d new connections failed over a cordon and a drain (%v); want 0", refused, o.errs)
 		}
-		t.Logf("%s and %s cordoned, %s drained: the VIP went to %s, %d failed", owner.name, cordoned.name, owner.name, free.name, o.failed)
+		t.Logf("%s and %s cordoned, %s drained: the VIP went to %s, %d failed (%d cut at the move)", owner.name, cordoned.name, owner.name, free.name, o.failed, o.broken)
 	})
 
 	// HAProxy peers share the stick tables among the nodes: a client's
@@ -499,6 +507,7 @@ func TestHAFailover(t *testing.T) {
 			h.waitAllReady()
 			owner := h.waitOwner(vip, nil)
 			time.Sleep(500 * time.Millisecond)
+			h.checkPriorities(vip, owner)
 			at := time.Now()
 			h.killNode(owner)
 			o := h.measure(l, at, 15*time.Second, 2*time.Second)
@@ -641,6 +650,44 @@ func describeResults(rs []result, at time.Time, h *haNet) string {
 		fmt.Fprintf(&b, "  +%v (%v) %s\n", r.at.Sub(at).Round(100*time.Microsecond), r.dur.Round(100*time.Microsecond), who)
 	}
 	return b.String()
+}
+
+// checkPriorities checks that the nodes' VRRP priorities for vip's router id
+// (the config's hashed one plus the rank file; the holder's bonus aside) are
+// the ranked ones: distinct and spread, so that when owner goes away the
+// other two time out apart and the VIP moves once.
+func (h *haNet) checkPriorities(vip string, owner *haNode) {
+	h.t.Helper()
+	var names []string
+	for _, n := range h.nodes {
+		names = append(names, n.name)
+	}
+	var got []string
+	seen := map[int]string{}
+	for _, n := range h.nodes {
+		in := keepalived.Instances(keepalived.Settings{RouterIDMin: 1, RouterIDMax: 255}, n.name, []netip.Addr{netip.MustParseAddr(vip)})[0]
+		want := keepalived.RankedPriority(n.name, in.RouterID, names)
+		var p int
+		teststack.WaitFor(h.t, n.name+"'s rank file for "+in.Name, 10*time.Second, func() bool {
+			b, err := os.ReadFile(filepath.Join(n.dir, "state", "keepalived", "rank_"+in.Name))
+			if err != nil {
+				return false
+			}
+			r, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			p = in.Priority + r
+			return err == nil && p == want
+		})
+		if o, dup := seen[p]; dup {
+			h.t.Fatalf("%s and %s both have VRRP priority %d for %s", n.name, o, p, vip)
+		}
+		seen[p] = n.name
+		mark := ""
+		if n == owner {
+			mark = "+bonus"
+		}
+		got = append(got, fmt.Sprintf("%s=%d%s", n.name, p, mark))
+	}
+	h.t.Logf("VRRP priorities for %s: %s", vip, strings.Join(got, " "))
 }
 
 // routerID is the VRRP router id vip uses in the harness's group.
