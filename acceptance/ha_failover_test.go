@@ -1,6 +1,7 @@
 package acceptance
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -654,22 +655,31 @@ func describeResults(rs []result, at time.Time, h *haNet) string {
 
 // checkPriorities checks that the nodes' VRRP priorities for vip's router id
 // (the config's hashed one plus the rank file; the holder's bonus aside) are
-// the ranked ones: distinct and spread, so that when owner goes away the
-// other two time out apart and the VIP moves once.
+// ranked over the group's nodes as each node's snapshot lists them (its
+// peers; a node not listed keeps its hashed priority) and distinct, so that
+// when owner goes away the other two time out apart and the VIP moves once.
 func (h *haNet) checkPriorities(vip string, owner *haNode) {
 	h.t.Helper()
-	var names []string
-	for _, n := range h.nodes {
-		names = append(names, n.name)
-	}
 	var got []string
 	seen := map[int]string{}
 	for _, n := range h.nodes {
 		in := keepalived.Instances(keepalived.Settings{RouterIDMin: 1, RouterIDMax: 255}, n.name, []netip.Addr{netip.MustParseAddr(vip)})[0]
-		want := keepalived.RankedPriority(n.name, in.RouterID, names)
-		var p int
-		teststack.WaitFor(h.t, n.name+"'s rank file for "+in.Name, 10*time.Second, func() bool {
-			b, err := os.ReadFile(filepath.Join(n.dir, "state", "keepalived", "rank_"+in.Name))
+		var p, want int
+		teststack.WaitFor(h.t, n.name+"'s rank file for "+in.Name+" to rank it among the nodes its snapshot lists", 10*time.Second, func() bool {
+			var snap struct{ Peers []struct{ Name string } }
+			b, err := os.ReadFile(filepath.Join(n.dir, "state", "snapshot.json"))
+			if err != nil || json.Unmarshal(b, &snap) != nil {
+				return false
+			}
+			var names []string
+			for _, p := range snap.Peers {
+				names = append(names, p.Name)
+			}
+			want = in.Priority
+			if r := keepalived.RankedPriority(n.name, in.RouterID, names); r > 0 {
+				want = r
+			}
+			b, err = os.ReadFile(filepath.Join(n.dir, "state", "keepalived", "rank_"+in.Name))
 			if err != nil {
 				return false
 			}

@@ -3,7 +3,9 @@
 // rendered from the snapshot's VIPs, VIPs are spread over the nodes (one VRRP
 // instance per VIP bucket, priorities from a rendezvous hash of node and
 // router id, so each bucket has one preferred owner and the buckets spread
-// over the group), a node claims VIPs only while the agent says it is ready
+// over the group; ranked over the group's nodes through rank files, so no two
+// nodes share a priority, see RankedPriority), a node claims VIPs only while
+// the agent says it is ready
 // (HAProxy answers on its stats socket, a snapshot is applied, the node is not
 // draining), and the holder of a VIP keeps it (nopreempt and a holder bonus,
 // see Render).
