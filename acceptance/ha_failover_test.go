@@ -666,13 +666,15 @@ func (h *haNet) checkPriorities(vip string, owner *haNode) {
 		in := keepalived.Instances(keepalived.Settings{RouterIDMin: 1, RouterIDMax: 255}, n.name, []netip.Addr{netip.MustParseAddr(vip)})[0]
 		var p, want int
 		teststack.WaitFor(h.t, n.name+"'s rank file for "+in.Name+" to rank it among the nodes its snapshot lists", 10*time.Second, func() bool {
-			var snap struct{ Peers []struct{ Name string } }
+			var state struct {
+				Snapshot struct{ Peers []struct{ Name string } }
+			}
 			b, err := os.ReadFile(filepath.Join(n.dir, "state", "snapshot.json"))
-			if err != nil || json.Unmarshal(b, &snap) != nil {
+			if err != nil || json.Unmarshal(b, &state) != nil {
 				return false
 			}
 			var names []string
-			for _, p := range snap.Peers {
+			for _, p := range state.Snapshot.Peers {
 				names = append(names, p.Name)
 			}
 			want = in.Priority
