@@ -159,6 +159,16 @@ func TestPeersReachGroupWithoutWrite(t *testing.T) {
 		}
 	}, "n1=10.9.0.1:10000,n2=10.9.0.2:10000")
 
+	// A registration naming another group than the node's cannot change
+	// the node's group's peers (it does not lock that group): refused,
+	// naming the field; the same address is a heartbeat as before.
+	other := b.create(b.Admin, "/v1/node-groups", map[string]any{"name": "other", "vip_range": "10.62.0.0/24"})
+	res := b.do(b.Node, http.MethodPut, "/v1/nodes/n2", map[string]any{"node_group_id": other, "peer_address": "10.9.0.22:10000"})
+	if res.Status != http.StatusUnprocessableEntity && res.Status != http.StatusBadRequest || !containsField(res.Body, "node_group_id") {
+		t.Fatalf("re-registering n2 in another group with another peer address: %d %s", res.Status, res.Raw)
+	}
+	b.must(http.StatusOK, b.Node, http.MethodPut, "/v1/nodes/n2", map[string]any{"node_group_id": other, "peer_address": "10.9.0.2:10000"})
+
 	// A node without a peer address changes no one's peers.
 	b.register("n5")
 	if s := b.peerPoll("n1", held["n1"], true, time.Second); s != nil {
