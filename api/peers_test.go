@@ -70,7 +70,7 @@ func (b *bundle) registerPeer(name, addr string) {
 // no one.
 func TestPeersReachGroupWithoutWrite(t *testing.T) {
 	b := setup(t)
-	b.must(http.StatusOK, b.Admin, http.MethodPatch, "/v1/node-groups/"+b.GroupID, map[string]any{"down_node_cleanup_after_ms": 60000})
+	b.must(http.StatusOK, b.Admin, http.MethodPatch, "/v1/node-groups/"+b.GroupID, map[string]any{"down_node_cleanup_after_ms": 3600000})
 	b.registerPeer("n1", "10.9.0.1:10000")
 	b.registerPeer("n2", "10.9.0.2:10000")
 	lb := b.create(b.TokenA, "/v1/load-balancers", map[string]any{"name": "web"})
@@ -152,7 +152,7 @@ func TestPeersReachGroupWithoutWrite(t *testing.T) {
 		"n1=10.9.0.1:10000,n2=10.9.0.2:10000")
 	changed("n4 registers", func() { b.registerPeer("n4", "10.9.0.4:10000") },
 		"n1=10.9.0.1:10000,n2=10.9.0.2:10000,n4=10.9.0.4:10000")
-	b.silence("n4", 120)
+	b.silence("n4", 7200) // the others have been silent for seconds
 	changed("n4 is cleaned up", func() {
 		if names, err := b.Store.CleanupDownNodes(context.Background()); err != nil || len(names) != 1 || names[0] != "n4" {
 			t.Errorf("cleanup: %v %v", names, err)
