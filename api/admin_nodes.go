@@ -228,6 +228,9 @@ func (h *handlers) DeleteNode(ctx context.Context, r openapi.DeleteNodeRequestOb
 		if err := store.TombstoneNode(ctx, tx, n); err != nil {
 			return err
 		}
+		if err := peersMoved(ctx, tx, n.NodeGroupID, n.PeerAddress, ""); err != nil { // peers.go
+			return err
+		}
 		// The node no longer holds back its group's changes and deletes.
 		return store.Rederive(ctx, tx, n.NodeGroupID)
 	})

@@ -129,6 +129,9 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 			if err != nil {
 				return err
 			}
+			if err := peersMoved(ctx, tx, n.NodeGroupID, n.PeerAddress, peer); err != nil { // peers.go
+				return err
+			}
 			g, err := nodeGroupOf(ctx, tx, row)
 			if err != nil {
 				return err
@@ -181,6 +184,9 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 			{Name: "labels", Value: map[string]string{}}, {Name: "revision", Value: rev}, {Name: "status", Value: "online"},
 			{Name: "last_seen_at", Value: time.Now()}, {Name: "agent_version", Value: deref(b.AgentVersion)}, {Name: "peer_address", Value: peer}})
 		if err != nil {
+			return err
+		}
+		if err := peersMoved(ctx, tx, group, "", peer); err != nil {
 			return err
 		}
 		out = nodeToAPI(row, g)

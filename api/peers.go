@@ -1,9 +1,12 @@
 package api
 
 import (
+	"context"
 	"net/netip"
+	"slices"
 
 	"github.com/fulcrumlb/fulcrum/api/problem"
+	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -17,4 +20,22 @@ func peerAddress(b openapi.NodeRegistration) (string, error) {
 		return "", problem.InvalidField("peer_address", "must be ip:port (the node's LAN address and a port for HAProxy peers)")
 	}
 	return ap.String(), nil
+}
+
+// peersMoved records, in a node's registration or removal, that its peer
+// address went from before to after ("" when it had none or has none any
+// more) in group groupID: when that changes the group's peers, the group
+// takes the write's revision (store.PeersChanged), so its nodes learn of it
+// from their next snapshot without waiting for a tenant's write. The write
+// must hold groupID's lock; a registration naming another group than the
+// node's (an agent's --node-group that is not its node's) does not, and is
+// refused naming the field.
+func peersMoved(ctx context.Context, tx *store.Tx, groupID, before, after string) error {
+	if before == after {
+		return nil
+	}
+	if locked := tx.WriteGroups(); locked != nil && !slices.Contains(locked, groupID) {
+		return problem.InvalidField("node_group_id", "is not the node's group (%s)", groupID)
+	}
+	return store.PeersChanged(ctx, tx, groupID)
 }

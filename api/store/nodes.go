@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -130,6 +131,8 @@ const nodeJanitorLockID = 0x66756c6e6f6465 // "fulnode"
 // group's down_node_cleanup_after_ms (their tokens bound to them go too) and
 // returns their names. Only one replica at a time does it (an advisory lock);
 // the others return nothing. A removed node that comes back registers again.
+// Removing a node with a peer address changes its group's peers
+// (PeersChanged).
 func (s *Store) CleanupDownNodes(ctx context.Context) ([]string, error) {
 	return cleanupDownNodes(ctx, s.pool)
 }
@@ -145,16 +148,29 @@ func cleanupDownNodes(ctx context.Context, pool *pgxpool.Pool) ([]string, error)
 			return fmt.Errorf("take write lock: %w", err)
 		}
 		rows, _ := t.Query(ctx, `DELETE FROM nodes n USING node_groups g WHERE g.id = n.node_group_id AND n.last_seen_at IS NOT NULL
-AND n.last_seen_at < now() - g.down_node_cleanup_after_ms * interval '1 millisecond' RETURNING n.name`)
-		var err error
-		names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+AND n.last_seen_at < now() - g.down_node_cleanup_after_ms * interval '1 millisecond' RETURNING n.name, n.node_group_id, n.peer_address`)
+		var name, group, peer string
+		var peerGroups []string // the groups of removed peers: their peers changed
+		_, err := pgx.ForEachRow(rows, []any{&name, &group, &peer}, func() error {
+			names = append(names, name)
+			if peer != "" && !slices.Contains(peerGroups, group) {
+				peerGroups = append(peerGroups, group)
+			}
+			return nil
+		})
 		if err != nil {
 			return fmt.Errorf("clean up down nodes: %w", err)
 		}
 		if len(names) == 0 {
 			return nil
 		}
-		return Purge(ctx, &Tx{pg: t})
+		tx := &Tx{pg: t}
+		for _, g := range peerGroups {
+			if err := PeersChanged(ctx, tx, g); err != nil {
+				return err
+			}
+		}
+		return Purge(ctx, tx)
 	})
 	return names, err
 }

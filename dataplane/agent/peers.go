@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net/netip"
+	"reflect"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	"github.com/fulcrumlb/fulcrum/openapi"
@@ -25,9 +26,15 @@ func peersOf(snap *openapi.Snapshot) *haproxy.Peers {
 	return p
 }
 
-// globalFor is the node-wide HAProxy settings for serving snap.
+// globalFor is the node-wide HAProxy settings for serving snap. Peers equal
+// to those HAProxy runs with are those very ones (the same pointer), so the
+// settings compare equal to what runs (memberOps compares them with ==):
+// only a change of the group's peers makes an apply reload for them.
 func (a *Agent) globalFor(snap *openapi.Snapshot) haproxy.Global {
 	g := a.global()
 	g.Peers = peersOf(snap)
+	if a.live != nil && a.live.Global.Peers != nil && reflect.DeepEqual(a.live.Global.Peers, g.Peers) {
+		g.Peers = a.live.Global.Peers
+	}
 	return g
 }
