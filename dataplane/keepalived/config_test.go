@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -146,5 +147,51 @@ func TestRenderAcceptedByKeepalived(t *testing.T) {
 	out, err := exec.Command(bin, "--config-test", "--use-file", f).CombinedOutput()
 	if err != nil {
 		t.Fatalf("keepalived --config-test: %v\n%s\n%s", err, out, text)
+	}
+}
+
+// The manager writes each instance's rank file so that the hashed priority
+// in the config plus the file's value is the node's ranked priority among
+// the group's nodes it was handed; 0 while the node is not among them.
+func TestManagerRankFiles(t *testing.T) {
+	s := Settings{Interface: "eth0", RouterIDMin: 1, RouterIDMax: 255, AdvertIntervalMS: 100}
+	vip := netip.MustParseAddr("10.213.7.129")
+	nodes := []string{"g-n1", "g-n2", "g-n3"}
+	read := func(m *Manager, in Instance) int {
+		t.Helper()
+		b, err := os.ReadFile(m.RankFile(in.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	seen := map[int]string{}
+	for _, n := range nodes {
+		m := New(Config{Dir: t.TempDir(), NodeName: n})
+		m.Update(&s, []netip.Addr{vip})
+		in := Instances(s, n, []netip.Addr{vip})[0]
+		m.ensureHolds(true)
+		if v := read(m, in); v != 0 {
+			t.Fatalf("%s: rank file %d before the group's nodes are known; want 0", n, v)
+		}
+		m.SetGroupNodes([]string{"g-n3", "g-n1", "g-n2", "g-n1"})
+		m.ensureHolds(false)
+		p := in.Priority + read(m, in)
+		if want := RankedPriority(n, in.RouterID, nodes); p != want {
+			t.Fatalf("%s: priority %d + rank file = %d; want %d", n, in.Priority, p, want)
+		}
+		if o, dup := seen[p]; dup {
+			t.Fatalf("%s and %s share priority %d", n, o, p)
+		}
+		seen[p] = n
+		m.SetGroupNodes([]string{"g-n7", "g-n8"}) // this node not among them
+		m.ensureHolds(false)
+		if v := read(m, in); v != 0 {
+			t.Fatalf("%s: rank file %d when not among the group's nodes; want 0", n, v)
+		}
 	}
 }
