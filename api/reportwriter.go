@@ -110,8 +110,11 @@ type reportWriter struct {
 	// light lane's next batch takes them (ackbatch.go); ackReady wakes it.
 	acks     map[ackKey]ackPending
 	ackReady chan struct{}
-	// ackJob makes an acknowledgement's job (handlers.ackJob).
-	ackJob func(ackKey, int64, time.Time) *reportJob
+	// ackJob makes an acknowledgement's job (handlers.ackJob); ackMarked
+	// marks a group whose nodes' applied revisions writeAcks raised, to
+	// be derived.
+	ackJob    func(ackKey, int64, time.Time) *reportJob
+	ackMarked func(groupID string)
 }
 
 // reportSeenFlush is how often the last_seen_at of heartbeats acknowledged
@@ -334,7 +337,11 @@ func (w *reportWriter) runLane(ctx context.Context, in chan *reportJob, acks <-c
 			timer.Stop()
 		}
 		if acks != nil {
-			batch = append(batch, w.takeAcks(reportBatchMax-len(batch))...)
+			jobs, fast := w.takeAcks(reportBatchMax - len(batch))
+			batch = append(batch, jobs...)
+			if len(fast) > 0 {
+				w.writeAcks(ctx, fast) // ackbatch.go
+			}
 		}
 		if len(batch) == 0 {
 			continue
