@@ -275,7 +275,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopBackground()
 	s.Start(bg)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(bufferedListener{ln}) }() // bufconn.go
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
