@@ -72,6 +72,9 @@ func (w *reportWriter) takeAcks(room int) (jobs []*reportJob, fast []fastAck) {
 	if w.ackJob == nil {
 		return nil, nil
 	}
+	if n := w.streamAcks.Swap(0); n > 0 {
+		nodeReports.Add(context.Background(), n, reportStatusOpts["poll_ack"]) // metrics.go
+	}
 	w.mu.Lock()
 	type taken struct {
 		key ackKey

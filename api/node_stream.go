@@ -362,7 +362,7 @@ func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFu
 		// Acknowledgements (one per node and write) and pings as agents
 		// write them are read without a JSON decoder.
 		if n, ok := nodestream.ParseAck(line); ok {
-			countReport(ctx, "poll_ack") // metrics.go
+			r.h.reportw.streamAcks.Add(1) // counted with the next batch (ackbatch.go)
 			r.h.recordAck(r.name, r.scope, r.bound, n)
 			continue
 		}
@@ -376,7 +376,7 @@ func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFu
 		}
 		switch m.Type {
 		case "ack":
-			countReport(ctx, "poll_ack")
+			r.h.reportw.streamAcks.Add(1)
 			r.h.recordAck(r.name, r.scope, r.bound, *m.Applied)
 		case "resync":
 			select {

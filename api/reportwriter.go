@@ -110,6 +110,10 @@ type reportWriter struct {
 	// light lane's next batch takes them (ackbatch.go); ackReady wakes it.
 	acks     map[ackKey]ackPending
 	ackReady chan struct{}
+	// streamAcks counts the acknowledgements streams received since the
+	// last batch took them (fulcrum_api_node_reports_total, poll_ack):
+	// counted per batch, not per message.
+	streamAcks atomic.Int64
 	// ackJob makes an acknowledgement's job (handlers.ackJob); ackMarked
 	// marks a group whose nodes' applied revisions writeAcks raised, to
 	// be derived.
