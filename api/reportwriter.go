@@ -25,6 +25,12 @@ const (
 	// reportBatchWindow is how long a lane waits for more reports after
 	// the first of a batch.
 	reportBatchWindow = 3 * time.Millisecond
+	// ackBatchWindow is how long the light lane waits for more after an
+	// acknowledgement started a batch: nobody waits for acknowledgements
+	// (statuses are derived at most every DeriveInterval), and at 1,000
+	// nodes a write's arrive over a few hundred milliseconds, so a longer
+	// window writes them in fewer statements.
+	ackBatchWindow = 10 * time.Millisecond
 	// reportBatchMax bounds the reports of one batch.
 	reportBatchMax = 256
 	// reportBatchRows bounds the rows (load balancer errors) a batch
@@ -294,12 +300,14 @@ func (w *reportWriter) runLane(ctx context.Context, in chan *reportJob, acks <-c
 	for {
 		batch = batch[:0]
 		rows := 0
+		window := reportBatchWindow
 		if carry == nil {
 			select {
 			case <-ctx.Done():
 				return
 			case carry = <-in:
 			case <-acks:
+				window = ackBatchWindow
 			}
 		}
 		if carry != nil {
@@ -326,7 +334,7 @@ func (w *reportWriter) runLane(ctx context.Context, in chan *reportJob, acks <-c
 			}
 		}
 		if more {
-			timer.Reset(reportBatchWindow)
+			timer.Reset(window)
 		gather:
 			for more {
 				select {
