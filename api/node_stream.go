@@ -263,7 +263,12 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 				// The agent holds it (or says otherwise: resync): the
 				// next frame is a delta from it.
 				r.req.After, r.req.Delta = snap.Revision(), r.req.Format >= snapshot.FormatDelta
-				continue
+				if next == nil || snap.Revision() < poll.Revision() {
+					continue
+				}
+				// The feed's view shows nothing newer than what was
+				// sent (a turn with it would send nothing): wait for
+				// the next.
 			}
 		}
 		// The group's feed reads the next view for every stream of the
