@@ -274,9 +274,13 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 		// The group's feed reads the next view for every stream of the
 		// group (and when the view expires); a turn that did not use its
 		// view waits for the group's notification itself.
+		// (A nil channel is left out of the select: cheaper with 1,000
+		// streams waking at every write.)
 		changed := next
+		var staleC <-chan time.Time
 		if changed == nil {
 			stale.Reset(time.Until(refresh))
+			staleC = stale.C
 			changed = h.notify.ChangedSince(r.group, mark)
 		}
 	wait:
@@ -284,7 +288,7 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 			select {
 			case <-changed:
 				break wait
-			case <-stale.C:
+			case <-staleC:
 				break wait
 			case <-tick.C:
 				if time.Since(fw.last) >= StreamKeepalive/2 {
