@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/store"
@@ -48,25 +49,62 @@ func (w *reportWriter) addAck(key ackKey, applied int64, at time.Time) {
 	}
 }
 
-// takeAcks takes up to room pending acknowledgements as jobs (none for
-// those that change nothing: see ackJob). What is left wakes the lane
-// again.
-func (w *reportWriter) takeAcks(room int) []*reportJob {
-	if room <= 0 || w.ackJob == nil {
-		return nil
+// fastAck is an acknowledgement of a node the writer knows plain (its
+// cached row: no node errors, no failing apply, no load balancer errors,
+// surely up), written without reading its row back (store.WriteAcks).
+type fastAck struct {
+	key     ackKey
+	nodeID  string
+	groupID string
+	applied int64
+	at      time.Time
+}
+
+// ackFastMax bounds the acknowledgements of one WriteAcks statement.
+const ackFastMax = 4096
+
+// takeAcks takes the pending acknowledgements: those of nodes known plain
+// that change nothing but last_seen_at are acknowledged as such heartbeats
+// (touch); the others of nodes known plain (up to ackFastMax) are returned
+// as fast, to be written by writeAcks; the rest (up to room) as jobs, as
+// takeReport makes of the same report. What is left wakes the lane again.
+func (w *reportWriter) takeAcks(room int) (jobs []*reportJob, fast []fastAck) {
+	if w.ackJob == nil {
+		return nil, nil
+	}
+	if n := w.streamAcks.Swap(0); n > 0 {
+		nodeReports.Add(context.Background(), n, reportStatusOpts["poll_ack"]) // metrics.go
 	}
 	w.mu.Lock()
 	type taken struct {
 		key ackKey
 		p   ackPending
 	}
-	keys := make([]taken, 0, min(room, len(w.acks)))
+	var slow []taken
 	for k, p := range w.acks {
-		if len(keys) == room {
+		if len(slow) >= room && len(fast) >= ackFastMax {
 			break
 		}
-		keys = append(keys, taken{k, p})
-		delete(w.acks, k)
+		if n := w.nodes[k.name]; n != nil && !p.at.After(n.until) && n.noLBErrors && n.node.ApplyFailingSince == nil &&
+			nodeInScopeOf(k.bound, k.name, &n.node, k.scope) == nil {
+			if n.node.AppliedRevision >= p.applied && n.node.StatusMessage == "" {
+				// Nothing but last_seen_at: a heartbeat acknowledged
+				// without a batch (ReportNode's shortcut).
+				w.acked.Add(1)
+				w.seen[n.node.ID] = p.at
+				delete(w.acks, k)
+				continue
+			}
+			if len(fast) < ackFastMax {
+				fast = append(fast, fastAck{key: k, nodeID: n.node.ID, groupID: n.node.NodeGroupID, applied: p.applied, at: p.at})
+				delete(w.acks, k)
+			}
+			continue
+		}
+		if len(slow) < room {
+			slow = append(slow, taken{k, p})
+			delete(w.acks, k)
+		}
 	}
 	left := len(w.acks) > 0
 	w.mu.Unlock()
@@ -76,13 +114,89 @@ func (w *reportWriter) takeAcks(room int) []*reportJob {
 		default:
 		}
 	}
-	jobs := make([]*reportJob, 0, len(keys))
-	for _, t := range keys {
+	jobs = make([]*reportJob, 0, len(slow))
+	for _, t := range slow {
 		if j := w.ackJob(t.key, t.p.applied, t.p.at); j != nil {
 			jobs = append(jobs, j)
 		}
 	}
-	return jobs
+	return jobs, fast
+}
+
+// writeAcks writes the acknowledgements of nodes known plain in one
+// statement (store.WriteAcks) and marks their groups to derive, as the
+// batch of the same reports would (each raised its node's applied
+// revision). Those the store did not write (the node is no longer plain,
+// moved or gone) are forgotten as plain and taken again as jobs; those of
+// a failed statement are lost, as a failed batch's: each node's next
+// heartbeat carries the revision it serves.
+func (w *reportWriter) writeAcks(ctx context.Context, fast []fastAck) {
+	items := make([]store.AckWrite, len(fast))
+	for i, f := range fast {
+		items[i] = store.AckWrite{NodeID: f.nodeID, GroupID: f.groupID, Applied: f.applied, At: f.at}
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportBatchTimeout)
+	t0 := time.Now()
+	missed, err := w.st.WriteAcks(bctx, items)
+	took := time.Since(t0)
+	cancel()
+	if took > reportBatchSlow {
+		w.log.Info("slow batch of acknowledgements", "acks", len(items), "took", took)
+	}
+	w.batches.Add(1)
+	w.written.Add(int64(len(items)))
+	reportBatches.Add(ctx, 1)
+	if err != nil && ctx.Err() == nil {
+		w.log.Warn("write acknowledgements", "acks", len(items), "err", err)
+	}
+	miss := make(map[string]bool, len(missed))
+	for _, id := range missed {
+		miss[id] = true
+	}
+	groups := map[string]bool{}
+	again := false
+	w.mu.Lock()
+	for _, f := range fast {
+		n := w.nodes[f.key.name]
+		if err != nil || miss[f.nodeID] {
+			if n != nil && n.node.ID == f.nodeID {
+				delete(w.nodes, f.key.name)
+			}
+			if err == nil {
+				// Taken again as a job, which reads the node's row.
+				if p, ok := w.acks[f.key]; !ok || p.applied < f.applied {
+					w.acks[f.key] = ackPending{applied: f.applied, at: f.at}
+				}
+				again = true
+			}
+			continue
+		}
+		groups[f.groupID] = true
+		if n == nil || n.node.ID != f.nodeID {
+			continue
+		}
+		n.node.AppliedRevision = max(n.node.AppliedRevision, f.applied)
+		n.node.StatusMessage = ""
+		if n.node.LastSeenAt == nil || f.at.After(*n.node.LastSeenAt) {
+			at := f.at
+			n.node.LastSeenAt = &at
+		}
+		if until := f.at.Add(n.downTimeout / 2); until.After(n.until) {
+			n.until = until
+		}
+	}
+	w.mu.Unlock()
+	if again {
+		select {
+		case w.ackReady <- struct{}{}:
+		default:
+		}
+	}
+	if w.ackMarked != nil {
+		for g := range groups {
+			w.ackMarked(g)
+		}
+	}
 }
 
 // ackReport is the report an acknowledgement of a poll or stream stands

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/fulcrumlb/fulcrum/api/auth"
 	"github.com/fulcrumlb/fulcrum/api/problem"
 	"github.com/fulcrumlb/fulcrum/api/snapshot"
+	"github.com/fulcrumlb/fulcrum/dataplane/nodestream"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -32,13 +32,14 @@ import (
 //
 // Frames (API → agent): one byte of kind, four bytes of payload length
 // (big-endian), the payload. Agent messages (agent → API): one JSON object a
-// line (streamMessage).
+// line (streamMessage). The wire codec is dataplane/nodestream, shared with
+// the agent and the fleet simulator.
 
 // Frame kinds.
 const (
-	frameSnapshot  = 'S' // a snapshot, as a poll's 200 body
-	frameKeepalive = 'K' // nothing: the stream is alive
-	frameClose     = 'C' // the end: a problem (application/problem+json)
+	frameSnapshot  = nodestream.FrameSnapshot
+	frameKeepalive = nodestream.FrameKeepalive
+	frameClose     = nodestream.FrameClose
 )
 
 // Stream limits and intervals.
@@ -55,7 +56,7 @@ const (
 	// streamMessageMax bounds an agent message, its newline included.
 	streamMessageMax = 4096
 	// streamContentType is the response's content type.
-	streamContentType = "application/vnd.fulcrum.snapshot-stream"
+	streamContentType = nodestream.ContentType
 )
 
 // streamAuthKey carries the Authorization header of a stream's open, which
@@ -262,15 +263,24 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 				// The agent holds it (or says otherwise: resync): the
 				// next frame is a delta from it.
 				r.req.After, r.req.Delta = snap.Revision(), r.req.Format >= snapshot.FormatDelta
-				continue
+				if next == nil || snap.Revision() < poll.Revision() {
+					continue
+				}
+				// The feed's view shows nothing newer than what was
+				// sent (a turn with it would send nothing): wait for
+				// the next.
 			}
 		}
 		// The group's feed reads the next view for every stream of the
 		// group (and when the view expires); a turn that did not use its
 		// view waits for the group's notification itself.
+		// (A nil channel is left out of the select: cheaper with 1,000
+		// streams waking at every write.)
 		changed := next
+		var staleC <-chan time.Time
 		if changed == nil {
 			stale.Reset(time.Until(refresh))
+			staleC = stale.C
 			changed = h.notify.ChangedSince(r.group, mark)
 		}
 	wait:
@@ -278,7 +288,7 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 			select {
 			case <-changed:
 				break wait
-			case <-stale.C:
+			case <-staleC:
 				break wait
 			case <-tick.C:
 				if time.Since(fw.last) >= StreamKeepalive/2 {
@@ -338,10 +348,6 @@ func (r *nodeStream) authorized(ctx context.Context, p auth.Principal, err error
 	return nil
 }
 
-// ackPrefix and ackSuffix frame the acknowledgement as agents write it,
-// read without a JSON decoder (one per node and write).
-var ackPrefix, ackSuffix = []byte(`{"type":"ack","applied":`), []byte("}\n")
-
 // readMessages reads the agent's messages until the body ends: acks are
 // recorded here (in the background batch, as a poll's applied=), resyncs
 // go to the stream's loop; a malformed message ends the stream with a 400.
@@ -362,16 +368,14 @@ func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFu
 			return
 		}
 		dl.extend()
-		if rest, ok := bytes.CutPrefix(line, ackPrefix); ok {
-			if digits, ok := bytes.CutSuffix(rest, ackSuffix); ok {
-				if n, ok := plainInt(string(digits)); ok { // pollcheck.go
-					countReport(ctx, "poll_ack") // metrics.go
-					r.h.recordAck(r.name, r.scope, r.bound, n)
-					continue
-				}
-			}
+		// Acknowledgements (one per node and write) and pings as agents
+		// write them are read without a JSON decoder.
+		if n, ok := nodestream.ParseAck(line); ok {
+			r.h.reportw.streamAcks.Add(1) // counted with the next batch (ackbatch.go)
+			r.h.recordAck(r.name, r.scope, r.bound, n)
+			continue
 		}
-		if len(bytes.TrimSpace(line)) == 0 {
+		if nodestream.IsPing(line) || len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
 		m, err := parseStreamMessage(line)
@@ -381,7 +385,7 @@ func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFu
 		}
 		switch m.Type {
 		case "ack":
-			countReport(ctx, "poll_ack")
+			r.h.reportw.streamAcks.Add(1)
 			r.h.recordAck(r.name, r.scope, r.bound, *m.Applied)
 		case "resync":
 			select {
@@ -443,31 +447,46 @@ func (h *handlers) streamAuthEvery() time.Duration {
 // frameWriter writes frames, each flushed at once and bounded by
 // streamWriteTimeout.
 type frameWriter struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	hdr [5]byte
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	// buf holds a frame's header and its small parts (a snapshot's node
+	// part), written with one Write; larger parts are written as they are.
+	buf []byte
 	dl  deadline
 	// last is when the last frame went out.
 	last time.Time
 }
+
+// frameSmallPart: parts up to this size are copied into buf.
+const frameSmallPart = 2048
 
 func (f *frameWriter) frame(kind byte, parts ...[]byte) error {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
 	}
-	f.hdr[0] = kind
-	binary.BigEndian.PutUint32(f.hdr[1:], uint32(n))
 	if f.dl.set == nil {
 		f.dl = deadline{set: f.rc.SetWriteDeadline, span: streamWriteTimeout}
 	}
 	f.dl.extend()
 	f.last = time.Now()
-	if _, err := f.w.Write(f.hdr[:]); err != nil {
-		return err
-	}
+	f.buf = append(f.buf[:0], make([]byte, nodestream.HeaderSize)...)
+	nodestream.PutHeader(f.buf, kind, n)
 	for _, p := range parts {
+		if len(p) <= frameSmallPart {
+			f.buf = append(f.buf, p...)
+			continue
+		}
+		if _, err := f.w.Write(f.buf); err != nil {
+			return err
+		}
+		f.buf = f.buf[:0]
 		if _, err := f.w.Write(p); err != nil {
+			return err
+		}
+	}
+	if len(f.buf) > 0 {
+		if _, err := f.w.Write(f.buf); err != nil {
 			return err
 		}
 	}

@@ -25,6 +25,12 @@ const (
 	// reportBatchWindow is how long a lane waits for more reports after
 	// the first of a batch.
 	reportBatchWindow = 3 * time.Millisecond
+	// ackBatchWindow is how long the light lane waits for more after an
+	// acknowledgement started a batch: nobody waits for acknowledgements
+	// (statuses are derived at most every DeriveInterval), and at 1,000
+	// nodes a write's arrive over a few hundred milliseconds, so a longer
+	// window writes them in fewer statements.
+	ackBatchWindow = 10 * time.Millisecond
 	// reportBatchMax bounds the reports of one batch.
 	reportBatchMax = 256
 	// reportBatchRows bounds the rows (load balancer errors) a batch
@@ -110,8 +116,15 @@ type reportWriter struct {
 	// light lane's next batch takes them (ackbatch.go); ackReady wakes it.
 	acks     map[ackKey]ackPending
 	ackReady chan struct{}
-	// ackJob makes an acknowledgement's job (handlers.ackJob).
-	ackJob func(ackKey, int64, time.Time) *reportJob
+	// streamAcks counts the acknowledgements streams received since the
+	// last batch took them (fulcrum_api_node_reports_total, poll_ack):
+	// counted per batch, not per message.
+	streamAcks atomic.Int64
+	// ackJob makes an acknowledgement's job (handlers.ackJob); ackMarked
+	// marks a group whose nodes' applied revisions writeAcks raised, to
+	// be derived.
+	ackJob    func(ackKey, int64, time.Time) *reportJob
+	ackMarked func(groupID string)
 }
 
 // reportSeenFlush is how often the last_seen_at of heartbeats acknowledged
@@ -287,12 +300,14 @@ func (w *reportWriter) runLane(ctx context.Context, in chan *reportJob, acks <-c
 	for {
 		batch = batch[:0]
 		rows := 0
+		window := reportBatchWindow
 		if carry == nil {
 			select {
 			case <-ctx.Done():
 				return
 			case carry = <-in:
 			case <-acks:
+				window = ackBatchWindow
 			}
 		}
 		if carry != nil {
@@ -319,7 +334,7 @@ func (w *reportWriter) runLane(ctx context.Context, in chan *reportJob, acks <-c
 			}
 		}
 		if more {
-			timer.Reset(reportBatchWindow)
+			timer.Reset(window)
 		gather:
 			for more {
 				select {
@@ -334,7 +349,11 @@ func (w *reportWriter) runLane(ctx context.Context, in chan *reportJob, acks <-c
 			timer.Stop()
 		}
 		if acks != nil {
-			batch = append(batch, w.takeAcks(reportBatchMax-len(batch))...)
+			jobs, fast := w.takeAcks(reportBatchMax - len(batch))
+			batch = append(batch, jobs...)
+			if len(fast) > 0 {
+				w.writeAcks(ctx, fast) // ackbatch.go
+			}
 		}
 		if len(batch) == 0 {
 			continue

@@ -207,6 +207,7 @@ func New(cfg Config, st *store.Store, box *secretbox.Box, log *slog.Logger, tel 
 		views: snapshot.NewViews(st, s.notify, cfg.RequestTimeout, 0), auth: s.auth, tokenTTL: cfg.NodeTokenTTL}
 	s.reportw.ackJob = h.ackJob // ackbatch.go
 	h.feeds.h = h               // node_streamfeed.go
+	s.reportw.ackMarked = func(g string) { s.deriver.mark(g, nil, true) }
 	openapi.RegisterHandlers(e, openapi.NewStrictHandler(h, nil))
 	s.echo = e
 	return s, nil
@@ -274,7 +275,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopBackground()
 	s.Start(bg)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(bufferedListener{ln}) }() // bufconn.go
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

@@ -351,10 +351,8 @@ func (s *NodeSnapshot) Encode(format int, gz bool) (head, body []byte, err error
 func (s *NodeSnapshot) head(format int, gz, more bool) ([]byte, error) {
 	np := s.node
 	np.FormatVersion = format
-	head, err := json.Marshal(np)
-	if err != nil {
-		return nil, fmt.Errorf("encode snapshot: %w", err)
-	}
+	// Encoded by hand (head.go).
+	head := np.appendJSON(make([]byte, 0, 256))
 	head = head[:len(head)-1] // drop the closing brace: the group's members follow
 	if more {
 		head = append(head, ',')

@@ -469,3 +469,74 @@ RETURNING n.id, n.admin_state = '' AND jsonb_array_length(n.errors) = 0 AND n.ap
 	}
 	return gone, plain, nil
 }
+
+// AckWrite is an acknowledgement of a node that, as its last report left
+// it, has nothing an acknowledgement would clear: no node errors, no
+// failing apply, no load balancer errors (WriteAcks).
+type AckWrite struct {
+	NodeID, GroupID string
+	// Applied is the revision acknowledged, At when.
+	Applied int64
+	At      time.Time
+}
+
+// WriteAcks records acknowledgements (issue 10) in one statement without
+// reading the nodes' rows back: each raises its node's applied_revision to
+// Applied (never lowers it), its last_seen_at to At (never lowers it), and
+// sets it online with no status message — what a report acknowledging
+// Applied with no errors makes of such a node (WriteReportBatch with the
+// API's decision), without a transaction of two round trips. A node is
+// written only while it is of GroupID and still has nothing to clear
+// (another replica may have written its errors meanwhile); the ids of the
+// others (those too, gone or moved) are returned, for the caller to record
+// as full reports, which read the row. Several acknowledgements of one node
+// count as the newest.
+func (s *Store) WriteAcks(ctx context.Context, acks []AckWrite) (missed []string, err error) {
+	if len(acks) == 0 {
+		return nil, nil
+	}
+	// One row per node (an UPDATE … FROM takes one arbitrary match of a
+	// row), in id order so that writers of several replicas lock alike.
+	byID := make(map[string]int, len(acks))
+	merged := make([]AckWrite, 0, len(acks))
+	for _, a := range acks {
+		i, ok := byID[a.NodeID]
+		if !ok {
+			byID[a.NodeID] = len(merged)
+			merged = append(merged, a)
+			continue
+		}
+		m := &merged[i]
+		m.Applied = max(m.Applied, a.Applied)
+		if a.At.After(m.At) {
+			m.At = a.At
+		}
+		if m.GroupID != a.GroupID {
+			m.GroupID = "" // seen in two groups: not written, the caller reads the row
+		}
+	}
+	slices.SortFunc(merged, func(a, b AckWrite) int { return strings.Compare(a.NodeID, b.NodeID) })
+	ids, groups := make([]string, len(merged)), make([]string, len(merged))
+	revs, seen := make([]int64, len(merged)), make([]time.Time, len(merged))
+	for i, a := range merged {
+		ids[i], groups[i], revs[i], seen[i] = a.NodeID, a.GroupID, a.Applied, a.At
+	}
+	err = retry(ctx, false, func() error {
+		missed = nil
+		return s.pool.QueryRow(ctx, writeAcks, ids, groups, revs, seen).Scan(&missed)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record acknowledgements: %w", mapError(err))
+	}
+	return missed, nil
+}
+
+// writeAcks writes acknowledgements of plain nodes and returns the ids of
+// those it did not write.
+const writeAcks = `WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[]) v(id, grp, rev, seen)),
+u AS (UPDATE nodes n SET applied_revision = GREATEST(n.applied_revision, v.rev), last_seen_at = GREATEST(n.last_seen_at, v.seen),
+  status = 'online', status_message = ''
+FROM v WHERE n.id = v.id AND n.node_group_id = v.grp AND jsonb_array_length(n.errors) = 0 AND n.apply_failing_since IS NULL
+  AND NOT EXISTS (SELECT 1 FROM node_lb_errors e WHERE e.node_id = n.id)
+RETURNING n.id)
+SELECT COALESCE(array_agg(v.id), '{}') FROM v WHERE v.id NOT IN (SELECT id FROM u)`

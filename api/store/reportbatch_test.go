@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -130,5 +131,69 @@ func TestStoreCounters(t *testing.T) {
 	}
 	if c != `{"requests_total": 5}` {
 		t.Errorf("n2's counters %s, want the last written", c)
+	}
+}
+
+// WriteAcks raises each plain node's applied revision to the newest it
+// acknowledged and never lowers it; it leaves (and returns) the nodes an
+// acknowledgement would change more of (node errors, a failing apply, load
+// balancer errors), those of another group and those that do not exist.
+func TestWriteAcks(t *testing.T) {
+	ctx := context.Background()
+	st := openTest(t)
+	group, other := newGroup(t, st, "g"), newGroup(t, st, "h")
+	tenant := newTenant(t, st, "a", DefaultQuotas)
+	lb := newLB(t, st, tenant, group)
+	plain, ahead := newNode(t, st, group, "plain", 2), newNode(t, st, group, "ahead", 9)
+	withErrs, failing := newNode(t, st, group, "errs", 2), newNode(t, st, group, "failing", 2)
+	withLBErrs, moved := newNode(t, st, group, "lberrs", 2), newNode(t, st, other, "moved", 2)
+	exec(t, st, `UPDATE nodes SET status_message = 'old news', last_seen_at = now() - interval '1 hour' WHERE id = $1`, plain)
+	exec(t, st, `UPDATE nodes SET errors = '[{"kind":"vip","message":"x","since":"2026-01-01T00:00:00Z"}]' WHERE id = $1`, withErrs)
+	exec(t, st, `UPDATE nodes SET apply_failing_since = now(), apply_failing_revision = 3, status_message = 'bad' WHERE id = $1`, failing)
+	exec(t, st, `INSERT INTO node_lb_errors (node_id, load_balancer_id, object_id, field, message) VALUES ($1, $2, $2, 'f', 'm')`, withLBErrs, lb.lb)
+	now := time.Now()
+	missed, err := st.WriteAcks(ctx, []AckWrite{
+		{NodeID: plain, GroupID: group, Applied: 5, At: now},
+		{NodeID: plain, GroupID: group, Applied: 4, At: now.Add(-time.Second)}, // older, same batch: the newest wins
+		{NodeID: ahead, GroupID: group, Applied: 4, At: now},                   // behind what is recorded: stays 9
+		{NodeID: withErrs, GroupID: group, Applied: 5, At: now},
+		{NodeID: failing, GroupID: group, Applied: 5, At: now},
+		{NodeID: withLBErrs, GroupID: group, Applied: 5, At: now},
+		{NodeID: moved, GroupID: group, Applied: 5, At: now},
+		{NodeID: "no-such-node", GroupID: group, Applied: 5, At: now},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(missed)
+	want := []string{withErrs, failing, withLBErrs, moved, "no-such-node"}
+	slices.Sort(want)
+	if !slices.Equal(missed, want) {
+		t.Errorf("missed %v, want %v", missed, want)
+	}
+	read := func(id string) (msg string, rev int64, seen time.Time) {
+		t.Helper()
+		if err := st.pool.QueryRow(ctx, "SELECT status_message, applied_revision, last_seen_at FROM nodes WHERE id = $1", id).Scan(&msg, &rev, &seen); err != nil {
+			t.Fatal(err)
+		}
+		return msg, rev, seen
+	}
+	if msg, rev, seen := read(plain); msg != "" || rev != 5 || seen.Before(now.Add(-time.Millisecond)) {
+		t.Errorf("plain: %q at %d seen %s, want no message at 5 seen now", msg, rev, seen)
+	}
+	if _, rev, _ := read(ahead); rev != 9 {
+		t.Errorf("ahead: applied %d, want 9 (never lowered)", rev)
+	}
+	for _, id := range []string{withErrs, failing, withLBErrs, moved} {
+		if _, rev, _ := read(id); rev != 2 {
+			t.Errorf("%s: applied %d, want 2 (not written)", id, rev)
+		}
+	}
+	// Later acknowledgements of an older revision never move it back.
+	if missed, err := st.WriteAcks(ctx, []AckWrite{{NodeID: plain, GroupID: group, Applied: 3, At: now}}); err != nil || len(missed) != 0 {
+		t.Fatalf("older acknowledgement: missed %v, %v", missed, err)
+	}
+	if _, rev, _ := read(plain); rev != 5 {
+		t.Errorf("plain after an older acknowledgement: applied %d, want 5", rev)
 	}
 }

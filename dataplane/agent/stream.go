@@ -1,13 +1,9 @@
 package agent
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/fulcrumlb/fulcrum/dataplane/nodestream"
 	snapconv "github.com/fulcrumlb/fulcrum/dataplane/snapshot"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
@@ -49,8 +46,7 @@ const (
 	// stream silent for three intervals is dead).
 	streamKeepaliveDefault = 15 * time.Second
 	// streamFrameMax bounds a frame's payload.
-	streamFrameMax    = 1 << 30
-	streamContentType = "application/vnd.fulcrum.snapshot-stream"
+	streamFrameMax = 1 << 30
 )
 
 // streams is the poll loop's view of the stream; a.mu guards it.
@@ -173,7 +169,7 @@ func (a *Agent) runStream(parent context.Context) streamEnd {
 		return streamNotOpened
 	}
 	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), streamContentType) {
+	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), nodestream.ContentType) {
 		body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
 		a.log.Warn("snapshot stream refused; long-polling instead", "status", res.StatusCode, "body", string(body))
 		if res.StatusCode == http.StatusNotFound && isNodeNotFound(body) {
@@ -194,65 +190,41 @@ func (a *Agent) runStream(parent context.Context) streamEnd {
 	a.log.Info("snapshot stream open", "after", after, "delta", delta)
 
 	// The agent's messages: acknowledgements and resyncs from this loop,
-	// pings every keep-alive interval.
-	msgs := make(chan []byte, 16)
-	go func() {
-		defer pw.Close()
-		t := time.NewTicker(keepalive)
-		defer t.Stop()
-		for {
-			var m []byte
-			select {
-			case <-ctx.Done():
-				return
-			case m = <-msgs:
-			case <-t.C:
-				m = []byte(`{"type":"ping"}` + "\n")
-			}
-			if _, err := pw.Write(m); err != nil {
-				cancel()
-				return
-			}
-		}
-	}()
-	send := func(m []byte) {
-		select {
-		case msgs <- m:
-		case <-ctx.Done():
-		}
-	}
+	// a ping after every keep-alive interval without one.
+	sender := nodestream.NewSender(ctx, pw, keepalive, cancel)
+	send := func(m []byte) { sender.Send(m) }
 	// An acknowledgement a broken stream did not carry goes on this one.
 	if rev, ok := a.streamAck(); ok {
-		send(fmt.Appendf(nil, `{"type":"ack","applied":%d}`+"\n", rev))
+		send(nodestream.Ack(rev))
 	}
 	// A stream silent for three keep-alive intervals is dead.
 	idle := time.AfterFunc(3*keepalive, cancel)
 	defer idle.Stop()
-	var hdr [5]byte
+	frames := nodestream.NewReader(res.Body, streamFrameMax)
 	for {
-		if _, err := io.ReadFull(res.Body, hdr[:]); err != nil {
+		kind, n, err := frames.Header()
+		if errors.Is(err, nodestream.ErrFrameTooLarge) {
+			a.log.Warn("snapshot stream: frame too large; opening it again", "err", err)
+			return streamBroken
+		}
+		if err != nil {
 			if ctx.Err() == nil || !errors.Is(ctx.Err(), context.Canceled) {
 				a.log.Warn("snapshot stream broke; opening it again", "err", err)
 			}
 			return streamBroken
 		}
 		idle.Reset(3 * keepalive)
-		n := binary.BigEndian.Uint32(hdr[1:])
-		if n > streamFrameMax {
-			a.log.Warn("snapshot stream: frame too large; opening it again", "bytes", n)
-			return streamBroken
-		}
-		payload := make([]byte, n)
-		if _, err := io.ReadFull(res.Body, payload); err != nil {
+		payload, err := frames.Payload(n)
+		if err != nil {
 			a.log.Warn("snapshot stream broke; opening it again", "err", err)
 			return streamBroken
 		}
 		idle.Reset(3 * keepalive)
-		switch hdr[0] {
-		case 'K':
-		case 'C':
+		switch kind {
+		case nodestream.FrameKeepalive:
+		case nodestream.FrameClose:
 			return a.streamClosed(payload)
-		case 'S':
+		case nodestream.FrameSnapshot:
 			// An apply may take longer than the keep-alives: the
 			// stream is not read meanwhile, and not dead.
 			idle.Stop()
@@ -261,7 +233,7 @@ func (a *Agent) runStream(parent context.Context) streamEnd {
 			}
 			idle.Reset(3 * keepalive)
 		default:
-			a.log.Warn("snapshot stream: unknown frame kind; ignored", "kind", string(hdr[:1]))
+			a.log.Warn("snapshot stream: unknown frame kind; ignored", "kind", string(kind))
 		}
 	}
 }
@@ -270,16 +242,10 @@ func (a *Agent) runStream(parent context.Context) streamEnd {
 // when the frame cannot be read (the stream is opened again).
 func (a *Agent) streamSnapshot(ctx context.Context, payload []byte, gz bool, send func([]byte)) bool {
 	a.metrics.observeSnapshot(ctx, payload)
-	raw := payload
-	if gz {
-		zr, err := gzip.NewReader(bytes.NewReader(payload))
-		if err == nil {
-			raw, err = io.ReadAll(zr)
-		}
-		if err != nil {
-			a.log.Warn("snapshot stream: frame not gzip; opening it again", "err", err)
-			return false
-		}
+	raw, err := nodestream.Inflate(payload, gz)
+	if err != nil {
+		a.log.Warn("snapshot stream: frame not gzip; opening it again", "err", err)
+		return false
 	}
 	var in openapi.Snapshot
 	if err := json.Unmarshal(raw, &in); err != nil {
@@ -295,7 +261,7 @@ func (a *Agent) streamSnapshot(ctx context.Context, payload []byte, gz bool, sen
 		needFull := a.delta.needFull
 		a.mu.Unlock()
 		if needFull {
-			send([]byte(`{"type":"resync","after":0,"delta":false}` + "\n"))
+			send(nodestream.Resync(0, false))
 		}
 		return true
 	}
@@ -305,7 +271,7 @@ func (a *Agent) streamSnapshot(ctx context.Context, payload []byte, gz bool, sen
 		a.reportNack(ctx, snap.Revision, err)
 	}
 	if rev, ok := a.streamAck(); ok {
-		send(fmt.Appendf(nil, `{"type":"ack","applied":%d}`+"\n", rev))
+		send(nodestream.Ack(rev))
 	}
 	return true
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/dataplane/nodestream"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -44,7 +45,7 @@ func TestStreamFramesAndMessages(t *testing.T) {
 			http.Error(w, "bad open", http.StatusBadRequest)
 			return
 		}
-		w.Header().Set("Content-Type", streamContentType)
+		w.Header().Set("Content-Type", nodestream.ContentType)
 		w.Header().Set("Fulcrum-Stream-Encoding", "identity")
 		w.WriteHeader(http.StatusOK)
 		http.NewResponseController(w).Flush()

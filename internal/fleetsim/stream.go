@@ -1,17 +1,15 @@
 package fleetsim
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/binary"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/dataplane/nodestream"
 )
 
 // streamLoop registers and keeps a node protocol 3 stream open, as the
@@ -84,37 +82,16 @@ func (n *node) stream(ctx context.Context, client *http.Client) int {
 		return res.StatusCode
 	}
 	gz := res.Header.Get("Fulcrum-Stream-Encoding") == "gzip"
-	msgs := make(chan []byte, 16)
-	go func() {
-		t := time.NewTicker(15 * time.Second)
-		defer t.Stop()
-		for {
-			var m []byte
-			select {
-			case <-ctx.Done():
-				return
-			case m = <-msgs:
-			case <-t.C:
-				m = []byte(`{"type":"ping"}` + "\n")
-			}
-			if _, err := pw.Write(m); err != nil {
-				cancel()
-				return
-			}
-		}
-	}()
-	var hdr [5]byte
+	sender := nodestream.NewSender(ctx, pw, 15*time.Second, cancel)
+	frames := nodestream.NewReader(res.Body, 1<<30)
 	for {
-		if _, err := io.ReadFull(res.Body, hdr[:]); err != nil {
-			return http.StatusOK
-		}
-		payload := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
-		if _, err := io.ReadFull(res.Body, payload); err != nil {
+		kind, payload, err := frames.Next()
+		if err != nil {
 			return http.StatusOK
 		}
 		got := time.Now()
-		switch hdr[0] {
-		case 'C':
+		switch kind {
+		case nodestream.FrameClose:
 			st := 0
 			if v, ok := TopLevelInt(payload, "status"); ok {
 				st = int(v)
@@ -123,16 +100,10 @@ func (n *node) stream(ctx context.Context, client *http.Client) int {
 				return http.StatusOK
 			}
 			return st
-		case 'S':
-			body := payload
-			if gz {
-				zr, err := gzip.NewReader(bytes.NewReader(payload))
-				if err == nil {
-					body, err = io.ReadAll(zr)
-				}
-				if err != nil {
-					return 0
-				}
+		case nodestream.FrameSnapshot:
+			body, err := nodestream.Inflate(payload, gz)
+			if err != nil {
+				return 0
 			}
 			rev, ok := TopLevelInt(body, "revision")
 			if !ok {
@@ -146,9 +117,7 @@ func (n *node) stream(ctx context.Context, client *http.Client) int {
 			n.f.w.line("snap %d %d %d %d", n.idx, rev, len(payload), got.UnixNano())
 			if !n.f.acksOff.Load() {
 				n.f.ackPolls.Add(1)
-				select {
-				case msgs <- fmt.Appendf(nil, `{"type":"ack","applied":%d}`+"\n", rev):
-				case <-ctx.Done():
+				if !sender.Send(nodestream.Ack(rev)) {
 					return http.StatusOK
 				}
 			}
