@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -186,6 +187,10 @@ type Agent struct {
 	converted conversions
 	// written is the text last written to haproxy.cfg (nil: unknown).
 	written []byte
+	// checked is the last candidate `haproxy -c` passed, still on disk at
+	// run/candidate.cfg (nil: none is): a reload onto that very text moves
+	// the file into place instead of writing haproxy.cfg again (apply.go).
+	checked []byte
 	// serverState is the text last written to the server-state file
 	// (saveServerState; "": unknown).
 	serverState string
@@ -454,18 +459,46 @@ func (a *Agent) register(ctx context.Context) error {
 	return nil
 }
 
+// checkText runs `haproxy -c` on text, written to run/candidate.cfg. A text
+// that passes stays there (a.checked), so that the reload onto it renames
+// the checked file into place (takeChecked) instead of writing the same
+// bytes again; one that fails is removed. a.mu held.
 func (a *Agent) checkText(ctx context.Context, text []byte) error {
-	f, err := os.CreateTemp(a.path("run"), "candidate-*.cfg")
+	a.checked = nil
+	name := a.candidatePath()
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write a candidate config: %w", err))
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(text); err != nil {
-		f.Close()
+	_, err = f.Write(text)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
 		return nodeFailure(openapi.Disk, fmt.Errorf("write a candidate config: %w", err))
 	}
-	f.Close()
-	return a.checker.Check(ctx, f.Name())
+	if err := a.checker.Check(ctx, name); err != nil {
+		os.Remove(name)
+		return err
+	}
+	a.checked = text
+	return nil
+}
+
+// candidatePath is the file candidates are checked in.
+func (a *Agent) candidatePath() string { return a.path("run/candidate.cfg") }
+
+// takeChecked moves the candidate last checked into haproxy.cfg when it
+// holds exactly text, and says whether it did: the file HAProxy reloads
+// from is then the very file `haproxy -c` passed, and the reload's path
+// writes nothing. a.mu held.
+func (a *Agent) takeChecked(text []byte) bool {
+	if a.checked == nil || !bytes.Equal(a.checked, text) {
+		return false
+	}
+	a.checked = nil
+	return os.Rename(a.candidatePath(), a.path("haproxy.cfg")) == nil
 }
 
 // saveServerState writes the servers' state for the next worker to load

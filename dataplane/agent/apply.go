@@ -639,10 +639,14 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 		return nodeFailure(openapi.Config, err)
 	}
 	a.written = nil // unknown until the reload is done or undone
-	// Not synced, like writeConfig: the master reads it from the page cache,
-	// and every start writes it anew from snapshot.json.
-	if err := replaceFile(a.path("haproxy.cfg"), text); err != nil {
-		return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
+	// The candidate `haproxy -c` just passed, when it is this text, moved
+	// into place (no second write of the same bytes on the reload's path);
+	// else written. Not synced, like writeConfig: the master reads it from
+	// the page cache, and every start writes it anew from snapshot.json.
+	if !a.takeChecked(text) {
+		if err := replaceFile(a.path("haproxy.cfg"), text); err != nil {
+			return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
+		}
 	}
 	// A reload is not abandoned half way when the agent stops: what HAProxy
 	// then serves must be what the state on disk says.
