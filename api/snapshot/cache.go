@@ -120,6 +120,18 @@ func (c *Cache) Group(ctx context.Context, groupID string, min int64) (*Group, e
 	return g, nil
 }
 
+// Prefetch starts building group groupID's part now, in the background,
+// unless a build is under way: called when the group's pollers are woken,
+// so the part is read while their view is, and they join that build
+// (Group) instead of starting one after the view. A build already under
+// way may have read before the write that woke them: Group then builds
+// again, as it would have.
+func (c *Cache) Prefetch(groupID string) {
+	go func() {
+		_, _, _ = c.flight.Do(groupID, func() (any, error) { return c.build(context.Background(), groupID) })
+	}()
+}
+
 // build builds group groupID's part at its current revision and caches it.
 // It runs for several callers: a caller's end does not cancel it.
 func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
