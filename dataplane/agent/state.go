@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	snapconv "github.com/fulcrumlb/fulcrum/dataplane/snapshot"
@@ -53,16 +54,39 @@ func (a *Agent) stateChanged() {
 	}
 }
 
-// persistLoop writes snapshot.json when the state changed, until ctx ends
-// (Run's leave then writes what is left: flushState).
+// stateWriteEvery is the least time between two writes of snapshot.json
+// while Run runs: the first change after a quiet spell is written at once,
+// those that follow it within that time together once it has passed. At
+// 1,000 load balancers the file is 9 MB; written after every member change
+// it cost the process more CPU than the change itself (and the garbage
+// collections of its buffers), while the change took effect. A crash before
+// the write leaves an older state, which the next start serves and then
+// converges from (stateChanged).
+const stateWriteEvery = time.Second
+
+// persistLoop writes snapshot.json when the state changed, at most once
+// every stateWriteEvery, until ctx ends (Run's leave then writes what is
+// left: flushState).
 func (a *Agent) persistLoop(ctx context.Context) {
+	wait := time.NewTimer(stateWriteEvery)
+	wait.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.persist:
-			a.flushState()
 		}
+		if d := stateWriteEvery - time.Since(last); !last.IsZero() && d > 0 {
+			wait.Reset(d)
+			select {
+			case <-ctx.Done():
+				return
+			case <-wait.C:
+			}
+		}
+		a.flushState()
+		last = time.Now()
 	}
 }
 

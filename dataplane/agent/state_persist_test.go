@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 )
@@ -109,4 +110,58 @@ func TestCrashBetweenRuntimeApplyAndStateWrite(t *testing.T) {
 	if _, err := os.Stat(a.path("snapshot.json")); !os.IsNotExist(err) {
 		t.Fatalf("snapshot.json written again without a change: %v", err)
 	}
+}
+
+// While Run runs, snapshot.json is written at once after a quiet spell and
+// at most once every stateWriteEvery while applies follow one another: the
+// changes within that time are one write of the newest state, and none is
+// lost (the last is written once the time has passed).
+func TestStateWritesSpaced(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, _ := testAgent(t, "")
+	a.persistAsync = true
+	done := make(chan struct{})
+	go func() { defer close(done); a.persistLoop(ctx) }()
+	defer func() { cancel(); <-done }()
+	lb := lbPool("lb_a", "127.0.0.2", member("mbr_1", "10.0.0.1", 1), member("mbr_2", "10.0.0.2", 1))
+	onDisk := func() int64 {
+		a.stateMu.Lock() // not half written
+		defer a.stateMu.Unlock()
+		st, err := a.loadState()
+		if err != nil {
+			return 0
+		}
+		return st.Snapshot.Revision
+	}
+	waitFor := func(rev int64, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for time.Since(start) < within {
+			if onDisk() == rev {
+				return time.Since(start)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("snapshot.json at revision %d, want %d within %s", onDisk(), rev, within)
+		return 0
+	}
+	if err := a.Apply(ctx, snapshot(1, lb)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(1, 10*time.Second) // the first: at once
+	written := time.Now()
+	for rev := int64(2); rev <= 4; rev++ {
+		sl := clone(lb)
+		sl.Members[0].Weight = int(rev)
+		if err := a.Apply(ctx, snapshot(rev, sl)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := waitFor(4, 10*time.Second)
+	// (written is when the poll saw the first write, a little after it.)
+	if since := time.Since(written); since < stateWriteEvery/2 {
+		t.Fatalf("the next write %s after the first, want about %s", since, stateWriteEvery)
+	}
+	t.Logf("the newest state written %s after its apply", took)
 }
