@@ -112,10 +112,9 @@ func TestCrashBetweenRuntimeApplyAndStateWrite(t *testing.T) {
 	}
 }
 
-// While Run runs, snapshot.json is written at once after a quiet spell and
-// at most once every stateWriteEvery while applies follow one another: the
-// changes within that time are one write of the newest state, and none is
-// lost (the last is written once the time has passed).
+// While Run runs, snapshot.json is written stateWriteEvery after the state
+// changed, not at the apply: the changes within that time are one write of
+// the newest state, and none is lost.
 func TestStateWritesSpaced(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -134,34 +133,34 @@ func TestStateWritesSpaced(t *testing.T) {
 		}
 		return st.Snapshot.Revision
 	}
-	waitFor := func(rev int64, within time.Duration) time.Duration {
+	waitFor := func(rev int64, within time.Duration) {
 		t.Helper()
-		start := time.Now()
-		for time.Since(start) < within {
+		for start := time.Now(); time.Since(start) < within; time.Sleep(5 * time.Millisecond) {
 			if onDisk() == rev {
-				return time.Since(start)
+				return
 			}
-			time.Sleep(5 * time.Millisecond)
 		}
 		t.Fatalf("snapshot.json at revision %d, want %d within %s", onDisk(), rev, within)
-		return 0
 	}
-	if err := a.Apply(ctx, snapshot(1, lb)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(1, 10*time.Second) // the first: at once
-	written := time.Now()
-	for rev := int64(2); rev <= 4; rev++ {
+	applied := time.Now()
+	for rev := int64(1); rev <= 3; rev++ {
 		sl := clone(lb)
 		sl.Members[0].Weight = int(rev)
 		if err := a.Apply(ctx, snapshot(rev, sl)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	took := waitFor(4, 10*time.Second)
-	// (written is when the poll saw the first write, a little after it.)
-	if since := time.Since(written); since < stateWriteEvery/2 {
-		t.Fatalf("the next write %s after the first, want about %s", since, stateWriteEvery)
+	if rev := onDisk(); rev != 0 {
+		t.Fatalf("snapshot.json at revision %d right after the applies, want none yet", rev)
 	}
-	t.Logf("the newest state written %s after its apply", took)
+	waitFor(3, 10*time.Second) // the newest, once
+	if since := time.Since(applied); since < stateWriteEvery {
+		t.Fatalf("written %s after the first apply, want %s", since, stateWriteEvery)
+	}
+	sl := clone(lb)
+	sl.Members[0].Weight = 9
+	if err := a.Apply(ctx, snapshot(4, sl)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(4, 10*time.Second)
 }
