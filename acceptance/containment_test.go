@@ -398,10 +398,13 @@ func TestContainmentKeyHygiene(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("%s has mode %v", file, fi.Mode().Perm())
 	}
-	snap, err := os.ReadFile(filepath.Join(ag.StateDir(), "snapshot.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// snapshot.json is written a moment after the apply (the agent's
+	// stateWriteEvery): the check is on the state that holds the certificate.
+	var snap []byte
+	teststack.WaitFor(t, "snapshot.json with the certificate", 20*time.Second, func() bool {
+		snap, _ = os.ReadFile(filepath.Join(ag.StateDir(), "snapshot.json"))
+		return bytes.Contains(snap, []byte(cert))
+	})
 	if bytes.Contains(snap, []byte("PRIVATE KEY")) {
 		t.Fatal("snapshot.json holds a private key")
 	}

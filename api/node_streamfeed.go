@@ -116,6 +116,9 @@ func (g *groupFeed) run(ctx context.Context, h *handlers) {
 		timer.Reset(wait)
 		select {
 		case <-changed:
+			// The group's part is read while the view is (the streams
+			// woken by the view join that build).
+			h.snapcache.Prefetch(g.group)
 		case <-timer.C:
 		case <-h.notify.Done():
 			return

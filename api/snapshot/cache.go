@@ -56,8 +56,15 @@ type Group struct {
 	// Traceparents are nil.
 	Snapshot *openapi.Snapshot
 	// writes are the trace contexts of the newest MaxTraceparents writes to
-	// the group at or before Revision, oldest first.
-	writes []store.RevisionTraceparent
+	// the group after writesAfter and at or before Revision, oldest first:
+	// those a node holding writesAfter or newer needs. The newest
+	// MaxTraceparents of every write at or before Revision (allWrites) are
+	// read on the first answer to a node holding an older revision.
+	writes      []store.RevisionTraceparent
+	writesAfter int64
+	allOnce     sync.Once
+	allWrites   []store.RevisionTraceparent
+	allErr      error
 	// body is the JSON of Snapshot's members but the node's own (nodeKeys),
 	// without the opening brace: `"certificates":[…],…}`; gz is body as one
 	// gzip member. Encoded at the first answer that needs the whole group
@@ -113,6 +120,18 @@ func (c *Cache) Group(ctx context.Context, groupID string, min int64) (*Group, e
 	return g, nil
 }
 
+// Prefetch starts building group groupID's part now, in the background,
+// unless a build is under way: called when the group's pollers are woken,
+// so the part is read while their view is, and they join that build
+// (Group) instead of starting one after the view. A build already under
+// way may have read before the write that woke them: Group then builds
+// again, as it would have.
+func (c *Cache) Prefetch(groupID string) {
+	go func() {
+		_, _, _ = c.flight.Do(groupID, func() (any, error) { return c.build(context.Background(), groupID) })
+	}()
+}
+
 // build builds group groupID's part at its current revision and caches it.
 // It runs for several callers: a caller's end does not cancel it.
 func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
@@ -127,35 +146,32 @@ func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
 	}
 	c.mu.Unlock()
 	err := c.st.ReadSnapshot(ctx, func(tx *store.Tx) error {
-		var rev int64
-		var err error
+		// What the build needs besides the load balancers' rows, in one
+		// round trip; with a previous part, only the rows written since
+		// (never a revision below the previous part's).
+		floor := int64(0)
 		if prev != nil {
-			// Not below the previous part's: only rows written since are read.
-			rev, err = store.GroupRevisionSince(ctx, tx, groupID, prev.Revision)
-		} else {
-			rev, err = store.GroupRevision(ctx, tx, groupID)
+			floor = prev.Revision
 		}
+		part, err := store.ReadGroupPart(ctx, tx, groupID, floor, MaxTraceparents)
 		if err != nil {
 			return err
 		}
-		if g.purged, err = store.GroupPurgedRevision(ctx, tx, groupID); err != nil {
+		g.Revision, g.purged, g.deleted = part.Revision, part.Purged, part.Deleted
+		if prev == nil || g.purged == prevPurged {
+			// Only the load balancers changed since the previous part are
+			// read again (all of them for the first part); the writes
+			// read are those after it.
+			g.Snapshot, err = c.b.GroupOfPart(ctx, tx, part, prev)
+			g.writes, g.writesAfter = part.Writes, floor
 			return err
 		}
-		// Only the load balancers changed since the previous part are read:
-		// found by the rows written since, unless a purge removed rows
-		// since (then by every row's revision).
-		build := c.b.GroupFrom
-		if g.purged == prevPurged {
-			build = c.b.GroupSince
-		}
-		if g.Snapshot, err = build(ctx, tx, groupID, rev, prev); err != nil {
+		// A purge removed rows since the previous part: the changed load
+		// balancers are found by every row's revision.
+		if g.Snapshot, err = c.b.GroupFrom(ctx, tx, groupID, g.Revision, prev); err != nil {
 			return err
 		}
-		g.Revision = rev
-		if g.writes, err = store.RevisionTraceparentListByGroupUpTo(ctx, tx, groupID, rev, MaxTraceparents); err != nil {
-			return err
-		}
-		g.deleted, err = store.LoadBalancerListDeleted(ctx, tx, groupID)
+		g.writes, err = store.RevisionTraceparentListByGroupUpTo(ctx, tx, groupID, g.Revision, MaxTraceparents)
 		return err
 	})
 	if err != nil {
@@ -296,8 +312,12 @@ func (c *Cache) ForNode(ctx context.Context, p Poll, after int64) (*NodeSnapshot
 			np.Traceparent = &tp
 		}
 	}
+	writes, err := c.writesFor(ctx, g, after)
+	if err != nil {
+		return nil, err
+	}
 	var tps []string
-	for _, w := range g.writes {
+	for _, w := range writes {
 		if w.Revision > after && w.Revision <= rev {
 			tps = append(tps, w.Traceparent)
 		}
@@ -306,6 +326,29 @@ func (c *Cache) ForNode(ctx context.Context, p Poll, after int64) (*NodeSnapshot
 		np.Traceparents = &tps
 	}
 	return &NodeSnapshot{Group: g, node: np}, nil
+}
+
+// writesFor is the trace contexts of g's writes a node holding revision
+// after needs (those after it among them): g.writes when it holds every
+// write after after, else the newest MaxTraceparents of every write at or
+// before g's revision, read once per part. Those are read after the part
+// was built: a write to the group since may have written an object again,
+// whose earlier write then no longer counts (an object written twice shows
+// its last write).
+func (c *Cache) writesFor(ctx context.Context, g *Group, after int64) ([]store.RevisionTraceparent, error) {
+	if after >= g.writesAfter {
+		return g.writes, nil
+	}
+	g.allOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+		defer cancel()
+		g.allErr = c.st.ReadSnapshot(ctx, func(tx *store.Tx) error {
+			var err error
+			g.allWrites, err = store.RevisionTraceparentListByGroupUpTo(ctx, tx, g.Snapshot.NodeGroupId, g.Revision, MaxTraceparents)
+			return err
+		})
+	})
+	return g.allWrites, g.allErr
 }
 
 // Revision is the snapshot's revision.

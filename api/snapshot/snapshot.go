@@ -98,28 +98,55 @@ func (b *Builder) Group(ctx context.Context, tx *store.Tx, groupID string, rev i
 // objects' statuses in a reused load balancer are those of its last read
 // (statuses change without a revision; agents do not read them).
 func (b *Builder) GroupFrom(ctx context.Context, tx *store.Tx, groupID string, rev int64, prev *openapi.Snapshot) (*openapi.Snapshot, error) {
-	return b.groupFrom(ctx, tx, groupID, rev, prev, false)
+	return b.groupFrom(ctx, tx, groupID, rev, prev)
 }
 
 // GroupSince is GroupFrom for a prev no purge has touched since it was built
 // (the group's purged revision is the same): the load balancers changed
 // since are found by the rows written after prev's revision
-// (store.LoadBalancersChangedSince) instead of every row's revision, so a
-// write to one load balancer among many reads that one's rows.
+// (store.ReadGroupPart) instead of every row's revision, so a write to one
+// load balancer among many reads that one's rows.
 func (b *Builder) GroupSince(ctx context.Context, tx *store.Tx, groupID string, rev int64, prev *openapi.Snapshot) (*openapi.Snapshot, error) {
-	return b.groupFrom(ctx, tx, groupID, rev, prev, prev != nil)
+	if prev == nil {
+		return b.groupFrom(ctx, tx, groupID, rev, nil)
+	}
+	part, err := store.ReadGroupPart(ctx, tx, groupID, prev.Revision, MaxTraceparents)
+	if err != nil {
+		return nil, err
+	}
+	part.Revision = rev
+	if part.Traceparent, err = store.RevisionTraceparentGet(ctx, tx, rev); err != nil {
+		return nil, err
+	}
+	return b.GroupOfPart(ctx, tx, part, prev)
 }
 
-func (b *Builder) groupFrom(ctx context.Context, tx *store.Tx, groupID string, rev int64, prev *openapi.Snapshot, since bool) (*openapi.Snapshot, error) {
+// GroupOfPart is GroupSince with what store.ReadGroupPart read in tx: from
+// scratch when prev is nil (part read with floor 0), else from prev (part
+// read with prev's revision as the floor, no purge since prev was built).
+func (b *Builder) GroupOfPart(ctx context.Context, tx *store.Tx, part *store.GroupPart, prev *openapi.Snapshot) (*openapi.Snapshot, error) {
+	groupID := part.Group.ID
 	var lbs []openapi.SnapshotLoadBalancer
 	var certs []openapi.SnapshotCertificate
 	var err error
-	switch {
-	case prev == nil:
+	if prev == nil {
 		lbs, certs, err = b.loadBalancers(ctx, tx, store.GroupScope(groupID))
-	case since:
-		lbs, certs, err = b.loadBalancersSince(ctx, tx, groupID, prev)
-	default:
+	} else {
+		lbs, certs, err = b.loadBalancersChanged(ctx, tx, groupID, part.Live, part.Changed, prev)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b.assemble(ctx, tx, part.Group, part.Revision, lbs, certs, part.Traceparent)
+}
+
+func (b *Builder) groupFrom(ctx context.Context, tx *store.Tx, groupID string, rev int64, prev *openapi.Snapshot) (*openapi.Snapshot, error) {
+	var lbs []openapi.SnapshotLoadBalancer
+	var certs []openapi.SnapshotCertificate
+	var err error
+	if prev == nil {
+		lbs, certs, err = b.loadBalancers(ctx, tx, store.GroupScope(groupID))
+	} else {
 		lbs, certs, err = b.loadBalancersFrom(ctx, tx, groupID, prev)
 	}
 	if err != nil {
@@ -129,18 +156,26 @@ func (b *Builder) groupFrom(ctx context.Context, tx *store.Tx, groupID string, r
 	if err != nil {
 		return nil, err
 	}
+	tp, err := store.RevisionTraceparentGet(ctx, tx, rev)
+	if err != nil {
+		return nil, err
+	}
+	return b.assemble(ctx, tx, g, rev, lbs, certs, tp)
+}
+
+// assemble is group g's part at revision rev of lbs and certs, tp the trace
+// context of the write at rev.
+func (b *Builder) assemble(ctx context.Context, tx *store.Tx, g *store.NodeGroup, rev int64, lbs []openapi.SnapshotLoadBalancer,
+	certs []openapi.SnapshotCertificate, tp string) (*openapi.Snapshot, error) {
 	hb := g.HeartbeatIntervalMs
-	snap := &openapi.Snapshot{Revision: rev, NodeGroupId: groupID, GeneratedAt: time.Now().UTC(), LoadBalancers: lbs, Certificates: certs,
+	snap := &openapi.Snapshot{Revision: rev, NodeGroupId: g.ID, GeneratedAt: time.Now().UTC(), LoadBalancers: lbs, Certificates: certs,
 		HeartbeatIntervalMs: &hb}
 	if g.VRRPInterface != "" {
 		snap.Vrrp = &openapi.SnapshotVRRP{Interface: g.VRRPInterface, RouterIdMin: g.VRRPRouterIDMin, RouterIdMax: g.VRRPRouterIDMax,
 			AdvertIntervalMs: g.VRRPAdvertIntervalMS}
 	}
-	if snap.Peers, err = peers(ctx, tx, groupID); err != nil {
-		return nil, err
-	}
-	tp, err := store.RevisionTraceparentGet(ctx, tx, rev)
-	if err != nil {
+	var err error
+	if snap.Peers, err = peers(ctx, tx, g.ID); err != nil {
 		return nil, err
 	}
 	if tp != "" {
@@ -178,76 +213,48 @@ func (b *Builder) LoadBalancer(ctx context.Context, tx *store.Tx, lbID string) (
 // listeners, pools, members and routing rules, and the certificates those
 // listeners use (private keys opened). The slices are never nil.
 func (b *Builder) loadBalancers(ctx context.Context, tx *store.Tx, sc store.SnapshotScope) ([]openapi.SnapshotLoadBalancer, []openapi.SnapshotCertificate, error) {
-	lbs, err := b.loadBalancerList(ctx, tx, sc)
+	rows, err := store.ReadLoadBalancerRows(ctx, tx, sc, &sc)
 	if err != nil {
 		return nil, nil, err
 	}
-	certs, err := b.certificates(ctx, tx, sc, nil)
+	certs, err := b.certificates(rows.Certificates, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	return lbs, certs, nil
+	return b.shape(rows), certs, nil
 }
 
-// loadBalancerList reads the live load balancers of scope with their live
-// listeners, pools, members and routing rules. The slices are never nil.
-func (b *Builder) loadBalancerList(ctx context.Context, tx *store.Tx, sc store.SnapshotScope) ([]openapi.SnapshotLoadBalancer, error) {
-	lbs, err := store.LoadBalancerListByScope(ctx, tx, sc)
-	if err != nil {
-		return nil, err
-	}
-	listeners, err := store.ListenerListByScope(ctx, tx, sc)
-	if err != nil {
-		return nil, err
-	}
-	pools, err := store.PoolListByScope(ctx, tx, sc)
-	if err != nil {
-		return nil, err
-	}
-	members, err := store.MemberListByScope(ctx, tx, sc)
-	if err != nil {
-		return nil, err
-	}
-	rules, err := store.RoutingRuleListByScope(ctx, tx, sc)
-	if err != nil {
-		return nil, err
-	}
-	revs, err := store.LoadBalancerRevisions(ctx, tx, sc) // delta.go
-	if err != nil {
-		return nil, err
-	}
-	out := make([]openapi.SnapshotLoadBalancer, 0, len(lbs))
-	for _, lb := range lbs {
-		out = append(out, openapi.SnapshotLoadBalancer{LoadBalancer: b.shapes.LoadBalancer(lb), Revision: max(lb.Revision, revs[lb.ID]),
+// shape turns the rows of load balancers into their parts of a snapshot.
+// The slices are never nil.
+func (b *Builder) shape(rows *store.LoadBalancerRows) []openapi.SnapshotLoadBalancer {
+	out := make([]openapi.SnapshotLoadBalancer, 0, len(rows.LoadBalancers))
+	for _, lb := range rows.LoadBalancers {
+		out = append(out, openapi.SnapshotLoadBalancer{LoadBalancer: b.shapes.LoadBalancer(lb), Revision: max(lb.Revision, rows.Revisions[lb.ID]),
 			Listeners: []openapi.Listener{}, Pools: []openapi.Pool{}, Members: []openapi.Member{}, RoutingRules: []openapi.RoutingRule{}})
 	}
 	byLB := make(map[string]*openapi.SnapshotLoadBalancer, len(out))
 	for i := range out {
 		byLB[out[i].LoadBalancer.Id] = &out[i]
 	}
-	for _, l := range listeners {
+	for _, l := range rows.Listeners {
 		byLB[l.LoadBalancerID].Listeners = append(byLB[l.LoadBalancerID].Listeners, b.shapes.Listener(l))
 	}
-	for _, p := range pools {
+	for _, p := range rows.Pools {
 		byLB[p.LoadBalancerID].Pools = append(byLB[p.LoadBalancerID].Pools, b.shapes.Pool(p))
 	}
-	for _, m := range members {
+	for _, m := range rows.Members {
 		byLB[m.LoadBalancerID].Members = append(byLB[m.LoadBalancerID].Members, b.shapes.Member(m))
 	}
-	for _, ru := range rules {
+	for _, ru := range rows.RoutingRules {
 		byLB[ru.LoadBalancerID].RoutingRules = append(byLB[ru.LoadBalancerID].RoutingRules, b.shapes.RoutingRule(ru))
 	}
-	return out, nil
+	return out
 }
 
-// certificates reads the certificates the scope's live listeners use,
-// opening their private keys, or taking them from prev when it holds the
-// same version.
-func (b *Builder) certificates(ctx context.Context, tx *store.Tx, sc store.SnapshotScope, prev []openapi.SnapshotCertificate) ([]openapi.SnapshotCertificate, error) {
-	certs, err := store.CertificateListByScope(ctx, tx, sc)
-	if err != nil {
-		return nil, err
-	}
+// certificates are the snapshot's certificates of certs (read with their
+// keys sealed), opening their private keys, or taking them from prev when
+// it holds the same version.
+func (b *Builder) certificates(certs []*store.Certificate, prev []openapi.SnapshotCertificate) ([]openapi.SnapshotCertificate, error) {
 	old := make(map[string]openapi.SnapshotCertificate, len(prev))
 	for _, c := range prev {
 		old[c.Id] = c
@@ -305,15 +312,15 @@ func (b *Builder) reuseOrRead(ctx context.Context, tx *store.Tx, sc store.Snapsh
 	if 2*len(changed) > len(ids) {
 		return b.loadBalancers(ctx, tx, sc)
 	}
+	// The changed load balancers' rows and sc's certificates, in one round
+	// trip.
+	rows, err := store.ReadLoadBalancerRows(ctx, tx, store.LoadBalancersScope(changed), &sc)
+	if err != nil {
+		return nil, nil, err
+	}
 	fresh := map[string]openapi.SnapshotLoadBalancer{}
-	if len(changed) > 0 {
-		lbs, err := b.loadBalancerList(ctx, tx, store.LoadBalancersScope(changed))
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, lb := range lbs {
-			fresh[lb.LoadBalancer.Id] = lb
-		}
+	for _, lb := range b.shape(rows) {
+		fresh[lb.LoadBalancer.Id] = lb
 	}
 	sort.Strings(ids)
 	out := make([]openapi.SnapshotLoadBalancer, 0, len(ids))
@@ -324,28 +331,21 @@ func (b *Builder) reuseOrRead(ctx context.Context, tx *store.Tx, sc store.Snapsh
 			out = append(out, *o)
 		}
 	}
-	certs, err := b.certificates(ctx, tx, sc, prev.Certificates)
+	certs, err := b.certificates(rows.Certificates, prev.Certificates)
 	if err != nil {
 		return nil, nil, err
 	}
 	return out, certs, nil
 }
 
-// loadBalancersSince is loadBalancersFrom for a prev no purge has touched
-// since (GroupSince): the load balancers with rows written after prev's
-// revision, and the live ones prev lacks (moved into the group), are read
-// again; prev's others are reused as they are, those no longer live in the
-// group dropped.
-func (b *Builder) loadBalancersSince(ctx context.Context, tx *store.Tx, groupID string, prev *openapi.Snapshot) ([]openapi.SnapshotLoadBalancer, []openapi.SnapshotCertificate, error) {
-	sc := store.GroupScope(groupID)
-	live, err := store.LiveLoadBalancerIDs(ctx, tx, groupID)
-	if err != nil {
-		return nil, nil, err
-	}
-	since, err := store.LoadBalancersChangedSince(ctx, tx, groupID, prev.Revision)
-	if err != nil {
-		return nil, nil, err
-	}
+// loadBalancersChanged is loadBalancersFrom for a prev no purge has
+// touched since (GroupSince), live the group's live load balancers and
+// since those with rows written after prev's revision
+// (store.ReadGroupPart): those, and the live ones prev lacks (moved into the
+// group), are read again; prev's others are reused as they are, those no
+// longer live in the group dropped.
+func (b *Builder) loadBalancersChanged(ctx context.Context, tx *store.Tx, groupID string, live, since []string,
+	prev *openapi.Snapshot) ([]openapi.SnapshotLoadBalancer, []openapi.SnapshotCertificate, error) {
 	old := make(map[string]*openapi.SnapshotLoadBalancer, len(prev.LoadBalancers))
 	for i := range prev.LoadBalancers {
 		old[prev.LoadBalancers[i].LoadBalancer.Id] = &prev.LoadBalancers[i]
@@ -360,7 +360,7 @@ func (b *Builder) loadBalancersSince(ctx context.Context, tx *store.Tx, groupID 
 			changed = append(changed, id)
 		}
 	}
-	return b.reuseOrRead(ctx, tx, sc, prev, live, changed, func(id string) *openapi.SnapshotLoadBalancer {
+	return b.reuseOrRead(ctx, tx, store.GroupScope(groupID), prev, live, changed, func(id string) *openapi.SnapshotLoadBalancer {
 		if stale[id] {
 			return nil
 		}

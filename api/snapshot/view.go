@@ -147,19 +147,10 @@ func (v *Views) load(ctx context.Context, groupID string) (*View, error) {
 	v.mu.Unlock()
 	var nodes []store.PollNode
 	err := v.st.ReadSnapshot(ctx, func(tx *store.Tx) error {
-		var rev int64
+		// The revision and the nodes in one round trip; with a previous
+		// view, only the rows written since (never below its revision).
 		var err error
-		if floor >= 0 {
-			// Not below the previous view's: only rows written since are read.
-			rev, err = store.GroupRevisionSince(ctx, tx, groupID, floor)
-		} else {
-			rev, err = store.GroupRevision(ctx, tx, groupID)
-		}
-		if err != nil {
-			return err
-		}
-		w.Revision = rev
-		nodes, err = store.NodeListForPoll(ctx, tx, groupID, rev)
+		w.Revision, nodes, err = store.ReadPollView(ctx, tx, groupID, floor)
 		return err
 	})
 	if err != nil {

@@ -96,9 +96,15 @@ func RoutingRuleListByScope(ctx context.Context, tx *Tx, sc SnapshotScope) ([]*R
 // CertificateListByScope lists, by id, the certificates the live listeners
 // of the scope's live load balancers use (private keys still sealed).
 func CertificateListByScope(ctx context.Context, tx *Tx, sc SnapshotScope) ([]*Certificate, error) {
-	return snapshotRows[Certificate](ctx, tx, "certificates", `SELECT c.* FROM certificates c WHERE c.id IN (
+	return snapshotRows[Certificate](ctx, tx, "certificates", sc.certificates(), sc.arg)
+}
+
+// certificates selects the certificates the live listeners of the scope's
+// live load balancers use, by id.
+func (sc SnapshotScope) certificates() string {
+	return `SELECT c.* FROM certificates c WHERE c.id IN (
   SELECT lc.certificate_id FROM listener_certificates lc JOIN listeners l ON l.id = lc.listener_id JOIN load_balancers lb ON lb.id = l.load_balancer_id
-  WHERE lb.`+sc.col+sc.cmp+` AND lb.deleted_revision IS NULL AND l.deleted_revision IS NULL) ORDER BY c.id`, sc.arg)
+  WHERE lb.` + sc.col + sc.cmp + ` AND lb.deleted_revision IS NULL AND l.deleted_revision IS NULL) ORDER BY c.id`
 }
 
 // RevisionTraceparentGet is the W3C trace context of the newest write at or

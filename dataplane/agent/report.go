@@ -119,9 +119,18 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 	}
 	// The frontends' rows first: a heartbeat with them as they were at the
 	// last report, on a node without health checks, has nothing new to say.
-	front, ferr := a.runtime.Command(ctx, "show stat -1 1 -1")
-	if ferr != nil {
-		front = ""
+	// After an apply they are read only for a whole read (below): a report
+	// of a few pools' members does not use them, and at 1,000 load
+	// balancers they are 1,000 rows HAProxy writes and the agent reads
+	// right as the change takes effect.
+	front := ""
+	readFront := func() {
+		if f, err := a.runtime.Command(ctx, "show stat -1 1 -1"); err == nil {
+			front = f
+		}
+	}
+	if tick {
+		readFront()
 	}
 	if tick && live != nil && front != "" && !monitored(live) {
 		if a.quiet.unchanged(front, now) {
@@ -141,6 +150,9 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 				return nil
 			}
 		}
+	}
+	if !tick {
+		readFront()
 	}
 	proxies, servers, err := a.runtime.Stats(ctx)
 	if err == nil && live != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 )
@@ -109,4 +110,57 @@ func TestCrashBetweenRuntimeApplyAndStateWrite(t *testing.T) {
 	if _, err := os.Stat(a.path("snapshot.json")); !os.IsNotExist(err) {
 		t.Fatalf("snapshot.json written again without a change: %v", err)
 	}
+}
+
+// While Run runs, snapshot.json is written stateWriteEvery after the state
+// changed, not at the apply: the changes within that time are one write of
+// the newest state, and none is lost.
+func TestStateWritesSpaced(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, _ := testAgent(t, "")
+	a.persistAsync = true
+	done := make(chan struct{})
+	go func() { defer close(done); a.persistLoop(ctx) }()
+	defer func() { cancel(); <-done }()
+	lb := lbPool("lb_a", "127.0.0.2", member("mbr_1", "10.0.0.1", 1), member("mbr_2", "10.0.0.2", 1))
+	onDisk := func() int64 {
+		a.stateMu.Lock() // not half written
+		defer a.stateMu.Unlock()
+		st, err := a.loadState()
+		if err != nil {
+			return 0
+		}
+		return st.Snapshot.Revision
+	}
+	waitFor := func(rev int64, within time.Duration) {
+		t.Helper()
+		for start := time.Now(); time.Since(start) < within; time.Sleep(5 * time.Millisecond) {
+			if onDisk() == rev {
+				return
+			}
+		}
+		t.Fatalf("snapshot.json at revision %d, want %d within %s", onDisk(), rev, within)
+	}
+	applied := time.Now()
+	for rev := int64(1); rev <= 3; rev++ {
+		sl := clone(lb)
+		sl.Members[0].Weight = int(rev)
+		if err := a.Apply(ctx, snapshot(rev, sl)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rev := onDisk(); rev != 0 {
+		t.Fatalf("snapshot.json at revision %d right after the applies, want none yet", rev)
+	}
+	waitFor(3, 10*time.Second) // the newest, once
+	if since := time.Since(applied); since < stateWriteEvery {
+		t.Fatalf("written %s after the first apply, want %s", since, stateWriteEvery)
+	}
+	sl := clone(lb)
+	sl.Members[0].Weight = 9
+	if err := a.Apply(ctx, snapshot(4, sl)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(4, 10*time.Second)
 }

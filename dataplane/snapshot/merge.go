@@ -53,22 +53,7 @@ func Merge(base, d *openapi.Snapshot) (*openapi.Snapshot, error) {
 			gone[id] = true
 		}
 	}
-	lbs := map[string]openapi.SnapshotLoadBalancer{}
-	for _, lb := range base.LoadBalancers {
-		if !gone[lb.LoadBalancer.Id] {
-			lbs[lb.LoadBalancer.Id] = lb
-		}
-	}
-	for _, lb := range d.LoadBalancers {
-		lbs[lb.LoadBalancer.Id] = lb
-	}
-	out.LoadBalancers = make([]openapi.SnapshotLoadBalancer, 0, len(lbs))
-	for _, lb := range lbs {
-		out.LoadBalancers = append(out.LoadBalancers, lb)
-	}
-	sort.Slice(out.LoadBalancers, func(i, j int) bool {
-		return out.LoadBalancers[i].LoadBalancer.Id < out.LoadBalancers[j].LoadBalancer.Id
-	})
+	out.LoadBalancers = mergeLoadBalancers(base.LoadBalancers, d.LoadBalancers, gone)
 
 	certs := map[string]openapi.SnapshotCertificate{}
 	for _, c := range base.Certificates {
@@ -87,6 +72,60 @@ func Merge(base, d *openapi.Snapshot) (*openapi.Snapshot, error) {
 		out.Certificates = append(out.Certificates, c)
 	}
 	return &out, nil
+}
+
+// mergeLoadBalancers is base's load balancers but those gone, with changed's
+// replacing them (or added), by id. The API sends both sorted by id (one
+// change among 1,000 load balancers then costs one pass, not a map and a
+// sort of 1,000 structs); others are sorted here.
+func mergeLoadBalancers(base, changed []openapi.SnapshotLoadBalancer, gone map[string]bool) []openapi.SnapshotLoadBalancer {
+	if !sortedByID(base) || !sortedByID(changed) {
+		lbs := map[string]openapi.SnapshotLoadBalancer{}
+		for _, lb := range base {
+			if !gone[lb.LoadBalancer.Id] {
+				lbs[lb.LoadBalancer.Id] = lb
+			}
+		}
+		for _, lb := range changed {
+			lbs[lb.LoadBalancer.Id] = lb
+		}
+		out := make([]openapi.SnapshotLoadBalancer, 0, len(lbs))
+		for _, lb := range lbs {
+			out = append(out, lb)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].LoadBalancer.Id < out[j].LoadBalancer.Id })
+		return out
+	}
+	out := make([]openapi.SnapshotLoadBalancer, 0, len(base)+len(changed))
+	i := 0
+	for j := range changed {
+		id := changed[j].LoadBalancer.Id
+		for ; i < len(base) && base[i].LoadBalancer.Id < id; i++ {
+			if !gone[base[i].LoadBalancer.Id] {
+				out = append(out, base[i])
+			}
+		}
+		if i < len(base) && base[i].LoadBalancer.Id == id {
+			i++ // replaced
+		}
+		out = append(out, changed[j])
+	}
+	for ; i < len(base); i++ {
+		if !gone[base[i].LoadBalancer.Id] {
+			out = append(out, base[i])
+		}
+	}
+	return out
+}
+
+// sortedByID reports whether lbs are sorted by id, each id once.
+func sortedByID(lbs []openapi.SnapshotLoadBalancer) bool {
+	for i := 1; i < len(lbs); i++ {
+		if lbs[i-1].LoadBalancer.Id >= lbs[i].LoadBalancer.Id {
+			return false
+		}
+	}
+	return true
 }
 
 // CertificateIDs lists, sorted, the certificates the listeners of lbs use.

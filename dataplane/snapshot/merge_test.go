@@ -2,6 +2,8 @@ package snapshot
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 
@@ -74,5 +76,49 @@ func TestMerge(t *testing.T) {
 	}
 	if _, err := Merge(nil, mdelta(5, 9, "ng_1", nil, nil)); !errors.Is(err, ErrNoBase) {
 		t.Errorf("no base: %v, want ErrNoBase", err)
+	}
+}
+
+// The one-pass merge of load balancers sorted by id (as the API sends them)
+// is the map-and-sort one, over random bases, deltas and deletes, sorted or
+// not.
+func TestMergeLoadBalancersOnePass(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func(n int, rev int64) []openapi.SnapshotLoadBalancer {
+		var out []openapi.SnapshotLoadBalancer
+		for i := 0; i < 30; i++ {
+			if rng.IntN(30) < n {
+				out = append(out, mlb(fmt.Sprintf("lb_%02d", i), rev))
+			}
+		}
+		return out
+	}
+	for round := 0; round < 500; round++ {
+		base, changed := pick(rng.IntN(30), 1), pick(rng.IntN(6), 2)
+		gone := map[string]bool{}
+		for i := 0; i < rng.IntN(5); i++ {
+			gone[fmt.Sprintf("lb_%02d", rng.IntN(30))] = true
+		}
+		if round%5 == 0 && len(changed) > 1 {
+			changed[0], changed[len(changed)-1] = changed[len(changed)-1], changed[0] // not sorted: the map path
+		}
+		want := map[string]int64{}
+		for _, lb := range base {
+			if !gone[lb.LoadBalancer.Id] {
+				want[lb.LoadBalancer.Id] = lb.Revision
+			}
+		}
+		for _, lb := range changed {
+			want[lb.LoadBalancer.Id] = lb.Revision
+		}
+		got := mergeLoadBalancers(base, changed, gone)
+		if !sortedByID(got) || len(got) != len(want) {
+			t.Fatalf("round %d: merged %v, want %v", round, got, want)
+		}
+		for _, lb := range got {
+			if want[lb.LoadBalancer.Id] != lb.Revision {
+				t.Fatalf("round %d: %s at %d, want %d", round, lb.LoadBalancer.Id, lb.Revision, want[lb.LoadBalancer.Id])
+			}
+		}
 	}
 }
