@@ -61,8 +61,9 @@ var groupWriteRevisionsSince = func() string {
 	return q
 }()
 
-// changedSinceBounded is changedSinceQuery with its revisions in ranges
-// ($3 the ceiling: noCeiling).
+// changedSinceBounded lists the load balancers of group $1 with a row written
+// after revision $2 and below $3 (noCeiling: any newer), revisions compared in
+// ranges so a generic plan serves every floor.
 var changedSinceBounded = func() string {
 	q := "SELECT id FROM load_balancers WHERE node_group_id = $1 AND revision > $2 AND revision < $3"
 	for _, t := range []string{"listeners", "pools", "members", "routing_rules"} {

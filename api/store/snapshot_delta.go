@@ -89,25 +89,13 @@ func LoadBalancersChangedSince(ctx context.Context, tx *Tx, groupID string, afte
 	// Planned for the values at hand (an unnamed statement): a cached
 	// generic plan, not knowing how few rows are newer than after, joins the
 	// group's whole tree (≈ 5 ms at 10,000 members instead of ≈ 1.5 ms).
-	rows, _ := tx.pg.Query(ctx, changedSinceQuery, pgx.QueryExecModeExec, groupID, after)
+	rows, _ := tx.pg.Query(ctx, changedSinceBounded, pgx.QueryExecModeExec, groupID, after, noCeiling)
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return nil, fmt.Errorf("load balancers changed since %d: %w", after, err)
 	}
 	return ids, nil
 }
-
-// changedSinceQuery is LoadBalancersChangedSince's ($1 the group, $2 after).
-var changedSinceQuery = func() string {
-	q := "SELECT id FROM load_balancers WHERE node_group_id = $1 AND revision > $2"
-	for _, t := range []string{"listeners", "pools", "members", "routing_rules"} {
-		q += " UNION SELECT t.load_balancer_id FROM " + t + " t JOIN load_balancers lb ON lb.id = t.load_balancer_id WHERE t.revision > $2 AND lb.node_group_id = $1"
-	}
-	q += " UNION SELECT l.load_balancer_id FROM certificates c JOIN listener_certificates lc ON lc.certificate_id = c.id" +
-		" JOIN listeners l ON l.id = lc.listener_id JOIN load_balancers lb ON lb.id = l.load_balancer_id" +
-		" WHERE c.revision > $2 AND lb.node_group_id = $1 AND l.deleted_revision IS NULL"
-	return q
-}()
 
 // LiveLoadBalancerIDs lists the ids of node group groupID's live load
 // balancers.

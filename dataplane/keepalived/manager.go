@@ -438,25 +438,24 @@ func (m *Manager) updateHolds(held []netip.Addr) {
 }
 
 func (m *Manager) writeHold(instance string, val int) {
-	if err := atomicfile.Write(m.HoldFile(instance), []byte(strconv.Itoa(val)+"\n"), 0o600); err != nil {
-		m.log.Error("write hold file", "instance", instance, "err", err)
-		return
-	}
-	m.mu.Lock()
-	m.hold[instance] = val
-	m.mu.Unlock()
-	m.log.Info("hold file", "instance", instance, "value", val)
+	m.writeTracked("hold", m.HoldFile(instance), m.hold, instance, val)
 }
 
 func (m *Manager) writeRank(instance string, val int) {
-	if err := atomicfile.Write(m.RankFile(instance), []byte(strconv.Itoa(val)+"\n"), 0o600); err != nil {
-		m.log.Error("write rank file", "instance", instance, "err", err)
+	m.writeTracked("rank", m.RankFile(instance), m.rank, instance, val)
+}
+
+// writeTracked writes val to one of the files keepalived tracks for instance
+// (kind "hold" or "rank", at path) and records it in seen.
+func (m *Manager) writeTracked(kind, path string, seen map[string]int, instance string, val int) {
+	if err := atomicfile.Write(path, []byte(strconv.Itoa(val)+"\n"), 0o600); err != nil {
+		m.log.Error("write "+kind+" file", "instance", instance, "err", err)
 		return
 	}
 	m.mu.Lock()
-	m.rank[instance] = val
+	seen[instance] = val
 	m.mu.Unlock()
-	m.log.Info("rank file", "instance", instance, "value", val)
+	m.log.Info(kind+" file", "instance", instance, "value", val)
 }
 
 // ensureHolds creates the hold files keepalived is about to track (0) and
