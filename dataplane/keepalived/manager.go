@@ -395,15 +395,7 @@ func (m *Manager) updateHolds(held []netip.Addr) {
 	if !running || len(instances) == 0 {
 		return
 	}
-	for _, in := range instances {
-		val := rankValue(m.cfg.NodeName, in, nodes)
-		m.mu.Lock()
-		cur, known := m.rank[in.Name]
-		m.mu.Unlock()
-		if !known || cur != val {
-			m.writeRank(in.Name, val)
-		}
-	}
+	m.writeRanks(instances, nodes)
 	now := time.Now()
 	for _, in := range instances {
 		holds := false
@@ -441,6 +433,20 @@ func (m *Manager) writeHold(instance string, val int) {
 	m.writeTracked("hold", m.HoldFile(instance), m.hold, instance, val)
 }
 
+// writeRanks writes each instance's rank file whose value (rankValue of
+// this node among nodes) is not the one last written.
+func (m *Manager) writeRanks(instances []Instance, nodes []string) {
+	for _, in := range instances {
+		val := rankValue(m.cfg.NodeName, in, nodes)
+		m.mu.Lock()
+		cur, known := m.rank[in.Name]
+		m.mu.Unlock()
+		if !known || cur != val {
+			m.writeRank(in.Name, val)
+		}
+	}
+}
+
 func (m *Manager) writeRank(instance string, val int) {
 	m.writeTracked("rank", m.RankFile(instance), m.rank, instance, val)
 }
@@ -465,15 +471,7 @@ func (m *Manager) ensureHolds(reset bool) {
 	m.mu.Lock()
 	instances, nodes := m.instances, m.nodes
 	m.mu.Unlock()
-	for _, in := range instances {
-		val := rankValue(m.cfg.NodeName, in, nodes)
-		m.mu.Lock()
-		cur, known := m.rank[in.Name]
-		m.mu.Unlock()
-		if !known || cur != val {
-			m.writeRank(in.Name, val)
-		}
-	}
+	m.writeRanks(instances, nodes)
 	for _, in := range instances {
 		b, err := os.ReadFile(m.HoldFile(in.Name))
 		if err == nil && !reset {
