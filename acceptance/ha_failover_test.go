@@ -500,58 +500,94 @@ func TestHAFailover(t *testing.T) {
 
 	t.Run("OwnerKilled", func(t *testing.T) {
 		defer h.use(t)()
-		l := h.startLoad(vip, loadInterval)
-		var gaps []time.Duration
-		var slowest time.Duration
-		failed, contested := 0, 0
-		for i := 0; i < runs; i++ {
-			h.waitAllReady()
-			owner := h.waitOwner(vip, nil)
-			time.Sleep(500 * time.Millisecond)
-			h.checkPriorities(vip, owner)
-			at := time.Now()
-			h.killNode(owner)
-			o := h.measure(l, at, 15*time.Second, 2*time.Second)
-			// Who advertised as master for the VIP's router id after the
-			// kill: one survivor when the VIP moved once.
-			vrid := routerID(owner.name, vip)
-			masters := h.wire.masters(at, time.Now(), vrid, owner.name)
-			if len(masters) != 1 {
-				contested++
-				t.Logf("run %d: after %s was killed, %v advertised as master for router id %d:\n%s", i+1, owner.name, masters, vrid,
-					h.wire.timeline(at.Add(-200*time.Millisecond), time.Now(), vip, vrid))
-			}
-			via := h.checkSettledWire(o, vip, at, vrid)
-			if via == owner.ip {
-				t.Fatalf("run %d: requests still answered through the killed node %s", i+1, owner.name)
-			}
-			newOwner := h.waitOwner(vip, owner)
-			if newOwner.ip != via {
-				t.Fatalf("run %d: %s holds the VIP but requests go through %s", i+1, newOwner.name, via)
-			}
-			gaps, failed, slowest = append(gaps, o.gap), failed+o.failed, max(slowest, o.slowest)
-			t.Logf("run %d: %s killed (agent, HAProxy, keepalived): gap %s, %d failed; %s took the VIP", i+1, owner.name,
-				o.gap.Round(time.Millisecond), o.failed, newOwner.name)
+		h.killOwners(vip, runs, "failover")
+	})
+}
 
-			// The killed node comes back: it must not take the VIP back.
-			back := time.Now()
-			h.startAgent(owner)
-			teststack.WaitFor(t, owner.name+" ready again", 30*time.Second, func() bool { return h.ready(owner) })
-			time.Sleep(time.Second)
-			if now := h.waitOwner(vip, nil); now != newOwner {
-				t.Fatalf("run %d: the VIP moved from %s to %s when %s returned (flapping)", i+1, newOwner.name, now.name, owner.name)
-			}
-			for _, r := range l.since(back) {
-				if !r.ok {
-					t.Fatalf("run %d: a request failed while %s returned", i+1, owner.name)
-				}
+// TestHAFailoverMulticast is OwnerKilled for a group whose nodes registered
+// no peer address (VRRP's multicast adverts only, no HAProxy peers): every
+// node's snapshot still lists the group's three nodes (vrrp.nodes), so
+// before each kill their VRRP priorities for the VIP are ranked and
+// distinct, and a kill moves the VIP once (one survivor advertises as
+// master).
+func TestHAFailoverMulticast(t *testing.T) {
+	runs := haRuns()
+	h := newHANetWith(t, 3, true)
+	const backendPort = 8080
+	h.startBackend(backendPort)
+	_, vip := h.createLB("ha-mc", backendPort)
+	h.waitAllReady()
+	h.waitOwner(vip, nil)
+
+	t.Run("OwnerKilled", func(t *testing.T) {
+		defer h.use(t)()
+		if contested := h.killOwners(vip, runs, "failover_multicast"); contested > 0 {
+			t.Errorf("%d of %d kills moved the VIP more than once (two survivors advertised as master; timelines above)", contested, runs)
+		}
+	})
+}
+
+// killOwners kills vip's owner (agent, HAProxy, keepalived; kill -9) runs
+// times under steady traffic, checking the nodes' priorities before each
+// kill, that traffic settles on one survivor, and that the killed node does
+// not take the VIP back when it returns; it prints the line label: and
+// returns how many kills were contested (more than one survivor advertised
+// as master for the VIP's router id).
+func (h *haNet) killOwners(vip string, runs int, label string) int {
+	t := h.t
+	t.Helper()
+	l := h.startLoad(vip, loadInterval)
+	var gaps []time.Duration
+	var slowest time.Duration
+	failed, contested := 0, 0
+	for i := 0; i < runs; i++ {
+		h.waitAllReady()
+		owner := h.waitOwner(vip, nil)
+		time.Sleep(500 * time.Millisecond)
+		h.checkPriorities(vip, owner)
+		at := time.Now()
+		h.killNode(owner)
+		o := h.measure(l, at, 15*time.Second, 2*time.Second)
+		// Who advertised as master for the VIP's router id after the
+		// kill: one survivor when the VIP moved once.
+		vrid := routerID(owner.name, vip)
+		masters := h.wire.masters(at, time.Now(), vrid, owner.name)
+		if len(masters) != 1 {
+			contested++
+			t.Logf("run %d: after %s was killed, %v advertised as master for router id %d:\n%s", i+1, owner.name, masters, vrid,
+				h.wire.timeline(at.Add(-200*time.Millisecond), time.Now(), vip, vrid))
+		}
+		via := h.checkSettledWire(o, vip, at, vrid)
+		if via == owner.ip {
+			t.Fatalf("run %d: requests still answered through the killed node %s", i+1, owner.name)
+		}
+		newOwner := h.waitOwner(vip, owner)
+		if newOwner.ip != via {
+			t.Fatalf("run %d: %s holds the VIP but requests go through %s", i+1, newOwner.name, via)
+		}
+		gaps, failed, slowest = append(gaps, o.gap), failed+o.failed, max(slowest, o.slowest)
+		t.Logf("run %d: %s killed (agent, HAProxy, keepalived): gap %s, %d failed; %s took the VIP", i+1, owner.name,
+			o.gap.Round(time.Millisecond), o.failed, newOwner.name)
+
+		// The killed node comes back: it must not take the VIP back.
+		back := time.Now()
+		h.startAgent(owner)
+		teststack.WaitFor(t, owner.name+" ready again", 30*time.Second, func() bool { return h.ready(owner) })
+		time.Sleep(time.Second)
+		if now := h.waitOwner(vip, nil); now != newOwner {
+			t.Fatalf("run %d: the VIP moved from %s to %s when %s returned (flapping)", i+1, newOwner.name, now.name, owner.name)
+		}
+		for _, r := range l.since(back) {
+			if !r.ok {
+				t.Fatalf("run %d: a request failed while %s returned", i+1, owner.name)
 			}
 		}
-		line := fmt.Sprintf("failover: gap_ms_p50=%d gap_ms_max=%d failed=%d runs=%d slowest_request_ms=%d contested=%d",
-			durationPercentile(gaps, 0.5).Milliseconds(), durationPercentile(gaps, 1).Milliseconds(), failed, runs, slowest.Milliseconds(), contested)
-		t.Log(line)
-		fmt.Println(line)
-	})
+	}
+	line := fmt.Sprintf("%s: gap_ms_p50=%d gap_ms_max=%d failed=%d runs=%d slowest_request_ms=%d contested=%d", label,
+		durationPercentile(gaps, 0.5).Milliseconds(), durationPercentile(gaps, 1).Milliseconds(), failed, runs, slowest.Milliseconds(), contested)
+	t.Log(line)
+	fmt.Println(line)
+	return contested
 }
 
 // waitAllReady waits until every node's agent lets keepalived hold VIPs.
@@ -656,9 +692,11 @@ func describeResults(rs []result, at time.Time, h *haNet) string {
 // checkPriorities checks that the nodes' VRRP priorities for vip's router id
 // (the config's hashed one plus the rank file; the holder's bonus aside) are
 // ranked over the group's nodes as each node's snapshot lists them (its
-// peers; a node not listed keeps its hashed priority) and, when every node
-// lists all three, distinct, so that when owner goes away the other two time
-// out apart and the VIP moves once.
+// vrrp.nodes, or its peers from an API without them; a node not listed
+// keeps its hashed priority) and, when every node lists all three, distinct,
+// so that when owner goes away the other two time out apart and the VIP
+// moves once. Without peer addresses (h.noPeerAddress) every node must list
+// all three in vrrp.nodes and none any peer.
 func (h *haNet) checkPriorities(vip string, owner *haNode) {
 	h.t.Helper()
 	var got []string
@@ -666,20 +704,30 @@ func (h *haNet) checkPriorities(vip string, owner *haNode) {
 	all := true // every node lists the three
 	for _, n := range h.nodes {
 		in := keepalived.Instances(keepalived.Settings{RouterIDMin: 1, RouterIDMax: 255}, n.name, []netip.Addr{netip.MustParseAddr(vip)})[0]
-		var p, want, listed int
+		var p, want, listed, peers int
 		teststack.WaitFor(h.t, n.name+"'s rank file for "+in.Name+" to rank it among the nodes its snapshot lists", 10*time.Second, func() bool {
 			var state struct {
-				Snapshot struct{ Peers []struct{ Name string } }
+				Snapshot struct {
+					Peers []struct{ Name string }
+					Vrrp  *struct{ Nodes *[]string }
+				}
 			}
 			b, err := os.ReadFile(filepath.Join(n.dir, "state", "snapshot.json"))
 			if err != nil || json.Unmarshal(b, &state) != nil {
 				return false
 			}
 			var names []string
-			for _, p := range state.Snapshot.Peers {
-				names = append(names, p.Name)
+			if v := state.Snapshot.Vrrp; v != nil && v.Nodes != nil {
+				names = *v.Nodes
+			} else {
+				for _, p := range state.Snapshot.Peers {
+					names = append(names, p.Name)
+				}
 			}
-			listed = len(names)
+			listed, peers = len(names), len(state.Snapshot.Peers)
+			if h.noPeerAddress && listed != len(h.nodes) {
+				return false // the group's nodes reach it with its next snapshot
+			}
 			want = in.Priority
 			if r := keepalived.RankedPriority(n.name, in.RouterID, names); r > 0 {
 				want = r
@@ -692,6 +740,9 @@ func (h *haNet) checkPriorities(vip string, owner *haNode) {
 			p = in.Priority + r
 			return err == nil && p == want
 		})
+		if h.noPeerAddress && peers != 0 {
+			h.t.Fatalf("%s's snapshot lists %d peers; no node registered a peer address", n.name, peers)
+		}
 		all = all && listed == len(h.nodes)
 		if o, dup := seen[p]; dup && all {
 			h.t.Fatalf("%s and %s both have VRRP priority %d for %s", n.name, o, p, vip)
@@ -704,8 +755,8 @@ func (h *haNet) checkPriorities(vip string, owner *haNode) {
 		got = append(got, fmt.Sprintf("%s=%d%s", n.name, p, mark))
 	}
 	if !all {
-		// The group's peers reach its nodes late (or partly) without the
-		// peers fix: those not listed keep their hashed priorities.
+		// The group's nodes reach its nodes late (or partly) from an
+		// older API: those not listed keep their hashed priorities.
 		h.t.Logf("VRRP priorities for %s: %s (not every node lists the group's three nodes: partly hashed)", vip, strings.Join(got, " "))
 		return
 	}

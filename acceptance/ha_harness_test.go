@@ -48,6 +48,9 @@ type haNet struct {
 	st      *stack
 	bin     string // bin/fulcrum, built for the test
 	wire    *wire  // what the client's link carries (ha_wire_test.go)
+	// noPeerAddress: the agents register no peer address (VRRP's
+	// multicast adverts only, no HAProxy peers).
+	noPeerAddress bool
 }
 
 // haNode is one dataplane node.
@@ -129,10 +132,17 @@ func fulcrumBinary(t *testing.T) string {
 // bridge, points the node group at VRRP on eth0 and starts n nodes.
 func newHANet(t *testing.T, n int) *haNet {
 	t.Helper()
+	return newHANetWith(t, n, false)
+}
+
+// newHANetWith is newHANet whose agents register no peer address when
+// noPeerAddress.
+func newHANetWith(t *testing.T, n int, noPeerAddress bool) *haNet {
+	t.Helper()
 	requireNetns(t)
 	bin := fulcrumBinary(t)
 	octet, _ := rand.Int(rand.Reader, big.NewInt(250))
-	h := &haNet{t: t, prefix: "fh" + randHex(2), subnet: fmt.Sprintf("10.213.%d", octet.Int64()+1), bin: bin}
+	h := &haNet{t: t, prefix: "fh" + randHex(2), subnet: fmt.Sprintf("10.213.%d", octet.Int64()+1), bin: bin, noPeerAddress: noPeerAddress}
 	h.bridge = h.prefix + "br"
 	t.Cleanup(h.cleanup) // registered before anything exists: it removes whatever was made
 	sh(t, "ip", "link", "add", h.bridge, "type", "bridge")
@@ -270,9 +280,13 @@ func (h *haNet) startAgent(n *haNode) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", n.ns, h.bin, "agent", "--endpoint", h.st.Endpoint, "--node-name", n.name,
+	args := []string{"netns", "exec", n.ns, h.bin, "agent", "--endpoint", h.st.Endpoint, "--node-name", n.name,
 		"--state-dir", filepath.Join(n.dir, "state"), "--poll-wait", "5s", "--report-interval", "1s", "--log-level", "debug",
-		"--stop-haproxy-on-exit="+strconv.FormatBool(n.stopOnExit), "--peer-address", net.JoinHostPort(n.ip, strconv.Itoa(haPeersPort)))
+		"--stop-haproxy-on-exit=" + strconv.FormatBool(n.stopOnExit)}
+	if !h.noPeerAddress {
+		args = append(args, "--peer-address", net.JoinHostPort(n.ip, strconv.Itoa(haPeersPort)))
+	}
+	cmd := exec.Command("ip", args...)
 	cmd.Env = append(os.Environ(), "FULCRUM_NODE_TOKEN="+h.st.NodeToken, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

@@ -118,6 +118,9 @@ func (h *handlers) CreateNode(ctx context.Context, r openapi.CreateNodeRequestOb
 		if err != nil {
 			return openapi.Node{}, err
 		}
+		if err := peersMoved(ctx, tx, g.ID, true, "", ""); err != nil { // peers.go: the group's VRRP nodes
+			return openapi.Node{}, err
+		}
 		return nodeToAPI(n, g), nil
 	})
 	if err != nil {
@@ -228,7 +231,7 @@ func (h *handlers) DeleteNode(ctx context.Context, r openapi.DeleteNodeRequestOb
 		if err := store.TombstoneNode(ctx, tx, n); err != nil {
 			return err
 		}
-		if err := peersMoved(ctx, tx, n.NodeGroupID, n.PeerAddress, ""); err != nil { // peers.go
+		if err := peersMoved(ctx, tx, n.NodeGroupID, true, n.PeerAddress, ""); err != nil { // peers.go
 			return err
 		}
 		// The node no longer holds back its group's changes and deletes.

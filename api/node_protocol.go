@@ -129,7 +129,7 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 			if err != nil {
 				return err
 			}
-			if err := peersMoved(ctx, tx, n.NodeGroupID, n.PeerAddress, peer); err != nil { // peers.go
+			if err := peersMoved(ctx, tx, n.NodeGroupID, false, n.PeerAddress, peer); err != nil { // peers.go
 				return err
 			}
 			g, err := nodeGroupOf(ctx, tx, row)
@@ -186,7 +186,7 @@ func (h *handlers) RegisterNode(ctx context.Context, r openapi.RegisterNodeReque
 		if err != nil {
 			return err
 		}
-		if err := peersMoved(ctx, tx, group, "", peer); err != nil {
+		if err := peersMoved(ctx, tx, group, true, "", peer); err != nil {
 			return err
 		}
 		out = nodeToAPI(row, g)

@@ -1893,8 +1893,11 @@ type SnapshotPeer struct {
 type SnapshotVRRP struct {
 	AdvertIntervalMs int    `json:"advert_interval_ms"`
 	Interface        string `json:"interface"`
-	RouterIdMax      int    `json:"router_id_max"`
-	RouterIdMin      int    `json:"router_id_min"`
+
+	// Nodes The names of every node of the group (this one included, with or without a `peer_address`, up or down until deleted or cleaned up), sorted: all of them take part in the group's VRRP (multicast adverts). The agent ranks its VRRP priority for each VIP among them, so no two nodes of the group share one. A node joining or leaving gives the group a new revision. Absent (an older API): the agent ranks among `peers`.
+	Nodes       *[]string `json:"nodes,omitempty"`
+	RouterIdMax int       `json:"router_id_max"`
+	RouterIdMin int       `json:"router_id_min"`
 }
 
 // StatusEntry defines model for StatusEntry.

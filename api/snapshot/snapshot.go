@@ -175,7 +175,7 @@ func (b *Builder) assemble(ctx context.Context, tx *store.Tx, g *store.NodeGroup
 			AdvertIntervalMs: g.VRRPAdvertIntervalMS}
 	}
 	var err error
-	if snap.Peers, err = peers(ctx, tx, g.ID); err != nil {
+	if snap.Peers, err = peers(ctx, tx, g.ID, snap.Vrrp); err != nil {
 		return nil, err
 	}
 	if tp != "" {
@@ -185,15 +185,29 @@ func (b *Builder) assemble(ctx context.Context, tx *store.Tx, g *store.NodeGroup
 }
 
 // peers lists the group's HAProxy peers (the nodes that registered a peer
-// address); nil when fewer than two take part: nothing to share.
-func peers(ctx context.Context, tx *store.Tx, groupID string) (*[]openapi.SnapshotPeer, error) {
-	ps, err := store.PeerListByGroup(ctx, tx, groupID)
-	if err != nil || len(ps) < 2 {
+// address); nil when fewer than two take part: nothing to share. With vrrp
+// (the group uses VRRP) it also sets vrrp.Nodes, every node of the group,
+// from the same read: each node ranks its VRRP priorities among them.
+func peers(ctx context.Context, tx *store.Tx, groupID string, vrrp *openapi.SnapshotVRRP) (*[]openapi.SnapshotPeer, error) {
+	ps, err := store.PeerListByGroup(ctx, tx, groupID, vrrp != nil)
+	if err != nil {
 		return nil, err
+	}
+	if vrrp != nil {
+		names := make([]string, 0, len(ps))
+		for _, p := range ps {
+			names = append(names, p.Name)
+		}
+		vrrp.Nodes = &names
 	}
 	out := make([]openapi.SnapshotPeer, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, openapi.SnapshotPeer{Name: p.Name, Address: p.Address})
+		if p.Address != "" {
+			out = append(out, openapi.SnapshotPeer{Name: p.Name, Address: p.Address})
+		}
+	}
+	if len(out) < 2 {
+		return nil, nil
 	}
 	return &out, nil
 }

@@ -132,7 +132,8 @@ const nodeJanitorLockID = 0x66756c6e6f6465 // "fulnode"
 // returns their names. Only one replica at a time does it (an advisory lock);
 // the others return nothing. A removed node that comes back registers again.
 // Removing a node with a peer address changes its group's peers
-// (PeersChanged).
+// (PeersChanged); removing any node of a group using VRRP changes its VRRP
+// nodes (GroupNodesChanged): the group takes the write's revision either way.
 func (s *Store) CleanupDownNodes(ctx context.Context) ([]string, error) {
 	return cleanupDownNodes(ctx, s.pool)
 }
@@ -148,12 +149,12 @@ func cleanupDownNodes(ctx context.Context, pool *pgxpool.Pool) ([]string, error)
 			return fmt.Errorf("take write lock: %w", err)
 		}
 		rows, _ := t.Query(ctx, `DELETE FROM nodes n USING node_groups g WHERE g.id = n.node_group_id AND n.last_seen_at IS NOT NULL
-AND n.last_seen_at < now() - g.down_node_cleanup_after_ms * interval '1 millisecond' RETURNING n.name, n.node_group_id, n.peer_address`)
-		var name, group, peer string
-		var peerGroups []string // the groups of removed peers: their peers changed
-		_, err := pgx.ForEachRow(rows, []any{&name, &group, &peer}, func() error {
+AND n.last_seen_at < now() - g.down_node_cleanup_after_ms * interval '1 millisecond' RETURNING n.name, n.node_group_id, n.peer_address, g.vrrp_interface`)
+		var name, group, peer, vrrp string
+		var peerGroups []string // the groups of removed peers or VRRP nodes: their lists changed
+		_, err := pgx.ForEachRow(rows, []any{&name, &group, &peer, &vrrp}, func() error {
 			names = append(names, name)
-			if peer != "" && !slices.Contains(peerGroups, group) {
+			if (peer != "" || vrrp != "") && !slices.Contains(peerGroups, group) {
 				peerGroups = append(peerGroups, group)
 			}
 			return nil

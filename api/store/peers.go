@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -13,10 +14,15 @@ type Peer struct {
 	Address string `db:"peer_address"`
 }
 
-// PeerListByGroup lists the nodes of group groupID that registered a peer address,
-// by name.
-func PeerListByGroup(ctx context.Context, tx *Tx, groupID string) ([]Peer, error) {
-	rows, _ := tx.pg.Query(ctx, "SELECT name, peer_address FROM nodes WHERE node_group_id = $1 AND peer_address <> '' ORDER BY name", groupID)
+// PeerListByGroup lists the nodes of group groupID that registered a peer
+// address, by name; with all, every node of the group (Address "" for those
+// without one): the nodes taking part in the group's VRRP.
+func PeerListByGroup(ctx context.Context, tx *Tx, groupID string, all bool) ([]Peer, error) {
+	q := "SELECT name, peer_address FROM nodes WHERE node_group_id = $1 AND peer_address <> '' ORDER BY name"
+	if all {
+		q = "SELECT name, peer_address FROM nodes WHERE node_group_id = $1 ORDER BY name"
+	}
+	rows, _ := tx.pg.Query(ctx, q, groupID)
 	peers, err := pgx.CollectRows(rows, pgx.RowToStructByName[Peer])
 	if err != nil {
 		return nil, fmt.Errorf("group peers: %w", mapError(err))
@@ -33,12 +39,38 @@ func PeerListByGroup(ctx context.Context, tx *Tx, groupID string) ([]Peer, error
 // without load balancers when they hold the one before) carries the new
 // peers, and a node far behind gets them with whatever it fetches.
 func PeersChanged(ctx context.Context, tx *Tx, groupID string) error {
+	return groupNodesChanged(ctx, tx, groupID, false)
+}
+
+// GroupNodesChanged is PeersChanged for a node without a peer address
+// joining or leaving group groupID: it changes the group's list of VRRP
+// nodes (the snapshot's vrrp.nodes, PeerListByGroup with all), which only
+// a group using VRRP carries, so only such a group takes a new revision.
+func GroupNodesChanged(ctx context.Context, tx *Tx, groupID string) error {
+	return groupNodesChanged(ctx, tx, groupID, true)
+}
+
+func groupNodesChanged(ctx context.Context, tx *Tx, groupID string, vrrpOnly bool) error {
+	if vrrpOnly {
+		// No revision taken for a group without VRRP (a write that took
+		// none, such as a node's deletion, takes none here).
+		var vrrp bool
+		if err := tx.pg.QueryRow(ctx, "SELECT vrrp_interface <> '' FROM node_groups WHERE id = $1", groupID).Scan(&vrrp); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			return fmt.Errorf("group nodes changed: %w", mapError(err))
+		}
+		if !vrrp {
+			return nil
+		}
+	}
 	rev, err := tx.Revision(ctx)
 	if err != nil {
 		return err
 	}
 	if _, err := tx.pg.Exec(ctx, "UPDATE node_groups SET revision = $2 WHERE id = $1 AND revision < $2", groupID, rev); err != nil {
-		return fmt.Errorf("group peers changed: %w", mapError(err))
+		return fmt.Errorf("group nodes changed: %w", mapError(err))
 	}
 	return nil
 }

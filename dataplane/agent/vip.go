@@ -67,10 +67,15 @@ func (a *Agent) updateVIPs(snap *openapi.Snapshot) {
 	a.vips.Update(vrrpOf(snap))
 }
 
-// groupNodes names the group's nodes a snapshot lists (its peers: the nodes
-// that registered a peer address), from which keepalived ranks the nodes'
-// priorities for each VIP (keepalived.RankedPriority).
+// groupNodes names the group's nodes a snapshot lists, from which
+// keepalived ranks the nodes' priorities for each VIP
+// (keepalived.RankedPriority): every node of the group (vrrp.nodes, with or
+// without a peer address); from an API that does not send that list, the
+// peers (the nodes that registered a peer address).
 func groupNodes(snap *openapi.Snapshot) []string {
+	if snap.Vrrp != nil && snap.Vrrp.Nodes != nil {
+		return *snap.Vrrp.Nodes
+	}
 	if snap.Peers == nil {
 		return nil
 	}

@@ -83,7 +83,11 @@ func Instances(s Settings, node string, vips []netip.Addr) []Instance {
 // Render), so it outranks every node that does not hold them.
 func Priority(node string, routerID int) int {
 	h := fnv.New32a()
-	fmt.Fprintf(h, "%s/%d", node, routerID)
+	// node/routerID, without fmt: RankedPriority hashes every node of
+	// the group.
+	var buf [64]byte
+	b := append(append(buf[:0], node...), '/')
+	h.Write(strconv.AppendInt(b, int64(routerID), 10))
 	// Mix the bits: FNV's low bits differ little between similar names.
 	x := h.Sum32()
 	x ^= x >> 16
@@ -106,18 +110,33 @@ func Priority(node string, routerID int) int {
 // the other before it times out. It returns 0 when node is not among nodes
 // or there are fewer than two.
 func RankedPriority(node string, routerID int, nodes []string) int {
-	if len(nodes) < 2 || !slices.Contains(nodes, node) {
+	// One pass over the nodes (sorted, to skip duplicates): node's rank is
+	// how many others come before it (a higher Priority, or the same and
+	// a smaller name), no sort by priority; a group of 1,000 nodes costs
+	// 1,000 hashes per router id.
+	if !slices.IsSorted(nodes) {
+		nodes = slices.Clone(nodes)
+		slices.Sort(nodes)
+	}
+	mine := Priority(node, routerID)
+	distinct, ahead, found := 0, 0, false
+	for i, n := range nodes {
+		if i > 0 && n == nodes[i-1] {
+			continue
+		}
+		distinct++
+		if n == node {
+			found = true
+			continue
+		}
+		if p := Priority(n, routerID); p > mine || p == mine && n < node {
+			ahead++
+		}
+	}
+	if !found || distinct < 2 {
 		return 0
 	}
-	order := slices.Clone(nodes)
-	slices.Sort(order)
-	order = slices.Compact(order)
-	if len(order) < 2 {
-		return 0
-	}
-	slices.SortStableFunc(order, func(a, b string) int { return Priority(b, routerID) - Priority(a, routerID) })
-	rank := slices.Index(order, node)
-	return MaxBasePriority - rank*(MaxBasePriority-1)/(len(order)-1)
+	return MaxBasePriority - ahead*(MaxBasePriority-1)/(distinct-1)
 }
 
 // MaxBasePriority bounds the hashed base priorities; HolderBonus lifts the

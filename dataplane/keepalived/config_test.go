@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"os"
@@ -193,5 +194,63 @@ func TestManagerRankFiles(t *testing.T) {
 		if v := read(m, in); v != 0 {
 			t.Fatalf("%s: rank file %d when not among the group's nodes; want 0", n, v)
 		}
+	}
+}
+
+// RankedPriority's one pass gives the ranks of sorting the nodes by
+// Priority (then name), and Priority hashes what it always did
+// (node/routerID): a node's priorities do not change with the agent's version.
+func TestRankedPriorityOnePassAsSorted(t *testing.T) {
+	sorted := func(node string, id int, nodes []string) int {
+		order := slices.Clone(nodes)
+		slices.Sort(order)
+		order = slices.Compact(order)
+		if len(order) < 2 || !slices.Contains(order, node) {
+			return 0
+		}
+		slices.SortStableFunc(order, func(a, b string) int { return Priority(b, id) - Priority(a, id) })
+		return MaxBasePriority - slices.Index(order, node)*(MaxBasePriority-1)/(len(order)-1)
+	}
+	for _, size := range []int{2, 3, 7, 130, 1000} {
+		var nodes []string
+		for i := 0; i < size; i++ {
+			nodes = append(nodes, fmt.Sprintf("edge-%d.dc1", i*7919%size))
+		}
+		for _, id := range []int{1, 42, 255} {
+			seen := map[int]bool{}
+			for _, n := range nodes[:min(size, 40)] {
+				got, want := RankedPriority(n, id, nodes), sorted(n, id, nodes)
+				if got != want {
+					t.Fatalf("%d nodes, router id %d: %s ranked %d, want %d", size, id, n, got, want)
+				}
+				if size <= MaxBasePriority && seen[got] {
+					t.Fatalf("%d nodes, router id %d: priority %d twice", size, id, got)
+				}
+				seen[got] = true
+			}
+		}
+	}
+	for _, n := range []string{"a", "node-1", strings.Repeat("x", 100)} {
+		h := fnv.New32a()
+		fmt.Fprintf(h, "%s/%d", n, 77)
+		x := h.Sum32()
+		x ^= x >> 16
+		x *= 0x45d9f3b
+		x ^= x >> 16
+		if want := 1 + int(x%MaxBasePriority); Priority(n, 77) != want {
+			t.Fatalf("Priority(%q, 77) = %d, want %d", n, Priority(n, 77), want)
+		}
+	}
+}
+
+// BenchmarkRankedPriority1000: one router id's rank among 1,000 nodes (what
+// a change of the group's nodes costs per instance; the check loop reuses it).
+func BenchmarkRankedPriority1000(b *testing.B) {
+	var nodes []string
+	for i := 0; i < 1000; i++ {
+		nodes = append(nodes, fmt.Sprintf("edge-%04d.dc1", i))
+	}
+	for i := 0; i < b.N; i++ {
+		RankedPriority("edge-0500.dc1", 1+i%255, nodes)
 	}
 }

@@ -75,6 +75,13 @@ type Manager struct {
 	// written to each instance's rank file.
 	nodes []string
 	rank  map[string]int
+	// nodesGen counts the changes of nodes; ranked holds each instance's
+	// rank value (rankValue) computed for the nodes of generation
+	// rankedGen, so the check loop (every 100 ms) hashes the group's nodes
+	// only after they or the instance changed.
+	nodesGen  uint64
+	ranked    map[string]rankMemo
+	rankedGen uint64
 	// draining: the VIPs a drain or a stop parked on lo (true once added).
 	draining map[netip.Addr]bool
 	loSwept  bool          // VIPs an earlier agent parked on lo were looked for
@@ -186,7 +193,10 @@ func (m *Manager) SetGroupNodes(nodes []string) {
 	nodes = slices.Compact(nodes)
 	m.mu.Lock()
 	changed := !slices.Equal(m.nodes, nodes)
-	m.nodes = nodes
+	if changed {
+		m.nodes = nodes
+		m.nodesGen++
+	}
 	m.mu.Unlock()
 	if changed {
 		m.log.Info("group nodes", "nodes", len(nodes))
@@ -390,12 +400,12 @@ func (m *Manager) addrOnLo(op string, vip netip.Addr) {
 // does not hold, else 0.
 func (m *Manager) updateHolds(held []netip.Addr) {
 	m.mu.Lock()
-	instances, admin, running, nodes := m.instances, m.admin, m.pid != 0, m.nodes
+	instances, admin, running, nodes, gen := m.instances, m.admin, m.pid != 0, m.nodes, m.nodesGen
 	m.mu.Unlock()
 	if !running || len(instances) == 0 {
 		return
 	}
-	m.writeRanks(instances, nodes)
+	m.writeRanks(instances, nodes, gen)
 	now := time.Now()
 	for _, in := range instances {
 		holds := false
@@ -434,10 +444,25 @@ func (m *Manager) writeHold(instance string, val int) {
 }
 
 // writeRanks writes each instance's rank file whose value (rankValue of
-// this node among nodes) is not the one last written.
-func (m *Manager) writeRanks(instances []Instance, nodes []string) {
+// this node among nodes, computed once per generation of nodes and
+// instance) is not the one last written.
+func (m *Manager) writeRanks(instances []Instance, nodes []string, gen uint64) {
 	for _, in := range instances {
-		val := rankValue(m.cfg.NodeName, in, nodes)
+		m.mu.Lock()
+		if m.ranked == nil || m.rankedGen != gen {
+			m.ranked, m.rankedGen = map[string]rankMemo{}, gen
+		}
+		memo, ok := m.ranked[in.Name]
+		m.mu.Unlock()
+		val := memo.val
+		if !ok || memo.routerID != in.RouterID || memo.priority != in.Priority {
+			val = rankValue(m.cfg.NodeName, in, nodes)
+			m.mu.Lock()
+			if m.rankedGen == gen {
+				m.ranked[in.Name] = rankMemo{routerID: in.RouterID, priority: in.Priority, val: val}
+			}
+			m.mu.Unlock()
+		}
 		m.mu.Lock()
 		cur, known := m.rank[in.Name]
 		m.mu.Unlock()
@@ -445,6 +470,12 @@ func (m *Manager) writeRanks(instances []Instance, nodes []string) {
 			m.writeRank(in.Name, val)
 		}
 	}
+}
+
+// rankMemo is an instance's rank value for the router id and hashed
+// priority it had.
+type rankMemo struct {
+	routerID, priority, val int
 }
 
 func (m *Manager) writeRank(instance string, val int) {
@@ -469,9 +500,9 @@ func (m *Manager) writeTracked(kind, path string, seen map[string]int, instance 
 // files before keepalived reads them.
 func (m *Manager) ensureHolds(reset bool) {
 	m.mu.Lock()
-	instances, nodes := m.instances, m.nodes
+	instances, nodes, gen := m.instances, m.nodes, m.nodesGen
 	m.mu.Unlock()
-	m.writeRanks(instances, nodes)
+	m.writeRanks(instances, nodes, gen)
 	for _, in := range instances {
 		b, err := os.ReadFile(m.HoldFile(in.Name))
 		if err == nil && !reset {
