@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -508,7 +509,9 @@ func TestHAFailover(t *testing.T) {
 // no peer address (VRRP's multicast adverts only, no HAProxy peers): every
 // node's snapshot still lists the group's three nodes (vrrp.nodes), so
 // before each kill their VRRP priorities for the VIP are ranked and
-// distinct, and a kill moves the VIP once (one survivor advertises as
+// distinct, keepalived advertises them live (the owner's adverts before the
+// kill, the new owner's after it: ranked, plus the holder's bonus once
+// settled), and a kill moves the VIP once (one survivor advertises as
 // master).
 func TestHAFailoverMulticast(t *testing.T) {
 	runs := haRuns()
@@ -544,13 +547,18 @@ func (h *haNet) killOwners(vip string, runs int, label string) int {
 		h.waitAllReady()
 		owner := h.waitOwner(vip, nil)
 		time.Sleep(500 * time.Millisecond)
-		h.checkPriorities(vip, owner)
+		prios := h.checkPriorities(vip, owner)
+		vrid := routerID(owner.name, vip)
+		if prios != nil {
+			// keepalived's live priority (the owner's adverts) is the
+			// ranked one, with the holder's bonus once settled.
+			h.checkAdverts(vrid, owner, prios[owner.name], time.Now(), true)
+		}
 		at := time.Now()
 		h.killNode(owner)
 		o := h.measure(l, at, 15*time.Second, 2*time.Second)
 		// Who advertised as master for the VIP's router id after the
 		// kill: one survivor when the VIP moved once.
-		vrid := routerID(owner.name, vip)
 		masters := h.wire.masters(at, time.Now(), vrid, owner.name)
 		if len(masters) != 1 {
 			contested++
@@ -564,6 +572,9 @@ func (h *haNet) killOwners(vip string, runs int, label string) int {
 		newOwner := h.waitOwner(vip, owner)
 		if newOwner.ip != via {
 			t.Fatalf("run %d: %s holds the VIP but requests go through %s", i+1, newOwner.name, via)
+		}
+		if prios != nil {
+			h.checkAdverts(vrid, newOwner, prios[newOwner.name], at, false)
 		}
 		gaps, failed, slowest = append(gaps, o.gap), failed+o.failed, max(slowest, o.slowest)
 		t.Logf("run %d: %s killed (agent, HAProxy, keepalived): gap %s, %d failed; %s took the VIP", i+1, owner.name,
@@ -689,6 +700,41 @@ func describeResults(rs []result, at time.Time, h *haNet) string {
 	return b.String()
 }
 
+// checkAdverts checks the priority keepalived advertises live for vrid on
+// n (the wire's adverts from since on; waiting for one when wait): each is
+// ranked, the ranked priority n's rank file gives it (checkPriorities), or
+// ranked plus the holder's bonus once n has held the VIP a while.
+func (h *haNet) checkAdverts(vrid int, n *haNode, ranked int, since time.Time, wait bool) {
+	h.t.Helper()
+	adverts := func() []int {
+		var out []int
+		for _, e := range h.wire.since(since) {
+			if e.kind == "vrrp" && e.vrid == vrid && e.prio != 0 && h.wire.node(e.mac) == n.name {
+				out = append(out, e.prio)
+			}
+		}
+		return out
+	}
+	if wait {
+		teststack.WaitFor(h.t, n.name+"'s adverts for router id "+strconv.Itoa(vrid), 5*time.Second, func() bool { return len(adverts()) > 0 })
+	}
+	got := adverts()
+	if len(got) == 0 {
+		h.t.Fatalf("%s holds the VIP of router id %d but sent no advert for it", n.name, vrid)
+	}
+	var distinct []int
+	for _, p := range got {
+		if p != ranked && p != ranked+keepalived.HolderBonus {
+			h.t.Fatalf("%s advertised priority %d for router id %d; its ranked priority is %d (%d with the holder's bonus)",
+				n.name, p, vrid, ranked, ranked+keepalived.HolderBonus)
+		}
+		if !slices.Contains(distinct, p) {
+			distinct = append(distinct, p)
+		}
+	}
+	h.t.Logf("%s advertised router id %d with priority %v (%d adverts)", n.name, vrid, distinct, len(got))
+}
+
 // checkPriorities checks that the nodes' VRRP priorities for vip's router id
 // (the config's hashed one plus the rank file; the holder's bonus aside) are
 // ranked over the group's nodes as each node's snapshot lists them (its
@@ -696,11 +742,13 @@ func describeResults(rs []result, at time.Time, h *haNet) string {
 // keeps its hashed priority) and, when every node lists all three, distinct,
 // so that when owner goes away the other two time out apart and the VIP
 // moves once. Without peer addresses (h.noPeerAddress) every node must list
-// all three in vrrp.nodes and none any peer.
-func (h *haNet) checkPriorities(vip string, owner *haNode) {
+// all three in vrrp.nodes and none any peer. It returns each node's ranked
+// priority, nil when not every node lists the three.
+func (h *haNet) checkPriorities(vip string, owner *haNode) map[string]int {
 	h.t.Helper()
 	var got []string
 	seen := map[int]string{}
+	ranked := map[string]int{}
 	all := true // every node lists the three
 	for _, n := range h.nodes {
 		in := keepalived.Instances(keepalived.Settings{RouterIDMin: 1, RouterIDMax: 255}, n.name, []netip.Addr{netip.MustParseAddr(vip)})[0]
@@ -748,6 +796,7 @@ func (h *haNet) checkPriorities(vip string, owner *haNode) {
 			h.t.Fatalf("%s and %s both have VRRP priority %d for %s", n.name, o, p, vip)
 		}
 		seen[p] = n.name
+		ranked[n.name] = p
 		mark := ""
 		if n == owner {
 			mark = "+bonus"
@@ -758,9 +807,10 @@ func (h *haNet) checkPriorities(vip string, owner *haNode) {
 		// The group's nodes reach its nodes late (or partly) from an
 		// older API: those not listed keep their hashed priorities.
 		h.t.Logf("VRRP priorities for %s: %s (not every node lists the group's three nodes: partly hashed)", vip, strings.Join(got, " "))
-		return
+		return nil
 	}
 	h.t.Logf("VRRP priorities for %s: %s", vip, strings.Join(got, " "))
+	return ranked
 }
 
 // routerID is the VRRP router id vip uses in the harness's group.
