@@ -28,6 +28,7 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	"github.com/fulcrumlb/fulcrum/dataplane/keepalived"
+	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -466,6 +467,10 @@ func (a *Agent) register(ctx context.Context) error {
 func (a *Agent) checkText(ctx context.Context, text []byte) error {
 	a.checked = nil
 	name := a.candidatePath()
+	// A new file, not a left-over one truncated: ext4 starts writing a file
+	// truncated and rewritten out to disk when it is closed (auto_da_alloc),
+	// on the way to the reload. Not synced (see reloadTo).
+	os.Remove(name)
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write a candidate config: %w", err))
@@ -498,7 +503,7 @@ func (a *Agent) takeChecked(text []byte) bool {
 		return false
 	}
 	a.checked = nil
-	return os.Rename(a.candidatePath(), a.path("haproxy.cfg")) == nil
+	return atomicfile.Replace(a.candidatePath(), a.path("haproxy.cfg")) == nil
 }
 
 // saveServerState writes the servers' state for the next worker to load

@@ -25,3 +25,69 @@ func TestWrite(t *testing.T) {
 		t.Fatalf("%d files in the directory, want 1 (no temporary left)", len(ents))
 	}
 }
+
+// TestWriteUnsyncedReplaces: the new content replaces the old one (by
+// exchange where supported), with mode, and neither the old content nor a
+// temporary file is left in the directory; a file that did not exist yet is
+// created.
+func TestWriteUnsyncedReplaces(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "haproxy.cfg")
+	for _, s := range []string{"one", "two", "three"} {
+		if err := WriteUnsynced(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil || string(b) != s {
+			t.Fatalf("read %q %v, want %q", b, err, s)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+			t.Fatalf("%d files in the directory after %q, want 1", len(ents), s)
+		}
+	}
+	fi, err := os.Stat(p)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v %v, want 0600", fi.Mode(), err)
+	}
+}
+
+// TestReplace: from takes to's place (whether to existed or not) and is gone;
+// a reader holding the old file open still reads the old content.
+func TestReplace(t *testing.T) {
+	dir := t.TempDir()
+	from, to := filepath.Join(dir, "candidate.cfg"), filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(from, []byte("first"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Replace(from, to); err != nil { // to does not exist yet
+		t.Fatal(err)
+	}
+	old, err := os.Open(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := os.WriteFile(from, []byte("second"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Replace(from, to); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(to); err != nil || string(b) != "second" {
+		t.Fatalf("read %q %v, want second", b, err)
+	}
+	if _, err := os.Stat(from); !os.IsNotExist(err) {
+		t.Fatalf("from still there: %v", err)
+	}
+	buf := make([]byte, 16)
+	n, _ := old.Read(buf)
+	if string(buf[:n]) != "first" {
+		t.Fatalf("the open old file reads %q, want first", buf[:n])
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("%d files in the directory, want 1", len(ents))
+	}
+	if err := Replace(from, to); err == nil {
+		t.Fatal("Replace of a missing file: no error")
+	}
+}
