@@ -289,7 +289,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	leave := func() {
 		a.flushState() // what runs is on disk before HAProxy is left to the next agent
-		a.stats.flush()
+		a.stats.flushNow()
 		if !a.cfg.StopHAProxyOnExit {
 			// keepalived keeps holding the VIPs with HAProxy; the next
 			// agent adopts it.
@@ -314,11 +314,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer leave()
 	a.updateVIPs(a.snap)
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	a.mu.Lock()
 	a.persistAsync = true
 	a.mu.Unlock()
 	go func() { defer wg.Done(); a.persistLoop(ctx) }()
+	go func() { defer wg.Done(); a.stats.writeLoop(ctx) }()
 	go func() { defer wg.Done(); a.vips.Run(ctx) }()
 	go func() { defer wg.Done(); a.proc.Supervise(ctx) }()
 	go func() { defer wg.Done(); a.reportLoop(ctx) }()

@@ -666,7 +666,7 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	a.saveServerState(rctx, cfg)
 	err = a.reloader.Reload(rctx)
 	rspan.End()
-	a.stats.flush() // the old worker's last counts (sampled above), now that it serves no more
+	a.stats.flush() // the old worker's last counts (sampled above), now that it serves no more: written off this path (statsStore.saveLocked)
 	if err != nil {
 		if old, rerr := a.render.Render(*a.live); rerr == nil {
 			if replaceFile(a.path("haproxy.cfg"), old) == nil {
