@@ -91,3 +91,25 @@ func TestReplace(t *testing.T) {
 		t.Fatal("Replace of a missing file: no error")
 	}
 }
+
+// TestReplaceOntoDirectoryFails: a directory where the file should be is not
+// swapped away (a rename onto it fails, and so does Replace).
+func TestReplaceOntoDirectoryFails(t *testing.T) {
+	dir := t.TempDir()
+	from, to := filepath.Join(dir, "candidate.cfg"), filepath.Join(dir, "haproxy.cfg")
+	if err := os.MkdirAll(filepath.Join(to, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(from, []byte("new"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Replace(from, to); err == nil {
+		t.Fatal("Replace onto a directory: no error")
+	}
+	if fi, err := os.Stat(to); err != nil || !fi.IsDir() {
+		t.Fatalf("%s is no longer the directory: %v %v", to, fi, err)
+	}
+	if err := WriteUnsynced(to, []byte("new"), 0o600); err == nil {
+		t.Fatal("WriteUnsynced onto a directory: no error")
+	}
+}

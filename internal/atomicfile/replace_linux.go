@@ -20,10 +20,14 @@ import (
 // its server-state file) do not need it: Replace swaps the two files
 // (renameat2 RENAME_EXCHANGE, which ext4 does without that flush) and then
 // removes the old one, now at from. Where the exchange is not supported
-// (to does not exist, an older kernel, another filesystem) it renames.
+// (to does not exist, an older kernel, another filesystem), or when to is
+// not a regular file (an exchange would swap a directory in place of the
+// file, where a rename fails), it renames.
 func Replace(from, to string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_EXCHANGE)
-	if err != nil {
+	if fi, err := os.Lstat(to); err != nil || !fi.Mode().IsRegular() {
+		return os.Rename(from, to)
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_EXCHANGE); err != nil {
 		return os.Rename(from, to)
 	}
 	// The new content is in place; the old one, now at from, goes (a
