@@ -175,6 +175,9 @@ type Agent struct {
 	// render renders configurations, re-rendering only the load balancers
 	// that changed.
 	render haproxy.RenderCache
+	// swapped: takeChecked left the previous haproxy.cfg at the candidate's
+	// path (dropChecked removes it after the reload).
+	swapped bool
 	// stateJSON encodes snapshot.json, re-encoding only what changed (state.go).
 	stateJSON stateEncoder
 	// persist (state.go): with persistAsync (while Run runs) an apply
@@ -498,13 +501,26 @@ func (a *Agent) candidatePath() string { return a.path("run/candidate.cfg") }
 // takeChecked moves the candidate last checked into haproxy.cfg when it
 // holds exactly text, and says whether it did: the file HAProxy reloads
 // from is then the very file `haproxy -c` passed, and the reload's path
-// writes nothing. a.mu held.
+// writes nothing. The two files are swapped (atomicfile.Swap): the previous
+// haproxy.cfg is left at the candidate's path, for dropChecked to remove
+// after the reload. a.mu held.
 func (a *Agent) takeChecked(text []byte) bool {
 	if a.checked == nil || !bytes.Equal(a.checked, text) {
 		return false
 	}
 	a.checked = nil
-	return atomicfile.Replace(a.candidatePath(), a.path("haproxy.cfg")) == nil
+	swapped, err := atomicfile.Swap(a.candidatePath(), a.path("haproxy.cfg"))
+	a.swapped = swapped
+	return err == nil
+}
+
+// dropChecked removes the previous haproxy.cfg takeChecked left at the
+// candidate's path, once the reload is done. a.mu held.
+func (a *Agent) dropChecked() {
+	if a.swapped {
+		a.swapped = false
+		os.Remove(a.candidatePath())
+	}
 }
 
 // saveServerState writes the servers' state for the next worker to load

@@ -641,7 +641,8 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	// The candidate `haproxy -c` just passed, when it is this text, moved
 	// into place (no second write of the same bytes on the reload's path);
 	// else written. Neither is synced, nor started on its way to the disk
-	// (atomicfile.Replace), before the reload, and need not be:
+	// (atomicfile.Swap, Replace), before the reload — and the previous file,
+	// swapped out, is unlinked only after it (dropChecked) — and need not be:
 	//   - the master re-reads haproxy.cfg at the reload through the page
 	//     cache, which holds the complete new file once the rename is done
 	//     (the rename is atomic: it reads the old file or the new one);
@@ -666,6 +667,7 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	a.saveServerState(rctx, cfg)
 	err = a.reloader.Reload(rctx)
 	rspan.End()
+	a.dropChecked() // the previous haproxy.cfg, off the reload's path
 	a.stats.flush() // the old worker's last counts (sampled above), now that it serves no more: written off this path (statsStore.saveLocked)
 	if err != nil {
 		if old, rerr := a.render.Render(*a.live); rerr == nil {

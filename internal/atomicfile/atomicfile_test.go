@@ -113,3 +113,33 @@ func TestReplaceOntoDirectoryFails(t *testing.T) {
 		t.Fatal("WriteUnsynced onto a directory: no error")
 	}
 }
+
+// TestSwap: onto an existing file the two swap (from holds the old content,
+// for the caller to remove); onto no file it renames.
+func TestSwap(t *testing.T) {
+	dir := t.TempDir()
+	from, to := filepath.Join(dir, "candidate.cfg"), filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(from, []byte("first"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if swapped, err := Swap(from, to); err != nil || swapped {
+		t.Fatalf("Swap onto nothing: swapped %v, %v; want a rename", swapped, err)
+	}
+	if err := os.WriteFile(from, []byte("second"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	swapped, err := Swap(from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(to); string(b) != "second" {
+		t.Fatalf("%s holds %q, want second", to, b)
+	}
+	old, err := os.ReadFile(from)
+	switch {
+	case swapped && (err != nil || string(old) != "first"):
+		t.Fatalf("swapped, but %s holds %q (%v), want first", from, old, err)
+	case !swapped && !os.IsNotExist(err):
+		t.Fatalf("renamed, but %s is still there (%v)", from, err)
+	}
+}

@@ -24,14 +24,27 @@ import (
 // not a regular file (an exchange would swap a directory in place of the
 // file, where a rename fails), it renames.
 func Replace(from, to string) error {
+	swapped, err := Swap(from, to)
+	if swapped {
+		// The new content is in place; the old one, now at from, goes (a
+		// failure here leaves a stale file, not a wrong one).
+		os.Remove(from)
+	}
+	return err
+}
+
+// Swap is Replace without the removal of the old file: when it swapped the
+// two (swapped), from holds to's old content, for the caller to remove when
+// it suits it. The unlink of a file whose blocks are on disk frees them (a
+// journal transaction; with online discard a trim): 0.2–18 ms on a loaded
+// disk, where the exchange itself takes 20–80 µs. Otherwise it renamed (or
+// failed) and from is gone.
+func Swap(from, to string) (swapped bool, err error) {
 	if fi, err := os.Lstat(to); err != nil || !fi.Mode().IsRegular() {
-		return os.Rename(from, to)
+		return false, os.Rename(from, to)
 	}
 	if err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_EXCHANGE); err != nil {
-		return os.Rename(from, to)
+		return false, os.Rename(from, to)
 	}
-	// The new content is in place; the old one, now at from, goes (a
-	// failure here leaves a stale file, not a wrong one).
-	os.Remove(from)
-	return nil
+	return true, nil
 }
