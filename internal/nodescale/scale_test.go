@@ -733,7 +733,7 @@ feed:
 	for r := 1; r <= rounds; r++ {
 		first200, bare = createToFirst200(fmt.Sprintf("new%d", r), nCreate, false)
 		f, b := sorted(first200), sorted(bare)
-		logf("create → first 200 with %d LBs on the node: %d samples, p50=%s ms p99=%s ms", nLB+r*nCreate, len(f), ms(pct(f, 50)), ms(pct(f, 99)))
+		logf("create → first 200 with %d LBs on the node: %d samples, p50=%s ms p99=%s ms", nLB+(r-1)*nCreate+1, len(f), ms(pct(f, 50)), ms(pct(f, 99)))
 		logf("bare haproxy -c + reload of the same config (same run): p50=%s ms p99=%s ms", ms(pct(b, 50)), ms(pct(b, 99)))
 		if rounds > 1 {
 			logf("create round %d of %d: create_first200_p50_ratio=%.2f create_first200_p99_ratio=%.2f bare_p50_ms=%s bare_p99_ms=%s",
