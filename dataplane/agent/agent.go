@@ -28,6 +28,7 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	"github.com/fulcrumlb/fulcrum/dataplane/keepalived"
+	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -174,6 +175,9 @@ type Agent struct {
 	// render renders configurations, re-rendering only the load balancers
 	// that changed.
 	render haproxy.RenderCache
+	// swapped: takeChecked left the previous haproxy.cfg at the candidate's
+	// path (dropChecked removes it after the reload).
+	swapped bool
 	// stateJSON encodes snapshot.json, re-encoding only what changed (state.go).
 	stateJSON stateEncoder
 	// persist (state.go): with persistAsync (while Run runs) an apply
@@ -288,7 +292,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	leave := func() {
 		a.flushState() // what runs is on disk before HAProxy is left to the next agent
-		a.stats.flush()
+		a.stats.flushNow()
 		if !a.cfg.StopHAProxyOnExit {
 			// keepalived keeps holding the VIPs with HAProxy; the next
 			// agent adopts it.
@@ -313,11 +317,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer leave()
 	a.updateVIPs(a.snap)
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	a.mu.Lock()
 	a.persistAsync = true
 	a.mu.Unlock()
 	go func() { defer wg.Done(); a.persistLoop(ctx) }()
+	go func() { defer wg.Done(); a.stats.writeLoop(ctx) }()
 	go func() { defer wg.Done(); a.vips.Run(ctx) }()
 	go func() { defer wg.Done(); a.proc.Supervise(ctx) }()
 	go func() { defer wg.Done(); a.reportLoop(ctx) }()
@@ -466,6 +471,10 @@ func (a *Agent) register(ctx context.Context) error {
 func (a *Agent) checkText(ctx context.Context, text []byte) error {
 	a.checked = nil
 	name := a.candidatePath()
+	// A new file, not a left-over one truncated: ext4 starts writing a file
+	// truncated and rewritten out to disk when it is closed (auto_da_alloc),
+	// on the way to the reload. Not synced (see reloadTo).
+	os.Remove(name)
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nodeFailure(openapi.Disk, fmt.Errorf("write a candidate config: %w", err))
@@ -492,13 +501,26 @@ func (a *Agent) candidatePath() string { return a.path("run/candidate.cfg") }
 // takeChecked moves the candidate last checked into haproxy.cfg when it
 // holds exactly text, and says whether it did: the file HAProxy reloads
 // from is then the very file `haproxy -c` passed, and the reload's path
-// writes nothing. a.mu held.
+// writes nothing. The two files are swapped (atomicfile.Swap): the previous
+// haproxy.cfg is left at the candidate's path, for dropChecked to remove
+// after the reload. a.mu held.
 func (a *Agent) takeChecked(text []byte) bool {
 	if a.checked == nil || !bytes.Equal(a.checked, text) {
 		return false
 	}
 	a.checked = nil
-	return os.Rename(a.candidatePath(), a.path("haproxy.cfg")) == nil
+	swapped, err := atomicfile.Swap(a.candidatePath(), a.path("haproxy.cfg"))
+	a.swapped = swapped
+	return err == nil
+}
+
+// dropChecked removes the previous haproxy.cfg takeChecked left at the
+// candidate's path, once the reload is done. a.mu held.
+func (a *Agent) dropChecked() {
+	if a.swapped {
+		a.swapped = false
+		os.Remove(a.candidatePath())
+	}
 }
 
 // saveServerState writes the servers' state for the next worker to load
@@ -627,11 +649,27 @@ func keepServerState(dump string, pools []string) string {
 }
 
 // rewriteServerState sets srv_addr, srv_admin_state, srv_uweight, srv_iweight
-// and srv_port of every known member to the desired values.
+// and srv_port of every known member to the desired values. Only the pools
+// the dump lists are looked up: a dump without servers (a node without
+// health checks, on every reload) costs nothing, where a map of every
+// member (10,000 at 1,000 load balancers) cost 5–8 ms between the check and
+// the reload.
 func rewriteServerState(dump string, cfg haproxy.Config) string {
+	pools := map[string]bool{}
+	for line := range strings.SplitSeq(dump, "\n") {
+		if f := strings.Fields(line); len(f) >= 19 && !strings.HasPrefix(line, "#") {
+			pools[f[1]] = true
+		}
+	}
+	if len(pools) == 0 {
+		return dump
+	}
 	want := map[string]haproxy.Member{}
 	for _, lb := range cfg.LoadBalancers {
 		for _, p := range lb.Pools {
+			if !pools[p.ID] {
+				continue
+			}
 			for _, m := range p.Members {
 				want[p.ID+"/"+m.ID] = m
 			}

@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -24,6 +22,7 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	snapconv "github.com/fulcrumlb/fulcrum/dataplane/snapshot"
+	"github.com/fulcrumlb/fulcrum/internal/atomicfile"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -641,8 +640,21 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	a.written = nil // unknown until the reload is done or undone
 	// The candidate `haproxy -c` just passed, when it is this text, moved
 	// into place (no second write of the same bytes on the reload's path);
-	// else written. Not synced, like writeConfig: the master reads it from
-	// the page cache, and every start writes it anew from snapshot.json.
+	// else written. Neither is synced, nor started on its way to the disk
+	// (atomicfile.Swap, Replace), before the reload — and the previous file,
+	// swapped out, is unlinked only after it (dropChecked) — and need not be:
+	//   - the master re-reads haproxy.cfg at the reload through the page
+	//     cache, which holds the complete new file once the rename is done
+	//     (the rename is atomic: it reads the old file or the new one);
+	//   - what survives a crash of the machine is snapshot.json (written in
+	//     the background, synced), and every start renders and writes
+	//     haproxy.cfg anew from it before HAProxy starts (startServing), so
+	//     an old or empty haproxy.cfg after a crash is never served;
+	//   - a crash of the agent alone leaves HAProxy running on what it
+	//     reloaded, and the file in the page cache, complete.
+	// An fsync here (or the flush ext4 starts on a plain rename over an
+	// existing file) would put the disk's latency — hundreds of ms when
+	// other work fills it — between the check and the reload, for nothing.
 	if !a.takeChecked(text) {
 		if err := replaceFile(a.path("haproxy.cfg"), text); err != nil {
 			return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
@@ -655,7 +667,8 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	a.saveServerState(rctx, cfg)
 	err = a.reloader.Reload(rctx)
 	rspan.End()
-	a.stats.flush() // the old worker's last counts (sampled above), now that it serves no more
+	a.dropChecked() // the previous haproxy.cfg, off the reload's path
+	a.stats.flush() // the old worker's last counts (sampled above), now that it serves no more: written off this path (statsStore.saveLocked)
 	if err != nil {
 		if old, rerr := a.render.Render(*a.live); rerr == nil {
 			if replaceFile(a.path("haproxy.cfg"), old) == nil {
@@ -694,25 +707,10 @@ func (a *Agent) writeConfig(cfg haproxy.Config) error {
 	return nil
 }
 
-// replaceFile replaces path with data (mode 0600) by a rename, without an
-// fsync.
+// replaceFile replaces path with data (mode 0600) atomically, without an
+// fsync and without starting the write to disk (atomicfile.WriteUnsynced).
 func replaceFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteUnsynced(path, data, 0o600)
 }
 
 // said is one thing HAProxy said about a failure: text to match object ids

@@ -126,12 +126,26 @@ type statsStore struct {
 	// pending: readings newer than the file; savedAt: when it was written.
 	pending bool
 	savedAt time.Time
+	// async (while Run runs): saveLocked marks the file due and wakes
+	// writeLoop, which writes it off the caller's path (statsWriter).
+	async bool
+	due   bool
+	kick  chan struct{}
+	// writeMu orders the writes of the file (the newest copy is written
+	// last).
+	writeMu sync.Mutex
+}
+
+// statsFile is what stats.json holds.
+type statsFile struct {
+	Worker  string               `json:"worker"`
+	Entries map[string]statEntry `json:"entries"`
 }
 
 // loadStats reads the counters saved at path; a missing or unreadable file
 // starts from nothing.
 func loadStats(path string) *statsStore {
-	s := &statsStore{path: path, Entries: map[string]*statEntry{}}
+	s := &statsStore{path: path, Entries: map[string]*statEntry{}, kick: make(chan struct{}, 1)}
 	if b, err := os.ReadFile(path); err == nil {
 		_ = json.Unmarshal(b, s)
 		if s.Entries == nil {
@@ -243,19 +257,111 @@ func (s *statsStore) observe(worker string, read map[string]reading, objs map[st
 // (flush). A new worker, an object added, removed or reset is written at once.
 const statsSaveEvery = 30 * time.Second
 
+// statsWriteGap is the least time between two writes of stats.json by
+// writeLoop: what changes meanwhile is one write of the newest counters.
+const statsWriteGap = 250 * time.Millisecond
+
+// saveLocked has stats.json written; s.mu held. While Run runs (async) the
+// write is writeLoop's: the caller — an apply right after its reload, with
+// the apply's lock held, or a report — only marks the file due. A write is
+// a marshal of every object's counters and an fsync (hundreds of KB at
+// 1,000 load balancers of 10 members): on the apply's path it delayed the
+// apply's end and any apply or sample waiting for it by the disk's latency,
+// hundreds of ms when other work fills the disk. The writes stay crash-safe
+// (atomicfile: the old file or the new one) and ordered, the newest counters
+// win, and one copy of them at most waits; a crash before the write loses
+// the counts since the last one, which is what statsSaveEvery accepts for
+// newer readings already (a new worker's move of the counts into the base
+// is written within statsWriteGap instead of at once). Without Run (tests
+// calling Apply) it writes before it returns, releasing s.mu meanwhile (its
+// callers read the entries again after it).
 func (s *statsStore) saveLocked() {
-	if b, err := json.Marshal(s); err == nil && atomicfile.Write(s.path, b, 0o600) == nil {
-		s.pending, s.savedAt = false, time.Now()
+	if s.async {
+		s.due = true
+		select {
+		case s.kick <- struct{}{}:
+		default: // a write is on its way; it takes the newest counters
+		}
+		return
+	}
+	s.due = true
+	s.mu.Unlock()
+	s.write()
+	s.mu.Lock()
+}
+
+// write writes stats.json when due: the counters are copied under s.mu,
+// marshalled and written outside it.
+func (s *statsStore) write() {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	if !s.due {
+		s.mu.Unlock()
+		return
+	}
+	f := statsFile{Worker: s.Worker, Entries: make(map[string]statEntry, len(s.Entries))}
+	for id, e := range s.Entries {
+		f.Entries[id] = *e
+	}
+	s.due, s.pending, s.savedAt = false, false, time.Now()
+	s.mu.Unlock()
+	b, err := json.Marshal(f)
+	if err == nil {
+		err = atomicfile.Write(s.path, b, 0o600)
+	}
+	if err != nil {
+		s.mu.Lock()
+		s.pending, s.savedAt = true, time.Time{} // the next reading writes again
+		s.mu.Unlock()
 	}
 }
 
-// flush writes what is not written yet.
+// writeLoop writes stats.json whenever saveLocked marks it due, at most
+// once per statsWriteGap, until ctx ends (Run's leave then writes what is
+// left: flushNow).
+func (s *statsStore) writeLoop(ctx context.Context) {
+	s.mu.Lock()
+	s.async = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.async = false
+		s.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		}
+		s.write()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(statsWriteGap):
+		}
+	}
+}
+
+// flush has what is not written yet written (by writeLoop while Run runs).
 func (s *statsStore) flush() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pending {
 		s.saveLocked()
 	}
+}
+
+// flushNow writes what is not written yet before it returns (after any
+// write on its way).
+func (s *statsStore) flushNow() {
+	s.mu.Lock()
+	if s.pending {
+		s.due = true
+	}
+	s.mu.Unlock()
+	s.write()
 }
 
 // observeSome folds readings of some objects (objs: those of a few load

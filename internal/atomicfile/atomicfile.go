@@ -12,6 +12,19 @@ import (
 // Write writes data to path with mode through a synced temporary file in the
 // same directory and a rename.
 func Write(path string, data []byte, mode os.FileMode) error {
+	return write(path, data, mode, true)
+}
+
+// WriteUnsynced writes data to path with mode through a temporary file in the
+// same directory and Replace, without an fsync: readers see the old or the
+// new content, but a crash of the machine may leave the old one (or, for a
+// file never synced, an empty one). For files that are written anew from
+// durable state on every start, or read at once and then no longer needed.
+func WriteUnsynced(path string, data []byte, mode os.FileMode) error {
+	return write(path, data, mode, false)
+}
+
+func write(path string, data []byte, mode os.FileMode, sync bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
@@ -25,12 +38,17 @@ func Write(path string, data []byte, mode os.FileMode) error {
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if sync {
+		return os.Rename(tmp.Name(), path) // synced already: nothing for the rename to flush
+	}
+	return Replace(tmp.Name(), path)
 }
