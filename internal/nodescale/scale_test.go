@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -552,7 +553,15 @@ feed:
 	}
 
 	// 3. Member change → effective, on one more load balancer with members
-	// a and b (round robin), the node holding nLB others.
+	// a and b (round robin), the node holding nLB others. "Effective" is
+	// seen in traffic through the VIP: the probe sends one request at a
+	// time, each on a new connection (probeFetch: a raw HTTP/1.1 request,
+	// `Connection: close`), FULCRUM_SCALE_PROBE_US apart (default 500 µs;
+	// 2 ms before session 7) — so that it sees the change about as soon
+	// as HAProxy balances by it; the figure is when the response that shows
+	// it was read: for a disable the second `b` in a row (round robin
+	// alternates a and b while both serve), confirmed by 3 more `b`; for
+	// an enable the first `a`.
 	lb, err := api.create(ctx, "/v1/load-balancers", map[string]any{"name": "probe"})
 	if err != nil {
 		t.Fatal(err)
@@ -565,7 +574,8 @@ feed:
 		t.Fatal(err)
 	}
 	bound("the probe listener active", 5*time.Minute, func() bool { return active("/v1/listeners/" + l["id"].(string)) })
-	url := fmt.Sprintf("http://%s:8080/", lb["vip_address"])
+	probeAddr := fmt.Sprintf("%s:8080", lb["vip_address"])
+	probeEvery := time.Duration(envInt("FULCRUM_SCALE_PROBE_US", 500)) * time.Microsecond
 	current := func() int { // the PID of the newest worker: it changes at every reload
 		ws, _ := ag.Process().Workers(ctx)
 		for _, w := range ws {
@@ -614,7 +624,7 @@ feed:
 		var seen time.Time
 		prev, confirmations, done := "", 0, false
 		for time.Since(begin) < 10*time.Second && !done {
-			name, _ := teststack.Fetch(cl, url)
+			name, _ := probeFetch(probeAddr)
 			now := time.Now()
 			switch {
 			case !stops && name == "a":
@@ -630,7 +640,7 @@ feed:
 				}
 			}
 			prev = name
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(probeEvery)
 		}
 		if !done {
 			memberTimeouts++
@@ -725,6 +735,31 @@ feed:
 	logf("scale: lbs=%d members=%d member_change_p50_ms=%s member_change_p99_ms=%s member_change_reloads=%d create_first200_p50_ratio=%.2f create_first200_p99_ratio=%.2f small_create_first200_p50_ratio=%.2f small_create_first200_p99_ratio=%.2f idle_cpu_api_agent_pct=%.1f idle_cpu_haproxy_pct=%.1f idle_cpu_postgres_pct=%.1f idle_cpu_total_pct=%.1f",
 		nLB, nLB*nMember, ms(pct(m, 50)), ms(pct(m, 99)), reloads, ratio(first200, bare, 50), ratio(first200, bare, 99),
 		ratio(sf, sb, 50), ratio(sf, sb, 99), idleSelf, idleHap, idlePg, idleTotal)
+}
+
+// probeFetch sends one request to addr on a new connection and returns the
+// body of a 200 (the backend's name), trimmed: what teststack.Fetch does,
+// without an HTTP client's per-connection goroutines and buffers, so the
+// probe can ask often without loading the machine.
+func probeFetch(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return "", err
+	}
+	head, body, ok := bytes.Cut(b, []byte("\r\n\r\n"))
+	if !ok || !bytes.HasPrefix(head, []byte("HTTP/1.1 200 ")) {
+		return "", fmt.Errorf("probe %s: unexpected answer %q", addr, b)
+	}
+	return strings.TrimSpace(string(body)), nil
 }
 
 // wait is one pg_stat_activity sample of a session that waited or ran long.
