@@ -27,6 +27,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/dataplane/agent"
@@ -251,6 +255,7 @@ func TestScale(t *testing.T) {
 	for prefix > 16 && (1<<(32-prefix))-2 < nLB+extra+2 {
 		prefix--
 	}
+	steps := newStepRecorder(os.Getenv("FULCRUM_SCALE_STEPS") == "1")
 	dbURL := pgtest.NewDatabase(t)
 	pm := postmaster(dbURL)
 	if pm == 0 {
@@ -592,12 +597,13 @@ feed:
 	bodies := []map[string]any{{"enabled": false}, {"enabled": true}}
 	// FULCRUM_SCALE_WAITS=1 samples Postgres's sessions meanwhile.
 	waits := sampleWaits(ctx, t, dbURL, phases["member"] && os.Getenv("FULCRUM_SCALE_WAITS") == "1")
-	type steps struct {
+	steps.on.Store(steps.enabled && phases["member"])
+	type change struct {
 		begin, patched, effective, active time.Time
 		refused, refusedActive            int64 // 429/503 answers to the PATCH, to the reads until active
 	}
 	refusedBefore := api.refused.Load()
-	var each []steps
+	var each []change
 	// FULCRUM_SCALE_MEMBER_SAMPLES changes (default 60, so that the p99 is
 	// not simply the slowest of a few), every FULCRUM_SCALE_MEMBER_GAP_EVERY
 	// th (default 10) after an idle gap of FULCRUM_SCALE_MEMBER_GAP_MS
@@ -656,12 +662,13 @@ feed:
 				break
 			}
 		}
-		each = append(each, steps{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1})
+		each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1})
 		if current() != w0 {
 			reloads++
 		}
 	}
 	stopProfile()
+	steps.on.Store(false)
 	lockWaits := waits()
 	// Each change's steps, and what waited in Postgres meanwhile (sampled
 	// pg_stat_activity: sessions waiting on a lock or running > 20 ms).
@@ -673,6 +680,7 @@ feed:
 				logf("  +%s ms: %s", ms(w.at.Sub(s.begin)), w.what)
 			}
 		}
+		steps.print(logf, s.begin, s.effective)
 	}
 	if len(member) > 0 {
 		// In the order taken, so an outlier can be placed (the first change
@@ -683,6 +691,13 @@ feed:
 		}
 		logf("member change → effective, each in order (ms): %s", strings.Join(each, " "))
 	}
+	steps.summary(logf, func(yield func(begin, effective time.Time) bool) {
+		for _, s := range each {
+			if !yield(s.begin, s.effective) {
+				return
+			}
+		}
+	})
 	if phases["member"] {
 		logf("member phase: %d requests refused (429/503) and retried", api.refused.Load()-refusedBefore)
 	}
@@ -735,6 +750,134 @@ feed:
 	logf("scale: lbs=%d members=%d member_change_p50_ms=%s member_change_p99_ms=%s member_change_reloads=%d create_first200_p50_ratio=%.2f create_first200_p99_ratio=%.2f small_create_first200_p50_ratio=%.2f small_create_first200_p99_ratio=%.2f idle_cpu_api_agent_pct=%.1f idle_cpu_haproxy_pct=%.1f idle_cpu_postgres_pct=%.1f idle_cpu_total_pct=%.1f",
 		nLB, nLB*nMember, ms(pct(m, 50)), ms(pct(m, 99)), reloads, ratio(first200, bare, 50), ratio(first200, bare, 99),
 		ratio(sf, sb, 50), ratio(sf, sb, 99), idleSelf, idleHap, idlePg, idleTotal)
+}
+
+// stepRecorder keeps, with FULCRUM_SCALE_STEPS=1, the spans this process
+// ends while it is on (the member phase): the API's Postgres statements,
+// batches, prepares and connections (otelpgx), the agent's applies and
+// runtime API calls. Each member change then prints those that began
+// within it, and the phase the medians of the main steps. Tracing costs
+// the process some CPU: the figures of a run with it are not those of a run
+// without.
+type stepRecorder struct {
+	enabled bool
+	on      atomic.Bool
+	mu      sync.Mutex
+	spans   []recorded
+}
+
+type recorded struct {
+	name, text string
+	start, end time.Time
+}
+
+func newStepRecorder(enabled bool) *stepRecorder {
+	r := &stepRecorder{enabled: enabled}
+	if enabled {
+		otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(onSampler{r}), sdktrace.WithSpanProcessor(r)))
+	}
+	return r
+}
+
+func (r *stepRecorder) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (r *stepRecorder) Shutdown(context.Context) error                  { return nil }
+func (r *stepRecorder) ForceFlush(context.Context) error                { return nil }
+func (r *stepRecorder) OnEnd(s sdktrace.ReadOnlySpan) {
+	if !r.on.Load() {
+		return
+	}
+	text := ""
+	for _, a := range s.Attributes() {
+		if a.Key == attribute.Key("db.query.text") {
+			text = strings.Join(strings.Fields(a.Value.AsString()), " ")
+			text = text[:min(len(text), 70)]
+		}
+	}
+	r.mu.Lock()
+	r.spans = append(r.spans, recorded{s.Name(), text, s.StartTime(), s.EndTime()})
+	r.mu.Unlock()
+}
+
+// onSampler records spans only while the recorder is on.
+type onSampler struct{ r *stepRecorder }
+
+func (o onSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	d := sdktrace.Drop
+	if o.r.on.Load() {
+		d = sdktrace.RecordAndSample
+	}
+	return sdktrace.SamplingResult{Decision: d, Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
+}
+
+func (onSampler) Description() string { return "member phase only" }
+
+// within are the spans begun in [from, to), by start.
+func (r *stepRecorder) within(from, to time.Time) []recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []recorded
+	for _, s := range r.spans {
+		if !s.start.Before(from) && s.start.Before(to) {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].start.Before(out[j].start) })
+	return out
+}
+
+func (r *stepRecorder) print(logf func(string, ...any), begin, effective time.Time) {
+	if !r.enabled {
+		return
+	}
+	for _, s := range r.within(begin, effective) {
+		if strings.HasPrefix(s.name, "batch query") {
+			continue // within their batch
+		}
+		logf("  +%s ms %s ms: %s %s", ms(s.start.Sub(begin)), ms(s.end.Sub(s.start)), s.name, s.text)
+	}
+}
+
+// summary prints the medians, over the changes, of: the first snapshot
+// read's batch begun (the group part: its first statement reads the
+// group's revision) and its duration, the agent's runtime API call done,
+// and from there the probe seeing the change; and how many changes
+// prepared a statement or opened a connection.
+func (r *stepRecorder) summary(logf func(string, ...any), changes func(func(begin, effective time.Time) bool)) {
+	if !r.enabled {
+		return
+	}
+	var build, buildDur, runtime, seen []time.Duration
+	prepares, connects := 0, 0
+	for begin, effective := range changes {
+		spans := r.within(begin, effective)
+		var b, rt recorded
+		prepared, connected := false, false
+		for i, s := range spans {
+			if b.name == "" && s.name == "batch start" && i+1 < len(spans) && strings.Contains(spans[i+1].text, "plan_cache_mode") {
+				b = s
+			}
+			if s.name == "haproxy.runtime" {
+				rt = s
+			}
+			prepared = prepared || strings.HasPrefix(s.name, "prepare")
+			connected = connected || s.name == "connect"
+		}
+		if b.name != "" {
+			build, buildDur = append(build, b.start.Sub(begin)), append(buildDur, b.end.Sub(b.start))
+		}
+		if rt.name != "" {
+			runtime, seen = append(runtime, rt.end.Sub(begin)), append(seen, effective.Sub(rt.end))
+		}
+		if prepared {
+			prepares++
+		}
+		if connected {
+			connects++
+		}
+	}
+	p50 := func(d []time.Duration) string { return ms(pct(sorted(d), 50)) }
+	logf("member steps (medians): first snapshot batch begun +%s ms, took %s ms (%d changes); runtime API done +%s ms (%d); runtime API done → probe saw it %s ms (p90 %s); changes that prepared a statement %d, opened a connection %d",
+		p50(build), p50(buildDur), len(build), p50(runtime), len(runtime), p50(seen), ms(pct(sorted(seen), 90)), prepares, connects)
 }
 
 // probeFetch sends one request to addr on a new connection and returns the
