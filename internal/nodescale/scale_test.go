@@ -590,140 +590,155 @@ feed:
 		}
 		return 0
 	}
+	// FULCRUM_SCALE_MEMBER_RUNS (default 1) repeats the member phase on the
+	// node as grown, each run after an idle gap and printing its own lines;
+	// the scale line holds the last run's figures.
+	memberRuns := envInt("FULCRUM_SCALE_MEMBER_RUNS", 1)
+	var m []time.Duration
 	reloads := 0
-	var member []time.Duration
-	stopProfile := profile(t, "member")
-	memberTimeouts := 0
-	bodies := []map[string]any{{"enabled": false}, {"enabled": true}}
-	// FULCRUM_SCALE_WAITS=1 samples Postgres's sessions meanwhile.
-	waits := sampleWaits(ctx, t, dbURL, phases["member"] && os.Getenv("FULCRUM_SCALE_WAITS") == "1")
-	steps.on.Store(steps.enabled && phases["member"])
-	type change struct {
-		begin, patched, effective, active time.Time
-		refused, refusedActive            int64 // 429/503 answers to the PATCH, to the reads until active
-	}
-	refusedBefore := api.refused.Load()
-	var each []change
-	// FULCRUM_SCALE_MEMBER_SAMPLES changes (default 60, so that the p99 is
-	// not simply the slowest of a few), every FULCRUM_SCALE_MEMBER_GAP_EVERY
-	// th (default 10) after an idle gap of FULCRUM_SCALE_MEMBER_GAP_MS
-	// (default 6,000 ms: longer than a poll view lives and than a
-	// heartbeat), as changes come in use; the first follows the probe's
-	// creation.
-	memberSamples := envInt("FULCRUM_SCALE_MEMBER_SAMPLES", 60)
-	gapEvery, gap := envInt("FULCRUM_SCALE_MEMBER_GAP_EVERY", 10), time.Duration(envInt("FULCRUM_SCALE_MEMBER_GAP_MS", 6000))*time.Millisecond
-	afterGap := map[int]bool{0: true}
-	for i := 0; i < memberSamples && phases["member"]; i++ {
-		if i > 0 && i%gapEvery == 0 {
-			time.Sleep(gap)
-			afterGap[i] = true
+	for run := 0; run < memberRuns; run++ {
+		if run > 0 {
+			time.Sleep(time.Duration(envInt("FULCRUM_SCALE_MEMBER_GAP_MS", 6000)) * time.Millisecond)
+			logf("member phase, run %d of %d", run+1, memberRuns)
 		}
-		stops := i%2 == 0
-		w0 := current()
-		r0 := api.refused.Load()
-		begin := time.Now()
-		if _, err := api.call(ctx, http.MethodPatch, "/v1/members/"+ma["id"].(string), bodies[i%2]); err != nil {
-			t.Fatal(err)
+		reloads = 0
+		var member []time.Duration
+		stopProfile := profile(t, map[bool]string{true: "member", false: fmt.Sprintf("member-%d", run+1)}[run == 0])
+		memberTimeouts := 0
+		bodies := []map[string]any{{"enabled": false}, {"enabled": true}}
+		// FULCRUM_SCALE_WAITS=1 samples Postgres's sessions meanwhile.
+		waits := sampleWaits(ctx, t, dbURL, phases["member"] && os.Getenv("FULCRUM_SCALE_WAITS") == "1")
+		// FULCRUM_SCALE_STEPS=1 records the first run's spans only: the
+		// runs after it are measured without tracing.
+		steps.on.Store(steps.enabled && phases["member"] && run == 0)
+		type change struct {
+			begin, patched, effective, active time.Time
+			refused, refusedActive            int64 // 429/503 answers to the PATCH, to the reads until active
 		}
-		patched := time.Now()
-		r1 := api.refused.Load()
-		var seen time.Time
-		prev, confirmations, done := "", 0, false
-		for time.Since(begin) < 10*time.Second && !done {
-			name, _ := probeFetch(probeAddr)
-			now := time.Now()
-			switch {
-			case !stops && name == "a":
-				member, done = append(member, now.Sub(begin)), true
-			case !stops:
-			case name == "a":
-				seen, confirmations = time.Time{}, 0
-			case seen.IsZero() && prev == "b" && name == "b":
-				seen = now
-			case !seen.IsZero() && name == "b":
-				if confirmations++; confirmations == 3 {
-					member, done = append(member, seen.Sub(begin)), true
+		refusedBefore := api.refused.Load()
+		var each []change
+		// FULCRUM_SCALE_MEMBER_SAMPLES changes (default 60, so that the p99 is
+		// not simply the slowest of a few), every FULCRUM_SCALE_MEMBER_GAP_EVERY
+		// th (default 10) after an idle gap of FULCRUM_SCALE_MEMBER_GAP_MS
+		// (default 6,000 ms: longer than a poll view lives and than a
+		// heartbeat), as changes come in use; the first follows the probe's
+		// creation.
+		memberSamples := envInt("FULCRUM_SCALE_MEMBER_SAMPLES", 60)
+		gapEvery, gap := envInt("FULCRUM_SCALE_MEMBER_GAP_EVERY", 10), time.Duration(envInt("FULCRUM_SCALE_MEMBER_GAP_MS", 6000))*time.Millisecond
+		afterGap := map[int]bool{0: true}
+		for i := 0; i < memberSamples && phases["member"]; i++ {
+			if i > 0 && i%gapEvery == 0 {
+				time.Sleep(gap)
+				afterGap[i] = true
+			}
+			stops := i%2 == 0
+			w0 := current()
+			r0 := api.refused.Load()
+			begin := time.Now()
+			if _, err := api.call(ctx, http.MethodPatch, "/v1/members/"+ma["id"].(string), bodies[i%2]); err != nil {
+				t.Fatal(err)
+			}
+			patched := time.Now()
+			r1 := api.refused.Load()
+			var seen time.Time
+			prev, confirmations, done := "", 0, false
+			for time.Since(begin) < 10*time.Second && !done {
+				name, _ := probeFetch(probeAddr)
+				now := time.Now()
+				switch {
+				case !stops && name == "a":
+					member, done = append(member, now.Sub(begin)), true
+				case !stops:
+				case name == "a":
+					seen, confirmations = time.Time{}, 0
+				case seen.IsZero() && prev == "b" && name == "b":
+					seen = now
+				case !seen.IsZero() && name == "b":
+					if confirmations++; confirmations == 3 {
+						member, done = append(member, seen.Sub(begin)), true
+					}
+				}
+				prev = name
+				time.Sleep(probeEvery)
+			}
+			if !done {
+				memberTimeouts++
+				member = append(member, 10*time.Second)
+			}
+			effective := begin.Add(member[len(member)-1])
+			// Read every 50 ms: every 10 ms (as before session 5) these reads
+			// alone came near the tenant's rate limit (50/s, burst 100), and
+			// the next PATCH now and then met a 429, taking the API's refusal
+			// pause and the client's retry (≈ 350 ms) into the figure.
+			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if active("/v1/members/" + ma["id"].(string)) {
+					break
 				}
 			}
-			prev = name
-			time.Sleep(probeEvery)
-		}
-		if !done {
-			memberTimeouts++
-			member = append(member, 10*time.Second)
-		}
-		effective := begin.Add(member[len(member)-1])
-		// Read every 50 ms: every 10 ms (as before session 5) these reads
-		// alone came near the tenant's rate limit (50/s, burst 100), and
-		// the next PATCH now and then met a 429, taking the API's refusal
-		// pause and the client's retry (≈ 350 ms) into the figure.
-		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			if active("/v1/members/" + ma["id"].(string)) {
-				break
+			each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1})
+			if current() != w0 {
+				reloads++
 			}
 		}
-		each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1})
-		if current() != w0 {
-			reloads++
-		}
-	}
-	stopProfile()
-	steps.on.Store(false)
-	lockWaits := waits()
-	// Each change's steps, and what waited in Postgres meanwhile (sampled
-	// pg_stat_activity: sessions waiting on a lock or running > 20 ms).
-	for i, s := range each {
-		logf("member change %d at %s: PATCH answered %s ms (%d refused), effective %s ms, active %s ms (%d reads refused)", i, s.begin.Format("15:04:05.000"),
-			ms(s.patched.Sub(s.begin)), s.refused, ms(s.effective.Sub(s.begin)), ms(s.active.Sub(s.begin)), s.refusedActive)
-		for _, w := range lockWaits {
-			if !w.at.Before(s.begin) && w.at.Before(s.effective) {
-				logf("  +%s ms: %s", ms(w.at.Sub(s.begin)), w.what)
+		stopProfile()
+		steps.on.Store(false)
+		lockWaits := waits()
+		// Each change's steps, and what waited in Postgres meanwhile (sampled
+		// pg_stat_activity: sessions waiting on a lock or running > 20 ms).
+		for i, s := range each {
+			logf("member change %d at %s: PATCH answered %s ms (%d refused), effective %s ms, active %s ms (%d reads refused)", i, s.begin.Format("15:04:05.000"),
+				ms(s.patched.Sub(s.begin)), s.refused, ms(s.effective.Sub(s.begin)), ms(s.active.Sub(s.begin)), s.refusedActive)
+			for _, w := range lockWaits {
+				if !w.at.Before(s.begin) && w.at.Before(s.effective) {
+					logf("  +%s ms: %s", ms(w.at.Sub(s.begin)), w.what)
+				}
 			}
+			steps.print(logf, s.begin, s.effective)
 		}
-		steps.print(logf, s.begin, s.effective)
-	}
-	if len(member) > 0 {
-		// In the order taken, so an outlier can be placed (the first change
-		// after the probe's creation, a periodic derivation, …).
-		each := make([]string, len(member))
-		for i, d := range member {
-			each[i] = ms(d)
-		}
-		logf("member change → effective, each in order (ms): %s", strings.Join(each, " "))
-	}
-	steps.summary(logf, func(yield func(begin, effective time.Time) bool) {
-		for _, s := range each {
-			if !yield(s.begin, s.effective) {
-				return
+		if len(member) > 0 {
+			// In the order taken, so an outlier can be placed (the first change
+			// after the probe's creation, a periodic derivation, …).
+			each := make([]string, len(member))
+			for i, d := range member {
+				each[i] = ms(d)
 			}
+			logf("member change → effective, each in order (ms): %s", strings.Join(each, " "))
 		}
-	})
-	if phases["member"] {
-		logf("member phase: %d requests refused (429/503) and retried", api.refused.Load()-refusedBefore)
-	}
-	m := sorted(member)
-	logf("member change → effective with %d LBs on the node: %d changes, p50=%s ms p99=%s ms max=%s ms, %d timed out (>10 s); %d of them reloaded HAProxy",
-		nLB+1, len(m), ms(pct(m, 50)), ms(pct(m, 99)), ms(pct(m, 100)), memberTimeouts, reloads)
-	if len(member) > 0 {
-		// The changes right after an idle gap (or the probe's creation)
-		// apart from the others: what a first change after a quiet spell
-		// costs.
-		var gapped, steady []time.Duration
-		for i, d := range member {
-			if afterGap[i] {
-				gapped = append(gapped, d)
-			} else {
-				steady = append(steady, d)
+		steps.summary(logf, func(yield func(begin, effective time.Time) bool) {
+			for _, s := range each {
+				if !yield(s.begin, s.effective) {
+					return
+				}
 			}
+		})
+		steps.enabled = false // the first run only
+		if phases["member"] {
+			logf("member phase: %d requests refused (429/503) and retried", api.refused.Load()-refusedBefore)
 		}
-		g, st := sorted(gapped), sorted(steady)
-		var patched []time.Duration
-		for _, s := range each {
-			patched = append(patched, s.patched.Sub(s.begin))
+		m = sorted(member)
+		logf("member change → effective with %d LBs on the node: %d changes, p50=%s ms p99=%s ms max=%s ms, %d timed out (>10 s); %d of them reloaded HAProxy",
+			nLB+1, len(m), ms(pct(m, 50)), ms(pct(m, 99)), ms(pct(m, 100)), memberTimeouts, reloads)
+		if len(member) > 0 {
+			// The changes right after an idle gap (or the probe's creation)
+			// apart from the others: what a first change after a quiet spell
+			// costs.
+			var gapped, steady []time.Duration
+			for i, d := range member {
+				if afterGap[i] {
+					gapped = append(gapped, d)
+				} else {
+					steady = append(steady, d)
+				}
+			}
+			g, st := sorted(gapped), sorted(steady)
+			var patched []time.Duration
+			for _, s := range each {
+				patched = append(patched, s.patched.Sub(s.begin))
+			}
+			pa := sorted(patched)
+			logf("member change → effective: after an idle gap of %s (%d changes) p50=%s ms max=%s ms; the others (%d) p50=%s ms p99=%s ms max=%s ms; PATCH answered p50=%s ms p99=%s ms",
+				gap, len(g), ms(pct(g, 50)), ms(pct(g, 100)), len(st), ms(pct(st, 50)), ms(pct(st, 99)), ms(pct(st, 100)), ms(pct(pa, 50)), ms(pct(pa, 99)))
 		}
-		pa := sorted(patched)
-		logf("member change → effective: after an idle gap of %s (%d changes) p50=%s ms max=%s ms; the others (%d) p50=%s ms p99=%s ms max=%s ms; PATCH answered p50=%s ms p99=%s ms",
-			gap, len(g), ms(pct(g, 50)), ms(pct(g, 100)), len(st), ms(pct(st, 50)), ms(pct(st, 99)), ms(pct(st, 100)), ms(pct(pa, 50)), ms(pct(pa, 99)))
 	}
 
 	// 4. Create → first 200 with nLB load balancers on the node, and a bare
@@ -753,7 +768,7 @@ feed:
 }
 
 // stepRecorder keeps, with FULCRUM_SCALE_STEPS=1, the spans this process
-// ends while it is on (the member phase): the API's Postgres statements,
+// ends while it is on (the first run of the member phase): the API's Postgres statements,
 // batches, prepares and connections (otelpgx), the agent's applies and
 // runtime API calls. Each member change then prints those that began
 // within it, and the phase the medians of the main steps. Tracing costs
