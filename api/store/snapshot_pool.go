@@ -21,9 +21,9 @@ import (
 // never run them (the one a tenant's write had just released) or one that
 // had been idle for seconds (pinged first: one more round trip). So:
 //
-//   - ReadSnapshot uses a pool of its own (snapshotConns connections, two
-//     opened at start), never waiting behind writes, reports or
-//     authentications;
+//   - ReadSnapshot uses a pool of its own (half as many connections as the
+//     main pool, at least snapshotConns; snapshotWarmConns opened at
+//     start), never waiting behind writes, reports or authentications;
 //   - each of its connections runs every statement of a build and a poll view
 //     once when it opens (warmSnapshotStatements, on a node group that does
 //     not exist): a build never pays the preparation and planning;
@@ -31,8 +31,8 @@ import (
 //     snapshotPingIdle: a read-only transaction that fails on a connection
 //     lost meanwhile is run again once on another (ReadSnapshot).
 
-// snapshotConns bounds the snapshot pool: builds are one per node group at a
-// time (single flight) and so are poll views.
+// snapshotConns is the snapshot pool's least size: builds are one per node
+// group at a time (single flight) and so are poll views.
 const snapshotConns = 4
 
 // snapshotWarmConns are the snapshot pool's connections opened (and warmed)
@@ -50,7 +50,7 @@ const warmGroup = "ng_warmup_none"
 // pool's.
 func snapshotPoolConfig(main *pgxpool.Config) *pgxpool.Config {
 	cfg := main.Copy()
-	cfg.MaxConns, cfg.MinConns, cfg.MinIdleConns = snapshotConns, snapshotWarmConns, 0
+	cfg.MaxConns, cfg.MinConns, cfg.MinIdleConns = max(snapshotConns, main.MaxConns/2), snapshotWarmConns, 0
 	cfg.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool { return p.IdleDuration > snapshotPingIdle }
 	after := cfg.AfterConnect
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
@@ -67,6 +67,31 @@ func snapshotPoolConfig(main *pgxpool.Config) *pgxpool.Config {
 		return nil
 	}
 	return cfg
+}
+
+// rewarmSnapshots replaces the snapshot pool's connections with new ones,
+// warmed on the schema as it is now (after the migrations), the first
+// snapshotWarmConns of them opened now in the background.
+func (s *Store) rewarmSnapshots() {
+	if s.snap == nil {
+		return
+	}
+	s.snap.Reset()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var held []*pgxpool.Conn
+		for range snapshotWarmConns {
+			c, err := s.snap.Acquire(ctx)
+			if err != nil {
+				break
+			}
+			held = append(held, c)
+		}
+		for _, c := range held {
+			c.Release()
+		}
+	}()
 }
 
 // warmSnapshotStatements prepares and plans, on connection c, every statement

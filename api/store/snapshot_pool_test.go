@@ -13,7 +13,6 @@ func TestSnapshotConnectionsWarm(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := openTest(t)
-	st.snap.Reset() // connections opened before the migrations could not warm up
 	tenant := newTenant(t, st, "t", Quotas{})
 	group := newGroup(t, st, "g")
 	newLB(t, st, tenant, group)

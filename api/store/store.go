@@ -236,6 +236,7 @@ func (s *Store) Migrate(ctx context.Context) (int32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("migrate: %w", err)
 	}
+	s.rewarmSnapshots() // snapshot_pool.go: their statements may predate the schema
 	return v, nil
 }
 
@@ -295,7 +296,8 @@ func (s *Store) Read(ctx context.Context, fn func(tx *Tx) error) error {
 //
 // It runs on the store's snapshot connections (snapshot_pool.go), whose
 // statements are prepared and planned when they open; a transaction that
-// fails because its connection was lost runs once more on another.
+// fails because its connection was lost runs once more on another, and one
+// that read everything ends off the caller's path.
 func (s *Store) ReadSnapshot(ctx context.Context, fn func(tx *Tx) error) error {
 	pool := s.snap
 	if pool == nil {
