@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/fulcrumlb/fulcrum/api/store"
@@ -137,6 +140,8 @@ func (c *Cache) Prefetch(groupID string) {
 func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
+	ctx, span := tracer().Start(ctx, "snapshot.build", trace.WithAttributes(attribute.String("fulcrum.node_group_id", groupID)))
+	defer span.End()
 	g := &Group{}
 	c.mu.Lock()
 	var prev *openapi.Snapshot
@@ -185,6 +190,10 @@ func (c *Cache) build(ctx context.Context, groupID string) (*Group, error) {
 	c.mu.Unlock()
 	return g, nil
 }
+
+// tracer is the snapshot reads' tracer: their spans (snapshot.build,
+// snapshot.view) hold the Postgres statements they send.
+func tracer() trace.Tracer { return otel.Tracer("github.com/fulcrumlb/fulcrum/api/snapshot") }
 
 // encoded fills g.body and g.gz from g.Snapshot, once.
 func (g *Group) encoded() error {

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/fulcrumlb/fulcrum/api/store"
@@ -138,6 +140,8 @@ func (v *Views) Get(ctx context.Context, groupID string) (*View, error) {
 func (v *Views) load(ctx context.Context, groupID string) (*View, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.timeout)
 	defer cancel()
+	ctx, span := tracer().Start(ctx, "snapshot.view", trace.WithAttributes(attribute.String("fulcrum.node_group_id", groupID)))
+	defer span.End()
 	w := &View{GroupID: groupID, mark: v.changes.Mark(), expires: time.Now().Add(v.maxAge)}
 	v.mu.Lock()
 	floor := int64(-1)

@@ -12,7 +12,9 @@ import (
 type queryCounter struct{ n atomic.Int64 }
 
 func (c *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
+	if !warming(ctx) {
+		c.n.Add(1)
+	}
 	return ctx
 }
 
@@ -23,9 +25,18 @@ func (c *queryCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.T
 	return ctx
 }
 
-func (c *queryCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
-	c.n.Add(1)
+func (c *queryCounter) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchQueryData) {
+	if !warming(ctx) {
+		c.n.Add(1)
+	}
 }
+
+// warmKey marks the context of a connection's warm-up (snapshot_pool.go):
+// its statements are not counted (they run once per connection, not per
+// operation).
+type warmKey struct{}
+
+func warming(ctx context.Context) bool { return ctx.Value(warmKey{}) != nil }
 
 func (c *queryCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 

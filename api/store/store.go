@@ -73,6 +73,8 @@ const LiveNodeWindow = "5 minutes"
 // Store wraps the pool. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// snap is ReadSnapshot's pool (snapshot_pool.go); nil: pool.
+	snap *pgxpool.Pool
 	// queries counts the statements sent (querycount.go).
 	queries *queryCounter
 }
@@ -183,11 +185,21 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
-	return &Store{pool: pool, queries: queries}, nil
+	snap, err := pgxpool.NewWithConfig(ctx, snapshotPoolConfig(cfg))
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return &Store{pool: pool, snap: snap, queries: queries}, nil
 }
 
-// Close closes the pool.
-func (s *Store) Close() { s.pool.Close() }
+// Close closes the pools.
+func (s *Store) Close() {
+	if s.snap != nil {
+		s.snap.Close()
+	}
+	s.pool.Close()
+}
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
@@ -224,6 +236,7 @@ func (s *Store) Migrate(ctx context.Context) (int32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("migrate: %w", err)
 	}
+	s.rewarmSnapshots() // snapshot_pool.go: their statements may predate the schema
 	return v, nil
 }
 
@@ -280,19 +293,42 @@ func (s *Store) Read(ctx context.Context, fn func(tx *Tx) error) error {
 
 // ReadSnapshot runs fn in a read-only repeatable-read transaction: every
 // query of fn sees the database as of its first one.
+//
+// It runs on the store's snapshot connections (snapshot_pool.go), whose
+// statements are prepared and planned when they open; a transaction that
+// fails because its connection was lost runs once more on another, and one
+// that read everything ends off the caller's path.
 func (s *Store) ReadSnapshot(ctx context.Context, fn func(tx *Tx) error) error {
-	t, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	pool := s.snap
+	if pool == nil {
+		pool = s.pool
+	}
+	closed, begin, err := readSnapshotOnce(ctx, pool, fn)
+	if retryRead(err, closed, begin) && ctx.Err() == nil {
+		closed, _, err = readSnapshotOnce(ctx, pool, fn)
+	}
+	if err != nil && closed {
+		return fmt.Errorf("%w: the connection was lost (%v)", ErrUnavailable, err)
+	}
+	return err
+}
+
+// readSnapshotOnce is one try of ReadSnapshot on pool; closed says its
+// connection was lost, begin that its BEGIN failed.
+func readSnapshotOnce(ctx context.Context, pool *pgxpool.Pool, fn func(tx *Tx) error) (closed, begin bool, err error) {
+	t, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return false, true, fmt.Errorf("begin: %w", err)
 	}
-	defer rollback(ctx, t)
 	if err := fn(&Tx{pg: t}); err != nil {
-		return lost(t, err)
+		rollback(ctx, t)
+		return t.Conn().IsClosed(), false, err
 	}
-	if err := t.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	// Everything is read, and a read-only transaction's end changes
+	// nothing of it: it ends off the caller's path (one round trip less
+	// between a write's notification and the snapshot it makes).
+	go rollback(ctx, t)
+	return false, false, nil
 }
 
 // Write runs fn in a read-write transaction under the exclusive write lock

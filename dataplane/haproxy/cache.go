@@ -56,20 +56,23 @@ func (rc *RenderCache) Render(c Config) ([]byte, error) {
 	pctx := pieceContext{accessLogSocket: c.Global.AccessLogSocket, peers: peers != nil}
 	head := &cfgWriter{}
 	gv.write(head)
-	frontends := map[string]string{}
-	binds := map[string]string{}
+	// Names and binds taken so far, by the load balancer that took them
+	// ("" for the Prometheus exporter; see owner), sized for one of each
+	// per load balancer: a member change renders 1,000 of them.
+	frontends := make(map[string]string, len(c.LoadBalancers)+1)
+	binds := make(map[string]string, len(c.LoadBalancers)+1)
 	if c.Global.PrometheusBind.IsValid() {
 		bind, err := addrPort(c.Global.PrometheusBind.Addr(), int(c.Global.PrometheusBind.Port()))
 		if err != nil {
 			return nil, fieldError("global.prometheus_bind", err)
 		}
 		writePrometheus(head, bind)
-		frontends["prometheus"] = "the Prometheus exporter"
+		frontends["prometheus"] = ""
 		binds[bind] = "prometheus"
 	}
 	lbs := slices.Clone(c.LoadBalancers)
 	slices.SortStableFunc(lbs, func(a, b LoadBalancer) int { return cmp.Compare(a.ID, b.ID) })
-	backends := map[string]string{}
+	backends := make(map[string]string, len(lbs))
 	seen := make(map[string]bool, len(lbs))
 	pieces := make([]*lbPiece, 0, len(lbs))
 	size := head.b.Len()
@@ -86,9 +89,9 @@ func (rc *RenderCache) Render(c Config) ([]byte, error) {
 		}
 		for i, name := range pc.frontends {
 			if owner, dup := frontends[name]; dup {
-				return nil, fieldError("listener "+name, fmt.Errorf("id is also used by %s", owner))
+				return nil, fieldError("listener "+name, fmt.Errorf("id is also used by %s", ownerName(owner)))
 			}
-			frontends[name] = "load balancer " + lb.ID
+			frontends[name] = lb.ID
 			if other, dup := binds[pc.binds[i]]; dup {
 				return nil, fieldError("listener "+name, fmt.Errorf("binds %s like listener %s", pc.binds[i], other))
 			}
@@ -96,9 +99,9 @@ func (rc *RenderCache) Render(c Config) ([]byte, error) {
 		}
 		for _, name := range pc.backends {
 			if owner, dup := backends[name]; dup {
-				return nil, fieldError("pool "+name, fmt.Errorf("id is also used by %s", owner))
+				return nil, fieldError("pool "+name, fmt.Errorf("id is also used by %s", ownerName(owner)))
 			}
-			backends[name] = "load balancer " + lb.ID
+			backends[name] = lb.ID
 		}
 		pieces = append(pieces, pc)
 		size += len(pc.text)
@@ -119,6 +122,15 @@ func (rc *RenderCache) Render(c Config) ([]byte, error) {
 		out.Write(tail.b.Bytes())
 	}
 	return out.Bytes(), nil
+}
+
+// ownerName names the owner of a frontend or backend name in Render's
+// maps: a load balancer by id, or the Prometheus exporter ("").
+func ownerName(owner string) string {
+	if owner == "" {
+		return "the Prometheus exporter"
+	}
+	return "load balancer " + owner
 }
 
 // piece returns lb's rendered piece, from the cache while lb is unchanged.

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +27,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fulcrumlb/fulcrum/api/store"
 	"github.com/fulcrumlb/fulcrum/dataplane/agent"
@@ -252,6 +257,7 @@ func TestScale(t *testing.T) {
 	for prefix > 16 && (1<<(32-prefix))-2 < nLB+extra+2 {
 		prefix--
 	}
+	steps := newStepRecorder(os.Getenv("FULCRUM_SCALE_STEPS") == "1")
 	dbURL := pgtest.NewDatabase(t)
 	pm := postmaster(dbURL)
 	if pm == 0 {
@@ -554,7 +560,15 @@ feed:
 	}
 
 	// 3. Member change → effective, on one more load balancer with members
-	// a and b (round robin), the node holding nLB others.
+	// a and b (round robin), the node holding nLB others. "Effective" is
+	// seen in traffic through the VIP: the probe sends one request at a
+	// time, each on a new connection (probeFetch: a raw HTTP/1.1 request,
+	// `Connection: close`), FULCRUM_SCALE_PROBE_US apart (default 500 µs;
+	// 2 ms before session 7) — so that it sees the change about as soon
+	// as HAProxy balances by it; the figure is when the response that shows
+	// it was read: for a disable the second `b` in a row (round robin
+	// alternates a and b while both serve), confirmed by 3 more `b`; for
+	// an enable the first `a`.
 	lb, err := api.create(ctx, "/v1/load-balancers", map[string]any{"name": "probe"})
 	if err != nil {
 		t.Fatal(err)
@@ -567,7 +581,8 @@ feed:
 		t.Fatal(err)
 	}
 	bound("the probe listener active", 5*time.Minute, func() bool { return active("/v1/listeners/" + l["id"].(string)) })
-	url := fmt.Sprintf("http://%s:8080/", lb["vip_address"])
+	probeAddr := fmt.Sprintf("%s:8080", lb["vip_address"])
+	probeEvery := time.Duration(envInt("FULCRUM_SCALE_PROBE_US", 500)) * time.Microsecond
 	current := func() int { // the PID of the newest worker: it changes at every reload
 		ws, _ := ag.Process().Workers(ctx)
 		for _, w := range ws {
@@ -577,130 +592,155 @@ feed:
 		}
 		return 0
 	}
+	// FULCRUM_SCALE_MEMBER_RUNS (default 1) repeats the member phase on the
+	// node as grown, each run after an idle gap and printing its own lines;
+	// the scale line holds the last run's figures.
+	memberRuns := envInt("FULCRUM_SCALE_MEMBER_RUNS", 1)
+	var m []time.Duration
 	reloads := 0
-	var member []time.Duration
-	stopProfile := profile(t, "member")
-	memberTimeouts := 0
-	bodies := []map[string]any{{"enabled": false}, {"enabled": true}}
-	// FULCRUM_SCALE_WAITS=1 samples Postgres's sessions meanwhile.
-	waits := sampleWaits(ctx, t, dbURL, phases["member"] && os.Getenv("FULCRUM_SCALE_WAITS") == "1")
-	type steps struct {
-		begin, patched, effective, active time.Time
-		refused, refusedActive            int64 // 429/503 answers to the PATCH, to the reads until active
-	}
-	refusedBefore := api.refused.Load()
-	var each []steps
-	// FULCRUM_SCALE_MEMBER_SAMPLES changes (default 60, so that the p99 is
-	// not simply the slowest of a few), every FULCRUM_SCALE_MEMBER_GAP_EVERY
-	// th (default 10) after an idle gap of FULCRUM_SCALE_MEMBER_GAP_MS
-	// (default 6,000 ms: longer than a poll view lives and than a
-	// heartbeat), as changes come in use; the first follows the probe's
-	// creation.
-	memberSamples := envInt("FULCRUM_SCALE_MEMBER_SAMPLES", 60)
-	gapEvery, gap := envInt("FULCRUM_SCALE_MEMBER_GAP_EVERY", 10), time.Duration(envInt("FULCRUM_SCALE_MEMBER_GAP_MS", 6000))*time.Millisecond
-	afterGap := map[int]bool{0: true}
-	for i := 0; i < memberSamples && phases["member"]; i++ {
-		if i > 0 && i%gapEvery == 0 {
-			time.Sleep(gap)
-			afterGap[i] = true
+	for run := 0; run < memberRuns; run++ {
+		if run > 0 {
+			time.Sleep(time.Duration(envInt("FULCRUM_SCALE_MEMBER_GAP_MS", 6000)) * time.Millisecond)
+			logf("member phase, run %d of %d", run+1, memberRuns)
 		}
-		stops := i%2 == 0
-		w0 := current()
-		r0 := api.refused.Load()
-		begin := time.Now()
-		if _, err := api.call(ctx, http.MethodPatch, "/v1/members/"+ma["id"].(string), bodies[i%2]); err != nil {
-			t.Fatal(err)
+		reloads = 0
+		var member []time.Duration
+		stopProfile := profile(t, map[bool]string{true: "member", false: fmt.Sprintf("member-%d", run+1)}[run == 0])
+		memberTimeouts := 0
+		bodies := []map[string]any{{"enabled": false}, {"enabled": true}}
+		// FULCRUM_SCALE_WAITS=1 samples Postgres's sessions meanwhile.
+		waits := sampleWaits(ctx, t, dbURL, phases["member"] && os.Getenv("FULCRUM_SCALE_WAITS") == "1")
+		// FULCRUM_SCALE_STEPS=1 records the first run's spans only: the
+		// runs after it are measured without tracing.
+		steps.on.Store(steps.enabled && phases["member"] && run == 0)
+		type change struct {
+			begin, patched, effective, active time.Time
+			refused, refusedActive            int64 // 429/503 answers to the PATCH, to the reads until active
 		}
-		patched := time.Now()
-		r1 := api.refused.Load()
-		var seen time.Time
-		prev, confirmations, done := "", 0, false
-		for time.Since(begin) < 10*time.Second && !done {
-			name, _ := teststack.Fetch(cl, url)
-			now := time.Now()
-			switch {
-			case !stops && name == "a":
-				member, done = append(member, now.Sub(begin)), true
-			case !stops:
-			case name == "a":
-				seen, confirmations = time.Time{}, 0
-			case seen.IsZero() && prev == "b" && name == "b":
-				seen = now
-			case !seen.IsZero() && name == "b":
-				if confirmations++; confirmations == 3 {
-					member, done = append(member, seen.Sub(begin)), true
+		refusedBefore := api.refused.Load()
+		var each []change
+		// FULCRUM_SCALE_MEMBER_SAMPLES changes (default 60, so that the p99 is
+		// not simply the slowest of a few), every FULCRUM_SCALE_MEMBER_GAP_EVERY
+		// th (default 10) after an idle gap of FULCRUM_SCALE_MEMBER_GAP_MS
+		// (default 6,000 ms: longer than a poll view lives and than a
+		// heartbeat), as changes come in use; the first follows the probe's
+		// creation.
+		memberSamples := envInt("FULCRUM_SCALE_MEMBER_SAMPLES", 60)
+		gapEvery, gap := envInt("FULCRUM_SCALE_MEMBER_GAP_EVERY", 10), time.Duration(envInt("FULCRUM_SCALE_MEMBER_GAP_MS", 6000))*time.Millisecond
+		afterGap := map[int]bool{0: true}
+		for i := 0; i < memberSamples && phases["member"]; i++ {
+			if i > 0 && i%gapEvery == 0 {
+				time.Sleep(gap)
+				afterGap[i] = true
+			}
+			stops := i%2 == 0
+			w0 := current()
+			r0 := api.refused.Load()
+			begin := time.Now()
+			if _, err := api.call(ctx, http.MethodPatch, "/v1/members/"+ma["id"].(string), bodies[i%2]); err != nil {
+				t.Fatal(err)
+			}
+			patched := time.Now()
+			r1 := api.refused.Load()
+			var seen time.Time
+			prev, confirmations, done := "", 0, false
+			for time.Since(begin) < 10*time.Second && !done {
+				name, _ := probeFetch(probeAddr)
+				now := time.Now()
+				switch {
+				case !stops && name == "a":
+					member, done = append(member, now.Sub(begin)), true
+				case !stops:
+				case name == "a":
+					seen, confirmations = time.Time{}, 0
+				case seen.IsZero() && prev == "b" && name == "b":
+					seen = now
+				case !seen.IsZero() && name == "b":
+					if confirmations++; confirmations == 3 {
+						member, done = append(member, seen.Sub(begin)), true
+					}
+				}
+				prev = name
+				time.Sleep(probeEvery)
+			}
+			if !done {
+				memberTimeouts++
+				member = append(member, 10*time.Second)
+			}
+			effective := begin.Add(member[len(member)-1])
+			// Read every 50 ms: every 10 ms (as before session 5) these reads
+			// alone came near the tenant's rate limit (50/s, burst 100), and
+			// the next PATCH now and then met a 429, taking the API's refusal
+			// pause and the client's retry (≈ 350 ms) into the figure.
+			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if active("/v1/members/" + ma["id"].(string)) {
+					break
 				}
 			}
-			prev = name
-			time.Sleep(2 * time.Millisecond)
-		}
-		if !done {
-			memberTimeouts++
-			member = append(member, 10*time.Second)
-		}
-		effective := begin.Add(member[len(member)-1])
-		// Read every 50 ms: every 10 ms (as before session 5) these reads
-		// alone came near the tenant's rate limit (50/s, burst 100), and
-		// the next PATCH now and then met a 429, taking the API's refusal
-		// pause and the client's retry (≈ 350 ms) into the figure.
-		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			if active("/v1/members/" + ma["id"].(string)) {
-				break
+			each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1})
+			if current() != w0 {
+				reloads++
 			}
 		}
-		each = append(each, steps{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1})
-		if current() != w0 {
-			reloads++
-		}
-	}
-	stopProfile()
-	lockWaits := waits()
-	// Each change's steps, and what waited in Postgres meanwhile (sampled
-	// pg_stat_activity: sessions waiting on a lock or running > 20 ms).
-	for i, s := range each {
-		logf("member change %d at %s: PATCH answered %s ms (%d refused), effective %s ms, active %s ms (%d reads refused)", i, s.begin.Format("15:04:05.000"),
-			ms(s.patched.Sub(s.begin)), s.refused, ms(s.effective.Sub(s.begin)), ms(s.active.Sub(s.begin)), s.refusedActive)
-		for _, w := range lockWaits {
-			if !w.at.Before(s.begin) && w.at.Before(s.effective) {
-				logf("  +%s ms: %s", ms(w.at.Sub(s.begin)), w.what)
+		stopProfile()
+		steps.on.Store(false)
+		lockWaits := waits()
+		// Each change's steps, and what waited in Postgres meanwhile (sampled
+		// pg_stat_activity: sessions waiting on a lock or running > 20 ms).
+		for i, s := range each {
+			logf("member change %d at %s: PATCH answered %s ms (%d refused), effective %s ms, active %s ms (%d reads refused)", i, s.begin.Format("15:04:05.000"),
+				ms(s.patched.Sub(s.begin)), s.refused, ms(s.effective.Sub(s.begin)), ms(s.active.Sub(s.begin)), s.refusedActive)
+			for _, w := range lockWaits {
+				if !w.at.Before(s.begin) && w.at.Before(s.effective) {
+					logf("  +%s ms: %s", ms(w.at.Sub(s.begin)), w.what)
+				}
 			}
+			steps.print(logf, s.begin, s.effective)
 		}
-	}
-	if len(member) > 0 {
-		// In the order taken, so an outlier can be placed (the first change
-		// after the probe's creation, a periodic derivation, …).
-		each := make([]string, len(member))
-		for i, d := range member {
-			each[i] = ms(d)
-		}
-		logf("member change → effective, each in order (ms): %s", strings.Join(each, " "))
-	}
-	if phases["member"] {
-		logf("member phase: %d requests refused (429/503) and retried", api.refused.Load()-refusedBefore)
-	}
-	m := sorted(member)
-	logf("member change → effective with %d LBs on the node: %d changes, p50=%s ms p99=%s ms max=%s ms, %d timed out (>10 s); %d of them reloaded HAProxy",
-		nLB+1, len(m), ms(pct(m, 50)), ms(pct(m, 99)), ms(pct(m, 100)), memberTimeouts, reloads)
-	if len(member) > 0 {
-		// The changes right after an idle gap (or the probe's creation)
-		// apart from the others: what a first change after a quiet spell
-		// costs.
-		var gapped, steady []time.Duration
-		for i, d := range member {
-			if afterGap[i] {
-				gapped = append(gapped, d)
-			} else {
-				steady = append(steady, d)
+		if len(member) > 0 {
+			// In the order taken, so an outlier can be placed (the first change
+			// after the probe's creation, a periodic derivation, …).
+			each := make([]string, len(member))
+			for i, d := range member {
+				each[i] = ms(d)
 			}
+			logf("member change → effective, each in order (ms): %s", strings.Join(each, " "))
 		}
-		g, st := sorted(gapped), sorted(steady)
-		var patched []time.Duration
-		for _, s := range each {
-			patched = append(patched, s.patched.Sub(s.begin))
+		steps.summary(logf, func(yield func(begin, effective time.Time) bool) {
+			for _, s := range each {
+				if !yield(s.begin, s.effective) {
+					return
+				}
+			}
+		})
+		steps.enabled = false // the first run only
+		if phases["member"] {
+			logf("member phase: %d requests refused (429/503) and retried", api.refused.Load()-refusedBefore)
 		}
-		pa := sorted(patched)
-		logf("member change → effective: after an idle gap of %s (%d changes) p50=%s ms max=%s ms; the others (%d) p50=%s ms p99=%s ms max=%s ms; PATCH answered p50=%s ms p99=%s ms",
-			gap, len(g), ms(pct(g, 50)), ms(pct(g, 100)), len(st), ms(pct(st, 50)), ms(pct(st, 99)), ms(pct(st, 100)), ms(pct(pa, 50)), ms(pct(pa, 99)))
+		m = sorted(member)
+		logf("member change → effective with %d LBs on the node: %d changes, p50=%s ms p99=%s ms max=%s ms, %d timed out (>10 s); %d of them reloaded HAProxy",
+			nLB+1, len(m), ms(pct(m, 50)), ms(pct(m, 99)), ms(pct(m, 100)), memberTimeouts, reloads)
+		if len(member) > 0 {
+			// The changes right after an idle gap (or the probe's creation)
+			// apart from the others: what a first change after a quiet spell
+			// costs.
+			var gapped, steady []time.Duration
+			for i, d := range member {
+				if afterGap[i] {
+					gapped = append(gapped, d)
+				} else {
+					steady = append(steady, d)
+				}
+			}
+			g, st := sorted(gapped), sorted(steady)
+			var patched []time.Duration
+			for _, s := range each {
+				patched = append(patched, s.patched.Sub(s.begin))
+			}
+			pa := sorted(patched)
+			logf("member change → effective: after an idle gap of %s (%d changes) p50=%s ms max=%s ms; the others (%d) p50=%s ms p99=%s ms max=%s ms; PATCH answered p50=%s ms p99=%s ms",
+				gap, len(g), ms(pct(g, 50)), ms(pct(g, 100)), len(st), ms(pct(st, 50)), ms(pct(st, 99)), ms(pct(st, 100)), ms(pct(pa, 50)), ms(pct(pa, 99)))
+		}
 	}
 
 	// 4. Create → first 200 with nLB load balancers on the node, and a bare
@@ -743,6 +783,159 @@ feed:
 	logf("scale: lbs=%d members=%d member_change_p50_ms=%s member_change_p99_ms=%s member_change_reloads=%d create_first200_p50_ratio=%.2f create_first200_p99_ratio=%.2f small_create_first200_p50_ratio=%.2f small_create_first200_p99_ratio=%.2f idle_cpu_api_agent_pct=%.1f idle_cpu_haproxy_pct=%.1f idle_cpu_postgres_pct=%.1f idle_cpu_total_pct=%.1f",
 		nLB, nLB*nMember, ms(pct(m, 50)), ms(pct(m, 99)), reloads, ratio(first200, bare, 50), ratio(first200, bare, 99),
 		ratio(sf, sb, 50), ratio(sf, sb, 99), idleSelf, idleHap, idlePg, idleTotal)
+}
+
+// stepRecorder keeps, with FULCRUM_SCALE_STEPS=1, the spans this process
+// ends while it is on (the first run of the member phase): the API's Postgres statements,
+// batches, prepares and connections (otelpgx), the agent's applies and
+// runtime API calls. Each member change then prints those that began
+// within it, and the phase the medians of the main steps. Tracing costs
+// the process some CPU: the figures of a run with it are not those of a run
+// without.
+type stepRecorder struct {
+	enabled bool
+	on      atomic.Bool
+	mu      sync.Mutex
+	spans   []recorded
+}
+
+type recorded struct {
+	name, text string
+	start, end time.Time
+}
+
+func newStepRecorder(enabled bool) *stepRecorder {
+	r := &stepRecorder{enabled: enabled}
+	if enabled {
+		otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(onSampler{r}), sdktrace.WithSpanProcessor(r)))
+	}
+	return r
+}
+
+func (r *stepRecorder) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (r *stepRecorder) Shutdown(context.Context) error                  { return nil }
+func (r *stepRecorder) ForceFlush(context.Context) error                { return nil }
+func (r *stepRecorder) OnEnd(s sdktrace.ReadOnlySpan) {
+	if !r.on.Load() {
+		return
+	}
+	text := ""
+	for _, a := range s.Attributes() {
+		if a.Key == attribute.Key("db.query.text") {
+			text = strings.Join(strings.Fields(a.Value.AsString()), " ")
+			text = text[:min(len(text), 70)]
+		}
+	}
+	r.mu.Lock()
+	r.spans = append(r.spans, recorded{s.Name(), text, s.StartTime(), s.EndTime()})
+	r.mu.Unlock()
+}
+
+// onSampler records spans only while the recorder is on.
+type onSampler struct{ r *stepRecorder }
+
+func (o onSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	d := sdktrace.Drop
+	if o.r.on.Load() {
+		d = sdktrace.RecordAndSample
+	}
+	return sdktrace.SamplingResult{Decision: d, Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
+}
+
+func (onSampler) Description() string { return "member phase only" }
+
+// within are the spans begun in [from, to), by start.
+func (r *stepRecorder) within(from, to time.Time) []recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []recorded
+	for _, s := range r.spans {
+		if !s.start.Before(from) && s.start.Before(to) {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].start.Before(out[j].start) })
+	return out
+}
+
+func (r *stepRecorder) print(logf func(string, ...any), begin, effective time.Time) {
+	if !r.enabled {
+		return
+	}
+	for _, s := range r.within(begin, effective) {
+		if strings.HasPrefix(s.name, "batch query") {
+			continue // within their batch
+		}
+		logf("  +%s ms %s ms: %s %s", ms(s.start.Sub(begin)), ms(s.end.Sub(s.start)), s.name, s.text)
+	}
+}
+
+// summary prints the medians, over the changes, of: the first snapshot
+// read's batch begun (the group part: its first statement reads the
+// group's revision) and its duration, the agent's runtime API call done,
+// and from there the probe seeing the change; and how many changes
+// prepared a statement or opened a connection.
+func (r *stepRecorder) summary(logf func(string, ...any), changes func(func(begin, effective time.Time) bool)) {
+	if !r.enabled {
+		return
+	}
+	var build, buildDur, runtime, seen []time.Duration
+	prepares, connects := 0, 0
+	for begin, effective := range changes {
+		spans := r.within(begin, effective)
+		var b, rt recorded
+		prepared, connected := false, false
+		for i, s := range spans {
+			if b.name == "" && s.name == "batch start" && i+1 < len(spans) && strings.Contains(spans[i+1].text, "plan_cache_mode") {
+				b = s
+			}
+			if s.name == "haproxy.runtime" {
+				rt = s
+			}
+			prepared = prepared || strings.HasPrefix(s.name, "prepare")
+			connected = connected || s.name == "connect"
+		}
+		if b.name != "" {
+			build, buildDur = append(build, b.start.Sub(begin)), append(buildDur, b.end.Sub(b.start))
+		}
+		if rt.name != "" {
+			runtime, seen = append(runtime, rt.end.Sub(begin)), append(seen, effective.Sub(rt.end))
+		}
+		if prepared {
+			prepares++
+		}
+		if connected {
+			connects++
+		}
+	}
+	p50 := func(d []time.Duration) string { return ms(pct(sorted(d), 50)) }
+	logf("member steps (medians): first snapshot batch begun +%s ms, took %s ms (%d changes); runtime API done +%s ms (%d); runtime API done → probe saw it %s ms (p90 %s); changes that prepared a statement %d, opened a connection %d",
+		p50(build), p50(buildDur), len(build), p50(runtime), len(runtime), p50(seen), ms(pct(sorted(seen), 90)), prepares, connects)
+}
+
+// probeFetch sends one request to addr on a new connection and returns the
+// body of a 200 (the backend's name), trimmed: what teststack.Fetch does,
+// without an HTTP client's per-connection goroutines and buffers, so the
+// probe can ask often without loading the machine.
+func probeFetch(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return "", err
+	}
+	head, body, ok := bytes.Cut(b, []byte("\r\n\r\n"))
+	if !ok || !bytes.HasPrefix(head, []byte("HTTP/1.1 200 ")) {
+		return "", fmt.Errorf("probe %s: unexpected answer %q", addr, b)
+	}
+	return strings.TrimSpace(string(body)), nil
 }
 
 // wait is one pg_stat_activity sample of a session that waited or ran long.
