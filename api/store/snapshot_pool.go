@@ -118,8 +118,10 @@ func warmSnapshotStatements(ctx context.Context, c *pgx.Conn) error {
 	if _, err := ReadLoadBalancerRows(ctx, tx, LoadBalancersScope([]string{}), &group); err != nil {
 		return fmt.Errorf("warm snapshot statements: %w", err)
 	}
-	if _, err := PeerListByGroup(ctx, tx, warmGroup); err != nil {
-		return fmt.Errorf("warm snapshot statements: %w", err)
+	for _, all := range []bool{false, true} { // both shapes: peers only, every node of a VRRP group
+		if _, err := PeerListByGroup(ctx, tx, warmGroup, all); err != nil {
+			return fmt.Errorf("warm snapshot statements: %w", err)
+		}
 	}
 	return nil
 }

@@ -44,8 +44,10 @@ func TestSnapshotConnectionsWarm(t *testing.T) {
 		if _, _, err := ReadPollView(ctx, tx, group, 0); err != nil {
 			return err
 		}
-		if _, err := PeerListByGroup(ctx, tx, group); err != nil {
-			return err
+		for _, all := range []bool{false, true} {
+			if _, err := PeerListByGroup(ctx, tx, group, all); err != nil {
+				return err
+			}
 		}
 		var after int
 		if err := tx.pg.QueryRow(ctx, stmts).Scan(&after, &custom); err != nil {
