@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -451,4 +453,62 @@ func TestStreamClosesWhenReplicaStops(t *testing.T) {
 			s.closed("after the replica stopped", http.StatusServiceUnavailable)
 		})
 	}
+}
+
+// The raw stream on the API's own listener (Serve: cleartext connections
+// read through a buffer, bufconn.go): a message the agent sends together
+// with the upgrade request, before the 101, is not lost — here a resync,
+// answered by a second complete snapshot; an acknowledgement sent on the
+// connection is recorded.
+func TestRawStreamMessageWithTheUpgrade(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.register("n1") // no load balancers: the second replica has another secret box
+	key, _ := secretbox.GenerateKey()
+	raw, _ := secretbox.LoadKey(key)
+	box, err := secretbox.New(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{RateLimits: noRateLimits}, b.Store, box, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { stop(); <-done })
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	open := "GET /v1/nodes/n1/stream?after=0 HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: fulcrum-node-stream\r\n" +
+		"Authorization: Bearer " + b.Node + "\r\nFulcrum-Agent-Protocol: 3\r\nFulcrum-Agent-Format: 2\r\n\r\n"
+	if _, err := io.WriteString(conn, open+`{"type":"resync","after":0}`+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusSwitchingProtocols || res.Header.Get("Upgrade") != "fulcrum-node-stream" || res.Header.Get("Fulcrum-Stream-Encoding") != "identity" {
+		t.Fatalf("open: %d, Upgrade %q, encoding %q", res.StatusCode, res.Header.Get("Upgrade"), res.Header.Get("Fulcrum-Stream-Encoding"))
+	}
+	res.Body = io.NopCloser(br) // the connection after the 101, as readFrames reads it
+	s := readFrames(t, res, conn)
+	first := s.snapshot("first frame")
+	second := s.snapshot("frame after the resync sent with the upgrade")
+	if first["revision"] != second["revision"] || second["delta"] == true {
+		t.Fatalf("after the resync: %v then %v", first, second)
+	}
+	rev := int64(second["revision"].(float64))
+	s.send(fmt.Sprintf(`{"type":"ack","applied":%d}`, rev))
+	b.waitFor("the acknowledgement on the raw stream", func() bool { return b.appliedRevision("n1") == rev })
 }

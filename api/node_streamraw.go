@@ -97,12 +97,25 @@ func (r rawStream) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
 
 // rawBody reads the agent's messages from a hijacked connection: first
 // what the server's reader buffered already (no byte is lost), then the
-// connection itself (read through its own buffer: bufconn.go).
+// connection itself — a cleartext one's TCP connection directly once the
+// buffer bufconn.go reads it through is drained (readMessages buffers its
+// reads itself).
 func rawBody(conn net.Conn, br *bufio.Reader) io.Reader {
-	n := br.Buffered()
-	if n == 0 {
-		return conn
+	var rs []io.Reader
+	if n := br.Buffered(); n > 0 {
+		head, _ := br.Peek(n)
+		rs = append(rs, bytes.NewReader(bytes.Clone(head)))
 	}
-	head, _ := br.Peek(n)
-	return io.MultiReader(bytes.NewReader(bytes.Clone(head)), conn)
+	if bc, ok := conn.(*bufferedConn); ok {
+		if n := bc.r.Buffered(); n > 0 {
+			rs = append(rs, io.LimitReader(bc.r, int64(n)))
+		}
+		rs = append(rs, bc.TCPConn)
+	} else {
+		rs = append(rs, conn)
+	}
+	if len(rs) == 1 {
+		return rs[0]
+	}
+	return io.MultiReader(rs...)
 }
