@@ -100,15 +100,7 @@ func TestStreamFallbackToPolls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// strip forwards requests without their upgrade (the API answers the
-	// raw stream's open 426).
-	strip := httputil.NewSingleHostReverseProxy(target)
-	director := strip.Director
-	strip.Director = func(r *http.Request) {
-		director(r)
-		r.Header.Del("Upgrade")
-		r.Header.Del("Connection")
-	}
+	strip := stripUpgrades(target)
 	h1strip := httptest.NewServer(strip)
 	t.Cleanup(h1strip.Close)
 	h1 := httptest.NewServer(httputil.NewSingleHostReverseProxy(target))
@@ -177,6 +169,20 @@ func TestStreamFallbackToPolls(t *testing.T) {
 		got := distribution(t, teststack.NewClient(nil), x.URL, 10)
 		return got["a"]+got["b"] == 10 && got["b"] > 0
 	})
+}
+
+// stripUpgrades is a reverse proxy to target that forwards requests
+// without their upgrade (the API answers the raw stream's open 426), as a
+// proxy that does not pass upgrades on.
+func stripUpgrades(target *url.URL) *httputil.ReverseProxy {
+	p := httputil.NewSingleHostReverseProxy(target)
+	director := p.Director
+	p.Director = func(r *http.Request) {
+		director(r)
+		r.Header.Del("Upgrade")
+		r.Header.Del("Connection")
+	}
+	return p
 }
 
 // runNamedAgent runs agent name of s against endpoint until the test ends.
