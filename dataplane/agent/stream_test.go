@@ -20,9 +20,10 @@ import (
 // complete snapshot (resync after 0), and a close frame says what next; the
 // same over the raw stream (an HTTP/1.1 upgrade) and over HTTP/2 (a server
 // that speaks HTTP/2 only: the raw stream cannot be opened, the agent falls
-// back to the HTTP/2 stream).
+// back to the HTTP/2 stream); over TLS the raw stream asks ALPN http/1.1
+// of a server that speaks both.
 func TestStreamFramesAndMessages(t *testing.T) {
-	for _, transport := range []string{"raw", "h2"} {
+	for _, transport := range []string{"raw", "h2", "raw-tls"} {
 		t.Run(transport, func(t *testing.T) { testStreamFramesAndMessages(t, transport) })
 	}
 }
@@ -72,7 +73,7 @@ func testStreamFramesAndMessages(t *testing.T, transport string) {
 			return
 		}
 		if r.Method == http.MethodGet {
-			if r.Header.Get("Upgrade") != nodestream.UpgradeToken || r.ProtoMajor != 1 {
+			if r.Header.Get("Upgrade") != nodestream.UpgradeToken || r.ProtoMajor != 1 || (transport == "raw-tls") != (r.TLS != nil) {
 				http.Error(w, "not an upgrade", http.StatusUpgradeRequired)
 				return
 			}
@@ -94,14 +95,24 @@ func testStreamFramesAndMessages(t *testing.T, transport string) {
 		serve(w, r.Body)
 	}))
 	var p http.Protocols
-	if transport == "raw" {
+	if transport != "h2" {
 		p.SetHTTP1(true)
 	}
 	p.SetUnencryptedHTTP2(true)
-	srv.Config.Protocols = &p
-	srv.Start()
+	if transport == "raw-tls" {
+		p.SetHTTP2(true)
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+	} else {
+		srv.Config.Protocols = &p
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	a, _ := testAgent(t, srv.URL)
+	if transport == "raw-tls" {
+		cfg := Config{Endpoint: srv.URL, HTTPClient: srv.Client()}
+		a.rawClient, a.streamClient = newRawStreamClient(cfg), newStreamClient(cfg)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	end := make(chan streamEnd, 1)
@@ -130,7 +141,7 @@ func testStreamFramesAndMessages(t *testing.T, transport string) {
 	if opened, frames := a.Streams(); opened != 1 || frames != 4 {
 		t.Fatalf("%d streams, %d snapshots on them; want 1, 4", opened, frames)
 	}
-	if raw, want := a.RawStreams(), map[string]int64{"raw": 1, "h2": 0}[transport]; raw != want {
+	if raw, want := a.RawStreams(), map[string]int64{"raw": 1, "h2": 0, "raw-tls": 1}[transport]; raw != want {
 		t.Fatalf("%d streams opened raw, want %d", raw, want)
 	}
 	if transport == "h2" && a.rawNow() {
