@@ -64,6 +64,9 @@ type streams struct {
 	// stream until then (streamraw.go).
 	rawNotBefore time.Time
 	rawRetry     time.Duration
+	// rawRetryMin is the first wait after a refusal (0: streamRetryMin;
+	// tests shorten it).
+	rawRetryMin time.Duration
 }
 
 // Streams counts the streams opened and the snapshots they carried.
@@ -212,7 +215,11 @@ func (a *Agent) openFailed(ctx context.Context, transport string, err error) str
 		a.log.Warn("snapshot stream could not be opened: API unreachable", "transport", transport, "err", err)
 		return streamUnreachable
 	}
-	a.log.Warn("snapshot stream could not be opened", "transport", transport, "err", err)
+	if transport == "raw" {
+		a.log.Warn("snapshot stream could not be opened; trying the HTTP/2 stream", "transport", transport, "err", err)
+	} else {
+		a.log.Warn("snapshot stream could not be opened; long-polling instead", "transport", transport, "err", err)
+	}
 	return streamNotOpened
 }
 
@@ -221,7 +228,11 @@ func (a *Agent) openFailed(ctx context.Context, transport string, err error) str
 func (a *Agent) openRefused(res *http.Response, transport string) streamEnd {
 	defer res.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
-	a.log.Warn("snapshot stream refused", "transport", transport, "status", res.StatusCode, "body", string(body))
+	next := "long-polling instead"
+	if transport == "raw" {
+		next = "trying the HTTP/2 stream"
+	}
+	a.log.Warn("snapshot stream refused; "+next, "transport", transport, "status", res.StatusCode, "body", string(body))
 	if res.StatusCode == http.StatusNotFound && isNodeNotFound(body) {
 		return streamReregister
 	}
@@ -292,6 +303,13 @@ func (a *Agent) feedStream(parent, ctx context.Context, cancel context.CancelFun
 	// A stream silent for three keep-alive intervals is dead.
 	idle := time.AfterFunc(3*keepalive, cancel)
 	defer idle.Stop()
+	// On HTTP/2 because the raw stream was refused: the raw one is tried
+	// again when due (streamraw.go).
+	var probe *rawProbe
+	if s.transport != "raw" {
+		probe = a.probeRaw(cancel)
+		defer probe.stop()
+	}
 	frames := nodestream.NewReader(s.body, streamFrameMax)
 	for {
 		kind, n, err := frames.Header()
@@ -320,7 +338,10 @@ func (a *Agent) feedStream(parent, ctx context.Context, cancel context.CancelFun
 			// An apply may take longer than the keep-alives: the
 			// stream is not read meanwhile, and not dead.
 			idle.Stop()
-			if !a.streamSnapshot(parent, payload, gz, send) {
+			probe.applyingNow(true)
+			ok := a.streamSnapshot(parent, payload, gz, send)
+			probe.applyingNow(false)
+			if !ok {
 				return streamBroken
 			}
 			idle.Reset(3 * keepalive)

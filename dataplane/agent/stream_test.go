@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,5 +168,85 @@ func writeFrame(w io.Writer, kind byte, payload []byte) {
 	_, _ = w.Write(payload)
 	if rw, ok := w.(http.ResponseWriter); ok {
 		_ = http.NewResponseController(rw).Flush()
+	}
+}
+
+// An agent on the HTTP/2 stream because the raw one was refused tries the
+// raw one again when it is due: the HTTP/2 stream ends (between applies,
+// its acknowledgements sent) and the next stream is raw.
+func TestStreamRetriesRaw(t *testing.T) {
+	snap := func(rev int64) []byte {
+		b, _ := json.Marshal(&openapi.Snapshot{FormatVersion: 2, Revision: rev, LoadBalancers: []openapi.SnapshotLoadBalancer{lbWith("lb_a", "127.0.0.2", 80)}})
+		return b
+	}
+	var upgrades atomic.Int32
+	acks := make(chan string, 16)
+	readAck := func(sc *bufio.Scanner) {
+		for sc.Scan() {
+			if sc.Text() != `{"type":"ping"}` {
+				acks <- sc.Text()
+				return
+			}
+		}
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			if upgrades.Add(1) == 1 {
+				http.Error(w, "no upgrade here", http.StatusUpgradeRequired)
+				return
+			}
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			_, _ = io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+nodestream.UpgradeToken+
+				"\r\nContent-Type: "+nodestream.ContentType+"\r\n\r\n")
+			writeFrame(conn, 'S', snap(6))
+			readAck(bufio.NewScanner(brw.Reader))
+			writeFrame(conn, 'C', []byte(`{"status":503}`))
+			return
+		}
+		w.Header().Set("Content-Type", nodestream.ContentType)
+		w.WriteHeader(http.StatusOK)
+		writeFrame(w, 'S', snap(5))
+		readAck(bufio.NewScanner(r.Body))
+		for { // keep-alives until the agent ends the stream
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+				writeFrame(w, 'K', nil)
+			}
+		}
+	}))
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &p
+	srv.Start()
+	t.Cleanup(srv.Close)
+	a, _ := testAgent(t, srv.URL)
+	a.stream.rawRetryMin = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, want := range []string{`{"type":"ack","applied":5}`, `{"type":"ack","applied":6}`} {
+		end := make(chan streamEnd, 1)
+		go func() { end <- a.runStream(ctx) }()
+		select {
+		case m := <-acks:
+			if m != want {
+				t.Fatalf("stream %d: message %s, want %s", i+1, m, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("stream %d: no message %s", i+1, want)
+		}
+		if e := <-end; e != streamBroken {
+			t.Fatalf("stream %d ended %d, want streamBroken (open again)", i+1, e)
+		}
+	}
+	if opened, _ := a.Streams(); opened != 2 || a.RawStreams() != 1 || upgrades.Load() != 2 {
+		t.Fatalf("%d streams opened, %d raw, %d upgrades asked; want 2, 1 (the second), 2", opened, a.RawStreams(), upgrades.Load())
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/nodestream"
@@ -66,8 +68,80 @@ func (a *Agent) rawNow() bool {
 func (a *Agent) rawRefused() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.stream.rawRetry = min(max(2*a.stream.rawRetry, streamRetryMin), streamRetryMax)
+	first := a.stream.rawRetryMin
+	if first == 0 {
+		first = streamRetryMin
+	}
+	a.stream.rawRetry = min(max(2*a.stream.rawRetry, first), streamRetryMax)
 	a.stream.rawNotBefore = time.Now().Add(a.stream.rawRetry)
+}
+
+// rawDue is how long until the raw stream is to be tried again; false when
+// it was never refused.
+func (a *Agent) rawDue() (time.Duration, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stream.rawNotBefore.IsZero() {
+		return 0, false
+	}
+	return time.Until(a.stream.rawNotBefore), true
+}
+
+// rawProbe ends an HTTP/2 stream once the raw stream is due to be tried
+// again (the poll loop opens a stream again at once, the raw one first),
+// never during an apply: then a second after it, its acknowledgement sent.
+type rawProbe struct {
+	mu       sync.Mutex
+	applying bool
+	missed   bool
+	cancel   context.CancelFunc
+	timer    *time.Timer
+	log      *slog.Logger
+}
+
+// probeRaw arms the probe of an HTTP/2 stream whose context cancel ends;
+// nil when the raw stream was never refused.
+func (a *Agent) probeRaw(cancel context.CancelFunc) *rawProbe {
+	wait, ok := a.rawDue()
+	if !ok {
+		return nil
+	}
+	p := &rawProbe{cancel: cancel, log: a.log}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.timer = time.AfterFunc(max(wait, 0), p.fire)
+	return p
+}
+
+func (p *rawProbe) fire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.applying {
+		p.missed = true
+		return
+	}
+	p.log.Info("snapshot stream: the raw stream is due to be tried again; opening it")
+	p.cancel()
+}
+
+// applying notes an apply starting (on) or ending.
+func (p *rawProbe) applyingNow(on bool) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.applying = on
+	if !on && p.missed {
+		p.missed = false
+		p.timer.Reset(time.Second)
+	}
+}
+
+func (p *rawProbe) stop() {
+	if p != nil {
+		p.timer.Stop()
+	}
 }
 
 // openRaw opens the raw stream; nil and how it ended when it could not
