@@ -377,6 +377,9 @@ func testStreamRefusals(t *testing.T, transport string, open opener) {
 		if res.StatusCode != tc.want || !strings.Contains(string(raw), tc.field) || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/problem+json") {
 			t.Errorf("%s: %d %s %s, want %d naming %q", tc.what, res.StatusCode, res.Header.Get("Content-Type"), raw, tc.want, tc.field)
 		}
+		if res.StatusCode == http.StatusUpgradeRequired && res.Header.Get("Upgrade") != "fulcrum-node-stream" {
+			t.Errorf("%s: 426 with Upgrade %q, want the stream's token", tc.what, res.Header.Get("Upgrade"))
+		}
 	}
 	for _, msg := range []string{`garbage`, `{"type":"ack"}`, `{"type":"ack","applied":-1}`, `{"type":"nope"}`, `{"type":"ping","extra":1}`, strings.Repeat("x", 5000)} {
 		s, _ := open(t, url, b.Node, "n1", "?after=0")

@@ -45,8 +45,7 @@ func upgradeRequested(v string) bool {
 // upgrade (a proxy that strips it, a client that did not know): the agent
 // falls back to the HTTP/2 stream.
 func errUpgradeRequired(detail string) *problem.Problem {
-	p := problem.New(http.StatusUpgradeRequired, "upgrade-required", "Upgrade required", detail)
-	return p
+	return problem.New(http.StatusUpgradeRequired, "upgrade-required", "Upgrade required", detail)
 }
 
 func (h *handlers) StreamNodeUpgrade(ctx context.Context, r openapi.StreamNodeUpgradeRequestObject) (openapi.StreamNodeUpgradeResponseObject, error) {
@@ -56,24 +55,35 @@ func (h *handlers) StreamNodeUpgrade(ctx context.Context, r openapi.StreamNodeUp
 		return nil, err
 	}
 	if !upgradeRequested(deref(r.Params.Upgrade)) {
-		return nil, errUpgradeRequired("GET " + "/v1/nodes/{id}/stream opens the raw stream: send Connection: Upgrade and Upgrade: " +
-			streamUpgradeToken + " over HTTP/1.1, or POST for the HTTP/2 stream.")
+		return upgradeRequired{errUpgradeRequired("GET /v1/nodes/{id}/stream opens the raw stream: send Connection: Upgrade and Upgrade: " +
+			streamUpgradeToken + " over HTTP/1.1, or POST for the HTTP/2 stream.")}, nil
 	}
 	return rawStream{s}, nil
+}
+
+// upgradeRequired answers 426 with the problem, naming the upgrade the
+// request should have asked for (RFC 9110: a 426 sends Upgrade).
+type upgradeRequired struct{ p *problem.Problem }
+
+func (u upgradeRequired) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
+	w.Header().Set("Upgrade", streamUpgradeToken)
+	return u.p
 }
 
 // rawStream is a node's stream to be opened on an upgraded connection.
 type rawStream struct{ *nodeStream }
 
 func (r rawStream) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
-	hd := w.Header()
-	r.streamHeaders(hd)
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		// HTTP/2 cannot be upgraded (the agent asks ALPN http/1.1 for it).
-		return errUpgradeRequired("The raw stream needs an HTTP/1.1 connection (over TLS, ALPN http/1.1).")
+		return upgradeRequired{errUpgradeRequired("The raw stream needs an HTTP/1.1 connection (over TLS, ALPN http/1.1).")}.VisitStreamNodeUpgradeResponse(w)
 	}
 	defer conn.Close()
+	// The 101 carries the headers set so far (X-Request-Id, Traceparent)
+	// and those of a stream's open.
+	hd := w.Header()
+	r.streamHeaders(hd)
 	// The server's own deadlines (ReadTimeout, WriteTimeout) are the
 	// request's; the stream sets its own, frame by frame.
 	_ = conn.SetDeadline(time.Time{})
