@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"strings"
 	"testing"
@@ -70,7 +69,7 @@ func TestPeersFollowGroupMembership(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h1 := httptest.NewServer(httputil.NewSingleHostReverseProxy(target))
+	h1 := httptest.NewServer(stripUpgrades(target)) // stream_test.go: HTTP/1.1 only, no upgrades: node-2 polls
 	t.Cleanup(h1.Close)
 	nodes := map[string]*agent.Agent{"node-1": s.StartAgent("node-1"), "node-2": runPeerAgent(t, s.Stack, "node-2", h1.URL, peers["node-2"])}
 	a := teststack.StartBackend(t, "a")

@@ -159,6 +159,8 @@ func (f *formatRewriter) start(t *testing.T, endpoint string) string {
 	p.Director = func(r *http.Request) {
 		director(r)
 		r.Header.Del("Accept-Encoding") // bodies stay plain JSON to rewrite
+		r.Header.Del("Upgrade")         // polls (no raw stream through it: stream_test.go)
+		r.Header.Del("Connection")
 	}
 	p.ModifyResponse = func(res *http.Response) error {
 		if !f.on.Load() || res.StatusCode != http.StatusOK || !strings.HasSuffix(res.Request.URL.Path, "/snapshot") {
@@ -246,7 +248,7 @@ func TestSnapshotPurgedChildAgentConverges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := httputil.NewSingleHostReverseProxy(target)
+	p := stripUpgrades(target)                      // polls: a cut cuts them (stream_test.go)
 	p.ModifyResponse = func(*http.Response) error { // answers of polls sent before the cut
 		if cut.Load() {
 			return fmt.Errorf("cut off")

@@ -39,6 +39,9 @@ func TestStreamAgentConvergesAcrossAPIRestart(t *testing.T) {
 	if opened == 0 || frames == 0 || n1.PollAcks() == 0 {
 		t.Fatalf("node-1 before the restart: %d streams opened, %d snapshots on them, %d acknowledgements carried: want a stream", opened, frames, n1.PollAcks())
 	}
+	if raw := n1.RawStreams(); raw != opened {
+		t.Fatalf("node-1 before the restart: %d of %d streams opened raw, want all (nothing between the agent and the API)", raw, opened)
+	}
 	if got := distribution(t, teststack.NewClient(nil), y.URL, 6); got["a"] != 6 {
 		t.Fatalf("y: %v", got)
 	}
@@ -59,8 +62,8 @@ func TestStreamAgentConvergesAcrossAPIRestart(t *testing.T) {
 	s.Create("/v1/listeners", map[string]any{"load_balancer_id": w, "protocol": "http", "port": 8323, "default_pool_id": wPool})
 	s.WaitActive("/v1/members/" + m)
 	rev := s.waitApplied("node-1", n1)
-	if again, _ := n1.Streams(); again <= opened {
-		t.Errorf("node-1 opened no stream after the API's restart (%d before, %d now)", opened, again)
+	if again, _ := n1.Streams(); again <= opened || n1.RawStreams() != again {
+		t.Errorf("node-1 opened no raw stream after the API's restart (%d before, %d now, %d raw)", opened, again, n1.RawStreams())
 	}
 
 	n2 := s.StartAgent("node-2")
@@ -81,10 +84,14 @@ func TestStreamAgentConvergesAcrossAPIRestart(t *testing.T) {
 	t.Logf("node-1: %d streams opened, %d snapshots on them (%d deltas, %d complete), %d acknowledgements on streams or polls", o, f, d, full, n1.PollAcks())
 }
 
-// TestStreamFallbackToPolls: an agent that cannot open a stream — a proxy in
-// between that speaks HTTP/1.1 only, or one that refuses the stream's route
-// (405, or 404 "No such route" as an API without it answers) — long-polls as before (node protocol
-// 2: acknowledgements in polls) and serves every write.
+// TestStreamFallbackToPolls: an agent that cannot open the raw stream nor
+// the HTTP/2 one — a proxy in between that speaks HTTP/1.1 only and strips
+// the upgrade, or one that refuses the stream's route (405, or 404 "No such
+// route" as an API without it answers) — long-polls as before (node
+// protocol 2: acknowledgements in polls) and serves every write. One that
+// cannot open the raw stream only (a proxy that strips the upgrade but
+// speaks HTTP/2) streams over HTTP/2; one behind an HTTP/1.1 proxy that
+// passes upgrades on (as Go's reverse proxy does) streams raw.
 func TestStreamFallbackToPolls(t *testing.T) {
 	t.Parallel()
 	testenv.RequireHAProxy(t)
@@ -93,8 +100,18 @@ func TestStreamFallbackToPolls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	strip := stripUpgrades(target)
+	h1strip := httptest.NewServer(strip)
+	t.Cleanup(h1strip.Close)
 	h1 := httptest.NewServer(httputil.NewSingleHostReverseProxy(target))
 	t.Cleanup(h1.Close)
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	h2strip := httptest.NewUnstartedServer(strip)
+	h2strip.Config.Protocols = &p
+	h2strip.Start()
+	t.Cleanup(h2strip.Close)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	refusing := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/stream") {
@@ -110,33 +127,62 @@ func TestStreamFallbackToPolls(t *testing.T) {
 		}
 		proxy.ServeHTTP(w, r)
 	}))
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
 	refusing.Config.Protocols = &p
 	refusing.Start()
 	t.Cleanup(refusing.Close)
 
-	agents := map[string]*agent.Agent{
-		"node-1": runNamedAgent(t, s.Stack, "node-1", h1.URL),
-		"node-2": runNamedAgent(t, s.Stack, "node-2", refusing.URL),
-		"node-3": runNamedAgent(t, s.Stack, "node-3", refusing.URL),
+	// How each agent gets its snapshots.
+	const polls, h2, raw = "polls", "h2", "raw"
+	type node struct {
+		ag  *agent.Agent
+		via string
+	}
+	agents := map[string]node{
+		"node-1": {runNamedAgent(t, s.Stack, "node-1", h1strip.URL), polls},
+		"node-2": {runNamedAgent(t, s.Stack, "node-2", refusing.URL), polls},
+		"node-3": {runNamedAgent(t, s.Stack, "node-3", refusing.URL), polls},
+		"node-4": {runNamedAgent(t, s.Stack, "node-4", h2strip.URL), h2},
+		"node-5": {runNamedAgent(t, s.Stack, "node-5", h1.URL), raw},
 	}
 	a, b := teststack.StartBackend(t, "a"), teststack.StartBackend(t, "b")
 	x := s.newLB(8331, nil, a)
 	m := s.Create("/v1/members", map[string]any{"pool_id": x.Pool, "address": "127.0.0.1", "port": b.Port})["id"].(string)
 	s.WaitActive("/v1/members/" + m)
-	for name, ag := range agents {
-		s.waitApplied(name, ag)
-		opened, _ := ag.Streams()
-		if opened != 0 || ag.PollAcks() == 0 {
-			t.Errorf("%s: %d streams opened, %d acknowledgements carried by polls: want polls only", name, opened, ag.PollAcks())
+	for name, n := range agents {
+		s.waitApplied(name, n.ag)
+		opened, _ := n.ag.Streams()
+		raws := n.ag.RawStreams()
+		var via string
+		switch {
+		case opened == 0:
+			via = polls
+		case raws == opened:
+			via = raw
+		case raws == 0:
+			via = h2
+		}
+		if via != n.via || n.ag.PollAcks() == 0 {
+			t.Errorf("%s: %d streams opened (%d raw), %d acknowledgements carried: want %s", name, opened, raws, n.ag.PollAcks(), n.via)
 		}
 	}
 	teststack.WaitFor(t, "x's traffic to reach both members", 10*time.Second, func() bool {
 		got := distribution(t, teststack.NewClient(nil), x.URL, 10)
 		return got["a"]+got["b"] == 10 && got["b"] > 0
 	})
+}
+
+// stripUpgrades is a reverse proxy to target that forwards requests
+// without their upgrade (the API answers the raw stream's open 426), as a
+// proxy that does not pass upgrades on.
+func stripUpgrades(target *url.URL) *httputil.ReverseProxy {
+	p := httputil.NewSingleHostReverseProxy(target)
+	director := p.Director
+	p.Director = func(r *http.Request) {
+		director(r)
+		r.Header.Del("Upgrade")
+		r.Header.Del("Connection")
+	}
+	return p
 }
 
 // runNamedAgent runs agent name of s against endpoint until the test ends.

@@ -73,9 +73,11 @@ func isStreamPath(path string) bool {
 	return ok && id != "" && !strings.Contains(id, "/")
 }
 
-// isStreamRequest says whether req opens a node's stream.
+// isStreamRequest says whether req opens a node's stream: the HTTP/2 (or
+// HTTP/1.1 full-duplex) POST, or the GET upgraded to a raw stream
+// (node_streamraw.go).
 func isStreamRequest(req *http.Request) bool {
-	return req.Method == http.MethodPost && isStreamPath(req.URL.Path)
+	return (req.Method == http.MethodPost || req.Method == http.MethodGet) && isStreamPath(req.URL.Path)
 }
 
 // streamMessage is a message of the agent: an acknowledgement ("ack",
@@ -117,36 +119,58 @@ func parseStreamMessage(line []byte) (streamMessage, error) {
 }
 
 func (h *handlers) StreamNode(ctx context.Context, r openapi.StreamNodeRequestObject) (openapi.StreamNodeResponseObject, error) {
+	if r.Body == nil {
+		return nil, problem.BadRequest("body", "is required: the agent's messages")
+	}
+	s, err := h.openStream(ctx, r.Id, streamParams{After: r.Params.After, Delta: r.Params.Delta, Format: r.Params.FulcrumAgentFormat,
+		Protocol: r.Params.FulcrumAgentProtocol, AcceptEncoding: r.Params.AcceptEncoding})
+	if err != nil {
+		return nil, err
+	}
+	s.body = r.Body
+	return s, nil
+}
+
+// streamParams are the parameters of a stream's open, the same for both
+// transports.
+type streamParams struct {
+	After                  *int64
+	Delta                  *bool
+	Format, AcceptEncoding *string
+	Protocol               string
+}
+
+// openStream checks a stream's open, for either transport, before it is
+// answered: the caller, the protocol, the snapshot request and the node (it
+// exists and is the caller's). Its refusals are problems as for a poll.
+func (h *handlers) openStream(ctx context.Context, name string, p streamParams) (*nodeStream, error) {
 	scope, err := nodeCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	v := strings.TrimSpace(r.Params.FulcrumAgentProtocol)
+	v := strings.TrimSpace(p.Protocol)
 	if proto, err := strconv.Atoi(v); err != nil || proto < ProtocolStream || proto > ProtocolMax {
 		return nil, problem.BadRequest(agentProtocolHeader, "must be a node protocol this API streams (%d to %d), not %q", ProtocolStream, ProtocolMax, v)
 	}
-	req, err := snapshotRequest(openapi.GetNodeSnapshotParams{After: r.Params.After, Delta: r.Params.Delta, FulcrumAgentFormat: r.Params.FulcrumAgentFormat})
+	req, err := snapshotRequest(openapi.GetNodeSnapshotParams{After: p.After, Delta: p.Delta, FulcrumAgentFormat: p.Format})
 	if err != nil {
 		return nil, err
 	}
 	if req.After < 0 {
 		return nil, problem.BadRequest("after", "must be a revision (0 or more)")
 	}
-	if r.Body == nil {
-		return nil, problem.BadRequest("body", "is required: the agent's messages")
-	}
 	group := scope.groupID
 	if group == "" {
-		group = h.views.GroupOf(r.Id)
+		group = h.views.GroupOf(name)
 	}
 	// The node exists and is the caller's, before the stream is answered.
-	poll, _, _, err := h.readPoll(ctx, r.Id, scope, group, false)
+	poll, _, _, err := h.readPoll(ctx, name, scope, group, false)
 	if err != nil {
 		return nil, err
 	}
 	authz, _ := ctx.Value(streamAuthKey{}).(string)
-	return &nodeStream{h: h, ctx: ctx, name: r.Id, scope: scope, group: poll.GroupID(), req: req,
-		gz: acceptsGzip(deref(r.Params.AcceptEncoding)), body: r.Body, authz: authz, bound: boundNodeName(ctx)}, nil
+	return &nodeStream{h: h, ctx: ctx, name: name, scope: scope, group: poll.GroupID(), req: req,
+		gz: acceptsGzip(deref(p.AcceptEncoding)), authz: authz, bound: boundNodeName(ctx)}, nil
 }
 
 // nodeStream is one node's open stream.
@@ -172,7 +196,22 @@ func (e streamEnd) Error() string { return "stream ended: " + e.p.Error() }
 func (r *nodeStream) VisitStreamNodeResponse(w http.ResponseWriter) error {
 	rc := http.NewResponseController(w)
 	_ = rc.EnableFullDuplex() // HTTP/1.1: read messages while frames go out (HTTP/2 always does)
-	hd := w.Header()
+	r.streamHeaders(w.Header())
+	fw := &frameWriter{w: w, flush: rc.Flush, setDeadline: rc.SetWriteDeadline}
+	// An open stream is an agent waiting for changes, as a long-poll
+	// (fulcrum_api_snapshot_waiters).
+	defer waitSnapshot(r.ctx)()
+	w.WriteHeader(http.StatusOK)
+	if err := fw.flushNow(); err != nil {
+		return nil // the agent went away
+	}
+	r.serve(fw, rc.SetReadDeadline)
+	return nil
+}
+
+// streamHeaders sets the headers that open a stream (a 200 of the POST, a
+// 101 of the upgrade).
+func (r *nodeStream) streamHeaders(hd http.Header) {
 	hd.Set("Content-Type", streamContentType)
 	hd.Set(agentProtocolHeader, protocolMax)
 	hd.Set("Fulcrum-Stream-Keepalive", StreamKeepalive.String())
@@ -182,14 +221,13 @@ func (r *nodeStream) VisitStreamNodeResponse(w http.ResponseWriter) error {
 	} else {
 		hd.Set("Fulcrum-Stream-Encoding", "identity")
 	}
-	fw := &frameWriter{w: w, rc: rc}
-	// An open stream is an agent waiting for changes, as a long-poll
-	// (fulcrum_api_snapshot_waiters).
-	defer waitSnapshot(r.ctx)()
-	w.WriteHeader(http.StatusOK)
-	if err := fw.flush(); err != nil {
-		return nil // the agent went away
-	}
+}
+
+// serve runs an open stream, whatever its transport: frames go out through
+// fw, the agent's messages are read from r.body (its read deadline set by
+// setReadDeadline), until the stream ends; then a close frame says why when
+// the API ends it.
+func (r *nodeStream) serve(fw *frameWriter, setReadDeadline func(time.Time) error) {
 	// The stream ends with a cause: the agent's body ending or a malformed
 	// message (readMessages), the replica stopping, the request's end.
 	ctx, cancel := context.WithCancelCause(r.ctx)
@@ -206,7 +244,7 @@ func (r *nodeStream) VisitStreamNodeResponse(w http.ResponseWriter) error {
 	r.h.feeds.watchToken(r, cancel)
 	defer r.h.feeds.unwatchToken(r)
 	msgs := make(chan streamMessage, 16)
-	go r.readMessages(ctx, cancel, &deadline{set: rc.SetReadDeadline, span: streamReadIdle}, msgs)
+	go r.readMessages(ctx, cancel, &deadline{set: setReadDeadline, span: streamReadIdle}, msgs)
 	err := r.run(ctx, fw, msgs)
 	if ctx.Err() != nil {
 		err = context.Cause(ctx)
@@ -214,12 +252,11 @@ func (r *nodeStream) VisitStreamNodeResponse(w http.ResponseWriter) error {
 	var end streamEnd
 	if errors.As(err, &end) {
 		_ = fw.close(end.p)
-		return nil
+		return
 	}
 	if err != nil && r.ctx.Err() == nil {
 		r.h.log.DebugContext(r.ctx, "node stream ended", "node", r.name, "err", err)
 	}
-	return nil
 }
 
 // run pushes frames until the stream ends.
@@ -445,10 +482,12 @@ func (h *handlers) streamAuthEvery() time.Duration {
 }
 
 // frameWriter writes frames, each flushed at once and bounded by
-// streamWriteTimeout.
+// streamWriteTimeout: to an HTTP response (flushed through its
+// controller) or straight to a raw stream's connection (no flush).
 type frameWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	w           io.Writer
+	flush       func() error // nil: nothing to flush
+	setDeadline func(time.Time) error
 	// buf holds a frame's header and its small parts (a snapshot's node
 	// part), written with one Write; larger parts are written as they are.
 	buf []byte
@@ -466,7 +505,7 @@ func (f *frameWriter) frame(kind byte, parts ...[]byte) error {
 		n += len(p)
 	}
 	if f.dl.set == nil {
-		f.dl = deadline{set: f.rc.SetWriteDeadline, span: streamWriteTimeout}
+		f.dl = deadline{set: f.setDeadline, span: streamWriteTimeout}
 	}
 	f.dl.extend()
 	f.last = time.Now()
@@ -490,11 +529,14 @@ func (f *frameWriter) frame(kind byte, parts ...[]byte) error {
 			return err
 		}
 	}
-	return f.flush()
+	return f.flushNow()
 }
 
-func (f *frameWriter) flush() error {
-	if err := f.rc.Flush(); err != nil {
+func (f *frameWriter) flushNow() error {
+	if f.flush == nil {
+		return nil
+	}
+	if err := f.flush(); err != nil {
 		return fmt.Errorf("flush stream: %w", err)
 	}
 	return nil

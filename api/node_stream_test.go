@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -8,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api"
+	"github.com/fulcrumlb/fulcrum/internal/secretbox"
 )
 
 // Node protocol 3 (node_stream.go): one long-lived request per node, over
@@ -50,7 +54,7 @@ type frame struct {
 type testStream struct {
 	t      *testing.T
 	res    *http.Response
-	w      *io.PipeWriter
+	w      io.Writer
 	frames chan frame
 	gz     bool
 }
@@ -85,7 +89,12 @@ func openStream(t *testing.T, client *http.Client, url, token, node, query strin
 	if res.StatusCode != http.StatusOK {
 		return nil, res
 	}
-	s := &testStream{t: t, res: res, w: pw, frames: make(chan frame, 64), gz: res.Header.Get("Fulcrum-Stream-Encoding") == "gzip"}
+	return readFrames(t, res, pw), res
+}
+
+// readFrames reads the frames of an open stream whose messages go to w.
+func readFrames(t *testing.T, res *http.Response, w io.Writer) *testStream {
+	s := &testStream{t: t, res: res, w: w, frames: make(chan frame, 64), gz: res.Header.Get("Fulcrum-Stream-Encoding") == "gzip"}
 	go func() {
 		defer close(s.frames)
 		var hdr [5]byte
@@ -100,7 +109,68 @@ func openStream(t *testing.T, client *http.Client, url, token, node, query strin
 			s.frames <- frame{hdr[0], p}
 		}
 	}()
-	return s, res
+	return s
+}
+
+// openRaw opens the raw stream (node_streamraw.go): GET with
+// Connection: Upgrade over HTTP/1.1, answered 101; frames and messages then
+// go straight over the connection.
+func openRaw(t *testing.T, url, token, node, query string, headers ...string) (*testStream, *http.Response) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/nodes/"+node+"/stream"+query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "fulcrum-node-stream")
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set("Fulcrum-Agent-Format", "2")
+	req.Header.Set(protocolHeader, "3")
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	var p http.Protocols
+	p.SetHTTP1(true)
+	tr := &http.Transport{Protocols: &p, DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	res, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { res.Body.Close() })
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		return nil, res
+	}
+	rw, ok := res.Body.(io.ReadWriteCloser)
+	if !ok {
+		t.Fatalf("101's body is a %T, not an io.ReadWriteCloser", res.Body)
+	}
+	return readFrames(t, res, rw), res
+}
+
+// opener opens a stream over one transport.
+type opener func(t *testing.T, url, token, node, query string, headers ...string) (*testStream, *http.Response)
+
+// transports are the stream's two transports: HTTP/2 (POST) and the raw
+// upgraded connection (GET, 101).
+var transports = []struct {
+	name string
+	open opener
+}{
+	{"h2", func(t *testing.T, url, token, node, query string, headers ...string) (*testStream, *http.Response) {
+		t.Helper()
+		return openStream(t, h2cClient(), url, token, node, query, headers...)
+	}},
+	{"raw", openRaw},
 }
 
 func (s *testStream) send(msg string) {
@@ -169,15 +239,31 @@ func (s *testStream) closed(what string, want int) map[string]any {
 // the revision sent; acknowledgements on it are recorded as a poll's.
 func TestStreamDeliversAndRecordsAcks(t *testing.T) {
 	t.Parallel()
+	for _, tp := range transports {
+		t.Run(tp.name, func(t *testing.T) {
+			t.Parallel()
+			testStreamDelivers(t, tp.name, tp.open)
+		})
+	}
+}
+
+func testStreamDelivers(t *testing.T, transport string, open opener) {
 	b := setup(t)
 	url := h2cServer(t, b)
 	b.register("n1")
 	tr := b.buildTree(b.TokenA)
-	s, res := openStream(t, h2cClient(), url, b.Node, "n1", "?after=0")
+	s, res := open(t, url, b.Node, "n1", "?after=0")
 	if s == nil {
 		t.Fatalf("open: %d", res.StatusCode)
 	}
-	if res.ProtoMajor != 2 || res.Header.Get(protocolHeader) != "3" || !s.gz {
+	wantProto := 2
+	if transport == "raw" {
+		wantProto = 1
+		if res.Header.Get("Upgrade") != "fulcrum-node-stream" {
+			t.Fatalf("open: Upgrade %q", res.Header.Get("Upgrade"))
+		}
+	}
+	if res.ProtoMajor != wantProto || res.Header.Get(protocolHeader) != "3" || !s.gz {
 		t.Fatalf("open: %s, %s %q, encoding %q", res.Proto, protocolHeader, res.Header.Get(protocolHeader), res.Header.Get("Fulcrum-Stream-Encoding"))
 	}
 	full := s.snapshot("first frame")
@@ -248,16 +334,33 @@ func TestStreamHTTP1(t *testing.T) {
 // ends the stream with a 400 close frame, never a 500.
 func TestStreamRefusals(t *testing.T) {
 	t.Parallel()
+	for _, tp := range transports {
+		t.Run(tp.name, func(t *testing.T) {
+			t.Parallel()
+			testStreamRefusals(t, tp.name, tp.open)
+		})
+	}
+}
+
+func testStreamRefusals(t *testing.T, transport string, open opener) {
 	b := setup(t)
 	url := h2cServer(t, b)
 	b.register("n1")
-	c := h2cClient()
-	for _, tc := range []struct {
+	type refusal struct {
 		what, token, node, query string
 		headers                  []string
 		want                     int
 		field                    string
-	}{
+	}
+	var extra []refusal
+	if transport == "raw" {
+		extra = []refusal{
+			{"no upgrade", b.Node, "n1", "", []string{"Upgrade", "", "Connection", ""}, http.StatusUpgradeRequired, "Upgrade"},
+			{"another upgrade", b.Node, "n1", "", []string{"Upgrade", "websocket"}, http.StatusUpgradeRequired, "Upgrade"},
+			{"wrong token", "not-a-token", "n1", "", nil, http.StatusUnauthorized, ""},
+		}
+	}
+	for _, tc := range append([]refusal{
 		{"protocol 2", b.Node, "n1", "", []string{protocolHeader, "2"}, http.StatusBadRequest, protocolHeader},
 		{"no protocol", b.Node, "n1", "", []string{protocolHeader, ""}, http.StatusBadRequest, protocolHeader},
 		{"format 9", b.Node, "n1", "", []string{"Fulcrum-Agent-Format", "9"}, http.StatusBadRequest, "Fulcrum-Agent-Format"},
@@ -265,18 +368,21 @@ func TestStreamRefusals(t *testing.T) {
 		{"unknown node", b.Node, "nope", "", nil, http.StatusNotFound, ""},
 		{"no token", "", "n1", "", nil, http.StatusUnauthorized, ""},
 		{"tenant token", b.TokenA, "n1", "", nil, http.StatusForbidden, ""},
-	} {
-		s, res := openStream(t, c, url, tc.token, tc.node, tc.query, tc.headers...)
+	}, extra...) {
+		s, res := open(t, url, tc.token, tc.node, tc.query, tc.headers...)
 		if s != nil {
 			t.Fatalf("%s: opened", tc.what)
 		}
 		raw, _ := io.ReadAll(res.Body)
-		if res.StatusCode != tc.want || !strings.Contains(string(raw), tc.field) {
-			t.Errorf("%s: %d %s, want %d naming %q", tc.what, res.StatusCode, raw, tc.want, tc.field)
+		if res.StatusCode != tc.want || !strings.Contains(string(raw), tc.field) || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/problem+json") {
+			t.Errorf("%s: %d %s %s, want %d naming %q", tc.what, res.StatusCode, res.Header.Get("Content-Type"), raw, tc.want, tc.field)
+		}
+		if res.StatusCode == http.StatusUpgradeRequired && res.Header.Get("Upgrade") != "fulcrum-node-stream" {
+			t.Errorf("%s: 426 with Upgrade %q, want the stream's token", tc.what, res.Header.Get("Upgrade"))
 		}
 	}
 	for _, msg := range []string{`garbage`, `{"type":"ack"}`, `{"type":"ack","applied":-1}`, `{"type":"nope"}`, `{"type":"ping","extra":1}`, strings.Repeat("x", 5000)} {
-		s, _ := openStream(t, c, url, b.Node, "n1", "?after=0")
+		s, _ := open(t, url, b.Node, "n1", "?after=0")
 		s.snapshot("first frame")
 		s.send(msg)
 		p := s.closed("after "+msg[:min(len(msg), 20)], http.StatusBadRequest)
@@ -289,13 +395,21 @@ func TestStreamRefusals(t *testing.T) {
 // stopping replica with 503.
 func TestStreamEndsOnRevocation(t *testing.T) {
 	t.Parallel()
+	for _, tp := range transports {
+		t.Run(tp.name, func(t *testing.T) {
+			t.Parallel()
+			testStreamEndsOnRevocation(t, tp.open)
+		})
+	}
+}
+
+func testStreamEndsOnRevocation(t *testing.T, open opener) {
 	const ttl = 2 * time.Second
 	b := setup(t, withConfig(func(c *api.Config) { c.RateLimits = noRateLimits; c.NodeTokenTTL = ttl }))
 	url := h2cServer(t, b)
-	c := h2cClient()
 	id, token := b.groupNodeToken()
 	b.must(http.StatusOK, token, http.MethodPut, "/v1/nodes/n1", map[string]any{"node_group_id": b.GroupID})
-	s, _ := openStream(t, c, url, token, "n1", "?after=0")
+	s, _ := open(t, url, token, "n1", "?after=0")
 	s.snapshot("first frame")
 	if _, err := b.Store.PoolForTests().Exec(context.Background(), "DELETE FROM tokens WHERE id = $1", id); err != nil {
 		t.Fatal(err)
@@ -304,8 +418,100 @@ func TestStreamEndsOnRevocation(t *testing.T) {
 	s.closed("after the token was deleted", http.StatusUnauthorized)
 	t.Logf("stream ended %s after the token was deleted (TTL %s)", time.Since(start).Round(time.Millisecond), ttl)
 
-	s, _ = openStream(t, c, url, b.Node, "n1", "?after=0")
+	s, _ = open(t, url, b.Node, "n1", "?after=0")
 	s.snapshot("first frame")
 	b.must(http.StatusNoContent, b.Admin, http.MethodDelete, "/v1/nodes/n1", nil)
 	s.closed("after the node was deleted", http.StatusNotFound)
+}
+
+// A stopping replica closes its streams with a 503 close frame (the agent
+// opens the stream again, on another replica), over either transport.
+func TestStreamClosesWhenReplicaStops(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.register("n1") // no load balancers: the second replica has another secret box
+	for _, tp := range transports {
+		t.Run(tp.name, func(t *testing.T) {
+			// A second replica on the same database, stopped below.
+			key, _ := secretbox.GenerateKey()
+			raw, _ := secretbox.LoadKey(key)
+			box, err := secretbox.New(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, err := api.New(api.Config{RateLimits: noRateLimits}, b.Store, box, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			srv.Start(ctx)
+			url := h2cServer(t, &bundle{t: t, srv: srv})
+			s, res := tp.open(t, url, b.Node, "n1", "?after=0")
+			if s == nil {
+				t.Fatalf("open: %d", res.StatusCode)
+			}
+			s.snapshot("first frame")
+			stop()
+			s.closed("after the replica stopped", http.StatusServiceUnavailable)
+		})
+	}
+}
+
+// The raw stream on the API's own listener (Serve: cleartext connections
+// read through a buffer, bufconn.go): a message the agent sends together
+// with the upgrade request, before the 101, is not lost — here a resync,
+// answered by a second complete snapshot; an acknowledgement sent on the
+// connection is recorded.
+func TestRawStreamMessageWithTheUpgrade(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.register("n1") // no load balancers: the second replica has another secret box
+	key, _ := secretbox.GenerateKey()
+	raw, _ := secretbox.LoadKey(key)
+	box, err := secretbox.New(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{RateLimits: noRateLimits}, b.Store, box, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { stop(); <-done })
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	open := "GET /v1/nodes/n1/stream?after=0 HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: fulcrum-node-stream\r\n" +
+		"Authorization: Bearer " + b.Node + "\r\nFulcrum-Agent-Protocol: 3\r\nFulcrum-Agent-Format: 2\r\n\r\n"
+	if _, err := io.WriteString(conn, open+`{"type":"resync","after":0}`+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusSwitchingProtocols || res.Header.Get("Upgrade") != "fulcrum-node-stream" || res.Header.Get("Fulcrum-Stream-Encoding") != "identity" {
+		t.Fatalf("open: %d, Upgrade %q, encoding %q", res.StatusCode, res.Header.Get("Upgrade"), res.Header.Get("Fulcrum-Stream-Encoding"))
+	}
+	res.Body = io.NopCloser(br) // the connection after the 101, as readFrames reads it
+	s := readFrames(t, res, conn)
+	first := s.snapshot("first frame")
+	second := s.snapshot("frame after the resync sent with the upgrade")
+	if first["revision"] != second["revision"] || second["delta"] == true {
+		t.Fatalf("after the resync: %v then %v", first, second)
+	}
+	rev := int64(second["revision"].(float64))
+	s.send(fmt.Sprintf(`{"type":"ack","applied":%d}`, rev))
+	b.waitFor("the acknowledgement on the raw stream", func() bool { return b.appliedRevision("n1") == rev })
 }

@@ -2424,6 +2424,27 @@ type GetNodeSnapshotParams struct {
 	AcceptEncoding *string `json:"Accept-Encoding,omitempty"`
 }
 
+// StreamNodeUpgradeParams defines parameters for StreamNodeUpgrade.
+type StreamNodeUpgradeParams struct {
+	// After The revision the node already has (0 for none).
+	After *int64 `form:"after,omitempty" json:"after,omitempty"`
+
+	// Delta The agent holds the complete snapshot at revision `after`; the first frame may be a delta.
+	Delta *bool `form:"delta,omitempty" json:"delta,omitempty"`
+
+	// FulcrumAgentFormat The snapshot format the agent understands, as for a poll (2 or newer).
+	FulcrumAgentFormat *string `json:"Fulcrum-Agent-Format,omitempty"`
+
+	// FulcrumAgentProtocol The node protocol the agent speaks; 3 or newer for a stream.
+	FulcrumAgentProtocol string `json:"Fulcrum-Agent-Protocol"`
+
+	// AcceptEncoding `gzip` gets every snapshot frame gzip-compressed, as for a poll.
+	AcceptEncoding *string `json:"Accept-Encoding,omitempty"`
+
+	// Upgrade `fulcrum-node-stream` (with `Connection: Upgrade`); anything else is answered 426.
+	Upgrade *string `json:"Upgrade,omitempty"`
+}
+
 // StreamNodeParams defines parameters for StreamNode.
 type StreamNodeParams struct {
 	// After The revision the node already has (0 for none).
@@ -3146,6 +3167,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
 	GetNodeSnapshot(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StreamNodeUpgrade Stream a node's snapshots over an upgraded HTTP/1.1 connection (node protocol 3, raw transport)
+	//
+	// The same stream as `POST /v1/nodes/{id}/stream` (the same checks at the open, the same frames from the API, the same agent messages, keep-alives, token re-checks and close frames) over a raw connection instead of an HTTP/2 request: an HTTP/1.1 request (over TLS with ALPN `http/1.1`) with `Connection: Upgrade` and `Upgrade: fulcrum-node-stream`, answered `101 Switching Protocols` (with the headers a 200 of the POST has); from then on the API writes frames and the agent writes message lines directly on the connection. Every refusal comes before the upgrade, as a problem document (401, 403, 404, 400 naming the header, 426 when the request does not ask for the upgrade, e.g. a proxy stripped it). Agents try it first once an answer of the API said `Fulcrum-Agent-Protocol: 3` or newer, and fall back to the HTTP/2 stream (then to long-polls) when the answer is anything but 101; an API from before answers 405.
+	//
+	// Corresponds with GET /v1/nodes/{id}/stream (the `StreamNodeUpgrade` operationId).
+	StreamNodeUpgrade(ctx context.Context, id ID, params *StreamNodeUpgradeParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StreamNodeWithBody Stream a node's snapshots (node protocol 3)
 	//
@@ -4304,6 +4332,23 @@ func (c *Client) ReportNode(ctx context.Context, id ID, body ReportNodeJSONReque
 // Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
 func (c *Client) GetNodeSnapshot(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetNodeSnapshotRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StreamNodeUpgrade Stream a node's snapshots over an upgraded HTTP/1.1 connection (node protocol 3, raw transport)
+//
+// The same stream as `POST /v1/nodes/{id}/stream` (the same checks at the open, the same frames from the API, the same agent messages, keep-alives, token re-checks and close frames) over a raw connection instead of an HTTP/2 request: an HTTP/1.1 request (over TLS with ALPN `http/1.1`) with `Connection: Upgrade` and `Upgrade: fulcrum-node-stream`, answered `101 Switching Protocols` (with the headers a 200 of the POST has); from then on the API writes frames and the agent writes message lines directly on the connection. Every refusal comes before the upgrade, as a problem document (401, 403, 404, 400 naming the header, 426 when the request does not ask for the upgrade, e.g. a proxy stripped it). Agents try it first once an answer of the API said `Fulcrum-Agent-Protocol: 3` or newer, and fall back to the HTTP/2 stream (then to long-polls) when the answer is anything but 101; an API from before answers 405.
+//
+// Corresponds with GET /v1/nodes/{id}/stream (the `StreamNodeUpgrade` operationId).
+func (c *Client) StreamNodeUpgrade(ctx context.Context, id ID, params *StreamNodeUpgradeParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStreamNodeUpgradeRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -7419,6 +7464,125 @@ func NewGetNodeSnapshotRequest(server string, id ID, params *GetNodeSnapshotPara
 	return req, nil
 }
 
+// NewStreamNodeUpgradeRequest constructs an http.Request for the StreamNodeUpgrade method
+func NewStreamNodeUpgradeRequest(server string, id ID, params *StreamNodeUpgradeParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/nodes/%s/stream", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.After != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after", *params.After, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Delta != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "delta", *params.Delta, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.FulcrumAgentFormat != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Fulcrum-Agent-Format", *params.FulcrumAgentFormat, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Fulcrum-Agent-Format", headerParam0)
+		}
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Fulcrum-Agent-Protocol", params.FulcrumAgentProtocol, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("Fulcrum-Agent-Protocol", headerParam1)
+
+		if params.AcceptEncoding != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "Accept-Encoding", *params.AcceptEncoding, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Accept-Encoding", headerParam2)
+		}
+
+		if params.Upgrade != nil {
+			var headerParam3 string
+
+			headerParam3, err = runtime.StyleParamWithOptions("simple", false, "Upgrade", *params.Upgrade, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Upgrade", headerParam3)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewStreamNodeRequestWithBody constructs an http.Request for the StreamNode method, with any body, and a specified content type
 func NewStreamNodeRequestWithBody(server string, id ID, params *StreamNodeParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
@@ -9397,6 +9561,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/nodes/{id}/snapshot (the `GetNodeSnapshot` operationId).
 	GetNodeSnapshotWithResponse(ctx context.Context, id ID, params *GetNodeSnapshotParams, reqEditors ...RequestEditorFn) (*GetNodeSnapshotResponse, error)
+
+	// StreamNodeUpgradeWithResponse Stream a node's snapshots over an upgraded HTTP/1.1 connection (node protocol 3, raw transport)
+	//
+	// The same stream as `POST /v1/nodes/{id}/stream` (the same checks at the open, the same frames from the API, the same agent messages, keep-alives, token re-checks and close frames) over a raw connection instead of an HTTP/2 request: an HTTP/1.1 request (over TLS with ALPN `http/1.1`) with `Connection: Upgrade` and `Upgrade: fulcrum-node-stream`, answered `101 Switching Protocols` (with the headers a 200 of the POST has); from then on the API writes frames and the agent writes message lines directly on the connection. Every refusal comes before the upgrade, as a problem document (401, 403, 404, 400 naming the header, 426 when the request does not ask for the upgrade, e.g. a proxy stripped it). Agents try it first once an answer of the API said `Fulcrum-Agent-Protocol: 3` or newer, and fall back to the HTTP/2 stream (then to long-polls) when the answer is anything but 101; an API from before answers 405.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/nodes/{id}/stream (the `StreamNodeUpgrade` operationId).
+	StreamNodeUpgradeWithResponse(ctx context.Context, id ID, params *StreamNodeUpgradeParams, reqEditors ...RequestEditorFn) (*StreamNodeUpgradeResponse, error)
 
 	// StreamNodeWithBodyWithResponse Stream a node's snapshots (node protocol 3)
 	//
@@ -16603,6 +16776,165 @@ func (r GetNodeSnapshotResponse) ContentType() string {
 	return ""
 }
 
+// StreamNodeUpgradeResponse101Headers the declared response headers of an HTTP 101 response for StreamNodeUpgrade
+type StreamNodeUpgradeResponse101Headers struct {
+	FulcrumAgentProtocol   *string
+	FulcrumStreamEncoding  *string
+	FulcrumStreamKeepalive *string
+	Upgrade                *string
+}
+
+// StreamNodeUpgradeResponse400Headers the declared response headers of an HTTP 400 response for StreamNodeUpgrade
+type StreamNodeUpgradeResponse400Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeUpgradeResponse401Headers the declared response headers of an HTTP 401 response for StreamNodeUpgrade
+type StreamNodeUpgradeResponse401Headers struct {
+	Traceparent     *string
+	WWWAuthenticate *string
+	XRequestId      *string
+}
+
+// StreamNodeUpgradeResponse403Headers the declared response headers of an HTTP 403 response for StreamNodeUpgrade
+type StreamNodeUpgradeResponse403Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeUpgradeResponse404Headers the declared response headers of an HTTP 404 response for StreamNodeUpgrade
+type StreamNodeUpgradeResponse404Headers struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeUpgradeResponse429Headers the declared response headers of an HTTP 429 response for StreamNodeUpgrade
+type StreamNodeUpgradeResponse429Headers struct {
+	RetryAfter  *int
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeUpgradeResponse503Headers the declared response headers of an HTTP 503 response for StreamNodeUpgrade
+type StreamNodeUpgradeResponse503Headers struct {
+	RetryAfter  *int
+	Traceparent *string
+	XRequestId  *string
+}
+
+// StreamNodeUpgradeResponseDefaultHeaders the declared response headers of an HTTP default response for StreamNodeUpgrade
+type StreamNodeUpgradeResponseDefaultHeaders struct {
+	Traceparent *string
+	XRequestId  *string
+}
+
+type StreamNodeUpgradeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON426 the response for an HTTP 426 `application/problem+json` response
+	ApplicationproblemJSON426 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers101 the parsed response headers for an HTTP 101 response
+	Headers101 *StreamNodeUpgradeResponse101Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *StreamNodeUpgradeResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *StreamNodeUpgradeResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *StreamNodeUpgradeResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *StreamNodeUpgradeResponse404Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *StreamNodeUpgradeResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *StreamNodeUpgradeResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *StreamNodeUpgradeResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r StreamNodeUpgradeResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r StreamNodeUpgradeResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r StreamNodeUpgradeResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r StreamNodeUpgradeResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON426 returns the response for an HTTP 426 `application/problem+json` response
+func (r StreamNodeUpgradeResponse) GetApplicationproblemJSON426() *Problem {
+	return r.ApplicationproblemJSON426
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r StreamNodeUpgradeResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r StreamNodeUpgradeResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r StreamNodeUpgradeResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r StreamNodeUpgradeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r StreamNodeUpgradeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r StreamNodeUpgradeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r StreamNodeUpgradeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // StreamNodeResponse200Headers the declared response headers of an HTTP 200 response for StreamNode
 type StreamNodeResponse200Headers struct {
 	FulcrumAgentProtocol   *string
@@ -21256,6 +21588,21 @@ func (c *ClientWithResponses) GetNodeSnapshotWithResponse(ctx context.Context, i
 		return nil, err
 	}
 	return ParseGetNodeSnapshotResponse(rsp)
+}
+
+// StreamNodeUpgradeWithResponse Stream a node's snapshots over an upgraded HTTP/1.1 connection (node protocol 3, raw transport)
+//
+// The same stream as `POST /v1/nodes/{id}/stream` (the same checks at the open, the same frames from the API, the same agent messages, keep-alives, token re-checks and close frames) over a raw connection instead of an HTTP/2 request: an HTTP/1.1 request (over TLS with ALPN `http/1.1`) with `Connection: Upgrade` and `Upgrade: fulcrum-node-stream`, answered `101 Switching Protocols` (with the headers a 200 of the POST has); from then on the API writes frames and the agent writes message lines directly on the connection. Every refusal comes before the upgrade, as a problem document (401, 403, 404, 400 naming the header, 426 when the request does not ask for the upgrade, e.g. a proxy stripped it). Agents try it first once an answer of the API said `Fulcrum-Agent-Protocol: 3` or newer, and fall back to the HTTP/2 stream (then to long-polls) when the answer is anything but 101; an API from before answers 405.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/nodes/{id}/stream (the `StreamNodeUpgrade` operationId).
+func (c *ClientWithResponses) StreamNodeUpgradeWithResponse(ctx context.Context, id ID, params *StreamNodeUpgradeParams, reqEditors ...RequestEditorFn) (*StreamNodeUpgradeResponse, error) {
+	rsp, err := c.StreamNodeUpgrade(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStreamNodeUpgradeResponse(rsp)
 }
 
 // StreamNodeWithBodyWithResponse Stream a node's snapshots (node protocol 3)
@@ -32362,6 +32709,258 @@ func ParseGetNodeSnapshotResponse(rsp *http.Response) (*GetNodeSnapshotResponse,
 	return response, nil
 }
 
+// ParseStreamNodeUpgradeResponse parses an HTTP response from a StreamNodeUpgradeWithResponse call
+func ParseStreamNodeUpgradeResponse(rsp *http.Response) (*StreamNodeUpgradeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &StreamNodeUpgradeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 101:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 426:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON426 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 101:
+		var headers StreamNodeUpgradeResponse101Headers
+		if values := rsp.Header.Values("Fulcrum-Agent-Protocol"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Agent-Protocol", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.FulcrumAgentProtocol = &value
+		}
+		if values := rsp.Header.Values("Fulcrum-Stream-Encoding"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Stream-Encoding", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.FulcrumStreamEncoding = &value
+		}
+		if values := rsp.Header.Values("Fulcrum-Stream-Keepalive"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Stream-Keepalive", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.FulcrumStreamKeepalive = &value
+		}
+		if values := rsp.Header.Values("Upgrade"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Upgrade", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Upgrade = &value
+		}
+		response.Headers101 = &headers
+	case rsp.StatusCode == 400:
+		var headers StreamNodeUpgradeResponse400Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers StreamNodeUpgradeResponse401Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers StreamNodeUpgradeResponse403Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers StreamNodeUpgradeResponse404Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 429:
+		var headers StreamNodeUpgradeResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers StreamNodeUpgradeResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers StreamNodeUpgradeResponseDefaultHeaders
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
 // ParseStreamNodeResponse parses an HTTP response from a StreamNodeWithResponse call
 func ParseStreamNodeResponse(rsp *http.Response) (*StreamNodeResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -38441,6 +39040,9 @@ type ServerInterface interface {
 	// GetNodeSnapshot Long-poll a node's snapshot
 	// (GET /v1/nodes/{id}/snapshot)
 	GetNodeSnapshot(ctx echo.Context, id ID, params GetNodeSnapshotParams) error
+	// StreamNodeUpgrade Stream a node's snapshots over an upgraded HTTP/1.1 connection (node protocol 3, raw transport)
+	// (GET /v1/nodes/{id}/stream)
+	StreamNodeUpgrade(ctx echo.Context, id ID, params StreamNodeUpgradeParams) error
 	// StreamNode Stream a node's snapshots (node protocol 3)
 	// (POST /v1/nodes/{id}/stream)
 	StreamNode(ctx echo.Context, id ID, params StreamNodeParams) error
@@ -39804,6 +40406,102 @@ func (w *ServerInterfaceWrapper) GetNodeSnapshot(ctx echo.Context) error {
 	return err
 }
 
+// StreamNodeUpgrade converts echo context to params.
+func (w *ServerInterfaceWrapper) StreamNodeUpgrade(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id ID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params StreamNodeUpgradeParams
+	// ------------- Optional query parameter "after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after", ctx.QueryParams(), &params.After, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter after: %s", err))
+	}
+
+	// ------------- Optional query parameter "delta" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "delta", ctx.QueryParams(), &params.Delta, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter delta: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "Fulcrum-Agent-Format" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Fulcrum-Agent-Format")]; found {
+		var FulcrumAgentFormat string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Fulcrum-Agent-Format, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Agent-Format", valueList[0], &FulcrumAgentFormat, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Fulcrum-Agent-Format: %s", err))
+		}
+
+		params.FulcrumAgentFormat = &FulcrumAgentFormat
+	}
+	// ------------- Required header parameter "Fulcrum-Agent-Protocol" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Fulcrum-Agent-Protocol")]; found {
+		var FulcrumAgentProtocol string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Fulcrum-Agent-Protocol, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Fulcrum-Agent-Protocol", valueList[0], &FulcrumAgentProtocol, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Fulcrum-Agent-Protocol: %s", err))
+		}
+
+		params.FulcrumAgentProtocol = FulcrumAgentProtocol
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter Fulcrum-Agent-Protocol is required, but not found"))
+	}
+	// ------------- Optional header parameter "Accept-Encoding" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Accept-Encoding")]; found {
+		var AcceptEncoding string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Accept-Encoding, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Accept-Encoding", valueList[0], &AcceptEncoding, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Accept-Encoding: %s", err))
+		}
+
+		params.AcceptEncoding = &AcceptEncoding
+	}
+	// ------------- Optional header parameter "Upgrade" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Upgrade")]; found {
+		var Upgrade string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Upgrade, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Upgrade", valueList[0], &Upgrade, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Upgrade: %s", err))
+		}
+
+		params.Upgrade = &Upgrade
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.StreamNodeUpgrade(ctx, id, params)
+	return err
+}
+
 // StreamNode converts echo context to params.
 func (w *ServerInterfaceWrapper) StreamNode(ctx echo.Context) error {
 	var err error
@@ -40624,6 +41322,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/v1/nodes/:id/cordon", wrapper.CordonNode, options.OperationMiddlewares["cordonNode"]...)
 	router.POST(options.BaseURL+"/v1/nodes/:id/uncordon", wrapper.UncordonNode, options.OperationMiddlewares["uncordonNode"]...)
 	router.GET(options.BaseURL+"/v1/nodes/:id/snapshot", wrapper.GetNodeSnapshot, options.OperationMiddlewares["getNodeSnapshot"]...)
+	router.GET(options.BaseURL+"/v1/nodes/:id/stream", wrapper.StreamNodeUpgrade, options.OperationMiddlewares["streamNodeUpgrade"]...)
 	router.POST(options.BaseURL+"/v1/nodes/:id/stream", wrapper.StreamNode, options.OperationMiddlewares["streamNode"]...)
 	router.POST(options.BaseURL+"/v1/nodes/:id/reports", wrapper.ReportNode, options.OperationMiddlewares["reportNode"]...)
 	router.GET(options.BaseURL+"/v1/load-balancers", wrapper.ListLoadBalancers, options.OperationMiddlewares["listLoadBalancers"]...)
@@ -50017,6 +50716,222 @@ func (response GetNodeSnapshotdefaultApplicationProblemPlusJSONResponse) VisitGe
 	return err
 }
 
+type StreamNodeUpgradeRequestObject struct {
+	Id     ID `json:"id"`
+	Params StreamNodeUpgradeParams
+}
+
+type StreamNodeUpgradeResponseObject interface {
+	VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error
+}
+
+type StreamNodeUpgrade101ResponseHeaders struct {
+	FulcrumAgentProtocol   *string
+	FulcrumStreamEncoding  *string
+	FulcrumStreamKeepalive *string
+	Upgrade                *string
+}
+
+type StreamNodeUpgrade101Response struct {
+	Headers StreamNodeUpgrade101ResponseHeaders
+}
+
+func (response StreamNodeUpgrade101Response) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
+	if response.Headers.FulcrumAgentProtocol != nil {
+		w.Header().Set("Fulcrum-Agent-Protocol", fmt.Sprint(*response.Headers.FulcrumAgentProtocol))
+	}
+	if response.Headers.FulcrumStreamEncoding != nil {
+		w.Header().Set("Fulcrum-Stream-Encoding", fmt.Sprint(*response.Headers.FulcrumStreamEncoding))
+	}
+	if response.Headers.FulcrumStreamKeepalive != nil {
+		w.Header().Set("Fulcrum-Stream-Keepalive", fmt.Sprint(*response.Headers.FulcrumStreamKeepalive))
+	}
+	if response.Headers.Upgrade != nil {
+		w.Header().Set("Upgrade", fmt.Sprint(*response.Headers.Upgrade))
+	}
+	w.WriteHeader(101)
+	return nil
+}
+
+type StreamNodeUpgrade400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNodeUpgrade400ApplicationProblemPlusJSONResponse) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNodeUpgrade401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNodeUpgrade401ApplicationProblemPlusJSONResponse) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNodeUpgrade403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNodeUpgrade403ApplicationProblemPlusJSONResponse) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNodeUpgrade404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNodeUpgrade404ApplicationProblemPlusJSONResponse) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNodeUpgrade426ApplicationProblemPlusJSONResponse Problem
+
+func (response StreamNodeUpgrade426ApplicationProblemPlusJSONResponse) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNodeUpgrade429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNodeUpgrade429ApplicationProblemPlusJSONResponse) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNodeUpgrade503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response StreamNodeUpgrade503ApplicationProblemPlusJSONResponse) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamNodeUpgradedefaultApplicationProblemPlusJSONResponse struct {
+	Body       Problem
+	Headers    ProblemResponseHeaders
+	StatusCode int
+}
+
+func (response StreamNodeUpgradedefaultApplicationProblemPlusJSONResponse) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type StreamNodeRequestObject struct {
 	Id     ID `json:"id"`
 	Params StreamNodeParams
@@ -55292,6 +56207,9 @@ type StrictServerInterface interface {
 	// GetNodeSnapshot Long-poll a node's snapshot
 	// (GET /v1/nodes/{id}/snapshot)
 	GetNodeSnapshot(ctx context.Context, request GetNodeSnapshotRequestObject) (GetNodeSnapshotResponseObject, error)
+	// StreamNodeUpgrade Stream a node's snapshots over an upgraded HTTP/1.1 connection (node protocol 3, raw transport)
+	// (GET /v1/nodes/{id}/stream)
+	StreamNodeUpgrade(ctx context.Context, request StreamNodeUpgradeRequestObject) (StreamNodeUpgradeResponseObject, error)
 	// StreamNode Stream a node's snapshots (node protocol 3)
 	// (POST /v1/nodes/{id}/stream)
 	StreamNode(ctx context.Context, request StreamNodeRequestObject) (StreamNodeResponseObject, error)
@@ -56648,6 +57566,32 @@ func (sh *strictHandler) GetNodeSnapshot(ctx echo.Context, id ID, params GetNode
 		return err
 	} else if validResponse, ok := response.(GetNodeSnapshotResponseObject); ok {
 		return validResponse.VisitGetNodeSnapshotResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// StreamNodeUpgrade operation middleware
+func (sh *strictHandler) StreamNodeUpgrade(ctx echo.Context, id ID, params StreamNodeUpgradeParams) error {
+	var request StreamNodeUpgradeRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.StreamNodeUpgrade(ctx.Request().Context(), request.(StreamNodeUpgradeRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "StreamNodeUpgrade")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(StreamNodeUpgradeResponseObject); ok {
+		return validResponse.VisitStreamNodeUpgradeResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}

@@ -165,8 +165,9 @@ type Agent struct {
 	delta   deltaState // the base of the next delta (delta.go)
 	pollAck pollAcks   // acknowledgements carried by polls (pollack.go)
 	stream  streams    // the snapshot stream, node protocol 3 (stream.go)
-	// streamClient speaks HTTP/2 to the API for streams (stream.go).
-	streamClient *http.Client
+	// streamClient speaks HTTP/2 to the API for streams (stream.go),
+	// rawClient HTTP/1.1 for raw streams (streamraw.go).
+	streamClient, rawClient *http.Client
 
 	// Under mu as well (apply.go):
 	// parked are the members of load balancers without listeners: not in
@@ -220,7 +221,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, client: client, tracer: cfg.TracerProvider.Tracer("github.com/fulcrumlb/fulcrum/dataplane/agent"),
 		lbErrors: map[string]lbFailure{}, nodeErrors: map[openapi.NodeErrorKind]string{}, certLoaded: map[string]string{}, certWritten: map[string]string{},
-		reportCh: make(chan struct{}, 1), persist: make(chan struct{}, 1), streamClient: newStreamClient(cfg)}
+		reportCh: make(chan struct{}, 1), persist: make(chan struct{}, 1), streamClient: newStreamClient(cfg), rawClient: newRawStreamClient(cfg)}
 	run := a.path("run")
 	a.stats = loadStats(a.path("stats.json"))
 	a.metrics = newAgentMetrics(a, cfg.MeterProvider)

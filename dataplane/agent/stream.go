@@ -22,8 +22,9 @@ import (
 
 // The streamed node protocol (node protocol 3, issue 10), as xDS streams:
 // once an answer of the API says it serves protocol 3, the poll loop opens
-// one long-lived HTTP/2 request (POST /v1/nodes/{id}/stream) instead of a
-// long-poll per change. The API pushes frames, each the body a poll would
+// one long-lived stream instead of a long-poll per change: an HTTP/1.1
+// connection upgraded to a raw stream (streamraw.go), or, when that cannot
+// be opened, an HTTP/2 request (POST /v1/nodes/{id}/stream). The API pushes frames, each the body a poll would
 // answer; each feeds the same path as a poll's 200 (receive, Apply, a nack
 // report on failure), and a clean apply's acknowledgement goes back on the
 // same request as a message, recorded as a poll's applied=. A delta that
@@ -56,8 +57,16 @@ type streams struct {
 	// notBefore: a stream could not be opened; long-poll until then.
 	notBefore time.Time
 	retry     time.Duration
-	// opened counts the streams opened, frames the snapshots they carried.
-	opened, frames int64
+	// opened counts the streams opened, frames the snapshots they carried,
+	// raw the streams opened raw (streamraw.go).
+	opened, frames, raw int64
+	// rawNotBefore: the raw stream could not be opened; open the HTTP/2
+	// stream until then (streamraw.go).
+	rawNotBefore time.Time
+	rawRetry     time.Duration
+	// rawRetryMin is the first wait after a refusal (0: streamRetryMin;
+	// tests shorten it).
+	rawRetryMin time.Duration
 }
 
 // Streams counts the streams opened and the snapshots they carried.
@@ -65,6 +74,13 @@ func (a *Agent) Streams() (opened, frames int64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.stream.opened, a.stream.frames
+}
+
+// RawStreams counts the streams opened raw (streamraw.go).
+func (a *Agent) RawStreams() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stream.raw
 }
 
 // noteProtocol notes the protocol an answer of the API named.
@@ -126,8 +142,20 @@ const (
 	streamReregister                   // the node is unknown: register, then long-poll for a while
 )
 
+// openStream is an open stream, whatever its transport: frames come on
+// body, messages go to w (closed when the stream ends), header is the
+// answer's.
+type openStream struct {
+	transport string // "raw" (streamraw.go) or "h2"
+	body      io.Reader
+	w         io.WriteCloser
+	header    http.Header
+}
+
 // runStream opens a stream and feeds its snapshots to the apply path until
-// it ends.
+// it ends: the raw stream first (streamraw.go), the HTTP/2 stream when the
+// raw one cannot be opened (a proxy that strips the upgrade, an API from
+// before it).
 func (a *Agent) runStream(parent context.Context) streamEnd {
 	// Applies run on parent, as the poll loop's: a stream that breaks
 	// does not cut an apply short.
@@ -141,57 +169,132 @@ func (a *Agent) runStream(parent context.Context) streamEnd {
 	if delta {
 		q.Set("delta", "true")
 	}
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
-		strings.TrimSuffix(a.cfg.Endpoint, "/")+"/v1/nodes/"+url.PathEscape(a.cfg.NodeName)+"/stream?"+q.Encode(), pr)
+	if a.rawNow() {
+		s, end := a.openRaw(ctx, q)
+		if s != nil {
+			defer s.w.Close()
+			return a.feedStream(parent, ctx, cancel, s, after, delta)
+		}
+		if end != streamNotOpened {
+			return end
+		}
+		a.rawRefused()
+	}
+	s, end := a.openH2(ctx, q)
+	if s == nil {
+		return end
+	}
+	defer s.w.Close()
+	return a.feedStream(parent, ctx, cancel, s, after, delta)
+}
+
+// streamRequest is a stream's open request: method, query q, body (nil
+// for none) and the headers both transports send.
+func (a *Agent) streamRequest(ctx context.Context, method string, q url.Values, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method,
+		strings.TrimSuffix(a.cfg.Endpoint, "/")+"/v1/nodes/"+url.PathEscape(a.cfg.NodeName)+"/stream?"+q.Encode(), body)
 	if err != nil {
-		return streamNotOpened
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
-	req.Header.Set("Content-Type", "application/x-ndjson")
 	req.Header.Set("Accept-Encoding", "gzip")
 	req.Header.Set(agentProtocolHeader, strconv.Itoa(streamProtocol))
 	req.Header.Set("Fulcrum-Agent-Format", strconv.Itoa(snapconv.FormatMax))
 	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
+	return req, nil
+}
+
+// openFailed is how a stream whose open request failed (err) ends.
+func (a *Agent) openFailed(ctx context.Context, transport string, err error) streamEnd {
+	if ctx.Err() != nil {
+		return streamBroken
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		// The API is not there (restarting): not a refusal.
+		a.log.Warn("snapshot stream could not be opened: API unreachable", "transport", transport, "err", err)
+		return streamUnreachable
+	}
+	if transport == "raw" {
+		a.log.Warn("snapshot stream could not be opened; trying the HTTP/2 stream", "transport", transport, "err", err)
+	} else {
+		a.log.Warn("snapshot stream could not be opened; long-polling instead", "transport", transport, "err", err)
+	}
+	return streamNotOpened
+}
+
+// openRefused is how a stream whose open was answered res (not the
+// stream) ends; res's body is read and closed.
+func (a *Agent) openRefused(res *http.Response, transport string) streamEnd {
+	defer res.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+	next := "long-polling instead"
+	if transport == "raw" {
+		next = "trying the HTTP/2 stream"
+	}
+	a.log.Warn("snapshot stream refused; "+next, "transport", transport, "status", res.StatusCode, "body", string(body))
+	if res.StatusCode == http.StatusNotFound && isNodeNotFound(body) {
+		return streamReregister
+	}
+	return streamNotOpened
+}
+
+// openH2 opens the HTTP/2 stream (POST); nil and how it ended when it
+// could not.
+func (a *Agent) openH2(ctx context.Context, q url.Values) (*openStream, streamEnd) {
+	pr, pw := io.Pipe()
+	req, err := a.streamRequest(ctx, http.MethodPost, q, pr)
+	if err != nil {
+		pw.Close()
+		return nil, streamNotOpened
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
 	res, err := a.streamClient.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return streamBroken
-		}
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			// The API is not there (restarting): not a refusal.
-			a.log.Warn("snapshot stream could not be opened: API unreachable", "err", err)
-			return streamUnreachable
-		}
-		a.log.Warn("snapshot stream could not be opened; long-polling instead", "err", err)
-		return streamNotOpened
+		pw.Close()
+		return nil, a.openFailed(ctx, "h2", err)
 	}
-	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), nodestream.ContentType) {
-		body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
-		a.log.Warn("snapshot stream refused; long-polling instead", "status", res.StatusCode, "body", string(body))
-		if res.StatusCode == http.StatusNotFound && isNodeNotFound(body) {
-			return streamReregister
-		}
-		return streamNotOpened
+		pw.Close()
+		return nil, a.openRefused(res, "h2")
 	}
+	return &openStream{transport: "h2", body: res.Body, w: closeBoth{pw, res.Body}, header: res.Header}, 0
+}
+
+// closeBoth closes the request body (w) and then the response's.
+type closeBoth struct {
+	io.WriteCloser
+	res io.Closer
+}
+
+func (c closeBoth) Close() error {
+	err := c.WriteCloser.Close()
+	_ = c.res.Close()
+	return err
+}
+
+// feedStream feeds an open stream's snapshots to the apply path (on
+// parent) until it ends; ctx (ended by cancel) is the stream's.
+func (a *Agent) feedStream(parent, ctx context.Context, cancel context.CancelFunc, s *openStream, after int64, delta bool) streamEnd {
 	keepalive := streamKeepaliveDefault
-	if d, err := time.ParseDuration(res.Header.Get("Fulcrum-Stream-Keepalive")); err == nil && d > 0 {
+	if d, err := time.ParseDuration(s.header.Get("Fulcrum-Stream-Keepalive")); err == nil && d > 0 {
 		keepalive = d
 	}
-	gz := res.Header.Get("Fulcrum-Stream-Encoding") == "gzip"
+	gz := s.header.Get("Fulcrum-Stream-Encoding") == "gzip"
 	a.mu.Lock()
 	a.stream.opened++
+	if s.transport == "raw" {
+		a.stream.raw++
+		a.stream.rawRetry = 0
+	}
 	a.stream.retry = 0
 	a.pollAck.supported = true // protocol 3 records acknowledgements as 2 does
 	a.mu.Unlock()
-	a.log.Info("snapshot stream open", "after", after, "delta", delta)
+	a.log.Info("snapshot stream open", "transport", s.transport, "after", after, "delta", delta)
 
 	// The agent's messages: acknowledgements and resyncs from this loop,
 	// a ping after every keep-alive interval without one.
-	sender := nodestream.NewSender(ctx, pw, keepalive, cancel)
+	sender := nodestream.NewSender(ctx, s.w, keepalive, cancel)
 	send := func(m []byte) { sender.Send(m) }
 	// An acknowledgement a broken stream did not carry goes on this one.
 	if rev, ok := a.streamAck(); ok {
@@ -200,7 +303,14 @@ func (a *Agent) runStream(parent context.Context) streamEnd {
 	// A stream silent for three keep-alive intervals is dead.
 	idle := time.AfterFunc(3*keepalive, cancel)
 	defer idle.Stop()
-	frames := nodestream.NewReader(res.Body, streamFrameMax)
+	// On HTTP/2 because the raw stream was refused: the raw one is tried
+	// again when due (streamraw.go).
+	var probe *rawProbe
+	if s.transport != "raw" {
+		probe = a.probeRaw(cancel)
+		defer probe.stop()
+	}
+	frames := nodestream.NewReader(s.body, streamFrameMax)
 	for {
 		kind, n, err := frames.Header()
 		if errors.Is(err, nodestream.ErrFrameTooLarge) {
@@ -228,7 +338,10 @@ func (a *Agent) runStream(parent context.Context) streamEnd {
 			// An apply may take longer than the keep-alives: the
 			// stream is not read meanwhile, and not dead.
 			idle.Stop()
-			if !a.streamSnapshot(parent, payload, gz, send) {
+			probe.applyingNow(true)
+			ok := a.streamSnapshot(parent, payload, gz, send)
+			probe.applyingNow(false)
+			if !ok {
 				return streamBroken
 			}
 			idle.Reset(3 * keepalive)

@@ -195,3 +195,8 @@ func (s *Sender) Send(m []byte) bool {
 		return false
 	}
 }
+
+// UpgradeToken is the Upgrade token of the raw stream: the same frames and
+// messages on an HTTP/1.1 connection upgraded by GET /v1/nodes/{id}/stream
+// (answered 101 Switching Protocols).
+const UpgradeToken = "fulcrum-node-stream"

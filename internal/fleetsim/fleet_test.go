@@ -52,10 +52,12 @@ type fleetConfig struct {
 // 2) as the agent does; FULCRUM_FLEET_FULL_SNAPSHOTS=1 makes them ask for the
 // whole group every time (format 1, an agent from before deltas). Nodes
 // speak node protocol 2 as the agent does: the poll after a snapshot carries
-// its acknowledgement (applied=) — by default over node protocol 3's stream
-// (one HTTP/2 request per node, snapshots pushed, acks sent back on it;
-// FULCRUM_FLEET_PROTOCOL=2 long-polls instead, FULCRUM_FLEET_STREAM_HTTP1=1
-// streams over HTTP/1.1); FULCRUM_FLEET_REPORT_ACKS=1 makes them
+// its acknowledgement (applied=) — by default over node protocol 3's raw
+// stream, as the agent opens it first (one HTTP/1.1 connection per node
+// upgraded by GET, 101; snapshots pushed, acks sent back on it;
+// FULCRUM_FLEET_PROTOCOL=3 streams over HTTP/2 instead, one request per
+// node; FULCRUM_FLEET_PROTOCOL=2 long-polls; FULCRUM_FLEET_STREAM_HTTP1=1
+// streams the POST over HTTP/1.1); FULCRUM_FLEET_REPORT_ACKS=1 makes them
 // acknowledge every snapshot with a report (protocol 1, an agent from
 // before). The report figures count every report request either way.
 //
@@ -121,6 +123,7 @@ func TestFleetChild(t *testing.T) {
 		HeartbeatTail: heartbeat, Deltas: os.Getenv("FULCRUM_FLEETSIM_FULL_SNAPSHOTS") != "1", PollAcks: os.Getenv("FULCRUM_FLEETSIM_REPORT_ACKS") != "1",
 		Stream:      os.Getenv("FULCRUM_FLEETSIM_REPORT_ACKS") != "1" && os.Getenv("FULCRUM_FLEETSIM_FULL_SNAPSHOTS") != "1" && os.Getenv("FULCRUM_FLEETSIM_PROTOCOL") != "2",
 		StreamHTTP1: os.Getenv("FULCRUM_FLEETSIM_STREAM_HTTP1") == "1",
+		StreamRaw:   os.Getenv("FULCRUM_FLEETSIM_PROTOCOL") != "3" && os.Getenv("FULCRUM_FLEETSIM_STREAM_HTTP1") != "1",
 		MaxDuration: 30 * time.Minute}
 	if err := Run(context.Background(), cfg, os.Stdin, os.Stdout); err != nil {
 		t.Fatal(err)
@@ -510,7 +513,10 @@ feed:
 		}
 		time.Sleep(time.Second)
 	}
-	acks := "sent on the stream (node protocol 3: the node's one HTTP/2 request pushes snapshots and carries acknowledgements back; no report)"
+	acks := "sent on the stream (node protocol 3, raw: the node's one upgraded HTTP/1.1 connection pushes snapshots and carries acknowledgements back; no report)"
+	if os.Getenv("FULCRUM_FLEET_PROTOCOL") == "3" {
+		acks = "sent on the stream (node protocol 3: the node's one HTTP/2 request pushes snapshots and carries acknowledgements back; no report)"
+	}
 	if os.Getenv("FULCRUM_FLEET_PROTOCOL") == "2" || os.Getenv("FULCRUM_FLEET_FULL_SNAPSHOTS") == "1" {
 		acks = "carried by polls (node protocol 2: the poll after a snapshot says which revision the node applied; no report)"
 	}

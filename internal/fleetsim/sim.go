@@ -73,6 +73,11 @@ type Config struct {
 	// instead of HTTP/2, to compare the API's cost of each (the agent uses
 	// HTTP/2: proxies buffer HTTP/1.1 request bodies).
 	StreamHTTP1 bool
+	// StreamRaw opens the streams as the agent does first: raw streams, an
+	// HTTP/1.1 connection per node upgraded by GET /v1/nodes/{name}/stream
+	// (101 Switching Protocols), the same frames and messages straight on
+	// the connection.
+	StreamRaw bool
 	// MaxDuration bounds the whole run.
 	MaxDuration time.Duration
 }

@@ -1,6 +1,7 @@
 package fleetsim
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -13,12 +14,13 @@ import (
 )
 
 // streamLoop registers and keeps a node protocol 3 stream open, as the
-// agent does with an API that serves it: one HTTP/2 request per node on its
-// own connection, snapshot frames pushed by the API, the acknowledgement of
+// agent does with an API that serves it: one raw stream per node (an
+// HTTP/1.1 connection upgraded by GET, 101) or one HTTP/2 request per node
+// on its own connection, snapshot frames pushed by the API, the acknowledgement of
 // each sent back on the request as a message (one line of JSON).
 func (n *node) streamLoop(ctx context.Context) {
 	var p http.Protocols
-	if n.f.cfg.StreamHTTP1 {
+	if n.f.cfg.StreamHTTP1 || n.f.cfg.StreamRaw {
 		p.SetHTTP1(true)
 	} else {
 		p.SetUnencryptedHTTP2(true)
@@ -61,14 +63,30 @@ func (n *node) stream(ctx context.Context, client *http.Client) int {
 	if has && after > 0 {
 		q.Set("delta", "true")
 	}
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.f.cfg.Endpoint+"/v1/nodes/"+n.name+"/stream?"+q.Encode(), pr)
-	if err != nil {
-		return 0
+	url := n.f.cfg.Endpoint + "/v1/nodes/" + n.name + "/stream?" + q.Encode()
+	var req *http.Request
+	var pw *io.PipeWriter
+	var err error
+	if n.f.cfg.StreamRaw {
+		// The raw stream: GET with Connection: Upgrade, answered 101; frames
+		// and messages then go straight over the connection.
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0
+		}
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", nodestream.UpgradeToken)
+	} else {
+		var pr *io.PipeReader
+		pr, pw = io.Pipe()
+		defer pw.Close()
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, url, pr)
+		if err != nil {
+			return 0
+		}
+		req.Header.Set("Content-Type", "application/x-ndjson")
 	}
 	req.Header.Set("Authorization", "Bearer "+n.f.cfg.Token)
-	req.Header.Set("Content-Type", "application/x-ndjson")
 	req.Header.Set("Accept-Encoding", "gzip")
 	req.Header.Set("Fulcrum-Agent-Format", "2")
 	req.Header.Set("Fulcrum-Agent-Protocol", "3")
@@ -77,13 +95,25 @@ func (n *node) stream(ctx context.Context, client *http.Client) int {
 		return 0
 	}
 	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
+	var w io.WriteCloser = pw
+	var r io.Reader = res.Body
+	if n.f.cfg.StreamRaw {
+		rw, ok := res.Body.(io.ReadWriteCloser)
+		if res.StatusCode != http.StatusSwitchingProtocols || !ok {
+			_, _ = io.Copy(io.Discard, res.Body)
+			return res.StatusCode
+		}
+		// Closing the connection ends the reads when the stream ends.
+		stop := context.AfterFunc(ctx, func() { rw.Close() })
+		defer stop()
+		w, r = rw, bufio.NewReaderSize(rw, 32<<10)
+	} else if res.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, res.Body)
 		return res.StatusCode
 	}
 	gz := res.Header.Get("Fulcrum-Stream-Encoding") == "gzip"
-	sender := nodestream.NewSender(ctx, pw, 15*time.Second, cancel)
-	frames := nodestream.NewReader(res.Body, 1<<30)
+	sender := nodestream.NewSender(ctx, w, 15*time.Second, cancel)
+	frames := nodestream.NewReader(r, 1<<30)
 	for {
 		kind, payload, err := frames.Next()
 		if err != nil {
