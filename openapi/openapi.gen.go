@@ -16809,6 +16809,13 @@ type StreamNodeUpgradeResponse404Headers struct {
 	XRequestId  *string
 }
 
+// StreamNodeUpgradeResponse426Headers the declared response headers of an HTTP 426 response for StreamNodeUpgrade
+type StreamNodeUpgradeResponse426Headers struct {
+	Traceparent *string
+	Upgrade     *string
+	XRequestId  *string
+}
+
 // StreamNodeUpgradeResponse429Headers the declared response headers of an HTTP 429 response for StreamNodeUpgrade
 type StreamNodeUpgradeResponse429Headers struct {
 	RetryAfter  *int
@@ -16858,6 +16865,8 @@ type StreamNodeUpgradeResponse struct {
 	Headers403 *StreamNodeUpgradeResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *StreamNodeUpgradeResponse404Headers
+	// Headers426 the parsed response headers for an HTTP 426 response
+	Headers426 *StreamNodeUpgradeResponse426Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *StreamNodeUpgradeResponse429Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -32891,6 +32900,30 @@ func ParseStreamNodeUpgradeResponse(rsp *http.Response) (*StreamNodeUpgradeRespo
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 426:
+		var headers StreamNodeUpgradeResponse426Headers
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
+		if values := rsp.Header.Values("Upgrade"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Upgrade", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Upgrade = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers426 = &headers
 	case rsp.StatusCode == 429:
 		var headers StreamNodeUpgradeResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -50844,15 +50877,33 @@ func (response StreamNodeUpgrade404ApplicationProblemPlusJSONResponse) VisitStre
 	return err
 }
 
-type StreamNodeUpgrade426ApplicationProblemPlusJSONResponse Problem
+type StreamNodeUpgrade426ResponseHeaders struct {
+	Traceparent *string
+	Upgrade     *string
+	XRequestId  *string
+}
+
+type StreamNodeUpgrade426ApplicationProblemPlusJSONResponse struct {
+	Body    Problem
+	Headers StreamNodeUpgrade426ResponseHeaders
+}
 
 func (response StreamNodeUpgrade426ApplicationProblemPlusJSONResponse) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
+	if response.Headers.Upgrade != nil {
+		w.Header().Set("Upgrade", fmt.Sprint(*response.Headers.Upgrade))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
+	}
 	w.WriteHeader(426)
 	_, err := buf.WriteTo(w)
 	return err
