@@ -115,12 +115,7 @@ func (a *Agent) streamRefused() time.Duration {
 // knowledge for an http:// endpoint; no overall timeout (the stream lasts),
 // HTTP/2 pings to find a dead connection.
 func newStreamClient(cfg Config) *http.Client {
-	var tr *http.Transport
-	if t, ok := cfg.HTTPClient.Transport.(*http.Transport); ok && t != nil {
-		tr = t.Clone()
-	} else {
-		tr = http.DefaultTransport.(*http.Transport).Clone()
-	}
+	tr := cloneTransport(cfg)
 	var p http.Protocols
 	if strings.HasPrefix(cfg.Endpoint, "https://") {
 		p.SetHTTP2(true)
@@ -130,6 +125,15 @@ func newStreamClient(cfg Config) *http.Client {
 	tr.Protocols = &p
 	tr.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
 	return &http.Client{Transport: tr}
+}
+
+// cloneTransport is a copy of the configured client's transport (its TLS and
+// dialer), or of the default one, for a stream client to set its protocols on.
+func cloneTransport(cfg Config) *http.Transport {
+	if t, ok := cfg.HTTPClient.Transport.(*http.Transport); ok && t != nil {
+		return t.Clone()
+	}
+	return http.DefaultTransport.(*http.Transport).Clone()
 }
 
 // streamEnd is how a stream ended.

@@ -34,12 +34,7 @@ import (
 // client's transport (its TLS and dialer) speaking HTTP/1.1 only (ALPN
 // http/1.1 over TLS); no overall timeout (the stream lasts).
 func newRawStreamClient(cfg Config) *http.Client {
-	var tr *http.Transport
-	if t, ok := cfg.HTTPClient.Transport.(*http.Transport); ok && t != nil {
-		tr = t.Clone()
-	} else {
-		tr = http.DefaultTransport.(*http.Transport).Clone()
-	}
+	tr := cloneTransport(cfg)
 	var p http.Protocols
 	p.SetHTTP1(true)
 	tr.Protocols = &p
