@@ -2143,6 +2143,9 @@ type UnprocessableEntity = Problem
 // UnsupportedMediaType defines model for UnsupportedMediaType.
 type UnsupportedMediaType = Problem
 
+// UpgradeRequired defines model for UpgradeRequired.
+type UpgradeRequired = Problem
+
 // ListCertificatesParams defines parameters for ListCertificates.
 type ListCertificatesParams struct {
 	// Limit Page size, 1–200. Defaults to 50.
@@ -16781,7 +16784,9 @@ type StreamNodeUpgradeResponse101Headers struct {
 	FulcrumAgentProtocol   *string
 	FulcrumStreamEncoding  *string
 	FulcrumStreamKeepalive *string
+	Traceparent            *string
 	Upgrade                *string
+	XRequestId             *string
 }
 
 // StreamNodeUpgradeResponse400Headers the declared response headers of an HTTP 400 response for StreamNodeUpgrade
@@ -16848,7 +16853,7 @@ type StreamNodeUpgradeResponse struct {
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON426 the response for an HTTP 426 `application/problem+json` response
-	ApplicationproblemJSON426 *Problem
+	ApplicationproblemJSON426 *UpgradeRequired
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -16896,7 +16901,7 @@ func (r StreamNodeUpgradeResponse) GetApplicationproblemJSON404() *NotFound {
 }
 
 // GetApplicationproblemJSON426 returns the response for an HTTP 426 `application/problem+json` response
-func (r StreamNodeUpgradeResponse) GetApplicationproblemJSON426() *Problem {
+func (r StreamNodeUpgradeResponse) GetApplicationproblemJSON426() *UpgradeRequired {
 	return r.ApplicationproblemJSON426
 }
 
@@ -32764,7 +32769,7 @@ func ParseStreamNodeUpgradeResponse(rsp *http.Response) (*StreamNodeUpgradeRespo
 		response.ApplicationproblemJSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 426:
-		var dest Problem
+		var dest UpgradeRequired
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -32817,12 +32822,26 @@ func ParseStreamNodeUpgradeResponse(rsp *http.Response) (*StreamNodeUpgradeRespo
 			}
 			headers.FulcrumStreamKeepalive = &value
 		}
+		if values := rsp.Header.Values("Traceparent"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Traceparent", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Traceparent = &value
+		}
 		if values := rsp.Header.Values("Upgrade"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Upgrade", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			}
 			headers.Upgrade = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
 		}
 		response.Headers101 = &headers
 	case rsp.StatusCode == 400:
@@ -41514,6 +41533,17 @@ type UnsupportedMediaTypeApplicationProblemPlusJSONResponse struct {
 	Body Problem
 
 	Headers UnsupportedMediaTypeResponseHeaders
+}
+
+type UpgradeRequiredResponseHeaders struct {
+	Traceparent *string
+	Upgrade     *string
+	XRequestId  *string
+}
+type UpgradeRequiredApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers UpgradeRequiredResponseHeaders
 }
 
 type GetOpenAPIDocumentRequestObject struct {
@@ -50762,7 +50792,9 @@ type StreamNodeUpgrade101ResponseHeaders struct {
 	FulcrumAgentProtocol   *string
 	FulcrumStreamEncoding  *string
 	FulcrumStreamKeepalive *string
+	Traceparent            *string
 	Upgrade                *string
+	XRequestId             *string
 }
 
 type StreamNodeUpgrade101Response struct {
@@ -50779,8 +50811,14 @@ func (response StreamNodeUpgrade101Response) VisitStreamNodeUpgradeResponse(w ht
 	if response.Headers.FulcrumStreamKeepalive != nil {
 		w.Header().Set("Fulcrum-Stream-Keepalive", fmt.Sprint(*response.Headers.FulcrumStreamKeepalive))
 	}
+	if response.Headers.Traceparent != nil {
+		w.Header().Set("Traceparent", fmt.Sprint(*response.Headers.Traceparent))
+	}
 	if response.Headers.Upgrade != nil {
 		w.Header().Set("Upgrade", fmt.Sprint(*response.Headers.Upgrade))
+	}
+	if response.Headers.XRequestId != nil {
+		w.Header().Set("X-Request-Id", fmt.Sprint(*response.Headers.XRequestId))
 	}
 	w.WriteHeader(101)
 	return nil
@@ -50877,15 +50915,8 @@ func (response StreamNodeUpgrade404ApplicationProblemPlusJSONResponse) VisitStre
 	return err
 }
 
-type StreamNodeUpgrade426ResponseHeaders struct {
-	Traceparent *string
-	Upgrade     *string
-	XRequestId  *string
-}
-
 type StreamNodeUpgrade426ApplicationProblemPlusJSONResponse struct {
-	Body    Problem
-	Headers StreamNodeUpgrade426ResponseHeaders
+	UpgradeRequiredApplicationProblemPlusJSONResponse
 }
 
 func (response StreamNodeUpgrade426ApplicationProblemPlusJSONResponse) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
