@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/auth"
@@ -170,7 +172,7 @@ func (h *handlers) openStream(ctx context.Context, name string, p streamParams) 
 	}
 	authz, _ := ctx.Value(streamAuthKey{}).(string)
 	return &nodeStream{h: h, ctx: ctx, name: name, scope: scope, group: poll.GroupID(), req: req,
-		gz: acceptsGzip(deref(p.AcceptEncoding)), authz: authz, bound: boundNodeName(ctx)}, nil
+		gz: acceptsGzip(deref(p.AcceptEncoding)), authz: authz, bound: boundNodeName(ctx), wake: make(chan struct{}, 1)}, nil
 }
 
 // nodeStream is one node's open stream.
@@ -186,6 +188,15 @@ type nodeStream struct {
 	authz string
 	// bound is the node the token is bound to, "" for none.
 	bound string
+
+	// mu is held by whoever writes to the stream: its goroutine (run) but
+	// while it waits, or its group feed's (node_streamfan.go) while the
+	// stream is parked. It guards req, fw and parked.
+	mu     sync.Mutex
+	parked bool
+	fw     *frameWriter
+	// wake wakes the stream's goroutine for a turn (the feed's signal).
+	wake chan struct{}
 }
 
 // streamEnd ends a stream with a close frame saying why.
@@ -259,9 +270,15 @@ func (r *nodeStream) serve(fw *frameWriter, setReadDeadline func(time.Time) erro
 	}
 }
 
-// run pushes frames until the stream ends.
+// run pushes frames until the stream ends. It holds r.mu but while it
+// waits: then, parked (it sent everything up to its group feed's view),
+// the feed's goroutine may push its next frame itself (node_streamfan.go)
+// and wakes it (r.wake) only when it must take its turn.
 func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan streamMessage) error {
 	h := r.h
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fw = fw
 	// The token is checked again for every open stream of the replica at
 	// once (node_streamfeed.go); this stream only sends keep-alives, at
 	// most StreamKeepalive after the last frame, waking every half of it.
@@ -269,17 +286,24 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 	defer tick.Stop()
 	stale := time.NewTimer(time.Hour)
 	defer stale.Stop()
-	feed := h.feeds.join(r.group) // node_streamfeed.go
-	defer func() { h.feeds.leave(feed) }()
+	feed := h.feeds.join(r.group, r) // node_streamfeed.go
+	defer func() { h.feeds.leave(feed, r) }()
 	for {
-		poll, mark, refresh, next, err := r.turn(ctx, feed)
+		// A frame the feed's goroutine began is finished first.
+		if err := fw.finish(); err != nil {
+			return err
+		}
+		if fw.err != nil {
+			return fw.err
+		}
+		poll, mark, refresh, fromFeed, err := r.turn(ctx, feed)
 		if err != nil {
 			return streamEnd{p: h.streamProblem(ctx, err)}
 		}
 		r.group = poll.GroupID()
 		if r.group != feed.group {
-			h.feeds.leave(feed)
-			feed = h.feeds.join(r.group)
+			h.feeds.leave(feed, r)
+			feed = h.feeds.join(r.group, r)
 		}
 		if poll.Revision() > r.req.After {
 			// The cache bounds its builds itself (and shares them).
@@ -300,7 +324,7 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 				// The agent holds it (or says otherwise: resync): the
 				// next frame is a delta from it.
 				r.req.After, r.req.Delta = snap.Revision(), r.req.Format >= snapshot.FormatDelta
-				if next == nil || snap.Revision() < poll.Revision() {
+				if !fromFeed || snap.Revision() < poll.Revision() {
 					continue
 				}
 				// The feed's view shows nothing newer than what was
@@ -309,52 +333,81 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 			}
 		}
 		// The group's feed reads the next view for every stream of the
-		// group (and when the view expires); a turn that did not use its
-		// view waits for the group's notification itself.
-		// (A nil channel is left out of the select: cheaper with 1,000
-		// streams waking at every write.)
-		changed := next
+		// group (and when the view expires) and pushes this stream's
+		// frame or wakes it; a turn that did not use its view waits for
+		// the group's notification itself (and for the feed's wake-up,
+		// should the feed read a view again).
+		var changed <-chan struct{}
 		var staleC <-chan time.Time
-		if changed == nil {
+		if !fromFeed {
 			stale.Reset(time.Until(refresh))
 			staleC = stale.C
 			changed = h.notify.ChangedSince(r.group, mark)
 		}
-	wait:
-		for {
-			select {
-			case <-changed:
-				break wait
-			case <-staleC:
-				break wait
-			case <-tick.C:
-				if time.Since(fw.last) >= StreamKeepalive/2 {
-					if err := fw.frame(frameKeepalive); err != nil {
-						return err
-					}
-				}
-			case m := <-msgs: // a resync
-				r.req.After, r.req.Delta = *m.After, m.Delta != nil && *m.Delta && r.req.Format >= snapshot.FormatDelta
-				break wait
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
-		}
+		err = r.wait(ctx, fw, fromFeed, changed, staleC, tick.C, msgs)
 		stale.Stop()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// wait waits, r.mu released (and r parked when parked), for the stream's
+// next turn: a wake-up by the feed, changed or stale closing or firing, a
+// resync; it sends keep-alives meanwhile. It returns with r.mu held.
+func (r *nodeStream) wait(ctx context.Context, fw *frameWriter, parked bool, changed <-chan struct{}, stale, tick <-chan time.Time,
+	msgs <-chan streamMessage) error {
+	for {
+		r.parked = parked
+		r.mu.Unlock()
+		select {
+		case <-r.wake:
+			r.mu.Lock()
+			r.parked = false
+			return nil
+		case <-changed:
+			r.mu.Lock()
+			r.parked = false
+			return nil
+		case <-stale:
+			r.mu.Lock()
+			r.parked = false
+			return nil
+		case <-tick:
+			r.mu.Lock()
+			if time.Since(fw.last) >= StreamKeepalive/2 {
+				if err := fw.frame(frameKeepalive); err != nil {
+					r.parked = false
+					return err
+				}
+			}
+			// Still parked: the feed wakes it should it have found the
+			// stream busy meanwhile.
+		case m := <-msgs: // a resync
+			r.mu.Lock()
+			r.parked = false
+			r.req.After, r.req.Delta = *m.After, m.Delta != nil && *m.Delta && r.req.Format >= snapshot.FormatDelta
+			return nil
+		case <-ctx.Done():
+			r.mu.Lock()
+			r.parked = false
+			return context.Cause(ctx)
+		}
 	}
 }
 
 // turn reads what a turn needs besides the group's part: from the view
-// the group's feed read last, with the channel closed when the feed has a
-// newer one, while it shows the node in the caller's scope; else as poll.
-func (r *nodeStream) turn(ctx context.Context, feed *groupFeed) (snapshot.Poll, uint64, time.Time, <-chan struct{}, error) {
-	if v, next := feed.current(); v != nil {
+// the group's feed read last (fromFeed: the feed pushes or wakes the stream
+// when it reads a newer one), while it shows the node in the caller's
+// scope; else as poll.
+func (r *nodeStream) turn(ctx context.Context, feed *groupFeed) (snapshot.Poll, uint64, time.Time, bool, error) {
+	if v := feed.current(); v != nil {
 		if n, ok := v.Node(r.name); ok && viewNodeInScope(r.name, r.bound, n, r.scope) {
-			return v.Poll(n), v.Mark(), v.Expires(), next, nil
+			return v.Poll(n), v.Mark(), v.Expires(), true, nil
 		}
 	}
 	poll, mark, refresh, err := r.poll(ctx)
-	return poll, mark, refresh, nil, err
+	return poll, mark, refresh, false, err
 }
 
 // poll reads what a turn needs besides the group's part: from the group's
@@ -494,6 +547,13 @@ type frameWriter struct {
 	dl  deadline
 	// last is when the last frame went out.
 	last time.Time
+	// raw is a raw stream's connection, written without blocking by its
+	// group feed's goroutine (node_streamfan.go); nil for other streams.
+	// pending is the rest of a frame that write began, err its failure:
+	// the next frame writes the rest first, or returns the failure.
+	raw     syscall.RawConn
+	pending []byte
+	err     error
 }
 
 // frameSmallPart: parts up to this size are copied into buf.
@@ -507,7 +567,13 @@ func (f *frameWriter) frame(kind byte, parts ...[]byte) error {
 	if f.dl.set == nil {
 		f.dl = deadline{set: f.setDeadline, span: streamWriteTimeout}
 	}
+	if f.err != nil {
+		return f.err
+	}
 	f.dl.extend()
+	if err := f.finish(); err != nil {
+		return err
+	}
 	f.last = time.Now()
 	f.buf = append(f.buf[:0], make([]byte, nodestream.HeaderSize)...)
 	nodestream.PutHeader(f.buf, kind, n)
@@ -530,6 +596,25 @@ func (f *frameWriter) frame(kind byte, parts ...[]byte) error {
 		}
 	}
 	return f.flushNow()
+}
+
+// finish writes the rest of a frame the group feed's goroutine began
+// (pending), if any.
+func (f *frameWriter) finish() error {
+	if f.pending == nil {
+		return nil
+	}
+	if f.dl.set == nil {
+		f.dl = deadline{set: f.setDeadline, span: streamWriteTimeout}
+	}
+	f.dl.extend()
+	p := f.pending
+	f.pending = nil
+	if _, err := f.w.Write(p); err != nil {
+		f.err = err
+		return err
+	}
+	return nil
 }
 
 func (f *frameWriter) flushNow() error {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -43,13 +44,15 @@ type groupFeed struct {
 
 	mu sync.Mutex
 	// view is the group's view as last read, nil before the first read
-	// or after a failed one; next is closed when it is replaced.
+	// or after a failed one.
 	view *snapshot.View
-	next chan struct{}
+	// list holds the open streams of the group (replaced, never modified:
+	// the feed's goroutine reads it without the lock).
+	list []*nodeStream
 }
 
-// join adds a stream to group's feed, starting it for the first.
-func (f *streamFeeds) join(group string) *groupFeed {
+// join adds stream r to group's feed, starting it for the first.
+func (f *streamFeeds) join(group string, r *nodeStream) *groupFeed {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.groups == nil {
@@ -58,18 +61,26 @@ func (f *streamFeeds) join(group string) *groupFeed {
 	g := f.groups[group]
 	if g == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		g = &groupFeed{group: group, stop: cancel, next: make(chan struct{})}
+		g = &groupFeed{group: group, stop: cancel}
 		f.groups[group] = g
 		go g.run(ctx, f.h)
 	}
 	g.streams++
+	g.mu.Lock()
+	g.list = append(g.list[:len(g.list):len(g.list)], r)
+	g.mu.Unlock()
 	return g
 }
 
-// leave removes a stream from g, stopping it after the last.
-func (f *streamFeeds) leave(g *groupFeed) {
+// leave removes stream r from g, stopping it after the last.
+func (f *streamFeeds) leave(g *groupFeed, r *nodeStream) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	g.mu.Lock()
+	if i := slices.Index(g.list, r); i >= 0 {
+		g.list = slices.Delete(slices.Clone(g.list), i, i+1)
+	}
+	g.mu.Unlock()
 	g.streams--
 	if g.streams == 0 {
 		g.stop()
@@ -79,20 +90,20 @@ func (f *streamFeeds) leave(g *groupFeed) {
 	}
 }
 
-// current is the group's view as last read (nil when none is) and a
-// channel closed once a newer one (or a failed read) replaces it.
-func (g *groupFeed) current() (*snapshot.View, <-chan struct{}) {
+// current is the group's view as last read (nil when none is).
+func (g *groupFeed) current() *snapshot.View {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.view, g.next
+	return g.view
 }
 
-func (g *groupFeed) publish(v *snapshot.View) {
+// publish replaces the group's view with v and hands it to the group's
+// streams (node_streamfan.go).
+func (g *groupFeed) publish(ctx context.Context, h *handlers, v *snapshot.View) {
 	g.mu.Lock()
 	g.view = v
-	close(g.next)
-	g.next = make(chan struct{})
 	g.mu.Unlock()
+	g.fanout(ctx, h, v)
 }
 
 // run reads the view at every wake-up of the group until ctx ends.
@@ -112,7 +123,7 @@ func (g *groupFeed) run(ctx context.Context, h *handlers) {
 			changed = h.notify.ChangedSince(g.group, v.Mark())
 			wait = time.Until(v.Expires())
 		}
-		g.publish(v)
+		g.publish(ctx, h, v)
 		timer.Reset(wait)
 		select {
 		case <-changed:

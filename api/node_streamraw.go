@@ -93,7 +93,9 @@ func (r rawStream) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
 	hd.Del("Content-Length")
 	_ = hd.Write(&b)
 	b.WriteString("\r\n")
-	fw := &frameWriter{w: conn, setDeadline: conn.SetWriteDeadline}
+	// Over a cleartext TCP connection, the group feed's goroutine may write
+	// frames itself, without blocking (node_streamfan.go).
+	fw := &frameWriter{w: conn, setDeadline: conn.SetWriteDeadline, raw: rawConnOf(conn)}
 	// An open stream is an agent waiting for changes, as a long-poll
 	// (fulcrum_api_snapshot_waiters).
 	defer waitSnapshot(r.ctx)()
