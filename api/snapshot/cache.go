@@ -412,6 +412,9 @@ func (s *NodeSnapshot) head(format int, gz, more bool) ([]byte, error) {
 	if !gz {
 		return head, nil
 	}
+	if len(head) <= maxStoredBlock {
+		return appendStoredGzip(make([]byte, 0, len(head)+storedGzipOverhead), head), nil
+	}
 	var buf bytes.Buffer
 	zw := gzipWriters.Get().(*gzip.Writer)
 	defer gzipWriters.Put(zw)

@@ -1,7 +1,9 @@
 package snapshot
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"hash/crc32"
 	"strconv"
 )
 
@@ -58,4 +60,32 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// The node's part, compressed, is stored, not compressed (gzipWriters): one
+// gzip member holding one stored deflate block and the final empty one, the
+// bytes compress/gzip writes at gzip.NoCompression, written here without a
+// compressor (its reset and close cost more than the part's few hundred
+// bytes: issue 10).
+
+// maxStoredBlock is the largest deflate stored block.
+const maxStoredBlock = 65535
+
+// storedGzipOverhead is what a stored gzip member adds to its data: the
+// header, two block headers, the CRC-32 and the size.
+const storedGzipOverhead = 10 + 5 + 5 + 8
+
+// appendStoredGzip appends p (at most maxStoredBlock bytes) as one gzip
+// member, as gzip.NewWriterLevel(w, gzip.NoCompression) writes it.
+func appendStoredGzip(b, p []byte) []byte {
+	// ID1 ID2, CM deflate, no flags, no time, no extra flags, unknown OS.
+	b = append(b, 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff)
+	if len(p) > 0 {
+		n := uint16(len(p))
+		b = append(b, 0, byte(n), byte(n>>8), byte(^n), byte(^n>>8))
+		b = append(b, p...)
+	}
+	b = append(b, 1, 0, 0, 0xff, 0xff) // the final block, empty
+	b = binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(p))
+	return binary.LittleEndian.AppendUint32(b, uint32(len(p)))
 }

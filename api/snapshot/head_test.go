@@ -1,7 +1,10 @@
 package snapshot
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/fulcrumlb/fulcrum/openapi"
@@ -28,6 +31,25 @@ func TestNodePartJSON(t *testing.T) {
 		}
 		if got := np.appendJSON(nil); string(got) != string(want) {
 			t.Errorf("%d: %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+// The node's part stored as a gzip member by hand is byte for byte what
+// compress/gzip writes at NoCompression, and decodes to the part.
+func TestStoredGzip(t *testing.T) {
+	for _, n := range []int{0, 1, 200, 4096, maxStoredBlock} {
+		p := []byte(strings.Repeat("abcdefghij", n/10+1)[:n])
+		var want bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&want, gzip.NoCompression)
+		_, _ = zw.Write(p)
+		_ = zw.Close()
+		got := appendStoredGzip(nil, p)
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("%d bytes: % x\nwant % x", n, got[:min(len(got), 40)], want.Bytes()[:min(want.Len(), 40)])
+		}
+		if len(got) != n+storedGzipOverhead && n > 0 {
+			t.Fatalf("%d bytes: %d encoded, want %d", n, len(got), n+storedGzipOverhead)
 		}
 	}
 }
