@@ -357,6 +357,8 @@ func testStreamRefusals(t *testing.T, transport string, open opener) {
 		extra = []refusal{
 			{"no upgrade", b.Node, "n1", "", []string{"Upgrade", "", "Connection", ""}, http.StatusUpgradeRequired, "Upgrade"},
 			{"another upgrade", b.Node, "n1", "", []string{"Upgrade", "websocket"}, http.StatusUpgradeRequired, "Upgrade"},
+			{"no Connection: Upgrade", b.Node, "n1", "", []string{"Connection", ""}, http.StatusUpgradeRequired, "Connection"},
+			{"Connection: keep-alive", b.Node, "n1", "", []string{"Connection", "keep-alive"}, http.StatusUpgradeRequired, "Connection"},
 			{"wrong token", "not-a-token", "n1", "", nil, http.StatusUnauthorized, ""},
 		}
 	}

@@ -41,6 +41,24 @@ func upgradeRequested(v string) bool {
 	return false
 }
 
+// streamConnectionKey carries whether a stream's open listed Upgrade in its
+// Connection header (connectionUpgrade), which the generated binding does
+// not read.
+type streamConnectionKey struct{}
+
+// connectionUpgrade says whether the Connection header lists the Upgrade
+// option (comma-separated, case-insensitive, possibly in several lines).
+func connectionUpgrade(hd http.Header) bool {
+	for _, v := range hd.Values("Connection") {
+		for p := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // errUpgradeRequired answers a GET of the stream that did not ask for the
 // upgrade (a proxy that strips it, a client that did not know): the agent
 // falls back to the HTTP/2 stream.
@@ -57,6 +75,10 @@ func (h *handlers) StreamNodeUpgrade(ctx context.Context, r openapi.StreamNodeUp
 	if !upgradeRequested(deref(r.Params.Upgrade)) {
 		return upgradeRequired{errUpgradeRequired("GET /v1/nodes/{id}/stream opens the raw stream: send Connection: Upgrade and Upgrade: " +
 			streamUpgradeToken + " over HTTP/1.1, or POST for the HTTP/2 stream.")}, nil
+	}
+	if up, _ := ctx.Value(streamConnectionKey{}).(bool); !up {
+		return upgradeRequired{errUpgradeRequired("The Connection header must list Upgrade (Connection: Upgrade) with Upgrade: " +
+			streamUpgradeToken + ": a proxy that drops it cannot carry the raw stream; POST for the HTTP/2 stream.")}, nil
 	}
 	return rawStream{s}, nil
 }

@@ -413,7 +413,8 @@ func (s *Server) checkRequests(check echo.MiddlewareFunc, h *handlers) echo.Midd
 				// A stream's body is the agent's messages, read while it
 				// lasts (node_stream.go): the generated binding checks
 				// its parameters, nothing reads its body up front.
-				c.SetRequest(req.WithContext(context.WithValue(req.Context(), streamAuthKey{}, req.Header.Get(echo.HeaderAuthorization))))
+				ctx := context.WithValue(req.Context(), streamAuthKey{}, req.Header.Get(echo.HeaderAuthorization))
+				c.SetRequest(req.WithContext(context.WithValue(ctx, streamConnectionKey{}, connectionUpgrade(req.Header))))
 				return next(c)
 			}
 			if req.Method == http.MethodPut && strings.HasPrefix(req.URL.Path, "/v1/nodes/") {

@@ -1,0 +1,92 @@
+package api
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/dataplane/nodestream"
+)
+
+// A frame the feed's goroutine writes without blocking (tryFrame) to a
+// socket that takes only part of it is finished by the stream's next frame
+// before anything else: the peer reads whole frames, in order.
+func TestTryFramePartialThenFinish(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	server := sc.(*net.TCPConn)
+	_ = server.SetWriteBuffer(4096)
+	_ = client.(*net.TCPConn).SetReadBuffer(4096)
+	fw := &frameWriter{w: server, setDeadline: server.SetWriteDeadline, raw: rawConnOf(server)}
+	if fw.raw == nil {
+		t.Fatal("no raw connection of a TCP connection")
+	}
+
+	// Frames of 64 KiB, each of its own byte, until one is taken in part.
+	var sent [][]byte
+	for i := 0; fw.pending == nil; i++ {
+		if i == 1000 {
+			t.Fatal("1000 frames of 64 KiB written to a socket nobody reads")
+		}
+		head, body := []byte{byte('a' + i%26)}, bytes.Repeat([]byte{byte('a' + i%26)}, 64<<10)
+		if !fw.tryFrame(nodestream.FrameSnapshot, head, body) {
+			if fw.err != nil {
+				t.Fatal(fw.err)
+			}
+			break // the socket took none of it: not sent
+		}
+		sent = append(sent, append(head, body...))
+	}
+	if fw.pending == nil {
+		t.Log("the socket was full at a frame's boundary: no frame in part")
+	}
+
+	// The peer reads again; the stream's goroutine writes a keep-alive,
+	// which finishes the frame first.
+	got := make(chan error, 1)
+	go func() {
+		_ = client.SetReadDeadline(time.Now().Add(30 * time.Second))
+		r := nodestream.NewReader(client, 1<<20)
+		for i, want := range sent {
+			kind, p, err := r.Next()
+			if err != nil {
+				got <- err
+				return
+			}
+			if kind != nodestream.FrameSnapshot || !bytes.Equal(p, want) {
+				got <- io.ErrUnexpectedEOF
+				t.Errorf("frame %d: kind %q, %d bytes, not the frame sent", i, kind, len(p))
+				return
+			}
+		}
+		kind, p, err := r.Next()
+		if err == nil && (kind != nodestream.FrameKeepalive || len(p) != 0) {
+			t.Errorf("after the frames: kind %q, %d bytes, want a keep-alive", kind, len(p))
+		}
+		got <- err
+	}()
+	if err := fw.frame(nodestream.FrameKeepalive); err != nil {
+		t.Fatal(err)
+	}
+	if fw.pending != nil {
+		t.Fatal("the frame begun is still pending after the next frame")
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
