@@ -109,6 +109,9 @@ func rawConnOf(c any) syscall.RawConn {
 	return rc
 }
 
+// frameSmallWrite: frames up to this size are copied and written whole.
+const frameSmallWrite = 16 << 10
+
 // tryFrame writes a frame to the raw connection without blocking: one
 // writev of its header and parts. It reports whether the frame was begun;
 // what the socket did not take is kept in f.pending, which the next frame
@@ -119,21 +122,34 @@ func (f *frameWriter) tryFrame(kind byte, parts ...[]byte) bool {
 	for _, p := range parts {
 		n += len(p)
 	}
-	var hdr [nodestream.HeaderSize]byte
-	nodestream.PutHeader(hdr[:], kind, n)
-	iov := make([][]byte, 0, 1+len(parts))
-	iov = append(iov, hdr[:])
-	for _, p := range parts {
-		if len(p) > 0 {
-			iov = append(iov, p)
+	// A small frame (a delta, a keep-alive) is copied into f.buf and
+	// written whole: one segment is cheaper to send than several; a large
+	// one is written from its parts (writev).
+	total := nodestream.HeaderSize + n
+	f.buf = append(f.buf[:0], make([]byte, nodestream.HeaderSize)...)
+	nodestream.PutHeader(f.buf, kind, n)
+	iov := [][]byte{f.buf}
+	if total <= frameSmallWrite {
+		for _, p := range parts {
+			f.buf = append(f.buf, p...)
+		}
+		iov[0] = f.buf
+	} else {
+		for _, p := range parts {
+			if len(p) > 0 {
+				iov = append(iov, p)
+			}
 		}
 	}
-	total := nodestream.HeaderSize + n
 	var wrote int
 	var werr error
 	err := f.raw.Write(func(fd uintptr) bool {
 		for {
-			wrote, werr = unix.Writev(int(fd), iov)
+			if len(iov) == 1 {
+				wrote, werr = unix.Write(int(fd), iov[0])
+			} else {
+				wrote, werr = unix.Writev(int(fd), iov)
+			}
 			if !errors.Is(werr, unix.EINTR) {
 				return true // never wait for the socket: the stream's goroutine does
 			}

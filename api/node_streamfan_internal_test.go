@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -14,6 +15,12 @@ import (
 // socket that takes only part of it is finished by the stream's next frame
 // before anything else: the peer reads whole frames, in order.
 func TestTryFramePartialThenFinish(t *testing.T) {
+	for _, size := range []int{64 << 10, 7001} { // written from its parts (writev), copied whole
+		t.Run(strconv.Itoa(size), func(t *testing.T) { testTryFramePartial(t, size) })
+	}
+}
+
+func testTryFramePartial(t *testing.T, size int) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -37,13 +44,13 @@ func TestTryFramePartialThenFinish(t *testing.T) {
 		t.Fatal("no raw connection of a TCP connection")
 	}
 
-	// Frames of 64 KiB, each of its own byte, until one is taken in part.
+	// Frames of size bytes, each of its own byte, until one is taken in part.
 	var sent [][]byte
 	for i := 0; fw.pending == nil; i++ {
 		if i == 1000 {
-			t.Fatal("1000 frames of 64 KiB written to a socket nobody reads")
+			t.Fatalf("1000 frames of %d bytes written to a socket nobody reads", size)
 		}
-		head, body := []byte{byte('a' + i%26)}, bytes.Repeat([]byte{byte('a' + i%26)}, 64<<10)
+		head, body := []byte{byte('a' + i%26)}, bytes.Repeat([]byte{byte('a' + i%26)}, size)
 		if !fw.tryFrame(nodestream.FrameSnapshot, head, body) {
 			if fw.err != nil {
 				t.Fatal(fw.err)
