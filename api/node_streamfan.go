@@ -34,10 +34,7 @@ import (
 // group g: it writes the frame of each parked stream it can, and wakes the
 // others.
 func (g *groupFeed) fanout(ctx context.Context, h *handlers, v *snapshot.View) {
-	g.mu.Lock()
-	streams := g.list
-	g.mu.Unlock()
-	for _, r := range streams {
+	for _, r := range g.streamList() {
 		if v == nil || !r.mu.TryLock() {
 			r.signal()
 			continue

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"time"
 
@@ -46,9 +45,12 @@ type groupFeed struct {
 	// view is the group's view as last read, nil before the first read
 	// or after a failed one.
 	view *snapshot.View
-	// list holds the open streams of the group (replaced, never modified:
-	// the feed's goroutine reads it without the lock).
-	list []*nodeStream
+	// members are the open streams of the group; list is them as a slice
+	// (rebuilt after a change, never modified: the feed's goroutine reads
+	// it without the lock).
+	members map[*nodeStream]struct{}
+	list    []*nodeStream
+	changed bool
 }
 
 // join adds stream r to group's feed, starting it for the first.
@@ -67,7 +69,11 @@ func (f *streamFeeds) join(group string, r *nodeStream) *groupFeed {
 	}
 	g.streams++
 	g.mu.Lock()
-	g.list = append(g.list[:len(g.list):len(g.list)], r)
+	if g.members == nil {
+		g.members = map[*nodeStream]struct{}{}
+	}
+	g.members[r] = struct{}{}
+	g.changed = true
 	g.mu.Unlock()
 	return g
 }
@@ -77,9 +83,8 @@ func (f *streamFeeds) leave(g *groupFeed, r *nodeStream) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	g.mu.Lock()
-	if i := slices.Index(g.list, r); i >= 0 {
-		g.list = slices.Delete(slices.Clone(g.list), i, i+1)
-	}
+	delete(g.members, r)
+	g.changed = true
 	g.mu.Unlock()
 	g.streams--
 	if g.streams == 0 {
@@ -88,6 +93,20 @@ func (f *streamFeeds) leave(g *groupFeed, r *nodeStream) {
 			delete(f.groups, g.group)
 		}
 	}
+}
+
+// streamList is the group's open streams.
+func (g *groupFeed) streamList() []*nodeStream {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.changed {
+		g.list = make([]*nodeStream, 0, len(g.members))
+		for r := range g.members {
+			g.list = append(g.list, r)
+		}
+		g.changed = false
+	}
+	return g.list
 }
 
 // current is the group's view as last read (nil when none is).
