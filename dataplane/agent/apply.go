@@ -279,12 +279,14 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 				runtimeOK = false
 			}
 		}
-		// Then the file (a.mu held: no reload comes between), so that
-		// whatever reloads next agrees with what runs. Should it fail, what
-		// runs is not recorded (a.live): the next apply makes the same
-		// changes again, which the runtime API takes or a reload does.
+		// Then the file, so that whatever reloads next agrees with what
+		// runs: written configWriteDelay later while Run runs, off the
+		// change's way into traffic (members_config.go), else here. Should
+		// it fail here, what runs is not recorded (a.live): the next apply
+		// makes the same changes again, which the runtime API takes or a
+		// reload does.
 		if runtimeOK {
-			if err := a.writeConfig(p.cfg); err != nil {
+			if err := a.configChanged(p.cfg); err != nil {
 				return err
 			}
 		}
