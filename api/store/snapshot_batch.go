@@ -123,7 +123,10 @@ SELECT g.rev, COALESCE((SELECT traceparent FROM revisions WHERE revision <= g.re
 	if floor > 0 {
 		b.Queue(changedSinceBounded, groupID, floor, noCeiling)
 	}
-	br := tx.pg.Conn().SendBatch(ctx, b)
+	br, err := tx.sendBatch(ctx, b)
+	if err != nil {
+		return nil, err
+	}
 	p, err := readGroupPart(br, groupID, floor)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("read group part of %s: %w", groupID, cerr)
@@ -218,7 +221,10 @@ func ReadLoadBalancerRows(ctx context.Context, tx *Tx, sc SnapshotScope, certs *
 	if certs != nil {
 		b.Queue(certs.certificates(), certs.arg)
 	}
-	br := tx.pg.Conn().SendBatch(ctx, b)
+	br, err := tx.sendBatch(ctx, b)
+	if err != nil {
+		return nil, err
+	}
 	out, err := readLoadBalancerRows(br, certs != nil)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("read load balancers: %w", cerr)
@@ -292,7 +298,10 @@ func ReadPollView(ctx context.Context, tx *Tx, groupID string, floor int64) (int
 	b.Queue(`SELECT n.id, n.name, n.node_group_id, n.admin_state, n.revision,
   CASE WHEN n.revision > $2 THEN COALESCE((SELECT r.traceparent FROM revisions r WHERE r.revision <= n.revision ORDER BY r.revision DESC LIMIT 1), '') ELSE '' END
 FROM nodes n WHERE n.node_group_id = $1 ORDER BY n.id`, groupID, max(floor, 0))
-	br := tx.pg.Conn().SendBatch(ctx, b)
+	br, err := tx.sendBatch(ctx, b)
+	if err != nil {
+		return 0, nil, err
+	}
 	rev, nodes, err := readPollView(br)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("read poll view: %w", cerr)

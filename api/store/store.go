@@ -316,18 +316,21 @@ func (s *Store) ReadSnapshot(ctx context.Context, fn func(tx *Tx) error) error {
 // readSnapshotOnce is one try of ReadSnapshot on pool; closed says its
 // connection was lost, begin that its BEGIN failed.
 func readSnapshotOnce(ctx context.Context, pool *pgxpool.Pool, fn func(tx *Tx) error) (closed, begin bool, err error) {
-	t, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	c, err := pool.Acquire(ctx)
 	if err != nil {
 		return false, true, fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(&Tx{pg: t}); err != nil {
-		rollback(ctx, t)
-		return t.Conn().IsClosed(), false, err
+	// The BEGIN goes with the first statement (snapshot_begin.go).
+	l := &lazyTx{c: c.Conn(), pending: true}
+	if err := fn(&Tx{pg: l}); err != nil {
+		closed := c.Conn().IsClosed()
+		l.end(ctx, c)
+		return closed, l.beginErr, err
 	}
 	// Everything is read, and a read-only transaction's end changes
 	// nothing of it: it ends off the caller's path (one round trip less
 	// between a write's notification and the snapshot it makes).
-	go rollback(ctx, t)
+	go l.end(ctx, c)
 	return false, false, nil
 }
 
