@@ -75,6 +75,13 @@ var changedSinceBounded = func() string {
 	return q
 }()
 
+// groupPeers is PeerListByGroup's statement for group $1, every node of it
+// when the group uses VRRP (ReadGroupPart reads the group in the same round
+// trip).
+const groupPeers = `SELECT name, peer_address FROM nodes WHERE node_group_id = $1
+  AND (peer_address <> '' OR EXISTS (SELECT 1 FROM node_groups WHERE id = $1 AND vrrp_interface <> ''))
+ORDER BY name`
+
 // GroupPart is what a build of a node group's snapshot part reads besides
 // the rows of the load balancers it reads again (ReadGroupPart).
 type GroupPart struct {
@@ -99,6 +106,9 @@ type GroupPart struct {
 	// (all of them without one), the newest limit of them, oldest first:
 	// RevisionTraceparentListByGroup's, with revisions.
 	Writes []RevisionTraceparent
+	// Peers are PeerListByGroup's of the group, all of them (Address ""
+	// for those without one) when the group uses VRRP.
+	Peers []Peer
 }
 
 // ReadGroupPart reads, in one round trip, what a build of node group
@@ -120,6 +130,7 @@ SELECT g.rev, COALESCE((SELECT traceparent FROM revisions WHERE revision <= g.re
   SELECT revision, traceparent FROM revisions
   WHERE revision > $2 AND revision < $4 AND traceparent <> '' AND revision IN (`+groupWriteRevisionsSince+`)
   ORDER BY revision DESC LIMIT $3) w ORDER BY revision`, groupID, floor, limit, noCeiling)
+	b.Queue(groupPeers, groupID)
 	if floor > 0 {
 		b.Queue(changedSinceBounded, groupID, floor, noCeiling)
 	}
@@ -178,6 +189,10 @@ func readGroupPart(br pgx.BatchResults, groupID string, floor int64) (*GroupPart
 	})
 	if err != nil {
 		return nil, fmt.Errorf("write traceparents: %w", err)
+	}
+	rows, _ = br.Query()
+	if p.Peers, err = pgx.CollectRows(rows, pgx.RowToStructByName[Peer]); err != nil {
+		return nil, fmt.Errorf("group peers: %w", err)
 	}
 	if floor > 0 {
 		rows, _ = br.Query()
