@@ -620,6 +620,11 @@ feed:
 		type change struct {
 			begin, patched, effective, active time.Time
 			refused, refusedActive            int64 // 429/503 answers to the PATCH, to the reads until active
+			// fetches are the probe's requests until effective (each:
+			// its start after begin, its duration, its answer), printed
+			// for the changes over 25 ms: a slow answer of HAProxy or a
+			// change that took long to be balanced by.
+			fetches []probeRead
 		}
 		refusedBefore := api.refused.Load()
 		var each []change
@@ -648,9 +653,12 @@ feed:
 			r1 := api.refused.Load()
 			var seen time.Time
 			confirmations, done := 0, false
+			var fetches []probeRead
 			for time.Since(begin) < 10*time.Second && !done {
+				f0 := time.Now()
 				name, _ := probeFetch(probeAddr)
 				now := time.Now()
+				fetches = append(fetches, probeRead{f0.Sub(begin), now.Sub(f0), name})
 				switch {
 				case !stops && name == "a":
 					member, done = append(member, now.Sub(begin)), true
@@ -680,7 +688,7 @@ feed:
 					break
 				}
 			}
-			each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1})
+			each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1, fetches})
 			if current() != w0 {
 				reloads++
 			}
@@ -693,6 +701,15 @@ feed:
 		for i, s := range each {
 			logf("member change %d at %s: PATCH answered %s ms (%d refused), effective %s ms, active %s ms (%d reads refused)", i, s.begin.Format("15:04:05.000"),
 				ms(s.patched.Sub(s.begin)), s.refused, ms(s.effective.Sub(s.begin)), ms(s.active.Sub(s.begin)), s.refusedActive)
+			if s.effective.Sub(s.begin) > 25*time.Millisecond {
+				var b strings.Builder
+				for _, f := range s.fetches {
+					if f.at <= s.effective.Sub(s.begin) {
+						fmt.Fprintf(&b, " +%s(%s)%s", ms(f.at), ms(f.took), f.name)
+					}
+				}
+				logf("  probe reads (start +ms (took ms) answer):%s", b.String())
+			}
 			for _, w := range lockWaits {
 				if !w.at.Before(s.begin) && w.at.Before(s.effective) {
 					logf("  +%s ms: %s", ms(w.at.Sub(s.begin)), w.what)
@@ -914,6 +931,13 @@ func (r *stepRecorder) summary(logf func(string, ...any), changes func(func(begi
 	p50 := func(d []time.Duration) string { return ms(pct(sorted(d), 50)) }
 	logf("member steps (medians): first snapshot batch begun +%s ms, took %s ms (%d changes); runtime API done +%s ms (%d); runtime API done → probe saw it %s ms (p90 %s); changes that prepared a statement %d, opened a connection %d",
 		p50(build), p50(buildDur), len(build), p50(runtime), len(runtime), p50(seen), ms(pct(sorted(seen), 90)), prepares, connects)
+}
+
+// probeRead is one request of the member phase's probe: when it began
+// (after the change's PATCH began), how long it took, what it answered.
+type probeRead struct {
+	at, took time.Duration
+	name     string
 }
 
 // probeFetch sends one request to addr on a new connection and returns the
