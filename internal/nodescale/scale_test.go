@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/metrics"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -625,6 +626,7 @@ feed:
 			// for the changes over 25 ms: a slow answer of HAProxy or a
 			// change that took long to be balanced by.
 			fetches []probeRead
+			gcs     uint64 // the process's GC cycles ended between begin and active
 		}
 		refusedBefore := api.refused.Load()
 		var each []change
@@ -645,6 +647,7 @@ feed:
 			stops := i%2 == 0
 			w0 := current()
 			r0 := api.refused.Load()
+			gc0 := gcCycles()
 			begin := time.Now()
 			if _, err := api.call(ctx, http.MethodPatch, "/v1/members/"+ma["id"].(string), bodies[i%2]); err != nil {
 				t.Fatal(err)
@@ -688,7 +691,7 @@ feed:
 					break
 				}
 			}
-			each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1, fetches})
+			each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1, fetches, gcCycles() - gc0})
 			if current() != w0 {
 				reloads++
 			}
@@ -699,8 +702,8 @@ feed:
 		// Each change's steps, and what waited in Postgres meanwhile (sampled
 		// pg_stat_activity: sessions waiting on a lock or running > 20 ms).
 		for i, s := range each {
-			logf("member change %d at %s: PATCH answered %s ms (%d refused), effective %s ms, active %s ms (%d reads refused)", i, s.begin.Format("15:04:05.000"),
-				ms(s.patched.Sub(s.begin)), s.refused, ms(s.effective.Sub(s.begin)), ms(s.active.Sub(s.begin)), s.refusedActive)
+			logf("member change %d at %s: PATCH answered %s ms (%d refused), effective %s ms, active %s ms (%d reads refused); GC cycles ended by active: %d", i, s.begin.Format("15:04:05.000"),
+				ms(s.patched.Sub(s.begin)), s.refused, ms(s.effective.Sub(s.begin)), ms(s.active.Sub(s.begin)), s.refusedActive, s.gcs)
 			if s.effective.Sub(s.begin) > 25*time.Millisecond {
 				var b strings.Builder
 				for _, f := range s.fetches {
@@ -758,6 +761,17 @@ feed:
 				patched = append(patched, s.patched.Sub(s.begin))
 			}
 			pa := sorted(patched)
+			var withGC, withoutGC []time.Duration
+			for _, s := range each {
+				if s.gcs > 0 {
+					withGC = append(withGC, s.effective.Sub(s.begin))
+				} else {
+					withoutGC = append(withoutGC, s.effective.Sub(s.begin))
+				}
+			}
+			wg, wog := sorted(withGC), sorted(withoutGC)
+			logf("member change → effective: %d changes with a GC cycle of this process (API, agent, probe) ended by active p50=%s ms max=%s ms; the others (%d) p50=%s ms max=%s ms",
+				len(wg), ms(pct(wg, 50)), ms(pct(wg, 100)), len(wog), ms(pct(wog, 50)), ms(pct(wog, 100)))
 			logf("member change → effective: after an idle gap of %s (%d changes) p50=%s ms max=%s ms; the others (%d) p50=%s ms p99=%s ms max=%s ms; PATCH answered p50=%s ms p99=%s ms",
 				gap, len(g), ms(pct(g, 50)), ms(pct(g, 100)), len(st), ms(pct(st, 50)), ms(pct(st, 99)), ms(pct(st, 100)), ms(pct(pa, 50)), ms(pct(pa, 99)))
 		}
@@ -931,6 +945,16 @@ func (r *stepRecorder) summary(logf func(string, ...any), changes func(func(begi
 	p50 := func(d []time.Duration) string { return ms(pct(sorted(d), 50)) }
 	logf("member steps (medians): first snapshot batch begun +%s ms, took %s ms (%d changes); runtime API done +%s ms (%d); runtime API done → probe saw it %s ms (p90 %s); changes that prepared a statement %d, opened a connection %d",
 		p50(build), p50(buildDur), len(build), p50(runtime), len(runtime), p50(seen), ms(pct(sorted(seen), 90)), prepares, connects)
+}
+
+// gcCycles is how many GC cycles this process has completed.
+func gcCycles() uint64 {
+	m := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(m)
+	if m[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return m[0].Value.Uint64()
 }
 
 // probeRead is one request of the member phase's probe: when it began
