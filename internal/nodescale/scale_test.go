@@ -920,7 +920,11 @@ func (r *stepRecorder) summary(logf func(string, ...any), changes func(func(begi
 		var b, rt recorded
 		prepared, connected := false, false
 		for i, s := range spans {
-			if b.name == "" && s.name == "batch start" && i+1 < len(spans) && strings.Contains(spans[i+1].text, "plan_cache_mode") {
+			// The build's or the view's first batch: its first statement
+			// is the snapshot read's BEGIN (since session 8) or the SET of
+			// plan_cache_mode.
+			if b.name == "" && s.name == "batch start" && i+1 < len(spans) &&
+				(strings.Contains(spans[i+1].text, "plan_cache_mode") || strings.Contains(spans[i+1].text, "begin isolation level")) {
 				b = s
 			}
 			if s.name == "haproxy.runtime" {
