@@ -188,6 +188,7 @@ type Agent struct {
 	stateDirty   bool
 	persist      chan struct{}
 	stateMu      sync.Mutex
+	stateBuf     []byte // the last snapshot.json flushState wrote, its buffer reused (stateMu)
 	// cfgDirty: haproxy.cfg is due to be written from a.live (a change made
 	// through the runtime API, members_config.go); cfgWrite wakes configLoop.
 	cfgDirty bool
