@@ -137,7 +137,7 @@ func (b *Builder) GroupOfPart(ctx context.Context, tx *store.Tx, part *store.Gro
 	if err != nil {
 		return nil, err
 	}
-	return b.assemble(ctx, tx, part.Group, part.Revision, lbs, certs, part.Traceparent)
+	return b.assemble(part.Group, part.Revision, lbs, certs, part.Traceparent, part.Peers), nil
 }
 
 func (b *Builder) groupFrom(ctx context.Context, tx *store.Tx, groupID string, rev int64, prev *openapi.Snapshot) (*openapi.Snapshot, error) {
@@ -160,13 +160,18 @@ func (b *Builder) groupFrom(ctx context.Context, tx *store.Tx, groupID string, r
 	if err != nil {
 		return nil, err
 	}
-	return b.assemble(ctx, tx, g, rev, lbs, certs, tp)
+	ps, err := store.PeerListByGroup(ctx, tx, groupID, g.VRRPInterface != "")
+	if err != nil {
+		return nil, err
+	}
+	return b.assemble(g, rev, lbs, certs, tp, ps), nil
 }
 
 // assemble is group g's part at revision rev of lbs and certs, tp the trace
-// context of the write at rev.
-func (b *Builder) assemble(ctx context.Context, tx *store.Tx, g *store.NodeGroup, rev int64, lbs []openapi.SnapshotLoadBalancer,
-	certs []openapi.SnapshotCertificate, tp string) (*openapi.Snapshot, error) {
+// context of the write at rev, ps the group's peers as
+// store.PeerListByGroup lists them (every node when g uses VRRP).
+func (b *Builder) assemble(g *store.NodeGroup, rev int64, lbs []openapi.SnapshotLoadBalancer,
+	certs []openapi.SnapshotCertificate, tp string, ps []store.Peer) *openapi.Snapshot {
 	hb := g.HeartbeatIntervalMs
 	snap := &openapi.Snapshot{Revision: rev, NodeGroupId: g.ID, GeneratedAt: time.Now().UTC(), LoadBalancers: lbs, Certificates: certs,
 		HeartbeatIntervalMs: &hb}
@@ -174,25 +179,19 @@ func (b *Builder) assemble(ctx context.Context, tx *store.Tx, g *store.NodeGroup
 		snap.Vrrp = &openapi.SnapshotVRRP{Interface: g.VRRPInterface, RouterIdMin: g.VRRPRouterIDMin, RouterIdMax: g.VRRPRouterIDMax,
 			AdvertIntervalMs: g.VRRPAdvertIntervalMS}
 	}
-	var err error
-	if snap.Peers, err = peers(ctx, tx, g.ID, snap.Vrrp); err != nil {
-		return nil, err
-	}
+	snap.Peers = peers(ps, snap.Vrrp)
 	if tp != "" {
 		snap.Traceparent = &tp
 	}
-	return snap, nil
+	return snap
 }
 
-// peers lists the group's HAProxy peers (the nodes that registered a peer
-// address); nil when fewer than two take part: nothing to share. With vrrp
-// (the group uses VRRP) it also sets vrrp.Nodes, every node of the group,
-// from the same read: each node ranks its VRRP priorities among them.
-func peers(ctx context.Context, tx *store.Tx, groupID string, vrrp *openapi.SnapshotVRRP) (*[]openapi.SnapshotPeer, error) {
-	ps, err := store.PeerListByGroup(ctx, tx, groupID, vrrp != nil)
-	if err != nil {
-		return nil, err
-	}
+// peers lists the group's HAProxy peers (the nodes of ps that registered a
+// peer address); nil when fewer than two take part: nothing to share. With
+// vrrp (the group uses VRRP; ps then holds every node of the group) it also
+// sets vrrp.Nodes, every node of the group: each node ranks its VRRP
+// priorities among them.
+func peers(ps []store.Peer, vrrp *openapi.SnapshotVRRP) *[]openapi.SnapshotPeer {
 	if vrrp != nil {
 		names := make([]string, 0, len(ps))
 		for _, p := range ps {
@@ -207,9 +206,9 @@ func peers(ctx context.Context, tx *store.Tx, groupID string, vrrp *openapi.Snap
 		}
 	}
 	if len(out) < 2 {
-		return nil, nil
+		return nil
 	}
-	return &out, nil
+	return &out
 }
 
 // LoadBalancer builds load balancer lbID's part of a snapshot and the

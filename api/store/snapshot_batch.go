@@ -75,6 +75,13 @@ var changedSinceBounded = func() string {
 	return q
 }()
 
+// groupPeers is PeerListByGroup's statement for group $1, every node of it
+// when the group uses VRRP (ReadGroupPart reads the group in the same round
+// trip).
+const groupPeers = `SELECT name, peer_address FROM nodes WHERE node_group_id = $1
+  AND (peer_address <> '' OR EXISTS (SELECT 1 FROM node_groups WHERE id = $1 AND vrrp_interface <> ''))
+ORDER BY name`
+
 // GroupPart is what a build of a node group's snapshot part reads besides
 // the rows of the load balancers it reads again (ReadGroupPart).
 type GroupPart struct {
@@ -99,6 +106,9 @@ type GroupPart struct {
 	// (all of them without one), the newest limit of them, oldest first:
 	// RevisionTraceparentListByGroup's, with revisions.
 	Writes []RevisionTraceparent
+	// Peers are PeerListByGroup's of the group, all of them (Address ""
+	// for those without one) when the group uses VRRP.
+	Peers []Peer
 }
 
 // ReadGroupPart reads, in one round trip, what a build of node group
@@ -120,10 +130,14 @@ SELECT g.rev, COALESCE((SELECT traceparent FROM revisions WHERE revision <= g.re
   SELECT revision, traceparent FROM revisions
   WHERE revision > $2 AND revision < $4 AND traceparent <> '' AND revision IN (`+groupWriteRevisionsSince+`)
   ORDER BY revision DESC LIMIT $3) w ORDER BY revision`, groupID, floor, limit, noCeiling)
+	b.Queue(groupPeers, groupID)
 	if floor > 0 {
 		b.Queue(changedSinceBounded, groupID, floor, noCeiling)
 	}
-	br := tx.pg.Conn().SendBatch(ctx, b)
+	br, err := tx.sendBatch(ctx, b)
+	if err != nil {
+		return nil, err
+	}
 	p, err := readGroupPart(br, groupID, floor)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("read group part of %s: %w", groupID, cerr)
@@ -176,6 +190,10 @@ func readGroupPart(br pgx.BatchResults, groupID string, floor int64) (*GroupPart
 	if err != nil {
 		return nil, fmt.Errorf("write traceparents: %w", err)
 	}
+	rows, _ = br.Query()
+	if p.Peers, err = pgx.CollectRows(rows, pgx.RowToStructByName[Peer]); err != nil {
+		return nil, fmt.Errorf("group peers: %w", err)
+	}
 	if floor > 0 {
 		rows, _ = br.Query()
 		if p.Changed, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
@@ -218,7 +236,10 @@ func ReadLoadBalancerRows(ctx context.Context, tx *Tx, sc SnapshotScope, certs *
 	if certs != nil {
 		b.Queue(certs.certificates(), certs.arg)
 	}
-	br := tx.pg.Conn().SendBatch(ctx, b)
+	br, err := tx.sendBatch(ctx, b)
+	if err != nil {
+		return nil, err
+	}
 	out, err := readLoadBalancerRows(br, certs != nil)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("read load balancers: %w", cerr)
@@ -292,7 +313,10 @@ func ReadPollView(ctx context.Context, tx *Tx, groupID string, floor int64) (int
 	b.Queue(`SELECT n.id, n.name, n.node_group_id, n.admin_state, n.revision,
   CASE WHEN n.revision > $2 THEN COALESCE((SELECT r.traceparent FROM revisions r WHERE r.revision <= n.revision ORDER BY r.revision DESC LIMIT 1), '') ELSE '' END
 FROM nodes n WHERE n.node_group_id = $1 ORDER BY n.id`, groupID, max(floor, 0))
-	br := tx.pg.Conn().SendBatch(ctx, b)
+	br, err := tx.sendBatch(ctx, b)
+	if err != nil {
+		return 0, nil, err
+	}
 	rev, nodes, err := readPollView(br)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("read poll view: %w", cerr)

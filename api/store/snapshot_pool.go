@@ -102,12 +102,15 @@ func (s *Store) rewarmSnapshots() {
 func warmSnapshotStatements(ctx context.Context, c *pgx.Conn) error {
 	ctx, cancel := context.WithTimeout(context.WithValue(ctx, warmKey{}, true), 10*time.Second)
 	defer cancel()
-	t, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return fmt.Errorf("warm snapshot statements: %w", err)
-	}
-	defer rollback(ctx, t)
-	tx := &Tx{pg: t}
+	// Begun as ReadSnapshot begins (its BEGIN in front of the first batch,
+	// prepared with it).
+	l := &lazyTx{c: c, pending: true}
+	defer func() {
+		if l.begun && !c.IsClosed() {
+			_, _ = c.Exec(ctx, "rollback")
+		}
+	}()
+	tx := &Tx{pg: l}
 	if _, err := ReadGroupPart(ctx, tx, warmGroup, 1, 1); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("warm snapshot statements: %w", err)
 	}

@@ -92,3 +92,88 @@ func TestSnapshotReadRetriesLostConnection(t *testing.T) {
 		t.Fatalf("read on the lost connection's process %d again", got)
 	}
 }
+
+// A snapshot read begins its transaction with its first batch, in the same
+// round trip (the BEGIN prepared by the connection's warm-up): the batch and
+// what follows read one repeatable-read, read-only snapshot. One whose first
+// statement is not a batch begins it on its own; a read whose connection
+// was lost meanwhile runs again on another either way.
+func TestSnapshotReadBeginsWithItsFirstBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTest(t)
+	tenant := newTenant(t, st, "t", Quotas{})
+	group := newGroup(t, st, "g")
+	newLB(t, st, tenant, group)
+	var pid int
+	err := st.ReadSnapshot(ctx, func(tx *Tx) error {
+		l := tx.pg.(*lazyTx)
+		part, err := ReadGroupPart(ctx, tx, group, 0, 10)
+		if err != nil {
+			return err
+		}
+		if l.pending || !l.begun {
+			t.Errorf("after the first batch: BEGIN pending %v, sent %v; want sent with it", l.pending, l.begun)
+		}
+		newLB(t, st, tenant, group) // committed after the snapshot was taken: not seen
+		again, err := ReadGroupPart(ctx, tx, group, 0, 10)
+		if err != nil {
+			return err
+		}
+		if len(part.Live) != 1 || len(again.Live) != 1 {
+			t.Errorf("live load balancers %v then %v, want the one of the transaction's snapshot both times", part.Live, again.Live)
+		}
+		var iso, ro string
+		var prepared int
+		if err := tx.pg.QueryRow(ctx, "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only'), pg_backend_pid()").Scan(&iso, &ro, &pid); err != nil {
+			return err
+		}
+		if iso != "repeatable read" || ro != "on" {
+			t.Errorf("transaction %s, read only %s; want repeatable read, on", iso, ro)
+		}
+		if err := tx.pg.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", snapshotBegin).Scan(&prepared); err != nil {
+			return err
+		}
+		if prepared != 1 {
+			t.Errorf("the BEGIN is prepared %d times on the connection, want once (by its warm-up)", prepared)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.ReadSnapshot(ctx, func(tx *Tx) error {
+		var iso, ro string
+		if err := tx.pg.QueryRow(ctx, "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')").Scan(&iso, &ro); err != nil {
+			return err
+		}
+		if iso != "repeatable read" || ro != "on" {
+			t.Errorf("begun by a query: transaction %s, read only %s; want repeatable read, on", iso, ro)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The connection's server process ends while it idles: the batch that
+	// would begin on it fails, and the read runs on another connection.
+	if _, err := st.pool.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100 && scalar[int](t, st, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) > 0; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for range 2 {
+		err = st.ReadSnapshot(ctx, func(tx *Tx) error {
+			part, err := ReadGroupPart(ctx, tx, group, 0, 10)
+			if err == nil && len(part.Live) != 2 {
+				t.Errorf("live load balancers %v, want 2", part.Live)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("read after the connection was lost: %v", err)
+		}
+	}
+}

@@ -303,9 +303,11 @@ func (s *Store) ReadSnapshot(ctx context.Context, fn func(tx *Tx) error) error {
 	if pool == nil {
 		pool = s.pool
 	}
-	closed, begin, err := readSnapshotOnce(ctx, pool, fn)
+	closed, begin, err := readSnapshotOnce(ctx, pool, fn, true)
 	if retryRead(err, closed, begin) && ctx.Err() == nil {
-		closed, _, err = readSnapshotOnce(ctx, pool, fn)
+		// Begun before fn runs, as every read was before session 8: fn
+		// runs again only on a connection that took the BEGIN.
+		closed, _, err = readSnapshotOnce(ctx, pool, fn, false)
 	}
 	if err != nil && closed {
 		return fmt.Errorf("%w: the connection was lost (%v)", ErrUnavailable, err)
@@ -314,20 +316,30 @@ func (s *Store) ReadSnapshot(ctx context.Context, fn func(tx *Tx) error) error {
 }
 
 // readSnapshotOnce is one try of ReadSnapshot on pool; closed says its
-// connection was lost, begin that its BEGIN failed.
-func readSnapshotOnce(ctx context.Context, pool *pgxpool.Pool, fn func(tx *Tx) error) (closed, begin bool, err error) {
-	t, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+// connection was lost, begin that its BEGIN failed. With lazy the BEGIN
+// goes with fn's first statement (snapshot_begin.go), else before fn runs.
+func readSnapshotOnce(ctx context.Context, pool *pgxpool.Pool, fn func(tx *Tx) error, lazy bool) (closed, begin bool, err error) {
+	c, err := pool.Acquire(ctx)
 	if err != nil {
 		return false, true, fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(&Tx{pg: t}); err != nil {
-		rollback(ctx, t)
-		return t.Conn().IsClosed(), false, err
+	l := &lazyTx{c: c.Conn(), pending: true}
+	if !lazy {
+		if err := l.start(ctx); err != nil {
+			closed := c.Conn().IsClosed()
+			l.end(ctx, c)
+			return closed, true, err
+		}
+	}
+	if err := fn(&Tx{pg: l}); err != nil {
+		closed := c.Conn().IsClosed()
+		l.end(ctx, c)
+		return closed, l.beginErr, err
 	}
 	// Everything is read, and a read-only transaction's end changes
 	// nothing of it: it ends off the caller's path (one round trip less
 	// between a write's notification and the snapshot it makes).
-	go rollback(ctx, t)
+	go l.end(ctx, c)
 	return false, false, nil
 }
 

@@ -188,6 +188,11 @@ type Agent struct {
 	stateDirty   bool
 	persist      chan struct{}
 	stateMu      sync.Mutex
+	stateBuf     []byte // the last snapshot.json flushState wrote, its buffer reused (stateMu)
+	// cfgDirty: haproxy.cfg is due to be written from a.live (a change made
+	// through the runtime API, members_config.go); cfgWrite wakes configLoop.
+	cfgDirty bool
+	cfgWrite chan struct{}
 	// converted are the load balancers' models by revision (apply.go).
 	converted conversions
 	// written is the text last written to haproxy.cfg (nil: unknown).
@@ -221,7 +226,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, client: client, tracer: cfg.TracerProvider.Tracer("github.com/fulcrumlb/fulcrum/dataplane/agent"),
 		lbErrors: map[string]lbFailure{}, nodeErrors: map[openapi.NodeErrorKind]string{}, certLoaded: map[string]string{}, certWritten: map[string]string{},
-		reportCh: make(chan struct{}, 1), persist: make(chan struct{}, 1), streamClient: newStreamClient(cfg), rawClient: newRawStreamClient(cfg)}
+		reportCh: make(chan struct{}, 1), persist: make(chan struct{}, 1), cfgWrite: make(chan struct{}, 1), streamClient: newStreamClient(cfg), rawClient: newRawStreamClient(cfg)}
 	run := a.path("run")
 	a.stats = loadStats(a.path("stats.json"))
 	a.metrics = newAgentMetrics(a, cfg.MeterProvider)
@@ -242,10 +247,12 @@ func (a *Agent) StateDir() string { return a.cfg.StateDir }
 // Process is the supervised HAProxy.
 func (a *Agent) Process() *haproxy.Process { return a.proc }
 
-// AppliedRevision is the revision HAProxy serves.
+// AppliedRevision is the revision HAProxy serves (haproxy.cfg written first
+// when a write of it is due: what is applied is on disk too).
 func (a *Agent) AppliedRevision() int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.flushConfigLocked() // what is applied is in haproxy.cfg too (tests read it)
 	if a.snap == nil {
 		return 0
 	}
@@ -292,7 +299,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer func() { stop(); <-done }()
 	}
 	leave := func() {
-		a.flushState() // what runs is on disk before HAProxy is left to the next agent
+		a.flushConfig() // what runs is on disk before HAProxy is left to the next agent
+		a.flushState()
 		a.stats.flushNow()
 		if !a.cfg.StopHAProxyOnExit {
 			// keepalived keeps holding the VIPs with HAProxy; the next
@@ -318,11 +326,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer leave()
 	a.updateVIPs(a.snap)
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
 	a.mu.Lock()
 	a.persistAsync = true
 	a.mu.Unlock()
 	go func() { defer wg.Done(); a.persistLoop(ctx) }()
+	go func() { defer wg.Done(); a.configLoop(ctx) }()
 	go func() { defer wg.Done(); a.stats.writeLoop(ctx) }()
 	go func() { defer wg.Done(); a.vips.Run(ctx) }()
 	go func() { defer wg.Done(); a.proc.Supervise(ctx) }()

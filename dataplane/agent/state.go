@@ -96,11 +96,12 @@ func (a *Agent) flushState() {
 		a.mu.Unlock()
 		return
 	}
-	b, err := a.encodeStateLocked()
+	b, err := a.encodeStateInto(a.stateBuf)
 	a.stateDirty = false
 	a.mu.Unlock()
 	if err == nil && b != nil {
 		err = atomicfile.Write(a.path("snapshot.json"), b, 0o600)
+		a.stateBuf = b // the next flushState's buffer (stateMu held)
 	}
 	if err != nil {
 		a.mu.Lock()
@@ -131,7 +132,11 @@ func (a *Agent) writeStateLocked() error {
 
 // encodeStateLocked is the content of snapshot.json (nil when there is no
 // state yet); a.mu held.
-func (a *Agent) encodeStateLocked() ([]byte, error) {
+func (a *Agent) encodeStateLocked() ([]byte, error) { return a.encodeStateInto(nil) }
+
+// encodeStateInto is encodeStateLocked written into buf when it is large
+// enough (stateEncoder.encodeInto); a.mu held.
+func (a *Agent) encodeStateInto(buf []byte) ([]byte, error) {
 	if a.snap == nil || a.live == nil {
 		return nil, nil
 	}
@@ -141,7 +146,7 @@ func (a *Agent) encodeStateLocked() ([]byte, error) {
 		c.PrivateKey = ""
 		snap.Certificates[i] = c
 	}
-	return a.stateJSON.encode(diskState{Version: stateVersion, Snapshot: &snap, Served: a.live.LoadBalancers, Errors: a.lbErrors})
+	return a.stateJSON.encodeInto(diskState{Version: stateVersion, Snapshot: &snap, Served: a.live.LoadBalancers, Errors: a.lbErrors}, buf)
 }
 
 // stateEncoder encodes diskState as json.Marshal does, byte for byte, but
@@ -167,7 +172,14 @@ type encodedServedLB struct {
 
 var lbsKey = []byte(`"load_balancers":[]`)
 
-func (e *stateEncoder) encode(st diskState) ([]byte, error) {
+func (e *stateEncoder) encode(st diskState) ([]byte, error) { return e.encodeInto(st, nil) }
+
+// encodeInto is encode written into buf (its content overwritten) when buf
+// is large enough: flushState hands it the buffer of the file it wrote last
+// (9 MB at 1,000 load balancers, allocated anew at every write before: the
+// garbage collections of this process were most of the stalls of a member
+// change).
+func (e *stateEncoder) encodeInto(st diskState, buf []byte) ([]byte, error) {
 	if st.Snapshot == nil || st.Snapshot.LoadBalancers == nil {
 		return json.Marshal(st) // nothing to splice ("load_balancers":null)
 	}
@@ -202,7 +214,10 @@ func (e *stateEncoder) encode(st diskState) ([]byte, error) {
 	// MBs, written after every apply; growing buffers (and one per array)
 	// would allocate it about three times over.
 	size := len(head) + len(rest) + 64 + arrayLen(snapLBs) + arrayLen(served)
-	out := bytes.NewBuffer(make([]byte, 0, size))
+	if cap(buf) < size {
+		buf = make([]byte, 0, size+size/16) // room for the next writes' growth
+	}
+	out := bytes.NewBuffer(buf[:0])
 	fmt.Fprintf(out, `{"version":%d,"snapshot":`, st.Version)
 	out.Write(head[:at+len(lbsKey)-2]) // up to the array's "["
 	writeArray(out, snapLBs)

@@ -47,6 +47,18 @@ func TestStateEncoderMatchesMarshal(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%s: encode differs from json.Marshal:\n got %s\nwant %s", name, got, want)
 		}
+		// Into a buffer used before (flushState's), its old content
+		// overwritten: the same bytes, in that buffer when it is large
+		// enough and the load balancers are spliced in.
+		dirty := bytes.Repeat([]byte("x"), len(want)+len(want)/2)
+		into, err := e.encodeInto(st, dirty[:7])
+		if err != nil {
+			t.Fatal(err)
+		}
+		spliced := st.Snapshot != nil && st.Snapshot.LoadBalancers != nil // else json.Marshal's own
+		if !bytes.Equal(into, want) || spliced && &into[0] != &dirty[0] {
+			t.Fatalf("%s: encodeInto a used buffer (reused: %v):\n got %s\nwant %s", name, &into[0] == &dirty[0], into, want)
+		}
 		var back diskState
 		if err := json.Unmarshal(got, &back); err != nil {
 			t.Fatalf("%s: %v", name, err)

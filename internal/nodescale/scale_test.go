@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/metrics"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -566,16 +567,20 @@ feed:
 	// `Connection: close`), FULCRUM_SCALE_PROBE_US apart (default 500 µs;
 	// 2 ms before session 7) — so that it sees the change about as soon
 	// as HAProxy balances by it; the figure is when the response that shows
-	// it was read: for a disable the second `b` in a row (round robin
-	// alternates a and b while both serve), confirmed by 3 more `b`; for
-	// an enable the first `a`.
+	// it was read: for a disable the first `b` (confirmed by 3 more `b`; an
+	// `a` starts over), for an enable the first `a`. Member a has weight
+	// 256 and b weight 1 (round robin): while both serve, 256 requests of
+	// 257 go to a, so the first response after the change already shows it.
+	// (Until session 8 both had weight 1, and a disable showed only at the
+	// second `b` in a row: half of the changes took one more probe request
+	// to be seen, 1–3 ms at load.)
 	lb, err := api.create(ctx, "/v1/load-balancers", map[string]any{"name": "probe"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool, _ := api.create(ctx, "/v1/pools", map[string]any{"load_balancer_id": lb["id"], "protocol": "http", "algorithm": "round_robin"})
-	ma, _ := api.create(ctx, "/v1/members", map[string]any{"pool_id": pool["id"], "address": "127.0.0.1", "port": ba.Port})
-	api.create(ctx, "/v1/members", map[string]any{"pool_id": pool["id"], "address": "127.0.0.1", "port": bb.Port})
+	ma, _ := api.create(ctx, "/v1/members", map[string]any{"pool_id": pool["id"], "address": "127.0.0.1", "port": ba.Port, "weight": 256})
+	api.create(ctx, "/v1/members", map[string]any{"pool_id": pool["id"], "address": "127.0.0.1", "port": bb.Port, "weight": 1})
 	l, err := api.create(ctx, "/v1/listeners", map[string]any{"load_balancer_id": lb["id"], "protocol": "http", "port": 8080, "default_pool_id": pool["id"]})
 	if err != nil {
 		t.Fatal(err)
@@ -616,6 +621,12 @@ feed:
 		type change struct {
 			begin, patched, effective, active time.Time
 			refused, refusedActive            int64 // 429/503 answers to the PATCH, to the reads until active
+			// fetches are the probe's requests until effective (each:
+			// its start after begin, its duration, its answer), printed
+			// for the changes over 25 ms: a slow answer of HAProxy or a
+			// change that took long to be balanced by.
+			fetches []probeRead
+			gcs     uint64 // the process's GC cycles ended between begin and active
 		}
 		refusedBefore := api.refused.Load()
 		var each []change
@@ -636,6 +647,7 @@ feed:
 			stops := i%2 == 0
 			w0 := current()
 			r0 := api.refused.Load()
+			gc0 := gcCycles()
 			begin := time.Now()
 			if _, err := api.call(ctx, http.MethodPatch, "/v1/members/"+ma["id"].(string), bodies[i%2]); err != nil {
 				t.Fatal(err)
@@ -643,24 +655,26 @@ feed:
 			patched := time.Now()
 			r1 := api.refused.Load()
 			var seen time.Time
-			prev, confirmations, done := "", 0, false
+			confirmations, done := 0, false
+			var fetches []probeRead
 			for time.Since(begin) < 10*time.Second && !done {
+				f0 := time.Now()
 				name, _ := probeFetch(probeAddr)
 				now := time.Now()
+				fetches = append(fetches, probeRead{f0.Sub(begin), now.Sub(f0), name})
 				switch {
 				case !stops && name == "a":
 					member, done = append(member, now.Sub(begin)), true
 				case !stops:
 				case name == "a":
 					seen, confirmations = time.Time{}, 0
-				case seen.IsZero() && prev == "b" && name == "b":
+				case seen.IsZero() && name == "b":
 					seen = now
 				case !seen.IsZero() && name == "b":
 					if confirmations++; confirmations == 3 {
 						member, done = append(member, seen.Sub(begin)), true
 					}
 				}
-				prev = name
 				time.Sleep(probeEvery)
 			}
 			if !done {
@@ -677,7 +691,7 @@ feed:
 					break
 				}
 			}
-			each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1})
+			each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1, fetches, gcCycles() - gc0})
 			if current() != w0 {
 				reloads++
 			}
@@ -688,8 +702,17 @@ feed:
 		// Each change's steps, and what waited in Postgres meanwhile (sampled
 		// pg_stat_activity: sessions waiting on a lock or running > 20 ms).
 		for i, s := range each {
-			logf("member change %d at %s: PATCH answered %s ms (%d refused), effective %s ms, active %s ms (%d reads refused)", i, s.begin.Format("15:04:05.000"),
-				ms(s.patched.Sub(s.begin)), s.refused, ms(s.effective.Sub(s.begin)), ms(s.active.Sub(s.begin)), s.refusedActive)
+			logf("member change %d at %s: PATCH answered %s ms (%d refused), effective %s ms, active %s ms (%d reads refused); GC cycles ended by active: %d", i, s.begin.Format("15:04:05.000"),
+				ms(s.patched.Sub(s.begin)), s.refused, ms(s.effective.Sub(s.begin)), ms(s.active.Sub(s.begin)), s.refusedActive, s.gcs)
+			if s.effective.Sub(s.begin) > 25*time.Millisecond {
+				var b strings.Builder
+				for _, f := range s.fetches {
+					if f.at <= s.effective.Sub(s.begin) {
+						fmt.Fprintf(&b, " +%s(%s)%s", ms(f.at), ms(f.took), f.name)
+					}
+				}
+				logf("  probe reads (start +ms (took ms) answer):%s", b.String())
+			}
 			for _, w := range lockWaits {
 				if !w.at.Before(s.begin) && w.at.Before(s.effective) {
 					logf("  +%s ms: %s", ms(w.at.Sub(s.begin)), w.what)
@@ -738,6 +761,17 @@ feed:
 				patched = append(patched, s.patched.Sub(s.begin))
 			}
 			pa := sorted(patched)
+			var withGC, withoutGC []time.Duration
+			for _, s := range each {
+				if s.gcs > 0 {
+					withGC = append(withGC, s.effective.Sub(s.begin))
+				} else {
+					withoutGC = append(withoutGC, s.effective.Sub(s.begin))
+				}
+			}
+			wg, wog := sorted(withGC), sorted(withoutGC)
+			logf("member change → effective: %d changes with a GC cycle of this process (API, agent, probe) ended by active p50=%s ms max=%s ms; the others (%d) p50=%s ms max=%s ms",
+				len(wg), ms(pct(wg, 50)), ms(pct(wg, 100)), len(wog), ms(pct(wog, 50)), ms(pct(wog, 100)))
 			logf("member change → effective: after an idle gap of %s (%d changes) p50=%s ms max=%s ms; the others (%d) p50=%s ms p99=%s ms max=%s ms; PATCH answered p50=%s ms p99=%s ms",
 				gap, len(g), ms(pct(g, 50)), ms(pct(g, 100)), len(st), ms(pct(st, 50)), ms(pct(st, 99)), ms(pct(st, 100)), ms(pct(pa, 50)), ms(pct(pa, 99)))
 		}
@@ -886,7 +920,11 @@ func (r *stepRecorder) summary(logf func(string, ...any), changes func(func(begi
 		var b, rt recorded
 		prepared, connected := false, false
 		for i, s := range spans {
-			if b.name == "" && s.name == "batch start" && i+1 < len(spans) && strings.Contains(spans[i+1].text, "plan_cache_mode") {
+			// The build's or the view's first batch: its first statement
+			// is the snapshot read's BEGIN (since session 8) or the SET of
+			// plan_cache_mode.
+			if b.name == "" && s.name == "batch start" && i+1 < len(spans) &&
+				(strings.Contains(spans[i+1].text, "plan_cache_mode") || strings.Contains(spans[i+1].text, "begin isolation level")) {
 				b = s
 			}
 			if s.name == "haproxy.runtime" {
@@ -911,6 +949,23 @@ func (r *stepRecorder) summary(logf func(string, ...any), changes func(func(begi
 	p50 := func(d []time.Duration) string { return ms(pct(sorted(d), 50)) }
 	logf("member steps (medians): first snapshot batch begun +%s ms, took %s ms (%d changes); runtime API done +%s ms (%d); runtime API done → probe saw it %s ms (p90 %s); changes that prepared a statement %d, opened a connection %d",
 		p50(build), p50(buildDur), len(build), p50(runtime), len(runtime), p50(seen), ms(pct(sorted(seen), 90)), prepares, connects)
+}
+
+// gcCycles is how many GC cycles this process has completed.
+func gcCycles() uint64 {
+	m := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(m)
+	if m[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return m[0].Value.Uint64()
+}
+
+// probeRead is one request of the member phase's probe: when it began
+// (after the change's PATCH began), how long it took, what it answered.
+type probeRead struct {
+	at, took time.Duration
+	name     string
 }
 
 // probeFetch sends one request to addr on a new connection and returns the
