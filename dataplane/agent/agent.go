@@ -199,6 +199,9 @@ type Agent struct {
 	// serverState is the text last written to the server-state file
 	// (saveServerState; "": unknown).
 	serverState string
+	// early is the counters' sample an apply that reloads takes while its
+	// candidate is checked (stats.go: sampleEarly), until its first reload.
+	early *earlySample
 }
 
 // Paths inside the state directory.
@@ -226,7 +229,7 @@ func New(cfg Config) (*Agent, error) {
 	a.stats = loadStats(a.path("stats.json"))
 	a.metrics = newAgentMetrics(a, cfg.MeterProvider)
 	a.access = newAccessLog(cfg.NodeName, cfg.Logger, cfg.LoggerProvider, cfg.AccessLog, cfg.MeterProvider)
-	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock")}
+	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock"), Exchanges: &haproxy.Exchanges{}}
 	a.proc = haproxy.NewProcess(haproxy.ProcessConfig{Binary: cfg.HAProxy, ConfigPath: a.path("haproxy.cfg"), Dir: run, Logger: cfg.Logger})
 	a.checker, a.reloader, a.changes, a.binder = haproxyChecker{binary: cfg.HAProxy}, a.proc, a.runtime, socketBinder{}
 	a.vips = keepalived.New(keepalived.Config{Dir: a.path("keepalived"), NodeName: cfg.NodeName, Healthy: a.haproxyHealthy, Logger: cfg.Logger})
@@ -535,7 +538,7 @@ func (a *Agent) dropChecked() {
 // weight, address) are rewritten to what cfg says: the file carries health
 // across reloads, never stale intent.
 func (a *Agent) saveServerState(ctx context.Context, cfg haproxy.Config) {
-	a.sampleStats(ctx, a.live) // the old worker's final counts (stats.go)
+	a.sampleBeforeReload(ctx) // the old worker's final counts (stats.go)
 	a.metrics.observeReload(ctx)
 	pools := checkedPools(a.live, cfg)
 	var dump string

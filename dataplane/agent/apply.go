@@ -265,6 +265,9 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	// Member-only changes need neither the candidate check nor a reload.
 	ops, runtimeOK := memberOps(*a.live, p.cfg)
 	if !runtimeOK {
+		// The old worker's counters are read while the check runs.
+		a.early = a.sampleEarly(ctx, a.live)
+		defer a.endEarlySample()
 		if err := a.validate(ctx, p); err != nil {
 			return err
 		}
