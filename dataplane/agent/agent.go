@@ -196,6 +196,9 @@ type Agent struct {
 	// run/candidate.cfg (nil: none is): a reload onto that very text moves
 	// the file into place instead of writing haproxy.cfg again (apply.go).
 	checked []byte
+	// checkedCfg is the configuration checked is the text of (nil when
+	// unknown, or when checked holds one load balancer alone).
+	checkedCfg *haproxy.Config
 	// serverState is the text last written to the server-state file
 	// (saveServerState; "": unknown).
 	serverState string
