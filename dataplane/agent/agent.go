@@ -494,6 +494,7 @@ func (a *Agent) checkText(ctx context.Context, text []byte) error {
 		os.Remove(name)
 		return nodeFailure(openapi.Disk, fmt.Errorf("write a candidate config: %w", err))
 	}
+	a.startEarlySample(ctx) // the old worker's counters, read meanwhile (stats.go)
 	if err := a.checker.Check(ctx, name); err != nil {
 		os.Remove(name)
 		return err

@@ -274,7 +274,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	ops, runtimeOK := memberOps(*a.live, p.cfg)
 	if !runtimeOK {
 		// The old worker's counters are read while the check runs.
-		a.early = a.sampleEarly(ctx, a.live)
+		a.early = a.sampleEarly(a.live)
 		defer a.endEarlySample()
 		if err := a.validate(ctx, p); err != nil {
 			return err

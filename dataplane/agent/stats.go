@@ -570,25 +570,37 @@ func (a *Agent) sampleStatsMarked(ctx context.Context, live *haproxy.Config) (in
 // earlySample is a sample of the running worker's counters taken while
 // `haproxy -c` checks the candidate of an apply that reloads (sampleEarly).
 type earlySample struct {
-	live *haproxy.Config // what the worker sampled serves
-	done chan struct{}
-	mark *quietMark // set before done closes
+	live    *haproxy.Config // what the worker sampled serves
+	started bool            // by the apply's first check (startEarlySample)
+	done    chan struct{}
+	mark    *quietMark // set before done closes
 }
 
-// sampleEarly starts a sample of the counters of the worker serving live,
-// to run while the candidate is checked: `haproxy -c` is one process busy
-// on one core for 100–500 ms at 1,000 load balancers, and the sample
-// (`show info`, the frontends' rows and those of the load balancers that
-// moved, 15–20 ms) was the largest part of the agent's own work between
-// the check and the reload. Before the reload, sampleBeforeReload reads
-// again only when the worker may have counted anything since.
-func (a *Agent) sampleEarly(ctx context.Context, live *haproxy.Config) *earlySample {
-	s := &earlySample{live: live, done: make(chan struct{})}
+// sampleEarly has the counters of the worker serving live read while the
+// apply's candidate is checked: `haproxy -c` is one process busy on one
+// core for 100–500 ms at 1,000 load balancers, and the sample (`show
+// info`, the frontends' rows and those of the load balancers that moved,
+// 15–20 ms) was the largest part of the agent's own work between the check
+// and the reload. It starts with the check (startEarlySample), not before:
+// the render of the candidate is on the path too. Before the reload,
+// sampleBeforeReload reads again only when the worker may have counted
+// anything since.
+func (a *Agent) sampleEarly(live *haproxy.Config) *earlySample {
+	return &earlySample{live: live, done: make(chan struct{})}
+}
+
+// startEarlySample starts the apply's early sample when it has not
+// started yet: its first `haproxy -c` is about to run. a.mu held.
+func (a *Agent) startEarlySample(ctx context.Context) {
+	s := a.early
+	if s == nil || s.started {
+		return
+	}
+	s.started = true
 	go func() {
 		defer close(s.done)
-		_, s.mark = a.sampleStatsMarked(ctx, live)
+		_, s.mark = a.sampleStatsMarked(ctx, s.live)
 	}()
-	return s
 }
 
 // sampleBeforeReload has the old worker's final counts in the store before
@@ -596,23 +608,24 @@ func (a *Agent) sampleEarly(ctx context.Context, live *haproxy.Config) *earlySam
 // counted nothing since it began (unmovedSince: one `show info`), else a
 // sample now. a.mu held.
 func (a *Agent) sampleBeforeReload(ctx context.Context) {
-	if s := a.early; s != nil {
+	if s := a.early; s != nil && s.started {
 		a.early = nil
 		<-s.done
 		if s.live == a.live && a.unmovedSince(ctx, s.mark) {
 			return
 		}
 	}
+	a.early = nil
 	a.sampleStats(ctx, a.live)
 }
 
 // endEarlySample waits for the apply's early sample, when one is still
 // held (the apply did not reload). a.mu held.
 func (a *Agent) endEarlySample() {
-	if s := a.early; s != nil {
-		a.early = nil
+	if s := a.early; s != nil && s.started {
 		<-s.done
 	}
+	a.early = nil
 }
 
 // subConfig is the load balancers lbs of cfg.
