@@ -201,9 +201,15 @@ type Agent struct {
 	// run/candidate.cfg (nil: none is): a reload onto that very text moves
 	// the file into place instead of writing haproxy.cfg again (apply.go).
 	checked []byte
+	// checkedCfg is the configuration checked is the text of (nil when
+	// unknown, or when checked holds one load balancer alone).
+	checkedCfg *haproxy.Config
 	// serverState is the text last written to the server-state file
 	// (saveServerState; "": unknown).
 	serverState string
+	// early is the counters' sample an apply that reloads takes while its
+	// candidate is checked (stats.go: sampleEarly), until its first reload.
+	early *earlySample
 }
 
 // Paths inside the state directory.
@@ -231,7 +237,7 @@ func New(cfg Config) (*Agent, error) {
 	a.stats = loadStats(a.path("stats.json"))
 	a.metrics = newAgentMetrics(a, cfg.MeterProvider)
 	a.access = newAccessLog(cfg.NodeName, cfg.Logger, cfg.LoggerProvider, cfg.AccessLog, cfg.MeterProvider)
-	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock")}
+	a.runtime = haproxy.Runtime{Socket: filepath.Join(run, "stats.sock"), Exchanges: &haproxy.Exchanges{}}
 	a.proc = haproxy.NewProcess(haproxy.ProcessConfig{Binary: cfg.HAProxy, ConfigPath: a.path("haproxy.cfg"), Dir: run, Logger: cfg.Logger})
 	a.checker, a.reloader, a.changes, a.binder = haproxyChecker{binary: cfg.HAProxy}, a.proc, a.runtime, socketBinder{}
 	a.vips = keepalived.New(keepalived.Config{Dir: a.path("keepalived"), NodeName: cfg.NodeName, Healthy: a.haproxyHealthy, Logger: cfg.Logger})
@@ -497,6 +503,7 @@ func (a *Agent) checkText(ctx context.Context, text []byte) error {
 		os.Remove(name)
 		return nodeFailure(openapi.Disk, fmt.Errorf("write a candidate config: %w", err))
 	}
+	a.startEarlySample(ctx) // the old worker's counters, read meanwhile (stats.go)
 	if err := a.checker.Check(ctx, name); err != nil {
 		os.Remove(name)
 		return err
@@ -544,7 +551,7 @@ func (a *Agent) dropChecked() {
 // weight, address) are rewritten to what cfg says: the file carries health
 // across reloads, never stale intent.
 func (a *Agent) saveServerState(ctx context.Context, cfg haproxy.Config) {
-	a.sampleStats(ctx, a.live) // the old worker's final counts (stats.go)
+	a.sampleBeforeReload(ctx) // the old worker's final counts (stats.go)
 	a.metrics.observeReload(ctx)
 	pools := checkedPools(a.live, cfg)
 	var dump string

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -422,16 +423,97 @@ func (s *statsStore) unsentOf(some []openapi.LoadBalancerStats) (out []openapi.L
 
 // workerPid is the pid of the HAProxy worker the runtime socket talks to.
 func (a *Agent) workerPid(ctx context.Context) (string, error) {
+	w, err := a.workerInfo(ctx)
+	return w.pid, err
+}
+
+// worker is what `show info` says of the running worker: its pid, the
+// connections it accepted since it started (CumConns: clients' and every
+// CLI exchange, that one included) and the clients' connections open now
+// (CurrConns: CLI exchanges are not counted there); -1 when not shown.
+type worker struct {
+	pid                 string
+	cumConns, currConns int64
+}
+
+// workerInfo reads the running worker's `show info`.
+func (a *Agent) workerInfo(ctx context.Context) (worker, error) {
+	w := worker{cumConns: -1, currConns: -1}
 	out, err := a.runtime.Command(ctx, "show info")
 	if err != nil {
-		return "", err
+		return w, err
 	}
 	for line := range strings.SplitSeq(out, "\n") {
-		if v, ok := strings.CutPrefix(line, "Pid:"); ok {
-			return strings.TrimSpace(v), nil
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "Pid":
+			w.pid = v
+		case "CumConns":
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				w.cumConns = n
+			}
+		case "CurrConns":
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				w.currConns = n
+			}
 		}
 	}
-	return "", errors.New("no Pid in show info")
+	if w.pid == "" {
+		return w, errors.New("no Pid in show info")
+	}
+	return w, nil
+}
+
+// quietMark is a worker as `show info` showed it when a sample of its
+// counters began, with no client connection open, and the agent's own CLI
+// exchanges (a.runtime.Exchanges) right after, none in flight: while the
+// worker accepts no connection but the agent's exchanges and holds none
+// open, its counters stay as that sample read them (unmovedSince).
+type quietMark struct {
+	worker
+	answered, failed int64
+}
+
+// markQuiet is the mark of w, just read, when it can serve as one.
+func (a *Agent) markQuiet(w worker) *quietMark {
+	e := a.runtime.Exchanges
+	if e == nil || w.currConns != 0 || w.cumConns < 0 {
+		return nil
+	}
+	inFlight, answered, failed := e.Counts()
+	if inFlight != 0 {
+		return nil // one of them may have been accepted before w was read, or after
+	}
+	return &quietMark{worker: w, answered: answered, failed: failed}
+}
+
+// unmovedSince reports whether the worker of m has counted nothing since
+// m: it still runs, holds no client connection open, and every connection
+// it accepted since is one of the agent's CLI exchanges answered since m
+// (plus the `show info` asking). A client's connection, or an exchange of
+// anyone else or one the agent still has in flight or saw fail, makes the
+// count of accepted connections differ and the answer false: it errs only
+// towards reading again. (Counters move only on connections: a client's
+// request, bytes or error come on a connection open at m, which m
+// excludes, or accepted since, which the count shows.)
+func (a *Agent) unmovedSince(ctx context.Context, m *quietMark) bool {
+	e := a.runtime.Exchanges
+	if m == nil || e == nil {
+		return false
+	}
+	inFlight, answered, failed := e.Counts()
+	if inFlight != 0 || failed != m.failed {
+		return false
+	}
+	now, err := a.workerInfo(ctx)
+	if err != nil || now.pid != m.pid || now.currConns != 0 || now.cumConns < 0 {
+		return false
+	}
+	return now.cumConns-m.cumConns == answered-m.answered+1
 }
 
 // sampleStats reads the running worker's counters into the store before a
@@ -447,34 +529,103 @@ func (a *Agent) workerPid(ctx context.Context) (string, error) {
 // maxScopedPools such load balancers it reads everything (3.3 MB at 1,000
 // load balancers). It returns how many load balancers it read (-1: all).
 func (a *Agent) sampleStats(ctx context.Context, live *haproxy.Config) int {
+	n, _ := a.sampleStatsMarked(ctx, live)
+	return n
+}
+
+// sampleStatsMarked is sampleStats, and the worker's quiet mark when its
+// sample began (nil when it cannot tell, or the sample failed).
+func (a *Agent) sampleStatsMarked(ctx context.Context, live *haproxy.Config) (int, *quietMark) {
 	if live == nil {
-		return 0
+		return 0, nil
 	}
-	worker, err := a.workerPid(ctx)
+	w, err := a.workerInfo(ctx)
 	if err != nil {
-		return 0
+		return 0, nil
 	}
+	mark := a.markQuiet(w)
 	fronts, err := a.runtime.FrontendStats(ctx)
 	if err != nil {
-		return 0
+		return 0, nil
 	}
-	moved := a.stats.movedLBs(worker, fronts, live)
+	moved := a.stats.movedLBs(w.pid, fronts, live)
 	if len(moved) > maxScopedPools {
 		proxies, servers, err := a.runtime.Stats(ctx)
 		if err != nil {
-			return 0
+			return 0, nil
 		}
 		objs := statObjects(live)
-		a.stats.sample(worker, readings(proxies, servers, objs), objs, false) // written after the reload (reloadTo)
-		return -1
+		a.stats.sample(w.pid, readings(proxies, servers, objs), objs, false) // written after the reload (reloadTo)
+		return -1, mark
 	}
 	proxies, servers, err := a.statsOfLBs(ctx, live, moved)
 	if err != nil {
-		return 0
+		return 0, nil
 	}
 	objs := statObjects(subConfig(live, moved))
-	a.stats.sample(worker, readings(proxies, servers, objs), objs, false) // written after the reload (reloadTo)
-	return len(moved)
+	a.stats.sample(w.pid, readings(proxies, servers, objs), objs, false) // written after the reload (reloadTo)
+	return len(moved), mark
+}
+
+// earlySample is a sample of the running worker's counters taken while
+// `haproxy -c` checks the candidate of an apply that reloads (sampleEarly).
+type earlySample struct {
+	live    *haproxy.Config // what the worker sampled serves
+	started bool            // by the apply's first check (startEarlySample)
+	done    chan struct{}
+	mark    *quietMark // set before done closes
+}
+
+// sampleEarly has the counters of the worker serving live read while the
+// apply's candidate is checked: `haproxy -c` is one process busy on one
+// core for 100–500 ms at 1,000 load balancers, and the sample (`show
+// info`, the frontends' rows and those of the load balancers that moved,
+// 15–20 ms) was the largest part of the agent's own work between the check
+// and the reload. It starts with the check (startEarlySample), not before:
+// the render of the candidate is on the path too. Before the reload,
+// sampleBeforeReload reads again only when the worker may have counted
+// anything since.
+func (a *Agent) sampleEarly(live *haproxy.Config) *earlySample {
+	return &earlySample{live: live, done: make(chan struct{})}
+}
+
+// startEarlySample starts the apply's early sample when it has not
+// started yet: its first `haproxy -c` is about to run. a.mu held.
+func (a *Agent) startEarlySample(ctx context.Context) {
+	s := a.early
+	if s == nil || s.started {
+		return
+	}
+	s.started = true
+	go func() {
+		defer close(s.done)
+		_, s.mark = a.sampleStatsMarked(ctx, s.live)
+	}()
+}
+
+// sampleBeforeReload has the old worker's final counts in the store before
+// a reload replaces it: the apply's early sample when the worker has
+// counted nothing since it began (unmovedSince: one `show info`), else a
+// sample now. a.mu held.
+func (a *Agent) sampleBeforeReload(ctx context.Context) {
+	if s := a.early; s != nil && s.started {
+		a.early = nil
+		<-s.done
+		if s.live == a.live && a.unmovedSince(ctx, s.mark) {
+			return
+		}
+	}
+	a.early = nil
+	a.sampleStats(ctx, a.live)
+}
+
+// endEarlySample waits for the apply's early sample, when one is still
+// held (the apply did not reload). a.mu held.
+func (a *Agent) endEarlySample() {
+	if s := a.early; s != nil && s.started {
+		<-s.done
+	}
+	a.early = nil
 }
 
 // subConfig is the load balancers lbs of cfg.

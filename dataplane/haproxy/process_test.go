@@ -889,4 +889,18 @@ func TestProcessOutputRing(t *testing.T) {
 	if got := r.since(5); len(got) != 0 {
 		t.Fatalf("since(5) = %v", got)
 	}
+	// Wrapped many times: still the last three, in order, and a full ring
+	// takes a line without allocating.
+	for i := 5; i < 1000; i++ {
+		r.add(fmt.Sprint(i))
+	}
+	if got := r.since(0); fmt.Sprint(got) != "[997 998 999]" {
+		t.Fatalf("since(0) after 1000 lines = %v", got)
+	}
+	if got := r.since(998); fmt.Sprint(got) != "[998 999]" {
+		t.Fatalf("since(998) = %v", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { r.add("x") }); n != 0 {
+		t.Fatalf("add allocates %v times", n)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 )
@@ -25,6 +26,47 @@ type Runtime struct {
 	// way to reach workers that still finish connections after a reload,
 	// whose stats sockets belong to the new worker.
 	Worker int
+	// Exchanges, when set, counts the CLI exchanges made through this
+	// Runtime and its copies (see Exchanges).
+	Exchanges *Exchanges
+}
+
+// Exchanges counts CLI exchanges: those in flight, those answered (the
+// connection was accepted and read to its end) and those failed. Every
+// exchange is a connection HAProxy's worker counts in `show info`'s
+// CumConns, like a client's: knowing its own, a caller can tell whether
+// any other connection reached the worker between two `show info`.
+type Exchanges struct {
+	mu                         sync.Mutex
+	inFlight, answered, failed int64
+}
+
+// Counts returns the exchanges in flight, answered and failed so far.
+func (e *Exchanges) Counts() (inFlight, answered, failed int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.inFlight, e.answered, e.failed
+}
+
+// exchange is cliExchange on r.Socket, counted in r.Exchanges.
+func (r Runtime) exchange(ctx context.Context, cmd string) (string, error) {
+	e := r.Exchanges
+	if e == nil {
+		return cliExchange(ctx, r.Socket, cmd)
+	}
+	e.mu.Lock()
+	e.inFlight++
+	e.mu.Unlock()
+	out, err := cliExchange(ctx, r.Socket, cmd)
+	e.mu.Lock()
+	e.inFlight--
+	if err != nil {
+		e.failed++
+	} else {
+		e.answered++
+	}
+	e.mu.Unlock()
+	return out, err
 }
 
 // CommandError is an error message HAProxy answered a command with.
@@ -61,7 +103,7 @@ func (r Runtime) Command(ctx context.Context, cmd string) (string, error) {
 	if r.Worker != 0 {
 		cmd = "@!" + strconv.Itoa(r.Worker) + " " + cmd
 	}
-	out, err := cliExchange(ctx, r.Socket, cmd)
+	out, err := r.exchange(ctx, cmd)
 	if err != nil {
 		return out, fmt.Errorf("haproxy runtime API %q: %w", cmd, err)
 	}
@@ -778,7 +820,7 @@ func (r Runtime) SetSSLCert(ctx context.Context, file, pemBundle string) error {
 		payload.WriteByte('\n')
 	}
 	set := "set ssl cert " + file
-	out, err := cliExchange(ctx, r.Socket, set+" <<\n"+payload.String()+"\n")
+	out, err := r.exchange(ctx, set+" <<\n"+payload.String()+"\n")
 	if err != nil {
 		return fmt.Errorf("haproxy runtime API %q: %w", set, err)
 	}
@@ -787,7 +829,7 @@ func (r Runtime) SetSSLCert(ctx context.Context, file, pemBundle string) error {
 		return &CommandError{Command: set, Message: firstLine(out)}
 	}
 	commit := "commit ssl cert " + file
-	out, err = cliExchange(ctx, r.Socket, commit)
+	out, err = r.exchange(ctx, commit)
 	if err != nil {
 		_, _ = r.Command(ctx, "abort ssl cert "+file)
 		return fmt.Errorf("haproxy runtime API %q: %w", commit, err)

@@ -1,11 +1,13 @@
 package haproxy
 
 import (
+	"bufio"
 	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -547,5 +549,50 @@ func TestParseShowSess(t *testing.T) {
 	}
 	if err := (Runtime{Socket: "/nonexistent"}).ShutdownSession(context.Background(), "0x1; show info"); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("ShutdownSession with a bad id: %v", err)
+	}
+}
+
+// Exchanges counts a Runtime's CLI exchanges across its copies: answered
+// ones (an error message is an answer), failed ones, none left in flight.
+func TestRuntimeExchangesCounted(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "cli.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			if strings.HasPrefix(line, "bad") {
+				io.WriteString(c, "Unknown command.\n")
+			} else {
+				io.WriteString(c, "ok\n")
+			}
+			c.Close()
+		}
+	}()
+	ctx := context.Background()
+	r := Runtime{Socket: sock, Exchanges: &Exchanges{}}
+	cp := r // copies count in the same Exchanges
+	if _, err := r.Command(ctx, "show info"); err != nil {
+		t.Fatal(err)
+	}
+	var ce *CommandError
+	if _, err := cp.Command(ctx, "bad command"); !errors.As(err, &ce) {
+		t.Fatalf("want a CommandError, got %v", err)
+	}
+	if _, err := (Runtime{Socket: sock + ".none", Exchanges: r.Exchanges}).Command(ctx, "show info"); err == nil {
+		t.Fatal("no socket: want an error")
+	}
+	if _, err := (Runtime{Socket: sock}).Command(ctx, "show info"); err != nil { // not counted
+		t.Fatal(err)
+	}
+	if inFlight, answered, failed := r.Exchanges.Counts(); inFlight != 0 || answered != 2 || failed != 1 {
+		t.Fatalf("in flight %d, answered %d, failed %d; want 0, 2, 1", inFlight, answered, failed)
 	}
 }
