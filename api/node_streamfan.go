@@ -119,6 +119,12 @@ func (f *frameWriter) tryFrame(kind byte, parts ...[]byte) bool {
 	for _, p := range parts {
 		n += len(p)
 	}
+	// The connection's write deadline stays ahead as for any frame: an
+	// expired one fails every later write, these included.
+	if f.dl.set == nil {
+		f.dl = deadline{set: f.setDeadline, span: streamWriteTimeout}
+	}
+	f.dl.extend()
 	// A small frame (a delta, a keep-alive) is copied into f.buf and
 	// written whole: one segment is cheaper to send than several; a large
 	// one is written from its parts (writev).

@@ -97,3 +97,44 @@ func testTryFramePartial(t *testing.T, size int) {
 		t.Fatal(err)
 	}
 }
+
+// Frames the feed writes keep the connection's write deadline ahead, as
+// the stream's own frames do: a stream whose frames all go out through the
+// feed (no keep-alive needed) is not cut when the deadline set at its
+// first frame passes.
+func TestTryFrameExtendsTheWriteDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	server := sc.(*net.TCPConn)
+	var set []time.Time
+	fw := &frameWriter{w: server, raw: rawConnOf(server), setDeadline: func(at time.Time) error {
+		set = append(set, at)
+		return server.SetWriteDeadline(at)
+	}}
+	if err := fw.frame(nodestream.FrameKeepalive); err != nil {
+		t.Fatal(err)
+	}
+	// As if streamWriteTimeout had passed since: the deadline is close.
+	fw.dl.at = time.Now().Add(time.Millisecond)
+	_ = server.SetWriteDeadline(fw.dl.at)
+	time.Sleep(5 * time.Millisecond)
+	if !fw.tryFrame(nodestream.FrameSnapshot, []byte("{}")) || fw.err != nil {
+		t.Fatalf("frame by the feed after the first deadline: %v", fw.err)
+	}
+	if len(set) != 2 || time.Until(set[1]) < streamWriteTimeout {
+		t.Fatalf("write deadlines set %v, want a second one at least %s ahead", set, streamWriteTimeout)
+	}
+}
