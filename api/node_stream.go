@@ -307,23 +307,15 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 		}
 		if poll.Revision() > r.req.After {
 			// The cache bounds its builds itself (and shares them).
-			snap, err := h.snapcache.ForNode(ctx, poll, r.req.After)
+			snap, head, body, err := r.nextFrame(ctx, poll)
 			if err != nil {
 				return streamEnd{p: h.streamProblem(ctx, err)}
 			}
 			if snap != nil {
-				req := r.req
-				req.Delta = req.Delta && req.After > 0
-				head, body, err := snap.EncodeFor(req, r.gz)
-				if err != nil {
-					return streamEnd{p: h.streamProblem(ctx, err)}
-				}
 				if err := fw.frame(frameSnapshot, head, body); err != nil {
 					return err
 				}
-				// The agent holds it (or says otherwise: resync): the
-				// next frame is a delta from it.
-				r.req.After, r.req.Delta = snap.Revision(), r.req.Format >= snapshot.FormatDelta
+				r.sent(snap)
 				if !fromFeed || snap.Revision() < poll.Revision() {
 					continue
 				}
@@ -350,6 +342,29 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 			return err
 		}
 	}
+}
+
+// nextFrame is the snapshot frame that takes the stream from what it sent
+// to poll's revision (the cache bounds its builds itself, and shares
+// them); snap is nil when there is none to send.
+func (r *nodeStream) nextFrame(ctx context.Context, poll snapshot.Poll) (snap *snapshot.NodeSnapshot, head, body []byte, err error) {
+	snap, err = r.h.snapcache.ForNode(ctx, poll, r.req.After)
+	if err != nil || snap == nil {
+		return nil, nil, nil, err
+	}
+	req := r.req
+	req.Delta = req.Delta && req.After > 0
+	head, body, err = snap.EncodeFor(req, r.gz)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return snap, head, body, nil
+}
+
+// sent records that snap went out: the agent holds it (or says otherwise:
+// resync), so the next frame is a delta from it.
+func (r *nodeStream) sent(snap *snapshot.NodeSnapshot) {
+	r.req.After, r.req.Delta = snap.Revision(), r.req.Format >= snapshot.FormatDelta
 }
 
 // wait waits, r.mu released (and r parked when parked), for the stream's
@@ -564,13 +579,10 @@ func (f *frameWriter) frame(kind byte, parts ...[]byte) error {
 	for _, p := range parts {
 		n += len(p)
 	}
-	if f.dl.set == nil {
-		f.dl = deadline{set: f.setDeadline, span: streamWriteTimeout}
-	}
 	if f.err != nil {
 		return f.err
 	}
-	f.dl.extend()
+	f.extendDeadline()
 	if err := f.finish(); err != nil {
 		return err
 	}
@@ -604,10 +616,7 @@ func (f *frameWriter) finish() error {
 	if f.pending == nil {
 		return nil
 	}
-	if f.dl.set == nil {
-		f.dl = deadline{set: f.setDeadline, span: streamWriteTimeout}
-	}
-	f.dl.extend()
+	f.extendDeadline()
 	p := f.pending
 	f.pending = nil
 	if _, err := f.w.Write(p); err != nil {
@@ -615,6 +624,15 @@ func (f *frameWriter) finish() error {
 		return err
 	}
 	return nil
+}
+
+// extendDeadline keeps the connection's write deadline a
+// streamWriteTimeout ahead of the frame being written.
+func (f *frameWriter) extendDeadline() {
+	if f.dl.set == nil {
+		f.dl = deadline{set: f.setDeadline, span: streamWriteTimeout}
+	}
+	f.dl.extend()
 }
 
 func (f *frameWriter) flushNow() error {

@@ -33,13 +33,13 @@ import (
 // fanout hands view v (nil: the feed's read failed) to the streams of
 // group g: it writes the frame of each parked stream it can, and wakes the
 // others.
-func (g *groupFeed) fanout(ctx context.Context, h *handlers, v *snapshot.View) {
+func (g *groupFeed) fanout(ctx context.Context, v *snapshot.View) {
 	for _, r := range g.streamList() {
 		if v == nil || !r.mu.TryLock() {
 			r.signal()
 			continue
 		}
-		if !r.parked || !r.push(ctx, h, v) {
+		if !r.parked || !r.push(ctx, v) {
 			r.parked = false
 			r.mu.Unlock()
 			r.signal()
@@ -60,7 +60,7 @@ func (r *nodeStream) signal() {
 // push sends parked stream r what view v has newer than what r sent, under
 // r.mu; false when its goroutine must take its turn instead (the frame
 // may have been begun: its goroutine finishes it first).
-func (r *nodeStream) push(ctx context.Context, h *handlers, v *snapshot.View) bool {
+func (r *nodeStream) push(ctx context.Context, v *snapshot.View) bool {
 	n, ok := v.Node(r.name)
 	if !ok || !viewNodeInScope(r.name, r.bound, n, r.scope) {
 		return false
@@ -75,20 +75,14 @@ func (r *nodeStream) push(ctx context.Context, h *handlers, v *snapshot.View) bo
 	if r.fw.raw == nil || r.fw.pending != nil || r.fw.err != nil {
 		return false
 	}
-	snap, err := h.snapcache.ForNode(ctx, poll, r.req.After)
+	snap, head, body, err := r.nextFrame(ctx, poll)
 	if err != nil || snap == nil {
-		return false
-	}
-	req := r.req
-	req.Delta = req.Delta && req.After > 0
-	head, body, err := snap.EncodeFor(req, r.gz)
-	if err != nil {
 		return false
 	}
 	if !r.fw.tryFrame(frameSnapshot, head, body) {
 		return false
 	}
-	r.req.After, r.req.Delta = snap.Revision(), r.req.Format >= snapshot.FormatDelta
+	r.sent(snap)
 	return r.fw.pending == nil && snap.Revision() >= poll.Revision()
 }
 
@@ -121,10 +115,7 @@ func (f *frameWriter) tryFrame(kind byte, parts ...[]byte) bool {
 	}
 	// The connection's write deadline stays ahead as for any frame: an
 	// expired one fails every later write, these included.
-	if f.dl.set == nil {
-		f.dl = deadline{set: f.setDeadline, span: streamWriteTimeout}
-	}
-	f.dl.extend()
+	f.extendDeadline()
 	// A small frame (a delta, a keep-alive) is copied into f.buf and
 	// written whole: one segment is cheaper to send than several; a large
 	// one is written from its parts (writev).

@@ -122,7 +122,7 @@ func (g *groupFeed) publish(ctx context.Context, h *handlers, v *snapshot.View) 
 	g.mu.Lock()
 	g.view = v
 	g.mu.Unlock()
-	g.fanout(ctx, h, v)
+	g.fanout(ctx, v)
 }
 
 // run reads the view at every wake-up of the group until ctx ends.
