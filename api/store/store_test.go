@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/fulcrumlb/fulcrum/internal/pgtest"
@@ -67,11 +68,12 @@ func newGroup(t *testing.T, st *Store, name string) string {
 	return id
 }
 
-var vipSeq = 0
+// vipSeq numbers the fixtures' VIPs (tests in parallel take numbers too).
+var vipSeq atomic.Int64
 
 func newLB(t *testing.T, st *Store, tenant, group string) fixture {
 	t.Helper()
-	vipSeq++
+	vip := "127.90.0." + strconv.FormatInt(vipSeq.Add(1), 10)
 	f := fixture{tenant: tenant, group: group, lb: NewID(KindLoadBalancer.Prefix), pool: NewID(KindPool.Prefix),
 		listener: NewID(KindListener.Prefix), member: NewID(KindMember.Prefix)}
 	err := st.Write(context.Background(), false, func(tx *Tx) error {
@@ -84,7 +86,7 @@ func newLB(t *testing.T, st *Store, tenant, group string) fixture {
 			args []any
 		}{
 			{"INSERT INTO load_balancers (id, tenant_id, node_group_id, vip_address, revision) VALUES ($1, $2, $3, $4, $5)",
-				[]any{f.lb, tenant, group, "127.90.0." + strconv.Itoa(vipSeq), rev}},
+				[]any{f.lb, tenant, group, vip, rev}},
 			{"INSERT INTO pools (id, tenant_id, load_balancer_id, protocol, spec, revision) VALUES ($1, $2, $3, 'http', '{}', $4)",
 				[]any{f.pool, tenant, f.lb, rev}},
 			{"INSERT INTO listeners (id, tenant_id, load_balancer_id, protocol, port, default_pool_id, spec, revision) VALUES ($1, $2, $3, 'http', 80, $4, '{}', $5)",
