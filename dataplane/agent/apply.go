@@ -272,6 +272,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 
 	// Member-only changes need neither the candidate check nor a reload.
 	ops, runtimeOK := memberOps(*a.live, p.cfg)
+	runtimeOK = runtimeOK && !a.liveUnsure // what runs is not a.live (startServing): reloaded onto p.cfg
 	if !runtimeOK {
 		// The old worker's counters are read while the check runs.
 		a.early = a.sampleEarly(a.live)
@@ -281,6 +282,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 		}
 		a.checkBinds(p)
 		ops, runtimeOK = memberOps(*a.live, p.cfg)
+		runtimeOK = runtimeOK && !a.liveUnsure
 	}
 	reloaded := false
 	if runtimeOK {
@@ -705,6 +707,7 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 		return err
 	}
 	a.live = &cfg // what runs now (the plan may still change)
+	a.liveUnsure = false
 	a.written = text
 	a.markCertificatesLoaded(cfg)
 	return nil
