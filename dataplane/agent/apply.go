@@ -677,7 +677,8 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	//     haproxy.cfg anew from it before HAProxy starts (startServing), so
 	//     an old or empty haproxy.cfg after a crash is never served;
 	//   - a crash of the agent alone leaves HAProxy running on what it
-	//     reloaded, and the file in the page cache, complete.
+	//     reloaded, and the file in the page cache, complete (the next
+	//     start takes it over as it runs: startServing, runsNewer).
 	// An fsync here (or the flush ext4 starts on a plain rename over an
 	// existing file) would put the disk's latency — hundreds of ms when
 	// other work fills it — between the check and the reload, for nothing.
