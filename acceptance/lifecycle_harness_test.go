@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
 
 // The lifecycle tests run the agent as `fulcrum agent`, a process of its own
@@ -393,4 +395,67 @@ func ppidOf(pid int) int {
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	ppid, _ := strconv.Atoi(f[1])
 	return ppid
+}
+
+// diagnose describes the node for a failure on the listener addr (ip:port):
+// the HAProxy processes of the state dir (/proc), the master CLI's `show
+// proc`, who listens on addr (`ss`), the revision of the state on disk, the
+// frontends and binds of haproxy.cfg, and the tails of HAProxy's output and
+// of the agent's log.
+func (a *extAgent) diagnose(addr string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "haproxy processes of %s [pid ppid]: %v; masters: %v\n", a.StateDir, scanHAProxy(a.StateDir), mastersOf(a.StateDir))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if c, err := (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(a.StateDir, "run", "master.sock")); err != nil {
+		fmt.Fprintf(&b, "master CLI: %v\n", err)
+	} else {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		_, _ = io.WriteString(c, "show proc\n")
+		_ = c.(*net.UnixConn).CloseWrite()
+		out, err := io.ReadAll(c)
+		c.Close()
+		fmt.Fprintf(&b, "master CLI `show proc` (%v):\n%s\n", err, out)
+	}
+	out, err := exec.CommandContext(ctx, "ss", "-Hltnp", "src "+addr).CombinedOutput()
+	fmt.Fprintf(&b, "ss -ltnp src %s (%v):\n%s\n", addr, err, out)
+	if st, err := os.ReadFile(filepath.Join(a.StateDir, "snapshot.json")); err != nil {
+		fmt.Fprintf(&b, "snapshot.json: %v\n", err)
+	} else if m := regexp.MustCompile(`"revision":(\d+)`).FindSubmatch(st); m != nil {
+		fmt.Fprintf(&b, "snapshot.json: revision %s\n", m[1])
+	}
+	if cfg, err := os.ReadFile(filepath.Join(a.StateDir, "haproxy.cfg")); err != nil {
+		fmt.Fprintf(&b, "haproxy.cfg: %v\n", err)
+	} else {
+		b.WriteString("haproxy.cfg (frontends, binds):\n")
+		for _, l := range strings.Split(string(cfg), "\n") {
+			if t := strings.TrimSpace(l); strings.HasPrefix(t, "frontend ") || strings.HasPrefix(t, "bind ") {
+				b.WriteString(l + "\n")
+			}
+		}
+	}
+	hl, _ := os.ReadFile(filepath.Join(a.StateDir, "run", "haproxy.log"))
+	if len(hl) > 4<<10 {
+		hl = hl[len(hl)-4<<10:]
+	}
+	fmt.Fprintf(&b, "haproxy output (last 4 KiB):\n%s\n", hl)
+	fmt.Fprintf(&b, "agent log (last 16 KiB):\n%s", a.logTail(16<<10))
+	return b.String()
+}
+
+// serves sends n requests to url (a listener of the agent's node) and counts
+// answers per backend; on the first failure it fails the test with what the
+// node looked like (diagnose).
+func (a *extAgent) serves(c *http.Client, url string, n int) map[string]int {
+	a.t.Helper()
+	out := map[string]int{}
+	for i := 0; i < n; i++ {
+		name, err := teststack.Fetch(c, url)
+		if err != nil {
+			addr := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
+			a.t.Fatalf("request %d to %s: %v\n%s", i, url, err, a.diagnose(addr))
+		}
+		out[name]++
+	}
+	return out
 }

@@ -210,6 +210,10 @@ type Agent struct {
 	// early is the counters' sample an apply that reloads takes while its
 	// candidate is checked (stats.go: sampleEarly), until its first reload.
 	early *earlySample
+	// liveUnsure: HAProxy was taken over serving a configuration newer
+	// than the state on disk (a.live), left as it was (startServing); the
+	// next apply reloads, whatever changed, and the first reload clears it.
+	liveUnsure bool
 }
 
 // Paths inside the state directory.

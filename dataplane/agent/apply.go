@@ -272,6 +272,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 
 	// Member-only changes need neither the candidate check nor a reload.
 	ops, runtimeOK := memberOps(*a.live, p.cfg)
+	runtimeOK = runtimeOK && !a.liveUnsure // what runs is not a.live (startServing): reloaded onto p.cfg
 	if !runtimeOK {
 		// The old worker's counters are read while the check runs.
 		a.early = a.sampleEarly(a.live)
@@ -281,6 +282,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 		}
 		a.checkBinds(p)
 		ops, runtimeOK = memberOps(*a.live, p.cfg)
+		runtimeOK = runtimeOK && !a.liveUnsure
 	}
 	reloaded := false
 	if runtimeOK {
@@ -675,7 +677,8 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 	//     haproxy.cfg anew from it before HAProxy starts (startServing), so
 	//     an old or empty haproxy.cfg after a crash is never served;
 	//   - a crash of the agent alone leaves HAProxy running on what it
-	//     reloaded, and the file in the page cache, complete.
+	//     reloaded, and the file in the page cache, complete (the next
+	//     start takes it over as it runs: startServing, runsNewer).
 	// An fsync here (or the flush ext4 starts on a plain rename over an
 	// existing file) would put the disk's latency — hundreds of ms when
 	// other work fills it — between the check and the reload, for nothing.
@@ -705,6 +708,7 @@ func (a *Agent) reloadTo(ctx context.Context, cfg haproxy.Config) error {
 		return err
 	}
 	a.live = &cfg // what runs now (the plan may still change)
+	a.liveUnsure = false
 	a.written = text
 	a.markCertificatesLoaded(cfg)
 	return nil

@@ -383,6 +383,32 @@ func (a *Agent) restore() haproxy.Config {
 // balancers it names (or all, failing that) are left out with an error and
 // it starts on the rest; failing even empty, the node reports haproxy_start.
 func (a *Agent) startServing(ctx context.Context, cfg haproxy.Config) error {
+	if a.runsNewer(cfg) {
+		// An agent killed after a change reached HAProxy but before the
+		// state on disk took it (written a second later, state.go) left
+		// HAProxy serving more than cfg: reloaded onto cfg, it would drop
+		// what that change brought (a new listener refusing connections)
+		// until the API is reached again. Taken over as it runs, it serves
+		// on; the first snapshot applied reloads it (liveUnsure).
+		adopted, err := a.proc.TakeOver(ctx)
+		if err != nil && ctx.Err() != nil {
+			return err
+		}
+		if adopted {
+			a.log.Warn("the haproxy taken over runs a newer configuration than the state on disk; it serves it until the next apply reloads it",
+				"revision_on_disk", a.snapRevision())
+			a.mu.Lock()
+			a.live = &cfg
+			a.liveUnsure = true
+			a.markCertificatesLoaded(cfg)
+			delete(a.nodeErrors, openapi.HaproxyStart)
+			a.mu.Unlock()
+			return nil
+		}
+		if err != nil {
+			a.log.Warn("could not take over the running haproxy as it runs", "err", err)
+		}
+	}
 	var lastErr error
 	for attempt := 0; attempt < 4; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -445,6 +471,44 @@ func (a *Agent) startServing(ctx context.Context, cfg haproxy.Config) error {
 	a.setStartError(openapi.HaproxyStart, lastErr)
 	a.reportOnce(ctx)
 	return fmt.Errorf("agent: start haproxy: %w", lastErr)
+}
+
+// runsNewer reports whether haproxy.cfg, what a running HAProxy last
+// loaded (every reload writes it first, a change through the runtime API
+// right after), holds more than cfg, the state restored from disk: it is
+// not cfg's text and was written after snapshot.json (which follows every
+// change, a second later). A snapshot.json written last holds what runs —
+// the file differs then only by how an older agent rendered it (an upgrade),
+// and the start reloads onto cfg as always. Without a running HAProxy the
+// file is not used: after a crash of the machine it may be incomplete (it
+// is not synced); snapshot.json is what survives.
+func (a *Agent) runsNewer(cfg haproxy.Config) bool {
+	running, err := os.ReadFile(a.path("haproxy.cfg"))
+	if err != nil || len(running) == 0 {
+		return false
+	}
+	text, err := haproxy.Render(cfg)
+	if err != nil || bytes.Equal(text, running) {
+		return false
+	}
+	fileInfo, err := os.Stat(a.path("haproxy.cfg"))
+	if err != nil {
+		return false
+	}
+	if st, err := os.Stat(a.path("snapshot.json")); err == nil && st.ModTime().After(fileInfo.ModTime()) {
+		return false
+	}
+	return true
+}
+
+// snapRevision is the revision of the snapshot held (0: none).
+func (a *Agent) snapRevision() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.snap == nil {
+		return 0
+	}
+	return a.snap.Revision
 }
 
 func (a *Agent) setStartError(kind openapi.NodeErrorKind, err error) {

@@ -27,25 +27,46 @@ func (p *Process) Start(ctx context.Context) error {
 	return p.start(ctx)
 }
 
+// TakeOver takes over the master of an earlier run that answers on our
+// master socket, as Start does, but leaves it serving what it serves: no
+// reload (its configuration may be newer than what the caller knows: an
+// agent killed after a reload, before its state reached the disk). Every
+// other HAProxy of this configuration is stopped once it is taken over. It
+// reports false, leaving everything as it found it, when there is no such
+// master or it cannot be taken over; Start then starts one. It reports true
+// when a master already runs.
+func (p *Process) TakeOver(ctx context.Context) (bool, error) {
+	p.op.Lock()
+	defer p.op.Unlock()
+	return p.takeOver(ctx, false)
+}
+
 func (p *Process) start(ctx context.Context) error {
+	_, err := p.takeOver(ctx, true)
+	return err
+}
+
+// takeOver is TakeOver, and with launch Start: a master is started when none
+// can be taken over, and one taken over is reloaded; p.op held.
+func (p *Process) takeOver(ctx context.Context, launch bool) (bool, error) {
 	p.mu.Lock()
 	running := p.cur != nil
 	p.mu.Unlock()
 	if running {
-		return nil
+		return true, nil
 	}
 	if p.configPath == "" || p.dir == "" {
-		return errors.New("haproxy: ProcessConfig.ConfigPath and Dir are required")
+		return false, errors.New("haproxy: ProcessConfig.ConfigPath and Dir are required")
 	}
 	// sockaddr_un holds 108 bytes; HAProxy binds "<path>.<pid>.tmp" first.
 	if len(p.masterSock)+16 > 107 {
-		return fmt.Errorf("haproxy: runtime dir %q is too long for a unix socket path", p.dir)
+		return false, fmt.Errorf("haproxy: runtime dir %q is too long for a unix socket path", p.dir)
 	}
 	if _, err := os.Stat(p.configPath); err != nil {
-		return fmt.Errorf("haproxy: config: %w", err)
+		return false, fmt.Errorf("haproxy: config: %w", err)
 	}
 	if err := os.MkdirAll(p.dir, 0o750); err != nil {
-		return fmt.Errorf("haproxy: runtime dir: %w", err)
+		return false, fmt.Errorf("haproxy: runtime dir: %w", err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -74,7 +95,10 @@ func (p *Process) start(ctx context.Context) error {
 		}
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("haproxy: start: %w", ctx.Err())
+		return false, fmt.Errorf("haproxy: start: %w", ctx.Err())
+	}
+	if adopted == 0 && !launch {
+		return false, nil
 	}
 	others = slices.DeleteFunc(others, func(pid int) bool { return pid == adopted || !processAlive(pid) })
 	if adopted == 0 {
@@ -101,7 +125,7 @@ func (p *Process) start(ctx context.Context) error {
 			err = p.launch(ctx)
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 	}
 	p.mu.Lock()
@@ -112,12 +136,12 @@ func (p *Process) start(ctx context.Context) error {
 		p.log.Warn("stopping stale haproxy processes of this state dir", "stale_pids", others)
 		go p.stopStale(others, procs)
 	}
-	if adopted > 0 {
+	if adopted > 0 && launch {
 		if err := p.reload(ctx); err != nil {
-			return fmt.Errorf("haproxy: took over master %d, but it did not reload: %w", adopted, err)
+			return true, fmt.Errorf("haproxy: took over master %d, but it did not reload: %w", adopted, err)
 		}
 	}
-	return nil
+	return adopted > 0, nil
 }
 
 // launch starts one master and waits for it to be ready; p.op held.

@@ -792,6 +792,94 @@ func TestProcessTakesOverPreviousRun(t *testing.T) {
 	}
 }
 
+// TakeOver adopts the master an earlier run left as it runs: not reloaded
+// (the configuration file, changed meanwhile, is not loaded), supervised, and
+// every other master of the configuration stopped. Without a master to take
+// over it reports false and starts nothing.
+func TestProcessTakeOverKeepsWhatRuns(t *testing.T) {
+	a := htMember(t, "a")
+	conf := htConf{Dir: htDir(t), Port: freePort(t), Gen: 1, Servers: []htServer{{"mbr_a", htHostPort(a)}}}
+	cfgPath := filepath.Join(conf.Dir, "haproxy.cfg")
+	sock := filepath.Join(conf.Dir, "master.sock")
+	logger, logs := htLogger(t)
+	newProc := func() *Process {
+		return NewProcess(ProcessConfig{Binary: htBinary(t), ConfigPath: cfgPath, Dir: conf.Dir, Logger: logger, StopTimeout: 3 * time.Second})
+	}
+
+	htWriteFile(t, cfgPath, conf.render(t))
+	none := newProc()
+	if ok, err := none.TakeOver(htCtx(t, 20*time.Second)); ok || err != nil {
+		t.Fatalf("TakeOver without a master: %v, %v; want false, nil", ok, err)
+	}
+	if none.Running() || len(none.Masters()) != 0 {
+		t.Fatalf("TakeOver without a master started one: %v", none.Masters())
+	}
+
+	older, olderDone := htPrev(t, conf, sock)
+	prev, prevDone := htPrev(t, conf, sock) // rebinds the master socket
+	url := fmt.Sprintf("http://127.0.0.1:%d/", conf.Port)
+	before, err := cliExchange(htCtx(t, 5*time.Second), sock, "show proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stBefore, err := parseShowProc(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	conf.Gen = 2 // what this run would serve: not loaded by TakeOver
+	htWriteFile(t, cfgPath, conf.render(t))
+	p := newProc()
+	ok, err := p.TakeOver(htCtx(t, 20*time.Second))
+	if !ok || err != nil {
+		t.Fatalf("TakeOver: %v, %v\n%s", ok, err, logs.String())
+	}
+	t.Cleanup(func() { p.Stop(context.Background()) })
+	if p.PID() != prev.Process.Pid || !p.Running() {
+		t.Fatalf("master %d (running %v), want %d taken over", p.PID(), p.Running(), prev.Process.Pid)
+	}
+	after, err := p.showProc(htCtx(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Reloads != stBefore.Reloads {
+		t.Fatalf("the master reloaded %d times at TakeOver", after.Reloads-stBefore.Reloads)
+	}
+	if _, h, err := htGet(htClient(false), url); err != nil || h.Get("X-Config-Gen") != "1" {
+		t.Fatalf("after TakeOver: generation %q, %v; want 1 (what ran)", h.Get("X-Config-Gen"), err)
+	}
+	select {
+	case <-olderDone:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the stale master %d was not stopped", older.Process.Pid)
+	}
+	// Then a reload brings the current configuration.
+	stopLoad := htLoad(t, url)
+	if err := p.Reload(htCtx(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, h, err := htGet(htClient(false), url); err != nil || h.Get("X-Config-Gen") != "2" {
+		t.Fatalf("after the reload: generation %q, %v; want 2", h.Get("X-Config-Gen"), err)
+	}
+	sent, failed := stopLoad()
+	t.Logf("requests across the reload after TakeOver: %d sent, %d failed", sent, failed)
+	if failed != 0 || sent == 0 {
+		t.Fatalf("%d of %d requests failed", failed, sent)
+	}
+	// Supervised: a second TakeOver is a no-op, Stop stops it.
+	if ok, err := p.TakeOver(htCtx(t, 5*time.Second)); !ok || err != nil {
+		t.Fatalf("TakeOver while running: %v, %v", ok, err)
+	}
+	if err := p.Stop(htCtx(t, 15*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-prevDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the master taken over did not stop")
+	}
+}
+
 // Every other HAProxy of the same configuration is stopped at Start: one
 // whose master socket was taken by a later one, or (when none answers on
 // the master socket) one that cannot be controlled.
