@@ -227,6 +227,15 @@ func (n *node) serviceCPU() time.Duration {
 	return pidsCPU([]int{n.api.pid()}) + pidsCPU([]int{n.agent.pid()}, true)
 }
 
+// changeCPU is the CPU used so far by the API, the agent (0 in process:
+// the API's figure is this process) and HAProxy (master hp and workers).
+func (n *node) changeCPU(hp int) [3]time.Duration {
+	if n.inProcess() {
+		return [3]time.Duration{selfCPU(), 0, procCPU(hp)}
+	}
+	return [3]time.Duration{pidsCPU([]int{n.api.pid()}), pidsCPU([]int{n.agent.pid()}, true), procCPU(hp)}
+}
+
 // gcs are the GC cycles completed so far by this process, the API and the
 // agent (in process, the first holds all three).
 type gcs struct{ self, api, agent uint64 }

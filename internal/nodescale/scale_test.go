@@ -644,6 +644,10 @@ feed:
 			// change that took long to be balanced by.
 			fetches []probeRead
 			gcs     gcs // the GC cycles ended between begin and active, by process
+			// cpu is what the API, the agent (in process: this process,
+			// in api) and HAProxy used from begin until the probe was
+			// done, printed for the changes over 25 ms.
+			cpu [3]time.Duration
 		}
 		refusedBefore := api.refused.Load()
 		var each []change
@@ -665,6 +669,7 @@ feed:
 			w0 := current()
 			r0 := api.refused.Load()
 			gc0 := ag.gcCycles()
+			cpu0 := ag.changeCPU(hp)
 			begin := time.Now()
 			if _, err := api.call(ctx, http.MethodPatch, "/v1/members/"+ma["id"].(string), bodies[i%2]); err != nil {
 				t.Fatal(err)
@@ -703,6 +708,10 @@ feed:
 				member = append(member, 10*time.Second)
 			}
 			effective := begin.Add(member[len(member)-1])
+			cpu1 := ag.changeCPU(hp)
+			for k := range cpu1 {
+				cpu1[k] -= cpu0[k]
+			}
 			// Read every 50 ms: every 10 ms (as before session 5) these reads
 			// alone came near the tenant's rate limit (50/s, burst 100), and
 			// the next PATCH now and then met a 429, taking the API's refusal
@@ -712,7 +721,7 @@ feed:
 					break
 				}
 			}
-			each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1, fetches, ag.gcCycles().sub(gc0)})
+			each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1, fetches, ag.gcCycles().sub(gc0), cpu1})
 			if current() != w0 {
 				reloads++
 			}
@@ -737,6 +746,8 @@ feed:
 					}
 				}
 				logf("  probe reads (start +ms (took ms) answer):%s", b.String())
+				logf("  CPU until the probe was done: API %s ms, agent %s ms, HAProxy %s ms (in process: API, agent and probe together under API)",
+					ms(s.cpu[0]), ms(s.cpu[1]), ms(s.cpu[2]))
 			}
 			for _, w := range lockWaits {
 				if !w.at.Before(s.begin) && w.at.Before(s.effective) {
