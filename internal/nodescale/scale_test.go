@@ -1,6 +1,8 @@
 // Package nodescale holds the scale benchmark of one real node (issue 10):
 // a real API, agent and HAProxy grown to many load balancers and members,
-// measured through the public API and traffic on loopback. Run it with
+// measured through the public API and traffic on loopback, the API and the
+// agent each a process of its own as deployed (node_test.go;
+// FULCRUM_SCALE_INPROCESS=1 runs them in the test process). Run it with
 // `make bench-scale`; it is skipped otherwise.
 package nodescale
 
