@@ -195,8 +195,12 @@ type Agent struct {
 	cfgWrite chan struct{}
 	// converted are the load balancers' models by revision (apply.go).
 	converted conversions
+	// planPrev and planCands are the maps of an apply's plan, reused (apply.go).
+	planPrev, planCands map[string]haproxy.LoadBalancer
 	// written is the text last written to haproxy.cfg (nil: unknown).
 	written []byte
+	// cfgMine and cfgSpare are writeConfig's render buffers (apply.go).
+	cfgMine, cfgSpare []byte
 	// checked is the last candidate `haproxy -c` passed, still on disk at
 	// run/candidate.cfg (nil: none is): a reload onto that very text moves
 	// the file into place instead of writing haproxy.cfg again (apply.go).

@@ -211,9 +211,12 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	// Sized up front: at 1,000 load balancers growing these maps cost an
 	// apply ≈ 1 MB, a sixth of an apply that changes nothing in HAProxy (a
 	// load balancer, pool or member created before its listener).
+	// The maps of what runs and of the candidates are the agent's, reused
+	// (emptied) by every apply: nothing keeps them past it.
+	a.planPrev, a.planCands = emptied(a.planPrev, len(a.live.LoadBalancers)), emptied(a.planCands, len(snap.LoadBalancers))
+	defer func() { clear(a.planPrev); clear(a.planCands) }() // no model kept past the apply
 	p := &plan{cfg: haproxy.Config{Global: a.globalFor(snap), LoadBalancers: make([]haproxy.LoadBalancer, 0, len(snap.LoadBalancers))},
-		prev: make(map[string]haproxy.LoadBalancer, len(a.live.LoadBalancers)), cands: make(map[string]haproxy.LoadBalancer, len(snap.LoadBalancers)),
-		changed: map[string]bool{}, errs: map[string]lbFailure{}}
+		prev: a.planPrev, cands: a.planCands, changed: map[string]bool{}, errs: map[string]lbFailure{}}
 	before := a.live // what HAProxy ran before this apply (reloads below replace a.live)
 	for _, lb := range a.live.LoadBalancers {
 		p.prev[lb.ID] = lb
@@ -323,6 +326,7 @@ func (a *Agent) applyLocked(ctx context.Context, span trace.Span, snap *openapi.
 	a.startDrains(ctx, before, p.cfg, reloaded)
 	a.noteScope(reloaded, p.prev, p.cfg, p.changedIDs())
 	a.live, a.snap, a.lbErrors, a.parked = &p.cfg, snap, p.errs, parkedMembers(snap)
+	conv.prune(snap)
 	a.converted = conv
 	a.updateVIPs(snap)
 	a.nodeErrors = map[openapi.NodeErrorKind]string{}
@@ -362,18 +366,43 @@ type conversion struct {
 
 // next is the cache for an apply of snap: it starts from c (an apply that
 // fails leaves c as it was) and holds only snap's load balancers.
+//
+// The map is updated in place (a copy of 1,000 conversions per apply was a
+// tenth of a member change's garbage): an entry is a load balancer's model
+// at one revision, right whether or not the apply that made it succeeds, so
+// an apply that fails leaves none that is wrong.
 func (c conversions) next(snap *openapi.Snapshot) conversions {
-	out := conversions{group: snap.NodeGroupId, byID: make(map[string]conversion, len(snap.LoadBalancers))}
-	if c.group != snap.NodeGroupId {
-		return out
+	if c.byID == nil || c.group != snap.NodeGroupId {
+		return conversions{group: snap.NodeGroupId, byID: make(map[string]conversion, len(snap.LoadBalancers))}
 	}
+	return c
+}
+
+// prune drops the conversions of load balancers snap no longer has.
+func (c conversions) prune(snap *openapi.Snapshot) {
+	if len(c.byID) <= len(snap.LoadBalancers) {
+		return // as many as snap has, or fewer: nothing to drop, or little (see below)
+	}
+	// More than snap has: some load balancer left. (One that left as another
+	// came, in one snapshot, leaves its entry until the next prune.)
+	in := make(map[string]bool, len(snap.LoadBalancers))
 	for i := range snap.LoadBalancers {
-		id := snap.LoadBalancers[i].LoadBalancer.Id
-		if cv, ok := c.byID[id]; ok {
-			out.byID[id] = cv
+		in[snap.LoadBalancers[i].LoadBalancer.Id] = true
+	}
+	for id := range c.byID {
+		if !in[id] {
+			delete(c.byID, id)
 		}
 	}
-	return out
+}
+
+// emptied is m emptied, made with room for n entries when nil.
+func emptied(m map[string]haproxy.LoadBalancer, n int) map[string]haproxy.LoadBalancer {
+	if m == nil {
+		return make(map[string]haproxy.LoadBalancer, n)
+	}
+	clear(m)
+	return m
 }
 
 // convert is snapconv.ToLoadBalancer, from the cache when sl's revision is
@@ -734,19 +763,27 @@ func sameConfig(a, b haproxy.Config) bool {
 // synced: what runs is already in HAProxy, the state that survives a crash
 // is snapshot.json, and every start writes the file anew (startServing) —
 // an fsync of a large file would delay a member change for nothing.
+//
+// It renders into buffers of its own, reused (1.2 MB at 1,000 load
+// balancers, once per member change): cfgSpare, which nothing references,
+// and cfgMine, the text it wrote last, which only a.written may reference —
+// free again once a.written is another text.
 func (a *Agent) writeConfig(cfg haproxy.Config) error {
-	text, err := a.render.Render(cfg)
+	text, err := a.render.AppendRender(a.cfgSpare[:0], cfg)
 	if err != nil {
 		return nodeFailure(openapi.Config, err)
 	}
 	if bytes.Equal(text, a.written) {
+		a.cfgSpare = text
 		return nil
 	}
 	a.written = nil
 	if err := replaceFile(a.path("haproxy.cfg"), text); err != nil {
+		a.cfgSpare = text
 		return nodeFailure(openapi.Disk, fmt.Errorf("write haproxy.cfg: %w", err))
 	}
 	a.written = text
+	a.cfgSpare, a.cfgMine = a.cfgMine, text
 	return nil
 }
 

@@ -47,12 +47,12 @@ type rendered struct {
 	member haproxy.Member
 }
 
-// renderedServers lists the servers of c's enabled load balancers (disabled
-// ones are not rendered at all), but those in skip.
-func renderedServers(c haproxy.Config, skip map[string]bool) map[serverKey]rendered {
+// renderedServers lists the servers of the enabled load balancers of lbs
+// (disabled ones are not rendered at all).
+func renderedServers(lbs []haproxy.LoadBalancer) map[serverKey]rendered {
 	out := map[serverKey]rendered{}
-	for _, lb := range c.LoadBalancers {
-		if !lb.Enabled || skip[lb.ID] {
+	for _, lb := range lbs {
+		if !lb.Enabled {
 			continue
 		}
 		for _, p := range lb.Pools {
@@ -78,17 +78,8 @@ type drainPlan struct {
 func planDrains(old, new haproxy.Config, reloaded bool) (leaving []drainPlan, back []serverKey) {
 	// Load balancers that did not change (by identity: the apply keeps
 	// what runs) have no server leaving or coming back.
-	same := map[string]bool{}
-	prev := make(map[string]haproxy.LoadBalancer, len(old.LoadBalancers))
-	for _, lb := range old.LoadBalancers {
-		prev[lb.ID] = lb
-	}
-	for _, lb := range new.LoadBalancers {
-		if o, ok := prev[lb.ID]; ok && haproxy.Identical(o, lb) {
-			same[lb.ID] = true
-		}
-	}
-	before, after := renderedServers(old, same), renderedServers(new, same)
+	was, is := changedLBs(old.LoadBalancers, new.LoadBalancers)
+	before, after := renderedServers(was), renderedServers(is)
 	for k, s := range after {
 		if s.member.Enabled {
 			back = append(back, k)
@@ -113,6 +104,64 @@ func planDrains(old, new haproxy.Config, reloaded bool) (leaving []drainPlan, ba
 			del: del, keepDate: !b.member.Enabled})
 	}
 	return leaving, back
+}
+
+// changedLBs are the load balancers of old and of new but those that are
+// in both, identical (haproxy.Identical), by id. Configurations list their
+// load balancers sorted by id: one pass then, without the maps of 1,000
+// load balancers a member change cost before; others go through a map.
+func changedLBs(old, new []haproxy.LoadBalancer) (was, is []haproxy.LoadBalancer) {
+	if !uniqueSortedByID(old) || !uniqueSortedByID(new) {
+		prev := make(map[string]haproxy.LoadBalancer, len(old))
+		for _, lb := range old {
+			prev[lb.ID] = lb
+		}
+		same := map[string]bool{}
+		for _, lb := range new {
+			if o, ok := prev[lb.ID]; ok && haproxy.Identical(o, lb) {
+				same[lb.ID] = true
+			}
+		}
+		for _, lb := range old {
+			if !same[lb.ID] {
+				was = append(was, lb)
+			}
+		}
+		for _, lb := range new {
+			if !same[lb.ID] {
+				is = append(is, lb)
+			}
+		}
+		return was, is
+	}
+	i, j := 0, 0
+	for i < len(old) || j < len(new) {
+		switch {
+		case j == len(new) || (i < len(old) && old[i].ID < new[j].ID):
+			was = append(was, old[i])
+			i++
+		case i == len(old) || new[j].ID < old[i].ID:
+			is = append(is, new[j])
+			j++
+		default:
+			if !haproxy.Identical(old[i], new[j]) {
+				was, is = append(was, old[i]), append(is, new[j])
+			}
+			i++
+			j++
+		}
+	}
+	return was, is
+}
+
+// uniqueSortedByID reports whether lbs are sorted by id, each id once.
+func uniqueSortedByID(lbs []haproxy.LoadBalancer) bool {
+	for i := 1; i < len(lbs); i++ {
+		if lbs[i-1].ID >= lbs[i].ID {
+			return false
+		}
+	}
+	return true
 }
 
 // startDrains starts a drain for every member that left service between old

@@ -20,8 +20,28 @@ func renderBoth(t *testing.T, rc *RenderCache, c Config, step string) bool {
 	if werr == nil && !bytes.Equal(want, got) {
 		t.Fatalf("%s: texts differ\n--- Render\n%s\n--- RenderCache\n%s", step, want, got)
 	}
+	// Appended to a buffer of an earlier render, reused: the same text
+	// after what the buffer held; on error the buffer as it was.
+	prefix := "# kept\n"
+	reused := append(append(appendBuf[:0], prefix...), "stale text of an earlier render"...)[:len(prefix)]
+	got, gerr = rc.AppendRender(reused, c)
+	if fmt.Sprint(werr) != fmt.Sprint(gerr) {
+		t.Fatalf("%s: AppendRender: errors differ: Render %v, AppendRender %v", step, werr, gerr)
+	}
+	if werr != nil && string(got) != prefix {
+		t.Fatalf("%s: AppendRender failed and returned %q, want the buffer as it was", step, got)
+	}
+	if werr == nil && (string(got[:len(prefix)]) != prefix || !bytes.Equal(want, got[len(prefix):])) {
+		t.Fatalf("%s: AppendRender: texts differ\n--- Render\n%s\n--- AppendRender\n%s", step, want, got)
+	}
+	if cap(got) > cap(appendBuf) {
+		appendBuf = got
+	}
 	return werr == nil
 }
+
+// appendBuf is the buffer renderBoth's AppendRender reuses.
+var appendBuf []byte
 
 // TestRenderCacheGolden: every golden case renders the same through the
 // cache, alone and after the others.

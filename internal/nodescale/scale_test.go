@@ -1,6 +1,8 @@
 // Package nodescale holds the scale benchmark of one real node (issue 10):
 // a real API, agent and HAProxy grown to many load balancers and members,
-// measured through the public API and traffic on loopback. Run it with
+// measured through the public API and traffic on loopback, the API and the
+// agent each a process of its own as deployed (node_test.go;
+// FULCRUM_SCALE_INPROCESS=1 runs them in the test process). Run it with
 // `make bench-scale`; it is skipped otherwise.
 package nodescale
 
@@ -258,6 +260,16 @@ func TestScale(t *testing.T) {
 	for prefix > 16 && (1<<(32-prefix))-2 < nLB+extra+2 {
 		prefix--
 	}
+	// The API and the agent each run as a process of their own (node_test.go)
+	// unless FULCRUM_SCALE_INPROCESS=1, which FULCRUM_SCALE_STEPS=1 (their
+	// spans) and FULCRUM_SCALE_PROFILE (their CPU profiles) need.
+	external := os.Getenv("FULCRUM_SCALE_INPROCESS") != "1"
+	if os.Getenv("FULCRUM_SCALE_STEPS") == "1" || os.Getenv("FULCRUM_SCALE_PROFILE") != "" {
+		if external {
+			logf("FULCRUM_SCALE_STEPS / FULCRUM_SCALE_PROFILE trace or profile the API and the agent in this process: running them in it (FULCRUM_SCALE_INPROCESS=1)")
+		}
+		external = false
+	}
 	steps := newStepRecorder(os.Getenv("FULCRUM_SCALE_STEPS") == "1")
 	dbURL := pgtest.NewDatabase(t)
 	pm := postmaster(dbURL)
@@ -272,7 +284,8 @@ func TestScale(t *testing.T) {
 		AgentConfig: func(c *agent.Config) {
 			c.ReportInterval = time.Duration(envInt("FULCRUM_SCALE_REPORT_MS", 0)) * time.Millisecond
 		}})
-	ag := s.StartAgent("scale")
+	ag := startNode(t, s, dbURL, "scale", external, time.Duration(envInt("FULCRUM_SCALE_REPORT_MS", 0))*time.Millisecond)
+	logf("node: %s", ag.shape())
 	heartbeat := "the node group's, 2 s by default"
 	if ms := envInt("FULCRUM_SCALE_REPORT_MS", 0); ms > 0 {
 		heartbeat = fmt.Sprintf("every %d ms", ms)
@@ -296,7 +309,7 @@ func TestScale(t *testing.T) {
 	}
 	cl := teststack.NewClient(nil)
 	cl.Timeout = 2 * time.Second
-	cfgPath := filepath.Join(ag.StateDir(), "haproxy.cfg")
+	cfgPath := filepath.Join(ag.stateDir, "haproxy.cfg")
 
 	// bareCreate is the bare figure taken as a create is, by the same client
 	// and probe (probeBare, small node only): the node's live config plus one
@@ -321,7 +334,7 @@ func TestScale(t *testing.T) {
 			if err := os.WriteFile(cfgPath, orig, 0o600); err != nil {
 				logf("bare create: put the config back: %v", err)
 			}
-			if err := ag.Process().Reload(ctx); err != nil {
+			if err := ag.reload(ctx); err != nil {
 				logf("bare create: reload the node's config: %v", err)
 			}
 		}()
@@ -335,7 +348,7 @@ func TestScale(t *testing.T) {
 			return 0
 		}
 		done := make(chan error, 1)
-		go func() { done <- ag.Process().Reload(ctx) }()
+		go func() { done <- ag.reload(ctx) }()
 		u := "http://" + addr + ":8080/"
 		var took time.Duration
 		for time.Since(b0) < 10*time.Second {
@@ -390,7 +403,7 @@ func TestScale(t *testing.T) {
 			if out, err := exec.Command("haproxy", "-c", "-q", "-f", cfgPath).CombinedOutput(); err != nil {
 				logf("bare haproxy -c: %v: %s", err, out)
 			}
-			if err := ag.Process().Reload(ctx); err != nil {
+			if err := ag.reload(ctx); err != nil {
 				logf("bare reload: %v", err)
 			}
 			bare = append(bare, time.Since(b0))
@@ -508,7 +521,7 @@ feed:
 		time.Sleep(10 * time.Second)
 	}
 	idleWindow := time.Duration(envInt("FULCRUM_SCALE_IDLE_SECONDS", 20)) * time.Second
-	hp := ag.Process().PID()
+	hp := ag.haproxyPID()
 	var selfs, haps, pgs, totals []float64
 	for w := 0; w < idleWindows; w++ {
 		name := "idle"
@@ -516,17 +529,23 @@ feed:
 			name = fmt.Sprintf("idle-%d", w+1)
 		}
 		stopProfile := profile(t, name)
-		self0, hap0, pg0, t0 := selfCPU(), procCPU(hp), pgCPU(pm), time.Now()
+		// API + agent: this process in process; else the API's and the
+		// agent's processes (this process, clients and probe idle, apart).
+		self0, hap0, pg0, test0, t0 := ag.serviceCPU(), procCPU(hp), pgCPU(pm), selfCPU(), time.Now()
 		time.Sleep(idleWindow)
 		stopProfile()
 		el := time.Since(t0)
-		selfIdle, hapIdle, pgIdle := selfCPU()-self0, procCPU(hp)-hap0, pgCPU(pm)-pg0
+		selfIdle, hapIdle, pgIdle, testIdle := ag.serviceCPU()-self0, procCPU(hp)-hap0, pgCPU(pm)-pg0, selfCPU()-test0
 		idlePct := func(d time.Duration) float64 { return 100 * float64(d) / float64(el) }
 		selfs, haps, pgs = append(selfs, idlePct(selfIdle)), append(haps, idlePct(hapIdle)), append(pgs, idlePct(pgIdle))
 		totals = append(totals, idlePct(selfIdle+hapIdle+pgIdle))
 		// The members have no health monitor: HAProxy runs no checks.
-		logf("idle CPU over %s: API + agent (this process) %.1f%% of a core, HAProxy %.1f%%, Postgres %.1f%%; total %.1f%% (no health checks configured; heartbeat %s)",
-			idleWindow, selfs[w], haps[w], pgs[w], totals[w], heartbeat)
+		where := "(this process)"
+		if !ag.inProcess() {
+			where = fmt.Sprintf("(their processes; this test process, not counted: %.1f%%)", idlePct(testIdle))
+		}
+		logf("idle CPU over %s: API + agent %s %.1f%% of a core, HAProxy %.1f%%, Postgres %.1f%%; total %.1f%% (no health checks configured; heartbeat %s)",
+			idleWindow, where, selfs[w], haps[w], pgs[w], totals[w], heartbeat)
 	}
 	median := func(v []float64) float64 {
 		if len(v) == 0 {
@@ -589,7 +608,7 @@ feed:
 	probeAddr := fmt.Sprintf("%s:8080", lb["vip_address"])
 	probeEvery := time.Duration(envInt("FULCRUM_SCALE_PROBE_US", 500)) * time.Microsecond
 	current := func() int { // the PID of the newest worker: it changes at every reload
-		ws, _ := ag.Process().Workers(ctx)
+		ws, _ := ag.workers(ctx)
 		for _, w := range ws {
 			if !w.Old && w.Reloads == 0 {
 				return w.PID
@@ -626,7 +645,11 @@ feed:
 			// for the changes over 25 ms: a slow answer of HAProxy or a
 			// change that took long to be balanced by.
 			fetches []probeRead
-			gcs     uint64 // the process's GC cycles ended between begin and active
+			gcs     gcs // the GC cycles ended between begin and active, by process
+			// cpu is what the API, the agent (in process: this process,
+			// in api) and HAProxy used from begin until the probe was
+			// done, printed for the changes over 25 ms.
+			cpu [3]time.Duration
 		}
 		refusedBefore := api.refused.Load()
 		var each []change
@@ -647,7 +670,8 @@ feed:
 			stops := i%2 == 0
 			w0 := current()
 			r0 := api.refused.Load()
-			gc0 := gcCycles()
+			gc0 := ag.gcCycles()
+			cpu0 := ag.changeCPU(hp)
 			begin := time.Now()
 			if _, err := api.call(ctx, http.MethodPatch, "/v1/members/"+ma["id"].(string), bodies[i%2]); err != nil {
 				t.Fatal(err)
@@ -659,9 +683,13 @@ feed:
 			var fetches []probeRead
 			for time.Since(begin) < 10*time.Second && !done {
 				f0 := time.Now()
-				name, _ := probeFetch(probeAddr)
+				name, err := probeFetch(probeAddr)
 				now := time.Now()
-				fetches = append(fetches, probeRead{f0.Sub(begin), now.Sub(f0), name})
+				shown := name
+				if err != nil {
+					shown = "[" + err.Error() + "]"
+				}
+				fetches = append(fetches, probeRead{f0.Sub(begin), now.Sub(f0), shown})
 				switch {
 				case !stops && name == "a":
 					member, done = append(member, now.Sub(begin)), true
@@ -682,6 +710,10 @@ feed:
 				member = append(member, 10*time.Second)
 			}
 			effective := begin.Add(member[len(member)-1])
+			cpu1 := ag.changeCPU(hp)
+			for k := range cpu1 {
+				cpu1[k] -= cpu0[k]
+			}
 			// Read every 50 ms: every 10 ms (as before session 5) these reads
 			// alone came near the tenant's rate limit (50/s, burst 100), and
 			// the next PATCH now and then met a 429, taking the API's refusal
@@ -691,7 +723,7 @@ feed:
 					break
 				}
 			}
-			each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1, fetches, gcCycles() - gc0})
+			each = append(each, change{begin, patched, effective, time.Now(), r1 - r0, api.refused.Load() - r1, fetches, ag.gcCycles().sub(gc0), cpu1})
 			if current() != w0 {
 				reloads++
 			}
@@ -702,8 +734,12 @@ feed:
 		// Each change's steps, and what waited in Postgres meanwhile (sampled
 		// pg_stat_activity: sessions waiting on a lock or running > 20 ms).
 		for i, s := range each {
-			logf("member change %d at %s: PATCH answered %s ms (%d refused), effective %s ms, active %s ms (%d reads refused); GC cycles ended by active: %d", i, s.begin.Format("15:04:05.000"),
-				ms(s.patched.Sub(s.begin)), s.refused, ms(s.effective.Sub(s.begin)), ms(s.active.Sub(s.begin)), s.refusedActive, s.gcs)
+			gcText := strconv.FormatUint(s.gcs.self, 10)
+			if !ag.inProcess() {
+				gcText = s.gcs.String()
+			}
+			logf("member change %d at %s: PATCH answered %s ms (%d refused), effective %s ms, active %s ms (%d reads refused); GC cycles ended by active: %s", i, s.begin.Format("15:04:05.000"),
+				ms(s.patched.Sub(s.begin)), s.refused, ms(s.effective.Sub(s.begin)), ms(s.active.Sub(s.begin)), s.refusedActive, gcText)
 			if s.effective.Sub(s.begin) > 25*time.Millisecond {
 				var b strings.Builder
 				for _, f := range s.fetches {
@@ -712,6 +748,8 @@ feed:
 					}
 				}
 				logf("  probe reads (start +ms (took ms) answer):%s", b.String())
+				logf("  CPU until the probe was done: API %s ms, agent %s ms, HAProxy %s ms (in process: API, agent and probe together under API)",
+					ms(s.cpu[0]), ms(s.cpu[1]), ms(s.cpu[2]))
 			}
 			for _, w := range lockWaits {
 				if !w.at.Before(s.begin) && w.at.Before(s.effective) {
@@ -763,15 +801,27 @@ feed:
 			pa := sorted(patched)
 			var withGC, withoutGC []time.Duration
 			for _, s := range each {
-				if s.gcs > 0 {
+				if s.gcs.any(ag) > 0 {
 					withGC = append(withGC, s.effective.Sub(s.begin))
 				} else {
 					withoutGC = append(withoutGC, s.effective.Sub(s.begin))
 				}
 			}
 			wg, wog := sorted(withGC), sorted(withoutGC)
-			logf("member change → effective: %d changes with a GC cycle of this process (API, agent, probe) ended by active p50=%s ms max=%s ms; the others (%d) p50=%s ms max=%s ms",
-				len(wg), ms(pct(wg, 50)), ms(pct(wg, 100)), len(wog), ms(pct(wog, 50)), ms(pct(wog, 100)))
+			who := "this process (API, agent, probe)"
+			if !ag.inProcess() {
+				who = "the API or the agent"
+			}
+			logf("member change → effective: %d changes with a GC cycle of %s ended by active p50=%s ms max=%s ms; the others (%d) p50=%s ms max=%s ms",
+				len(wg), who, ms(pct(wg, 50)), ms(pct(wg, 100)), len(wog), ms(pct(wog, 50)), ms(pct(wog, 100)))
+			if !ag.inProcess() {
+				var self uint64
+				for _, s := range each {
+					self += min(s.gcs.self, 1)
+				}
+				logf("member change → effective: %d changes with a GC cycle of this process (clients, probe); last GC of the API: %s; of the agent: %s",
+					self, ag.api.lastGCLine(), ag.agent.lastGCLine())
+			}
 			logf("member change → effective: after an idle gap of %s (%d changes) p50=%s ms max=%s ms; the others (%d) p50=%s ms p99=%s ms max=%s ms; PATCH answered p50=%s ms p99=%s ms",
 				gap, len(g), ms(pct(g, 50)), ms(pct(g, 100)), len(st), ms(pct(st, 50)), ms(pct(st, 99)), ms(pct(st, 100)), ms(pct(pa, 50)), ms(pct(pa, 99)))
 		}

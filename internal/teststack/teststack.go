@@ -204,8 +204,25 @@ func vipRange(base, prefixLen int) string {
 			continue
 		}
 		cidr := fmt.Sprintf("127.%d.%d.0/%d", base+int(first/256), first%256, prefixLen)
-		if claimBlock(cidr) {
+		// Each /24 of the block is claimed, so that blocks of different
+		// sizes in different processes (a /22 here, a /24 there) never
+		// overlap either.
+		var held []*os.File
+		ok := true
+		for i := int32(0); i < size && ok; i++ {
+			var f *os.File
+			if f, ok = claimBlock(fmt.Sprintf("127.%d.%d.0/24", base+int((first+i)/256), (first+i)%256)); f != nil {
+				held = append(held, f)
+			}
+		}
+		if ok {
+			claimedMu.Lock()
+			claimed = append(claimed, held...)
+			claimedMu.Unlock()
 			return cidr
+		}
+		for _, f := range held {
+			f.Close() // releases its lock
 		}
 	}
 }
@@ -216,23 +233,22 @@ var (
 	claimed   []*os.File
 )
 
-func claimBlock(cidr string) bool {
+// claimBlock locks the file named for cidr: ok when this process holds it
+// (f, to keep open) or no locking is possible (nil f).
+func claimBlock(cidr string) (f *os.File, ok bool) {
 	dir := filepath.Join(os.TempDir(), "fulcrum-test-vips")
 	if err := os.MkdirAll(dir, 0o777); err != nil {
-		return true // no locking possible: fall back to this process's numbering
+		return nil, true // no locking possible: fall back to this process's numbering
 	}
 	f, err := os.OpenFile(filepath.Join(dir, strings.NewReplacer(".", "_", "/", "-").Replace(cidr)), os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
-		return true
+		return nil, true
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return false
+		return nil, false
 	}
-	claimedMu.Lock()
-	claimed = append(claimed, f)
-	claimedMu.Unlock()
-	return true
+	return f, true
 }
 
 // StartAPI serves the API again on the same address after StopAPI.
