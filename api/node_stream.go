@@ -188,6 +188,12 @@ type nodeStream struct {
 	authz string
 	// bound is the node the token is bound to, "" for none.
 	bound string
+	// rawRead is a raw cleartext stream's TCP connection when body is it
+	// alone (nothing buffered with the upgrade), and rawConn that
+	// connection: its messages are read by the replica's ack reader
+	// (node_streamacks.go); nil for other streams.
+	rawRead syscall.RawConn
+	rawConn io.Reader
 
 	// mu is held by whoever writes to the stream: its goroutine (run) but
 	// while it waits, or its group feed's (node_streamfan.go) while the
@@ -255,7 +261,16 @@ func (r *nodeStream) serve(fw *frameWriter, setReadDeadline func(time.Time) erro
 	r.h.feeds.watchToken(r, cancel)
 	defer r.h.feeds.unwatchToken(r)
 	msgs := make(chan streamMessage, 16)
-	go r.readMessages(ctx, cancel, &deadline{set: setReadDeadline, span: streamReadIdle}, msgs)
+	// A raw cleartext stream's messages are read by the replica's ack
+	// reader (node_streamacks.go) until it hands them back (demote).
+	demote := func(rest []byte) {
+		go r.readMessages(ctx, cancel, io.MultiReader(bytes.NewReader(rest), r.rawConn), &deadline{set: setReadDeadline, span: streamReadIdle}, msgs)
+	}
+	if stop, ok := r.h.feeds.readAcks(ctx, r, cancel, msgs, demote); ok {
+		defer stop()
+	} else {
+		go r.readMessages(ctx, cancel, r.body, &deadline{set: setReadDeadline, span: streamReadIdle}, msgs)
+	}
 	err := r.run(ctx, fw, msgs)
 	if ctx.Err() != nil {
 		err = context.Cause(ctx)
@@ -453,11 +468,11 @@ func (r *nodeStream) authorized(ctx context.Context, p auth.Principal, err error
 	return nil
 }
 
-// readMessages reads the agent's messages until the body ends: acks are
+// readMessages reads the agent's messages until body ends: acks are
 // recorded here (in the background batch, as a poll's applied=), resyncs
 // go to the stream's loop; a malformed message ends the stream with a 400.
-func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFunc, dl *deadline, msgs chan<- streamMessage) {
-	br := bufio.NewReaderSize(r.body, streamMessageMax)
+func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFunc, body io.Reader, dl *deadline, msgs chan<- streamMessage) {
+	br := bufio.NewReaderSize(body, streamMessageMax)
 	dl.extend()
 	for {
 		line, err := br.ReadSlice('\n')

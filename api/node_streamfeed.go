@@ -31,6 +31,10 @@ type streamFeeds struct {
 	// function that ends each; stopTokens stops their check after the last.
 	tokens     map[*nodeStream]context.CancelCauseFunc
 	stopTokens context.CancelFunc
+
+	// acks reads the raw streams' messages (node_streamacks.go), nil while
+	// none is open.
+	acks *ackReader
 }
 
 // groupFeed is one group's feed.
