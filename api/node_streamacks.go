@@ -123,10 +123,20 @@ func newAckReader(h *handlers) (*ackReader, error) {
 	return a, nil
 }
 
+// ackCoalesce is how long the reader lets acknowledgements gather after it
+// took some: a write's 1,000 arrive over tens of milliseconds, and taking
+// them a few hundred at a time instead of one or two costs one wake-up of
+// the reader for each batch, not for each.
+const ackCoalesce = 2 * time.Millisecond
+
 // run reads the set until it is closed.
 func (a *ackReader) run() {
 	for {
 		err := a.rc.Read(a.poll)
+		if err == nil {
+			time.Sleep(ackCoalesce)
+			continue
+		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			a.sweep(time.Now())
 			_ = a.file.SetReadDeadline(time.Now().Add(ackSweepEvery))
@@ -139,8 +149,10 @@ func (a *ackReader) run() {
 }
 
 // poll takes the ready streams from the set until none is, reading each;
-// then it returns false: Go's poller wakes the goroutine when one is.
+// it returns whether it took any (false: Go's poller wakes the goroutine
+// when one is ready).
 func (a *ackReader) poll(fd uintptr) bool {
+	took := false
 	for {
 		n, err := unix.EpollWait(int(fd), a.events, 0)
 		if errors.Is(err, unix.EINTR) {
@@ -150,8 +162,9 @@ func (a *ackReader) poll(fd uintptr) bool {
 			// The set is empty (level-triggered: a stream read to its
 			// end is not in it any more); one that becomes readable
 			// from now on makes the set readable for Go's poller.
-			return false
+			return took
 		}
+		took = true
 		now := time.Now()
 		a.mu.Lock()
 		for _, ev := range a.events[:n] {
@@ -382,10 +395,10 @@ func (f *streamFeeds) readAcks(ctx context.Context, r *nodeStream, end context.C
 		f.releaseAcks(a)
 		return nil, false
 	}
-	return func() {
+	return sync.OnceFunc(func() {
 		a.leave(s)
 		f.releaseAcks(a)
-	}, true
+	}), true
 }
 
 // releaseAcks drops a stream's use of reader a, closing it after the last.
