@@ -295,10 +295,11 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 	defer r.mu.Unlock()
 	r.fw = fw
 	// The token is checked again for every open stream of the replica at
-	// once (node_streamfeed.go); this stream only sends keep-alives, at
-	// most StreamKeepalive after the last frame, waking every half of it.
-	tick := time.NewTicker(StreamKeepalive / 2)
-	defer tick.Stop()
+	// once (node_streamfeed.go), and the group's feed sends the streams'
+	// keep-alives, or wakes a stream for its own (node_streamfan.go).
+	if fw.last.IsZero() {
+		fw.last = time.Now()
+	}
 	stale := time.NewTimer(time.Hour)
 	defer stale.Stop()
 	feed := h.feeds.join(r.group, r) // node_streamfeed.go
@@ -351,7 +352,7 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 			staleC = stale.C
 			changed = h.notify.ChangedSince(r.group, mark)
 		}
-		err = r.wait(ctx, fw, fromFeed, changed, staleC, tick.C, msgs)
+		err = r.wait(ctx, fw, fromFeed, changed, staleC, msgs)
 		stale.Stop()
 		if err != nil {
 			return err
@@ -384,9 +385,17 @@ func (r *nodeStream) sent(snap *snapshot.NodeSnapshot) {
 
 // wait waits, r.mu released (and r parked when parked), for the stream's
 // next turn: a wake-up by the feed, changed or stale closing or firing, a
-// resync; it sends keep-alives meanwhile. It returns with r.mu held.
-func (r *nodeStream) wait(ctx context.Context, fw *frameWriter, parked bool, changed <-chan struct{}, stale, tick <-chan time.Time,
+// resync. It sends the stream's keep-alive first when one is due (sent
+// nothing for StreamKeepalive/2: the group's feed wakes it for that when it
+// cannot send it itself). It returns with r.mu held.
+func (r *nodeStream) wait(ctx context.Context, fw *frameWriter, parked bool, changed <-chan struct{}, stale <-chan time.Time,
 	msgs <-chan streamMessage) error {
+	if time.Since(fw.last) >= StreamKeepalive/2 {
+		if err := fw.frame(frameKeepalive); err != nil {
+			r.parked = false
+			return err
+		}
+	}
 	for {
 		r.parked = parked
 		r.mu.Unlock()
@@ -403,16 +412,6 @@ func (r *nodeStream) wait(ctx context.Context, fw *frameWriter, parked bool, cha
 			r.mu.Lock()
 			r.parked = false
 			return nil
-		case <-tick:
-			r.mu.Lock()
-			if time.Since(fw.last) >= StreamKeepalive/2 {
-				if err := fw.frame(frameKeepalive); err != nil {
-					r.parked = false
-					return err
-				}
-			}
-			// Still parked: the feed wakes it should it have found the
-			// stream busy meanwhile.
 		case m := <-msgs: // a resync
 			r.mu.Lock()
 			r.parked = false
@@ -526,8 +525,10 @@ type deadline struct {
 	at   time.Time
 }
 
-func (d *deadline) extend() {
-	now := time.Now()
+func (d *deadline) extend() { d.extendAt(time.Now()) }
+
+// extendAt is extend at time now.
+func (d *deadline) extendAt(now time.Time) {
 	if d.at.Sub(now) >= d.span {
 		return
 	}
@@ -643,11 +644,14 @@ func (f *frameWriter) finish() error {
 
 // extendDeadline keeps the connection's write deadline a
 // streamWriteTimeout ahead of the frame being written.
-func (f *frameWriter) extendDeadline() {
+func (f *frameWriter) extendDeadline() { f.extendDeadlineAt(time.Now()) }
+
+// extendDeadlineAt is extendDeadline at time now.
+func (f *frameWriter) extendDeadlineAt(now time.Time) {
 	if f.dl.set == nil {
 		f.dl = deadline{set: f.setDeadline, span: streamWriteTimeout}
 	}
-	f.dl.extend()
+	f.dl.extendAt(now)
 }
 
 func (f *frameWriter) flushNow() error {

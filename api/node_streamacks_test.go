@@ -88,3 +88,43 @@ func TestRawStreamAcksByTheReplicaReader(t *testing.T) {
 		s.closed("after the agent closed its side within a line", http.StatusBadRequest)
 	}
 }
+
+// Keep-alives, now sent by the group's feed (its goroutine writes a parked
+// raw stream's, and wakes an HTTP/2 stream for its own), still reach an
+// idle stream of either transport within StreamKeepalive.
+func TestStreamKeepalives(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	url := h2cServer(t, b)
+	var streams []*testStream
+	for i, tp := range transports {
+		name := fmt.Sprintf("k%d", i)
+		b.register(name)
+		s, res := tp.open(t, url, b.Node, name, "?after=0")
+		if s == nil {
+			t.Fatalf("%s: open: %d", tp.name, res.StatusCode)
+		}
+		s.snapshot("first frame")
+		streams = append(streams, s)
+	}
+	start := time.Now()
+	for i, s := range streams {
+		timeout := time.After(api.StreamKeepalive + 10*time.Second - time.Since(start))
+	frames:
+		for {
+			select {
+			case f, ok := <-s.frames:
+				if !ok {
+					t.Fatalf("%s: the stream ended", transports[i].name)
+				}
+				if f.kind == 'K' {
+					t.Logf("%s: keep-alive %s after the first frame", transports[i].name, time.Since(start).Round(time.Millisecond))
+					break frames
+				}
+				t.Fatalf("%s: frame %q, want a keep-alive", transports[i].name, f.kind)
+			case <-timeout:
+				t.Fatalf("%s: no keep-alive within %s", transports[i].name, api.StreamKeepalive+10*time.Second)
+			}
+		}
+	}
+}
