@@ -127,14 +127,16 @@ func newAckReader(h *handlers) (*ackReader, error) {
 // took some: a write's 1,000 arrive over tens of milliseconds, and taking
 // them a few hundred at a time instead of one or two costs one wake-up of
 // the reader for each batch, not for each.
-const ackCoalesce = 2 * time.Millisecond
+var ackCoalesce = 2 * time.Millisecond
 
 // run reads the set until it is closed.
 func (a *ackReader) run() {
 	for {
 		err := a.rc.Read(a.poll)
 		if err == nil {
-			time.Sleep(ackCoalesce)
+			if ackCoalesce > 0 {
+				time.Sleep(ackCoalesce)
+			}
 			continue
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {

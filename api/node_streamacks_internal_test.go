@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -8,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -317,4 +320,122 @@ func TestAckReaderResync(t *testing.T) {
 	if left != 0 {
 		t.Fatal("a stream handed over stayed in the set")
 	}
+}
+
+// BenchmarkStreamAckReads compares the API's CPU for reading one
+// acknowledgement from each of 1,000 raw streams, as a write brings them
+// (in chunks of 25 with a millisecond between: spread over ~40 ms), by a
+// goroutine per stream (readMessages) and by the replica's ack reader
+// (with its coalescing pause, ackCoalesce, and with 0 and 5 ms). The agents are another process
+// (this test binary, TestAckClientProcess), as in the fleet: cpu-ms/round
+// is this process's CPU (user + system) per round of 1,000
+// acknowledgements; "none" reads nothing (the cost of waiting alone).
+//
+//	go test -run '^$' -bench StreamAckReads -benchtime 40x ./api/
+func BenchmarkStreamAckReads(b *testing.B) {
+	for _, mode := range []string{"none", "goroutine", "reader", "reader-0ms", "reader-5ms"} {
+		b.Run(mode, func(b *testing.B) {
+			if d, ok := strings.CutPrefix(mode, "reader-"); ok {
+				defer func(d time.Duration) { ackCoalesce = d }(ackCoalesce)
+				ackCoalesce, _ = time.ParseDuration(d)
+				mode = "reader"
+			}
+			benchAckReads(b, mode, 1000)
+		})
+	}
+}
+
+// TestAckClientProcess is BenchmarkStreamAckReads's agents: with
+// FULCRUM_ACK_CLIENT=addr,n it opens n connections to addr, then for each
+// line on stdin writes one acknowledgement on each (in chunks of 25, a
+// millisecond apart) and answers a line.
+func TestAckClientProcess(t *testing.T) {
+	addr, count, ok := strings.Cut(os.Getenv("FULCRUM_ACK_CLIENT"), ",")
+	if !ok {
+		t.Skip("BenchmarkStreamAckReads's agents")
+	}
+	var n int
+	fmt.Sscan(count, &n)
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	in := bufio.NewScanner(os.Stdin)
+	for round := int64(1); in.Scan(); round++ {
+		line := nodestream.Ack(round)
+		for i, c := range conns {
+			if _, err := c.Write(line); err != nil {
+				t.Fatal(err)
+			}
+			if i%25 == 24 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		fmt.Println("done")
+	}
+}
+
+func benchAckReads(b *testing.B, mode string, n int) {
+	h := newAckHandlers()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestAckClientProcess$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("FULCRUM_ACK_CLIENT=%s,%d", ln.Addr(), n))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	out := bufio.NewScanner(stdout)
+	for i := range n {
+		sc, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		server := sc.(*net.TCPConn)
+		defer server.Close()
+		r := &nodeStream{h: h, name: fmt.Sprintf("n%d", i), rawRead: rawConnOf(server), rawConn: server}
+		msgs := make(chan streamMessage, 16)
+		if mode == "reader" {
+			stop, ok := h.feeds.readAcks(ctx, r, cancel, msgs, func([]byte) {})
+			if !ok {
+				b.Fatal("not read by the ack reader")
+			}
+			defer stop()
+		} else if mode == "goroutine" {
+			go r.readMessages(ctx, cancel, server, &deadline{set: server.SetReadDeadline, span: streamReadIdle}, msgs)
+		}
+	}
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	b.ResetTimer()
+	c0 := cpu()
+	for round := range b.N {
+		fmt.Fprintln(stdin, "round")
+		if !out.Scan() {
+			b.Fatal("the agents' process ended")
+		}
+		want := int64(round+1) * int64(n)
+		for mode != "none" && h.reportw.streamAcks.Load() < want {
+			time.Sleep(100 * time.Microsecond)
+		}
+		if ctx.Err() != nil {
+			b.Fatal(context.Cause(ctx))
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpu()-c0)/1e6/float64(b.N), "cpu-ms/round")
 }
