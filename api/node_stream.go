@@ -172,7 +172,8 @@ func (h *handlers) openStream(ctx context.Context, name string, p streamParams) 
 	}
 	authz, _ := ctx.Value(streamAuthKey{}).(string)
 	return &nodeStream{h: h, ctx: ctx, name: name, scope: scope, group: poll.GroupID(), req: req,
-		gz: acceptsGzip(deref(p.AcceptEncoding)), authz: authz, bound: boundNodeName(ctx), wake: make(chan struct{}, 1)}, nil
+		gz: acceptsGzip(deref(p.AcceptEncoding)), authz: authz, bound: boundNodeName(ctx), wake: make(chan struct{}, 1),
+		keep: make(chan struct{}, 1)}, nil
 }
 
 // nodeStream is one node's open stream.
@@ -201,8 +202,9 @@ type nodeStream struct {
 	mu     sync.Mutex
 	parked bool
 	fw     *frameWriter
-	// wake wakes the stream's goroutine for a turn (the feed's signal).
-	wake chan struct{}
+	// wake wakes the stream's goroutine for a turn (the feed's signal);
+	// keep for its keep-alive (the feed's keep-alive walk).
+	wake, keep chan struct{}
 }
 
 // streamEnd ends a stream with a close frame saying why.
@@ -385,9 +387,9 @@ func (r *nodeStream) sent(snap *snapshot.NodeSnapshot) {
 
 // wait waits, r.mu released (and r parked when parked), for the stream's
 // next turn: a wake-up by the feed, changed or stale closing or firing, a
-// resync. It sends the stream's keep-alive first when one is due (sent
-// nothing for StreamKeepalive/2: the group's feed wakes it for that when it
-// cannot send it itself). It returns with r.mu held.
+// resync. It sends the stream's keep-alive when one is due (sent nothing
+// for StreamKeepalive/2): first, and when the group's feed asks it to
+// (r.keep: the feed could not send it itself). It returns with r.mu held.
 func (r *nodeStream) wait(ctx context.Context, fw *frameWriter, parked bool, changed <-chan struct{}, stale <-chan time.Time,
 	msgs <-chan streamMessage) error {
 	if time.Since(fw.last) >= StreamKeepalive/2 {
@@ -412,6 +414,20 @@ func (r *nodeStream) wait(ctx context.Context, fw *frameWriter, parked bool, cha
 			r.mu.Lock()
 			r.parked = false
 			return nil
+		case <-r.keep:
+			// The group's feed could not send the keep-alive (or
+			// finish it) itself.
+			r.mu.Lock()
+			if err := fw.finish(); err != nil {
+				r.parked = false
+				return err
+			}
+			if time.Since(fw.last) >= StreamKeepalive/2 {
+				if err := fw.frame(frameKeepalive); err != nil {
+					r.parked = false
+					return err
+				}
+			}
 		case m := <-msgs: // a resync
 			r.mu.Lock()
 			r.parked = false

@@ -55,8 +55,9 @@ func (g *groupFeed) fanout(ctx context.Context, v *snapshot.View) {
 
 // keepalive sends the keep-alive frame of each parked raw stream of the
 // group that sent nothing for StreamKeepalive/2, as fanout writes frames,
-// and wakes the other such streams to send their own (nodeStream.wait); a
-// busy one sends its own when it waits again. One walk per group every
+// and asks the other such streams' goroutines to send their own (r.keep,
+// nodeStream.wait: no turn), or to finish one the socket took only part
+// of; a busy one sends its own when it waits again. One walk per group every
 // StreamKeepalive/2 instead of a ticker waking every stream's goroutine.
 func (g *groupFeed) keepalive(now time.Time) {
 	for _, r := range g.streamList() {
@@ -72,9 +73,11 @@ func (g *groupFeed) keepalive(now time.Time) {
 			r.mu.Unlock()
 			continue
 		}
-		r.parked = false
 		r.mu.Unlock()
-		r.signal()
+		select {
+		case r.keep <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -142,8 +142,8 @@ func TestTryFrameExtendsTheWriteDeadline(t *testing.T) {
 // The group feed's keep-alive walk (keepalive): a parked raw stream that
 // sent nothing for StreamKeepalive/2 gets its keep-alive frame from the
 // feed's goroutine; a due stream it cannot write (not raw, not parked) is
-// woken to send its own; one that sent a frame lately, or is busy, is left
-// alone.
+// asked to send its own (keep, not a turn); one that sent a frame lately,
+// or is busy, is left alone.
 func TestFeedKeepalive(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -172,7 +172,7 @@ func TestFeedKeepalive(t *testing.T) {
 		if raw {
 			fw.raw = rawConnOf(server)
 		}
-		r := &nodeStream{fw: fw, parked: parked, wake: make(chan struct{}, 1)}
+		r := &nodeStream{fw: fw, parked: parked, wake: make(chan struct{}, 1), keep: make(chan struct{}, 1)}
 		g.members[r] = struct{}{}
 		g.changed = true
 		return peer{r, client}
@@ -198,6 +198,11 @@ func TestFeedKeepalive(t *testing.T) {
 	woken := func(p peer) bool {
 		select {
 		case <-p.r.wake:
+			t.Fatal("the keep-alive walk woke a stream for a turn")
+		default:
+		}
+		select {
+		case <-p.r.keep:
 			return true
 		default:
 			return false
@@ -206,8 +211,8 @@ func TestFeedKeepalive(t *testing.T) {
 	if woken(due) || woken(fresh) || woken(busy) {
 		t.Fatal("a stream the feed served, or did not need to, was woken")
 	}
-	if !woken(h2) || !woken(unparked) || h2.r.parked {
-		t.Fatal("a due stream the feed cannot write was not woken for its own keep-alive")
+	if !woken(h2) || !woken(unparked) || !h2.r.parked {
+		t.Fatal("a due stream the feed cannot write was not asked for its own keep-alive")
 	}
 	for _, p := range []peer{fresh, h2, busy, unparked} {
 		_ = p.client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
