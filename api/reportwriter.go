@@ -28,10 +28,9 @@ const (
 	// ackBatchWindow is how long the light lane waits for more after an
 	// acknowledgement started a batch: nobody waits for acknowledgements
 	// (statuses are derived at most every DeriveInterval), and at 1,000
-	// nodes a write's arrive over tens to a few hundred milliseconds, so
-	// a longer window writes them in fewer statements (each costs the API
-	// its encoding, a round trip and the bookkeeping of writeAcks).
-	ackBatchWindow = 25 * time.Millisecond
+	// nodes a write's arrive over a few hundred milliseconds, so a longer
+	// window writes them in fewer statements.
+	ackBatchWindow = 10 * time.Millisecond
 	// reportBatchMax bounds the reports of one batch.
 	reportBatchMax = 256
 	// reportBatchRows bounds the rows (load balancer errors) a batch
