@@ -189,9 +189,9 @@ type nodeStream struct {
 	authz string
 	// bound is the node the token is bound to, "" for none.
 	bound string
-	// rawRead is a raw cleartext stream's TCP connection when body is it
-	// alone (nothing buffered with the upgrade), and rawConn that
-	// connection: its messages are read by the replica's ack reader
+	// rawRead is a raw cleartext stream's TCP descriptor when body is its
+	// connection alone (nothing buffered with the upgrade), and rawConn
+	// that connection: its messages are read by the replica's ack reader
 	// (node_streamacks.go); nil for other streams.
 	rawRead syscall.RawConn
 	rawConn io.Reader
@@ -298,7 +298,7 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 	r.fw = fw
 	// The token is checked again for every open stream of the replica at
 	// once (node_streamfeed.go), and the group's feed sends the streams'
-	// keep-alives, or wakes a stream for its own (node_streamfan.go).
+	// keep-alives, or asks a stream for its own (node_streamfan.go).
 	if fw.last.IsZero() {
 		fw.last = time.Now()
 	}
