@@ -49,6 +49,23 @@ func (w *reportWriter) addAck(key ackKey, applied int64, at time.Time) {
 	}
 }
 
+// addAcks records the acknowledgements read together (ackReader), received
+// at at, under one lock: as addAck each.
+func (w *reportWriter) addAcks(items []ackItem, at time.Time) {
+	w.mu.Lock()
+	for _, it := range items {
+		p, ok := w.acks[it.key]
+		if !ok || it.applied > p.applied {
+			w.acks[it.key] = ackPending{applied: it.applied, at: at}
+		}
+	}
+	w.mu.Unlock()
+	select {
+	case w.ackReady <- struct{}{}:
+	default:
+	}
+}
+
 // fastAck is an acknowledgement of a node the writer knows plain (its
 // cached row: no node errors, no failing apply, no load balancer errors,
 // surely up), written without reading its row back (store.WriteAcks).

@@ -172,7 +172,8 @@ func (h *handlers) openStream(ctx context.Context, name string, p streamParams) 
 	}
 	authz, _ := ctx.Value(streamAuthKey{}).(string)
 	return &nodeStream{h: h, ctx: ctx, name: name, scope: scope, group: poll.GroupID(), req: req,
-		gz: acceptsGzip(deref(p.AcceptEncoding)), authz: authz, bound: boundNodeName(ctx), wake: make(chan struct{}, 1)}, nil
+		gz: acceptsGzip(deref(p.AcceptEncoding)), authz: authz, bound: boundNodeName(ctx), wake: make(chan struct{}, 1),
+		keep: make(chan struct{}, 1)}, nil
 }
 
 // nodeStream is one node's open stream.
@@ -188,6 +189,12 @@ type nodeStream struct {
 	authz string
 	// bound is the node the token is bound to, "" for none.
 	bound string
+	// rawRead is a raw cleartext stream's TCP descriptor when body is its
+	// connection alone (nothing buffered with the upgrade), and rawConn
+	// that connection: its messages are read by the replica's ack reader
+	// (node_streamacks.go); nil for other streams.
+	rawRead syscall.RawConn
+	rawConn io.Reader
 
 	// mu is held by whoever writes to the stream: its goroutine (run) but
 	// while it waits, or its group feed's (node_streamfan.go) while the
@@ -195,8 +202,9 @@ type nodeStream struct {
 	mu     sync.Mutex
 	parked bool
 	fw     *frameWriter
-	// wake wakes the stream's goroutine for a turn (the feed's signal).
-	wake chan struct{}
+	// wake wakes the stream's goroutine for a turn (the feed's signal);
+	// keep for its keep-alive (the feed's keep-alive walk).
+	wake, keep chan struct{}
 }
 
 // streamEnd ends a stream with a close frame saying why.
@@ -255,7 +263,16 @@ func (r *nodeStream) serve(fw *frameWriter, setReadDeadline func(time.Time) erro
 	r.h.feeds.watchToken(r, cancel)
 	defer r.h.feeds.unwatchToken(r)
 	msgs := make(chan streamMessage, 16)
-	go r.readMessages(ctx, cancel, &deadline{set: setReadDeadline, span: streamReadIdle}, msgs)
+	// A raw cleartext stream's messages are read by the replica's ack
+	// reader (node_streamacks.go) until it hands them back (demote).
+	demote := func(rest []byte) {
+		go r.readMessages(ctx, cancel, io.MultiReader(bytes.NewReader(rest), r.rawConn), &deadline{set: setReadDeadline, span: streamReadIdle}, msgs)
+	}
+	if stop, ok := r.h.feeds.readAcks(ctx, r, cancel, msgs, demote); ok {
+		defer stop()
+	} else {
+		go r.readMessages(ctx, cancel, r.body, &deadline{set: setReadDeadline, span: streamReadIdle}, msgs)
+	}
 	err := r.run(ctx, fw, msgs)
 	if ctx.Err() != nil {
 		err = context.Cause(ctx)
@@ -280,10 +297,11 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 	defer r.mu.Unlock()
 	r.fw = fw
 	// The token is checked again for every open stream of the replica at
-	// once (node_streamfeed.go); this stream only sends keep-alives, at
-	// most StreamKeepalive after the last frame, waking every half of it.
-	tick := time.NewTicker(StreamKeepalive / 2)
-	defer tick.Stop()
+	// once (node_streamfeed.go), and the group's feed sends the streams'
+	// keep-alives, or asks a stream for its own (node_streamfan.go).
+	if fw.last.IsZero() {
+		fw.last = time.Now()
+	}
 	stale := time.NewTimer(time.Hour)
 	defer stale.Stop()
 	feed := h.feeds.join(r.group, r) // node_streamfeed.go
@@ -336,7 +354,7 @@ func (r *nodeStream) run(ctx context.Context, fw *frameWriter, msgs <-chan strea
 			staleC = stale.C
 			changed = h.notify.ChangedSince(r.group, mark)
 		}
-		err = r.wait(ctx, fw, fromFeed, changed, staleC, tick.C, msgs)
+		err = r.wait(ctx, fw, fromFeed, changed, staleC, msgs)
 		stale.Stop()
 		if err != nil {
 			return err
@@ -369,9 +387,17 @@ func (r *nodeStream) sent(snap *snapshot.NodeSnapshot) {
 
 // wait waits, r.mu released (and r parked when parked), for the stream's
 // next turn: a wake-up by the feed, changed or stale closing or firing, a
-// resync; it sends keep-alives meanwhile. It returns with r.mu held.
-func (r *nodeStream) wait(ctx context.Context, fw *frameWriter, parked bool, changed <-chan struct{}, stale, tick <-chan time.Time,
+// resync. It sends the stream's keep-alive when one is due (sent nothing
+// for StreamKeepalive/2): first, and when the group's feed asks it to
+// (r.keep: the feed could not send it itself). It returns with r.mu held.
+func (r *nodeStream) wait(ctx context.Context, fw *frameWriter, parked bool, changed <-chan struct{}, stale <-chan time.Time,
 	msgs <-chan streamMessage) error {
+	if time.Since(fw.last) >= StreamKeepalive/2 {
+		if err := fw.frame(frameKeepalive); err != nil {
+			r.parked = false
+			return err
+		}
+	}
 	for {
 		r.parked = parked
 		r.mu.Unlock()
@@ -388,16 +414,20 @@ func (r *nodeStream) wait(ctx context.Context, fw *frameWriter, parked bool, cha
 			r.mu.Lock()
 			r.parked = false
 			return nil
-		case <-tick:
+		case <-r.keep:
+			// The group's feed could not send the keep-alive (or
+			// finish it) itself.
 			r.mu.Lock()
+			if err := fw.finish(); err != nil {
+				r.parked = false
+				return err
+			}
 			if time.Since(fw.last) >= StreamKeepalive/2 {
 				if err := fw.frame(frameKeepalive); err != nil {
 					r.parked = false
 					return err
 				}
 			}
-			// Still parked: the feed wakes it should it have found the
-			// stream busy meanwhile.
 		case m := <-msgs: // a resync
 			r.mu.Lock()
 			r.parked = false
@@ -453,11 +483,11 @@ func (r *nodeStream) authorized(ctx context.Context, p auth.Principal, err error
 	return nil
 }
 
-// readMessages reads the agent's messages until the body ends: acks are
+// readMessages reads the agent's messages until body ends: acks are
 // recorded here (in the background batch, as a poll's applied=), resyncs
 // go to the stream's loop; a malformed message ends the stream with a 400.
-func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFunc, dl *deadline, msgs chan<- streamMessage) {
-	br := bufio.NewReaderSize(r.body, streamMessageMax)
+func (r *nodeStream) readMessages(ctx context.Context, end context.CancelCauseFunc, body io.Reader, dl *deadline, msgs chan<- streamMessage) {
+	br := bufio.NewReaderSize(body, streamMessageMax)
 	dl.extend()
 	for {
 		line, err := br.ReadSlice('\n')
@@ -511,8 +541,10 @@ type deadline struct {
 	at   time.Time
 }
 
-func (d *deadline) extend() {
-	now := time.Now()
+func (d *deadline) extend() { d.extendAt(time.Now()) }
+
+// extendAt is extend at time now.
+func (d *deadline) extendAt(now time.Time) {
 	if d.at.Sub(now) >= d.span {
 		return
 	}
@@ -628,11 +660,14 @@ func (f *frameWriter) finish() error {
 
 // extendDeadline keeps the connection's write deadline a
 // streamWriteTimeout ahead of the frame being written.
-func (f *frameWriter) extendDeadline() {
+func (f *frameWriter) extendDeadline() { f.extendDeadlineAt(time.Now()) }
+
+// extendDeadlineAt is extendDeadline at time now.
+func (f *frameWriter) extendDeadlineAt(now time.Time) {
 	if f.dl.set == nil {
 		f.dl = deadline{set: f.setDeadline, span: streamWriteTimeout}
 	}
-	f.dl.extend()
+	f.dl.extendAt(now)
 }
 
 func (f *frameWriter) flushNow() error {

@@ -34,18 +34,50 @@ import (
 // group g: it writes the frame of each parked stream it can, and wakes the
 // others.
 func (g *groupFeed) fanout(ctx context.Context, v *snapshot.View) {
+	// One clock reading for the whole walk (each is a few hundred
+	// nanoseconds on a virtual machine): it moves the streams' write
+	// deadlines and keep-alive clocks, both far coarser.
+	now := time.Now()
 	for _, r := range g.streamList() {
 		if v == nil || !r.mu.TryLock() {
 			r.signal()
 			continue
 		}
-		if !r.parked || !r.push(ctx, v) {
+		if !r.parked || !r.push(ctx, v, now) {
 			r.parked = false
 			r.mu.Unlock()
 			r.signal()
 			continue
 		}
 		r.mu.Unlock()
+	}
+}
+
+// keepalive sends the keep-alive frame of each parked raw stream of the
+// group that sent nothing for StreamKeepalive/2, as fanout writes frames,
+// and asks the other such streams' goroutines to send their own (r.keep,
+// nodeStream.wait: no turn), or to finish one the socket took only part
+// of; a busy one sends its own when it waits again. One walk per group every
+// StreamKeepalive/2 instead of a ticker waking every stream's goroutine.
+func (g *groupFeed) keepalive(now time.Time) {
+	for _, r := range g.streamList() {
+		if !r.mu.TryLock() {
+			continue
+		}
+		if r.fw == nil || now.Sub(r.fw.last) < StreamKeepalive/2 {
+			r.mu.Unlock()
+			continue
+		}
+		if r.parked && r.fw.raw != nil && r.fw.pending == nil && r.fw.err == nil &&
+			r.fw.tryFrame(now, frameKeepalive) && r.fw.pending == nil {
+			r.mu.Unlock()
+			continue
+		}
+		r.mu.Unlock()
+		select {
+		case r.keep <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -60,7 +92,7 @@ func (r *nodeStream) signal() {
 // push sends parked stream r what view v has newer than what r sent, under
 // r.mu; false when its goroutine must take its turn instead (the frame
 // may have been begun: its goroutine finishes it first).
-func (r *nodeStream) push(ctx context.Context, v *snapshot.View) bool {
+func (r *nodeStream) push(ctx context.Context, v *snapshot.View, now time.Time) bool {
 	n, ok := v.Node(r.name)
 	if !ok || !viewNodeInScope(r.name, r.bound, n, r.scope) {
 		return false
@@ -79,7 +111,7 @@ func (r *nodeStream) push(ctx context.Context, v *snapshot.View) bool {
 	if err != nil || snap == nil {
 		return false
 	}
-	if !r.fw.tryFrame(frameSnapshot, head, body) {
+	if !r.fw.tryFrame(now, frameSnapshot, head, body) {
 		return false
 	}
 	r.sent(snap)
@@ -103,19 +135,20 @@ func rawConnOf(c any) syscall.RawConn {
 // frameSmallWrite: frames up to this size are copied and written whole.
 const frameSmallWrite = 16 << 10
 
-// tryFrame writes a frame to the raw connection without blocking: one
+// tryFrame writes a frame to the raw connection without blocking (now: the
+// time it is written at, about): one
 // writev of its header and parts. It reports whether the frame was begun;
 // what the socket did not take is kept in f.pending, which the next frame
 // (f.frame, by the stream's goroutine) writes first. A failed write is
 // kept in f.err, returned by the next frame.
-func (f *frameWriter) tryFrame(kind byte, parts ...[]byte) bool {
+func (f *frameWriter) tryFrame(now time.Time, kind byte, parts ...[]byte) bool {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
 	}
 	// The connection's write deadline stays ahead as for any frame: an
 	// expired one fails every later write, these included.
-	f.extendDeadline()
+	f.extendDeadlineAt(now)
 	// A small frame (a delta, a keep-alive) is copied into f.buf and
 	// written whole: one segment is cheaper to send than several; a large
 	// one is written from its parts (writev).
@@ -160,7 +193,7 @@ func (f *frameWriter) tryFrame(kind byte, parts ...[]byte) bool {
 	if wrote == 0 {
 		return false // nothing went out: the stream's goroutine sends it
 	}
-	f.last = time.Now()
+	f.last = now
 	if wrote < total {
 		rest := make([]byte, 0, total-wrote)
 		for _, p := range iov {

@@ -51,7 +51,7 @@ func testTryFramePartial(t *testing.T, size int) {
 			t.Fatalf("1000 frames of %d bytes written to a socket nobody reads", size)
 		}
 		head, body := []byte{byte('a' + i%26)}, bytes.Repeat([]byte{byte('a' + i%26)}, size)
-		if !fw.tryFrame(nodestream.FrameSnapshot, head, body) {
+		if !fw.tryFrame(time.Now(), nodestream.FrameSnapshot, head, body) {
 			if fw.err != nil {
 				t.Fatal(fw.err)
 			}
@@ -131,10 +131,93 @@ func TestTryFrameExtendsTheWriteDeadline(t *testing.T) {
 	fw.dl.at = time.Now().Add(time.Millisecond)
 	_ = server.SetWriteDeadline(fw.dl.at)
 	time.Sleep(5 * time.Millisecond)
-	if !fw.tryFrame(nodestream.FrameSnapshot, []byte("{}")) || fw.err != nil {
+	if !fw.tryFrame(time.Now(), nodestream.FrameSnapshot, []byte("{}")) || fw.err != nil {
 		t.Fatalf("frame by the feed after the first deadline: %v", fw.err)
 	}
 	if len(set) != 2 || time.Until(set[1]) < streamWriteTimeout {
 		t.Fatalf("write deadlines set %v, want a second one at least %s ahead", set, streamWriteTimeout)
+	}
+}
+
+// The group feed's keep-alive walk (keepalive): a parked raw stream that
+// sent nothing for StreamKeepalive/2 gets its keep-alive frame from the
+// feed's goroutine; a due stream it cannot write (not raw, not parked) is
+// asked to send its own (keep, not a turn); one that sent a frame lately,
+// or is busy, is left alone.
+func TestFeedKeepalive(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type peer struct {
+		r      *nodeStream
+		client net.Conn
+	}
+	now := time.Now()
+	g := &groupFeed{members: map[*nodeStream]struct{}{}}
+	open := func(raw, parked bool, last time.Time) peer {
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { client.Close() })
+		sc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sc.Close() })
+		server := sc.(*net.TCPConn)
+		fw := &frameWriter{w: server, setDeadline: server.SetWriteDeadline, last: last}
+		if raw {
+			fw.raw = rawConnOf(server)
+		}
+		r := &nodeStream{fw: fw, parked: parked, wake: make(chan struct{}, 1), keep: make(chan struct{}, 1)}
+		g.members[r] = struct{}{}
+		g.changed = true
+		return peer{r, client}
+	}
+	old := now.Add(-StreamKeepalive)
+	due := open(true, true, old)
+	fresh := open(true, true, now)
+	h2 := open(false, true, old)
+	busy := open(true, true, old)
+	unparked := open(true, false, old)
+	busy.r.mu.Lock()
+	g.keepalive(now)
+	busy.r.mu.Unlock()
+
+	_ = due.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	kind, n, err := nodestream.NewReader(due.client, 64).Header()
+	if err != nil || kind != nodestream.FrameKeepalive || n != 0 {
+		t.Fatalf("due raw stream: frame %q of %d bytes, %v; want a keep-alive", kind, n, err)
+	}
+	if !due.r.fw.last.Equal(now) || !due.r.parked {
+		t.Fatalf("due raw stream: last frame at %v, parked %v", due.r.fw.last, due.r.parked)
+	}
+	woken := func(p peer) bool {
+		select {
+		case <-p.r.wake:
+			t.Fatal("the keep-alive walk woke a stream for a turn")
+		default:
+		}
+		select {
+		case <-p.r.keep:
+			return true
+		default:
+			return false
+		}
+	}
+	if woken(due) || woken(fresh) || woken(busy) {
+		t.Fatal("a stream the feed served, or did not need to, was woken")
+	}
+	if !woken(h2) || !woken(unparked) || !h2.r.parked {
+		t.Fatal("a due stream the feed cannot write was not asked for its own keep-alive")
+	}
+	for _, p := range []peer{fresh, h2, busy, unparked} {
+		_ = p.client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, _, err := nodestream.NewReader(p.client, 64).Header(); err == nil {
+			t.Fatal("the feed wrote a keep-alive it should have left to the stream")
+		}
 	}
 }

@@ -31,6 +31,10 @@ type streamFeeds struct {
 	// function that ends each; stopTokens stops their check after the last.
 	tokens     map[*nodeStream]context.CancelCauseFunc
 	stopTokens context.CancelFunc
+
+	// acks reads the raw streams' messages (node_streamacks.go), nil while
+	// none is open.
+	acks *ackReader
 }
 
 // groupFeed is one group's feed.
@@ -125,10 +129,14 @@ func (g *groupFeed) publish(ctx context.Context, h *handlers, v *snapshot.View) 
 	g.fanout(ctx, v)
 }
 
-// run reads the view at every wake-up of the group until ctx ends.
+// run reads the view at every wake-up of the group until ctx ends, and
+// sends its streams' keep-alives.
 func (g *groupFeed) run(ctx context.Context, h *handlers) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	// The group's streams' keep-alives (keepalive).
+	keep := time.NewTicker(StreamKeepalive / 2)
+	defer keep.Stop()
 	for {
 		v, err := h.views.Get(ctx, g.group) // bounds its reads itself
 		if ctx.Err() != nil {
@@ -144,16 +152,23 @@ func (g *groupFeed) run(ctx context.Context, h *handlers) {
 		}
 		g.publish(ctx, h, v)
 		timer.Reset(wait)
-		select {
-		case <-changed:
-			// The group's part is read while the view is (the streams
-			// woken by the view join that build).
-			h.snapcache.Prefetch(g.group)
-		case <-timer.C:
-		case <-h.notify.Done():
-			return
-		case <-ctx.Done():
-			return
+	wait:
+		for {
+			select {
+			case <-changed:
+				// The group's part is read while the view is (the
+				// streams woken by the view join that build).
+				h.snapcache.Prefetch(g.group)
+				break wait
+			case <-timer.C:
+				break wait
+			case <-keep.C:
+				g.keepalive(time.Now()) // node_streamfan.go
+			case <-h.notify.Done():
+				return
+			case <-ctx.Done():
+				return
+			}
 		}
 		timer.Stop()
 	}

@@ -110,6 +110,11 @@ func (r rawStream) VisitStreamNodeUpgradeResponse(w http.ResponseWriter) error {
 	// request's; the stream sets its own, frame by frame.
 	_ = conn.SetDeadline(time.Time{})
 	r.body = rawBody(conn, brw.Reader)
+	if tc := rawTCP(conn, brw.Reader); tc != nil {
+		// Nothing buffered: the replica's ack reader may read the
+		// connection itself (node_streamacks.go).
+		r.rawRead, r.rawConn = rawConnOf(tc), tc
+	}
 	var b bytes.Buffer
 	b.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + streamUpgradeToken + "\r\n")
 	hd.Del("Content-Length")
@@ -152,4 +157,23 @@ func rawBody(conn net.Conn, br *bufio.Reader) io.Reader {
 		return rs[0]
 	}
 	return io.MultiReader(rs...)
+}
+
+// rawTCP is a hijacked cleartext connection's TCP connection when nothing
+// was buffered past the upgrade request (every message is still to be read
+// from it), else nil.
+func rawTCP(conn net.Conn, br *bufio.Reader) *net.TCPConn {
+	if br.Buffered() > 0 {
+		return nil
+	}
+	switch c := conn.(type) {
+	case *bufferedConn:
+		if c.r.Buffered() > 0 {
+			return nil
+		}
+		return c.TCPConn
+	case *net.TCPConn:
+		return c
+	}
+	return nil
 }
