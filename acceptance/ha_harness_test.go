@@ -101,33 +101,6 @@ func sh(t testing.TB, args ...string) string {
 	return string(out)
 }
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-// fulcrumBinary builds bin/fulcrum once per test process.
-func fulcrumBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "fulcrum-ha-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "fulcrum")
-		out, err := exec.Command("go", "build", "-o", builtBin, "../cmd/fulcrum").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
-}
-
 // newHANet builds the namespaces and the bridge, starts the API on the
 // bridge, points the node group at VRRP on eth0 and starts n nodes.
 func newHANet(t *testing.T, n int) *haNet {
@@ -140,7 +113,7 @@ func newHANet(t *testing.T, n int) *haNet {
 func newHANetWith(t *testing.T, n int, noPeerAddress bool) *haNet {
 	t.Helper()
 	requireNetns(t)
-	bin := fulcrumBinary(t)
+	bin := teststack.FulcrumBinary(t)
 	octet, _ := rand.Int(rand.Reader, big.NewInt(250))
 	h := &haNet{t: t, prefix: "fh" + randHex(2), subnet: fmt.Sprintf("10.213.%d", octet.Int64()+1), bin: bin, noPeerAddress: noPeerAddress}
 	h.bridge = h.prefix + "br"

@@ -89,7 +89,7 @@ func TestHAAPIReplicas(t *testing.T) {
 // own (no certificate is written here).
 func startAPIReplica(t *testing.T, db string) string {
 	t.Helper()
-	bin := fulcrumBinary(t)
+	bin := teststack.FulcrumBinary(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -23,45 +23,9 @@ import (
 	"github.com/fulcrumlb/fulcrum/internal/teststack"
 )
 
-// The lifecycle tests run the agent as `fulcrum agent`, a process of its own
-// that can be stopped, killed and started again on the same state directory,
-// next to the HAProxy it leaves behind.
-
-var (
-	fulcrumBinOnce sync.Once
-	fulcrumBin     string
-	fulcrumBinErr  error
-)
-
-// buildFulcrum builds bin/fulcrum from this checkout (once per test binary).
-func buildFulcrum(t *testing.T) string {
-	t.Helper()
-	fulcrumBinOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = "/usr/local/go/bin/go"
-		}
-		root, err := filepath.Abs("..")
-		if err != nil {
-			fulcrumBinErr = err
-			return
-		}
-		out := filepath.Join(root, "bin", "fulcrum")
-		cmd := exec.Command(goBin, "build", "-o", out, "./cmd/fulcrum")
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fulcrumBinErr = fmt.Errorf("go build ./cmd/fulcrum: %v\n%s", err, b)
-			return
-		}
-		fulcrumBin = out
-	})
-	if fulcrumBinErr != nil {
-		t.Fatal(fulcrumBinErr)
-	}
-	return fulcrumBin
-}
-
-// extAgent is `fulcrum agent` run as a separate process on one state dir.
+// extAgent is `fulcrum agent` run as a separate process on one state dir:
+// the lifecycle tests stop, kill and start it again on the same state
+// directory, next to the HAProxy it leaves behind.
 type extAgent struct {
 	t        *testing.T
 	bin      string
@@ -84,7 +48,7 @@ func newExtAgent(t *testing.T, s *stack, name string) *extAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &extAgent{t: t, bin: buildFulcrum(t), StateDir: dir, logPath: filepath.Join(dir, "agent-log.txt"),
+	a := &extAgent{t: t, bin: teststack.FulcrumBinary(t), StateDir: dir, logPath: filepath.Join(dir, "agent-log.txt"),
 		args: []string{"agent", "--endpoint", s.Endpoint, "--token", s.NodeToken, "--node-name", name,
 			"--state-dir", dir, "--poll-wait", pollWait.String(), "--report-interval", "300ms", "--log-level", "debug",
 			// No fixed ports: tests run side by side (and beside `make run`).

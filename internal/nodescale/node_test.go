@@ -68,7 +68,7 @@ func startNode(t *testing.T, s *teststack.Stack, dbURL, name string, external bo
 		ag := s.StartAgent(name)
 		return &node{stateDir: ag.StateDir(), ag: ag}
 	}
-	bin := buildFulcrum(t)
+	bin := teststack.FulcrumBinary(t)
 	key, err := secretbox.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -442,39 +442,4 @@ func (c *child) lastGCLine() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lastGC
-}
-
-var (
-	fulcrumOnce sync.Once
-	fulcrumBin  string
-	fulcrumErr  error
-)
-
-// buildFulcrum builds cmd/fulcrum of this checkout once per test binary,
-// into a temporary directory.
-func buildFulcrum(t *testing.T) string {
-	t.Helper()
-	fulcrumOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = "/usr/local/go/bin/go"
-		}
-		root, err := filepath.Abs(filepath.Join("..", ".."))
-		if err != nil {
-			fulcrumErr = err
-			return
-		}
-		out := filepath.Join(t.TempDir(), "fulcrum") // the one test of this binary
-		cmd := exec.Command(goBin, "build", "-o", out, "./cmd/fulcrum")
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fulcrumErr = fmt.Errorf("go build ./cmd/fulcrum: %v\n%s", err, b)
-			return
-		}
-		fulcrumBin = out
-	})
-	if fulcrumErr != nil {
-		t.Fatal(fulcrumErr)
-	}
-	return fulcrumBin
 }
