@@ -2,11 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,29 +18,7 @@ import (
 // resting or not; the one after it rests again.
 func TestReloadReportScoped(t *testing.T) {
 	bin := testenv.RequireHAProxy(t)
-	var mu sync.Mutex
-	var reports []openapi.NodeReport
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/reports") {
-			var b openapi.NodeReport
-			_ = json.NewDecoder(r.Body).Decode(&b)
-			mu.Lock()
-			reports = append(reports, b)
-			mu.Unlock()
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		http.NotFound(w, r)
-	}))
-	defer api.Close()
-	last := func() openapi.NodeReport {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(reports) == 0 {
-			t.Fatal("no report")
-		}
-		return reports[len(reports)-1]
-	}
+	api, last := reportSink(t)
 	a, err := New(Config{Endpoint: api.URL, Token: "t", NodeName: "node-1", StateDir: t.TempDir(), HAProxy: bin, HardStopAfter: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

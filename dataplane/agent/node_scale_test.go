@@ -10,8 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -48,29 +46,7 @@ func freePorts(t *testing.T, n int) []int {
 // next idle read).
 func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
 	bin := testenv.RequireHAProxy(t)
-	var mu sync.Mutex
-	var reports []openapi.NodeReport
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/reports") {
-			var b openapi.NodeReport
-			_ = json.NewDecoder(r.Body).Decode(&b)
-			mu.Lock()
-			reports = append(reports, b)
-			mu.Unlock()
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		http.NotFound(w, r)
-	}))
-	defer api.Close()
-	lastReport := func() openapi.NodeReport {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(reports) == 0 {
-			t.Fatal("no report")
-		}
-		return reports[len(reports)-1]
-	}
+	api, lastReport := reportSink(t)
 	a, err := New(Config{Endpoint: api.URL, Token: "t", NodeName: "node-1", StateDir: t.TempDir(), HAProxy: bin, HardStopAfter: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -241,29 +241,7 @@ func TestServerStateJoinAndKeep(t *testing.T) {
 // make reads and sends the counters of the load balancers with traffic in
 // the new worker only, and they add up (none doubled, none lost).
 func TestRealHeartbeatAfterOutOfBandReload(t *testing.T) {
-	var mu sync.Mutex
-	var reports []openapi.NodeReport
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/reports") {
-			var b openapi.NodeReport
-			_ = json.NewDecoder(r.Body).Decode(&b)
-			mu.Lock()
-			reports = append(reports, b)
-			mu.Unlock()
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		http.NotFound(w, r)
-	}))
-	defer api.Close()
-	last := func() openapi.NodeReport {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(reports) == 0 {
-			t.Fatal("no report")
-		}
-		return reports[len(reports)-1]
-	}
+	api, last := reportSink(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	a := realAgent(t, ctx)
@@ -337,5 +315,34 @@ func TestRealHeartbeatAfterOutOfBandReload(t *testing.T) {
 		if n := statVal(st.Fields().ConnectionsTotal); n != want {
 			t.Errorf("%s: %d connections, want %d", st.LoadBalancerId, n, want)
 		}
+	}
+}
+
+// reportSink is an API that takes the node's reports (and answers 404 to
+// anything else), closed when the test ends, and a function returning the
+// last report it took (failing the test before the first).
+func reportSink(t *testing.T) (*httptest.Server, func() openapi.NodeReport) {
+	var mu sync.Mutex
+	var reports []openapi.NodeReport
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/reports") {
+			var b openapi.NodeReport
+			_ = json.NewDecoder(r.Body).Decode(&b)
+			mu.Lock()
+			reports = append(reports, b)
+			mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(api.Close)
+	return api, func() openapi.NodeReport {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(reports) == 0 {
+			t.Fatal("no report")
+		}
+		return reports[len(reports)-1]
 	}
 }
