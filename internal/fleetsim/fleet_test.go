@@ -405,6 +405,26 @@ func parseSnapLine(line []byte) (v [4]int64, ok bool) {
 	return v, len(rest) == 0
 }
 
+// settle waits (at most 30 s, or window × 6 when that is shorter) until
+// the API's process has been idle (under 3% of a core) for one window of a
+// fifth of window: the work the phase before left behind (the statuses its
+// reports derive, their writes) ends before an idle baseline is taken, so
+// that the baseline is what idling costs, not that work's tail. It returns
+// how long it waited.
+func settle(window time.Duration) time.Duration {
+	start := time.Now()
+	step := max(window/5, 100*time.Millisecond)
+	bound := min(30*time.Second, 6*window)
+	for time.Since(start) < bound {
+		c0, t0 := cpuTime(), time.Now()
+		time.Sleep(step)
+		if float64(cpuTime()-c0)/float64(time.Since(t0)) < 0.03 {
+			break
+		}
+	}
+	return time.Since(start)
+}
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -772,6 +792,7 @@ feed:
 	// (the driver does not poll for `active`).
 	fmt.Fprintln(c.stdin, "heartbeats off")
 	time.Sleep(3 * time.Second) // reports in flight end
+	settleQ := settle(cfg.QuietIdle)
 	cpuQ, tQ := cpuTime(), time.Now()
 	time.Sleep(cfg.QuietIdle)
 	quietRate := float64(cpuTime()-cpuQ) / float64(time.Since(tQ))
@@ -797,6 +818,7 @@ feed:
 	// 6. The same without any report: the write and its fan-out alone.
 	fmt.Fprintln(c.stdin, "acks off")
 	time.Sleep(time.Second)
+	settleF := settle(cfg.QuietIdle)
 	cpuF, tF := cpuTime(), time.Now()
 	time.Sleep(cfg.QuietIdle)
 	fanRate := float64(cpuTime()-cpuF) / float64(time.Since(tF))
@@ -804,16 +826,16 @@ feed:
 	fmt.Fprintln(c.stdin, "acks on")
 	fmt.Fprintln(c.stdin, "heartbeats on")
 	_, fanS := fr.perWrite(fanRate)
-	logf("no reports at all: API process CPU %.1f%% of a core over %s idle; %d writes (%d not answered) in %.1f s, write → node holds it p50=%s ms p99=%s ms, %d timed out",
-		100*fanRate, cfg.QuietIdle, fr.done, fr.failed, fr.series.Seconds(), msf(Percentile(fr.toNode, 50)), msf(Percentile(fr.toNode, 99)), fr.timeouts)
+	logf("no reports at all: API process CPU %.1f%% of a core over %s idle (after %s settling); %d writes (%d not answered) in %.1f s, write → node holds it p50=%s ms p99=%s ms, %d timed out",
+		100*fanRate, cfg.QuietIdle, settleF.Round(time.Second), fr.done, fr.failed, fr.series.Seconds(), msf(Percentile(fr.toNode, 50)), msf(Percentile(fr.toNode, 99)), fr.timeouts)
 	logf("API CPU per write, no reports (the write and its fan-out alone): %s ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d answered writes",
 		fanS, msf(fr.cpu), fanRate, fr.series.Seconds(), fr.done-fr.failed)
 	quiet, quietS := qr.perWrite(quietRate)
 	if quiet < 0 && qr.done > qr.failed {
 		logf("API CPU per write (heartbeats paused): below the idle baseline (%.1f ms): not meaningful", quiet/1e6)
 	}
-	logf("heartbeats paused: API process CPU %.1f%% of a core over %s idle; %d writes (%d not answered) in %.1f s, write → node holds it p50=%s ms p99=%s ms, %d timed out",
-		100*quietRate, cfg.QuietIdle, qr.done, qr.failed, qr.series.Seconds(), msf(Percentile(qr.toNode, 50)), msf(Percentile(qr.toNode, 99)), qr.timeouts)
+	logf("heartbeats paused: API process CPU %.1f%% of a core over %s idle (after %s settling); %d writes (%d not answered) in %.1f s, write → node holds it p50=%s ms p99=%s ms, %d timed out",
+		100*quietRate, cfg.QuietIdle, settleQ.Round(time.Second), qr.done, qr.failed, qr.series.Seconds(), msf(Percentile(qr.toNode, 50)), msf(Percentile(qr.toNode, 99)), qr.timeouts)
 	logf("API CPU per write, heartbeats paused: %s ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d answered writes; "+
 		"the write, its fan-out to every node and their acks (this is the fleet line's api_cpu_ms_per_write)",
 		quietS, msf(qr.cpu), quietRate, qr.series.Seconds(), qr.done-qr.failed)
