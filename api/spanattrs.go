@@ -42,17 +42,20 @@ func annotateSpan(ctx context.Context, obj any) {
 		}
 		return ""
 	}
-	var attrs []attribute.KeyValue
-	if id := str("TenantID", "TenantId"); id != "" {
-		attrs = append(attrs, attribute.String(attrTenantID, id))
-	}
 	lb := str("LoadBalancerID", "LoadBalancerId")
 	if lb == "" && v.Type().Name() == "LoadBalancer" {
 		lb = str("ID", "Id")
 	}
+	telemetry.NoteResource(ctx, str("ID", "Id"), lb)
+	if !span.IsRecording() { // no tracing: the attributes would be dropped
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, 2)
+	if id := str("TenantID", "TenantId"); id != "" {
+		attrs = append(attrs, attribute.String(attrTenantID, id))
+	}
 	if lb != "" {
 		attrs = append(attrs, attribute.String(attrLoadBalancerID, lb))
 	}
-	telemetry.NoteResource(ctx, str("ID", "Id"), lb)
 	span.SetAttributes(attrs...)
 }
