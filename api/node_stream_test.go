@@ -469,25 +469,8 @@ func TestRawStreamMessageWithTheUpgrade(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.register("n1") // no load balancers: the second replica has another secret box
-	key, _ := secretbox.GenerateKey()
-	raw, _ := secretbox.LoadKey(key)
-	box, err := secretbox.New(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := api.New(api.Config{RateLimits: noRateLimits}, b.Store, box, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { stop(); <-done })
-	conn, err := net.Dial("tcp", ln.Addr().String())
+	addr := serveReplica(t, b)
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,4 +499,30 @@ func TestRawStreamMessageWithTheUpgrade(t *testing.T) {
 	rev := int64(second["revision"].(float64))
 	s.send(fmt.Sprintf(`{"type":"ack","applied":%d}`, rev))
 	b.waitFor("the acknowledgement on the raw stream", func() bool { return b.appliedRevision("n1") == rev })
+}
+
+// serveReplica serves a second API replica on b's store, with a secret box
+// of its own, on a loopback listener of its own (Serve: the raw streams'
+// path), until the test ends; it returns the listener's address.
+func serveReplica(t *testing.T, b *bundle) string {
+	t.Helper()
+	key, _ := secretbox.GenerateKey()
+	raw, _ := secretbox.LoadKey(key)
+	box, err := secretbox.New(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{RateLimits: noRateLimits}, b.Store, box, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { stop(); <-done })
+	return ln.Addr().String()
 }

@@ -2,17 +2,14 @@ package api_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api"
-	"github.com/fulcrumlb/fulcrum/internal/secretbox"
 )
 
 // The raw stream on the API's own listener, its messages read by the
@@ -23,26 +20,9 @@ func TestRawStreamAcksByTheReplicaReader(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.register("n1") // no load balancers: the second replica has another secret box
-	key, _ := secretbox.GenerateKey()
-	raw, _ := secretbox.LoadKey(key)
-	box, err := secretbox.New(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := api.New(api.Config{RateLimits: noRateLimits}, b.Store, box, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { stop(); <-done })
+	addr := serveReplica(t, b)
 	for round := range 2 {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	snapconv "github.com/fulcrumlb/fulcrum/dataplane/snapshot"
-	"github.com/fulcrumlb/fulcrum/internal/testenv"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -17,18 +16,10 @@ import (
 // takes its first requests); the next heartbeat reads the whole worker,
 // resting or not; the one after it rests again.
 func TestReloadReportScoped(t *testing.T) {
-	bin := testenv.RequireHAProxy(t)
 	api, last := reportSink(t)
-	a, err := New(Config{Endpoint: api.URL, Token: "t", NodeName: "node-1", StateDir: t.TempDir(), HAProxy: bin, HardStopAfter: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := a.startHAProxy(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer a.proc.Stop(context.Background())
+	a := realAgentOf(t, ctx, api.URL)
 	ports := freePorts(t, 3)
 	lb := func(i int) openapi.SnapshotLoadBalancer {
 		sl := lbPool("lb_"+itoa(i), "127.0.0.1", member("mbr_"+itoa(i), "127.0.0.1", 1))

@@ -15,7 +15,6 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/dataplane/haproxy"
 	snapconv "github.com/fulcrumlb/fulcrum/dataplane/snapshot"
-	"github.com/fulcrumlb/fulcrum/internal/testenv"
 	"github.com/fulcrumlb/fulcrum/openapi"
 )
 
@@ -45,18 +44,10 @@ func freePorts(t *testing.T, n int) []int {
 // the idle node carry no counters or health; one after traffic does (at the
 // next idle read).
 func TestRealMemberChangesByRevisionAndQuietHeartbeats(t *testing.T) {
-	bin := testenv.RequireHAProxy(t)
 	api, lastReport := reportSink(t)
-	a, err := New(Config{Endpoint: api.URL, Token: "t", NodeName: "node-1", StateDir: t.TempDir(), HAProxy: bin, HardStopAfter: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := a.startHAProxy(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer a.proc.Stop(context.Background())
+	a := realAgentOf(t, ctx, api.URL)
 	backend := func(name string) int {
 		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
 		t.Cleanup(s.Close)

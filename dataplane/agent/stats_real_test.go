@@ -24,8 +24,14 @@ import (
 // answering name for its members.
 func realAgent(t *testing.T, ctx context.Context) *Agent {
 	t.Helper()
+	return realAgentOf(t, ctx, "http://127.0.0.1:1")
+}
+
+// realAgentOf is realAgent reporting to the API at endpoint.
+func realAgentOf(t *testing.T, ctx context.Context, endpoint string) *Agent {
+	t.Helper()
 	bin := testenv.RequireHAProxy(t)
-	a, err := New(Config{Endpoint: "http://127.0.0.1:1", Token: "t", NodeName: "node-1", StateDir: t.TempDir(), HAProxy: bin, HardStopAfter: 2 * time.Second})
+	a, err := New(Config{Endpoint: endpoint, Token: "t", NodeName: "node-1", StateDir: t.TempDir(), HAProxy: bin, HardStopAfter: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
