@@ -435,16 +435,7 @@ func TestStreamClosesWhenReplicaStops(t *testing.T) {
 	for _, tp := range transports {
 		t.Run(tp.name, func(t *testing.T) {
 			// A second replica on the same database, stopped below.
-			key, _ := secretbox.GenerateKey()
-			raw, _ := secretbox.LoadKey(key)
-			box, err := secretbox.New(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv, err := api.New(api.Config{RateLimits: noRateLimits}, b.Store, box, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			srv := newReplica(t, b)
 			ctx, stop := context.WithCancel(context.Background())
 			defer stop()
 			srv.Start(ctx)
@@ -506,6 +497,22 @@ func TestRawStreamMessageWithTheUpgrade(t *testing.T) {
 // path), until the test ends; it returns the listener's address.
 func serveReplica(t *testing.T, b *bundle) string {
 	t.Helper()
+	srv := newReplica(t, b)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { stop(); <-done })
+	return ln.Addr().String()
+}
+
+// newReplica is a second API replica on b's store, with a secret box of
+// its own (so it cannot open what the first one sealed).
+func newReplica(t *testing.T, b *bundle) *api.Server {
+	t.Helper()
 	key, _ := secretbox.GenerateKey()
 	raw, _ := secretbox.LoadKey(key)
 	box, err := secretbox.New(raw)
@@ -516,13 +523,5 @@ func serveReplica(t *testing.T, b *bundle) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { stop(); <-done })
-	return ln.Addr().String()
+	return srv
 }

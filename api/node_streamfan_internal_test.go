@@ -21,22 +21,7 @@ func TestTryFramePartialThenFinish(t *testing.T) {
 }
 
 func testTryFramePartial(t *testing.T, size int) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	server := sc.(*net.TCPConn)
+	client, server := tcpPair(t)
 	_ = server.SetWriteBuffer(4096)
 	_ = client.(*net.TCPConn).SetReadBuffer(4096)
 	fw := &frameWriter{w: server, setDeadline: server.SetWriteDeadline, raw: rawConnOf(server)}
@@ -103,22 +88,7 @@ func testTryFramePartial(t *testing.T, size int) {
 // feed (no keep-alive needed) is not cut when the deadline set at its
 // first frame passes.
 func TestTryFrameExtendsTheWriteDeadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	server := sc.(*net.TCPConn)
+	_, server := tcpPair(t)
 	var set []time.Time
 	fw := &frameWriter{w: server, raw: rawConnOf(server), setDeadline: func(at time.Time) error {
 		set = append(set, at)
@@ -220,4 +190,25 @@ func TestFeedKeepalive(t *testing.T) {
 			t.Fatal("the feed wrote a keep-alive it should have left to the stream")
 		}
 	}
+}
+
+// tcpPair is a connected loopback TCP pair, closed when the test ends.
+func tcpPair(t *testing.T) (client net.Conn, server *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	return client, sc.(*net.TCPConn)
 }
