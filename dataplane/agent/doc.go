@@ -30,7 +30,9 @@
 // health checks ⇒ nothing to read or send, and the next four heartbeats
 // read nothing; traffic through a few load balancers ⇒ only their
 // frontends' and pools' rows (`show stat <name> -1 -1`); otherwise, and at
-// least every five minutes, everything. The report after
+// least every five minutes, everything — in pieces of a few load balancers'
+// proxies, paced, so that HAProxy's worker never writes it in one go while
+// it serves (wholeread.go). The report after
 // an apply that changed pools through the runtime API reads those pools only.
 // A reload first keeps the old worker's counts, reading only the load
 // balancers whose frontends moved since their counters were read (after a

@@ -157,25 +157,35 @@ func (a *Agent) reportWith(ctx context.Context, tick bool) error {
 	if !tick {
 		readFront()
 	}
-	proxies, servers, err := a.runtime.Stats(ctx)
-	if err == nil && live != nil {
-		members := a.withParked(memberRows(servers))
-		// Only the members whose health changed (members_report.go).
-		// A report with every member's health carries no counters (the
-		// next one does): at 1,000 load balancers of 10 members each is
-		// 0.4–0.8 MB, together more than the API takes (1 MB), and a
-		// report refused would be sent in full again and again.
-		fullMembers := a.memberReports.fullDue(now)
-		changed, sent := a.memberReports.unsent(members, now)
-		if len(changed) > 0 {
-			body.Members = &changed
+	if live != nil {
+		// Every member and counter, read in pieces (wholeread.go) so that
+		// the worker keeps serving while it writes them; a heartbeat
+		// paces them, a report after an apply (the node's errors) does not.
+		var between func(context.Context) error
+		if tick {
+			between = pause(wholeReadPause)
 		}
-		membersSent = sent
-		if !fullMembers {
-			// Only the load balancers whose counters changed (stats.go).
-			stats, sent := a.stats.unsent(a.lbStats(ctx, proxies, servers, live), now)
-			body.Stats = &stats
-			statsSent = sent
+		if proxies, servers, err := a.readWhole(ctx, live, between); err == nil {
+			members := a.withParked(memberRows(servers))
+			// Only the members whose health changed (members_report.go).
+			// A report with every member's health carries no counters (the
+			// next one does): at 1,000 load balancers of 10 members each is
+			// 0.4–0.8 MB, together more than the API takes (1 MB), and a
+			// report refused would be sent in full again and again.
+			fullMembers := a.memberReports.fullDue(now)
+			changed, sent := a.memberReports.unsent(members, now)
+			if len(changed) > 0 {
+				body.Members = &changed
+			}
+			membersSent = sent
+			if !fullMembers {
+				// Only the load balancers whose counters changed (stats.go).
+				stats, sent := a.stats.unsent(a.lbStats(ctx, proxies, servers, live), now)
+				body.Stats = &stats
+				statsSent = sent
+			}
+		} else {
+			a.log.Debug("whole read failed", "err", err)
 		}
 	}
 	accepted := func() {

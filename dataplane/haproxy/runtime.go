@@ -447,6 +447,84 @@ func (r Runtime) StatsOf(ctx context.Context, proxy string) ([]ProxyStat, []Serv
 	return parseStatCSV(out)
 }
 
+// StatsOfEach returns the rows of `show stat <name> -1 -1` of every one of
+// names (frontends, or backends and their servers), asked in one exchange:
+// the commands separated by ';', as HAProxy's CLI takes them. It lets a
+// caller read the whole worker in pieces: HAProxy writes the answer of
+// Stats (3.3 MB at 1,000 load balancers of 10 members) in one exchange,
+// tens of milliseconds of its CPU while it serves, and its clients' requests
+// waited meanwhile. Names HAProxy has no proxy of are left out, as Stats
+// has no rows of them.
+func (r Runtime) StatsOfEach(ctx context.Context, names []string) ([]ProxyStat, []ServerStat, error) {
+	if len(names) == 0 {
+		return nil, nil, nil
+	}
+	var cmd strings.Builder
+	for i, name := range names {
+		if len(name) > 128 || !runtimeNameRE.MatchString(name) {
+			return nil, nil, fmt.Errorf("haproxy: name %q: %w (want [A-Za-z0-9_.:-]{1,128})", name, ErrInvalidArgument)
+		}
+		if i > 0 {
+			cmd.WriteByte(';')
+		}
+		if r.Worker != 0 { // the master CLI routes each command by its own prefix
+			cmd.WriteString("@!" + strconv.Itoa(r.Worker) + " ")
+		}
+		cmd.WriteString("show stat " + name + " -1 -1")
+	}
+	out, err := r.exchange(ctx, cmd.String())
+	if err != nil {
+		return nil, nil, fmt.Errorf("haproxy runtime API %q…: %w", "show stat "+names[0]+" -1 -1", err)
+	}
+	rows, err := joinStatAnswers(out, len(names))
+	if err != nil {
+		return nil, nil, &CommandError{Command: "show stat " + names[0] + " -1 -1;…", Message: err.Error()}
+	}
+	if rows == "" {
+		return nil, nil, nil
+	}
+	return parseStatCSV(rows)
+}
+
+// noSuchProxy is HAProxy 2.6's answer to `show stat <name> …` for a name
+// it has no proxy of.
+const noSuchProxy = "No such proxy."
+
+// joinStatAnswers makes one `show stat` answer of the answers to n `show
+// stat` commands sent together: each is its header line and its rows (or
+// noSuchProxy), then an empty line. The first header is kept, the others
+// dropped (1.3 KB each, a third of an answer of a load balancer of 10
+// members). It fails unless every command was answered so, and returns ""
+// when no command had rows.
+func joinStatAnswers(out string, n int) (string, error) {
+	var b strings.Builder
+	b.Grow(len(out))
+	answered := 0
+	for len(out) > 0 {
+		line, rest, _ := strings.Cut(out, "\n")
+		out = rest
+		switch {
+		case strings.HasPrefix(line, "# "):
+			if answered++; b.Len() == 0 {
+				b.WriteString(line)
+				b.WriteByte('\n')
+			}
+		case line == noSuchProxy:
+			answered++
+		case strings.TrimSpace(line) == "":
+		case b.Len() == 0 || !strings.Contains(line, ","):
+			return "", fmt.Errorf("unexpected answer: %q", line)
+		default:
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	if answered != n {
+		return "", fmt.Errorf("%d of %d commands answered", answered, n)
+	}
+	return b.String(), nil
+}
+
 // FrontendStats returns the frontends' rows of `show stat` (`show stat -1 1
 // -1`): at 1,000 load balancers of 10 members a thirteenth of Stats' bytes.
 func (r Runtime) FrontendStats(ctx context.Context) ([]ProxyStat, error) {
