@@ -259,7 +259,8 @@ type reportScope struct {
 // load balancers, ≈ 64 ms of the agent's CPU and its garbage, and HAProxy's
 // new worker writing it — came right while that worker took its first
 // requests: the first member change after a listener's creation took 35–120
-// ms instead of 10. What the rest of the worker says does not change with
+// ms instead of 10. (That heartbeat's read is in paced pieces since session
+// 10: wholeread.go.) What the rest of the worker says does not change with
 // the reload (the server-state file carries the members' health across it;
 // its counters start again at zero).
 func (a *Agent) noteScope(reloaded bool, prev map[string]haproxy.LoadBalancer, cfg haproxy.Config, changed []string) {
