@@ -263,14 +263,21 @@ func TestScale(t *testing.T) {
 	// The API and the agent each run as a process of their own (node_test.go)
 	// unless FULCRUM_SCALE_INPROCESS=1, which FULCRUM_SCALE_STEPS=1 (their
 	// spans) and FULCRUM_SCALE_PROFILE (their CPU profiles) need.
+	// FULCRUM_SCALE_STEPS=1 has the processes export their spans to this
+	// one (steps_test.go).
 	external := os.Getenv("FULCRUM_SCALE_INPROCESS") != "1"
-	if os.Getenv("FULCRUM_SCALE_STEPS") == "1" || os.Getenv("FULCRUM_SCALE_PROFILE") != "" {
+	if os.Getenv("FULCRUM_SCALE_PROFILE") != "" {
 		if external {
-			logf("FULCRUM_SCALE_STEPS / FULCRUM_SCALE_PROFILE trace or profile the API and the agent in this process: running them in it (FULCRUM_SCALE_INPROCESS=1)")
+			logf("FULCRUM_SCALE_PROFILE profiles the API and the agent in this process: running them in it (FULCRUM_SCALE_INPROCESS=1)")
 		}
 		external = false
 	}
-	steps := newStepRecorder(os.Getenv("FULCRUM_SCALE_STEPS") == "1")
+	steps := newStepRecorder(os.Getenv("FULCRUM_SCALE_STEPS") == "1", !external)
+	var traceEnv []string
+	if steps.enabled && external {
+		traceEnv = startStepReceiver(t, steps)
+		logf("steps: the API and the agent export their spans (OTLP) to this process; they trace everything, the growth included")
+	}
 	dbURL := pgtest.NewDatabase(t)
 	pm := postmaster(dbURL)
 	if pm == 0 {
@@ -284,7 +291,7 @@ func TestScale(t *testing.T) {
 		AgentConfig: func(c *agent.Config) {
 			c.ReportInterval = time.Duration(envInt("FULCRUM_SCALE_REPORT_MS", 0)) * time.Millisecond
 		}})
-	ag := startNode(t, s, dbURL, "scale", external, time.Duration(envInt("FULCRUM_SCALE_REPORT_MS", 0))*time.Millisecond)
+	ag := startNode(t, s, dbURL, "scale", external, time.Duration(envInt("FULCRUM_SCALE_REPORT_MS", 0))*time.Millisecond, traceEnv)
 	logf("node: %s", ag.shape())
 	heartbeat := "the node group's, 2 s by default"
 	if ms := envInt("FULCRUM_SCALE_REPORT_MS", 0); ms > 0 {
@@ -636,7 +643,8 @@ feed:
 		waits := sampleWaits(ctx, t, dbURL, phases["member"] && os.Getenv("FULCRUM_SCALE_WAITS") == "1")
 		// FULCRUM_SCALE_STEPS=1 records the first run's spans only: the
 		// runs after it are measured without tracing.
-		steps.on.Store(steps.enabled && phases["member"] && run == 0)
+		// The processes trace every run anyway: their runs are all recorded.
+		steps.on.Store(steps.enabled && phases["member"] && (run == 0 || len(traceEnv) > 0))
 		type change struct {
 			begin, patched, effective, active time.Time
 			refused, refusedActive            int64 // 429/503 answers to the PATCH, to the reads until active
@@ -729,6 +737,9 @@ feed:
 			}
 		}
 		stopProfile()
+		if steps.enabled && len(traceEnv) > 0 && steps.on.Load() {
+			time.Sleep(stepExport) // the processes' last batch of spans
+		}
 		steps.on.Store(false)
 		lockWaits := waits()
 		// Each change's steps, and what waited in Postgres meanwhile (sampled
@@ -774,7 +785,7 @@ feed:
 				}
 			}
 		})
-		steps.enabled = false // the first run only
+		steps.enabled = steps.enabled && len(traceEnv) > 0 // in this process, the first run only
 		if phases["member"] {
 			logf("member phase: %d requests refused (429/503) and retried", api.refused.Load()-refusedBefore)
 		}
@@ -901,11 +912,15 @@ type stepRecorder struct {
 type recorded struct {
 	name, text string
 	start, end time.Time
+	service    string // the process's ("api", "agent"); "" in process
 }
 
-func newStepRecorder(enabled bool) *stepRecorder {
+// newStepRecorder records this process's spans when enabled and local (the
+// API and the agent run in it), else those the processes export
+// (startStepReceiver).
+func newStepRecorder(enabled, local bool) *stepRecorder {
 	r := &stepRecorder{enabled: enabled}
-	if enabled {
+	if enabled && local {
 		otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(onSampler{r}), sdktrace.WithSpanProcessor(r)))
 	}
 	return r
@@ -926,7 +941,7 @@ func (r *stepRecorder) OnEnd(s sdktrace.ReadOnlySpan) {
 		}
 	}
 	r.mu.Lock()
-	r.spans = append(r.spans, recorded{s.Name(), text, s.StartTime(), s.EndTime()})
+	r.spans = append(r.spans, recorded{name: s.Name(), text: text, start: s.StartTime(), end: s.EndTime()})
 	r.mu.Unlock()
 }
 
@@ -961,12 +976,36 @@ func (r *stepRecorder) print(logf func(string, ...any), begin, effective time.Ti
 	if !r.enabled {
 		return
 	}
-	for _, s := range r.within(begin, effective) {
+	for _, s := range r.overlapping(begin, effective) {
 		if strings.HasPrefix(s.name, "batch query") {
 			continue // within their batch
 		}
-		logf("  +%s ms %s ms: %s %s", ms(s.start.Sub(begin)), ms(s.end.Sub(s.start)), s.name, s.text)
+		at := "+" + ms(s.start.Sub(begin))
+		if s.start.Before(begin) {
+			at = "-" + ms(begin.Sub(s.start)) // begun before the change, still running
+		}
+		who := ""
+		if s.service != "" {
+			who = s.service + " "
+		}
+		logf("  %s ms %s ms: %s%s %s", at, ms(s.end.Sub(s.start)), who, s.name, s.text)
 	}
+}
+
+// overlapping are the spans that ran during [from, to): begun in it, or
+// begun before and still running at from (a long-lived span, such as a
+// stream's request, aside), by start.
+func (r *stepRecorder) overlapping(from, to time.Time) []recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []recorded
+	for _, s := range r.spans {
+		if s.start.Before(to) && (!s.start.Before(from) || s.end.After(from) && s.end.Sub(s.start) < time.Second) {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].start.Before(out[j].start) })
+	return out
 }
 
 // summary prints the medians, over the changes, of: the first snapshot
