@@ -18,6 +18,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"sort"
@@ -645,6 +647,13 @@ feed:
 		// runs after it are measured without tracing.
 		// The processes trace every run anyway: their runs are all recorded.
 		steps.on.Store(steps.enabled && phases["member"] && (run == 0 || len(traceEnv) > 0))
+		// Decoding the processes' spans is garbage of this process, whose
+		// collections would stall the probe: none during the run.
+		gcPercent := -2
+		if steps.on.Load() && len(traceEnv) > 0 {
+			runtime.GC()
+			gcPercent = debug.SetGCPercent(-1)
+		}
 		type change struct {
 			begin, patched, effective, active time.Time
 			refused, refusedActive            int64 // 429/503 answers to the PATCH, to the reads until active
@@ -741,6 +750,9 @@ feed:
 			time.Sleep(stepExport) // the processes' last batch of spans
 		}
 		steps.on.Store(false)
+		if gcPercent != -2 {
+			debug.SetGCPercent(gcPercent)
+		}
 		lockWaits := waits()
 		// Each change's steps, and what waited in Postgres meanwhile (sampled
 		// pg_stat_activity: sessions waiting on a lock or running > 20 ms).
@@ -990,6 +1002,66 @@ func (r *stepRecorder) print(logf func(string, ...any), begin, effective time.Ti
 		}
 		logf("  %s ms %s ms: %s%s %s", at, ms(s.end.Sub(s.start)), who, s.name, s.text)
 	}
+	if c := r.chain(begin, effective); len(c) > 0 {
+		parts := make([]string, len(c))
+		for i, st := range c {
+			parts[i] = st.name + " " + ms(st.at)
+		}
+		logf("  chain (ms after the PATCH began): %s", strings.Join(parts, ", "))
+	}
+}
+
+// chainStep is one step of a change's way to HAProxy, as its offset from
+// the PATCH's start.
+type chainStep struct {
+	name string
+	at   time.Duration
+}
+
+// chainSteps name the steps of a change's chain, in order, with the span
+// (or span event) that marks each and whether its end (else its start)
+// does.
+var chainSteps = []struct {
+	name, span string
+	end        bool
+}{
+	{"commit", "commit", true},
+	{"notified", "stream.feed", false},
+	{"view read", "snapshot.view", true},
+	{"built", "snapshot.build", true},
+	{"frame written", "stream.feed ▸ frame written", false},
+	{"agent read", "agent.stream.frame", false},
+	{"decoded", "agent.stream.frame ▸ decoded", false},
+	{"apply begun", "agent.apply", false},
+	{"runtime API begun", "haproxy.runtime", false},
+	{"runtime API done", "haproxy.runtime", true},
+}
+
+// chain is the change's steps from the processes' spans (process shape
+// only: in process, print lists the spans), and last when the probe saw it.
+func (r *stepRecorder) chain(begin, effective time.Time) []chainStep {
+	var out []chainStep
+	spans := r.within(begin, effective)
+	for _, cs := range chainSteps {
+		for _, s := range spans {
+			if s.service == "" {
+				return nil
+			}
+			if s.name != cs.span && !(cs.span == "commit" && s.service == "api" && strings.HasPrefix(s.text, "commit")) {
+				continue
+			}
+			at := s.start
+			if cs.end {
+				at = s.end
+			}
+			out = append(out, chainStep{cs.name, at.Sub(begin)})
+			break
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return append(out, chainStep{"probe saw it", effective.Sub(begin)})
 }
 
 // overlapping are the spans that ran during [from, to): begun in it, or
@@ -1051,6 +1123,24 @@ func (r *stepRecorder) summary(logf func(string, ...any), changes func(func(begi
 		}
 	}
 	p50 := func(d []time.Duration) string { return ms(pct(sorted(d), 50)) }
+	// The process shape: each step's median and p90 over the changes.
+	at := map[string][]time.Duration{}
+	var order []string
+	for begin, effective := range changes {
+		for _, st := range r.chain(begin, effective) {
+			if _, ok := at[st.name]; !ok {
+				order = append(order, st.name)
+			}
+			at[st.name] = append(at[st.name], st.at)
+		}
+	}
+	if len(order) > 0 {
+		parts := make([]string, len(order))
+		for i, name := range order {
+			parts[i] = fmt.Sprintf("%s %s (p90 %s)", name, p50(at[name]), ms(pct(sorted(at[name]), 90)))
+		}
+		logf("member chain (ms after the PATCH began, medians over the changes): %s", strings.Join(parts, ", "))
+	}
 	logf("member steps (medians): first snapshot batch begun +%s ms, took %s ms (%d changes); runtime API done +%s ms (%d); runtime API done → probe saw it %s ms (p90 %s); changes that prepared a statement %d, opened a connection %d",
 		p50(build), p50(buildDur), len(build), p50(runtime), len(runtime), p50(seen), ms(pct(sorted(seen), 90)), prepares, connects)
 }
