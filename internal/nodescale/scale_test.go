@@ -263,10 +263,10 @@ func TestScale(t *testing.T) {
 		prefix--
 	}
 	// The API and the agent each run as a process of their own (node_test.go)
-	// unless FULCRUM_SCALE_INPROCESS=1, which FULCRUM_SCALE_STEPS=1 (their
-	// spans) and FULCRUM_SCALE_PROFILE (their CPU profiles) need.
-	// FULCRUM_SCALE_STEPS=1 has the processes export their spans to this
-	// one (steps_test.go).
+	// unless FULCRUM_SCALE_INPROCESS=1, which FULCRUM_SCALE_PROFILE (their
+	// CPU profiles) needs. FULCRUM_SCALE_STEPS=1 records their spans: in
+	// process those this process ends, else those the processes export to
+	// it (steps_test.go).
 	external := os.Getenv("FULCRUM_SCALE_INPROCESS") != "1"
 	if os.Getenv("FULCRUM_SCALE_PROFILE") != "" {
 		if external {
@@ -643,9 +643,9 @@ feed:
 		bodies := []map[string]any{{"enabled": false}, {"enabled": true}}
 		// FULCRUM_SCALE_WAITS=1 samples Postgres's sessions meanwhile.
 		waits := sampleWaits(ctx, t, dbURL, phases["member"] && os.Getenv("FULCRUM_SCALE_WAITS") == "1")
-		// FULCRUM_SCALE_STEPS=1 records the first run's spans only: the
-		// runs after it are measured without tracing.
-		// The processes trace every run anyway: their runs are all recorded.
+		// FULCRUM_SCALE_STEPS=1 in process records the first run's spans
+		// only: the runs after it are measured without tracing. Processes
+		// trace every run anyway: each run is recorded.
 		steps.on.Store(steps.enabled && phases["member"] && (run == 0 || len(traceEnv) > 0))
 		// Decoding the processes' spans is garbage of this process, whose
 		// collections would stall the probe: none during the run.
@@ -907,8 +907,9 @@ feed:
 		ratio(sf, sb, 50), ratio(sf, sb, 99), idleSelf, idleHap, idlePg, idleTotal)
 }
 
-// stepRecorder keeps, with FULCRUM_SCALE_STEPS=1, the spans this process
-// ends while it is on (the first run of the member phase): the API's Postgres statements,
+// stepRecorder keeps, with FULCRUM_SCALE_STEPS=1, the spans ended while it
+// is on (the member phase's runs; in process, the first run only), by this
+// process or exported by the API's and the agent's: the API's Postgres statements,
 // batches, prepares and connections (otelpgx), the agent's applies and
 // runtime API calls. Each member change then prints those that began
 // within it, and the phase the medians of the main steps. Tracing costs
