@@ -117,7 +117,7 @@ bench-writes: ## Writes benchmark (issue 10): API creates/s (members) vs pgbench
 
 .PHONY: bench-scale
 bench-scale: ## Scale benchmark (issue 10): one real node grown to 1000 LBs / 10,000 members; prints a `scale:` line last.
-	@# Sized by FULCRUM_SCALE_LBS, FULCRUM_SCALE_MEMBERS (per LB), FULCRUM_SCALE_SAMPLES, FULCRUM_SCALE_SMALL_SAMPLES, FULCRUM_SCALE_CREATE_SAMPLES (creates at full size; default a quarter of the samples); FULCRUM_SCALE_PHASES=member (comma list of small,idle,member,create) runs only those phases (after the growth, which small alone skips); FULCRUM_SCALE_ONLY=idle (with FULCRUM_SCALE_IDLE_WINDOWS, FULCRUM_SCALE_IDLE_SECONDS) measures only idle CPU; FULCRUM_SCALE_PROFILE=<prefix> writes CPU profiles (see internal/nodescale).
+	@# Sized by FULCRUM_SCALE_LBS, FULCRUM_SCALE_MEMBERS (per LB), FULCRUM_SCALE_SAMPLES, FULCRUM_SCALE_SMALL_SAMPLES, FULCRUM_SCALE_CREATE_SAMPLES (creates at full size; default a quarter of the samples); FULCRUM_SCALE_PHASES=member (comma list of small,idle,member,create) runs only those phases (after the growth, which small alone skips); FULCRUM_SCALE_ONLY=idle (with FULCRUM_SCALE_IDLE_WINDOWS, FULCRUM_SCALE_IDLE_SECONDS) measures only idle CPU; FULCRUM_SCALE_PROFILE=<prefix> writes CPU profiles; FULCRUM_SCALE_STEPS=1 prints each member change's steps (spans; see internal/nodescale).
 	@mkdir -p $(BIN)
 	FULCRUM_SCALE=1 $(GO) test -count=1 -timeout 40m -v -run '^TestScale$$' ./internal/nodescale/ 2>&1 | tee $(BIN)/bench-scale.log; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1

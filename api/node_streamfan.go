@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sys/unix"
 
 	"github.com/fulcrumlb/fulcrum/api/snapshot"
@@ -40,12 +42,14 @@ func (g *groupFeed) fanout(ctx context.Context, v *snapshot.View) {
 	now := time.Now()
 	for _, r := range g.streamList() {
 		if v == nil || !r.mu.TryLock() {
+			trace.SpanFromContext(ctx).AddEvent("stream woken")
 			r.signal()
 			continue
 		}
 		if !r.parked || !r.push(ctx, v, now) {
 			r.parked = false
 			r.mu.Unlock()
+			trace.SpanFromContext(ctx).AddEvent("stream woken")
 			r.signal()
 			continue
 		}
@@ -114,6 +118,8 @@ func (r *nodeStream) push(ctx context.Context, v *snapshot.View, now time.Time) 
 	if !r.fw.tryFrame(now, frameSnapshot, head, body) {
 		return false
 	}
+	trace.SpanFromContext(ctx).AddEvent("frame written", trace.WithAttributes(
+		attribute.Int64("fulcrum.revision", snap.Revision()), attribute.Int("fulcrum.bytes", len(head)+len(body))))
 	r.sent(snap)
 	return r.fw.pending == nil && snap.Revision() >= poll.Revision()
 }

@@ -5,6 +5,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fulcrumlb/fulcrum/api/snapshot"
 )
 
@@ -137,9 +141,20 @@ func (g *groupFeed) run(ctx context.Context, h *handlers) {
 	// The group's streams' keep-alives (keepalive).
 	keep := time.NewTicker(StreamKeepalive / 2)
 	defer keep.Stop()
+	// woke is when the group's notification woke the feed (zero for the
+	// first read and an expiry): the start of its "stream.feed" span, which
+	// covers the view's read and the frames written, so a trace shows how
+	// long a change took from the notification to the streams' sockets.
+	var woke time.Time
 	for {
-		v, err := h.views.Get(ctx, g.group) // bounds its reads itself
+		fctx, span := ctx, trace.SpanFromContext(ctx)
+		if !woke.IsZero() {
+			fctx, span = otel.Tracer("github.com/fulcrumlb/fulcrum/api").Start(ctx, "stream.feed",
+				trace.WithTimestamp(woke), trace.WithAttributes(attribute.String("fulcrum.node_group_id", g.group)))
+		}
+		v, err := h.views.Get(fctx, g.group) // bounds its reads itself
 		if ctx.Err() != nil {
+			span.End()
 			return
 		}
 		var changed <-chan struct{}
@@ -150,12 +165,15 @@ func (g *groupFeed) run(ctx context.Context, h *handlers) {
 			changed = h.notify.ChangedSince(g.group, v.Mark())
 			wait = time.Until(v.Expires())
 		}
-		g.publish(ctx, h, v)
+		g.publish(fctx, h, v)
+		span.End()
+		woke = time.Time{}
 		timer.Reset(wait)
 	wait:
 		for {
 			select {
 			case <-changed:
+				woke = time.Now()
 				// The group's part is read while the view is (the
 				// streams woken by the view join that build).
 				h.snapcache.Prefetch(g.group)

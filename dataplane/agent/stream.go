@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/nodestream"
 	snapconv "github.com/fulcrumlb/fulcrum/dataplane/snapshot"
@@ -317,6 +319,7 @@ func (a *Agent) feedStream(parent, ctx context.Context, cancel context.CancelFun
 	frames := nodestream.NewReader(s.body, streamFrameMax)
 	for {
 		kind, n, err := frames.Header()
+		arrived := time.Now()
 		if errors.Is(err, nodestream.ErrFrameTooLarge) {
 			a.log.Warn("snapshot stream: frame too large; opening it again", "err", err)
 			return streamBroken
@@ -343,7 +346,7 @@ func (a *Agent) feedStream(parent, ctx context.Context, cancel context.CancelFun
 			// stream is not read meanwhile, and not dead.
 			idle.Stop()
 			probe.applyingNow(true)
-			ok := a.streamSnapshot(parent, payload, gz, send)
+			ok := a.streamSnapshot(parent, arrived, payload, gz, send)
 			probe.applyingNow(false)
 			if !ok {
 				return streamBroken
@@ -357,22 +360,33 @@ func (a *Agent) feedStream(parent, ctx context.Context, cancel context.CancelFun
 
 // streamSnapshot takes a snapshot frame down the path of a poll's 200; false
 // when the frame cannot be read (the stream is opened again).
-func (a *Agent) streamSnapshot(ctx context.Context, payload []byte, gz bool, send func([]byte)) bool {
+//
+// Its "agent.stream.frame" span runs from the frame's header read (arrived)
+// to the merged snapshot (its own; the apply's span links to the write),
+// so a trace shows the frame's read, decoding and merge apart from the apply.
+func (a *Agent) streamSnapshot(ctx context.Context, arrived time.Time, payload []byte, gz bool, send func([]byte)) bool {
+	_, span := a.tracer.Start(ctx, "agent.stream.frame", trace.WithTimestamp(arrived), trace.WithNewRoot(),
+		trace.WithAttributes(attribute.Int("fulcrum.bytes", len(payload))))
+	span.AddEvent("payload read")
 	a.metrics.observeSnapshot(ctx, payload)
 	raw, err := nodestream.Inflate(payload, gz)
 	if err != nil {
+		span.End()
 		a.log.Warn("snapshot stream: frame not gzip; opening it again", "err", err)
 		return false
 	}
 	var in openapi.Snapshot
 	if err := json.Unmarshal(raw, &in); err != nil {
+		span.End()
 		a.log.Warn("snapshot stream: frame not a snapshot; opening it again", "err", err)
 		return false
 	}
+	span.AddEvent("decoded", trace.WithAttributes(attribute.Int64(attrRevision, in.Revision)))
 	a.mu.Lock()
 	a.stream.frames++
 	a.mu.Unlock()
 	snap := a.receive(ctx, &in) // delta.go: merged with what is held
+	span.End()
 	if snap == nil {
 		a.mu.Lock()
 		needFull := a.delta.needFull

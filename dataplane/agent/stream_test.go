@@ -8,9 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/fulcrumlb/fulcrum/dataplane/nodestream"
 	"github.com/fulcrumlb/fulcrum/openapi"
@@ -110,6 +114,8 @@ func testStreamFramesAndMessages(t *testing.T, transport string) {
 	}
 	t.Cleanup(srv.Close)
 	a, _ := testAgent(t, srv.URL)
+	spans := tracetest.NewSpanRecorder()
+	a.tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)).Tracer("test")
 	if transport == "raw-tls" {
 		cfg := Config{Endpoint: srv.URL, HTTPClient: srv.Client()}
 		a.rawClient, a.streamClient = newRawStreamClient(cfg), newStreamClient(cfg)
@@ -145,6 +151,7 @@ func testStreamFramesAndMessages(t *testing.T, transport string) {
 	if raw, want := a.RawStreams(), map[string]int64{"raw": 1, "h2": 0, "raw-tls": 1}[transport]; raw != want {
 		t.Fatalf("%d streams opened raw, want %d", raw, want)
 	}
+	checkFrameSpans(t, spans.Ended(), []int64{5, 7, 8, 9})
 	if transport == "h2" && a.rawNow() {
 		t.Fatal("the raw stream could not be opened, yet it is to be tried again at once")
 	}
@@ -157,6 +164,50 @@ func testStreamFramesAndMessages(t *testing.T, transport string) {
 	}
 	if isNodeNotFound([]byte(`{"status":404,"detail":"No such route."}`)) || !isNodeNotFound([]byte(`{"status":404,"detail":"Node n1 not found."}`)) {
 		t.Error("isNodeNotFound")
+	}
+}
+
+// checkFrameSpans checks each snapshot frame (of the revisions revs, in
+// order) has its "agent.stream.frame" span, a root of its own, from the
+// frame's read through its decoding, ended before the apply of a frame
+// that merged begins: a trace places the frame's read and decoding apart
+// from its apply.
+func checkFrameSpans(t *testing.T, ended []sdktrace.ReadOnlySpan, revs []int64) {
+	t.Helper()
+	var frames []sdktrace.ReadOnlySpan
+	applies := map[int64]sdktrace.ReadOnlySpan{}
+	for _, s := range ended {
+		switch s.Name() {
+		case "agent.stream.frame":
+			frames = append(frames, s)
+		case "agent.apply":
+			for _, kv := range s.Attributes() {
+				if kv.Key == attrRevision {
+					applies[kv.Value.AsInt64()] = s
+				}
+			}
+		}
+	}
+	if len(frames) != len(revs) {
+		t.Fatalf("%d agent.stream.frame spans, want %d (one per snapshot frame)", len(frames), len(revs))
+	}
+	for i, s := range frames {
+		var names []string
+		var rev int64
+		for _, e := range s.Events() {
+			names = append(names, e.Name)
+			for _, kv := range e.Attributes {
+				if kv.Key == attrRevision {
+					rev = kv.Value.AsInt64()
+				}
+			}
+		}
+		if strings.Join(names, ",") != "payload read,decoded" || rev != revs[i] || s.Parent().IsValid() {
+			t.Errorf("frame %d: events %v, revision %d (want %d), parent %v; want a root with payload read, decoded", i, names, rev, revs[i], s.Parent().IsValid())
+		}
+		if ap, ok := applies[rev]; ok && ap.StartTime().Before(s.EndTime()) {
+			t.Errorf("frame %d: the apply of revision %d began before the frame's span ended", i, rev)
+		}
 	}
 }
 

@@ -33,8 +33,9 @@ import (
 // collection of one process no longer stalls the others, and the idle CPU
 // is that of the API's and the agent's processes. FULCRUM_SCALE_INPROCESS=1
 // runs the API and the agent inside this process instead (internal/teststack,
-// the shape of the benchmark until session 9), which FULCRUM_SCALE_STEPS=1
-// (their spans) needs, and FULCRUM_SCALE_PROFILE profiles.
+// the shape of the benchmark until session 9), which FULCRUM_SCALE_PROFILE
+// needs; FULCRUM_SCALE_STEPS=1 records their spans in either shape
+// (steps_test.go: the processes export them to this one).
 
 // node is the API and the agent of the benchmark, with the operations the
 // phases need from them.
@@ -62,7 +63,7 @@ func (n *node) shape() string {
 // the API out of this process: the in-process API that bootstrapped s (its
 // tenant, node group and tokens) stops, and `fulcrum api` serves the same
 // database on the same address.
-func startNode(t *testing.T, s *teststack.Stack, dbURL, name string, external bool, reportInterval time.Duration) *node {
+func startNode(t *testing.T, s *teststack.Stack, dbURL, name string, external bool, reportInterval time.Duration, env []string) *node {
 	t.Helper()
 	if !external {
 		ag := s.StartAgent(name)
@@ -77,7 +78,7 @@ func startNode(t *testing.T, s *teststack.Stack, dbURL, name string, external bo
 	addr := strings.TrimPrefix(s.Endpoint, "http://")
 	n := &node{}
 	n.api = startChild(t, "api", bin, []string{"api", "--addr", addr, "--haproxy=", "--log-level", "info"},
-		[]string{"FULCRUM_DATABASE_URL=" + dbURL, "FULCRUM_SECRET_KEY=" + key})
+		append([]string{"FULCRUM_DATABASE_URL=" + dbURL, "FULCRUM_SECRET_KEY=" + key}, env...))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		res, err := http.Get(s.Endpoint + "/healthz")
@@ -102,7 +103,7 @@ func startNode(t *testing.T, s *teststack.Stack, dbURL, name string, external bo
 	// hard-stop-after 30 s, its HTTP client.
 	n.agent = startChild(t, "agent", bin, []string{"agent", "--endpoint", s.Endpoint, "--node-name", name, "--state-dir", dir,
 		"--poll-wait", "10s", "--report-interval", reportInterval.String(), "--stop-haproxy-on-exit", "--log-level", "info",
-		"--metrics-addr=", "--prometheus-addr="}, []string{"FULCRUM_NODE_TOKEN=" + s.NodeToken})
+		"--metrics-addr=", "--prometheus-addr="}, append([]string{"FULCRUM_NODE_TOKEN=" + s.NodeToken}, env...))
 	t.Cleanup(func() {
 		pid := n.haproxyPID()
 		n.agent.stop(syscall.SIGTERM) // stops HAProxy (--stop-haproxy-on-exit)

@@ -18,6 +18,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"sort"
@@ -261,16 +263,23 @@ func TestScale(t *testing.T) {
 		prefix--
 	}
 	// The API and the agent each run as a process of their own (node_test.go)
-	// unless FULCRUM_SCALE_INPROCESS=1, which FULCRUM_SCALE_STEPS=1 (their
-	// spans) and FULCRUM_SCALE_PROFILE (their CPU profiles) need.
+	// unless FULCRUM_SCALE_INPROCESS=1, which FULCRUM_SCALE_PROFILE (their
+	// CPU profiles) needs. FULCRUM_SCALE_STEPS=1 records their spans: in
+	// process those this process ends, else those the processes export to
+	// it (steps_test.go).
 	external := os.Getenv("FULCRUM_SCALE_INPROCESS") != "1"
-	if os.Getenv("FULCRUM_SCALE_STEPS") == "1" || os.Getenv("FULCRUM_SCALE_PROFILE") != "" {
+	if os.Getenv("FULCRUM_SCALE_PROFILE") != "" {
 		if external {
-			logf("FULCRUM_SCALE_STEPS / FULCRUM_SCALE_PROFILE trace or profile the API and the agent in this process: running them in it (FULCRUM_SCALE_INPROCESS=1)")
+			logf("FULCRUM_SCALE_PROFILE profiles the API and the agent in this process: running them in it (FULCRUM_SCALE_INPROCESS=1)")
 		}
 		external = false
 	}
-	steps := newStepRecorder(os.Getenv("FULCRUM_SCALE_STEPS") == "1")
+	steps := newStepRecorder(os.Getenv("FULCRUM_SCALE_STEPS") == "1", !external)
+	var traceEnv []string
+	if steps.enabled && external {
+		traceEnv = startStepReceiver(t, steps)
+		logf("steps: the API and the agent export their spans (OTLP) to this process; they trace everything, the growth included")
+	}
 	dbURL := pgtest.NewDatabase(t)
 	pm := postmaster(dbURL)
 	if pm == 0 {
@@ -284,7 +293,7 @@ func TestScale(t *testing.T) {
 		AgentConfig: func(c *agent.Config) {
 			c.ReportInterval = time.Duration(envInt("FULCRUM_SCALE_REPORT_MS", 0)) * time.Millisecond
 		}})
-	ag := startNode(t, s, dbURL, "scale", external, time.Duration(envInt("FULCRUM_SCALE_REPORT_MS", 0))*time.Millisecond)
+	ag := startNode(t, s, dbURL, "scale", external, time.Duration(envInt("FULCRUM_SCALE_REPORT_MS", 0))*time.Millisecond, traceEnv)
 	logf("node: %s", ag.shape())
 	heartbeat := "the node group's, 2 s by default"
 	if ms := envInt("FULCRUM_SCALE_REPORT_MS", 0); ms > 0 {
@@ -634,9 +643,17 @@ feed:
 		bodies := []map[string]any{{"enabled": false}, {"enabled": true}}
 		// FULCRUM_SCALE_WAITS=1 samples Postgres's sessions meanwhile.
 		waits := sampleWaits(ctx, t, dbURL, phases["member"] && os.Getenv("FULCRUM_SCALE_WAITS") == "1")
-		// FULCRUM_SCALE_STEPS=1 records the first run's spans only: the
-		// runs after it are measured without tracing.
-		steps.on.Store(steps.enabled && phases["member"] && run == 0)
+		// FULCRUM_SCALE_STEPS=1 in process records the first run's spans
+		// only: the runs after it are measured without tracing. Processes
+		// trace every run anyway: each run is recorded.
+		steps.on.Store(steps.enabled && phases["member"] && (run == 0 || len(traceEnv) > 0))
+		// Decoding the processes' spans is garbage of this process, whose
+		// collections would stall the probe: none during the run.
+		gcPercent := -2
+		if steps.on.Load() && len(traceEnv) > 0 {
+			runtime.GC()
+			gcPercent = debug.SetGCPercent(-1)
+		}
 		type change struct {
 			begin, patched, effective, active time.Time
 			refused, refusedActive            int64 // 429/503 answers to the PATCH, to the reads until active
@@ -729,7 +746,13 @@ feed:
 			}
 		}
 		stopProfile()
+		if steps.enabled && len(traceEnv) > 0 && steps.on.Load() {
+			time.Sleep(stepExport) // the processes' last batch of spans
+		}
 		steps.on.Store(false)
+		if gcPercent != -2 {
+			debug.SetGCPercent(gcPercent)
+		}
 		lockWaits := waits()
 		// Each change's steps, and what waited in Postgres meanwhile (sampled
 		// pg_stat_activity: sessions waiting on a lock or running > 20 ms).
@@ -774,7 +797,7 @@ feed:
 				}
 			}
 		})
-		steps.enabled = false // the first run only
+		steps.enabled = steps.enabled && len(traceEnv) > 0 // in this process, the first run only
 		if phases["member"] {
 			logf("member phase: %d requests refused (429/503) and retried", api.refused.Load()-refusedBefore)
 		}
@@ -884,8 +907,9 @@ feed:
 		ratio(sf, sb, 50), ratio(sf, sb, 99), idleSelf, idleHap, idlePg, idleTotal)
 }
 
-// stepRecorder keeps, with FULCRUM_SCALE_STEPS=1, the spans this process
-// ends while it is on (the first run of the member phase): the API's Postgres statements,
+// stepRecorder keeps, with FULCRUM_SCALE_STEPS=1, the spans ended while it
+// is on (the member phase's runs; in process, the first run only), by this
+// process or exported by the API's and the agent's: the API's Postgres statements,
 // batches, prepares and connections (otelpgx), the agent's applies and
 // runtime API calls. Each member change then prints those that began
 // within it, and the phase the medians of the main steps. Tracing costs
@@ -901,11 +925,15 @@ type stepRecorder struct {
 type recorded struct {
 	name, text string
 	start, end time.Time
+	service    string // the process's ("api", "agent"); "" in process
 }
 
-func newStepRecorder(enabled bool) *stepRecorder {
+// newStepRecorder records this process's spans when enabled and local (the
+// API and the agent run in it), else those the processes export
+// (startStepReceiver).
+func newStepRecorder(enabled, local bool) *stepRecorder {
 	r := &stepRecorder{enabled: enabled}
-	if enabled {
+	if enabled && local {
 		otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(onSampler{r}), sdktrace.WithSpanProcessor(r)))
 	}
 	return r
@@ -926,7 +954,7 @@ func (r *stepRecorder) OnEnd(s sdktrace.ReadOnlySpan) {
 		}
 	}
 	r.mu.Lock()
-	r.spans = append(r.spans, recorded{s.Name(), text, s.StartTime(), s.EndTime()})
+	r.spans = append(r.spans, recorded{name: s.Name(), text: text, start: s.StartTime(), end: s.EndTime()})
 	r.mu.Unlock()
 }
 
@@ -961,12 +989,96 @@ func (r *stepRecorder) print(logf func(string, ...any), begin, effective time.Ti
 	if !r.enabled {
 		return
 	}
-	for _, s := range r.within(begin, effective) {
+	for _, s := range r.overlapping(begin, effective) {
 		if strings.HasPrefix(s.name, "batch query") {
 			continue // within their batch
 		}
-		logf("  +%s ms %s ms: %s %s", ms(s.start.Sub(begin)), ms(s.end.Sub(s.start)), s.name, s.text)
+		at := "+" + ms(s.start.Sub(begin))
+		if s.start.Before(begin) {
+			at = "-" + ms(begin.Sub(s.start)) // begun before the change, still running
+		}
+		who := ""
+		if s.service != "" {
+			who = s.service + " "
+		}
+		logf("  %s ms %s ms: %s%s %s", at, ms(s.end.Sub(s.start)), who, s.name, s.text)
 	}
+	if c := r.chain(begin, effective); len(c) > 0 {
+		parts := make([]string, len(c))
+		for i, st := range c {
+			parts[i] = st.name + " " + ms(st.at)
+		}
+		logf("  chain (ms after the PATCH began): %s", strings.Join(parts, ", "))
+	}
+}
+
+// chainStep is one step of a change's way to HAProxy, as its offset from
+// the PATCH's start.
+type chainStep struct {
+	name string
+	at   time.Duration
+}
+
+// chainSteps name the steps of a change's chain, in order, with the span
+// (or span event) that marks each and whether its end (else its start)
+// does.
+var chainSteps = []struct {
+	name, span string
+	end        bool
+}{
+	{"commit", "commit", true},
+	{"notified", "stream.feed", false},
+	{"view read", "snapshot.view", true},
+	{"built", "snapshot.build", true},
+	{"frame written", "stream.feed ▸ frame written", false},
+	{"agent read", "agent.stream.frame", false},
+	{"decoded", "agent.stream.frame ▸ decoded", false},
+	{"apply begun", "agent.apply", false},
+	{"runtime API begun", "haproxy.runtime", false},
+	{"runtime API done", "haproxy.runtime", true},
+}
+
+// chain is the change's steps from the processes' spans (process shape
+// only: in process, print lists the spans), and last when the probe saw it.
+func (r *stepRecorder) chain(begin, effective time.Time) []chainStep {
+	var out []chainStep
+	spans := r.within(begin, effective)
+	for _, cs := range chainSteps {
+		for _, s := range spans {
+			if s.service == "" {
+				return nil
+			}
+			if s.name != cs.span && !(cs.span == "commit" && s.service == "api" && strings.HasPrefix(s.text, "commit")) {
+				continue
+			}
+			at := s.start
+			if cs.end {
+				at = s.end
+			}
+			out = append(out, chainStep{cs.name, at.Sub(begin)})
+			break
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return append(out, chainStep{"probe saw it", effective.Sub(begin)})
+}
+
+// overlapping are the spans that ran during [from, to): begun in it, or
+// begun before and still running at from (a long-lived span, such as a
+// stream's request, aside), by start.
+func (r *stepRecorder) overlapping(from, to time.Time) []recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []recorded
+	for _, s := range r.spans {
+		if s.start.Before(to) && (!s.start.Before(from) || s.end.After(from) && s.end.Sub(s.start) < time.Second) {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].start.Before(out[j].start) })
+	return out
 }
 
 // summary prints the medians, over the changes, of: the first snapshot
@@ -1012,6 +1124,24 @@ func (r *stepRecorder) summary(logf func(string, ...any), changes func(func(begi
 		}
 	}
 	p50 := func(d []time.Duration) string { return ms(pct(sorted(d), 50)) }
+	// The process shape: each step's median and p90 over the changes.
+	at := map[string][]time.Duration{}
+	var order []string
+	for begin, effective := range changes {
+		for _, st := range r.chain(begin, effective) {
+			if _, ok := at[st.name]; !ok {
+				order = append(order, st.name)
+			}
+			at[st.name] = append(at[st.name], st.at)
+		}
+	}
+	if len(order) > 0 {
+		parts := make([]string, len(order))
+		for i, name := range order {
+			parts[i] = fmt.Sprintf("%s %s (p90 %s)", name, p50(at[name]), ms(pct(sorted(at[name]), 90)))
+		}
+		logf("member chain (ms after the PATCH began, medians over the changes): %s", strings.Join(parts, ", "))
+	}
 	logf("member steps (medians): first snapshot batch begun +%s ms, took %s ms (%d changes); runtime API done +%s ms (%d); runtime API done → probe saw it %s ms (p90 %s); changes that prepared a statement %d, opened a connection %d",
 		p50(build), p50(buildDur), len(build), p50(runtime), len(runtime), p50(seen), ms(pct(sorted(seen), 90)), prepares, connects)
 }
