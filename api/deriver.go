@@ -179,15 +179,32 @@ func (d *deriver) run(ctx context.Context) {
 	quiet.Stop()
 	defer quiet.Stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-d.wake:
-			if !d.gather(ctx, quiet) {
-				return
+		d.mu.Lock()
+		waited := len(d.dirty) > 0
+		d.mu.Unlock()
+		if waited {
+			// Marked during the last pause (or a failed derivation):
+			// they have waited long enough. A sweep due goes along.
+			select {
+			case <-d.wake:
+			default:
 			}
-		case <-sweep.C:
-			d.markAll(ctx)
+			select {
+			case <-sweep.C:
+				d.markAll(ctx)
+			default:
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.wake:
+				if !d.gather(ctx, quiet) {
+					return
+				}
+			case <-sweep.C:
+				d.markAll(ctx)
+			}
 		}
 		d.deriveDirty(ctx)
 		pause.Reset(d.interval)
@@ -195,26 +212,6 @@ func (d *deriver) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-pause.C:
-		}
-		// Marks that came during the pause have waited long enough.
-		d.mu.Lock()
-		again := len(d.dirty) > 0
-		d.mu.Unlock()
-		for again {
-			select {
-			case <-d.wake: // theirs
-			default:
-			}
-			d.deriveDirty(ctx)
-			pause.Reset(d.interval)
-			select {
-			case <-ctx.Done():
-				return
-			case <-pause.C:
-			}
-			d.mu.Lock()
-			again = len(d.dirty) > 0
-			d.mu.Unlock()
 		}
 	}
 }
