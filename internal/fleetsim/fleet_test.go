@@ -426,6 +426,13 @@ func settle(window time.Duration) time.Duration {
 	return time.Since(start)
 }
 
+// numGC is the number of GC cycles the process completed.
+func numGC() uint32 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.NumGC
+}
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -794,9 +801,11 @@ feed:
 	fmt.Fprintln(c.stdin, "heartbeats off")
 	time.Sleep(3 * time.Second) // reports in flight end
 	settleQ := settle(cfg.QuietIdle)
+	gcQ0 := numGC()
 	cpuQ, tQ := cpuTime(), time.Now()
 	time.Sleep(cfg.QuietIdle)
 	quietRate := float64(cpuTime()-cpuQ) / float64(time.Since(tQ))
+	gcQ := numGC() - gcQ0
 	if f := os.Getenv("FULCRUM_FLEET_CPUPROFILE"); f != "" {
 		// A CPU profile of the API's process over this series alone.
 		if out, err := os.Create(f); err == nil {
@@ -856,6 +865,7 @@ feed:
 	}
 	logf("heartbeats paused: API process CPU %.1f%% of a core over %s idle (after %s settling); %d writes (%d not answered) in %.1f s, write → node holds it p50=%s ms p99=%s ms, %d timed out",
 		100*quietRate, cfg.QuietIdle, settleQ.Round(time.Second), qr.done, qr.failed, qr.series.Seconds(), msf(Percentile(qr.toNode, 50)), msf(Percentile(qr.toNode, 99)), qr.timeouts)
+	logf("heartbeats paused: %d GC cycles in the idle baseline", gcQ)
 	logf("heartbeats paused: the test process allocated %.1f MiB per write over the series, %d GC cycles in it (heap %.0f MiB after)",
 		float64(msQ1.TotalAlloc-msQ0.TotalAlloc)/(1<<20)/float64(max(qr.done-qr.failed, 1)), msQ1.NumGC-msQ0.NumGC, float64(msQ1.HeapAlloc)/(1<<20))
 	logf("API CPU per write, heartbeats paused: %s ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d answered writes; "+
