@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/api/store"
@@ -98,6 +99,9 @@ func (w *reportWriter) takeAcks(room int) (jobs []*reportJob, fast []fastAck) {
 		p   ackPending
 	}
 	var slow []taken
+	// The lane's buffer (writeAcks keeps nothing of it): a write fanned
+	// out to 1,000 nodes brings 1,000 acknowledgements.
+	fast = w.fastBuf[:0]
 	for k, p := range w.acks {
 		if len(slow) >= room && len(fast) >= ackFastMax {
 			break
@@ -125,6 +129,7 @@ func (w *reportWriter) takeAcks(room int) (jobs []*reportJob, fast []fastAck) {
 	}
 	left := len(w.acks) > 0
 	w.mu.Unlock()
+	w.fastBuf = fast[:0]
 	if left {
 		select {
 		case w.ackReady <- struct{}{}:
@@ -148,10 +153,11 @@ func (w *reportWriter) takeAcks(room int) (jobs []*reportJob, fast []fastAck) {
 // a failed statement are lost, as a failed batch's: each node's next
 // heartbeat carries the revision it serves.
 func (w *reportWriter) writeAcks(ctx context.Context, fast []fastAck) {
-	items := make([]store.AckWrite, len(fast))
-	for i, f := range fast {
-		items[i] = store.AckWrite{NodeID: f.nodeID, GroupID: f.groupID, Applied: f.applied, At: f.at}
+	items := w.ackItems[:0]
+	for _, f := range fast {
+		items = append(items, store.AckWrite{NodeID: f.nodeID, GroupID: f.groupID, Applied: f.applied, At: f.at})
 	}
+	w.ackItems = items[:0]
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportBatchTimeout)
 	t0 := time.Now()
 	missed, err := w.st.WriteAcks(bctx, items)
@@ -166,11 +172,14 @@ func (w *reportWriter) writeAcks(ctx context.Context, fast []fastAck) {
 	if err != nil && ctx.Err() == nil {
 		w.log.Warn("write acknowledgements", "acks", len(items), "err", err)
 	}
-	miss := make(map[string]bool, len(missed))
-	for _, id := range missed {
-		miss[id] = true
+	var miss map[string]bool // usually none
+	if len(missed) > 0 {
+		miss = make(map[string]bool, len(missed))
+		for _, id := range missed {
+			miss[id] = true
+		}
 	}
-	groups := map[string]bool{}
+	var groups []string // usually one
 	again := false
 	w.mu.Lock()
 	for _, f := range fast {
@@ -188,7 +197,9 @@ func (w *reportWriter) writeAcks(ctx context.Context, fast []fastAck) {
 			}
 			continue
 		}
-		groups[f.groupID] = true
+		if len(groups) == 0 || groups[len(groups)-1] != f.groupID {
+			groups = append(groups, f.groupID)
+		}
 		if n == nil || n.node.ID != f.nodeID {
 			continue
 		}
@@ -209,8 +220,10 @@ func (w *reportWriter) writeAcks(ctx context.Context, fast []fastAck) {
 		default:
 		}
 	}
+	slices.Sort(groups)
+	groups = slices.Compact(groups)
 	if w.ackMarked != nil {
-		for g := range groups {
+		for _, g := range groups {
 			w.ackMarked(g)
 		}
 	}

@@ -158,20 +158,53 @@ func (d *deriver) markLocked(groupID string, members map[string]string, newer bo
 	}
 }
 
-// run derives dirty groups until ctx ends: at once when the first group
-// becomes dirty, then at most every interval.
+// deriveQuiet is how long the deriver, woken from idle, waits for marks to
+// stop before it derives (at most its interval). A write fanned out to
+// 1,000 nodes brings their acknowledgements over tens of milliseconds, in
+// several batches, each marking the group: derived at the first, the group
+// was derived twice per write (the first time before its nodes had all
+// acknowledged, so for nothing), each derivation a transaction of about
+// fifteen statements.
+const deriveQuiet = 20 * time.Millisecond
+
+// run derives dirty groups until ctx ends: when the marks of a group woken
+// from idle stop for deriveQuiet (within interval), then at most every
+// interval.
 func (d *deriver) run(ctx context.Context) {
 	sweep := time.NewTicker(d.sweep)
 	defer sweep.Stop()
 	pause := time.NewTimer(0)
 	defer pause.Stop()
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	defer quiet.Stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-d.wake:
-		case <-sweep.C:
-			d.markAll(ctx)
+		d.mu.Lock()
+		waited := len(d.dirty) > 0
+		d.mu.Unlock()
+		if waited {
+			// Marked during the last pause (or a failed derivation):
+			// they have waited long enough. A sweep due goes along.
+			select {
+			case <-d.wake:
+			default:
+			}
+			select {
+			case <-sweep.C:
+				d.markAll(ctx)
+			default:
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.wake:
+				if !d.gather(ctx, quiet) {
+					return
+				}
+			case <-sweep.C:
+				d.markAll(ctx)
+			}
 		}
 		d.deriveDirty(ctx)
 		pause.Reset(d.interval)
@@ -179,6 +212,30 @@ func (d *deriver) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-pause.C:
+		}
+	}
+}
+
+// gather waits, after a mark woke the deriver from idle, until no group
+// was marked for deriveQuiet, at most interval in all; false when ctx
+// ended.
+func (d *deriver) gather(ctx context.Context, quiet *time.Timer) bool {
+	wait := min(deriveQuiet, d.interval)
+	end := time.Now().Add(d.interval)
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return true
+		}
+		quiet.Reset(min(wait, left))
+		select {
+		case <-ctx.Done():
+			quiet.Stop()
+			return false
+		case <-d.wake:
+			quiet.Stop()
+		case <-quiet.C:
+			return true
 		}
 	}
 }

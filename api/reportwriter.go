@@ -125,6 +125,10 @@ type reportWriter struct {
 	// be derived.
 	ackJob    func(ackKey, int64, time.Time) *reportJob
 	ackMarked func(groupID string)
+	// fastBuf and ackItems are the light lane's buffers of the
+	// acknowledgements of plain nodes (takeAcks, writeAcks).
+	fastBuf  []fastAck
+	ackItems []store.AckWrite
 }
 
 // reportSeenFlush is how often the last_seen_at of heartbeats acknowledged

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -425,6 +426,13 @@ func settle(window time.Duration) time.Duration {
 	return time.Since(start)
 }
 
+// numGC is the number of GC cycles the process completed.
+func numGC() uint32 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.NumGC
+}
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -793,9 +801,11 @@ feed:
 	fmt.Fprintln(c.stdin, "heartbeats off")
 	time.Sleep(3 * time.Second) // reports in flight end
 	settleQ := settle(cfg.QuietIdle)
+	gcQ0 := numGC()
 	cpuQ, tQ := cpuTime(), time.Now()
 	time.Sleep(cfg.QuietIdle)
 	quietRate := float64(cpuTime()-cpuQ) / float64(time.Since(tQ))
+	gcQ := numGC() - gcQ0
 	if f := os.Getenv("FULCRUM_FLEET_CPUPROFILE"); f != "" {
 		// A CPU profile of the API's process over this series alone.
 		if out, err := os.Create(f); err == nil {
@@ -804,10 +814,29 @@ feed:
 			}
 		}
 	}
+	// Allocation profiles before and after this series (compare them with
+	// go tool pprof -diff_base): where the GC's work per write comes from.
+	// A diagnostic: each is taken after a collection it forces (a profile
+	// shows the allocations up to the last one), outside the series' CPU
+	// but not without effect on it (no collection is due in the series).
+	memProfile := func(suffix string) {
+		if f := os.Getenv("FULCRUM_FLEET_MEMPROFILE"); f != "" {
+			runtime.GC()
+			if out, err := os.Create(f + suffix); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(out, 0)
+				out.Close()
+			}
+		}
+	}
+	memProfile(".before")
+	var msQ0, msQ1 runtime.MemStats
+	runtime.ReadMemStats(&msQ0)
 	before := c.statsOf("before-quiet")
 	c.mark()
 	qr := runSeries(cfg.QuietWrites, false, 500*time.Millisecond)
 	pprof.StopCPUProfile()
+	runtime.ReadMemStats(&msQ1)
+	memProfile("")
 	if q := c.statsOf("quiet"); q != nil && before != nil {
 		ar0, ap0 := ackCounts(before)
 		ar, ap := ackCounts(q)
@@ -836,6 +865,9 @@ feed:
 	}
 	logf("heartbeats paused: API process CPU %.1f%% of a core over %s idle (after %s settling); %d writes (%d not answered) in %.1f s, write → node holds it p50=%s ms p99=%s ms, %d timed out",
 		100*quietRate, cfg.QuietIdle, settleQ.Round(time.Second), qr.done, qr.failed, qr.series.Seconds(), msf(Percentile(qr.toNode, 50)), msf(Percentile(qr.toNode, 99)), qr.timeouts)
+	logf("heartbeats paused: %d GC cycles in the idle baseline", gcQ)
+	logf("heartbeats paused: the test process allocated %.1f MiB per write over the series, %d GC cycles in it (heap %.0f MiB after)",
+		float64(msQ1.TotalAlloc-msQ0.TotalAlloc)/(1<<20)/float64(max(qr.done-qr.failed, 1)), msQ1.NumGC-msQ0.NumGC, float64(msQ1.HeapAlloc)/(1<<20))
 	logf("API CPU per write, heartbeats paused: %s ms = (process CPU %s ms over the series − idle rate %.3f cores × %.1f s) / %d answered writes; "+
 		"the write, its fan-out to every node and their acks (this is the fleet line's api_cpu_ms_per_write)",
 		quietS, msf(qr.cpu), quietRate, qr.series.Seconds(), qr.done-qr.failed)

@@ -144,7 +144,7 @@ func (n *node) stream(ctx context.Context, client *http.Client) int {
 				n.rev, n.has = rev, true
 			}
 			n.mu.Unlock()
-			n.f.w.line("snap %d %d %d %d", n.idx, rev, len(payload), got.UnixNano())
+			n.f.w.receipt("snap %d %d %d %d", n.idx, rev, len(payload), got.UnixNano())
 			if !n.f.acksOff.Load() {
 				n.f.ackPolls.Add(1)
 				if !sender.Send(nodestream.Ack(rev)) {
