@@ -1,17 +1,14 @@
 package nodescale
 
 import (
-	"compress/gzip"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/fulcrumlb/fulcrum/internal/telemetry/otlptest"
 )
 
 // The per-change steps of the process shape (FULCRUM_SCALE_STEPS=1 without
@@ -35,40 +32,13 @@ const stepExport = 7 * time.Second
 // the environment that points a `fulcrum` process at it.
 func startStepReceiver(t *testing.T, r *stepRecorder) []string {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		var body io.Reader = req.Body
-		if req.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(req.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			body = zr
-		}
-		raw, err := io.ReadAll(body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if req.URL.Path != "/v1/traces" {
-			w.WriteHeader(http.StatusOK) // metrics, logs: not exported here
-			return
-		}
-		var msg coltrace.ExportTraceServiceRequest
-		if err := proto.Unmarshal(raw, &msg); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+	rcv := otlptest.Forward(t, func(msg *coltrace.ExportTraceServiceRequest) {
 		if r.on.Load() {
-			r.addExported(&msg)
+			r.addExported(msg)
 		}
-		out, _ := proto.Marshal(&coltrace.ExportTraceServiceResponse{})
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		_, _ = w.Write(out)
-	}))
-	t.Cleanup(srv.Close)
+	})
 	return []string{"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
-		"OTEL_EXPORTER_OTLP_ENDPOINT=" + srv.URL, "OTEL_TRACES_SAMPLER=always_on"}
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + rcv.Endpoint, "OTEL_TRACES_SAMPLER=always_on"}
 }
 
 // addExported records the spans of an export request.

@@ -57,11 +57,27 @@ type Receiver struct {
 	mu    sync.Mutex
 	spans []Span
 	text  strings.Builder // every request, as protobuf text, for searches
+
+	// forward, when set, gets every trace export instead of the receiver
+	// keeping it (Forward).
+	forward func(*coltrace.ExportTraceServiceRequest)
 }
 
 // Start runs a receiver until the test ends.
 func Start(tb testing.TB) *Receiver {
 	r := &Receiver{}
+	srv := httptest.NewServer(r)
+	tb.Cleanup(srv.Close)
+	r.Endpoint = srv.URL
+	return r
+}
+
+// Forward runs a receiver until the test ends that hands every trace export
+// to fn (from the server's goroutines) and keeps nothing: for long runs, where
+// keeping and formatting every export would cost the test memory and CPU.
+// Metrics and logs are acknowledged and dropped.
+func Forward(tb testing.TB, fn func(*coltrace.ExportTraceServiceRequest)) *Receiver {
+	r := &Receiver{forward: fn}
 	srv := httptest.NewServer(r)
 	tb.Cleanup(srv.Close)
 	r.Endpoint = srv.URL
@@ -99,15 +115,25 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	switch tr, isTrace := msg.(*coltrace.ExportTraceServiceRequest); {
+	case r.forward == nil:
+		r.keep(msg)
+	case isTrace:
+		r.forward(tr)
+	}
+	out, _ := proto.Marshal(resp)
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(out)
+}
+
+// keep records msg.
+func (r *Receiver) keep(msg proto.Message) {
 	r.mu.Lock()
 	r.text.WriteString(prototext.Format(msg))
 	if tr, ok := msg.(*coltrace.ExportTraceServiceRequest); ok {
 		r.spans = append(r.spans, flatten(tr)...)
 	}
 	r.mu.Unlock()
-	out, _ := proto.Marshal(resp)
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
 }
 
 // Spans returns the spans received so far.
