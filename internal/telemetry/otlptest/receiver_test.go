@@ -3,6 +3,7 @@ package otlptest
 import (
 	"bytes"
 	"net/http"
+	"sync"
 	"testing"
 
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -38,11 +39,16 @@ func TestStartKeepsForwardHands(t *testing.T) {
 		t.Fatalf("Start kept %+v, want the span \"kept\"", s)
 	}
 
+	var mu sync.Mutex
 	var got []string
 	fwd := Forward(t, func(r *coltrace.ExportTraceServiceRequest) {
+		mu.Lock()
+		defer mu.Unlock()
 		got = append(got, r.GetResourceSpans()[0].GetScopeSpans()[0].GetSpans()[0].GetName())
 	})
 	export(t, fwd.Endpoint, "handed")
+	mu.Lock()
+	defer mu.Unlock()
 	if len(got) != 1 || got[0] != "handed" {
 		t.Fatalf("Forward handed %q, want [handed]", got)
 	}
