@@ -115,11 +115,6 @@ func TestTryFrameExtendsTheWriteDeadline(t *testing.T) {
 // asked to send its own (keep, not a turn); one that sent a frame lately,
 // or is busy, is left alone.
 func TestFeedKeepalive(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	type peer struct {
 		r      *nodeStream
 		client net.Conn
@@ -127,17 +122,7 @@ func TestFeedKeepalive(t *testing.T) {
 	now := time.Now()
 	g := &groupFeed{members: map[*nodeStream]struct{}{}}
 	open := func(raw, parked bool, last time.Time) peer {
-		client, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { client.Close() })
-		sc, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sc.Close() })
-		server := sc.(*net.TCPConn)
+		client, server := tcpPair(t)
 		fw := &frameWriter{w: server, setDeadline: server.SetWriteDeadline, last: last}
 		if raw {
 			fw.raw = rawConnOf(server)
